@@ -1,0 +1,318 @@
+//! `guard doctor`: what this host supports, each line PASS/WARN/FAIL with a one-line fix hint.
+//! Exit code 1 when any check FAILs.
+
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Result;
+
+use crate::probes::{self, ProbeConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// One line saying how to fix it or what it means (empty on PASS).
+    pub hint: String,
+}
+
+impl Check {
+    fn new(
+        name: &'static str,
+        status: Status,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            name,
+            status,
+            detail: detail.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+pub fn run() -> Result<ExitCode> {
+    let checks = all_checks();
+    let mut failed = false;
+    for c in &checks {
+        let tag = match c.status {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => {
+                failed = true;
+                "FAIL"
+            }
+        };
+        println!("{tag}  {:<12} {}", c.name, c.detail);
+        if !c.hint.is_empty() {
+            println!("      {:<12} hint: {}", "", c.hint);
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn all_checks() -> Vec<Check> {
+    let mut v = vec![kernel(), btf()];
+    let (tp, lsm) = program_support();
+    v.push(tp);
+    v.push(lsm);
+    v.push(cgroup_v2());
+    v.push(capabilities());
+    v.push(docker());
+    v
+}
+
+fn kernel() -> Check {
+    match nix::sys::utsname::uname() {
+        Ok(u) => {
+            let release = u.release().to_string_lossy().into_owned();
+            let (maj, min) = parse_version(&release);
+            if (maj, min) >= (5, 8) {
+                Check::new("kernel", Status::Pass, format!("Linux {release}"), "")
+            } else {
+                Check::new(
+                    "kernel",
+                    Status::Fail,
+                    format!("Linux {release}"),
+                    "guard needs Linux >= 5.8 (BPF ring buffer); upgrade the kernel",
+                )
+            }
+        }
+        Err(e) => Check::new(
+            "kernel",
+            Status::Fail,
+            format!("uname failed: {e}"),
+            "check /proc",
+        ),
+    }
+}
+
+/// "6.18.44-fc" -> (6, 18); unparsable parts become 0.
+pub fn parse_version(release: &str) -> (u32, u32) {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+fn btf() -> Check {
+    let p = Path::new("/sys/kernel/btf/vmlinux");
+    if p.exists() {
+        match crate::btf::Btf::from_sys_fs().and_then(|b| b.member_offset("task_struct", "tgid")) {
+            Ok(_) => Check::new("btf", Status::Pass, "/sys/kernel/btf/vmlinux readable", ""),
+            Err(e) => Check::new(
+                "btf",
+                Status::Fail,
+                format!("kernel BTF unusable: {e}"),
+                "guard reads struct offsets from BTF; use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+            ),
+        }
+    } else {
+        Check::new(
+            "btf",
+            Status::Fail,
+            "no /sys/kernel/btf/vmlinux",
+            "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        )
+    }
+}
+
+/// Reads the active LSM list, mounting securityfs first if it is not mounted.
+pub fn lsm_list() -> Result<String, String> {
+    let path = Path::new("/sys/kernel/security/lsm");
+    if !path.exists() {
+        nix::mount::mount(
+            Some("securityfs"),
+            "/sys/kernel/security",
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("securityfs not mounted and mounting it failed: {e}"))?;
+    }
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn program_support() -> (Check, Check) {
+    let listed = lsm_list();
+    let bpf_listed = listed
+        .as_ref()
+        .map(|l| l.split(',').any(|m| m == "bpf"))
+        .unwrap_or(false);
+    let support = probes::probe_support(&ProbeConfig::default());
+    let tp = match &support.tracepoint {
+        Ok(()) => Check::new(
+            "tracepoints",
+            Status::Pass,
+            "sched_process_exec attached; ring buffer created",
+            "",
+        ),
+        Err(e) => Check::new(
+            "tracepoints",
+            Status::Fail,
+            format!("cannot load/attach tracepoint programs: {e:#}"),
+            "run as root (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN) on a kernel with BPF ring buffers",
+        ),
+    };
+    let lsm_desc = match &listed {
+        Ok(l) => format!("active LSMs: {l}"),
+        Err(e) => e.clone(),
+    };
+    let lsm = match (&support.lsm, bpf_listed) {
+        (Ok(()), _) => Check::new(
+            "bpf-lsm",
+            Status::Pass,
+            format!("LSM program loads and attaches ({lsm_desc})"),
+            "",
+        ),
+        (Err(e), true) => Check::new(
+            "bpf-lsm",
+            Status::Warn,
+            format!("bpf is listed ({lsm_desc}) but the kernel refuses LSM programs: {e:#}"),
+            "no in-kernel denial here: enforcement falls back to SIGKILL at exec (the binary runs no instruction) and kill-after-the-fact for open/connect",
+        ),
+        (Err(e), false) => Check::new(
+            "bpf-lsm",
+            Status::Warn,
+            format!("bpf is not an active LSM ({lsm_desc}); loading failed: {e:#}"),
+            "boot with lsm=...,bpf (CONFIG_BPF_LSM=y) for in-kernel denial; until then the SIGKILL fallback applies",
+        ),
+    };
+    (tp, lsm)
+}
+
+/// Finds the cgroup2 mount point in /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (post.split_whitespace().next()? == "cgroup2")
+            .then(|| pre.split_whitespace().nth(4).map(str::to_owned))
+            .flatten()
+    })
+}
+
+fn cgroup_v2() -> Check {
+    match cgroup2_mount() {
+        Some(m) if m == "/sys/fs/cgroup" => Check::new(
+            "cgroup-v2",
+            Status::Pass,
+            "unified hierarchy at /sys/fs/cgroup",
+            "",
+        ),
+        Some(m) => Check::new(
+            "cgroup-v2",
+            Status::Warn,
+            format!("hybrid mode: cgroup2 at {m}, v1 controllers at /sys/fs/cgroup"),
+            "container identity uses the v2 hierarchy; boot with systemd.unified_cgroup_hierarchy=1 for a pure v2 host",
+        ),
+        None => Check::new(
+            "cgroup-v2",
+            Status::Fail,
+            "no cgroup2 mount",
+            "mount -t cgroup2 none /sys/fs/cgroup (guard identifies workloads by cgroup v2 id)",
+        ),
+    }
+}
+
+fn capabilities() -> Check {
+    use caps::{CapSet, Capability as C};
+    match caps::read(None, CapSet::Effective) {
+        Ok(set) => {
+            let has = |c| set.contains(&c);
+            let bpf_ok = has(C::CAP_SYS_ADMIN) || (has(C::CAP_BPF) && has(C::CAP_PERFMON));
+            let mut names: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+            names.sort();
+            let shown = if names.len() > 8 {
+                format!("{} capabilities", names.len())
+            } else {
+                names.join(",")
+            };
+            if bpf_ok {
+                Check::new(
+                    "capabilities",
+                    Status::Pass,
+                    format!("effective: {shown}"),
+                    "",
+                )
+            } else {
+                Check::new(
+                    "capabilities",
+                    Status::Fail,
+                    format!("effective: {shown}"),
+                    "run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE and CAP_KILL",
+                )
+            }
+        }
+        Err(e) => Check::new(
+            "capabilities",
+            Status::Fail,
+            format!("cannot read: {e}"),
+            "check /proc/self/status",
+        ),
+    }
+}
+
+/// Pings the Docker API on its Unix socket.
+pub fn docker_ping(sock: &str) -> Result<(), String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("{sock}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok();
+    s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .map_err(|e| format!("{sock}: {e}"))?;
+    let mut buf = Vec::new();
+    s.take(4096)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{sock}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    if text.starts_with("HTTP/1.") && text.contains(" 200 ") {
+        Ok(())
+    } else {
+        Err(format!("{sock}: unexpected answer to /_ping"))
+    }
+}
+
+fn docker() -> Check {
+    let sock = "/var/run/docker.sock";
+    match docker_ping(sock) {
+        Ok(()) => Check::new("docker", Status::Pass, format!("{sock} answers"), ""),
+        Err(e) => Check::new(
+            "docker",
+            Status::Warn,
+            format!("Docker API unreachable: {e}"),
+            "start dockerd for container names/images/labels; without it container fields are <NA>",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(parse_version("6.18.44-fc-v782"), (6, 18));
+        assert_eq!(parse_version("5.4.0"), (5, 4));
+        assert_eq!(parse_version("garbage"), (0, 0));
+    }
+}

@@ -1,0 +1,12 @@
+//! guard: a runtime security engine for container hosts.
+//!
+//! Modules follow the data flow: `probes` loads the eBPF programs, `events` decodes their
+//! records, `agent` runs the pipeline, `doctor` checks the host, `cli` is the command line.
+
+pub mod agent;
+pub mod alert;
+pub mod btf;
+pub mod cli;
+pub mod doctor;
+pub mod events;
+pub mod probes;

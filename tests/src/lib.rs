@@ -1,0 +1,2 @@
+//! Shared helpers for guard's cross-cutting tests (see `tests/tests/`).
+pub mod harness;
