@@ -1,1 +1,285 @@
-//! placeholder
+//! Fixtures for root, Docker and agent tests.
+//!
+//! A test that cannot run prints why. Under `CI=true` it fails instead: privileged layers are
+//! mandatory in CI and must never pass silently.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::{
+        Mutex, OnceLock,
+        mpsc::{Receiver, channel},
+    },
+    time::{Duration, Instant},
+};
+
+/// True when running in CI, where every privileged layer is mandatory.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns false (after printing why) when the test cannot run here; panics in CI instead.
+pub fn can_run(ok: bool, why: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("required test layer unavailable in CI: {why}");
+    }
+    eprintln!("SKIP (not CI): {why}");
+    false
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The repository root (parent of the `tests` crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Path of the `guard` binary, built on first use (cargo does not build another package's
+/// binaries for this crate's tests).
+pub fn guard_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("GUARD_BIN") {
+            return PathBuf::from(p);
+        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "guard", "--bin", "guard"])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo build for the guard binary");
+        assert!(status.success(), "cargo build -p guard failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"));
+        let bin = target.join("debug").join("guard");
+        assert!(bin.exists(), "guard binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Serialises tests that load probes or start agents: they share kernel-wide attach points.
+pub fn agent_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running `guard run` with its stdout lines delivered through a channel.
+pub struct Agent {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Agent {
+    /// Starts `guard run ARGS` and waits for its `guard: ready` line on stderr.
+    pub fn start(args: &[&str]) -> Agent {
+        let mut child = Command::new(guard_bin())
+            .arg("run")
+            .args(args)
+            .env("GUARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning guard run");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (ready_tx, ready_rx) = channel();
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[guard] {line}");
+                if line.contains("guard: ready")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            panic!("guard run did not become ready within 30 s");
+        }
+        Agent { child, lines }
+    }
+
+    /// Waits for a stdout JSON line satisfying `pred`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && pred(&v)
+            {
+                return Some(v);
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Docker fixture: dockerd (started by `integration/docker.sh up` or already running) and
+/// the locally imported busybox image.
+pub struct Docker;
+
+pub const TEST_IMAGE: &str = "guard-test-busybox:latest";
+
+impl Docker {
+    /// Brings the fixture up once per test process. `None` (outside CI) when Docker is unusable.
+    pub fn get() -> Option<Docker> {
+        static UP: OnceLock<Result<(), String>> = OnceLock::new();
+        let up = UP.get_or_init(|| {
+            if !is_root() {
+                return Err("Docker tests need root".into());
+            }
+            let out = Command::new("bash")
+                .arg(repo_root().join("integration/docker.sh"))
+                .arg("up")
+                .output()
+                .map_err(|e| format!("running integration/docker.sh: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "integration/docker.sh up failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        });
+        match up {
+            Ok(()) => Some(Docker),
+            Err(why) => {
+                can_run(false, why);
+                None
+            }
+        }
+    }
+
+    /// `docker ARGS`, returning trimmed stdout; panics with stderr on failure.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("running docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Runs a detached test container (labelled for cleanup); removed on drop.
+    pub fn run(&self, extra: &[&str], cmd: &[&str]) -> Container {
+        let mut args = vec!["run", "-d", "--label", "guard-test=1"];
+        if !extra.iter().any(|a| a.starts_with("--network")) {
+            args.push("--network=none");
+        }
+        args.extend_from_slice(extra);
+        args.push(TEST_IMAGE);
+        args.extend_from_slice(cmd);
+        let id = self.cmd(&args);
+        Container { id }
+    }
+}
+
+pub struct Container {
+    pub id: String,
+}
+
+impl Container {
+    pub fn pid(&self) -> u32 {
+        Docker
+            .cmd(&["inspect", "-f", "{{.State.Pid}}", &self.id])
+            .parse()
+            .expect("container pid")
+    }
+
+    pub fn name(&self) -> String {
+        Docker
+            .cmd(&["inspect", "-f", "{{.Name}}", &self.id])
+            .trim_start_matches('/')
+            .to_owned()
+    }
+
+    /// `docker exec` in the container; returns (exit success, stdout).
+    pub fn exec(&self, cmd: &[&str]) -> (bool, String) {
+        let out = Command::new("docker")
+            .arg("exec")
+            .arg(&self.id)
+            .args(cmd)
+            .output()
+            .expect("docker exec");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.id])
+            .output();
+    }
+}
+
+/// Path of the cgroup v2 directory of `pid` (cgroup2 may be mounted at /sys/fs/cgroup or, in
+/// hybrid mode, elsewhere such as /sys/fs/cgroup/unified).
+pub fn cgroup_v2_dir(pid: u32) -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2")
+                .then(|| pre.split_whitespace().nth(4).map(str::to_owned))
+                .flatten()
+        })
+        .expect("no cgroup2 mount");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/pid/cgroup");
+    let rel = cg
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("no cgroup v2 line");
+    PathBuf::from(mount).join(rel.trim_start_matches('/'))
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Docker fixture for host integration tests.
+#   up      start dockerd from Debian's docker.io (or reuse a running one) and build the test image
+#   down    stop dockerd if `up` started it; remove test containers (label guard-test=1)
+#   status  print whether the daemon answers and whether we own it
+# The test image (guard-test-busybox:latest) is a busybox-static rootfs loaded with `docker import`,
+# because no registry is reachable from these machines.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE="${GUARD_TEST_STATE:-/run/guard-test}"
+PIDFILE="$STATE/dockerd.pid"
+LOG="$STATE/dockerd.log"
+IMAGE="${GUARD_TEST_IMAGE:-guard-test-busybox:latest}"
+
+say() { printf 'docker-fixture: %s\n' "$*" >&2; }
+
+daemon_up() { timeout 5 docker info >/dev/null 2>&1; }
+
+start_daemon() {
+    if daemon_up; then
+        say "reusing the running dockerd"
+        return
+    fi
+    command -v dockerd >/dev/null || { say "dockerd missing: run integration/setup.sh"; exit 1; }
+    mkdir -p "$STATE"
+    say "starting dockerd (log: $LOG)"
+    # No bridge or iptables: tests use --network none or host, and the host firewall stays untouched.
+    setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+        --pidfile "$STATE/dockerd.own.pid" >"$LOG" 2>&1 < /dev/null &
+    echo $! >"$PIDFILE"
+    for _ in $(seq 1 120); do
+        if daemon_up; then say "dockerd is up (pid $(cat "$PIDFILE"))"; return; fi
+        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+            say "dockerd exited; last log lines:"; tail -n 30 "$LOG" >&2; rm -f "$PIDFILE"; exit 1
+        fi
+        sleep 0.5
+    done
+    say "dockerd did not answer within 60 s; last log lines:"; tail -n 30 "$LOG" >&2
+    exit 1
+}
+
+build_image() {
+    if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+        say "image $IMAGE present"
+        return
+    fi
+    local bb rootfs
+    bb=/bin/busybox   # from busybox-static: runs in an empty rootfs
+    [ -x "$bb" ] || { say "busybox-static missing: run integration/setup.sh"; exit 1; }
+    rootfs="$(mktemp -d)"
+    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,var/log}
+    cp "$bb" "$rootfs/bin/busybox"
+    for applet in $("$rootfs/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf /bin/busybox "$rootfs/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    printf 'root:*:19000:0:99999:7:::\n' >"$rootfs/etc/shadow"
+    chmod 600 "$rootfs/etc/shadow"
+    chmod 1777 "$rootfs/tmp"
+    say "importing $IMAGE from busybox-static"
+    tar -C "$rootfs" -c . | docker import -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
+    rm -rf "$rootfs"
+}
+
+stop_daemon() {
+    local ids
+    if daemon_up; then
+        ids="$(docker ps -aq --filter label=guard-test=1 || true)"
+        if [ -n "$ids" ]; then
+            say "removing test containers"; docker rm -f $ids >/dev/null || true
+        fi
+    fi
+    if [ -f "$PIDFILE" ]; then
+        local pid; pid="$(cat "$PIDFILE")"
+        if kill -0 "$pid" 2>/dev/null; then
+            say "stopping the dockerd we started (pid $pid)"
+            kill "$pid"
+            for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+        fi
+        rm -f "$PIDFILE"
+    else
+        say "dockerd was not started by this fixture; leaving it running"
+    fi
+}
+
+case "${1:-}" in
+    up) start_daemon; build_image ;;
+    down) stop_daemon ;;
+    status)
+        if daemon_up; then echo "daemon: up"; else echo "daemon: down"; fi
+        if [ -f "$PIDFILE" ]; then echo "owner: fixture (pid $(cat "$PIDFILE"))"; else echo "owner: other"; fi ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

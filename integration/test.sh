@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: setup, then all four layers through `cargo test --workspace`:
+#   1. unit tests (guard, guard-ebpf)             2. the tests/ crate (rule corpus, compatibility)
+#   3. host integration (root, real dockerd)      4. VM integration (qemu TCG, BPF LSM kernels)
+# With CI=true every privileged layer is mandatory: a test that cannot run fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+start=$(date +%s)
+bash integration/setup.sh
+bash integration/docker.sh up
+trap 'bash integration/docker.sh down' EXIT
+
+cargo build --workspace --all-targets
+cargo test --workspace --no-fail-fast "$@"
+echo "integration/test.sh: finished in $(( $(date +%s) - start )) s" >&2
