@@ -1,18 +1,28 @@
 //! Every layout shared between guard's eBPF programs and its userspace agent.
 //!
-//! This is the one definition of each ring-buffer record, map key and map value and of the
-//! load-time constants. The eBPF programs (`src/main.rs`) and the agent (`guard`) both use it,
-//! so a layout change is a compile-time change on both sides.
-#![no_std]
+//! This is the one definition of each ring-buffer record, map key and map value, and of the
+//! load-time constants. The eBPF programs (`src/programs.rs`) and the agent (`guard`) both use
+//! it, so a layout change is a compile-time change on both sides.
+//!
+//! A record is `EventHeader`, then a kind-specific body, then up to two variable-length
+//! payloads (`len0`/`len1` bytes) whose meaning depends on the kind (see `syscalls::spec`).
+#![cfg_attr(not(test), no_std)]
+
+pub mod syscalls;
 
 /// Length of `task_struct.comm`.
 pub const COMM_LEN: usize = 16;
-/// Bytes of an exec's resolved filename carried in a record (longer names are truncated and flagged).
-pub const EXEC_FILENAME_LEN: usize = 512;
+/// Largest payload (a path, argv, a sockaddr) carried in one record; PATH_MAX.
+pub const PAYLOAD_MAX: usize = 4096;
+/// Size of the per-CPU scratch area a record is assembled in: a power of two with room for the
+/// fixed part, a payload offset of up to 2 * PAYLOAD_MAX (masked) and one more payload.
+pub const SCRATCH_LEN: usize = 4 * PAYLOAD_MAX;
 /// Ring-buffer size used when the configuration does not set one (bytes, power of two).
-pub const DEFAULT_RING_BYTES: u32 = 1 << 22;
+pub const DEFAULT_RING_BYTES: u32 = 1 << 23;
 /// Capacity of the per-cgroup exec deny map.
 pub const MAX_POLICY_CGROUPS: u32 = 16_384;
+/// Threads that can be inside a traced syscall at once (LRU beyond that).
+pub const MAX_PENDING_SYSCALLS: u32 = 16_384;
 /// Offset value meaning "this kernel has no such field".
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
@@ -20,29 +30,60 @@ pub const OFFSET_ABSENT: u32 = u32::MAX;
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const DROPS: &str = "DROPS";
+    pub const SCRATCH: &str = "SCRATCH";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const PENDING: &str = "PENDING";
     pub const EXEC_DENY_CGROUPS: &str = "EXEC_DENY_CGROUPS";
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const PROG_SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    pub const PROG_SCHED_PROCESS_FORK: &str = "sched_process_fork";
+    pub const PROG_SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    pub const PROG_SYS_ENTER: &str = "sys_enter";
+    pub const PROG_SYS_EXIT: &str = "sys_exit";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";
 }
 
 /// Kind of a ring-buffer record; also the index into the `DROPS` per-CPU array.
 #[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     Exec = 1,
     ExecDenied = 2,
+    Fork = 3,
+    Exit = 4,
+    /// Every traced syscall other than the lifecycle ones; the body says which.
+    Syscall = 5,
 }
 
 impl EventKind {
     /// One past the largest kind: the length of the `DROPS` array.
-    pub const COUNT: u32 = 3;
+    pub const COUNT: u32 = 6;
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Exec,
+        EventKind::ExecDenied,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Syscall,
+    ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
         match v {
             1 => Some(Self::Exec),
             2 => Some(Self::ExecDenied),
+            3 => Some(Self::Fork),
+            4 => Some(Self::Exit),
+            5 => Some(Self::Syscall),
             _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventKind::Exec => "exec",
+            EventKind::ExecDenied => "exec_denied",
+            EventKind::Fork => "fork",
+            EventKind::Exit => "exit",
+            EventKind::Syscall => "syscall",
         }
     }
 }
@@ -56,10 +97,23 @@ pub struct KernelOffsets {
     pub task_real_parent: u32,
     /// `task_struct.tgid`.
     pub task_tgid: u32,
+    /// `task_struct.pid`.
+    pub task_pid: u32,
     /// `task_struct.loginuid` (`OFFSET_ABSENT` without CONFIG_AUDIT).
     pub task_loginuid: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `task_struct.exit_code`.
+    pub task_exit_code: u32,
+    /// `mm_struct.arg_start` / `arg_end`.
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
     /// `trace_event_raw_sched_process_exec.__data_loc_filename`.
     pub tp_exec_filename_loc: u32,
+    /// `syscall_trace_enter.nr` / `.args` and `syscall_trace_exit.ret`.
+    pub tp_sys_nr: u32,
+    pub tp_sys_args: u32,
+    pub tp_sys_ret: u32,
 }
 
 impl KernelOffsets {
@@ -67,8 +121,16 @@ impl KernelOffsets {
     pub const UNSET: Self = Self {
         task_real_parent: OFFSET_ABSENT,
         task_tgid: OFFSET_ABSENT,
+        task_pid: OFFSET_ABSENT,
         task_loginuid: OFFSET_ABSENT,
+        task_mm: OFFSET_ABSENT,
+        task_exit_code: OFFSET_ABSENT,
+        mm_arg_start: OFFSET_ABSENT,
+        mm_arg_end: OFFSET_ABSENT,
         tp_exec_filename_loc: OFFSET_ABSENT,
+        tp_sys_nr: OFFSET_ABSENT,
+        tp_sys_args: OFFSET_ABSENT,
+        tp_sys_ret: OFFSET_ABSENT,
     };
 }
 
@@ -99,35 +161,108 @@ pub struct EventHeader {
     /// Return value of the operation (0 when the event has none).
     pub ret: i64,
     pub comm: [u8; COMM_LEN],
+    /// Bytes of the first and second payload that follow the body.
+    pub len0: u16,
+    pub len1: u16,
+    /// Bytes of the body that follows this header.
+    pub body_len: u32,
 }
 
-/// The filename did not fit and was cut.
-pub const FLAG_TRUNCATED: u16 = 1;
+/// Payload 0 did not fit and was cut.
+pub const FLAG_TRUNCATED0: u16 = 1;
+/// Payload 1 did not fit and was cut.
+pub const FLAG_TRUNCATED1: u16 = 2;
+/// Payload 0 could not be read (bad user pointer, page not present).
+pub const FLAG_FAULT0: u16 = 4;
+/// Payload 1 could not be read.
+pub const FLAG_FAULT1: u16 = 8;
 
-/// A process completed `execve` (from `sched_process_exec`).
+/// `Exec` body. Payload 0: the filename the kernel executed (as passed to the binfmt handler).
+/// Payload 1: argv, NUL-separated, from the new image's `mm->arg_start..arg_end`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ExecRecord {
-    pub header: EventHeader,
-    /// Bytes of `filename` used, without the NUL.
-    pub filename_len: u32,
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecBody {
+    /// Bytes of argv in memory (payload 1 may hold fewer).
+    pub args_total: u32,
     pub _pad: u32,
-    /// Resolved filename as the kernel passed it to the binfmt handler.
-    pub filename: [u8; EXEC_FILENAME_LEN],
 }
 
-/// An exec the LSM program denied (or would have denied).
+/// `ExecDenied` body (no payloads).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ExecDeniedRecord {
-    pub header: EventHeader,
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecDeniedBody {
     /// Value from `EXEC_DENY_CGROUPS` that matched: the policy id.
     pub policy_id: u32,
     pub _pad: u32,
 }
 
+/// `Fork` body; the header describes the parent (the task calling fork/clone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkBody {
+    /// Thread-group id of the child; equal to the parent's pid for a new thread.
+    pub child_pid: u32,
+    /// Thread id of the child.
+    pub child_tid: u32,
+}
+
+/// `Exit` body; the header describes the exiting thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitBody {
+    /// `task_struct.exit_code` (wait status encoding).
+    pub exit_code: i32,
+    pub _pad: u32,
+}
+
+/// `Syscall` body: the raw arguments; the payloads are the user memory `syscalls::spec` names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallBody {
+    /// Syscall number (x86_64).
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 6],
+}
+
+/// What `sys_enter` keeps per thread until `sys_exit` (map `PENDING`, keyed by thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingSyscall {
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 6],
+}
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain `#[repr(C)]` integers and arrays, valid for any bit pattern.
+    // SAFETY: plain `#[repr(C)]` integers and arrays without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PendingSyscall {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syscalls::{TRACED, spec};
+
+    #[test]
+    fn spec_and_table_agree() {
+        for s in TRACED {
+            assert_eq!(spec(s.nr), Some(s.payloads), "{}", s.name);
+        }
+        assert_eq!(spec(0), None);
+    }
+
+    #[test]
+    fn header_has_no_padding() {
+        assert_eq!(core::mem::size_of::<super::EventHeader>(), 80);
+    }
+}
+
+/// Indices into the `SETTINGS` array map.
+pub mod settings {
+    /// The agent's own thread-group id: its syscalls are not traced.
+    pub const AGENT_TGID: u32 = 0;
+    pub const COUNT: u32 = 4;
 }

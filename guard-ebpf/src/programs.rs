@@ -1,23 +1,33 @@
-//! The programs themselves. Each one fills a record from `guard_ebpf` (the library target) and
-//! hands it to userspace through `EVENTS`; a failed reserve is counted in `DROPS`.
+//! The programs. Each assembles a record (header, body, payloads) in a per-CPU scratch area and
+//! copies it to `EVENTS` in one `bpf_ringbuf_output`; a failed output is counted in `DROPS` per
+//! event kind, so userspace can account for every record it did not get.
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::BPF_F_NO_PREALLOC,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
-        bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
     },
-    macros::{lsm, map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
-    programs::{LsmContext, TracePointContext},
+    macros::{lsm, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DEFAULT_RING_BYTES, EXEC_FILENAME_LEN, EventHeader, EventKind, ExecDeniedRecord, ExecRecord,
-    FLAG_TRUNCATED, KernelOffsets, MAX_POLICY_CGROUPS, OFFSET_ABSENT,
+    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody,
+    FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets,
+    MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall,
+    SCRATCH_LEN, SyscallBody, settings,
+    syscalls::{Payload, spec},
 };
 
 const EPERM: i32 = 1;
+const HDR: usize = size_of::<EventHeader>();
+/// Masks that keep variable offsets provably inside the scratch area for the verifier.
+const PAYLOAD_MASK: usize = 2 * PAYLOAD_MAX - 1;
+const SCRATCH_MASK: usize = SCRATCH_LEN - 1;
 
 /// Patched by userspace at load time from the running kernel's BTF.
 #[unsafe(no_mangle)]
@@ -29,14 +39,39 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::COUNT, 0);
 
+#[map]
+static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Agent settings written by userspace (indices in `guard_ebpf::settings`).
+#[map]
+static SETTINGS: Array<u64> = Array::with_max_entries(settings::COUNT, 0);
+
+/// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
+#[map]
+static PENDING: LruHashMap<u32, PendingSyscall> =
+    LruHashMap::with_max_entries(MAX_PENDING_SYSCALLS, 0);
+
 /// cgroup id -> policy id, for cgroups whose execs are denied.
 #[map]
-static EXEC_DENY_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_POLICY_CGROUPS, 0);
+static EXEC_DENY_CGROUPS: HashMap<u64, u32> =
+    HashMap::with_max_entries(MAX_POLICY_CGROUPS, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
 fn offsets() -> KernelOffsets {
     // SAFETY: reading our own static; volatile so the compiler does not fold the default value.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+#[inline(always)]
+fn setting(idx: u32) -> u64 {
+    SETTINGS.get(idx).copied().unwrap_or(0)
+}
+
+/// The agent's own activity is not traced: it would feed back into itself.
+#[inline(always)]
+fn is_agent(tgid: u32) -> bool {
+    let agent = setting(settings::AGENT_TGID);
+    agent != 0 && agent == tgid as u64
 }
 
 #[inline(always)]
@@ -57,67 +92,324 @@ unsafe fn read_field<T>(base: *const u8, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T).ok() }
 }
 
-#[inline(always)]
-fn fill_header(h: &mut EventHeader, kind: EventKind, off: &KernelOffsets) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    h.kind = kind as u16;
-    h.flags = 0;
-    // SAFETY: helper with no preconditions.
-    h.cpu = unsafe { bpf_get_smp_processor_id() };
-    // SAFETY: helper with no preconditions.
-    h.boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: helper with no preconditions.
-    h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    h.pid = (pid_tgid >> 32) as u32;
-    h.tid = pid_tgid as u32;
-    h.uid = uid_gid as u32;
-    h.gid = (uid_gid >> 32) as u32;
-    h.ret = 0;
-    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+/// A record being assembled in this CPU's scratch area.
+struct Record {
+    base: *mut u8,
+    body_len: usize,
+    kind: EventKind,
+}
 
-    // SAFETY: helper with no preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    // SAFETY: offsets come from this kernel's BTF; reads go through probe_read.
-    let parent: Option<*const u8> = unsafe { read_field(task, off.task_real_parent) };
-    // SAFETY: as above.
-    h.ppid = parent
-        .and_then(|p| unsafe { read_field::<u32>(p, off.task_tgid) })
-        .unwrap_or(0);
-    // SAFETY: as above.
-    h.loginuid = unsafe { read_field::<u32>(task, off.task_loginuid) }.unwrap_or(u32::MAX);
+impl Record {
+    /// Starts a record of `kind` with a `body_len`-byte body, filling the header from `current`.
+    #[inline(always)]
+    fn begin(kind: EventKind, body_len: usize, off: &KernelOffsets) -> Option<Record> {
+        let Some(base) = SCRATCH.get_ptr_mut(0) else {
+            count_drop(kind);
+            return None;
+        };
+        let base = base as *mut u8;
+        // SAFETY: the scratch area is SCRATCH_LEN bytes; the header fits at its start.
+        let h = unsafe { &mut *(base as *mut EventHeader) };
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let uid_gid = bpf_get_current_uid_gid();
+        h.kind = kind as u16;
+        h.flags = 0;
+        // SAFETY: helpers with no preconditions.
+        unsafe {
+            h.cpu = bpf_get_smp_processor_id();
+            h.boot_ns = bpf_ktime_get_boot_ns();
+            h.cgroup_id = bpf_get_current_cgroup_id();
+        }
+        h.pid = (pid_tgid >> 32) as u32;
+        h.tid = pid_tgid as u32;
+        h.uid = uid_gid as u32;
+        h.gid = (uid_gid >> 32) as u32;
+        h.ret = 0;
+        h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        h.len0 = 0;
+        h.len1 = 0;
+        h.body_len = body_len as u32;
+        // SAFETY: helper with no preconditions.
+        let task = unsafe { bpf_get_current_task() } as *const u8;
+        // SAFETY: offsets come from this kernel's BTF; reads go through probe_read.
+        let parent: Option<*const u8> = unsafe { read_field(task, off.task_real_parent) };
+        h.ppid = match parent {
+            // SAFETY: as above.
+            Some(p) => unsafe { read_field::<u32>(p, off.task_tgid) }.unwrap_or(0),
+            None => 0,
+        };
+        // SAFETY: as above.
+        h.loginuid = unsafe { read_field::<u32>(task, off.task_loginuid) }.unwrap_or(u32::MAX);
+        Some(Record {
+            base,
+            body_len,
+            kind,
+        })
+    }
+
+    #[inline(always)]
+    fn header(&mut self) -> &mut EventHeader {
+        // SAFETY: begin() placed the header at the start of the scratch area.
+        unsafe { &mut *(self.base as *mut EventHeader) }
+    }
+
+    /// The body, which starts right after the header.
+    #[inline(always)]
+    fn body<T>(&mut self) -> &mut T {
+        // SAFETY: every body is far smaller than the scratch area; the offset is constant.
+        unsafe { &mut *(self.base.add(HDR) as *mut T) }
+    }
+
+    /// Where payload `slot` goes: right after the body, or after payload 0.
+    #[inline(always)]
+    fn payload_dst(&mut self, slot: usize) -> *mut u8 {
+        let len0 = self.header().len0 as usize;
+        let mut off = HDR + self.body_len;
+        if slot == 1 {
+            off += len0 & PAYLOAD_MASK;
+        }
+        // SAFETY: off <= HDR + body + 2*PAYLOAD_MAX - 1, and SCRATCH_LEN leaves room for
+        // another PAYLOAD_MAX bytes after that.
+        unsafe { self.base.add(off & SCRATCH_MASK) }
+    }
+
+    #[inline(always)]
+    fn set_len(&mut self, slot: usize, len: usize, truncated: bool, fault: bool) {
+        let h = self.header();
+        let len = (len & PAYLOAD_MASK).min(PAYLOAD_MAX) as u16;
+        if slot == 0 {
+            h.len0 = len;
+            h.flags |= if truncated { FLAG_TRUNCATED0 } else { 0 } | if fault { FLAG_FAULT0 } else { 0 };
+        } else {
+            h.len1 = len;
+            h.flags |= if truncated { FLAG_TRUNCATED1 } else { 0 } | if fault { FLAG_FAULT1 } else { 0 };
+        }
+    }
+
+    /// Copies a NUL-terminated string (user or kernel memory) into payload `slot`, without the NUL.
+    #[inline(always)]
+    fn str_payload(&mut self, slot: usize, src: *const u8, user: bool) {
+        if src.is_null() {
+            self.set_len(slot, 0, false, true);
+            return;
+        }
+        let dst = self.payload_dst(slot);
+        // SAFETY: dst has PAYLOAD_MAX bytes of scratch after it; the helpers bound the copy.
+        let n = unsafe {
+            if user {
+                bpf_probe_read_user_str(dst as *mut _, PAYLOAD_MAX as u32, src as *const _)
+            } else {
+                bpf_probe_read_kernel_str(dst as *mut _, PAYLOAD_MAX as u32, src as *const _)
+            }
+        };
+        if n <= 0 {
+            self.set_len(slot, 0, false, true);
+        } else {
+            // n counts the NUL; a full buffer means the string may have been cut.
+            let n = n as usize;
+            self.set_len(slot, n - 1, n >= PAYLOAD_MAX, false);
+        }
+    }
+
+    /// Copies up to `len` (at most PAYLOAD_MAX) bytes of user memory into payload `slot`.
+    #[inline(always)]
+    fn bytes_payload(&mut self, slot: usize, src: *const u8, len: u64) {
+        if src.is_null() || len == 0 {
+            self.set_len(slot, 0, false, src.is_null());
+            return;
+        }
+        let truncated = len > PAYLOAD_MAX as u64;
+        let n = (len as usize).min(PAYLOAD_MAX) & (PAYLOAD_MAX - 1 | PAYLOAD_MAX);
+        if n == 0 {
+            self.set_len(slot, 0, false, false);
+            return;
+        }
+        let dst = self.payload_dst(slot);
+        // SAFETY: n <= PAYLOAD_MAX and dst has that much scratch after it.
+        let r = unsafe { bpf_probe_read_user(dst as *mut _, n as u32, src as *const _) };
+        if r < 0 {
+            self.set_len(slot, 0, false, true);
+        } else {
+            self.set_len(slot, n, truncated, false);
+        }
+    }
+
+    /// Copies the record to the ring buffer; counts a drop when it is full.
+    #[inline(always)]
+    fn submit(mut self) {
+        let body_len = self.body_len;
+        let h = self.header();
+        let total =
+            HDR + body_len + (h.len0 as usize & PAYLOAD_MASK) + (h.len1 as usize & PAYLOAD_MASK);
+        let total = total & SCRATCH_MASK;
+        if total < HDR {
+            count_drop(self.kind);
+            return;
+        }
+        // SAFETY: total <= SCRATCH_LEN - 1, within the per-CPU scratch value.
+        let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, total) };
+        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+            count_drop(self.kind);
+        }
+    }
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let off = offsets();
-    let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
-        count_drop(EventKind::Exec);
+    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    let Some(mut rec) = Record::begin(EventKind::Exec, size_of::<ExecBody>(), &off) else {
         return 0;
     };
-    // SAFETY: the reservation is sized for ExecRecord; every field is written before submit.
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut rec.header, EventKind::Exec, &off);
-    rec.filename_len = 0;
-    rec._pad = 0;
-    if off.tp_exec_filename_loc != OFFSET_ABSENT {
-        // __data_loc: low 16 bits are the offset of the string from the record start.
-        // SAFETY: reads within the tracepoint record through the checked accessor.
-        if let Ok(loc) = unsafe { ctx.read_at::<u32>(off.tp_exec_filename_loc as usize) } {
-            let data_off = (loc & 0xffff) as usize;
-            let src = unsafe { (ctx.as_ptr() as *const u8).add(data_off) };
-            // SAFETY: bounded by the destination slice; the helper NUL-terminates.
-            if let Ok(bytes) = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut rec.filename) } {
-                let n = bytes.len();
-                rec.filename_len = n as u32;
-                if n >= EXEC_FILENAME_LEN - 1 {
-                    rec.header.flags |= FLAG_TRUNCATED;
-                }
-            }
+    *rec.body::<ExecBody>() = ExecBody::default();
+    // __data_loc: the low 16 bits are the string's offset from the start of the record.
+    // SAFETY: read through the checked tracepoint accessor.
+    match unsafe { ctx.read_at::<u32>(off.tp_exec_filename_loc as usize) } {
+        Ok(loc) if off.tp_exec_filename_loc != OFFSET_ABSENT => {
+            // SAFETY: pointer arithmetic within the tracepoint record; the read is checked.
+            let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+            rec.str_payload(0, src, false);
+        }
+        _ => rec.set_len(0, 0, false, true),
+    }
+    // argv of the new image, straight from its memory.
+    // SAFETY: helper with no preconditions; reads below go through probe_read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mm: Option<*const u8> = unsafe { read_field(task, off.task_mm) };
+    let (start, end) = match mm {
+        // SAFETY: as above.
+        Some(mm) => unsafe {
+            (
+                read_field::<u64>(mm, off.mm_arg_start).unwrap_or(0),
+                read_field::<u64>(mm, off.mm_arg_end).unwrap_or(0),
+            )
+        },
+        None => (0, 0),
+    };
+    if start != 0 && end > start {
+        rec.body::<ExecBody>().args_total = (end - start).min(u32::MAX as u64) as u32;
+        rec.bytes_payload(1, start as *const u8, end - start);
+    }
+    rec.submit();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let off = offsets();
+    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    // TP_PROTO(struct task_struct *parent, struct task_struct *child)
+    // SAFETY: raw tracepoint arguments are the prototype's, read as plain words.
+    let child = unsafe { *(ctx.as_ptr() as *const u64).add(1) } as *const u8;
+    let Some(mut rec) = Record::begin(EventKind::Fork, size_of::<ForkBody>(), &off) else {
+        return 0;
+    };
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    let body = ForkBody {
+        child_pid: unsafe { read_field::<u32>(child, off.task_tgid) }.unwrap_or(0),
+        child_tid: unsafe { read_field::<u32>(child, off.task_pid) }.unwrap_or(0),
+    };
+    *rec.body::<ForkBody>() = body;
+    rec.submit();
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let off = offsets();
+    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    let Some(mut rec) = Record::begin(EventKind::Exit, size_of::<ExitBody>(), &off) else {
+        return 0;
+    };
+    // SAFETY: helper with no preconditions; the field read goes through probe_read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let code = unsafe { read_field::<i32>(task, off.task_exit_code) }.unwrap_or(0);
+    *rec.body::<ExitBody>() = ExitBody {
+        exit_code: code,
+        _pad: 0,
+    };
+    rec.submit();
+    0
+}
+
+/// Attached to `syscalls/sys_enter_<name>` of every traced syscall: remembers the arguments.
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn sys_enter(ctx: TracePointContext) -> u32 {
+    let off = offsets();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_agent((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    // SAFETY: reads within the tracepoint record through the checked accessor.
+    let nr = unsafe { ctx.read_at::<i32>(off.tp_sys_nr as usize) }.unwrap_or(-1);
+    if nr < 0 {
+        return 0;
+    }
+    let mut p = PendingSyscall {
+        nr: nr as u32,
+        _pad: 0,
+        args: [0; 6],
+    };
+    let base = off.tp_sys_args as usize;
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: as above.
+        p.args[i] = unsafe { ctx.read_at::<u64>(base + 8 * i) }.unwrap_or(0);
+        i += 1;
+    }
+    let _ = PENDING.insert(&(pid_tgid as u32), &p, 0);
+    0
+}
+
+/// Attached to `syscalls/sys_exit_<name>`: emits the syscall with its result and payloads.
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let off = offsets();
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = PENDING.remove(&tid);
+    let Some(payloads) = spec(p.nr) else {
+        return 0;
+    };
+    // SAFETY: read within the tracepoint record through the checked accessor.
+    let ret = unsafe { ctx.read_at::<i64>(off.tp_sys_ret as usize) }.unwrap_or(0);
+    let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), &off) else {
+        return 0;
+    };
+    rec.header().ret = ret;
+    *rec.body::<SyscallBody>() = SyscallBody {
+        nr: p.nr,
+        _pad: 0,
+        args: p.args,
+    };
+    fill_payload(&mut rec, 0, payloads[0], &p.args);
+    fill_payload(&mut rec, 1, payloads[1], &p.args);
+    rec.submit();
+    0
+}
+
+#[inline(always)]
+fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
+    match what {
+        Payload::None => {}
+        Payload::Str { arg } => rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true),
+        Payload::Bytes { arg, len_arg, max } => {
+            let len = args[(len_arg & 7) as usize % 6].min(max as u64);
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)
+        }
+        Payload::Fixed { arg, len } => {
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len as u64)
         }
     }
-    entry.submit(0);
-    0
 }
 
 #[lsm(hook = "bprm_check_security")]
@@ -134,17 +426,13 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let off = offsets();
-    match EVENTS.reserve::<ExecDeniedRecord>(0) {
-        Some(mut entry) => {
-            // SAFETY: sized for ExecDeniedRecord; all fields written before submit.
-            let rec = unsafe { &mut *entry.as_mut_ptr() };
-            fill_header(&mut rec.header, EventKind::ExecDenied, &off);
-            rec.header.ret = -(EPERM as i64);
-            rec.policy_id = policy;
-            rec._pad = 0;
-            entry.submit(0);
-        }
-        None => count_drop(EventKind::ExecDenied),
+    if let Some(mut rec) = Record::begin(EventKind::ExecDenied, size_of::<ExecDeniedBody>(), &off) {
+        rec.header().ret = -(EPERM as i64);
+        *rec.body::<ExecDeniedBody>() = ExecDeniedBody {
+            policy_id: policy,
+            _pad: 0,
+        };
+        rec.submit();
     }
     -EPERM
 }

@@ -5,9 +5,10 @@ use anyhow::{Context, Result};
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, TracePoint},
+    maps::Array,
+    programs::{Lsm, RawTracePoint, TracePoint},
 };
-use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names};
+use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings, syscalls};
 use tracing::{info, warn};
 
 use crate::btf::Btf;
@@ -18,20 +19,23 @@ pub static EBPF_OBJECT: &[u8] =
 
 /// Reads the struct offsets the programs need from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
+    let need = |s: &str, m: &str| btf.member_offset(s, m).context("kernel BTF");
     Ok(KernelOffsets {
-        task_real_parent: btf
-            .member_offset("task_struct", "real_parent")
-            .context("kernel BTF")?,
-        task_tgid: btf
-            .member_offset("task_struct", "tgid")
-            .context("kernel BTF")?,
+        task_real_parent: need("task_struct", "real_parent")?,
+        task_tgid: need("task_struct", "tgid")?,
+        task_pid: need("task_struct", "pid")?,
         // Only with CONFIG_AUDITSYSCALL; the programs report loginuid as unknown without it.
         task_loginuid: btf
             .member_offset_opt("task_struct", "loginuid")
             .unwrap_or(OFFSET_ABSENT),
-        tp_exec_filename_loc: btf
-            .member_offset("trace_event_raw_sched_process_exec", "__data_loc_filename")
-            .context("kernel BTF")?,
+        task_mm: need("task_struct", "mm")?,
+        task_exit_code: need("task_struct", "exit_code")?,
+        mm_arg_start: need("mm_struct", "arg_start")?,
+        mm_arg_end: need("mm_struct", "arg_end")?,
+        tp_exec_filename_loc: need("trace_event_raw_sched_process_exec", "__data_loc_filename")?,
+        tp_sys_nr: need("syscall_trace_enter", "nr")?,
+        tp_sys_args: need("syscall_trace_enter", "args")?,
+        tp_sys_ret: need("syscall_trace_exit", "ret")?,
     })
 }
 
@@ -82,35 +86,105 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub offsets: KernelOffsets,
     pub exec_enforcement: ExecEnforcement,
+    /// Traced syscalls whose tracepoints this kernel lacks (e.g. `init_module` without modules).
+    pub missing_syscalls: Vec<&'static str>,
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
 pub fn ring_size(requested: u32) -> u32 {
-    requested
-        .max(4096)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << 31)
+    requested.max(4096).checked_next_power_of_two().unwrap_or(1 << 31)
+}
+
+fn tracefs_has(category: &str, name: &str) -> bool {
+    ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
+        .iter()
+        .any(|root| std::path::Path::new(root).join(category).join(name).exists())
+}
+
+fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
+    ensure_tracefs()?;
+    let btf = Btf::from_sys_fs().context("guard needs kernel BTF (CONFIG_DEBUG_INFO_BTF)")?;
+    let offsets = kernel_offsets(&btf)?;
+    let ebpf = EbpfLoader::new()
+        .override_global(names::KERNEL_OFFSETS, &offsets, true)
+        .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes))
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    Ok((ebpf, offsets))
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?;
+    if prog.fd().is_err() {
+        prog.load().with_context(|| format!("loading {name}"))?;
+    }
+    Ok(prog)
+}
+
+/// Attaches the process lifecycle programs (exec, fork, exit).
+fn attach_lifecycle(ebpf: &mut Ebpf) -> Result<()> {
+    tracepoint(ebpf, names::PROG_SCHED_PROCESS_EXEC)?
+        .attach("sched", "sched_process_exec")
+        .context("attaching sched/sched_process_exec")?;
+    tracepoint(ebpf, names::PROG_SCHED_PROCESS_EXIT)?
+        .attach("sched", "sched_process_exit")
+        .context("attaching sched/sched_process_exit")?;
+    let fork: &mut RawTracePoint = ebpf
+        .program_mut(names::PROG_SCHED_PROCESS_FORK)
+        .context("program sched_process_fork missing from the object")?
+        .try_into()?;
+    fork.load().context("loading sched_process_fork")?;
+    fork.attach("sched_process_fork")
+        .context("attaching raw tracepoint sched_process_fork")?;
+    Ok(())
+}
+
+/// Attaches the shared enter/exit programs to every traced syscall this kernel has; returns
+/// the ones it lacks.
+fn attach_syscalls(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    tracepoint(ebpf, names::PROG_SYS_ENTER)?;
+    tracepoint(ebpf, names::PROG_SYS_EXIT)?;
+    for sc in syscalls::TRACED {
+        let enter = format!("sys_enter_{}", sc.name);
+        let exit = format!("sys_exit_{}", sc.name);
+        if !tracefs_has("syscalls", &enter) || !tracefs_has("syscalls", &exit) {
+            missing.push(sc.name);
+            continue;
+        }
+        // Exit first: an enter without its exit only leaves an LRU entry behind.
+        tracepoint(ebpf, names::PROG_SYS_EXIT)?
+            .attach("syscalls", &exit)
+            .with_context(|| format!("attaching syscalls/{exit}"))?;
+        tracepoint(ebpf, names::PROG_SYS_ENTER)?
+            .attach("syscalls", &enter)
+            .with_context(|| format!("attaching syscalls/{enter}"))?;
+    }
+    Ok(missing)
 }
 
 impl Probes {
     /// Loads the object and attaches every program this kernel accepts.
     pub fn load(cfg: &ProbeConfig) -> Result<Self> {
-        ensure_tracefs()?;
-        let btf = Btf::from_sys_fs().context("guard needs kernel BTF (CONFIG_DEBUG_INFO_BTF)")?;
-        let offsets = kernel_offsets(&btf)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(names::KERNEL_OFFSETS, &offsets, true)
-            .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes))
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object")?;
-
-        let tp: &mut TracePoint = ebpf
-            .program_mut(names::PROG_SCHED_PROCESS_EXEC)
-            .context("program sched_process_exec missing from the object")?
-            .try_into()?;
-        tp.load().context("loading sched_process_exec")?;
-        tp.attach("sched", "sched_process_exec")
-            .context("attaching sched/sched_process_exec")?;
+        let (mut ebpf, offsets) = load_object(cfg)?;
+        {
+            let mut settings: Array<&mut MapData, u64> = Array::try_from(
+                ebpf.map_mut(names::SETTINGS)
+                    .context("map SETTINGS missing from the object")?,
+            )?;
+            settings.set(settings::AGENT_TGID, u64::from(std::process::id()), 0)?;
+        }
+        attach_lifecycle(&mut ebpf)?;
+        let missing_syscalls = attach_syscalls(&mut ebpf)?;
+        if !missing_syscalls.is_empty() {
+            info!(
+                "this kernel has no tracepoints for: {} (not traced)",
+                missing_syscalls.join(", ")
+            );
+        }
 
         let exec_enforcement = match attach_lsm(&mut ebpf) {
             Ok(()) => ExecEnforcement::Lsm,
@@ -126,6 +200,7 @@ impl Probes {
             ebpf,
             offsets,
             exec_enforcement,
+            missing_syscalls,
         })
     }
 
@@ -145,7 +220,7 @@ impl Probes {
         Ok(BpfHashMap::try_from(map)?)
     }
 
-    /// Per-kind count of records the kernel could not reserve, summed over CPUs.
+    /// Per-kind count of records the kernel could not deliver, summed over CPUs.
     pub fn drops(&self) -> Result<Vec<(EventKind, u64)>> {
         let map = self
             .ebpf
@@ -153,11 +228,9 @@ impl Probes {
             .context("map DROPS missing from the object")?;
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         let mut out = Vec::new();
-        for k in 1..EventKind::COUNT {
-            if let Some(kind) = EventKind::from_u16(k as u16) {
-                let per_cpu = arr.get(&k, 0)?;
-                out.push((kind, per_cpu.iter().sum()));
-            }
+        for kind in EventKind::ALL {
+            let per_cpu = arr.get(&(kind as u32), 0)?;
+            out.push((kind, per_cpu.iter().sum()));
         }
         Ok(out)
     }
@@ -195,19 +268,10 @@ pub struct Support {
     pub lsm: Result<()>,
 }
 
-/// Loads the object and tries the tracepoint and the LSM program; everything is detached on return.
+/// Loads the object and tries the tracepoints and the LSM program; all detached on return.
 pub fn probe_support(cfg: &ProbeConfig) -> Support {
-    let loaded = (|| -> Result<Ebpf> {
-        ensure_tracefs()?;
-        let btf = Btf::from_sys_fs()?;
-        let offsets = kernel_offsets(&btf)?;
-        Ok(EbpfLoader::new()
-            .override_global(names::KERNEL_OFFSETS, &offsets, true)
-            .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes))
-            .load(EBPF_OBJECT)?)
-    })();
-    let mut ebpf = match loaded {
-        Ok(e) => e,
+    let mut ebpf = match load_object(cfg) {
+        Ok((e, _)) => e,
         Err(e) => {
             let msg = format!("{e:#}");
             return Support {
@@ -216,15 +280,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             };
         }
     };
-    let tracepoint = (|| -> Result<()> {
-        let tp: &mut TracePoint = ebpf
-            .program_mut(names::PROG_SCHED_PROCESS_EXEC)
-            .context("program missing")?
-            .try_into()?;
-        tp.load()?;
-        tp.attach("sched", "sched_process_exec")?;
-        Ok(())
-    })();
+    let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf).map(|_| ()));
     let lsm = attach_lsm(&mut ebpf);
     Support { tracepoint, lsm }
 }

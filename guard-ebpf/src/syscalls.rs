@@ -1,0 +1,142 @@
+//! The traced syscalls (x86_64 numbers) and, for each, which user memory the exit program copies
+//! into the record's two payloads. The kernel side and the decoder both read this table.
+
+pub const DUP: u32 = 32;
+pub const DUP2: u32 = 33;
+pub const SOCKET: u32 = 41;
+pub const CONNECT: u32 = 42;
+pub const OPEN: u32 = 2;
+pub const CHDIR: u32 = 80;
+pub const FCHDIR: u32 = 81;
+pub const RENAME: u32 = 82;
+pub const CREAT: u32 = 85;
+pub const LINK: u32 = 86;
+pub const UNLINK: u32 = 87;
+pub const SYMLINK: u32 = 88;
+pub const CHMOD: u32 = 90;
+pub const FCHMOD: u32 = 91;
+pub const PTRACE: u32 = 101;
+pub const SETUID: u32 = 105;
+pub const SETGID: u32 = 106;
+pub const SETREUID: u32 = 113;
+pub const SETREGID: u32 = 114;
+pub const SETRESUID: u32 = 117;
+pub const SETRESGID: u32 = 119;
+pub const MOUNT: u32 = 165;
+pub const INIT_MODULE: u32 = 175;
+pub const OPENAT: u32 = 257;
+pub const UNLINKAT: u32 = 263;
+pub const RENAMEAT: u32 = 264;
+pub const LINKAT: u32 = 265;
+pub const SYMLINKAT: u32 = 266;
+pub const FCHMODAT: u32 = 268;
+pub const DUP3: u32 = 292;
+pub const FINIT_MODULE: u32 = 313;
+pub const RENAMEAT2: u32 = 316;
+pub const MEMFD_CREATE: u32 = 319;
+pub const BPF: u32 = 321;
+pub const OPENAT2: u32 = 437;
+pub const FCHMODAT2: u32 = 452;
+
+/// Largest sockaddr copied (sockaddr_storage is 128 bytes).
+pub const SOCKADDR_MAX: u32 = 128;
+/// Size of `struct open_how` (flags, mode, resolve).
+pub const OPEN_HOW_LEN: u32 = 24;
+
+/// What one payload slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    None,
+    /// NUL-terminated user string at argument `arg`.
+    Str { arg: u8 },
+    /// `len_arg` bytes (at most `max`) of user memory at argument `arg`.
+    Bytes { arg: u8, len_arg: u8, max: u32 },
+    /// Exactly `len` bytes of user memory at argument `arg`.
+    Fixed { arg: u8, len: u32 },
+}
+
+/// Syscall name as used in tracefs (`sys_enter_<name>`) and, for most, Falco's `evt.type`.
+pub struct Syscall {
+    pub nr: u32,
+    pub name: &'static str,
+    pub payloads: [Payload; 2],
+}
+
+const fn s(arg: u8) -> Payload {
+    Payload::Str { arg }
+}
+const N: Payload = Payload::None;
+
+/// Every syscall guard traces besides exec, fork and exit.
+pub const TRACED: &[Syscall] = &[
+    Syscall { nr: OPEN, name: "open", payloads: [s(0), N] },
+    Syscall { nr: CREAT, name: "creat", payloads: [s(0), N] },
+    Syscall { nr: OPENAT, name: "openat", payloads: [s(1), N] },
+    Syscall {
+        nr: OPENAT2,
+        name: "openat2",
+        payloads: [s(1), Payload::Fixed { arg: 2, len: OPEN_HOW_LEN }],
+    },
+    Syscall {
+        nr: CONNECT,
+        name: "connect",
+        payloads: [Payload::Bytes { arg: 1, len_arg: 2, max: SOCKADDR_MAX }, N],
+    },
+    Syscall { nr: SOCKET, name: "socket", payloads: [N, N] },
+    Syscall { nr: CHDIR, name: "chdir", payloads: [s(0), N] },
+    Syscall { nr: FCHDIR, name: "fchdir", payloads: [N, N] },
+    Syscall { nr: SETUID, name: "setuid", payloads: [N, N] },
+    Syscall { nr: SETGID, name: "setgid", payloads: [N, N] },
+    Syscall { nr: SETREUID, name: "setreuid", payloads: [N, N] },
+    Syscall { nr: SETREGID, name: "setregid", payloads: [N, N] },
+    Syscall { nr: SETRESUID, name: "setresuid", payloads: [N, N] },
+    Syscall { nr: SETRESGID, name: "setresgid", payloads: [N, N] },
+    Syscall { nr: PTRACE, name: "ptrace", payloads: [N, N] },
+    Syscall { nr: UNLINK, name: "unlink", payloads: [s(0), N] },
+    Syscall { nr: UNLINKAT, name: "unlinkat", payloads: [s(1), N] },
+    Syscall { nr: RENAME, name: "rename", payloads: [s(0), s(1)] },
+    Syscall { nr: RENAMEAT, name: "renameat", payloads: [s(1), s(3)] },
+    Syscall { nr: RENAMEAT2, name: "renameat2", payloads: [s(1), s(3)] },
+    Syscall { nr: CHMOD, name: "chmod", payloads: [s(0), N] },
+    Syscall { nr: FCHMOD, name: "fchmod", payloads: [N, N] },
+    Syscall { nr: FCHMODAT, name: "fchmodat", payloads: [s(1), N] },
+    Syscall { nr: FCHMODAT2, name: "fchmodat2", payloads: [s(1), N] },
+    Syscall { nr: SYMLINK, name: "symlink", payloads: [s(0), s(1)] },
+    Syscall { nr: SYMLINKAT, name: "symlinkat", payloads: [s(0), s(2)] },
+    Syscall { nr: LINK, name: "link", payloads: [s(0), s(1)] },
+    Syscall { nr: LINKAT, name: "linkat", payloads: [s(1), s(3)] },
+    Syscall { nr: MOUNT, name: "mount", payloads: [s(0), s(1)] },
+    Syscall { nr: INIT_MODULE, name: "init_module", payloads: [s(2), N] },
+    Syscall { nr: FINIT_MODULE, name: "finit_module", payloads: [s(1), N] },
+    Syscall { nr: MEMFD_CREATE, name: "memfd_create", payloads: [s(0), N] },
+    Syscall { nr: DUP, name: "dup", payloads: [N, N] },
+    Syscall { nr: DUP2, name: "dup2", payloads: [N, N] },
+    Syscall { nr: DUP3, name: "dup3", payloads: [N, N] },
+    Syscall { nr: BPF, name: "bpf", payloads: [N, N] },
+];
+
+/// The payload spec of a syscall; `None` for syscalls guard does not trace.
+///
+/// A `match` rather than a search of `TRACED` so that the eBPF program compiles it to a few
+/// comparisons the verifier can follow.
+#[inline(always)]
+pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
+    Some(match nr {
+        OPEN | CREAT | CHDIR | UNLINK | CHMOD | MEMFD_CREATE => [s(0), N],
+        OPENAT | UNLINKAT | FCHMODAT | FCHMODAT2 | FINIT_MODULE => [s(1), N],
+        OPENAT2 => [s(1), Payload::Fixed { arg: 2, len: OPEN_HOW_LEN }],
+        CONNECT => [Payload::Bytes { arg: 1, len_arg: 2, max: SOCKADDR_MAX }, N],
+        RENAME | SYMLINK | LINK | MOUNT => [s(0), s(1)],
+        RENAMEAT | RENAMEAT2 | LINKAT => [s(1), s(3)],
+        SYMLINKAT => [s(0), s(2)],
+        INIT_MODULE => [s(2), N],
+        SOCKET | FCHDIR | SETUID | SETGID | SETREUID | SETREGID | SETRESUID | SETRESGID
+        | PTRACE | FCHMOD | DUP | DUP2 | DUP3 | BPF => [N, N],
+        _ => return None,
+    })
+}
+
+/// The tracefs name of a traced syscall.
+pub fn name(nr: u32) -> Option<&'static str> {
+    TRACED.iter().find(|s| s.nr == nr).map(|s| s.name)
+}
