@@ -264,5 +264,7 @@ mod tests {
 pub mod settings {
     /// The agent's own thread-group id: its syscalls are not traced.
     pub const AGENT_TGID: u32 = 0;
+    /// When non-zero, only tasks in this cgroup (v2 id) are traced.
+    pub const ONLY_CGROUP: u32 = 1;
     pub const COUNT: u32 = 4;
 }

@@ -67,11 +67,17 @@ fn setting(idx: u32) -> u64 {
     SETTINGS.get(idx).copied().unwrap_or(0)
 }
 
-/// The agent's own activity is not traced: it would feed back into itself.
+/// Whether the current task is traced: never the agent itself (its activity would feed back
+/// into itself), and only the selected cgroup when one is set.
 #[inline(always)]
-fn is_agent(tgid: u32) -> bool {
+fn traced(tgid: u32) -> bool {
     let agent = setting(settings::AGENT_TGID);
-    agent != 0 && agent == tgid as u64
+    if agent != 0 && agent == tgid as u64 {
+        return false;
+    }
+    let only = setting(settings::ONLY_CGROUP);
+    // SAFETY: helper with no preconditions.
+    only == 0 || only == unsafe { bpf_get_current_cgroup_id() }
 }
 
 #[inline(always)]
@@ -257,7 +263,7 @@ impl Record {
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let off = offsets();
-    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     let Some(mut rec) = Record::begin(EventKind::Exec, size_of::<ExecBody>(), &off) else {
@@ -299,7 +305,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let off = offsets();
-    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     // TP_PROTO(struct task_struct *parent, struct task_struct *child)
@@ -321,7 +327,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let off = offsets();
-    if is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
     let Some(mut rec) = Record::begin(EventKind::Exit, size_of::<ExitBody>(), &off) else {
@@ -343,7 +349,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
 pub fn sys_enter(ctx: TracePointContext) -> u32 {
     let off = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_agent((pid_tgid >> 32) as u32) {
+    if !traced((pid_tgid >> 32) as u32) {
         return 0;
     }
     // SAFETY: reads within the tracepoint record through the checked accessor.

@@ -40,8 +40,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    let only_cgroup = match &args.only_cgroup {
+        Some(dir) => Some(cgroup_id_of(dir)?.0),
+        None => None,
+    };
     let mut probes = Probes::load(&ProbeConfig {
         ring_bytes: args.ring_bytes,
+        only_cgroup,
     })?;
     let backend = match &probes.exec_enforcement {
         ExecEnforcement::Lsm => "bpf-lsm",
@@ -85,8 +90,18 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
 
     let stdout = std::io::stdout();
     let mut seen: u64 = 0;
+    let mut reported = DropReport::default();
+    let mut drop_tick =
+        tokio::time::interval(std::time::Duration::from_secs(args.drop_report_secs.max(1)));
     'outer: loop {
         tokio::select! {
+            _ = drop_tick.tick() => {
+                let now = DropReport::read(&probes)?;
+                if now != reported {
+                    now.print(&mut stdout.lock())?;
+                    reported = now;
+                }
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
@@ -115,9 +130,28 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             _ = sigterm.recv() => break,
         }
     }
-    for (kind, n) in probes.drops()? {
-        if n > 0 {
-            warn!(?kind, dropped = n, "ring buffer was full; records lost");
+    // Drain what is still buffered so the final report accounts for everything.
+    {
+        let rb = ring.get_mut();
+        let mut out = stdout.lock();
+        while let Some(item) = rb.next() {
+            match events::decode(&item, &clock) {
+                Ok(ev) => {
+                    serde_json::to_writer(&mut out, &ev)?;
+                    out.write_all(b"\n")?;
+                    seen += 1;
+                }
+                Err(_) => {
+                    DECODE_ERRORS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    let last = DropReport::read(&probes)?;
+    last.print(&mut stdout.lock())?;
+    for (kind, n) in &last.by_kind {
+        if *n > 0 {
+            warn!(kind = kind.as_str(), dropped = n, "ring buffer was full; records lost");
         }
     }
     info!(
@@ -126,4 +160,37 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         "guard stopping"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Kernel drop counters plus userspace decode failures, reported as a `drops` JSON line.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DropReport {
+    /// Records the kernel could not deliver (ring buffer full), by record kind.
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// Records received but malformed.
+    pub decode_errors: u64,
+}
+
+impl DropReport {
+    pub fn read(probes: &Probes) -> Result<Self> {
+        Ok(Self {
+            by_kind: probes
+                .drops()?
+                .into_iter()
+                .map(|(k, n)| (k.name().to_owned(), n))
+                .collect(),
+            decode_errors: DECODE_ERRORS.load(Ordering::Relaxed),
+        })
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().sum::<u64>() + self.decode_errors
+    }
+
+    fn print(&self, out: &mut impl Write) -> Result<()> {
+        serde_json::to_writer(&mut *out, &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}))?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        Ok(())
+    }
 }

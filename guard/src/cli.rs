@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// Deny every exec in this cgroup v2 directory (BPF LSM only). Repeatable.
     #[arg(long, value_name = "CGROUP_DIR")]
     pub deny_exec_cgroup: Vec<PathBuf>,
+    /// Trace only this cgroup v2 directory instead of the whole host.
+    #[arg(long, value_name = "CGROUP_DIR")]
+    pub only_cgroup: Option<PathBuf>,
+    /// Seconds between drop reports (a `drops` line on stdout when counts changed).
+    #[arg(long, default_value_t = 5)]
+    pub drop_report_secs: u64,
     /// Stop after this many events (for tests and scripts).
     #[arg(long)]
     pub max_events: Option<u64>,

@@ -62,12 +62,15 @@ pub fn ensure_tracefs() -> Result<()> {
 pub struct ProbeConfig {
     /// Ring-buffer size in bytes; rounded up to a power of two and at least one page.
     pub ring_bytes: u32,
+    /// Trace only this cgroup (v2 id) instead of the whole host.
+    pub only_cgroup: Option<u64>,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
             ring_bytes: guard_ebpf::DEFAULT_RING_BYTES,
+            only_cgroup: None,
         }
     }
 }
@@ -176,6 +179,7 @@ impl Probes {
                     .context("map SETTINGS missing from the object")?,
             )?;
             settings.set(settings::AGENT_TGID, u64::from(std::process::id()), 0)?;
+            settings.set(settings::ONLY_CGROUP, cfg.only_cgroup.unwrap_or(0), 0)?;
         }
         attach_lifecycle(&mut ebpf)?;
         let missing_syscalls = attach_syscalls(&mut ebpf)?;

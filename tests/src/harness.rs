@@ -78,6 +78,8 @@ pub fn agent_lock() -> std::sync::MutexGuard<'static, ()> {
 pub struct Agent {
     child: Child,
     lines: Receiver<String>,
+    /// Set once the child has been reaped: its pid may be reused, so never signal it again.
+    reaped: bool,
 }
 
 impl Agent {
@@ -118,7 +120,11 @@ impl Agent {
             let _ = child.kill();
             panic!("guard run did not become ready within 30 s");
         }
-        Agent { child, lines }
+        Agent {
+            child,
+            lines,
+            reaped: false,
+        }
     }
 
     /// Waits for a stdout JSON line satisfying `pred`.
@@ -142,11 +148,15 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
+        if self.reaped {
+            return;
+        }
+        // SAFETY: signalling our own, not yet reaped, child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.reaped = true;
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -282,4 +292,133 @@ pub fn cgroup_v2_dir(pid: u32) -> PathBuf {
         .find_map(|l| l.strip_prefix("0::"))
         .expect("no cgroup v2 line");
     PathBuf::from(mount).join(rel.trim_start_matches('/'))
+}
+
+/// The cgroup2 mount point (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mountinfo
+        .lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (post.split_whitespace().next()? == "cgroup2")
+                .then(|| pre.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })
+        .expect("no cgroup2 mount")
+}
+
+/// A cgroup v2 directory made for one test; removed on drop (after its tasks have exited).
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(tag: &str) -> TestCgroup {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = cgroup2_mount().join(format!("guard-test-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&path).expect("creating test cgroup");
+        TestCgroup { path }
+    }
+
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.path).expect("stat cgroup").ino()
+    }
+
+    /// `cgroup.procs` of this cgroup as a C string, for use after fork.
+    pub fn procs_cstring(&self) -> std::ffi::CString {
+        std::ffi::CString::new(self.path.join("cgroup.procs").into_os_string().into_encoded_bytes())
+            .expect("no NUL in path")
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Forks a child that moves itself into `cgroup` and runs `body`, then `_exit(status)`.
+///
+/// `body` runs after fork in a multi-threaded process: it must only make raw syscalls on
+/// data prepared before the fork (no allocation, no locks).
+pub fn fork_in_cgroup(cgroup: &TestCgroup, body: impl FnOnce() -> i32) -> u32 {
+    let procs = cgroup.procs_cstring();
+    // SAFETY: the child only makes raw syscalls on pre-built data and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: raw syscalls on pre-built buffers.
+        unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0\n".as_ptr() as *const _, 2) != 2 {
+                libc::_exit(120);
+            }
+            libc::close(fd);
+        }
+        let status = body();
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(status) };
+    }
+    pid as u32
+}
+
+/// Waits for a child; returns its exit status.
+pub fn wait_child(pid: u32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    assert_eq!(r, pid as i32, "waitpid");
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
+impl Agent {
+    /// Collects stdout JSON lines until `done` matches one (included) or the timeout.
+    pub fn collect_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let stop = done(&v);
+                out.push(v);
+                if stop {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops the agent with SIGTERM and returns every stdout line it printed until it exited.
+    pub fn stop(mut self) -> Vec<serde_json::Value> {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.reaped = true;
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                out.push(v);
+            }
+        }
+        out
+    }
 }
