@@ -407,6 +407,13 @@ impl Agent {
         out
     }
 
+    /// Sends `sig` to the (not yet reaped) agent.
+    pub fn signal(&self, sig: i32) {
+        assert!(!self.reaped);
+        // SAFETY: signalling our own, not yet reaped, child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     /// Stops the agent with SIGTERM and returns every stdout line it printed until it exited.
     pub fn stop(mut self) -> Vec<serde_json::Value> {
         // SAFETY: signalling our own child by its pid.
