@@ -16,8 +16,9 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument $1 (usage: build-initramfs.sh --guard BIN --testkit BIN -o OUT)" ;;
     esac
 done
-[ -n "$guard_bin" ] && [ -n "$testkit_bin" ] && [ -n "$out" ] \
-    || die "usage: build-initramfs.sh --guard BIN --testkit BIN -o OUT"
+if [ -z "$guard_bin" ] || [ -z "$testkit_bin" ] || [ -z "$out" ]; then
+    die "usage: build-initramfs.sh --guard BIN --testkit BIN -o OUT"
+fi
 for b in "$guard_bin" "$testkit_bin"; do [ -x "$b" ] || die "not an executable: $b"; done
 for t in cpio gzip ldd; do command -v "$t" >/dev/null || die "$t not found"; done
 busybox="$(command -v busybox || true)"

@@ -7,7 +7,8 @@
 #   SCENARIO      names under integration/vm/scenarios/ (default: all)
 #   --initramfs   use a prebuilt image (build-initramfs.sh); otherwise one is built from
 #                 $GUARD_BIN and $GUARD_TESTKIT_BIN, or from `cargo build` when those are unset
-#   --timeout     hard limit for the whole boot, in seconds (default 300; TCG is slow)
+#   --timeout     hard limit for the whole boot, in seconds (default: 60 + 120 per scenario;
+#                 env GUARD_VM_TIMEOUT, and GUARD_VM_SCENARIO_TIMEOUT for the per-scenario limit)
 #   --shell       interactive: serial console on this terminal, shell after the scenarios
 #
 # stdout: the GUARD-VM-RESULT lines, then one GUARD-VM-SUMMARY line. Diagnostics go to stderr.
@@ -16,13 +17,15 @@ set -euo pipefail
 # shellcheck source=integration/vm/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-initramfs="" timeout_s="${GUARD_VM_TIMEOUT:-300}" shell=0
+initramfs="" timeout_s="${GUARD_VM_TIMEOUT:-}" shell=0
+# Guest-side limit per scenario; the boot as a whole gets 60 s plus this per scenario.
+scenario_timeout="${GUARD_VM_SCENARIO_TIMEOUT:-120}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --initramfs) initramfs="$2"; shift 2 ;;
         --timeout) timeout_s="$2"; shift 2 ;;
         --shell) shell=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) break ;;
     esac
@@ -36,6 +39,7 @@ fi
 for s in "${scenarios[@]}"; do
     [ -f "$VM_DIR/scenarios/$s.sh" ] || die "no scenario $s in $VM_DIR/scenarios"
 done
+[ -n "$timeout_s" ] || timeout_s=$((60 + scenario_timeout * ${#scenarios[@]}))
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/guard-vm-run.XXXXXX")"
@@ -60,8 +64,9 @@ fi
 [ -f "$initramfs" ] || die "initramfs $initramfs not found"
 
 scen_csv="$(IFS=,; echo "${scenarios[*]}")"
-append="console=ttyS0 panic=-1 quiet guard.scenarios=$scen_csv"
-qemu=(qemu-system-x86_64 -accel tcg -m 1G -nographic -no-reboot
+append="console=ttyS0 panic=-1 quiet guard.scenarios=$scen_csv guard.scenario_timeout=$scenario_timeout"
+# -nic none: no network device (loopback only inside the guest), and no iPXE ROM to load.
+qemu=(qemu-system-x86_64 -accel tcg -m 1G -nographic -no-reboot -nic none
       -kernel "$kernel" -initrd "$initramfs")
 
 if [ "$shell" = 1 ]; then
@@ -81,8 +86,11 @@ tr -d '\r' <"$work/console.raw" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1b[c78]/
 secs="$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')"
 
 problems=()
-[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && problems+=("qemu timed out after ${timeout_s}s")
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && problems+=("qemu exited with status $rc")
+case "$rc" in
+    0) ;;
+    124|137) problems+=("qemu timed out after ${timeout_s}s") ;;
+    *) problems+=("qemu exited with status $rc") ;;
+esac
 grep -q '^GUARD-VM-DONE' "$log" || problems+=("the VM never printed GUARD-VM-DONE")
 
 results="$(grep '^GUARD-VM-RESULT ' "$log" || true)"
@@ -93,6 +101,7 @@ npass="$(printf '%s\n' "$results" | awk '$3=="PASS"' | grep -c . || true)"
 [ "$nfail" -eq 0 ] || problems+=("$nfail check(s) FAILed")
 # Every check a scenario declares in its `# expect:` header must have reported.
 for s in "${scenarios[@]}"; do
+    # shellcheck disable=SC2013 # the header is a space-separated list of check names
     for check in $(sed -n 's/^# expect: *//p' "$VM_DIR/scenarios/$s.sh"); do
         printf '%s\n' "$results" | grep -q "^GUARD-VM-RESULT $s/$check " \
             || problems+=("missing result $s/$check")

@@ -5,9 +5,8 @@
 # runner verifies, so a check that silently never runs is a failure.
 # shellcheck shell=sh
 
-GUARD=/bin/guard
-TESTKIT=/bin/guard-testkit
-CGROOT=/sys/fs/cgroup
+# shellcheck disable=SC2034 # used by the scenarios that source this file
+GUARD=/bin/guard TESTKIT=/bin/guard-testkit CGROOT=/sys/fs/cgroup
 : "${GUARD_SCENARIO:?GUARD_SCENARIO is set by /init}"
 GUARD_OUT=/tmp/$GUARD_SCENARIO.guard.out
 GUARD_ERR=/tmp/$GUARD_SCENARIO.guard.err
@@ -82,10 +81,19 @@ guard_start() {
     return 1
 }
 
-# guard_stop: SIGTERM, then wait so stdout is complete.
+# guard_stop: SIGTERM, up to 20 s for a clean exit (so stdout is complete), then SIGKILL.
 guard_stop() {
     [ -n "$GUARD_PID" ] || return 0
     kill -TERM "$GUARD_PID" 2>/dev/null
+    i=0
+    while kill -0 "$GUARD_PID" 2>/dev/null && [ "$i" -lt 200 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$GUARD_PID" 2>/dev/null; then
+        info "guard ignored SIGTERM for 20 s; killing it"
+        kill -KILL "$GUARD_PID" 2>/dev/null
+    fi
     wait "$GUARD_PID" 2>/dev/null
     GUARD_PID=""
 }

@@ -1,7 +1,7 @@
 # Foundation: BPF LSM denies exec with EPERM in a cgroup put in the deny map, and allows it in a
 # sibling cgroup; guard doctor sees BPF LSM working; exec events carry the filename.
 # expect: lsm-listed doctor-bpf-lsm guard-ready exec-denied-eperm exec-allowed-sibling exec-allowed-root exec-event-filename exec-denied-event
-# shellcheck shell=sh
+# shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
 lsm="$(cat /sys/kernel/security/lsm)"
