@@ -34,9 +34,14 @@ resolve_kernel_pkg() {
 }
 
 # Makes sure the kernel for LABEL is cached; prints the path of its vmlinuz on stdout.
-# Cache layout: $VM_CACHE/kernels/<package>/{vmlinuz,version}, and $VM_CACHE/kernels/<label> -> <package>.
+# Cache layout: $VM_CACHE/kernels/<package>/{vmlinuz,config,version,package-version}, and
+# $VM_CACHE/kernels/<label> -> <package>.
 fetch_kernel() {
     local label="$1" pkg dir tmp deb
+    if [ "${GUARD_VM_NO_FETCH:-}" = 1 ] && [ -f "$VM_CACHE/kernels/$label/vmlinuz" ]; then
+        printf '%s\n' "$VM_CACHE/kernels/$label/vmlinuz"
+        return 0
+    fi
     if ! pkg="$(resolve_kernel_pkg "$label")"; then
         # Offline or no apt lists: use what the cache has, if anything.
         if [ -f "$VM_CACHE/kernels/$label/vmlinuz" ]; then
@@ -48,7 +53,7 @@ fetch_kernel() {
         return 1
     fi
     dir="$VM_CACHE/kernels/$pkg"
-    if [ -f "$dir/vmlinuz" ]; then
+    if [ -f "$dir/vmlinuz" ] && [ -f "$dir/config" ]; then
         say "kernel $label: $pkg cached"
     else
         mkdir -p "$VM_CACHE/kernels"
@@ -67,13 +72,31 @@ fetch_kernel() {
         local img
         img="$(find "$tmp/x/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n1)"
         [ -n "$img" ] || { rm -rf "$tmp"; say "kernel $label: no /boot/vmlinuz-* in $deb"; return 1; }
-        mkdir -p "$dir"
-        cp "$img" "$dir/vmlinuz"
-        basename "$img" | sed 's/^vmlinuz-//' >"$dir/version"
-        dpkg-deb -f "$deb" Version >"$dir/package-version"
+        local cfg="$tmp/x/boot/config-${img##*/vmlinuz-}"
+        [ -f "$cfg" ] || { rm -rf "$tmp"; say "kernel $label: no $(basename "$cfg") in $deb"; return 1; }
+        # Assemble beside the final place, then rename: a concurrent reader never sees half a kernel.
+        mkdir -p "$tmp/k"
+        cp "$img" "$tmp/k/vmlinuz"
+        cp "$cfg" "$tmp/k/config"
+        basename "$img" | sed 's/^vmlinuz-//' >"$tmp/k/version"
+        dpkg-deb -f "$deb" Version >"$tmp/k/package-version"
+        rm -rf "$dir"
+        mv "$tmp/k" "$dir"
         rm -rf "$tmp"
         say "kernel $label: cached $pkg ($(cat "$dir/package-version")) at $dir"
     fi
     ln -sfn "$pkg" "$VM_CACHE/kernels/$label"
     printf '%s\n' "$dir/vmlinuz"
+}
+
+# Prints the lsm= boot parameter a kernel needs for BPF LSM, or nothing when its built-in
+# default list (CONFIG_LSM) already has bpf. Fails when the kernel lacks CONFIG_BPF_LSM.
+lsm_param_for() {
+    local config="$1" default
+    grep -q '^CONFIG_BPF_LSM=y' "$config" || { say "$config: CONFIG_BPF_LSM is not set"; return 1; }
+    default="$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$config")"
+    case ",$default," in
+        *,bpf,*) ;;
+        *) printf 'lsm=%s\n' "${default:+$default,}bpf" ;;
+    esac
 }

@@ -7,7 +7,7 @@
 #   SCENARIO      names under integration/vm/scenarios/ (default: all)
 #   --initramfs   use a prebuilt image (build-initramfs.sh); otherwise one is built from
 #                 $GUARD_BIN and $GUARD_TESTKIT_BIN, or from `cargo build` when those are unset
-#   --timeout     hard limit for the whole boot, in seconds (default: 60 + 120 per scenario;
+#   --timeout     hard limit for the whole boot, in seconds (default: 120 + 300 per scenario;
 #                 env GUARD_VM_TIMEOUT, and GUARD_VM_SCENARIO_TIMEOUT for the per-scenario limit)
 #   --shell       interactive: serial console on this terminal, shell after the scenarios
 #
@@ -18,8 +18,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 initramfs="" timeout_s="${GUARD_VM_TIMEOUT:-}" shell=0
-# Guest-side limit per scenario; the boot as a whole gets 60 s plus this per scenario.
-scenario_timeout="${GUARD_VM_SCENARIO_TIMEOUT:-120}"
+# Guest-side limit per scenario; the boot as a whole gets 120 s plus this per scenario.
+scenario_timeout="${GUARD_VM_SCENARIO_TIMEOUT:-300}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --initramfs) initramfs="$2"; shift 2 ;;
@@ -39,7 +39,7 @@ fi
 for s in "${scenarios[@]}"; do
     [ -f "$VM_DIR/scenarios/$s.sh" ] || die "no scenario $s in $VM_DIR/scenarios"
 done
-[ -n "$timeout_s" ] || timeout_s=$((60 + scenario_timeout * ${#scenarios[@]}))
+[ -n "$timeout_s" ] || timeout_s=$((120 + scenario_timeout * ${#scenarios[@]}))
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/guard-vm-run.XXXXXX")"
@@ -65,6 +65,11 @@ fi
 
 scen_csv="$(IFS=,; echo "${scenarios[*]}")"
 append="console=ttyS0 panic=-1 quiet guard.scenarios=$scen_csv guard.scenario_timeout=$scenario_timeout"
+lsm_param="$(lsm_param_for "$kdir/config")" || die "kernel $label has no BPF LSM support"
+if [ -n "$lsm_param" ]; then
+    say "kernel $label: bpf is not in its default LSM list; booting with $lsm_param"
+    append="$append $lsm_param"
+fi
 # -nic none: no network device (loopback only inside the guest), and no iPXE ROM to load.
 qemu=(qemu-system-x86_64 -accel tcg -m 1G -nographic -no-reboot -nic none
       -kernel "$kernel" -initrd "$initramfs")

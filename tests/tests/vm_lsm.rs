@@ -47,7 +47,8 @@ fn unavailable(why: &str) {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// Builds the guard binary with the cargo and profile running this test; returns its path.
@@ -87,7 +88,14 @@ fn build_guard(testkit: &Path) -> PathBuf {
 
 #[test]
 fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
-    for tool in ["qemu-system-x86_64", "busybox", "cpio", "gzip", "apt-get", "dpkg-deb"] {
+    for tool in [
+        "qemu-system-x86_64",
+        "busybox",
+        "cpio",
+        "gzip",
+        "apt-get",
+        "dpkg-deb",
+    ] {
         if !on_path(tool) {
             return unavailable(&format!(
                 "{tool} not found (integration/setup.sh installs qemu-system-x86, busybox-static, cpio)"
@@ -101,7 +109,9 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
         .output()
         .expect("running integration/vm/fetch-kernels.sh");
     if !fetched.status.success() {
-        return unavailable("fetch-kernels.sh could not provide both kernels (see its output above)");
+        return unavailable(
+            "fetch-kernels.sh could not provide both kernels (see its output above)",
+        );
     }
 
     let testkit = PathBuf::from(env!("CARGO_BIN_EXE_guard-testkit"));
@@ -121,6 +131,8 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
     let mut failures = Vec::new();
     for label in KERNELS {
         let out = Command::new(vm.join("run.sh"))
+            // fetch-kernels.sh above resolved and cached both; skip asking apt again.
+            .env("GUARD_VM_NO_FETCH", "1")
             .arg("--initramfs")
             .arg(&initramfs)
             // No scenario named: every scenario under integration/vm/scenarios/ runs, and the
@@ -132,7 +144,10 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         print!("{stdout}");
         if !out.status.success() {
-            failures.push(format!("{label}: run.sh failed ({}); console tail above", out.status));
+            failures.push(format!(
+                "{label}: run.sh failed ({}); console tail above",
+                out.status
+            ));
         }
         for check in REQUIRED {
             let prefix = format!("GUARD-VM-RESULT {check} ");
@@ -143,15 +158,25 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
             }
         }
         // The errno is asserted, not just a failure: the probe must have printed EPERM.
-        let eperm = stdout
-            .lines()
-            .any(|l| l.starts_with("GUARD-VM-RESULT exec-deny/exec-denied-eperm PASS") && l.contains("errno=1 EPERM"));
+        let eperm = stdout.lines().any(|l| {
+            l.starts_with("GUARD-VM-RESULT exec-deny/exec-denied-eperm PASS")
+                && l.contains("errno=1 EPERM")
+        });
         if !eperm {
-            failures.push(format!("{label}: exec in the denied cgroup did not fail with errno=1 EPERM"));
+            failures.push(format!(
+                "{label}: exec in the denied cgroup did not fail with errno=1 EPERM"
+            ));
         }
-        if !stdout.lines().any(|l| l.starts_with("GUARD-VM-SUMMARY ") && l.contains(" status=PASS ")) {
+        if !stdout
+            .lines()
+            .any(|l| l.starts_with("GUARD-VM-SUMMARY ") && l.contains(" status=PASS "))
+        {
             failures.push(format!("{label}: no PASS summary"));
         }
     }
-    assert!(failures.is_empty(), "VM layer failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "VM layer failures:\n{}",
+        failures.join("\n")
+    );
 }

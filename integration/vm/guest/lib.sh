@@ -62,7 +62,7 @@ guard_start() {
     GUARD_PID=$!
     t0="$(uptime_s)"
     i=0
-    while [ "$i" -lt 1200 ]; do
+    while [ "$i" -lt 1800 ]; do
         if grep -q '^guard: ready' "$GUARD_ERR"; then
             info "timing guard-run-ready $(since "$t0")s"
             return 0
@@ -76,7 +76,7 @@ guard_start() {
         sleep 0.1
         i=$((i + 1))
     done
-    info "guard not ready after 120 s; stderr:"
+    info "guard not ready after 180 s; stderr:"
     sed 's/^/  guard: /' "$GUARD_ERR"
     return 1
 }
