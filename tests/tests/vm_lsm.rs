@@ -21,6 +21,9 @@ const KERNELS: [&str; 2] = ["6.1", "6.12"];
 
 /// Checks each kernel must report as PASS (the runner also fails on any FAIL or missing check).
 const REQUIRED: &[&str] = &[
+    "boot/mounts",
+    "boot/loopback",
+    "boot/binaries",
     "exec-deny/lsm-listed",
     "exec-deny/doctor-bpf-lsm",
     "exec-deny/guard-ready",
