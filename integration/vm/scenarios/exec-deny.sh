@@ -1,6 +1,6 @@
 # Foundation: BPF LSM denies exec with EPERM in a cgroup put in the deny map, and allows it in a
 # sibling cgroup; guard doctor sees BPF LSM working; exec events carry the filename.
-# expect: lsm-listed doctor-bpf-lsm guard-ready exec-denied-eperm exec-allowed-sibling exec-allowed-root exec-event-filename exec-denied-event
+# expect: lsm-listed doctor-bpf-lsm control-before-guard guard-ready-bpf-lsm exec-denied-eperm exec-allowed-sibling exec-allowed-root exec-event-filename exec-denied-event
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -25,11 +25,20 @@ allowed="$(mkcg allowed)"
 # A copy of busybox under a unique path, so its exec event is unambiguous; run as the `true` applet.
 mkdir -p /tmp/guard-vm-marker && cp /bin/busybox /tmp/guard-vm-marker/true
 
+# Control: the same exec in the same cgroup works before guard runs, so a denial below is guard's.
+outcome control-before-guard "ok exit=0" "$TESTKIT" try-exec --cgroup "$denied" /bin/busybox true
+
 if guard_start --deny-exec-cgroup "$denied"; then
-    pass guard-ready "$(grep -c . "$GUARD_ERR") stderr lines before ready"
+    # The startup log names the exec enforcement backend; here it must be BPF LSM.
+    line="$(grep 'guard starting' "$GUARD_ERR" | head -n1)"
+    case "$line" in
+        *'exec_backend="bpf-lsm"'*) pass guard-ready-bpf-lsm "$line" ;;
+        *) fail guard-ready-bpf-lsm "startup log: ${line:-no 'guard starting' line}" ;;
+    esac
     outcome exec-denied-eperm errno=1 "$TESTKIT" try-exec --cgroup "$denied" /bin/busybox true
-    outcome exec-allowed-sibling "ok exit=0" "$TESTKIT" try-exec --cgroup "$allowed" /tmp/guard-vm-marker/true
+    outcome exec-allowed-sibling "ok exit=0" "$TESTKIT" try-exec --cgroup "$allowed" /bin/busybox true
     outcome exec-allowed-root "ok exit=0" "$TESTKIT" try-exec /bin/busybox true
+    marker="$("$TESTKIT" try-exec --cgroup "$allowed" /tmp/guard-vm-marker/true 2>&1)"
     # Let the ring buffer drain before stopping.
     sleep 0.5
     guard_stop
@@ -37,9 +46,9 @@ if guard_start --deny-exec-cgroup "$denied"; then
 
     ev="$(grep '"kind":"exec"' "$GUARD_OUT" | grep '"filename":"/tmp/guard-vm-marker/true"' | head -n1)"
     if [ -n "$ev" ] && echo "$ev" | grep -q "\"cgroup_id\":$(cgroup_id "$allowed")[,}]"; then
-        pass exec-event-filename "$ev"
+        pass exec-event-filename "marker exec: $marker; event: $ev"
     else
-        fail exec-event-filename "no exec event for /tmp/guard-vm-marker/true in cgroup $(cgroup_id "$allowed"); $(wc -l <"$GUARD_OUT") lines: $(head -c 600 "$GUARD_OUT")"
+        fail exec-event-filename "marker exec: $marker; no exec event for /tmp/guard-vm-marker/true in cgroup $(cgroup_id "$allowed"); $(wc -l <"$GUARD_OUT") lines: $(head -c 600 "$GUARD_OUT")"
     fi
     ev="$(grep '"kind":"exec_denied"' "$GUARD_OUT" | grep "\"cgroup_id\":$(cgroup_id "$denied")[,}]" | head -n1)"
     if [ -n "$ev" ]; then
@@ -48,6 +57,6 @@ if guard_start --deny-exec-cgroup "$denied"; then
         fail exec-denied-event "no exec_denied event for cgroup $(cgroup_id "$denied")"
     fi
 else
-    fail guard-ready "guard run did not become ready"
+    fail guard-ready-bpf-lsm "guard run did not become ready"
 fi
 finish
