@@ -13,6 +13,7 @@
 //! otherwise prints why and returns.
 
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -47,7 +48,11 @@ fn unavailable(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("VM layer cannot run, and CI=true makes it mandatory: {why}");
     }
-    eprintln!("SKIP vm_lsm: {why} (set CI=true to make this a failure)");
+    // Written to the real stderr, not through eprintln!, so libtest's capture cannot hide it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP vm_lsm: {why} (set CI=true to make this a failure)"
+    );
 }
 
 fn on_path(tool: &str) -> bool {
