@@ -42,7 +42,14 @@ fetch_kernel() {
         printf '%s\n' "$VM_CACHE/kernels/$label/vmlinuz"
         return 0
     fi
-    if ! pkg="$(resolve_kernel_pkg "$label")"; then
+    pkg="$(resolve_kernel_pkg "$label")" || pkg=""
+    if [ -z "$pkg" ] && [ ! -f "$VM_CACHE/kernels/$label/vmlinuz" ] && [ "$(id -u)" -eq 0 ]; then
+        # A fresh machine may have no package lists yet.
+        say "kernel $label: apt-cache does not know the package; running apt-get update"
+        apt-get update -qq >&2 || true
+        pkg="$(resolve_kernel_pkg "$label")" || pkg=""
+    fi
+    if [ -z "$pkg" ]; then
         # Offline or no apt lists: use what the cache has, if anything.
         if [ -f "$VM_CACHE/kernels/$label/vmlinuz" ]; then
             say "kernel $label: apt cannot resolve the package; using cached $(readlink "$VM_CACHE/kernels/$label")"
