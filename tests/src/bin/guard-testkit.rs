@@ -1,0 +1,316 @@
+//! guard-testkit: small, exact probes for scenario tests (VM and host layers).
+//!
+//! Each `try-*` command performs one operation and prints one line on stdout:
+//! - `ok` (for `try-exec`: `ok exit=N`, N being the child's exit status), exit code 0;
+//! - `errno=N NAME` when the kernel refused the operation with errno N, exit code 1.
+//!
+//! Exit code 2 means a usage or setup error (bad arguments, cannot join a cgroup): the operation
+//! under test was never attempted, so a scenario must not read it as a denial.
+//!
+//! Scenarios assert on the errno (EPERM is 1), never merely on failure.
+
+use std::{
+    ffi::{CString, OsString},
+    io::Write,
+    net::{SocketAddr, TcpStream},
+    os::unix::ffi::OsStrExt,
+    process::ExitCode,
+    time::Duration,
+};
+
+const USAGE: &str = "\
+usage: guard-testkit COMMAND ...
+  try-exec [--cgroup DIR] PATH [ARG...]   fork, (join DIR), execve PATH exactly as given, wait
+  try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
+  try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
+  cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
+output: `ok` (exit 0) or `errno=N NAME` (exit 1); exit 2 = usage or setup error";
+
+/// Exit codes shared with the scenario scripts.
+const EXIT_OK: u8 = 0;
+const EXIT_ERRNO: u8 = 1;
+const EXIT_SETUP: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(cmd) = args.first().and_then(|a| a.to_str()) else {
+        return usage("missing command");
+    };
+    let rest = &args[1..];
+    match cmd {
+        "try-exec" => try_exec(rest),
+        "try-open" => try_open(rest),
+        "try-connect" => try_connect(rest),
+        "cgroup-run" => cgroup_run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            ExitCode::from(EXIT_OK)
+        }
+        other => usage(&format!("unknown command {other:?}")),
+    }
+}
+
+fn usage(why: &str) -> ExitCode {
+    eprintln!("guard-testkit: {why}\n{USAGE}");
+    ExitCode::from(EXIT_SETUP)
+}
+
+fn setup_error(what: &str, errno: i32) -> ExitCode {
+    eprintln!(
+        "guard-testkit: setup error: {what}: errno={errno} {}",
+        errno_name(errno)
+    );
+    println!("setup-error errno={errno}");
+    ExitCode::from(EXIT_SETUP)
+}
+
+fn report_errno(errno: i32) -> ExitCode {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    // Drop std's " (os error N)" suffix: the number is already on the line.
+    let text = text.split(" (os error").next().unwrap_or_default();
+    println!("errno={errno} {} ({text})", errno_name(errno));
+    ExitCode::from(EXIT_ERRNO)
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EROFS => "EROFS",
+        libc::ELOOP => "ELOOP",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        _ => "E?",
+    }
+}
+
+fn cstring(s: &OsString) -> Option<CString> {
+    CString::new(s.as_bytes()).ok()
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Where the child failed, sent to the parent through a close-on-exec pipe.
+const STAGE_CGROUP: u8 = 1;
+const STAGE_EXEC: u8 = 2;
+
+fn try_exec(args: &[OsString]) -> ExitCode {
+    let (cgroup, rest) = match args.first().and_then(|a| a.to_str()) {
+        Some("--cgroup") => match args.get(1) {
+            Some(dir) => (Some(dir.clone()), &args[2..]),
+            None => return usage("--cgroup needs a directory"),
+        },
+        _ => (None, args),
+    };
+    let Some(path) = rest.first() else {
+        return usage("try-exec needs a PATH");
+    };
+    // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+    let Some(path_c) = cstring(path) else {
+        return usage("PATH contains a NUL byte");
+    };
+    let Some(argv_c) = rest.iter().map(cstring).collect::<Option<Vec<_>>>() else {
+        return usage("an argument contains a NUL byte");
+    };
+    let procs_c = match &cgroup {
+        Some(dir) => {
+            let mut p = dir.clone();
+            p.push("/cgroup.procs");
+            match cstring(&p) {
+                Some(c) => Some(c),
+                None => return usage("cgroup path contains a NUL byte"),
+            }
+        }
+        None => None,
+    };
+    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return setup_error("pipe2", last_errno());
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: this program is single-threaded; the child only makes async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return setup_error("fork", last_errno());
+    }
+    if pid == 0 {
+        // Child.
+        // SAFETY: raw syscalls on descriptors and buffers that live until _exit/execve.
+        unsafe {
+            libc::close(rd);
+            let fail = |stage: u8| -> ! {
+                let e = *libc::__errno_location();
+                let mut msg = [0u8; 5];
+                msg[0] = stage;
+                msg[1..].copy_from_slice(&e.to_ne_bytes());
+                libc::write(wr, msg.as_ptr().cast(), msg.len());
+                libc::_exit(127)
+            };
+            if let Some(procs) = &procs_c {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    fail(STAGE_CGROUP);
+                }
+                if libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2 {
+                    fail(STAGE_CGROUP);
+                }
+                libc::close(fd);
+            }
+            libc::execve(
+                path_c.as_ptr(),
+                argv.as_ptr(),
+                std::ptr::addr_of!(environ).read(),
+            );
+            fail(STAGE_EXEC)
+        }
+    }
+    // SAFETY: closing our copy of the write end so read() sees EOF once the child execs.
+    unsafe { libc::close(wr) };
+    let mut msg = [0u8; 5];
+    let mut got = 0usize;
+    while got < msg.len() {
+        // SAFETY: reading into the unfilled tail of msg.
+        let n = unsafe { libc::read(rd, msg[got..].as_mut_ptr().cast(), msg.len() - got) };
+        if n < 0 && last_errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    // SAFETY: our read end, no longer needed.
+    unsafe { libc::close(rd) };
+    let mut status = 0i32;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r >= 0 || last_errno() != libc::EINTR {
+            break;
+        }
+    }
+    if got == msg.len() {
+        let errno = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
+        return match msg[0] {
+            STAGE_CGROUP => setup_error("joining the cgroup", errno),
+            _ => report_errno(errno),
+        };
+    }
+    if libc::WIFEXITED(status) {
+        println!("ok exit={}", libc::WEXITSTATUS(status));
+    } else if libc::WIFSIGNALED(status) {
+        println!("ok signal={}", libc::WTERMSIG(status));
+    } else {
+        println!("ok status={status}");
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+unsafe extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+fn try_open(args: &[OsString]) -> ExitCode {
+    let (Some(path), Some(mode)) = (args.first(), args.get(1).and_then(|m| m.to_str())) else {
+        return usage("try-open needs PATH and MODE");
+    };
+    let Some(path_c) = cstring(path) else {
+        return usage("PATH contains a NUL byte");
+    };
+    let base = mode.trim_end_matches('c');
+    let mut flags = match base {
+        "r" => libc::O_RDONLY,
+        "w" => libc::O_WRONLY,
+        "rw" => libc::O_RDWR,
+        _ => return usage("MODE is r, w or rw, optionally followed by c"),
+    };
+    if mode.ends_with('c') {
+        flags |= libc::O_CREAT;
+    }
+    // SAFETY: valid C string; mode only used with O_CREAT.
+    let fd = unsafe { libc::open(path_c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return report_errno(last_errno());
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    println!("ok");
+    ExitCode::from(EXIT_OK)
+}
+
+fn try_connect(args: &[OsString]) -> ExitCode {
+    let Some(addr) = args.first().and_then(|a| a.to_str()) else {
+        return usage("try-connect needs ADDR:PORT");
+    };
+    let addr: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => return usage(&format!("bad address {addr:?}: {e}")),
+    };
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(n) => report_errno(n),
+            // std reports a timeout without an errno.
+            None if e.kind() == std::io::ErrorKind::TimedOut => report_errno(libc::ETIMEDOUT),
+            None => setup_error(&format!("connect: {e}"), 0),
+        },
+    }
+}
+
+fn cgroup_run(args: &[OsString]) -> ExitCode {
+    let Some(dir) = args.first() else {
+        return usage("cgroup-run needs DIR -- CMD");
+    };
+    let cmd = match args.get(1).and_then(|a| a.to_str()) {
+        Some("--") => &args[2..],
+        _ => &args[1..],
+    };
+    if cmd.is_empty() {
+        return usage("cgroup-run needs a command after --");
+    }
+    let procs = std::path::Path::new(dir).join("cgroup.procs");
+    let joined = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&procs)
+        .and_then(|mut f| f.write_all(b"0\n"));
+    if let Err(e) = joined {
+        return setup_error(
+            &format!("joining {}", procs.display()),
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
+    // exec only returns on failure.
+    let err = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(&cmd[0]).args(&cmd[1..]),
+    );
+    match err.raw_os_error() {
+        Some(n) => report_errno(n),
+        None => setup_error(&format!("exec: {err}"), 0),
+    }
+}
