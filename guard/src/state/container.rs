@@ -319,6 +319,11 @@ pub struct ContainerTableConfig {
     pub queue: usize,
     /// How long a Pending or Unavailable entry waits before a lookup asks again.
     pub retry_after: std::time::Duration,
+    /// While the daemon is unreachable, answer `<NA>` even for containers with cached
+    /// metadata. Off by default: an outage does not change what a running container is, and
+    /// keeping the cache keeps policy matching stable; on for a strict "no daemon, no
+    /// metadata" reading.
+    pub na_when_daemon_down: bool,
 }
 
 impl Default for ContainerTableConfig {
@@ -327,6 +332,7 @@ impl Default for ContainerTableConfig {
             max_containers: 4096,
             queue: 256,
             retry_after: std::time::Duration::from_secs(5),
+            na_when_daemon_down: false,
         }
     }
 }
@@ -334,7 +340,8 @@ impl Default for ContainerTableConfig {
 struct Entry {
     meta: Arc<ContainerMeta>,
     requested_at: Option<Instant>,
-    last_used: Instant,
+    /// Milliseconds since the table was made; atomic so that hits under the read lock count.
+    last_used: AtomicU64,
 }
 
 /// Counters for the metrics endpoint and tests.
@@ -355,6 +362,7 @@ pub struct ContainerTable {
 
 struct Inner {
     cfg: ContainerTableConfig,
+    epoch: Instant,
     map: RwLock<HashMap<ContainerId, Entry>>,
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
@@ -368,6 +376,7 @@ impl ContainerTable {
         let t = Self {
             inner: Arc::new(Inner {
                 cfg,
+                epoch: Instant::now(),
                 map: RwLock::new(HashMap::new()),
                 tx,
                 daemon_up: AtomicBool::new(false),
@@ -402,6 +411,13 @@ impl ContainerTable {
         {
             let map = read(&self.inner.map);
             if let Some(e) = map.get(id) {
+                e.last_used.store(self.tick(now), Ordering::Relaxed);
+                if e.meta.status == MetaStatus::Ready
+                    && self.inner.cfg.na_when_daemon_down
+                    && !self.daemon_up()
+                {
+                    return Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Unavailable));
+                }
                 let fresh = e.meta.status == MetaStatus::Ready
                     || e.requested_at
                         .is_some_and(|t| now.duration_since(t) < self.inner.cfg.retry_after);
@@ -419,9 +435,9 @@ impl ContainerTable {
         let e = map.entry(id.clone()).or_insert_with(|| Entry {
             meta: Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Pending)),
             requested_at: None,
-            last_used: now,
+            last_used: AtomicU64::new(0),
         });
-        e.last_used = now;
+        e.last_used.store(self.tick(now), Ordering::Relaxed);
         let due = e.meta.status != MetaStatus::Ready
             && e.requested_at
                 .is_none_or(|t| now.duration_since(t) >= self.inner.cfg.retry_after);
@@ -447,7 +463,7 @@ impl ContainerTable {
                     Entry {
                         meta: Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Pending)),
                         requested_at: Some(Instant::now()),
-                        last_used: Instant::now(),
+                        last_used: AtomicU64::new(self.tick(Instant::now())),
                     },
                 );
             }
@@ -480,7 +496,7 @@ impl ContainerTable {
             Entry {
                 meta: Arc::new(meta),
                 requested_at,
-                last_used: now,
+                last_used: AtomicU64::new(self.tick(now)),
             },
         );
     }
@@ -516,6 +532,10 @@ impl ContainerTable {
         self.len() == 0
     }
 
+    fn tick(&self, now: Instant) -> u64 {
+        now.duration_since(self.inner.epoch).as_millis() as u64
+    }
+
     fn send(&self, req: Request) {
         match self.inner.tx.try_send(req) {
             Ok(()) => self
@@ -539,7 +559,7 @@ impl ContainerTable {
         }
         let victim = map
             .iter()
-            .min_by_key(|(_, e)| (!e.meta.exited, e.last_used))
+            .min_by_key(|(_, e)| (!e.meta.exited, e.last_used.load(Ordering::Relaxed)))
             .map(|(id, _)| id.clone());
         if let Some(v) = victim {
             map.remove(&v);
@@ -836,6 +856,26 @@ mod tests {
         assert!(t.lookup(&id(A)).exited);
         t.remove(&id(A));
         assert!(t.peek(&id(A)).is_none());
+    }
+
+    #[test]
+    fn na_when_daemon_down_option() {
+        let ready = || ContainerMeta::from_parts(id(A), Some("/c"), Some("i"), None, [], None);
+        let (t, _rx) = ContainerTable::new(ContainerTableConfig::default());
+        t.store(ready());
+        assert_eq!(
+            t.lookup(&id(A)).name,
+            "c",
+            "default: cached metadata survives an outage"
+        );
+        let (t, _rx) = ContainerTable::new(ContainerTableConfig {
+            na_when_daemon_down: true,
+            ..Default::default()
+        });
+        t.store(ready());
+        assert_eq!(t.lookup(&id(A)).name, NA);
+        t.set_daemon_up(true);
+        assert_eq!(t.lookup(&id(A)).name, "c");
     }
 
     #[test]
