@@ -448,28 +448,28 @@ impl ContainerTable {
         e.meta.clone()
     }
 
-    /// Learns a container before any of its processes ran (Docker `create`), and asks for its
-    /// metadata.
+    /// Learns a container early (Docker `create`, /proc seeding, first event from its cgroup)
+    /// and asks for its metadata once; a known container is left alone.
     pub fn learn(&self, id: &ContainerId) {
-        let known = read(&self.inner.map)
-            .get(id)
-            .is_some_and(|e| e.meta.status == MetaStatus::Ready);
-        if !known {
-            let mut map = write(&self.inner.map);
-            if !map.contains_key(id) {
-                self.make_room(&mut map);
-                map.insert(
-                    id.clone(),
-                    Entry {
-                        meta: Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Pending)),
-                        requested_at: Some(Instant::now()),
-                        last_used: AtomicU64::new(self.tick(Instant::now())),
-                    },
-                );
-            }
-            drop(map);
-            self.send(Request::Inspect(id.clone()));
+        if read(&self.inner.map).contains_key(id) {
+            return;
         }
+        let mut map = write(&self.inner.map);
+        if map.contains_key(id) {
+            return;
+        }
+        self.make_room(&mut map);
+        let now = Instant::now();
+        map.insert(
+            id.clone(),
+            Entry {
+                meta: Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Pending)),
+                requested_at: Some(now),
+                last_used: AtomicU64::new(self.tick(now)),
+            },
+        );
+        drop(map);
+        self.send(Request::Inspect(id.clone()));
     }
 
     /// The cached metadata, without queueing anything.
@@ -856,6 +856,13 @@ mod tests {
         assert!(t.lookup(&id(A)).exited);
         t.remove(&id(A));
         assert!(t.peek(&id(A)).is_none());
+
+        // learn() asks once per container, however many processes it has.
+        for _ in 0..10 {
+            t.learn(&id(B));
+        }
+        assert_eq!(rx.try_recv().ok(), Some(Request::Inspect(id(B))));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

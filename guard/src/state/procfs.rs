@@ -351,13 +351,13 @@ impl ProcFs {
         let argv = read_capped(&dir.join("cmdline"), limits.max_bytes + 1)
             .map(|raw| Argv::from_nul_separated(&raw, limits))
             .unwrap_or_default();
-        let (uid, gid) = std::fs::read_to_string(dir.join("status"))
+        let (uid, gid) = read_capped(&dir.join("status"), 16 * 1024)
             .ok()
-            .and_then(|s| parse_status_ids(&s))
+            .and_then(|s| parse_status_ids(&String::from_utf8_lossy(&s)))
             .map_or((None, None), |(u, g)| (Some(u), Some(g)));
-        let loginuid = std::fs::read_to_string(dir.join("loginuid"))
+        let loginuid = read_capped(&dir.join("loginuid"), 32)
             .ok()
-            .and_then(|s| parse_loginuid(&s));
+            .and_then(|s| parse_loginuid(&String::from_utf8_lossy(&s)));
         let (cgroup_path, cgroup_id) = match self.cgroup(pid) {
             Some((p, id)) => (Some(p), id),
             None => (None, None),
