@@ -131,22 +131,15 @@ impl Process {
     }
 
     fn rebuild_cmdline(&mut self) {
-        let mut s = String::with_capacity(
-            self.comm.len() + 1 + self.argv.items.iter().map(|a| a.len() + 1).sum::<usize>(),
-        );
+        let args = self.argv.items.get(1..).unwrap_or(&[]).join(" ");
+        let mut s = String::with_capacity(self.comm.len() + 1 + args.len());
         s.push_str(&self.comm);
-        let mut start = s.len();
-        for (i, a) in self.argv.items.iter().skip(1).enumerate() {
-            if i == 0 {
-                s.push(' ');
-                start = s.len();
-            } else {
-                s.push(' ');
-            }
-            s.push_str(a);
+        if !args.is_empty() || self.argv.items.len() > 1 {
+            s.push(' ');
         }
+        self.args_start = s.len();
+        s.push_str(&args);
         self.cmdline = s;
-        self.args_start = start;
     }
 
     /// Approximate heap use, for the byte budget.
