@@ -10,3 +10,4 @@ pub mod cli;
 pub mod doctor;
 pub mod events;
 pub mod probes;
+pub mod state;

@@ -1,0 +1,391 @@
+//! The background task that fills [`ContainerTable`] from the Docker API (bollard).
+//!
+//! - Serves inspect requests from the table's bounded queue, one at a time.
+//! - Follows the event stream: `create` learns a container before its first process runs,
+//!   `start` refreshes it, `die` marks it exited, `destroy` drops it.
+//! - When the daemon is unreachable, requests are answered `Unavailable` (`<NA>` fields), the
+//!   task reconnects with exponential backoff, and on reconnect re-asks every container whose
+//!   metadata is not from the daemon.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use bollard::{
+    Docker,
+    query_parameters::{EventsOptionsBuilder, InspectContainerOptions},
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::container::{
+    ContainerId, ContainerMeta, ContainerTable, MetaStatus, Request, WeakContainerTable,
+};
+
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// The daemon's unix socket.
+    pub socket: PathBuf,
+    /// Per-request timeout, in whole seconds (bollard's unit).
+    pub request_timeout_secs: u64,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/var/run/docker.sock"),
+            request_timeout_secs: 5,
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct DockerEnricher {
+    // Weak, so that dropping the last ContainerTable closes the queue and stops the task.
+    table: WeakContainerTable,
+    rx: mpsc::Receiver<Request>,
+    cfg: DockerConfig,
+}
+
+impl DockerEnricher {
+    pub fn new(table: ContainerTable, rx: mpsc::Receiver<Request>, cfg: DockerConfig) -> Self {
+        Self {
+            table: table.downgrade(),
+            rx,
+            cfg,
+        }
+    }
+
+    fn set_up(&self, up: bool) {
+        if let Some(t) = self.table.upgrade() {
+            t.set_daemon_up(up);
+        }
+    }
+
+    /// Runs until every [`ContainerTable`] handle (the request senders) is dropped.
+    /// Spawn it: `tokio::spawn(enricher.run())`.
+    pub async fn run(mut self) {
+        let mut backoff = self.cfg.backoff_min;
+        let mut was_up = true; // log the first failure
+        loop {
+            match self.connect().await {
+                Ok(docker) => {
+                    info!(socket = %self.cfg.socket.display(), "docker daemon connected");
+                    self.set_up(true);
+                    backoff = self.cfg.backoff_min;
+                    was_up = true;
+                    let closed = self.session(&docker).await;
+                    self.set_up(false);
+                    if closed {
+                        return;
+                    }
+                    warn!(
+                        "docker daemon connection lost; container metadata is <NA> until it returns"
+                    );
+                }
+                Err(e) => {
+                    self.set_up(false);
+                    if was_up {
+                        warn!(socket = %self.cfg.socket.display(), error = %e, "docker daemon unreachable; container metadata is <NA>");
+                        was_up = false;
+                    } else {
+                        debug!(error = %e, "docker daemon still unreachable");
+                    }
+                }
+            }
+            // While down: answer requests at once with <NA>, and wait out the backoff.
+            let deadline = tokio::time::sleep(backoff);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    () = &mut deadline => break,
+                    req = self.rx.recv() => match req {
+                        Some(Request::Inspect(id)) => {
+                            if let Some(t) = self.table.upgrade() {
+                                unavailable(&t, id);
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(self.cfg.backoff_max);
+        }
+    }
+
+    async fn connect(&self) -> Result<Docker, bollard::errors::Error> {
+        let path = self.cfg.socket.to_string_lossy();
+        let docker = Docker::connect_with_unix(
+            &path,
+            self.cfg.request_timeout_secs,
+            bollard::API_DEFAULT_VERSION,
+        )?;
+        // Speak the daemon's API version; Debian's dockerd is older than bollard's default.
+        docker.negotiate_version().await
+    }
+
+    /// Serves one connection. Returns true when the request queue closed (shut down).
+    async fn session(&mut self, docker: &Docker) -> bool {
+        let filters: HashMap<&str, Vec<&str>> = HashMap::from([
+            ("type", vec!["container"]),
+            ("event", vec!["create", "start", "die", "destroy"]),
+        ]);
+        // Subscribe before re-enriching so that nothing between the two is missed.
+        let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        let not_ready = match self.table.upgrade() {
+            Some(t) => t.not_ready(),
+            None => return true,
+        };
+        for id in not_ready {
+            self.inspect(docker, id).await;
+        }
+        loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        let id = ev.actor.as_ref().and_then(|a| a.id.as_deref()).and_then(ContainerId::parse);
+                        let (Some(id), Some(action)) = (id, ev.action.as_deref()) else { continue };
+                        debug!(container = %id.short(), action, "docker event");
+                        let Some(table) = self.table.upgrade() else { return true };
+                        match action {
+                            // Inspect right away: a lookup from the first exec should find it.
+                            "create" | "start" => {
+                                drop(table);
+                                self.inspect(docker, id).await;
+                            }
+                            "die" => table.mark_exited(&id),
+                            "destroy" => table.remove(&id),
+                            _ => {}
+                        }
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "docker event stream error");
+                        return false;
+                    }
+                    None => return false,
+                },
+                req = self.rx.recv() => match req {
+                    Some(Request::Inspect(id)) => self.inspect(docker, id).await,
+                    None => return true,
+                },
+            }
+        }
+    }
+
+    async fn inspect(&self, docker: &Docker, id: ContainerId) {
+        let res = docker
+            .inspect_container(id.as_str(), None::<InspectContainerOptions>)
+            .await;
+        let Some(table) = self.table.upgrade() else {
+            return;
+        };
+        match res {
+            Ok(r) => {
+                let config = r.config.as_ref();
+                let labels = config
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default()
+                    .into_iter();
+                let mut meta = ContainerMeta::from_parts(
+                    id,
+                    r.name.as_deref(),
+                    config.and_then(|c| c.image.as_deref()),
+                    r.image.as_deref(),
+                    labels,
+                    r.host_config.as_ref().and_then(|h| h.privileged),
+                );
+                meta.exited = r
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.running)
+                    .is_some_and(|running| !running)
+                    && r.state
+                        .as_ref()
+                        .and_then(|s| s.finished_at.as_deref())
+                        .is_some_and(|f| !f.starts_with("0001-"));
+                table.store(meta);
+            }
+            Err(e) => {
+                // 404: not a Docker container (another runtime, or gone). Others: daemon trouble;
+                // the event stream notices a dead daemon and reconnects.
+                debug!(container = %id.short(), error = %e, "inspect failed");
+                unavailable(&table, id);
+            }
+        }
+    }
+}
+
+fn unavailable(table: &ContainerTable, id: ContainerId) {
+    // Keep good metadata we already have: a daemon outage does not change a container.
+    if table
+        .peek(&id)
+        .is_some_and(|m| m.status == MetaStatus::Ready)
+    {
+        return;
+    }
+    table.store(ContainerMeta::unknown(id, MetaStatus::Unavailable));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::container::{ContainerTableConfig, NA};
+
+    const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
+
+    async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+        for _ in 0..200 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// No daemon at the socket: lookups return <NA> at once, the entry becomes Unavailable,
+    /// and the task keeps running.
+    #[tokio::test]
+    async fn unreachable_daemon_gives_na() {
+        let (table, rx) = ContainerTable::new(ContainerTableConfig::default());
+        let cfg = DockerConfig {
+            socket: std::env::temp_dir().join("guard-no-such-docker.sock"),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(40),
+            ..Default::default()
+        };
+        let task = tokio::spawn(DockerEnricher::new(table.clone(), rx, cfg).run());
+        let id = ContainerId::parse(A).expect("id");
+        let m = table.lookup(&id);
+        assert_eq!((m.name.as_str(), m.image.as_str()), (NA, NA));
+        assert!(
+            wait_for(|| table
+                .peek(&id)
+                .is_some_and(|m| m.status == MetaStatus::Unavailable))
+            .await
+        );
+        assert!(!table.daemon_up());
+        assert!(!task.is_finished());
+        drop(table);
+        // Dropping every table handle closes the queue and ends the task.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_ok()
+        );
+    }
+
+    /// A minimal Docker API on a unix socket we control: `/version`, an idle `/events`
+    /// stream, and inspect of one container.
+    async fn fake_daemon(listener: tokio::net::UnixListener) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf);
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let body = if path.contains("/events") {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                } else if path.contains("/version") {
+                    r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#.to_owned()
+                } else if path.contains(&format!("/containers/{A}/json")) {
+                    format!(
+                        r#"{{"Id":"{A}","Name":"/fake","Image":"sha256:1","Config":{{"Image":"localhost:5000/fake/img:7","Labels":{{"io.kubernetes.pod.name":"p","io.kubernetes.pod.namespace":"ns"}}}},"HostConfig":{{"Privileged":true}},"State":{{"Running":true}}}}"#
+                    )
+                } else {
+                    String::new()
+                };
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    }
+
+    /// The daemon is absent, then appears: the task reconnects and re-enriches the container
+    /// that was `<NA>`.
+    #[tokio::test]
+    async fn recovers_when_daemon_appears() {
+        let dir = std::env::temp_dir().join(format!("guard-fake-docker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let socket = dir.join("docker.sock");
+        let (table, rx) = ContainerTable::new(ContainerTableConfig::default());
+        let cfg = DockerConfig {
+            socket: socket.clone(),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let task = tokio::spawn(DockerEnricher::new(table.clone(), rx, cfg).run());
+        let id = ContainerId::parse(A).expect("id");
+        table.lookup(&id);
+        assert!(
+            wait_for(|| table
+                .peek(&id)
+                .is_some_and(|m| m.status == MetaStatus::Unavailable))
+            .await,
+            "<NA> while the daemon is absent"
+        );
+
+        let server = tokio::spawn(fake_daemon(
+            tokio::net::UnixListener::bind(&socket).expect("bind"),
+        ));
+        assert!(
+            wait_for(|| table
+                .peek(&id)
+                .is_some_and(|m| m.status == MetaStatus::Ready))
+            .await,
+            "re-enriched after reconnect: {:?}",
+            table.peek(&id)
+        );
+        let m = table.lookup(&id);
+        assert_eq!(m.name, "fake");
+        assert_eq!(m.image_repository, "localhost:5000/fake/img");
+        assert_eq!(m.image_tag, "7");
+        assert_eq!(
+            (m.k8s_pod_name.as_str(), m.k8s_ns_name.as_str()),
+            ("p", "ns")
+        );
+        assert_eq!(m.privileged, Some(true));
+        assert!(table.daemon_up());
+
+        // An unknown container (404) is Unavailable, and the connection stays up.
+        let other = ContainerId::parse(&"b".repeat(64)).expect("id");
+        table.lookup(&other);
+        assert!(
+            wait_for(|| table
+                .peek(&other)
+                .is_some_and(|m| m.status == MetaStatus::Unavailable))
+            .await
+        );
+        assert!(table.daemon_up());
+
+        task.abort();
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

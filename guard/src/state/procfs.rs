@@ -1,0 +1,518 @@
+//! Reading processes from /proc. Everything here is untrusted text written by (or about)
+//! other processes: parsers return `None` on anything unexpected, reads are size-capped.
+
+use std::{
+    ffi::OsStr,
+    io::Read,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use crate::events::{CgroupId, Clock};
+
+use super::{Pid, path::PATH_MAX};
+
+/// Caps on what one process may cost us.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgLimits {
+    /// Arguments kept, argv[0] included.
+    pub max_args: usize,
+    /// Bytes kept over all arguments.
+    pub max_bytes: usize,
+}
+
+impl Default for ArgLimits {
+    fn default() -> Self {
+        Self {
+            max_args: 128,
+            max_bytes: 4096,
+        }
+    }
+}
+
+/// A bounded argv.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Argv {
+    pub items: Vec<String>,
+    /// Arguments or bytes were dropped to respect [`ArgLimits`].
+    pub truncated: bool,
+}
+
+impl Argv {
+    /// From the kernel's NUL-separated argv area (as `/proc/PID/cmdline` and exec records
+    /// carry it). A trailing NUL is not an empty argument; invalid UTF-8 becomes U+FFFD.
+    pub fn from_nul_separated(raw: &[u8], limits: ArgLimits) -> Self {
+        let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+        if raw.is_empty() {
+            return Self::default();
+        }
+        Self::from_iter(raw.split(|&b| b == 0).map(String::from_utf8_lossy), limits)
+    }
+
+    pub fn from_iter<S: AsRef<str>>(args: impl IntoIterator<Item = S>, limits: ArgLimits) -> Self {
+        let mut out = Self::default();
+        let mut budget = limits.max_bytes;
+        for a in args {
+            let a = a.as_ref();
+            if out.items.len() >= limits.max_args || budget == 0 {
+                out.truncated = true;
+                break;
+            }
+            let kept = truncate_str(a, budget);
+            if kept.len() < a.len() {
+                out.truncated = true;
+            }
+            budget -= kept.len();
+            out.items.push(kept.to_owned());
+        }
+        out
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.items.iter().map(String::capacity).sum::<usize>()
+            + self.items.capacity() * size_of::<String>()
+    }
+}
+
+/// The longest prefix of `s` within `max` bytes, on a char boundary.
+pub fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Fields of `/proc/PID/stat` we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub comm: String,
+    pub ppid: u32,
+    pub tty_nr: u32,
+    /// Field 22: start time in clock ticks after boot.
+    pub start_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat`. The comm field is in parentheses and may itself contain `)` and
+/// spaces, so the fields after it are found from the LAST `)`.
+pub fn parse_stat(raw: &[u8]) -> Option<Stat> {
+    let open = raw.iter().position(|&b| b == b'(')?;
+    let close = raw.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&raw[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(raw.get(close + 1..)?).ok()?;
+    // rest[0] is field 3 (state).
+    let f: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    Some(Stat {
+        comm,
+        ppid: f.get(1)?.parse().ok()?,
+        // tty_nr is printed as a signed int.
+        tty_nr: f.get(4)?.parse::<i64>().ok()? as u32,
+        start_ticks: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// (real uid, real gid) from `/proc/PID/status`.
+pub fn parse_status_ids(raw: &str) -> Option<(u32, u32)> {
+    let field = |name: &str| {
+        raw.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_ascii_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    Some((field("Uid:")?, field("Gid:")?))
+}
+
+/// `/proc/PID/loginuid`: `None` when unset (`4294967295`) or unreadable.
+pub fn parse_loginuid(raw: &str) -> Option<u32> {
+    raw.trim().parse::<u32>().ok().filter(|&v| v != u32::MAX)
+}
+
+/// The cgroup v2 path (the `0::` line) of `/proc/PID/cgroup`.
+pub fn parse_cgroup_v2(raw: &str) -> Option<&str> {
+    raw.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+/// Where the cgroup2 hierarchy is mounted, and which cgroup is the mount's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup2Mount {
+    pub mount_point: PathBuf,
+    /// The cgroup path shown at the mount point (`/` unless the mount is of a sub-tree).
+    pub root: String,
+}
+
+impl Cgroup2Mount {
+    /// The directory of the cgroup at `cgroup_path` (as in `/proc/PID/cgroup`), if it lies
+    /// under this mount.
+    pub fn dir_of(&self, cgroup_path: &str) -> Option<PathBuf> {
+        let root = self.root.trim_end_matches('/');
+        let rel = cgroup_path.strip_prefix(root)?;
+        if !(rel.is_empty() || rel.starts_with('/')) {
+            return None;
+        }
+        let rel = rel.trim_start_matches('/');
+        // No `..` escapes from the mount.
+        if rel.split('/').any(|c| c == "..") {
+            return None;
+        }
+        Some(if rel.is_empty() {
+            self.mount_point.clone()
+        } else {
+            self.mount_point.join(rel)
+        })
+    }
+
+    /// The cgroup path of a directory under the mount point.
+    pub fn path_of(&self, dir: &Path) -> Option<String> {
+        let rel = dir.strip_prefix(&self.mount_point).ok()?;
+        let rel = rel.to_str()?;
+        let root = self.root.trim_end_matches('/');
+        Some(if rel.is_empty() {
+            if root.is_empty() {
+                "/".into()
+            } else {
+                root.into()
+            }
+        } else {
+            format!("{root}/{rel}")
+        })
+    }
+}
+
+/// Finds the first cgroup2 mount in `/proc/self/mountinfo` text. On a hybrid v1 host it is
+/// typically `/sys/fs/cgroup/unified`; on a pure v2 host `/sys/fs/cgroup`.
+pub fn parse_cgroup2_mount(mountinfo: &str) -> Option<Cgroup2Mount> {
+    mountinfo.lines().find_map(|line| {
+        // id parent major:minor root mount_point options [optional...] - fstype source super
+        let (left, right) = line.split_once(" - ")?;
+        if right.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let mut f = left.split(' ');
+        let root = unescape_mountinfo(f.nth(3)?);
+        let mount_point = unescape_mountinfo(f.next()?);
+        Some(Cgroup2Mount {
+            mount_point: PathBuf::from(OsStr::from_bytes(&mount_point)),
+            root: String::from_utf8(root).ok()?,
+        })
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(oct) = b.get(i + 1..i + 4)
+            && oct.iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = oct
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            if let Ok(byte) = u8::try_from(v) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Reads at most `cap` bytes of a file.
+pub fn read_capped(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(cap as u64)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A readlink result as bytes, capped to PATH_MAX.
+pub fn read_link_bytes(path: &Path) -> Option<Vec<u8>> {
+    let target = std::fs::read_link(path).ok()?;
+    let bytes = target.as_os_str().as_bytes();
+    (bytes.len() < PATH_MAX).then(|| bytes.to_vec())
+}
+
+/// One process as read from /proc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSnapshot {
+    pub pid: Pid,
+    pub stat: Stat,
+    pub exepath: Option<String>,
+    pub argv: Argv,
+    pub cwd: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub loginuid: Option<u32>,
+    /// Wall-clock start time, ns since the epoch.
+    pub start_time_ns: u64,
+    pub cgroup_path: Option<String>,
+    pub cgroup_id: Option<CgroupId>,
+}
+
+/// Access to a /proc tree (the real one, or a fake in tests).
+#[derive(Debug, Clone)]
+pub struct ProcFs {
+    pub root: PathBuf,
+    pub cgroup2: Option<Cgroup2Mount>,
+    clock: Clock,
+    ticks_per_sec: u64,
+}
+
+impl ProcFs {
+    /// The host's /proc, with the cgroup2 mount found in `/proc/self/mountinfo`.
+    pub fn host() -> Self {
+        let cgroup2 = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| parse_cgroup2_mount(&m));
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100);
+        Self {
+            root: PathBuf::from("/proc"),
+            cgroup2,
+            clock: Clock::now(),
+            ticks_per_sec: ticks,
+        }
+    }
+
+    pub fn new(root: PathBuf, cgroup2: Option<Cgroup2Mount>, clock: Clock, ticks: u64) -> Self {
+        Self {
+            root,
+            cgroup2,
+            clock,
+            ticks_per_sec: ticks.max(1),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn pid_dir(&self, pid: Pid) -> PathBuf {
+        self.root.join(pid.0.to_string())
+    }
+
+    /// Every numeric entry of /proc: the thread-group leaders.
+    pub fn pids(&self) -> Vec<Pid> {
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(Pid))
+            .collect()
+    }
+
+    /// The process's current working directory (lazy refresh; there is no chdir event).
+    pub fn cwd(&self, pid: Pid) -> Option<String> {
+        read_link_bytes(&self.pid_dir(pid).join("cwd")).map(|b| super::path::to_text(&b))
+    }
+
+    /// The path an open file descriptor refers to, for dirfd-relative paths.
+    pub fn fd_path(&self, pid: Pid, fd: i32) -> Option<Vec<u8>> {
+        read_link_bytes(&self.pid_dir(pid).join("fd").join(fd.to_string()))
+    }
+
+    /// The cgroup v2 path and id of a process.
+    pub fn cgroup(&self, pid: Pid) -> Option<(String, Option<CgroupId>)> {
+        let raw = read_capped(&self.pid_dir(pid).join("cgroup"), 64 * 1024).ok()?;
+        let raw = String::from_utf8_lossy(&raw);
+        let path = parse_cgroup_v2(&raw)?.to_owned();
+        let id = self.cgroup_id_of_path(&path);
+        Some((path, id))
+    }
+
+    /// The cgroup id (inode of the cgroup v2 directory) of a cgroup path.
+    pub fn cgroup_id_of_path(&self, path: &str) -> Option<CgroupId> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.cgroup2.as_ref()?.dir_of(path)?;
+        let md = std::fs::metadata(dir).ok()?;
+        md.is_dir().then(|| CgroupId(md.ino()))
+    }
+
+    /// Reads one process. `None` when it is gone or its stat is unreadable; other fields
+    /// that cannot be read (permissions, races) are left empty.
+    pub fn read(&self, pid: Pid, limits: ArgLimits) -> Option<ProcSnapshot> {
+        let dir = self.pid_dir(pid);
+        let stat = parse_stat(&read_capped(&dir.join("stat"), 4096).ok()?)?;
+        let argv = read_capped(&dir.join("cmdline"), limits.max_bytes + 1)
+            .map(|raw| Argv::from_nul_separated(&raw, limits))
+            .unwrap_or_default();
+        let (uid, gid) = read_capped(&dir.join("status"), 16 * 1024)
+            .ok()
+            .and_then(|s| parse_status_ids(&String::from_utf8_lossy(&s)))
+            .map_or((None, None), |(u, g)| (Some(u), Some(g)));
+        let loginuid = read_capped(&dir.join("loginuid"), 32)
+            .ok()
+            .and_then(|s| parse_loginuid(&String::from_utf8_lossy(&s)));
+        let (cgroup_path, cgroup_id) = match self.cgroup(pid) {
+            Some((p, id)) => (Some(p), id),
+            None => (None, None),
+        };
+        let boot_ns = (u128::from(stat.start_ticks) * 1_000_000_000
+            / u128::from(self.ticks_per_sec))
+        .min(u128::from(u64::MAX)) as u64;
+        Some(ProcSnapshot {
+            pid,
+            exepath: read_link_bytes(&dir.join("exe")).map(|b| super::path::to_text(&b)),
+            cwd: self.cwd(pid),
+            argv,
+            uid,
+            gid,
+            loginuid,
+            start_time_ns: self.clock.wall_ns(boot_ns),
+            cgroup_path,
+            cgroup_id,
+            stat,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let raw = b"1234 (a) b) (c) S 77 1234 1234 34816 1234 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100 18446744073709551615";
+        let s = parse_stat(raw).expect("parse");
+        assert_eq!(s.comm, "a) b) (c");
+        assert_eq!(s.ppid, 77);
+        assert_eq!(s.tty_nr, 34816);
+        assert_eq!(s.start_ticks, 98765);
+        for bad in [
+            &b""[..],
+            b"1 (x",
+            b"1 x) S",
+            b"1 (x) S 1 2",
+            b")(",
+            b"1 (\xff) S z",
+        ] {
+            assert_eq!(parse_stat(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn status_loginuid_cgroup() {
+        let status = "Name:\tsh\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(parse_status_ids(status), Some((1000, 100)));
+        assert_eq!(parse_status_ids("Uid:\tx\n"), None);
+        assert_eq!(parse_loginuid("4294967295"), None);
+        assert_eq!(parse_loginuid("1000\n"), Some(1000));
+        assert_eq!(parse_loginuid("-1"), None);
+        let cg = "9:name=systemd:/docker/x\n1:cpu:/\n0::/docker/abc\n";
+        assert_eq!(parse_cgroup_v2(cg), Some("/docker/abc"));
+        assert_eq!(parse_cgroup_v2("1:cpu:/\n"), None);
+    }
+
+    #[test]
+    fn cgroup2_mount_from_mountinfo() {
+        let hybrid = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n\
+            32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
+            41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let m = parse_cgroup2_mount(hybrid).expect("found");
+        assert_eq!(m.mount_point, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(m.root, "/");
+        assert_eq!(
+            m.dir_of("/docker/abc"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/docker/abc"))
+        );
+        assert_eq!(m.dir_of("/"), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(m.dir_of("/../etc"), None);
+        assert_eq!(
+            m.path_of(Path::new("/sys/fs/cgroup/unified/docker/abc")),
+            Some("/docker/abc".into())
+        );
+        assert_eq!(
+            m.path_of(Path::new("/sys/fs/cgroup/unified")),
+            Some("/".into())
+        );
+
+        // Optional fields, an escaped space, and a sub-tree root.
+        let v2 = "25 1 0:22 /kubepods /run/my\\040cg rw shared:5 master:1 - cgroup2 none rw\n";
+        let m = parse_cgroup2_mount(v2).expect("found");
+        assert_eq!(m.mount_point, PathBuf::from("/run/my cg"));
+        assert_eq!(
+            m.dir_of("/kubepods/pod1"),
+            Some(PathBuf::from("/run/my cg/pod1"))
+        );
+        assert_eq!(m.dir_of("/kubepodsX"), None);
+        assert_eq!(m.dir_of("/docker/x"), None);
+        assert_eq!(
+            m.path_of(Path::new("/run/my cg/pod1")),
+            Some("/kubepods/pod1".into())
+        );
+
+        assert_eq!(parse_cgroup2_mount("garbage\n - \n1 2 3 - cgroup2"), None);
+    }
+
+    #[test]
+    fn argv_bounds() {
+        let l = ArgLimits {
+            max_args: 3,
+            max_bytes: 10,
+        };
+        let a = Argv::from_nul_separated(b"sh\0-c\0echo hi\0", l);
+        // 2 + 2 + 7 bytes: the last argument is cut at the 10-byte budget.
+        assert_eq!(a.items, ["sh", "-c", "echo h"]);
+        assert!(a.truncated);
+        let a = Argv::from_nul_separated(b"a\0b\0c\0d\0", l);
+        assert_eq!(a.items, ["a", "b", "c"]);
+        assert!(a.truncated);
+        let a = Argv::from_nul_separated(b"ab\0\0c", ArgLimits::default());
+        assert_eq!(a.items, ["ab", "", "c"]);
+        assert!(!a.truncated);
+        assert_eq!(Argv::from_nul_separated(b"", l).items.len(), 0);
+        assert_eq!(Argv::from_nul_separated(b"\0", l).items, [""; 0]);
+        let a = Argv::from_nul_separated("ééééééé".as_bytes(), l);
+        assert_eq!(a.items, ["ééééé"]);
+        let a = Argv::from_nul_separated(b"\xff\xfe", l);
+        assert_eq!(a.items, ["\u{fffd}\u{fffd}"]);
+    }
+
+    /// Reads this test's own process from the real /proc.
+    #[test]
+    fn reads_own_process() {
+        let fs = ProcFs::host();
+        let me = Pid(std::process::id());
+        let snap = fs.read(me, ArgLimits::default()).expect("own process");
+        let exe = std::env::current_exe().expect("current_exe");
+        assert_eq!(snap.exepath.as_deref(), exe.to_str());
+        let args: Vec<String> = std::env::args().collect();
+        let n = snap.argv.items.len().min(args.len());
+        assert!(n > 0);
+        assert_eq!(snap.argv.items[..n], args[..n]);
+        assert_eq!(snap.stat.ppid, std::os::unix::process::parent_id());
+        assert_eq!(
+            snap.cwd.as_deref(),
+            std::env::current_dir().expect("cwd").to_str()
+        );
+        // SAFETY: getuid cannot fail.
+        assert_eq!(snap.uid, Some(unsafe { libc::getuid() }));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64;
+        assert!(snap.start_time_ns <= now + 1_000_000_000);
+        assert!(
+            snap.start_time_ns + 3600 * 1_000_000_000 > now,
+            "started within the hour"
+        );
+        if fs.cgroup2.is_some() {
+            assert!(snap.cgroup_id.is_some(), "cgroup2 mounted, id expected");
+        }
+    }
+}
