@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod audit;
 pub mod btf;
 pub mod cli;
 pub mod doctor;
