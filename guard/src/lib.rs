@@ -10,4 +10,5 @@ pub mod btf;
 pub mod cli;
 pub mod doctor;
 pub mod events;
+pub mod output;
 pub mod probes;

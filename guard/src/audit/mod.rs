@@ -275,4 +275,4 @@ fn report_drops(w: &mut AuditWriter, shared: &Mutex<Shared>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
