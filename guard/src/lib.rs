@@ -12,3 +12,4 @@ pub mod doctor;
 pub mod events;
 pub mod output;
 pub mod probes;
+pub mod report;
