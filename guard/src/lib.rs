@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod alert;
 pub mod audit;
+pub mod audit_cmd;
 pub mod btf;
 pub mod cli;
 pub mod doctor;
