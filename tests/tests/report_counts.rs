@@ -43,7 +43,10 @@ fn every_format_states_the_exact_counts() {
     let j: serde_json::Value =
         serde_json::from_str(&report::render(&r, ReportFormat::Json)).expect("json report");
     assert_eq!(j["alerts"]["total"], ALERTS);
-    assert_eq!(j["alerts"]["by_rule"][0]["key"], "Terminal shell in container");
+    assert_eq!(
+        j["alerts"]["by_rule"][0]["key"],
+        "Terminal shell in container"
+    );
     assert_eq!(j["alerts"]["by_rule"][0]["count"], SHELL_ALERTS);
     assert_eq!(j["alerts"]["by_priority"][0]["key"], "Critical");
     assert_eq!(j["alerts"]["by_priority"][0]["count"], 4);
@@ -62,18 +65,36 @@ fn every_format_states_the_exact_counts() {
     assert_eq!(j["actions"]["paused"], PAUSED);
     assert_eq!(j["actions"]["failed"], FAILED);
     assert_eq!(j["actions"]["refused"], REFUSED);
-    assert_eq!(j["actions"]["failures"][0]["detail"], "docker: connection refused");
+    assert_eq!(
+        j["actions"]["failures"][0]["detail"],
+        "docker: connection refused"
+    );
     assert_eq!(j["drops"]["total"], DROPS);
     assert_eq!(j["agent"]["starts"], 1);
     assert_eq!(j["agent"]["stops"], 1);
     let rollout = j["rollout"].as_array().expect("rollout");
-    assert_eq!(rollout.len(), 2, "api and db are in detect mode; web is not");
+    assert_eq!(
+        rollout.len(),
+        2,
+        "api and db are in detect mode; web is not"
+    );
     assert_eq!(rollout[0]["policy"], "api");
     assert_eq!(rollout[0]["would_deny"], API_WOULD_DENY);
     assert_eq!(rollout[0]["would_kill"], API_WOULD_KILL);
-    assert_eq!(rollout[0]["binaries"], serde_json::json!(["/bin/busybox", "/usr/bin/curl"]));
-    assert_eq!(rollout[0]["destinations"], serde_json::json!(["10.0.0.5:22"]));
-    assert!(rollout[0]["verdict"].as_str().expect("verdict").starts_with("would break: "));
+    assert_eq!(
+        rollout[0]["binaries"],
+        serde_json::json!(["/bin/busybox", "/usr/bin/curl"])
+    );
+    assert_eq!(
+        rollout[0]["destinations"],
+        serde_json::json!(["10.0.0.5:22"])
+    );
+    assert!(
+        rollout[0]["verdict"]
+            .as_str()
+            .expect("verdict")
+            .starts_with("would break: ")
+    );
     assert_eq!(rollout[1]["policy"], "db");
     assert_eq!(rollout[1]["verdict"], "no would-deny in 7 days");
 
@@ -103,15 +124,22 @@ fn every_format_states_the_exact_counts() {
         format!("| Terminal shell in container | {SHELL_ALERTS} |\n"),
         format!("## Denied (enforce mode): {DENIED}\n"),
         format!("| web | exec | /bin/sh | web-1 | {DENIED_EXEC} |\n"),
-        format!("Killed: {KILLED} · Stopped: 0 · Paused: {PAUSED} · Quarantined: 0 · Failed: {FAILED} · Refused: {REFUSED}"),
+        format!(
+            "Killed: {KILLED} · Stopped: 0 · Paused: {PAUSED} · Quarantined: 0 · Failed: {FAILED} · Refused: {REFUSED}"
+        ),
         "| kill\\_container | 1 | 2 | 2 | 0 | 1 |\n".into(),
         format!("## Drops: {DROPS}\n"),
-        format!("### Policy api\n\n- Would deny: {API_WOULD_DENY}\n- Would kill: {API_WOULD_KILL}\n"),
+        format!(
+            "### Policy api\n\n- Would deny: {API_WOULD_DENY}\n- Would kill: {API_WOULD_KILL}\n"
+        ),
         "- **Verdict:** no would-deny in 7 days\n".into(),
     ] {
         assert!(m.contains(&want), "markdown report lacks {want:?}:\n{m}");
     }
-    assert!(!m.contains("<script"), "markdown passes HTML through: must be escaped");
+    assert!(
+        !m.contains("<script"),
+        "markdown passes HTML through: must be escaped"
+    );
 
     // HTML.
     let h = report::render(&r, ReportFormat::Html);
@@ -153,6 +181,9 @@ fn workload_filter_narrows_every_count() {
     assert_eq!(r.alerts.total, 2);
     assert_eq!(r.denied.total, 0);
     assert_eq!(r.actions.killed, 0);
-    assert_eq!(r.rollout.iter().map(|p| p.would_deny).sum::<u64>(), API_WOULD_DENY);
+    assert_eq!(
+        r.rollout.iter().map(|p| p.would_deny).sum::<u64>(),
+        API_WOULD_DENY
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
