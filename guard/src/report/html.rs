@@ -24,7 +24,7 @@ th{background:#eef2f8}td.n,th.n{text-align:right;font-variant-numeric:tabular-nu
 .verdict.bad{background:#fdecea;color:var(--bad);border:1px solid var(--bad)}
 .verdict.ok{background:#e8f5e9;color:var(--ok);border:1px solid var(--ok)}
 .integrity.bad{color:var(--bad);font-weight:700}
-.charts{display:flex;flex-wrap:wrap;gap:16px}
+.charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:8px}
 figcaption{font-weight:600;font-size:13px;margin-bottom:4px}
 svg text{font:11px system-ui,sans-serif;fill:var(--fg)}
@@ -94,7 +94,8 @@ fn column_chart(o: &mut String, title: &str, v: &[Count]) {
     let max = items.iter().map(|c| c.count).max().unwrap_or(1).max(1);
     let (plot_h, top, bottom) = (140u64, 14u64, 30u64);
     let bar = (600 / items.len() as u64).clamp(3, 40);
-    let w = 40 + bar * items.len() as u64 + 10;
+    // Wide enough for the two axis labels.
+    let w = (40 + bar * items.len() as u64 + 10).max(300);
     let height = top + plot_h + bottom;
     let _ = write!(
         o,
@@ -118,12 +119,18 @@ fn column_chart(o: &mut String, title: &str, v: &[Count]) {
             c.count
         );
     }
-    if let (Some(f), Some(l)) = (items.first(), items.last()) {
+    if let Some(f) = items.first() {
         let _ = write!(
             o,
-            "<text x=\"40\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            "<text x=\"40\" y=\"{}\">{}</text>",
             top + plot_h + 16,
-            h(&f.key),
+            h(&f.key)
+        );
+    }
+    if let (true, Some(l)) = (items.len() > 1, items.last()) {
+        let _ = write!(
+            o,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
             w - 4,
             top + plot_h + 28,
             h(&l.key)
@@ -384,6 +391,6 @@ pub fn render_html(r: &Report) -> String {
         }
         let _ = write!(o, "</article>");
     }
-    let _ = write!(o, "</section></body></html>\n");
+    let _ = writeln!(o, "</section></body></html>");
     o
 }

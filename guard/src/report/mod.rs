@@ -386,11 +386,11 @@ pub fn build(
 
     for l in records {
         let t = l.time_ns;
-        if let Payload::PolicyLoad(p) = &l.record.payload {
-            if opts.to.is_none_or(|to| t < to) {
-                for it in &p.items {
-                    modes.insert(it.name.clone(), it.mode.clone());
-                }
+        if let Payload::PolicyLoad(p) = &l.record.payload
+            && opts.to.is_none_or(|to| t < to)
+        {
+            for it in &p.items {
+                modes.insert(it.name.clone(), it.mode.clone());
             }
         }
         if !in_time(t) {
