@@ -1,7 +1,7 @@
 //! The command line. Progress and status go to stderr, data to stdout.
 //!
 //! Exit codes: 0 success; 1 a check or command failed (for `doctor`: at least one FAIL);
-//! 2 usage error (clap).
+//! 2 usage error (clap). `audit verify` and `report`: see `audit_cmd`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -27,6 +27,11 @@ pub enum Command {
     Run(RunArgs),
     /// Check what this host supports (kernel, BTF, BPF LSM, cgroup v2, capabilities, Docker).
     Doctor,
+    /// Audit log tools (`guard audit verify`).
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
+    /// Write a report (text, md, json, html) from the audit log.
+    Report(crate::audit_cmd::ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +62,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => crate::agent::run(args),
         Command::Doctor => crate::doctor::run(),
+        Command::Audit(crate::audit_cmd::AuditCommand::Verify(a)) => crate::audit_cmd::verify(a),
+        Command::Report(a) => crate::audit_cmd::report(a),
     };
     match result {
         Ok(code) => code,

@@ -5,9 +5,13 @@
 
 pub mod agent;
 pub mod alert;
+pub mod audit;
+pub mod audit_cmd;
 pub mod btf;
 pub mod cli;
 pub mod doctor;
 pub mod events;
+pub mod output;
 pub mod probes;
 pub mod state;
+pub mod report;

@@ -1,0 +1,219 @@
+use std::path::PathBuf;
+
+use super::*;
+use crate::alert::{Alert, GuardInfo, Priority};
+use crate::audit::tests::TempDir;
+use crate::audit::{AuditConfig, AuditWriter, Decision, LoadInfo, LoadedItem, ProcessInfo};
+
+fn alert_in(container: &str, rule: &str) -> Payload {
+    let mut f = std::collections::BTreeMap::new();
+    f.insert("container.name".into(), serde_json::json!(container));
+    Payload::Alert {
+        alert: Box::new(Alert {
+            time: crate::alert::rfc3339_ns(0),
+            rule: rule.into(),
+            priority: Priority::Error,
+            source: "syscall".into(),
+            hostname: "h".into(),
+            output: "o".into(),
+            tags: vec![],
+            output_fields: f,
+            guard: GuardInfo::default(),
+        }),
+    }
+}
+
+fn write(dir: &std::path::Path, ps: Vec<Payload>) {
+    let mut w = AuditWriter::open(AuditConfig::new(dir)).expect("open");
+    for p in ps {
+        w.append(p).expect("append");
+    }
+}
+
+fn opts() -> ReportOptions {
+    ReportOptions {
+        now: crate::report::time::parse_rfc3339("2030-01-01T00:00:00Z").unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn glob() {
+    assert!(glob_match("web-*", "web-1"));
+    assert!(glob_match("*", ""));
+    assert!(glob_match("w?b*1", "web-01"));
+    assert!(!glob_match("web-*", "api-1"));
+    assert!(!glob_match("web", "web-1"));
+    assert!(glob_match("*-1", "api-1"));
+}
+
+#[test]
+fn malformed_line_is_an_error_with_file_and_line() {
+    let d = TempDir::new("report-bad");
+    write(d.path(), vec![alert_in("a", "r"), alert_in("b", "r")]);
+    let f = crate::audit::writer::log_files(d.path()).expect("ls")[0]
+        .1
+        .clone();
+    let mut body = std::fs::read_to_string(&f).expect("read");
+    body.push_str("{\"seq\":3,\"kind\":\"alert\"}\n");
+    std::fs::write(&f, body).expect("write");
+    match generate(&[d.path().to_path_buf()], &opts()) {
+        Err(ReportError::Malformed { file, line, .. }) => {
+            assert_eq!(file, f);
+            assert_eq!(line, 3);
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("must fail"),
+    }
+    std::fs::write(&f, b"\xff\xfe garbage\n").expect("write");
+    assert!(matches!(
+        generate(&[d.path().to_path_buf()], &opts()),
+        Err(ReportError::Malformed { line: 1, .. })
+    ));
+    assert!(matches!(
+        generate(&[PathBuf::from("/nonexistent/guard-audit")], &opts()),
+        Err(ReportError::Audit(_))
+    ));
+}
+
+#[test]
+fn workload_and_time_filters() {
+    let d = TempDir::new("report-filter");
+    write(
+        d.path(),
+        vec![
+            alert_in("web-1", "r1"),
+            alert_in("web-2", "r1"),
+            alert_in("api-1", "r2"),
+        ],
+    );
+    let paths = [d.path().to_path_buf()];
+    let r = generate(
+        &paths,
+        &ReportOptions {
+            workload: Some("web-*".into()),
+            ..opts()
+        },
+    )
+    .expect("report");
+    assert_eq!(r.alerts.total, 2);
+    assert_eq!(
+        r.alerts.by_rule,
+        vec![Count {
+            key: "r1".into(),
+            count: 2
+        }]
+    );
+    assert!(r.integrity.verified, "{}", r.integrity.detail);
+    // A window entirely in the future holds nothing.
+    let r = generate(
+        &paths,
+        &ReportOptions {
+            from: Some(opts().now),
+            ..opts()
+        },
+    )
+    .expect("report");
+    assert_eq!(r.alerts.total, 0);
+    assert_eq!(r.records, 0);
+}
+
+#[test]
+fn tampered_log_is_flagged_in_the_report() {
+    let d = TempDir::new("report-tamper");
+    write(
+        d.path(),
+        vec![alert_in("a", "r"), alert_in("b", "r"), alert_in("c", "r")],
+    );
+    let f = crate::audit::writer::log_files(d.path()).expect("ls")[0]
+        .1
+        .clone();
+    let body = std::fs::read_to_string(&f)
+        .expect("read")
+        .replacen("\"a\"", "\"z\"", 1);
+    std::fs::write(&f, body).expect("write");
+    let r = generate(&[d.path().to_path_buf()], &opts()).expect("report");
+    assert!(!r.integrity.verified);
+    assert!(
+        r.integrity.detail.contains("record seq 1"),
+        "{}",
+        r.integrity.detail
+    );
+    assert!(render_text(&r).contains("VERIFICATION FAILED"));
+    assert!(render_html(&r).contains("class=\"integrity bad\""));
+}
+
+#[test]
+fn rollout_verdicts() {
+    let d = TempDir::new("report-rollout");
+    write(
+        d.path(),
+        vec![
+            Payload::PolicyLoad(LoadInfo {
+                files: vec![],
+                items: vec![
+                    LoadedItem {
+                        name: "quiet".into(),
+                        mode: "detect".into(),
+                    },
+                    LoadedItem {
+                        name: "noisy".into(),
+                        mode: "detect".into(),
+                    },
+                    LoadedItem {
+                        name: "prod".into(),
+                        mode: "enforce".into(),
+                    },
+                ],
+                reload: false,
+            }),
+            Payload::Decision(Decision {
+                decision: DecisionKind::WouldDeny,
+                op: Operation::Connect,
+                policy: "noisy".into(),
+                backend: "bpf-lsm".into(),
+                target: "10.1.2.3:22".into(),
+                access: None,
+                workload: Workload {
+                    container_name: Some("db\n| x".into()),
+                    ..Default::default()
+                },
+                process: ProcessInfo::default(),
+            }),
+        ],
+    );
+    let now = opts().now;
+    let r = generate(
+        &[d.path().to_path_buf()],
+        &ReportOptions {
+            from: Some(now - 3 * time::NS_PER_DAY - 5),
+            to: Some(now),
+            ..opts()
+        },
+    )
+    .expect("report");
+    // The records were written "now" (real clock), before the 2030 window: only the policy load
+    // (which applies from before the window) decides which policies are in detect mode.
+    let names: Vec<&str> = r.rollout.iter().map(|p| p.policy.as_str()).collect();
+    assert_eq!(names, ["noisy", "quiet"]);
+    assert_eq!(r.rollout[1].verdict, "no would-deny in 3 days");
+    assert!(!r.rollout[1].would_break);
+
+    let r = generate(&[d.path().to_path_buf()], &opts()).expect("report");
+    let noisy = &r.rollout[0];
+    assert_eq!(noisy.would_deny, 1);
+    assert!(noisy.would_break);
+    assert_eq!(noisy.destinations, vec!["10.1.2.3:22".to_string()]);
+    assert!(
+        noisy
+            .verdict
+            .starts_with("would break: connect 10.1.2.3:22 in db"),
+        "{}",
+        noisy.verdict
+    );
+    // A newline in a container name cannot forge a table row or a report line.
+    let md = render_markdown(&r);
+    // Rendered Markdown shows `db\u{a}| x`: backslash and pipe are escaped.
+    assert!(md.contains(r"db\\u{a}\| x"), "{md}");
+    assert!(!render_text(&r).contains("db\n"));
+}
