@@ -397,11 +397,12 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<Event>, ModelError> {
         if line.trim().is_empty() {
             continue;
         }
-        let mut ev =
-            Event::from_json_line(&line).map_err(|msg| ModelError::Line { line: i + 1, msg })?;
-        if ev.num == 1 && !line.contains("\"num\"") {
+        let bad = |msg: String| ModelError::Line { line: i + 1, msg };
+        let mut ev: Event = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        if ev.num == 0 {
             ev.num = out.len() as u64 + 1;
         }
+        ev.prepare().map_err(bad)?;
         out.push(ev);
     }
     Ok(out)
