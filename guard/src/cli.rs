@@ -27,6 +27,13 @@ pub enum Command {
     Run(RunArgs),
     /// Check what this host supports (kernel, BTF, BPF LSM, cgroup v2, capabilities, Docker).
     Doctor,
+    /// Lint rules files; lists every error and exits non-zero if there is one.
+    Validate(crate::commands::validate::Args),
+    /// Inspect the loaded rules.
+    #[command(subcommand)]
+    Rules(crate::commands::RulesCommand),
+    /// Run rules offline on recorded events (JSON lines); no root needed.
+    Replay(crate::commands::replay::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +58,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => crate::agent::run(args),
         Command::Doctor => crate::doctor::run(),
+        Command::Validate(args) => crate::commands::validate::run(args),
+        Command::Rules(crate::commands::RulesCommand::List(args)) => {
+            crate::commands::rules_list::run(args)
+        }
+        Command::Replay(args) => crate::commands::replay::run(args),
     };
     match result {
         Ok(code) => code,

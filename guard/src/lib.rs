@@ -8,6 +8,7 @@ pub mod agent;
 pub mod alert;
 pub mod btf;
 pub mod cli;
+pub mod commands;
 pub mod doctor;
 pub mod events;
 pub mod model;
