@@ -1,2 +1,3 @@
 //! Shared helpers for guard's cross-cutting tests (see `tests/tests/`).
+pub mod corpus;
 pub mod harness;

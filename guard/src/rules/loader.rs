@@ -718,6 +718,10 @@ impl Definitions {
 
     fn load_rule(&mut self, ctx: &ItemCtx<'_>, map: &Mapping) {
         if !self.check_keys(ctx, map, &RULE_KEYS) {
+            // The item is dropped, but report a bad priority too so one run shows both.
+            if map.contains_key("priority") {
+                self.priority(ctx, map);
+            }
             return;
         }
         let Some(name) = self.name_of(ctx, map, "rule") else {
