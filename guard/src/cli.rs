@@ -32,6 +32,12 @@ pub enum Command {
     Audit(crate::audit_cmd::AuditCommand),
     /// Write a report (text, md, json, html) from the audit log.
     Report(crate::audit_cmd::ReportArgs),
+    /// Lint rules files; lists every error and exits non-zero if there is one.
+    Validate(crate::commands::validate::Args),
+    /// Inspect the loaded rules.
+    Rules(crate::commands::RulesCommand),
+    /// Run rules offline on recorded events (JSON lines); no root needed.
+    Replay(crate::commands::replay::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +70,11 @@ pub fn main() -> ExitCode {
         Command::Doctor => crate::doctor::run(),
         Command::Audit(crate::audit_cmd::AuditCommand::Verify(a)) => crate::audit_cmd::verify(a),
         Command::Report(a) => crate::audit_cmd::report(a),
+        Command::Validate(args) => crate::commands::validate::run(args),
+        Command::Rules(crate::commands::RulesCommand::List(args)) => {
+            crate::commands::rules_list::run(args)
+        }
+        Command::Replay(args) => crate::commands::replay::run(args),
     };
     match result {
         Ok(code) => code,

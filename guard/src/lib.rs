@@ -1,7 +1,8 @@
 //! guard: a runtime security engine for container hosts.
 //!
 //! Modules follow the data flow: `probes` loads the eBPF programs, `events` decodes their
-//! records, `agent` runs the pipeline, `doctor` checks the host, `cli` is the command line.
+//! records, `agent` runs the pipeline, `model` is the
+//! enriched event, `rules` is the Falco rule language, `doctor` checks the host, `cli` is the command line.
 
 pub mod agent;
 pub mod alert;
@@ -9,9 +10,12 @@ pub mod audit;
 pub mod audit_cmd;
 pub mod btf;
 pub mod cli;
+pub mod commands;
 pub mod doctor;
 pub mod events;
 pub mod output;
 pub mod probes;
 pub mod state;
 pub mod report;
+pub mod model;
+pub mod rules;

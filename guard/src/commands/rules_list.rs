@@ -1,0 +1,76 @@
+//! `guard rules list`: the loaded rules, as a table or JSON.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use serde::Serialize;
+
+use crate::rules::RuleStatus;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Rules files or directories; default: see `guard replay --help`.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// One JSON array on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    priority: &'a str,
+    status: &'a RuleStatus,
+    source: &'a str,
+    tags: &'a [String],
+    desc: &'a str,
+    file: &'a str,
+    line: u32,
+    unavailable_fields: &'a [&'static str],
+    condition: &'a str,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let engine = super::load_engine(&args.rules, None)?;
+    let rows: Vec<Row> = engine
+        .rules
+        .rules
+        .iter()
+        .map(|r| Row {
+            name: &r.name,
+            priority: r.priority.as_str(),
+            status: &r.status,
+            source: &r.source,
+            tags: &r.tags,
+            desc: &r.desc,
+            file: &r.file,
+            line: r.pos.line,
+            unavailable_fields: &r.unavailable,
+            condition: &r.condition,
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!("{:w$}  {:13}  {:9}  LOCATION", "RULE", "PRIORITY", "STATUS");
+    for r in &rows {
+        let status = match r.status {
+            RuleStatus::Active if !r.unavailable_fields.is_empty() => "partial",
+            RuleStatus::Active => "active",
+            RuleStatus::Disabled => "disabled",
+            RuleStatus::Skipped(_) => "skipped",
+            RuleStatus::Invalid => "invalid",
+        };
+        println!(
+            "{:w$}  {:13}  {:9}  {}:{}",
+            r.name, r.priority, status, r.file, r.line
+        );
+    }
+    eprintln!(
+        "{} rules; 'partial' = uses fields guard cannot provide (checks on them are false)",
+        rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,950 @@
+//! From loaded definitions to a [`RuleSet`]: parse conditions, expand macros and lists, resolve
+//! and type-check fields, build tests, index rules by event type. Every problem becomes a
+//! diagnostic at `file:line:col`; a rule with an error is left out, the others still load.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
+
+use globset::GlobBuilder;
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::{
+    ast::{Check as AstCheck, Expr, FieldExpr, Lit, Op, Operand, Span, Transformer},
+    diag::{Diagnostic, Pos, SourceText},
+    eval::{Check, Cmp, FieldOp, Node, Test, TypeSet},
+    fields::{self, FieldArg, FieldId, FieldRef, FieldType, Resolved},
+    loader::{Definitions, ExValue, ExceptionDef, ListItem, RuleDef},
+    output::OutputFormat,
+    parser,
+};
+use crate::alert::Priority;
+
+/// Deepest macro nesting (and list nesting) accepted.
+pub const MAX_MACRO_DEPTH: usize = 32;
+
+/// What `guard rules list` shows about a rule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStatus {
+    Active,
+    Disabled,
+    /// Not evaluated; the reason says why (other source, unknown field with skip-if-unknown-filter).
+    Skipped(String),
+    Invalid,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub name: String,
+    pub desc: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub source: String,
+    pub status: RuleStatus,
+    /// Condition text after appends, for listing and tooling.
+    pub condition: String,
+    pub node: Node,
+    pub output: OutputFormat,
+    /// Fields the rule uses that guard cannot provide.
+    pub unavailable: Vec<&'static str>,
+    pub file: Arc<str>,
+    pub pos: Pos,
+}
+
+/// Compiled rules, indexed by event type id.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub rules: Vec<CompiledRule>,
+    pub(crate) by_type: Vec<Box<[u32]>>,
+}
+
+struct Compiler<'d> {
+    defs: &'d Definitions,
+    diags: Vec<Diagnostic>,
+    seen: HashSet<String>,
+    parsed: HashMap<String, Option<Expr>>,
+    macro_cache: HashMap<String, Option<(Node, BTreeSet<&'static str>)>>,
+    macro_stack: Vec<String>,
+    warned: HashSet<String>,
+    /// Unavailable field -> first use and the rules that use it.
+    unavailable: BTreeMap<&'static str, (Arc<str>, Pos, BTreeSet<String>)>,
+}
+
+type R<T> = Result<T, ()>;
+
+/// What one compilation walk collects besides the node.
+#[derive(Default)]
+struct Uses {
+    unavailable: BTreeSet<&'static str>,
+}
+
+pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
+    let mut c = Compiler {
+        defs,
+        diags: Vec::new(),
+        seen: HashSet::new(),
+        parsed: HashMap::new(),
+        macro_cache: HashMap::new(),
+        macro_stack: Vec::new(),
+        warned: HashSet::new(),
+        unavailable: BTreeMap::new(),
+    };
+    let mut rules = Vec::new();
+    for r in &defs.rules {
+        rules.push(c.rule(r));
+    }
+    // Macros no rule uses still get checked, so that `validate` reports their errors.
+    for name in &defs.macro_order {
+        if !c.macro_cache.contains_key(name) {
+            let _ = c.macro_node(name, Span::default(), &defs.macros[name].cond);
+        }
+    }
+    for (field, (file, pos, users)) in &c.unavailable {
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        let used_by = if users.is_empty() {
+            "no enabled rule".to_string()
+        } else {
+            format!("{} rule(s): {}", users.len(), users.join("; "))
+        };
+        c.diags.push(Diagnostic::warning(
+            file,
+            *pos,
+            format!("field '{field}' is not provided by guard: checks on it are false and outputs show <NA>; used by {used_by}"),
+        ));
+    }
+    let mut set = RuleSet {
+        rules,
+        by_type: Vec::new(),
+    };
+    set.index();
+    (set, c.diags)
+}
+
+impl RuleSet {
+    fn index(&mut self) {
+        let mut by_type = vec![Vec::new(); fields::TYPE_COUNT];
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.status != RuleStatus::Active {
+                continue;
+            }
+            let types = r.node.types();
+            for (t, slot) in by_type.iter_mut().enumerate() {
+                if types & (1u128 << t) != 0 {
+                    slot.push(i as u32);
+                }
+            }
+        }
+        self.by_type = by_type.into_iter().map(Vec::into_boxed_slice).collect();
+    }
+
+    pub fn get(&self, name: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &CompiledRule> {
+        self.rules.iter().filter(|r| r.status == RuleStatus::Active)
+    }
+}
+
+fn op_cmp(op: Op) -> Option<(Cmp, bool)> {
+    Some(match op {
+        Op::Eq => (Cmp::Eq, false),
+        Op::Ne => (Cmp::Eq, true),
+        Op::Lt => (Cmp::Lt, false),
+        Op::Le => (Cmp::Le, false),
+        Op::Gt => (Cmp::Gt, false),
+        Op::Ge => (Cmp::Ge, false),
+        _ => return None,
+    })
+}
+
+impl<'d> Compiler<'d> {
+    fn push(&mut self, d: Diagnostic) {
+        if self.seen.insert(d.to_string()) {
+            self.diags.push(d);
+        }
+    }
+
+    fn err(&mut self, src: &SourceText, span: Span, msg: String) {
+        let (file, pos) = src.locate(span.start);
+        let text = src.text.get(span.start..span.end).unwrap_or("").to_string();
+        let d = Diagnostic::error(&file, pos, msg);
+        self.push(if text.is_empty() {
+            d
+        } else {
+            d.with_text(text)
+        });
+    }
+
+    fn warn_once(&mut self, key: String, src: &SourceText, span: Span, msg: String) {
+        if self.warned.insert(key) {
+            let (file, pos) = src.locate(span.start);
+            self.push(Diagnostic::warning(&file, pos, msg));
+        }
+    }
+
+    fn rule(&mut self, r: &RuleDef) -> CompiledRule {
+        let mut out = CompiledRule {
+            name: r.name.clone(),
+            desc: r.desc.trim().to_string(),
+            priority: r.priority,
+            tags: r.tags.clone(),
+            source: r.source.clone(),
+            status: if r.enabled {
+                RuleStatus::Active
+            } else {
+                RuleStatus::Disabled
+            },
+            condition: r.cond.text.trim().to_string(),
+            node: Node::Const(false),
+            output: OutputFormat::default(),
+            unavailable: Vec::new(),
+            file: r.file.clone(),
+            pos: r.pos,
+        };
+        if r.source != "syscall" {
+            let src = SourceText::new(String::new(), r.file.clone(), Vec::new(), r.pos);
+            self.warn_once(
+                format!("source:{}", r.source),
+                &src,
+                Span::default(),
+                format!("rules with source '{}' are loaded but not evaluated: guard handles syscall events only", r.source),
+            );
+            out.status =
+                RuleStatus::Skipped(format!("source '{}' is not handled by guard", r.source));
+            return out;
+        }
+        let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
+        let mut uses = Uses::default();
+        let cond = match parser::parse(&r.cond.text) {
+            Ok(e) => self.expr(&e, &r.cond, &mut uses),
+            Err(e) => {
+                self.err(&r.cond, e.span, format!("rule '{}': {}", r.name, e.msg));
+                Err(())
+            }
+        };
+        let exceptions = self.exceptions(&r.exceptions, &mut uses);
+        let output = OutputFormat::compile(&r.output);
+        let output = match output {
+            Ok(o) => {
+                for f in &o.unavailable {
+                    uses.unavailable.insert(f);
+                    self.unavailable.entry(f).or_insert((
+                        r.file.clone(),
+                        r.output_pos,
+                        BTreeSet::new(),
+                    ));
+                }
+                Some(o)
+            }
+            Err(e) => {
+                let file = r.file.clone();
+                self.push(
+                    Diagnostic::error(
+                        &file,
+                        r.output_pos,
+                        format!("rule '{}': output: {}", r.name, e.msg),
+                    )
+                    .with_text(e.text),
+                );
+                None
+            }
+        };
+        let failed = self.diags.iter().filter(|d| d.is_error()).count() > errors_before;
+        match (cond, exceptions, output) {
+            (Ok(cond), Ok(ex), Some(output)) if !failed => {
+                out.node = match ex {
+                    Some(ex) => Node::And(vec![cond, Node::Not(Box::new(ex))].into()),
+                    None => cond,
+                };
+                out.output = output;
+            }
+            _ if r.skip_if_unknown_filter => {
+                // Falco's escape hatch: demote this rule's errors to a skip.
+                let mut demoted = 0;
+                for d in self.diags.iter_mut().skip(errors_before) {
+                    if d.is_error() {
+                        d.severity = super::diag::Severity::Warning;
+                        demoted += 1;
+                    }
+                }
+                out.status = RuleStatus::Skipped(format!(
+                    "{demoted} error(s) with skip-if-unknown-filter: true"
+                ));
+                return out;
+            }
+            _ => {
+                out.status = RuleStatus::Invalid;
+                return out;
+            }
+        }
+        out.unavailable = uses.unavailable.iter().copied().collect();
+        for f in &uses.unavailable {
+            if let Some(e) = self.unavailable.get_mut(f) {
+                if out.status == RuleStatus::Active {
+                    e.2.insert(r.name.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn expr(&mut self, e: &Expr, src: &SourceText, uses: &mut Uses) -> R<Node> {
+        match e {
+            Expr::And(items) | Expr::Or(items) => {
+                // Compile every branch so that all errors are reported, not just the first.
+                let mut nodes = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for i in items {
+                    match self.expr(i, src, uses) {
+                        Ok(n) => nodes.push(n),
+                        Err(()) => ok = false,
+                    }
+                }
+                if !ok {
+                    return Err(());
+                }
+                Ok(if matches!(e, Expr::And(_)) {
+                    Node::And(nodes.into())
+                } else {
+                    Node::Or(nodes.into())
+                })
+            }
+            Expr::Not(inner) => Ok(Node::Not(Box::new(self.expr(inner, src, uses)?))),
+            Expr::Macro(name, span) => {
+                let (node, un) = self.macro_node(name, *span, src)?;
+                uses.unavailable.extend(un);
+                Ok(node)
+            }
+            Expr::Check(c) => self.check(c, src, uses),
+        }
+    }
+
+    /// Compiles (once) and returns a macro's node; `span`/`src` locate the reference.
+    fn macro_node(
+        &mut self,
+        name: &str,
+        span: Span,
+        src: &SourceText,
+    ) -> R<(Node, BTreeSet<&'static str>)> {
+        if let Some(cached) = self.macro_cache.get(name) {
+            return cached.clone().ok_or(());
+        }
+        if let Some(i) = self.macro_stack.iter().position(|m| m == name) {
+            let mut cycle = self.macro_stack[i..].to_vec();
+            cycle.push(name.to_string());
+            self.err(
+                src,
+                span,
+                format!("circular macro reference: {}", cycle.join(" -> ")),
+            );
+            return Err(());
+        }
+        if self.macro_stack.len() >= MAX_MACRO_DEPTH {
+            self.err(
+                src,
+                span,
+                format!("macros nested deeper than {MAX_MACRO_DEPTH} levels at '{name}'"),
+            );
+            return Err(());
+        }
+        let defs = self.defs;
+        let Some(m) = defs.macros.get(name) else {
+            let hint = if defs.lists.contains_key(name) {
+                format!("; '{name}' is a list: use it as `field in ({name})`")
+            } else {
+                closest_name(name, defs.macros.keys())
+                    .map(|c| format!("; did you mean '{c}'?"))
+                    .unwrap_or_default()
+            };
+            self.err(src, span, format!("undefined macro '{name}'{hint}"));
+            return Err(());
+        };
+        if !self.parsed.contains_key(name) {
+            let parsed = match parser::parse(&m.cond.text) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.err(&m.cond, e.span, format!("macro '{name}': {}", e.msg));
+                    None
+                }
+            };
+            self.parsed.insert(name.to_string(), parsed);
+        }
+        let Some(Some(ast)) = self.parsed.get(name).cloned() else {
+            self.macro_cache.insert(name.to_string(), None);
+            return Err(());
+        };
+        self.macro_stack.push(name.to_string());
+        let mut uses = Uses::default();
+        let res = self.expr(&ast, &m.cond, &mut uses);
+        self.macro_stack.pop();
+        // A cycle error belongs to the outermost macro of the cycle; do not cache inner results.
+        let entry = res.ok().map(|n| (n, uses.unavailable));
+        self.macro_cache.insert(name.to_string(), entry.clone());
+        entry.ok_or(())
+    }
+
+    fn resolve(&mut self, f: &FieldExpr, src: &SourceText) -> R<Resolved> {
+        match fields::resolve(&f.name) {
+            Ok((r, renamed)) => {
+                if let Some(rn) = renamed {
+                    self.warn_once(
+                        format!("renamed:{}", rn.name),
+                        src,
+                        f.span,
+                        format!("{} (field '{}')", rn.why, rn.name),
+                    );
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.err(src, f.span, e.msg);
+                Err(())
+            }
+        }
+    }
+
+    fn check(&mut self, c: &AstCheck, src: &SourceText, uses: &mut Uses) -> R<Node> {
+        let (field, def) = match self.resolve(&c.field, src)? {
+            Resolved::Field(f, d) => (f, d),
+            Resolved::Unavailable(name) => {
+                uses.unavailable.insert(name);
+                let (file, pos) = src.locate(c.field.span.start);
+                self.unavailable
+                    .entry(name)
+                    .or_insert((file, pos, BTreeSet::new()));
+                return Ok(Node::Check(Box::new(Check {
+                    field: FieldRef {
+                        id: FieldId::EvtNum,
+                        arg: FieldArg::None,
+                    },
+                    multi: false,
+                    transformers: Box::new([]),
+                    test: Test::Unavailable,
+                    negate: false,
+                })));
+            }
+        };
+        let mut ty = def.ty;
+        for t in c.field.transformers.iter().rev() {
+            if ty != FieldType::Str {
+                self.err(
+                    src,
+                    c.field.span,
+                    format!(
+                        "type mismatch: transformer '{}' needs a string, '{}' is a {}",
+                        tname(*t),
+                        def.name,
+                        ty.name()
+                    ),
+                );
+                return Err(());
+            }
+            if *t == Transformer::Len {
+                ty = FieldType::Num;
+            }
+        }
+        let transformers: Box<[Transformer]> = c.field.transformers.clone().into();
+        if field.id == FieldId::EvtType && transformers.is_empty() {
+            if let Some(node) = self.type_check(c, src)? {
+                return Ok(node);
+            }
+        }
+        let mut negate = false;
+        let test = match &c.operand {
+            Operand::None => Test::Exists,
+            Operand::Field(rhs) => {
+                if !rhs.transformers.is_empty() {
+                    self.err(
+                        src,
+                        rhs.span,
+                        "val() takes a plain field, without transformers".into(),
+                    );
+                    return Err(());
+                }
+                let (rf, rdef) = match self.resolve(rhs, src)? {
+                    Resolved::Field(f, d) => (f, d),
+                    Resolved::Unavailable(name) => {
+                        uses.unavailable.insert(name);
+                        return Ok(Node::Const(false));
+                    }
+                };
+                if rdef.ty != ty {
+                    self.err(
+                        src,
+                        rhs.span,
+                        format!(
+                            "type mismatch: '{}' is a {} but '{}' is a {}",
+                            c.field.name,
+                            ty.name(),
+                            rhs.name,
+                            rdef.ty.name()
+                        ),
+                    );
+                    return Err(());
+                }
+                let fop = match (c.op, ty) {
+                    (Op::Contains, FieldType::Str) => FieldOp::Contains,
+                    (Op::IContains, FieldType::Str) => FieldOp::IContains,
+                    (Op::StartsWith, FieldType::Str) => FieldOp::StartsWith,
+                    (Op::EndsWith, FieldType::Str) => FieldOp::EndsWith,
+                    (op, FieldType::Str | FieldType::Num) if op_cmp(op).is_some() => {
+                        let (cmp, neg) = op_cmp(op).unwrap_or((Cmp::Eq, false));
+                        negate = neg;
+                        FieldOp::Cmp(cmp)
+                    }
+                    (Op::Eq | Op::Ne, _) => {
+                        negate = c.op == Op::Ne;
+                        FieldOp::Cmp(Cmp::Eq)
+                    }
+                    (op, _) => {
+                        self.err(
+                            src,
+                            c.op_span,
+                            format!("operator '{}' cannot compare with val()", op.as_str()),
+                        );
+                        return Err(());
+                    }
+                };
+                Test::Field(Box::new(rf), fop)
+            }
+            Operand::Value(lit) => {
+                if c.op.takes_list() {
+                    self.err(
+                        src,
+                        lit.span,
+                        format!("'{}' needs a list in parentheses", c.op.as_str()),
+                    );
+                    return Err(());
+                }
+                let (t, n) = self.value_test(c, ty, def.name, lit, src)?;
+                negate = n;
+                t
+            }
+            Operand::List(items) => {
+                let items = self.expand(items, src)?;
+                self.list_test(c, ty, def.name, &items, src)?
+            }
+        };
+        let multi = field.is_multi();
+        Ok(Node::Check(Box::new(Check {
+            field,
+            multi,
+            transformers,
+            test,
+            negate,
+        })))
+    }
+
+    /// `evt.type` compared with names becomes a type-set node (cheap, and indexable).
+    fn type_check(&mut self, c: &AstCheck, src: &SourceText) -> R<Option<Node>> {
+        let names: Vec<(String, Span)> = match (&c.op, &c.operand) {
+            (Op::Eq | Op::Ne, Operand::Value(l)) => vec![(l.text.clone(), l.span)],
+            (Op::In | Op::Intersects, Operand::List(items)) => self.expand(items, src)?,
+            _ => return Ok(None),
+        };
+        let mut set: TypeSet = 0;
+        for (n, span) in names {
+            let id = fields::event_type_id(&n);
+            if id == fields::OTHER_TYPE {
+                self.warn_once(
+                    format!("evtype:{n}"),
+                    src,
+                    span,
+                    format!("event type '{n}' is not one guard captures; comparisons with it never match"),
+                );
+            } else {
+                set |= 1u128 << id;
+            }
+        }
+        Ok(Some(if c.op == Op::Ne {
+            Node::Not(Box::new(Node::Types(set)))
+        } else {
+            Node::Types(set)
+        }))
+    }
+
+    /// Expands list names in a literal list (recursively, bounded).
+    fn expand(&mut self, items: &[Lit], src: &SourceText) -> R<Vec<(String, Span)>> {
+        let mut out = Vec::new();
+        for lit in items {
+            let item = ListItem {
+                text: lit.text.clone(),
+                quoted: lit.quoted,
+            };
+            let mut stack = Vec::new();
+            self.expand_item(&item, lit.span, src, &mut stack, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn expand_item(
+        &mut self,
+        item: &ListItem,
+        span: Span,
+        src: &SourceText,
+        stack: &mut Vec<String>,
+        out: &mut Vec<(String, Span)>,
+    ) -> R<()> {
+        let defs = self.defs;
+        match defs.lists.get(&item.text).filter(|_| !item.quoted) {
+            None => out.push((item.text.clone(), span)),
+            Some(l) => {
+                if stack.contains(&l.name) {
+                    self.err(
+                        src,
+                        span,
+                        format!(
+                            "circular list reference: {} -> {}",
+                            stack.join(" -> "),
+                            l.name
+                        ),
+                    );
+                    return Err(());
+                }
+                if stack.len() >= MAX_MACRO_DEPTH {
+                    self.err(
+                        src,
+                        span,
+                        format!("lists nested deeper than {MAX_MACRO_DEPTH} levels"),
+                    );
+                    return Err(());
+                }
+                stack.push(l.name.clone());
+                for i in &l.items {
+                    self.expand_item(i, span, src, stack, out)?;
+                }
+                stack.pop();
+            }
+        }
+        Ok(())
+    }
+
+    fn mismatch(&mut self, src: &SourceText, span: Span, c: &AstCheck, ty: FieldType, what: &str) {
+        self.err(
+            src,
+            span,
+            format!(
+                "type mismatch: '{}' is a {}; {what}",
+                c.field.name,
+                ty.name()
+            ),
+        );
+    }
+
+    fn parse_lit(
+        &mut self,
+        c: &AstCheck,
+        ty: FieldType,
+        text: &str,
+        span: Span,
+        src: &SourceText,
+    ) -> R<LitVal> {
+        let ok = match ty {
+            FieldType::Str => return Ok(LitVal::Str(text.into())),
+            FieldType::Num => parse_num(text).map(LitVal::Num),
+            FieldType::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" => Some(LitVal::Bool(true)),
+                "false" => Some(LitVal::Bool(false)),
+                _ => None,
+            },
+            FieldType::Ip => text
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+                .map(LitVal::Ip),
+        };
+        match ok {
+            Some(v) => Ok(v),
+            None => {
+                let want = match ty {
+                    FieldType::Num => "a number",
+                    FieldType::Bool => "true or false",
+                    _ => "an IP address or CIDR",
+                };
+                self.mismatch(src, span, c, ty, &format!("'{text}' is not {want}"));
+                Err(())
+            }
+        }
+    }
+
+    fn value_test(
+        &mut self,
+        c: &AstCheck,
+        ty: FieldType,
+        name: &str,
+        lit: &Lit,
+        src: &SourceText,
+    ) -> R<(Test, bool)> {
+        let op = c.op;
+        if let Some((cmp, neg)) = op_cmp(op) {
+            if cmp != Cmp::Eq && ty != FieldType::Num {
+                self.mismatch(
+                    src,
+                    c.op_span,
+                    c,
+                    ty,
+                    &format!("operator '{}' needs a number", op.as_str()),
+                );
+                return Err(());
+            }
+            let v = self.parse_lit(c, ty, &lit.text, lit.span, src)?;
+            return Ok((
+                match v {
+                    LitVal::Str(s) => Test::StrEq(s),
+                    LitVal::Num(n) => Test::Num(cmp, n),
+                    LitVal::Bool(b) => Test::Bool(b),
+                    LitVal::Ip(n) => Test::Ip(vec![n].into()),
+                },
+                neg,
+            ));
+        }
+        if ty != FieldType::Str {
+            self.mismatch(
+                src,
+                c.op_span,
+                c,
+                ty,
+                &format!("operator '{}' needs a string field", op.as_str()),
+            );
+            return Err(());
+        }
+        let text = lit.text.as_str();
+        let test = match op {
+            Op::Contains => Test::Contains(text.into()),
+            Op::IContains => Test::IContains(text.to_ascii_lowercase().into()),
+            Op::StartsWith => Test::StartsWith(text.into()),
+            Op::EndsWith => Test::EndsWith(text.into()),
+            Op::Glob | Op::IGlob => {
+                let g = GlobBuilder::new(text)
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .case_insensitive(op == Op::IGlob)
+                    .build();
+                match g {
+                    Ok(g) => Test::Glob(Box::new(g.compile_matcher())),
+                    Err(e) => {
+                        self.err(src, lit.span, format!("invalid glob for {name}: {e}"));
+                        return Err(());
+                    }
+                }
+            }
+            Op::Regex => match Regex::new(&format!("^(?:{text})$")) {
+                Ok(r) => Test::Regex(Box::new(r)),
+                Err(e) => {
+                    self.err(src, lit.span, format!("invalid regex for {name}: {e}"));
+                    return Err(());
+                }
+            },
+            Op::BContains | Op::BStartsWith => match hex(text) {
+                Some(b) if op == Op::BContains => Test::BContains(b.into()),
+                Some(b) => Test::BStartsWith(b.into()),
+                None => {
+                    self.err(
+                        src,
+                        lit.span,
+                        format!("'{}' needs hex bytes, not '{text}'", op.as_str()),
+                    );
+                    return Err(());
+                }
+            },
+            other => {
+                self.err(
+                    src,
+                    c.op_span,
+                    format!("operator '{}' does not take a single value", other.as_str()),
+                );
+                return Err(());
+            }
+        };
+        Ok((test, false))
+    }
+
+    fn list_test(
+        &mut self,
+        c: &AstCheck,
+        ty: FieldType,
+        name: &str,
+        items: &[(String, Span)],
+        src: &SourceText,
+    ) -> R<Test> {
+        if c.op == Op::Pmatch {
+            if ty != FieldType::Str {
+                self.mismatch(src, c.op_span, c, ty, "pmatch needs a string (path) field");
+                return Err(());
+            }
+            return Ok(Test::Pmatch(
+                items.iter().map(|(s, _)| s.as_str().into()).collect(),
+            ));
+        }
+        let mut vals = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (text, span) in items {
+            match self.parse_lit(c, ty, text, *span, src) {
+                Ok(v) => vals.push(v),
+                Err(()) => ok = false,
+            }
+        }
+        if !ok {
+            return Err(());
+        }
+        Ok(match ty {
+            FieldType::Str => Test::StrIn(
+                vals.into_iter()
+                    .filter_map(|v| match v {
+                        LitVal::Str(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            FieldType::Num => Test::NumIn(
+                vals.into_iter()
+                    .filter_map(|v| match v {
+                        LitVal::Num(n) => Some(n),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            FieldType::Ip => Test::Ip(
+                vals.into_iter()
+                    .filter_map(|v| match v {
+                        LitVal::Ip(n) => Some(n),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            FieldType::Bool => {
+                self.mismatch(
+                    src,
+                    c.op_span,
+                    c,
+                    ty,
+                    &format!("'{}' is not defined for booleans on {name}", c.op.as_str()),
+                );
+                return Err(());
+            }
+        })
+    }
+
+    /// Exceptions become `not (row or row ...)`, each row `(field comp value and ...)`.
+    fn exceptions(&mut self, exs: &[ExceptionDef], uses: &mut Uses) -> R<Option<Node>> {
+        let mut rows = Vec::new();
+        let mut ok = true;
+        for ex in exs {
+            let src = SourceText::new(String::new(), ex.file.clone(), Vec::new(), ex.pos);
+            let mut ops = Vec::new();
+            for comp in &ex.comps {
+                match Op::from_word(comp) {
+                    Some(op) if op != Op::Exists => ops.push(op),
+                    _ => {
+                        self.push(
+                            Diagnostic::error(
+                                &ex.file,
+                                ex.pos,
+                                format!("exception '{}': unknown comparison '{comp}'", ex.name),
+                            )
+                            .with_text(comp.clone()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            for row in &ex.values {
+                let mut checks = Vec::new();
+                for ((field, op), val) in ex.fields.iter().zip(&ops).zip(row) {
+                    let lits = |items: &[ListItem]| -> Vec<Lit> {
+                        items
+                            .iter()
+                            .map(|i| Lit {
+                                text: i.text.clone(),
+                                quoted: i.quoted,
+                                span: Span::default(),
+                            })
+                            .collect()
+                    };
+                    let operand = match val {
+                        ExValue::Many(items) => Operand::List(lits(items)),
+                        ExValue::One(item) if op.takes_list() => {
+                            Operand::List(lits(std::slice::from_ref(item)))
+                        }
+                        ExValue::One(item) => {
+                            Operand::Value(lits(std::slice::from_ref(item)).remove(0))
+                        }
+                    };
+                    let check = AstCheck {
+                        field: FieldExpr {
+                            transformers: Vec::new(),
+                            name: field.clone(),
+                            span: Span::default(),
+                        },
+                        op: *op,
+                        op_span: Span::default(),
+                        operand,
+                    };
+                    match self.check(&check, &src, uses) {
+                        Ok(n) => checks.push(n),
+                        Err(()) => ok = false,
+                    }
+                }
+                rows.push(Node::And(checks.into()));
+            }
+        }
+        if !ok {
+            return Err(());
+        }
+        Ok(if rows.is_empty() {
+            None
+        } else {
+            Some(Node::Or(rows.into()))
+        })
+    }
+}
+
+enum LitVal {
+    Str(Box<str>),
+    Num(i64),
+    Bool(bool),
+    Ip(IpNet),
+}
+
+fn parse_num(s: &str) -> Option<i64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => i64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn tname(t: Transformer) -> &'static str {
+    match t {
+        Transformer::ToLower => "tolower",
+        Transformer::ToUpper => "toupper",
+        Transformer::Basename => "basename",
+        Transformer::Len => "len",
+        Transformer::B64 => "b64",
+    }
+}
+
+fn closest_name<'a>(name: &str, cands: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    cands
+        .map(|c| (fields::levenshtein(name, c), c.as_str()))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}

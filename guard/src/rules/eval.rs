@@ -1,0 +1,330 @@
+//! Compiled conditions and their evaluation. Everything that can be decided at load time is:
+//! literals are parsed, sets hashed, globs and regexes built. Evaluation borrows from the
+//! event and reuses the caller's [`Scratch`] buffers, so the hot path does not allocate.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use globset::GlobMatcher;
+use ipnet::IpNet;
+use regex::Regex;
+use rustc_hash::FxHashSet;
+
+use super::{
+    ast::Transformer,
+    fields::{Ctx, FieldRef, Val},
+};
+use crate::model::Event;
+
+/// Event types as a bit set over [`super::fields::EVENT_TYPES`] ids.
+pub type TypeSet = u128;
+const _: () = assert!(super::fields::TYPE_COUNT <= 128);
+pub const ALL_TYPES: TypeSet = if super::fields::TYPE_COUNT == 128 {
+    u128::MAX
+} else {
+    (1u128 << super::fields::TYPE_COUNT) - 1
+};
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    Const(bool),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    /// `evt.type = x` / `evt.type in (...)`.
+    Types(TypeSet),
+    Check(Box<Check>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub field: FieldRef,
+    pub multi: bool,
+    pub transformers: Box<[Transformer]>,
+    pub test: Test,
+    /// `!=`: true when the value exists and the test fails (for multi-valued fields: when no
+    /// value passes).
+    pub negate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Test {
+    Exists,
+    /// The field is one guard cannot provide: never true.
+    Unavailable,
+    StrEq(Box<str>),
+    StrIn(FxHashSet<Box<str>>),
+    Contains(Box<str>),
+    /// Needle is stored lowercased (ASCII, as Falco does).
+    IContains(Box<str>),
+    StartsWith(Box<str>),
+    EndsWith(Box<str>),
+    Glob(Box<GlobMatcher>),
+    Regex(Box<Regex>),
+    Pmatch(Box<[Box<str>]>),
+    BContains(Box<[u8]>),
+    BStartsWith(Box<[u8]>),
+    Num(Cmp, i64),
+    NumIn(FxHashSet<i64>),
+    Bool(bool),
+    /// Any of these networks contains the address (a plain IP is a /32 or /128).
+    Ip(Box<[IpNet]>),
+    /// `val(field)` on the right-hand side.
+    Field(Box<FieldRef>, FieldOp),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOp {
+    Cmp(Cmp),
+    Contains,
+    IContains,
+    StartsWith,
+    EndsWith,
+}
+
+/// Buffers reused across evaluations.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
+
+impl Node {
+    pub fn eval(&self, ev: &Event, ctx: &Ctx, s: &mut Scratch) -> bool {
+        match self {
+            Node::Const(b) => *b,
+            Node::And(items) => items.iter().all(|n| n.eval(ev, ctx, s)),
+            Node::Or(items) => items.iter().any(|n| n.eval(ev, ctx, s)),
+            Node::Not(n) => !n.eval(ev, ctx, s),
+            Node::Types(set) => set & (1u128 << ev.derived.type_id) != 0,
+            Node::Check(c) => c.eval(ev, ctx, s),
+        }
+    }
+
+    /// Event types this node can match: an over-approximation used to index rules.
+    pub fn types(&self) -> TypeSet {
+        match self {
+            Node::Const(false) => 0,
+            Node::Types(t) => *t,
+            Node::Not(inner) => match &**inner {
+                Node::Types(t) => ALL_TYPES & !t,
+                Node::Const(true) => 0,
+                _ => ALL_TYPES,
+            },
+            Node::And(items) => items.iter().fold(ALL_TYPES, |acc, n| acc & n.types()),
+            Node::Or(items) => items.iter().fold(0, |acc, n| acc | n.types()),
+            Node::Const(true) | Node::Check(_) => ALL_TYPES,
+        }
+    }
+}
+
+impl Check {
+    fn eval(&self, ev: &Event, ctx: &Ctx, s: &mut Scratch) -> bool {
+        if matches!(self.test, Test::Unavailable) {
+            return false;
+        }
+        let Scratch { a, b, c, d } = s;
+        if !self.multi {
+            let v = self.field.extract(ev, 0, ctx, a);
+            if v == Val::Na {
+                return false;
+            }
+            if matches!(self.test, Test::Exists) {
+                return true;
+            }
+            let v = transform(v, &self.transformers, b, c);
+            return self.test.eval(v, ev, ctx, d) != self.negate;
+        }
+        let mut seen = false;
+        for n in 0.. {
+            let v = self.field.extract(ev, n, ctx, a);
+            if v == Val::Na {
+                break;
+            }
+            if matches!(self.test, Test::Exists) {
+                return true;
+            }
+            seen = true;
+            let v = transform(v, &self.transformers, b, c);
+            let r = self.test.eval(v, ev, ctx, d);
+            if self.negate && r {
+                return false;
+            }
+            if !self.negate && r {
+                return true;
+            }
+        }
+        self.negate && seen
+    }
+}
+
+/// Applies transformers (stored outermost first) in place in `b`.
+fn transform<'a>(v: Val<'a>, ts: &[Transformer], b: &'a mut String, c: &'a mut String) -> Val<'a> {
+    if ts.is_empty() {
+        return v;
+    }
+    let Val::Str(src) = v else { return Val::Na };
+    b.clear();
+    b.push_str(src);
+    for t in ts.iter().rev() {
+        match t {
+            Transformer::ToLower => b.make_ascii_lowercase(),
+            Transformer::ToUpper => b.make_ascii_uppercase(),
+            Transformer::Basename => {
+                let trimmed_len = b.trim_end_matches('/').len();
+                let start = b[..trimmed_len].rfind('/').map_or(0, |i| i + 1);
+                b.truncate(trimmed_len);
+                b.drain(..start);
+            }
+            Transformer::B64 => {
+                c.clear();
+                let mut bytes = Vec::new();
+                match base64::engine::general_purpose::STANDARD.decode_vec(b.as_bytes(), &mut bytes)
+                {
+                    Ok(()) => c.push_str(&String::from_utf8_lossy(&bytes)),
+                    Err(_) => return Val::Na,
+                }
+                std::mem::swap(b, c);
+            }
+            Transformer::Len => return Val::Num(b.len() as i64),
+        }
+    }
+    Val::Str(b.as_str())
+}
+
+fn icontains(hay: &str, needle_lower: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(x, y)| x.to_ascii_lowercase() == *y))
+}
+
+fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
+    prefixes.iter().any(|p| {
+        let p = p.trim_end_matches('/');
+        p.is_empty() && path.starts_with('/')
+            || path == p
+            || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+    })
+}
+
+impl Test {
+    fn eval(&self, v: Val<'_>, ev: &Event, ctx: &Ctx, buf: &mut String) -> bool {
+        match (self, v) {
+            (Test::Exists, _) => true,
+            (Test::Unavailable, _) => false,
+            (Test::StrEq(x), Val::Str(s)) => s == &**x,
+            (Test::StrIn(set), Val::Str(s)) => set.contains(s),
+            (Test::Contains(x), Val::Str(s)) => s.contains(&**x),
+            (Test::IContains(x), Val::Str(s)) => icontains(s, x),
+            (Test::StartsWith(x), Val::Str(s)) => s.starts_with(&**x),
+            (Test::EndsWith(x), Val::Str(s)) => s.ends_with(&**x),
+            (Test::Glob(g), Val::Str(s)) => g.is_match(s),
+            (Test::Regex(r), Val::Str(s)) => r.is_match(s),
+            (Test::Pmatch(p), Val::Str(s)) => pmatch(s, p),
+            (Test::BContains(x), Val::Str(s)) => {
+                s.as_bytes().windows(x.len().max(1)).any(|w| w == &**x) || x.is_empty()
+            }
+            (Test::BStartsWith(x), Val::Str(s)) => s.as_bytes().starts_with(x),
+            (Test::Num(cmp, x), Val::Num(n)) => cmp.holds(n, *x),
+            (Test::NumIn(set), Val::Num(n)) => set.contains(&n),
+            (Test::Bool(x), Val::Bool(b)) => b == *x,
+            (Test::Ip(nets), Val::Ip(ip)) => ip_in(ip, nets),
+            (Test::Field(rhs, op), lhs) => {
+                let r = rhs.extract(ev, 0, ctx, buf);
+                field_cmp(lhs, r, *op)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn ip_in(ip: IpAddr, nets: &[IpNet]) -> bool {
+    // IPv4-mapped IPv6 addresses compare as IPv4.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+fn field_cmp(l: Val<'_>, r: Val<'_>, op: FieldOp) -> bool {
+    match (l, r, op) {
+        (Val::Str(a), Val::Str(b), FieldOp::Cmp(c)) => c.holds(a, b),
+        (Val::Str(a), Val::Str(b), FieldOp::Contains) => a.contains(b),
+        (Val::Str(a), Val::Str(b), FieldOp::IContains) => icontains(a, &b.to_ascii_lowercase()),
+        (Val::Str(a), Val::Str(b), FieldOp::StartsWith) => a.starts_with(b),
+        (Val::Str(a), Val::Str(b), FieldOp::EndsWith) => a.ends_with(b),
+        (Val::Num(a), Val::Num(b), FieldOp::Cmp(c)) => c.holds(a, b),
+        (Val::Bool(a), Val::Bool(b), FieldOp::Cmp(Cmp::Eq)) => a == b,
+        (Val::Ip(a), Val::Ip(b), FieldOp::Cmp(Cmp::Eq)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transformers_in_place() {
+        let (mut b, mut c) = (String::new(), String::new());
+        let v = transform(
+            Val::Str("/USR/Bin/"),
+            &[Transformer::ToLower, Transformer::Basename],
+            &mut b,
+            &mut c,
+        );
+        assert_eq!(v, Val::Str("bin"));
+        let v = transform(
+            Val::Str("aGVsbG8="),
+            &[Transformer::ToUpper, Transformer::B64],
+            &mut b,
+            &mut c,
+        );
+        assert_eq!(v, Val::Str("HELLO"));
+        let v = transform(Val::Str("abc"), &[Transformer::Len], &mut b, &mut c);
+        assert_eq!(v, Val::Num(3));
+        let v = transform(Val::Str("!!"), &[Transformer::B64], &mut b, &mut c);
+        assert_eq!(v, Val::Na);
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(icontains("CAP_SYS_MODULE CAP_X", "sys_module"));
+        assert!(!icontains("abc", "abcd"));
+        let p: Box<[Box<str>]> = vec!["/etc".into(), "/usr/bin/".into()].into();
+        assert!(pmatch("/etc", &p));
+        assert!(pmatch("/etc/passwd", &p));
+        assert!(pmatch("/usr/bin/x", &p));
+        assert!(!pmatch("/etcetera", &p));
+        let nets = ["10.0.0.0/8".parse().expect("net")];
+        assert!(ip_in("::ffff:10.1.2.3".parse().expect("ip"), &nets));
+        assert!(!ip_in("11.0.0.1".parse().expect("ip"), &nets));
+    }
+}

@@ -1,0 +1,381 @@
+//! Engine-level tests: conditions compiled from YAML and evaluated on events.
+
+use super::*;
+use crate::model::{Ancestor, ArgValue, Container, Event, Fd, FdType, L4Proto};
+
+fn engine(yaml: &str) -> (Engine, Vec<Diagnostic>) {
+    let mut l = Loader::new();
+    l.add_str("t.yaml", yaml);
+    let (set, diags) = l.finish();
+    (Engine::new(set, "testhost"), diags)
+}
+
+/// One rule named `r` with the given condition, plus shared lists and macros.
+fn rule(cond: &str) -> Engine {
+    let yaml = format!(
+        "- list: shells\n  items: [sh, bash]\n- list: more\n  items: [shells, zsh]\n- macro: spawned\n  condition: evt.type in (execve, execveat)\n- rule: r\n  desc: d\n  condition: {cond}\n  output: out %proc.name\n  priority: WARNING\n"
+    );
+    let (e, diags) = engine(&yaml);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{cond}: {errors:?}");
+    e
+}
+
+fn fires(e: &Engine, ev: &Event) -> bool {
+    !e.matches(ev, &mut Matcher::default()).is_empty()
+}
+
+fn exec(name: &str, args: &[&str]) -> Event {
+    let mut ev = Event {
+        v: 1,
+        time: 10_000_000_000,
+        evt_type: "execve".into(),
+        ..Default::default()
+    };
+    ev.proc.pid = 100;
+    ev.proc.name = name.into();
+    ev.proc.exe = name.into();
+    ev.proc.exepath = format!("/bin/{name}");
+    ev.proc.args = args.iter().map(|s| s.to_string()).collect();
+    ev.proc.user = Some("root".into());
+    ev.proc.start_time = 9_000_000_000;
+    ev.proc.ancestors = vec![
+        Ancestor {
+            pid: 50,
+            name: "nginx".into(),
+            exe: "nginx".into(),
+            exepath: "/usr/sbin/nginx".into(),
+            args: vec!["-g".into()],
+            cmdline: String::new(),
+        },
+        Ancestor {
+            pid: 1,
+            name: "containerd-shim".into(),
+            ..Default::default()
+        },
+    ];
+    ev.container = Some(Container {
+        id: "0123456789ab".into(),
+        name: "web".into(),
+        image: "docker.io/library/nginx:1.25".into(),
+        runtime: "docker".into(),
+        labels: [
+            ("app".to_string(), "web".to_string()),
+            (
+                "io.kubernetes.pod.namespace".to_string(),
+                "prod".to_string(),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    ev.prepare().expect("prepare");
+    ev
+}
+
+fn open(path: &str, flags: &str) -> Event {
+    let mut ev = exec("cat", &[]);
+    ev.evt_type = "openat".into();
+    ev.res = 3;
+    ev.args.insert("flags".into(), ArgValue::Str(flags.into()));
+    ev.fd = Some(Fd {
+        num: 3,
+        fd_type: FdType::File,
+        name: path.into(),
+        ..Default::default()
+    });
+    ev.prepare().expect("prepare");
+    ev
+}
+
+fn connect(ip: &str, port: u16) -> Event {
+    let mut ev = exec("curl", &[]);
+    ev.evt_type = "connect".into();
+    ev.fd = Some(Fd {
+        num: 4,
+        fd_type: FdType::Ipv4,
+        cip: "172.17.0.2".parse().ok(),
+        cport: Some(40000),
+        sip: ip.parse().ok(),
+        sport: Some(port),
+        l4proto: Some(L4Proto::Tcp),
+        ..Default::default()
+    });
+    ev.prepare().expect("prepare");
+    ev
+}
+
+#[test]
+fn string_operators() {
+    let ev = exec("bash", &["-c", "cat /etc/shadow"]);
+    let cases = [
+        ("proc.name = bash", true),
+        ("proc.name == bash", true),
+        ("proc.name != bash", false),
+        ("proc.name in (shells)", true),
+        ("proc.name in (more)", true),
+        ("proc.name in (\"shells\")", false),
+        ("proc.name intersects (zsh, bash)", true),
+        ("proc.cmdline contains /etc/shadow", true),
+        ("proc.cmdline icontains /ETC/SHADOW", true),
+        ("proc.cmdline startswith \"bash -c\"", true),
+        ("proc.exepath endswith /bash", true),
+        ("proc.exepath glob '/bin/*'", true),
+        ("proc.exepath iglob '/BIN/B*'", true),
+        ("proc.exepath glob '/usr/*'", false),
+        ("proc.args regex '-c .*shadow'", true),
+        ("proc.args regex 'shadow'", false),
+        ("proc.exepath pmatch (/usr, /bin)", true),
+        ("proc.exepath pmatch (/bi)", false),
+        ("proc.name bcontains 6173", true),
+        ("proc.name bstartswith 62", true),
+        ("proc.name exists", true),
+        ("fd.name exists", false),
+        ("not fd.name = /x", true),
+        ("fd.name != /x", false),
+    ];
+    for (cond, want) in cases {
+        assert_eq!(fires(&rule(cond), &ev), want, "{cond}");
+    }
+}
+
+#[test]
+fn numbers_bools_ips() {
+    let ev = exec("bash", &[]);
+    for (cond, want) in [
+        ("proc.pid = 100", true),
+        ("proc.pid > 99 and proc.pid <= 100", true),
+        ("proc.pid < 100", false),
+        ("proc.pid >= 101", false),
+        ("proc.pid in (1, 100)", true),
+        ("proc.pid = 0x64", true),
+        ("proc.duration <= 5000000000", true),
+        ("proc.tty != 0", false),
+        ("user.loginuid = -1", true),
+        ("container.privileged = false", true),
+        ("container.privileged = true", false),
+        ("evt.num = 1", true),
+    ] {
+        assert_eq!(fires(&rule(cond), &ev), want, "{cond}");
+    }
+    let c = connect("8.8.8.8", 443);
+    for (cond, want) in [
+        ("fd.sip = 8.8.8.8", true),
+        ("fd.rip = 8.8.8.8 and fd.lip = 172.17.0.2", true),
+        ("fd.snet in (\"10.0.0.0/8\", \"8.0.0.0/8\")", true),
+        ("fd.net = 172.16.0.0/12", true),
+        ("fd.net != 127.0.0.0/8", true),
+        ("fd.ip = 8.8.8.8", true),
+        ("fd.ip != 8.8.8.8", false),
+        (
+            "fd.sport = 443 and fd.rport = 443 and fd.lport = 40000",
+            true,
+        ),
+        ("fd.port in (40000)", true),
+        (
+            "fd.typechar = 4 and fd.type = ipv4 and fd.l4proto = tcp",
+            true,
+        ),
+        ("fd.name = \"172.17.0.2:40000->8.8.8.8:443\"", true),
+    ] {
+        assert_eq!(fires(&rule(cond), &c), want, "{cond}");
+    }
+}
+
+#[test]
+fn fields_args_transformers_val() {
+    let ev = exec("bash", &["-c", "id"]);
+    for (cond, want) in [
+        (
+            "proc.aname[0] = bash and proc.aname[1] = nginx and proc.aname[2] = containerd-shim",
+            true,
+        ),
+        ("proc.aname = containerd-shim", true),
+        ("proc.aname = bash", false),
+        ("proc.aname != nginx", false),
+        ("proc.aname[3] exists", false),
+        (
+            "proc.pname = nginx and proc.pexepath = /usr/sbin/nginx and proc.pcmdline = \"nginx -g\"",
+            true,
+        ),
+        (
+            "container.label[app] = web and container.label.app = web",
+            true,
+        ),
+        ("k8s.ns.name = prod and k8s.pod.name exists", false),
+        ("k8s.ns.name = prod", true),
+        (
+            "container.image.repository = docker.io/library/nginx and container.image.tag = \"1.25\"",
+            true,
+        ),
+        ("toupper(proc.name) = BASH", true),
+        ("tolower(toupper(proc.name)) = bash", true),
+        ("basename(proc.exepath) = bash", true),
+        ("len(proc.name) = 4", true),
+        ("len(proc.name) > 4", false),
+        ("proc.name = val(proc.pname)", false),
+        ("proc.name != val(proc.pname)", true),
+        ("proc.exepath endswith val(proc.name)", true),
+        ("container.id != host and container.type = docker", true),
+        (
+            "evt.dir = '<' and evt.source = syscall and evt.hostname = testhost",
+            true,
+        ),
+        ("spawned and evt.type != openat", true),
+    ] {
+        assert_eq!(fires(&rule(cond), &ev), want, "{cond}");
+    }
+    let o = open("/etc/shadow", "O_RDWR|O_CLOEXEC");
+    for (cond, want) in [
+        ("evt.is_open_write = true and evt.is_open_read = true", true),
+        (
+            "evt.arg.flags contains O_RDWR and evt.arg[flags] contains CLOEXEC",
+            true,
+        ),
+        ("fd.directory = /etc and fd.filename = shadow", true),
+        (
+            "evt.res = SUCCESS and evt.rawres = 3 and evt.failed = false",
+            true,
+        ),
+        ("spawned", false),
+    ] {
+        assert_eq!(fires(&rule(cond), &o), want, "{cond}");
+    }
+    let ro = open("/etc/passwd", "O_RDONLY");
+    assert!(!fires(&rule("evt.is_open_write = true"), &ro));
+    assert!(fires(&rule("evt.is_open_read = true"), &ro));
+}
+
+#[test]
+fn index_by_event_type() {
+    let (e, _) = engine(concat!(
+        "- rule: execs\n  desc: d\n  condition: evt.type = execve and proc.name = bash\n  output: o\n  priority: INFO\n",
+        "- rule: opens\n  desc: d\n  condition: evt.type in (open, openat) or (evt.type = connect and fd.sport = 1)\n  output: o\n  priority: INFO\n",
+        "- rule: any\n  desc: d\n  condition: proc.name exists\n  output: o\n  priority: INFO\n",
+        "- rule: notexec\n  desc: d\n  condition: evt.type != execve\n  output: o\n  priority: INFO\n",
+    ));
+    let id = |n: &str| fields::event_type_id(n) as usize;
+    let names = |t: usize| -> Vec<&str> {
+        e.rules.by_type[t]
+            .iter()
+            .map(|&i| e.rules.rules[i as usize].name.as_str())
+            .collect()
+    };
+    assert_eq!(names(id("execve")), ["execs", "any"]);
+    assert_eq!(names(id("openat")), ["opens", "any", "notexec"]);
+    assert_eq!(names(id("connect")), ["opens", "any", "notexec"]);
+    assert_eq!(names(fields::OTHER_TYPE as usize), ["any", "notexec"]);
+    // All matching rules fire.
+    let mut m = Matcher::default();
+    assert_eq!(e.matches(&exec("bash", &[]), &mut m), &[0, 1 + 1]);
+}
+
+#[test]
+fn exceptions_and_disabled_rules() {
+    let (e, diags) = engine(concat!(
+        "- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n",
+        "  exceptions:\n",
+        "    - name: by_name_and_parent\n      fields: [proc.name, proc.pname]\n      comps: [=, in]\n      values:\n        - [bash, [nginx, apache]]\n",
+        "    - name: by_name\n      fields: proc.name\n      values: [zsh]\n",
+        "- rule: off\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n  enabled: false\n",
+    ));
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    assert!(!fires(&e, &exec("bash", &[])));
+    assert!(!fires(&e, &exec("zsh", &[])));
+    assert!(fires(&e, &exec("sh", &[])));
+    assert_eq!(
+        e.rules.get("off").map(|r| r.status.clone()),
+        Some(RuleStatus::Disabled)
+    );
+}
+
+#[test]
+fn unavailable_fields_are_false_and_reported_once() {
+    let (e, diags) = engine(concat!(
+        "- macro: m\n  condition: fd.sip.name = kubernetes\n",
+        "- rule: a\n  desc: d\n  condition: evt.type = connect and m\n  output: o %proc.sname\n  priority: INFO\n",
+        "- rule: b\n  desc: d\n  condition: evt.type = connect and not m\n  output: o\n  priority: INFO\n",
+    ));
+    let warns: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.msg.contains("fd.sip.name"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{diags:?}");
+    assert!(warns[0].msg.contains("2 rule(s): a; b"), "{}", warns[0].msg);
+    assert!(diags.iter().any(|d| d.msg.contains("'proc.sname'")));
+    let c = connect("10.0.0.1", 443);
+    let names: Vec<&str> = e
+        .matches(&c, &mut Matcher::default())
+        .iter()
+        .map(|&i| e.rules.rules[i as usize].name.as_str())
+        .collect();
+    assert_eq!(names, ["b"]);
+    assert_eq!(
+        e.rules.get("a").map(|r| r.unavailable.clone()),
+        Some(vec!["fd.sip.name", "proc.sname"])
+    );
+}
+
+#[test]
+fn seed_aliases_are_accepted_with_warnings() {
+    let (e, diags) = engine(
+        "- rule: Detect shell spawned in container\n  desc: d\n  condition: >\n    container.runtime = 'docker' or container.runtime = 'cri'\n    and evt.type = 'open' and evt.dir = '<' and comm = 'sh'\n  output: \"Shell spawned in container. Container name: %(container.name)\"\n  priority: Critical\n  source: syscall\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let w: Vec<&str> = diags.iter().map(|d| d.msg.as_str()).collect();
+    assert!(w.iter().any(|m| m.contains("container.type")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("proc.name")), "{w:?}");
+    // `or` binds looser than `and`: a docker container matches on its own.
+    assert!(fires(&e, &exec("bash", &[])));
+}
+
+#[test]
+fn rejected_alias_names_the_field_to_use() {
+    let (_, diags) =
+        engine("- rule: r\n  desc: d\n  condition: fd.dport = 22\n  output: o\n  priority: INFO\n");
+    let e = diags.iter().find(|d| d.is_error()).expect("error");
+    assert!(e.msg.contains("use fd.sport"), "{}", e.msg);
+    assert_eq!(e.pos, Pos { line: 3, col: 14 });
+}
+
+#[test]
+fn alerts_render() {
+    let e = rule("proc.name = bash");
+    let alerts = e.alerts(&exec("bash", &[]), &mut Matcher::default());
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule, "r");
+    assert!(
+        alerts[0].output.ends_with("Warning out bash"),
+        "{}",
+        alerts[0].output
+    );
+    assert_eq!(alerts[0].hostname, "testhost");
+}
+
+#[test]
+fn other_sources_are_skipped_not_evaluated() {
+    let (e, diags) = engine(
+        "- rule: k\n  desc: d\n  condition: ka.verb = create\n  output: o\n  priority: INFO\n  source: k8s_audit\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    assert!(matches!(
+        e.rules.get("k").map(|r| &r.status),
+        Some(RuleStatus::Skipped(_))
+    ));
+}
+
+#[test]
+fn skip_if_unknown_filter_demotes_errors() {
+    let (e, diags) = engine(
+        "- rule: k\n  desc: d\n  condition: proc.bogus = 1\n  output: o\n  priority: INFO\n  skip-if-unknown-filter: true\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    assert!(matches!(
+        e.rules.get("k").map(|r| &r.status),
+        Some(RuleStatus::Skipped(_))
+    ));
+}

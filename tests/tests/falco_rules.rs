@@ -1,0 +1,97 @@
+//! Falco's stable ruleset (read in place from ../shared): it loads, every rule compiles, and each
+//! rule whose fields guard provides fires on its positive trace and not on its negative one.
+
+use std::collections::BTreeSet;
+
+use guard::rules::{RuleStatus, Severity};
+use guard_tests::corpus::{self, rule_names, run_trace};
+
+/// Stable rules that cannot fire on guard's events, and why (also in docs/rules.md).
+const UNSUPPORTED: &[(&str, &str)] = &[(
+    "Contact K8S API Server From Container",
+    "needs fd.sip.name (DNS name of the server IP); guard does not resolve names",
+)];
+
+#[test]
+fn falco_stable_ruleset_loads_completely() {
+    let path = corpus::falco_rules_path();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let declared = text.lines().filter(|l| l.starts_with("- rule:")).count();
+    assert_eq!(declared, 25, "the issue counts 25 stable rules");
+    let (engine, diags) = corpus::engine(&[path], &[]);
+    assert_eq!(engine.rules.rules.len(), declared);
+    for r in &engine.rules.rules {
+        assert_eq!(r.status, RuleStatus::Active, "{}", r.name);
+    }
+    // The only warnings: the plugin requirement and each unavailable field, once by name.
+    let mut fields = BTreeSet::new();
+    for d in diags.iter().filter(|d| d.severity == Severity::Warning) {
+        if let Some(f) = d
+            .msg
+            .strip_prefix("field '")
+            .and_then(|m| m.split('\'').next())
+        {
+            assert!(fields.insert(f.to_string()), "field {f} reported twice");
+        } else {
+            assert!(
+                d.msg.contains("plugin requirement 'container'"),
+                "unexpected warning: {d}"
+            );
+        }
+    }
+    assert!(fields.contains("fd.sip.name"), "{fields:?}");
+}
+
+#[test]
+fn each_supported_stable_rule_has_positive_and_negative_traces() {
+    let (engine, _) = corpus::engine(&[corpus::falco_rules_path()], &[]);
+    let cases: Vec<_> = corpus::cases()
+        .into_iter()
+        .filter(|c| c.ruleset == "falco")
+        .collect();
+    for r in &engine.rules.rules {
+        let unsupported = UNSUPPORTED.iter().any(|(n, _)| *n == r.name);
+        let pos = cases.iter().filter(|c| c.rule == r.name && c.fires).count();
+        let neg = cases
+            .iter()
+            .filter(|c| c.rule == r.name && !c.fires)
+            .count();
+        assert!(neg >= 1, "{}: no negative trace", r.name);
+        if unsupported {
+            assert_eq!(
+                pos, 0,
+                "{} is listed unsupported but has a positive trace",
+                r.name
+            );
+            assert!(
+                !r.unavailable.is_empty(),
+                "{} is listed unsupported but uses only provided fields",
+                r.name
+            );
+        } else {
+            assert!(pos >= 1, "{}: no positive trace", r.name);
+        }
+    }
+    for c in &cases {
+        let got = rule_names(&run_trace(&engine, &c.path()));
+        assert_eq!(got.contains(&c.rule), c.fires, "{}: {got:?}", c.trace);
+    }
+}
+
+#[test]
+fn falco_outputs_render_without_unknown_fields() {
+    let (engine, _) = corpus::engine(&[corpus::falco_rules_path()], &[]);
+    let case = corpus::cases()
+        .into_iter()
+        .find(|c| c.trace.ends_with("falco/terminal_shell.pos.jsonl"))
+        .expect("case");
+    let alerts = run_trace(&engine, &case.path());
+    let a = alerts
+        .iter()
+        .find(|a| a.rule == "Terminal shell in container")
+        .expect("alert");
+    assert!(a.output.contains("A shell was spawned in a container with an attached terminal | evt_type=execve user=root"), "{}", a.output);
+    assert_eq!(a.output_fields["proc.tty"], 34816);
+    assert_eq!(a.output_fields["user.loginuid"], -1);
+    assert!(a.tags.contains(&"maturity_stable".to_string()));
+}
