@@ -1,10 +1,18 @@
-//! `guard run`: load the probes, apply the exec deny set, and stream decoded events as JSON lines.
+//! `guard run` and `guard record`: the pipeline.
+//!
+//! kernel records → decode (`events`) → process/container state (`capture`) → rules → alerts
+//! → outputs and audit log. `record` stops after capture and prints events.
 
 use std::{
     io::Write,
     os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
     process::ExitCode,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -12,9 +20,17 @@ use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{info, warn};
 
 use crate::{
-    cli::RunArgs,
+    alert::Alert,
+    audit::{
+        AuditConfig, AuditLog,
+        record::{AgentInfo, DropSummary, FileHash, LoadInfo, Payload},
+    },
+    capture::Capture,
     events::{self, CgroupId, Clock},
+    output::{ChannelConfig, ChannelKind, Format, Outputs},
     probes::{ExecEnforcement, ProbeConfig, Probes},
+    rules::{Engine, Matcher},
+    state::{State, StateConfig},
 };
 
 /// Records that failed to decode (malformed or unknown kind).
@@ -23,147 +39,416 @@ pub static DECODE_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Policy id used for cgroups given with `--deny-exec-cgroup`.
 const CLI_POLICY_ID: u32 = 1;
 
+/// What goes to stdout besides alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrintEvents {
+    /// No events (alerts only).
+    None,
+    /// Enriched events in the `guard record` schema (docs/event-schema.md).
+    Model,
+    /// Decoded kernel records, before enrichment (debugging).
+    Raw,
+}
+
+/// Options shared by `run` and `record`.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Ring-buffer size in bytes (rounded up to a power of two).
+    #[arg(long, default_value_t = guard_ebpf::DEFAULT_RING_BYTES)]
+    pub ring_bytes: u32,
+    /// Trace only this cgroup v2 directory instead of the whole host.
+    #[arg(long, value_name = "CGROUP_DIR")]
+    pub only_cgroup: Option<PathBuf>,
+    /// Seconds between drop reports (logged, audited and, when events are printed, a `drops`
+    /// line on stdout) when counts changed.
+    #[arg(long, default_value_t = 5)]
+    pub drop_report_secs: u64,
+    /// Stop after this many events (for tests and scripts).
+    #[arg(long)]
+    pub max_events: Option<u64>,
+    /// Docker API socket used for container metadata.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// Never deny or kill: every decision is only reported.
+    #[arg(long)]
+    pub detect_only: bool,
+    /// Rules files or directories (repeatable). Default: $GUARD_RULES, else
+    /// /etc/falco/falco_rules.yaml if present, then ./policies or /etc/guard/policies.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Alert format on stdout. Default: text on a terminal, JSON otherwise.
+    #[arg(long, value_parser = ["text", "json"])]
+    pub format: Option<String>,
+    /// Also print events on stdout.
+    #[arg(long, value_enum, default_value_t = PrintEvents::None)]
+    pub print_events: PrintEvents,
+    /// Audit log directory.
+    #[arg(long, default_value = "/var/lib/guard/audit")]
+    pub audit_dir: PathBuf,
+    /// Do not write an audit log.
+    #[arg(long)]
+    pub no_audit: bool,
+    /// Deny every exec in this cgroup v2 directory (BPF LSM only). Repeatable.
+    #[arg(long, value_name = "CGROUP_DIR")]
+    pub deny_exec_cgroup: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// Print decoded kernel records instead of enriched events.
+    #[arg(long)]
+    pub raw: bool,
+}
+
 /// The cgroup id of a cgroup v2 directory is its inode number.
-pub fn cgroup_id_of(dir: &std::path::Path) -> Result<CgroupId> {
+pub fn cgroup_id_of(dir: &Path) -> Result<CgroupId> {
     let md = std::fs::metadata(dir)
         .with_context(|| format!("cannot stat cgroup directory {}", dir.display()))?;
     anyhow::ensure!(md.is_dir(), "{} is not a directory", dir.display());
     Ok(CgroupId(md.ino()))
 }
 
-pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    rt.block_on(run_async(args))
+        .context("starting the async runtime")
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    runtime()?.block_on(run_async(args))
+}
+
+pub fn record(args: RecordArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let print = if args.raw { PrintEvents::Raw } else { PrintEvents::Model };
+        let mut p = Pipeline::start(&args.capture, print, None, None, None, &[], false)?;
+        p.pump(&args.capture).await
+    })
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
-    let only_cgroup = match &args.only_cgroup {
-        Some(dir) => Some(cgroup_id_of(dir)?.0),
-        None => None,
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let rule_paths = if args.rules.is_empty() {
+        crate::commands::default_rule_paths()
+    } else {
+        args.rules.clone()
     };
-    let mut probes = Probes::load(&ProbeConfig {
-        ring_bytes: args.ring_bytes,
-        only_cgroup,
-    })?;
-    let backend = match &probes.exec_enforcement {
-        ExecEnforcement::Lsm => "bpf-lsm",
-        ExecEnforcement::Unavailable(_) => "none",
+    let engine = crate::commands::load_engine(&rule_paths, Some(hostname.clone()))?;
+    let format = match args.format.as_deref() {
+        Some("json") => Format::Json,
+        Some(_) => Format::Text,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Format::Text,
+        None => Format::Json,
+    };
+    let outputs = Outputs::start(vec![ChannelConfig {
+        name: None,
+        min_priority: crate::alert::Priority::Debug,
+        queue: 4096,
+        kind: ChannelKind::Stdout { format },
+    }])
+    .context("starting outputs")?;
+    let audit = if args.no_audit {
+        None
+    } else {
+        let mut cfg = AuditConfig::new(&args.audit_dir);
+        // A restart after a crash must not refuse to run; the loss is recorded at start.
+        cfg.recover = true;
+        let log = AuditLog::start(cfg, 65_536)
+            .with_context(|| format!("opening the audit log in {}", args.audit_dir.display()))?;
+        let config_hash = crate::audit::sha256_hex(format!("{args:?}").as_bytes());
+        log.try_record(Payload::AgentStart(AgentInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_hash,
+            hostname: Some(hostname.clone()),
+            mode: args.detect_only.then(|| "detect".into()),
+            recovery: Vec::new(),
+            reason: None,
+        }));
+        log.try_record(Payload::PolicyLoad(LoadInfo {
+            files: hash_files(&rule_paths),
+            items: Vec::new(),
+            reload: false,
+        }));
+        Some(log)
     };
     info!(
-        mode = if args.detect_only {
-            "detect-only"
-        } else {
-            "enforce"
-        },
-        exec_backend = backend,
+        mode = if args.detect_only { "detect-only" } else { "enforce" },
+        rules = engine.rules.rules.iter().filter(|r| matches!(r.status, crate::rules::RuleStatus::Active)).count(),
         "guard starting"
     );
+    let mut p = Pipeline::start(
+        &args.capture,
+        args.print_events,
+        Some(engine),
+        Some(outputs),
+        audit,
+        &args.deny_exec_cgroup,
+        args.detect_only,
+    )?;
+    p.pump(&args.capture).await
+}
 
-    for dir in &args.deny_exec_cgroup {
-        let id = cgroup_id_of(dir)?;
-        if args.detect_only {
-            warn!(cgroup = %dir.display(), "detect-only: exec deny not applied");
-            continue;
-        }
-        if !matches!(probes.exec_enforcement, ExecEnforcement::Lsm) {
-            warn!(cgroup = %dir.display(), "no BPF LSM: exec deny cannot be enforced on this kernel");
-        }
-        probes
-            .exec_deny_map()?
-            .insert(id.0, CLI_POLICY_ID, 0)
-            .with_context(|| format!("adding cgroup {} to the exec deny map", dir.display()))?;
-        info!(cgroup = %dir.display(), cgroup_id = id.0, "exec denied in cgroup");
-    }
-
-    let ring = probes.ring_buf()?;
-    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-    let clock = Clock::now();
-    let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
-    // Tests and scripts wait for this line before generating activity.
-    eprintln!("guard: ready");
-
-    let stdout = std::io::stdout();
-    let mut seen: u64 = 0;
-    let mut reported = DropReport::default();
-    let mut drop_tick =
-        tokio::time::interval(std::time::Duration::from_secs(args.drop_report_secs.max(1)));
-    'outer: loop {
-        tokio::select! {
-            _ = drop_tick.tick() => {
-                let now = DropReport::read(&probes)?;
-                if now != reported {
-                    now.print(&mut stdout.lock())?;
-                    reported = now;
-                }
-            }
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                let mut out = stdout.lock();
-                while let Some(item) = rb.next() {
-                    match events::decode(&item, &clock) {
-                        Ok(ev) => {
-                            serde_json::to_writer(&mut out, &ev)?;
-                            out.write_all(b"\n")?;
-                            seen += 1;
-                        }
-                        Err(e) => {
-                            DECODE_ERRORS.fetch_add(1, Ordering::Relaxed);
-                            warn!("skipping malformed record: {e}");
-                        }
-                    }
-                    if args.max_events.is_some_and(|m| seen >= m) {
-                        out.flush()?;
-                        break 'outer;
-                    }
-                }
-                out.flush()?;
-                guard.clear_ready();
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+/// SHA-256 of every rules file given (directories expanded to their YAML files).
+fn hash_files(paths: &[PathBuf]) -> Vec<FileHash> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
         }
     }
-    // Drain what is still buffered so the final report accounts for everything.
-    {
-        let rb = ring.get_mut();
+    files
+        .into_iter()
+        .map(|f| FileHash {
+            sha256: std::fs::read(&f)
+                .map(|b| crate::audit::sha256_hex(&b))
+                .unwrap_or_else(|e| format!("unreadable: {e}")),
+            path: f.display().to_string(),
+        })
+        .collect()
+}
+
+struct Pipeline {
+    probes: Probes,
+    ring: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    clock: Clock,
+    capture: Capture,
+    print: PrintEvents,
+    engine: Option<Engine>,
+    matcher: Matcher,
+    outputs: Option<Outputs>,
+    audit: Option<AuditLog>,
+    seen: u64,
+}
+
+impl Pipeline {
+    fn start(
+        cap: &CaptureArgs,
+        print: PrintEvents,
+        engine: Option<Engine>,
+        outputs: Option<Outputs>,
+        audit: Option<AuditLog>,
+        deny_exec: &[PathBuf],
+        detect_only: bool,
+    ) -> Result<Self> {
+        let only_cgroup = match &cap.only_cgroup {
+            Some(dir) => Some(cgroup_id_of(dir)?.0),
+            None => None,
+        };
+        let mut probes = Probes::load(&ProbeConfig {
+            ring_bytes: cap.ring_bytes,
+            only_cgroup,
+        })?;
+        let backend = match &probes.exec_enforcement {
+            ExecEnforcement::Lsm => "bpf-lsm",
+            ExecEnforcement::Unavailable(_) => "none",
+        };
+        info!(exec_backend = backend, "probes attached");
+        for dir in deny_exec {
+            let id = cgroup_id_of(dir)?;
+            if detect_only {
+                warn!(cgroup = %dir.display(), "detect-only: exec deny not applied");
+                continue;
+            }
+            if !matches!(probes.exec_enforcement, ExecEnforcement::Lsm) {
+                warn!(cgroup = %dir.display(), "no BPF LSM: exec deny cannot be enforced on this kernel");
+            }
+            probes
+                .exec_deny_map()?
+                .insert(id.0, CLI_POLICY_ID, 0)
+                .with_context(|| format!("adding cgroup {} to the exec deny map", dir.display()))?;
+            info!(cgroup = %dir.display(), cgroup_id = id.0, "exec denied in cgroup");
+        }
+
+        let (mut state, enricher) = State::new(StateConfig {
+            docker: crate::state::docker::DockerConfig {
+                socket: cap.docker_socket.clone(),
+                backoff_max: Duration::from_secs(5),
+                ..Default::default()
+            },
+            containers: crate::state::container::ContainerTableConfig {
+                // Events say `<NA>` while the daemon is down rather than possibly stale
+                // metadata; kernel policy bindings do not depend on it.
+                na_when_daemon_down: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let seeded = state.seed();
+        info!(processes = seeded, "process table seeded from /proc");
+        tokio::spawn(enricher.run());
+
+        let ring = probes.ring_buf()?;
+        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        Ok(Self {
+            probes,
+            ring,
+            clock: Clock::now(),
+            capture: Capture::new(state),
+            print,
+            engine,
+            matcher: Matcher::default(),
+            outputs,
+            audit,
+            seen: 0,
+        })
+    }
+
+    /// Handles one ring-buffer record.
+    fn handle(&mut self, raw: &[u8], out: &mut impl Write) -> Result<()> {
+        let ev = match events::decode(raw, &self.clock) {
+            Ok(ev) => ev,
+            Err(e) => {
+                DECODE_ERRORS.fetch_add(1, Ordering::Relaxed);
+                warn!("skipping malformed record: {e}");
+                return Ok(());
+            }
+        };
+        self.seen += 1;
+        if self.print == PrintEvents::Raw {
+            serde_json::to_writer(&mut *out, &ev)?;
+            out.write_all(b"\n")?;
+        }
+        let Some(model) = self.capture.process(&ev) else {
+            return Ok(());
+        };
+        if self.print == PrintEvents::Model {
+            serde_json::to_writer(&mut *out, &model)?;
+            out.write_all(b"\n")?;
+        }
+        if let Some(engine) = &self.engine {
+            for alert in engine.alerts(&model, &mut self.matcher) {
+                self.alert(alert);
+            }
+        }
+        Ok(())
+    }
+
+    fn alert(&self, alert: Alert) {
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Alert {
+                alert: Box::new((*alert).clone()),
+            });
+        }
+    }
+
+    fn drain(&mut self, limit: Option<u64>) -> Result<bool> {
+        let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        while let Some(item) = rb.next() {
-            match events::decode(&item, &clock) {
-                Ok(ev) => {
-                    serde_json::to_writer(&mut out, &ev)?;
-                    out.write_all(b"\n")?;
-                    seen += 1;
-                }
-                Err(_) => {
-                    DECODE_ERRORS.fetch_add(1, Ordering::Relaxed);
-                }
+        loop {
+            let Some(item) = self.ring.get_mut().next() else {
+                break;
+            };
+            let bytes = item.to_vec();
+            drop(item);
+            self.handle(&bytes, &mut out)?;
+            if limit.is_some_and(|m| self.seen >= m) {
+                out.flush()?;
+                return Ok(true);
             }
         }
+        out.flush()?;
+        Ok(false)
     }
-    let last = DropReport::read(&probes)?;
-    last.print(&mut stdout.lock())?;
-    for (kind, n) in &last.by_kind {
-        if *n > 0 {
-            warn!(kind = kind.as_str(), dropped = n, "ring buffer was full; records lost");
+
+    fn report_drops(&self, last: &mut DropReport, always: bool) -> Result<()> {
+        let now = DropReport::read(&self.probes)?;
+        if now == *last && !always {
+            return Ok(());
         }
+        if self.print != PrintEvents::None {
+            now.print(&mut std::io::stdout().lock())?;
+        }
+        if now.total() > last.total() {
+            warn!(total = now.total(), "events lost: {:?}", now.by_kind);
+        }
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::DropSummary(DropSummary {
+                ringbuf: now.by_kind.clone(),
+                outputs: self.outputs.as_ref().map(|o| o.take_drop_counts()).unwrap_or_default(),
+                audit: Default::default(),
+            }));
+        }
+        *last = now;
+        Ok(())
     }
-    info!(
-        events = seen,
-        decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
-        "guard stopping"
-    );
-    Ok(ExitCode::SUCCESS)
+
+    async fn pump(&mut self, cap: &CaptureArgs) -> Result<ExitCode> {
+        let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
+        let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+        let mut last = DropReport::default();
+        let mut tick = tokio::time::interval(Duration::from_secs(cap.drop_report_secs.max(1)));
+        // Tests and scripts wait for this line before generating activity.
+        eprintln!("guard: ready");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.report_drops(&mut last, false)?,
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    guard.clear_ready();
+                    drop(guard);
+                    if self.drain(cap.max_events)? {
+                        break;
+                    }
+                }
+                _ = sigint.recv() => break,
+                _ = sigterm.recv() => break,
+            }
+        }
+        // Drain what is still buffered so the final report accounts for everything.
+        self.drain(None)?;
+        self.report_drops(&mut last, true)?;
+        info!(
+            events = self.seen,
+            decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
+            "guard stopping"
+        );
+        if let Some(o) = self.outputs.take() {
+            o.shutdown(Duration::from_secs(2));
+        }
+        if let Some(a) = self.audit.take() {
+            a.try_record(Payload::AgentStop(AgentInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                config_hash: String::new(),
+                hostname: None,
+                mode: None,
+                recovery: Vec::new(),
+                reason: Some("signal".into()),
+            }));
+            a.close();
+        }
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Kernel drop counters plus userspace decode failures, reported as a `drops` JSON line.
-#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DropReport {
     /// Records the kernel could not deliver (ring buffer full), by record kind.
     pub by_kind: std::collections::BTreeMap<String, u64>,
@@ -188,7 +473,10 @@ impl DropReport {
     }
 
     fn print(&self, out: &mut impl Write) -> Result<()> {
-        serde_json::to_writer(&mut *out, &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}))?;
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}),
+        )?;
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())

@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 1 a check or command failed (for `doctor`: at least one FAIL);
 //! 2 usage error (clap). `audit verify` and `report`: see `audit_cmd`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -23,8 +23,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent: capture events and print them as JSON lines on stdout.
-    Run(RunArgs),
+    /// Run the agent: capture, evaluate rules, print and audit alerts.
+    Run(crate::agent::RunArgs),
+    /// Capture events and print them as JSON lines (docs/event-schema.md); no rules.
+    Record(crate::agent::RecordArgs),
     /// Check what this host supports (kernel, BTF, BPF LSM, cgroup v2, capabilities, Docker).
     Doctor,
     /// Audit log tools (`guard audit verify`).
@@ -35,31 +37,10 @@ pub enum Command {
     /// Lint rules files; lists every error and exits non-zero if there is one.
     Validate(crate::commands::validate::Args),
     /// Inspect the loaded rules.
+    #[command(subcommand)]
     Rules(crate::commands::RulesCommand),
     /// Run rules offline on recorded events (JSON lines); no root needed.
     Replay(crate::commands::replay::Args),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// Never deny or kill: every decision is only reported.
-    #[arg(long)]
-    pub detect_only: bool,
-    /// Ring-buffer size in bytes (rounded up to a power of two).
-    #[arg(long, default_value_t = guard_ebpf::DEFAULT_RING_BYTES)]
-    pub ring_bytes: u32,
-    /// Deny every exec in this cgroup v2 directory (BPF LSM only). Repeatable.
-    #[arg(long, value_name = "CGROUP_DIR")]
-    pub deny_exec_cgroup: Vec<PathBuf>,
-    /// Trace only this cgroup v2 directory instead of the whole host.
-    #[arg(long, value_name = "CGROUP_DIR")]
-    pub only_cgroup: Option<PathBuf>,
-    /// Seconds between drop reports (a `drops` line on stdout when counts changed).
-    #[arg(long, default_value_t = 5)]
-    pub drop_report_secs: u64,
-    /// Stop after this many events (for tests and scripts).
-    #[arg(long)]
-    pub max_events: Option<u64>,
 }
 
 pub fn main() -> ExitCode {
@@ -67,6 +48,7 @@ pub fn main() -> ExitCode {
     init_logging(&cli.log);
     let result = match cli.command {
         Command::Run(args) => crate::agent::run(args),
+        Command::Record(args) => crate::agent::record(args),
         Command::Doctor => crate::doctor::run(),
         Command::Audit(crate::audit_cmd::AuditCommand::Verify(a)) => crate::audit_cmd::verify(a),
         Command::Report(a) => crate::audit_cmd::report(a),

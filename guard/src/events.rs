@@ -714,12 +714,15 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     match EventKind::from_u16(p.header.kind) {
         Some(EventKind::Exec) => {
             let body: ExecBody = p.body()?;
-            let argv = p
-                .p1
-                .split(|&b| b == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect();
+            // argv strings are NUL-terminated; empty arguments are real arguments.
+            let raw = p.p1.strip_suffix(b"\0").unwrap_or(p.p1);
+            let argv = if raw.is_empty() {
+                Vec::new()
+            } else {
+                raw.split(|&b| b == 0)
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            };
             Ok(Event::Exec(ExecEvent {
                 common: c,
                 filename: p.captured(0),
@@ -811,14 +814,14 @@ mod tests {
                 _pad: 0,
             },
             b"/bin/sh",
-            b"sh\0-c\0echo\0\0",
+            b"sh\0-c\0\0echo\0",
         );
         let ev = decode(&rec, &clock()).expect("decode");
         let Event::Exec(e) = ev else {
             panic!("wrong kind: {ev:?}")
         };
         assert_eq!(e.filename.text, "/bin/sh");
-        assert_eq!(e.argv, ["sh", "-c", "echo"]);
+        assert_eq!(e.argv, ["sh", "-c", "", "echo"]);
         assert!(!e.argv_truncated);
         assert_eq!(e.common.pid, 42);
         assert_eq!(e.common.cgroup_id, CgroupId(7));

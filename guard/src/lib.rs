@@ -9,6 +9,7 @@ pub mod alert;
 pub mod audit;
 pub mod audit_cmd;
 pub mod btf;
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod doctor;

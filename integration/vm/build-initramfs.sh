@@ -59,6 +59,9 @@ install_bin "$testkit_bin" /bin/guard-testkit
 install -m 755 "$VM_DIR/guest/init" "$stage/init"
 install -m 644 "$VM_DIR/guest/lib.sh" "$stage/usr/share/guard-vm/lib.sh"
 install -m 644 "$VM_DIR"/scenarios/*.sh "$stage/usr/share/guard-vm/scenarios/"
+# guard's default rules, where `guard run` looks for them outside a checkout.
+mkdir -p "$stage/etc/guard"
+cp -r "$VM_DIR/../../policies" "$stage/etc/guard/policies"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$stage/etc/passwd"
 printf 'root:x:0:\n' >"$stage/etc/group"
 

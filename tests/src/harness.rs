@@ -74,7 +74,7 @@ pub fn agent_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A running `guard run` with its stdout lines delivered through a channel.
+/// A running `guard run` or `guard record` with its stdout lines delivered through a channel.
 pub struct Agent {
     child: Child,
     lines: Receiver<String>,
@@ -83,10 +83,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts `guard run ARGS` and waits for its `guard: ready` line on stderr.
+    /// Starts `guard record --raw ARGS` (decoded kernel records on stdout) and waits for its
+    /// `guard: ready` line on stderr.
     pub fn start(args: &[&str]) -> Agent {
+        let mut full = vec!["record", "--raw"];
+        full.extend_from_slice(args);
+        Agent::start_cmd(&full)
+    }
+
+    /// Starts `guard ARGS` (a subcommand and its options) and waits for `guard: ready`.
+    pub fn start_cmd(args: &[&str]) -> Agent {
         let mut child = Command::new(guard_bin())
-            .arg("run")
             .args(args)
             .env("GUARD_LOG", "warn")
             .stdin(Stdio::null())

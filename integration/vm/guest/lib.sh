@@ -55,10 +55,11 @@ outcome() {
     fi
 }
 
-# guard_start ARGS...: runs `guard run ARGS` in the background and waits for `guard: ready`.
+# guard_start ARGS...: runs `guard run ARGS` in the background (decoded kernel records and
+# alerts on stdout, no audit log) and waits for `guard: ready`.
 guard_start() {
     : >"$GUARD_OUT"; : >"$GUARD_ERR"
-    "$GUARD" run "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
+    "$GUARD" run --print-events raw --format json --no-audit "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
     GUARD_PID=$!
     t0="$(uptime_s)"
     i=0

@@ -1,0 +1,546 @@
+//! The capture stage: a decoded kernel event, plus the process and container tables, becomes
+//! the enriched `model::Event` that rules evaluate and `guard record` writes.
+//!
+//! The tables are updated first (fork, exec, exit, chdir), so an event sees the state that
+//! includes itself: an exec's event carries the new image, a `cat shadow` after `cd /etc`
+//! resolves to `/etc/shadow`.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use crate::{
+    events::{self, AT_FDCWD, Captured, Common, SockAddr},
+    model::{self, Ancestor, ArgValue, Fd, FdType, L4Proto},
+    state::{
+        PathBase, Pid, State,
+        process::ExecInfo,
+        procfs::{ArgLimits, Argv},
+    },
+};
+
+/// Ancestors carried per event (`proc.aname[N]` up to this depth).
+pub const MAX_ANCESTORS: usize = 8;
+/// Sockets remembered per host for `fd.l4proto` (LRU-ish: cleared when full).
+const MAX_SOCKETS: usize = 65_536;
+
+/// Converts kernel events into model events, keeping the state tables current.
+pub struct Capture {
+    pub state: State,
+    /// (pid, fd) -> (domain, type) from `socket`, for connect's protocol.
+    sockets: HashMap<(u32, i32), (i32, i32)>,
+    num: u64,
+}
+
+impl Capture {
+    pub fn new(state: State) -> Self {
+        Self {
+            state,
+            sockets: HashMap::new(),
+            num: 0,
+        }
+    }
+
+    /// Updates the tables and returns the model event; `None` for records that are not
+    /// syscall activity (kernel decisions are reported by the policy stage).
+    pub fn process(&mut self, ev: &events::Event) -> Option<model::Event> {
+        self.update_state(ev);
+        let c = ev.common();
+        let (evt_type, args, fd, res) = match ev {
+            events::Event::ExecDenied(_) => return None,
+            events::Event::Exec(e) => ("execve", exec_args(e), None, c.ret),
+            events::Event::Fork(f) => (
+                "clone",
+                args(&[("child_pid", ArgValue::Int(f.child_pid.into()))]),
+                None,
+                f.child_pid.into(),
+            ),
+            events::Event::Exit(x) => (
+                "procexit",
+                args(&[("status", ArgValue::Int(x.exit_code.into()))]),
+                None,
+                0,
+            ),
+            events::Event::Open(o) => {
+                let resolved = self.resolve(c.pid, o.dirfd, &o.path);
+                let dir = o.flags & O_DIRECTORY != 0;
+                let mut a = args(&[
+                    ("name", ArgValue::Str(resolved.clone())),
+                    ("flags", ArgValue::Str(open_flags(o.flags))),
+                    ("mode", ArgValue::Int(o.mode.into())),
+                ]);
+                if o.syscall != "open" && o.syscall != "creat" {
+                    a.insert("dirfd".into(), ArgValue::Int(o.dirfd.into()));
+                }
+                let fd = file_fd(c.ret, resolved, &o.path, if dir { FdType::Directory } else { FdType::File });
+                (o.syscall, a, Some(fd), c.ret)
+            }
+            events::Event::Connect(k) => {
+                let proto = self.sockets.get(&(c.pid, k.fd)).map(|&(_, t)| t);
+                let (fd, addr) = connect_fd(k, proto);
+                (
+                    "connect",
+                    args(&[("fd", ArgValue::Int(k.fd.into())), ("addr", ArgValue::Str(addr))]),
+                    Some(fd),
+                    c.ret,
+                )
+            }
+            events::Event::Socket(s) => (
+                "socket",
+                args(&[
+                    ("domain", ArgValue::Str(domain_name(s.domain))),
+                    ("type", ArgValue::Int(s.sock_type.into())),
+                    ("proto", ArgValue::Int(s.protocol.into())),
+                ]),
+                None,
+                c.ret,
+            ),
+            events::Event::Chdir(d) => {
+                let a = match &d.path {
+                    Some(p) => args(&[("path", ArgValue::Str(p.text.clone()))]),
+                    None => args(&[("fd", ArgValue::Int(d.fd.unwrap_or(-1).into()))]),
+                };
+                (d.syscall, a, None, c.ret)
+            }
+            events::Event::SetId(s) => {
+                let names: &[&str] = match s.syscall {
+                    "setuid" => &["uid"],
+                    "setgid" => &["gid"],
+                    "setreuid" => &["ruid", "euid"],
+                    "setregid" => &["rgid", "egid"],
+                    "setresuid" => &["ruid", "euid", "suid"],
+                    _ => &["rgid", "egid", "sgid"],
+                };
+                let a = names
+                    .iter()
+                    .zip(&s.ids)
+                    .map(|(n, v)| (n.to_string(), ArgValue::Int(v.map_or(-1, i64::from))))
+                    .collect();
+                (s.syscall, a, None, c.ret)
+            }
+            events::Event::Ptrace(p) => (
+                "ptrace",
+                args(&[
+                    ("request", ArgValue::Str(ptrace_request(p.request))),
+                    ("pid", ArgValue::Int(p.target_pid.into())),
+                ]),
+                None,
+                c.ret,
+            ),
+            events::Event::Unlink(u) => {
+                let path = self.resolve(c.pid, u.dirfd, &u.path);
+                let a = if u.syscall == "unlink" {
+                    args(&[("path", ArgValue::Str(path.clone()))])
+                } else {
+                    args(&[
+                        ("dirfd", ArgValue::Int(u.dirfd.into())),
+                        ("name", ArgValue::Str(path.clone())),
+                        ("flags", ArgValue::Int(u.flags as i64)),
+                    ])
+                };
+                (u.syscall, a, Some(file_fd(-1, path, &u.path, FdType::File)), c.ret)
+            }
+            events::Event::Rename(r) => {
+                let old = self.resolve(c.pid, r.old_dirfd, &r.old_path);
+                let new = self.resolve(c.pid, r.new_dirfd, &r.new_path);
+                (
+                    r.syscall,
+                    args(&[
+                        ("oldpath", ArgValue::Str(old.clone())),
+                        ("newpath", ArgValue::Str(new)),
+                        ("flags", ArgValue::Int(r.flags as i64)),
+                    ]),
+                    Some(file_fd(-1, old, &r.old_path, FdType::File)),
+                    c.ret,
+                )
+            }
+            events::Event::Chmod(m) => {
+                let mut a = args(&[("mode", ArgValue::Int(m.mode.into()))]);
+                let fd = match &m.path {
+                    Some(p) => {
+                        let path = self.resolve(c.pid, m.fd, p);
+                        a.insert("filename".into(), ArgValue::Str(path.clone()));
+                        Some(file_fd(-1, path, p, FdType::File))
+                    }
+                    None => {
+                        a.insert("fd".into(), ArgValue::Int(m.fd.into()));
+                        None
+                    }
+                };
+                (m.syscall, a, fd, c.ret)
+            }
+            events::Event::Link(l) => {
+                let link = self.resolve(c.pid, l.link_dirfd, &l.link_path);
+                // A symlink's target is stored verbatim; a hard link's names an existing file.
+                let target = if l.is_symlink() {
+                    l.target.text.clone()
+                } else {
+                    self.resolve(c.pid, l.target_dirfd, &l.target)
+                };
+                let a = if l.is_symlink() {
+                    args(&[("target", ArgValue::Str(target)), ("linkpath", ArgValue::Str(link.clone()))])
+                } else {
+                    args(&[("oldpath", ArgValue::Str(target)), ("newpath", ArgValue::Str(link.clone()))])
+                };
+                (l.syscall, a, Some(file_fd(-1, link, &l.link_path, FdType::File)), c.ret)
+            }
+            events::Event::Mount(m) => (
+                "mount",
+                args(&[
+                    ("dev", ArgValue::Str(m.source.text.clone())),
+                    ("dir", ArgValue::Str(self.resolve(c.pid, AT_FDCWD, &m.target))),
+                    ("flags", ArgValue::Int(m.flags as i64)),
+                ]),
+                None,
+                c.ret,
+            ),
+            events::Event::ModuleLoad(m) => {
+                let mut a = args(&[("uargs", ArgValue::Str(m.params.text.clone()))]);
+                if let Some(fd) = m.fd {
+                    a.insert("fd".into(), ArgValue::Int(fd.into()));
+                }
+                (m.syscall, a, None, c.ret)
+            }
+            events::Event::MemfdCreate(m) => (
+                "memfd_create",
+                args(&[
+                    ("name", ArgValue::Str(m.name.text.clone())),
+                    ("flags", ArgValue::Int(m.flags as i64)),
+                ]),
+                Some(Fd {
+                    num: if c.ret >= 0 { c.ret } else { -1 },
+                    fd_type: FdType::Memfd,
+                    name: format!("memfd:{}", m.name.text),
+                    ..Fd::default()
+                }),
+                c.ret,
+            ),
+            events::Event::Dup(d) => {
+                let mut a = args(&[("oldfd", ArgValue::Int(d.old_fd.into()))]);
+                if let Some(n) = d.new_fd {
+                    a.insert("newfd".into(), ArgValue::Int(n.into()));
+                }
+                if d.syscall == "dup3" {
+                    a.insert("flags".into(), ArgValue::Int(d.flags as i64));
+                }
+                // Falco's "redirect stdin/stdout to a socket" rules look at the duplicated fd.
+                let fd = self.sockets.get(&(c.pid, d.old_fd)).map(|&(dom, t)| Fd {
+                    num: if c.ret >= 0 { c.ret } else { -1 },
+                    fd_type: socket_fd_type(dom),
+                    l4proto: l4(dom, t),
+                    ..Fd::default()
+                });
+                (d.syscall, a, fd, c.ret)
+            }
+            events::Event::Bpf(b) => ("bpf", args(&[("cmd", ArgValue::Int(b.cmd.into()))]), None, c.ret),
+        };
+        self.num += 1;
+        let mut out = model::Event {
+            v: model::SCHEMA_VERSION,
+            num: self.num,
+            time: c.time_ns,
+            evt_type: evt_type.to_owned(),
+            res,
+            args,
+            proc: self.process_view(c),
+            fd,
+            container: self.container_view(c),
+            derived: Default::default(),
+        };
+        // Cannot fail: the version is ours.
+        let _ = out.prepare();
+        Some(out)
+    }
+
+    fn update_state(&mut self, ev: &events::Event) {
+        let c = ev.common();
+        match ev {
+            events::Event::Fork(f) if !f.is_thread() => {
+                self.state.on_fork(Pid(c.pid), Pid(f.child_pid), c.time_ns);
+            }
+            events::Event::Exec(e) => {
+                let filename = self.resolve(c.pid, AT_FDCWD, &e.filename);
+                let argv = Argv::from_iter(e.argv.iter(), ArgLimits::default());
+                self.state.on_exec(
+                    Pid(c.pid),
+                    ExecInfo {
+                        time_ns: c.time_ns,
+                        filename: &filename,
+                        argv,
+                        comm: Some(&c.comm),
+                        ppid: Some(Pid(c.ppid)),
+                        uid: Some(c.uid),
+                        gid: Some(c.gid),
+                        loginuid: c.loginuid,
+                        cgroup_id: Some(c.cgroup_id),
+                        cwd: None,
+                    },
+                );
+                // exec closes CLOEXEC fds; forget them all rather than guess.
+                self.sockets.retain(|&(pid, _), _| pid != c.pid);
+            }
+            events::Event::Exit(x) if x.is_process_exit() => {
+                self.state.on_exit(Pid(c.pid), c.time_ns);
+                self.sockets.retain(|&(pid, _), _| pid != c.pid);
+            }
+            events::Event::Chdir(d) if c.ret == 0 => match &d.path {
+                Some(p) => self.state.procs.on_chdir(Pid(c.pid), p.text.as_bytes()),
+                None => {
+                    let fs = &self.state.fs;
+                    let _ = self.state.procs.refresh_cwd(fs, Pid(c.pid));
+                }
+            },
+            events::Event::Socket(s) if c.ret >= 0 => {
+                if self.sockets.len() >= MAX_SOCKETS {
+                    self.sockets.clear();
+                }
+                self.sockets.insert((c.pid, c.ret as i32), (s.domain, s.sock_type));
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes a syscall path absolute: relative to the tracked cwd or to a dirfd.
+    fn resolve(&mut self, pid: u32, dirfd: i32, path: &Captured) -> String {
+        let raw = path.text.as_bytes();
+        if raw.first() == Some(&b'/') || dirfd != AT_FDCWD {
+            let base = if dirfd == AT_FDCWD { PathBase::Cwd } else { PathBase::Fd(dirfd) };
+            return self.state.resolve_path(Pid(pid), base, raw).text();
+        }
+        // The cwd is kept current by chdir events; /proc is only the fallback.
+        match self.state.procs.get(Pid(pid)).and_then(|p| p.cwd.clone()) {
+            Some(cwd) => self.state.resolve_path(Pid(pid), PathBase::Dir(cwd.as_bytes()), raw).text(),
+            None => self.state.resolve_path(Pid(pid), PathBase::Cwd, raw).text(),
+        }
+    }
+
+    fn process_view(&mut self, c: &Common) -> model::Process {
+        let mut p = model::Process {
+            pid: c.pid,
+            tid: c.tid,
+            ppid: c.ppid,
+            name: c.comm.clone(),
+            uid: c.uid,
+            gid: c.gid,
+            loginuid: c.loginuid,
+            ..Default::default()
+        };
+        if let Some(t) = self.state.process(Pid(c.pid)) {
+            p.exe = t.exe().to_owned();
+            p.exepath = t.exepath.clone();
+            p.args = t.argv.items.iter().skip(1).cloned().collect();
+            p.cwd = t.cwd.clone().unwrap_or_default();
+            p.tty = t.tty;
+            p.start_time = t.start_time_ns;
+            p.is_exe_from_memfd = t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
+            if p.ppid == 0 {
+                p.ppid = t.ppid.0;
+            }
+        }
+        p.ancestors = self
+            .state
+            .procs
+            .ancestors(Pid(c.pid))
+            .take(MAX_ANCESTORS)
+            .map(|a| Ancestor {
+                pid: a.pid.0,
+                name: a.comm.clone(),
+                exe: a.exe().to_owned(),
+                exepath: a.exepath.clone(),
+                args: a.argv.items.iter().skip(1).cloned().collect(),
+                cmdline: String::new(),
+            })
+            .collect();
+        p
+    }
+
+    fn container_view(&mut self, c: &Common) -> Option<model::Container> {
+        let id = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)))?;
+        let m = self.state.container_meta(&id);
+        Some(model::Container {
+            id: id.short().to_owned(),
+            name: m.name.clone(),
+            image: m.image.clone(),
+            image_repository: Some(m.image_repository.clone()),
+            image_tag: Some(m.image_tag.clone()),
+            runtime: "docker".into(),
+            privileged: m.privileged.unwrap_or(false),
+            labels: m.labels.clone(),
+            start_ts: 0,
+        })
+    }
+}
+
+fn args(pairs: &[(&str, ArgValue)]) -> std::collections::BTreeMap<String, ArgValue> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+fn exec_args(e: &events::ExecEvent) -> std::collections::BTreeMap<String, ArgValue> {
+    args(&[
+        ("filename", ArgValue::Str(e.filename.text.clone())),
+        ("args", ArgValue::Str(e.argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" "))),
+    ])
+}
+
+fn file_fd(ret: i64, name: String, raw: &Captured, fd_type: FdType) -> Fd {
+    Fd {
+        num: if ret >= 0 { ret } else { -1 },
+        fd_type,
+        nameraw: (raw.text != name).then(|| raw.text.clone()),
+        name,
+        ..Fd::default()
+    }
+}
+
+const O_DIRECTORY: u64 = 0o200000;
+
+/// Renders open flags as Falco does (`O_WRONLY|O_CREAT|O_TRUNC`).
+pub fn open_flags(flags: u64) -> String {
+    const NAMES: &[(u64, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (O_DIRECTORY, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+    ];
+    let mut out = String::from(match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        _ => "O_RDWR",
+    });
+    // O_SYNC includes O_DSYNC's bit; O_TMPFILE includes O_DIRECTORY's.
+    if flags & 0o4010000 == 0o4010000 {
+        out.push_str("|O_SYNC");
+    }
+    if flags & 0o20200000 == 0o20200000 {
+        out.push_str("|O_TMPFILE");
+    }
+    for (bit, name) in NAMES {
+        if flags & bit != 0 {
+            out.push('|');
+            out.push_str(name);
+        }
+    }
+    out
+}
+
+fn domain_name(d: i32) -> String {
+    match d {
+        1 => "AF_UNIX".into(),
+        2 => "AF_INET".into(),
+        10 => "AF_INET6".into(),
+        16 => "AF_NETLINK".into(),
+        17 => "AF_PACKET".into(),
+        other => other.to_string(),
+    }
+}
+
+fn ptrace_request(r: i64) -> String {
+    match r {
+        0 => "PTRACE_TRACEME".into(),
+        1 => "PTRACE_PEEKTEXT".into(),
+        2 => "PTRACE_PEEKDATA".into(),
+        4 => "PTRACE_POKETEXT".into(),
+        5 => "PTRACE_POKEDATA".into(),
+        16 => "PTRACE_ATTACH".into(),
+        17 => "PTRACE_DETACH".into(),
+        0x4206 => "PTRACE_SEIZE".into(),
+        other => other.to_string(),
+    }
+}
+
+fn socket_fd_type(domain: i32) -> FdType {
+    match domain {
+        2 => FdType::Ipv4,
+        10 => FdType::Ipv6,
+        1 => FdType::Unix,
+        16 => FdType::Netlink,
+        _ => FdType::File,
+    }
+}
+
+fn l4(domain: i32, sock_type: i32) -> Option<L4Proto> {
+    if domain != 2 && domain != 10 {
+        return None;
+    }
+    match sock_type {
+        1 => Some(L4Proto::Tcp),
+        2 => Some(L4Proto::Udp),
+        3 => Some(L4Proto::Raw),
+        _ => None,
+    }
+}
+
+fn connect_fd(k: &events::ConnectEvent, sock_type: Option<i32>) -> (Fd, String) {
+    let num = i64::from(k.fd);
+    match &k.addr {
+        SockAddr::Inet { addr, port } => (
+            Fd {
+                num,
+                fd_type: FdType::Ipv4,
+                sip: Some(IpAddr::V4(*addr)),
+                sport: Some(*port),
+                l4proto: sock_type.and_then(|t| l4(2, t)),
+                ..Fd::default()
+            },
+            format!("{addr}:{port}"),
+        ),
+        SockAddr::Inet6 { addr, port } => (
+            Fd {
+                num,
+                fd_type: FdType::Ipv6,
+                sip: Some(IpAddr::V6(*addr)),
+                sport: Some(*port),
+                l4proto: sock_type.and_then(|t| l4(10, t)),
+                ..Fd::default()
+            },
+            format!("[{addr}]:{port}"),
+        ),
+        SockAddr::Unix { path, abstract_ns } => {
+            let name = if *abstract_ns { format!("@{path}") } else { path.clone() };
+            (
+                Fd {
+                    num,
+                    fd_type: FdType::Unix,
+                    name: name.clone(),
+                    ..Fd::default()
+                },
+                name,
+            )
+        }
+        SockAddr::Other { af } => (
+            Fd {
+                num,
+                ..Fd::default()
+            },
+            format!("family {af}"),
+        ),
+        SockAddr::Invalid => (
+            Fd {
+                num,
+                ..Fd::default()
+            },
+            String::new(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_render_like_falco() {
+        assert_eq!(open_flags(0), "O_RDONLY");
+        assert_eq!(open_flags(0o1 | 0o100 | 0o1000), "O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(open_flags(0o2 | 0o2000000), "O_RDWR|O_CLOEXEC");
+        assert_eq!(open_flags(0o1 | 0o2000), "O_WRONLY|O_APPEND");
+    }
+}
