@@ -16,10 +16,10 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody,
-    FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets,
-    MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall,
-    SCRATCH_LEN, SyscallBody, settings,
+    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0,
+    FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_PENDING_SYSCALLS,
+    MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody,
+    settings,
     syscalls::{Payload, spec},
 };
 
@@ -185,10 +185,12 @@ impl Record {
         let len = (len & PAYLOAD_MASK).min(PAYLOAD_MAX) as u16;
         if slot == 0 {
             h.len0 = len;
-            h.flags |= if truncated { FLAG_TRUNCATED0 } else { 0 } | if fault { FLAG_FAULT0 } else { 0 };
+            h.flags |=
+                if truncated { FLAG_TRUNCATED0 } else { 0 } | if fault { FLAG_FAULT0 } else { 0 };
         } else {
             h.len1 = len;
-            h.flags |= if truncated { FLAG_TRUNCATED1 } else { 0 } | if fault { FLAG_FAULT1 } else { 0 };
+            h.flags |=
+                if truncated { FLAG_TRUNCATED1 } else { 0 } | if fault { FLAG_FAULT1 } else { 0 };
         }
     }
 
@@ -407,7 +409,9 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
     match what {
         Payload::None => {}
-        Payload::Str { arg } => rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true),
+        Payload::Str { arg } => {
+            rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true)
+        }
         Payload::Bytes { arg, len_arg, max } => {
             let len = args[(len_arg & 7) as usize % 6].min(max as u64);
             rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)
@@ -441,4 +445,81 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         rec.submit();
     }
     -EPERM
+}
+
+// ================================================================================================
+// Network quarantine (response engine, `quarantine_network`).
+//
+// Attached to the cgroup v2 root for ingress and egress. A packet whose socket belongs to a
+// cgroup in `QUARANTINE`, or to a descendant of one (up to QUARANTINE_ANCESTOR_LEVELS deep), is
+// dropped. Userspace pins the map and both links under /sys/fs/bpf/guard, so a quarantine
+// outlives the agent.
+// ================================================================================================
+
+mod quarantine {
+    use aya_ebpf::{
+        bindings::BPF_F_NO_PREALLOC,
+        helpers::{
+            bpf_ktime_get_boot_ns,
+            generated::{bpf_skb_ancestor_cgroup_id, bpf_skb_cgroup_id},
+        },
+        macros::{cgroup_skb, map},
+        maps::HashMap,
+        programs::SkBuffContext,
+    };
+    use guard_ebpf::{MAX_QUARANTINED_CGROUPS, QUARANTINE_ANCESTOR_LEVELS, QuarantineEntry};
+
+    const DROP: i32 = 0;
+    const PASS: i32 = 1;
+
+    #[map]
+    static QUARANTINE: HashMap<u64, QuarantineEntry> =
+        HashMap::with_max_entries(MAX_QUARANTINED_CGROUPS, BPF_F_NO_PREALLOC);
+
+    #[inline(always)]
+    fn in_force(cgroup: u64, now: u64) -> bool {
+        if cgroup == 0 {
+            return false;
+        }
+        // SAFETY: the value is read-only here and copied out at once.
+        match unsafe { QUARANTINE.get(&cgroup) } {
+            Some(e) => e.until_boot_ns == 0 || now < e.until_boot_ns,
+            None => false,
+        }
+    }
+
+    #[inline(always)]
+    fn verdict(ctx: &SkBuffContext) -> i32 {
+        let skb = ctx.skb.skb;
+        // SAFETY: helpers allowed for cgroup_skb programs; `skb` is the program's context.
+        let own = unsafe { bpf_skb_cgroup_id(skb) };
+        // SAFETY: helper with no preconditions.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        if in_force(own, now) {
+            return DROP;
+        }
+        let mut level = 1;
+        while level <= QUARANTINE_ANCESTOR_LEVELS {
+            // SAFETY: as above; returns 0 past the socket's own depth.
+            let id = unsafe { bpf_skb_ancestor_cgroup_id(skb, level as i32) };
+            if id == 0 || id == own {
+                break;
+            }
+            if in_force(id, now) {
+                return DROP;
+            }
+            level += 1;
+        }
+        PASS
+    }
+
+    #[cgroup_skb(ingress)]
+    pub fn quarantine_ingress(ctx: SkBuffContext) -> i32 {
+        verdict(&ctx)
+    }
+
+    #[cgroup_skb(egress)]
+    pub fn quarantine_egress(ctx: SkBuffContext) -> i32 {
+        verdict(&ctx)
+    }
 }

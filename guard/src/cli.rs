@@ -32,6 +32,11 @@ pub enum Command {
     Audit(crate::audit_cmd::AuditCommand),
     /// Write a report (text, md, json, html) from the audit log.
     Report(crate::audit_cmd::ReportArgs),
+    /// Run the response engine alone, taking Falco alerts on `POST /falco`.
+    Respond(crate::respond_cmd::RespondArgs),
+    /// Network quarantine tools (`guard quarantine lift <container>`, `list`).
+    #[command(subcommand)]
+    Quarantine(crate::respond_cmd::QuarantineCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +69,8 @@ pub fn main() -> ExitCode {
         Command::Doctor => crate::doctor::run(),
         Command::Audit(crate::audit_cmd::AuditCommand::Verify(a)) => crate::audit_cmd::verify(a),
         Command::Report(a) => crate::audit_cmd::report(a),
+        Command::Respond(a) => crate::respond_cmd::respond(a),
+        Command::Quarantine(c) => crate::respond_cmd::quarantine(c),
     };
     match result {
         Ok(code) => code,
