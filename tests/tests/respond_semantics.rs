@@ -48,7 +48,7 @@ fn reap(mut c: Child) {
 async fn kill_process_latency_and_death() {
     let r = Responder::new(
         responses(
-            "- response: k\n  match: {priority: '>= Critical'}\n  actions: [kill_process]\n  ignore_errors: true\n",
+            "- settings: {rate_limit_per_workload: {burst: 100, per_minute: 600}}\n- response: k\n  match: {priority: '>= Critical'}\n  actions: [kill_process]\n",
         ),
         Options::default(),
         None,

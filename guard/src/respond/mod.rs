@@ -540,17 +540,32 @@ impl Responder {
                 if detect {
                     return dry(what);
                 }
-                // Stop the tree from growing first, then kill it all.
-                let mut tree = Vec::new();
+                // Tree: SIGSTOP the root and every descendant found (a stopped process cannot
+                // fork), scan again for what was forked meanwhile, then SIGKILL them all. Each
+                // descendant goes through its own pidfd and the rails.
+                let mut tree: Vec<ProcessHandle> = Vec::new();
                 if kp.tree {
-                    let _ = h.kill();
-                    for d in process::descendants(pid) {
-                        if let Ok(dh) = ProcessHandle::open(d, None)
-                            && dh.rail().is_none()
-                        {
-                            let _ = dh.kill();
-                            tree.push(dh);
+                    let _ = h.signal(libc::SIGSTOP);
+                    for _round in 0..3 {
+                        let mut found = 0;
+                        for d in process::descendants(pid) {
+                            if tree.iter().any(|t| t.pid == d) {
+                                continue;
+                            }
+                            if let Ok(dh) = ProcessHandle::open(d, None)
+                                && dh.rail().is_none()
+                            {
+                                let _ = dh.signal(libc::SIGSTOP);
+                                tree.push(dh);
+                                found += 1;
+                            }
                         }
+                        if found == 0 {
+                            break;
+                        }
+                    }
+                    for dh in &tree {
+                        let _ = dh.kill();
                     }
                 }
                 if let Err(e) = h.kill() {

@@ -180,6 +180,11 @@ impl ProcessHandle {
         pidfd_signal(&self.fd, libc::SIGKILL)
     }
 
+    /// Any signal through the pidfd.
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        pidfd_signal(&self.fd, sig)
+    }
+
     pub fn is_alive(&self) -> bool {
         pidfd_signal(&self.fd, 0).is_ok()
     }
