@@ -55,23 +55,31 @@ async fn kill_container_on_critical_latency() {
         let c = d.run(&[], &["sleep", "600"]);
         let init = c.pid();
         let fd = pidfd_open(init);
+        // Watch for the exit on another thread, so the time is when the init died, not when
+        // the action returned (which also waits for Docker's answer).
+        let watcher = std::thread::spawn(move || {
+            let ok = pidfd_wait(fd, Duration::from_secs(5));
+            close(fd);
+            ok.then(Instant::now)
+        });
+        let base = ctx(&c);
         let t0 = Instant::now();
         let rep = r
             .handle(
                 critical(),
                 AlertContext {
                     event_time: Some(t0),
-                    ..ctx(&c)
+                    ..base
                 },
             )
             .await;
         assert_eq!(rep[0].outcome, Outcome::Done, "{rep:?}");
-        assert!(
-            pidfd_wait(fd, Duration::from_secs(5)),
-            "container init did not exit"
-        );
-        lat.push(t0.elapsed());
-        close(fd);
+        assert!(rep[0].detail.as_deref().unwrap_or("").contains("docker kill"), "{rep:?}");
+        let exited = watcher
+            .join()
+            .expect("watcher")
+            .expect("container init did not exit");
+        lat.push(exited.duration_since(t0));
         // Docker records the exit shortly after the process is gone.
         let mut running = String::new();
         for _ in 0..100 {
@@ -88,7 +96,7 @@ async fn kill_container_on_critical_latency() {
         "kill_container alert->container init exited over {} trials: p50 {p50:?} p99 {p99:?} max {max:?} (target p99 < 150 ms)",
         lat.len()
     );
-    assert!(p99 < Duration::from_millis(1500), "p99 {p99:?}");
+    assert!(p99 < Duration::from_millis(150), "p99 {p99:?} (target 150 ms)");
 }
 
 #[tokio::test]
@@ -207,6 +215,29 @@ async fn pause_falls_back_to_freezer_without_docker() {
         .expect("thaw");
     std::thread::sleep(Duration::from_millis(300));
     assert_ne!(counter(pid), b, "thawed container runs again");
+}
+
+/// kill_container works with Docker unreachable: `cgroup.kill` in the kernel.
+#[tokio::test]
+async fn kill_container_without_docker() {
+    let Some(d) = Docker::get() else { return };
+    let audit = TempDir::new("kill-nodocker");
+    let r = Responder::new(
+        responses("- response: k\n  actions: [kill_container]\n"),
+        Options {
+            docker_socket: audit.0.join("no-docker-here.sock"),
+            docker_timeout: Duration::from_secs(1),
+            ..Default::default()
+        },
+        None,
+    );
+    let c = d.run(&[], &["sleep", "600"]);
+    let fd = pidfd_open(c.pid());
+    let rep = r.handle(critical(), ctx(&c)).await;
+    assert_eq!(rep[0].outcome, Outcome::Done, "{rep:?}");
+    assert!(rep[0].detail.as_deref().unwrap_or("").contains("cgroup.kill"), "{rep:?}");
+    assert!(pidfd_wait(fd, Duration::from_secs(5)), "container init did not exit");
+    close(fd);
 }
 
 /// The host (no container) is refused for container actions, with the reason recorded.

@@ -115,12 +115,31 @@ impl ContainerControl {
         r
     }
 
-    pub async fn kill(&self, id: &str) -> Result<(), DockerError> {
+    /// `docker kill -s KILL` through the API.
+    pub async fn docker_kill(&self, id: &str) -> Result<(), DockerError> {
         let opts = KillContainerOptionsBuilder::new().signal("KILL").build();
         self.call(Duration::ZERO, |d| async move {
             d.kill_container(id, Some(opts)).await
         })
         .await
+    }
+
+    /// Kills every process of the container: first in the kernel, by writing `1` to
+    /// `cgroup.kill` of its cgroup v2 directory (Linux 5.14+; immediate, and independent of
+    /// the daemon), then through Docker so that the daemon records the kill. Succeeds when
+    /// either worked; the text says how.
+    pub async fn kill(&self, id: &str) -> Result<String, String> {
+        let fast = cgroup_kill(id);
+        let docker = self.docker_kill(id).await;
+        match (fast, docker) {
+            (Ok(dir), Ok(())) => Ok(format!("cgroup.kill ({}) and docker kill", dir.display())),
+            (Ok(dir), Err(e)) => Ok(format!(
+                "cgroup.kill ({}); docker kill afterwards: {e}",
+                dir.display()
+            )),
+            (Err(_), Ok(())) => Ok("docker kill".into()),
+            (Err(f), Err(e)) => Err(format!("{e}; cgroup.kill: {f}")),
+        }
     }
 
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
@@ -151,6 +170,14 @@ impl ContainerControl {
             }
         }
     }
+}
+
+/// Writes `1` to `cgroup.kill` of the container's cgroup v2 directory.
+pub fn cgroup_kill(id: &str) -> Result<PathBuf, String> {
+    let dir = cgroup_v2_dir(id).ok_or_else(|| format!("no unique cgroup v2 directory for {id}"))?;
+    std::fs::write(dir.join("cgroup.kill"), b"1")
+        .map_err(|e| format!("write {}/cgroup.kill: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Candidate cgroup directories of a container (full id, or a unique prefix of at least 12
@@ -300,7 +327,7 @@ mod tests {
             std::env::temp_dir().join("guard-no-such-docker.sock"),
             Duration::from_secs(1),
         );
-        match c.kill(&"ab".repeat(32)).await {
+        match c.docker_kill(&"ab".repeat(32)).await {
             Err(DockerError::Unreachable(_)) => {}
             other => panic!("expected unreachable, got {other:?}"),
         }

@@ -596,8 +596,8 @@ impl Responder {
                             return dry(format!("kill container {cname}"));
                         }
                         match self.inner.docker.kill(id).await {
-                            Ok(()) => done(format!("killed container {cname}")),
-                            Err(e) => failed(e.to_string()),
+                            Ok(how) => done(format!("killed container {cname} via {how}")),
+                            Err(e) => failed(e),
                         }
                     }
                     Action::StopContainer(s) => {
