@@ -74,7 +74,14 @@ async fn kill_container_on_critical_latency() {
             )
             .await;
         assert_eq!(rep[0].outcome, Outcome::Done, "{rep:?}");
-        assert!(rep[0].detail.as_deref().unwrap_or("").contains("docker kill"), "{rep:?}");
+        assert!(
+            rep[0]
+                .detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("docker kill"),
+            "{rep:?}"
+        );
         let exited = watcher
             .join()
             .expect("watcher")
@@ -96,7 +103,10 @@ async fn kill_container_on_critical_latency() {
         "kill_container alert->container init exited over {} trials: p50 {p50:?} p99 {p99:?} max {max:?} (target p99 < 150 ms)",
         lat.len()
     );
-    assert!(p99 < Duration::from_millis(150), "p99 {p99:?} (target 150 ms)");
+    assert!(
+        p99 < Duration::from_millis(150),
+        "p99 {p99:?} (target 150 ms)"
+    );
 }
 
 #[tokio::test]
@@ -235,8 +245,18 @@ async fn kill_container_without_docker() {
     let fd = pidfd_open(c.pid());
     let rep = r.handle(critical(), ctx(&c)).await;
     assert_eq!(rep[0].outcome, Outcome::Done, "{rep:?}");
-    assert!(rep[0].detail.as_deref().unwrap_or("").contains("cgroup.kill"), "{rep:?}");
-    assert!(pidfd_wait(fd, Duration::from_secs(5)), "container init did not exit");
+    assert!(
+        rep[0]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("cgroup.kill"),
+        "{rep:?}"
+    );
+    assert!(
+        pidfd_wait(fd, Duration::from_secs(5)),
+        "container init did not exit"
+    );
     close(fd);
 }
 

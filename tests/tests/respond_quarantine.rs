@@ -51,7 +51,7 @@ fn container_reaches(c: &Container, port: u16, hits: &AtomicUsize) -> bool {
     let _ = c.exec(&[
         "sh",
         "-c",
-        &format!("echo hi | timeout 3 nc 127.0.0.1 {port}"),
+        &format!("echo hi | timeout 2 nc 127.0.0.1 {port}"),
     ]);
     let deadline = Instant::now() + Duration::from_millis(500);
     while Instant::now() < deadline {
@@ -219,11 +219,21 @@ fn quarantine_network_end_to_end() {
         "quarantine survives the agent"
     );
     // A restarted agent adopts the pins (and the quarantine still holds).
+    assert_eq!(guard::respond::quarantine::loaded_program_count(), 2);
     let agent = RespondAgent::start(&cfg.0, agent_port);
     assert!(
         !container_reaches(&c, port, &hits),
         "still quarantined after restart"
     );
+    // A second alert after the restart adopts the pins: no second pair of programs.
+    assert_eq!(agent.post(&alert.to_string()), 202);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        guard::respond::quarantine::loaded_program_count(),
+        2,
+        "the restarted agent adopted the pinned programs instead of attaching again"
+    );
+    assert!(!container_reaches(&c, port, &hits), "still quarantined");
 
     // Lift by container name through the CLI.
     let out = Command::new(guard_bin())
@@ -247,6 +257,16 @@ fn quarantine_network_end_to_end() {
     assert_eq!(again.status.code(), Some(1));
     drop(agent);
     Quarantine::detach_pins(pins).expect("cleanup pins");
+    // Programs are freed after an RCU grace period.
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = guard::respond::quarantine::loaded_program_count();
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(left, 0, "removing the pins detaches the programs");
 }
 
 /// `duration`: the kernel lets the entry lapse by itself.
@@ -259,7 +279,7 @@ async fn quarantine_with_duration_expires() {
     let (port, hits) = listener();
     let c = d.run(&["--network", "host"], &["sleep", "600"]);
     let r = guard::respond::Responder::new(
-        responses("- response: q\n  actions: [{quarantine_network: {duration: 2s}}]\n"),
+        responses("- response: q\n  actions: [{quarantine_network: {duration: 6s}}]\n"),
         guard::respond::Options::default(),
         None,
     );
@@ -279,9 +299,14 @@ async fn quarantine_with_duration_expires() {
             },
         )
         .await;
+    let added = Instant::now();
     assert_eq!(rep[0].outcome, guard::audit::Outcome::Done, "{rep:?}");
     assert!(!container_reaches(&c, port, &hits), "quarantined");
-    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        added.elapsed() < Duration::from_secs(5),
+        "check finished inside the duration"
+    );
+    std::thread::sleep(Duration::from_millis(6500).saturating_sub(added.elapsed()));
     assert!(
         container_reaches(&c, port, &hits),
         "expired after its duration"

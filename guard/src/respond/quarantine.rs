@@ -213,6 +213,18 @@ impl Quarantine {
     }
 }
 
+/// Quarantine programs loaded in the kernel (attached through pins or held by a process):
+/// 2 while a quarantine set is attached; more would mean a duplicate attach.
+pub fn loaded_program_count() -> usize {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| n.starts_with("quarantine_"))
+        })
+        .count()
+}
+
 /// The cgroup v2 mount point of this host.
 pub fn cgroup2_root() -> Result<PathBuf> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
