@@ -278,3 +278,46 @@ async fn container_actions_refuse_the_host() {
             .contains("not from a container")
     );
 }
+
+/// The cgroup v1 freezer path (taken on hosts where the container has no cgroup v2
+/// directory): a cgroup root that only offers the real v1 freezer hierarchy.
+#[tokio::test]
+async fn freezer_v1_path() {
+    let Some(d) = Docker::get() else { return };
+    if !can_run(
+        std::path::Path::new("/sys/fs/cgroup/freezer/docker").exists(),
+        "no cgroup v1 freezer hierarchy for docker on this host",
+    ) {
+        return;
+    }
+    let root = TempDir::new("v1root");
+    std::os::unix::fs::symlink("/sys/fs/cgroup/freezer", root.0.join("freezer")).expect("symlink");
+    let c = d.run(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.05; done",
+        ],
+    );
+    let pid = c.pid();
+    for _ in 0..100 {
+        if counter(pid).is_some_and(|n| n > 2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let m = guard::respond::container::freeze(&root.0, &c.id)
+        .await
+        .expect("v1 freeze");
+    assert!(
+        matches!(m, guard::respond::container::PauseMethod::FreezerV1(_)),
+        "{m}"
+    );
+    let a = counter(pid);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(a, counter(pid), "frozen through the v1 freezer");
+    guard::respond::container::thaw(&m).await.expect("thaw");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(a, counter(pid), "thawed");
+}

@@ -149,4 +149,5 @@ async fn falco_post_triggers_and_bad_bodies_get_4xx() {
             >= 8
     );
     intake.stop();
+    let _ = child.wait();
 }

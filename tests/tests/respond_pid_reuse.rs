@@ -32,6 +32,9 @@ fn spawn_with_pid(pid: u32) -> Option<Child> {
     None
 }
 
+/// The two tests both steer the next pid: one at a time.
+static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn kill_alert(pid: u32) -> Arc<guard::alert::Alert> {
     Arc::new(alert(
         "Terminal shell in container",
@@ -55,7 +58,7 @@ async fn stale_identity_is_refused() {
     if !can_run(is_root(), "PID reuse needs root (ns_last_pid)") {
         return;
     }
-    let _l = agent_lock();
+    let _l = LOCK.lock().await;
     let r = engine();
     let mut old = Command::new("sleep").arg("60").spawn().expect("spawn");
     let pid = old.id();
@@ -98,7 +101,7 @@ async fn pidfd_taken_early_never_hits_the_new_process() {
     if !can_run(is_root(), "PID reuse needs root (ns_last_pid)") {
         return;
     }
-    let _l = agent_lock();
+    let _l = LOCK.lock().await;
     let r = engine();
     let mut old = Command::new("sleep").arg("60").spawn().expect("spawn");
     let pid = old.id();

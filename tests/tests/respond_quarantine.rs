@@ -270,35 +270,35 @@ fn quarantine_network_end_to_end() {
 }
 
 /// `duration`: the kernel lets the entry lapse by itself.
-#[tokio::test]
-async fn quarantine_with_duration_expires() {
+#[test]
+fn quarantine_with_duration_expires() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let Some(d) = Docker::get() else { return };
     let _l = agent_lock();
     let pins = Path::new(PIN_DIR);
     let _ = Quarantine::detach_pins(pins);
     let (port, hits) = listener();
     let c = d.run(&["--network", "host"], &["sleep", "600"]);
+    let _rt_guard = rt.enter();
     let r = guard::respond::Responder::new(
         responses("- response: q\n  actions: [{quarantine_network: {duration: 6s}}]\n"),
         guard::respond::Options::default(),
         None,
     );
-    let rep = r
-        .handle(
-            Arc::new(alert(
-                "x",
-                guard::alert::Priority::Critical,
-                serde_json::json!({}),
-            )),
-            guard::respond::AlertContext {
-                workload: guard::workload::WorkloadInfo {
-                    container_id: Some(c.id.clone()),
-                    ..Default::default()
-                },
+    let rep = rt.block_on(r.handle(
+        Arc::new(alert(
+            "x",
+            guard::alert::Priority::Critical,
+            serde_json::json!({}),
+        )),
+        guard::respond::AlertContext {
+            workload: guard::workload::WorkloadInfo {
+                container_id: Some(c.id.clone()),
                 ..Default::default()
             },
-        )
-        .await;
+            ..Default::default()
+        },
+    ));
     let added = Instant::now();
     assert_eq!(rep[0].outcome, guard::audit::Outcome::Done, "{rep:?}");
     assert!(!container_reaches(&c, port, &hits), "quarantined");
