@@ -166,6 +166,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// 12 to 64 hex digits: a full container id or a unique prefix (Falco's `container.id`).
+pub fn valid_container_id(id: &str) -> bool {
+    (12..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn own_container() -> Option<String> {
     let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = crate::state::procfs::parse_cgroup_v2(&cg)?;
@@ -516,7 +521,18 @@ impl Responder {
         if let Some(why) = self.workload_rail(w) {
             return refused(why);
         }
+        // Container ids come from alerts (possibly posted over HTTP): only hex ids reach the
+        // Docker API or the cgroup tree, never a path or query of the caller's choosing.
         let container = w.container_id.as_deref();
+        if let Some(id) = container
+            && !valid_container_id(id)
+            && (a.is_disruptive() || matches!(a, Action::Snapshot(_)))
+        {
+            return refused(format!(
+                "invalid container id {:?}",
+                id.escape_debug().to_string()
+            ));
+        }
         let cname = w.label();
         match a {
             Action::KillProcess(kp) => {

@@ -65,3 +65,36 @@ async fn rails_before_dry_run() {
     assert_eq!(rep[0].outcome, Outcome::Refused, "{rep:?}");
     assert!(rep[0].error.as_deref().unwrap_or("").contains("init"));
 }
+
+/// A container id from an untrusted alert never reaches Docker unless it is plain hex.
+#[tokio::test]
+async fn hostile_container_ids_are_refused() {
+    let mut set = ResponseSet::default();
+    config::parse_str(
+        std::path::Path::new("t.yaml"),
+        "- settings: {dedupe_window: 0s}\n- response: k\n  actions: [kill_container, quarantine_network]\n  ignore_errors: true\n",
+        &mut set,
+    );
+    let r = Responder::new(set, Options::default(), None);
+    for id in [
+        "../../images/x",
+        "abc",
+        "0123456789ab?force=1",
+        &"a".repeat(65),
+    ] {
+        let a = alert(serde_json::json!({"container.id": id}));
+        let ctx = AlertContext::from_alert(&a);
+        let rep = r.handle(Arc::new(a), ctx).await;
+        assert_eq!(rep.len(), 2);
+        for x in &rep {
+            assert_eq!(x.outcome, Outcome::Refused, "{id}: {rep:?}");
+            assert!(
+                x.error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("invalid container id")
+            );
+        }
+    }
+    assert!(valid_container_id("0123456789ab"));
+}
