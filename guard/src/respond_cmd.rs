@@ -34,7 +34,8 @@ pub struct RespondArgs {
     /// Every action becomes a recorded dry run.
     #[arg(long)]
     pub detect_only: bool,
-    /// Audit log directory (outcomes, snapshots). Without it, outcomes only go to stderr.
+    /// Audit log directory (outcomes, snapshots). Without it, outcomes are only logged to
+    /// stderr and `snapshot` actions fail.
     #[arg(long, value_name = "DIR")]
     pub audit_dir: Option<PathBuf>,
     #[arg(long, default_value = "/var/run/docker.sock")]
@@ -88,6 +89,24 @@ pub fn respond(args: RespondArgs) -> Result<ExitCode> {
             )),
             None => None,
         };
+        let config_hash = crate::audit::sha256_hex(
+            set.files
+                .iter()
+                .map(|(p, h)| format!("{}={h}\n", p.display()))
+                .collect::<String>()
+                .as_bytes(),
+        );
+        let info = |reason: Option<String>| crate::audit::AgentInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_hash: config_hash.clone(),
+            mode: args.detect_only.then(|| "detect".into()),
+            reason,
+            ..Default::default()
+        };
+        if let Some(a) = &audit {
+            a.record(crate::audit::Payload::AgentStart(info(None)))
+                .await;
+        }
         let responder = Responder::new(
             set,
             Options {
@@ -124,6 +143,12 @@ pub fn respond(args: RespondArgs) -> Result<ExitCode> {
         // Let running actions finish their audit records.
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(responder);
+        if let Some(a) = &audit {
+            a.record(crate::audit::Payload::AgentStop(info(Some(
+                "signal".into(),
+            ))))
+            .await;
+        }
         if let Some(a) = audit.and_then(|a| Arc::try_unwrap(a).ok()) {
             a.close();
         }
@@ -166,6 +191,10 @@ pub fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode> {
     let pin = PathBuf::from(PIN_DIR);
     match cmd {
         QuarantineCommand::List => {
+            if !pin.join(respond::quarantine::MAP_PIN).exists() {
+                eprintln!("guard: nothing quarantined (no pinned quarantine map)");
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut q = Quarantine::open_pinned(&pin)?;
             for (cg, until) in q.list()? {
                 let until = if until == 0 {

@@ -958,6 +958,27 @@ mod tests {
         assert!(!m.matches(&a, &host), "priority");
     }
 
+    /// The commented examples are valid once uncommented.
+    #[test]
+    fn commented_examples_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../responses/examples.yaml");
+        let text = std::fs::read_to_string(&path).expect("examples.yaml");
+        let yaml: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with("- ") || l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let set = parse(&yaml).unwrap_or_else(|d| panic!("{d:?}\n{yaml}"));
+        assert_eq!(set.responses.len(), 4, "{yaml}");
+        assert!(
+            set.responses
+                .iter()
+                .any(|r| r.name == "kill-container-on-critical"
+                    && r.actions.contains(&Action::KillContainer(NoOptions {})))
+        );
+    }
+
     #[test]
     fn shipped_response_files_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../responses");

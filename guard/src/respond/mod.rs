@@ -395,8 +395,26 @@ impl Responder {
         })
     }
 
+    fn log(rep: &ActionReport, p: &Prepared) {
+        let w = p.ctx.workload.label();
+        let text = rep.detail.as_deref().or(rep.error.as_deref()).unwrap_or("");
+        match rep.outcome {
+            Outcome::Failed | Outcome::Refused => tracing::warn!(
+                response = %rep.response, action = %rep.action, outcome = rep.outcome.as_str(),
+                rule = %p.alert.rule, workload = %w, latency_us = rep.latency.as_micros() as u64,
+                "{text}"
+            ),
+            _ => tracing::info!(
+                response = %rep.response, action = %rep.action, outcome = rep.outcome.as_str(),
+                rule = %p.alert.rule, workload = %w, latency_us = rep.latency.as_micros() as u64,
+                "{text}"
+            ),
+        }
+    }
+
     /// Records an outcome, waiting for room in the audit queue (outcomes are not dropped).
     async fn audit(&self, rep: &ActionReport, p: &Prepared) {
+        Self::log(rep, p);
         if let Some(a) = &self.inner.audit {
             a.record(self.audit_payload(rep, p)).await;
         }
@@ -404,6 +422,7 @@ impl Responder {
 
     /// Records without waiting (refusals in a storm: what does not fit is counted).
     fn try_audit(&self, rep: &ActionReport, p: &Prepared) {
+        Self::log(rep, p);
         if let Some(a) = &self.inner.audit {
             a.try_record(self.audit_payload(rep, p));
         }
