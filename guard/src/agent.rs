@@ -151,11 +151,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     last.print(&mut stdout.lock())?;
     for (kind, n) in &last.by_kind {
         if *n > 0 {
-            warn!(
-                kind = kind.as_str(),
-                dropped = n,
-                "ring buffer was full; records lost"
-            );
+            warn!(kind = kind.as_str(), dropped = n, "ring buffer was full; records lost");
         }
     }
     info!(
@@ -192,10 +188,7 @@ impl DropReport {
     }
 
     fn print(&self, out: &mut impl Write) -> Result<()> {
-        serde_json::to_writer(
-            &mut *out,
-            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}),
-        )?;
+        serde_json::to_writer(&mut *out, &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}))?;
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())

@@ -127,21 +127,10 @@ pub struct OpenEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum SockAddr {
-    Inet {
-        addr: Ipv4Addr,
-        port: u16,
-    },
-    Inet6 {
-        addr: Ipv6Addr,
-        port: u16,
-    },
-    Unix {
-        path: String,
-        abstract_ns: bool,
-    },
-    Other {
-        af: u16,
-    },
+    Inet { addr: Ipv4Addr, port: u16 },
+    Inet6 { addr: Ipv6Addr, port: u16 },
+    Unix { path: String, abstract_ns: bool },
+    Other { af: u16 },
     /// Unreadable or shorter than its family requires.
     Invalid,
 }
@@ -522,9 +511,7 @@ fn decode_sockaddr(b: &[u8]) -> SockAddr {
             match path.first() {
                 // Abstract socket: leading NUL, name is the rest (not NUL-terminated).
                 Some(0) => SockAddr::Unix {
-                    path: String::from_utf8_lossy(&path[1..])
-                        .trim_end_matches('\0')
-                        .to_owned(),
+                    path: String::from_utf8_lossy(&path[1..]).trim_end_matches('\0').to_owned(),
                     abstract_ns: true,
                 },
                 _ => SockAddr::Unix {
@@ -727,11 +714,12 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     match EventKind::from_u16(p.header.kind) {
         Some(EventKind::Exec) => {
             let body: ExecBody = p.body()?;
-            let argv =
-                p.p1.split(|&b| b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect();
+            let argv = p
+                .p1
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect();
             Ok(Event::Exec(ExecEvent {
                 common: c,
                 filename: p.captured(0),
@@ -841,19 +829,11 @@ mod tests {
 
     #[test]
     fn decodes_openat_and_creat() {
-        let rec = syscall(
-            sc::OPENAT,
-            [AT_FDCWD as u32 as u64, 0, 0o2001, 0o644, 0, 0],
-            b"shadow",
-            b"",
-        );
+        let rec = syscall(sc::OPENAT, [AT_FDCWD as u32 as u64, 0, 0o2001, 0o644, 0, 0], b"shadow", b"");
         let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
             panic!("not an open")
         };
-        assert_eq!(
-            (o.syscall, o.dirfd, o.flags, o.mode),
-            ("openat", AT_FDCWD, 0o2001, 0o644)
-        );
+        assert_eq!((o.syscall, o.dirfd, o.flags, o.mode), ("openat", AT_FDCWD, 0o2001, 0o644));
         assert_eq!(o.path.text, "shadow");
         let rec = syscall(sc::CREAT, [0, 0o600, 0, 0, 0, 0], b"/tmp/x", b"");
         let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
@@ -866,10 +846,7 @@ mod tests {
     fn decodes_connect_families() {
         let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
         v4.extend_from_slice(&[0; 8]);
-        let Ok(Event::Connect(c)) = decode(
-            &syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], &v4, b""),
-            &clock(),
-        ) else {
+        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], &v4, b""), &clock()) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -882,10 +859,7 @@ mod tests {
         let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         v6.extend_from_slice(&[0; 4]);
-        let Ok(Event::Connect(c)) = decode(
-            &syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], &v6, b""),
-            &clock(),
-        ) else {
+        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], &v6, b""), &clock()) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -896,10 +870,7 @@ mod tests {
             }
         );
         let un = b"\x01\x00/run/x.sock\0";
-        let Ok(Event::Connect(c)) = decode(
-            &syscall(sc::CONNECT, [3, 0, 14, 0, 0, 0], un, b""),
-            &clock(),
-        ) else {
+        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 14, 0, 0, 0], un, b""), &clock()) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -909,10 +880,7 @@ mod tests {
                 abstract_ns: false
             }
         );
-        let Ok(Event::Connect(c)) = decode(
-            &syscall(sc::CONNECT, [3, 0, 1, 0, 0, 0], b"\x02", b""),
-            &clock(),
-        ) else {
+        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 1, 0, 0, 0], b"\x02", b""), &clock()) else {
             panic!("not a connect")
         };
         assert_eq!(c.addr, SockAddr::Invalid);
@@ -920,24 +888,11 @@ mod tests {
 
     #[test]
     fn decodes_rename_and_setid() {
-        let rec = syscall(
-            sc::RENAMEAT2,
-            [AT_FDCWD as u32 as u64, 0, 5, 0, 1, 0],
-            b"a",
-            b"b",
-        );
+        let rec = syscall(sc::RENAMEAT2, [AT_FDCWD as u32 as u64, 0, 5, 0, 1, 0], b"a", b"b");
         let Ok(Event::Rename(r)) = decode(&rec, &clock()) else {
             panic!("not a rename")
         };
-        assert_eq!(
-            (
-                r.old_path.text.as_str(),
-                r.new_path.text.as_str(),
-                r.new_dirfd,
-                r.flags
-            ),
-            ("a", "b", 5, 1)
-        );
+        assert_eq!((r.old_path.text.as_str(), r.new_path.text.as_str(), r.new_dirfd, r.flags), ("a", "b", 5, 1));
         let rec = syscall(sc::SETRESUID, [0, u32::MAX as u64, 1000, 0, 0, 0], b"", b"");
         let Ok(Event::SetId(s)) = decode(&rec, &clock()) else {
             panic!("not setid")
@@ -955,32 +910,20 @@ mod tests {
         let mut bad = rec.clone();
         bad[0] = 0xff;
         bad[1] = 0x7f;
-        assert_eq!(
-            decode(&bad, &clock()),
-            Err(DecodeError::UnknownKind(0x7fff))
-        );
+        assert_eq!(decode(&bad, &clock()), Err(DecodeError::UnknownKind(0x7fff)));
         // Payload length beyond the maximum.
         let mut bad = rec.clone();
         let off = std::mem::offset_of!(EventHeader, len0);
         bad[off..off + 2].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert_eq!(
-            decode(&bad, &clock()),
-            Err(DecodeError::PayloadLen(u16::MAX))
-        );
+        assert_eq!(decode(&bad, &clock()), Err(DecodeError::PayloadLen(u16::MAX)));
         // Body length that does not match the kind.
         let mut bad = rec.clone();
         let off = std::mem::offset_of!(EventHeader, body_len);
         bad[off..off + 4].copy_from_slice(&8u32.to_le_bytes());
-        assert!(matches!(
-            decode(&bad, &clock()),
-            Err(DecodeError::BodyLen { .. })
-        ));
+        assert!(matches!(decode(&bad, &clock()), Err(DecodeError::BodyLen { .. })));
         // Untraced syscall number.
         let rec = syscall(9999, [0; 6], b"", b"");
-        assert_eq!(
-            decode(&rec, &clock()),
-            Err(DecodeError::UnknownSyscall(9999))
-        );
+        assert_eq!(decode(&rec, &clock()), Err(DecodeError::UnknownSyscall(9999)));
         // Random bytes never panic.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for len in 0..600 {
