@@ -41,6 +41,10 @@ pub mod names {
     pub const PROG_SYS_ENTER: &str = "sys_enter";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";
+    /// Network quarantine (response engine): cgroup id -> `QuarantineEntry`.
+    pub const QUARANTINE: &str = "QUARANTINE";
+    pub const PROG_QUARANTINE_INGRESS: &str = "quarantine_ingress";
+    pub const PROG_QUARANTINE_EGRESS: &str = "quarantine_egress";
 }
 
 /// Kind of a ring-buffer record; also the index into the `DROPS` per-CPU array.
@@ -234,8 +238,25 @@ pub struct PendingSyscall {
     pub args: [u64; 6],
 }
 
+/// Capacity of the `QUARANTINE` map (cgroups whose network is cut).
+pub const MAX_QUARANTINED_CGROUPS: u32 = 4096;
+/// Ancestor levels of a socket's cgroup that the quarantine programs also check, so that a
+/// quarantined container cannot escape into a child cgroup it creates.
+pub const QUARANTINE_ANCESTOR_LEVELS: u32 = 8;
+
+/// Value of the `QUARANTINE` map, keyed by cgroup v2 id: packets of sockets in that cgroup (or
+/// below it) are dropped on ingress and egress while the entry is in force.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// `CLOCK_BOOTTIME` ns after which the entry no longer applies; 0 = until lifted.
+    pub until_boot_ns: u64,
+}
+
 #[cfg(feature = "user")]
 mod user {
+    // SAFETY: one u64, valid for any bit pattern.
+    unsafe impl aya::Pod for super::QuarantineEntry {}
     // SAFETY: plain `#[repr(C)]` integers and arrays without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.

@@ -442,3 +442,80 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     }
     -EPERM
 }
+
+// ================================================================================================
+// Network quarantine (response engine, `quarantine_network`).
+//
+// Attached to the cgroup v2 root for ingress and egress. A packet whose socket belongs to a
+// cgroup in `QUARANTINE`, or to a descendant of one (up to QUARANTINE_ANCESTOR_LEVELS deep), is
+// dropped. Userspace pins the map and both links under /sys/fs/bpf/guard, so a quarantine
+// outlives the agent.
+// ================================================================================================
+
+mod quarantine {
+    use aya_ebpf::{
+        bindings::BPF_F_NO_PREALLOC,
+        helpers::{
+            bpf_ktime_get_boot_ns,
+            generated::{bpf_skb_ancestor_cgroup_id, bpf_skb_cgroup_id},
+        },
+        macros::{cgroup_skb, map},
+        maps::HashMap,
+        programs::SkBuffContext,
+    };
+    use guard_ebpf::{MAX_QUARANTINED_CGROUPS, QUARANTINE_ANCESTOR_LEVELS, QuarantineEntry};
+
+    const DROP: i32 = 0;
+    const PASS: i32 = 1;
+
+    #[map]
+    static QUARANTINE: HashMap<u64, QuarantineEntry> =
+        HashMap::with_max_entries(MAX_QUARANTINED_CGROUPS, BPF_F_NO_PREALLOC);
+
+    #[inline(always)]
+    fn in_force(cgroup: u64, now: u64) -> bool {
+        if cgroup == 0 {
+            return false;
+        }
+        // SAFETY: the value is read-only here and copied out at once.
+        match unsafe { QUARANTINE.get(&cgroup) } {
+            Some(e) => e.until_boot_ns == 0 || now < e.until_boot_ns,
+            None => false,
+        }
+    }
+
+    #[inline(always)]
+    fn verdict(ctx: &SkBuffContext) -> i32 {
+        let skb = ctx.skb.skb;
+        // SAFETY: helpers allowed for cgroup_skb programs; `skb` is the program's context.
+        let own = unsafe { bpf_skb_cgroup_id(skb) };
+        // SAFETY: helper with no preconditions.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        if in_force(own, now) {
+            return DROP;
+        }
+        let mut level = 1;
+        while level <= QUARANTINE_ANCESTOR_LEVELS {
+            // SAFETY: as above; returns 0 past the socket's own depth.
+            let id = unsafe { bpf_skb_ancestor_cgroup_id(skb, level as i32) };
+            if id == 0 || id == own {
+                break;
+            }
+            if in_force(id, now) {
+                return DROP;
+            }
+            level += 1;
+        }
+        PASS
+    }
+
+    #[cgroup_skb(ingress)]
+    pub fn quarantine_ingress(ctx: SkBuffContext) -> i32 {
+        verdict(&ctx)
+    }
+
+    #[cgroup_skb(egress)]
+    pub fn quarantine_egress(ctx: SkBuffContext) -> i32 {
+        verdict(&ctx)
+    }
+}

@@ -41,6 +41,11 @@ pub enum Command {
     Rules(crate::commands::RulesCommand),
     /// Run rules offline on recorded events (JSON lines); no root needed.
     Replay(crate::commands::replay::Args),
+    /// Run the response engine alone, taking Falco alerts on `POST /falco`.
+    Respond(crate::respond_cmd::RespondArgs),
+    /// Network quarantine tools (`guard quarantine lift <container>`, `list`).
+    #[command(subcommand)]
+    Quarantine(crate::respond_cmd::QuarantineCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -57,6 +62,8 @@ pub fn main() -> ExitCode {
             crate::commands::rules_list::run(args)
         }
         Command::Replay(args) => crate::commands::replay::run(args),
+        Command::Respond(a) => crate::respond_cmd::respond(a),
+        Command::Quarantine(c) => crate::respond_cmd::quarantine(c),
     };
     match result {
         Ok(code) => code,

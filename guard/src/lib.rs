@@ -20,3 +20,6 @@ pub mod state;
 pub mod report;
 pub mod model;
 pub mod rules;
+pub mod respond;
+pub mod respond_cmd;
+pub mod workload;

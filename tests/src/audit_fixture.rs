@@ -85,6 +85,7 @@ fn response(action: &str, outcome: Outcome, w: &str, error: Option<&str>, detect
         workload: wl(w),
         process: ProcessInfo::default(),
         error: error.map(str::to_string),
+        detail: None,
         latency_us: Some(1200),
     })
 }

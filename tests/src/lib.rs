@@ -2,3 +2,4 @@
 pub mod audit_fixture;
 pub mod corpus;
 pub mod harness;
+pub mod respond_util;

@@ -36,6 +36,8 @@ pub enum Payload {
     Alert { alert: Box<Alert> },
     Decision(Decision),
     Response(ResponseOutcome),
+    /// What the `snapshot` response action captured.
+    Snapshot(Box<SnapshotRecord>),
     DropSummary(DropSummary),
 }
 
@@ -49,6 +51,7 @@ impl Payload {
             Payload::Alert { .. } => "alert",
             Payload::Decision(_) => "decision",
             Payload::Response(_) => "response",
+            Payload::Snapshot(_) => "snapshot",
             Payload::DropSummary(_) => "drop_summary",
         }
     }
@@ -64,6 +67,7 @@ impl Payload {
             | Payload::ResponseLoad(_) => true,
             Payload::Decision(d) => d.decision == DecisionKind::Deny,
             Payload::Response(r) => r.outcome != Outcome::Planned,
+            Payload::Snapshot(_) => true,
             Payload::Alert { .. } | Payload::DropSummary(_) => false,
         }
     }
@@ -282,9 +286,50 @@ pub struct ResponseOutcome {
     /// Failure message, or why a rail refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was (or, for a dry run, would have been) done: "would kill container web-1",
+    /// "paused via cgroup v1 freezer", a script's exit status and stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Alert to outcome, microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+}
+
+/// One process in a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cmdline: String,
+}
+
+/// One recent event of the offending process, as the pipeline summarised it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentEvent {
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub summary: String,
+}
+
+/// The workload's process tree and the offender's recent events at the time of an alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub response: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub workload: Workload,
+    #[serde(default)]
+    pub process: ProcessInfo,
+    pub processes: Vec<SnapshotProcess>,
+    /// True when the process list hit its bound.
+    #[serde(default)]
+    pub processes_truncated: bool,
+    pub recent_events: Vec<RecentEvent>,
 }
 
 /// Counts of what was lost since the previous summary.

@@ -1,0 +1,996 @@
+//! Response configuration: `responses/*.yaml`, a list of `- response:` items and at most one
+//! `- settings:` item. Validation is strict: an unknown key, a bad glob, an unknown action or
+//! a malformed value is an error reported as `file:line:col: message` (docs/responses.md).
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, MapAccess, Visitor},
+};
+
+use crate::{
+    alert::{Alert, Priority},
+    workload::{Pattern, WorkloadInfo, WorkloadSelector},
+};
+
+/// Largest response file read, so a stray huge file cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Most responses accepted over all files.
+pub const MAX_RESPONSES: usize = 1024;
+/// Most actions in one response.
+pub const MAX_ACTIONS: usize = 32;
+
+/// A duration written as `500ms`, `30s`, `5m`, `2h`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("bad duration {s:?} (expected e.g. 500ms, 30s, 5m, 2h)"))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "ms" => n / 1000.0,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            u => return Err(format!("bad duration unit {u:?} in {s:?} (ms, s, m, h)")),
+        };
+        if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+            return Err(format!("duration {s:?} out of range"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 500ms, 30s, 5m or a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                Dur::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// `priority: ">= Critical"`; a bare priority means `=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorityMatch {
+    pub cmp: Cmp,
+    pub priority: Priority,
+}
+
+impl PriorityMatch {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let (cmp, rest) = [
+            (">=", Cmp::Ge),
+            ("<=", Cmp::Le),
+            ("!=", Cmp::Ne),
+            ("=", Cmp::Eq),
+            ("<", Cmp::Lt),
+            (">", Cmp::Gt),
+        ]
+        .iter()
+        .find_map(|(p, c)| t.strip_prefix(p).map(|r| (*c, r)))
+        .unwrap_or((Cmp::Eq, t));
+        let priority = Priority::parse(rest).ok_or_else(|| {
+            format!("bad priority {s:?}: expected [= != < <= > >=] followed by a Falco priority (Debug .. Emergency)")
+        })?;
+        Ok(Self { cmp, priority })
+    }
+
+    pub fn matches(&self, p: Priority) -> bool {
+        match self.cmp {
+            Cmp::Eq => p == self.priority,
+            Cmp::Ne => p != self.priority,
+            Cmp::Lt => p < self.priority,
+            Cmp::Le => p <= self.priority,
+            Cmp::Gt => p > self.priority,
+            Cmp::Ge => p >= self.priority,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PriorityMatch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PriorityMatch::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// `output_fields: ["proc.name=sh", "k8s.ns.name!=kube-*"]`: the field's value (as text;
+/// null and missing are `<NA>`) must (`=`) or must not (`!=`) match the glob.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldCondition {
+    pub field: String,
+    pub negate: bool,
+    pub value: Pattern,
+}
+
+impl FieldCondition {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (field, negate, value) = if let Some((f, v)) = s.split_once("!=") {
+            (f, true, v)
+        } else if let Some((f, v)) = s.split_once('=') {
+            (f, false, v)
+        } else {
+            return Err(format!(
+                "bad output_fields condition {s:?}: expected FIELD=GLOB or FIELD!=GLOB"
+            ));
+        };
+        let field = field.trim();
+        if field.is_empty() {
+            return Err(format!(
+                "bad output_fields condition {s:?}: empty field name"
+            ));
+        }
+        Ok(Self {
+            field: field.to_owned(),
+            negate,
+            value: Pattern::new(value.trim())?,
+        })
+    }
+
+    pub fn matches(&self, fields: &BTreeMap<String, serde_json::Value>) -> bool {
+        let text = match fields.get(&self.field) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => crate::state::container::NA.to_owned(),
+            Some(v) => v.to_string(),
+        };
+        self.value.is_match(&text) != self.negate
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldCondition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FieldCondition::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// When a response applies. Every given key must match.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    #[serde(default)]
+    pub priority: Option<PriorityMatch>,
+    /// Rule-name globs; any may match.
+    #[serde(default)]
+    pub rules: Vec<Pattern>,
+    /// The alert must carry every listed tag.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub output_fields: Vec<FieldCondition>,
+    #[serde(default)]
+    pub workload: WorkloadSelector,
+}
+
+impl Match {
+    pub fn matches(&self, alert: &Alert, w: &WorkloadInfo) -> bool {
+        self.priority.is_none_or(|p| p.matches(alert.priority))
+            && (self.rules.is_empty() || self.rules.iter().any(|g| g.is_match(&alert.rule)))
+            && self.tags.iter().all(|t| alert.tags.iter().any(|a| a == t))
+            && self
+                .output_fields
+                .iter()
+                .all(|c| c.matches(&alert.output_fields))
+            && self.workload.matches(w)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillProcess {
+    /// Also kill every descendant of the process.
+    #[serde(default)]
+    pub tree: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopContainer {
+    /// Grace period between SIGTERM and SIGKILL.
+    #[serde(default = "default_stop_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_stop_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+impl Default for StopContainer {
+    fn default() -> Self {
+        Self {
+            timeout: default_stop_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    /// Lift automatically after this long (in the kernel: it holds even with the agent down).
+    #[serde(default)]
+    pub duration: Option<Dur>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// Per attempt.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_notify_retries")]
+    pub retries: u32,
+}
+
+fn default_notify_timeout() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_notify_retries() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exec {
+    /// Absolute path of the script (or program); the alert JSON is on its stdin.
+    pub script: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_exec_timeout")]
+    pub timeout: Dur,
+    /// Directories the script may write below; everything else is read-only.
+    #[serde(default)]
+    pub allow_write: Vec<PathBuf>,
+}
+
+fn default_exec_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Recent events of the offending process to include (at most the ring's size).
+    #[serde(default = "default_snapshot_events")]
+    pub events: usize,
+}
+
+fn default_snapshot_events() -> usize {
+    64
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Self {
+            events: default_snapshot_events(),
+        }
+    }
+}
+
+/// One action, written as a one-key mapping (`- kill_container: {}`) or a bare name
+/// (`- kill_container`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    KillProcess(KillProcess),
+    KillContainer(NoOptions),
+    StopContainer(StopContainer),
+    PauseContainer(NoOptions),
+    QuarantineNetwork(Quarantine),
+    Notify(Notify),
+    Exec(Exec),
+    Snapshot(Snapshot),
+}
+
+const ACTION_NAMES: &[&str] = &[
+    "kill_process",
+    "kill_container",
+    "stop_container",
+    "pause_container",
+    "quarantine_network",
+    "notify",
+    "exec",
+    "snapshot",
+];
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::KillProcess(_) => "kill_process",
+            Action::KillContainer(_) => "kill_container",
+            Action::StopContainer(_) => "stop_container",
+            Action::PauseContainer(_) => "pause_container",
+            Action::QuarantineNetwork(_) => "quarantine_network",
+            Action::Notify(_) => "notify",
+            Action::Exec(_) => "exec",
+            Action::Snapshot(_) => "snapshot",
+        }
+    }
+
+    /// Actions that stop or cut off a workload: subject to the rails and rate limits.
+    pub fn is_disruptive(&self) -> bool {
+        !matches!(
+            self,
+            Action::Notify(_) | Action::Exec(_) | Action::Snapshot(_)
+        )
+    }
+
+    fn with_defaults(name: &str) -> Option<Self> {
+        Some(match name {
+            "kill_process" => Action::KillProcess(KillProcess::default()),
+            "kill_container" => Action::KillContainer(NoOptions {}),
+            "stop_container" => Action::StopContainer(StopContainer::default()),
+            "pause_container" => Action::PauseContainer(NoOptions {}),
+            "quarantine_network" => Action::QuarantineNetwork(Quarantine::default()),
+            "snapshot" => Action::Snapshot(Snapshot::default()),
+            _ => return None,
+        })
+    }
+}
+
+/// A value that may be null (`- kill_container:`), meaning the defaults.
+struct OrDefault<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrDefault<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<T>::deserialize(d).map(OrDefault)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Action;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an action: one of {}", ACTION_NAMES.join(", "))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Action, E> {
+                Action::with_defaults(v).ok_or_else(|| {
+                    if ACTION_NAMES.contains(&v) {
+                        E::custom(format!("action {v} needs options (e.g. {v}: {{url: ...}})"))
+                    } else {
+                        E::unknown_variant(v, ACTION_NAMES)
+                    }
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Action, A::Error> {
+                let Some(name) = m.next_key::<String>()? else {
+                    return Err(de::Error::custom("empty action"));
+                };
+                fn opt<'de, A: MapAccess<'de>, T: Deserialize<'de> + Default>(
+                    m: &mut A,
+                ) -> Result<T, A::Error> {
+                    Ok(m.next_value::<OrDefault<T>>()?.0.unwrap_or_default())
+                }
+                let a = match name.as_str() {
+                    "kill_process" => Action::KillProcess(opt(&mut m)?),
+                    "kill_container" => Action::KillContainer(opt(&mut m)?),
+                    "stop_container" => Action::StopContainer(opt(&mut m)?),
+                    "pause_container" => Action::PauseContainer(opt(&mut m)?),
+                    "quarantine_network" => Action::QuarantineNetwork(opt(&mut m)?),
+                    "snapshot" => Action::Snapshot(opt(&mut m)?),
+                    "notify" => Action::Notify(m.next_value()?),
+                    "exec" => Action::Exec(m.next_value()?),
+                    other => return Err(de::Error::unknown_variant(other, ACTION_NAMES)),
+                };
+                if let Some(extra) = m.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "one action per list item: found `{extra}` after `{name}` (start a new `- ` item)"
+                    )));
+                }
+                Ok(a)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A token bucket's shape: `burst` actions at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_minute: f64,
+}
+
+/// Engine settings (`- settings:`); every key optional.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The same response, rule, workload and process within this window is acted on once.
+    pub dedupe_window: Dur,
+    /// Token bucket per workload (container, or the host).
+    pub rate_limit_per_workload: RateLimit,
+    /// Token bucket over all workloads.
+    pub rate_limit_global: RateLimit,
+    /// Workloads no action may touch (in addition to PID 1, kernel threads and guard itself).
+    pub protected: Vec<WorkloadSelector>,
+    /// Alerts whose responses may run at once; beyond that an alert's responses are refused
+    /// (and recorded) rather than queued without bound.
+    pub max_in_flight: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dedupe_window: Dur(Duration::from_secs(60)),
+            rate_limit_per_workload: RateLimit {
+                burst: 5,
+                per_minute: 30.0,
+            },
+            rate_limit_global: RateLimit {
+                burst: 50,
+                per_minute: 600.0,
+            },
+            protected: Vec::new(),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// One configured response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub name: String,
+    pub desc: Option<String>,
+    pub matcher: Match,
+    pub actions: Vec<Action>,
+    /// `false`: no later response is considered for the same alert.
+    pub cont: bool,
+    pub dry_run: bool,
+    /// Run the remaining actions after one fails.
+    pub ignore_errors: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    #[serde(default)]
+    response: Option<String>,
+    #[serde(default)]
+    settings: Option<Settings>,
+    #[serde(default)]
+    desc: Option<String>,
+    #[serde(default, rename = "match")]
+    matcher: Option<Match>,
+    #[serde(default)]
+    actions: Option<Vec<Action>>,
+    #[serde(default, rename = "continue")]
+    cont: Option<bool>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    ignore_errors: Option<bool>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+enum Item {
+    Response(Box<Response>, bool),
+    Settings(Box<Settings>),
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawItem::deserialize(d)?;
+        item_from_raw(r).map_err(de::Error::custom)
+    }
+}
+
+fn item_from_raw(r: RawItem) -> Result<Item, String> {
+    match (r.response, r.settings) {
+        (Some(_), Some(_)) => Err("an item is either `response:` or `settings:`, not both".into()),
+        (None, Some(s)) => {
+            if r.matcher.is_some()
+                || r.actions.is_some()
+                || r.cont.is_some()
+                || r.dry_run.is_some()
+                || r.ignore_errors.is_some()
+                || r.enabled.is_some()
+                || r.desc.is_some()
+            {
+                return Err(
+                    "a `settings:` item has only its own keys (indent them under settings:)".into(),
+                );
+            }
+            if s.max_in_flight == 0 {
+                return Err("settings.max_in_flight must be at least 1".into());
+            }
+            for (what, rl) in [
+                ("rate_limit_per_workload", s.rate_limit_per_workload),
+                ("rate_limit_global", s.rate_limit_global),
+            ] {
+                if !(rl.per_minute.is_finite() && rl.per_minute >= 0.0) {
+                    return Err(format!("settings.{what}.per_minute must be a number >= 0"));
+                }
+            }
+            Ok(Item::Settings(Box::new(s)))
+        }
+        (None, None) => Err("expected a `- response: NAME` or `- settings:` item".into()),
+        (Some(name), None) => {
+            let name = name.trim().to_owned();
+            if name.is_empty() {
+                return Err("response name is empty".into());
+            }
+            let actions = r
+                .actions
+                .ok_or_else(|| format!("response {name:?}: `actions` is required"))?;
+            if actions.is_empty() {
+                return Err(format!("response {name:?}: `actions` is empty"));
+            }
+            if actions.len() > MAX_ACTIONS {
+                return Err(format!(
+                    "response {name:?}: more than {MAX_ACTIONS} actions"
+                ));
+            }
+            for a in &actions {
+                check_action(a).map_err(|e| format!("response {name:?}: {}: {e}", a.name()))?;
+            }
+            let resp = Response {
+                name,
+                desc: r.desc,
+                matcher: r.matcher.unwrap_or_default(),
+                actions,
+                cont: r.cont.unwrap_or(true),
+                dry_run: r.dry_run.unwrap_or(false),
+                ignore_errors: r.ignore_errors.unwrap_or(false),
+            };
+            Ok(Item::Response(Box::new(resp), r.enabled.unwrap_or(true)))
+        }
+    }
+}
+
+fn check_action(a: &Action) -> Result<(), String> {
+    match a {
+        Action::Notify(n) => {
+            let uri: hyper::Uri = n
+                .url
+                .parse()
+                .map_err(|e| format!("bad url {:?}: {e}", n.url))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(format!(
+                    "url {:?}: expected http://host[:port]/path (https: use a local relay)",
+                    n.url
+                ));
+            }
+            if n.retries > 10 {
+                return Err("retries must be at most 10".into());
+            }
+        }
+        Action::Exec(e) => {
+            if !e.script.is_absolute() {
+                return Err(format!("script {:?} must be an absolute path", e.script));
+            }
+            if let Some(d) = e.allow_write.iter().find(|d| !d.is_absolute()) {
+                return Err(format!("allow_write {d:?} must be an absolute path"));
+            }
+            if e.timeout.0.is_zero() {
+                return Err("timeout must be > 0".into());
+            }
+        }
+        Action::Snapshot(s) if s.events > super::snapshot::MAX_RECENT_PER_PROCESS => {
+            return Err(format!(
+                "events must be at most {}",
+                super::snapshot::MAX_RECENT_PER_PROCESS
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One problem in a response file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    /// 1-based; 0 when the problem has no position (e.g. unreadable file).
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        }
+    }
+}
+
+/// Everything loaded from one or more response files.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseSet {
+    /// Enabled responses, in file order (files sorted by name).
+    pub responses: Vec<Response>,
+    pub settings: Settings,
+    /// (path, sha256) of each file read, for the audit log's `response_load`.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// Parses one file's text.
+pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let diag = |line, column, message| Diagnostic {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    if text.trim().is_empty() {
+        return diags;
+    }
+    let items: Vec<Item> = match serde_yaml::from_str::<Option<Vec<Item>>>(text) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            // serde_yaml appends " at line L column C"; the prefix says it already.
+            let mut msg = e.to_string();
+            if let Some(i) = msg.rfind(" at line ") {
+                msg.truncate(i);
+            }
+            diags.push(diag(line, col, msg));
+            return diags;
+        }
+    };
+    let mut seen_settings = false;
+    let mut names: HashSet<String> = into.responses.iter().map(|r| r.name.clone()).collect();
+    for item in items {
+        match item {
+            Item::Settings(s) => {
+                if seen_settings {
+                    diags.push(diag(0, 0, "more than one `settings:` item".into()));
+                }
+                seen_settings = true;
+                into.settings = *s;
+            }
+            Item::Response(r, enabled) => {
+                if !names.insert(r.name.clone()) {
+                    diags.push(diag(0, 0, format!("duplicate response name {:?}", r.name)));
+                    continue;
+                }
+                if into.responses.len() >= MAX_RESPONSES {
+                    diags.push(diag(0, 0, format!("more than {MAX_RESPONSES} responses")));
+                    break;
+                }
+                if enabled {
+                    into.responses.push(*r);
+                }
+            }
+        }
+    }
+    diags
+}
+
+/// The response files at `path`: the file itself, or the `*.yaml` / `*.yml` files in the
+/// directory, sorted by name.
+pub fn response_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let md = std::fs::metadata(path).map_err(|e| Diagnostic {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })?;
+    if md.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let rd = std::fs::read_dir(path).map_err(|e| Diagnostic {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot list: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| x == "yaml" || x == "yml")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads a response file or directory. Any diagnostic makes the load fail.
+pub fn load(path: &Path) -> Result<ResponseSet, Vec<Diagnostic>> {
+    let mut set = ResponseSet::default();
+    let mut diags = Vec::new();
+    let files = response_files(path).map_err(|d| vec![d])?;
+    for f in files {
+        let text = match read_text(&f) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        set.files
+            .push((f.clone(), crate::audit::sha256_hex(text.as_bytes())));
+        diags.extend(parse_str(&f, &text, &mut set));
+    }
+    if diags.is_empty() {
+        Ok(set)
+    } else {
+        Err(diags)
+    }
+}
+
+fn read_text(f: &Path) -> Result<String, Diagnostic> {
+    let d = |message| Diagnostic {
+        path: f.to_path_buf(),
+        line: 0,
+        column: 0,
+        message,
+    };
+    let raw = crate::state::procfs::read_capped(f, MAX_FILE_BYTES as usize + 1)
+        .map_err(|e| d(format!("cannot read: {e}")))?;
+    if raw.len() as u64 > MAX_FILE_BYTES {
+        return Err(d(format!("larger than {MAX_FILE_BYTES} bytes")));
+    }
+    String::from_utf8(raw).map_err(|_| d("not UTF-8".into()))
+}
+
+/// For `guard validate`: every problem in the response file(s) at `path`; empty when valid.
+pub fn validate_responses(path: &Path) -> Vec<Diagnostic> {
+    match load(path) {
+        Ok(_) => Vec::new(),
+        Err(d) => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ResponseSet, Vec<Diagnostic>> {
+        let mut set = ResponseSet::default();
+        let d = parse_str(Path::new("r.yaml"), text, &mut set);
+        if d.is_empty() { Ok(set) } else { Err(d) }
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).expect_err("should fail")[0].to_string()
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let set = parse(
+            r#"
+- settings:
+    dedupe_window: 30s
+    rate_limit_per_workload: {burst: 2, per_minute: 6}
+    protected: [{name: "db-*"}]
+- response: kill-on-critical
+  desc: shells in containers
+  match:
+    priority: ">= Critical"
+    rules: ["Terminal shell*"]
+    tags: [mitre_execution]
+    output_fields: ["proc.name=sh", "k8s.ns.name!=kube-*"]
+    workload: {image: "nginx:*", container: true}
+  actions:
+    - kill_container: {}
+    - kill_process: {tree: true}
+    - stop_container: {timeout: 5s}
+    - pause_container
+    - quarantine_network: {duration: 10m}
+    - notify: {url: "http://127.0.0.1:2801/"}
+    - exec: {script: /usr/local/bin/x.sh, timeout: 2s, allow_write: [/tmp/x]}
+    - snapshot:
+  continue: false
+  dry_run: true
+  ignore_errors: true
+"#,
+        )
+        .expect("valid");
+        assert_eq!(set.settings.dedupe_window, Dur(Duration::from_secs(30)));
+        assert_eq!(set.settings.rate_limit_per_workload.burst, 2);
+        let r = &set.responses[0];
+        assert_eq!(r.actions.len(), 8);
+        assert!(!r.cont && r.dry_run && r.ignore_errors);
+        assert_eq!(
+            r.actions[2],
+            Action::StopContainer(StopContainer {
+                timeout: Dur(Duration::from_secs(5))
+            })
+        );
+        assert_eq!(r.actions[7], Action::Snapshot(Snapshot::default()));
+    }
+
+    #[test]
+    fn unknown_keys_have_positions() {
+        let e = err("- response: a\n  match: {priorty: Critical}\n  actions: [kill_container]\n");
+        assert!(e.starts_with("r.yaml:2:"), "{e}");
+        assert!(e.contains("priorty"), "{e}");
+        let e = err("- response: a\n  actions:\n    - kill_container: {signal: 9}\n");
+        assert!(e.starts_with("r.yaml:3:"), "{e}");
+        assert!(e.contains("signal"), "{e}");
+        let e = err("- response: a\n  actions:\n    - kil_container: {}\n");
+        assert!(e.starts_with("r.yaml:3:"), "{e}");
+        assert!(e.contains("kil_container"), "{e}");
+        let e = err("- response: a\n  actoins: [kill_container]\n");
+        assert!(e.starts_with("r.yaml:2:3"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(
+            err("- response: a\n  match: {priority: '>> High'}\n  actions: [snapshot]\n")
+                .contains("bad priority")
+        );
+        assert!(
+            err("- response: a\n  match: {rules: ['a[']}\n  actions: [snapshot]\n")
+                .contains("glob")
+        );
+        assert!(err("- response: a\n  actions: []\n").contains("empty"));
+        assert!(err("- response: a\n").contains("required"));
+        assert!(err("- response: a\n  actions: [notify]\n").contains("needs options"));
+        assert!(
+            err("- response: a\n  actions: [{notify: {url: 'https://x/'}}]\n").contains("http://")
+        );
+        assert!(err("- response: a\n  actions: [{exec: {script: rel.sh}}]\n").contains("absolute"));
+        assert!(
+            err("- response: a\n  actions: [{stop_container: {timeout: 5 parsecs}}]\n")
+                .contains("duration")
+        );
+        assert!(
+            err("- response: a\n  actions: [snapshot]\n- response: a\n  actions: [snapshot]\n")
+                .contains("duplicate")
+        );
+        assert!(err("- foo: 1\n").contains("foo"));
+        assert!(
+            err("- response: a\n  actions:\n    - {kill_container: {}, snapshot: {}}\n")
+                .contains("one action per list item")
+        );
+        assert!(err("[[[").contains("r.yaml"));
+        assert!(err("- settings: {max_in_flight: 0}\n").contains("max_in_flight"));
+    }
+
+    #[test]
+    fn priority_comparators() {
+        use Priority::*;
+        let m = |s: &str, p| PriorityMatch::parse(s).expect("parse").matches(p);
+        assert!(
+            m(">= Critical", Critical) && m(">=Critical", Emergency) && !m(">= Critical", Error)
+        );
+        assert!(m("> Error", Critical) && !m("> Error", Error));
+        assert!(m("< Warning", Notice) && !m("< Warning", Warning));
+        assert!(m("<= Warning", Warning));
+        assert!(m("= Notice", Notice) && m("Notice", Notice) && !m("Notice", Error));
+        assert!(m("!= Notice", Error) && !m("!= Notice", Notice));
+    }
+
+    #[test]
+    fn matching() {
+        let set = parse(
+            "- response: a\n  match:\n    priority: '>= Error'\n    rules: ['Terminal*', 'Other']\n    tags: [t1]\n    output_fields: ['proc.name=sh', 'user.uid!=0']\n  actions: [snapshot]\n",
+        )
+        .expect("valid");
+        let m = &set.responses[0].matcher;
+        let mut a = Alert {
+            time: String::new(),
+            rule: "Terminal shell in container".into(),
+            priority: Priority::Critical,
+            source: "syscall".into(),
+            hostname: "h".into(),
+            output: String::new(),
+            tags: vec!["t1".into(), "t2".into()],
+            output_fields: serde_json::from_value(
+                serde_json::json!({"proc.name": "sh", "user.uid": 1000}),
+            )
+            .expect("fields"),
+            guard: Default::default(),
+        };
+        let host = WorkloadInfo::host(None);
+        assert!(m.matches(&a, &host));
+        a.output_fields
+            .insert("user.uid".into(), serde_json::json!(0));
+        assert!(!m.matches(&a, &host), "user.uid!=0");
+        a.output_fields
+            .insert("user.uid".into(), serde_json::json!(5));
+        a.tags.clear();
+        assert!(!m.matches(&a, &host), "tag missing");
+        a.tags.push("t1".into());
+        a.rule = "Something else".into();
+        assert!(!m.matches(&a, &host), "rule glob");
+        a.rule = "Other".into();
+        a.priority = Priority::Warning;
+        assert!(!m.matches(&a, &host), "priority");
+    }
+
+    /// The commented examples are valid once uncommented.
+    #[test]
+    fn commented_examples_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../responses/examples.yaml");
+        let text = std::fs::read_to_string(&path).expect("examples.yaml");
+        let yaml: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with("- ") || l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let set = parse(&yaml).unwrap_or_else(|d| panic!("{d:?}\n{yaml}"));
+        assert_eq!(set.responses.len(), 4, "{yaml}");
+        assert!(
+            set.responses
+                .iter()
+                .any(|r| r.name == "kill-container-on-critical"
+                    && r.actions.contains(&Action::KillContainer(NoOptions {})))
+        );
+    }
+
+    #[test]
+    fn shipped_response_files_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../responses");
+        let set = load(&dir).unwrap_or_else(|d| {
+            panic!(
+                "{}",
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        assert!(!set.files.is_empty());
+    }
+}
