@@ -16,10 +16,10 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody,
-    FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets,
-    MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall,
-    SCRATCH_LEN, SyscallBody, settings,
+    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0,
+    FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_PENDING_SYSCALLS,
+    MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody,
+    settings,
     syscalls::{Payload, spec},
 };
 
@@ -185,10 +185,12 @@ impl Record {
         let len = (len & PAYLOAD_MASK).min(PAYLOAD_MAX) as u16;
         if slot == 0 {
             h.len0 = len;
-            h.flags |= if truncated { FLAG_TRUNCATED0 } else { 0 } | if fault { FLAG_FAULT0 } else { 0 };
+            h.flags |=
+                if truncated { FLAG_TRUNCATED0 } else { 0 } | if fault { FLAG_FAULT0 } else { 0 };
         } else {
             h.len1 = len;
-            h.flags |= if truncated { FLAG_TRUNCATED1 } else { 0 } | if fault { FLAG_FAULT1 } else { 0 };
+            h.flags |=
+                if truncated { FLAG_TRUNCATED1 } else { 0 } | if fault { FLAG_FAULT1 } else { 0 };
         }
     }
 
@@ -407,7 +409,9 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
     match what {
         Payload::None => {}
-        Payload::Str { arg } => rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true),
+        Payload::Str { arg } => {
+            rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true)
+        }
         Payload::Bytes { arg, len_arg, max } => {
             let len = args[(len_arg & 7) as usize % 6].min(max as u64);
             rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)

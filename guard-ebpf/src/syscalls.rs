@@ -48,11 +48,20 @@ pub const OPEN_HOW_LEN: u32 = 24;
 pub enum Payload {
     None,
     /// NUL-terminated user string at argument `arg`.
-    Str { arg: u8 },
+    Str {
+        arg: u8,
+    },
     /// `len_arg` bytes (at most `max`) of user memory at argument `arg`.
-    Bytes { arg: u8, len_arg: u8, max: u32 },
+    Bytes {
+        arg: u8,
+        len_arg: u8,
+        max: u32,
+    },
     /// Exactly `len` bytes of user memory at argument `arg`.
-    Fixed { arg: u8, len: u32 },
+    Fixed {
+        arg: u8,
+        len: u32,
+    },
 }
 
 /// Syscall name as used in tracefs (`sys_enter_<name>`) and, for most, Falco's `evt.type`.
@@ -69,50 +78,199 @@ const N: Payload = Payload::None;
 
 /// Every syscall guard traces besides exec, fork and exit.
 pub const TRACED: &[Syscall] = &[
-    Syscall { nr: OPEN, name: "open", payloads: [s(0), N] },
-    Syscall { nr: CREAT, name: "creat", payloads: [s(0), N] },
-    Syscall { nr: OPENAT, name: "openat", payloads: [s(1), N] },
+    Syscall {
+        nr: OPEN,
+        name: "open",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: CREAT,
+        name: "creat",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: OPENAT,
+        name: "openat",
+        payloads: [s(1), N],
+    },
     Syscall {
         nr: OPENAT2,
         name: "openat2",
-        payloads: [s(1), Payload::Fixed { arg: 2, len: OPEN_HOW_LEN }],
+        payloads: [
+            s(1),
+            Payload::Fixed {
+                arg: 2,
+                len: OPEN_HOW_LEN,
+            },
+        ],
     },
     Syscall {
         nr: CONNECT,
         name: "connect",
-        payloads: [Payload::Bytes { arg: 1, len_arg: 2, max: SOCKADDR_MAX }, N],
+        payloads: [
+            Payload::Bytes {
+                arg: 1,
+                len_arg: 2,
+                max: SOCKADDR_MAX,
+            },
+            N,
+        ],
     },
-    Syscall { nr: SOCKET, name: "socket", payloads: [N, N] },
-    Syscall { nr: CHDIR, name: "chdir", payloads: [s(0), N] },
-    Syscall { nr: FCHDIR, name: "fchdir", payloads: [N, N] },
-    Syscall { nr: SETUID, name: "setuid", payloads: [N, N] },
-    Syscall { nr: SETGID, name: "setgid", payloads: [N, N] },
-    Syscall { nr: SETREUID, name: "setreuid", payloads: [N, N] },
-    Syscall { nr: SETREGID, name: "setregid", payloads: [N, N] },
-    Syscall { nr: SETRESUID, name: "setresuid", payloads: [N, N] },
-    Syscall { nr: SETRESGID, name: "setresgid", payloads: [N, N] },
-    Syscall { nr: PTRACE, name: "ptrace", payloads: [N, N] },
-    Syscall { nr: UNLINK, name: "unlink", payloads: [s(0), N] },
-    Syscall { nr: UNLINKAT, name: "unlinkat", payloads: [s(1), N] },
-    Syscall { nr: RENAME, name: "rename", payloads: [s(0), s(1)] },
-    Syscall { nr: RENAMEAT, name: "renameat", payloads: [s(1), s(3)] },
-    Syscall { nr: RENAMEAT2, name: "renameat2", payloads: [s(1), s(3)] },
-    Syscall { nr: CHMOD, name: "chmod", payloads: [s(0), N] },
-    Syscall { nr: FCHMOD, name: "fchmod", payloads: [N, N] },
-    Syscall { nr: FCHMODAT, name: "fchmodat", payloads: [s(1), N] },
-    Syscall { nr: FCHMODAT2, name: "fchmodat2", payloads: [s(1), N] },
-    Syscall { nr: SYMLINK, name: "symlink", payloads: [s(0), s(1)] },
-    Syscall { nr: SYMLINKAT, name: "symlinkat", payloads: [s(0), s(2)] },
-    Syscall { nr: LINK, name: "link", payloads: [s(0), s(1)] },
-    Syscall { nr: LINKAT, name: "linkat", payloads: [s(1), s(3)] },
-    Syscall { nr: MOUNT, name: "mount", payloads: [s(0), s(1)] },
-    Syscall { nr: INIT_MODULE, name: "init_module", payloads: [s(2), N] },
-    Syscall { nr: FINIT_MODULE, name: "finit_module", payloads: [s(1), N] },
-    Syscall { nr: MEMFD_CREATE, name: "memfd_create", payloads: [s(0), N] },
-    Syscall { nr: DUP, name: "dup", payloads: [N, N] },
-    Syscall { nr: DUP2, name: "dup2", payloads: [N, N] },
-    Syscall { nr: DUP3, name: "dup3", payloads: [N, N] },
-    Syscall { nr: BPF, name: "bpf", payloads: [N, N] },
+    Syscall {
+        nr: SOCKET,
+        name: "socket",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: CHDIR,
+        name: "chdir",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: FCHDIR,
+        name: "fchdir",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETUID,
+        name: "setuid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETGID,
+        name: "setgid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETREUID,
+        name: "setreuid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETREGID,
+        name: "setregid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETRESUID,
+        name: "setresuid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: SETRESGID,
+        name: "setresgid",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: PTRACE,
+        name: "ptrace",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: UNLINK,
+        name: "unlink",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: UNLINKAT,
+        name: "unlinkat",
+        payloads: [s(1), N],
+    },
+    Syscall {
+        nr: RENAME,
+        name: "rename",
+        payloads: [s(0), s(1)],
+    },
+    Syscall {
+        nr: RENAMEAT,
+        name: "renameat",
+        payloads: [s(1), s(3)],
+    },
+    Syscall {
+        nr: RENAMEAT2,
+        name: "renameat2",
+        payloads: [s(1), s(3)],
+    },
+    Syscall {
+        nr: CHMOD,
+        name: "chmod",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: FCHMOD,
+        name: "fchmod",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: FCHMODAT,
+        name: "fchmodat",
+        payloads: [s(1), N],
+    },
+    Syscall {
+        nr: FCHMODAT2,
+        name: "fchmodat2",
+        payloads: [s(1), N],
+    },
+    Syscall {
+        nr: SYMLINK,
+        name: "symlink",
+        payloads: [s(0), s(1)],
+    },
+    Syscall {
+        nr: SYMLINKAT,
+        name: "symlinkat",
+        payloads: [s(0), s(2)],
+    },
+    Syscall {
+        nr: LINK,
+        name: "link",
+        payloads: [s(0), s(1)],
+    },
+    Syscall {
+        nr: LINKAT,
+        name: "linkat",
+        payloads: [s(1), s(3)],
+    },
+    Syscall {
+        nr: MOUNT,
+        name: "mount",
+        payloads: [s(0), s(1)],
+    },
+    Syscall {
+        nr: INIT_MODULE,
+        name: "init_module",
+        payloads: [s(2), N],
+    },
+    Syscall {
+        nr: FINIT_MODULE,
+        name: "finit_module",
+        payloads: [s(1), N],
+    },
+    Syscall {
+        nr: MEMFD_CREATE,
+        name: "memfd_create",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: DUP,
+        name: "dup",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: DUP2,
+        name: "dup2",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: DUP3,
+        name: "dup3",
+        payloads: [N, N],
+    },
+    Syscall {
+        nr: BPF,
+        name: "bpf",
+        payloads: [N, N],
+    },
 ];
 
 /// The payload spec of a syscall; `None` for syscalls guard does not trace.
@@ -124,8 +282,21 @@ pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
     Some(match nr {
         OPEN | CREAT | CHDIR | UNLINK | CHMOD | MEMFD_CREATE => [s(0), N],
         OPENAT | UNLINKAT | FCHMODAT | FCHMODAT2 | FINIT_MODULE => [s(1), N],
-        OPENAT2 => [s(1), Payload::Fixed { arg: 2, len: OPEN_HOW_LEN }],
-        CONNECT => [Payload::Bytes { arg: 1, len_arg: 2, max: SOCKADDR_MAX }, N],
+        OPENAT2 => [
+            s(1),
+            Payload::Fixed {
+                arg: 2,
+                len: OPEN_HOW_LEN,
+            },
+        ],
+        CONNECT => [
+            Payload::Bytes {
+                arg: 1,
+                len_arg: 2,
+                max: SOCKADDR_MAX,
+            },
+            N,
+        ],
         RENAME | SYMLINK | LINK | MOUNT => [s(0), s(1)],
         RENAMEAT | RENAMEAT2 | LINKAT => [s(1), s(3)],
         SYMLINKAT => [s(0), s(2)],

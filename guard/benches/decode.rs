@@ -31,7 +31,11 @@ fn record<B>(kind: EventKind, body: &B, p0: &[u8], p1: &[u8]) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let open = record(
         EventKind::Syscall,
-        &SyscallBody { nr: sc::OPENAT, _pad: 0, args: [u64::MAX - 99, 0, 0o2101, 0o644, 0, 0] },
+        &SyscallBody {
+            nr: sc::OPENAT,
+            _pad: 0,
+            args: [u64::MAX - 99, 0, 0o2101, 0o644, 0, 0],
+        },
         b"/var/lib/app/data/segment-000123.log",
         b"",
     );
@@ -39,13 +43,20 @@ fn bench(c: &mut Criterion) {
     sa.resize(16, 0);
     let connect = record(
         EventKind::Syscall,
-        &SyscallBody { nr: sc::CONNECT, _pad: 0, args: [3, 0, 16, 0, 0, 0] },
+        &SyscallBody {
+            nr: sc::CONNECT,
+            _pad: 0,
+            args: [3, 0, 16, 0, 0, 0],
+        },
         &sa,
         b"",
     );
     let exec = record(
         EventKind::Exec,
-        &ExecBody { args_total: 40, _pad: 0 },
+        &ExecBody {
+            args_total: 40,
+            _pad: 0,
+        },
         b"/usr/bin/curl",
         b"curl\0-s\0http://127.0.0.1:8080/health\0",
     );
@@ -53,7 +64,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(1));
     for (name, rec) in [("openat", &open), ("connect", &connect), ("exec", &exec)] {
-        g.bench_function(name, |b| b.iter(|| decode(std::hint::black_box(rec), &clock)));
+        g.bench_function(name, |b| {
+            b.iter(|| decode(std::hint::black_box(rec), &clock))
+        });
     }
     g.finish();
 }

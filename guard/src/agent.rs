@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -27,10 +27,13 @@ use crate::{
     },
     capture::Capture,
     events::{self, CgroupId, Clock},
+    model,
     output::{ChannelConfig, ChannelKind, Format, Outputs},
     probes::{ExecEnforcement, ProbeConfig, Probes},
+    respond::{AlertContext, Responder},
     rules::{Engine, Matcher},
-    state::{State, StateConfig},
+    state::{Pid, State, StateConfig},
+    workload::WorkloadInfo,
 };
 
 /// Records that failed to decode (malformed or unknown kind).
@@ -97,6 +100,13 @@ pub struct RunArgs {
     /// Deny every exec in this cgroup v2 directory (BPF LSM only). Repeatable.
     #[arg(long, value_name = "CGROUP_DIR")]
     pub deny_exec_cgroup: Vec<PathBuf>,
+    /// Response configuration (a file or a directory of YAML files). Default: ./responses
+    /// or /etc/guard/responses when present; none otherwise.
+    #[arg(long, value_name = "PATH")]
+    pub responses: Option<PathBuf>,
+    /// Do not load any response configuration.
+    #[arg(long, conflicts_with = "responses")]
+    pub no_responses: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,10 +139,47 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 
 pub fn record(args: RecordArgs) -> Result<ExitCode> {
     runtime()?.block_on(async move {
-        let print = if args.raw { PrintEvents::Raw } else { PrintEvents::Model };
+        let print = if args.raw {
+            PrintEvents::Raw
+        } else {
+            PrintEvents::Model
+        };
         let mut p = Pipeline::start(&args.capture, print, None, None, None, &[], false)?;
         p.pump(&args.capture).await
     })
+}
+
+fn default_responses() -> Option<PathBuf> {
+    ["responses", "/etc/guard/responses"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_dir())
+}
+
+fn load_responder(args: &RunArgs, audit: Option<Arc<AuditLog>>) -> Result<Option<Responder>> {
+    if args.no_responses {
+        return Ok(None);
+    }
+    let Some(path) = args.responses.clone().or_else(default_responses) else {
+        return Ok(None);
+    };
+    let set = crate::respond::config::load(&path).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        anyhow::anyhow!(
+            "{} error(s) in response configuration {}",
+            diags.len(),
+            path.display()
+        )
+    })?;
+    info!(responses = set.responses.len(), path = %path.display(), "responses loaded");
+    let opts = crate::respond::Options {
+        detect_only: args.detect_only,
+        docker_socket: args.capture.docker_socket.clone(),
+        ..Default::default()
+    };
+    Ok(Some(Responder::new(set, opts, audit)))
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
@@ -180,11 +227,21 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             items: Vec::new(),
             reload: false,
         }));
-        Some(log)
+        Some(Arc::new(log))
     };
+    let responder = load_responder(&args, audit.clone())?;
     info!(
-        mode = if args.detect_only { "detect-only" } else { "enforce" },
-        rules = engine.rules.rules.iter().filter(|r| matches!(r.status, crate::rules::RuleStatus::Active)).count(),
+        mode = if args.detect_only {
+            "detect-only"
+        } else {
+            "enforce"
+        },
+        rules = engine
+            .rules
+            .rules
+            .iter()
+            .filter(|r| matches!(r.status, crate::rules::RuleStatus::Active))
+            .count(),
         "guard starting"
     );
     let mut p = Pipeline::start(
@@ -196,6 +253,14 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         &args.deny_exec_cgroup,
         args.detect_only,
     )?;
+    p.keep_recent = responder.as_ref().is_some_and(|r| {
+        r.responses().iter().any(|x| {
+            x.actions
+                .iter()
+                .any(|a| matches!(a, crate::respond::config::Action::Snapshot(_)))
+        })
+    });
+    p.responder = responder;
     p.pump(&args.capture).await
 }
 
@@ -237,7 +302,10 @@ struct Pipeline {
     engine: Option<Engine>,
     matcher: Matcher,
     outputs: Option<Outputs>,
-    audit: Option<AuditLog>,
+    audit: Option<Arc<AuditLog>>,
+    responder: Option<Responder>,
+    /// Whether some response takes snapshots (which need each process's recent events).
+    keep_recent: bool,
     seen: u64,
 }
 
@@ -247,7 +315,7 @@ impl Pipeline {
         print: PrintEvents,
         engine: Option<Engine>,
         outputs: Option<Outputs>,
-        audit: Option<AuditLog>,
+        audit: Option<Arc<AuditLog>>,
         deny_exec: &[PathBuf],
         detect_only: bool,
     ) -> Result<Self> {
@@ -312,12 +380,15 @@ impl Pipeline {
             matcher: Matcher::default(),
             outputs,
             audit,
+            responder: None,
+            keep_recent: false,
             seen: 0,
         })
     }
 
     /// Handles one ring-buffer record.
     fn handle(&mut self, raw: &[u8], out: &mut impl Write) -> Result<()> {
+        let seen_at = Instant::now();
         let ev = match events::decode(raw, &self.clock) {
             Ok(ev) => ev,
             Err(e) => {
@@ -338,15 +409,50 @@ impl Pipeline {
             serde_json::to_writer(&mut *out, &model)?;
             out.write_all(b"\n")?;
         }
-        if let Some(engine) = &self.engine {
-            for alert in engine.alerts(&model, &mut self.matcher) {
-                self.alert(alert);
-            }
+        if self.keep_recent
+            && let Some(r) = &self.responder
+        {
+            r.record_recent(model.proc.pid, &summary(&model));
+        }
+        let Some(engine) = &self.engine else {
+            return Ok(());
+        };
+        let alerts = engine.alerts(&model, &mut self.matcher);
+        for alert in alerts {
+            let ctx = self.alert_context(&ev, &model, seen_at);
+            self.alert(alert, ctx);
         }
         Ok(())
     }
 
-    fn alert(&self, alert: Alert) {
+    /// What the response engine needs besides the alert: the process (with its start time,
+    /// so a reused PID is never acted on) and the workload.
+    fn alert_context(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        seen_at: Instant,
+    ) -> AlertContext {
+        let c = ev.common();
+        let state = &mut self.capture.state;
+        let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
+        let workload = match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
+            Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
+            None => WorkloadInfo::host(cgroup_path),
+        };
+        AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: (model.proc.start_time != 0)
+                .then(|| self.clock.boot_ns(model.proc.start_time)),
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: None,
+            policy_detect: false,
+            event_time: Some(seen_at),
+        }
+    }
+
+    fn alert(&self, alert: Alert, ctx: AlertContext) {
         let alert = Arc::new(alert);
         if let Some(o) = &self.outputs {
             o.emit(&alert);
@@ -355,6 +461,9 @@ impl Pipeline {
             a.try_record(Payload::Alert {
                 alert: Box::new((*alert).clone()),
             });
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
         }
     }
 
@@ -391,7 +500,11 @@ impl Pipeline {
         if let Some(a) = &self.audit {
             a.try_record(Payload::DropSummary(DropSummary {
                 ringbuf: now.by_kind.clone(),
-                outputs: self.outputs.as_ref().map(|o| o.take_drop_counts()).unwrap_or_default(),
+                outputs: self
+                    .outputs
+                    .as_ref()
+                    .map(|o| o.take_drop_counts())
+                    .unwrap_or_default(),
                 audit: Default::default(),
             }));
         }
@@ -432,6 +545,11 @@ impl Pipeline {
         if let Some(o) = self.outputs.take() {
             o.shutdown(Duration::from_secs(2));
         }
+        // Responses hold the audit log too; let in-flight actions finish first.
+        if let Some(r) = self.responder.take() {
+            drop(r);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if let Some(a) = self.audit.take() {
             a.try_record(Payload::AgentStop(AgentInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -441,7 +559,12 @@ impl Pipeline {
                 recovery: Vec::new(),
                 reason: Some("signal".into()),
             }));
-            a.close();
+            match Arc::try_unwrap(a) {
+                Ok(log) => {
+                    log.close();
+                }
+                Err(_) => warn!("audit log still in use at exit; its queue is flushed on drop"),
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -480,5 +603,21 @@ impl DropReport {
         out.write_all(b"\n")?;
         out.flush()?;
         Ok(())
+    }
+}
+
+/// One line per event for the response engine's snapshot of a process's recent activity.
+fn summary(ev: &model::Event) -> String {
+    match &ev.fd {
+        Some(fd) if !ev.derived.fd_name.is_empty() => {
+            format!(
+                "{} {} {} res={}",
+                ev.evt_type, ev.proc.name, ev.derived.fd_name, ev.res
+            )
+        }
+        _ => format!(
+            "{} {} {} res={}",
+            ev.evt_type, ev.proc.name, ev.derived.args, ev.res
+        ),
     }
 }

@@ -70,7 +70,12 @@ impl Capture {
                 if o.syscall != "open" && o.syscall != "creat" {
                     a.insert("dirfd".into(), ArgValue::Int(o.dirfd.into()));
                 }
-                let fd = file_fd(c.ret, resolved, &o.path, if dir { FdType::Directory } else { FdType::File });
+                let fd = file_fd(
+                    c.ret,
+                    resolved,
+                    &o.path,
+                    if dir { FdType::Directory } else { FdType::File },
+                );
                 (o.syscall, a, Some(fd), c.ret)
             }
             events::Event::Connect(k) => {
@@ -78,7 +83,10 @@ impl Capture {
                 let (fd, addr) = connect_fd(k, proto);
                 (
                     "connect",
-                    args(&[("fd", ArgValue::Int(k.fd.into())), ("addr", ArgValue::Str(addr))]),
+                    args(&[
+                        ("fd", ArgValue::Int(k.fd.into())),
+                        ("addr", ArgValue::Str(addr)),
+                    ]),
                     Some(fd),
                     c.ret,
                 )
@@ -136,7 +144,12 @@ impl Capture {
                         ("flags", ArgValue::Int(u.flags as i64)),
                     ])
                 };
-                (u.syscall, a, Some(file_fd(-1, path, &u.path, FdType::File)), c.ret)
+                (
+                    u.syscall,
+                    a,
+                    Some(file_fd(-1, path, &u.path, FdType::File)),
+                    c.ret,
+                )
             }
             events::Event::Rename(r) => {
                 let old = self.resolve(c.pid, r.old_dirfd, &r.old_path);
@@ -176,17 +189,31 @@ impl Capture {
                     self.resolve(c.pid, l.target_dirfd, &l.target)
                 };
                 let a = if l.is_symlink() {
-                    args(&[("target", ArgValue::Str(target)), ("linkpath", ArgValue::Str(link.clone()))])
+                    args(&[
+                        ("target", ArgValue::Str(target)),
+                        ("linkpath", ArgValue::Str(link.clone())),
+                    ])
                 } else {
-                    args(&[("oldpath", ArgValue::Str(target)), ("newpath", ArgValue::Str(link.clone()))])
+                    args(&[
+                        ("oldpath", ArgValue::Str(target)),
+                        ("newpath", ArgValue::Str(link.clone())),
+                    ])
                 };
-                (l.syscall, a, Some(file_fd(-1, link, &l.link_path, FdType::File)), c.ret)
+                (
+                    l.syscall,
+                    a,
+                    Some(file_fd(-1, link, &l.link_path, FdType::File)),
+                    c.ret,
+                )
             }
             events::Event::Mount(m) => (
                 "mount",
                 args(&[
                     ("dev", ArgValue::Str(m.source.text.clone())),
-                    ("dir", ArgValue::Str(self.resolve(c.pid, AT_FDCWD, &m.target))),
+                    (
+                        "dir",
+                        ArgValue::Str(self.resolve(c.pid, AT_FDCWD, &m.target)),
+                    ),
                     ("flags", ArgValue::Int(m.flags as i64)),
                 ]),
                 None,
@@ -230,7 +257,12 @@ impl Capture {
                 });
                 (d.syscall, a, fd, c.ret)
             }
-            events::Event::Bpf(b) => ("bpf", args(&[("cmd", ArgValue::Int(b.cmd.into()))]), None, c.ret),
+            events::Event::Bpf(b) => (
+                "bpf",
+                args(&[("cmd", ArgValue::Int(b.cmd.into()))]),
+                None,
+                c.ret,
+            ),
         };
         self.num += 1;
         let mut out = model::Event {
@@ -292,7 +324,8 @@ impl Capture {
                 if self.sockets.len() >= MAX_SOCKETS {
                     self.sockets.clear();
                 }
-                self.sockets.insert((c.pid, c.ret as i32), (s.domain, s.sock_type));
+                self.sockets
+                    .insert((c.pid, c.ret as i32), (s.domain, s.sock_type));
             }
             _ => {}
         }
@@ -302,12 +335,19 @@ impl Capture {
     fn resolve(&mut self, pid: u32, dirfd: i32, path: &Captured) -> String {
         let raw = path.text.as_bytes();
         if raw.first() == Some(&b'/') || dirfd != AT_FDCWD {
-            let base = if dirfd == AT_FDCWD { PathBase::Cwd } else { PathBase::Fd(dirfd) };
+            let base = if dirfd == AT_FDCWD {
+                PathBase::Cwd
+            } else {
+                PathBase::Fd(dirfd)
+            };
             return self.state.resolve_path(Pid(pid), base, raw).text();
         }
         // The cwd is kept current by chdir events; /proc is only the fallback.
         match self.state.procs.get(Pid(pid)).and_then(|p| p.cwd.clone()) {
-            Some(cwd) => self.state.resolve_path(Pid(pid), PathBase::Dir(cwd.as_bytes()), raw).text(),
+            Some(cwd) => self
+                .state
+                .resolve_path(Pid(pid), PathBase::Dir(cwd.as_bytes()), raw)
+                .text(),
             None => self.state.resolve_path(Pid(pid), PathBase::Cwd, raw).text(),
         }
     }
@@ -330,7 +370,8 @@ impl Capture {
             p.cwd = t.cwd.clone().unwrap_or_default();
             p.tty = t.tty;
             p.start_time = t.start_time_ns;
-            p.is_exe_from_memfd = t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
+            p.is_exe_from_memfd =
+                t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
             if p.ppid == 0 {
                 p.ppid = t.ppid.0;
             }
@@ -370,13 +411,19 @@ impl Capture {
 }
 
 fn args(pairs: &[(&str, ArgValue)]) -> std::collections::BTreeMap<String, ArgValue> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn exec_args(e: &events::ExecEvent) -> std::collections::BTreeMap<String, ArgValue> {
     args(&[
         ("filename", ArgValue::Str(e.filename.text.clone())),
-        ("args", ArgValue::Str(e.argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" "))),
+        (
+            "args",
+            ArgValue::Str(e.argv.iter().skip(1).cloned().collect::<Vec<_>>().join(" ")),
+        ),
     ])
 }
 
@@ -504,7 +551,11 @@ fn connect_fd(k: &events::ConnectEvent, sock_type: Option<i32>) -> (Fd, String) 
             format!("[{addr}]:{port}"),
         ),
         SockAddr::Unix { path, abstract_ns } => {
-            let name = if *abstract_ns { format!("@{path}") } else { path.clone() };
+            let name = if *abstract_ns {
+                format!("@{path}")
+            } else {
+                path.clone()
+            };
             (
                 Fd {
                     num,

@@ -127,10 +127,21 @@ pub struct OpenEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum SockAddr {
-    Inet { addr: Ipv4Addr, port: u16 },
-    Inet6 { addr: Ipv6Addr, port: u16 },
-    Unix { path: String, abstract_ns: bool },
-    Other { af: u16 },
+    Inet {
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    Inet6 {
+        addr: Ipv6Addr,
+        port: u16,
+    },
+    Unix {
+        path: String,
+        abstract_ns: bool,
+    },
+    Other {
+        af: u16,
+    },
     /// Unreadable or shorter than its family requires.
     Invalid,
 }
@@ -383,6 +394,11 @@ impl Clock {
         Self { offset_ns }
     }
 
+    /// The inverse of `wall_ns`.
+    pub fn boot_ns(&self, wall_ns: u64) -> u64 {
+        (wall_ns as i128 - self.offset_ns).clamp(0, u64::MAX as i128) as u64
+    }
+
     pub fn wall_ns(&self, boot_ns: u64) -> u64 {
         (boot_ns as i128 + self.offset_ns).clamp(0, u64::MAX as i128) as u64
     }
@@ -511,7 +527,9 @@ fn decode_sockaddr(b: &[u8]) -> SockAddr {
             match path.first() {
                 // Abstract socket: leading NUL, name is the rest (not NUL-terminated).
                 Some(0) => SockAddr::Unix {
-                    path: String::from_utf8_lossy(&path[1..]).trim_end_matches('\0').to_owned(),
+                    path: String::from_utf8_lossy(&path[1..])
+                        .trim_end_matches('\0')
+                        .to_owned(),
                     abstract_ns: true,
                 },
                 _ => SockAddr::Unix {
@@ -832,11 +850,19 @@ mod tests {
 
     #[test]
     fn decodes_openat_and_creat() {
-        let rec = syscall(sc::OPENAT, [AT_FDCWD as u32 as u64, 0, 0o2001, 0o644, 0, 0], b"shadow", b"");
+        let rec = syscall(
+            sc::OPENAT,
+            [AT_FDCWD as u32 as u64, 0, 0o2001, 0o644, 0, 0],
+            b"shadow",
+            b"",
+        );
         let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
             panic!("not an open")
         };
-        assert_eq!((o.syscall, o.dirfd, o.flags, o.mode), ("openat", AT_FDCWD, 0o2001, 0o644));
+        assert_eq!(
+            (o.syscall, o.dirfd, o.flags, o.mode),
+            ("openat", AT_FDCWD, 0o2001, 0o644)
+        );
         assert_eq!(o.path.text, "shadow");
         let rec = syscall(sc::CREAT, [0, 0o600, 0, 0, 0, 0], b"/tmp/x", b"");
         let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
@@ -849,7 +875,10 @@ mod tests {
     fn decodes_connect_families() {
         let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
         v4.extend_from_slice(&[0; 8]);
-        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], &v4, b""), &clock()) else {
+        let Ok(Event::Connect(c)) = decode(
+            &syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], &v4, b""),
+            &clock(),
+        ) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -862,7 +891,10 @@ mod tests {
         let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         v6.extend_from_slice(&[0; 4]);
-        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], &v6, b""), &clock()) else {
+        let Ok(Event::Connect(c)) = decode(
+            &syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], &v6, b""),
+            &clock(),
+        ) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -873,7 +905,10 @@ mod tests {
             }
         );
         let un = b"\x01\x00/run/x.sock\0";
-        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 14, 0, 0, 0], un, b""), &clock()) else {
+        let Ok(Event::Connect(c)) = decode(
+            &syscall(sc::CONNECT, [3, 0, 14, 0, 0, 0], un, b""),
+            &clock(),
+        ) else {
             panic!("not a connect")
         };
         assert_eq!(
@@ -883,7 +918,10 @@ mod tests {
                 abstract_ns: false
             }
         );
-        let Ok(Event::Connect(c)) = decode(&syscall(sc::CONNECT, [3, 0, 1, 0, 0, 0], b"\x02", b""), &clock()) else {
+        let Ok(Event::Connect(c)) = decode(
+            &syscall(sc::CONNECT, [3, 0, 1, 0, 0, 0], b"\x02", b""),
+            &clock(),
+        ) else {
             panic!("not a connect")
         };
         assert_eq!(c.addr, SockAddr::Invalid);
@@ -891,11 +929,24 @@ mod tests {
 
     #[test]
     fn decodes_rename_and_setid() {
-        let rec = syscall(sc::RENAMEAT2, [AT_FDCWD as u32 as u64, 0, 5, 0, 1, 0], b"a", b"b");
+        let rec = syscall(
+            sc::RENAMEAT2,
+            [AT_FDCWD as u32 as u64, 0, 5, 0, 1, 0],
+            b"a",
+            b"b",
+        );
         let Ok(Event::Rename(r)) = decode(&rec, &clock()) else {
             panic!("not a rename")
         };
-        assert_eq!((r.old_path.text.as_str(), r.new_path.text.as_str(), r.new_dirfd, r.flags), ("a", "b", 5, 1));
+        assert_eq!(
+            (
+                r.old_path.text.as_str(),
+                r.new_path.text.as_str(),
+                r.new_dirfd,
+                r.flags
+            ),
+            ("a", "b", 5, 1)
+        );
         let rec = syscall(sc::SETRESUID, [0, u32::MAX as u64, 1000, 0, 0, 0], b"", b"");
         let Ok(Event::SetId(s)) = decode(&rec, &clock()) else {
             panic!("not setid")
@@ -913,20 +964,32 @@ mod tests {
         let mut bad = rec.clone();
         bad[0] = 0xff;
         bad[1] = 0x7f;
-        assert_eq!(decode(&bad, &clock()), Err(DecodeError::UnknownKind(0x7fff)));
+        assert_eq!(
+            decode(&bad, &clock()),
+            Err(DecodeError::UnknownKind(0x7fff))
+        );
         // Payload length beyond the maximum.
         let mut bad = rec.clone();
         let off = std::mem::offset_of!(EventHeader, len0);
         bad[off..off + 2].copy_from_slice(&u16::MAX.to_le_bytes());
-        assert_eq!(decode(&bad, &clock()), Err(DecodeError::PayloadLen(u16::MAX)));
+        assert_eq!(
+            decode(&bad, &clock()),
+            Err(DecodeError::PayloadLen(u16::MAX))
+        );
         // Body length that does not match the kind.
         let mut bad = rec.clone();
         let off = std::mem::offset_of!(EventHeader, body_len);
         bad[off..off + 4].copy_from_slice(&8u32.to_le_bytes());
-        assert!(matches!(decode(&bad, &clock()), Err(DecodeError::BodyLen { .. })));
+        assert!(matches!(
+            decode(&bad, &clock()),
+            Err(DecodeError::BodyLen { .. })
+        ));
         // Untraced syscall number.
         let rec = syscall(9999, [0; 6], b"", b"");
-        assert_eq!(decode(&rec, &clock()), Err(DecodeError::UnknownSyscall(9999)));
+        assert_eq!(
+            decode(&rec, &clock()),
+            Err(DecodeError::UnknownSyscall(9999))
+        );
         // Random bytes never panic.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for len in 0..600 {

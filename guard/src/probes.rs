@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     maps::Array,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, RawTracePoint, TracePoint},
 };
 use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings, syscalls};
@@ -95,13 +95,24 @@ pub struct Probes {
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
 pub fn ring_size(requested: u32) -> u32 {
-    requested.max(4096).checked_next_power_of_two().unwrap_or(1 << 31)
+    requested
+        .max(4096)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31)
 }
 
 fn tracefs_has(category: &str, name: &str) -> bool {
-    ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
-        .iter()
-        .any(|root| std::path::Path::new(root).join(category).join(name).exists())
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|root| {
+        std::path::Path::new(root)
+            .join(category)
+            .join(name)
+            .exists()
+    })
 }
 
 fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
@@ -284,7 +295,8 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             };
         }
     };
-    let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf).map(|_| ()));
+    let tracepoint =
+        attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf).map(|_| ()));
     let lsm = attach_lsm(&mut ebpf);
     Support { tracepoint, lsm }
 }

@@ -274,9 +274,7 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.id])
-            .output();
+        let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
     }
 }
 
@@ -336,8 +334,13 @@ impl TestCgroup {
 
     /// `cgroup.procs` of this cgroup as a C string, for use after fork.
     pub fn procs_cstring(&self) -> std::ffi::CString {
-        std::ffi::CString::new(self.path.join("cgroup.procs").into_os_string().into_encoded_bytes())
-            .expect("no NUL in path")
+        std::ffi::CString::new(
+            self.path
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .expect("no NUL in path")
     }
 }
 

@@ -85,7 +85,11 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     };
     let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     sun.sun_family = libc::AF_UNIX as u16;
-    for (d, s) in sun.sun_path.iter_mut().zip(upath.to_str().expect("utf8").bytes()) {
+    for (d, s) in sun
+        .sun_path
+        .iter_mut()
+        .zip(upath.to_str().expect("utf8").bytes())
+    {
         *d = s as libc::c_char;
     }
 
@@ -97,18 +101,35 @@ fn every_traced_syscall_is_captured_with_its_fields() {
         libc::close(fd);
         libc::open(missing.as_ptr(), libc::O_RDONLY);
         // The legacy open(2) itself (glibc's open() uses openat).
-        let fd = libc::syscall(libc::SYS_open, append.as_ptr(), libc::O_WRONLY | libc::O_APPEND, 0) as i32;
+        let fd = libc::syscall(
+            libc::SYS_open,
+            append.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND,
+            0,
+        ) as i32;
         libc::close(fd);
         for addr in [&sin, &sin_closed] {
             let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            libc::connect(s, addr as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_in>() as u32);
+            libc::connect(
+                s,
+                addr as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_in>() as u32,
+            );
             libc::close(s);
         }
         let s = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
-        libc::connect(s, &sin6 as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_in6>() as u32);
+        libc::connect(
+            s,
+            &sin6 as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in6>() as u32,
+        );
         libc::close(s);
         let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
-        libc::connect(s, &sun as *const _ as *const libc::sockaddr, size_of::<libc::sockaddr_un>() as u32);
+        libc::connect(
+            s,
+            &sun as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_un>() as u32,
+        );
         let d = libc::dup(s);
         libc::dup2(s, 50);
         libc::dup3(s, 51, libc::O_CLOEXEC);
@@ -121,16 +142,41 @@ fn every_traced_syscall_is_captured_with_its_fields() {
         libc::ptrace(libc::PTRACE_ATTACH, 0x3fff_fff0, 0, 0);
         libc::fchmodat(libc::AT_FDCWD, append.as_ptr(), 0o640, 0);
         libc::chmod(append.as_ptr(), 0o600);
-        libc::linkat(libc::AT_FDCWD, append.as_ptr(), libc::AT_FDCWD, linkp.as_ptr(), 0);
+        libc::linkat(
+            libc::AT_FDCWD,
+            append.as_ptr(),
+            libc::AT_FDCWD,
+            linkp.as_ptr(),
+            0,
+        );
         libc::symlinkat(append.as_ptr(), libc::AT_FDCWD, symp.as_ptr());
-        libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, append.as_ptr(), libc::AT_FDCWD, renamed.as_ptr(), 0);
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            append.as_ptr(),
+            libc::AT_FDCWD,
+            renamed.as_ptr(),
+            0,
+        );
         libc::unlinkat(libc::AT_FDCWD, linkp.as_ptr(), 0);
         let m = libc::memfd_create(memfd_name.as_ptr(), libc::MFD_CLOEXEC);
         libc::close(m);
         libc::syscall(libc::SYS_bpf, 0xfff, 0usize, 0usize);
         if libc::unshare(libc::CLONE_NEWNS) == 0 {
-            libc::mount(none.as_ptr(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null());
-            libc::mount(none.as_ptr(), mnt.as_ptr(), tmpfs.as_ptr(), 0, std::ptr::null());
+            libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            );
+            libc::mount(
+                none.as_ptr(),
+                mnt.as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            );
         }
         let pid = libc::fork();
         if pid == 0 {
@@ -151,62 +197,106 @@ fn every_traced_syscall_is_captured_with_its_fields() {
         evs.len()
     );
     let mine = |kind: &str| -> Vec<&Value> {
-        evs.iter().filter(|v| v["kind"] == kind && v["pid"] == child).collect()
+        evs.iter()
+            .filter(|v| v["kind"] == kind && v["pid"] == child)
+            .collect()
     };
 
     // chdir + relative openat: the raw path and the cwd it is relative to.
     let chdir = mine("chdir");
     assert_eq!(chdir[0]["path"]["text"], "/etc");
     let opens = mine("open");
-    let sh = opens.iter().find(|v| v["path"]["text"] == "shadow").expect("open shadow");
+    let sh = opens
+        .iter()
+        .find(|v| v["path"]["text"] == "shadow")
+        .expect("open shadow");
     assert_eq!(sh["syscall"], "openat");
     assert_eq!(sh["dirfd"], libc::AT_FDCWD);
-    assert_eq!(sh["flags"].as_u64().map(|f| f & 3), Some(libc::O_RDONLY as u64));
+    assert_eq!(
+        sh["flags"].as_u64().map(|f| f & 3),
+        Some(libc::O_RDONLY as u64)
+    );
     assert!(sh["ret"].as_i64().unwrap_or(-1) >= 0, "{sh}");
-    let miss = opens.iter().find(|v| v["path"]["text"] == "/nonexistent/guard-test").expect("failed open");
+    let miss = opens
+        .iter()
+        .find(|v| v["path"]["text"] == "/nonexistent/guard-test")
+        .expect("failed open");
     assert_eq!(miss["ret"], -libc::ENOENT as i64);
-    let app = opens.iter().find(|v| v["path"]["text"] == append.to_str().expect("utf8")).expect("append open");
+    let app = opens
+        .iter()
+        .find(|v| v["path"]["text"] == append.to_str().expect("utf8"))
+        .expect("append open");
     assert_eq!(app["syscall"], "open");
     assert_eq!(app["flags"], (libc::O_WRONLY | libc::O_APPEND) as u64);
 
     // connect: v4 accepted and refused, v6, unix.
     let conns = mine("connect");
-    let ok4 = conns.iter().find(|v| v["addr"]["port"] == port).expect("connect v4");
+    let ok4 = conns
+        .iter()
+        .find(|v| v["addr"]["port"] == port)
+        .expect("connect v4");
     assert_eq!(ok4["addr"]["family"], "inet");
     assert_eq!(ok4["addr"]["addr"], "127.0.0.1");
     assert_eq!(ok4["ret"], 0);
-    let refused = conns.iter().find(|v| v["addr"]["port"] == closed_port).expect("refused connect");
+    let refused = conns
+        .iter()
+        .find(|v| v["addr"]["port"] == closed_port)
+        .expect("refused connect");
     assert_eq!(refused["ret"], -libc::ECONNREFUSED as i64);
     if let Some(p6) = port6 {
-        let v6 = conns.iter().find(|v| v["addr"]["family"] == "inet6").expect("connect v6");
+        let v6 = conns
+            .iter()
+            .find(|v| v["addr"]["family"] == "inet6")
+            .expect("connect v6");
         assert_eq!(v6["addr"]["addr"], "::1");
         assert_eq!(v6["addr"]["port"], p6);
         assert_eq!(v6["ret"], 0);
     }
-    let un = conns.iter().find(|v| v["addr"]["family"] == "unix").expect("connect unix");
+    let un = conns
+        .iter()
+        .find(|v| v["addr"]["family"] == "unix")
+        .expect("connect unix");
     assert_eq!(un["addr"]["path"], upath.to_str().expect("utf8"));
     assert_eq!(un["ret"], 0);
 
     let socks = mine("socket");
     for dom in [libc::AF_INET, libc::AF_INET6, libc::AF_UNIX] {
-        let s = socks.iter().find(|v| v["domain"] == dom).unwrap_or_else(|| panic!("socket {dom}"));
+        let s = socks
+            .iter()
+            .find(|v| v["domain"] == dom)
+            .unwrap_or_else(|| panic!("socket {dom}"));
         assert_eq!(s["sock_type"], libc::SOCK_STREAM);
         assert!(s["ret"].as_i64().unwrap_or(-1) >= 0);
     }
 
     let dups = mine("dup");
     let names: Vec<&str> = dups.iter().filter_map(|v| v["syscall"].as_str()).collect();
-    assert!(names.contains(&"dup") && names.contains(&"dup2") && names.contains(&"dup3"), "{names:?}");
+    assert!(
+        names.contains(&"dup") && names.contains(&"dup2") && names.contains(&"dup3"),
+        "{names:?}"
+    );
     let d3 = dups.iter().find(|v| v["syscall"] == "dup3").expect("dup3");
-    assert_eq!((d3["new_fd"].as_i64(), d3["ret"].as_i64()), (Some(51), Some(51)));
+    assert_eq!(
+        (d3["new_fd"].as_i64(), d3["ret"].as_i64()),
+        (Some(51), Some(51))
+    );
     assert_eq!(d3["flags"], libc::O_CLOEXEC as u64);
 
     let ids = mine("set_id");
-    let su = ids.iter().find(|v| v["syscall"] == "setuid").expect("setuid");
+    let su = ids
+        .iter()
+        .find(|v| v["syscall"] == "setuid")
+        .expect("setuid");
     assert_eq!(su["ids"], serde_json::json!([0]));
-    let sg = ids.iter().find(|v| v["syscall"] == "setgid").expect("setgid");
+    let sg = ids
+        .iter()
+        .find(|v| v["syscall"] == "setgid")
+        .expect("setgid");
     assert_eq!(sg["ret"], 0);
-    let sr = ids.iter().find(|v| v["syscall"] == "setresuid").expect("setresuid");
+    let sr = ids
+        .iter()
+        .find(|v| v["syscall"] == "setresuid")
+        .expect("setresuid");
     assert_eq!(sr["ids"], serde_json::json!([null, null, 0]));
 
     let pt = mine("ptrace");
@@ -215,16 +305,28 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     assert_eq!(pt[0]["ret"], -libc::ESRCH as i64);
 
     let chm = mine("chmod");
-    let fat = chm.iter().find(|v| v["syscall"] == "fchmodat").expect("fchmodat");
+    let fat = chm
+        .iter()
+        .find(|v| v["syscall"] == "fchmodat")
+        .expect("fchmodat");
     assert_eq!(fat["mode"], 0o640);
     assert_eq!(fat["path"]["text"], append.to_str().expect("utf8"));
-    assert!(chm.iter().any(|v| v["syscall"] == "chmod" && v["mode"] == 0o600));
+    assert!(
+        chm.iter()
+            .any(|v| v["syscall"] == "chmod" && v["mode"] == 0o600)
+    );
 
     let links = mine("link");
-    let hard = links.iter().find(|v| v["syscall"] == "linkat").expect("linkat");
+    let hard = links
+        .iter()
+        .find(|v| v["syscall"] == "linkat")
+        .expect("linkat");
     assert_eq!(hard["link_path"]["text"], linkp.to_str().expect("utf8"));
     assert_eq!(hard["ret"], 0);
-    let sym = links.iter().find(|v| v["syscall"] == "symlinkat").expect("symlinkat");
+    let sym = links
+        .iter()
+        .find(|v| v["syscall"] == "symlinkat")
+        .expect("symlinkat");
     assert_eq!(sym["target"]["text"], append.to_str().expect("utf8"));
     assert_eq!(sym["link_path"]["text"], symp.to_str().expect("utf8"));
 
@@ -247,7 +349,10 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     assert_eq!(bpf[0]["ret"], -libc::EINVAL as i64);
 
     let mounts = mine("mount");
-    let tm = mounts.iter().find(|v| v["target"]["text"] == mnt.to_str().expect("utf8")).expect("tmpfs mount");
+    let tm = mounts
+        .iter()
+        .find(|v| v["target"]["text"] == mnt.to_str().expect("utf8"))
+        .expect("tmpfs mount");
     assert_eq!(tm["source"]["text"], "none");
     assert_eq!(tm["ret"], 0);
 
@@ -255,9 +360,13 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     let fork = mine("fork");
     let gchild = fork[0]["child_pid"].as_u64().expect("child pid");
     assert_ne!(gchild, child as u64);
-    let exec = find(&evs, |v| v["kind"] == "exec" && v["pid"] == gchild).expect("exec of /bin/true");
+    let exec =
+        find(&evs, |v| v["kind"] == "exec" && v["pid"] == gchild).expect("exec of /bin/true");
     assert_eq!(exec["filename"]["text"], "/bin/true");
-    assert_eq!(exec["argv"], serde_json::json!(["/bin/true", "guard-marker-arg"]));
+    assert_eq!(
+        exec["argv"],
+        serde_json::json!(["/bin/true", "guard-marker-arg"])
+    );
     assert_eq!(exec["ppid"], child);
     assert!(find(&evs, |v| v["kind"] == "exit" && v["pid"] == gchild).is_some());
     drop(listener);

@@ -3,7 +3,9 @@
 
 use std::{ffi::CString, time::Duration};
 
-use guard_tests::harness::{Agent, TestCgroup, agent_lock, can_run, fork_in_cgroup, is_root, wait_child};
+use guard_tests::harness::{
+    Agent, TestCgroup, agent_lock, can_run, fork_in_cgroup, is_root, wait_child,
+};
 
 const BURST: u64 = 20_000;
 
@@ -39,24 +41,50 @@ fn received_plus_dropped_equals_generated() {
 
     let opens = lines
         .iter()
-        .filter(|v| v["kind"] == "open" && v["pid"] == child && v["path"]["text"] == "/nonexistent/guard-drop-burst")
+        .filter(|v| {
+            v["kind"] == "open"
+                && v["pid"] == child
+                && v["path"]["text"] == "/nonexistent/guard-drop-burst"
+        })
         .count() as u64;
-    let exits = lines.iter().filter(|v| v["kind"] == "exit" && v["pid"] == child).count() as u64;
+    let exits = lines
+        .iter()
+        .filter(|v| v["kind"] == "exit" && v["pid"] == child)
+        .count() as u64;
     let others = lines
         .iter()
-        .filter(|v| v["kind"] != "drops" && !(v["kind"] == "open" && v["pid"] == child) && !(v["kind"] == "exit" && v["pid"] == child))
+        .filter(|v| {
+            v["kind"] != "drops"
+                && !(v["kind"] == "open" && v["pid"] == child)
+                && !(v["kind"] == "exit" && v["pid"] == child)
+        })
         .count();
-    assert_eq!(others, 0, "only the burst child's events are traced in its cgroup");
+    assert_eq!(
+        others, 0,
+        "only the burst child's events are traced in its cgroup"
+    );
     let report = lines
         .iter()
         .rev()
         .find(|v| v["kind"] == "drops")
         .expect("the agent reports drops when it stops");
-    let dropped_syscalls = report["by_kind"]["syscall"].as_u64().expect("syscall drops");
+    let dropped_syscalls = report["by_kind"]["syscall"]
+        .as_u64()
+        .expect("syscall drops");
     let dropped_exits = report["by_kind"]["exit"].as_u64().expect("exit drops");
     assert_eq!(report["decode_errors"], 0);
-    assert!(dropped_syscalls > 0, "a one-page ring must overflow during the burst");
-    assert_eq!(opens + dropped_syscalls, BURST, "opens received {opens} + dropped {dropped_syscalls}");
+    assert!(
+        dropped_syscalls > 0,
+        "a one-page ring must overflow during the burst"
+    );
+    assert_eq!(
+        opens + dropped_syscalls,
+        BURST,
+        "opens received {opens} + dropped {dropped_syscalls}"
+    );
     assert_eq!(exits + dropped_exits, 1, "the child's one exit");
-    assert_eq!(report["total"].as_u64(), Some(dropped_syscalls + dropped_exits));
+    assert_eq!(
+        report["total"].as_u64(),
+        Some(dropped_syscalls + dropped_exits)
+    );
 }

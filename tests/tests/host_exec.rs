@@ -25,12 +25,17 @@ fn docker_exec_event_carries_the_container_cgroup_id() {
             v["kind"] == "exec" && v["filename"] == "/bin/true" && v["cgroup_id"] == want
         })
         .unwrap_or_else(|| {
-            panic!("no exec event for /bin/true with cgroup_id {want} ({})", dir.display())
+            panic!(
+                "no exec event for /bin/true with cgroup_id {want} ({})",
+                dir.display()
+            )
         });
     assert_eq!(ev["comm"], "true");
     assert!(ev["pid"].as_u64().unwrap_or(0) > 1);
     // And a host exec does not carry the container's id.
-    std::process::Command::new("/bin/true").status().expect("true");
+    std::process::Command::new("/bin/true")
+        .status()
+        .expect("true");
     let host = agent
         .wait_for(Duration::from_secs(20), |v| {
             v["kind"] == "exec" && v["filename"] == "/bin/true" && v["cgroup_id"] != want

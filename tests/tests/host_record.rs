@@ -18,7 +18,10 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     }
     let Some(docker) = Docker::get() else { return };
     let _lock = agent_lock();
-    let c = docker.run(&["--network=host", "--label", "app=guard-e2e"], &["sleep", "600"]);
+    let c = docker.run(
+        &["--network=host", "--label", "app=guard-e2e"],
+        &["sleep", "600"],
+    );
     let name = c.name();
     let agent = record_container(&c);
     let short = &c.id[..12];
@@ -26,7 +29,11 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     // Exec: full argv, the container's identity, and the right parent. (busybox's shell runs
     // bare applet names in-process; a path makes it fork and exec.)
     const CMD: &str = "/bin/busybox id -u; true";
-    let is_id = |v: &Value| v["type"] == "execve" && v["proc"]["exe"] == "/bin/busybox" && v["proc"]["args"] == serde_json::json!(["id", "-u"]);
+    let is_id = |v: &Value| {
+        v["type"] == "execve"
+            && v["proc"]["exe"] == "/bin/busybox"
+            && v["proc"]["args"] == serde_json::json!(["id", "-u"])
+    };
     assert!(c.exec(&["sh", "-c", CMD]).0);
     let id = agent
         .wait_for(Duration::from_secs(20), is_id)
@@ -38,7 +45,9 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     } else {
         assert!(c.exec(&["sh", "-c", CMD]).0);
         agent
-            .wait_for(Duration::from_secs(20), |v| is_id(v) && v["container"]["name"] == name.as_str())
+            .wait_for(Duration::from_secs(20), |v| {
+                is_id(v) && v["container"]["name"] == name.as_str()
+            })
             .expect("enriched exec event")
     };
     assert_eq!(id["container"]["image"], "guard-test-busybox:latest");
@@ -46,13 +55,18 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     assert_eq!(id["proc"]["exepath"], "/bin/busybox");
     assert_eq!(id["proc"]["name"], "busybox");
     assert_eq!(id["proc"]["ancestors"][0]["name"], "sh");
-    assert_eq!(id["proc"]["ancestors"][0]["args"], serde_json::json!(["-c", CMD]));
+    assert_eq!(
+        id["proc"]["ancestors"][0]["args"],
+        serde_json::json!(["-c", CMD])
+    );
     assert_eq!(id["proc"]["ppid"], id["proc"]["ancestors"][0]["pid"]);
 
     // Open: relative after cd, append for write, and a failure with its errno.
     assert!(c.exec(&["sh", "-c", "cd /etc && cat shadow"]).0);
     let sh = agent
-        .wait_for(Duration::from_secs(20), |v| v["fd"]["name"] == "/etc/shadow")
+        .wait_for(Duration::from_secs(20), |v| {
+            v["fd"]["name"] == "/etc/shadow"
+        })
         .expect("open of /etc/shadow");
     assert_eq!(sh["fd"]["nameraw"], "shadow");
     assert_eq!(sh["args"]["flags"], "O_RDONLY");
@@ -60,7 +74,9 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     assert!(sh["res"].as_i64().unwrap_or(-1) >= 0);
     assert!(c.exec(&["sh", "-c", "echo x >> /etc/passwd"]).0);
     let pw = agent
-        .wait_for(Duration::from_secs(20), |v| v["fd"]["name"] == "/etc/passwd" && v["proc"]["name"] == "sh")
+        .wait_for(Duration::from_secs(20), |v| {
+            v["fd"]["name"] == "/etc/passwd" && v["proc"]["name"] == "sh"
+        })
         .expect("open of /etc/passwd");
     let flags = pw["args"]["flags"].as_str().unwrap_or_default().to_owned();
     for f in ["O_WRONLY", "O_CREAT", "O_APPEND"] {
@@ -69,7 +85,9 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
     let (ok, _) = c.exec(&["cat", "/nonexistent/guard"]);
     assert!(!ok);
     let miss = agent
-        .wait_for(Duration::from_secs(20), |v| v["fd"]["name"] == "/nonexistent/guard")
+        .wait_for(Duration::from_secs(20), |v| {
+            v["fd"]["name"] == "/nonexistent/guard"
+        })
         .expect("failed open");
     assert_eq!(miss["res"], -2);
 
@@ -82,9 +100,15 @@ fn exec_open_and_connect_in_a_container_are_enriched() {
             drop(s);
         }
     });
-    let _ = c.exec(&["sh", "-c", &format!("echo hi | timeout 5 nc 127.0.0.1 {port}")]);
+    let _ = c.exec(&[
+        "sh",
+        "-c",
+        &format!("echo hi | timeout 5 nc 127.0.0.1 {port}"),
+    ]);
     let conn = agent
-        .wait_for(Duration::from_secs(20), |v| v["type"] == "connect" && v["fd"]["sport"] == port)
+        .wait_for(Duration::from_secs(20), |v| {
+            v["type"] == "connect" && v["fd"]["sport"] == port
+        })
         .expect("connect event");
     assert_eq!(conn["fd"]["sip"], "127.0.0.1");
     assert_eq!(conn["fd"]["type"], "ipv4");
@@ -103,10 +127,17 @@ struct OwnDockerd {
 
 impl OwnDockerd {
     fn new() -> Self {
-        let root = std::path::PathBuf::from(format!("/var/lib/guard-test-dockerd-{}", std::process::id()));
+        let root = std::path::PathBuf::from(format!(
+            "/var/lib/guard-test-dockerd-{}",
+            std::process::id()
+        ));
         let sock = root.join("docker.sock");
         std::fs::create_dir_all(&root).expect("dockerd root");
-        let mut d = OwnDockerd { root, sock, child: None };
+        let mut d = OwnDockerd {
+            root,
+            sock,
+            child: None,
+        };
         d.start();
         d
     }
@@ -118,7 +149,12 @@ impl OwnDockerd {
     fn start(&mut self) {
         let log = std::fs::File::create(self.root.join("dockerd.log")).expect("log");
         let child = std::process::Command::new("dockerd")
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false", "--live-restore"])
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--live-restore",
+            ])
             .arg("-H")
             .arg(self.host())
             .arg("--data-root")
@@ -138,7 +174,10 @@ impl OwnDockerd {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        panic!("test dockerd did not come up; see {}", self.root.join("dockerd.log").display());
+        panic!(
+            "test dockerd did not come up; see {}",
+            self.root.join("dockerd.log").display()
+        );
     }
 
     fn stop(&mut self) {
@@ -156,7 +195,10 @@ impl OwnDockerd {
             .args(args)
             .output()
             .expect("docker");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
     }
 }
 
@@ -170,14 +212,20 @@ impl Drop for OwnDockerd {
             let _ = self.docker(&["rm", "-f", id]);
         }
         self.stop();
-        let _ = std::process::Command::new("umount").arg("-R").arg(self.root.join("exec")).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-R")
+            .arg(self.root.join("exec"))
+            .status();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
 #[test]
 fn capture_survives_the_docker_daemon_going_away_and_recovers() {
-    if !can_run(is_root(), "needs root to load eBPF programs and run dockerd") {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and run dockerd",
+    ) {
         return;
     }
     // The shared fixture makes sure dockerd and the image tooling exist.
@@ -198,8 +246,14 @@ fn capture_survives_the_docker_daemon_going_away_and_recovers() {
         .expect("image copy");
     assert!(status.success());
     let (ok, id) = d.docker(&[
-        "run", "-d", "--network=none", "--name", "guard-daemon-down",
-        guard_tests::harness::TEST_IMAGE, "sh", "-c",
+        "run",
+        "-d",
+        "--network=none",
+        "--name",
+        "guard-daemon-down",
+        guard_tests::harness::TEST_IMAGE,
+        "sh",
+        "-c",
         "while true; do cat /etc/hostname >/dev/null; sleep 0.2; done",
     ]);
     assert!(ok, "container start on the test daemon");
@@ -214,18 +268,28 @@ fn capture_survives_the_docker_daemon_going_away_and_recovers() {
     ]);
     let is_open = |v: &Value| v["type"] == "openat" && v["fd"]["name"] == "/etc/hostname";
     agent
-        .wait_for(Duration::from_secs(30), |v| is_open(v) && v["container"]["name"] == "guard-daemon-down")
+        .wait_for(Duration::from_secs(30), |v| {
+            is_open(v) && v["container"]["name"] == "guard-daemon-down"
+        })
         .expect("enriched events while the daemon is up");
 
     d.stop();
     let down = agent
-        .wait_for(Duration::from_secs(30), |v| is_open(v) && v["container"]["name"] == "<NA>")
+        .wait_for(Duration::from_secs(30), |v| {
+            is_open(v) && v["container"]["name"] == "<NA>"
+        })
         .expect("capture continues with <NA> metadata while the daemon is down");
-    assert_eq!(down["container"]["id"], &id[..12], "the id comes from the cgroup, not the daemon");
+    assert_eq!(
+        down["container"]["id"],
+        &id[..12],
+        "the id comes from the cgroup, not the daemon"
+    );
     assert_eq!(down["container"]["image"], "<NA>");
 
     d.start();
     agent
-        .wait_for(Duration::from_secs(60), |v| is_open(v) && v["container"]["name"] == "guard-daemon-down")
+        .wait_for(Duration::from_secs(60), |v| {
+            is_open(v) && v["container"]["name"] == "guard-daemon-down"
+        })
         .expect("metadata recovers when the daemon is back");
 }

@@ -33,7 +33,9 @@ pub enum Payload {
     AgentStop(AgentInfo),
     PolicyLoad(LoadInfo),
     ResponseLoad(LoadInfo),
-    Alert { alert: Box<Alert> },
+    Alert {
+        alert: Box<Alert>,
+    },
     Decision(Decision),
     Response(ResponseOutcome),
     /// What the `snapshot` response action captured.

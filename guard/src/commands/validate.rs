@@ -20,15 +20,71 @@ pub fn loader() -> Loader {
     Loader::new()
 }
 
+/// Response files (`- response:` / `- settings:` items) have their own loader.
+fn is_response_file(path: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    text.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with("- "))
+        .is_some_and(|l| l.starts_with("- response:") || l.starts_with("- settings:"))
+}
+
+/// Expands directories to their YAML files, in name order.
+fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut l = loader();
-    for p in &args.paths {
-        l.add_path(p);
+    let mut response_errors = 0;
+    let mut rule_files = 0;
+    for p in expand(&args.paths) {
+        if is_response_file(&p) {
+            let diags = crate::respond::config::validate_responses(&p);
+            // Every response diagnostic is an error.
+            response_errors += diags.len();
+            for d in &diags {
+                println!("{d}");
+            }
+            eprintln!(
+                "{}: response configuration, {} problem(s)",
+                p.display(),
+                diags.len()
+            );
+        } else {
+            rule_files += 1;
+            l.add_path(&p);
+        }
+    }
+    if rule_files == 0 {
+        return Ok(if response_errors > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let defs = l.definitions();
     let (macros, lists) = (defs.macros.len(), defs.lists.len());
     let (set, diags) = l.finish();
-    let mut errors = 0;
+    let mut errors = response_errors;
     for d in &diags {
         if d.is_error() {
             errors += 1;
@@ -43,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         count(|s| *s == RuleStatus::Disabled),
         count(|s| matches!(s, RuleStatus::Skipped(_))),
         count(|s| *s == RuleStatus::Invalid),
-        diags.len() - errors,
+        diags.len() + response_errors - errors,
     );
     Ok(if errors > 0 {
         ExitCode::from(1)
