@@ -294,6 +294,10 @@ pub struct Derived {
     pub fd_name: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// `evt.is_open_read` / `_write` / `_exec`, decoded once from the open flags.
+    pub open_read: bool,
+    pub open_write: bool,
+    pub open_exec: bool,
     pub prepared: bool,
 }
 
@@ -339,6 +343,9 @@ impl Event {
                 .unwrap_or_else(|| repo.to_string());
             d.image_tag = c.image_tag.clone().unwrap_or_else(|| tag.to_string());
         }
+        let (r, w, x) = crate::rules::fields::open_mode(self);
+        let d = &mut self.derived;
+        (d.open_read, d.open_write, d.open_exec) = (r, w, x);
         d.prepared = true;
         Ok(())
     }

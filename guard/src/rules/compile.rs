@@ -59,6 +59,8 @@ pub struct CompiledRule {
 pub struct RuleSet {
     pub rules: Vec<CompiledRule>,
     pub(crate) by_type: Vec<Box<[u32]>>,
+    /// Number of macro result slots evaluation needs (see [`Node::Memo`]).
+    pub(crate) memo_slots: usize,
 }
 
 struct Compiler<'d> {
@@ -71,6 +73,7 @@ struct Compiler<'d> {
     warned: HashSet<String>,
     /// Unavailable field -> first use and the rules that use it.
     unavailable: BTreeMap<&'static str, (Arc<str>, Pos, BTreeSet<String>)>,
+    memo_slots: u32,
 }
 
 type R<T> = Result<T, ()>;
@@ -91,6 +94,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
         macro_stack: Vec::new(),
         warned: HashSet::new(),
         unavailable: BTreeMap::new(),
+        memo_slots: 0,
     };
     let mut rules = Vec::new();
     for r in &defs.rules {
@@ -118,6 +122,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
     let mut set = RuleSet {
         rules,
         by_type: Vec::new(),
+        memo_slots: c.memo_slots as usize,
     };
     set.index();
     (set, c.diags)
@@ -382,7 +387,11 @@ impl<'d> Compiler<'d> {
         let res = self.expr(&ast, &m.cond, &mut uses);
         self.macro_stack.pop();
         // A cycle error belongs to the outermost macro of the cycle; do not cache inner results.
-        let entry = res.ok().map(|n| (n, uses.unavailable));
+        let slot = self.memo_slots;
+        self.memo_slots += 1;
+        let entry = res
+            .ok()
+            .map(|n| (Node::Memo(slot, Box::new(n)), uses.unavailable));
         self.macro_cache.insert(name.to_string(), entry.clone());
         entry.ok_or(())
     }

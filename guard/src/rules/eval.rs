@@ -33,6 +33,8 @@ pub enum Node {
     Not(Box<Node>),
     /// `evt.type = x` / `evt.type in (...)`.
     Types(TypeSet),
+    /// A macro body; its result is computed once per event and shared by every rule using it.
+    Memo(u32, Box<Node>),
     Check(Box<Check>),
 }
 
@@ -110,6 +112,16 @@ pub struct Scratch {
     b: String,
     c: String,
     d: String,
+    /// Per-event macro results: 0 unknown, 1 false, 2 true.
+    memo: Vec<u8>,
+}
+
+impl Scratch {
+    /// Forgets macro results; call before evaluating a new event.
+    pub fn reset(&mut self, memo_slots: usize) {
+        self.memo.clear();
+        self.memo.resize(memo_slots, 0);
+    }
 }
 
 impl Node {
@@ -121,6 +133,17 @@ impl Node {
             Node::Not(n) => !n.eval(ev, ctx, s),
             Node::Types(set) => set & (1u128 << ev.derived.type_id) != 0,
             Node::Check(c) => c.eval(ev, ctx, s),
+            Node::Memo(i, n) => match s.memo.get(*i as usize).copied() {
+                Some(1) => false,
+                Some(2) => true,
+                _ => {
+                    let r = n.eval(ev, ctx, s);
+                    if let Some(slot) = s.memo.get_mut(*i as usize) {
+                        *slot = 1 + u8::from(r);
+                    }
+                    r
+                }
+            },
         }
     }
 
@@ -131,11 +154,13 @@ impl Node {
             Node::Types(t) => *t,
             Node::Not(inner) => match &**inner {
                 Node::Types(t) => ALL_TYPES & !t,
+                Node::Memo(_, m) if matches!(**m, Node::Types(_)) => Node::Not(m.clone()).types(),
                 Node::Const(true) => 0,
                 _ => ALL_TYPES,
             },
             Node::And(items) => items.iter().fold(ALL_TYPES, |acc, n| acc & n.types()),
             Node::Or(items) => items.iter().fold(0, |acc, n| acc | n.types()),
+            Node::Memo(_, n) => n.types(),
             Node::Const(true) | Node::Check(_) => ALL_TYPES,
         }
     }
@@ -146,7 +171,7 @@ impl Check {
         if matches!(self.test, Test::Unavailable) {
             return false;
         }
-        let Scratch { a, b, c, d } = s;
+        let Scratch { a, b, c, d, .. } = s;
         if !self.multi {
             let v = self.field.extract(ev, 0, ctx, a);
             if v == Val::Na {
@@ -155,7 +180,11 @@ impl Check {
             if matches!(self.test, Test::Exists) {
                 return true;
             }
-            let v = transform(v, &self.transformers, b, c);
+            let v = if self.transformers.is_empty() {
+                v
+            } else {
+                transform(v, &self.transformers, b, c)
+            };
             return self.test.eval(v, ev, ctx, d) != self.negate;
         }
         let mut seen = false;
@@ -182,6 +211,7 @@ impl Check {
 }
 
 /// Applies transformers (stored outermost first) in place in `b`.
+#[inline]
 fn transform<'a>(v: Val<'a>, ts: &[Transformer], b: &'a mut String, c: &'a mut String) -> Val<'a> {
     if ts.is_empty() {
         return v;
@@ -215,6 +245,14 @@ fn transform<'a>(v: Val<'a>, ts: &[Transformer], b: &'a mut String, c: &'a mut S
     Val::Str(b.as_str())
 }
 
+/// Equality without a `memcmp` call for the short strings most checks compare.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && (a.len() > 16 || a.iter().zip(b).all(|(x, y)| x == y))
+        && (a.len() <= 16 || a == b)
+}
+
 fn icontains(hay: &str, needle_lower: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
     if n.is_empty() {
@@ -238,7 +276,7 @@ impl Test {
         match (self, v) {
             (Test::Exists, _) => true,
             (Test::Unavailable, _) => false,
-            (Test::StrEq(x), Val::Str(s)) => s == &**x,
+            (Test::StrEq(x), Val::Str(s)) => short_eq(s.as_bytes(), x.as_bytes()),
             (Test::StrIn(set), Val::Str(s)) => set.contains(s),
             (Test::Contains(x), Val::Str(s)) => s.contains(&**x),
             (Test::IContains(x), Val::Str(s)) => icontains(s, x),
@@ -312,6 +350,13 @@ mod tests {
         assert_eq!(v, Val::Num(3));
         let v = transform(Val::Str("!!"), &[Transformer::B64], &mut b, &mut c);
         assert_eq!(v, Val::Na);
+    }
+
+    #[test]
+    fn short_strings_compare() {
+        assert!(short_eq(b"abc", b"abc") && !short_eq(b"abc", b"abd") && !short_eq(b"ab", b"abc"));
+        let long = [b'x'; 40];
+        assert!(short_eq(&long, &long));
     }
 
     #[test]

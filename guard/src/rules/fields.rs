@@ -1142,7 +1142,9 @@ impl FieldRef {
                 }
                 s(buf.as_str())
             }
-            EvtIsOpenRead | EvtIsOpenWrite | EvtIsOpenExec => open_mode(ev, self.id),
+            EvtIsOpenRead => Val::Bool(ev.derived.open_read),
+            EvtIsOpenWrite => Val::Bool(ev.derived.open_write),
+            EvtIsOpenExec => Val::Bool(ev.derived.open_exec),
             EvtHostname => s(&ctx.hostname),
             EvtSource => s("syscall"),
             ProcName => s(&p.name),
@@ -1316,34 +1318,28 @@ fn file_part(ev: &Event, dir: bool) -> Val<'_> {
 
 const OPEN_TYPES: [&str; 5] = ["open", "openat", "openat2", "creat", "open_by_handle_at"];
 
-fn open_mode(ev: &Event, id: FieldId) -> Val<'static> {
+/// (read, write, exec) intent of an open event, from its `flags` argument (Falco's rendering,
+/// `O_RDWR|O_CREAT`, or the raw integer). Not an open: all false.
+pub fn open_mode(ev: &Event) -> (bool, bool, bool) {
     if !OPEN_TYPES.contains(&ev.evt_type.as_str()) {
-        return Val::Bool(false);
+        return (false, false, false);
     }
     if ev.evt_type == "creat" {
-        return Val::Bool(id == FieldId::EvtIsOpenWrite);
+        return (false, true, false);
     }
     let flags = match ev.args.get("flags") {
         Some(ArgValue::Str(f)) => f.as_str(),
-        Some(ArgValue::Int(i)) => return Val::Bool(open_mode_raw(*i, id)),
+        Some(ArgValue::Int(i)) => {
+            let acc = i & 3;
+            return (acc == 0 || acc == 2, acc == 1 || acc == 2, false);
+        }
         None => "",
     };
     let has = |name: &str| flags.split('|').any(|f| f.trim() == name);
     let rdwr = has("O_RDWR");
-    Val::Bool(match id {
-        FieldId::EvtIsOpenWrite => rdwr || has("O_WRONLY"),
-        FieldId::EvtIsOpenRead => rdwr || !(has("O_WRONLY") || has("O_PATH")),
-        _ => has("O_EXEC") || has("FMODE_EXEC"),
-    })
-}
-
-fn open_mode_raw(flags: i64, id: FieldId) -> bool {
-    let acc = flags & 3;
-    match id {
-        FieldId::EvtIsOpenWrite => acc == 1 || acc == 2,
-        FieldId::EvtIsOpenRead => acc == 0 || acc == 2,
-        _ => false,
-    }
+    let write = rdwr || has("O_WRONLY");
+    let read = rdwr || !(has("O_WRONLY") || has("O_PATH"));
+    (read, write, has("O_EXEC") || has("FMODE_EXEC"))
 }
 
 #[cfg(test)]

@@ -126,6 +126,7 @@ impl Engine {
     /// allocate once `m` has grown to the largest match count.
     pub fn matches<'m>(&self, ev: &Event, m: &'m mut Matcher) -> &'m [u32] {
         m.matched.clear();
+        m.scratch.reset(self.rules.memo_slots);
         let Some(candidates) = self.rules.by_type.get(ev.derived.type_id as usize) else {
             return &m.matched;
         };
