@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// Also print events on stdout.
     #[arg(long, value_enum, default_value_t = PrintEvents::None)]
     pub print_events: PrintEvents,
+    /// Alert channels (YAML list: stdout, file, syslog, http; docs/audit.md "Outputs").
+    /// Replaces the default stdout channel.
+    #[arg(long, value_name = "FILE")]
+    pub outputs: Option<PathBuf>,
     /// Audit log directory.
     #[arg(long, default_value = "/var/lib/guard/audit")]
     pub audit_dir: PathBuf,
@@ -198,13 +202,26 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Format::Text,
         None => Format::Json,
     };
-    let outputs = Outputs::start(vec![ChannelConfig {
-        name: None,
-        min_priority: crate::alert::Priority::Debug,
-        queue: 4096,
-        kind: ChannelKind::Stdout { format },
-    }])
-    .context("starting outputs")?;
+    let channels = match &args.outputs {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_yaml::from_str::<Vec<ChannelConfig>>(&text).map_err(|e| {
+                let at = e
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                anyhow::anyhow!("{}{at}: {e}", path.display())
+            })?
+        }
+        None => vec![ChannelConfig {
+            name: None,
+            min_priority: crate::alert::Priority::Debug,
+            queue: 4096,
+            kind: ChannelKind::Stdout { format },
+        }],
+    };
+    let outputs = Outputs::start(channels).context("starting outputs")?;
     let audit = if args.no_audit {
         None
     } else {

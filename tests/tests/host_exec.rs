@@ -22,7 +22,7 @@ fn docker_exec_event_carries_the_container_cgroup_id() {
     assert!(ok, "docker exec failed");
     let ev = agent
         .wait_for(Duration::from_secs(20), |v| {
-            v["kind"] == "exec" && v["filename"] == "/bin/true" && v["cgroup_id"] == want
+            v["kind"] == "exec" && v["filename"]["text"] == "/bin/true" && v["cgroup_id"] == want
         })
         .unwrap_or_else(|| {
             panic!(
@@ -38,7 +38,7 @@ fn docker_exec_event_carries_the_container_cgroup_id() {
         .expect("true");
     let host = agent
         .wait_for(Duration::from_secs(20), |v| {
-            v["kind"] == "exec" && v["filename"] == "/bin/true" && v["cgroup_id"] != want
+            v["kind"] == "exec" && v["filename"]["text"] == "/bin/true" && v["cgroup_id"] != want
         })
         .expect("host exec event");
     assert_ne!(host["cgroup_id"], want);

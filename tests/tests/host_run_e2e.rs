@@ -27,6 +27,15 @@ fn shell_in_container_under_kill_on_critical_leaves_it_exited() {
     )
     .expect("responses");
 
+    let alerts_file = tmp.join("alerts.jsonl");
+    std::fs::write(
+        tmp.join("outputs.yaml"),
+        format!(
+            "- {{type: stdout, format: json}}\n- {{type: file, path: {}, format: json, min_priority: Critical}}\n",
+            alerts_file.display()
+        ),
+    )
+    .expect("outputs");
     let c = docker.run(&["--label", "guard-e2e=kill"], &["sleep", "600"]);
     let audit = tmp.join("audit");
     let policies = repo_root().join("policies");
@@ -42,6 +51,8 @@ fn shell_in_container_under_kill_on_critical_leaves_it_exited() {
         tmp.join("responses").to_str().expect("utf8"),
         "--audit-dir",
         audit.to_str().expect("utf8"),
+        "--outputs",
+        tmp.join("outputs.yaml").to_str().expect("utf8"),
     ]);
     let t0 = Instant::now();
     // The shell may be killed mid-run with the container: its exit status is not the point.
@@ -63,6 +74,11 @@ fn shell_in_container_under_kill_on_critical_leaves_it_exited() {
     }
     assert!(!running, "the container was not killed");
     drop(agent);
+    // The file channel got the Critical alert, and only Critical-or-worse ones.
+    let file = std::fs::read_to_string(&alerts_file).expect("alerts file");
+    let lines: Vec<serde_json::Value> = file.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.iter().any(|a| a["rule"] == "Shell spawned in container"), "{file}");
+    assert!(lines.iter().all(|a| ["Critical", "Alert", "Emergency"].contains(&a["priority"].as_str().unwrap_or(""))));
 
     let out = std::process::Command::new(guard_bin())
         .args(["audit", "verify"])

@@ -30,10 +30,10 @@ outcome control-before-guard "ok exit=0" "$TESTKIT" try-exec --cgroup "$denied" 
 
 if guard_start --deny-exec-cgroup "$denied"; then
     # The startup log names the exec enforcement backend; here it must be BPF LSM.
-    line="$(grep 'guard starting' "$GUARD_ERR" | head -n1)"
+    line="$(grep 'probes attached' "$GUARD_ERR" | head -n1)"
     case "$line" in
         *'exec_backend="bpf-lsm"'*) pass guard-ready-bpf-lsm "$line" ;;
-        *) fail guard-ready-bpf-lsm "startup log: ${line:-no 'guard starting' line}" ;;
+        *) fail guard-ready-bpf-lsm "startup log: ${line:-no 'probes attached' line}" ;;
     esac
     outcome exec-denied-eperm errno=1 "$TESTKIT" try-exec --cgroup "$denied" /bin/busybox true
     outcome exec-allowed-sibling "ok exit=0" "$TESTKIT" try-exec --cgroup "$allowed" /bin/busybox true
@@ -44,7 +44,7 @@ if guard_start --deny-exec-cgroup "$denied"; then
     guard_stop
     sed 's/^/  guard-stderr: /' "$GUARD_ERR"
 
-    ev="$(grep '"kind":"exec"' "$GUARD_OUT" | grep '"filename":"/tmp/guard-vm-marker/true"' | head -n1)"
+    ev="$(grep '"kind":"exec"' "$GUARD_OUT" | grep '"filename":{"text":"/tmp/guard-vm-marker/true"' | head -n1)"
     if [ -n "$ev" ] && echo "$ev" | grep -q "\"cgroup_id\":$(cgroup_id "$allowed")[,}]"; then
         pass exec-event-filename "marker exec: $marker; event: $ev"
     else

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Capture throughput: runs a tight open/close loop and a fork+exec loop in a cgroup of their
+# own, with `guard record --only-cgroup` writing every enriched event, and reports the event
+# rate the loop produced and the drops guard counted. Zero drops at the loop's full speed means
+# the agent sustains at least that rate. Root only; not part of CI (timing).
+#   usage: integration/bench/capture-rate.sh [OPENS] [EXECS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+OPENS="${1:-1000000}"
+EXECS="${2:-20000}"
+cargo build -q --release -p guard
+GUARD=target/release/guard
+CG2="$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)"
+CG="$CG2/guard-bench-$$"
+mkdir "$CG"
+OUT="$(mktemp)"
+cleanup() { [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null || true; rmdir "$CG" 2>/dev/null || true; rm -f "$OUT" "$OUT.err"; }
+trap cleanup EXIT
+
+run_case() {
+    local name="$1" count="$2" code="$3"
+    "$GUARD" record --only-cgroup "$CG" --drop-report-secs 3600 >"$OUT" 2>"$OUT.err" &
+    GPID=$!
+    until grep -q '^guard: ready' "$OUT.err"; do sleep 0.1; done
+    local t0 t1
+    t0=$(date +%s.%N)
+    python3 -c "
+import os, sys
+with open('$CG/cgroup.procs', 'w') as f: f.write(str(os.getpid()))
+n = $count
+$code
+"
+    t1=$(date +%s.%N)
+    sleep 1
+    kill -TERM "$GPID"; wait "$GPID" || true; GPID=""
+    local events drops
+    events=$(grep -vc '"kind":"drops"' "$OUT" || true)
+    drops=$(grep '"kind":"drops"' "$OUT" | tail -n1 | sed 's/.*"total":\([0-9]*\).*/\1/')
+    awk -v n="$name" -v c="$count" -v a="$t0" -v b="$t1" -v e="$events" -v d="${drops:-?}" \
+        'BEGIN { printf "%-10s %9d ops in %6.2f s = %9.0f ops/s; events received %d, dropped %s\n", n, c, b - a, c / (b - a), e, d }'
+}
+
+echo "machine: $(nproc) CPUs, $(uname -r)"
+run_case open-close "$OPENS" "
+for _ in range(n):
+    os.close(os.open('/etc/hostname', os.O_RDONLY))"
+run_case fork-exec "$EXECS" "
+for _ in range(n):
+    pid = os.posix_spawn('/bin/true', ['/bin/true'], {})
+    os.waitpid(pid, 0)"
