@@ -41,7 +41,7 @@ fn base(i: usize, evt_type: &str, name: &str, in_container: bool) -> Event {
     p.exe = format!("/usr/bin/{name}");
     p.exepath = p.exe.clone();
     p.args = vec!["--config".into(), "/etc/app/app.conf".into()];
-    p.uid = if i % 3 == 0 { 0 } else { 1000 };
+    p.uid = if i.is_multiple_of(3) { 0 } else { 1000 };
     p.user = Some(if p.uid == 0 {
         "root".into()
     } else {
@@ -238,7 +238,10 @@ fn bench(c: &mut Criterion) {
             }
         }
         let ns = (cpu() - t0) * 1e9 / (100 * subset.len()) as f64;
-        eprintln!("  {t:>8}: {:4} events/pass, {ns:6.0} ns/event", subset.len());
+        eprintln!(
+            "  {t:>8}: {:4} events/pass, {ns:6.0} ns/event",
+            subset.len()
+        );
     }
     let mut g = c.benchmark_group("rules");
     g.throughput(Throughput::Elements(events.len() as u64));

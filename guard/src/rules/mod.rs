@@ -131,10 +131,10 @@ impl Engine {
             return &m.matched;
         };
         for &i in candidates.iter() {
-            if let Some(r) = self.rules.rules.get(i as usize) {
-                if r.node.eval(ev, &self.ctx, &mut m.scratch) {
-                    m.matched.push(i);
-                }
+            if let Some(r) = self.rules.rules.get(i as usize)
+                && r.node.eval(ev, &self.ctx, &mut m.scratch)
+            {
+                m.matched.push(i);
             }
         }
         &m.matched
