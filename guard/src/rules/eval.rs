@@ -167,6 +167,7 @@ impl Node {
 }
 
 impl Check {
+    #[inline]
     fn eval(&self, ev: &Event, ctx: &Ctx, s: &mut Scratch) -> bool {
         if matches!(self.test, Test::Unavailable) {
             return false;
@@ -286,6 +287,7 @@ fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
 }
 
 impl Test {
+    #[inline]
     fn eval(&self, v: Val<'_>, ev: &Event, ctx: &Ctx, buf: &mut String) -> bool {
         match (self, v) {
             (Test::Exists, _) => true,

@@ -1094,6 +1094,7 @@ impl FieldRef {
 
     /// The `n`th value (n = 0 for single-valued fields). `buf` holds rendered numbers for
     /// `evt.arg.*`; it is reused, so the caller allocates nothing once it has grown.
+    #[inline]
     pub fn extract<'a>(
         &self,
         ev: &'a Event,
