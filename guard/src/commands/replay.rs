@@ -81,10 +81,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             write_err.get_or_insert(e);
         }
     });
-    if let Some(e) = write_err {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
+    if let Some(e) = write_err
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     let events = result.map_err(|e| anyhow::anyhow!("{}: {e}", args.events.display()))?;
     eprintln!("{events} events, {alerts} alerts");

@@ -288,10 +288,10 @@ impl<'d> Compiler<'d> {
         }
         out.unavailable = uses.unavailable.iter().copied().collect();
         for f in &uses.unavailable {
-            if let Some(e) = self.unavailable.get_mut(f) {
-                if out.status == RuleStatus::Active {
-                    e.2.insert(r.name.clone());
-                }
+            if let Some(e) = self.unavailable.get_mut(f)
+                && out.status == RuleStatus::Active
+            {
+                e.2.insert(r.name.clone());
             }
         }
         out
@@ -457,10 +457,11 @@ impl<'d> Compiler<'d> {
             }
         }
         let transformers: Box<[Transformer]> = c.field.transformers.clone().into();
-        if field.id == FieldId::EvtType && transformers.is_empty() {
-            if let Some(node) = self.type_check(c, src)? {
-                return Ok(node);
-            }
+        if field.id == FieldId::EvtType
+            && transformers.is_empty()
+            && let Some(node) = self.type_check(c, src)?
+        {
+            return Ok(node);
         }
         let mut negate = false;
         let test = match &c.operand {
@@ -931,7 +932,7 @@ fn parse_num(s: &str) -> Option<i64> {
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())

@@ -167,6 +167,7 @@ impl Node {
 }
 
 impl Check {
+    #[inline]
     fn eval(&self, ev: &Event, ctx: &Ctx, s: &mut Scratch) -> bool {
         if matches!(self.test, Test::Unavailable) {
             return false;
@@ -230,12 +231,26 @@ fn transform<'a>(v: Val<'a>, ts: &[Transformer], b: &'a mut String, c: &'a mut S
                 b.drain(..start);
             }
             Transformer::B64 => {
-                c.clear();
-                let mut bytes = Vec::new();
-                match base64::engine::general_purpose::STANDARD.decode_vec(b.as_bytes(), &mut bytes)
+                // Decode into `c`'s buffer, reused across events. Invalid base64 or a result
+                // that is not UTF-8 has no string value.
+                let mut bytes = std::mem::take(c).into_bytes();
+                bytes.clear();
+                if base64::engine::general_purpose::STANDARD
+                    .decode_vec(b.as_bytes(), &mut bytes)
+                    .is_err()
                 {
-                    Ok(()) => c.push_str(&String::from_utf8_lossy(&bytes)),
-                    Err(_) => return Val::Na,
+                    bytes.clear();
+                    *c = String::from_utf8(bytes).unwrap_or_default();
+                    return Val::Na;
+                }
+                match String::from_utf8(bytes) {
+                    Ok(decoded) => *c = decoded,
+                    Err(e) => {
+                        let mut bytes = e.into_bytes();
+                        bytes.clear();
+                        *c = String::from_utf8(bytes).unwrap_or_default();
+                        return Val::Na;
+                    }
                 }
                 std::mem::swap(b, c);
             }
@@ -253,13 +268,13 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
         && (a.len() <= 16 || a == b)
 }
 
-fn icontains(hay: &str, needle_lower: &str) -> bool {
-    let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
+/// ASCII case-insensitive substring search (either side may have any case).
+fn icontains(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
     if n.is_empty() {
         return true;
     }
-    h.windows(n.len())
-        .any(|w| w.iter().zip(n).all(|(x, y)| x.to_ascii_lowercase() == *y))
+    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
@@ -272,6 +287,7 @@ fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
 }
 
 impl Test {
+    #[inline]
     fn eval(&self, v: Val<'_>, ev: &Event, ctx: &Ctx, buf: &mut String) -> bool {
         match (self, v) {
             (Test::Exists, _) => true,
@@ -315,7 +331,7 @@ fn field_cmp(l: Val<'_>, r: Val<'_>, op: FieldOp) -> bool {
     match (l, r, op) {
         (Val::Str(a), Val::Str(b), FieldOp::Cmp(c)) => c.holds(a, b),
         (Val::Str(a), Val::Str(b), FieldOp::Contains) => a.contains(b),
-        (Val::Str(a), Val::Str(b), FieldOp::IContains) => icontains(a, &b.to_ascii_lowercase()),
+        (Val::Str(a), Val::Str(b), FieldOp::IContains) => icontains(a, b),
         (Val::Str(a), Val::Str(b), FieldOp::StartsWith) => a.starts_with(b),
         (Val::Str(a), Val::Str(b), FieldOp::EndsWith) => a.ends_with(b),
         (Val::Num(a), Val::Num(b), FieldOp::Cmp(c)) => c.holds(a, b),

@@ -769,14 +769,13 @@ pub fn resolve(full: &str) -> Result<(Resolved, Option<&'static Renamed>), Resol
             if let Some(k) = base
                 .strip_prefix(def.name)
                 .and_then(|r| r.strip_prefix('.'))
+                && !k.is_empty()
             {
-                if !k.is_empty() {
-                    let f = FieldRef {
-                        id: def.id,
-                        arg: FieldArg::Key(k.into()),
-                    };
-                    return Ok((Resolved::Field(f, def), None));
-                }
+                let f = FieldRef {
+                    id: def.id,
+                    arg: FieldArg::Key(k.into()),
+                };
+                return Ok((Resolved::Field(f, def), None));
             }
         }
     }
@@ -1095,6 +1094,7 @@ impl FieldRef {
 
     /// The `n`th value (n = 0 for single-valued fields). `buf` holds rendered numbers for
     /// `evt.arg.*`; it is reused, so the caller allocates nothing once it has grown.
+    #[inline]
     pub fn extract<'a>(
         &self,
         ev: &'a Event,

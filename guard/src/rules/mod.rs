@@ -123,18 +123,26 @@ impl Engine {
     }
 
     /// Indices (into `rules.rules`) of every rule that matches, in rule order. Does not
-    /// allocate once `m` has grown to the largest match count.
+    /// allocate once `m` has grown to the largest match count. `ev` must have been through
+    /// [`Event::prepare`] (the readers do it); an unprepared event matches nothing.
     pub fn matches<'m>(&self, ev: &Event, m: &'m mut Matcher) -> &'m [u32] {
         m.matched.clear();
+        debug_assert!(
+            ev.derived.prepared,
+            "Engine::matches needs Event::prepare first"
+        );
+        if !ev.derived.prepared {
+            return &m.matched;
+        }
         m.scratch.reset(self.rules.memo_slots);
         let Some(candidates) = self.rules.by_type.get(ev.derived.type_id as usize) else {
             return &m.matched;
         };
         for &i in candidates.iter() {
-            if let Some(r) = self.rules.rules.get(i as usize) {
-                if r.node.eval(ev, &self.ctx, &mut m.scratch) {
-                    m.matched.push(i);
-                }
+            if let Some(r) = self.rules.rules.get(i as usize)
+                && r.node.eval(ev, &self.ctx, &mut m.scratch)
+            {
+                m.matched.push(i);
             }
         }
         &m.matched

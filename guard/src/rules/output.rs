@@ -75,10 +75,10 @@ impl OutputFormat {
                     j += 1;
                 }
                 // An argument in brackets: proc.aname[2], container.label[app].
-                if chars.get(j) == Some(&'[') {
-                    if let Some(close) = chars[j..].iter().position(|&c| c == ']') {
-                        j += close + 1;
-                    }
+                if chars.get(j) == Some(&'[')
+                    && let Some(close) = chars[j..].iter().position(|&c| c == ']')
+                {
+                    j += close + 1;
                 }
                 name = chars[i + 1..j]
                     .iter()

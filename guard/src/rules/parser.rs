@@ -233,34 +233,34 @@ impl Parser {
                 format!("expected a field, found {}", describe(&t.tok)),
             ));
         };
-        if let Some(tr) = Transformer::parse(w) {
-            if matches!(
+        if let Some(tr) = Transformer::parse(w)
+            && matches!(
                 self.peek(),
                 Some(Token {
                     tok: Tok::LParen,
                     ..
                 })
-            ) {
-                self.bump();
-                self.enter(t.span)?;
-                let mut inner = self.field_expr()?;
-                self.depth -= 1;
-                match self.bump() {
-                    Some(Token {
-                        tok: Tok::RParen,
-                        span,
-                    }) => {
-                        inner.transformers.insert(0, tr);
-                        inner.span = Span {
-                            start: t.span.start,
-                            end: span.end,
-                        };
-                        return Ok(inner);
-                    }
-                    other => {
-                        let span = other.map_or(self.end_span(), |o| o.span);
-                        return Err(self.err_at(span, format!("expected ')' to close {w}(")));
-                    }
+            )
+        {
+            self.bump();
+            self.enter(t.span)?;
+            let mut inner = self.field_expr()?;
+            self.depth -= 1;
+            match self.bump() {
+                Some(Token {
+                    tok: Tok::RParen,
+                    span,
+                }) => {
+                    inner.transformers.insert(0, tr);
+                    inner.span = Span {
+                        start: t.span.start,
+                        end: span.end,
+                    };
+                    return Ok(inner);
+                }
+                other => {
+                    let span = other.map_or(self.end_span(), |o| o.span);
+                    return Err(self.err_at(span, format!("expected ')' to close {w}(")));
                 }
             }
         }

@@ -1,0 +1,127 @@
+//! The offline subcommands as a user runs them: exit codes, stdout data, stderr summaries.
+
+use std::process::Command;
+
+fn guard() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_guard"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    c.env_remove("GUARD_RULES");
+    c
+}
+
+fn tmp(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("guard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn validate_lists_all_errors_and_fails() {
+    let bad = tmp(
+        "bad.yaml",
+        "- rule: a\n  desc: d\n  condition: proc.nmae = x\n  output: o\n  priority: INFO\n- rule: b\n  desc: d\n  condition: proc.pid = x\n  output: o\n  priority: INFO\n",
+    );
+    let out = guard().arg("validate").arg(&bad).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bad.yaml:3:14: error: unknown field 'proc.nmae'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad.yaml:8:25: error: type mismatch"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 error(s)"));
+}
+
+#[test]
+fn validate_accepts_policies_and_falco() {
+    let out = guard()
+        .args([
+            "validate",
+            "../shared/falco-rules/falco_rules.yaml",
+            "policies",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("42 rules (42 active"), "{stderr}");
+}
+
+#[test]
+fn rules_list_json() {
+    let out = guard()
+        .args(["rules", "list", "--json", "--rules", "policies"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = v.as_array().expect("array");
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "Shell spawned in container"
+                && r["priority"] == "Warning"
+                && r["status"] == "active")
+    );
+}
+
+#[test]
+fn replay_prints_alert_json_lines_and_reports_bad_lines() {
+    let out = guard()
+        .args([
+            "replay",
+            "--rules",
+            "policies",
+            "--hostname",
+            "h1",
+            "tests/corpus/policies/netcat.pos.jsonl",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert json"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["rule"], "Netcat or socat remote shell");
+    assert_eq!(lines[0]["hostname"], "h1");
+    let bad = tmp(
+        "bad.jsonl",
+        "{\"v\":1,\"time\":1,\"type\":\"execve\",\"proc\":{\"pid\":1,\"name\":\"a\"}}\n{\"v\":1,\"bogus\":2}\n",
+    );
+    let out = guard()
+        .args(["replay", "--rules", "policies"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = guard()
+        .args([
+            "replay",
+            "--rules",
+            "policies",
+            "--format",
+            "text",
+            "tests/corpus/policies/kmod.pos.jsonl",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains("Critical Kernel module loaded (process=insmod")
+    );
+}
