@@ -34,6 +34,7 @@ const REQUIRED: &[&str] = &[
     "exec-deny/exec-allowed-root",
     "exec-deny/exec-event-filename",
     "exec-deny/exec-denied-event",
+    "module-load/module-load-event",
 ];
 
 fn repo_root() -> PathBuf {

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         "try-exec" => try_exec(rest),
         "try-open" => try_open(rest),
         "try-connect" => try_connect(rest),
+        "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -257,6 +258,31 @@ fn try_open(args: &[OsString]) -> ExitCode {
     }
     // SAFETY: our descriptor.
     unsafe { libc::close(fd) };
+    println!("ok");
+    ExitCode::from(EXIT_OK)
+}
+
+/// `try-finit-module PATH PARAMS`: finit_module(2) on PATH with PARAMS, reporting the errno.
+fn try_finit_module(args: &[OsString]) -> ExitCode {
+    let (Some(path), Some(params)) = (args.first(), args.get(1)) else {
+        return usage("try-finit-module needs PATH and PARAMS");
+    };
+    let (Some(path_c), Some(params_c)) = (cstring(path), cstring(params)) else {
+        return usage("PATH or PARAMS contains a NUL byte");
+    };
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(path_c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return report_errno(last_errno());
+    }
+    // SAFETY: our descriptor and a valid C string.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, fd, params_c.as_ptr(), 0) };
+    let err = last_errno();
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return report_errno(err);
+    }
     println!("ok");
     ExitCode::from(EXIT_OK)
 }
