@@ -594,6 +594,8 @@ pub struct DropReport {
     pub by_kind: std::collections::BTreeMap<String, u64>,
     /// Records received but malformed.
     pub decode_errors: u64,
+    /// Program runs the kernel skipped (recursion protection), by program: each a lost event.
+    pub kernel_missed: std::collections::BTreeMap<String, u64>,
 }
 
 impl DropReport {
@@ -605,17 +607,24 @@ impl DropReport {
                 .map(|(k, n)| (k.name().to_owned(), n))
                 .collect(),
             decode_errors: DECODE_ERRORS.load(Ordering::Relaxed),
+            kernel_missed: probes
+                .missed_runs()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         })
     }
 
     pub fn total(&self) -> u64 {
-        self.by_kind.values().sum::<u64>() + self.decode_errors
+        self.by_kind.values().sum::<u64>()
+            + self.decode_errors
+            + self.kernel_missed.values().sum::<u64>()
     }
 
     fn print(&self, out: &mut impl Write) -> Result<()> {
         serde_json::to_writer(
             &mut *out,
-            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "total": self.total()}),
+            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "kernel_missed": self.kernel_missed, "total": self.total()}),
         )?;
         out.write_all(b"\n")?;
         out.flush()?;

@@ -235,6 +235,22 @@ impl Probes {
         Ok(BpfHashMap::try_from(map)?)
     }
 
+    /// Runs the kernel skipped, per program: a tracepoint that fires while another BPF program
+    /// runs on the same CPU (possible where syscall tracepoints are preemptible) is not run,
+    /// and its event is lost. The kernel counts these as `recursion_misses`.
+    pub fn missed_runs(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (name, prog) in self.ebpf.programs() {
+            let Ok(fd) = prog.fd() else { continue };
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
+            if let Some(n) = recursion_misses(raw) {
+                out.push((name.to_owned(), n));
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Per-kind count of records the kernel could not deliver, summed over CPUs.
     pub fn drops(&self) -> Result<Vec<(EventKind, u64)>> {
         let map = self
@@ -249,6 +265,27 @@ impl Probes {
         }
         Ok(out)
     }
+}
+
+/// `bpf_prog_info.recursion_misses` of a loaded program (Linux >= 5.12), by BPF_OBJ_GET_INFO_BY_FD.
+fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    // SAFETY: a plain C struct for which all-zero is valid.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    // union bpf_attr, info member: { u32 bpf_fd; u32 info_len; u64 info; }.
+    let mut attr = [0u64; 2];
+    attr[0] = u64::from(prog_fd as u32) | (u64::from(size_of_val(&info) as u32) << 32);
+    attr[1] = &mut info as *mut _ as u64;
+    // SAFETY: attr and info outlive the call; the kernel writes at most info_len bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            size_of_val(&attr) as u32,
+        )
+    };
+    (r == 0).then_some(info.recursion_misses)
 }
 
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Capture throughput: runs a tight open/close loop and a fork+exec loop in a cgroup of their
-# own, with `guard record --only-cgroup` writing every enriched event, and reports the event
-# rate the loop produced and the drops guard counted. Zero drops at the loop's full speed means
-# the agent sustains at least that rate. Root only; not part of CI (timing).
-#   usage: integration/bench/capture-rate.sh [OPENS] [EXECS]
+# Capture throughput: open/close loops paced at increasing rates, and a fork+exec loop at full
+# speed, each in a cgroup of its own, with `guard record --only-cgroup` writing every enriched
+# event to a file. Reports the rate each loop achieved and the drops guard counted: the highest
+# rate with zero drops is what the agent sustains. Root only; not part of CI (timing).
+#   usage: integration/bench/capture-rate.sh [SECONDS_PER_STEP] [EXECS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-OPENS="${1:-1000000}"
-EXECS="${2:-20000}"
+SECS="${1:-10}"
+EXECS="${2:-5000}"
 cargo build -q --release -p guard
 GUARD=target/release/guard
 CG2="$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)"
@@ -41,9 +41,20 @@ $code
 }
 
 echo "machine: $(nproc) CPUs, $(uname -r)"
-run_case open-close "$OPENS" "
-for _ in range(n):
-    os.close(os.open('/etc/hostname', os.O_RDONLY))"
+for rate in 10000 20000 40000 60000 80000 0; do
+    # rate 0: unpaced, as fast as the loop goes.
+    n=$(( rate > 0 ? rate * SECS : 1000000 ))
+    run_case "open@${rate}" "$n" "
+import time
+rate = $rate
+t0 = time.monotonic()
+for i in range(n):
+    os.close(os.open('/etc/hostname', os.O_RDONLY))
+    if rate and i % 100 == 99:
+        ahead = (i + 1) / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)"
+done
 run_case fork-exec "$EXECS" "
 for _ in range(n):
     pid = os.posix_spawn('/bin/true', ['/bin/true'], {})

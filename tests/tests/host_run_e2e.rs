@@ -76,9 +76,19 @@ fn shell_in_container_under_kill_on_critical_leaves_it_exited() {
     drop(agent);
     // The file channel got the Critical alert, and only Critical-or-worse ones.
     let file = std::fs::read_to_string(&alerts_file).expect("alerts file");
-    let lines: Vec<serde_json::Value> = file.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(lines.iter().any(|a| a["rule"] == "Shell spawned in container"), "{file}");
-    assert!(lines.iter().all(|a| ["Critical", "Alert", "Emergency"].contains(&a["priority"].as_str().unwrap_or(""))));
+    let lines: Vec<serde_json::Value> = file
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|a| a["rule"] == "Shell spawned in container"),
+        "{file}"
+    );
+    assert!(lines.iter().all(|a| {
+        ["Critical", "Alert", "Emergency"].contains(&a["priority"].as_str().unwrap_or(""))
+    }));
 
     let out = std::process::Command::new(guard_bin())
         .args(["audit", "verify"])
