@@ -281,24 +281,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     p.pump(&args.capture).await
 }
 
-/// SHA-256 of every rules file given (directories expanded to their YAML files).
+/// SHA-256 of every rules file given (directories expanded as `guard validate` does).
 fn hash_files(paths: &[PathBuf]) -> Vec<FileHash> {
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(p.clone());
-        }
-    }
+    let files = crate::commands::validate::expand(paths);
     files
         .into_iter()
         .map(|f| FileHash {

@@ -201,15 +201,11 @@ fn program_support() -> (Check, Check) {
     (tp, lsm)
 }
 
-/// Finds the cgroup2 mount point in /proc/self/mountinfo.
+/// The cgroup2 mount point, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        (post.split_whitespace().next()? == "cgroup2")
-            .then(|| pre.split_whitespace().nth(4).map(str::to_owned))
-            .flatten()
-    })
+    crate::state::procfs::parse_cgroup2_mount(&info)
+        .map(|m| m.mount_point.to_string_lossy().into_owned())
 }
 
 fn cgroup_v2() -> Check {

@@ -395,6 +395,16 @@ pub fn split_image(image: &str) -> (&str, &str) {
     }
 }
 
+/// Parses and prepares one JSON line; an event without `num` gets `default_num`.
+pub fn parse_line(line: &str, default_num: u64) -> Result<Event, String> {
+    let mut ev: Event = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if ev.num == 0 {
+        ev.num = default_num;
+    }
+    ev.prepare()?;
+    Ok(ev)
+}
+
 /// Reads JSON-lines events. Blank lines are skipped; any bad line is an error that names its
 /// line number. Events without `num` are numbered by line order.
 pub fn read_events(input: impl BufRead) -> Result<Vec<Event>, ModelError> {
@@ -404,12 +414,8 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<Event>, ModelError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |msg: String| ModelError::Line { line: i + 1, msg };
-        let mut ev: Event = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-        if ev.num == 0 {
-            ev.num = out.len() as u64 + 1;
-        }
-        ev.prepare().map_err(bad)?;
+        let ev = parse_line(&line, out.len() as u64 + 1)
+            .map_err(|msg| ModelError::Line { line: i + 1, msg })?;
         out.push(ev);
     }
     Ok(out)

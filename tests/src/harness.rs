@@ -281,16 +281,7 @@ impl Drop for Container {
 /// Path of the cgroup v2 directory of `pid` (cgroup2 may be mounted at /sys/fs/cgroup or, in
 /// hybrid mode, elsewhere such as /sys/fs/cgroup/unified).
 pub fn cgroup_v2_dir(pid: u32) -> PathBuf {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mount = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2")
-                .then(|| pre.split_whitespace().nth(4).map(str::to_owned))
-                .flatten()
-        })
-        .expect("no cgroup2 mount");
+    let mount = cgroup2_mount();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/pid/cgroup");
     let rel = cg
         .lines()
@@ -302,15 +293,9 @@ pub fn cgroup_v2_dir(pid: u32) -> PathBuf {
 /// The cgroup2 mount point (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
 pub fn cgroup2_mount() -> PathBuf {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    mountinfo
-        .lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            (post.split_whitespace().next()? == "cgroup2")
-                .then(|| pre.split_whitespace().nth(4).map(PathBuf::from))
-                .flatten()
-        })
+    guard::state::procfs::parse_cgroup2_mount(&mountinfo)
         .expect("no cgroup2 mount")
+        .mount_point
 }
 
 /// A cgroup v2 directory made for one test; removed on drop (after its tasks have exited).

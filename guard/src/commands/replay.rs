@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     alert::Alert,
-    model::{Event, ModelError},
+    model::ModelError,
     rules::{Engine, Matcher, output::text_line},
 };
 
@@ -43,13 +43,9 @@ pub fn replay(
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |msg: String| ModelError::Line { line: i + 1, msg };
-        let mut ev: Event = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
         count += 1;
-        if ev.num == 0 {
-            ev.num = count;
-        }
-        ev.prepare().map_err(bad)?;
+        let ev = crate::model::parse_line(&line, count)
+            .map_err(|msg| ModelError::Line { line: i + 1, msg })?;
         for a in engine.alerts(&ev, &mut m) {
             on_alert(a);
         }

@@ -32,7 +32,7 @@ fn is_response_file(path: &std::path::Path) -> bool {
 }
 
 /// Expands directories to their YAML files, in name order.
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
