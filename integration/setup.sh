@@ -48,7 +48,9 @@ fi
 want_linker=0
 if command -v bpf-linker >/dev/null; then
     # bpf-linker links against one LLVM; a mismatch with the nightly's corrupts bitcode.
-    if ! ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "libLLVM.so.${LLVM_MAJOR}\b\|libLLVM-${LLVM_MAJOR}\b"; then
+    # Capture first: under pipefail, `ldd | grep -q` fails when grep exits early (SIGPIPE).
+    linker_libs="$(ldd "$(command -v bpf-linker)" 2>/dev/null || true)"
+    if ! grep -q "libLLVM.so.${LLVM_MAJOR}\b\|libLLVM-${LLVM_MAJOR}\b" <<<"$linker_libs"; then
         say "bpf-linker is not linked against LLVM ${LLVM_MAJOR}; rebuilding"
         want_linker=1
     else
