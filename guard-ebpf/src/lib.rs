@@ -23,6 +23,10 @@ pub const DEFAULT_RING_BYTES: u32 = 1 << 23;
 pub const MAX_POLICY_CGROUPS: u32 = 16_384;
 /// Threads that can be inside a traced syscall at once (LRU beyond that).
 pub const MAX_PENDING_SYSCALLS: u32 = 16_384;
+/// Syscall numbers below this are looked up in `SYSCALL_FILTER`; larger ones (x32) are ignored.
+pub const MAX_SYSCALL_NR: u32 = 512;
+/// `thread_info.status` bit of a task inside a 32-bit (ia32) syscall, whose numbers differ.
+pub const TS_COMPAT: u32 = 0x0002;
 /// Offset value meaning "this kernel has no such field".
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
@@ -33,6 +37,8 @@ pub mod names {
     pub const SCRATCH: &str = "SCRATCH";
     pub const SETTINGS: &str = "SETTINGS";
     pub const PENDING: &str = "PENDING";
+    /// Syscall number -> non-zero when traced (`raw_syscalls` fire for every syscall).
+    pub const SYSCALL_FILTER: &str = "SYSCALL_FILTER";
     pub const EXEC_DENY_CGROUPS: &str = "EXEC_DENY_CGROUPS";
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const PROG_SCHED_PROCESS_EXEC: &str = "sched_process_exec";
@@ -46,6 +52,12 @@ pub mod names {
     pub const PROG_QUARANTINE_INGRESS: &str = "quarantine_ingress";
     pub const PROG_QUARANTINE_EGRESS: &str = "quarantine_egress";
 }
+
+/// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert
+/// failed, or the exit came without an entry), so no record could be built for them.
+pub const DROP_SYSCALL_UNPAIRED: u32 = EventKind::COUNT;
+/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`.
+pub const DROP_SLOTS: u32 = EventKind::COUNT + 1;
 
 /// Kind of a ring-buffer record; also the index into the `DROPS` per-CPU array.
 #[repr(u16)]
@@ -114,10 +126,13 @@ pub struct KernelOffsets {
     pub mm_arg_end: u32,
     /// `trace_event_raw_sched_process_exec.__data_loc_filename`.
     pub tp_exec_filename_loc: u32,
-    /// `syscall_trace_enter.nr` / `.args` and `syscall_trace_exit.ret`.
-    pub tp_sys_nr: u32,
-    pub tp_sys_args: u32,
-    pub tp_sys_ret: u32,
+    /// `pt_regs` members holding syscall arguments 0..6 (`di si dx r10 r8 r9` on x86_64).
+    pub regs_args: [u32; 6],
+    /// `pt_regs.orig_ax`: the syscall number, still there at syscall exit.
+    pub regs_orig_ax: u32,
+    /// `task_struct.thread_info.status` (`TS_COMPAT` marks a 32-bit syscall); `OFFSET_ABSENT`
+    /// where the kernel has no such field.
+    pub task_ti_status: u32,
 }
 
 impl KernelOffsets {
@@ -132,9 +147,9 @@ impl KernelOffsets {
         mm_arg_start: OFFSET_ABSENT,
         mm_arg_end: OFFSET_ABSENT,
         tp_exec_filename_loc: OFFSET_ABSENT,
-        tp_sys_nr: OFFSET_ABSENT,
-        tp_sys_args: OFFSET_ABSENT,
-        tp_sys_ret: OFFSET_ABSENT,
+        regs_args: [OFFSET_ABSENT; 6],
+        regs_orig_ax: OFFSET_ABSENT,
+        task_ti_status: OFFSET_ABSENT,
     };
 }
 

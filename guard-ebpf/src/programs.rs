@@ -16,10 +16,10 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DEFAULT_RING_BYTES, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0,
-    FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_PENDING_SYSCALLS,
-    MAX_POLICY_CGROUPS, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody,
-    settings,
+    DEFAULT_RING_BYTES, DROP_SLOTS, DROP_SYSCALL_UNPAIRED, EventHeader, EventKind, ExecBody,
+    ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody,
+    KernelOffsets, MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, MAX_SYSCALL_NR, OFFSET_ABSENT,
+    PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody, TS_COMPAT, settings,
     syscalls::{Payload, spec},
 };
 
@@ -37,7 +37,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNSET;
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map]
-static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::COUNT, 0);
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
 #[map]
 static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
@@ -47,6 +47,9 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1
 static SETTINGS: Array<u64> = Array::with_max_entries(settings::COUNT, 0);
 
 /// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
+#[map]
+static SYSCALL_FILTER: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
 #[map]
 static PENDING: LruHashMap<u32, PendingSyscall> =
     LruHashMap::with_max_entries(MAX_PENDING_SYSCALLS, 0);
@@ -82,7 +85,12 @@ fn traced(tgid: u32) -> bool {
 
 #[inline(always)]
 fn count_drop(kind: EventKind) {
-    if let Some(slot) = DROPS.get_ptr_mut(kind as u32) {
+    count_drop_slot(kind as u32)
+}
+
+#[inline(always)]
+fn count_drop_slot(idx: u32) {
+    if let Some(slot) = DROPS.get_ptr_mut(idx) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *slot += 1 };
     }
@@ -311,8 +319,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     // TP_PROTO(struct task_struct *parent, struct task_struct *child)
-    // SAFETY: raw tracepoint arguments are the prototype's, read as plain words.
-    let child = unsafe { *(ctx.as_ptr() as *const u64).add(1) } as *const u8;
+    let child = raw_arg(&ctx, 1) as *const u8;
     let Some(mut rec) = Record::begin(EventKind::Fork, size_of::<ForkBody>(), &off) else {
         return 0;
     };
@@ -346,50 +353,89 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Attached to `syscalls/sys_enter_<name>` of every traced syscall: remembers the arguments.
-#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
-pub fn sys_enter(ctx: TracePointContext) -> u32 {
-    let off = offsets();
+/// Raw tracepoint argument `n` (the tracepoint's `TP_PROTO` arguments, as words).
+#[inline(always)]
+fn raw_arg(ctx: &RawTracePointContext, n: usize) -> u64 {
+    // SAFETY: `bpf_raw_tracepoint_args` is an array of the prototype's arguments; every
+    // tracepoint we attach to has more than `n` of them.
+    unsafe { *(ctx.as_ptr() as *const u64).add(n) }
+}
+
+/// Whether the current task is inside a 32-bit syscall, whose numbers are not x86_64's.
+#[inline(always)]
+fn in_compat_syscall(off: &KernelOffsets) -> bool {
+    // SAFETY: helper with no preconditions; the offset comes from BTF.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    unsafe { read_field::<u32>(task, off.task_ti_status) }.unwrap_or(0) & TS_COMPAT != 0
+}
+
+/// Whether syscall `nr` is selected by userspace (`SYSCALL_FILTER`).
+#[inline(always)]
+fn syscall_wanted(nr: u64) -> bool {
+    nr < MAX_SYSCALL_NR as u64 && SYSCALL_FILTER.get(nr as u32).is_some_and(|v| *v != 0)
+}
+
+/// `raw_syscalls/sys_enter`, for every syscall on the host: remembers the arguments of the
+/// traced ones until their exit. A raw tracepoint runs the program directly, without the
+/// perf-buffer step of `syscalls/sys_enter_*` that can lose events silently; what it skips
+/// (recursion) the kernel counts in the program's `recursion_misses`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long id)
+    let nr = raw_arg(&ctx, 1);
+    if !syscall_wanted(nr) {
+        return 0;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !traced((pid_tgid >> 32) as u32) {
+    let off = offsets();
+    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
         return 0;
     }
-    // SAFETY: reads within the tracepoint record through the checked accessor.
-    let nr = unsafe { ctx.read_at::<i32>(off.tp_sys_nr as usize) }.unwrap_or(-1);
-    if nr < 0 {
-        return 0;
-    }
+    let regs = raw_arg(&ctx, 0) as *const u8;
     let mut p = PendingSyscall {
         nr: nr as u32,
         _pad: 0,
         args: [0; 6],
     };
-    let base = off.tp_sys_args as usize;
     let mut i = 0;
     while i < 6 {
-        // SAFETY: as above.
-        p.args[i] = unsafe { ctx.read_at::<u64>(base + 8 * i) }.unwrap_or(0);
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        p.args[i] = unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0);
         i += 1;
     }
-    let _ = PENDING.insert(&(pid_tgid as u32), &p, 0);
+    if PENDING.insert(&(pid_tgid as u32), &p, 0).is_err() {
+        count_drop_slot(DROP_SYSCALL_UNPAIRED);
+    }
     0
 }
 
-/// Attached to `syscalls/sys_exit_<name>`: emits the syscall with its result and payloads.
-#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
-pub fn sys_exit(ctx: TracePointContext) -> u32 {
+/// `raw_syscalls/sys_exit`: emits a traced syscall with its result and payloads. A traced
+/// syscall whose entry was not recorded is counted as a drop, never lost silently.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret)
     let off = offsets();
-    let tid = bpf_get_current_pid_tgid() as u32;
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
+    let nr = unsafe { read_field::<u64>(regs, off.regs_orig_ax) }.unwrap_or(u64::MAX);
+    if !syscall_wanted(nr) {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
+        return 0;
+    }
+    let tid = pid_tgid as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        count_drop_slot(DROP_SYSCALL_UNPAIRED);
         return 0;
     };
     let _ = PENDING.remove(&tid);
     let Some(payloads) = spec(p.nr) else {
         return 0;
     };
-    // SAFETY: read within the tracepoint record through the checked accessor.
-    let ret = unsafe { ctx.read_at::<i64>(off.tp_sys_ret as usize) }.unwrap_or(0);
+    let ret = raw_arg(&ctx, 1) as i64;
     let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), &off) else {
         return 0;
     };

@@ -501,7 +501,7 @@ impl Pipeline {
         }
         if let Some(a) = &self.audit {
             a.try_record(Payload::DropSummary(DropSummary {
-                ringbuf: now.by_kind.clone(),
+                ringbuf: now.kernel_counts(),
                 outputs: self
                     .outputs
                     .as_ref()
@@ -581,6 +581,8 @@ pub struct DropReport {
     pub decode_errors: u64,
     /// Program runs the kernel skipped (recursion protection), by program: each a lost event.
     pub kernel_missed: std::collections::BTreeMap<String, u64>,
+    /// Traced syscalls whose entry was not recorded, so no record could be built.
+    pub syscall_unpaired: u64,
 }
 
 impl DropReport {
@@ -597,19 +599,32 @@ impl DropReport {
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            syscall_unpaired: probes.unpaired_syscalls()?,
         })
+    }
+
+    /// Every kernel-side loss by cause: ring buffer full per kind, skipped program runs, and
+    /// syscalls without a recorded entry.
+    pub fn kernel_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = self.by_kind.clone();
+        for (prog, n) in &self.kernel_missed {
+            m.insert(format!("missed_run:{prog}"), *n);
+        }
+        m.insert("syscall_unpaired".to_owned(), self.syscall_unpaired);
+        m
     }
 
     pub fn total(&self) -> u64 {
         self.by_kind.values().sum::<u64>()
             + self.decode_errors
             + self.kernel_missed.values().sum::<u64>()
+            + self.syscall_unpaired
     }
 
     fn print(&self, out: &mut impl Write) -> Result<()> {
         serde_json::to_writer(
             &mut *out,
-            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "kernel_missed": self.kernel_missed, "total": self.total()}),
+            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "kernel_missed": self.kernel_missed, "syscall_unpaired": self.syscall_unpaired, "total": self.total()}),
         )?;
         out.write_all(b"\n")?;
         out.flush()?;

@@ -33,9 +33,23 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         mm_arg_start: need("mm_struct", "arg_start")?,
         mm_arg_end: need("mm_struct", "arg_end")?,
         tp_exec_filename_loc: need("trace_event_raw_sched_process_exec", "__data_loc_filename")?,
-        tp_sys_nr: need("syscall_trace_enter", "nr")?,
-        tp_sys_args: need("syscall_trace_enter", "args")?,
-        tp_sys_ret: need("syscall_trace_exit", "ret")?,
+        regs_args: [
+            need("pt_regs", "di")?,
+            need("pt_regs", "si")?,
+            need("pt_regs", "dx")?,
+            need("pt_regs", "r10")?,
+            need("pt_regs", "r8")?,
+            need("pt_regs", "r9")?,
+        ],
+        regs_orig_ax: need("pt_regs", "orig_ax")?,
+        // thread_info is embedded in task_struct (CONFIG_THREAD_INFO_IN_TASK, always on x86_64).
+        task_ti_status: match (
+            btf.member_offset_opt("task_struct", "thread_info"),
+            btf.member_offset_opt("thread_info", "status"),
+        ) {
+            (Some(ti), Some(status)) => ti + status,
+            _ => OFFSET_ABSENT,
+        },
     })
 }
 
@@ -89,8 +103,6 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub offsets: KernelOffsets,
     pub exec_enforcement: ExecEnforcement,
-    /// Traced syscalls whose tracepoints this kernel lacks (e.g. `init_module` without modules).
-    pub missing_syscalls: Vec<&'static str>,
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
@@ -99,20 +111,6 @@ pub fn ring_size(requested: u32) -> u32 {
         .max(4096)
         .checked_next_power_of_two()
         .unwrap_or(1 << 31)
-}
-
-fn tracefs_has(category: &str, name: &str) -> bool {
-    [
-        "/sys/kernel/tracing/events",
-        "/sys/kernel/debug/tracing/events",
-    ]
-    .iter()
-    .any(|root| {
-        std::path::Path::new(root)
-            .join(category)
-            .join(name)
-            .exists()
-    })
 }
 
 fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
@@ -146,38 +144,47 @@ fn attach_lifecycle(ebpf: &mut Ebpf) -> Result<()> {
     tracepoint(ebpf, names::PROG_SCHED_PROCESS_EXIT)?
         .attach("sched", "sched_process_exit")
         .context("attaching sched/sched_process_exit")?;
-    let fork: &mut RawTracePoint = ebpf
-        .program_mut(names::PROG_SCHED_PROCESS_FORK)
-        .context("program sched_process_fork missing from the object")?
-        .try_into()?;
-    fork.load().context("loading sched_process_fork")?;
-    fork.attach("sched_process_fork")
+    raw_tracepoint(ebpf, names::PROG_SCHED_PROCESS_FORK)?
+        .attach("sched_process_fork")
         .context("attaching raw tracepoint sched_process_fork")?;
     Ok(())
 }
 
-/// Attaches the shared enter/exit programs to every traced syscall this kernel has; returns
-/// the ones it lacks.
-fn attach_syscalls(ebpf: &mut Ebpf) -> Result<Vec<&'static str>> {
-    let mut missing = Vec::new();
-    tracepoint(ebpf, names::PROG_SYS_ENTER)?;
-    tracepoint(ebpf, names::PROG_SYS_EXIT)?;
-    for sc in syscalls::TRACED {
-        let enter = format!("sys_enter_{}", sc.name);
-        let exit = format!("sys_exit_{}", sc.name);
-        if !tracefs_has("syscalls", &enter) || !tracefs_has("syscalls", &exit) {
-            missing.push(sc.name);
-            continue;
-        }
-        // Exit first: an enter without its exit only leaves an LRU entry behind.
-        tracepoint(ebpf, names::PROG_SYS_EXIT)?
-            .attach("syscalls", &exit)
-            .with_context(|| format!("attaching syscalls/{exit}"))?;
-        tracepoint(ebpf, names::PROG_SYS_ENTER)?
-            .attach("syscalls", &enter)
-            .with_context(|| format!("attaching syscalls/{enter}"))?;
+fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut RawTracePoint> {
+    let p: &mut RawTracePoint = ebpf
+        .program_mut(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?
+        .try_into()?;
+    if p.fd().is_err() {
+        p.load().with_context(|| format!("loading {prog}"))?;
     }
-    Ok(missing)
+    Ok(p)
+}
+
+/// Selects the traced syscalls in `SYSCALL_FILTER`, then attaches the enter/exit programs to
+/// `raw_syscalls`, which fire for every syscall: unlike `syscalls/sys_*_<name>`, they need no
+/// per-syscall tracepoint (absent for some syscalls on some kernels) and never drop silently.
+fn attach_syscalls(ebpf: &mut Ebpf) -> Result<()> {
+    {
+        let mut filter: Array<&mut MapData, u8> = Array::try_from(
+            ebpf.map_mut(names::SYSCALL_FILTER)
+                .context("map SYSCALL_FILTER missing from the object")?,
+        )?;
+        for sc in syscalls::TRACED {
+            filter
+                .set(sc.nr, 1, 0)
+                .with_context(|| format!("selecting syscall {}", sc.name))?;
+        }
+    }
+    // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
+    // without its enter is counted as a drop.
+    raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
+        .attach("sys_exit")
+        .context("attaching raw tracepoint sys_exit")?;
+    raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
+        .attach("sys_enter")
+        .context("attaching raw tracepoint sys_enter")?;
+    Ok(())
 }
 
 impl Probes {
@@ -193,13 +200,7 @@ impl Probes {
             settings.set(settings::ONLY_CGROUP, cfg.only_cgroup.unwrap_or(0), 0)?;
         }
         attach_lifecycle(&mut ebpf)?;
-        let missing_syscalls = attach_syscalls(&mut ebpf)?;
-        if !missing_syscalls.is_empty() {
-            info!(
-                "this kernel has no tracepoints for: {} (not traced)",
-                missing_syscalls.join(", ")
-            );
-        }
+        attach_syscalls(&mut ebpf)?;
 
         let exec_enforcement = match attach_lsm(&mut ebpf) {
             Ok(()) => ExecEnforcement::Lsm,
@@ -215,7 +216,6 @@ impl Probes {
             ebpf,
             offsets,
             exec_enforcement,
-            missing_syscalls,
         })
     }
 
@@ -265,10 +265,20 @@ impl Probes {
         }
         Ok(out)
     }
+
+    /// Traced syscalls that produced no record because their entry was not recorded.
+    pub fn unpaired_syscalls(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(names::DROPS)
+            .context("map DROPS missing from the object")?;
+        let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        Ok(arr.get(&guard_ebpf::DROP_SYSCALL_UNPAIRED, 0)?.iter().sum())
+    }
 }
 
-/// `bpf_prog_info.recursion_misses` of a loaded program (Linux >= 5.12), by BPF_OBJ_GET_INFO_BY_FD.
-fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
+/// `bpf_prog_info` of a loaded program, by BPF_OBJ_GET_INFO_BY_FD.
+fn prog_info(prog_fd: std::os::fd::RawFd) -> Option<aya_obj::generated::bpf_prog_info> {
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
     // SAFETY: a plain C struct for which all-zero is valid.
     let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
@@ -285,7 +295,12 @@ fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
             size_of_val(&attr) as u32,
         )
     };
-    (r == 0).then_some(info.recursion_misses)
+    (r == 0).then_some(info)
+}
+
+/// `bpf_prog_info.recursion_misses` of a loaded program (Linux >= 5.12).
+fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
+    prog_info(prog_fd).map(|i| i.recursion_misses)
 }
 
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).
@@ -332,8 +347,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             };
         }
     };
-    let tracepoint =
-        attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf).map(|_| ()));
+    let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf));
     let lsm = attach_lsm(&mut ebpf);
     Support { tracepoint, lsm }
 }

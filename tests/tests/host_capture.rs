@@ -58,6 +58,8 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     let none = c("none");
     let root = c("/");
     let memfd_name = c("guard-memfd");
+    let module_params = c("guard=1");
+    let not_a_module = b"not an ELF module";
     let true_bin = c("/bin/true");
     let marker = c("guard-marker-arg");
     let argv = [true_bin.as_ptr(), marker.as_ptr(), std::ptr::null()];
@@ -162,6 +164,16 @@ fn every_traced_syscall_is_captured_with_its_fields() {
         let m = libc::memfd_create(memfd_name.as_ptr(), libc::MFD_CLOEXEC);
         libc::close(m);
         libc::syscall(libc::SYS_bpf, 0xfff, 0usize, 0usize);
+        // Module loads fail here (not a module, or no CONFIG_MODULES) but are still captured.
+        let fd = libc::open(renamed.as_ptr(), libc::O_RDONLY);
+        libc::syscall(libc::SYS_finit_module, fd, module_params.as_ptr(), 0);
+        libc::close(fd);
+        libc::syscall(
+            libc::SYS_init_module,
+            not_a_module.as_ptr(),
+            not_a_module.len(),
+            module_params.as_ptr(),
+        );
         if libc::unshare(libc::CLONE_NEWNS) == 0 {
             libc::mount(
                 none.as_ptr(),
@@ -347,6 +359,28 @@ fn every_traced_syscall_is_captured_with_its_fields() {
     let bpf = mine("bpf");
     assert_eq!(bpf[0]["cmd"], 0xfff);
     assert_eq!(bpf[0]["ret"], -libc::EINVAL as i64);
+
+    // Without CONFIG_MODULES (this development host) both fail with ENOSYS; with it, the
+    // kernel rejects a file that is not a module (ENOEXEC) or, unprivileged, EPERM.
+    let expected_module_ret = if std::path::Path::new("/proc/modules").exists() {
+        -libc::ENOEXEC as i64
+    } else {
+        -libc::ENOSYS as i64
+    };
+    let mods = mine("module_load");
+    let fin = mods
+        .iter()
+        .find(|v| v["syscall"] == "finit_module")
+        .expect("finit_module");
+    assert_eq!(fin["params"]["text"], "guard=1");
+    assert!(fin["fd"].as_i64().is_some_and(|fd| fd >= 0), "{fin}");
+    assert_eq!(fin["ret"], expected_module_ret, "{fin}");
+    let ini = mods
+        .iter()
+        .find(|v| v["syscall"] == "init_module")
+        .expect("init_module");
+    assert_eq!(ini["params"]["text"], "guard=1");
+    assert!(ini["ret"].as_i64().is_some_and(|r| r < 0), "{ini}");
 
     let mounts = mine("mount");
     let tm = mounts
