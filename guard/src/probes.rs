@@ -316,19 +316,6 @@ pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
-        assert_eq!(ring_size(0), 4096);
-        assert_eq!(ring_size(4097), 8192);
-        assert_eq!(ring_size(1 << 20), 1 << 20);
-        assert_eq!(ring_size(u32::MAX), 1 << 31);
-    }
-}
-
 /// What `guard doctor` learns by actually loading the programs.
 pub struct Support {
     pub tracepoint: Result<()>,
@@ -350,4 +337,17 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
     let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf));
     let lsm = attach_lsm(&mut ebpf);
     Support { tracepoint, lsm }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(4097), 8192);
+        assert_eq!(ring_size(1 << 20), 1 << 20);
+        assert_eq!(ring_size(u32::MAX), 1 << 31);
+    }
 }

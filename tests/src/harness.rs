@@ -287,7 +287,7 @@ pub fn cgroup_v2_dir(pid: u32) -> PathBuf {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .expect("no cgroup v2 line");
-    PathBuf::from(mount).join(rel.trim_start_matches('/'))
+    mount.join(rel.trim_start_matches('/'))
 }
 
 /// The cgroup2 mount point (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).

@@ -17,7 +17,7 @@ fn c(s: &str) -> CString {
     CString::new(s).expect("no NUL")
 }
 
-fn find<'a>(evs: &'a [Value], pred: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn find(evs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
     evs.iter().find(|v| pred(v))
 }
 
