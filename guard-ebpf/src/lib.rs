@@ -51,6 +51,8 @@ pub mod names {
     pub const QUARANTINE: &str = "QUARANTINE";
     pub const PROG_QUARANTINE_INGRESS: &str = "quarantine_ingress";
     pub const PROG_QUARANTINE_EGRESS: &str = "quarantine_egress";
+    /// BPF LSM `socket_connect`: connect deny for quarantined cgroups.
+    pub const PROG_QUARANTINE_CONNECT: &str = "quarantine_connect";
 }
 
 /// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert

@@ -506,13 +506,20 @@ mod quarantine {
     use aya_ebpf::{
         bindings::BPF_F_NO_PREALLOC,
         helpers::{
-            bpf_ktime_get_boot_ns,
-            generated::{bpf_skb_ancestor_cgroup_id, bpf_skb_cgroup_id},
+            bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            generated::{
+                bpf_get_current_ancestor_cgroup_id, bpf_skb_ancestor_cgroup_id, bpf_skb_cgroup_id,
+            },
         },
-        macros::{cgroup_skb, map},
+        macros::{cgroup_skb, lsm, map},
         maps::HashMap,
-        programs::SkBuffContext,
+        programs::{LsmContext, SkBuffContext},
     };
+
+    use super::EPERM;
+
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 10;
     use guard_ebpf::{MAX_QUARANTINED_CGROUPS, QUARANTINE_ANCESTOR_LEVELS, QuarantineEntry};
 
     const DROP: i32 = 0;
@@ -557,6 +564,54 @@ mod quarantine {
             level += 1;
         }
         PASS
+    }
+
+    /// The current task's cgroup, or one of its ancestors, is quarantined.
+    #[inline(always)]
+    fn current_quarantined(now: u64) -> bool {
+        // SAFETY: helper with no preconditions.
+        let own = unsafe { bpf_get_current_cgroup_id() };
+        if in_force(own, now) {
+            return true;
+        }
+        let mut level = 1;
+        while level <= QUARANTINE_ANCESTOR_LEVELS {
+            // SAFETY: as above; returns 0 past the task's own depth.
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+            if id == 0 || id == own {
+                break;
+            }
+            if in_force(id, now) {
+                return true;
+            }
+            level += 1;
+        }
+        false
+    }
+
+    /// Where BPF LSM exists, a quarantined workload's IPv4/IPv6 `connect` fails with EPERM
+    /// before any packet exists, UDP included (its connect sends nothing for cgroup_skb to
+    /// drop). Unix sockets stay usable: the quarantine cuts the network, not local IPC.
+    #[lsm(hook = "socket_connect")]
+    pub fn quarantine_connect(ctx: LsmContext) -> i32 {
+        // int socket_connect(struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+        // Argument 3 is the verdict of BPF LSM programs that ran before us; never weaken it.
+        let prev: i32 = ctx.arg(3);
+        if prev != 0 {
+            return prev;
+        }
+        // SAFETY: helper with no preconditions.
+        if !current_quarantined(unsafe { bpf_ktime_get_boot_ns() }) {
+            return 0;
+        }
+        let addr: *const u16 = ctx.arg(1);
+        // SAFETY: probe_read tolerates bad pointers; sa_family is the first u16 of a sockaddr.
+        let family = unsafe { bpf_probe_read_kernel(addr) }.unwrap_or(0);
+        if family == AF_INET || family == AF_INET6 {
+            -EPERM
+        } else {
+            0
+        }
     }
 
     #[cgroup_skb(ingress)]

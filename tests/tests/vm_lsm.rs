@@ -35,6 +35,11 @@ const REQUIRED: &[&str] = &[
     "exec-deny/exec-event-filename",
     "exec-deny/exec-denied-event",
     "module-load/module-load-event",
+    "quarantine-connect/udp-denied",
+    "quarantine-connect/tcp-denied",
+    "quarantine-connect/host-unaffected",
+    "quarantine-connect/survives-agent-stop",
+    "quarantine-connect/lifted",
 ];
 
 fn repo_root() -> PathBuf {

@@ -693,7 +693,12 @@ impl Responder {
                     })
                     .await;
                     match attached {
-                        Ok(Ok(qq)) => *g = Some(qq),
+                        Ok(Ok(qq)) => {
+                            if let quarantine::ConnectDeny::Unavailable(why) = &qq.connect_deny {
+                                tracing::warn!("quarantine without connect deny: {why}");
+                            }
+                            *g = Some(qq)
+                        }
                         Ok(Err(e)) => return failed(format!("{e:#}")),
                         Err(e) => return failed(e.to_string()),
                     }
@@ -701,9 +706,15 @@ impl Responder {
                 let Some(qq) = g.as_mut() else {
                     return failed("quarantine unavailable".into());
                 };
+                let connect = match &qq.connect_deny {
+                    quarantine::ConnectDeny::Lsm => "packets dropped, connect denied (BPF LSM)",
+                    quarantine::ConnectDeny::Unavailable(_) => {
+                        "packets dropped (no BPF LSM: connect is not denied up front)"
+                    }
+                };
                 match qq.add(cg, q.duration.map(|d| d.0)) {
                     Ok(()) => done(format!(
-                        "network of container {cname} quarantined ({cg_name}) {how_long}"
+                        "network of container {cname} quarantined ({cg_name}) {how_long}: {connect}"
                     )),
                     Err(e) => failed(format!("{e:#}")),
                 }

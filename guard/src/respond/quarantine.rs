@@ -6,9 +6,9 @@
 //! [`PIN_DIR`], so a quarantine holds when the agent stops or crashes, and a restarted agent
 //! adopts the pins instead of attaching twice. `guard quarantine lift` deletes the map entry.
 //!
-//! Connect deny through BPF LSM (`socket_connect`) is not added here: it belongs with the
-//! per-workload LSM policy maps (issue 5). The cgroup_skb drop already stops every TCP
-//! handshake and UDP datagram of the container, on kernels with or without BPF LSM.
+//! Where BPF LSM is available, a `socket_connect` program (pinned link [`CONNECT_PIN`]) also
+//! makes IPv4/IPv6 `connect` fail with EPERM, UDP included, whose connect sends no packet.
+//! Without BPF LSM the cgroup_skb drop alone still stops every TCP handshake and datagram.
 
 use std::{
     os::fd::AsFd,
@@ -32,6 +32,16 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/guard";
 pub const MAP_PIN: &str = "quarantine_map";
 pub const INGRESS_PIN: &str = "quarantine_ingress_link";
 pub const EGRESS_PIN: &str = "quarantine_egress_link";
+pub const CONNECT_PIN: &str = "quarantine_connect_link";
+
+/// Whether quarantined workloads also get connect denied in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectDeny {
+    /// The BPF LSM `socket_connect` program is attached (pinned).
+    Lsm,
+    /// No BPF LSM on this kernel (or it refused the program): packets are still dropped.
+    Unavailable(String),
+}
 
 /// Mounts bpffs at /sys/fs/bpf when it is not, and creates the pin directory.
 pub fn ensure_pin_dir(dir: &Path) -> Result<()> {
@@ -61,6 +71,7 @@ pub struct Quarantine {
     pub pin_dir: PathBuf,
     /// True when this call attached the programs; false when it adopted existing pins.
     pub attached_now: bool,
+    pub connect_deny: ConnectDeny,
 }
 
 fn open_map(path: &Path) -> Result<BpfHashMap<MapData, u64, QuarantineEntry>> {
@@ -84,11 +95,12 @@ impl Quarantine {
                 map: open_map(&map_pin)?,
                 pin_dir: pin_dir.to_path_buf(),
                 attached_now: false,
+                connect_deny: attach_connect_deny(pin_dir),
             });
         }
         // A partial set (e.g. a link pin without its map) is stale: the links would drop
         // packets by a map nobody can edit any more. Detach them and start over.
-        for p in [&ingress, &egress] {
+        for p in [&ingress, &egress, &pin_dir.join(CONNECT_PIN)] {
             if p.exists() {
                 std::fs::remove_file(p)
                     .with_context(|| format!("removing stale {}", p.display()))?;
@@ -136,6 +148,7 @@ impl Quarantine {
             map: open_map(&map_pin)?,
             pin_dir: pin_dir.to_path_buf(),
             attached_now: true,
+            connect_deny: attach_connect_deny(pin_dir),
         })
     }
 
@@ -145,6 +158,11 @@ impl Quarantine {
             map: open_map(&pin_dir.join(MAP_PIN))?,
             pin_dir: pin_dir.to_path_buf(),
             attached_now: false,
+            connect_deny: if pin_dir.join(CONNECT_PIN).exists() {
+                ConnectDeny::Lsm
+            } else {
+                ConnectDeny::Unavailable("not attached".into())
+            },
         })
     }
 
@@ -202,7 +220,7 @@ impl Quarantine {
 
     /// Removes the links and the map pin: detaches the programs (for cleanup and tests).
     pub fn detach_pins(pin_dir: &Path) -> Result<()> {
-        for p in [INGRESS_PIN, EGRESS_PIN, MAP_PIN] {
+        for p in [CONNECT_PIN, INGRESS_PIN, EGRESS_PIN, MAP_PIN] {
             let path = pin_dir.join(p);
             if path.exists() {
                 std::fs::remove_file(&path)
@@ -213,8 +231,44 @@ impl Quarantine {
     }
 }
 
+/// Adopts the pinned connect-deny LSM link, or attaches and pins it; never fails the
+/// quarantine, which holds through cgroup_skb without it.
+fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
+    let pin = pin_dir.join(CONNECT_PIN);
+    if pin.exists() {
+        return match PinnedLink::from_pin(&pin) {
+            Ok(_) => ConnectDeny::Lsm,
+            Err(e) => ConnectDeny::Unavailable(format!("adopting {}: {e}", pin.display())),
+        };
+    }
+    let attach = || -> Result<()> {
+        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(names::QUARANTINE, pin_dir.join(MAP_PIN))
+            .map_max_entries(names::EVENTS, 4096)
+            .load(super::super::probes::EBPF_OBJECT)
+            .context("loading the eBPF object for connect deny")?;
+        let prog: &mut aya::programs::Lsm = ebpf
+            .program_mut(names::PROG_QUARANTINE_CONNECT)
+            .context("program quarantine_connect missing from the object")?
+            .try_into()?;
+        prog.load("socket_connect", &btf)
+            .context("loading the BPF LSM program quarantine_connect")?;
+        let id = prog.attach().context("attaching quarantine_connect")?;
+        let link = FdLink::from(prog.take_link(id)?);
+        link.pin(&pin)
+            .with_context(|| format!("pinning {}", pin.display()))?;
+        Ok(())
+    };
+    match attach() {
+        Ok(()) => ConnectDeny::Lsm,
+        Err(e) => ConnectDeny::Unavailable(format!("{e:#}")),
+    }
+}
+
 /// Quarantine programs loaded in the kernel (attached through pins or held by a process):
-/// 2 while a quarantine set is attached; more would mean a duplicate attach.
+/// 2 while a quarantine set is attached (3 with the connect-deny LSM program); more would
+/// mean a duplicate attach.
 pub fn loaded_program_count() -> usize {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)

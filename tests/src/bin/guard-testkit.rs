@@ -23,6 +23,7 @@ usage: guard-testkit COMMAND ...
   try-exec [--cgroup DIR] PATH [ARG...]   fork, (join DIR), execve PATH exactly as given, wait
   try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
+  try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
 output: `ok` (exit 0) or `errno=N NAME` (exit 1); exit 2 = usage or setup error";
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         "try-exec" => try_exec(rest),
         "try-open" => try_open(rest),
         "try-connect" => try_connect(rest),
+        "try-connect-udp" => try_connect_udp(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "-h" | "--help" | "help" => {
@@ -287,13 +289,44 @@ fn try_finit_module(args: &[OsString]) -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-fn try_connect(args: &[OsString]) -> ExitCode {
+fn socket_addr(args: &[OsString]) -> Result<SocketAddr, ExitCode> {
     let Some(addr) = args.first().and_then(|a| a.to_str()) else {
-        return usage("try-connect needs ADDR:PORT");
+        return Err(usage("try-connect needs ADDR:PORT"));
     };
-    let addr: SocketAddr = match addr.parse() {
+    addr.parse()
+        .map_err(|e| usage(&format!("bad address {addr:?}: {e}")))
+}
+
+fn try_connect_udp(args: &[OsString]) -> ExitCode {
+    let addr = match socket_addr(args) {
         Ok(a) => a,
-        Err(e) => return usage(&format!("bad address {addr:?}: {e}")),
+        Err(code) => return code,
+    };
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = match std::net::UdpSocket::bind(local) {
+        Ok(s) => s,
+        Err(e) => return setup_error("binding a UDP socket", e.raw_os_error().unwrap_or(0)),
+    };
+    match sock.connect(addr) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(n) => report_errno(n),
+            None => setup_error(&format!("connect: {e}"), 0),
+        },
+    }
+}
+
+fn try_connect(args: &[OsString]) -> ExitCode {
+    let addr = match socket_addr(args) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
         Ok(_) => {
