@@ -674,22 +674,54 @@ pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnos
     if text.trim().is_empty() {
         return diags;
     }
-    let items: Vec<Item> = match serde_yaml::from_str::<Option<Vec<Item>>>(text) {
+    let yaml_diag = |e: serde_yaml::Error, line_offset: usize| {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line() + line_offset, l.column()))
+            .unwrap_or((0, 0));
+        // serde_yaml appends " at line L column C"; the prefix says it already.
+        let mut msg = e.to_string();
+        if let Some(i) = msg.rfind(" at line ") {
+            msg.truncate(i);
+        }
+        diag(line, col, msg)
+    };
+    // Syntax first: a file that is not YAML gets one error.
+    let values = match serde_yaml::from_str::<Option<Vec<serde_yaml::Value>>>(text) {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            // serde_yaml appends " at line L column C"; the prefix says it already.
-            let mut msg = e.to_string();
-            if let Some(i) = msg.rfind(" at line ") {
-                msg.truncate(i);
-            }
-            diags.push(diag(line, col, msg));
+            diags.push(yaml_diag(e, 0));
             return diags;
         }
     };
+    // Then each top-level item on its own, so every bad item is reported, with its line.
+    let slices = top_level_items(text);
+    let mut items = Vec::new();
+    if slices.len() == values.len() {
+        for (k, (first_line, slice)) in slices.into_iter().enumerate() {
+            match serde_yaml::from_str::<Vec<Item>>(slice) {
+                Ok(mut v) if v.len() == 1 => items.extend(v.pop()),
+                Ok(_) => diags.push(diag(first_line, 1, "expected exactly one item".into())),
+                Err(e) => {
+                    let mut d = yaml_diag(e, first_line - 1);
+                    // The slice is item 0 of its own document; name it as in the file.
+                    if let Some(rest) = d.message.strip_prefix(".[0]") {
+                        d.message = format!(".[{k}]{rest}");
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    } else {
+        // Not a block sequence (e.g. flow style): the whole document at once.
+        match serde_yaml::from_str::<Vec<Item>>(text) {
+            Ok(v) => items = v,
+            Err(e) => {
+                diags.push(yaml_diag(e, 0));
+                return diags;
+            }
+        }
+    }
     let mut seen_settings = false;
     let mut names: HashSet<String> = into.responses.iter().map(|r| r.name.clone()).collect();
     for item in items {
@@ -717,6 +749,26 @@ pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnos
         }
     }
     diags
+}
+
+/// The top-level items of a block-sequence YAML document: (1-based first line, text), each
+/// item running from its `-` in column 0 to the next one.
+fn top_level_items(text: &str) -> Vec<(usize, &str)> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let l = line.trim_end_matches(['\n', '\r']);
+        if l == "-" || l.starts_with("- ") {
+            starts.push((i + 1, offset));
+        }
+        offset += line.len();
+    }
+    let mut out = Vec::with_capacity(starts.len());
+    for (k, &(line, start)) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(text.len(), |&(_, o)| o);
+        out.push((line, &text[start..end]));
+    }
+    out
 }
 
 /// The response files at `path`: the file itself, or the `*.yaml` / `*.yml` files in the
@@ -806,6 +858,22 @@ mod tests {
         let mut set = ResponseSet::default();
         let d = parse_str(Path::new("r.yaml"), text, &mut set);
         if d.is_empty() { Ok(set) } else { Err(d) }
+    }
+
+    #[test]
+    fn every_bad_item_is_reported_at_its_line() {
+        let text = "# comment\n- response: one\n  match:\n    priority: \">= Bogus\"\n  actions:\n    - kill_process: {}\n- response: ok\n  actions:\n    - snapshot: {}\n- response: three\n  actions:\n    - explode: {}\n";
+        let diags = parse(text).expect_err("two bad items");
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert_eq!(diags[0].line, 4, "{}", diags[0]);
+        assert!(diags[0].message.starts_with(".[0].match"), "{}", diags[0]);
+        assert_eq!(diags[1].line, 12, "{}", diags[1]);
+        assert!(
+            diags[1].message.starts_with(".[2].actions[0]"),
+            "{}",
+            diags[1]
+        );
+        assert!(diags[1].message.contains("explode"), "{}", diags[1]);
     }
 
     fn err(text: &str) -> String {
