@@ -1,0 +1,119 @@
+# Issue 5: a `- policy:` in enforce mode denies exec, open and connect with EPERM in its cgroup,
+# whatever path form the caller uses (exact, symlink, relative, ..), denies binaries written
+# after start (deny_new_binaries), allows the same in a sibling cgroup, reports every decision,
+# survives SIGKILL of the agent, is adopted by a restarted agent, and is removed by --cleanup.
+# expect: guard-ready backend-bpf-lsm exec-exact exec-symlink exec-relative exec-allowed-other-binary open-write-abs open-write-rel open-write-dotdot open-write-symlink open-read-abs open-read-rel open-read-symlink open-read-allowed-unprotected connect-denied new-binary-denied new-binary-moved-denied sib-exec sib-open-write sib-open-read sib-connect sib-new-binary decision-records decision-audit-fields persist-after-kill persist-open-after-kill restart-adopts restart-single-links restart-enforces cleanup-removes cleanup-allows
+# shellcheck shell=sh source=integration/vm/guest/lib.sh
+. /usr/share/guard-vm/lib.sh
+
+wl="$(mkcg policy-wl)"
+sib="$(mkcg policy-sib)"
+mkdir -p /opt/wl /srv/secret
+cp /bin/busybox /opt/wl/tool
+ln -sf /opt/wl/tool /tmp/tool-link
+echo s3cret >/srv/secret/key
+echo cfg >/srv/conf.txt
+echo hello >/tmp/plain.txt
+ln -sf /srv/secret/key /tmp/key-link
+ln -sf /srv/conf.txt /tmp/conf-link
+cat >/tmp/policy.yaml <<'EOF'
+- policy: vm-workload
+  desc: the VM test workload
+  workload: {cgroup: /policy-wl}
+  mode: enforce
+  enforce:
+    exec: {deny: [/opt/wl/tool], deny_new_binaries: true}
+    open: {deny_write: ["/srv/**"], deny_read: [/srv/secret/key]}
+    connect: {deny: ["127.0.0.0/8:9"]}
+EOF
+"$GUARD" run --cleanup >/dev/null 2>&1
+
+in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }
+in_sib() { "$TESTKIT" cgroup-run "$sib" -- "$@"; }
+
+if ! guard_start --policy /tmp/policy.yaml; then
+    fail guard-ready "guard run did not become ready"
+    finish
+    exit 0
+fi
+pass guard-ready "$(grep -c . "$GUARD_ERR") stderr lines"
+line="$(grep 'guard starting' "$GUARD_ERR" | head -n1)"
+case "$line" in
+    *'policy_backend="bpf-lsm"'*) pass backend-bpf-lsm "$line" ;;
+    *) fail backend-bpf-lsm "startup log: ${line:-none}; $(tail -n 5 "$GUARD_ERR")" ;;
+esac
+
+# exec: the real file is decided on, whatever name reached it.
+outcome exec-exact errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+outcome exec-symlink errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/tool-link true
+outcome exec-relative errno=1 sh -c "cd /opt/wl && exec $TESTKIT try-exec --cgroup $wl ./tool true"
+outcome exec-allowed-other-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /bin/busybox true
+
+# open: deny_write /srv/**, deny_read /srv/secret/key.
+outcome open-write-abs errno=1 in_wl "$TESTKIT" try-open /srv/conf.txt w
+outcome open-write-rel errno=1 sh -c "cd /srv && exec $TESTKIT cgroup-run $wl -- $TESTKIT try-open conf.txt w"
+outcome open-write-dotdot errno=1 sh -c "cd /srv/secret && exec $TESTKIT cgroup-run $wl -- $TESTKIT try-open ../conf.txt w"
+outcome open-write-symlink errno=1 in_wl "$TESTKIT" try-open /tmp/conf-link w
+outcome open-read-abs errno=1 in_wl "$TESTKIT" try-open /srv/secret/key r
+outcome open-read-rel errno=1 sh -c "cd /srv/secret && exec $TESTKIT cgroup-run $wl -- $TESTKIT try-open key r"
+outcome open-read-symlink errno=1 in_wl "$TESTKIT" try-open /tmp/key-link r
+outcome open-read-allowed-unprotected ok in_wl "$TESTKIT" try-open /srv/conf.txt r
+
+# connect: 127.0.0.0/8 port 9 is denied (EPERM); nothing listens there, so an allowed connect
+# gets ECONNREFUSED (111): the operation reached TCP.
+outcome connect-denied errno=1 in_wl "$TESTKIT" try-connect 127.0.0.1:9
+
+# deny_new_binaries: a copy made inside the workload cannot run, even after a rename.
+in_wl /bin/busybox cp /bin/busybox /tmp/newbin
+outcome new-binary-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/newbin true
+mkdir -p /var/moved && mv /tmp/newbin /var/moved/newbin
+outcome new-binary-moved-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /var/moved/newbin true
+
+# The sibling cgroup has no policy: the same actions succeed.
+outcome sib-exec "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /opt/wl/tool true
+outcome sib-open-write ok in_sib "$TESTKIT" try-open /srv/conf.txt w
+outcome sib-open-read ok in_sib "$TESTKIT" try-open /srv/secret/key r
+outcome sib-connect errno=111 in_sib "$TESTKIT" try-connect 127.0.0.1:9
+outcome sib-new-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /var/moved/newbin true
+
+sleep 1
+n_exec="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"exec"' | grep -c '"decision":"deny"')"
+n_open="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"open"' | grep -c '"decision":"deny"')"
+n_conn="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"connect"' | grep -c '"decision":"deny"')"
+# 5 execs (3 listed + 2 new binaries), 7 opens, 1 connect were denied above.
+if [ "$n_exec" -ge 5 ] && [ "$n_open" -ge 7 ] && [ "$n_conn" -ge 1 ]; then
+    pass decision-records "exec=$n_exec open=$n_open connect=$n_conn"
+else
+    fail decision-records "exec=$n_exec open=$n_open connect=$n_conn; $(grep -c . "$GUARD_OUT") lines; $(grep policy_decision "$GUARD_OUT" | head -c 1500)"
+fi
+rec="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"target":"/srv/secret/key"' | head -n1)"
+case "$rec" in
+    *'"policy":"vm-workload"'*'"backend":"bpf-lsm"'*) pass decision-audit-fields "$rec" ;;
+    *) fail decision-audit-fields "no record for /srv/secret/key with policy and backend: ${rec:-none}" ;;
+esac
+
+# SIGKILL the agent: the pinned links keep enforcing.
+kill -KILL "$GUARD_PID"; wait "$GUARD_PID" 2>/dev/null; GUARD_PID=""
+outcome persist-after-kill errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+outcome persist-open-after-kill errno=1 in_wl "$TESTKIT" try-open /srv/secret/key r
+
+if guard_start --policy /tmp/policy.yaml; then
+    if grep -q 'replaced the link pinned by an earlier agent' "$GUARD_ERR"; then
+        pass restart-adopts "$(grep -c 'replaced the link' "$GUARD_ERR") links replaced"
+    else
+        fail restart-adopts "$(tail -n 8 "$GUARD_ERR")"
+    fi
+    links="$(ls /sys/fs/bpf/guard | grep -c '^link_')"
+    if [ "$links" = 3 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
+    else fail restart-single-links "$links links: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
+    outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+    guard_stop
+else
+    fail restart-adopts "guard did not restart"
+fi
+
+"$GUARD" run --cleanup 2>&1 | sed 's/^/  cleanup: /'
+if [ ! -e /sys/fs/bpf/guard ]; then pass cleanup-removes "pin directory gone"
+else fail cleanup-removes "left: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
+outcome cleanup-allows "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+finish
