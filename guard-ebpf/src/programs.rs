@@ -670,7 +670,8 @@ fn decide(pol: &CgroupPolicy, mut body: DecisionBody, path: *const u8) -> i32 {
 
 #[lsm(hook = "bprm_check_security")]
 pub fn policy_exec(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
+    // bprm_check_security(bprm): argument 1 is the verdict of earlier BPF LSM programs.
+    let prev: i32 = ctx.arg(1);
     if prev != 0 {
         return prev;
     }

@@ -310,7 +310,8 @@ impl Enforcer {
             let mut w = info(&rel);
             w.cgroup = Some(rel.clone());
             seen.insert(md.ino());
-            if self.bind(ebpf, md.ino(), &w)?.is_some() {
+            let was = self.bound.get(&md.ino()).copied();
+            if self.bind(ebpf, md.ino(), &w)?.is_some() && was.is_none() {
                 bound += 1;
                 info!(cgroup = %rel, cgroup_id = md.ino(), "cgroup bound to policy");
             }

@@ -9,8 +9,9 @@
 wl="$(mkcg policy-wl)"
 sib="$(mkcg policy-sib)"
 mkdir -p /opt/wl /srv/secret
-cp /bin/busybox /opt/wl/tool
-ln -sf /opt/wl/tool /tmp/tool-link
+# Copies are named busybox so that busybox runs its `true` applet from argv[1].
+cp /bin/busybox /opt/wl/busybox
+mkdir -p /tmp/link && ln -sf /opt/wl/busybox /tmp/link/busybox
 echo s3cret >/srv/secret/key
 echo cfg >/srv/conf.txt
 echo hello >/tmp/plain.txt
@@ -22,7 +23,7 @@ cat >/tmp/policy.yaml <<'EOF'
   workload: {cgroup: /policy-wl}
   mode: enforce
   enforce:
-    exec: {deny: [/opt/wl/tool], deny_new_binaries: true}
+    exec: {deny: [/opt/wl/busybox], deny_new_binaries: true}
     open: {deny_write: ["/srv/**"], deny_read: [/srv/secret/key]}
     connect: {deny: ["127.0.0.0/8:9"]}
 EOF
@@ -40,13 +41,14 @@ pass guard-ready "$(grep -c . "$GUARD_ERR") stderr lines"
 line="$(grep 'guard starting' "$GUARD_ERR" | head -n1)"
 case "$line" in
     *'policy_backend="bpf-lsm"'*) pass backend-bpf-lsm "$line" ;;
-    *) fail backend-bpf-lsm "startup log: ${line:-none}; $(tail -n 5 "$GUARD_ERR")" ;;
+    *) fail backend-bpf-lsm "startup log: ${line:-none}"
+       sed 's/^/  guard-stderr: /' "$GUARD_ERR" | cut -c1-400 | tail -n 60 ;;
 esac
 
 # exec: the real file is decided on, whatever name reached it.
-outcome exec-exact errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
-outcome exec-symlink errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/tool-link true
-outcome exec-relative errno=1 sh -c "cd /opt/wl && exec $TESTKIT try-exec --cgroup $wl ./tool true"
+outcome exec-exact errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
+outcome exec-symlink errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/link/busybox true
+outcome exec-relative errno=1 sh -c "cd /opt/wl && exec $TESTKIT try-exec --cgroup $wl ./busybox true"
 outcome exec-allowed-other-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /bin/busybox true
 
 # open: deny_write /srv/**, deny_read /srv/secret/key.
@@ -64,17 +66,19 @@ outcome open-read-allowed-unprotected ok in_wl "$TESTKIT" try-open /srv/conf.txt
 outcome connect-denied errno=1 in_wl "$TESTKIT" try-connect 127.0.0.1:9
 
 # deny_new_binaries: a copy made inside the workload cannot run, even after a rename.
-in_wl /bin/busybox cp /bin/busybox /tmp/newbin
-outcome new-binary-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/newbin true
-mkdir -p /var/moved && mv /tmp/newbin /var/moved/newbin
-outcome new-binary-moved-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /var/moved/newbin true
+mkdir -p /tmp/new /tmp/moved
+in_wl /bin/busybox cp /bin/busybox /tmp/new/busybox
+outcome new-binary-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/new/busybox true
+# A rename inside the workload keeps the inode, so the mark follows the file.
+in_wl /bin/busybox mv /tmp/new/busybox /tmp/moved/busybox
+outcome new-binary-moved-denied errno=1 "$TESTKIT" try-exec --cgroup "$wl" /tmp/moved/busybox true
 
 # The sibling cgroup has no policy: the same actions succeed.
-outcome sib-exec "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /opt/wl/tool true
+outcome sib-exec "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /opt/wl/busybox true
 outcome sib-open-write ok in_sib "$TESTKIT" try-open /srv/conf.txt w
 outcome sib-open-read ok in_sib "$TESTKIT" try-open /srv/secret/key r
 outcome sib-connect errno=111 in_sib "$TESTKIT" try-connect 127.0.0.1:9
-outcome sib-new-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /var/moved/newbin true
+outcome sib-new-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /tmp/moved/busybox true
 
 sleep 1
 n_exec="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"exec"' | grep -c '"decision":"deny"')"
@@ -94,7 +98,7 @@ esac
 
 # SIGKILL the agent: the pinned links keep enforcing.
 kill -KILL "$GUARD_PID"; wait "$GUARD_PID" 2>/dev/null; GUARD_PID=""
-outcome persist-after-kill errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+outcome persist-after-kill errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
 outcome persist-open-after-kill errno=1 in_wl "$TESTKIT" try-open /srv/secret/key r
 
 if guard_start --policy /tmp/policy.yaml; then
@@ -106,7 +110,7 @@ if guard_start --policy /tmp/policy.yaml; then
     links="$(ls /sys/fs/bpf/guard | grep -c '^link_')"
     if [ "$links" = 3 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
     else fail restart-single-links "$links links: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
-    outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+    outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
     guard_stop
 else
     fail restart-adopts "guard did not restart"
@@ -115,5 +119,5 @@ fi
 "$GUARD" run --cleanup 2>&1 | sed 's/^/  cleanup: /'
 if [ ! -e /sys/fs/bpf/guard ]; then pass cleanup-removes "pin directory gone"
 else fail cleanup-removes "left: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
-outcome cleanup-allows "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/tool true
+outcome cleanup-allows "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
 finish
