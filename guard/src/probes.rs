@@ -249,14 +249,11 @@ impl Probes {
                 warn!("BPF LSM exec enforcement unavailable on this kernel: {why}")
             }
         }
-        let policy_backend = match &cfg.policy_pins {
-            Some(dir) => Some(attach_policy(
-                &mut ebpf,
-                exec_enforcement == ExecEnforcement::Lsm,
-                dir,
-            )),
-            None => None,
-        };
+        let lsm = exec_enforcement == ExecEnforcement::Lsm;
+        let policy_backend = cfg
+            .policy_pins
+            .as_ref()
+            .map(|dir| attach_policy(&mut ebpf, lsm, dir));
         Ok(Self {
             ebpf,
             offsets,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use guard_tests::harness::{
-    Agent, Docker, agent_lock, can_run, cgroup2_mount, cgroup_v2_dir, is_root,
+    Agent, Docker, agent_lock, can_run, cgroup_v2_dir, cgroup2_mount, is_root,
 };
 
 #[test]
@@ -38,7 +38,12 @@ fn fallback_kills_a_denied_exec_in_a_container_before_it_runs() {
     let (ok, _) = c.exec(&["/bin/touch", "/tmp/control"]);
     assert!(ok, "control exec failed before guard ran");
 
-    let agent = Agent::start(&["--policy", policy.to_str().expect("utf8"), "--pin-dir", &pins]);
+    let agent = Agent::start(&[
+        "--policy",
+        policy.to_str().expect("utf8"),
+        "--pin-dir",
+        &pins,
+    ]);
     // The agent binds existing cgroups at start; give the 1 s rescan a moment on a loaded host.
     std::thread::sleep(Duration::from_millis(1500));
     let out = std::process::Command::new("docker")
@@ -46,9 +51,16 @@ fn fallback_kills_a_denied_exec_in_a_container_before_it_runs() {
         .output()
         .expect("docker exec");
     // SIGKILL: docker exec reports 128 + 9.
-    assert_eq!(out.status.code(), Some(137), "denied exec was not killed: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "denied exec was not killed: {out:?}"
+    );
     let (exists, _) = c.exec(&["/bin/test", "-e", "/tmp/ran"]);
-    assert!(!exists, "/tmp/ran exists: the denied binary ran before the kill");
+    assert!(
+        !exists,
+        "/tmp/ran exists: the denied binary ran before the kill"
+    );
     // Other binaries still run in the container.
     let (ok, _) = c.exec(&["/bin/true"]);
     assert!(ok, "an exec not in the deny list failed");

@@ -215,8 +215,10 @@ impl Enforcer {
             nets.len()
         );
         {
-            let mut m: LpmTrie<&mut MapData, PathKeyData, u32> =
-                LpmTrie::try_from(ebpf.map_mut(names::POLICY_PATHS).context("map POLICY_PATHS")?)?;
+            let mut m: LpmTrie<&mut MapData, PathKeyData, u32> = LpmTrie::try_from(
+                ebpf.map_mut(names::POLICY_PATHS)
+                    .context("map POLICY_PATHS")?,
+            )?;
             let want: HashSet<(u32, Vec<u8>)> = paths
                 .iter()
                 .map(|(l, d, _)| (*l, bytemuck_path(d)))
@@ -234,8 +236,10 @@ impl Enforcer {
             }
         }
         {
-            let mut m: LpmTrie<&mut MapData, NetKeyData, u32> =
-                LpmTrie::try_from(ebpf.map_mut(names::POLICY_NETS).context("map POLICY_NETS")?)?;
+            let mut m: LpmTrie<&mut MapData, NetKeyData, u32> = LpmTrie::try_from(
+                ebpf.map_mut(names::POLICY_NETS)
+                    .context("map POLICY_NETS")?,
+            )?;
             let stale: Vec<Key<NetKeyData>> = m.keys().filter_map(|k| k.ok()).collect();
             for k in stale {
                 m.remove(&k)?;
@@ -249,12 +253,18 @@ impl Enforcer {
 
     fn cgroup_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, CgroupPolicy>> {
         Ok(BpfHashMap::try_from(
-            ebpf.map_mut(names::POLICY_CGROUPS).context("map POLICY_CGROUPS")?,
+            ebpf.map_mut(names::POLICY_CGROUPS)
+                .context("map POLICY_CGROUPS")?,
         )?)
     }
 
     /// Binds `cgroup_id` to the policy `w` selects (most specific wins), or unbinds it.
-    pub fn bind(&mut self, ebpf: &mut Ebpf, cgroup_id: u64, w: &WorkloadInfo) -> Result<Option<&Policy>> {
+    pub fn bind(
+        &mut self,
+        ebpf: &mut Ebpf,
+        cgroup_id: u64,
+        w: &WorkloadInfo,
+    ) -> Result<Option<&Policy>> {
         let chosen = choose(&self.policies, w).filter(|(_, p)| p.has_kernel_rules());
         let mut m = Self::cgroup_map(ebpf)?;
         match chosen {
@@ -302,11 +312,12 @@ impl Enforcer {
                 warn!("cgroup tree walk stopped after 100000 directories");
                 break;
             }
-            let Ok(md) = std::fs::metadata(&dir) else { continue };
-            let rel = dir.strip_prefix(root).map_or_else(
-                |_| "/".to_owned(),
-                |r| format!("/{}", r.display()),
-            );
+            let Ok(md) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            let rel = dir
+                .strip_prefix(root)
+                .map_or_else(|_| "/".to_owned(), |r| format!("/{}", r.display()));
             let mut w = info(&rel);
             w.cgroup = Some(rel.clone());
             seen.insert(md.ino());
@@ -422,7 +433,9 @@ impl PolicyRuntime {
         }
         let errors = diags.iter().filter(|d| d.is_error()).count();
         anyhow::ensure!(errors == 0, "{errors} error(s) in the policy files");
-        let cgroot = PathBuf::from(crate::doctor::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()));
+        let cgroot = PathBuf::from(
+            crate::doctor::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()),
+        );
         let enforcer = Enforcer::new(policies, detect_only, backend)?;
         enforcer.install(ebpf)?;
         let mut rt = PolicyRuntime {

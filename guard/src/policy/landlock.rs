@@ -18,8 +18,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use landlock::{
-    ABI, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus,
+    ABI, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus,
 };
 
 use super::{PathRule, Policy};
@@ -99,8 +99,11 @@ fn walk(
     Ok(())
 }
 
-/// Every grant of the ruleset for `p`, and the rights the ruleset handles.
-pub fn ruleset_for(p: &Policy) -> Result<(BitFlags<AccessFs>, BTreeMap<PathBuf, BitFlags<AccessFs>>)> {
+/// Path -> rights granted beneath it.
+pub type Grants = BTreeMap<PathBuf, BitFlags<AccessFs>>;
+
+/// The rights the ruleset handles, and every grant, for `p`.
+pub fn ruleset_for(p: &Policy) -> Result<(BitFlags<AccessFs>, Grants)> {
     let write = AccessFs::from_write(ABI_WANTED);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let exec: BitFlags<AccessFs> = AccessFs::Execute.into();
@@ -152,7 +155,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ps.len()
         ),
     };
-    if policy.exec.deny_new_binaries || !policy.connect.deny.is_empty() || policy.connect.allow.is_some() {
+    if policy.exec.deny_new_binaries
+        || !policy.connect.deny.is_empty()
+        || policy.connect.allow.is_some()
+    {
         eprintln!(
             "guard exec: note: Landlock covers enforce.open and enforce.exec lists only; deny_new_binaries and connect rules need the BPF LSM backend (guard run)"
         );
@@ -178,23 +184,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .add_rule(PathBeneath::new(fd, rights))
             .with_context(|| format!("Landlock rule for {}", path.display()))?;
     }
-    let status = rs.restrict_self().context("enforcing the Landlock ruleset")?;
+    let status = rs
+        .restrict_self()
+        .context("enforcing the Landlock ruleset")?;
     match status.ruleset {
         RulesetStatus::FullyEnforced => {}
         RulesetStatus::PartiallyEnforced => {
             eprintln!("guard exec: Landlock is only partially enforced on this kernel (older ABI)")
         }
-        RulesetStatus::NotEnforced => bail!("Landlock is not available on this kernel; refusing to run unconfined"),
+        RulesetStatus::NotEnforced => {
+            bail!("Landlock is not available on this kernel; refusing to run unconfined")
+        }
     }
     eprintln!(
         "guard exec: policy '{}' applied with Landlock ({} rules)",
         policy.name,
         grants.len()
     );
-    let (cmd, rest) = args
-        .command
-        .split_first()
-        .context("no command given")?;
+    let (cmd, rest) = args.command.split_first().context("no command given")?;
     let err = std::process::Command::new(cmd).args(rest).exec();
     bail!("exec {}: {err}", cmd.to_string_lossy())
 }

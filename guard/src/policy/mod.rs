@@ -116,14 +116,13 @@ pub fn parse_path_rule(s: &str) -> Result<PathRule, String> {
             "{s:?}: kernel enforcement matches an exact path or DIR/** (everything below DIR); other globs cannot be enforced exactly"
         ));
     }
-    if base
-        .split('/')
-        .skip(1)
-        .any(|c| c == "." || c == ".." || (c.is_empty() && !(base == "/" || base.is_empty())))
-        && !(base.is_empty())
+    if !base.is_empty()
+        && base[1..]
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
     {
         return Err(format!(
-            "{s:?}: write the canonical path (no '.', '..' or empty components)"
+            "{s:?}: write the canonical path (no '.', '..', empty components or trailing '/')"
         ));
     }
     if s.contains('\0') {
@@ -182,10 +181,11 @@ pub fn parse_net_rule(s: &str) -> Result<NetRule, String> {
             .ok_or_else(|| format!("{s:?}: missing ']'"))?;
         let port = match after {
             "" => None,
-            a => Some(parse_port(
-                a.strip_prefix(':')
-                    .ok_or_else(|| format!("{s:?}: expected ':port' after ']'"))?,
-            )?),
+            a => {
+                Some(parse_port(a.strip_prefix(':').ok_or_else(|| {
+                    format!("{s:?}: expected ':port' after ']'")
+                })?)?)
+            }
         };
         return Ok(NetRule {
             net: parse_net(addr)?,
@@ -468,7 +468,9 @@ impl Parser<'_, '_> {
                 if let Some(m) = self.mapping("workload", "workload", v, &WORKLOAD_KEYS) {
                     for (k, v) in m {
                         match k.as_str().unwrap_or("") {
-                            "image" => workload.image = self.pattern("workload", "workload.image", v),
+                            "image" => {
+                                workload.image = self.pattern("workload", "workload.image", v)
+                            }
                             "name" => workload.name = self.pattern("workload", "workload.name", v),
                             "k8s_namespace" => {
                                 workload.k8s_namespace =
@@ -596,7 +598,10 @@ impl Parser<'_, '_> {
         match m.get("deny_new_binaries") {
             None => {}
             Some(Value::Bool(b)) => e.deny_new_binaries = *b,
-            Some(_) => self.err("enforce", "'enforce.exec.deny_new_binaries' must be true or false"),
+            Some(_) => self.err(
+                "enforce",
+                "'enforce.exec.deny_new_binaries' must be true or false",
+            ),
         }
         if !e.deny.is_empty() && e.allow.is_some() {
             self.err(

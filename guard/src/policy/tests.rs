@@ -1,0 +1,171 @@
+use super::*;
+use crate::rules::Loader;
+
+fn load(text: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
+    let mut l = Loader::new();
+    let sink = register(&mut l);
+    l.add_str("p.yaml", text);
+    let (_, mut diags) = l.finish();
+    let v = sink.lock().map(|v| v.clone()).unwrap_or_default();
+    diags.extend(overlap_warnings(&v));
+    (v, diags)
+}
+
+const FULL: &str = r#"
+- rule: r
+  desc: d
+  condition: evt.type = execve
+  output: o
+  priority: WARNING
+- policy: web
+  desc: nginx in prod
+  workload:
+    image: "nginx:*"
+    name: "web-*"
+    labels: {app: web}
+    k8s_namespace: prod
+  mode: enforce
+  rules: {tags: [container], exclude_names: ["Noisy*"]}
+  enforce:
+    exec: {deny: [/bin/sh, "/usr/local/bin/**"], deny_new_binaries: true}
+    open: {deny_write: ["/etc/**"], deny_read: [/etc/shadow]}
+    connect: {deny: ["0.0.0.0/0:22", "[::1]:25", "10.0.0.0/8"], allow: ["10.1.0.0/16"]}
+"#;
+
+#[test]
+fn full_policy_parses_next_to_rules() {
+    let (v, d) = load(FULL);
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    let p = &v[0];
+    assert_eq!(p.name, "web");
+    assert_eq!(p.mode, Mode::Enforce);
+    assert_eq!(p.workload.specificity(), 4);
+    assert_eq!(p.exec.deny[1], PathRule::Below("/usr/local/bin/".into()));
+    assert!(p.exec.deny_new_binaries);
+    assert_eq!(p.connect.deny[0].port, Some(22));
+    assert_eq!(p.connect.deny[1].to_string(), "[::1/128]:25");
+    assert!(p.rules.applies("Shell", &["container".into()]));
+    assert!(!p.rules.applies("Noisy rule", &["container".into()]));
+    assert!(!p.rules.applies("Other", &["host".into()]));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_positions() {
+    let (_, d) = load(
+        "- policy: x\n  workload: {}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/sh], denny: [/x]}\n",
+    );
+    let e = d.iter().find(|d| d.is_error()).expect("an error");
+    let s = e.to_string();
+    assert!(s.contains("unknown key 'denny' in 'enforce.exec'"), "{s}");
+    assert!(s.contains("p.yaml:4:"), "{s}");
+    let (_, d) = load("- policy: x\n  workload: {imag: a}\n");
+    assert!(
+        d.iter()
+            .any(|d| d.is_error() && d.to_string().contains("'imag'"))
+    );
+    let (_, d) = load("- policy: x\n  workload: {}\n  mode: block\n");
+    assert!(
+        d.iter()
+            .any(|d| d.is_error() && d.to_string().contains("'detect' or 'enforce'"))
+    );
+}
+
+#[test]
+fn bad_values_are_errors_not_panics() {
+    for bad in [
+        "- policy: x\n  workload: {}\n  enforce: {open: {deny_read: [etc/shadow]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {open: {deny_read: [\"/etc/*.conf\"]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {open: {deny_read: [/etc/../shadow]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {connect: {deny: [\"300.1.1.1\"]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {connect: {deny: [\"1.2.3.4:0\"]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {connect: {deny: [\"[::1\"]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {exec: {deny: [/a], allow: [/b]}}\n",
+        "- policy: x\n  workload: {}\n  enforce: {exec: {deny_new_binaries: yes please}}\n",
+        "- policy: x\n  workload: [a]\n",
+        "- policy: x\n",
+        "- policy: [x]\n  workload: {}\n",
+        "- policy: x\n  workload: {}\n- policy: x\n  workload: {}\n",
+    ] {
+        let (_, d) = load(bad);
+        assert!(d.iter().any(|d| d.is_error()), "no error for {bad:?}");
+    }
+    let long = format!("/{}", "a".repeat(300));
+    assert!(parse_path_rule(&long).is_err());
+}
+
+#[test]
+fn overlap_rule_most_specific_wins_and_validate_warns() {
+    let (v, d) = load(
+        "- policy: all\n  workload: {}\n  enforce: {exec: {deny: [/bin/nc]}}\n- policy: web\n  workload: {image: \"nginx:*\"}\n  enforce: {exec: {deny: [/bin/sh]}}\n- policy: db\n  workload: {image: \"redis:*\"}\n",
+    );
+    let warns: Vec<String> = d
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        warns
+            .iter()
+            .any(|w| w.contains("'web' may select the same workloads as 'all'")),
+        "{warns:?}"
+    );
+    assert!(
+        !warns
+            .iter()
+            .any(|w| w.contains("'db' may select the same workloads as 'web'")),
+        "{warns:?}"
+    );
+    let w = WorkloadInfo {
+        image: Some("nginx:1".into()),
+        ..Default::default()
+    };
+    assert_eq!(choose(&v, &w).map(|(_, p)| p.name.as_str()), Some("web"));
+    let w = WorkloadInfo {
+        image: Some("alpine".into()),
+        ..Default::default()
+    };
+    assert_eq!(choose(&v, &w).map(|(_, p)| p.name.as_str()), Some("all"));
+}
+
+#[test]
+fn kernel_entries_close_over_prefixes() {
+    use guard_ebpf::{net_bits, path_bits};
+    let (v, _) = load(FULL);
+    let e = kernel::path_entries(1, &v[0]);
+    let find = |s: &[u8]| {
+        e.iter()
+            .find(|(_, d, _)| d.path.starts_with(s) && d.path[s.len()] == 0)
+            .map(|(plen, _, b)| (*plen, *b))
+    };
+    // /etc/shadow is below /etc/**: it carries deny_write too.
+    let (plen, bits) = find(b"/etc/shadow\0").expect("shadow entry");
+    assert_eq!(bits, path_bits::DENY_READ | path_bits::DENY_WRITE);
+    assert_eq!(plen, 40 + 8 * 12);
+    let (_, bits) = find(b"/etc/").expect("etc entry");
+    assert_eq!(bits, path_bits::DENY_WRITE);
+    let n = kernel::net_entries(1, &v[0]);
+    let allow = n
+        .iter()
+        .find(|(plen, d, _)| *plen == 64 + 16 && d.addr[..2] == [10, 1])
+        .expect("10.1/16");
+    assert_eq!(
+        allow.2,
+        net_bits::ALLOW | net_bits::DENY,
+        "inside the denied 10/8: deny wins"
+    );
+    let f = kernel::policy_flags(&v[0], false);
+    assert_ne!(f & guard_ebpf::policy_flags::ENFORCE, 0);
+    assert_eq!(
+        kernel::policy_flags(&v[0], true) & guard_ebpf::policy_flags::ENFORCE,
+        0
+    );
+}
+
+#[test]
+fn path_rules() {
+    assert_eq!(parse_path_rule("/**"), Ok(PathRule::Below("/".into())));
+    assert_eq!(parse_path_rule("/etc"), Ok(PathRule::Exact("/etc".into())));
+    assert!(parse_path_rule("/etc/").is_err());
+    assert!(PathRule::Below("/etc/".into()).matches("/etc/passwd"));
+    assert!(!PathRule::Below("/etc/".into()).matches("/etcx"));
+}

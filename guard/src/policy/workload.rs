@@ -158,9 +158,13 @@ mod tests {
         w.image = Some("redis:7".into());
         assert!(!s.matches(&w));
         w.image = None;
-        assert!(!s.matches(&w), "unknown image never matches an image selector");
+        assert!(
+            !s.matches(&w),
+            "unknown image never matches an image selector"
+        );
         let mut l = WorkloadSelector::default();
-        l.labels.insert("app".into(), Pattern::new("web").expect("glob"));
+        l.labels
+            .insert("app".into(), Pattern::new("web").expect("glob"));
         let mut w = WorkloadInfo::default();
         assert!(!l.matches(&w));
         w.labels.insert("app".into(), "web".into());
