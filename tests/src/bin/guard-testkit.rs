@@ -316,7 +316,9 @@ fn try_connect(args: &[OsString]) -> ExitCode {
 fn bench(args: &[OsString]) -> ExitCode {
     let (Some(op), Some(n), Some(target)) = (
         args.first().and_then(|a| a.to_str()),
-        args.get(1).and_then(|a| a.to_str()).and_then(|n| n.parse::<u32>().ok()),
+        args.get(1)
+            .and_then(|a| a.to_str())
+            .and_then(|n| n.parse::<u32>().ok()),
         args.get(2),
     ) else {
         return usage("bench needs OP N TARGET");
