@@ -86,3 +86,70 @@ fn fallback_kills_a_denied_exec_in_a_container_before_it_runs() {
     assert!(ok, "exec still killed after --cleanup");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `guard exec --policy`: Landlock denies (EACCES) what the policy's open and exec rules deny,
+/// through absolute, relative and `..` paths, and allows the rest. Needs no root.
+#[test]
+fn guard_exec_applies_the_policy_with_landlock() {
+    let landlock = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|l| l.split(',').any(|m| m.trim() == "landlock"))
+        .unwrap_or(false);
+    if !can_run(landlock, "Landlock is not an active LSM on this kernel") {
+        return;
+    }
+    let testkit = env!("CARGO_BIN_EXE_guard-testkit");
+    let tmp = std::env::temp_dir().join(format!("guard-landlock-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("sub")).expect("tmp dir");
+    std::fs::write(tmp.join("secret"), "s").expect("secret");
+    std::fs::write(tmp.join("fine"), "f").expect("fine");
+    let d = tmp.display();
+    let policy = tmp.join("p.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "- policy: ll\n  workload: {{}}\n  enforce:\n    open: {{deny_read: [{d}/secret], deny_write: [\"{d}/**\"]}}\n    exec: {{deny: [/bin/true]}}\n"
+        ),
+    )
+    .expect("policy");
+    let run = |cwd: &std::path::Path, args: &[&str]| -> String {
+        let out = std::process::Command::new(guard_tests::harness::guard_bin())
+            .current_dir(cwd)
+            .args(["exec", "--policy", policy.to_str().expect("utf8"), "--"])
+            .args(args)
+            .output()
+            .expect("guard exec");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let secret = format!("{d}/secret");
+    let first = |s: String| s.split_whitespace().next().unwrap_or("").to_owned();
+    assert_eq!(
+        first(run(&tmp, &[testkit, "try-open", &secret, "r"])),
+        "errno=13"
+    );
+    assert_eq!(
+        first(run(&tmp, &[testkit, "try-open", "secret", "r"])),
+        "errno=13"
+    );
+    assert_eq!(
+        first(run(
+            &tmp.join("sub"),
+            &[testkit, "try-open", "../secret", "r"]
+        )),
+        "errno=13"
+    );
+    assert_eq!(
+        first(run(&tmp, &[testkit, "try-open", "fine", "w"])),
+        "errno=13"
+    );
+    assert_eq!(run(&tmp, &[testkit, "try-open", "fine", "r"]), "ok");
+    assert_eq!(
+        first(run(&tmp, &[testkit, "try-exec", "/bin/true"])),
+        "errno=13"
+    );
+    assert_eq!(run(&tmp, &[testkit, "try-exec", "/bin/echo"]).trim(), "");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -99,6 +99,28 @@ fn walk(
     Ok(())
 }
 
+/// The rule on the real path: Landlock works on the file hierarchy, so a rule naming a path
+/// through a symlink (`/bin/true` where `/bin -> usr/bin`) must name its target.
+fn canonical(r: &PathRule) -> PathRule {
+    let real = |p: &str| {
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|c| c.to_str().map(str::to_owned))
+    };
+    match r {
+        PathRule::Exact(p) => PathRule::Exact(real(p).unwrap_or_else(|| p.clone())),
+        PathRule::Below(p) => match real(p.trim_end_matches('/')) {
+            Some(c) if c == "/" => PathRule::Below(c),
+            Some(c) => PathRule::Below(format!("{c}/")),
+            None => r.clone(),
+        },
+    }
+}
+
+fn canonical_all(rules: &[PathRule]) -> Vec<PathRule> {
+    rules.iter().map(canonical).collect()
+}
+
 /// Path -> rights granted beneath it.
 pub type Grants = BTreeMap<PathBuf, BitFlags<AccessFs>>;
 
@@ -111,15 +133,15 @@ pub fn ruleset_for(p: &Policy) -> Result<(BitFlags<AccessFs>, Grants)> {
     let mut out = BTreeMap::new();
     if !p.open.deny_write.is_empty() {
         handled |= write;
-        grants_around(&p.open.deny_write, write, &mut out)?;
+        grants_around(&canonical_all(&p.open.deny_write), write, &mut out)?;
     }
     if !p.open.deny_read.is_empty() {
         handled |= read;
-        grants_around(&p.open.deny_read, read, &mut out)?;
+        grants_around(&canonical_all(&p.open.deny_read), read, &mut out)?;
     }
     if let Some(allow) = &p.exec.allow {
         handled |= exec;
-        for r in allow {
+        for r in &canonical_all(allow) {
             let path = match r {
                 PathRule::Exact(p) => PathBuf::from(p),
                 PathRule::Below(p) => PathBuf::from(p.trim_end_matches('/')),
@@ -130,7 +152,7 @@ pub fn ruleset_for(p: &Policy) -> Result<(BitFlags<AccessFs>, Grants)> {
         }
     } else if !p.exec.deny.is_empty() {
         handled |= exec;
-        grants_around(&p.exec.deny, exec, &mut out)?;
+        grants_around(&canonical_all(&p.exec.deny), exec, &mut out)?;
     }
     Ok((handled, out))
 }
