@@ -475,7 +475,7 @@ mod tests {
         // The kernel's LPM trie takes at most 256 bytes of key data.
         assert_eq!(core::mem::size_of::<super::PathKeyData>(), 256);
         assert_eq!(core::mem::size_of::<super::NetKeyData>(), 24);
-        assert_eq!(core::mem::size_of::<super::DecisionBody>(), 56);
+        assert_eq!(core::mem::size_of::<super::DecisionBody>(), 48);
     }
 }
 
