@@ -534,13 +534,15 @@ mod quarantine {
 
 use aya_ebpf::{
     bindings::path as kernel_path,
-    helpers::generated::{bpf_d_path, bpf_probe_read_kernel as raw_probe_read_kernel, bpf_send_signal},
+    helpers::generated::{
+        bpf_d_path, bpf_probe_read_kernel as raw_probe_read_kernel, bpf_send_signal,
+    },
     maps::lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use guard_ebpf::{
     CgroupPolicy, DecisionBody, InodeKey, MAX_NET_RULES, MAX_NEW_FILES, MAX_PATH_RULES,
-    NET_KEY_FIXED_BITS, NetKeyData, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PathKeyData,
-    decision_op, net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
+    NET_KEY_FIXED_BITS, NetKeyData, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PathKeyData, decision_op,
+    net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
 };
 
 // These maps are pinned by userspace (`guard/src/probes.rs`, `map_pin_path`) when policies are
@@ -553,11 +555,13 @@ static POLICY_CGROUPS: HashMap<u64, CgroupPolicy> =
 
 /// Exec and open path rules (see `PathKeyData`).
 #[map]
-static POLICY_PATHS: LpmTrie<PathKeyData, u32> = LpmTrie::with_max_entries(MAX_PATH_RULES, BPF_F_NO_PREALLOC);
+static POLICY_PATHS: LpmTrie<PathKeyData, u32> =
+    LpmTrie::with_max_entries(MAX_PATH_RULES, BPF_F_NO_PREALLOC);
 
 /// Connect rules (see `NetKeyData`).
 #[map]
-static POLICY_NETS: LpmTrie<NetKeyData, u32> = LpmTrie::with_max_entries(MAX_NET_RULES, BPF_F_NO_PREALLOC);
+static POLICY_NETS: LpmTrie<NetKeyData, u32> =
+    LpmTrie::with_max_entries(MAX_NET_RULES, BPF_F_NO_PREALLOC);
 
 /// Inodes opened for writing inside drift-protected workloads; value: the policy id.
 #[map]
@@ -705,15 +709,27 @@ pub fn policy_exec(ctx: LsmContext) -> i32 {
         // SAFETY: the value is not used beyond the check.
         if unsafe { NEW_FILES.get(&ino) }.is_some() {
             body.reason = reason::NEW_BINARY;
-            let base = resolve_path(unsafe { file.add(off_path as usize) }, pol.policy_id, path_kind::EXEC);
-            return decide(&pol, body, base.map_or(core::ptr::null(), |b| b as *const u8));
+            let base = resolve_path(
+                unsafe { file.add(off_path as usize) },
+                pol.policy_id,
+                path_kind::EXEC,
+            );
+            return decide(
+                &pol,
+                body,
+                base.map_or(core::ptr::null(), |b| b as *const u8),
+            );
         }
     }
     if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
         return 0;
     }
     // SAFETY: constant offset into `struct file`; the result is a BTF pointer to `struct path`.
-    let Some(base) = resolve_path(unsafe { file.add(off_path as usize) }, pol.policy_id, path_kind::EXEC) else {
+    let Some(base) = resolve_path(
+        unsafe { file.add(off_path as usize) },
+        pol.policy_id,
+        path_kind::EXEC,
+    ) else {
         // Unresolvable path: an allow list cannot admit it.
         if pol.flags & pf::EXEC_ALLOW != 0 {
             body.reason = reason::NOT_ALLOWED;
@@ -754,7 +770,11 @@ pub fn policy_open(ctx: LsmContext) -> i32 {
     let mode: u32 = unsafe { read_field(file, koff!(file_f_mode)) }.unwrap_or(0);
     if pol.flags & pf::OPEN_RULES != 0 {
         // SAFETY: constant offset into `struct file`; a BTF pointer to its `struct path`.
-        if let Some(base) = resolve_path(unsafe { file.add(off_path as usize) }, pol.policy_id, path_kind::OPEN) {
+        if let Some(base) = resolve_path(
+            unsafe { file.add(off_path as usize) },
+            pol.policy_id,
+            path_kind::OPEN,
+        ) {
             let bits = path_rule(base);
             let denied = (mode & FMODE_READ != 0 && bits & path_bits::DENY_READ != 0)
                 || (mode & FMODE_WRITE != 0 && bits & path_bits::DENY_WRITE != 0);

@@ -753,11 +753,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
     })
 }
 
-fn decision_event(
-    common: Common,
-    b: &guard_ebpf::DecisionBody,
-    path: Captured,
-) -> DecisionEvent {
+fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) -> DecisionEvent {
     use guard_ebpf::{decision_op, reason, verdict};
     let op = match b.op {
         decision_op::EXEC => "exec",

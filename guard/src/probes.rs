@@ -155,13 +155,18 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
         .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes));
     if let Some(dir) = &cfg.policy_pins {
         std::fs::create_dir_all(dir).with_context(|| {
-            format!("creating the pin directory {} (is bpffs mounted at /sys/fs/bpf?)", dir.display())
+            format!(
+                "creating the pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
+                dir.display()
+            )
         })?;
         for m in POLICY_MAPS {
             loader.map_pin_path(m, dir.join(m));
         }
     }
-    let ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
+    let ebpf = loader
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
     Ok((ebpf, offsets))
 }
 
@@ -429,8 +434,9 @@ fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
     prog.pin(replace_prog_pin(dir, name))
         .with_context(|| format!("pinning program {name}"))?;
     let link = prog.take_link(id)?;
-    let link = FdLink::try_from(link)
-        .map_err(|e| anyhow::anyhow!("this kernel cannot make a pinnable link for the tracepoint: {e}"))?;
+    let link = FdLink::try_from(link).map_err(|e| {
+        anyhow::anyhow!("this kernel cannot make a pinnable link for the tracepoint: {e}")
+    })?;
     pin_link(link, dir, name)?;
     Ok(())
 }

@@ -23,8 +23,8 @@ use tracing::{info, warn};
 
 use super::{Mode, Policy, WorkloadInfo, choose};
 use crate::{
-    alert::GuardInfo,
-    audit::record::{Decision, DecisionKind, Operation, ProcessInfo},
+    alert::{Alert, GuardInfo, Priority},
+    audit::record::{Decision, DecisionKind, Operation, ProcessInfo, Workload},
     events::DecisionEvent,
 };
 
@@ -292,14 +292,16 @@ impl Enforcer {
         }
     }
 
-    /// Walks the cgroup2 tree and binds every cgroup whose path a policy selects; bindings of
-    /// an adopted earlier run that no policy selects any more are removed. Container metadata
-    /// comes from `info` (None for cgroups that are not containers).
+    /// Walks the cgroup2 tree and binds every cgroup a policy selects; bindings of an adopted
+    /// earlier run that no policy selects any more are removed. `info` gives the workload of a
+    /// cgroup path (relative to the cgroup2 mount, starting with `/`), or `None` when it is a
+    /// container whose metadata is not known yet (Docker down, inspect pending): such a cgroup
+    /// keeps the binding it has, so an outage never lifts enforcement.
     pub fn bind_cgroup_tree(
         &mut self,
         ebpf: &mut Ebpf,
         root: &Path,
-        info: &dyn Fn(&str) -> WorkloadInfo,
+        info: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
     ) -> Result<usize> {
         let mut seen = HashSet::new();
         let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
@@ -318,13 +320,17 @@ impl Enforcer {
             let rel = dir
                 .strip_prefix(root)
                 .map_or_else(|_| "/".to_owned(), |r| format!("/{}", r.display()));
-            let mut w = info(&rel);
-            w.cgroup = Some(rel.clone());
             seen.insert(md.ino());
-            let was = self.bound.get(&md.ino()).copied();
-            if self.bind(ebpf, md.ino(), &w)?.is_some() && was.is_none() {
-                bound += 1;
-                info!(cgroup = %rel, cgroup_id = md.ino(), "cgroup bound to policy");
+            if let Some(mut w) = info(&rel) {
+                w.cgroup_path = Some(rel.clone());
+                let was = self.bound.get(&md.ino()).copied();
+                let now = self.bind(ebpf, md.ino(), &w)?.map(|p| p.name.clone());
+                if let Some(name) = now
+                    && was.is_none()
+                {
+                    bound += 1;
+                    info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
+                }
             }
             if depth < 32
                 && let Ok(rd) = std::fs::read_dir(&dir)
@@ -336,7 +342,9 @@ impl Enforcer {
                 }
             }
         }
-        // Entries left by an earlier agent (adopted pins) for cgroups no policy selects now.
+        // Entries for cgroups that are gone, and entries left by an earlier agent (adopted
+        // pins) that this run has not bound. Entries the kernel added at cgroup_mkdir are
+        // adopted here when their cgroup still exists and the policy still selects it.
         let mut m = Self::cgroup_map(ebpf)?;
         let stale: Vec<u64> = m
             .keys()
@@ -350,8 +358,19 @@ impl Enforcer {
         Ok(bound)
     }
 
-    /// The audit record and alert metadata for a decision record from the kernel.
-    pub fn decision(&self, ev: &DecisionEvent) -> (Decision, GuardInfo) {
+    /// Number of cgroups currently bound.
+    pub fn bound_count(&self) -> usize {
+        self.bound.len()
+    }
+
+    /// The audit record and alert for a decision record from the kernel. `workload` is the
+    /// container (or host) the process belongs to, as far as the agent knows it.
+    pub fn decision(
+        &self,
+        ev: &DecisionEvent,
+        workload: &WorkloadInfo,
+        hostname: &str,
+    ) -> (Decision, Alert) {
         let policy = self
             .policy_by_id(ev.policy_id)
             .map_or_else(|| format!("#{}", ev.policy_id), |p| p.name.clone());
@@ -368,35 +387,95 @@ impl Enforcer {
             ("connect", Some(d)) => d.to_string(),
             _ => ev.path.text.clone(),
         };
+        let known =
+            |s: &str| (!s.is_empty() && s != crate::state::container::NA).then(|| s.to_owned());
+        let audit_workload = Workload {
+            container_id: workload.container_id.clone(),
+            container_name: known(&workload.name),
+            image: known(&workload.image),
+            k8s_namespace: known(&workload.k8s_namespace),
+            k8s_pod: None,
+        };
         let d = Decision {
             decision: kind,
             op,
             policy: policy.clone(),
             backend: self.backend.as_str().to_owned(),
-            target,
+            target: target.clone(),
             access: ev.access.map(str::to_owned),
-            workload: Default::default(),
+            workload: audit_workload,
             process: ProcessInfo {
                 pid: Some(ev.common.pid),
                 exe: Some(ev.common.comm.clone()),
                 cmdline: None,
             },
         };
+        let mode = if kind == DecisionKind::WouldDeny {
+            "detect"
+        } else {
+            "enforce"
+        };
+        let verdict = ev.verdict.replace('_', "-");
         let g = GuardInfo {
-            policy: Some(policy),
-            mode: Some(
-                if kind == DecisionKind::WouldDeny {
-                    "detect"
-                } else {
-                    "enforce"
-                }
-                .to_owned(),
-            ),
-            decision: Some(ev.verdict.replace('_', "-")),
+            policy: Some(policy.clone()),
+            mode: Some(mode.to_owned()),
+            decision: Some(verdict.clone()),
             backend: Some(self.backend.as_str().to_owned()),
             ..GuardInfo::default()
         };
-        (d, g)
+        let container_id = workload
+            .container_id
+            .as_deref()
+            .map_or_else(|| "host".to_owned(), |id| id.chars().take(12).collect());
+        let str_field = |s: &str| serde_json::Value::String(s.to_owned());
+        let mut fields: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        fields.insert("guard.policy".into(), str_field(&policy));
+        fields.insert("guard.decision".into(), str_field(&verdict));
+        fields.insert("guard.op".into(), str_field(ev.op));
+        fields.insert("guard.reason".into(), str_field(ev.reason));
+        fields.insert("guard.target".into(), str_field(&target));
+        fields.insert("guard.backend".into(), str_field(self.backend.as_str()));
+        if let Some(a) = ev.access {
+            fields.insert("guard.access".into(), str_field(a));
+        }
+        fields.insert("proc.pid".into(), ev.common.pid.into());
+        fields.insert("proc.name".into(), str_field(&ev.common.comm));
+        fields.insert("user.uid".into(), ev.common.uid.into());
+        fields.insert("container.id".into(), str_field(&container_id));
+        if workload.container_id.is_some() {
+            fields.insert("container.name".into(), str_field(&workload.name));
+            fields.insert("container.image".into(), str_field(&workload.image));
+        } else {
+            fields.insert("container.name".into(), str_field("host"));
+        }
+        let what = match &ev.access {
+            Some(a) => format!("{} ({a})", ev.op),
+            None => ev.op.to_owned(),
+        };
+        let output = format!(
+            "Policy {verdict} {what} {target} (policy={policy} mode={mode} backend={} reason={} proc={} pid={} container={})",
+            self.backend.as_str(),
+            ev.reason,
+            ev.common.comm,
+            ev.common.pid,
+            workload.label(),
+        );
+        let alert = Alert {
+            time: crate::alert::rfc3339_ns(ev.common.time_ns),
+            rule: format!("Policy {verdict} {}", ev.op),
+            priority: if kind == DecisionKind::Deny {
+                Priority::Critical
+            } else {
+                Priority::Warning
+            },
+            source: "guard_policy".into(),
+            hostname: hostname.to_owned(),
+            output,
+            tags: vec!["guard_policy".into(), ev.op.to_owned()],
+            output_fields: fields,
+            guard: g,
+        };
+        (d, alert)
     }
 }
 
@@ -411,74 +490,49 @@ fn bytemuck_path(d: &PathKeyData) -> Vec<u8> {
 pub struct PolicyRuntime {
     pub enforcer: Enforcer,
     cgroot: PathBuf,
-    info: Box<dyn Fn(&str) -> WorkloadInfo + Send>,
 }
 
 impl PolicyRuntime {
-    /// Loads the policy files (any error aborts: enforcing half a policy set is worse than
-    /// refusing to start), installs the rules and binds the existing cgroups.
+    /// Installs the rules of `policies` (already validated by the caller). Cgroups are bound
+    /// by [`PolicyRuntime::rescan`], which needs the container table.
     pub fn start(
-        paths: &[PathBuf],
+        policies: Vec<Policy>,
         detect_only: bool,
         backend: Backend,
         ebpf: &mut Ebpf,
     ) -> Result<Self> {
-        let (policies, diags) = super::load_policies(paths);
-        for d in &diags {
-            if d.is_error() {
-                tracing::error!("{d}");
-            } else {
-                warn!("{d}");
-            }
-        }
-        let errors = diags.iter().filter(|d| d.is_error()).count();
-        anyhow::ensure!(errors == 0, "{errors} error(s) in the policy files");
         let cgroot = PathBuf::from(
             crate::doctor::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()),
         );
         let enforcer = Enforcer::new(policies, detect_only, backend)?;
         enforcer.install(ebpf)?;
-        let mut rt = PolicyRuntime {
-            enforcer,
-            cgroot,
-            info: Box::new(container_info),
-        };
-        let n = rt.rescan(ebpf)?;
-        for p in &rt.enforcer.policies {
+        for p in &enforcer.policies {
             info!(
                 policy = %p.name,
                 mode = if detect_only { "detect (--detect-only)" } else { p.mode.as_str() },
-                backend = rt.enforcer.backend.as_str(),
+                backend = enforcer.backend.as_str(),
                 "policy loaded"
             );
         }
-        info!(cgroups = n, "cgroups under policy");
-        Ok(rt)
+        Ok(PolicyRuntime { enforcer, cgroot })
     }
 
-    /// Binds new cgroups (and unbinds removed ones); called periodically.
-    pub fn rescan(&mut self, ebpf: &mut Ebpf) -> Result<usize> {
+    /// Binds new cgroups (and unbinds removed ones); called at start and periodically.
+    pub fn rescan(
+        &mut self,
+        ebpf: &mut Ebpf,
+        info: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
+    ) -> Result<usize> {
         let root = self.cgroot.clone();
-        self.enforcer.bind_cgroup_tree(ebpf, &root, &*self.info)
+        self.enforcer.bind_cgroup_tree(ebpf, &root, info)
     }
 
-    /// The JSON line `guard run` prints for a decision record: the event plus its policy name,
-    /// mode, verdict and backend (alert `guard` keys) and the audit `decision` record.
-    pub fn decision_json(&self, ev: &DecisionEvent) -> serde_json::Value {
-        let (d, g) = self.enforcer.decision(ev);
-        serde_json::json!({
-            "kind": "policy_decision",
-            "guard": g,
-            "audit": crate::audit::record::Payload::Decision(d),
-            "event": ev,
+    /// The policy for a workload, as the kernel would get it (policy id and flags), or None.
+    pub fn kernel_binding(&self, w: &WorkloadInfo) -> Option<CgroupPolicy> {
+        let (i, p) = choose(&self.enforcer.policies, w).filter(|(_, p)| p.has_kernel_rules())?;
+        Some(CgroupPolicy {
+            policy_id: id_of(i),
+            flags: policy_flags(p, self.enforcer.detect_only),
         })
     }
-}
-
-/// Container identity from the cgroup path (docker, containerd, crio, libpod layouts). Image,
-/// name and labels are not known here: selectors on them do not match cgroups found by the
-/// tree walk (docs/policies.md, "Containers").
-fn container_info(path: &str) -> WorkloadInfo {
-    let _ = crate::state::container::parse_cgroup_path(path);
-    WorkloadInfo::default()
 }

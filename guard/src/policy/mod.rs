@@ -53,7 +53,7 @@ pub struct RuleSelection {
 
 impl RuleSelection {
     pub fn applies(&self, name: &str, tags: &[String]) -> bool {
-        if self.exclude_names.iter().any(|p| p.matches(name))
+        if self.exclude_names.iter().any(|p| p.is_match(name))
             || tags.iter().any(|t| self.exclude_tags.contains(t))
         {
             return false;
@@ -61,7 +61,7 @@ impl RuleSelection {
         if self.tags.is_empty() && self.names.is_empty() {
             return true;
         }
-        self.names.iter().any(|p| p.matches(name)) || tags.iter().any(|t| self.tags.contains(t))
+        self.names.iter().any(|p| p.is_match(name)) || tags.iter().any(|t| self.tags.contains(t))
     }
 }
 
@@ -312,7 +312,6 @@ pub fn load_policies(paths: &[std::path::PathBuf]) -> (Vec<Policy>, Vec<Diagnost
 }
 
 const POLICY_KEYS: [&str; 6] = ["policy", "desc", "workload", "mode", "rules", "enforce"];
-const WORKLOAD_KEYS: [&str; 5] = ["image", "name", "labels", "k8s_namespace", "cgroup"];
 const RULES_KEYS: [&str; 4] = ["tags", "names", "exclude_tags", "exclude_names"];
 const ENFORCE_KEYS: [&str; 3] = ["exec", "open", "connect"];
 const EXEC_KEYS: [&str; 3] = ["deny", "allow", "deny_new_binaries"];
@@ -387,13 +386,6 @@ impl Parser<'_, '_> {
         Some(out)
     }
 
-    fn pattern(&mut self, top: &str, path: &str, v: &Value) -> Option<Pattern> {
-        let s = self.string(top, path, v)?;
-        Pattern::new(&s)
-            .map_err(|e| self.err(top, format!("'{path}': {e}")))
-            .ok()
-    }
-
     fn paths(&mut self, path: &str, v: &Value) -> Vec<PathRule> {
         let Some(list) = self.strings("enforce", path, v) else {
             return Vec::new();
@@ -464,46 +456,11 @@ impl Parser<'_, '_> {
                 "policy",
                 "'workload' is required (use `workload: {}` to select every workload)",
             ),
-            Some(v) => {
-                if let Some(m) = self.mapping("workload", "workload", v, &WORKLOAD_KEYS) {
-                    for (k, v) in m {
-                        match k.as_str().unwrap_or("") {
-                            "image" => {
-                                workload.image = self.pattern("workload", "workload.image", v)
-                            }
-                            "name" => workload.name = self.pattern("workload", "workload.name", v),
-                            "k8s_namespace" => {
-                                workload.k8s_namespace =
-                                    self.pattern("workload", "workload.k8s_namespace", v)
-                            }
-                            "cgroup" => {
-                                workload.cgroup = self.pattern("workload", "workload.cgroup", v)
-                            }
-                            "labels" => {
-                                if let Value::Mapping(lm) = v {
-                                    for (lk, lv) in lm {
-                                        let Some(lk) =
-                                            self.string("workload", "workload.labels key", lk)
-                                        else {
-                                            continue;
-                                        };
-                                        if let Some(p) = self.pattern(
-                                            "workload",
-                                            &format!("workload.labels.{lk}"),
-                                            lv,
-                                        ) {
-                                            workload.labels.insert(lk, p);
-                                        }
-                                    }
-                                } else {
-                                    self.err("workload", "'workload.labels' must be a mapping");
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
+            // The shared selector (crate::workload) rejects unknown keys and bad globs.
+            Some(v) => match serde_yaml::from_value::<WorkloadSelector>(v.clone()) {
+                Ok(w) => workload = w,
+                Err(e) => self.err("workload", format!("'workload': {e}")),
+            },
         }
         let mut rules = RuleSelection::default();
         if let Some(v) = map.get("rules")
@@ -621,7 +578,9 @@ pub fn choose<'p>(policies: &'p [Policy], w: &WorkloadInfo) -> Option<(usize, &'
         if !p.workload.matches(w) {
             continue;
         }
-        if best.is_none_or(|(_, b)| p.workload.specificity() > b.workload.specificity()) {
+        if best.is_none_or(|(_, b)| {
+            workload::specificity(&p.workload) > workload::specificity(&b.workload)
+        }) {
             best = Some((i, p));
         }
     }
@@ -633,10 +592,13 @@ pub fn overlap_warnings(policies: &[Policy]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (i, a) in policies.iter().enumerate() {
         for b in &policies[i + 1..] {
-            if !a.workload.may_overlap(&b.workload) {
+            if !workload::may_overlap(&a.workload, &b.workload) {
                 continue;
             }
-            let (sa, sb) = (a.workload.specificity(), b.workload.specificity());
+            let (sa, sb) = (
+                workload::specificity(&a.workload),
+                workload::specificity(&b.workload),
+            );
             let winner = if sb > sa { &b.name } else { &a.name };
             let why = if sa == sb {
                 "equally specific: the one loaded first"

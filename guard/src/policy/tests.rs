@@ -39,7 +39,7 @@ fn full_policy_parses_next_to_rules() {
     let p = &v[0];
     assert_eq!(p.name, "web");
     assert_eq!(p.mode, Mode::Enforce);
-    assert_eq!(p.workload.specificity(), 4);
+    assert_eq!(workload::specificity(&p.workload), 4);
     assert_eq!(p.exec.deny[1], PathRule::Below("/usr/local/bin/".into()));
     assert!(p.exec.deny_new_binaries);
     assert_eq!(p.connect.deny[0].port, Some(22));
@@ -116,12 +116,14 @@ fn overlap_rule_most_specific_wins_and_validate_warns() {
         "{warns:?}"
     );
     let w = WorkloadInfo {
-        image: Some("nginx:1".into()),
+        container_id: Some("a".repeat(64)),
+        image: "nginx:1".into(),
         ..Default::default()
     };
     assert_eq!(choose(&v, &w).map(|(_, p)| p.name.as_str()), Some("web"));
     let w = WorkloadInfo {
-        image: Some("alpine".into()),
+        container_id: Some("b".repeat(64)),
+        image: "alpine".into(),
         ..Default::default()
     };
     assert_eq!(choose(&v, &w).map(|(_, p)| p.name.as_str()), Some("all"));

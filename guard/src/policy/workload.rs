@@ -1,137 +1,72 @@
-//! Workload selectors: which containers (or bare cgroups) a policy applies to.
-//!
-//! Same shape as the response engine's selector (issue 6); the lead unifies the two.
+//! Policy-specific views of the shared workload selector (`crate::workload`): how specific a
+//! selector is (the overlap rule: most specific wins) and whether two selectors may select the
+//! same workload (`guard validate` warnings).
 
-use std::collections::BTreeMap;
+pub use crate::workload::{Pattern, WorkloadInfo, WorkloadSelector};
 
-use globset::GlobMatcher;
-
-/// What a selector is matched against. `None` fields are unknown (no container runtime, daemon
-/// unreachable): a selector key on an unknown field does not match.
-#[derive(Debug, Clone, Default)]
-pub struct WorkloadInfo {
-    pub image: Option<String>,
-    pub name: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub k8s_namespace: Option<String>,
-    /// cgroup v2 path relative to the cgroup2 mount, starting with `/` (e.g. `/system.slice/docker-<id>.scope`).
-    pub cgroup: Option<String>,
+/// Number of constraints, the measure of "most specific" (see docs/policies.md). Each label
+/// counts; `container: true|false` counts as one.
+pub fn specificity(s: &WorkloadSelector) -> usize {
+    [&s.image, &s.name, &s.k8s_namespace, &s.cgroup]
+        .iter()
+        .filter(|p| p.is_some())
+        .count()
+        + s.labels.len()
+        + usize::from(s.container.is_some())
 }
 
-/// A compiled glob with its source text.
-#[derive(Debug, Clone)]
-pub struct Pattern {
-    pub text: String,
-    matcher: GlobMatcher,
-}
-
-impl Pattern {
-    pub fn new(text: &str) -> Result<Self, String> {
-        let glob = globset::GlobBuilder::new(text)
-            .literal_separator(false)
-            .build()
-            .map_err(|e| format!("bad glob {text:?}: {e}"))?;
-        Ok(Pattern {
-            text: text.to_owned(),
-            matcher: glob.compile_matcher(),
-        })
-    }
-
-    pub fn matches(&self, s: &str) -> bool {
-        self.matcher.is_match(s)
-    }
-
-    pub fn is_literal(&self) -> bool {
-        !self.text.contains(['*', '?', '[', '{'])
-    }
-}
-
-/// Every given key must match; an empty selector matches every workload.
-#[derive(Debug, Clone, Default)]
-pub struct WorkloadSelector {
-    pub image: Option<Pattern>,
-    pub name: Option<Pattern>,
-    pub labels: BTreeMap<String, Pattern>,
-    pub k8s_namespace: Option<Pattern>,
-    pub cgroup: Option<Pattern>,
-}
-
-fn field_matches(p: &Option<Pattern>, v: &Option<String>) -> bool {
-    match (p, v) {
-        (None, _) => true,
-        (Some(p), Some(v)) => p.matches(v),
-        (Some(_), None) => false,
-    }
-}
-
-impl WorkloadSelector {
-    pub fn matches(&self, w: &WorkloadInfo) -> bool {
-        field_matches(&self.image, &w.image)
-            && field_matches(&self.name, &w.name)
-            && field_matches(&self.k8s_namespace, &w.k8s_namespace)
-            && field_matches(&self.cgroup, &w.cgroup)
-            && self
-                .labels
-                .iter()
-                .all(|(k, p)| w.labels.get(k).is_some_and(|v| p.matches(v)))
-    }
-
-    /// Number of constraints, the measure of "most specific" (see docs/policies.md).
-    pub fn specificity(&self) -> usize {
-        [&self.image, &self.name, &self.k8s_namespace, &self.cgroup]
-            .iter()
-            .filter(|p| p.is_some())
-            .count()
-            + self.labels.len()
-    }
-
-    /// Whether the selector only needs the cgroup path (no container metadata).
-    pub fn cgroup_only(&self) -> bool {
-        self.image.is_none()
-            && self.name.is_none()
-            && self.k8s_namespace.is_none()
-            && self.labels.is_empty()
-    }
-
-    /// Conservative test for "some workload may match both": false only when a key both
-    /// selectors constrain cannot match the same value.
-    pub fn may_overlap(&self, other: &WorkloadSelector) -> bool {
-        fn pair(a: &Option<Pattern>, b: &Option<Pattern>) -> bool {
-            match (a, b) {
-                (Some(a), Some(b)) => patterns_may_overlap(a, b),
-                _ => true,
-            }
+/// Conservative test for "some workload may match both": false only when a key both selectors
+/// constrain cannot match the same value.
+pub fn may_overlap(a: &WorkloadSelector, b: &WorkloadSelector) -> bool {
+    fn pair(a: &Option<Pattern>, b: &Option<Pattern>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => patterns_may_overlap(a, b),
+            _ => true,
         }
-        pair(&self.image, &other.image)
-            && pair(&self.name, &other.name)
-            && pair(&self.k8s_namespace, &other.k8s_namespace)
-            && pair(&self.cgroup, &other.cgroup)
-            && self.labels.iter().all(|(k, a)| {
-                other
-                    .labels
-                    .get(k)
-                    .is_none_or(|b| patterns_may_overlap(a, b))
-            })
     }
+    let needs_container = |s: &WorkloadSelector| {
+        s.image.is_some() || s.name.is_some() || !s.labels.is_empty() || s.k8s_namespace.is_some()
+    };
+    let container = |s: &WorkloadSelector| match s.container {
+        Some(c) => Some(c),
+        None if needs_container(s) => Some(true),
+        None => None,
+    };
+    if let (Some(x), Some(y)) = (container(a), container(b))
+        && x != y
+    {
+        return false;
+    }
+    pair(&a.image, &b.image)
+        && pair(&a.name, &b.name)
+        && pair(&a.k8s_namespace, &b.k8s_namespace)
+        && pair(&a.cgroup, &b.cgroup)
+        && a.labels
+            .iter()
+            .all(|(k, x)| b.labels.get(k).is_none_or(|y| patterns_may_overlap(x, y)))
+}
+
+fn is_literal(p: &Pattern) -> bool {
+    !p.as_str().contains(['*', '?', '[', '{', '\\'])
 }
 
 fn patterns_may_overlap(a: &Pattern, b: &Pattern) -> bool {
-    match (a.is_literal(), b.is_literal()) {
-        (true, true) => a.text == b.text,
-        (true, false) => b.matches(&a.text),
-        (false, true) => a.matches(&b.text),
+    match (is_literal(a), is_literal(b)) {
+        (true, true) => a.as_str() == b.as_str(),
+        (true, false) => b.is_match(a.as_str()),
+        (false, true) => a.is_match(b.as_str()),
         // Two globs: compare the literal prefixes; deciding intersection exactly is not needed
         // for a warning.
         (false, false) => {
-            let pa = literal_prefix(&a.text);
-            let pb = literal_prefix(&b.text);
+            let pa = literal_prefix(a.as_str());
+            let pb = literal_prefix(b.as_str());
             pa.starts_with(pb) || pb.starts_with(pa)
         }
     }
 }
 
 fn literal_prefix(s: &str) -> &str {
-    let end = s.find(['*', '?', '[', '{']).unwrap_or(s.len());
+    let end = s.find(['*', '?', '[', '{', '\\']).unwrap_or(s.len());
     &s[..end]
 }
 
@@ -139,44 +74,33 @@ fn literal_prefix(s: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn sel(image: Option<&str>, cgroup: Option<&str>) -> WorkloadSelector {
-        WorkloadSelector {
-            image: image.map(|s| Pattern::new(s).expect("glob")),
-            cgroup: cgroup.map(|s| Pattern::new(s).expect("glob")),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn every_key_must_match() {
-        let s = sel(Some("nginx:*"), None);
-        let mut w = WorkloadInfo {
-            image: Some("nginx:1.25".into()),
-            ..Default::default()
-        };
-        assert!(s.matches(&w));
-        w.image = Some("redis:7".into());
-        assert!(!s.matches(&w));
-        w.image = None;
-        assert!(
-            !s.matches(&w),
-            "unknown image never matches an image selector"
-        );
-        let mut l = WorkloadSelector::default();
-        l.labels
-            .insert("app".into(), Pattern::new("web").expect("glob"));
-        let mut w = WorkloadInfo::default();
-        assert!(!l.matches(&w));
-        w.labels.insert("app".into(), "web".into());
-        assert!(l.matches(&w));
+    fn sel(yaml: &str) -> WorkloadSelector {
+        serde_yaml::from_str(yaml).expect("selector")
     }
 
     #[test]
     fn overlap_is_conservative() {
-        assert!(sel(Some("nginx:*"), None).may_overlap(&sel(Some("nginx:1"), None)));
-        assert!(!sel(Some("nginx:*"), None).may_overlap(&sel(Some("redis:1"), None)));
-        assert!(sel(Some("nginx:*"), None).may_overlap(&sel(None, Some("/a"))));
-        assert!(!sel(None, Some("/a/*")).may_overlap(&sel(None, Some("/b/*"))));
-        assert_eq!(sel(Some("x"), Some("/y")).specificity(), 2);
+        assert!(may_overlap(
+            &sel("{image: 'nginx:*'}"),
+            &sel("{image: 'nginx:1'}")
+        ));
+        assert!(!may_overlap(
+            &sel("{image: 'nginx:*'}"),
+            &sel("{image: 'redis:1'}")
+        ));
+        assert!(may_overlap(
+            &sel("{image: 'nginx:*'}"),
+            &sel("{cgroup: /a}")
+        ));
+        assert!(!may_overlap(
+            &sel("{cgroup: '/a/*'}"),
+            &sel("{cgroup: '/b/*'}")
+        ));
+        assert!(!may_overlap(&sel("{image: x}"), &sel("{container: false}")));
+        assert_eq!(specificity(&sel("{image: x, cgroup: /y}")), 2);
+        assert_eq!(
+            specificity(&sel("{labels: {a: b, c: d}, container: true}")),
+            3
+        );
     }
 }
