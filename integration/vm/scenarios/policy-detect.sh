@@ -1,6 +1,6 @@
 # Issue 5: `guard run --detect-only` turns the enforce policy into would-deny: every action is
 # allowed, and each one that enforce mode denies produces a would-deny decision record.
-# expect: guard-ready exec-allowed open-write-allowed open-read-allowed connect-allowed new-binary-allowed would-deny-exec would-deny-open would-deny-connect would-deny-new-binary no-deny-records mode-detect-policy
+# expect: guard-ready exec-allowed open-write-allowed open-read-allowed connect-allowed new-binary-allowed would-deny-exec would-deny-open would-deny-connect would-deny-new-binary no-deny-records mode-detect-policy would-deny-alerts report-rollout
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -26,6 +26,8 @@ EOF
 dcg="$(mkcg policy-detect)"
 "$GUARD" run --cleanup >/dev/null 2>&1
 in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }
+GUARD_AUDIT_DIR=/tmp/audit-detect
+rm -rf "$GUARD_AUDIT_DIR"
 
 if ! guard_start --detect-only --policy /tmp/policy.yaml; then
     fail guard-ready "guard run did not become ready"
@@ -44,7 +46,8 @@ outcome new-binary-allowed "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /tmp/n
 "$TESTKIT" try-exec --cgroup "$dcg" /opt/wl/busybox true >/dev/null 2>&1
 sleep 1
 guard_stop
-dec() { grep '"kind":"policy_decision"' "$GUARD_OUT" | grep "$1" | grep '"decision":"would_deny"' | head -n1; }
+audit() { cat "$GUARD_AUDIT_DIR"/audit-*.jsonl 2>/dev/null | grep '"kind":"decision"'; }
+dec() { audit | grep "$1" | grep '"decision":"would_deny"' | head -n1; }
 check() {
     r="$(dec "$2")"
     if [ -n "$r" ]; then pass "$1" "$(echo "$r" | cut -c1-300)"; else fail "$1" "no would_deny record matching $2"; fi
@@ -52,13 +55,27 @@ check() {
 check would-deny-exec '"target":"/opt/wl/busybox"'
 check would-deny-open '"target":"/srv/secret/key"'
 check would-deny-connect '"target":"127.0.0.1:9"'
-check would-deny-new-binary '"reason":"new_binary"'
-n="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep -c '"decision":"deny"')"
+r="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep '"guard.reason":"new_binary"' | grep '"decision":"would-deny"' | head -n1)"
+if [ -n "$r" ]; then pass would-deny-new-binary "$(echo "$r" | cut -c1-300)"; else fail would-deny-new-binary "no would-deny alert with reason new_binary"; fi
+n="$(audit | grep -c '"decision":"deny"')"
 if [ "$n" = 0 ]; then pass no-deny-records "0 deny records"; else fail no-deny-records "$n deny records"; fi
-r="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"policy":"detect-by-itself"' | head -n1)"
+r="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep '"policy":"detect-by-itself"' | head -n1)"
 case "$r" in
     *'"mode":"detect"'*) pass mode-detect-policy "$(echo "$r" | cut -c1-200)" ;;
-    *) fail mode-detect-policy "no detect record for detect-by-itself: ${r:-none}" ;;
+    *) fail mode-detect-policy "no detect alert for detect-by-itself: ${r:-none}" ;;
+esac
+n_alert="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep -c '"decision":"would-deny"')"
+n_audit="$(audit | grep -c '"decision":"would_deny"')"
+if [ "$n_alert" -ge 5 ] && [ "$n_alert" = "$n_audit" ]; then
+    pass would-deny-alerts "$n_alert alerts = $n_audit audit records"
+else
+    fail would-deny-alerts "$n_alert alerts, $n_audit audit records"
+fi
+# The report's rollout view reads the decisions: vm-workload would break things.
+rep="$("$GUARD" report --audit-dir "$GUARD_AUDIT_DIR" --format json 2>&1 | tr -d ' \n')"
+case "$rep" in
+    *'"policy":"vm-workload","would_deny":'*'"would_break":true'*) pass report-rollout "$(echo "$rep" | grep -o '"rollout":.*' | cut -c1-400)" ;;
+    *) fail report-rollout "$(echo "$rep" | cut -c1-600)" ;;
 esac
 "$GUARD" run --cleanup >/dev/null 2>&1
 finish

@@ -2,7 +2,7 @@
 # whatever path form the caller uses (exact, symlink, relative, ..), denies binaries written
 # after start (deny_new_binaries), allows the same in a sibling cgroup, reports every decision,
 # survives SIGKILL of the agent, is adopted by a restarted agent, and is removed by --cleanup.
-# expect: guard-ready backend-bpf-lsm exec-exact exec-symlink exec-relative exec-allowed-other-binary open-write-abs open-write-rel open-write-dotdot open-write-symlink open-read-abs open-read-rel open-read-symlink open-read-allowed-unprotected connect-denied new-binary-denied new-binary-moved-denied sib-exec sib-open-write sib-open-read sib-connect sib-new-binary decision-records decision-audit-fields persist-after-kill persist-open-after-kill restart-adopts restart-single-links restart-enforces cleanup-removes cleanup-allows
+# expect: guard-ready backend-bpf-lsm exec-exact exec-symlink exec-relative exec-allowed-other-binary open-write-abs open-write-rel open-write-dotdot open-write-symlink open-read-abs open-read-rel open-read-symlink open-read-allowed-unprotected connect-denied new-binary-denied new-binary-moved-denied sib-exec sib-open-write sib-open-read sib-connect sib-new-binary decision-records decision-audit-fields decision-alerts persist-after-kill persist-open-after-kill restart-adopts restart-single-links restart-enforces cleanup-removes cleanup-allows
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -30,6 +30,8 @@ EOF
 "$GUARD" run --cleanup >/dev/null 2>&1
 
 in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }
+GUARD_AUDIT_DIR=/tmp/audit-enforce
+rm -rf "$GUARD_AUDIT_DIR"
 in_sib() { "$TESTKIT" cgroup-run "$sib" -- "$@"; }
 
 if ! guard_start --policy /tmp/policy.yaml; then
@@ -81,20 +83,33 @@ outcome sib-connect errno=111 in_sib "$TESTKIT" try-connect 127.0.0.1:9
 outcome sib-new-binary "ok exit=0" "$TESTKIT" try-exec --cgroup "$sib" /tmp/moved/busybox true
 
 sleep 1
-n_exec="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"exec"' | grep -c '"decision":"deny"')"
-n_open="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"open"' | grep -c '"decision":"deny"')"
-n_conn="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"op":"connect"' | grep -c '"decision":"deny"')"
+# Each decision is an audit record of kind `decision` and an alert (source guard_policy).
+guard_stop
+audit() { cat "$GUARD_AUDIT_DIR"/audit-*.jsonl 2>/dev/null | grep '"kind":"decision"'; }
+n_exec="$(audit | grep '"op":"exec"' | grep -c '"decision":"deny"')"
+n_open="$(audit | grep '"op":"open"' | grep -c '"decision":"deny"')"
+n_conn="$(audit | grep '"op":"connect"' | grep -c '"decision":"deny"')"
 # 5 execs (3 listed + 2 new binaries), 7 opens, 1 connect were denied above.
 if [ "$n_exec" -ge 5 ] && [ "$n_open" -ge 7 ] && [ "$n_conn" -ge 1 ]; then
     pass decision-records "exec=$n_exec open=$n_open connect=$n_conn"
 else
-    fail decision-records "exec=$n_exec open=$n_open connect=$n_conn; $(grep -c . "$GUARD_OUT") lines; $(grep policy_decision "$GUARD_OUT" | head -c 1500)"
+    fail decision-records "exec=$n_exec open=$n_open connect=$n_conn; $(audit | head -c 1500)"
 fi
-rec="$(grep '"kind":"policy_decision"' "$GUARD_OUT" | grep '"target":"/srv/secret/key"' | head -n1)"
+rec="$(audit | grep '"target":"/srv/secret/key"' | head -n1)"
 case "$rec" in
     *'"policy":"vm-workload"'*'"backend":"bpf-lsm"'*) pass decision-audit-fields "$rec" ;;
     *) fail decision-audit-fields "no record for /srv/secret/key with policy and backend: ${rec:-none}" ;;
 esac
+n_alert="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep -c '"decision":"deny"')"
+n_audit="$(audit | grep -c '"decision":"deny"')"
+if [ "$n_alert" -ge 13 ] && [ "$n_alert" = "$n_audit" ]; then
+    pass decision-alerts "$n_alert alerts = $n_audit audit records"
+else
+    fail decision-alerts "$n_alert alerts, $n_audit audit records; $(grep guard_policy "$GUARD_OUT" | head -c 800)"
+fi
+if ! guard_start --policy /tmp/policy.yaml; then
+    fail persist-after-kill "guard did not start again before the kill test"
+fi
 
 # SIGKILL the agent: the pinned links keep enforcing.
 kill -KILL "$GUARD_PID"; wait "$GUARD_PID" 2>/dev/null; GUARD_PID=""
