@@ -21,6 +21,13 @@ pub const SCRATCH_LEN: usize = 4 * PAYLOAD_MAX;
 pub const DEFAULT_RING_BYTES: u32 = 1 << 23;
 /// Capacity of the per-cgroup exec deny map.
 pub const MAX_POLICY_CGROUPS: u32 = 16_384;
+/// Containers known to Docker whose cgroup is bound at `cgroup_mkdir` (`POLICY_PENDING`).
+pub const MAX_PENDING_CONTAINERS: u32 = 4096;
+/// Bytes of a container id in `POLICY_PENDING` keys (full hex id).
+pub const CONTAINER_ID_BYTES: usize = 64;
+/// Bytes of a cgroup path the `cgroup_mkdir` program reads; longer paths are not bound there
+/// (the agent's cgroup walk still binds them).
+pub const MKDIR_PATH_BYTES: usize = 512;
 /// Threads that can be inside a traced syscall at once (LRU beyond that).
 pub const MAX_PENDING_SYSCALLS: u32 = 16_384;
 /// Offset value meaning "this kernel has no such field".
@@ -54,6 +61,9 @@ pub mod names {
     pub const PROG_POLICY_OPEN: &str = "policy_open";
     pub const PROG_POLICY_CONNECT: &str = "policy_connect";
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
+    /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
+    pub const POLICY_PENDING: &str = "POLICY_PENDING";
+    pub const PROG_POLICY_CGROUP_MKDIR: &str = "policy_cgroup_mkdir";
 }
 
 /// Kind of a ring-buffer record; also the index into the `DROPS` per-CPU array.
@@ -144,6 +154,10 @@ pub struct KernelOffsets {
     pub sb_s_dev: u32,
     /// `task_struct.mm` -> `mm_struct.exe_file`, for the fallback backend.
     pub mm_exe_file: u32,
+    /// `trace_event_raw_cgroup.id` / `.__data_loc_path`: the `cgroup/cgroup_mkdir` tracepoint,
+    /// where a new container cgroup is bound to its policy before any process enters it.
+    pub tp_cgroup_id: u32,
+    pub tp_cgroup_path_loc: u32,
 }
 
 impl KernelOffsets {
@@ -169,6 +183,8 @@ impl KernelOffsets {
         inode_i_sb: OFFSET_ABSENT,
         sb_s_dev: OFFSET_ABSENT,
         mm_exe_file: OFFSET_ABSENT,
+        tp_cgroup_id: OFFSET_ABSENT,
+        tp_cgroup_path_loc: OFFSET_ABSENT,
     };
 }
 

@@ -483,6 +483,10 @@ impl Pipeline {
             },
             ..Default::default()
         });
+        if let Some(hook) = policy.as_ref().and_then(|p| p.runtime.container_hook()) {
+            // Before seeding and before the enricher runs, so no container is missed.
+            state.containers.set_hook(hook);
+        }
         let seeded = state.seed();
         info!(processes = seeded, "process table seeded from /proc");
         tokio::spawn(enricher.run());

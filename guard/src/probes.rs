@@ -22,11 +22,12 @@ use crate::{btf::Btf, policy::kernel::Backend};
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
 
 /// The maps that hold policy state; pinned so enforcement survives the agent.
-const POLICY_MAPS: [&str; 4] = [
+const POLICY_MAPS: [&str; 5] = [
     names::POLICY_CGROUPS,
     names::POLICY_PATHS,
     names::POLICY_NETS,
     names::NEW_FILES,
+    names::POLICY_PENDING,
 ];
 
 /// The eBPF object built by `build.rs`.
@@ -60,6 +61,12 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         inode_i_sb: need("inode", "i_sb")?,
         sb_s_dev: need("super_block", "s_dev")?,
         mm_exe_file: need("mm_struct", "exe_file")?,
+        tp_cgroup_id: btf
+            .member_offset_opt("trace_event_raw_cgroup", "id")
+            .unwrap_or(OFFSET_ABSENT),
+        tp_cgroup_path_loc: btf
+            .member_offset_opt("trace_event_raw_cgroup", "__data_loc_path")
+            .unwrap_or(OFFSET_ABSENT),
     })
 }
 
@@ -379,7 +386,8 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
         attach_policy_lsm(ebpf, Some(dir)).map(|()| Backend::BpfLsm)
     } else {
         attach_policy_fallback(ebpf, Some(dir)).map(|()| Backend::SigkillFallback)
-    };
+    }
+    .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
     match r {
         Ok(b) => {
             info!(backend = b.as_str(), pins = %dir.display(), "policy enforcement attached");
@@ -422,12 +430,39 @@ fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// Attaches (and pins) the `cgroup/cgroup_mkdir` program that binds a new container cgroup
+/// to the policy learnt at Docker's create event. Both backends use it.
+fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    attach_pinned_tracepoint(
+        ebpf,
+        names::PROG_POLICY_CGROUP_MKDIR,
+        "cgroup",
+        "cgroup_mkdir",
+        dir,
+    )
+}
+
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    let name = names::PROG_POLICY_EXEC_FALLBACK;
+    attach_pinned_tracepoint(
+        ebpf,
+        names::PROG_POLICY_EXEC_FALLBACK,
+        "sched",
+        "sched_process_exec",
+        dir,
+    )
+}
+
+fn attach_pinned_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+    event: &str,
+    dir: Option<&Path>,
+) -> Result<()> {
     let prog = tracepoint(ebpf, name)?;
     let id = prog
-        .attach("sched", "sched_process_exec")
-        .context("attaching the fallback to sched/sched_process_exec")?;
+        .attach(category, event)
+        .with_context(|| format!("attaching {name} to {category}/{event}"))?;
     let Some(dir) = dir else {
         return Ok(());
     };

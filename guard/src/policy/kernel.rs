@@ -6,6 +6,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{Context, Result};
@@ -14,9 +15,9 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, lpm_trie::Key, lpm_trie::LpmTrie},
 };
 use guard_ebpf::{
-    CgroupPolicy, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, MAX_POLICY_CGROUPS,
-    NET_KEY_FIXED_BITS, NetKeyData, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PathKeyData, names,
-    net_bits, path_bits, path_kind, policy_flags as pf,
+    CONTAINER_ID_BYTES, CgroupPolicy, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES,
+    MAX_POLICY_CGROUPS, NET_KEY_FIXED_BITS, NetKeyData, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS,
+    PathKeyData, names, net_bits, path_bits, path_kind, policy_flags as pf,
 };
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -304,6 +305,9 @@ impl Enforcer {
         info: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
     ) -> Result<usize> {
         let mut seen = HashSet::new();
+        // Cgroups whose workload is not known yet: their map entries (bound by an earlier
+        // walk, by the kernel at cgroup_mkdir, or by an adopted run) are left alone.
+        let mut unknown = HashSet::new();
         let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
         let mut bound = 0;
         // Bounded walk: depth and directory count, so a hostile tree cannot stall the agent.
@@ -321,7 +325,12 @@ impl Enforcer {
                 .strip_prefix(root)
                 .map_or_else(|_| "/".to_owned(), |r| format!("/{}", r.display()));
             seen.insert(md.ino());
-            if let Some(mut w) = info(&rel) {
+            let Some(mut w) = info(&rel) else {
+                unknown.insert(md.ino());
+                push_children(&mut stack, &dir, depth);
+                continue;
+            };
+            {
                 w.cgroup_path = Some(rel.clone());
                 let was = self.bound.get(&md.ino()).copied();
                 let now = self.bind(ebpf, md.ino(), &w)?.map(|p| p.name.clone());
@@ -332,15 +341,7 @@ impl Enforcer {
                     info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
                 }
             }
-            if depth < 32
-                && let Ok(rd) = std::fs::read_dir(&dir)
-            {
-                for e in rd.flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        stack.push((e.path(), depth + 1));
-                    }
-                }
-            }
+            push_children(&mut stack, &dir, depth);
         }
         // Entries for cgroups that are gone, and entries left by an earlier agent (adopted
         // pins) that this run has not bound. Entries the kernel added at cgroup_mkdir are
@@ -349,7 +350,7 @@ impl Enforcer {
         let stale: Vec<u64> = m
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|k| !self.bound.contains_key(k) || !seen.contains(k))
+            .filter(|k| !seen.contains(k) || (!self.bound.contains_key(k) && !unknown.contains(k)))
             .collect();
         for k in stale {
             let _ = m.remove(&k);
@@ -479,6 +480,20 @@ impl Enforcer {
     }
 }
 
+/// Queues the subdirectories of a cgroup for the walk (at most 32 levels deep).
+fn push_children(stack: &mut Vec<(PathBuf, usize)>, dir: &Path, depth: usize) {
+    if depth >= 32 {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((e.path(), depth + 1));
+            }
+        }
+    }
+}
+
 fn bytemuck_path(d: &PathKeyData) -> Vec<u8> {
     let mut v = d.policy_id.to_ne_bytes().to_vec();
     v.push(d.kind);
@@ -486,10 +501,44 @@ fn bytemuck_path(d: &PathKeyData) -> Vec<u8> {
     v
 }
 
+/// `POLICY_PENDING`: container id -> policy, read by the `cgroup_mkdir` program.
+pub type PendingMap = BpfHashMap<MapData, [u8; CONTAINER_ID_BYTES], CgroupPolicy>;
+
 /// What `guard run` holds for policy enforcement: the enforcer and where cgroups live.
 pub struct PolicyRuntime {
     pub enforcer: Enforcer,
     cgroot: PathBuf,
+    /// Shared with the container table's hook (the Docker enrichment task).
+    pending: Option<Arc<Mutex<PendingMap>>>,
+}
+
+/// The kernel binding for a workload: the policy `choose` picks, if it has kernel rules.
+pub fn binding_for(
+    policies: &[Policy],
+    detect_only: bool,
+    w: &WorkloadInfo,
+) -> Option<CgroupPolicy> {
+    let (i, p) = choose(policies, w).filter(|(_, p)| p.has_kernel_rules())?;
+    Some(CgroupPolicy {
+        policy_id: id_of(i),
+        flags: policy_flags(p, detect_only),
+    })
+}
+
+/// Records (or clears) what the `cgroup_mkdir` program binds for a container. A container
+/// id is 64 lowercase hex characters (checked by `ContainerId::parse`).
+pub fn set_pending(m: &mut PendingMap, id: &str, binding: Option<CgroupPolicy>) -> Result<()> {
+    let key: [u8; CONTAINER_ID_BYTES] = id
+        .as_bytes()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("container id {id:?} is not 64 bytes"))?;
+    match binding {
+        Some(b) => m.insert(key, b, 0)?,
+        None => {
+            let _ = m.remove(&key);
+        }
+    }
+    Ok(())
 }
 
 impl PolicyRuntime {
@@ -514,7 +563,58 @@ impl PolicyRuntime {
                 "policy loaded"
             );
         }
-        Ok(PolicyRuntime { enforcer, cgroot })
+        // Entries of an earlier run may name policy ids of another policy set: start empty;
+        // the container table's hook fills it as Docker metadata arrives.
+        let pending = match ebpf.take_map(names::POLICY_PENDING) {
+            Some(m) => {
+                let mut m: PendingMap = BpfHashMap::try_from(m)?;
+                let keys: Vec<_> = m.keys().filter_map(|k| k.ok()).collect();
+                for k in keys {
+                    let _ = m.remove(&k);
+                }
+                Some(Arc::new(Mutex::new(m)))
+            }
+            None => {
+                warn!(
+                    "map POLICY_PENDING missing: new containers are bound by the cgroup walk only"
+                );
+                None
+            }
+        };
+        Ok(PolicyRuntime {
+            enforcer,
+            cgroot,
+            pending,
+        })
+    }
+
+    /// The hook for the container table: on Docker's create (and every later inspect), the
+    /// container's policy goes into `POLICY_PENDING`, so the kernel binds its cgroup at
+    /// `cgroup_mkdir`, before the entrypoint runs; on destroy the entry is removed.
+    pub fn container_hook(&self) -> Option<crate::state::container::ContainerHook> {
+        use crate::state::container::ContainerChange;
+        let pending = self.pending.clone()?;
+        let policies = Arc::new(self.enforcer.policies.clone());
+        let detect_only = self.enforcer.detect_only;
+        Some(Arc::new(move |change: ContainerChange<'_>| {
+            let Ok(mut m) = pending.lock() else {
+                return;
+            };
+            let r = match change {
+                ContainerChange::Ready(meta) => {
+                    let w = WorkloadInfo::from_container(meta, None);
+                    let b = binding_for(&policies, detect_only, &w);
+                    if let Some(b) = &b {
+                        tracing::debug!(container = %meta.id.short(), policy_id = b.policy_id, "container bound at cgroup creation");
+                    }
+                    set_pending(&mut m, meta.id.as_str(), b)
+                }
+                ContainerChange::Removed(id) => set_pending(&mut m, id.as_str(), None),
+            };
+            if let Err(e) = r {
+                warn!("POLICY_PENDING: {e:#}");
+            }
+        }))
     }
 
     /// Binds new cgroups (and unbinds removed ones); called at start and periodically.
@@ -529,10 +629,6 @@ impl PolicyRuntime {
 
     /// The policy for a workload, as the kernel would get it (policy id and flags), or None.
     pub fn kernel_binding(&self, w: &WorkloadInfo) -> Option<CgroupPolicy> {
-        let (i, p) = choose(&self.enforcer.policies, w).filter(|(_, p)| p.has_kernel_rules())?;
-        Some(CgroupPolicy {
-            policy_id: id_of(i),
-            flags: policy_flags(p, self.enforcer.detect_only),
-        })
+        binding_for(&self.enforcer.policies, self.enforcer.detect_only, w)
     }
 }

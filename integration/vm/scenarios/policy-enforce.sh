@@ -40,7 +40,7 @@ if ! guard_start --policy /tmp/policy.yaml; then
     exit 0
 fi
 pass guard-ready "$(grep -c . "$GUARD_ERR") stderr lines"
-line="$(grep 'guard starting' "$GUARD_ERR" | head -n1)"
+line="$(grep 'probes attached' "$GUARD_ERR" | head -n1)"
 case "$line" in
     *'policy_backend="bpf-lsm"'*) pass backend-bpf-lsm "$line" ;;
     *) fail backend-bpf-lsm "startup log: ${line:-none}"
@@ -123,7 +123,8 @@ if guard_start --policy /tmp/policy.yaml; then
         fail restart-adopts "$(tail -n 8 "$GUARD_ERR")"
     fi
     links="$(ls /sys/fs/bpf/guard | grep -c '^link_')"
-    if [ "$links" = 3 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
+    # exec, open, connect and the cgroup_mkdir binder.
+    if [ "$links" = 4 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
     else fail restart-single-links "$links links: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
     outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
     guard_stop
