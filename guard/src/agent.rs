@@ -527,14 +527,13 @@ impl Pipeline {
             return Ok(0);
         };
         let containers = &self.capture.state.containers;
-        let mut info = |path: &str| -> Option<WorkloadInfo> {
+        let mut info = |path: &str| -> (WorkloadInfo, bool) {
             match crate::state::container::parse_cgroup_path(path) {
-                None => Some(WorkloadInfo::host(None)),
+                None => (WorkloadInfo::host(None), true),
                 Some(c) => {
                     let meta = containers.lookup(&c.id);
-                    // Unknown metadata: keep whatever binding the cgroup has.
-                    (meta.status == crate::state::container::MetaStatus::Ready)
-                        .then(|| WorkloadInfo::from_container(&meta, None))
+                    let known = meta.status == crate::state::container::MetaStatus::Ready;
+                    (WorkloadInfo::from_container(&meta, None), known)
                 }
             }
         };
@@ -724,6 +723,21 @@ impl Pipeline {
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
         let has_policy = self.policy.is_some();
+        if self.policy.is_some() {
+            // `ready` promises that running containers are under their policies: give Docker
+            // up to 3 s to answer the inspects queued at seeding, then bind.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !self.capture.state.containers.not_ready().is_empty() && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let n = self.rescan_policies()?;
+            info!(
+                newly_bound = n,
+                unresolved = self.capture.state.containers.not_ready().len(),
+                "policies bound to running workloads"
+            );
+        }
         // Tests and scripts wait for this line before generating activity.
         eprintln!("guard: ready");
         loop {

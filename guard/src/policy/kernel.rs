@@ -295,14 +295,14 @@ impl Enforcer {
 
     /// Walks the cgroup2 tree and binds every cgroup a policy selects; bindings of an adopted
     /// earlier run that no policy selects any more are removed. `info` gives the workload of a
-    /// cgroup path (relative to the cgroup2 mount, starting with `/`), or `None` when it is a
-    /// container whose metadata is not known yet (Docker down, inspect pending): such a cgroup
-    /// keeps the binding it has, so an outage never lifts enforcement.
+    /// cgroup path (relative to the cgroup2 mount, starting with `/`) and whether it is fully
+    /// known (false for a container whose metadata is pending or unavailable: such a cgroup
+    /// keeps the binding it has, so an outage never lifts or changes enforcement).
     pub fn bind_cgroup_tree(
         &mut self,
         ebpf: &mut Ebpf,
         root: &Path,
-        info: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
+        info: &mut dyn FnMut(&str) -> (WorkloadInfo, bool),
     ) -> Result<usize> {
         let mut seen = HashSet::new();
         // Cgroups whose workload is not known yet: their map entries (bound by an earlier
@@ -325,13 +325,20 @@ impl Enforcer {
                 .strip_prefix(root)
                 .map_or_else(|_| "/".to_owned(), |r| format!("/{}", r.display()));
             seen.insert(md.ino());
-            let Some(mut w) = info(&rel) else {
-                unknown.insert(md.ino());
-                push_children(&mut stack, &dir, depth);
-                continue;
-            };
+            let (mut w, known) = info(&rel);
+            w.cgroup_path = Some(rel.clone());
+            if !known {
+                // Container metadata not known yet: a cgroup-only selector can still bind it,
+                // but an existing binding is never replaced or lifted on missing data.
+                let bound_now = self.bound.contains_key(&md.ino())
+                    || Self::cgroup_map(ebpf)?.get(&md.ino(), 0).is_ok();
+                if bound_now || choose(&self.policies, &w).is_none() {
+                    unknown.insert(md.ino());
+                    push_children(&mut stack, &dir, depth);
+                    continue;
+                }
+            }
             {
-                w.cgroup_path = Some(rel.clone());
                 let was = self.bound.get(&md.ino()).copied();
                 let now = self.bind(ebpf, md.ino(), &w)?.map(|p| p.name.clone());
                 if let Some(name) = now
@@ -621,7 +628,7 @@ impl PolicyRuntime {
     pub fn rescan(
         &mut self,
         ebpf: &mut Ebpf,
-        info: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
+        info: &mut dyn FnMut(&str) -> (WorkloadInfo, bool),
     ) -> Result<usize> {
         let root = self.cgroot.clone();
         self.enforcer.bind_cgroup_tree(ebpf, &root, info)
