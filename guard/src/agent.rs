@@ -408,6 +408,7 @@ struct PolicyStage {
 }
 
 impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         cap: &CaptureArgs,
         print: PrintEvents,

@@ -499,19 +499,6 @@ pub fn cleanup_pins(dir: &Path) -> Result<usize> {
     Ok(n)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
-        assert_eq!(ring_size(0), 4096);
-        assert_eq!(ring_size(4097), 8192);
-        assert_eq!(ring_size(1 << 20), 1 << 20);
-        assert_eq!(ring_size(u32::MAX), 1 << 31);
-    }
-}
-
 /// What `guard doctor` learns by actually loading the programs.
 pub struct Support {
     pub tracepoint: Result<()>,
@@ -551,5 +538,18 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
         tracepoint,
         lsm,
         policy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_are_powers_of_two_of_at_least_a_page() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(4097), 8192);
+        assert_eq!(ring_size(1 << 20), 1 << 20);
+        assert_eq!(ring_size(u32::MAX), 1 << 31);
     }
 }
