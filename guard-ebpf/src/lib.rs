@@ -21,6 +21,13 @@ pub const SCRATCH_LEN: usize = 4 * PAYLOAD_MAX;
 pub const DEFAULT_RING_BYTES: u32 = 1 << 23;
 /// Capacity of the per-cgroup exec deny map.
 pub const MAX_POLICY_CGROUPS: u32 = 16_384;
+/// Containers known to Docker whose cgroup is bound at `cgroup_mkdir` (`POLICY_PENDING`).
+pub const MAX_PENDING_CONTAINERS: u32 = 4096;
+/// Bytes of a container id in `POLICY_PENDING` keys (full hex id).
+pub const CONTAINER_ID_BYTES: usize = 64;
+/// Bytes of a cgroup path the `cgroup_mkdir` program reads; longer paths are not bound there
+/// (the agent's cgroup walk still binds them).
+pub const MKDIR_PATH_BYTES: usize = 512;
 /// Threads that can be inside a traced syscall at once (LRU beyond that).
 pub const MAX_PENDING_SYSCALLS: u32 = 16_384;
 /// Syscall numbers below this are looked up in `SYSCALL_FILTER`; larger ones (x32) are ignored.
@@ -53,6 +60,18 @@ pub mod names {
     pub const PROG_QUARANTINE_EGRESS: &str = "quarantine_egress";
     /// BPF LSM `socket_connect`: connect deny for quarantined cgroups.
     pub const PROG_QUARANTINE_CONNECT: &str = "quarantine_connect";
+    // Per-workload policy enforcement (issue 5).
+    pub const POLICY_CGROUPS: &str = "POLICY_CGROUPS";
+    pub const POLICY_PATHS: &str = "POLICY_PATHS";
+    pub const POLICY_NETS: &str = "POLICY_NETS";
+    pub const NEW_FILES: &str = "NEW_FILES";
+    pub const PROG_POLICY_EXEC: &str = "policy_exec";
+    pub const PROG_POLICY_OPEN: &str = "policy_open";
+    pub const PROG_POLICY_CONNECT: &str = "policy_connect";
+    pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
+    /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
+    pub const POLICY_PENDING: &str = "POLICY_PENDING";
+    pub const PROG_POLICY_CGROUP_MKDIR: &str = "policy_cgroup_mkdir";
 }
 
 /// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert
@@ -71,17 +90,20 @@ pub enum EventKind {
     Exit = 4,
     /// Every traced syscall other than the lifecycle ones; the body says which.
     Syscall = 5,
+    /// A policy decision (deny, would-deny, kill) from the enforcement programs.
+    Decision = 6,
 }
 
 impl EventKind {
     /// One past the largest kind: the length of the `DROPS` array.
-    pub const COUNT: u32 = 6;
-    pub const ALL: [EventKind; 5] = [
+    pub const COUNT: u32 = 7;
+    pub const ALL: [EventKind; 6] = [
         EventKind::Exec,
         EventKind::ExecDenied,
         EventKind::Fork,
         EventKind::Exit,
         EventKind::Syscall,
+        EventKind::Decision,
     ];
 
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -91,6 +113,7 @@ impl EventKind {
             3 => Some(Self::Fork),
             4 => Some(Self::Exit),
             5 => Some(Self::Syscall),
+            6 => Some(Self::Decision),
             _ => None,
         }
     }
@@ -102,6 +125,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Exit => "exit",
             EventKind::Syscall => "syscall",
+            EventKind::Decision => "decision",
         }
     }
 }
@@ -135,6 +159,22 @@ pub struct KernelOffsets {
     /// `task_struct.thread_info.status` (`TS_COMPAT` marks a 32-bit syscall); `OFFSET_ABSENT`
     /// where the kernel has no such field.
     pub task_ti_status: u32,
+    /// `linux_binprm.file`, `file.f_path`, `file.f_mode`, `file.f_inode`, `inode.i_ino`,
+    /// `inode.i_sb`, `super_block.s_dev`: what the policy programs read to decide on the real
+    /// object (its path through `bpf_d_path`, its inode for drift prevention).
+    pub bprm_file: u32,
+    pub file_f_path: u32,
+    pub file_f_mode: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
+    /// `task_struct.mm` -> `mm_struct.exe_file`, for the fallback backend.
+    pub mm_exe_file: u32,
+    /// `trace_event_raw_cgroup.id` / `.__data_loc_path`: the `cgroup/cgroup_mkdir` tracepoint,
+    /// where a new container cgroup is bound to its policy before any process enters it.
+    pub tp_cgroup_id: u32,
+    pub tp_cgroup_path_loc: u32,
 }
 
 impl KernelOffsets {
@@ -152,6 +192,16 @@ impl KernelOffsets {
         regs_args: [OFFSET_ABSENT; 6],
         regs_orig_ax: OFFSET_ABSENT,
         task_ti_status: OFFSET_ABSENT,
+        bprm_file: OFFSET_ABSENT,
+        file_f_path: OFFSET_ABSENT,
+        file_f_mode: OFFSET_ABSENT,
+        file_f_inode: OFFSET_ABSENT,
+        inode_i_ino: OFFSET_ABSENT,
+        inode_i_sb: OFFSET_ABSENT,
+        sb_s_dev: OFFSET_ABSENT,
+        mm_exe_file: OFFSET_ABSENT,
+        tp_cgroup_id: OFFSET_ABSENT,
+        tp_cgroup_path_loc: OFFSET_ABSENT,
     };
 }
 
@@ -270,10 +320,166 @@ pub struct QuarantineEntry {
     pub until_boot_ns: u64,
 }
 
+/// Policies the kernel maps can hold (policy ids are 1..=MAX_POLICIES).
+pub const MAX_POLICIES: u32 = 1024;
+/// Path rules (exec and open) over all policies.
+pub const MAX_PATH_RULES: u32 = 16_384;
+/// Network rules over all policies.
+pub const MAX_NET_RULES: u32 = 16_384;
+/// Inodes written inside workloads with `deny_new_binaries` (LRU beyond that: see docs).
+pub const MAX_NEW_FILES: u32 = 65_536;
+/// Bytes of a path a path rule can hold; the LPM trie limits a key's data to 256 bytes.
+pub const PATH_KEY_BYTES: usize = 251;
+
+/// `POLICY_CGROUPS` value: which policy applies to a cgroup, and what it enforces.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupPolicy {
+    pub policy_id: u32,
+    /// `policy_flags::*`.
+    pub flags: u32,
+}
+
+/// Bits of `CgroupPolicy::flags`.
+pub mod policy_flags {
+    /// Deny (enforce mode); without it every decision is a would-deny (detect mode).
+    pub const ENFORCE: u32 = 1;
+    /// `exec.deny` entries exist.
+    pub const EXEC_DENY: u32 = 2;
+    /// `exec.allow` is given: exec of anything not listed is denied.
+    pub const EXEC_ALLOW: u32 = 4;
+    /// `exec.deny_new_binaries`: files written in the workload cannot be executed.
+    pub const DENY_NEW_BINARIES: u32 = 8;
+    /// `open.deny_read` / `open.deny_write` entries exist.
+    pub const OPEN_RULES: u32 = 16;
+    /// `connect.deny` entries exist.
+    pub const CONNECT_DENY: u32 = 32;
+    /// `connect.allow` is given: connects to anything not listed are denied.
+    pub const CONNECT_ALLOW: u32 = 64;
+}
+
+/// Kinds of path rule in `POLICY_PATHS` (byte 4 of the key data).
+pub mod path_kind {
+    pub const EXEC: u8 = 1;
+    pub const OPEN: u8 = 2;
+}
+
+/// Bits of a `POLICY_PATHS` value.
+pub mod path_bits {
+    /// Exec rule matched (a deny entry, or an allow entry, by the policy's flags).
+    pub const EXEC_MATCH: u32 = 1;
+    /// Open for read is denied.
+    pub const DENY_READ: u32 = 2;
+    /// Open for write is denied.
+    pub const DENY_WRITE: u32 = 4;
+}
+
+/// Data of a `POLICY_PATHS` LPM key: policy, kind, then the path bytes. An exact path is stored
+/// with its NUL (so it matches only itself), a `DIR/**` rule as `DIR/` (everything below).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathKeyData {
+    pub policy_id: u32,
+    pub kind: u8,
+    pub path: [u8; PATH_KEY_BYTES],
+}
+
+/// Data of a `POLICY_NETS` LPM key: policy, port (0 = any), family (4 or 6), then the address;
+/// an IPv4 address takes the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetKeyData {
+    pub policy_id: u32,
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+    pub addr: [u8; 16],
+}
+
+/// Bits of a `POLICY_NETS` value.
+pub mod net_bits {
+    pub const DENY: u32 = 1;
+    pub const ALLOW: u32 = 2;
+}
+
+/// Key bits before the address in a `NetKeyData` (policy, port, family, pad).
+pub const NET_KEY_FIXED_BITS: u32 = 64;
+/// Key bits before the path in a `PathKeyData` (policy, kind).
+pub const PATH_KEY_FIXED_BITS: u32 = 40;
+
+/// `NEW_FILES` key: an inode written inside a drift-protected workload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Operation of a `Decision` record.
+pub mod decision_op {
+    pub const EXEC: u8 = 1;
+    pub const OPEN: u8 = 2;
+    pub const CONNECT: u8 = 3;
+}
+
+/// Verdict of a `Decision` record.
+pub mod verdict {
+    /// Enforce mode, BPF LSM: the operation failed with EPERM.
+    pub const DENY: u8 = 1;
+    /// Detect mode: enforce mode would have denied it; it was allowed.
+    pub const WOULD_DENY: u8 = 2;
+    /// Enforce mode, fallback backend: the process was sent SIGKILL.
+    pub const KILL: u8 = 3;
+}
+
+/// Why a `Decision` was taken.
+pub mod reason {
+    /// The target matched a deny entry.
+    pub const DENY_LIST: u8 = 1;
+    /// An allow list is set and the target is not in it.
+    pub const NOT_ALLOWED: u8 = 2;
+    /// `deny_new_binaries`: the file was written inside the workload after it started.
+    pub const NEW_BINARY: u8 = 3;
+}
+
+/// `Decision` body. Payload 0: the path (exec, open) as `bpf_d_path` resolved it (or, for the
+/// fallback backend, the filename given to execve).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DecisionBody {
+    pub policy_id: u32,
+    /// `decision_op::*`.
+    pub op: u8,
+    /// `verdict::*`.
+    pub verdict: u8,
+    /// `reason::*`.
+    pub reason: u8,
+    /// 4 or 6 for connect, 0 otherwise.
+    pub family: u8,
+    /// `file.f_mode` for open (FMODE_READ = 1, FMODE_WRITE = 2).
+    pub access: u32,
+    /// Destination port for connect.
+    pub port: u16,
+    pub _pad: u16,
+    /// Destination address for connect (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    /// Inode of the file (exec, open), for drift records.
+    pub dev: u64,
+    pub ino: u64,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: one u64, valid for any bit pattern.
     unsafe impl aya::Pod for super::QuarantineEntry {}
+    // SAFETY: plain `#[repr(C)]` integers without padding, valid for any bit pattern.
+    unsafe impl aya::Pod for super::CgroupPolicy {}
+    // SAFETY: as above (251 + 5 bytes, alignment 4: 256 bytes, no padding).
+    unsafe impl aya::Pod for super::PathKeyData {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetKeyData {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::InodeKey {}
     // SAFETY: plain `#[repr(C)]` integers and arrays without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
@@ -295,6 +501,14 @@ mod tests {
     #[test]
     fn header_has_no_padding() {
         assert_eq!(core::mem::size_of::<super::EventHeader>(), 80);
+    }
+
+    #[test]
+    fn policy_keys_fit_the_lpm_limit() {
+        // The kernel's LPM trie takes at most 256 bytes of key data.
+        assert_eq!(core::mem::size_of::<super::PathKeyData>(), 256);
+        assert_eq!(core::mem::size_of::<super::NetKeyData>(), 24);
+        assert_eq!(core::mem::size_of::<super::DecisionBody>(), 48);
     }
 }
 

@@ -624,3 +624,516 @@ mod quarantine {
         verdict(&ctx)
     }
 }
+
+// ================================================================================================
+// Per-workload policy enforcement (issue 5): BPF LSM programs for exec, open and connect, drift
+// prevention, and the SIGKILL fallback for kernels without BPF LSM. Every decision rests on the
+// real object: the path `bpf_d_path` resolves from the opened `struct file` (relative paths, `..`,
+// symlinks and dirfds are already resolved by the kernel), the inode, or the kernel's copy of
+// the socket address. Maps are filled by `guard/src/policy/kernel.rs`.
+// ================================================================================================
+
+use aya_ebpf::{
+    bindings::path as kernel_path,
+    helpers::generated::{
+        bpf_d_path, bpf_probe_read_kernel as raw_probe_read_kernel, bpf_send_signal,
+    },
+    maps::lpm_trie::{Key as LpmKey, LpmTrie},
+};
+use guard_ebpf::{
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, InodeKey, MAX_NET_RULES, MAX_NEW_FILES,
+    MAX_PATH_RULES, MAX_PENDING_CONTAINERS, MKDIR_PATH_BYTES, NET_KEY_FIXED_BITS, NetKeyData,
+    PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PathKeyData, decision_op, net_bits, path_bits, path_kind,
+    policy_flags as pf, reason, verdict,
+};
+
+// These maps are pinned by userspace (`guard/src/probes.rs`, `map_pin_path`) when policies are
+// enforced, so that enforcement outlives the agent and a restarted agent adopts them.
+
+/// cgroup id -> the policy that applies there.
+#[map]
+static POLICY_CGROUPS: HashMap<u64, CgroupPolicy> =
+    HashMap::with_max_entries(MAX_POLICY_CGROUPS, BPF_F_NO_PREALLOC);
+
+/// Exec and open path rules (see `PathKeyData`).
+#[map]
+static POLICY_PATHS: LpmTrie<PathKeyData, u32> =
+    LpmTrie::with_max_entries(MAX_PATH_RULES, BPF_F_NO_PREALLOC);
+
+/// Connect rules (see `NetKeyData`).
+#[map]
+static POLICY_NETS: LpmTrie<NetKeyData, u32> =
+    LpmTrie::with_max_entries(MAX_NET_RULES, BPF_F_NO_PREALLOC);
+
+/// Inodes opened for writing inside drift-protected workloads; value: the policy id.
+#[map]
+static NEW_FILES: LruHashMap<InodeKey, u32> = LruHashMap::with_max_entries(MAX_NEW_FILES, 0);
+
+/// Per-CPU area for `bpf_d_path` output and the LPM lookup key.
+const PATH_BUF: usize = 4096;
+const KEY_AT: usize = PATH_BUF;
+#[map]
+static POLICY_SCRATCH: PerCpuArray<[u8; 2 * PATH_BUF]> = PerCpuArray::with_max_entries(1, 0);
+
+const FMODE_READ: u32 = 1;
+const FMODE_WRITE: u32 = 2;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const SIGKILL: u32 = 9;
+
+/// One field of the load-time offsets. Read on its own (not as a struct copy) so the verifier
+/// sees a constant from the frozen read-only map, as direct BTF pointer loads require.
+macro_rules! koff {
+    ($field:ident) => {{
+        // SAFETY: reading our own static; volatile so the default is not folded in.
+        #[allow(unused_unsafe)]
+        let v = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(KERNEL_OFFSETS.$field)) };
+        v
+    }};
+}
+
+#[inline(always)]
+fn cgroup_policy() -> Option<CgroupPolicy> {
+    // SAFETY: helper with no preconditions; the value is copied out.
+    let cg = unsafe { bpf_get_current_cgroup_id() };
+    unsafe { POLICY_CGROUPS.get(&cg) }.copied()
+}
+
+/// Resolves `path` (a BTF pointer to a `struct path`) with `bpf_d_path` into the scratch area
+/// and fills the LPM key after it. Returns the scratch base, or None if it cannot be resolved.
+#[inline(always)]
+fn resolve_path(path: *const u8, policy_id: u32, kind: u8) -> Option<*mut u8> {
+    let base = POLICY_SCRATCH.get_ptr_mut(0)? as *mut u8;
+    // SAFETY: PATH_BUF bytes at base; bpf_d_path bounds its write to that.
+    let n = unsafe { bpf_d_path(path as *mut kernel_path, base as *mut _, PATH_BUF as u32) };
+    if n <= 0 {
+        return None;
+    }
+    // SAFETY: the key (4 + 256 bytes) lies within the second half of the scratch value.
+    unsafe {
+        let key = base.add(KEY_AT) as *mut LpmKey<PathKeyData>;
+        (*key).prefix_len = PATH_KEY_FIXED_BITS + 8 * PATH_KEY_BYTES as u32;
+        (*key).data.policy_id = policy_id;
+        (*key).data.kind = kind;
+        // Bytes after the NUL are left over from earlier paths; an entry never spans a NUL
+        // (exact entries end with theirs), so they cannot cause a match.
+        let dst = core::ptr::addr_of_mut!((*key).data.path) as *mut _;
+        if raw_probe_read_kernel(dst, PATH_KEY_BYTES as u32, base as *const _) != 0 {
+            return None;
+        }
+    }
+    Some(base)
+}
+
+#[inline(always)]
+fn path_rule(base: *mut u8) -> u32 {
+    // SAFETY: resolve_path filled the key at KEY_AT.
+    let key = unsafe { &*(base.add(KEY_AT) as *const LpmKey<PathKeyData>) };
+    POLICY_PATHS.get(key).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+unsafe fn inode_of(file: *const u8) -> InodeKey {
+    // SAFETY: offsets from BTF; reads go through probe_read, which tolerates bad pointers.
+    unsafe {
+        let inode: *const u8 = read_field(file, koff!(file_f_inode)).unwrap_or(core::ptr::null());
+        let sb: *const u8 = read_field(inode, koff!(inode_i_sb)).unwrap_or(core::ptr::null());
+        InodeKey {
+            dev: read_field::<u32>(sb, koff!(sb_s_dev)).unwrap_or(0) as u64,
+            ino: read_field::<u64>(inode, koff!(inode_i_ino)).unwrap_or(0),
+        }
+    }
+}
+
+/// Sends a `Decision` record; `path` is a kernel string (the d_path buffer) or null.
+#[inline(always)]
+fn report(body: &DecisionBody, path: *const u8, ret: i64) {
+    let off = offsets();
+    if let Some(mut rec) = Record::begin(EventKind::Decision, size_of::<DecisionBody>(), &off) {
+        rec.header().ret = ret;
+        *rec.body::<DecisionBody>() = *body;
+        if !path.is_null() {
+            rec.str_payload(0, path, false);
+        }
+        rec.submit();
+    }
+}
+
+/// Returns the hook's verdict for a decision and reports it.
+#[inline(always)]
+fn decide(pol: &CgroupPolicy, mut body: DecisionBody, path: *const u8) -> i32 {
+    body.policy_id = pol.policy_id;
+    if pol.flags & pf::ENFORCE != 0 {
+        body.verdict = verdict::DENY;
+        report(&body, path, -(EPERM as i64));
+        -EPERM
+    } else {
+        body.verdict = verdict::WOULD_DENY;
+        report(&body, path, 0);
+        0
+    }
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn policy_exec(ctx: LsmContext) -> i32 {
+    // bprm_check_security(bprm): argument 1 is the verdict of earlier BPF LSM programs.
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW | pf::DENY_NEW_BINARIES) == 0 {
+        return 0;
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    let off_file = koff!(bprm_file);
+    let off_path = koff!(file_f_path);
+    if off_file == OFFSET_ABSENT || off_path == OFFSET_ABSENT || bprm.is_null() {
+        return 0;
+    }
+    // A direct load (not probe_read) keeps the BTF type, which bpf_d_path requires.
+    // SAFETY: the offset is a verifier-known constant into `struct linux_binprm`.
+    let file = unsafe { core::ptr::read_volatile(bprm.add(off_file as usize) as *const *const u8) };
+    if file.is_null() {
+        return 0;
+    }
+    let mut body = DecisionBody {
+        op: decision_op::EXEC,
+        ..DecisionBody::default()
+    };
+    if pol.flags & pf::DENY_NEW_BINARIES != 0 {
+        // SAFETY: see inode_of.
+        let ino = unsafe { inode_of(file) };
+        body.dev = ino.dev;
+        body.ino = ino.ino;
+        // SAFETY: the value is not used beyond the check.
+        if unsafe { NEW_FILES.get(&ino) }.is_some() {
+            body.reason = reason::NEW_BINARY;
+            let base = resolve_path(
+                unsafe { file.add(off_path as usize) },
+                pol.policy_id,
+                path_kind::EXEC,
+            );
+            return decide(
+                &pol,
+                body,
+                base.map_or(core::ptr::null(), |b| b as *const u8),
+            );
+        }
+    }
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+        return 0;
+    }
+    // SAFETY: constant offset into `struct file`; the result is a BTF pointer to `struct path`.
+    let Some(base) = resolve_path(
+        unsafe { file.add(off_path as usize) },
+        pol.policy_id,
+        path_kind::EXEC,
+    ) else {
+        // Unresolvable path: an allow list cannot admit it.
+        if pol.flags & pf::EXEC_ALLOW != 0 {
+            body.reason = reason::NOT_ALLOWED;
+            return decide(&pol, body, core::ptr::null());
+        }
+        return 0;
+    };
+    let hit = path_rule(base) & path_bits::EXEC_MATCH != 0;
+    if pol.flags & pf::EXEC_DENY != 0 && hit {
+        body.reason = reason::DENY_LIST;
+        return decide(&pol, body, base);
+    }
+    if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
+        body.reason = reason::NOT_ALLOWED;
+        return decide(&pol, body, base);
+    }
+    0
+}
+
+#[lsm(hook = "file_open")]
+pub fn policy_open(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::OPEN_RULES | pf::DENY_NEW_BINARIES) == 0 {
+        return 0;
+    }
+    let file: *const u8 = ctx.arg(0);
+    let off_path = koff!(file_f_path);
+    if off_path == OFFSET_ABSENT || file.is_null() {
+        return 0;
+    }
+    // SAFETY: probe_read of a field of the file being opened.
+    let mode: u32 = unsafe { read_field(file, koff!(file_f_mode)) }.unwrap_or(0);
+    if pol.flags & pf::OPEN_RULES != 0 {
+        // SAFETY: constant offset into `struct file`; a BTF pointer to its `struct path`.
+        if let Some(base) = resolve_path(
+            unsafe { file.add(off_path as usize) },
+            pol.policy_id,
+            path_kind::OPEN,
+        ) {
+            let bits = path_rule(base);
+            let denied = (mode & FMODE_READ != 0 && bits & path_bits::DENY_READ != 0)
+                || (mode & FMODE_WRITE != 0 && bits & path_bits::DENY_WRITE != 0);
+            if denied {
+                let mut body = DecisionBody {
+                    op: decision_op::OPEN,
+                    reason: reason::DENY_LIST,
+                    access: mode & (FMODE_READ | FMODE_WRITE),
+                    ..DecisionBody::default()
+                };
+                // SAFETY: see inode_of.
+                let ino = unsafe { inode_of(file) };
+                body.dev = ino.dev;
+                body.ino = ino.ino;
+                let r = decide(&pol, body, base);
+                if r != 0 {
+                    return r;
+                }
+            }
+        }
+    }
+    if pol.flags & pf::DENY_NEW_BINARIES != 0 && mode & FMODE_WRITE != 0 {
+        // SAFETY: see inode_of.
+        let ino = unsafe { inode_of(file) };
+        if ino.ino != 0 {
+            let _ = NEW_FILES.insert(&ino, &pol.policy_id, 0);
+        }
+    }
+    0
+}
+
+#[lsm(hook = "socket_connect")]
+pub fn policy_connect(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(3);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::CONNECT_DENY | pf::CONNECT_ALLOW) == 0 {
+        return 0;
+    }
+    let addr: *const u8 = ctx.arg(1);
+    let addrlen: i32 = ctx.arg(2);
+    // SAFETY: the kernel's copy of the caller's sockaddr; probe_read tolerates bad pointers.
+    let Ok(family) = (unsafe { bpf_probe_read_kernel(addr as *const u16) }) else {
+        return 0;
+    };
+    let mut key = LpmKey::new(
+        NET_KEY_FIXED_BITS + 128,
+        NetKeyData {
+            policy_id: pol.policy_id,
+            ..NetKeyData::default()
+        },
+    );
+    // sockaddr_in: port at 2, address at 4; sockaddr_in6: port at 2, address at 8 (UAPI).
+    let port_be: u16;
+    if family == AF_INET && addrlen >= 8 {
+        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
+        let a = unsafe { bpf_probe_read_kernel(addr.add(4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+        key.data.family = 4;
+        key.data.addr[..4].copy_from_slice(&a);
+    } else if family == AF_INET6 && addrlen >= 24 {
+        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
+        let a = unsafe { bpf_probe_read_kernel(addr.add(8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+        // An IPv4-mapped address reaches the IPv4 destination: match it as IPv4.
+        let mapped = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
+        if mapped {
+            key.data.family = 4;
+            key.data.addr[..4].copy_from_slice(&a[12..16]);
+        } else {
+            key.data.family = 6;
+            key.data.addr = a;
+        }
+    } else {
+        return 0;
+    }
+    let port = u16::from_be(port_be);
+    key.data.port = port;
+    let mut bits = POLICY_NETS.get(&key).copied().unwrap_or(0);
+    key.data.port = 0;
+    bits |= POLICY_NETS.get(&key).copied().unwrap_or(0);
+    let why = if bits & net_bits::DENY != 0 {
+        reason::DENY_LIST
+    } else if pol.flags & pf::CONNECT_ALLOW != 0 && bits & net_bits::ALLOW == 0 {
+        reason::NOT_ALLOWED
+    } else {
+        return 0;
+    };
+    let body = DecisionBody {
+        op: decision_op::CONNECT,
+        reason: why,
+        family: key.data.family,
+        port,
+        addr: key.data.addr,
+        ..DecisionBody::default()
+    };
+    decide(&pol, body, core::ptr::null())
+}
+
+/// Fallback for kernels without BPF LSM, attached to `sched/sched_process_exec`: the new image
+/// is in place but has not run an instruction yet; a denied exec gets SIGKILL, which is
+/// delivered before the return to user space. It matches the filename given to execve (an
+/// absolute path; see docs/policies.md for what this backend cannot see).
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+        return 0;
+    }
+    let loc_off = koff!(tp_exec_filename_loc);
+    if loc_off == OFFSET_ABSENT {
+        return 0;
+    }
+    let Some(base) = POLICY_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let base = base as *mut u8;
+    // SAFETY: checked tracepoint read; the string copy is bounded by PATH_BUF.
+    let n = unsafe {
+        match ctx.read_at::<u32>(loc_off as usize) {
+            Ok(loc) => {
+                let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+                bpf_probe_read_kernel_str(base as *mut _, PATH_BUF as u32, src as *const _)
+            }
+            Err(_) => -1,
+        }
+    };
+    let mut body = DecisionBody {
+        op: decision_op::EXEC,
+        ..DecisionBody::default()
+    };
+    let hit = if n > 1 {
+        // SAFETY: as in resolve_path.
+        unsafe {
+            let key = base.add(KEY_AT) as *mut LpmKey<PathKeyData>;
+            (*key).prefix_len = PATH_KEY_FIXED_BITS + 8 * PATH_KEY_BYTES as u32;
+            (*key).data.policy_id = pol.policy_id;
+            (*key).data.kind = path_kind::EXEC;
+            let dst = core::ptr::addr_of_mut!((*key).data.path) as *mut _;
+            raw_probe_read_kernel(dst, PATH_KEY_BYTES as u32, base as *const _);
+        }
+        path_rule(base) & path_bits::EXEC_MATCH != 0
+    } else {
+        false
+    };
+    if pol.flags & pf::EXEC_DENY != 0 && hit {
+        body.reason = reason::DENY_LIST;
+    } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
+        body.reason = reason::NOT_ALLOWED;
+    } else {
+        return 0;
+    }
+    body.policy_id = pol.policy_id;
+    if pol.flags & pf::ENFORCE != 0 {
+        // SAFETY: helper with no preconditions; it signals the current task.
+        unsafe { bpf_send_signal(SIGKILL) };
+        body.verdict = verdict::KILL;
+    } else {
+        body.verdict = verdict::WOULD_DENY;
+    }
+    report(&body, base, 0);
+    0
+}
+
+/// Container id (64 hex bytes) -> the policy its cgroup gets. Filled by the agent from Docker's
+/// create event (the container exists, its cgroup does not yet); pinned like the other maps.
+#[map]
+static POLICY_PENDING: HashMap<[u8; CONTAINER_ID_BYTES], CgroupPolicy> =
+    HashMap::with_max_entries(MAX_PENDING_CONTAINERS, BPF_F_NO_PREALLOC);
+
+/// Where the container id is assembled in the scratch area (after the LPM key).
+const MKDIR_KEY_AT: usize = KEY_AT + 1024;
+const MKDIR_MASK: usize = MKDIR_PATH_BYTES - 1;
+
+#[inline(always)]
+fn is_hex_lower(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// `cgroup/cgroup_mkdir`: a new cgroup whose last path component names a container that the
+/// agent learnt at Docker's create event (`docker-<id>.scope`, `<runtime>-<id>.scope` or
+/// `.../<id>`) is bound to that container's policy here, before any process can enter it, so
+/// the container's first exec (its entrypoint) is already under policy.
+#[tracepoint(category = "cgroup", name = "cgroup_mkdir")]
+pub fn policy_cgroup_mkdir(ctx: TracePointContext) -> u32 {
+    let off_id = koff!(tp_cgroup_id);
+    let off_loc = koff!(tp_cgroup_path_loc);
+    if off_id == OFFSET_ABSENT || off_loc == OFFSET_ABSENT {
+        return 0;
+    }
+    // SAFETY: checked tracepoint reads at offsets from BTF.
+    let (Ok(id), Ok(loc)) = (unsafe { ctx.read_at::<u64>(off_id as usize) }, unsafe {
+        ctx.read_at::<u32>(off_loc as usize)
+    }) else {
+        return 0;
+    };
+    let Some(base) = POLICY_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let base = base as *mut u8;
+    // SAFETY: the copy is bounded by MKDIR_PATH_BYTES, inside the scratch value.
+    let n = unsafe {
+        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        bpf_probe_read_kernel_str(base as *mut _, MKDIR_PATH_BYTES as u32, src as *const _)
+    };
+    if n <= 1 {
+        return 0;
+    }
+    let mut end = (n - 1) as usize & MKDIR_MASK;
+    // SAFETY (all byte reads below): indices are masked into the first MKDIR_PATH_BYTES bytes.
+    let at = |i: usize| unsafe { *base.add(i & MKDIR_MASK) };
+    if end >= 6
+        && at(end - 6) == b'.'
+        && at(end - 5) == b's'
+        && at(end - 4) == b'c'
+        && at(end - 3) == b'o'
+        && at(end - 2) == b'p'
+        && at(end - 1) == b'e'
+    {
+        end -= 6;
+    }
+    if end < CONTAINER_ID_BYTES + 1 {
+        return 0;
+    }
+    let start = end - CONTAINER_ID_BYTES;
+    let before = at(start - 1);
+    if before != b'/' && before != b'-' {
+        return 0;
+    }
+    let mut i = 0;
+    while i < CONTAINER_ID_BYTES {
+        if !is_hex_lower(at(start + i)) {
+            return 0;
+        }
+        i += 1;
+    }
+    // SAFETY: MKDIR_KEY_AT + 64 lies inside the scratch value; the source was checked above.
+    let key = unsafe {
+        let dst = base.add(MKDIR_KEY_AT);
+        if raw_probe_read_kernel(
+            dst as *mut _,
+            CONTAINER_ID_BYTES as u32,
+            base.add(start & MKDIR_MASK) as *const _,
+        ) != 0
+        {
+            return 0;
+        }
+        &*(dst as *const [u8; CONTAINER_ID_BYTES])
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(pol) = (unsafe { POLICY_PENDING.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = POLICY_CGROUPS.insert(&id, &pol, 0);
+    0
+}

@@ -23,7 +23,7 @@ use crate::{
     alert::Alert,
     audit::{
         AuditConfig, AuditLog,
-        record::{AgentInfo, DropSummary, FileHash, LoadInfo, Payload},
+        record::{AgentInfo, DropSummary, FileHash, LoadInfo, LoadedItem, Payload},
     },
     capture::Capture,
     events::{self, CgroupId, Clock},
@@ -111,6 +111,24 @@ pub struct RunArgs {
     /// Do not load any response configuration.
     #[arg(long, conflicts_with = "responses")]
     pub no_responses: bool,
+    /// More policy files or directories (`- policy:` items; docs/policies.md), besides the
+    /// policies in the `--rules` files. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
+    /// bpffs directory where policy enforcement is pinned (and adopted from on restart).
+    #[arg(long, value_name = "DIR", default_value = crate::probes::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+    /// Remove the pinned policy enforcement (programs, links, maps) under --pin-dir and exit.
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// Policy enforcement asked of the pipeline.
+pub struct PolicySetup {
+    pub policies: Vec<crate::policy::Policy>,
+    pub detect_only: bool,
+    pub pin_dir: PathBuf,
+    pub hostname: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,7 +166,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
         } else {
             PrintEvents::Model
         };
-        let mut p = Pipeline::start(&args.capture, print, None, None, None, &[], false)?;
+        let mut p = Pipeline::start(&args.capture, print, None, None, None, &[], false, None)?;
         p.pump(&args.capture).await
     })
 }
@@ -186,7 +204,57 @@ fn load_responder(args: &RunArgs, audit: Option<Arc<AuditLog>>) -> Result<Option
     Ok(Some(Responder::new(set, opts, audit)))
 }
 
+/// Policies of the `--rules` files plus those of `--policy`; any error aborts (enforcing half a
+/// policy set is worse than refusing to start).
+fn collect_policies(
+    from_rules: Vec<crate::policy::Policy>,
+    extra: &[PathBuf],
+) -> Result<Vec<crate::policy::Policy>> {
+    let mut all = from_rules;
+    if !extra.is_empty() {
+        let (more, diags) = crate::policy::load_policies(extra);
+        let mut errors = 0;
+        for d in &diags {
+            if d.is_error() {
+                errors += 1;
+                eprintln!("{d}");
+            } else {
+                warn!("{d}");
+            }
+        }
+        anyhow::ensure!(
+            errors == 0,
+            "{errors} error(s) in the policy files; run `guard validate` for details"
+        );
+        for p in more {
+            if let Some(prev) = all.iter().find(|q| q.name == p.name) {
+                anyhow::bail!(
+                    "policy '{}' is defined twice: {}:{} and {}:{}",
+                    p.name,
+                    prev.file,
+                    prev.pos.line,
+                    p.file,
+                    p.pos.line
+                );
+            }
+            all.push(p);
+        }
+    }
+    for d in crate::policy::overlap_warnings(&all) {
+        warn!("{d}");
+    }
+    Ok(all)
+}
+
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    if args.cleanup {
+        let n = crate::probes::cleanup_pins(&args.pin_dir)?;
+        eprintln!(
+            "guard: removed {n} pinned object(s) under {}",
+            args.pin_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into());
@@ -195,7 +263,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     } else {
         args.rules.clone()
     };
-    let engine = crate::commands::load_engine(&rule_paths, Some(hostname.clone()))?;
+    let (engine, rule_policies) =
+        crate::commands::load_engine_and_policies(&rule_paths, Some(hostname.clone()))?;
+    let policies = collect_policies(rule_policies, &args.policy)?;
     let format = match args.format.as_deref() {
         Some("json") => Format::Json,
         Some(_) => Format::Text,
@@ -239,9 +309,22 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             recovery: Vec::new(),
             reason: None,
         }));
+        let mut files = rule_paths.clone();
+        files.extend(args.policy.iter().cloned());
         log.try_record(Payload::PolicyLoad(LoadInfo {
-            files: hash_files(&rule_paths),
-            items: Vec::new(),
+            files: hash_files(&files),
+            // The effective mode: the report's rollout view lists detect-mode policies.
+            items: policies
+                .iter()
+                .map(|p| LoadedItem {
+                    name: p.name.clone(),
+                    mode: if args.detect_only {
+                        "detect".into()
+                    } else {
+                        p.mode.as_str().into()
+                    },
+                })
+                .collect(),
             reload: false,
         }));
         Some(Arc::new(log))
@@ -269,6 +352,12 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         audit,
         &args.deny_exec_cgroup,
         args.detect_only,
+        (!policies.is_empty()).then(|| PolicySetup {
+            policies,
+            detect_only: args.detect_only,
+            pin_dir: args.pin_dir.clone(),
+            hostname: hostname.clone(),
+        }),
     )?;
     p.keep_recent = responder.as_ref().is_some_and(|r| {
         r.responses().iter().any(|x| {
@@ -309,9 +398,17 @@ struct Pipeline {
     /// Whether some response takes snapshots (which need each process's recent events).
     keep_recent: bool,
     seen: u64,
+    /// Per-workload policy enforcement (`- policy:` items), when policies were given.
+    policy: Option<PolicyStage>,
+}
+
+struct PolicyStage {
+    runtime: crate::policy::kernel::PolicyRuntime,
+    hostname: String,
 }
 
 impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         cap: &CaptureArgs,
         print: PrintEvents,
@@ -320,6 +417,7 @@ impl Pipeline {
         audit: Option<Arc<AuditLog>>,
         deny_exec: &[PathBuf],
         detect_only: bool,
+        policy: Option<PolicySetup>,
     ) -> Result<Self> {
         let only_cgroup = match &cap.only_cgroup {
             Some(dir) => Some(cgroup_id_of(dir)?.0),
@@ -328,12 +426,34 @@ impl Pipeline {
         let mut probes = Probes::load(&ProbeConfig {
             ring_bytes: cap.ring_bytes,
             only_cgroup,
+            policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
             ExecEnforcement::Unavailable(_) => "none",
         };
-        info!(exec_backend = backend, "probes attached");
+        info!(
+            exec_backend = backend,
+            policy_backend = probes.policy_backend.as_ref().map_or("off", |b| b.as_str()),
+            "probes attached"
+        );
+        let policy = match (policy, probes.policy_backend.clone()) {
+            (Some(setup), Some(backend)) => {
+                if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
+                    anyhow::bail!("policies given but no enforcement backend could attach: {why}");
+                }
+                Some(PolicyStage {
+                    runtime: crate::policy::kernel::PolicyRuntime::start(
+                        setup.policies,
+                        setup.detect_only,
+                        backend,
+                        &mut probes.ebpf,
+                    )?,
+                    hostname: setup.hostname,
+                })
+            }
+            _ => None,
+        };
         for dir in deny_exec {
             let id = cgroup_id_of(dir)?;
             if detect_only {
@@ -364,6 +484,10 @@ impl Pipeline {
             },
             ..Default::default()
         });
+        if let Some(hook) = policy.as_ref().and_then(|p| p.runtime.container_hook()) {
+            // Before seeding and before the enricher runs, so no container is missed.
+            state.containers.set_hook(hook);
+        }
         let seeded = state.seed();
         info!(processes = seeded, "process table seeded from /proc");
         tokio::spawn(enricher.run());
@@ -385,7 +509,80 @@ impl Pipeline {
             responder: None,
             keep_recent: false,
             seen: 0,
+            policy,
         })
+        .and_then(|mut p| {
+            if p.policy.is_some() {
+                let n = p.rescan_policies()?;
+                info!(cgroups = n, "cgroups under policy");
+            }
+            Ok(p)
+        })
+    }
+
+    /// Binds cgroups to policies: every cgroup under the cgroup2 mount, with the workload the
+    /// container table knows for it (image, name, labels from Docker; the cgroup path for
+    /// cgroups that are not containers). Returns the number of cgroups newly bound.
+    fn rescan_policies(&mut self) -> Result<usize> {
+        let Some(stage) = self.policy.as_mut() else {
+            return Ok(0);
+        };
+        let containers = &self.capture.state.containers;
+        let mut info = |path: &str| -> (WorkloadInfo, bool) {
+            match crate::state::container::parse_cgroup_path(path) {
+                None => (WorkloadInfo::host(None), true),
+                Some(c) => {
+                    let meta = containers.lookup(&c.id);
+                    let known = meta.status == crate::state::container::MetaStatus::Ready;
+                    (WorkloadInfo::from_container(&meta, None), known)
+                }
+            }
+        };
+        stage.runtime.rescan(&mut self.probes.ebpf, &mut info)
+    }
+
+    /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the
+    /// responder) and an audit record of kind `decision`.
+    fn on_decision(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
+        let Some(stage) = &self.policy else {
+            warn!(
+                policy_id = d.policy_id,
+                "kernel decision without a policy stage; ignored"
+            );
+            return;
+        };
+        let c = ev.common();
+        let state = &mut self.capture.state;
+        let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
+        let workload = match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
+            Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
+            None => WorkloadInfo::host(cgroup_path),
+        };
+        let (decision, alert) = stage
+            .runtime
+            .enforcer
+            .decision(d, &workload, &stage.hostname);
+        let policy_detect = decision.decision == crate::audit::record::DecisionKind::WouldDeny;
+        let policy = decision.policy.clone();
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Decision(decision));
+        }
+        let ctx = AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: None,
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: Some(policy),
+            policy_detect,
+            event_time: Some(seen_at),
+        };
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
+        }
     }
 
     /// Handles one ring-buffer record.
@@ -403,6 +600,10 @@ impl Pipeline {
         if self.print == PrintEvents::Raw {
             serde_json::to_writer(&mut *out, &ev)?;
             out.write_all(b"\n")?;
+        }
+        if let events::Event::Decision(d) = &ev {
+            self.on_decision(&ev, d, seen_at);
+            return Ok(());
         }
         let Some(model) = self.capture.process(&ev) else {
             return Ok(());
@@ -519,11 +720,35 @@ impl Pipeline {
         let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
         let mut last = DropReport::default();
         let mut tick = tokio::time::interval(Duration::from_secs(cap.drop_report_secs.max(1)));
+        // Safety net for binding new cgroups (the kernel binds Docker containers at
+        // cgroup_mkdir when their create event came first; see docs/policies.md).
+        let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
+        let has_policy = self.policy.is_some();
+        if self.policy.is_some() {
+            // `ready` promises that running containers are under their policies: give Docker
+            // up to 3 s to answer the inspects queued at seeding, then bind.
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !self.capture.state.containers.not_ready().is_empty() && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let n = self.rescan_policies()?;
+            info!(
+                newly_bound = n,
+                unresolved = self.capture.state.containers.not_ready().len(),
+                "policies bound to running workloads"
+            );
+        }
         // Tests and scripts wait for this line before generating activity.
         eprintln!("guard: ready");
         loop {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
+                _ = policy_tick.tick(), if has_policy => {
+                    if let Err(e) = self.rescan_policies() {
+                        warn!("binding cgroups to policies: {e:#}");
+                    }
+                }
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard?;
                     guard.clear_ready();

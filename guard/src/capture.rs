@@ -45,7 +45,7 @@ impl Capture {
         self.update_state(ev);
         let c = ev.common();
         let (evt_type, args, fd, res) = match ev {
-            events::Event::ExecDenied(_) => return None,
+            events::Event::ExecDenied(_) | events::Event::Decision(_) => return None,
             events::Event::Exec(e) => ("execve", exec_args(e), None, c.ret),
             events::Event::Fork(f) => (
                 "clone",

@@ -46,6 +46,8 @@ pub enum Command {
     /// Network quarantine tools (`guard quarantine lift <container>`, `list`).
     #[command(subcommand)]
     Quarantine(crate::respond_cmd::QuarantineCommand),
+    /// Run a command under a Landlock ruleset derived from a policy's open and exec rules.
+    Exec(crate::policy::landlock::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => crate::commands::replay::run(args),
         Command::Respond(a) => crate::respond_cmd::respond(a),
         Command::Quarantine(c) => crate::respond_cmd::quarantine(c),
+        Command::Exec(args) => crate::policy::landlock::run(args),
     };
     match result {
         Ok(code) => code,

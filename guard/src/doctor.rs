@@ -71,9 +71,10 @@ pub fn run() -> Result<ExitCode> {
 
 pub fn all_checks() -> Vec<Check> {
     let mut v = vec![kernel(), btf()];
-    let (tp, lsm) = program_support();
+    let (tp, lsm, policy) = program_support();
     v.push(tp);
     v.push(lsm);
+    v.push(policy);
     v.push(cgroup_v2());
     v.push(capabilities());
     v.push(docker());
@@ -153,7 +154,7 @@ pub fn lsm_list() -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn program_support() -> (Check, Check) {
+fn program_support() -> (Check, Check, Check) {
     let listed = lsm_list();
     let bpf_listed = listed
         .as_ref()
@@ -198,7 +199,28 @@ fn program_support() -> (Check, Check) {
             "boot with lsm=...,bpf (CONFIG_BPF_LSM=y) for in-kernel denial; until then the SIGKILL fallback applies",
         ),
     };
-    (tp, lsm)
+    use crate::policy::kernel::Backend;
+    let policy = match &support.policy {
+        Backend::BpfLsm => Check::new(
+            "policy",
+            Status::Pass,
+            "backend bpf-lsm: exec, open and connect are denied with EPERM before they happen",
+            "",
+        ),
+        Backend::SigkillFallback => Check::new(
+            "policy",
+            Status::Warn,
+            "backend sigkill-fallback: denied execs are killed at sched_process_exec before the binary runs; open/connect rules and deny_new_binaries are not enforced",
+            "boot with lsm=...,bpf for the bpf-lsm backend; `guard exec --policy` gives Landlock confinement for processes guard starts",
+        ),
+        Backend::Unavailable(e) => Check::new(
+            "policy",
+            Status::Fail,
+            format!("no policy enforcement backend: {e}"),
+            "run as root on a kernel with BPF LSM or bpf_send_signal",
+        ),
+    };
+    (tp, lsm, policy)
 }
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.

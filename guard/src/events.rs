@@ -75,6 +75,31 @@ pub struct ExecDeniedEvent {
     pub policy_id: u32,
 }
 
+/// A policy enforcement decision from the kernel (see `guard_ebpf::DecisionBody`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionEvent {
+    #[serde(flatten)]
+    pub common: Common,
+    pub policy_id: u32,
+    /// `exec`, `open` or `connect`.
+    pub op: &'static str,
+    /// `deny` (EPERM), `would_deny` (detect mode) or `kill` (fallback backend: SIGKILL).
+    pub verdict: &'static str,
+    /// `deny_list`, `not_allowed` or `new_binary`.
+    pub reason: &'static str,
+    /// The resolved path (exec, open); empty for connect.
+    pub path: Captured,
+    /// For open: `read`, `write` or `read_write`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<&'static str>,
+    /// For connect: the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest: Option<std::net::SocketAddr>,
+    /// Device and inode of the file (exec, open), when read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<(u64, u64)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ForkEvent {
     /// The parent (the task that called fork/clone).
@@ -298,6 +323,7 @@ pub struct BpfEvent {
 pub enum Event {
     Exec(ExecEvent),
     ExecDenied(ExecDeniedEvent),
+    Decision(DecisionEvent),
     Fork(ForkEvent),
     Exit(ExitEvent),
     Open(OpenEvent),
@@ -323,6 +349,7 @@ impl Event {
         match self {
             Event::Exec(_) => EventKind::Exec,
             Event::ExecDenied(_) => EventKind::ExecDenied,
+            Event::Decision(_) => EventKind::Decision,
             Event::Fork(_) => EventKind::Fork,
             Event::Exit(_) => EventKind::Exit,
             _ => EventKind::Syscall,
@@ -333,6 +360,7 @@ impl Event {
         match self {
             Event::Exec(e) => &e.common,
             Event::ExecDenied(e) => &e.common,
+            Event::Decision(e) => &e.common,
             Event::Fork(e) => &e.common,
             Event::Exit(e) => &e.common,
             Event::Open(e) => &e.common,
@@ -725,6 +753,50 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
     })
 }
 
+fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) -> DecisionEvent {
+    use guard_ebpf::{decision_op, reason, verdict};
+    let op = match b.op {
+        decision_op::EXEC => "exec",
+        decision_op::OPEN => "open",
+        decision_op::CONNECT => "connect",
+        _ => "unknown",
+    };
+    let dest = (b.op == decision_op::CONNECT).then(|| {
+        let ip: std::net::IpAddr = if b.family == 4 {
+            std::net::Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]).into()
+        } else {
+            std::net::Ipv6Addr::from(b.addr).into()
+        };
+        std::net::SocketAddr::new(ip, b.port)
+    });
+    DecisionEvent {
+        common,
+        policy_id: b.policy_id,
+        op,
+        verdict: match b.verdict {
+            verdict::DENY => "deny",
+            verdict::WOULD_DENY => "would_deny",
+            verdict::KILL => "kill",
+            _ => "unknown",
+        },
+        reason: match b.reason {
+            reason::DENY_LIST => "deny_list",
+            reason::NOT_ALLOWED => "not_allowed",
+            reason::NEW_BINARY => "new_binary",
+            _ => "unknown",
+        },
+        path,
+        access: (b.op == decision_op::OPEN).then_some(match b.access & 3 {
+            1 => "read",
+            2 => "write",
+            3 => "read_write",
+            _ => "none",
+        }),
+        dest,
+        inode: (b.ino != 0).then_some((b.dev, b.ino)),
+    }
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     let p = split(buf)?;
@@ -755,6 +827,10 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 common: c,
                 policy_id: body.policy_id,
             }))
+        }
+        Some(EventKind::Decision) => {
+            let body: guard_ebpf::DecisionBody = p.body()?;
+            Ok(Event::Decision(decision_event(c, &body, p.captured(0))))
         }
         Some(EventKind::Fork) => {
             let body: ForkBody = p.body()?;

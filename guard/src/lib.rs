@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod events;
 pub mod model;
 pub mod output;
+pub mod policy;
 pub mod probes;
 pub mod report;
 pub mod respond;

@@ -6,12 +6,29 @@ use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::Array,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, RawTracePoint, TracePoint},
+    programs::{
+        Lsm, RawTracePoint, TracePoint,
+        links::{FdLink, PinnedLink},
+    },
 };
 use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings, syscalls};
 use tracing::{info, warn};
 
-use crate::btf::Btf;
+use std::path::{Path, PathBuf};
+
+use crate::{btf::Btf, policy::kernel::Backend};
+
+/// Where policy enforcement state is pinned by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
+
+/// The maps that hold policy state; pinned so enforcement survives the agent.
+const POLICY_MAPS: [&str; 5] = [
+    names::POLICY_CGROUPS,
+    names::POLICY_PATHS,
+    names::POLICY_NETS,
+    names::NEW_FILES,
+    names::POLICY_PENDING,
+];
 
 /// The eBPF object built by `build.rs`.
 pub static EBPF_OBJECT: &[u8] =
@@ -50,6 +67,20 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             (Some(ti), Some(status)) => ti + status,
             _ => OFFSET_ABSENT,
         },
+        bprm_file: need("linux_binprm", "file")?,
+        file_f_path: need("file", "f_path")?,
+        file_f_mode: need("file", "f_mode")?,
+        file_f_inode: need("file", "f_inode")?,
+        inode_i_ino: need("inode", "i_ino")?,
+        inode_i_sb: need("inode", "i_sb")?,
+        sb_s_dev: need("super_block", "s_dev")?,
+        mm_exe_file: need("mm_struct", "exe_file")?,
+        tp_cgroup_id: btf
+            .member_offset_opt("trace_event_raw_cgroup", "id")
+            .unwrap_or(OFFSET_ABSENT),
+        tp_cgroup_path_loc: btf
+            .member_offset_opt("trace_event_raw_cgroup", "__data_loc_path")
+            .unwrap_or(OFFSET_ABSENT),
     })
 }
 
@@ -78,6 +109,9 @@ pub struct ProbeConfig {
     pub ring_bytes: u32,
     /// Trace only this cgroup (v2 id) instead of the whole host.
     pub only_cgroup: Option<u64>,
+    /// Policy enforcement: attach the policy programs and pin them, their links and the policy
+    /// maps in this bpffs directory (adopting what an earlier agent pinned there).
+    pub policy_pins: Option<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -85,6 +119,7 @@ impl Default for ProbeConfig {
         Self {
             ring_bytes: guard_ebpf::DEFAULT_RING_BYTES,
             only_cgroup: None,
+            policy_pins: None,
         }
     }
 }
@@ -103,6 +138,8 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub offsets: KernelOffsets,
     pub exec_enforcement: ExecEnforcement,
+    /// Policy enforcement backend (None when no policy enforcement was asked for).
+    pub policy_backend: Option<Backend>,
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
@@ -117,9 +154,22 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
     ensure_tracefs()?;
     let btf = Btf::from_sys_fs().context("guard needs kernel BTF (CONFIG_DEBUG_INFO_BTF)")?;
     let offsets = kernel_offsets(&btf)?;
-    let ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
-        .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes))
+        .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes));
+    if let Some(dir) = &cfg.policy_pins {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "creating the pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
+                dir.display()
+            )
+        })?;
+        for m in POLICY_MAPS {
+            loader.map_pin_path(m, dir.join(m));
+        }
+    }
+    let ebpf = loader
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
     Ok((ebpf, offsets))
@@ -212,10 +262,16 @@ impl Probes {
                 warn!("BPF LSM exec enforcement unavailable on this kernel: {why}")
             }
         }
+        let lsm = exec_enforcement == ExecEnforcement::Lsm;
+        let policy_backend = cfg
+            .policy_pins
+            .as_ref()
+            .map(|dir| attach_policy(&mut ebpf, lsm, dir));
         Ok(Self {
             ebpf,
             offsets,
             exec_enforcement,
+            policy_backend,
         })
     }
 
@@ -316,10 +372,154 @@ pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
+/// Replaces the link pinned at `dir/link_<prog>` by `link`: the new link is attached before
+/// the old one is unpinned (and so detached), so there is no gap; afterwards only one remains.
+fn pin_link(link: FdLink, dir: &Path, prog: &str) -> Result<()> {
+    let path = dir.join(format!("link_{prog}"));
+    if path.exists() {
+        match PinnedLink::from_pin(&path) {
+            Ok(old) => {
+                old.unpin()
+                    .with_context(|| format!("unpinning {}", path.display()))?;
+                info!(link = %path.display(), "replaced the link pinned by an earlier agent");
+            }
+            Err(e) => {
+                warn!(link = %path.display(), "removing unreadable pin: {e}");
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    link.pin(&path)
+        .with_context(|| format!("pinning {}", path.display()))?;
+    Ok(())
+}
+
+/// Attaches the policy programs (BPF LSM, or the SIGKILL fallback) and pins them and their
+/// links under `dir`.
+pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
+    let r = if lsm {
+        attach_policy_lsm(ebpf, Some(dir)).map(|()| Backend::BpfLsm)
+    } else {
+        attach_policy_fallback(ebpf, Some(dir)).map(|()| Backend::SigkillFallback)
+    }
+    .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
+    match r {
+        Ok(b) => {
+            info!(backend = b.as_str(), pins = %dir.display(), "policy enforcement attached");
+            b
+        }
+        Err(e) => {
+            warn!("policy enforcement unavailable: {e:#}");
+            Backend::Unavailable(format!("{e:#}"))
+        }
+    }
+}
+
+fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
+    let path = dir.join(format!("prog_{prog}"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hooks")?;
+    for (name, hook) in [
+        (names::PROG_POLICY_EXEC, "bprm_check_security"),
+        (names::PROG_POLICY_OPEN, "file_open"),
+        (names::PROG_POLICY_CONNECT, "socket_connect"),
+    ] {
+        let prog: &mut Lsm = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load(hook, &btf)
+            .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
+        let id = prog.attach().with_context(|| format!("attaching {name}"))?;
+        if let Some(dir) = dir {
+            prog.pin(replace_prog_pin(dir, name))
+                .with_context(|| format!("pinning program {name}"))?;
+            let link: FdLink = prog.take_link(id)?.into();
+            pin_link(link, dir, name)?;
+        }
+    }
+    Ok(())
+}
+
+/// Attaches (and pins) the `cgroup/cgroup_mkdir` program that binds a new container cgroup
+/// to the policy learnt at Docker's create event. Both backends use it.
+fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    attach_pinned_tracepoint(
+        ebpf,
+        names::PROG_POLICY_CGROUP_MKDIR,
+        "cgroup",
+        "cgroup_mkdir",
+        dir,
+    )
+}
+
+fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    attach_pinned_tracepoint(
+        ebpf,
+        names::PROG_POLICY_EXEC_FALLBACK,
+        "sched",
+        "sched_process_exec",
+        dir,
+    )
+}
+
+fn attach_pinned_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+    event: &str,
+    dir: Option<&Path>,
+) -> Result<()> {
+    let prog = tracepoint(ebpf, name)?;
+    let id = prog
+        .attach(category, event)
+        .with_context(|| format!("attaching {name} to {category}/{event}"))?;
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    prog.pin(replace_prog_pin(dir, name))
+        .with_context(|| format!("pinning program {name}"))?;
+    let link = prog.take_link(id)?;
+    let link = FdLink::try_from(link).map_err(|e| {
+        anyhow::anyhow!("this kernel cannot make a pinnable link for the tracepoint: {e}")
+    })?;
+    pin_link(link, dir, name)?;
+    Ok(())
+}
+
+/// `guard run --cleanup`: detaches and removes everything pinned under `dir`.
+pub fn cleanup_pins(dir: &Path) -> Result<usize> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("link_")
+            && let Ok(l) = PinnedLink::from_pin(&path)
+        {
+            // Unpinning drops the last reference: the link detaches.
+            l.unpin()?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        n += 1;
+    }
+    std::fs::remove_dir(dir)?;
+    Ok(n)
+}
+
 /// What `guard doctor` learns by actually loading the programs.
 pub struct Support {
     pub tracepoint: Result<()>,
     pub lsm: Result<()>,
+    /// The policy backend `guard run --policy` would use.
+    pub policy: Backend,
 }
 
 /// Loads the object and tries the tracepoints and the LSM program; all detached on return.
@@ -331,12 +531,28 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             return Support {
                 tracepoint: Err(anyhow::anyhow!("{msg}")),
                 lsm: Err(anyhow::anyhow!("{msg}")),
+                policy: Backend::Unavailable(msg),
             };
         }
     };
     let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf));
     let lsm = attach_lsm(&mut ebpf);
-    Support { tracepoint, lsm }
+    let policy = if lsm.is_ok() {
+        match attach_policy_lsm(&mut ebpf, None) {
+            Ok(()) => Backend::BpfLsm,
+            Err(e) => Backend::Unavailable(format!("{e:#}")),
+        }
+    } else {
+        match attach_policy_fallback(&mut ebpf, None) {
+            Ok(()) => Backend::SigkillFallback,
+            Err(e) => Backend::Unavailable(format!("{e:#}")),
+        }
+    };
+    Support {
+        tracepoint,
+        lsm,
+        policy,
+    }
 }
 
 #[cfg(test)]

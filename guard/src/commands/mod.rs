@@ -39,6 +39,14 @@ pub fn default_rule_paths() -> Vec<PathBuf> {
 /// Loads rules from `paths` (or the defaults); prints diagnostics to stderr.
 /// Errors are fatal here: running with a partly loaded rule set would hide detections.
 pub fn load_engine(paths: &[PathBuf], hostname: Option<String>) -> anyhow::Result<Engine> {
+    load_engine_and_policies(paths, hostname).map(|(e, _)| e)
+}
+
+/// [`load_engine`], also returning the `- policy:` items found in the same files.
+pub fn load_engine_and_policies(
+    paths: &[PathBuf],
+    hostname: Option<String>,
+) -> anyhow::Result<(Engine, Vec<crate::policy::Policy>)> {
     let paths = if paths.is_empty() {
         default_rule_paths()
     } else {
@@ -50,6 +58,7 @@ pub fn load_engine(paths: &[PathBuf], hostname: Option<String>) -> anyhow::Resul
         );
     }
     let mut loader = Loader::new();
+    let sink = crate::policy::register(&mut loader);
     for p in &paths {
         loader.add_path(p);
     }
@@ -63,7 +72,8 @@ pub fn load_engine(paths: &[PathBuf], hostname: Option<String>) -> anyhow::Resul
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into())
     });
-    Ok(Engine::new(set, hostname))
+    let policies = sink.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok((Engine::new(set, hostname), policies))
 }
 
 /// Prints diagnostics to stderr (warnings only if `warnings`); returns the error count.

@@ -54,6 +54,7 @@ pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut l = loader();
+    let policies = crate::policy::register(&mut l);
     let mut response_errors = 0;
     let mut rule_files = 0;
     for p in expand(&args.paths) {
@@ -83,7 +84,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let defs = l.definitions();
     let (macros, lists) = (defs.macros.len(), defs.lists.len());
-    let (set, diags) = l.finish();
+    let (set, mut diags) = l.finish();
+    let policies = policies.lock().map(|v| v.clone()).unwrap_or_default();
+    diags.extend(crate::policy::overlap_warnings(&policies));
     let mut errors = response_errors;
     for d in &diags {
         if d.is_error() {
@@ -93,12 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let count = |s: fn(&RuleStatus) -> bool| set.rules.iter().filter(|r| s(&r.status)).count();
     eprintln!(
-        "{} rules ({} active, {} disabled, {} skipped, {} invalid), {macros} macros, {lists} lists; {errors} error(s), {} warning(s)",
+        "{} rules ({} active, {} disabled, {} skipped, {} invalid), {macros} macros, {lists} lists, {} policies; {errors} error(s), {} warning(s)",
         set.rules.len(),
         count(|s| *s == RuleStatus::Active),
         count(|s| *s == RuleStatus::Disabled),
         count(|s| matches!(s, RuleStatus::Skipped(_))),
         count(|s| *s == RuleStatus::Invalid),
+        policies.len(),
         diags.len() + response_errors - errors,
     );
     Ok(if errors > 0 {

@@ -360,8 +360,21 @@ pub struct ContainerTable {
     inner: Arc<Inner>,
 }
 
+/// What the table tells a [`ContainerHook`] about.
+pub enum ContainerChange<'a> {
+    /// Metadata from the daemon was stored (Docker create/start, or a lookup's inspect).
+    Ready(&'a ContainerMeta),
+    /// Docker destroy.
+    Removed(&'a ContainerId),
+}
+
+/// Called, outside the table's lock, on every [`ContainerChange`]; used by policy enforcement
+/// to bind a container's cgroup in the kernel before the container starts.
+pub type ContainerHook = Arc<dyn Fn(ContainerChange<'_>) + Send + Sync>;
+
 struct Inner {
     cfg: ContainerTableConfig,
+    hook: RwLock<Option<ContainerHook>>,
     epoch: Instant,
     map: RwLock<HashMap<ContainerId, Entry>>,
     tx: mpsc::Sender<Request>,
@@ -376,6 +389,7 @@ impl ContainerTable {
         let t = Self {
             inner: Arc::new(Inner {
                 cfg,
+                hook: RwLock::new(None),
                 epoch: Instant::now(),
                 map: RwLock::new(HashMap::new()),
                 tx,
@@ -472,6 +486,18 @@ impl ContainerTable {
         self.send(Request::Inspect(id.clone()));
     }
 
+    /// Installs the hook told about every container change (replacing any earlier one).
+    pub fn set_hook(&self, hook: ContainerHook) {
+        *write(&self.inner.hook) = Some(hook);
+    }
+
+    fn notify(&self, change: ContainerChange<'_>) {
+        let hook = read(&self.inner.hook).clone();
+        if let Some(h) = hook {
+            h(change);
+        }
+    }
+
     /// The cached metadata, without queueing anything.
     pub fn peek(&self, id: &ContainerId) -> Option<Arc<ContainerMeta>> {
         read(&self.inner.map).get(id).map(|e| e.meta.clone())
@@ -491,14 +517,19 @@ impl ContainerTable {
             ..meta
         };
         let requested_at = (meta.status != MetaStatus::Ready).then_some(now);
+        let meta = Arc::new(meta);
         map.insert(
             id,
             Entry {
-                meta: Arc::new(meta),
+                meta: meta.clone(),
                 requested_at,
                 last_used: AtomicU64::new(self.tick(now)),
             },
         );
+        drop(map);
+        if meta.status == MetaStatus::Ready {
+            self.notify(ContainerChange::Ready(&meta));
+        }
     }
 
     /// Docker `die`: keep the metadata for late events, mark it exited.
@@ -513,6 +544,7 @@ impl ContainerTable {
     /// Docker `destroy`, or a cache invalidation.
     pub fn remove(&self, id: &ContainerId) {
         write(&self.inner.map).remove(id);
+        self.notify(ContainerChange::Removed(id));
     }
 
     /// Ids whose metadata is not from the daemon: re-asked when the daemon comes back.

@@ -56,10 +56,15 @@ outcome() {
 }
 
 # guard_start ARGS...: runs `guard run ARGS` in the background (decoded kernel records and
-# alerts on stdout, no audit log) and waits for `guard: ready`.
+# alerts on stdout; no audit log unless GUARD_AUDIT_DIR names one) and waits for `guard: ready`.
 guard_start() {
     : >"$GUARD_OUT"; : >"$GUARD_ERR"
-    "$GUARD" run --print-events raw --format json --no-audit "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
+    if [ -n "${GUARD_AUDIT_DIR:-}" ]; then
+        set -- --audit-dir "$GUARD_AUDIT_DIR" "$@"
+    else
+        set -- --no-audit "$@"
+    fi
+    "$GUARD" run --print-events raw --format json "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
     GUARD_PID=$!
     t0="$(uptime_s)"
     i=0

@@ -25,6 +25,9 @@ usage: guard-testkit COMMAND ...
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
+  bench exec|open|connect N TARGET        N operations (exec: fork+execve TARGET true+wait;
+                                          open: open+close TARGET; connect: TCP connect to
+                                          ADDR:PORT, refused or not); prints `ok ns_per_op=X`
 output: `ok` (exit 0) or `errno=N NAME` (exit 1); exit 2 = usage or setup error";
 
 /// Exit codes shared with the scenario scripts.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         "try-connect-udp" => try_connect_udp(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
+        "bench" => bench(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             ExitCode::from(EXIT_OK)
@@ -340,6 +344,65 @@ fn try_connect(args: &[OsString]) -> ExitCode {
             None => setup_error(&format!("connect: {e}"), 0),
         },
     }
+}
+
+fn bench(args: &[OsString]) -> ExitCode {
+    let (Some(op), Some(n), Some(target)) = (
+        args.first().and_then(|a| a.to_str()),
+        args.get(1)
+            .and_then(|a| a.to_str())
+            .and_then(|n| n.parse::<u32>().ok()),
+        args.get(2),
+    ) else {
+        return usage("bench needs OP N TARGET");
+    };
+    let Some(target_c) = cstring(target) else {
+        return usage("TARGET contains a NUL byte");
+    };
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        match op {
+            "exec" => {
+                let arg1 = c"true";
+                let argv = [target_c.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+                // SAFETY: fork in a single-threaded process; the child only calls execve/_exit.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: NUL-terminated arrays of valid C strings.
+                    unsafe {
+                        libc::execve(target_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                        libc::_exit(127);
+                    }
+                }
+                if pid < 0 {
+                    return setup_error("fork", last_errno());
+                }
+                let mut st = 0;
+                // SAFETY: waiting for our child.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+            }
+            "open" => {
+                // SAFETY: valid C string.
+                let fd = unsafe { libc::open(target_c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return report_errno(last_errno());
+                }
+                // SAFETY: our descriptor.
+                unsafe { libc::close(fd) };
+            }
+            "connect" => {
+                let Some(addr) = target.to_str().and_then(|a| a.parse::<SocketAddr>().ok()) else {
+                    return usage("connect TARGET is ADDR:PORT");
+                };
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(3));
+            }
+            _ => return usage("bench OP is exec, open or connect"),
+        }
+    }
+    let ns = start.elapsed().as_nanos() / u128::from(n.max(1));
+    println!("ok ns_per_op={ns}");
+    ExitCode::from(EXIT_OK)
 }
 
 fn cgroup_run(args: &[OsString]) -> ExitCode {
