@@ -46,10 +46,11 @@ static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1
 #[map]
 static SETTINGS: Array<u64> = Array::with_max_entries(settings::COUNT, 0);
 
-/// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
+/// Syscall number -> non-zero when traced; filled by userspace.
 #[map]
 static SYSCALL_FILTER: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
+/// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
 #[map]
 static PENDING: LruHashMap<u32, PendingSyscall> =
     LruHashMap::with_max_entries(MAX_PENDING_SYSCALLS, 0);
@@ -376,9 +377,9 @@ fn syscall_wanted(nr: u64) -> bool {
 }
 
 /// `raw_syscalls/sys_enter`, for every syscall on the host: remembers the arguments of the
-/// traced ones until their exit. A raw tracepoint runs the program directly, without the
-/// perf-buffer step of `syscalls/sys_enter_*` that can lose events silently; what it skips
-/// (recursion) the kernel counts in the program's `recursion_misses`.
+/// traced ones until their exit. Unlike `syscalls/sys_enter_<name>`, it exists for every
+/// syscall on every kernel; runs the kernel skips (recursion) are counted in the program's
+/// `recursion_misses`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     // TP_PROTO(struct pt_regs *regs, long id)
@@ -403,8 +404,10 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         p.args[i] = unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0);
         i += 1;
     }
-    if PENDING.insert(&(pid_tgid as u32), &p, 0).is_err() {
-        count_drop_slot(DROP_SYSCALL_UNPAIRED);
+    let tid = pid_tgid as u32;
+    if PENDING.insert(&tid, &p, 0).is_err() {
+        // The exit then finds no entry and counts the drop; never leave it an older one.
+        let _ = PENDING.remove(&tid);
     }
     0
 }
