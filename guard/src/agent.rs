@@ -552,12 +552,7 @@ impl Pipeline {
             return;
         };
         let c = ev.common();
-        let state = &mut self.capture.state;
-        let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
-        let workload = match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
-            Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
-            None => WorkloadInfo::host(cgroup_path),
-        };
+        let workload = workload_of(&mut self.capture.state, c);
         let (decision, alert) = stage
             .runtime
             .enforcer
@@ -637,12 +632,7 @@ impl Pipeline {
         seen_at: Instant,
     ) -> AlertContext {
         let c = ev.common();
-        let state = &mut self.capture.state;
-        let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
-        let workload = match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
-            Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
-            None => WorkloadInfo::host(cgroup_path),
-        };
+        let workload = workload_of(&mut self.capture.state, c);
         AlertContext {
             pid: Some(c.pid),
             process_start_boot_ns: (model.proc.start_time != 0)
@@ -794,6 +784,15 @@ impl Pipeline {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The workload (container or host) an event's task belongs to.
+fn workload_of(state: &mut State, c: &events::Common) -> WorkloadInfo {
+    let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
+    match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
+        Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
+        None => WorkloadInfo::host(cgroup_path),
     }
 }
 

@@ -106,13 +106,7 @@ impl Quarantine {
                     .with_context(|| format!("removing stale {}", p.display()))?;
             }
         }
-        let mut ebpf = EbpfLoader::new()
-            // Reuses a pinned map when there is one (entries survive), else creates and pins.
-            .map_pin_path(names::QUARANTINE, map_pin.clone())
-            // This object instance only needs the quarantine programs: keep the rest small.
-            .map_max_entries(names::EVENTS, 4096)
-            .load(super::super::probes::EBPF_OBJECT)
-            .context("loading the eBPF object for quarantine")?;
+        let mut ebpf = load_object(pin_dir)?;
         let cgroup = std::fs::File::open(cgroup2_root)
             .with_context(|| format!("opening cgroup v2 root {}", cgroup2_root.display()))?;
         for (prog_name, kind, pin) in [
@@ -231,6 +225,17 @@ impl Quarantine {
     }
 }
 
+/// An instance of the eBPF object for the quarantine programs, sharing the pinned map.
+fn load_object(pin_dir: &Path) -> Result<aya::Ebpf> {
+    EbpfLoader::new()
+        // Reuses a pinned map when there is one (entries survive), else creates and pins.
+        .map_pin_path(names::QUARANTINE, pin_dir.join(MAP_PIN))
+        // This instance only needs the quarantine programs: keep the rest small.
+        .map_max_entries(names::EVENTS, 4096)
+        .load(super::super::probes::EBPF_OBJECT)
+        .context("loading the eBPF object for quarantine")
+}
+
 /// Adopts the pinned connect-deny LSM link, or attaches and pins it; never fails the
 /// quarantine, which holds through cgroup_skb without it.
 fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
@@ -243,11 +248,7 @@ fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
     }
     let attach = || -> Result<()> {
         let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
-        let mut ebpf = EbpfLoader::new()
-            .map_pin_path(names::QUARANTINE, pin_dir.join(MAP_PIN))
-            .map_max_entries(names::EVENTS, 4096)
-            .load(super::super::probes::EBPF_OBJECT)
-            .context("loading the eBPF object for connect deny")?;
+        let mut ebpf = load_object(pin_dir)?;
         let prog: &mut aya::programs::Lsm = ebpf
             .program_mut(names::PROG_QUARANTINE_CONNECT)
             .context("program quarantine_connect missing from the object")?
