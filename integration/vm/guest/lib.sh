@@ -103,3 +103,29 @@ guard_stop() {
     wait "$GUARD_PID" 2>/dev/null
     GUARD_PID=""
 }
+
+# policy_workload: what the policy scenarios share. Cgroup `policy-wl` (path in $wl), a denied
+# binary /opt/wl/busybox, protected files under /srv, the `vm-workload` enforce policy in
+# /tmp/policy.yaml (a scenario may append more), and no pinned enforcement left over.
+policy_workload() {
+    wl="$(mkcg policy-wl)"
+    mkdir -p /opt/wl /srv/secret
+    # Copies are named busybox so that busybox runs its `true` applet from argv[1].
+    cp /bin/busybox /opt/wl/busybox
+    echo s3cret >/srv/secret/key
+    echo cfg >/srv/conf.txt
+    cat >/tmp/policy.yaml <<'EOF'
+- policy: vm-workload
+  desc: the VM test workload
+  workload: {cgroup: /policy-wl}
+  mode: enforce
+  enforce:
+    exec: {deny: [/opt/wl/busybox], deny_new_binaries: true}
+    open: {deny_write: ["/srv/**"], deny_read: [/srv/secret/key]}
+    connect: {deny: ["127.0.0.0/8:9"]}
+EOF
+    "$GUARD" run --cleanup >/dev/null 2>&1
+}
+
+# in_wl CMD...: runs CMD in the policy workload's cgroup.
+in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }

@@ -4,19 +4,9 @@
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
-wl="$(mkcg policy-wl)"
-mkdir -p /opt/wl /srv/secret /tmp/new
-cp /bin/busybox /opt/wl/busybox
-echo s3cret >/srv/secret/key
-echo cfg >/srv/conf.txt
-cat >/tmp/policy.yaml <<'EOF'
-- policy: vm-workload
-  workload: {cgroup: /policy-wl}
-  mode: enforce
-  enforce:
-    exec: {deny: [/opt/wl/busybox], deny_new_binaries: true}
-    open: {deny_write: ["/srv/**"], deny_read: [/srv/secret/key]}
-    connect: {deny: ["127.0.0.0/8:9"]}
+policy_workload
+mkdir -p /tmp/new
+cat >>/tmp/policy.yaml <<'EOF'
 - policy: detect-by-itself
   workload: {cgroup: /policy-detect}
   mode: detect
@@ -24,8 +14,6 @@ cat >/tmp/policy.yaml <<'EOF'
     exec: {deny: [/opt/wl/busybox]}
 EOF
 dcg="$(mkcg policy-detect)"
-"$GUARD" run --cleanup >/dev/null 2>&1
-in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }
 GUARD_AUDIT_DIR=/tmp/audit-detect
 rm -rf "$GUARD_AUDIT_DIR"
 

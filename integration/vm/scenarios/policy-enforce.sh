@@ -6,30 +6,12 @@
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
-wl="$(mkcg policy-wl)"
+policy_workload
 sib="$(mkcg policy-sib)"
-mkdir -p /opt/wl /srv/secret
-# Copies are named busybox so that busybox runs its `true` applet from argv[1].
-cp /bin/busybox /opt/wl/busybox
 mkdir -p /tmp/link && ln -sf /opt/wl/busybox /tmp/link/busybox
-echo s3cret >/srv/secret/key
-echo cfg >/srv/conf.txt
 echo hello >/tmp/plain.txt
 ln -sf /srv/secret/key /tmp/key-link
 ln -sf /srv/conf.txt /tmp/conf-link
-cat >/tmp/policy.yaml <<'EOF'
-- policy: vm-workload
-  desc: the VM test workload
-  workload: {cgroup: /policy-wl}
-  mode: enforce
-  enforce:
-    exec: {deny: [/opt/wl/busybox], deny_new_binaries: true}
-    open: {deny_write: ["/srv/**"], deny_read: [/srv/secret/key]}
-    connect: {deny: ["127.0.0.0/8:9"]}
-EOF
-"$GUARD" run --cleanup >/dev/null 2>&1
-
-in_wl() { "$TESTKIT" cgroup-run "$wl" -- "$@"; }
 GUARD_AUDIT_DIR=/tmp/audit-enforce
 rm -rf "$GUARD_AUDIT_DIR"
 in_sib() { "$TESTKIT" cgroup-run "$sib" -- "$@"; }
