@@ -19,6 +19,9 @@ pub const PAYLOAD_MAX: usize = 4096;
 pub const SCRATCH_LEN: usize = 4 * PAYLOAD_MAX;
 /// Ring-buffer size used when the configuration does not set one (bytes, power of two).
 pub const DEFAULT_RING_BYTES: u32 = 1 << 23;
+/// Size of the `DECISIONS` ring: policy decisions and exec denials travel apart from the event
+/// flood, so a saturated `EVENTS` ring never costs an enforcement record.
+pub const DECISION_RING_BYTES: u32 = 1 << 18;
 /// Capacity of the per-cgroup exec deny map.
 pub const MAX_POLICY_CGROUPS: u32 = 16_384;
 /// Containers known to Docker whose cgroup is bound at `cgroup_mkdir` (`POLICY_PENDING`).
@@ -40,6 +43,7 @@ pub const OFFSET_ABSENT: u32 = u32::MAX;
 /// Names of the maps and programs, as userspace looks them up in the object.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
+    pub const DECISIONS: &str = "DECISIONS";
     pub const DROPS: &str = "DROPS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const SETTINGS: &str = "SETTINGS";

@@ -1,6 +1,7 @@
 //! The programs. Each assembles a record (header, body, payloads) in a per-CPU scratch area and
-//! copies it to `EVENTS` in one `bpf_ringbuf_output`; a failed output is counted in `DROPS` per
-//! event kind, so userspace can account for every record it did not get.
+//! copies it to `EVENTS` (or, for enforcement records, `DECISIONS`) in one
+//! `bpf_ringbuf_output`; a failed output is counted in `DROPS` per event kind, so userspace
+//! can account for every record it did not get.
 
 use aya_ebpf::{
     EbpfContext,
@@ -16,10 +17,11 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DEFAULT_RING_BYTES, DROP_SLOTS, DROP_SYSCALL_UNPAIRED, EventHeader, EventKind, ExecBody,
-    ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody,
-    KernelOffsets, MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, MAX_SYSCALL_NR, OFFSET_ABSENT,
-    PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody, TS_COMPAT, settings,
+    DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS, DROP_SYSCALL_UNPAIRED, EventHeader,
+    EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0,
+    FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS,
+    MAX_SYSCALL_NR, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody,
+    TS_COMPAT, settings,
     syscalls::{Payload, spec},
 };
 
@@ -35,6 +37,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNSET;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[map]
+static DECISIONS: RingBuf = RingBuf::with_byte_size(DECISION_RING_BYTES, 0);
 
 #[map]
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
@@ -265,7 +270,11 @@ impl Record {
         }
         // SAFETY: total <= SCRATCH_LEN - 1, within the per-CPU scratch value.
         let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, total) };
-        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        let ring = match self.kind {
+            EventKind::Decision | EventKind::ExecDenied => &DECISIONS,
+            _ => &EVENTS,
+        };
+        if ring.output::<[u8]>(bytes, 0).is_err() {
             count_drop(self.kind);
         }
     }

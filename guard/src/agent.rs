@@ -19,6 +19,8 @@ use anyhow::{Context, Result};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{info, warn};
 
+use guard_ebpf::policy_flags as pf;
+
 use crate::{
     alert::Alert,
     audit::{
@@ -148,8 +150,13 @@ pub fn cgroup_id_of(dir: &Path) -> Result<CgroupId> {
     Ok(CgroupId(md.ino()))
 }
 
+/// The pipeline runs in `block_on` on the main thread; spawned tasks (Docker enrichment, which
+/// the start-window binding needs, and responses) run on a worker, so a flood of events never
+/// delays a kill or a container's policy binding.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("guard-worker")
         .enable_all()
         .build()
         .context("starting the async runtime")
@@ -384,9 +391,30 @@ fn hash_files(paths: &[PathBuf]) -> Vec<FileHash> {
         .collect()
 }
 
+/// Records handled before the pipeline lets other tasks run.
+const DRAIN_BATCH: usize = 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum Ring {
+    Events,
+    Decisions,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// The ring is empty.
+    Empty,
+    /// A batch was handled; more may be waiting.
+    More,
+    /// `--max-events` reached.
+    Limit,
+}
+
 struct Pipeline {
     probes: Probes,
     ring: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    /// Enforcement records, kept apart so that an event flood cannot drop them.
+    decisions: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
     clock: Clock,
     capture: Capture,
     print: PrintEvents,
@@ -405,6 +433,18 @@ struct Pipeline {
 struct PolicyStage {
     runtime: crate::policy::kernel::PolicyRuntime,
     hostname: String,
+    /// The fallback backend with open or connect rules: the agent kills after the fact.
+    after_fact: bool,
+    bindings: crate::policy::fallback::BindingCache,
+}
+
+impl PolicyStage {
+    /// Whether an alert's rule applies to the workload, by the `rules:` selection of the policy
+    /// that selects it (most specific wins); workloads without a policy get every rule.
+    fn rules_apply(&self, w: &WorkloadInfo, alert: &Alert) -> bool {
+        crate::policy::choose(&self.runtime.enforcer.policies, w)
+            .is_none_or(|(_, p)| p.rules.applies(&alert.rule, &alert.tags))
+    }
 }
 
 impl Pipeline {
@@ -442,6 +482,16 @@ impl Pipeline {
                 if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
                     anyhow::bail!("policies given but no enforcement backend could attach: {why}");
                 }
+                let after_fact = backend == crate::policy::kernel::Backend::SigkillFallback
+                    && setup.policies.iter().any(|p| {
+                        let f = crate::policy::kernel::policy_flags(p, false);
+                        f & (pf::OPEN_RULES | pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
+                    });
+                if after_fact {
+                    info!(
+                        "open and connect rules: the sigkill-fallback backend kills after the fact"
+                    );
+                }
                 Some(PolicyStage {
                     runtime: crate::policy::kernel::PolicyRuntime::start(
                         setup.policies,
@@ -450,6 +500,8 @@ impl Pipeline {
                         &mut probes.ebpf,
                     )?,
                     hostname: setup.hostname,
+                    after_fact,
+                    bindings: Default::default(),
                 })
             }
             _ => None,
@@ -492,13 +544,17 @@ impl Pipeline {
         info!(processes = seeded, "process table seeded from /proc");
         tokio::spawn(enricher.run());
 
-        let ring = probes.ring_buf()?;
-        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        let watch = |r| {
+            // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
+            unsafe { AsyncFd::register_with_interest(r, tokio::io::Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("polling a ring buffer: {e}"))
+        };
+        let ring = watch(probes.ring_buf()?)?;
+        let decisions = watch(probes.decision_ring()?)?;
         Ok(Self {
             probes,
             ring,
+            decisions,
             clock: Clock::now(),
             capture: Capture::new(state),
             print,
@@ -562,9 +618,15 @@ impl Pipeline {
         if let Some(a) = &self.audit {
             a.try_record(Payload::Decision(decision));
         }
+        let start_ns = self
+            .capture
+            .state
+            .procs
+            .get(Pid(c.pid))
+            .map_or(0, |p| p.start_time_ns);
         let ctx = AlertContext {
             pid: Some(c.pid),
-            process_start_boot_ns: None,
+            process_start_boot_ns: (start_ns != 0).then(|| self.clock.boot_ns(start_ns)),
             cgroup_id: Some(c.cgroup_id.0),
             workload,
             policy: Some(policy),
@@ -612,15 +674,100 @@ impl Pipeline {
         {
             r.record_recent(model.proc.pid, &summary(&model));
         }
+        if self.policy.as_ref().is_some_and(|p| p.after_fact) {
+            self.enforce_after_fact(&ev, &model, seen_at);
+        }
         let Some(engine) = &self.engine else {
             return Ok(());
         };
         let alerts = engine.alerts(&model, &mut self.matcher);
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.alert_context(&ev, &model, seen_at);
         for alert in alerts {
-            let ctx = self.alert_context(&ev, &model, seen_at);
-            self.alert(alert, ctx);
+            if let Some(stage) = &self.policy
+                && !stage.rules_apply(&ctx.workload, &alert)
+            {
+                continue;
+            }
+            self.alert(alert, ctx.clone());
         }
         Ok(())
+    }
+
+    /// The fallback backend's open and connect rules: a completed open or connect that the
+    /// cgroup's policy denies kills the process (enforce) or is reported (detect), through
+    /// the same decision path as the kernel's records.
+    fn enforce_after_fact(&mut self, ev: &events::Event, model: &model::Event, seen_at: Instant) {
+        use crate::policy::fallback as fb;
+        let (c, is_open) = match ev {
+            events::Event::Open(o) if o.common.ret >= 0 => (&o.common, true),
+            events::Event::Connect(k) if fb::connect_attempted(k.common.ret) => (&k.common, false),
+            _ => return,
+        };
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        let ebpf = &self.probes.ebpf;
+        let Some(binding) = stage.bindings.get(c.cgroup_id.0, seen_at, |id| {
+            let map = ebpf.map(guard_ebpf::names::POLICY_CGROUPS)?;
+            aya::maps::HashMap::<_, u64, guard_ebpf::CgroupPolicy>::try_from(map)
+                .ok()?
+                .get(&id, 0)
+                .ok()
+        }) else {
+            return;
+        };
+        let Some(policy) = stage.runtime.enforcer.policy_by_id(binding.policy_id) else {
+            return;
+        };
+        let mut d = events::DecisionEvent {
+            common: c.clone(),
+            policy_id: binding.policy_id,
+            op: if is_open { "open" } else { "connect" },
+            verdict: "would_deny",
+            reason: "",
+            path: events::Captured::default(),
+            access: None,
+            dest: None,
+            inode: None,
+        };
+        let violation = match ev {
+            events::Event::Open(o) if fb::wants_open(&binding) => {
+                let Some(path) = model.fd.as_ref().map(|f| f.name.as_str()) else {
+                    return;
+                };
+                let (r, w) = fb::open_access(o.flags);
+                d.access = Some(fb::access_name(r, w));
+                d.path.text = path.to_owned();
+                fb::check_open(policy, path, o.flags)
+            }
+            events::Event::Connect(k) if fb::wants_connect(&binding) => {
+                let Some(dest) = k.addr.socket_addr() else {
+                    return;
+                };
+                d.dest = Some(dest);
+                fb::check_connect(policy, dest)
+            }
+            _ => return,
+        };
+        let Some(v) = violation else {
+            return;
+        };
+        d.reason = v.as_str();
+        if fb::enforces(&binding) {
+            let start =
+                (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
+            d.verdict = match kill_verified(c.pid, start) {
+                Ok(()) => "kill",
+                Err(e) => {
+                    warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
+                    "kill_failed"
+                }
+            };
+        }
+        self.on_decision(ev, &d, seen_at);
     }
 
     /// What the response engine needs besides the alert: the process (with its start time,
@@ -660,23 +807,33 @@ impl Pipeline {
         }
     }
 
-    fn drain(&mut self, limit: Option<u64>) -> Result<bool> {
+    /// Handles at most `batch` buffered records, so that under sustained load the pipeline's
+    /// timers (drop reports, policy rescans) and signals still get their turn.
+    fn drain(&mut self, from: Ring, limit: Option<u64>, batch: usize) -> Result<Drained> {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        loop {
-            let Some(item) = self.ring.get_mut().next() else {
-                break;
+        let mut done = 0;
+        let result = loop {
+            if done == batch {
+                break Drained::More;
+            }
+            let ring = match from {
+                Ring::Events => self.ring.get_mut(),
+                Ring::Decisions => self.decisions.get_mut(),
+            };
+            let Some(item) = ring.next() else {
+                break Drained::Empty;
             };
             let bytes = item.to_vec();
             drop(item);
             self.handle(&bytes, &mut out)?;
+            done += 1;
             if limit.is_some_and(|m| self.seen >= m) {
-                out.flush()?;
-                return Ok(true);
+                break Drained::Limit;
             }
-        }
+        };
         out.flush()?;
-        Ok(false)
+        Ok(result)
     }
 
     fn report_drops(&self, last: &mut DropReport, always: bool) -> Result<()> {
@@ -731,6 +888,7 @@ impl Pipeline {
         }
         // Tests and scripts wait for this line before generating activity.
         eprintln!("guard: ready");
+        let mut backlog = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
@@ -739,12 +897,24 @@ impl Pipeline {
                         warn!("binding cgroups to policies: {e:#}");
                     }
                 }
-                guard = self.ring.readable_mut() => {
-                    let mut guard = guard?;
-                    guard.clear_ready();
-                    drop(guard);
-                    if self.drain(cap.max_events)? {
-                        break;
+                guard = self.decisions.readable_mut() => {
+                    guard?.clear_ready();
+                    while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
+                }
+                guard = self.ring.readable_mut(), if !backlog => {
+                    guard?.clear_ready();
+                    match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
+                        Drained::Limit => break,
+                        Drained::More => backlog = true,
+                        Drained::Empty => {}
+                    }
+                }
+                // A full batch was handled: let the other tasks run, then go on.
+                () = tokio::task::yield_now(), if backlog => {
+                    match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
+                        Drained::Limit => break,
+                        Drained::More => {}
+                        Drained::Empty => backlog = false,
                     }
                 }
                 _ = sigint.recv() => break,
@@ -752,7 +922,8 @@ impl Pipeline {
             }
         }
         // Drain what is still buffered so the final report accounts for everything.
-        self.drain(None)?;
+        while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
+        while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
         self.report_drops(&mut last, true)?;
         info!(
             events = self.seen,
@@ -785,6 +956,16 @@ impl Pipeline {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// SIGKILL through a pidfd, after checking the pid was not reused and is not protected.
+fn kill_verified(pid: u32, start_boot_ns: Option<u64>) -> Result<(), String> {
+    let h = crate::respond::process::ProcessHandle::open(pid, start_boot_ns)
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = h.rail() {
+        return Err(why);
+    }
+    h.kill().map_err(|e| e.to_string())
 }
 
 /// The workload (container or host) an event's task belongs to.

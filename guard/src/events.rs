@@ -41,7 +41,7 @@ pub struct Common {
 }
 
 /// A user-memory string copied by the kernel side, with what went wrong copying it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Captured {
     /// The bytes as UTF-8; invalid sequences become U+FFFD.
     pub text: String,
@@ -169,6 +169,17 @@ pub enum SockAddr {
     },
     /// Unreadable or shorter than its family requires.
     Invalid,
+}
+
+impl SockAddr {
+    /// The IP destination, for the inet families.
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        match *self {
+            SockAddr::Inet { addr, port } => Some((addr, port).into()),
+            SockAddr::Inet6 { addr, port } => Some((addr, port).into()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

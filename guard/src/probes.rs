@@ -276,10 +276,19 @@ impl Probes {
     }
 
     pub fn ring_buf(&mut self) -> Result<RingBuf<MapData>> {
+        self.take_ring(names::EVENTS)
+    }
+
+    /// The ring of enforcement records (policy decisions, exec denials).
+    pub fn decision_ring(&mut self) -> Result<RingBuf<MapData>> {
+        self.take_ring(names::DECISIONS)
+    }
+
+    fn take_ring(&mut self, name: &str) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf
-            .take_map(names::EVENTS)
-            .context("map EVENTS missing from the object")?;
+            .take_map(name)
+            .with_context(|| format!("map {name} missing from the object"))?;
         Ok(RingBuf::try_from(map)?)
     }
 

@@ -256,7 +256,8 @@ fn name_and_label_selectors_bind_running_containers() {
 /// A container created after the agent started is under policy from its entrypoint: the
 /// policy is learnt at Docker's create event and bound in the kernel at `cgroup_mkdir`, so
 /// `docker run IMAGE /bin/touch ...` under a policy denying /bin/touch fails to start and the
-/// file is never written. Repeated, because it is a race by design.
+/// file is never written. Repeated, because it is a race by design, and run while a flood of
+/// opens keeps the agent's pipeline busy: the binding must not wait behind events.
 #[test]
 fn container_start_denied_entrypoint_never_runs() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -271,6 +272,13 @@ fn container_start_denied_entrypoint_never_runs() {
     let agent = s.agent(&policy, &[]);
     let out = s.dir.join("out");
     let mount = format!("{}:/out", out.display());
+    // Bounded: at most 5M opens, stopped (by PID) when the runs are done.
+    let mut flood = std::process::Command::new(env!("CARGO_BIN_EXE_guard-testkit"))
+        .args(["bench", "open", "5000000", "/etc/hostname"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the open flood");
+    std::thread::sleep(Duration::from_millis(500));
     const RUNS: usize = 10;
     for i in 0..RUNS {
         let file = format!("/out/ran-{i}");
@@ -288,6 +296,8 @@ fn container_start_denied_entrypoint_never_runs() {
             "run {i}: the denied entrypoint ran and wrote its file"
         );
     }
+    let _ = flood.kill();
+    let _ = flood.wait();
     // Control: the same container without the label runs its entrypoint.
     let code = docker_run(&["-v", &mount], &["/bin/touch", "/out/control"]);
     assert_eq!(code, Some(0), "unlabelled container failed");
@@ -310,6 +320,190 @@ fn container_start_denied_entrypoint_never_runs() {
     s.cleanup();
 }
 
+/// `docker exec CONTAINER sh -c SCRIPT`: exit code and stdout.
+fn sh_in(
+    c: &guard_tests::harness::Container,
+    workdir: &str,
+    script: &str,
+) -> (Option<i32>, String) {
+    let out = std::process::Command::new("docker")
+        .args(["exec", "-w", workdir, &c.id, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The shell opens the file itself (a redirection), then outlives the open by 3 s: a kill
+/// after the fact ends it with SIGKILL before `survived` is printed.
+const OPEN_AND_LINGER: &str = "exec 3<{}; sleep 3; echo survived";
+/// A busybox nc listener (its stdin held open so it keeps the connection), then a client that stays connected for up to 3 s (`timeout` execs
+/// nc in its own process); the shell prints the client's status: 137 when guard killed it,
+/// 143 or 0 when it ran its course.
+const CONNECT_AND_REPORT: &str = "sleep 5 | nc -l -p 9999 >/dev/null 2>&1 & sleep 1; sleep 2 | timeout 3 nc 127.0.0.1 9999 >/dev/null 2>&1; echo rc=$?";
+
+/// On this host (no BPF LSM) open and connect rules are enforced after the fact: the process
+/// that opened a denied file, through an absolute or a relative path, or connected to a
+/// denied destination is SIGKILLed and the decision is alerted and audited; the same actions
+/// in a container the policy does not select are left alone.
+#[test]
+fn fallback_kills_after_a_denied_open_or_connect() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    let c = docker.run(&["--label", "guard-fb=1"], &["sleep", "300"]);
+    let other = docker.run(&[], &["sleep", "300"]);
+    for k in [&c, &other] {
+        let (ok, _) = k.exec(&["sh", "-c", "echo secret > /tmp/secret"]);
+        assert!(ok, "creating /tmp/secret in the container failed");
+    }
+    let s = Scratch::new("after-fact");
+    let policy = s.policy(
+        "- policy: after-fact\n  workload: {labels: {guard-fb: \"1\"}}\n  mode: enforce\n  enforce:\n    open: {deny_read: [/tmp/secret]}\n    connect: {deny: [\"127.0.0.1:9999\"]}\n",
+    );
+    let agent = s.agent(&policy, &[]);
+    let open_abs = OPEN_AND_LINGER.replace("{}", "/tmp/secret");
+    let open_rel = OPEN_AND_LINGER.replace("{}", "../tmp/secret");
+
+    // Controls first: the unselected container, and an allowed read in the selected one.
+    assert_eq!(
+        sh_in(&other, "/", &open_abs),
+        (Some(0), "survived\n".into()),
+        "open in a container without the policy was killed"
+    );
+    let (code, out) = sh_in(&other, "/", CONNECT_AND_REPORT);
+    assert!(
+        code == Some(0) && (out == "rc=0\n" || out == "rc=143\n"),
+        "connect in a container without the policy was killed or failed: {code:?} {out:?}"
+    );
+    assert_eq!(
+        sh_in(&c, "/", &OPEN_AND_LINGER.replace("{}", "/etc/passwd")),
+        (Some(0), "survived\n".into()),
+        "an open the policy does not deny was killed"
+    );
+
+    let (code, out) = sh_in(&c, "/", &open_abs);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(137), ""),
+        "denied open (absolute path) was not killed"
+    );
+    let (code, out) = sh_in(&c, "/etc", &open_rel);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(137), ""),
+        "denied open (relative path with ..) was not killed"
+    );
+    assert_eq!(
+        sh_in(&c, "/", CONNECT_AND_REPORT),
+        (Some(0), "rc=137\n".into()),
+        "denied connect was not killed"
+    );
+
+    let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
+    let policy_alerts: Vec<_> = alerts
+        .iter()
+        .filter(|v| v["source"] == "guard_policy")
+        .collect();
+    let opens: Vec<_> = policy_alerts
+        .iter()
+        .filter(|v| is_policy_alert(v, "/tmp/secret"))
+        .collect();
+    assert_eq!(
+        opens.len(),
+        2,
+        "one alert per denied open: {policy_alerts:?}"
+    );
+    for a in &opens {
+        assert_eq!(a["guard"]["decision"], "kill");
+        assert_eq!(a["guard"]["backend"], "sigkill-fallback");
+        assert_eq!(a["output_fields"]["guard.access"], "read");
+        assert_eq!(a["output_fields"]["container.id"], &c.id[..12]);
+    }
+    let connects: Vec<_> = policy_alerts
+        .iter()
+        .filter(|v| is_policy_alert(v, "127.0.0.1:9999"))
+        .collect();
+    assert_eq!(
+        connects.len(),
+        1,
+        "one alert per denied connect: {policy_alerts:?}"
+    );
+    assert_eq!(connects[0]["guard"]["decision"], "kill");
+    assert_eq!(
+        policy_alerts.len(),
+        3,
+        "decisions for allowed actions or the other container: {policy_alerts:?}"
+    );
+    agent.stop();
+    let d = s.decisions();
+    let count = |op: &str| {
+        d.iter()
+            .filter(|v| v["op"] == op && v["decision"] == "deny" && v["policy"] == "after-fact")
+            .count()
+    };
+    assert_eq!(
+        (count("open"), count("connect")),
+        (2, 1),
+        "audit decisions: {d:?}"
+    );
+    s.cleanup();
+}
+
+/// A policy's `rules:` selection decides which detection rules apply to its workload: a
+/// container whose policy excludes "Shell spawned in container" gets no such alert, while a
+/// container without a policy does.
+#[test]
+fn policy_rule_selection_filters_alerts_per_workload() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    let quiet = docker.run(&["--label", "guard-sel=quiet"], &["sleep", "300"]);
+    let loud = docker.run(&[], &["sleep", "300"]);
+    let s = Scratch::new("selection");
+    let policy = s.policy(
+        "- policy: quiet-shells\n  workload: {labels: {guard-sel: quiet}}\n  mode: detect\n  rules: {exclude_names: [\"Shell spawned in container\"]}\n",
+    );
+    let agent = s.agent(&policy, &[]);
+    let shell = |c: &guard_tests::harness::Container| {
+        let (ok, _) = c.exec(&["sh", "-c", "true"]);
+        assert!(ok, "sh -c true failed");
+    };
+    // The quiet container's shells first, so the loud one's alert marks when they are done.
+    for _ in 0..3 {
+        shell(&quiet);
+    }
+    shell(&loud);
+    let alerts = agent.collect_until(Duration::from_secs(15), |v| {
+        v["rule"] == "Shell spawned in container"
+            && v["output_fields"]["container.id"] == loud.id[..12]
+    });
+    agent.stop();
+    let shells: Vec<_> = alerts
+        .iter()
+        .filter(|v| v["rule"] == "Shell spawned in container")
+        .collect();
+    assert!(
+        shells
+            .iter()
+            .any(|v| v["output_fields"]["container.id"] == loud.id[..12]),
+        "no shell alert for the container without a policy: {alerts:?}"
+    );
+    assert!(
+        shells
+            .iter()
+            .all(|v| v["output_fields"]["container.id"] != quiet.id[..12]),
+        "shell alert for a container whose policy excludes the rule: {shells:?}"
+    );
+    s.cleanup();
+}
+
 /// `guard run --detect-only` turns an enforce policy into would-deny: nothing is killed, the
 /// exec runs, and a would-deny alert and audit record are produced.
 #[test]
@@ -322,9 +516,27 @@ fn detect_only_reports_would_deny_and_kills_nothing() {
     let c = docker.run(&["--label", "guard-detect=1"], &["sleep", "300"]);
     let s = Scratch::new("detect");
     let policy = s.policy(
-        "- policy: detect-forced\n  workload: {labels: {guard-detect: \"1\"}}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/touch]}\n",
+        "- policy: detect-forced\n  workload: {labels: {guard-detect: \"1\"}}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/touch]}\n    open: {deny_read: [/etc/passwd]}\n",
     );
     let agent = s.agent(&policy, &["--detect-only"]);
+    // The fallback's after-the-fact open check reports and kills nothing.
+    assert_eq!(
+        sh_in(
+            &c,
+            "/",
+            &OPEN_AND_LINGER
+                .replace("{}", "/etc/passwd")
+                .replace("sleep 3", "sleep 1")
+        ),
+        (Some(0), "survived\n".into()),
+        "a denied open was killed under --detect-only"
+    );
+    let open_alert = agent
+        .wait_for(Duration::from_secs(10), |v| {
+            is_policy_alert(v, "/etc/passwd")
+        })
+        .expect("no would-deny alert for the open");
+    assert_eq!(open_alert["guard"]["decision"], "would-deny");
     let alert = (0..50).find_map(|_| {
         let (ok, _) = c.exec(&["/bin/touch", "/tmp/ran"]);
         assert!(ok, "exec failed under --detect-only");

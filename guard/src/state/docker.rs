@@ -150,8 +150,19 @@ impl DockerEnricher {
                         debug!(container = %id.short(), action, "docker event");
                         let Some(table) = self.table.upgrade() else { return true };
                         match action {
+                            // The create event carries name, image and labels: store them at
+                            // once (the policy binding at cgroup_mkdir races the container's
+                            // start), then inspect for the rest.
+                            "create" => {
+                                let attrs = ev.actor.as_ref().and_then(|a| a.attributes.as_ref());
+                                if let Some(meta) = attrs.map(|a| meta_from_create_event(id.clone(), a)) {
+                                    table.store(meta);
+                                }
+                                drop(table);
+                                self.inspect(docker, id).await;
+                            }
                             // Inspect right away: a lookup from the first exec should find it.
-                            "create" | "start" => {
+                            "start" => {
                                 drop(table);
                                 self.inspect(docker, id).await;
                             }
@@ -217,6 +228,24 @@ impl DockerEnricher {
     }
 }
 
+/// Metadata from a `create` event's attributes: `name`, `image` and the container's labels
+/// (Docker puts labels beside its own keys; a label named like one of those is overridden).
+fn meta_from_create_event(id: ContainerId, attrs: &HashMap<String, String>) -> ContainerMeta {
+    const OWN_KEYS: [&str; 2] = ["name", "image"];
+    let labels = attrs
+        .iter()
+        .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()));
+    ContainerMeta::from_parts(
+        id,
+        attrs.get("name").map(String::as_str),
+        attrs.get("image").map(String::as_str),
+        None,
+        labels,
+        None,
+    )
+}
+
 fn unavailable(table: &ContainerTable, id: ContainerId) {
     // Keep good metadata we already have: a daemon outage does not change a container.
     if table
@@ -234,6 +263,27 @@ mod tests {
     use crate::state::container::{ContainerTableConfig, NA};
 
     const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
+
+    #[test]
+    fn create_event_attributes_give_name_image_and_labels() {
+        let attrs: HashMap<String, String> = [
+            ("name", "web-1"),
+            ("image", "registry.local/web:2"),
+            ("tier", "web"),
+            ("io.kubernetes.pod.namespace", "prod"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let m = meta_from_create_event(ContainerId::parse(A).expect("id"), &attrs);
+        assert_eq!(m.status, MetaStatus::Ready);
+        assert_eq!(m.name, "web-1");
+        assert_eq!(m.image, "registry.local/web:2");
+        assert_eq!(m.label("tier"), "web");
+        assert_eq!(m.k8s_ns_name, "prod");
+        assert_eq!(m.label("name"), NA, "Docker's own keys are not labels");
+        assert_eq!(m.labels.len(), 2);
+    }
 
     async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
         for _ in 0..200 {

@@ -1,0 +1,239 @@
+//! Open and connect rules on the `sigkill-fallback` backend (no BPF LSM): the kernel cannot
+//! refuse the syscall, so the agent matches the completed open or connect against the policy
+//! the kernel has bound to the task's cgroup and kills the process after the fact.
+//!
+//! What this backend cannot guarantee (docs/policies.md): the operation happened (a file was
+//! opened, a connection made, `O_TRUNC` applied) before the kill; the path is the one the agent
+//! resolved (cwd or dirfd joined, `..` folded) and symlinks are not followed.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use guard_ebpf::{CgroupPolicy, policy_flags as pf};
+
+use super::{NetRule, Policy};
+
+/// How long a cgroup's binding read from the kernel map is reused.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+/// Bound on cached cgroups; the cache is cleared when full.
+const CACHE_MAX: usize = 4096;
+
+/// Why an operation violates the policy (the kernel's `reason` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    DenyList,
+    NotAllowed,
+}
+
+impl Violation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Violation::DenyList => "deny_list",
+            Violation::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+/// The access an `open` flags value requests, as the kernel's `FMODE_READ`/`FMODE_WRITE`.
+pub fn open_access(flags: u64) -> (bool, bool) {
+    const O_ACCMODE: u64 = 3;
+    const O_PATH: u64 = 0o10000000;
+    if flags & O_PATH != 0 {
+        return (false, false);
+    }
+    match flags & O_ACCMODE {
+        0 => (true, false),
+        1 => (false, true),
+        2 => (true, true),
+        _ => (false, false),
+    }
+}
+
+/// `read`, `write` or `read_write`, as in decision records.
+pub fn access_name(read: bool, write: bool) -> &'static str {
+    match (read, write) {
+        (true, true) => "read_write",
+        (false, true) => "write",
+        (true, false) => "read",
+        (false, false) => "none",
+    }
+}
+
+/// The open rules of `p` against an absolute, normalised path.
+pub fn check_open(p: &Policy, path: &str, flags: u64) -> Option<Violation> {
+    let (read, write) = open_access(flags);
+    let hit = |rules: &[super::PathRule]| rules.iter().any(|r| r.matches(path));
+    ((read && hit(&p.open.deny_read)) || (write && hit(&p.open.deny_write)))
+        .then_some(Violation::DenyList)
+}
+
+/// The connect rules of `p`, with the kernel program's semantics: deny entries win, and an
+/// allow list refuses what it does not list. IPv4-mapped IPv6 addresses match as IPv4.
+pub fn check_connect(p: &Policy, dest: SocketAddr) -> Option<Violation> {
+    let ip = match dest.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let hit = |r: &NetRule| r.net.contains(&ip) && r.port.is_none_or(|port| port == dest.port());
+    if p.connect.deny.iter().any(hit) {
+        return Some(Violation::DenyList);
+    }
+    match &p.connect.allow {
+        Some(allow) if !allow.iter().any(hit) => Some(Violation::NotAllowed),
+        _ => None,
+    }
+}
+
+/// Whether a connect result means the attempt reached the network stack (and so the LSM
+/// hook would have run): not for a bad descriptor, address or family.
+pub fn connect_attempted(ret: i64) -> bool {
+    !matches!(
+        -ret as i32,
+        libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EINVAL | libc::EAFNOSUPPORT
+    )
+}
+
+/// Which policy the kernel has bound to a cgroup (`POLICY_CGROUPS`, filled by the agent's
+/// walk and by the `cgroup_mkdir` program), cached briefly per cgroup.
+#[derive(Default)]
+pub struct BindingCache {
+    entries: HashMap<u64, (Option<CgroupPolicy>, Instant)>,
+}
+
+impl BindingCache {
+    pub fn get(
+        &mut self,
+        cgroup_id: u64,
+        now: Instant,
+        lookup: impl FnOnce(u64) -> Option<CgroupPolicy>,
+    ) -> Option<CgroupPolicy> {
+        if let Some((b, at)) = self.entries.get(&cgroup_id)
+            && now.duration_since(*at) < CACHE_TTL
+        {
+            return *b;
+        }
+        if self.entries.len() >= CACHE_MAX {
+            self.entries.clear();
+        }
+        let b = lookup(cgroup_id);
+        self.entries.insert(cgroup_id, (b, now));
+        b
+    }
+}
+
+/// Whether a binding asks for open or connect checks.
+pub fn wants_open(b: &CgroupPolicy) -> bool {
+    b.flags & pf::OPEN_RULES != 0
+}
+
+pub fn wants_connect(b: &CgroupPolicy) -> bool {
+    b.flags & (pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
+}
+
+pub fn enforces(b: &CgroupPolicy) -> bool {
+    b.flags & pf::ENFORCE != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{ConnectPolicy, OpenPolicy, parse_net_rule, parse_path_rule};
+
+    fn policy(open: OpenPolicy, connect: ConnectPolicy) -> Policy {
+        Policy {
+            name: "p".into(),
+            desc: None,
+            workload: Default::default(),
+            mode: crate::policy::Mode::Enforce,
+            rules: Default::default(),
+            exec: Default::default(),
+            open,
+            connect,
+            file: "t.yaml".into(),
+            pos: Default::default(),
+        }
+    }
+
+    #[test]
+    fn open_rules_follow_the_access_mode() {
+        let p = policy(
+            OpenPolicy {
+                deny_read: vec![parse_path_rule("/etc/shadow").expect("rule")],
+                deny_write: vec![parse_path_rule("/etc/**").expect("rule")],
+            },
+            ConnectPolicy::default(),
+        );
+        const O_WRONLY: u64 = 1;
+        const O_RDWR: u64 = 2;
+        const O_PATH: u64 = 0o10000000;
+        assert_eq!(check_open(&p, "/etc/shadow", 0), Some(Violation::DenyList));
+        assert_eq!(check_open(&p, "/etc/passwd", 0), None);
+        assert_eq!(
+            check_open(&p, "/etc/passwd", O_WRONLY),
+            Some(Violation::DenyList)
+        );
+        assert_eq!(
+            check_open(&p, "/etc/hosts", O_RDWR),
+            Some(Violation::DenyList)
+        );
+        assert_eq!(check_open(&p, "/etc/shadow", O_PATH), None);
+        assert_eq!(check_open(&p, "/etcx/passwd", O_WRONLY), None);
+        assert_eq!(check_open(&p, "/tmp/x", O_RDWR), None);
+        assert_eq!(access_name(true, true), "read_write");
+    }
+
+    #[test]
+    fn connect_rules_match_the_kernel_semantics() {
+        let p = policy(
+            OpenPolicy::default(),
+            ConnectPolicy {
+                deny: vec![parse_net_rule("127.0.0.0/8:9").expect("rule")],
+                allow: Some(vec![parse_net_rule("127.0.0.0/8").expect("rule")]),
+            },
+        );
+        let at = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert_eq!(
+            check_connect(&p, at("127.0.0.1:9")),
+            Some(Violation::DenyList)
+        );
+        assert_eq!(check_connect(&p, at("127.0.0.1:80")), None);
+        assert_eq!(
+            check_connect(&p, at("10.0.0.1:80")),
+            Some(Violation::NotAllowed)
+        );
+        // IPv4-mapped IPv6 reaches the IPv4 destination.
+        assert_eq!(
+            check_connect(&p, at("[::ffff:127.0.0.1]:9")),
+            Some(Violation::DenyList)
+        );
+        assert_eq!(
+            check_connect(&p, at("[::1]:80")),
+            Some(Violation::NotAllowed)
+        );
+        assert!(connect_attempted(0));
+        assert!(connect_attempted(-(libc::ECONNREFUSED as i64)));
+        assert!(connect_attempted(-(libc::EINPROGRESS as i64)));
+        assert!(!connect_attempted(-(libc::EBADF as i64)));
+    }
+
+    #[test]
+    fn binding_cache_expires_and_stays_bounded() {
+        let mut c = BindingCache::default();
+        let t0 = Instant::now();
+        let b = CgroupPolicy {
+            policy_id: 1,
+            flags: pf::OPEN_RULES,
+        };
+        assert_eq!(c.get(7, t0, |_| Some(b)), Some(b));
+        // Cached: the lookup is not called again within the TTL.
+        assert_eq!(c.get(7, t0, |_| panic!("looked up again")), Some(b));
+        assert_eq!(c.get(7, t0 + CACHE_TTL, |_| None), None);
+        for i in 0..(CACHE_MAX as u64 + 10) {
+            c.get(1000 + i, t0, |_| None);
+        }
+        assert!(c.entries.len() <= CACHE_MAX);
+    }
+}
