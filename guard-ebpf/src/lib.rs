@@ -44,6 +44,8 @@ pub const OFFSET_ABSENT: u32 = u32::MAX;
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const DECISIONS: &str = "DECISIONS";
+    /// Open prefilter: path prefix (LPM key) -> `open_prefix_bits`.
+    pub const OPEN_PREFIXES: &str = "OPEN_PREFIXES";
     pub const DROPS: &str = "DROPS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const SETTINGS: &str = "SETTINGS";
@@ -81,8 +83,32 @@ pub mod names {
 /// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert
 /// failed, or the exit came without an entry), so no record could be built for them.
 pub const DROP_SYSCALL_UNPAIRED: u32 = EventKind::COUNT;
-/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`.
-pub const DROP_SLOTS: u32 = EventKind::COUNT + 1;
+/// `DROPS` slot counting opens the prefilter skipped on purpose (not a loss).
+pub const PREFILTERED_OPENS: u32 = EventKind::COUNT + 1;
+/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`
+/// and `PREFILTERED_OPENS`.
+pub const DROP_SLOTS: u32 = EventKind::COUNT + 2;
+
+/// Values of `SYSCALL_FILTER` (bits).
+pub mod syscall_filter {
+    /// The syscall is traced.
+    pub const TRACE: u8 = 1;
+    /// An open-family syscall whose record goes through the `OPEN_PREFIXES` check.
+    pub const OPEN_PATHS: u8 = 2;
+}
+
+/// Key bytes of an `OPEN_PREFIXES` entry; longer paths always pass the open prefilter.
+pub const OPEN_PREFIX_BYTES: usize = 256;
+/// Entries of `OPEN_PREFIXES`.
+pub const MAX_OPEN_PREFIXES: u32 = 4096;
+
+/// Values of `OPEN_PREFIXES` (bits): which opens below the prefix some rule can match.
+pub mod open_prefix_bits {
+    /// Any access.
+    pub const ANY: u8 = 1;
+    /// Opens for writing.
+    pub const WRITE: u8 = 2;
+}
 
 /// Kind of a ring-buffer record; also the index into the `DROPS` per-CPU array.
 #[repr(u16)]

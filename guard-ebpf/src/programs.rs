@@ -19,9 +19,10 @@ use aya_ebpf::{
 use guard_ebpf::{
     DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS, DROP_SYSCALL_UNPAIRED, EventHeader,
     EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0,
-    FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS,
-    MAX_SYSCALL_NR, OFFSET_ABSENT, PAYLOAD_MAX, PendingSyscall, SCRATCH_LEN, SyscallBody,
-    TS_COMPAT, settings,
+    FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS,
+    MAX_POLICY_CGROUPS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES, PAYLOAD_MAX,
+    PREFILTERED_OPENS, PendingSyscall, SCRATCH_LEN, SyscallBody, TS_COMPAT, open_prefix_bits,
+    settings, syscall_filter, syscalls,
     syscalls::{Payload, spec},
 };
 
@@ -379,10 +380,18 @@ fn in_compat_syscall(off: &KernelOffsets) -> bool {
     unsafe { read_field::<u32>(task, off.task_ti_status) }.unwrap_or(0) & TS_COMPAT != 0
 }
 
-/// Whether syscall `nr` is selected by userspace (`SYSCALL_FILTER`).
+/// The `syscall_filter` bits userspace set for syscall `nr` (`SYSCALL_FILTER`).
+#[inline(always)]
+fn syscall_bits(nr: u64) -> u8 {
+    if nr >= MAX_SYSCALL_NR as u64 {
+        return 0;
+    }
+    SYSCALL_FILTER.get(nr as u32).copied().unwrap_or(0)
+}
+
 #[inline(always)]
 fn syscall_wanted(nr: u64) -> bool {
-    nr < MAX_SYSCALL_NR as u64 && SYSCALL_FILTER.get(nr as u32).is_some_and(|v| *v != 0)
+    syscall_bits(nr) & syscall_filter::TRACE != 0
 }
 
 /// `raw_syscalls/sys_enter`, for every syscall on the host: remembers the arguments of the
@@ -459,8 +468,80 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     };
     fill_payload(&mut rec, 0, payloads[0], &p.args);
     fill_payload(&mut rec, 1, payloads[1], &p.args);
+    // The prefilter looks at what was captured, so it judges exactly what userspace would see.
+    if syscall_bits(p.nr as u64) & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
+        count_drop_slot(PREFILTERED_OPENS);
+        return 0;
+    }
     rec.submit();
     0
+}
+
+/// Open prefilter: path prefixes (LPM key bytes, no NUL) some rule can match on an open.
+#[map]
+static OPEN_PREFIXES: LpmTrie<[u8; OPEN_PREFIX_BYTES], u8> =
+    LpmTrie::with_max_entries(MAX_OPEN_PREFIXES, BPF_F_NO_PREALLOC);
+
+/// Per-CPU LPM key for `OPEN_PREFIXES` lookups.
+#[map]
+static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
+/// `passes_open` states the same check) is one some rule may need: any path that is not
+/// absolute and plain (a `.`, `..` or empty component, which the agent normalises), too long,
+/// cut or unreadable passes; a plain absolute path passes when its longest prefix in
+/// `OPEN_PREFIXES` admits the open's access.
+#[inline(always)]
+fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
+    let h = rec.header();
+    let len = h.len0 as usize;
+    if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
+        return true;
+    }
+    let write = match p.nr {
+        syscalls::CREAT => true,
+        syscalls::OPEN => p.args[1] & 3 != 0,
+        syscalls::OPENAT => p.args[2] & 3 != 0,
+        // openat2: `open_how.flags` leads payload 1.
+        _ => {
+            if (h.len1 as usize) < 8 {
+                return true;
+            }
+            let at = rec.payload_dst(1);
+            // SAFETY: payload 1 holds at least 8 bytes of the scratch area.
+            unsafe { bpf_probe_read_kernel(at as *const u64) }.map_or(true, |f| f & 3 != 0)
+        }
+    };
+    let Some(key) = OPEN_KEY.get_ptr_mut(0) else {
+        return true;
+    };
+    let src = rec.payload_dst(0);
+    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES of the scratch
+    // area after payload 0 (it has PAYLOAD_MAX bytes after it), which includes the path's NUL.
+    unsafe {
+        (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
+        let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
+        if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
+            return true;
+        }
+        let path = &(*key).data;
+        if path[0] != b'/' {
+            return true;
+        }
+        let mut prev = 0u8;
+        for i in 0..OPEN_PREFIX_BYTES {
+            let b = path[i];
+            if b == 0 {
+                break;
+            }
+            if prev == b'/' && (b == b'.' || b == b'/') {
+                return true;
+            }
+            prev = b;
+        }
+        let bits = OPEN_PREFIXES.get(&*key).copied().unwrap_or(0);
+        bits & open_prefix_bits::ANY != 0 || (write && bits & open_prefix_bits::WRITE != 0)
+    }
 }
 
 #[inline(always)]

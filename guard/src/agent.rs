@@ -31,6 +31,7 @@ use crate::{
     events::{self, CgroupId, Clock},
     model,
     output::{ChannelConfig, ChannelKind, Format, Outputs},
+    prefilter::Prefilter,
     probes::{ExecEnforcement, ProbeConfig, Probes},
     respond::{AlertContext, Responder},
     rules::{Engine, Matcher},
@@ -123,6 +124,10 @@ pub struct RunArgs {
     /// Remove the pinned policy enforcement (programs, links, maps) under --pin-dir and exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// Trace every syscall and open, instead of only what the rules, policies and responses
+    /// can use (the kernel prefilter; docs/performance.md). Also implied by --print-events.
+    #[arg(long)]
+    pub no_prefilter: bool,
 }
 
 /// Policy enforcement asked of the pipeline.
@@ -173,7 +178,17 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
         } else {
             PrintEvents::Model
         };
-        let mut p = Pipeline::start(&args.capture, print, None, None, None, &[], false, None)?;
+        let mut p = Pipeline::start(
+            &args.capture,
+            print,
+            None,
+            None,
+            None,
+            &[],
+            false,
+            None,
+            Prefilter::none(),
+        )?;
         p.pump(&args.capture).await
     })
 }
@@ -351,6 +366,33 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             .count(),
         "guard starting"
     );
+    let keep_recent = responder.as_ref().is_some_and(|r| {
+        r.responses().iter().any(|x| {
+            x.actions
+                .iter()
+                .any(|a| matches!(a, crate::respond::config::Action::Snapshot(_)))
+        })
+    });
+    let prefilter = if args.no_prefilter || args.print_events != PrintEvents::None {
+        Prefilter::none()
+    } else {
+        Prefilter::derive(
+            &engine.rules,
+            &crate::prefilter::Needs {
+                // Snapshots record each process's recent events, whatever the rules use.
+                everything: keep_recent,
+                policy_open_paths: policies
+                    .iter()
+                    .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
+                    .map(|r| String::from_utf8_lossy(r.prefix_bytes()).into_owned())
+                    .collect(),
+                policy_connect: policies
+                    .iter()
+                    .any(|p| !p.connect.deny.is_empty() || p.connect.allow.is_some()),
+            },
+        )
+    };
+    info!("kernel prefilter: {}", prefilter.summary());
     let mut p = Pipeline::start(
         &args.capture,
         args.print_events,
@@ -365,14 +407,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             pin_dir: args.pin_dir.clone(),
             hostname: hostname.clone(),
         }),
+        prefilter,
     )?;
-    p.keep_recent = responder.as_ref().is_some_and(|r| {
-        r.responses().iter().any(|x| {
-            x.actions
-                .iter()
-                .any(|a| matches!(a, crate::respond::config::Action::Snapshot(_)))
-        })
-    });
+    p.keep_recent = keep_recent;
     p.responder = responder;
     p.pump(&args.capture).await
 }
@@ -458,6 +495,7 @@ impl Pipeline {
         deny_exec: &[PathBuf],
         detect_only: bool,
         policy: Option<PolicySetup>,
+        prefilter: Prefilter,
     ) -> Result<Self> {
         let only_cgroup = match &cap.only_cgroup {
             Some(dir) => Some(cgroup_id_of(dir)?.0),
@@ -467,6 +505,7 @@ impl Pipeline {
             ring_bytes: cap.ring_bytes,
             only_cgroup,
             policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
+            prefilter,
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
@@ -928,6 +967,7 @@ impl Pipeline {
         info!(
             events = self.seen,
             decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
+            prefiltered_opens = self.probes.prefiltered_opens().unwrap_or(0),
             "guard stopping"
         );
         if let Some(o) = self.outputs.take() {

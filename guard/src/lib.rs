@@ -17,6 +17,7 @@ pub mod events;
 pub mod model;
 pub mod output;
 pub mod policy;
+pub mod prefilter;
 pub mod probes;
 pub mod report;
 pub mod respond;

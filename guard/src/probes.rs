@@ -11,7 +11,7 @@ use aya::{
         links::{FdLink, PinnedLink},
     },
 };
-use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings, syscalls};
+use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings};
 use tracing::{info, warn};
 
 use std::path::{Path, PathBuf};
@@ -112,6 +112,8 @@ pub struct ProbeConfig {
     /// Policy enforcement: attach the policy programs and pin them, their links and the policy
     /// maps in this bpffs directory (adopting what an earlier agent pinned there).
     pub policy_pins: Option<PathBuf>,
+    /// Which syscalls are traced and which opens produce records.
+    pub prefilter: crate::prefilter::Prefilter,
 }
 
 impl Default for ProbeConfig {
@@ -120,6 +122,7 @@ impl Default for ProbeConfig {
             ring_bytes: guard_ebpf::DEFAULT_RING_BYTES,
             only_cgroup: None,
             policy_pins: None,
+            prefilter: crate::prefilter::Prefilter::none(),
         }
     }
 }
@@ -211,19 +214,45 @@ fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut RawTrace
     Ok(p)
 }
 
-/// Selects the traced syscalls in `SYSCALL_FILTER`, then attaches the enter/exit programs to
-/// `raw_syscalls`, which fire for every syscall: unlike `syscalls/sys_*_<name>`, they need no
-/// per-syscall tracepoint (absent for some syscalls on some kernels) and never drop silently.
-fn attach_syscalls(ebpf: &mut Ebpf) -> Result<()> {
+/// Selects the traced syscalls in `SYSCALL_FILTER` and the open prefixes in `OPEN_PREFIXES`
+/// (see `prefilter`), then attaches the enter/exit programs to `raw_syscalls`, which fire for
+/// every syscall: unlike `syscalls/sys_*_<name>`, they need no per-syscall tracepoint (absent
+/// for some syscalls on some kernels) and never drop silently.
+fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> Result<()> {
     {
         let mut filter: Array<&mut MapData, u8> = Array::try_from(
             ebpf.map_mut(names::SYSCALL_FILTER)
                 .context("map SYSCALL_FILTER missing from the object")?,
         )?;
-        for sc in syscalls::TRACED {
+        for (&nr, &bits) in &prefilter.syscalls {
             filter
-                .set(sc.nr, 1, 0)
-                .with_context(|| format!("selecting syscall {}", sc.name))?;
+                .set(nr, bits, 0)
+                .with_context(|| format!("selecting syscall {nr}"))?;
+        }
+    }
+    {
+        anyhow::ensure!(
+            prefilter.open_prefixes.len() <= guard_ebpf::MAX_OPEN_PREFIXES as usize,
+            "{} open prefixes derived from the rules; the kernel map holds {}",
+            prefilter.open_prefixes.len(),
+            guard_ebpf::MAX_OPEN_PREFIXES
+        );
+        let mut prefixes: aya::maps::lpm_trie::LpmTrie<
+            &mut MapData,
+            [u8; guard_ebpf::OPEN_PREFIX_BYTES],
+            u8,
+        > = aya::maps::lpm_trie::LpmTrie::try_from(
+            ebpf.map_mut(names::OPEN_PREFIXES)
+                .context("map OPEN_PREFIXES missing from the object")?,
+        )?;
+        for (p, &bits) in &prefilter.open_prefixes {
+            let mut data = [0u8; guard_ebpf::OPEN_PREFIX_BYTES];
+            let n = p.len().min(data.len() - 1);
+            data[..n].copy_from_slice(&p.as_bytes()[..n]);
+            let key = aya::maps::lpm_trie::Key::new(8 * n as u32, data);
+            prefixes
+                .insert(&key, bits, 0)
+                .with_context(|| format!("adding open prefix {p:?}"))?;
         }
     }
     // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
@@ -250,7 +279,7 @@ impl Probes {
             settings.set(settings::ONLY_CGROUP, cfg.only_cgroup.unwrap_or(0), 0)?;
         }
         attach_lifecycle(&mut ebpf)?;
-        attach_syscalls(&mut ebpf)?;
+        attach_syscalls(&mut ebpf, &cfg.prefilter)?;
 
         let exec_enforcement = match attach_lsm(&mut ebpf) {
             Ok(()) => ExecEnforcement::Lsm,
@@ -339,6 +368,16 @@ impl Probes {
             .context("map DROPS missing from the object")?;
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         Ok(arr.get(&guard_ebpf::DROP_SYSCALL_UNPAIRED, 0)?.iter().sum())
+    }
+
+    /// Opens the prefilter skipped on purpose (no rule could use them).
+    pub fn prefiltered_opens(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(names::DROPS)
+            .context("map DROPS missing from the object")?;
+        let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        Ok(arr.get(&guard_ebpf::PREFILTERED_OPENS, 0)?.iter().sum())
     }
 }
 
@@ -544,7 +583,8 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             };
         }
     };
-    let tracepoint = attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf));
+    let tracepoint =
+        attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf, &cfg.prefilter));
     let lsm = attach_lsm(&mut ebpf);
     let policy = if lsm.is_ok() {
         match attach_policy_lsm(&mut ebpf, None) {

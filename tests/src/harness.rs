@@ -78,6 +78,9 @@ pub fn agent_lock() -> std::sync::MutexGuard<'static, ()> {
 pub struct Agent {
     child: Child,
     lines: Receiver<String>,
+    /// Every stderr line, complete once the stderr thread has ended.
+    stderr: std::sync::Arc<Mutex<Vec<String>>>,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
     /// Set once the child has been reaped: its pid may be reused, so never signal it again.
     reaped: bool,
 }
@@ -103,10 +106,15 @@ impl Agent {
             .expect("spawning guard run");
         let stderr = child.stderr.take().expect("stderr piped");
         let (ready_tx, ready_rx) = channel();
-        std::thread::spawn(move || {
+        let stderr_lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let keep = stderr_lines.clone();
+        let stderr_thread = std::thread::spawn(move || {
             let mut ready_tx = Some(ready_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[guard] {line}");
+                if let Ok(mut v) = keep.lock() {
+                    v.push(line.clone());
+                }
                 if line.contains("guard: ready")
                     && let Some(tx) = ready_tx.take()
                 {
@@ -130,6 +138,8 @@ impl Agent {
         Agent {
             child,
             lines,
+            stderr: stderr_lines,
+            stderr_thread: Some(stderr_thread),
             reaped: false,
         }
     }
@@ -410,6 +420,18 @@ impl Agent {
     }
 
     /// Stops the agent with SIGTERM and returns every stdout line it printed until it exited.
+    /// Like [`Agent::stop`], also returning every line the agent wrote on stderr.
+    pub fn stop_with_stderr(mut self) -> (Vec<serde_json::Value>, Vec<String>) {
+        let thread = self.stderr_thread.take();
+        let stderr = self.stderr.clone();
+        let out = self.stop();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        let lines = stderr.lock().map(|v| v.clone()).unwrap_or_default();
+        (out, lines)
+    }
+
     pub fn stop(mut self) -> Vec<serde_json::Value> {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

@@ -89,6 +89,13 @@ impl PathRule {
         }
     }
 
+    /// The bytes every path this rule matches starts with.
+    pub fn prefix_bytes(&self) -> &[u8] {
+        match self {
+            PathRule::Exact(p) | PathRule::Below(p) => p.as_bytes(),
+        }
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathRule::Exact(p) => p == path,

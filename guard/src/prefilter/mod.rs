@@ -1,0 +1,366 @@
+//! Kernel prefilters derived from the compiled rules (DESIGN section 10): most events match no
+//! rule, so the kernel should not spend a ring-buffer record on them.
+//!
+//! Two filters, each a sound over-approximation of what the rules (and the agent's own state,
+//! policies and responses) can use:
+//! - **syscalls**: a traced syscall whose event type no active rule can match, and that the
+//!   agent's state does not need, is not traced at all (`SYSCALL_FILTER`);
+//! - **open paths**: for the open family, the path prefixes some rule can match, each for any
+//!   access or for writes only (`OPEN_PREFIXES`, an LPM trie). The kernel drops an open only
+//!   when its path is absolute and plain (no `.`, `..` or empty component, which the agent would
+//!   normalise) and matches no prefix with the open's access. Relative paths, dirfds, long or
+//!   unreadable paths always pass.
+//!
+//! [`Prefilter::passes_open`] is the userspace statement of the kernel's open check; the
+//! differential tests replay traces through it and compare alerts.
+
+use std::collections::BTreeMap;
+
+use guard_ebpf::{OPEN_PREFIX_BYTES, open_prefix_bits, syscall_filter, syscalls};
+
+use crate::rules::{
+    RuleSet,
+    eval::{Check, Node, Test},
+    fields::{FieldId, event_type_id},
+};
+
+/// Event types of the open family, as the capture names them.
+const OPEN_TYPES: [&str; 4] = ["open", "openat", "openat2", "creat"];
+/// Above this many (prefix, access) pairs a conjunction keeps its smaller side.
+const MAX_PAIRS: usize = 512;
+
+/// What else besides the rules needs events.
+#[derive(Debug, Clone, Default)]
+pub struct Needs {
+    /// Trace everything, unfiltered (`guard record`, responses that snapshot recent events).
+    pub everything: bool,
+    /// Open and connect events of workloads under policy (the fallback backend's after-the-fact
+    /// enforcement): these paths are needed for any access.
+    pub policy_open_paths: Vec<String>,
+    pub policy_connect: bool,
+}
+
+/// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
+/// dup), the cwd (relative paths), credentials, and descriptors copied by dup.
+const STATE_SYSCALLS: [u32; 11] = [
+    syscalls::SOCKET,
+    syscalls::CHDIR,
+    syscalls::FCHDIR,
+    syscalls::SETUID,
+    syscalls::SETGID,
+    syscalls::SETREUID,
+    syscalls::SETREGID,
+    syscalls::SETRESUID,
+    syscalls::SETRESGID,
+    syscalls::DUP,
+    syscalls::DUP2,
+];
+
+/// The derived filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefilter {
+    /// Syscall number -> `syscall_filter` bits; syscalls absent here are not traced.
+    pub syscalls: BTreeMap<u32, u8>,
+    /// Path prefix -> `open_prefix_bits`, each entry carrying the bits of the shorter entries
+    /// that cover it (an LPM lookup returns only the longest match). Empty when the open path
+    /// filter is off.
+    pub open_prefixes: BTreeMap<String, u8>,
+}
+
+/// Which filterable opens (absolute, plain paths) a condition can match: pairs of (path
+/// prefix, writes only). Empty: none; `("", false)`: all.
+type Opens = Vec<(String, bool)>;
+
+fn all() -> Opens {
+    vec![(String::new(), false)]
+}
+
+/// Drops pairs another pair covers (a shorter prefix with an access condition no stricter).
+fn simplify(mut v: Opens) -> Opens {
+    v.sort();
+    v.dedup();
+    let covered = |i: usize, v: &Opens| {
+        let (p, w) = &v[i];
+        v.iter().enumerate().any(|(j, (q, x))| {
+            j != i && p.starts_with(q.as_str()) && (!x || *w) && (q, x) != (p, w)
+        })
+    };
+    let keep: Vec<bool> = (0..v.len()).map(|i| !covered(i, &v)).collect();
+    v.into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect()
+}
+
+fn and(a: Opens, b: Opens) -> Opens {
+    let mut out = Vec::new();
+    for (p, w) in &a {
+        for (q, x) in &b {
+            if q.starts_with(p.as_str()) {
+                out.push((q.clone(), *w || *x));
+            } else if p.starts_with(q.as_str()) {
+                out.push((p.clone(), *w || *x));
+            }
+            if out.len() > MAX_PAIRS {
+                // Either side alone is a sound over-approximation.
+                return if a.len() <= b.len() { a } else { b };
+            }
+        }
+    }
+    simplify(out)
+}
+
+fn or(mut a: Opens, b: Opens) -> Opens {
+    a.extend(b);
+    simplify(a)
+}
+
+fn open_type_bits() -> u128 {
+    OPEN_TYPES
+        .iter()
+        .fold(0, |acc, t| acc | 1u128 << event_type_id(t))
+}
+
+/// Whether a string can only occur in paths the kernel passes anyway (relative, or with a
+/// `.`/`..`/empty component).
+fn only_in_unfiltered(needle: &str) -> bool {
+    needle.contains("/.") || needle.contains("//") || needle.starts_with("..")
+}
+
+/// The literal start of a glob pattern.
+fn glob_prefix(pattern: &str) -> &str {
+    let end = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
+fn check(c: &Check) -> Opens {
+    if matches!(c.test, Test::Unavailable) {
+        return Vec::new();
+    }
+    if c.negate || !c.transformers.is_empty() {
+        return all();
+    }
+    let prefixes = |list: &mut dyn Iterator<Item = &str>, dir: bool| -> Opens {
+        simplify(
+            list.map(|s| {
+                // fd.directory = D: the file is directly in D, so its path starts with "D/".
+                let p = if dir && !s.ends_with('/') {
+                    format!("{s}/")
+                } else {
+                    s.to_owned()
+                };
+                (p, false)
+            })
+            .collect(),
+        )
+    };
+    match c.field.id {
+        FieldId::FdName | FieldId::FdDirectory => {
+            let dir = c.field.id == FieldId::FdDirectory;
+            match &c.test {
+                Test::StrEq(s) => prefixes(&mut std::iter::once(&**s), dir),
+                Test::StrIn(set) => prefixes(&mut set.iter().map(|s| &**s), dir),
+                Test::Pmatch(list) => prefixes(&mut list.iter().map(|s| &**s), false),
+                Test::StartsWith(s) => prefixes(&mut std::iter::once(&**s), false),
+                Test::Glob(g) if !dir => {
+                    prefixes(&mut std::iter::once(glob_prefix(g.glob().glob())), false)
+                }
+                Test::Contains(s) if only_in_unfiltered(s) => Vec::new(),
+                _ => all(),
+            }
+        }
+        FieldId::FdNameraw => match &c.test {
+            Test::Contains(s) if only_in_unfiltered(s) => Vec::new(),
+            Test::Glob(g) if only_in_unfiltered(g.glob().glob()) => Vec::new(),
+            _ => all(),
+        },
+        FieldId::EvtIsOpenWrite => match c.test {
+            Test::Bool(true) => vec![(String::new(), true)],
+            _ => all(),
+        },
+        _ => all(),
+    }
+}
+
+fn opens(n: &Node, open_types: u128) -> Opens {
+    match n {
+        Node::Const(true) => all(),
+        Node::Const(false) => Vec::new(),
+        Node::Types(t) => {
+            if t & open_types == 0 {
+                Vec::new()
+            } else {
+                all()
+            }
+        }
+        Node::Not(inner) => match &**inner {
+            // `not evt.type in (...)` that names every open type: no open passes it.
+            Node::Types(t) if t & open_types == open_types => Vec::new(),
+            Node::Const(false) => all(),
+            Node::Const(true) => Vec::new(),
+            _ => all(),
+        },
+        Node::And(items) => items
+            .iter()
+            .fold(all(), |acc, i| and(acc, opens(i, open_types))),
+        Node::Or(items) => items
+            .iter()
+            .fold(Vec::new(), |acc, i| or(acc, opens(i, open_types))),
+        Node::Memo(_, inner) => opens(inner, open_types),
+        Node::Check(c) => check(c),
+    }
+}
+
+impl Prefilter {
+    /// Derives the filters from the active rules and the agent's other needs.
+    pub fn derive(rules: &RuleSet, needs: &Needs) -> Prefilter {
+        let open_types = open_type_bits();
+        let mut types: u128 = 0;
+        let mut open_pairs: Opens = Vec::new();
+        for r in rules.active() {
+            let t = r.node.types();
+            types |= t;
+            if t & open_types != 0 {
+                open_pairs = or(open_pairs, opens(&r.node, open_types));
+            }
+        }
+        for p in &needs.policy_open_paths {
+            open_pairs = or(open_pairs, vec![(p.clone(), false)]);
+        }
+        let open_filter = !needs.everything && !open_pairs.contains(&(String::new(), false));
+        let mut syscalls = BTreeMap::new();
+        for sc in syscalls::TRACED {
+            let id = event_type_id(sc.name);
+            let is_open = OPEN_TYPES.contains(&sc.name);
+            let wanted = needs.everything
+                || STATE_SYSCALLS.contains(&sc.nr)
+                // A type the rule language does not know: keep it (no rule can be proven
+                // not to need it).
+                || id == crate::rules::fields::OTHER_TYPE
+                || types & (1u128 << id) != 0
+                || (is_open && !needs.policy_open_paths.is_empty())
+                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
+            if !wanted {
+                continue;
+            }
+            let mut bits = syscall_filter::TRACE;
+            if is_open && open_filter {
+                bits |= syscall_filter::OPEN_PATHS;
+            }
+            syscalls.insert(sc.nr, bits);
+        }
+        let mut open_prefixes = BTreeMap::new();
+        if open_filter {
+            for (p, w) in &open_pairs {
+                let bit = if *w {
+                    open_prefix_bits::WRITE
+                } else {
+                    open_prefix_bits::ANY
+                };
+                // A prefix longer than the kernel key is shortened: a wider prefix passes more.
+                let key = truncate(p, OPEN_PREFIX_BYTES);
+                *open_prefixes.entry(key.to_owned()).or_insert(0) |= bit;
+            }
+            // Carry covering entries' bits into longer ones.
+            let snapshot: Vec<(String, u8)> =
+                open_prefixes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            for (k, v) in open_prefixes.iter_mut() {
+                for (q, b) in &snapshot {
+                    if k.starts_with(q.as_str()) {
+                        *v |= b;
+                    }
+                }
+            }
+        }
+        Prefilter {
+            syscalls,
+            open_prefixes,
+        }
+    }
+
+    /// Everything traced, nothing filtered.
+    pub fn none() -> Prefilter {
+        Prefilter::derive(
+            &RuleSet::default(),
+            &Needs {
+                everything: true,
+                ..Needs::default()
+            },
+        )
+    }
+
+    pub fn traces(&self, nr: u32) -> bool {
+        self.syscalls.contains_key(&nr)
+    }
+
+    /// The kernel's open check: whether an open of `raw_path` (as the caller passed it) with
+    /// `write` access produces a record.
+    pub fn passes_open(&self, nr: u32, raw_path: &[u8], write: bool) -> bool {
+        let Some(bits) = self.syscalls.get(&nr) else {
+            return false;
+        };
+        if bits & syscall_filter::OPEN_PATHS == 0 {
+            return true;
+        }
+        if raw_path.first() != Some(&b'/')
+            || raw_path.len() >= OPEN_PREFIX_BYTES
+            || raw_path
+                .windows(2)
+                .any(|w| w[0] == b'/' && (w[1] == b'.' || w[1] == b'/'))
+        {
+            return true;
+        }
+        // Longest matching prefix, as the LPM trie answers.
+        let hit = self
+            .open_prefixes
+            .iter()
+            .filter(|(p, _)| raw_path.starts_with(p.as_bytes()))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(0, |(_, b)| *b);
+        hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
+    }
+
+    /// One line for the startup log.
+    pub fn summary(&self) -> String {
+        let off: Vec<&str> = syscalls::TRACED
+            .iter()
+            .filter(|s| !self.syscalls.contains_key(&s.nr))
+            .map(|s| s.name)
+            .collect();
+        format!(
+            "{} of {} syscalls traced (not: {}); open path filter: {}",
+            self.syscalls.len(),
+            syscalls::TRACED.len(),
+            if off.is_empty() {
+                "-".to_owned()
+            } else {
+                off.join(",")
+            },
+            if self.open_prefixes.is_empty() {
+                "off".to_owned()
+            } else {
+                format!("{} prefixes", self.open_prefixes.len())
+            }
+        )
+    }
+}
+
+/// The longest prefix of `s` of at most `max - 1` bytes on a char boundary (the kernel key
+/// keeps room for the path's NUL).
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max - 1);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Whether open `flags` ask for write access, as the kernel check reads them.
+pub fn open_flags_write(flags: u64) -> bool {
+    flags & 3 != 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,466 @@
+//! The derivation on small rules, and the differential test: a large, varied trace replayed
+//! with and without the prefilter gives the same alerts, for guard's rules alone and with
+//! Falco's stable ruleset.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::{
+    model::{ArgValue, Container, Event, Fd, FdType},
+    rules::{Engine, Loader, Matcher},
+};
+
+fn ruleset(yaml: &str) -> RuleSet {
+    let mut l = Loader::new();
+    l.add_str("t.yaml", yaml);
+    let (set, diags) = l.finish();
+    assert!(
+        diags.iter().all(|d| !d.is_error()),
+        "{:?}",
+        diags.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+    );
+    set
+}
+
+fn rule(cond: &str) -> RuleSet {
+    ruleset(&format!(
+        "- rule: r\n  desc: d\n  condition: {cond}\n  output: o\n  priority: WARNING\n"
+    ))
+}
+
+fn prefixes(p: &Prefilter) -> Vec<(&str, u8)> {
+    p.open_prefixes
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
+}
+
+const ANY: u8 = open_prefix_bits::ANY;
+const WRITE: u8 = open_prefix_bits::WRITE;
+
+#[test]
+fn prefixes_and_access_come_from_the_conditions() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and evt.is_open_write = true and fd.name startswith /etc"),
+        &Needs::default(),
+    );
+    assert_eq!(prefixes(&p), [("/etc", WRITE)]);
+    assert_eq!(
+        p.syscalls.get(&syscalls::OPENAT),
+        Some(&(syscall_filter::TRACE | syscall_filter::OPEN_PATHS))
+    );
+    // Only the rules' syscalls and the state's are traced.
+    assert!(!p.traces(syscalls::CONNECT));
+    assert!(p.traces(syscalls::CHDIR));
+
+    let p = Prefilter::derive(
+        &rule(
+            "evt.type in (open, openat) and (fd.directory in (/bin, /sbin) or fd.name = /etc/shadow or fd.name pmatch (/root/.ssh))",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(
+        prefixes(&p),
+        [
+            ("/bin/", ANY),
+            ("/etc/shadow", ANY),
+            ("/root/.ssh", ANY),
+            ("/sbin/", ANY)
+        ]
+    );
+    // A conjunction keeps the narrower prefix; a glob its literal start.
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /var and fd.name glob '/var/log/*.log'"),
+        &Needs::default(),
+    );
+    assert_eq!(prefixes(&p), [("/var/log/", ANY)]);
+}
+
+#[test]
+fn what_cannot_be_bounded_passes_everything() {
+    for cond in [
+        "evt.type = openat and not fd.name startswith /etc",
+        "evt.type = openat and fd.name != /etc/shadow",
+        "evt.type = openat and tolower(fd.name) startswith /etc",
+        "evt.type = openat and fd.name contains shadow",
+        "evt.type = openat and proc.name = cat",
+    ] {
+        let p = Prefilter::derive(&rule(cond), &Needs::default());
+        assert!(p.open_prefixes.is_empty(), "{cond}: {:?}", p.open_prefixes);
+        assert_eq!(
+            p.syscalls.get(&syscalls::OPENAT),
+            Some(&syscall_filter::TRACE),
+            "{cond}"
+        );
+        assert!(p.passes_open(syscalls::OPENAT, b"/home/a", false), "{cond}");
+    }
+    // A rule with no event type (every event): every syscall is traced.
+    let p = Prefilter::derive(&rule("proc.name = cat"), &Needs::default());
+    assert_eq!(p.syscalls.len(), syscalls::TRACED.len());
+    assert!(Prefilter::none().open_prefixes.is_empty());
+    assert_eq!(Prefilter::none().syscalls.len(), syscalls::TRACED.len());
+}
+
+#[test]
+fn the_kernel_check_passes_what_it_cannot_judge() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /etc and evt.is_open_write = true"),
+        &Needs {
+            policy_open_paths: vec!["/srv/secret".into()],
+            ..Needs::default()
+        },
+    );
+    let at = syscalls::OPENAT;
+    assert!(p.passes_open(at, b"/etc/passwd", true));
+    assert!(!p.passes_open(at, b"/etc/passwd", false), "reads of /etc");
+    assert!(!p.passes_open(at, b"/home/u/notes", true));
+    assert!(p.passes_open(at, b"/srv/secret", false), "policy path");
+    // Relative, `..`, `.`, `//`, trailing `/.` and over-long paths: the agent resolves these.
+    for path in [
+        &b"etc/passwd"[..],
+        b"../etc/passwd",
+        b"/tmp/../etc/passwd",
+        b"/./etc/passwd",
+        b"//etc/passwd",
+        b"/home/.",
+    ] {
+        assert!(
+            p.passes_open(at, path, true),
+            "{}",
+            String::from_utf8_lossy(path)
+        );
+    }
+    let long = format!("/home/{}", "x".repeat(OPEN_PREFIX_BYTES));
+    assert!(p.passes_open(at, long.as_bytes(), false));
+    // Not traced at all.
+    assert!(!p.passes_open(syscalls::CONNECT, b"/x", false));
+}
+
+#[test]
+fn longer_entries_carry_the_bits_of_covering_ones() {
+    let p = Prefilter::derive(
+        &ruleset(
+            "- rule: a\n  desc: d\n  condition: evt.type = openat and evt.is_open_write = true and fd.name startswith /etc\n  output: o\n  priority: WARNING\n- rule: b\n  desc: d\n  condition: evt.type = openat and fd.name = /etc/shadow\n  output: o\n  priority: WARNING\n",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(
+        prefixes(&p),
+        [("/etc", WRITE), ("/etc/shadow", ANY | WRITE)]
+    );
+    assert!(p.passes_open(syscalls::OPENAT, b"/etc/shadow", false));
+    assert!(p.passes_open(syscalls::OPENAT, b"/etc/shadow", true));
+    assert!(!p.passes_open(syscalls::OPENAT, b"/etc/hosts", false));
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn engine(with_falco: bool) -> Engine {
+    let mut l = Loader::new();
+    if with_falco {
+        l.add_path(&repo().join("../shared/falco-rules/falco_rules.yaml"));
+    }
+    l.add_path(&repo().join("policies"));
+    let (set, diags) = l.finish();
+    assert!(diags.iter().all(|d| !d.is_error()));
+    Engine::new(set, "test")
+}
+
+/// The rules corpus (events written to trigger and not trigger each rule).
+fn corpus() -> Vec<Event> {
+    let mut out = Vec::new();
+    for dir in ["falco", "policies"] {
+        let d = repo().join("tests/corpus").join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("corpus file");
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                out.push(Event::from_json_line(line).expect("corpus event"));
+            }
+        }
+    }
+    assert!(out.len() > 100, "corpus too small: {}", out.len());
+    out
+}
+
+/// A deterministic pseudo-random sequence (no external crate, reproducible).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as usize
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.next() % v.len()]
+    }
+}
+
+/// Varied opens: every derived prefix and its neighbours, sensitive and ordinary files,
+/// relative paths, `..`, `//`, every access mode, open types, processes in and out of
+/// containers.
+fn generated(p: &Prefilter, n: usize) -> Vec<Event> {
+    let mut dirs: Vec<String> = [
+        "/etc",
+        "/etc/ssh",
+        "/etc/pam.d",
+        "/etc/sudoers.d",
+        "/bin",
+        "/sbin",
+        "/usr/bin",
+        "/usr/local/bin",
+        "/usr/lib",
+        "/root",
+        "/root/.ssh",
+        "/home/u",
+        "/home/u/.ssh",
+        "/home/u/.aws",
+        "/var/log",
+        "/var/lib/app",
+        "/proc/self",
+        "/proc/1",
+        "/sys/kernel",
+        "/dev",
+        "/dev/shm",
+        "/tmp",
+        "/boot",
+        "/lib/modules",
+        "/opt/app",
+        "/srv",
+        "/run",
+        "/var/run/docker.sock",
+        "/.",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for k in p.open_prefixes.keys() {
+        dirs.push(k.trim_end_matches('/').to_owned());
+    }
+    let files = [
+        "passwd",
+        "shadow",
+        "sudoers",
+        "hosts",
+        "authorized_keys",
+        "id_rsa",
+        "credentials",
+        "config",
+        "syslog",
+        "auth.log",
+        "app.conf",
+        "x",
+        "bash",
+        "ld.so.preload",
+        "mem",
+        "cmdline",
+        "environ",
+        "a.log",
+        "..",
+        ".",
+        ".bashrc",
+        "",
+    ];
+    let names = [
+        "bash", "sh", "cat", "nginx", "python3", "vi", "sshd", "apt", "cron", "sudo", "passwd",
+        "java", "node", "runc", "dockerd",
+    ];
+    const FLAGS: [&str; 7] = [
+        "O_RDONLY",
+        "O_WRONLY",
+        "O_RDWR",
+        "O_WRONLY|O_CREAT|O_TRUNC",
+        "O_RDWR|O_CREAT",
+        "O_RDONLY|O_PATH",
+        "O_RDONLY|O_DIRECTORY",
+    ];
+    let mut r = Lcg(0x5eed);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let dir = r.pick(&dirs).clone();
+        let file = *r.pick(&files);
+        let raw = match r.next() % 10 {
+            // Relative, with `..`, with `//`: the agent normalises these.
+            0 => format!("{}/{file}", dir.trim_start_matches('/')),
+            1 => format!("/tmp/../{}/{file}", dir.trim_start_matches('/')),
+            2 => format!("{dir}//{file}"),
+            3 => dir.clone(),
+            _ => format!("{dir}/{file}"),
+        };
+        let cwd = *r.pick(&["/", "/etc", "/root", "/tmp"]);
+        let resolved = crate::state::path::resolve(Some(cwd.as_bytes()), raw.as_bytes()).text();
+        let evt_type = *r.pick(&["openat", "openat", "openat", "open", "openat2", "creat"]);
+        let flags = if evt_type == "creat" {
+            "O_WRONLY|O_CREAT|O_TRUNC"
+        } else {
+            *r.pick(&FLAGS)
+        };
+        let mut ev = Event {
+            v: 1,
+            num: i as u64 + 1,
+            time: 1_767_225_600_000_000_000 + i as u64 * 1000,
+            evt_type: evt_type.into(),
+            res: if r.next().is_multiple_of(5) { -2 } else { 3 },
+            ..Default::default()
+        };
+        ev.args
+            .insert("name".into(), ArgValue::Str(resolved.clone()));
+        ev.args.insert("flags".into(), ArgValue::Str(flags.into()));
+        ev.fd = Some(Fd {
+            num: if ev.res >= 0 { ev.res } else { -1 },
+            fd_type: if flags.contains("O_DIRECTORY") {
+                FdType::Directory
+            } else {
+                FdType::File
+            },
+            name: resolved,
+            nameraw: Some(raw),
+            ..Fd::default()
+        });
+        let name = *r.pick(&names);
+        ev.proc.pid = 1000 + (i % 300) as u32;
+        ev.proc.ppid = 1;
+        ev.proc.name = name.into();
+        ev.proc.exe = format!("/usr/bin/{name}");
+        ev.proc.exepath = ev.proc.exe.clone();
+        ev.proc.cwd = cwd.into();
+        ev.proc.uid = if r.next().is_multiple_of(2) { 0 } else { 1000 };
+        ev.proc.user = Some(if ev.proc.uid == 0 { "root" } else { "u" }.into());
+        ev.proc.start_time = ev.time - 1_000_000_000;
+        if r.next().is_multiple_of(2) {
+            ev.container = Some(Container {
+                id: "3f2a9c1b7d4e".into(),
+                name: "web-1".into(),
+                image: "docker.io/library/nginx:1.25".into(),
+                ..Container::default()
+            });
+        }
+        ev.prepare().expect("prepare");
+        out.push(ev);
+    }
+    out
+}
+
+fn syscall_nr(evt_type: &str) -> Option<u32> {
+    syscalls::TRACED
+        .iter()
+        .find(|s| s.name == evt_type)
+        .map(|s| s.nr)
+}
+
+/// Whether the kernel would have produced the event's record.
+fn kernel_keeps(p: &Prefilter, ev: &Event) -> bool {
+    let Some(nr) = syscall_nr(&ev.evt_type) else {
+        // exec, fork, exit and events the prefilter never touches.
+        return true;
+    };
+    if !OPEN_TYPES.contains(&ev.evt_type.as_str()) {
+        return p.traces(nr);
+    }
+    let raw = ev
+        .fd
+        .as_ref()
+        .map(|f| f.nameraw.clone().unwrap_or_else(|| f.name.clone()))
+        .unwrap_or_default();
+    p.passes_open(
+        nr,
+        raw.as_bytes(),
+        ev.derived.open_write || ev.evt_type == "creat",
+    )
+}
+
+fn alerts(e: &Engine, events: &[&Event]) -> Vec<(u64, String)> {
+    let mut m = Matcher::default();
+    let mut out = Vec::new();
+    for ev in events {
+        for &i in e.matches(ev, &mut m) {
+            out.push((ev.num, e.rules.rules[i as usize].name.clone()));
+        }
+    }
+    out
+}
+
+fn differential(with_falco: bool) {
+    let e = engine(with_falco);
+    let p = Prefilter::derive(&e.rules, &Needs::default());
+    let mut events = corpus();
+    let base = events.len() as u64;
+    events.extend(generated(&p, 60_000).into_iter().map(|mut ev| {
+        ev.num += base;
+        ev
+    }));
+    for (i, ev) in events.iter_mut().enumerate() {
+        ev.num = i as u64 + 1;
+    }
+    let all: Vec<&Event> = events.iter().collect();
+    let kept: Vec<&Event> = events.iter().filter(|ev| kernel_keeps(&p, ev)).collect();
+    let (a, b) = (alerts(&e, &all), alerts(&e, &kept));
+    assert!(
+        a.len() > 100,
+        "the trace should trigger many alerts: {}",
+        a.len()
+    );
+    let opens = all
+        .iter()
+        .filter(|ev| OPEN_TYPES.contains(&ev.evt_type.as_str()))
+        .count();
+    let dropped = all.len() - kept.len();
+    assert!(
+        dropped > opens / 10,
+        "the prefilter should drop a fair share of the opens: {dropped} of {opens} ({})",
+        p.summary()
+    );
+    if a != b {
+        let missing: Vec<_> = a.iter().filter(|x| !b.contains(x)).take(10).collect();
+        let extra: Vec<_> = b.iter().filter(|x| !a.contains(x)).take(10).collect();
+        let show = |v: &[&(u64, String)]| {
+            v.iter()
+                .map(|(n, r)| {
+                    let ev = &events[*n as usize - 1];
+                    format!(
+                        "{r} on #{n} {} {:?} raw={:?} write={}",
+                        ev.evt_type,
+                        ev.fd.as_ref().map(|f| &f.name),
+                        ev.fd.as_ref().and_then(|f| f.nameraw.as_ref()),
+                        ev.derived.open_write
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        panic!(
+            "alerts differ with the prefilter ({}):\nmissing: {:#?}\nextra: {:#?}",
+            p.summary(),
+            show(&missing),
+            show(&extra)
+        );
+    }
+    eprintln!(
+        "differential (falco={with_falco}): {} events, {} dropped by the prefilter, {} alerts identical; {}",
+        all.len(),
+        dropped,
+        a.len(),
+        p.summary()
+    );
+}
+
+#[test]
+fn same_alerts_with_and_without_the_prefilter_guard_rules() {
+    differential(false);
+}
+
+#[test]
+fn same_alerts_with_and_without_the_prefilter_with_falco_rules() {
+    differential(true);
+}
