@@ -29,6 +29,7 @@ use crate::{
     },
     capture::Capture,
     events::{self, CgroupId, Clock},
+    metrics::METRICS,
     model,
     output::{ChannelConfig, ChannelKind, Format, Outputs},
     prefilter::Prefilter,
@@ -128,6 +129,9 @@ pub struct RunArgs {
     /// can use (the kernel prefilter; docs/performance.md). Also implied by --print-events.
     #[arg(long)]
     pub no_prefilter: bool,
+    /// Serve Prometheus `/metrics` and `/healthz` on ADDR:PORT, or `off`.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
+    pub metrics_addr: crate::metrics::MetricsAddr,
 }
 
 /// Policy enforcement asked of the pipeline.
@@ -393,6 +397,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         )
     };
     info!("kernel prefilter: {}", prefilter.summary());
+    if let Some(addr) = args.metrics_addr.0 {
+        tokio::spawn(crate::metrics::serve(addr));
+    }
     let mut p = Pipeline::start(
         &args.capture,
         args.print_events,
@@ -646,12 +653,14 @@ impl Pipeline {
             );
             return;
         };
+        METRICS.decision(d.op, d.verdict);
         let c = ev.common();
         let workload = workload_of(&mut self.capture.state, c);
         let (decision, alert) = stage
             .runtime
             .enforcer
             .decision(d, &workload, &stage.hostname);
+        METRICS.alert(&alert.rule, alert.priority.as_str());
         let policy_detect = decision.decision == crate::audit::record::DecisionKind::WouldDeny;
         let policy = decision.policy.clone();
         if let Some(a) = &self.audit {
@@ -684,6 +693,9 @@ impl Pipeline {
     /// Handles one ring-buffer record.
     fn handle(&mut self, raw: &[u8], out: &mut impl Write) -> Result<()> {
         let seen_at = Instant::now();
+        if let Some(kind) = raw.get(..2) {
+            METRICS.received(u16::from_ne_bytes([kind[0], kind[1]]));
+        }
         let ev = match events::decode(raw, &self.clock) {
             Ok(ev) => ev,
             Err(e) => {
@@ -721,6 +733,9 @@ impl Pipeline {
         };
         let alerts = engine.alerts(&model, &mut self.matcher);
         if alerts.is_empty() {
+            METRICS
+                .event_latency
+                .observe(latency_since(ev.common().time_ns));
             return Ok(());
         }
         let ctx = self.alert_context(&ev, &model, seen_at);
@@ -732,6 +747,9 @@ impl Pipeline {
             }
             self.alert(alert, ctx.clone());
         }
+        METRICS
+            .event_latency
+            .observe(latency_since(ev.common().time_ns));
         Ok(())
     }
 
@@ -832,6 +850,7 @@ impl Pipeline {
     }
 
     fn alert(&self, alert: Alert, ctx: AlertContext) {
+        METRICS.alert(&alert.rule, alert.priority.as_str());
         let alert = Arc::new(alert);
         if let Some(o) = &self.outputs {
             o.emit(&alert);
@@ -875,6 +894,16 @@ impl Pipeline {
         Ok(result)
     }
 
+    /// Copies the kernel's counters into the metrics.
+    fn kernel_metrics(&self) {
+        METRICS.set_kernel(
+            &self.probes.drops().unwrap_or_default(),
+            DECODE_ERRORS.load(Ordering::Relaxed),
+            self.probes.unpaired_syscalls().unwrap_or(0),
+            self.probes.prefiltered_opens().unwrap_or(0),
+        );
+    }
+
     fn report_drops(&self, last: &mut DropReport, always: bool) -> Result<()> {
         let now = DropReport::read(&self.probes)?;
         if now == *last && !always {
@@ -909,6 +938,7 @@ impl Pipeline {
         // Safety net for binding new cgroups (the kernel binds Docker containers at
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
             // `ready` promises that running containers are under their policies: give Docker
@@ -927,10 +957,15 @@ impl Pipeline {
         }
         // Tests and scripts wait for this line before generating activity.
         eprintln!("guard: ready");
+        METRICS.set_ready();
+        if has_policy {
+            METRICS.set_policy_generation(1);
+        }
         let mut backlog = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
+                _ = metrics_tick.tick() => self.kernel_metrics(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");
@@ -996,6 +1031,14 @@ impl Pipeline {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Time since `wall_ns` (an event's kernel timestamp), zero if the clock went back.
+fn latency_since(wall_ns: u64) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Duration::from_nanos(now.saturating_sub(wall_ns))
 }
 
 /// SIGKILL through a pidfd, after checking the pid was not reused and is not protected.

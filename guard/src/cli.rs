@@ -87,3 +87,33 @@ fn init_logging(filter: &str) {
         .with_target(false)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// clap checks the definitions (types, defaults, conflicts) only at run time: a mistake
+    /// would panic on every start.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["guard", "run", "--detect-only"]).expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(
+            args.metrics_addr.0,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+        let cli = Cli::try_parse_from(["guard", "run", "--metrics-addr", "off"]).expect("parse");
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(args.metrics_addr.0, None);
+        let e = Cli::try_parse_from(["guard", "run", "--metrics-addr", "nowhere"])
+            .expect_err("bad address accepted");
+        assert!(e.to_string().contains("ADDR:PORT"), "{e}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod doctor;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod policy;

@@ -396,6 +396,7 @@ impl Responder {
     }
 
     fn log(rep: &ActionReport, p: &Prepared) {
+        crate::metrics::METRICS.action(&rep.action, rep.outcome.as_str(), rep.latency);
         let w = p.ctx.workload.label();
         let text = rep.detail.as_deref().or(rep.error.as_deref()).unwrap_or("");
         match rep.outcome {

@@ -1,0 +1,454 @@
+//! Prometheus `/metrics` and `/healthz` for `guard run` (loopback by default).
+//!
+//! Counters live in one process-wide [`METRICS`] the pipeline and the response engine update
+//! with relaxed atomics (labelled counters under a mutex, touched only per alert, decision or
+//! action). Kernel counters (drops, prefiltered opens) are copied in by the pipeline every
+//! second. The HTTP side is deliberately small: GET only, one request per connection, bounded
+//! request size, read timeout and connection count.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use guard_ebpf::EventKind;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+use tracing::{info, warn};
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const BUCKETS: [f64; 9] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
+/// Distinct label sets kept per labelled counter; beyond that they are folded into `other`.
+const MAX_SERIES: usize = 4096;
+const MAX_REQUEST: usize = 8192;
+const MAX_CONNECTIONS: usize = 16;
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (b, le) in self.buckets.iter().zip(BUCKETS) {
+            if s <= le {
+                b.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, le) in self.buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", b.load(Relaxed));
+        }
+        let n = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {n}");
+    }
+}
+
+/// Counters with label values, bounded in series.
+#[derive(Default)]
+struct Labelled(Mutex<BTreeMap<Vec<String>, u64>>);
+
+impl Labelled {
+    fn add(&self, labels: &[&str]) {
+        let Ok(mut m) = self.0.lock() else {
+            return;
+        };
+        let key: Vec<String> = if m.len() >= MAX_SERIES
+            && !m.contains_key(&labels.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        {
+            labels.iter().map(|_| "other".to_owned()).collect()
+        } else {
+            labels.iter().map(|s| s.to_string()).collect()
+        };
+        *m.entry(key).or_insert(0) += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, names: &[&str]) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let Ok(m) = self.0.lock() else {
+            return;
+        };
+        for (values, n) in m.iter() {
+            let labels: Vec<String> = names
+                .iter()
+                .zip(values)
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {n}", labels.join(","));
+        }
+    }
+}
+
+/// Label value escaping of the text format: backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+const KINDS: usize = EventKind::COUNT as usize;
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Records received from the kernel, by `EventKind`.
+    received: [AtomicU64; KINDS],
+    /// Kernel drop counters (ring full), by `EventKind`; copied from the kernel.
+    dropped: [AtomicU64; KINDS],
+    decode_errors: AtomicU64,
+    syscall_unpaired: AtomicU64,
+    prefiltered_opens: AtomicU64,
+    alerts: Labelled,
+    decisions: Labelled,
+    actions: Labelled,
+    /// Kernel timestamp of an event to the end of its handling (alerts emitted).
+    pub event_latency: Histogram,
+    /// Alert to action outcome.
+    pub action_latency: Histogram,
+    policy_generation: AtomicU64,
+    /// Set once the pipeline is running.
+    ready: AtomicU64,
+}
+
+/// The process-wide metrics.
+pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::default);
+
+impl Metrics {
+    pub fn received(&self, kind: u16) {
+        if let Some(c) = self.received.get(kind as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn set_kernel(
+        &self,
+        drops: &[(EventKind, u64)],
+        decode_errors: u64,
+        unpaired: u64,
+        prefiltered: u64,
+    ) {
+        for (k, n) in drops {
+            if let Some(c) = self.dropped.get(*k as usize) {
+                c.store(*n, Relaxed);
+            }
+        }
+        self.decode_errors.store(decode_errors, Relaxed);
+        self.syscall_unpaired.store(unpaired, Relaxed);
+        self.prefiltered_opens.store(prefiltered, Relaxed);
+    }
+
+    pub fn alert(&self, rule: &str, priority: &str) {
+        self.alerts.add(&[rule, priority]);
+    }
+
+    pub fn decision(&self, op: &str, verdict: &str) {
+        self.decisions.add(&[op, verdict]);
+    }
+
+    pub fn action(&self, action: &str, outcome: &str, latency: Duration) {
+        self.actions.add(&[action, outcome]);
+        self.action_latency.observe(latency);
+    }
+
+    pub fn set_policy_generation(&self, g: u64) {
+        self.policy_generation.store(g, Relaxed);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let kinds = |out: &mut String, name: &str, help: &str, v: &[AtomicU64; KINDS]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for k in EventKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{kind=\"{}\"}} {}",
+                    k.name(),
+                    v[k as usize].load(Relaxed)
+                );
+            }
+        };
+        kinds(
+            &mut out,
+            "guard_events_received_total",
+            "Records received from the kernel, by kind.",
+            &self.received,
+        );
+        kinds(
+            &mut out,
+            "guard_events_dropped_total",
+            "Records the kernel could not deliver (ring buffer full), by kind.",
+            &self.dropped,
+        );
+        let single = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        single(
+            &mut out,
+            "guard_decode_errors_total",
+            "counter",
+            "Records received but malformed.",
+            self.decode_errors.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_syscall_unpaired_total",
+            "counter",
+            "Traced syscalls whose entry was not recorded, so no record was built.",
+            self.syscall_unpaired.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_prefiltered_opens_total",
+            "counter",
+            "Opens the kernel prefilter skipped on purpose (no rule could match them).",
+            self.prefiltered_opens.load(Relaxed),
+        );
+        self.alerts.render(
+            &mut out,
+            "guard_alerts_total",
+            "Alerts by rule and priority.",
+            &["rule", "priority"],
+        );
+        self.decisions.render(
+            &mut out,
+            "guard_decisions_total",
+            "Policy decisions by operation and verdict.",
+            &["op", "verdict"],
+        );
+        self.actions.render(
+            &mut out,
+            "guard_actions_total",
+            "Response actions by action and outcome.",
+            &["action", "outcome"],
+        );
+        self.event_latency.render(
+            &mut out,
+            "guard_event_latency_seconds",
+            "From the kernel's timestamp of an event to the end of its handling.",
+        );
+        self.action_latency.render(
+            &mut out,
+            "guard_action_latency_seconds",
+            "From an alert to its action's outcome.",
+        );
+        single(
+            &mut out,
+            "guard_policy_generation",
+            "gauge",
+            "Policy set generation (1 = as loaded at start).",
+            self.policy_generation.load(Relaxed),
+        );
+        out
+    }
+}
+
+/// Where to serve `/metrics`: an address, or nowhere (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+pub fn parse_addr(s: &str) -> Result<MetricsAddr, String> {
+    if s == "off" {
+        return Ok(MetricsAddr(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddr(Some(a)))
+        .map_err(|_| format!("{s:?}: expected ADDR:PORT (e.g. 127.0.0.1:9464) or `off`"))
+}
+
+/// Binds `addr` and serves until the runtime stops. A bind failure is reported, not fatal:
+/// enforcement matters more than its metrics.
+pub async fn serve(addr: SocketAddr) {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("metrics: cannot listen on {addr}: {e}; /metrics is off");
+            return;
+        }
+    };
+    info!(%addr, "metrics: serving /metrics and /healthz");
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream)).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(mut s: tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return respond(&mut s, "431 Request Header Fields Too Large", "").await;
+        }
+    }
+    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    match (method, path) {
+        (b"GET", b"/metrics") => respond(&mut s, "200 OK", &METRICS.render()).await,
+        (b"GET", b"/healthz") => {
+            if METRICS.ready.load(Relaxed) == 1 {
+                respond(&mut s, "200 OK", "ok\n").await
+            } else {
+                respond(&mut s, "503 Service Unavailable", "starting\n").await
+            }
+        }
+        (b"GET", _) => respond(&mut s, "404 Not Found", "not found\n").await,
+        _ => respond(&mut s, "405 Method Not Allowed", "").await,
+    }
+}
+
+async fn respond(s: &mut tokio::net::TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await?;
+    s.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_escaped_labels() {
+        let m = Metrics::default();
+        m.received(EventKind::Syscall as u16);
+        m.received(EventKind::Syscall as u16);
+        m.received(999);
+        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, 3);
+        m.alert("Read \"sensitive\" file", "Warning");
+        m.alert("Read \"sensitive\" file", "Warning");
+        m.decision("open", "kill");
+        m.action("kill_process", "done", Duration::from_micros(300));
+        m.event_latency.observe(Duration::from_millis(2));
+        let t = m.render();
+        for want in [
+            "guard_events_received_total{kind=\"syscall\"} 2",
+            "guard_events_dropped_total{kind=\"syscall\"} 7",
+            "guard_decode_errors_total 1",
+            "guard_syscall_unpaired_total 2",
+            "guard_prefiltered_opens_total 3",
+            "guard_alerts_total{rule=\"Read \\\"sensitive\\\" file\",priority=\"Warning\"} 2",
+            "guard_decisions_total{op=\"open\",verdict=\"kill\"} 1",
+            "guard_actions_total{action=\"kill_process\",outcome=\"done\"} 1",
+            "guard_action_latency_seconds_bucket{le=\"0.0005\"} 1",
+            "guard_action_latency_seconds_bucket{le=\"0.0001\"} 0",
+            "guard_event_latency_seconds_bucket{le=\"0.005\"} 1",
+            "guard_event_latency_seconds_bucket{le=\"0.001\"} 0",
+            "guard_event_latency_seconds_count 1",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
+    }
+
+    #[test]
+    fn label_series_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..MAX_SERIES + 50 {
+            m.alert(&format!("rule {i}"), "Warning");
+        }
+        let n = m.alerts.0.lock().expect("lock").len();
+        assert_eq!(
+            n,
+            MAX_SERIES + 1,
+            "the overflow folds into one `other` series"
+        );
+    }
+
+    #[test]
+    fn addresses_parse_or_say_how() {
+        assert_eq!(parse_addr("off"), Ok(MetricsAddr(None)));
+        assert_eq!(
+            parse_addr("127.0.0.1:9464"),
+            Ok(MetricsAddr(Some("127.0.0.1:9464".parse().expect("addr"))))
+        );
+        assert!(parse_addr("localhost").unwrap_err().contains("ADDR:PORT"));
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_healthz_and_refuses_the_rest() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        tokio::spawn(serve(addr));
+        let get = |req: &'static str| async move {
+            for _ in 0..50 {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                    s.write_all(req.as_bytes()).await.expect("write");
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).await.expect("read");
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("metrics server did not come up");
+        };
+        let m = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(m.starts_with("HTTP/1.1 200 OK"), "{m}");
+        assert!(m.contains("guard_events_received_total{kind=\"exec\"}"));
+        assert!(
+            get("GET /nope HTTP/1.1\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 404")
+        );
+        assert!(
+            get("POST /metrics HTTP/1.1\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 405")
+        );
+        let huge = Box::leak(
+            format!(
+                "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+                "a".repeat(MAX_REQUEST)
+            )
+            .into_boxed_str(),
+        );
+        assert!(get(huge).await.starts_with("HTTP/1.1 431"));
+    }
+}
