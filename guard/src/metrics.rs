@@ -408,7 +408,11 @@ mod tests {
             parse_addr("127.0.0.1:9464"),
             Ok(MetricsAddr(Some("127.0.0.1:9464".parse().expect("addr"))))
         );
-        assert!(parse_addr("localhost").unwrap_err().contains("ADDR:PORT"));
+        assert!(
+            parse_addr("localhost")
+                .expect_err("bad address")
+                .contains("ADDR:PORT")
+        );
     }
 
     #[tokio::test]
