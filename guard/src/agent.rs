@@ -470,6 +470,7 @@ struct Pipeline {
     /// Whether some response takes snapshots (which need each process's recent events).
     keep_recent: bool,
     seen: u64,
+    record_buf: Vec<u8>,
     /// Per-workload policy enforcement (`- policy:` items), when policies were given.
     policy: Option<PolicyStage>,
 }
@@ -611,6 +612,7 @@ impl Pipeline {
             responder: None,
             keep_recent: false,
             seen: 0,
+            record_buf: Vec::new(),
             policy,
         })
         .and_then(|mut p| {
@@ -716,29 +718,43 @@ impl Pipeline {
         let Some(model) = self.capture.process(&ev) else {
             return Ok(());
         };
+        let r = self.on_model(&ev, &model, seen_at, out);
+        self.capture.recycle(model);
+        METRICS
+            .event_latency
+            .observe(latency_since(ev.common().time_ns));
+        r
+    }
+
+    /// Everything done with an enriched event: printing, recent history, the fallback's open
+    /// and connect rules, the rule engine, alerts.
+    fn on_model(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        seen_at: Instant,
+        out: &mut impl Write,
+    ) -> Result<()> {
         if self.print == PrintEvents::Model {
-            serde_json::to_writer(&mut *out, &model)?;
+            serde_json::to_writer(&mut *out, model)?;
             out.write_all(b"\n")?;
         }
         if self.keep_recent
             && let Some(r) = &self.responder
         {
-            r.record_recent(model.proc.pid, &summary(&model));
+            r.record_recent(model.proc.pid, &summary(model));
         }
         if self.policy.as_ref().is_some_and(|p| p.after_fact) {
-            self.enforce_after_fact(&ev, &model, seen_at);
+            self.enforce_after_fact(ev, model, seen_at);
         }
         let Some(engine) = &self.engine else {
             return Ok(());
         };
-        let alerts = engine.alerts(&model, &mut self.matcher);
+        let alerts = engine.alerts(model, &mut self.matcher);
         if alerts.is_empty() {
-            METRICS
-                .event_latency
-                .observe(latency_since(ev.common().time_ns));
             return Ok(());
         }
-        let ctx = self.alert_context(&ev, &model, seen_at);
+        let ctx = self.alert_context(ev, model, seen_at);
         for alert in alerts {
             if let Some(stage) = &self.policy
                 && !stage.rules_apply(&ctx.workload, &alert)
@@ -747,9 +763,6 @@ impl Pipeline {
             }
             self.alert(alert, ctx.clone());
         }
-        METRICS
-            .event_latency
-            .observe(latency_since(ev.common().time_ns));
         Ok(())
     }
 
@@ -882,9 +895,14 @@ impl Pipeline {
             let Some(item) = ring.next() else {
                 break Drained::Empty;
             };
-            let bytes = item.to_vec();
+            // Copied out (the ring slot is released at once) into a buffer kept across records.
+            let mut bytes = std::mem::take(&mut self.record_buf);
+            bytes.clear();
+            bytes.extend_from_slice(&item);
             drop(item);
-            self.handle(&bytes, &mut out)?;
+            let r = self.handle(&bytes, &mut out);
+            self.record_buf = bytes;
+            r?;
             done += 1;
             if limit.is_some_and(|m| self.seen >= m) {
                 break Drained::Limit;

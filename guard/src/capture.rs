@@ -28,6 +28,8 @@ pub struct Capture {
     /// (pid, fd) -> (domain, type) from `socket`, for connect's protocol.
     sockets: HashMap<(u32, i32), (i32, i32)>,
     num: u64,
+    /// An event handed back by [`Capture::recycle`]: its buffers are reused by the next one.
+    spare: Option<model::Event>,
 }
 
 impl Capture {
@@ -36,7 +38,14 @@ impl Capture {
             state,
             sockets: HashMap::new(),
             num: 0,
+            spare: None,
         }
+    }
+
+    /// Hands a finished event back, so the next event reuses its allocations (argv and
+    /// ancestor strings would otherwise be allocated and freed for every event).
+    pub fn recycle(&mut self, ev: model::Event) {
+        self.spare = Some(ev);
     }
 
     /// Updates the tables and returns the model event; `None` for records that are not
@@ -265,18 +274,30 @@ impl Capture {
             ),
         };
         self.num += 1;
-        let mut out = model::Event {
-            v: model::SCHEMA_VERSION,
-            num: self.num,
-            time: c.time_ns,
-            evt_type: evt_type.to_owned(),
-            res,
-            args,
-            proc: self.process_view(c),
-            fd,
-            container: self.container_view(c),
-            derived: Default::default(),
-        };
+        let mut out = self.spare.take().unwrap_or_default();
+        self.fill_process(&mut out.proc, c);
+        // Exhaustive, so a new field cannot keep a value from the recycled event.
+        let model::Event {
+            v,
+            num,
+            time,
+            evt_type: out_type,
+            res: out_res,
+            args: out_args,
+            proc: _,
+            fd: out_fd,
+            container,
+            derived: _,
+        } = &mut out;
+        *v = model::SCHEMA_VERSION;
+        *num = self.num;
+        *time = c.time_ns;
+        out_type.clear();
+        out_type.push_str(evt_type);
+        *out_res = res;
+        *out_args = args;
+        *out_fd = fd;
+        *container = self.container_view(c);
         // Cannot fail: the version is ours.
         let _ = out.prepare();
         Some(out)
@@ -352,45 +373,81 @@ impl Capture {
         }
     }
 
-    fn process_view(&mut self, c: &Common) -> model::Process {
-        let mut p = model::Process {
-            pid: c.pid,
-            tid: c.tid,
-            ppid: c.ppid,
-            name: c.comm.clone(),
-            uid: c.uid,
-            gid: c.gid,
-            loginuid: c.loginuid,
-            ..Default::default()
-        };
-        if let Some(t) = self.state.process(Pid(c.pid)) {
-            p.exe = t.exe().to_owned();
-            p.exepath = t.exepath.clone();
-            p.args = t.argv.items.iter().skip(1).cloned().collect();
-            p.cwd = t.cwd.clone().unwrap_or_default();
-            p.tty = t.tty;
-            p.start_time = t.start_time_ns;
-            p.is_exe_from_memfd =
-                t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
-            if p.ppid == 0 {
-                p.ppid = t.ppid.0;
+    /// The event's process with its ancestors, written into `p`'s existing buffers.
+    fn fill_process(&mut self, p: &mut model::Process, c: &Common) {
+        // Exhaustive, so a new field cannot keep a value from the recycled event.
+        let model::Process {
+            pid,
+            tid,
+            ppid,
+            name,
+            exe,
+            exepath,
+            args,
+            cwd,
+            tty,
+            uid,
+            user,
+            loginuid,
+            loginname,
+            gid,
+            group,
+            start_time,
+            is_exe_upper_layer,
+            is_exe_from_memfd,
+            is_exe_writable,
+            cap_effective,
+            cap_permitted,
+            ancestors,
+        } = p;
+        *pid = c.pid;
+        *tid = c.tid;
+        *ppid = c.ppid;
+        name.clone_from(&c.comm);
+        *uid = c.uid;
+        *gid = c.gid;
+        *loginuid = c.loginuid;
+        (*user, *loginname, *group) = (None, None, None);
+        (*is_exe_upper_layer, *is_exe_writable) = (false, false);
+        cap_effective.clear();
+        cap_permitted.clear();
+        exe.clear();
+        exepath.clear();
+        cwd.clear();
+        (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
+        match self.state.process(Pid(c.pid)) {
+            Some(t) => {
+                exe.push_str(t.exe());
+                exepath.push_str(&t.exepath);
+                fill_strings(args, t.argv.items.get(1..).unwrap_or_default());
+                cwd.push_str(t.cwd.as_deref().unwrap_or_default());
+                *tty = t.tty;
+                *start_time = t.start_time_ns;
+                *is_exe_from_memfd =
+                    t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
+                if *ppid == 0 {
+                    *ppid = t.ppid.0;
+                }
             }
+            None => args.clear(),
         }
-        p.ancestors = self
-            .state
-            .procs
-            .ancestors(Pid(c.pid))
-            .take(MAX_ANCESTORS)
-            .map(|a| Ancestor {
-                pid: a.pid.0,
-                name: a.comm.clone(),
-                exe: a.exe().to_owned(),
-                exepath: a.exepath.clone(),
-                args: a.argv.items.iter().skip(1).cloned().collect(),
-                cmdline: String::new(),
-            })
-            .collect();
-        p
+        let mut n = 0;
+        for a in self.state.procs.ancestors(Pid(c.pid)).take(MAX_ANCESTORS) {
+            if n == ancestors.len() {
+                ancestors.push(Ancestor::default());
+            }
+            let out = &mut ancestors[n];
+            out.pid = a.pid.0;
+            out.name.clone_from(&a.comm);
+            out.exe.clear();
+            out.exe.push_str(a.exe());
+            out.exepath.clone_from(&a.exepath);
+            fill_strings(&mut out.args, a.argv.items.get(1..).unwrap_or_default());
+            // Rebuilt by `prepare`.
+            out.cmdline.clear();
+            n += 1;
+        }
+        ancestors.truncate(n);
     }
 
     fn container_view(&mut self, c: &Common) -> Option<model::Container> {
@@ -408,6 +465,16 @@ impl Capture {
             start_ts: 0,
         })
     }
+}
+
+/// `dst` = a copy of `src`, reusing `dst`'s strings.
+fn fill_strings(dst: &mut Vec<String>, src: &[String]) {
+    dst.truncate(src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.clone_from(s);
+    }
+    let have = dst.len();
+    dst.extend(src[have..].iter().cloned());
 }
 
 fn args(pairs: &[(&str, ArgValue)]) -> std::collections::BTreeMap<String, ArgValue> {
@@ -593,5 +660,108 @@ mod tests {
         assert_eq!(open_flags(0o1 | 0o100 | 0o1000), "O_WRONLY|O_CREAT|O_TRUNC");
         assert_eq!(open_flags(0o2 | 0o2000000), "O_RDWR|O_CLOEXEC");
         assert_eq!(open_flags(0o1 | 0o2000), "O_WRONLY|O_APPEND");
+    }
+}
+
+#[cfg(test)]
+mod recycle_tests {
+    use super::*;
+    use crate::{
+        events::{CgroupId, Event, ExecEvent, ForkEvent, OpenEvent},
+        state::StateConfig,
+    };
+
+    fn common(pid: u32, comm: &str) -> Common {
+        Common {
+            time_ns: 1_767_225_600_000_000_000,
+            cgroup_id: CgroupId(1),
+            pid,
+            tid: pid,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            loginuid: None,
+            comm: comm.into(),
+            ret: 0,
+            cpu: 0,
+        }
+    }
+
+    fn exec(pid: u32, ppid: u32, argv: &[&str]) -> Event {
+        Event::Exec(ExecEvent {
+            common: Common {
+                ppid,
+                ..common(pid, argv[0])
+            },
+            filename: Captured {
+                text: format!("/usr/bin/{}", argv[0]),
+                ..Captured::default()
+            },
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            argv_truncated: false,
+        })
+    }
+
+    fn open(pid: u32) -> Event {
+        Event::Open(OpenEvent {
+            common: common(pid, "cat"),
+            syscall: "openat",
+            dirfd: AT_FDCWD,
+            path: Captured {
+                text: "/etc/hosts".into(),
+                ..Captured::default()
+            },
+            flags: 0,
+            mode: 0,
+            resolve: None,
+        })
+    }
+
+    fn capture() -> Capture {
+        Capture::new(State::new(StateConfig::default()).0)
+    }
+
+    /// A recycled event keeps nothing of the event before it: the model of an unknown
+    /// process's open, built in the buffers of a long-argv process with ancestors, equals the
+    /// one a fresh capture builds.
+    #[test]
+    fn recycled_events_carry_nothing_over() {
+        // Pids far above pid_max, so /proc knows none of them.
+        let (parent, child, other) = (4_100_000, 4_100_001, 4_100_002);
+        let mut c = capture();
+        let long: Vec<String> = (0..50)
+            .map(|i| format!("--arg-{i}={}", "x".repeat(40)))
+            .collect();
+        let mut argv = vec!["server"];
+        argv.extend(long.iter().map(String::as_str));
+        for ev in [
+            exec(parent, 1, &["parent", "--flag"]),
+            Event::Fork(ForkEvent {
+                common: common(parent, "parent"),
+                child_pid: child,
+                child_tid: child,
+            }),
+            exec(child, parent, &argv),
+        ] {
+            if let Some(m) = c.process(&ev) {
+                c.recycle(m);
+            }
+        }
+        let rich = c.process(&open(child)).expect("model");
+        assert_eq!(rich.proc.args.len(), 50);
+        assert_eq!(
+            rich.proc.ancestors.first().map(|a| a.name.as_str()),
+            Some("parent")
+        );
+        assert!(rich.derived.cmdline.starts_with("cat --arg-0="));
+        c.recycle(rich);
+
+        let mut reused = c.process(&open(other)).expect("model");
+        let mut fresh = capture().process(&open(other)).expect("model");
+        reused.num = 0;
+        fresh.num = 0;
+        assert_eq!(reused, fresh);
+        assert!(reused.proc.args.is_empty() && reused.proc.ancestors.is_empty());
+        assert_eq!(reused.derived.cmdline, "cat");
     }
 }

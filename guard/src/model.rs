@@ -321,27 +321,30 @@ impl Event {
         if self.num == 0 {
             self.num = 1;
         }
+        // Every derived string is rebuilt in its existing buffer: the capture stage reuses
+        // events, so this allocates only when a value outgrows what an earlier event left.
         let d = &mut self.derived;
         d.type_id = crate::rules::fields::event_type_id(&self.evt_type);
-        d.args = self.proc.args.join(" ");
-        d.cmdline = join_cmdline(&self.proc.name, &d.args);
-        d.cap_effective = self.proc.cap_effective.join(" ");
-        d.cap_permitted = self.proc.cap_permitted.join(" ");
+        join_into(&mut d.args, &self.proc.args);
+        cmdline_into(&mut d.cmdline, &self.proc.name, &self.proc.args);
+        join_into(&mut d.cap_effective, &self.proc.cap_effective);
+        join_into(&mut d.cap_permitted, &self.proc.cap_permitted);
         for a in &mut self.proc.ancestors {
-            a.cmdline = join_cmdline(&a.name, &a.args.join(" "));
+            cmdline_into(&mut a.cmdline, &a.name, &a.args);
         }
-        d.fd_name = match &self.fd {
-            Some(fd) if fd.name.is_empty() && fd.fd_type.is_inet() => socket_name(fd),
-            Some(fd) => fd.name.clone(),
-            None => String::new(),
-        };
+        d.fd_name.clear();
+        match &self.fd {
+            Some(fd) if fd.name.is_empty() && fd.fd_type.is_inet() => d.fd_name = socket_name(fd),
+            Some(fd) => d.fd_name.push_str(&fd.name),
+            None => {}
+        }
+        d.image_repository.clear();
+        d.image_tag.clear();
         if let Some(c) = &self.container {
             let (repo, tag) = split_image(&c.image);
-            d.image_repository = c
-                .image_repository
-                .clone()
-                .unwrap_or_else(|| repo.to_string());
-            d.image_tag = c.image_tag.clone().unwrap_or_else(|| tag.to_string());
+            d.image_repository
+                .push_str(c.image_repository.as_deref().unwrap_or(repo));
+            d.image_tag.push_str(c.image_tag.as_deref().unwrap_or(tag));
         }
         let (r, w, x) = crate::rules::fields::open_mode(self);
         let d = &mut self.derived;
@@ -365,11 +368,32 @@ impl Event {
     }
 }
 
-fn join_cmdline(name: &str, args: &str) -> String {
-    if args.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name} {args}")
+/// `out` = `items` joined by spaces, in place.
+fn join_into(out: &mut String, items: &[String]) {
+    out.clear();
+    for (i, part) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+}
+
+/// `out` = Falco's `proc.cmdline`: the name, then a space and the joined arguments unless
+/// they join to nothing; in place.
+fn cmdline_into(out: &mut String, name: &str, args: &[String]) {
+    out.clear();
+    out.push_str(name);
+    let mark = out.len();
+    out.push(' ');
+    for (i, part) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(part);
+    }
+    if out.len() == mark + 1 {
+        out.truncate(mark);
     }
 }
 

@@ -1335,11 +1335,20 @@ pub fn open_mode(ev: &Event) -> (bool, bool, bool) {
         }
         None => "",
     };
-    let has = |name: &str| flags.split('|').any(|f| f.trim() == name);
-    let rdwr = has("O_RDWR");
-    let write = rdwr || has("O_WRONLY");
-    let read = rdwr || !(has("O_WRONLY") || has("O_PATH"));
-    (read, write, has("O_EXEC") || has("FMODE_EXEC"))
+    // One pass over the names (this runs for every open event).
+    let (mut rdwr, mut wronly, mut path, mut exec) = (false, false, false, false);
+    for f in flags.split('|') {
+        match f.trim() {
+            "O_RDWR" => rdwr = true,
+            "O_WRONLY" => wronly = true,
+            "O_PATH" => path = true,
+            "O_EXEC" | "FMODE_EXEC" => exec = true,
+            _ => {}
+        }
+    }
+    let write = rdwr || wronly;
+    let read = rdwr || !(wronly || path);
+    (read, write, exec)
 }
 
 #[cfg(test)]
