@@ -84,6 +84,7 @@ pub enum Test {
     EndsWith(Box<str>),
     Glob(Box<GlobMatcher>),
     Regex(Box<Regex>),
+    /// Path prefixes, stored without trailing slashes (`/` is stored as the empty string).
     Pmatch(Box<[Box<str>]>),
     BContains(Box<[u8]>),
     BStartsWith(Box<[u8]>),
@@ -94,6 +95,8 @@ pub enum Test {
     Ip(Box<[IpNet]>),
     /// `val(field)` on the right-hand side.
     Field(Box<FieldRef>, FieldOp),
+    /// Any of these tests passes (same-field tests under `or`, merged by [`super::plan`]).
+    Any(Box<[Test]>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +282,7 @@ fn icontains(hay: &str, needle: &str) -> bool {
 
 fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
     prefixes.iter().any(|p| {
-        let p = p.trim_end_matches('/');
+        let p: &str = p;
         p.is_empty() && path.starts_with('/')
             || path == p
             || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
@@ -309,6 +312,7 @@ impl Test {
             (Test::NumIn(set), Val::Num(n)) => set.contains(&n),
             (Test::Bool(x), Val::Bool(b)) => b == *x,
             (Test::Ip(nets), Val::Ip(ip)) => ip_in(ip, nets),
+            (Test::Any(tests), v) => tests.iter().any(|t| t.eval(v, ev, ctx, buf)),
             (Test::Field(rhs, op), lhs) => {
                 let r = rhs.extract(ev, 0, ctx, buf);
                 field_cmp(lhs, r, *op)
@@ -379,7 +383,7 @@ mod tests {
     fn helpers() {
         assert!(icontains("CAP_SYS_MODULE CAP_X", "sys_module"));
         assert!(!icontains("abc", "abcd"));
-        let p: Box<[Box<str>]> = vec!["/etc".into(), "/usr/bin/".into()].into();
+        let p: Box<[Box<str>]> = vec!["/etc".into(), "/usr/bin".into()].into();
         assert!(pmatch("/etc", &p));
         assert!(pmatch("/etc/passwd", &p));
         assert!(pmatch("/usr/bin/x", &p));
