@@ -95,3 +95,39 @@ fn falco_outputs_render_without_unknown_fields() {
     assert_eq!(a.output_fields["user.loginuid"], -1);
     assert!(a.tags.contains(&"maturity_stable".to_string()));
 }
+
+/// The engine evaluates per-event-type programs derived from the rules (folded type tests,
+/// inlined macros, merged same-field tests). On every corpus event, re-typed to each event type
+/// guard knows, they match exactly what the conditions as written match.
+#[test]
+fn per_type_programs_match_the_written_conditions() {
+    let (engine, _) = corpus::engine(&[corpus::falco_rules_path(), corpus::policies_path()], &[]);
+    let (mut fast, mut slow) = (
+        guard::rules::Matcher::default(),
+        guard::rules::Matcher::default(),
+    );
+    let (mut events, mut fired) = (0, 0);
+    for c in corpus::cases() {
+        let text = std::fs::read_to_string(c.path()).expect("trace");
+        for line in text.lines() {
+            let ev = guard::model::Event::from_json_line(line).expect("event");
+            for t in guard::rules::fields::EVENT_TYPES
+                .iter()
+                .chain(&["no_such_call"])
+            {
+                let mut e = ev.clone();
+                e.evt_type = (*t).into();
+                e.derived = Default::default();
+                e.prepare().expect("prepare");
+                let want = engine.matches_unindexed(&e, &mut slow);
+                assert_eq!(engine.matches(&e, &mut fast), want, "{t}: {line}");
+                fired += want.len();
+                events += 1;
+            }
+        }
+    }
+    assert!(
+        events > 1000 && fired > 100,
+        "{events} events, {fired} matches"
+    );
+}

@@ -18,7 +18,7 @@ use super::{
     fields::{self, FieldArg, FieldId, FieldRef, FieldType, Resolved},
     loader::{Definitions, ExValue, ExceptionDef, ListItem, RuleDef},
     output::OutputFormat,
-    parser,
+    parser, plan,
 };
 use crate::alert::Priority;
 
@@ -59,6 +59,9 @@ pub struct CompiledRule {
 pub struct RuleSet {
     pub rules: Vec<CompiledRule>,
     pub(crate) by_type: Vec<Box<[u32]>>,
+    /// Per event type: each candidate rule with its condition specialized to that type
+    /// (see [`super::plan`]); rules that cannot match the type are left out.
+    pub(crate) plans: Vec<Box<[(u32, Node)]>>,
     /// Number of macro result slots evaluation needs (see [`Node::Memo`]).
     pub(crate) memo_slots: usize,
 }
@@ -122,6 +125,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
     let mut set = RuleSet {
         rules,
         by_type: Vec::new(),
+        plans: Vec::new(),
         memo_slots: c.memo_slots as usize,
     };
     set.index();
@@ -142,6 +146,25 @@ impl RuleSet {
                 }
             }
         }
+        self.plans = by_type
+            .iter()
+            .enumerate()
+            .map(|(t, ids)| {
+                let specialized: Vec<(u32, Node)> = ids
+                    .iter()
+                    .map(|&i| (i, plan::specialize(&self.rules[i as usize].node, t as u16)))
+                    .filter(|(_, n)| !matches!(n, Node::Const(false)))
+                    .collect();
+                let mut counts = Vec::new();
+                for (_, n) in &specialized {
+                    plan::count_memos(n, &mut counts);
+                }
+                specialized
+                    .into_iter()
+                    .map(|(i, n)| (i, plan::finish(n, &counts)))
+                    .collect()
+            })
+            .collect();
         self.by_type = by_type.into_iter().map(Vec::into_boxed_slice).collect();
     }
 
@@ -786,8 +809,12 @@ impl<'d> Compiler<'d> {
                 self.mismatch(src, c.op_span, c, ty, "pmatch needs a string (path) field");
                 return Err(());
             }
+            // Trailing slashes are trimmed here rather than on every event.
             return Ok(Test::Pmatch(
-                items.iter().map(|(s, _)| s.as_str().into()).collect(),
+                items
+                    .iter()
+                    .map(|(s, _)| s.trim_end_matches('/').into())
+                    .collect(),
             ));
         }
         let mut vals = Vec::with_capacity(items.len());

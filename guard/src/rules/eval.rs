@@ -84,6 +84,7 @@ pub enum Test {
     EndsWith(Box<str>),
     Glob(Box<GlobMatcher>),
     Regex(Box<Regex>),
+    /// Path prefixes, stored without trailing slashes (`/` is stored as the empty string).
     Pmatch(Box<[Box<str>]>),
     BContains(Box<[u8]>),
     BStartsWith(Box<[u8]>),
@@ -94,6 +95,8 @@ pub enum Test {
     Ip(Box<[IpNet]>),
     /// `val(field)` on the right-hand side.
     Field(Box<FieldRef>, FieldOp),
+    /// Any of these tests passes (same-field tests under `or`, merged by [`super::plan`]).
+    Any(Box<[Test]>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,23 +178,27 @@ impl Check {
         let Scratch { a, b, c, d, .. } = s;
         if !self.multi {
             let v = self.field.extract(ev, 0, ctx, a);
-            if v == Val::Na {
+            if matches!(v, Val::Na) {
                 return false;
             }
             if matches!(self.test, Test::Exists) {
                 return true;
             }
-            let v = if self.transformers.is_empty() {
-                v
-            } else {
-                transform(v, &self.transformers, b, c)
-            };
-            return self.test.eval(v, ev, ctx, d) != self.negate;
+            // Two calls rather than one on `if ... { v } else { transform(..) }`: the copy of
+            // `v` that the `if` made stalled on the just-written return value (store
+            // forwarding), and this is the hottest path of evaluation.
+            if self.transformers.is_empty() {
+                return self.test.eval(v, ev, ctx, d) != self.negate;
+            }
+            return self
+                .test
+                .eval(transform(v, &self.transformers, b, c), ev, ctx, d)
+                != self.negate;
         }
         let mut seen = false;
         for n in 0.. {
             let v = self.field.extract(ev, n, ctx, a);
-            if v == Val::Na {
+            if matches!(v, Val::Na) {
                 break;
             }
             if matches!(self.test, Test::Exists) {
@@ -268,6 +275,18 @@ fn short_eq(a: &[u8], b: &[u8]) -> bool {
         && (a.len() <= 16 || a == b)
 }
 
+/// `starts_with` without a `memcmp` call for short prefixes (`/etc/`, `/tmp/`, ...).
+#[inline]
+fn short_starts_with(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.get(..prefix.len()).is_some_and(|h| short_eq(h, prefix))
+}
+
+/// `ends_with` without a `memcmp` call for short suffixes.
+#[inline]
+fn short_ends_with(hay: &[u8], suffix: &[u8]) -> bool {
+    hay.len() >= suffix.len() && short_eq(&hay[hay.len() - suffix.len()..], suffix)
+}
+
 /// ASCII case-insensitive substring search (either side may have any case).
 fn icontains(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
@@ -279,10 +298,11 @@ fn icontains(hay: &str, needle: &str) -> bool {
 
 fn pmatch(path: &str, prefixes: &[Box<str>]) -> bool {
     prefixes.iter().any(|p| {
-        let p = p.trim_end_matches('/');
-        p.is_empty() && path.starts_with('/')
-            || path == p
-            || (path.starts_with(p) && path.as_bytes().get(p.len()) == Some(&b'/'))
+        let p: &str = p;
+        let (path, p) = (path.as_bytes(), p.as_bytes());
+        p.is_empty() && path.first() == Some(&b'/')
+            || short_eq(path, p)
+            || (short_starts_with(path, p) && path.get(p.len()) == Some(&b'/'))
     })
 }
 
@@ -296,8 +316,8 @@ impl Test {
             (Test::StrIn(set), Val::Str(s)) => set.contains(s),
             (Test::Contains(x), Val::Str(s)) => s.contains(&**x),
             (Test::IContains(x), Val::Str(s)) => icontains(s, x),
-            (Test::StartsWith(x), Val::Str(s)) => s.starts_with(&**x),
-            (Test::EndsWith(x), Val::Str(s)) => s.ends_with(&**x),
+            (Test::StartsWith(x), Val::Str(s)) => short_starts_with(s.as_bytes(), x.as_bytes()),
+            (Test::EndsWith(x), Val::Str(s)) => short_ends_with(s.as_bytes(), x.as_bytes()),
             (Test::Glob(g), Val::Str(s)) => g.is_match(s),
             (Test::Regex(r), Val::Str(s)) => r.is_match(s),
             (Test::Pmatch(p), Val::Str(s)) => pmatch(s, p),
@@ -309,6 +329,7 @@ impl Test {
             (Test::NumIn(set), Val::Num(n)) => set.contains(&n),
             (Test::Bool(x), Val::Bool(b)) => b == *x,
             (Test::Ip(nets), Val::Ip(ip)) => ip_in(ip, nets),
+            (Test::Any(tests), v) => tests.iter().any(|t| t.eval(v, ev, ctx, buf)),
             (Test::Field(rhs, op), lhs) => {
                 let r = rhs.extract(ev, 0, ctx, buf);
                 field_cmp(lhs, r, *op)
@@ -373,13 +394,18 @@ mod tests {
         assert!(short_eq(b"abc", b"abc") && !short_eq(b"abc", b"abd") && !short_eq(b"ab", b"abc"));
         let long = [b'x'; 40];
         assert!(short_eq(&long, &long));
+        assert!(
+            short_starts_with(b"/etc/passwd", b"/etc/") && !short_starts_with(b"/et", b"/etc/")
+        );
+        assert!(short_ends_with(b"/usr/bin/java", b"java") && !short_ends_with(b"va", b"java"));
+        assert!(short_ends_with(&long, &long[3..]) && short_starts_with(&long, &long[..20]));
     }
 
     #[test]
     fn helpers() {
         assert!(icontains("CAP_SYS_MODULE CAP_X", "sys_module"));
         assert!(!icontains("abc", "abcd"));
-        let p: Box<[Box<str>]> = vec!["/etc".into(), "/usr/bin/".into()].into();
+        let p: Box<[Box<str>]> = vec!["/etc".into(), "/usr/bin".into()].into();
         assert!(pmatch("/etc", &p));
         assert!(pmatch("/etc/passwd", &p));
         assert!(pmatch("/usr/bin/x", &p));

@@ -15,6 +15,7 @@ pub mod lexer;
 pub mod loader;
 pub mod output;
 pub mod parser;
+mod plan;
 
 use std::path::{Path, PathBuf};
 
@@ -135,14 +136,29 @@ impl Engine {
             return &m.matched;
         }
         m.scratch.reset(self.rules.memo_slots);
-        let Some(candidates) = self.rules.by_type.get(ev.derived.type_id as usize) else {
+        let Some(plan) = self.rules.plans.get(ev.derived.type_id as usize) else {
             return &m.matched;
         };
-        for &i in candidates.iter() {
-            if let Some(r) = self.rules.rules.get(i as usize)
-                && r.node.eval(ev, &self.ctx, &mut m.scratch)
-            {
-                m.matched.push(i);
+        for (i, node) in plan.iter() {
+            if node.eval(ev, &self.ctx, &mut m.scratch) {
+                m.matched.push(*i);
+            }
+        }
+        &m.matched
+    }
+
+    /// What [`Engine::matches`] returns, computed the slow way: every active rule's condition
+    /// as compiled, without the type index or the per-type programs. The reference the fast
+    /// path is tested against.
+    pub fn matches_unindexed<'m>(&self, ev: &Event, m: &'m mut Matcher) -> &'m [u32] {
+        m.matched.clear();
+        if !ev.derived.prepared {
+            return &m.matched;
+        }
+        m.scratch.reset(self.rules.memo_slots);
+        for (i, r) in self.rules.rules.iter().enumerate() {
+            if r.status == RuleStatus::Active && r.node.eval(ev, &self.ctx, &mut m.scratch) {
+                m.matched.push(i as u32);
             }
         }
         &m.matched

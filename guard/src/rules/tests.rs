@@ -379,3 +379,124 @@ fn skip_if_unknown_filter_demotes_errors() {
         Some(RuleStatus::Skipped(_))
     ));
 }
+
+/// Events of many shapes and types, for comparing the per-type programs with the conditions
+/// they were derived from.
+fn variety() -> Vec<Event> {
+    let mut base = vec![
+        exec("bash", &["-c", "cat /etc/shadow"]),
+        exec("nc", &["-e", "/bin/sh"]),
+        exec("java", &[]),
+        open("/etc/shadow", "O_RDONLY"),
+        open("/etc/passwd", "O_WRONLY|O_TRUNC"),
+        open("/usr/bin/ls", "O_RDWR"),
+        open("relative", "O_RDONLY"),
+        connect("10.0.0.1", 443),
+        connect("8.8.8.8", 4444),
+    ];
+    // Missing fields: no fd, no container, no user, no ancestors, failed syscalls.
+    for i in 0..base.len() {
+        let mut e = base[i].clone();
+        e.fd = None;
+        e.container = None;
+        e.proc.user = None;
+        e.proc.ancestors.clear();
+        e.res = -2;
+        base.push(e);
+    }
+    let mut out = Vec::new();
+    for e in base {
+        for t in [
+            "execve",
+            "openat",
+            "open",
+            "connect",
+            "unlinkat",
+            "ptrace",
+            "no_such_call",
+        ] {
+            let mut e = e.clone();
+            e.evt_type = t.into();
+            e.derived = Default::default();
+            e.prepare().expect("prepare");
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[test]
+fn per_type_programs_agree_with_conditions() {
+    let macros = concat!(
+        "- list: shells\n  items: [sh, bash]\n",
+        "- macro: spawned\n  condition: evt.type in (execve, execveat)\n",
+        "- macro: opened\n  condition: evt.type in (open, openat) and fd.num >= 0\n",
+        "- macro: once\n  condition: proc.name = bash or proc.name = nc\n",
+        "- macro: alias\n  condition: once\n",
+        "- macro: never\n  condition: evt.num = 0\n",
+        "- macro: gone\n  condition: fd.sip.name = x\n",
+    );
+    let conds = [
+        "spawned and proc.name in (shells)",
+        "spawned and not proc.name in (shells)",
+        "(spawned or opened) and (once or fd.name startswith /etc or fd.name = /usr/bin/ls)",
+        "opened and (fd.name startswith /etc/ or fd.name contains shadow or fd.name pmatch (/usr/bin))",
+        "opened and (fd.name != /etc/shadow or fd.name != /etc/passwd)",
+        "not spawned and not opened",
+        "evt.type != execve and (proc.aname = nginx or proc.aname startswith containerd)",
+        "proc.aname != nginx or proc.aname[1] = nginx",
+        "alias and not never and not gone",
+        "not gone or gone",
+        "spawned and (gone or proc.pname exists)",
+        "evt.type = connect and (fd.sport = 443 or fd.sport in (4444, 53) or fd.port = 40000)",
+        "evt.type = connect and (fd.snet = 10.0.0.0/8 or fd.sip = 8.8.8.8) and not fd.net = 127.0.0.0/8",
+        "(evt.type in (unlinkat) and evt.res = ENOENT) or (opened and evt.arg.flags contains O_TRUNC)",
+        "tolower(proc.name) = bash or proc.name = BASH or proc.name = val(proc.pname)",
+        "container.id != host and (container.image.repository = docker.io/library/nginx or k8s.ns.name = prod)",
+        "user.name = root or user.name exists or user.name in (daemon)",
+    ];
+    let mut yaml = macros.to_string();
+    for (i, c) in conds.iter().enumerate() {
+        yaml +=
+            &format!("- rule: r{i}\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n");
+        yaml += &format!(
+            "- rule: n{i}\n  desc: d\n  condition: not ({c}) and opened\n  output: o\n  priority: INFO\n"
+        );
+    }
+    let (e, diags) = engine(&yaml);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let (mut m, mut r) = (Matcher::default(), Matcher::default());
+    let mut fired = 0;
+    for ev in variety() {
+        let fast = e.matches(&ev, &mut m).to_vec();
+        let slow = e.matches_unindexed(&ev, &mut r);
+        assert_eq!(fast, slow, "{} {:?}", ev.evt_type, ev.fd);
+        fired += fast.len();
+    }
+    assert!(fired > 100, "the events should exercise the rules: {fired}");
+}
+
+#[test]
+fn per_type_programs_are_simplified() {
+    let (e, _) = engine(concat!(
+        "- macro: spawned\n  condition: evt.type in (execve, execveat)\n",
+        "- macro: once\n  condition: proc.name = a or proc.name = b or proc.name startswith c\n",
+        "- rule: r\n  desc: d\n  condition: spawned and once and not fd.sip.name = x\n  output: o\n  priority: INFO\n",
+    ));
+    let t = fields::event_type_id("execve") as usize;
+    let [(0, node)] = &*e.rules.plans[t] else {
+        panic!("{:?}", e.rules.plans[t]);
+    };
+    // The type test and the unavailable field fold away, the macro used once is inlined, and
+    // the three tests on proc.name become one.
+    let eval::Node::Check(c) = node else {
+        panic!("{node:?}")
+    };
+    let eval::Test::Any(tests) = &c.test else {
+        panic!("{:?}", c.test)
+    };
+    assert!(
+        matches!(&tests[..], [eval::Test::StrIn(s), eval::Test::StartsWith(_)] if s.len() == 2)
+    );
+    assert!(e.rules.plans[fields::event_type_id("openat") as usize].is_empty());
+}
