@@ -106,7 +106,7 @@ cat >"$TMP/policy.yaml" <<EOF
     open: {deny_write: ["/var/guard-bench-denied/**"]}
     connect: {deny: ["0.0.0.0/0:9"]}
 EOF
-"$GUARD" validate "$TMP/policy.yaml" >/dev/null
+"$GUARD" validate "$TMP/policy.yaml" >"$TMP/validate.out" 2>&1 || { cat "$TMP/validate.out" >&2; die "invalid policy"; }
 
 cat >"$TMP/trace.bt" <<'EOF'
 BEGIN { printf("ready\n"); }
