@@ -26,14 +26,14 @@ usage: $0 [-r REPS] [-o OPENS] [-e EXECS] [-c CONNECTS] [-C "a b c d e"]
   -r REPS      repetitions of the whole a..e cycle (default 5)
   -o OPENS     open+close iterations per loop (default 200000)
   -e EXECS     fork+exec iterations per loop (default 2000)
-  -c CONNECTS  loopback connects per loop (default 5000)
+  -c CONNECTS  loopback connects per loop (default 10000)
   -C CONFIGS   configurations to run, among a b c d e (default all; a is always run)
 Output: markdown (ratio table, then raw ns/op) on stdout; progress on stderr.
 Each loop is bounded by a ${LOOP_TIMEOUT:-300} s timeout (env LOOP_TIMEOUT).
 EOF
 }
 
-REPS=5 OPENS=200000 EXECS=2000 CONNECTS=5000 CONFIGS="a b c d e"
+REPS=5 OPENS=200000 EXECS=2000 CONNECTS=10000 CONFIGS="a b c d e"
 while getopts "r:o:e:c:C:h" opt; do
     case "$opt" in
         r) REPS="$OPTARG" ;; o) OPENS="$OPTARG" ;; e) EXECS="$OPTARG" ;;
@@ -84,16 +84,28 @@ trap 'exit 130' INT TERM
 
 mkdir "$CG"
 echo x >"$TMP/open-target"
-# Loopback listener: accepts and closes, so the backlog never fills.
+# Loopback listener: accepts and closes, so the backlog never fills. On SIGUSR1 it writes how
+# many connections it accepted, so each connect loop is checked to have really connected
+# (the testkit ignores connect errors).
 python3 -c '
-import socket, sys
+import signal, socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 0)); s.listen(4096)
+n = 0
+def report(*_):
+    with open(sys.argv[1] + ".count", "w") as f: f.write(str(n) + "\n")
+signal.signal(signal.SIGUSR1, report)
 open(sys.argv[1], "w").write(str(s.getsockname()[1]) + "\n")
 while True:
-    c, _ = s.accept(); c.close()' "$TMP/port" &
+    c, _ = s.accept(); c.close(); n += 1' "$TMP/port" &
 LPID=$!
 for _ in $(seq 1 100); do [ -s "$TMP/port" ] && break; sleep 0.05; done
+accepted() {
+    rm -f "$TMP/port.count"
+    kill -USR1 "$LPID"
+    for _ in $(seq 1 100); do [ -s "$TMP/port.count" ] && break; sleep 0.02; done
+    cat "$TMP/port.count"
+}
 PORT="$(cat "$TMP/port")"
 
 cat >"$TMP/policy.yaml" <<EOF
@@ -218,7 +230,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
         start_config "$cfg"
         o="$(run_loop open "$OPENS" "$TMP/open-target")"
         e="$(run_loop exec "$EXECS" /bin/true)"
+        acc0="$(accepted)"
         c="$(run_loop connect "$CONNECTS" "127.0.0.1:$PORT")"
+        for _ in $(seq 1 30); do # the listener may still be accepting the last ones
+            acc1="$(accepted)"
+            [ $((acc1 - acc0)) -lt "$CONNECTS" ] || break
+            sleep 0.1
+        done
+        [ $((acc1 - acc0)) -ge "$CONNECTS" ] ||
+            die "config $cfg: only $((acc1 - acc0)) of $CONNECTS connects reached the listener"
         if [ -n "$APID" ] && ! kill -0 "$APID" 2>/dev/null; then
             die "config $cfg: the agent/tracer died during the loops"
         fi
