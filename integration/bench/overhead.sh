@@ -22,25 +22,29 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-usage: $0 [-r REPS] [-o OPENS] [-e EXECS] [-c CONNECTS] [-C "a b c d e"]
+usage: $0 [-r REPS] [-o OPENS] [-e EXECS] [-c CONNECTS] [-C "a b c d e"] [-w SECONDS]
   -r REPS      repetitions of the whole a..e cycle (default 5)
   -o OPENS     open+close iterations per loop (default 200000)
   -e EXECS     fork+exec iterations per loop (default 2000)
   -c CONNECTS  loopback connects per loop (default 10000)
   -C CONFIGS   configurations to run, among a b c d e (default all; a is always run)
+  -w SECONDS   before each repetition, wait up to SECONDS for other processes holding BPF
+               programs (another agent, a test) to go away (default 0: only report them);
+               raw rows of a repetition that started with one are marked "busy"
 Output: markdown (ratio table, then raw ns/op) on stdout; progress on stderr.
 Each loop is bounded by a ${LOOP_TIMEOUT:-300} s timeout (env LOOP_TIMEOUT).
 EOF
 }
 
-REPS=5 OPENS=200000 EXECS=2000 CONNECTS=10000 CONFIGS="a b c d e"
-while getopts "r:o:e:c:C:h" opt; do
+REPS=5 OPENS=200000 EXECS=2000 CONNECTS=10000 CONFIGS="a b c d e" QUIET_WAIT=0
+while getopts "r:o:e:c:C:w:h" opt; do
     case "$opt" in
         r) REPS="$OPTARG" ;; o) OPENS="$OPTARG" ;; e) EXECS="$OPTARG" ;;
-        c) CONNECTS="$OPTARG" ;; C) CONFIGS="$OPTARG" ;;
+        c) CONNECTS="$OPTARG" ;; C) CONFIGS="$OPTARG" ;; w) QUIET_WAIT="$OPTARG" ;;
         h) usage; exit 0 ;; *) usage >&2; exit 2 ;;
     esac
 done
+[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || { usage >&2; exit 2; }
 for v in "$REPS" "$OPENS" "$EXECS" "$CONNECTS"; do
     [[ "$v" =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
 done
@@ -223,9 +227,17 @@ run_loop open 2000 "$TMP/open-target" >/dev/null
 run_loop exec 20 /bin/true >/dev/null
 run_loop connect 200 "127.0.0.1:$PORT" >/dev/null
 start_s=$SECONDS
-FOREIGN="$(foreign_bpf)"
-[ -z "$FOREIGN" ] || say "warning: other processes hold BPF programs (their cost is in every config): $FOREIGN"
+BUSY_REPS=""
 for ((rep = 1; rep <= REPS; rep++)); do
+    waited=$SECONDS
+    while FOREIGN="$(foreign_bpf)"; [ -n "$FOREIGN" ] && [ $((SECONDS - waited)) -lt "$QUIET_WAIT" ]; do
+        sleep 2
+    done
+    busy=""
+    if [ -n "$FOREIGN" ]; then
+        busy=" busy"; BUSY_REPS+=" $rep"
+        say "warning: rep $rep starts with other processes holding BPF programs: $(echo "$FOREIGN" | cut -c1-80 | tr '\n' ';')"
+    fi
     for cfg in $CONFIGS; do
         start_config "$cfg"
         o="$(run_loop open "$OPENS" "$TMP/open-target")"
@@ -243,8 +255,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
             die "config $cfg: the agent/tracer died during the loops"
         fi
         stop_config "$cfg"
-        printf '%s %s open %s\n%s %s exec %s\n%s %s connect %s\n' \
-            "$rep" "$cfg" "$o" "$rep" "$cfg" "$e" "$rep" "$cfg" "$c" >>"$RAW"
+        printf '%s %s open %s%s\n%s %s exec %s%s\n%s %s connect %s%s\n' "$rep" "$cfg" "$o" "$busy" \
+            "$rep" "$cfg" "$e" "$busy" "$rep" "$cfg" "$c" "$busy" >>"$RAW"
         say "rep $rep config $cfg: open $o ns, exec $e ns, connect $c ns ($((SECONDS - start_s)) s)"
     done
 done
@@ -256,9 +268,10 @@ echo "### Syscall-loop overhead: slowdown vs no agent (ratio per repetition; min
 echo
 echo "Machine: $(machine). Loops: open+close $OPENS, fork+exec /bin/true $EXECS, loopback connect $CONNECTS."
 echo
-if [ -n "$FOREIGN" ]; then
-    echo "**Warning:** other BPF users were running at the start (their cost is in every configuration, including a):"
-    echo '```'; echo "$FOREIGN"; echo '```'; echo
+if [ -n "$BUSY_REPS" ]; then
+    echo "**Warning:** repetitions$BUSY_REPS started while other processes held BPF programs (another"
+    echo "agent or test: its cost is in every configuration of that repetition, including a)."
+    echo
 fi
 echo "| loop | config | ns/op (median) | ratio min | ratio median | ratio max |"
 echo "|---|---|---|---|---|---|"
