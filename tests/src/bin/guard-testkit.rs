@@ -360,7 +360,10 @@ fn bench(args: &[OsString]) -> ExitCode {
     let Some(target_c) = cstring(target) else {
         return usage("TARGET contains a NUL byte");
     };
-    let rate = match args.get(3).map(|r| r.to_str().and_then(|r| r.parse::<u64>().ok())) {
+    let rate = match args
+        .get(3)
+        .map(|r| r.to_str().and_then(|r| r.parse::<u64>().ok()))
+    {
         None => 0,
         Some(Some(r)) => r,
         Some(None) => return usage("bench RATE is a number of operations per second"),
