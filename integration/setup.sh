@@ -26,6 +26,8 @@ PKGS=(
     chromium                                                               # HTML report test
     iproute2 procps                                                        # test tooling
 )
+# Not here: bpftrace and auditd are benchmark-only (integration/bench/overhead.sh installs them
+# on demand and says so).
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

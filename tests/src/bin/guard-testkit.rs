@@ -25,9 +25,10 @@ usage: guard-testkit COMMAND ...
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
-  bench exec|open|connect N TARGET        N operations (exec: fork+execve TARGET true+wait;
+  bench exec|open|connect N TARGET [RATE] N operations (exec: fork+execve TARGET true+wait;
                                           open: open+close TARGET; connect: TCP connect to
-                                          ADDR:PORT, refused or not); prints `ok ns_per_op=X`
+                                          ADDR:PORT, refused or not); prints `ok ns_per_op=X`;
+                                          RATE (ops/s) paces the loop, checked every 100 ops
 output: `ok` (exit 0) or `errno=N NAME` (exit 1); exit 2 = usage or setup error";
 
 /// Exit codes shared with the scenario scripts.
@@ -359,8 +360,23 @@ fn bench(args: &[OsString]) -> ExitCode {
     let Some(target_c) = cstring(target) else {
         return usage("TARGET contains a NUL byte");
     };
+    let rate = match args
+        .get(3)
+        .map(|r| r.to_str().and_then(|r| r.parse::<u64>().ok()))
+    {
+        None => 0,
+        Some(Some(r)) => r,
+        Some(None) => return usage("bench RATE is a number of operations per second"),
+    };
     let start = std::time::Instant::now();
-    for _ in 0..n {
+    for i in 0..n {
+        if rate > 0 && i % 100 == 0 {
+            // Sleep until operation i is due, so the rate holds over the whole run.
+            let due = Duration::from_nanos(u64::from(i) * 1_000_000_000 / rate);
+            if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
         match op {
             "exec" => {
                 let arg1 = c"true";

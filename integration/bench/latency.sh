@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Response latency, from the host tests that measure it (each run prints one line):
+#   kill_process:   alert -> process dead (pidfd), 30 trials
+#                   (tests/tests/respond_semantics.rs kill_process_latency_and_death)
+#   kill_container: alert -> container init exited (pidfd), 20 trials, real dockerd
+#                   (tests/tests/respond_container.rs kill_container_on_critical_latency)
+# Both are run RUNS times; every p50/p99/max line is reported. Docker comes from
+# integration/docker.sh (stopped again only if this script started it and nothing else runs).
+# Root only. Not part of CI as a benchmark (the tests themselves run in CI with loose bounds).
+set -euo pipefail
+# shellcheck source=integration/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+    cat <<EOF
+usage: $0 [RUNS]
+  RUNS  runs of each test (default 3, at most 20); each cargo test is bounded by 600 s
+Output: markdown on stdout; progress and cargo output on stderr.
+EOF
+}
+case "${1:-}" in -h | --help) usage; exit 0 ;; esac
+RUNS="${1:-3}"
+{ [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] && [ "$RUNS" -le 20 ]; } || { usage >&2; exit 2; }
+need_root
+
+TMP="$(mktemp -d /tmp/guard-latency.XXXXXX)"
+cleanup() { set +e; docker_done; rm -rf "$TMP"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+docker_up
+
+cd "$REPO"
+say "building the test binaries"
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo test -q -p guard-tests --test respond_semantics \
+    --test respond_container --no-run >&2
+
+# run_test TEST FILTER PATTERN: runs one test, prints its latency line.
+run_test() {
+    local test="$1" filter="$2" pattern="$3" out
+    out="$TMP/out"
+    if ! CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" timeout 600 cargo test -q -p guard-tests \
+        --test "$test" -- --exact "$filter" --nocapture >"$out" 2>&1; then
+        cat "$out" >&2
+        die "$test $filter failed"
+    fi
+    grep -m1 "$pattern" "$out" || die "$test $filter printed no '$pattern' line (Docker missing?)"
+}
+
+say "machine: $(machine)"
+echo "### Response latency ($RUNS runs of each test)"
+echo
+echo "Machine: $(machine)."
+echo
+echo "| run | measurement |"
+echo "|---|---|"
+for ((run = 1; run <= RUNS; run++)); do
+    l="$(run_test respond_semantics kill_process_latency_and_death 'kill_process alert->process dead')"
+    echo "| $run | $l |"
+    say "$l"
+    l="$(run_test respond_container kill_container_on_critical_latency 'kill_container alert->container init exited')"
+    echo "| $run | $l |"
+    say "$l"
+done
