@@ -383,8 +383,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         Prefilter::derive(
             &engine.rules,
             &crate::prefilter::Needs {
-                // Snapshots record each process's recent events, whatever the rules use.
-                everything: keep_recent,
+                // Snapshots keep the recent events the agent receives: those the rules can use.
+                everything: false,
                 policy_open_paths: policies
                     .iter()
                     .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
