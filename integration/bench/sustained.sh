@@ -15,7 +15,8 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-usage: $0 [SECONDS] [RATES]
+usage: [GUARD_ARGS=...] $0 [SECONDS] [RATES]
+  GUARD_ARGS extra "guard run" options, e.g. --no-prefilter (every open reaches the agent)
   SECONDS  duration of each step (default 60; e.g. 5 for a quick run)
   RATES    candidate open/s, ascending, space-separated
            (default "10000 20000 30000 50000 100000 200000")
@@ -69,8 +70,9 @@ step() {
     local rate="$1" n out t0 t1 before after seen
     n=$((rate * SECS))
     rm -rf "$TMP/agent.err" "$TMP/audit"
+    # shellcheck disable=SC2086
     "$GUARD" run --rules "$REPO/policies" --responses "$REPO/responses" --detect-only \
-        --format json --audit-dir "$TMP/audit" --drop-report-secs 1 \
+        --format json --audit-dir "$TMP/audit" --drop-report-secs 1 ${GUARD_ARGS:-} \
         --pin-dir "/sys/fs/bpf/guard-bench-$$" >/dev/null 2>"$TMP/agent.err" &
     APID=$!
     wait_line "$TMP/agent.err" '^guard: ready' 60 "$APID"
