@@ -46,6 +46,10 @@ pub mod names {
     pub const DECISIONS: &str = "DECISIONS";
     /// Open prefilter: path prefix (LPM key) -> `open_prefix_bits`.
     pub const OPEN_PREFIXES: &str = "OPEN_PREFIXES";
+    /// Connect prefilter: port -> 1 when no rule can match a connect to it.
+    pub const CONNECT_PORTS: &str = "CONNECT_PORTS";
+    /// Connect prefilter: destination networks no rule can match (LPM, family + address).
+    pub const CONNECT_NETS: &str = "CONNECT_NETS";
     pub const DROPS: &str = "DROPS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const SETTINGS: &str = "SETTINGS";
@@ -85,9 +89,11 @@ pub mod names {
 pub const DROP_SYSCALL_UNPAIRED: u32 = EventKind::COUNT;
 /// `DROPS` slot counting opens the prefilter skipped on purpose (not a loss).
 pub const PREFILTERED_OPENS: u32 = EventKind::COUNT + 1;
-/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`
-/// and `PREFILTERED_OPENS`.
-pub const DROP_SLOTS: u32 = EventKind::COUNT + 2;
+/// `DROPS` slot counting connects the prefilter skipped on purpose (not a loss).
+pub const PREFILTERED_CONNECTS: u32 = EventKind::COUNT + 2;
+/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`,
+/// `PREFILTERED_OPENS` and `PREFILTERED_CONNECTS`.
+pub const DROP_SLOTS: u32 = EventKind::COUNT + 3;
 
 /// Values of `SYSCALL_FILTER` (bits).
 pub mod syscall_filter {
@@ -95,7 +101,16 @@ pub mod syscall_filter {
     pub const TRACE: u8 = 1;
     /// An open-family syscall whose record goes through the `OPEN_PREFIXES` check.
     pub const OPEN_PATHS: u8 = 2;
+    /// `connect`, whose record goes through the `CONNECT_PORTS` / `CONNECT_NETS` check.
+    pub const CONNECT_DEST: u8 = 4;
 }
+
+/// Entries of `CONNECT_PORTS` (one per port).
+pub const CONNECT_PORT_SLOTS: u32 = 65_536;
+/// Entries of `CONNECT_NETS`.
+pub const MAX_CONNECT_NETS: u32 = 1024;
+/// `CONNECT_NETS` key: address family (4 or 6), then the address (IPv4 in the first 4 bytes).
+pub const CONNECT_NET_KEY_BYTES: usize = 17;
 
 /// Key bytes of an `OPEN_PREFIXES` entry; longer paths always pass the open prefilter.
 pub const OPEN_PREFIX_BYTES: usize = 256;

@@ -17,12 +17,12 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS, DROP_SYSCALL_UNPAIRED, EventHeader,
-    EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0,
-    FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS,
-    MAX_POLICY_CGROUPS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES, PAYLOAD_MAX,
-    PREFILTERED_OPENS, PendingSyscall, SCRATCH_LEN, SyscallBody, TS_COMPAT, open_prefix_bits,
-    settings, syscall_filter, syscalls,
+    CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS,
+    DROP_SYSCALL_UNPAIRED, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0,
+    FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
+    MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_POLICY_CGROUPS, MAX_SYSCALL_NR, OFFSET_ABSENT,
+    OPEN_PREFIX_BYTES, PAYLOAD_MAX, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall,
+    SCRATCH_LEN, SyscallBody, TS_COMPAT, open_prefix_bits, settings, syscall_filter, syscalls,
     syscalls::{Payload, spec},
 };
 
@@ -469,12 +469,61 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     fill_payload(&mut rec, 0, payloads[0], &p.args);
     fill_payload(&mut rec, 1, payloads[1], &p.args);
     // The prefilter looks at what was captured, so it judges exactly what userspace would see.
-    if syscall_bits(p.nr as u64) & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
+    let bits = syscall_bits(p.nr as u64);
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
         count_drop_slot(PREFILTERED_OPENS);
+        return 0;
+    }
+    if bits & syscall_filter::CONNECT_DEST != 0 && !connect_wanted(&mut rec) {
+        count_drop_slot(PREFILTERED_CONNECTS);
         return 0;
     }
     rec.submit();
     0
+}
+
+/// Connect prefilter: 1 for ports no rule can match a connect to.
+#[map]
+static CONNECT_PORTS: Array<u8> = Array::with_max_entries(CONNECT_PORT_SLOTS, 0);
+
+/// Connect prefilter: destination networks no rule can match.
+#[map]
+static CONNECT_NETS: LpmTrie<[u8; CONNECT_NET_KEY_BYTES], u8> =
+    LpmTrie::with_max_entries(MAX_CONNECT_NETS, BPF_F_NO_PREALLOC);
+
+/// Whether a connect record (payload 0: the sockaddr as passed; `prefilter::passes_connect`
+/// states the same check) is one some rule may need: anything but a whole IPv4 or IPv6
+/// address passes; one passes unless its port or its network is excluded.
+#[inline(always)]
+fn connect_wanted(rec: &mut Record) -> bool {
+    let len = rec.header().len0 as usize;
+    let sa = rec.payload_dst(0);
+    // SAFETY: reads within payload 0 (checked against its length) of the scratch area.
+    unsafe {
+        let Ok(family) = bpf_probe_read_kernel(sa as *const u16) else {
+            return true;
+        };
+        let port = u16::from_be(bpf_probe_read_kernel(sa.add(2) as *const u16).unwrap_or(0));
+        let mut key = LpmKey::new(
+            8 * CONNECT_NET_KEY_BYTES as u32,
+            [0u8; CONNECT_NET_KEY_BYTES],
+        );
+        if family == AF_INET && len >= 8 {
+            key.data[0] = 4;
+            let a = bpf_probe_read_kernel(sa.add(4) as *const [u8; 4]).unwrap_or([0; 4]);
+            key.data[1..5].copy_from_slice(&a);
+        } else if family == AF_INET6 && len >= 24 {
+            key.data[0] = 6;
+            let a = bpf_probe_read_kernel(sa.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
+            key.data[1..17].copy_from_slice(&a);
+        } else {
+            return true;
+        }
+        if CONNECT_PORTS.get(port as u32).is_some_and(|v| *v != 0) {
+            return false;
+        }
+        CONNECT_NETS.get(&key).is_none()
+    }
 }
 
 /// Open prefilter: path prefixes (LPM key bytes, no NUL) some rule can match on an open.

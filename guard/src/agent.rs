@@ -918,7 +918,10 @@ impl Pipeline {
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),
             self.probes.unpaired_syscalls().unwrap_or(0),
-            self.probes.prefiltered_opens().unwrap_or(0),
+            (
+                self.probes.prefiltered_opens().unwrap_or(0),
+                self.probes.prefiltered_connects().unwrap_or(0),
+            ),
         );
     }
 
@@ -1021,6 +1024,7 @@ impl Pipeline {
             events = self.seen,
             decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
             prefiltered_opens = self.probes.prefiltered_opens().unwrap_or(0),
+            prefiltered_connects = self.probes.prefiltered_connects().unwrap_or(0),
             "guard stopping"
         );
         if let Some(o) = self.outputs.take() {

@@ -116,6 +116,7 @@ pub struct Metrics {
     decode_errors: AtomicU64,
     syscall_unpaired: AtomicU64,
     prefiltered_opens: AtomicU64,
+    prefiltered_connects: AtomicU64,
     alerts: Labelled,
     decisions: Labelled,
     actions: Labelled,
@@ -143,7 +144,7 @@ impl Metrics {
         drops: &[(EventKind, u64)],
         decode_errors: u64,
         unpaired: u64,
-        prefiltered: u64,
+        prefiltered: (u64, u64),
     ) {
         for (k, n) in drops {
             if let Some(c) = self.dropped.get(*k as usize) {
@@ -152,7 +153,8 @@ impl Metrics {
         }
         self.decode_errors.store(decode_errors, Relaxed);
         self.syscall_unpaired.store(unpaired, Relaxed);
-        self.prefiltered_opens.store(prefiltered, Relaxed);
+        self.prefiltered_opens.store(prefiltered.0, Relaxed);
+        self.prefiltered_connects.store(prefiltered.1, Relaxed);
     }
 
     pub fn alert(&self, rule: &str, priority: &str) {
@@ -228,6 +230,13 @@ impl Metrics {
             "counter",
             "Opens the kernel prefilter skipped on purpose (no rule could match them).",
             self.prefiltered_opens.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_prefiltered_connects_total",
+            "counter",
+            "Connects the kernel prefilter skipped on purpose (no rule could match them).",
+            self.prefiltered_connects.load(Relaxed),
         );
         self.alerts.render(
             &mut out,
@@ -361,7 +370,7 @@ mod tests {
         m.received(EventKind::Syscall as u16);
         m.received(EventKind::Syscall as u16);
         m.received(999);
-        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, 3);
+        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, (3, 4));
         m.alert("Read \"sensitive\" file", "Warning");
         m.alert("Read \"sensitive\" file", "Warning");
         m.decision("open", "kill");
@@ -374,6 +383,7 @@ mod tests {
             "guard_decode_errors_total 1",
             "guard_syscall_unpaired_total 2",
             "guard_prefiltered_opens_total 3",
+            "guard_prefiltered_connects_total 4",
             "guard_alerts_total{rule=\"Read \\\"sensitive\\\" file\",priority=\"Warning\"} 2",
             "guard_decisions_total{op=\"open\",verdict=\"kill\"} 1",
             "guard_actions_total{action=\"kill_process\",outcome=\"done\"} 1",

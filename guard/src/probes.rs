@@ -255,6 +255,49 @@ fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> 
                 .with_context(|| format!("adding open prefix {p:?}"))?;
         }
     }
+    {
+        let mut ports: Array<&mut MapData, u8> = Array::try_from(
+            ebpf.map_mut(names::CONNECT_PORTS)
+                .context("map CONNECT_PORTS missing from the object")?,
+        )?;
+        for &p in &prefilter.connect_ports {
+            ports
+                .set(u32::from(p), 1, 0)
+                .with_context(|| format!("excluding connect port {p}"))?;
+        }
+    }
+    {
+        anyhow::ensure!(
+            prefilter.connect_nets.len() <= guard_ebpf::MAX_CONNECT_NETS as usize,
+            "{} connect networks derived from the rules; the kernel map holds {}",
+            prefilter.connect_nets.len(),
+            guard_ebpf::MAX_CONNECT_NETS
+        );
+        let mut nets: aya::maps::lpm_trie::LpmTrie<
+            &mut MapData,
+            [u8; guard_ebpf::CONNECT_NET_KEY_BYTES],
+            u8,
+        > = aya::maps::lpm_trie::LpmTrie::try_from(
+            ebpf.map_mut(names::CONNECT_NETS)
+                .context("map CONNECT_NETS missing from the object")?,
+        )?;
+        for net in &prefilter.connect_nets {
+            let mut data = [0u8; guard_ebpf::CONNECT_NET_KEY_BYTES];
+            match net {
+                ipnet::IpNet::V4(n) => {
+                    data[0] = 4;
+                    data[1..5].copy_from_slice(&n.addr().octets());
+                }
+                ipnet::IpNet::V6(n) => {
+                    data[0] = 6;
+                    data[1..17].copy_from_slice(&n.addr().octets());
+                }
+            }
+            let key = aya::maps::lpm_trie::Key::new(8 + u32::from(net.prefix_len()), data);
+            nets.insert(&key, 1, 0)
+                .with_context(|| format!("excluding connect network {net}"))?;
+        }
+    }
     // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
     // without its enter is counted as a drop.
     raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
@@ -372,12 +415,21 @@ impl Probes {
 
     /// Opens the prefilter skipped on purpose (no rule could use them).
     pub fn prefiltered_opens(&self) -> Result<u64> {
+        self.drop_slot(guard_ebpf::PREFILTERED_OPENS)
+    }
+
+    /// Connects the prefilter skipped on purpose.
+    pub fn prefiltered_connects(&self) -> Result<u64> {
+        self.drop_slot(guard_ebpf::PREFILTERED_CONNECTS)
+    }
+
+    fn drop_slot(&self, slot: u32) -> Result<u64> {
         let map = self
             .ebpf
             .map(names::DROPS)
             .context("map DROPS missing from the object")?;
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        Ok(arr.get(&guard_ebpf::PREFILTERED_OPENS, 0)?.iter().sum())
+        Ok(arr.get(&slot, 0)?.iter().sum())
     }
 }
 

@@ -7,7 +7,8 @@ use std::{process::Command, time::Duration};
 use guard_tests::harness::{Agent, TestCgroup, agent_lock, can_run, is_root, repo_root};
 
 /// Reads and writes of sensitive and ordinary files through absolute, relative, `..` and `//`
-/// paths, and an exec from /tmp. Fixed names, so both runs produce identical alerts.
+/// paths, loopback connects (a destination guard's only connect rule ignores), and an exec
+/// from /tmp. Fixed names, so both runs produce identical alerts.
 const SCRIPT: &str = "
 for i in 1 2 3; do
   cat /etc/shadow >/dev/null
@@ -22,6 +23,7 @@ for i in 1 2 3; do
   cat /proc/self/status >/dev/null
   for f in /usr/share/doc/*; do :; done
   cat /usr/lib/os-release >/dev/null 2>&1
+  nc -w 1 127.0.0.1 9 </dev/null >/dev/null 2>&1
 done
 cp /bin/busybox /tmp/guard-prefilter-bb && /tmp/guard-prefilter-bb true
 rm -f /tmp/guard-prefilter-bb /tmp/guard-prefilter-ok
@@ -29,7 +31,7 @@ rm -f /tmp/guard-prefilter-bb /tmp/guard-prefilter-ok
 
 /// Runs the workload in `cg` under a fresh agent; returns the alerts' identifying fields and
 /// the agent's final counters.
-fn run(cg: &TestCgroup, extra: &[&str]) -> (Vec<String>, u64, u64) {
+fn run(cg: &TestCgroup, extra: &[&str]) -> (Vec<String>, u64, u64, u64) {
     let rules = repo_root().join("policies");
     let mut args = vec![
         "--log",
@@ -78,7 +80,12 @@ fn run(cg: &TestCgroup, extra: &[&str]) -> (Vec<String>, u64, u64) {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{key} missing in {stop:?}"))
     };
-    (keys, num("events="), num("prefiltered_opens="))
+    (
+        keys,
+        num("events="),
+        num("prefiltered_opens="),
+        num("prefiltered_connects="),
+    )
 }
 
 #[test]
@@ -88,21 +95,26 @@ fn the_prefilter_changes_no_alert_and_skips_opens() {
     }
     let _lock = agent_lock();
     let cg = TestCgroup::new("prefilter");
-    let (full, full_events, full_skipped) = run(&cg, &["--no-prefilter"]);
-    let (filtered, filtered_events, skipped) = run(&cg, &[]);
+    let (full, full_events, full_skipped, full_connects) = run(&cg, &["--no-prefilter"]);
+    let (filtered, filtered_events, skipped, skipped_connects) = run(&cg, &[]);
     assert!(
         full.len() >= 6,
         "the workload should raise alerts (sensitive reads, writes below /etc, exec from /tmp): {full:#?}"
     );
     assert_eq!(full, filtered, "alerts differ with the prefilter");
-    assert_eq!(full_skipped, 0, "--no-prefilter skipped opens");
+    assert_eq!(
+        (full_skipped, full_connects),
+        (0, 0),
+        "--no-prefilter skipped events"
+    );
     assert!(skipped > 0, "the prefilter skipped no open");
+    assert!(skipped_connects > 0, "the prefilter skipped no connect");
     assert!(
         filtered_events < full_events,
         "prefiltered agent received {filtered_events} events, unfiltered {full_events}"
     );
     eprintln!(
-        "prefilter: {} alerts identical; events {full_events} -> {filtered_events}; {skipped} opens skipped in the kernel",
+        "prefilter: {} alerts identical; events {full_events} -> {filtered_events}; {skipped} opens and {skipped_connects} connects skipped in the kernel",
         full.len()
     );
 }

@@ -1,7 +1,7 @@
 //! Kernel prefilters derived from the compiled rules (DESIGN section 10): most events match no
 //! rule, so the kernel should not spend a ring-buffer record on them.
 //!
-//! Two filters, each a sound over-approximation of what the rules (and the agent's own state,
+//! Three filters, each a sound over-approximation of what the rules (and the agent's own state,
 //! policies and responses) can use:
 //! - **syscalls**: a traced syscall whose event type no active rule can match, and that the
 //!   agent's state does not need, is not traced at all (`SYSCALL_FILTER`);
@@ -9,12 +9,21 @@
 //!   access or for writes only (`OPEN_PREFIXES`, an LPM trie). The kernel drops an open only
 //!   when its path is absolute and plain (no `.`, `..` or empty component, which the agent would
 //!   normalise) and matches no prefix with the open's access. Relative paths, dirfds, long or
-//!   unreadable paths always pass.
+//!   unreadable paths always pass;
+//! - **connect destinations**: ports and networks no rule can match a connect to
+//!   (`not fd.sport in (...)`, `not fd.snet in (...)` and the like inside a conjunction):
+//!   `CONNECT_PORTS` and `CONNECT_NETS`. Only whole IPv4/IPv6 sockaddrs are judged.
 //!
-//! [`Prefilter::passes_open`] is the userspace statement of the kernel's open check; the
-//! differential tests replay traces through it and compare alerts.
+//! [`Prefilter::passes_open`] and [`Prefilter::passes_connect`] are the userspace statements
+//! of the kernel's checks; the differential tests replay traces through them and compare
+//! alerts.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+};
+
+use ipnet::IpNet;
 
 use guard_ebpf::{OPEN_PREFIX_BYTES, open_prefix_bits, syscall_filter, syscalls};
 
@@ -65,6 +74,85 @@ pub struct Prefilter {
     /// that cover it (an LPM lookup returns only the longest match). Empty when the open path
     /// filter is off.
     pub open_prefixes: BTreeMap<String, u8>,
+    /// Connect destinations no rule can match; empty when the connect filter is off.
+    pub connect_ports: BTreeSet<u16>,
+    pub connect_nets: BTreeSet<IpNet>,
+}
+
+/// Which filterable connects (a whole IPv4/IPv6 destination) a condition can match: `None`
+/// for none, else all but those to a port or a network excluded here.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Excluded {
+    ports: BTreeSet<u16>,
+    nets: BTreeSet<IpNet>,
+}
+
+type Connects = Option<Excluded>;
+
+fn c_and(a: Connects, b: Connects) -> Connects {
+    let (a, b) = (a?, b?);
+    Some(Excluded {
+        ports: a.ports.union(&b.ports).copied().collect(),
+        nets: a.nets.union(&b.nets).copied().collect(),
+    })
+}
+
+fn c_or(a: Connects, b: Connects) -> Connects {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(b)) => Some(Excluded {
+            ports: a.ports.intersection(&b.ports).copied().collect(),
+            nets: a.nets.intersection(&b.nets).copied().collect(),
+        }),
+    }
+}
+
+/// The destinations a check excludes when it is false (`not CHECK`, or `!=` whose test
+/// holds): on a connect to a whole address the destination fields always have a value.
+fn excluded_when_false(c: &Check) -> Excluded {
+    let mut e = Excluded::default();
+    if !c.transformers.is_empty() {
+        return e;
+    }
+    match (c.field.id, &c.test) {
+        (FieldId::FdSport | FieldId::FdRport, Test::NumIn(set)) => {
+            e.ports = set.iter().filter_map(|&p| u16::try_from(p).ok()).collect();
+        }
+        (FieldId::FdSport | FieldId::FdRport, Test::Num(crate::rules::eval::Cmp::Eq, p)) => {
+            e.ports.extend(u16::try_from(*p).ok());
+        }
+        (FieldId::FdSip | FieldId::FdRip, Test::Ip(nets)) => {
+            e.nets = nets.iter().copied().collect();
+        }
+        _ => {}
+    }
+    e
+}
+
+fn connects(n: &Node, connect_types: u128) -> Connects {
+    match n {
+        Node::Const(true) => Some(Excluded::default()),
+        Node::Const(false) => None,
+        Node::Types(t) => (t & connect_types != 0).then(Excluded::default),
+        Node::Not(inner) => match &**inner {
+            Node::Types(t) if t & connect_types == connect_types => None,
+            Node::Const(true) => None,
+            Node::Check(c) if !c.negate => Some(excluded_when_false(c)),
+            Node::Memo(_, m) => connects(&Node::Not(m.clone()), connect_types),
+            _ => Some(Excluded::default()),
+        },
+        Node::And(items) => items.iter().try_fold(Excluded::default(), |acc, i| {
+            c_and(Some(acc), connects(i, connect_types))
+        }),
+        Node::Or(items) => items
+            .iter()
+            .fold(None, |acc, i| c_or(acc, connects(i, connect_types))),
+        Node::Memo(_, inner) => connects(inner, connect_types),
+        Node::Check(c) if matches!(c.test, Test::Unavailable) => None,
+        // `fd.sport != 80`: false exactly when the port is 80.
+        Node::Check(c) if c.negate => Some(excluded_when_false(c)),
+        Node::Check(_) => Some(Excluded::default()),
+    }
 }
 
 /// Which filterable opens (absolute, plain paths) a condition can match: pairs of (path
@@ -217,15 +305,24 @@ impl Prefilter {
     /// Derives the filters from the active rules and the agent's other needs.
     pub fn derive(rules: &RuleSet, needs: &Needs) -> Prefilter {
         let open_types = open_type_bits();
+        let connect_types = 1u128 << event_type_id("connect");
         let mut types: u128 = 0;
         let mut open_pairs: Opens = Vec::new();
+        let mut connect_excl: Connects = None;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
             if t & open_types != 0 {
                 open_pairs = or(open_pairs, opens(&r.node, open_types));
             }
+            if t & connect_types != 0 {
+                connect_excl = c_or(connect_excl, connects(&r.node, connect_types));
+            }
         }
+        // No rule can match any connect: it is not traced at all (below), nothing to exclude.
+        let connect_excl = connect_excl.unwrap_or_default();
+        let bounds_nothing = connect_excl.ports.is_empty() && connect_excl.nets.is_empty();
+        let connect_filter = !(needs.everything || needs.policy_connect || bounds_nothing);
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
         }
@@ -248,6 +345,9 @@ impl Prefilter {
             let mut bits = syscall_filter::TRACE;
             if is_open && open_filter {
                 bits |= syscall_filter::OPEN_PATHS;
+            }
+            if sc.nr == syscalls::CONNECT && connect_filter {
+                bits |= syscall_filter::CONNECT_DEST;
             }
             syscalls.insert(sc.nr, bits);
         }
@@ -274,10 +374,34 @@ impl Prefilter {
                 }
             }
         }
+        let (connect_ports, connect_nets) = if connect_filter {
+            (connect_excl.ports, connect_excl.nets)
+        } else {
+            Default::default()
+        };
         Prefilter {
             syscalls,
             open_prefixes,
+            connect_ports,
+            connect_nets,
         }
+    }
+
+    /// The kernel's connect check: whether a connect to `dest` (None: not a whole IPv4/IPv6
+    /// sockaddr) produces a record.
+    pub fn passes_connect(&self, dest: Option<SocketAddr>) -> bool {
+        let Some(bits) = self.syscalls.get(&syscalls::CONNECT) else {
+            return false;
+        };
+        let Some(dest) = dest else {
+            return true;
+        };
+        if bits & syscall_filter::CONNECT_DEST == 0 {
+            return true;
+        }
+        let ip = dest.ip();
+        !(self.connect_ports.contains(&dest.port())
+            || self.connect_nets.iter().any(|n| n.contains(&ip)))
     }
 
     /// Everything traced, nothing filtered.
@@ -342,8 +466,16 @@ impl Prefilter {
                 "off".to_owned()
             } else {
                 format!("{} prefixes", self.open_prefixes.len())
-            }
-        )
+            },
+        ) + &if self.connect_ports.is_empty() && self.connect_nets.is_empty() {
+            "; connect filter: off".to_owned()
+        } else {
+            format!(
+                "; connect filter: {} ports, {} networks",
+                self.connect_ports.len(),
+                self.connect_nets.len()
+            )
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! with and without the prefilter gives the same alerts, for guard's rules alone and with
 //! Falco's stable ruleset.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
 
 use super::*;
 use crate::{
@@ -151,6 +154,58 @@ fn longer_entries_carry_the_bits_of_covering_ones() {
     assert!(p.passes_open(syscalls::OPENAT, b"/etc/shadow", false));
     assert!(p.passes_open(syscalls::OPENAT, b"/etc/shadow", true));
     assert!(!p.passes_open(syscalls::OPENAT, b"/etc/hosts", false));
+}
+
+#[test]
+fn connect_destinations_no_rule_can_match_are_excluded() {
+    let at = |s: &str| Some(s.parse::<std::net::SocketAddr>().expect("addr"));
+    let p = Prefilter::derive(
+        &rule(
+            "evt.type = connect and not fd.snet in (\"127.0.0.0/8\", \"::1/128\") and not fd.sport in (80, 443) and proc.name != curl",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(p.connect_ports, BTreeSet::from([80, 443]));
+    assert_eq!(p.connect_nets.len(), 2);
+    assert_eq!(
+        p.syscalls.get(&syscalls::CONNECT),
+        Some(&(syscall_filter::TRACE | syscall_filter::CONNECT_DEST))
+    );
+    assert!(!p.passes_connect(at("127.0.0.1:4444")));
+    assert!(!p.passes_connect(at("[::1]:4444")));
+    assert!(!p.passes_connect(at("10.0.0.1:443")));
+    assert!(p.passes_connect(at("10.0.0.1:4444")));
+    // An IPv4-mapped address is an IPv6 address to the rules: not excluded.
+    assert!(p.passes_connect(at("[::ffff:127.0.0.1]:4444")));
+    // Not a whole inet sockaddr (unix, short, unreadable): always passes.
+    assert!(p.passes_connect(None));
+
+    // `or`: only what both sides exclude; `!=` excludes its value.
+    let p = Prefilter::derive(
+        &rule(
+            "evt.type = connect and ((not fd.sport in (80, 443) and proc.name = a) or (fd.sport != 80 and proc.name = b))",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(p.connect_ports, BTreeSet::from([80]));
+    // A rule bounding nothing turns the filter off; so do policies with connect rules.
+    let p = Prefilter::derive(
+        &rule("evt.type = connect and fd.sport = 4444"),
+        &Needs::default(),
+    );
+    assert!(p.connect_ports.is_empty() && p.connect_nets.is_empty());
+    assert_eq!(
+        p.syscalls.get(&syscalls::CONNECT),
+        Some(&syscall_filter::TRACE)
+    );
+    let p = Prefilter::derive(
+        &rule("evt.type = connect and not fd.sport in (80)"),
+        &Needs {
+            policy_connect: true,
+            ..Needs::default()
+        },
+    );
+    assert!(p.connect_ports.is_empty());
 }
 
 fn repo() -> PathBuf {
@@ -353,6 +408,66 @@ fn generated(p: &Prefilter, n: usize) -> Vec<Event> {
     out
 }
 
+/// Varied connects: excluded and other ports, loopback, private, documentation and IPv6
+/// destinations (IPv4-mapped too), results, in and out of containers.
+fn generated_connects(n: usize, first_num: u64) -> Vec<Event> {
+    let ports: [u16; 10] = [22, 53, 80, 123, 443, 4444, 6667, 8080, 8443, 9999];
+    let addrs = [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "192.0.2.10",
+        "198.51.100.7",
+        "::1",
+        "2001:db8::1",
+        "::ffff:127.0.0.1",
+        "::ffff:192.0.2.10",
+    ];
+    let mut r = Lcg(0xc0ff);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let ip: IpAddr = r.pick(&addrs).parse().expect("ip");
+        let port = *r.pick(&ports);
+        let mut ev = Event {
+            v: 1,
+            num: first_num + i as u64,
+            time: 1_767_225_700_000_000_000 + i as u64 * 1000,
+            evt_type: "connect".into(),
+            res: *r.pick(&[0, -115, -111]),
+            ..Default::default()
+        };
+        ev.fd = Some(Fd {
+            num: 3,
+            fd_type: if ip.is_ipv4() {
+                FdType::Ipv4
+            } else {
+                FdType::Ipv6
+            },
+            sip: Some(ip),
+            sport: Some(port),
+            l4proto: Some(crate::model::L4Proto::Tcp),
+            ..Fd::default()
+        });
+        let name = *r.pick(&["curl", "nc", "python3", "java", "sh"]);
+        ev.proc.pid = 2000 + (i % 100) as u32;
+        ev.proc.name = name.into();
+        ev.proc.exe = format!("/usr/bin/{name}");
+        ev.proc.exepath = ev.proc.exe.clone();
+        ev.proc.start_time = ev.time - 1_000_000_000;
+        if !r.next().is_multiple_of(3) {
+            ev.container = Some(Container {
+                id: "3f2a9c1b7d4e".into(),
+                name: "web-1".into(),
+                image: (*r.pick(&["docker.io/library/nginx:1.25", "busybox:latest"])).into(),
+                ..Container::default()
+            });
+        }
+        ev.prepare().expect("prepare");
+        out.push(ev);
+    }
+    out
+}
+
 fn syscall_nr(evt_type: &str) -> Option<u32> {
     syscalls::TRACED
         .iter()
@@ -366,6 +481,13 @@ fn kernel_keeps(p: &Prefilter, ev: &Event) -> bool {
         // exec, fork, exit and events the prefilter never touches.
         return true;
     };
+    if nr == syscalls::CONNECT {
+        let dest = ev
+            .fd
+            .as_ref()
+            .and_then(|f| Some(SocketAddr::new(f.sip?, f.sport?)));
+        return p.passes_connect(dest);
+    }
     if !OPEN_TYPES.contains(&ev.evt_type.as_str()) {
         return p.traces(nr);
     }
@@ -401,6 +523,7 @@ fn differential(with_falco: bool) {
         ev.num += base;
         ev
     }));
+    events.extend(generated_connects(20_000, 0));
     for (i, ev) in events.iter_mut().enumerate() {
         ev.num = i as u64 + 1;
     }
@@ -417,6 +540,15 @@ fn differential(with_falco: bool) {
         .filter(|ev| OPEN_TYPES.contains(&ev.evt_type.as_str()))
         .count();
     let dropped = all.len() - kept.len();
+    let connects_dropped = all
+        .iter()
+        .filter(|ev| ev.evt_type == "connect" && !kernel_keeps(&p, ev))
+        .count();
+    assert!(
+        connects_dropped > 0 || p.connect_ports.is_empty(),
+        "the connect filter dropped nothing ({})",
+        p.summary()
+    );
     assert!(
         dropped > opens / 10,
         "the prefilter should drop a fair share of the opens: {dropped} of {opens} ({})",
@@ -447,7 +579,7 @@ fn differential(with_falco: bool) {
         );
     }
     eprintln!(
-        "differential (falco={with_falco}): {} events, {} dropped by the prefilter, {} alerts identical; {}",
+        "differential (falco={with_falco}): {} events, {} dropped by the prefilter ({connects_dropped} connects), {} alerts identical; {}",
         all.len(),
         dropped,
         a.len(),
