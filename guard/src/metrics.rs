@@ -31,6 +31,8 @@ const MAX_SERIES: usize = 4096;
 const MAX_REQUEST: usize = 8192;
 const MAX_CONNECTIONS: usize = 16;
 
+/// Observations per bucket, not cumulative: an observation costs one bucket's increment
+/// (this runs per event); the exposition sums them up.
 #[derive(Default)]
 pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -41,10 +43,8 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        for (b, le) in self.buckets.iter().zip(BUCKETS) {
-            if s <= le {
-                b.fetch_add(1, Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|&le| s <= le) {
+            self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         self.sum_us
@@ -53,8 +53,10 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
         for (b, le) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", b.load(Relaxed));
+            cumulative += b.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
         }
         let n = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
@@ -72,13 +74,10 @@ impl Labelled {
         let Ok(mut m) = self.0.lock() else {
             return;
         };
-        let key: Vec<String> = if m.len() >= MAX_SERIES
-            && !m.contains_key(&labels.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        {
-            labels.iter().map(|_| "other".to_owned()).collect()
-        } else {
-            labels.iter().map(|s| s.to_string()).collect()
-        };
+        let mut key: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        if m.len() >= MAX_SERIES && !m.contains_key(&key) {
+            key.iter_mut().for_each(|k| *k = "other".to_owned());
+        }
         *m.entry(key).or_insert(0) += 1;
     }
 

@@ -219,69 +219,32 @@ fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut RawTrace
 /// every syscall: unlike `syscalls/sys_*_<name>`, they need no per-syscall tracepoint (absent
 /// for some syscalls on some kernels) and never drop silently.
 fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> Result<()> {
-    {
-        let mut filter: Array<&mut MapData, u8> = Array::try_from(
-            ebpf.map_mut(names::SYSCALL_FILTER)
-                .context("map SYSCALL_FILTER missing from the object")?,
-        )?;
-        for (&nr, &bits) in &prefilter.syscalls {
-            filter
-                .set(nr, bits, 0)
-                .with_context(|| format!("selecting syscall {nr}"))?;
-        }
-    }
-    {
-        anyhow::ensure!(
-            prefilter.open_prefixes.len() <= guard_ebpf::MAX_OPEN_PREFIXES as usize,
-            "{} open prefixes derived from the rules; the kernel map holds {}",
-            prefilter.open_prefixes.len(),
-            guard_ebpf::MAX_OPEN_PREFIXES
-        );
-        let mut prefixes: aya::maps::lpm_trie::LpmTrie<
-            &mut MapData,
-            [u8; guard_ebpf::OPEN_PREFIX_BYTES],
-            u8,
-        > = aya::maps::lpm_trie::LpmTrie::try_from(
-            ebpf.map_mut(names::OPEN_PREFIXES)
-                .context("map OPEN_PREFIXES missing from the object")?,
-        )?;
-        for (p, &bits) in &prefilter.open_prefixes {
+    set_array(
+        ebpf,
+        names::SYSCALL_FILTER,
+        prefilter.syscalls.iter().map(|(&nr, &bits)| (nr, bits)),
+    )?;
+    set_array(
+        ebpf,
+        names::CONNECT_PORTS,
+        prefilter.connect_ports.iter().map(|&p| (u32::from(p), 1)),
+    )?;
+    fill_lpm(
+        ebpf,
+        names::OPEN_PREFIXES,
+        guard_ebpf::MAX_OPEN_PREFIXES,
+        prefilter.open_prefixes.iter().map(|(p, &bits)| {
             let mut data = [0u8; guard_ebpf::OPEN_PREFIX_BYTES];
             let n = p.len().min(data.len() - 1);
             data[..n].copy_from_slice(&p.as_bytes()[..n]);
-            let key = aya::maps::lpm_trie::Key::new(8 * n as u32, data);
-            prefixes
-                .insert(&key, bits, 0)
-                .with_context(|| format!("adding open prefix {p:?}"))?;
-        }
-    }
-    {
-        let mut ports: Array<&mut MapData, u8> = Array::try_from(
-            ebpf.map_mut(names::CONNECT_PORTS)
-                .context("map CONNECT_PORTS missing from the object")?,
-        )?;
-        for &p in &prefilter.connect_ports {
-            ports
-                .set(u32::from(p), 1, 0)
-                .with_context(|| format!("excluding connect port {p}"))?;
-        }
-    }
-    {
-        anyhow::ensure!(
-            prefilter.connect_nets.len() <= guard_ebpf::MAX_CONNECT_NETS as usize,
-            "{} connect networks derived from the rules; the kernel map holds {}",
-            prefilter.connect_nets.len(),
-            guard_ebpf::MAX_CONNECT_NETS
-        );
-        let mut nets: aya::maps::lpm_trie::LpmTrie<
-            &mut MapData,
-            [u8; guard_ebpf::CONNECT_NET_KEY_BYTES],
-            u8,
-        > = aya::maps::lpm_trie::LpmTrie::try_from(
-            ebpf.map_mut(names::CONNECT_NETS)
-                .context("map CONNECT_NETS missing from the object")?,
-        )?;
-        for net in &prefilter.connect_nets {
+            (8 * n as u32, data, bits)
+        }),
+    )?;
+    fill_lpm(
+        ebpf,
+        names::CONNECT_NETS,
+        guard_ebpf::MAX_CONNECT_NETS,
+        prefilter.connect_nets.iter().map(|net| {
             let mut data = [0u8; guard_ebpf::CONNECT_NET_KEY_BYTES];
             match net {
                 ipnet::IpNet::V4(n) => {
@@ -293,11 +256,9 @@ fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> 
                     data[1..17].copy_from_slice(&n.addr().octets());
                 }
             }
-            let key = aya::maps::lpm_trie::Key::new(8 + u32::from(net.prefix_len()), data);
-            nets.insert(&key, 1, 0)
-                .with_context(|| format!("excluding connect network {net}"))?;
-        }
-    }
+            (8 + u32::from(net.prefix_len()), data, 1)
+        }),
+    )?;
     // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
     // without its enter is counted as a drop.
     raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
@@ -306,6 +267,47 @@ fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> 
     raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
         .attach("sys_enter")
         .context("attaching raw tracepoint sys_enter")?;
+    Ok(())
+}
+
+/// Sets `index -> value` entries of a `u8` array map.
+fn set_array(
+    ebpf: &mut Ebpf,
+    name: &str,
+    entries: impl IntoIterator<Item = (u32, u8)>,
+) -> Result<()> {
+    let mut map: Array<&mut MapData, u8> = Array::try_from(
+        ebpf.map_mut(name)
+            .with_context(|| format!("map {name} missing from the object"))?,
+    )?;
+    for (i, v) in entries {
+        map.set(i, v, 0)
+            .with_context(|| format!("setting entry {i} of {name}"))?;
+    }
+    Ok(())
+}
+
+/// Inserts `(prefix bits, key, value)` entries into an LPM trie holding at most `max`.
+fn fill_lpm<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    max: u32,
+    entries: impl ExactSizeIterator<Item = (u32, [u8; N], u8)>,
+) -> Result<()> {
+    anyhow::ensure!(
+        entries.len() <= max as usize,
+        "{} entries for {name} derived from the rules; the kernel map holds {max}",
+        entries.len()
+    );
+    let mut map: aya::maps::lpm_trie::LpmTrie<&mut MapData, [u8; N], u8> =
+        aya::maps::lpm_trie::LpmTrie::try_from(
+            ebpf.map_mut(name)
+                .with_context(|| format!("map {name} missing from the object"))?,
+        )?;
+    for (bits, data, v) in entries {
+        map.insert(&aya::maps::lpm_trie::Key::new(bits, data), v, 0)
+            .with_context(|| format!("adding a {bits}-bit prefix to {name}"))?;
+    }
     Ok(())
 }
 
@@ -405,12 +407,7 @@ impl Probes {
 
     /// Traced syscalls that produced no record because their entry was not recorded.
     pub fn unpaired_syscalls(&self) -> Result<u64> {
-        let map = self
-            .ebpf
-            .map(names::DROPS)
-            .context("map DROPS missing from the object")?;
-        let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
-        Ok(arr.get(&guard_ebpf::DROP_SYSCALL_UNPAIRED, 0)?.iter().sum())
+        self.drop_slot(guard_ebpf::DROP_SYSCALL_UNPAIRED)
     }
 
     /// Opens the prefilter skipped on purpose (no rule could use them).

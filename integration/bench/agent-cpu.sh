@@ -27,7 +27,7 @@ need_root
 build
 TMP="$(mktemp -d)"
 APID=""
-cleanup() { [ -n "$APID" ] && kill "$APID" 2>/dev/null && wait "$APID" 2>/dev/null; rm -rf "$TMP"; }
+cleanup() { stop_pid "$APID"; rm -rf "$TMP"; }
 trap cleanup EXIT
 "$BIN" run --no-responses --rules "$REPO/policies" --no-prefilter --format json \
     --metrics-addr "127.0.0.1:$PORT" >/dev/null 2>"$TMP/err" &

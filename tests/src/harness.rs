@@ -94,6 +94,22 @@ impl Agent {
         Agent::start_cmd(&full)
     }
 
+    /// Starts `guard run` with JSON alerts, no responses, the repository's rules and `extra`
+    /// options, and waits for `guard: ready`.
+    pub fn run(extra: &[&str]) -> Agent {
+        let rules = repo_root().join("policies");
+        let mut args = vec![
+            "run",
+            "--format",
+            "json",
+            "--no-responses",
+            "--rules",
+            rules.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        Agent::start_cmd(&args)
+    }
+
     /// Starts `guard ARGS` (a subcommand and its options) and waits for `guard: ready`.
     pub fn start_cmd(args: &[&str]) -> Agent {
         let mut child = Command::new(guard_bin())

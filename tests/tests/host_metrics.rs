@@ -11,7 +11,7 @@ use std::{
 };
 
 use guard_tests::harness::{
-    Agent, TestCgroup, agent_lock, can_run, fork_in_cgroup, is_root, repo_root, wait_child,
+    Agent, TestCgroup, agent_lock, can_run, fork_in_cgroup, is_root, wait_child,
 };
 
 const BURST: u64 = 20_000;
@@ -57,14 +57,7 @@ fn metrics_account_for_every_generated_event() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let cg = TestCgroup::new("metrics");
-    let rules = repo_root().join("policies");
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--rules",
-        rules.to_str().expect("utf8"),
+    let agent = Agent::run(&[
         "--only-cgroup",
         cg.path.to_str().expect("utf8"),
         "--ring-bytes",

@@ -8,7 +8,7 @@ use std::{
 
 use guard_tests::harness::{
     Agent, Docker, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, cgroup2_mount, guard_bin,
-    is_root, repo_root,
+    is_root,
 };
 
 /// A scratch directory for one test: policy file, pins, audit log, bind mounts.
@@ -40,15 +40,8 @@ impl Scratch {
 
     /// `guard run` with the repository's rules, this policy file, our pins and audit log.
     fn agent(&self, policy: &str, extra: &[&str]) -> Agent {
-        let rules = repo_root().join("policies");
         let audit = self.audit_dir();
         let mut args = vec![
-            "run",
-            "--format",
-            "json",
-            "--no-responses",
-            "--rules",
-            rules.to_str().expect("utf8"),
             "--policy",
             policy,
             "--pin-dir",
@@ -57,7 +50,7 @@ impl Scratch {
             &audit,
         ];
         args.extend_from_slice(extra);
-        Agent::start_cmd(&args)
+        Agent::run(&args)
     }
 
     /// Audit records of kind `decision`.

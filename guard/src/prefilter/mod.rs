@@ -489,10 +489,5 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Whether open `flags` ask for write access, as the kernel check reads them.
-pub fn open_flags_write(flags: u64) -> bool {
-    flags & 3 != 0
-}
-
 #[cfg(test)]
 mod tests;
