@@ -365,12 +365,17 @@ pub struct QuarantineEntry {
     pub until_boot_ns: u64,
 }
 
-/// Policies the kernel maps can hold (policy ids are 1..=MAX_POLICIES).
+/// Policies one policy set can hold. Policy ids come in two generations, 1..=MAX_POLICIES
+/// and MAX_POLICIES+1..=2*MAX_POLICIES: a reload installs the new set under the other
+/// generation's ids while the old one stays in force (docs/policies.md, "Reload").
 pub const MAX_POLICIES: u32 = 1024;
-/// Path rules (exec and open) over all policies.
+/// Path rules (exec and open) over all policies of one set.
 pub const MAX_PATH_RULES: u32 = 16_384;
-/// Network rules over all policies.
+/// Network rules over all policies of one set.
 pub const MAX_NET_RULES: u32 = 16_384;
+/// Kernel map capacity for path and network rules: two sets (old and new) during a reload.
+pub const MAX_PATH_ENTRIES: u32 = 2 * MAX_PATH_RULES;
+pub const MAX_NET_ENTRIES: u32 = 2 * MAX_NET_RULES;
 /// Inodes written inside workloads with `deny_new_binaries` (LRU beyond that: see docs).
 pub const MAX_NEW_FILES: u32 = 65_536;
 /// Bytes of a path a path rule can hold; the LPM trie limits a key's data to 256 bytes.

@@ -783,8 +783,8 @@ use aya_ebpf::{
     maps::lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use guard_ebpf::{
-    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, InodeKey, MAX_NET_RULES, MAX_NEW_FILES,
-    MAX_PATH_RULES, MAX_PENDING_CONTAINERS, MKDIR_PATH_BYTES, NET_KEY_FIXED_BITS, NetKeyData,
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, InodeKey, MAX_NET_ENTRIES, MAX_NEW_FILES,
+    MAX_PATH_ENTRIES, MAX_PENDING_CONTAINERS, MKDIR_PATH_BYTES, NET_KEY_FIXED_BITS, NetKeyData,
     PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PathKeyData, decision_op, net_bits, path_bits, path_kind,
     policy_flags as pf, reason, verdict,
 };
@@ -800,12 +800,12 @@ static POLICY_CGROUPS: HashMap<u64, CgroupPolicy> =
 /// Exec and open path rules (see `PathKeyData`).
 #[map]
 static POLICY_PATHS: LpmTrie<PathKeyData, u32> =
-    LpmTrie::with_max_entries(MAX_PATH_RULES, BPF_F_NO_PREALLOC);
+    LpmTrie::with_max_entries(MAX_PATH_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Connect rules (see `NetKeyData`).
 #[map]
 static POLICY_NETS: LpmTrie<NetKeyData, u32> =
-    LpmTrie::with_max_entries(MAX_NET_RULES, BPF_F_NO_PREALLOC);
+    LpmTrie::with_max_entries(MAX_NET_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Inodes opened for writing inside drift-protected workloads; value: the policy id.
 #[map]

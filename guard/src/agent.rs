@@ -129,6 +129,9 @@ pub struct RunArgs {
     /// can use (the kernel prefilter; docs/performance.md). Also implied by --print-events.
     #[arg(long)]
     pub no_prefilter: bool,
+    /// Do not reload when the rules, policy or response files change (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Serve Prometheus `/metrics` and `/healthz` on ADDR:PORT, or `off`.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
     pub metrics_addr: crate::metrics::MetricsAddr,
@@ -204,72 +207,87 @@ fn default_responses() -> Option<PathBuf> {
         .find(|p| p.is_dir())
 }
 
-fn load_responder(args: &RunArgs, audit: Option<Arc<AuditLog>>) -> Result<Option<Responder>> {
+/// Where responses come from: `--responses`, else the default directory; none with
+/// `--no-responses`.
+fn responses_path(args: &RunArgs) -> Option<PathBuf> {
     if args.no_responses {
-        return Ok(None);
+        return None;
     }
-    let Some(path) = args.responses.clone().or_else(default_responses) else {
-        return Ok(None);
-    };
-    let set = crate::respond::config::load(&path).map_err(|diags| {
-        for d in &diags {
-            eprintln!("{d}");
-        }
-        anyhow::anyhow!(
-            "{} error(s) in response configuration {}",
-            diags.len(),
-            path.display()
-        )
-    })?;
-    info!(responses = set.responses.len(), path = %path.display(), "responses loaded");
-    let opts = crate::respond::Options {
+    args.responses.clone().or_else(default_responses)
+}
+
+fn responder_options(args: &RunArgs) -> crate::respond::Options {
+    crate::respond::Options {
         detect_only: args.detect_only,
         docker_socket: args.capture.docker_socket.clone(),
         ..Default::default()
-    };
-    Ok(Some(Responder::new(set, opts, audit)))
+    }
 }
 
-/// Policies of the `--rules` files plus those of `--policy`; any error aborts (enforcing half a
-/// policy set is worse than refusing to start).
-fn collect_policies(
-    from_rules: Vec<crate::policy::Policy>,
-    extra: &[PathBuf],
-) -> Result<Vec<crate::policy::Policy>> {
-    let mut all = from_rules;
-    if !extra.is_empty() {
-        let (more, diags) = crate::policy::load_policies(extra);
-        let mut errors = 0;
-        for d in &diags {
-            if d.is_error() {
-                errors += 1;
-                eprintln!("{d}");
-            } else {
-                warn!("{d}");
-            }
-        }
-        anyhow::ensure!(
-            errors == 0,
-            "{errors} error(s) in the policy files; run `guard validate` for details"
-        );
-        for p in more {
-            if let Some(prev) = all.iter().find(|q| q.name == p.name) {
-                anyhow::bail!(
-                    "policy '{}' is defined twice: {}:{} and {}:{}",
-                    p.name,
-                    prev.file,
-                    prev.pos.line,
-                    p.file,
-                    p.pos.line
-                );
-            }
-            all.push(p);
-        }
-    }
-    for d in crate::policy::overlap_warnings(&all) {
-        warn!("{d}");
-    }
-    Ok(all)
+/// The audit record of a policy set being put in force.
+fn policy_load(
+    files: Vec<FileHash>,
+    policies: &[crate::policy::Policy],
+    detect_only: bool,
+    reload: bool,
+) -> Payload {
+    Payload::PolicyLoad(LoadInfo {
+        files,
+        // The effective mode: the report's rollout view lists detect-mode policies.
+        items: policies
+            .iter()
+            .map(|p| LoadedItem {
+                name: p.name.clone(),
+                mode: if detect_only {
+                    "detect".into()
+                } else {
+                    p.mode.as_str().into()
+                },
+            })
+            .collect(),
+        reload,
+    })
+}
+
+/// The kernel prefilter for a rule set and policies (docs/performance.md).
+fn derive_prefilter(engine: &Engine, policies: &[crate::policy::Policy]) -> Prefilter {
+    Prefilter::derive(
+        &engine.rules,
+        &crate::prefilter::Needs {
+            // Snapshots keep the recent events the agent receives: those the rules can use.
+            everything: false,
+            policy_open_paths: policies
+                .iter()
+                .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
+                .map(|r| String::from_utf8_lossy(r.prefix_bytes()).into_owned())
+                .collect(),
+            policy_connect: policies
+                .iter()
+                .any(|p| !p.connect.deny.is_empty() || p.connect.allow.is_some()),
+        },
+    )
+}
+
+/// Whether a response takes snapshots (which need each process's recent events).
+fn takes_snapshots(r: &Responder) -> bool {
+    r.active().responses.iter().any(|x| {
+        x.actions
+            .iter()
+            .any(|a| matches!(a, crate::respond::config::Action::Snapshot(_)))
+    })
+}
+
+/// Whether the agent must kill after the fact: the fallback backend cannot deny opens and
+/// connects, so their rules are enforced from the events.
+fn kills_after_fact(
+    backend: &crate::policy::kernel::Backend,
+    policies: &[crate::policy::Policy],
+) -> bool {
+    *backend == crate::policy::kernel::Backend::SigkillFallback
+        && policies.iter().any(|p| {
+            let f = crate::policy::kernel::policy_flags(p, false);
+            f & (pf::OPEN_RULES | pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
+        })
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
@@ -289,9 +307,28 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     } else {
         args.rules.clone()
     };
-    let (engine, rule_policies) =
-        crate::commands::load_engine_and_policies(&rule_paths, Some(hostname.clone()))?;
-    let policies = collect_policies(rule_policies, &args.policy)?;
+    let sources = crate::reload::Sources {
+        rules: rule_paths,
+        policies: args.policy.clone(),
+        responses: responses_path(&args),
+        hostname: hostname.clone(),
+    };
+    let config = sources.load().map_err(|crate::reload::Invalid(errors)| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!(
+            "{} error(s) in the configuration; run `guard validate` for details",
+            errors.len()
+        )
+    })?;
+    let crate::reload::Config {
+        engine,
+        policies,
+        responses,
+        files,
+        digest,
+    } = config;
     let format = match args.format.as_deref() {
         Some("json") => Format::Json,
         Some(_) => Format::Text,
@@ -335,27 +372,13 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             recovery: Vec::new(),
             reason: None,
         }));
-        let mut files = rule_paths.clone();
-        files.extend(args.policy.iter().cloned());
-        log.try_record(Payload::PolicyLoad(LoadInfo {
-            files: hash_files(&files),
-            // The effective mode: the report's rollout view lists detect-mode policies.
-            items: policies
-                .iter()
-                .map(|p| LoadedItem {
-                    name: p.name.clone(),
-                    mode: if args.detect_only {
-                        "detect".into()
-                    } else {
-                        p.mode.as_str().into()
-                    },
-                })
-                .collect(),
-            reload: false,
-        }));
+        log.try_record(policy_load(files, &policies, args.detect_only, false));
         Some(Arc::new(log))
     };
-    let responder = load_responder(&args, audit.clone())?;
+    let responder = responses.map(|set| {
+        info!(responses = set.responses.len(), "responses loaded");
+        Responder::new(set, responder_options(&args), audit.clone())
+    });
     info!(
         mode = if args.detect_only {
             "detect-only"
@@ -370,31 +393,11 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             .count(),
         "guard starting"
     );
-    let keep_recent = responder.as_ref().is_some_and(|r| {
-        r.responses().iter().any(|x| {
-            x.actions
-                .iter()
-                .any(|a| matches!(a, crate::respond::config::Action::Snapshot(_)))
-        })
-    });
-    let prefilter = if args.no_prefilter || args.print_events != PrintEvents::None {
-        Prefilter::none()
+    let prefilter_on = !args.no_prefilter && args.print_events == PrintEvents::None;
+    let prefilter = if prefilter_on {
+        derive_prefilter(&engine, &policies)
     } else {
-        Prefilter::derive(
-            &engine.rules,
-            &crate::prefilter::Needs {
-                // Snapshots keep the recent events the agent receives: those the rules can use.
-                everything: false,
-                policy_open_paths: policies
-                    .iter()
-                    .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
-                    .map(|r| String::from_utf8_lossy(r.prefix_bytes()).into_owned())
-                    .collect(),
-                policy_connect: policies
-                    .iter()
-                    .any(|p| !p.connect.deny.is_empty() || p.connect.allow.is_some()),
-            },
-        )
+        Prefilter::none()
     };
     info!("kernel prefilter: {}", prefilter.summary());
     if let Some(addr) = args.metrics_addr.0 {
@@ -414,25 +417,20 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             pin_dir: args.pin_dir.clone(),
             hostname: hostname.clone(),
         }),
-        prefilter,
+        prefilter.clone(),
     )?;
-    p.keep_recent = keep_recent;
+    p.keep_recent = responder.as_ref().is_some_and(takes_snapshots);
     p.responder = responder;
+    p.reload = Some(ReloadState {
+        watch: !args.no_watch,
+        sources,
+        digest,
+        generation: 1,
+        detect_only: args.detect_only,
+        responder_options: responder_options(&args),
+        prefilter: prefilter_on.then_some(prefilter),
+    });
     p.pump(&args.capture).await
-}
-
-/// SHA-256 of every rules file given (directories expanded as `guard validate` does).
-fn hash_files(paths: &[PathBuf]) -> Vec<FileHash> {
-    let files = crate::commands::validate::expand(paths);
-    files
-        .into_iter()
-        .map(|f| FileHash {
-            sha256: std::fs::read(&f)
-                .map(|b| crate::audit::sha256_hex(&b))
-                .unwrap_or_else(|e| format!("unreadable: {e}")),
-            path: f.display().to_string(),
-        })
-        .collect()
 }
 
 /// Records handled before the pipeline lets other tasks run.
@@ -473,6 +471,60 @@ struct Pipeline {
     record_buf: Vec<u8>,
     /// Per-workload policy enforcement (`- policy:` items), when policies were given.
     policy: Option<PolicyStage>,
+    /// What a reload needs (`guard run` only).
+    reload: Option<ReloadState>,
+}
+
+/// The configuration in force and where it came from, for reloads.
+struct ReloadState {
+    sources: crate::reload::Sources,
+    /// Reload when the files change (inotify), besides SIGHUP.
+    watch: bool,
+    /// Of the files in force (a change event with the same digest is no change).
+    digest: String,
+    /// 1 for the set loaded at start, +1 per reload.
+    generation: u64,
+    detect_only: bool,
+    responder_options: crate::respond::Options,
+    /// The kernel prefilter in force; None when it is off.
+    prefilter: Option<Prefilter>,
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Signal,
+    FileChange,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::FileChange => "file change",
+        }
+    }
+}
+
+type Loaded = (
+    Trigger,
+    Result<crate::reload::Config, crate::reload::Invalid>,
+);
+
+/// The workload of a cgroup path (relative to the cgroup2 mount) and whether it is fully
+/// known (a container whose Docker metadata is pending is not).
+fn cgroup_workload(
+    containers: &crate::state::container::ContainerTable,
+    path: &str,
+) -> (WorkloadInfo, bool) {
+    match crate::state::container::parse_cgroup_path(path) {
+        None => (WorkloadInfo::host(None), true),
+        Some(c) => {
+            let meta = containers.lookup(&c.id);
+            let known = meta.status == crate::state::container::MetaStatus::Ready;
+            (WorkloadInfo::from_container(&meta, None), known)
+        }
+    }
 }
 
 struct PolicyStage {
@@ -529,11 +581,7 @@ impl Pipeline {
                 if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
                     anyhow::bail!("policies given but no enforcement backend could attach: {why}");
                 }
-                let after_fact = backend == crate::policy::kernel::Backend::SigkillFallback
-                    && setup.policies.iter().any(|p| {
-                        let f = crate::policy::kernel::policy_flags(p, false);
-                        f & (pf::OPEN_RULES | pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
-                    });
+                let after_fact = kills_after_fact(&backend, &setup.policies);
                 if after_fact {
                     info!(
                         "open and connect rules: the sigkill-fallback backend kills after the fact"
@@ -614,6 +662,7 @@ impl Pipeline {
             seen: 0,
             record_buf: Vec::new(),
             policy,
+            reload: None,
         })
         .and_then(|mut p| {
             if p.policy.is_some() {
@@ -632,17 +681,153 @@ impl Pipeline {
             return Ok(0);
         };
         let containers = &self.capture.state.containers;
-        let mut info = |path: &str| -> (WorkloadInfo, bool) {
-            match crate::state::container::parse_cgroup_path(path) {
-                None => (WorkloadInfo::host(None), true),
-                Some(c) => {
-                    let meta = containers.lookup(&c.id);
-                    let known = meta.status == crate::state::container::MetaStatus::Ready;
-                    (WorkloadInfo::from_container(&meta, None), known)
+        let mut info = |path: &str| cgroup_workload(containers, path);
+        stage.runtime.rescan(&mut self.probes.ebpf, &mut info)
+    }
+
+    /// Reads and validates the configuration off the pipeline thread; the result comes back
+    /// on `done`.
+    fn request_reload(&mut self, trigger: Trigger, done: &tokio::sync::mpsc::Sender<Loaded>) {
+        let Some(r) = &self.reload else {
+            warn!("{}: nothing to reload (guard record)", trigger.as_str());
+            return;
+        };
+        info!(
+            trigger = trigger.as_str(),
+            "reading the configuration again"
+        );
+        let sources = r.sources.clone();
+        let done = done.clone();
+        tokio::task::spawn_blocking(move || {
+            let loaded = sources.load();
+            let _ = done.blocking_send((trigger, loaded));
+        });
+    }
+
+    /// Puts a loaded configuration in force, or reports why not (stderr, audit, metrics).
+    fn finish_reload(&mut self, (trigger, loaded): Loaded) {
+        let result = match loaded {
+            Err(crate::reload::Invalid(errors)) => Err(errors),
+            Ok(cfg) => {
+                if trigger == Trigger::FileChange
+                    && self.reload.as_ref().is_some_and(|r| r.digest == cfg.digest)
+                {
+                    tracing::debug!("configuration files unchanged; nothing to reload");
+                    return;
                 }
+                self.apply_config(cfg).map_err(|e| vec![format!("{e:#}")])
             }
         };
-        stage.runtime.rescan(&mut self.probes.ebpf, &mut info)
+        match result {
+            Ok(generation) => {
+                METRICS.reload(true);
+                METRICS.set_policy_generation(generation);
+                eprintln!(
+                    "guard: reloaded ({}): generation {generation}",
+                    trigger.as_str()
+                );
+            }
+            Err(errors) => {
+                METRICS.reload(false);
+                eprintln!(
+                    "guard: reload ({}) refused, the configuration in force is unchanged: {} error(s)",
+                    trigger.as_str(),
+                    errors.len()
+                );
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                if let Some(a) = &self.audit {
+                    a.try_record(Payload::ReloadFailed(crate::audit::record::ReloadFailure {
+                        trigger: trigger.as_str().into(),
+                        errors,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Swaps in a validated configuration: rules, policies (kernel maps included, see
+    /// `PolicyRuntime::reload`), responses and the kernel prefilter. The prefilter is widened
+    /// first and narrowed last, so no event a rule of either set needs is filtered out. On
+    /// error before the policies switched, everything stays as it was. Returns the new
+    /// generation.
+    fn apply_config(&mut self, cfg: crate::reload::Config) -> Result<u64> {
+        let Some(r) = self.reload.as_mut() else {
+            anyhow::bail!("no reload state");
+        };
+        if self.policy.is_none() && !cfg.policies.is_empty() {
+            anyhow::bail!(
+                "the new configuration has {} policies, but guard started without any: the policy \
+                 programs are loaded at start; restart guard to enforce them",
+                cfg.policies.len()
+            );
+        }
+        let next_prefilter = r
+            .prefilter
+            .as_ref()
+            .map(|_| derive_prefilter(&cfg.engine, &cfg.policies));
+        let wide = Prefilter::none();
+        if let Some(old) = &r.prefilter {
+            self.probes.replace_prefilter(old, &wide)?;
+        }
+        if let Some(stage) = self.policy.as_mut() {
+            let containers = &self.capture.state.containers;
+            let mut info = |path: &str| cgroup_workload(containers, path);
+            let mut workload = |id: &str| {
+                let id = crate::state::container::ContainerId::parse(id)?;
+                let meta = containers.lookup(&id);
+                (meta.status == crate::state::container::MetaStatus::Ready)
+                    .then(|| WorkloadInfo::from_container(&meta, None))
+            };
+            let after_fact = kills_after_fact(&stage.runtime.enforcer.backend, &cfg.policies);
+            if let Err(e) = stage.runtime.reload(
+                cfg.policies.clone(),
+                &mut self.probes.ebpf,
+                &mut info,
+                &mut workload,
+            ) {
+                if let Some(old) = &r.prefilter {
+                    self.probes.replace_prefilter(&wide, old)?;
+                }
+                return Err(e.context("installing the new policies"));
+            }
+            stage.after_fact = after_fact;
+            stage.bindings = Default::default();
+        }
+        self.engine = Some(cfg.engine);
+        match (cfg.responses, &self.responder) {
+            (Some(set), Some(resp)) => {
+                if let Some(w) = resp.replace(set) {
+                    warn!("{w}");
+                }
+            }
+            (Some(set), None) => {
+                self.responder = Some(Responder::new(
+                    set,
+                    r.responder_options.clone(),
+                    self.audit.clone(),
+                ));
+            }
+            (None, _) => {}
+        }
+        self.keep_recent = self.responder.as_ref().is_some_and(takes_snapshots);
+        if let Some(next) = next_prefilter {
+            self.probes.replace_prefilter(&wide, &next)?;
+            info!("kernel prefilter: {}", next.summary());
+            r.prefilter = Some(next);
+        }
+        if let Some(a) = &self.audit {
+            a.try_record(policy_load(cfg.files, &cfg.policies, r.detect_only, true));
+        }
+        r.digest = cfg.digest;
+        r.generation += 1;
+        info!(
+            generation = r.generation,
+            policies = cfg.policies.len(),
+            "configuration reloaded"
+        );
+        Ok(r.generation)
     }
 
     /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the
@@ -954,6 +1139,27 @@ impl Pipeline {
     async fn pump(&mut self, cap: &CaptureArgs) -> Result<ExitCode> {
         let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
         let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
+        let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
+        let mut changes = match &self.reload {
+            Some(r) if r.watch => {
+                let dirs = r.sources.watch_dirs();
+                match crate::reload::watch(&dirs) {
+                    Ok(rx) => {
+                        info!(dirs = %crate::reload::describe(&dirs), "reloading on file changes");
+                        Some(rx)
+                    }
+                    Err(e) => {
+                        warn!("not watching the configuration files ({e:#}); SIGHUP reloads");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (loaded_tx, mut loaded_rx) = tokio::sync::mpsc::channel::<Loaded>(1);
+        // One load at a time; a request meanwhile is served once it is done.
+        let mut loading = false;
+        let mut again: Option<Trigger> = None;
         let mut last = DropReport::default();
         let mut tick = tokio::time::interval(Duration::from_secs(cap.drop_report_secs.max(1)));
         // Safety net for binding new cgroups (the kernel binds Docker containers at
@@ -979,7 +1185,7 @@ impl Pipeline {
         // Tests and scripts wait for this line before generating activity.
         eprintln!("guard: ready");
         METRICS.set_ready();
-        if has_policy {
+        if has_policy || self.reload.is_some() {
             METRICS.set_policy_generation(1);
         }
         let mut backlog = false;
@@ -1014,6 +1220,30 @@ impl Pipeline {
                 }
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,
+                _ = sighup.recv() => {
+                    if loading {
+                        again = Some(Trigger::Signal);
+                    } else {
+                        loading = true;
+                        self.request_reload(Trigger::Signal, &loaded_tx);
+                    }
+                }
+                Some(()) = next_change(&mut changes) => {
+                    if loading {
+                        again = again.or(Some(Trigger::FileChange));
+                    } else {
+                        loading = true;
+                        self.request_reload(Trigger::FileChange, &loaded_tx);
+                    }
+                }
+                Some(loaded) = loaded_rx.recv() => {
+                    self.finish_reload(loaded);
+                    loading = false;
+                    if let Some(t) = again.take() {
+                        loading = true;
+                        self.request_reload(t, &loaded_tx);
+                    }
+                }
             }
         }
         // Drain what is still buffered so the final report accounts for everything.
@@ -1052,6 +1282,14 @@ impl Pipeline {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The next configuration change, or never without a watch.
+async fn next_change(rx: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

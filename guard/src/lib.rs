@@ -20,6 +20,7 @@ pub mod output;
 pub mod policy;
 pub mod prefilter;
 pub mod probes;
+pub mod reload;
 pub mod report;
 pub mod respond;
 pub mod respond_cmd;

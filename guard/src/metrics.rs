@@ -124,6 +124,8 @@ pub struct Metrics {
     /// Alert to action outcome.
     pub action_latency: Histogram,
     policy_generation: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
     /// Set once the pipeline is running.
     ready: AtomicU64,
 }
@@ -171,6 +173,16 @@ impl Metrics {
 
     pub fn set_policy_generation(&self, g: u64) {
         self.policy_generation.store(g, Relaxed);
+    }
+
+    /// A reload put in force (`ok`) or refused.
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        }
+        .fetch_add(1, Relaxed);
     }
 
     pub fn set_ready(&self) {
@@ -269,8 +281,22 @@ impl Metrics {
             &mut out,
             "guard_policy_generation",
             "gauge",
-            "Policy set generation (1 = as loaded at start).",
+            "Configuration generation: 1 as loaded at start, +1 per reload put in force.",
             self.policy_generation.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_reloads_total",
+            "counter",
+            "Reloads put in force.",
+            self.reloads_ok.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_reload_failures_total",
+            "counter",
+            "Reloads refused (invalid files or a kernel map update failed); the previous configuration stayed in force.",
+            self.reloads_failed.load(Relaxed),
         );
         out
     }

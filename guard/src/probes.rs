@@ -219,21 +219,56 @@ fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut RawTrace
 /// every syscall: unlike `syscalls/sys_*_<name>`, they need no per-syscall tracepoint (absent
 /// for some syscalls on some kernels) and never drop silently.
 fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> Result<()> {
-    set_array(
-        ebpf,
-        names::SYSCALL_FILTER,
-        prefilter.syscalls.iter().map(|(&nr, &bits)| (nr, bits)),
-    )?;
+    write_prefilter(ebpf, None, prefilter)?;
+    // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
+    // without its enter is counted as a drop.
+    raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
+        .attach("sys_exit")
+        .context("attaching raw tracepoint sys_exit")?;
+    raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
+        .attach("sys_enter")
+        .context("attaching raw tracepoint sys_enter")?;
+    Ok(())
+}
+
+/// Puts `new` in force in the prefilter maps, replacing `old` (None: the maps are empty).
+/// Every intermediate state traces at least what `old` or `new` trace: first every syscall
+/// either traces is traced without path or destination checks, then the prefix and
+/// destination maps change, then the syscall bits become `new`'s.
+fn write_prefilter(
+    ebpf: &mut Ebpf,
+    old: Option<&crate::prefilter::Prefilter>,
+    new: &crate::prefilter::Prefilter,
+) -> Result<()> {
+    use guard_ebpf::syscall_filter::TRACE;
+    if let Some(old) = old {
+        set_array(
+            ebpf,
+            names::SYSCALL_FILTER,
+            (0..guard_ebpf::MAX_SYSCALL_NR)
+                .filter(|nr| old.traces(*nr) || new.traces(*nr))
+                .map(|nr| (nr, TRACE)),
+        )?;
+        set_array(
+            ebpf,
+            names::CONNECT_PORTS,
+            old.connect_ports
+                .difference(&new.connect_ports)
+                .map(|&p| (u32::from(p), 0)),
+        )?;
+        clear_lpm::<{ guard_ebpf::OPEN_PREFIX_BYTES }>(ebpf, names::OPEN_PREFIXES)?;
+        clear_lpm::<{ guard_ebpf::CONNECT_NET_KEY_BYTES }>(ebpf, names::CONNECT_NETS)?;
+    }
     set_array(
         ebpf,
         names::CONNECT_PORTS,
-        prefilter.connect_ports.iter().map(|&p| (u32::from(p), 1)),
+        new.connect_ports.iter().map(|&p| (u32::from(p), 1)),
     )?;
     fill_lpm(
         ebpf,
         names::OPEN_PREFIXES,
         guard_ebpf::MAX_OPEN_PREFIXES,
-        prefilter.open_prefixes.iter().map(|(p, &bits)| {
+        new.open_prefixes.iter().map(|(p, &bits)| {
             let mut data = [0u8; guard_ebpf::OPEN_PREFIX_BYTES];
             let n = p.len().min(data.len() - 1);
             data[..n].copy_from_slice(&p.as_bytes()[..n]);
@@ -244,7 +279,7 @@ fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> 
         ebpf,
         names::CONNECT_NETS,
         guard_ebpf::MAX_CONNECT_NETS,
-        prefilter.connect_nets.iter().map(|net| {
+        new.connect_nets.iter().map(|net| {
             let mut data = [0u8; guard_ebpf::CONNECT_NET_KEY_BYTES];
             match net {
                 ipnet::IpNet::V4(n) => {
@@ -259,14 +294,34 @@ fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> 
             (8 + u32::from(net.prefix_len()), data, 1)
         }),
     )?;
-    // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
-    // without its enter is counted as a drop.
-    raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
-        .attach("sys_exit")
-        .context("attaching raw tracepoint sys_exit")?;
-    raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
-        .attach("sys_enter")
-        .context("attaching raw tracepoint sys_enter")?;
+    match old {
+        // Every syscall: those `new` does not trace go back to 0.
+        Some(_) => set_array(
+            ebpf,
+            names::SYSCALL_FILTER,
+            (0..guard_ebpf::MAX_SYSCALL_NR)
+                .map(|nr| (nr, new.syscalls.get(&nr).copied().unwrap_or(0))),
+        ),
+        None => set_array(
+            ebpf,
+            names::SYSCALL_FILTER,
+            new.syscalls.iter().map(|(&nr, &bits)| (nr, bits)),
+        ),
+    }
+}
+
+/// Removes every entry of an LPM trie with `N`-byte keys and `u8` values.
+fn clear_lpm<const N: usize>(ebpf: &mut Ebpf, name: &str) -> Result<()> {
+    let mut map: aya::maps::lpm_trie::LpmTrie<&mut MapData, [u8; N], u8> =
+        aya::maps::lpm_trie::LpmTrie::try_from(
+            ebpf.map_mut(name)
+                .with_context(|| format!("map {name} missing from the object"))?,
+        )?;
+    let keys: Vec<_> = map.keys().filter_map(|k| k.ok()).collect();
+    for k in keys {
+        map.remove(&k)
+            .with_context(|| format!("removing an entry of {name}"))?;
+    }
     Ok(())
 }
 
@@ -347,6 +402,15 @@ impl Probes {
             exec_enforcement,
             policy_backend,
         })
+    }
+
+    /// Replaces the prefilter in force (`old`) by `new` (a reload); see `write_prefilter`.
+    pub fn replace_prefilter(
+        &mut self,
+        old: &crate::prefilter::Prefilter,
+        new: &crate::prefilter::Prefilter,
+    ) -> Result<()> {
+        write_prefilter(&mut self.ebpf, Some(old), new)
     }
 
     pub fn ring_buf(&mut self) -> Result<RingBuf<MapData>> {

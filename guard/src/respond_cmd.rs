@@ -128,7 +128,7 @@ pub fn respond(args: RespondArgs) -> Result<ExitCode> {
         .with_context(|| format!("binding the Falco intake on {}", args.serve_falco))?;
         tracing::info!(
             addr = %intake.local_addr,
-            responses = responder.responses().len(),
+            responses = responder.active().responses.len(),
             detect_only = args.detect_only,
             "response engine serving Falco alerts on POST /falco"
         );

@@ -462,3 +462,118 @@ impl Agent {
         out
     }
 }
+
+/// A scratch directory for one test: policy file, pins, audit log, bind mounts.
+pub struct Scratch {
+    pub dir: PathBuf,
+    pub pins: String,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("guard-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out")).expect("tmp dir");
+        Scratch {
+            dir,
+            pins: format!("/sys/fs/bpf/guard-test-{tag}-{}", std::process::id()),
+        }
+    }
+
+    pub fn policy(&self, yaml: &str) -> String {
+        let p = self.dir.join("policy.yaml");
+        std::fs::write(&p, yaml).expect("write policy");
+        p.display().to_string()
+    }
+
+    pub fn audit_dir(&self) -> String {
+        self.dir.join("audit").display().to_string()
+    }
+
+    /// `guard run` with the repository's rules, this policy file, our pins and audit log.
+    pub fn agent(&self, policy: &str, extra: &[&str]) -> Agent {
+        let audit = self.audit_dir();
+        let mut args = vec![
+            "--policy",
+            policy,
+            "--pin-dir",
+            &self.pins,
+            "--audit-dir",
+            &audit,
+        ];
+        args.extend_from_slice(extra);
+        Agent::run(&args)
+    }
+
+    /// Audit records of kind `decision`.
+    pub fn decisions(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.audit_dir())
+            .expect("audit dir")
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("audit-") && name.ends_with(".jsonl")) {
+                continue;
+            }
+            for line in std::fs::read_to_string(e.path())
+                .expect("audit file")
+                .lines()
+            {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && v["kind"] == "decision"
+                {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn cleanup(&self) {
+        let st = std::process::Command::new(guard_bin())
+            .args(["run", "--cleanup", "--pin-dir", &self.pins])
+            .status()
+            .expect("guard run --cleanup");
+        assert!(st.success(), "guard run --cleanup failed");
+        assert!(!Path::new(&self.pins).exists(), "pins left behind");
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(guard_bin())
+            .args(["run", "--cleanup", "--pin-dir", &self.pins])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Agent {
+    /// Number of stderr lines so far (a starting point for [`Agent::wait_stderr`]).
+    pub fn stderr_len(&self) -> usize {
+        self.stderr.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Waits for a stderr line, from line index `from` on, satisfying `pred`; returns its
+    /// index and text.
+    pub fn wait_stderr(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(v) = self.stderr.lock()
+                && let Some((i, l)) = v.iter().enumerate().skip(from).find(|(_, l)| pred(l))
+            {
+                return Some((i, l.clone()));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

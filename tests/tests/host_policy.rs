@@ -1,101 +1,12 @@
 //! Host layer for issue 5, on this kernel (no BPF LSM): the `sigkill-fallback` backend kills a
 //! denied exec inside a real container before the binary runs an instruction.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::time::Duration;
 
 use guard_tests::harness::{
-    Agent, Docker, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, cgroup2_mount, guard_bin,
+    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, cgroup2_mount, guard_bin,
     is_root,
 };
-
-/// A scratch directory for one test: policy file, pins, audit log, bind mounts.
-struct Scratch {
-    dir: PathBuf,
-    pins: String,
-}
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("guard-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("out")).expect("tmp dir");
-        Scratch {
-            dir,
-            pins: format!("/sys/fs/bpf/guard-test-{tag}-{}", std::process::id()),
-        }
-    }
-
-    fn policy(&self, yaml: &str) -> String {
-        let p = self.dir.join("policy.yaml");
-        std::fs::write(&p, yaml).expect("write policy");
-        p.display().to_string()
-    }
-
-    fn audit_dir(&self) -> String {
-        self.dir.join("audit").display().to_string()
-    }
-
-    /// `guard run` with the repository's rules, this policy file, our pins and audit log.
-    fn agent(&self, policy: &str, extra: &[&str]) -> Agent {
-        let audit = self.audit_dir();
-        let mut args = vec![
-            "--policy",
-            policy,
-            "--pin-dir",
-            &self.pins,
-            "--audit-dir",
-            &audit,
-        ];
-        args.extend_from_slice(extra);
-        Agent::run(&args)
-    }
-
-    /// Audit records of kind `decision`.
-    fn decisions(&self) -> Vec<serde_json::Value> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.audit_dir())
-            .expect("audit dir")
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with("audit-") && name.ends_with(".jsonl")) {
-                continue;
-            }
-            for line in std::fs::read_to_string(e.path())
-                .expect("audit file")
-                .lines()
-            {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-                    && v["kind"] == "decision"
-                {
-                    out.push(v);
-                }
-            }
-        }
-        out
-    }
-
-    fn cleanup(&self) {
-        let st = std::process::Command::new(guard_bin())
-            .args(["run", "--cleanup", "--pin-dir", &self.pins])
-            .status()
-            .expect("guard run --cleanup");
-        assert!(st.success(), "guard run --cleanup failed");
-        assert!(!Path::new(&self.pins).exists(), "pins left behind");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(guard_bin())
-            .args(["run", "--cleanup", "--pin-dir", &self.pins])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn is_policy_alert(v: &serde_json::Value, target: &str) -> bool {
     v["source"] == "guard_policy" && v["output_fields"]["guard.target"] == target

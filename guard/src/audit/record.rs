@@ -41,6 +41,8 @@ pub enum Payload {
     /// What the `snapshot` response action captured.
     Snapshot(Box<SnapshotRecord>),
     DropSummary(DropSummary),
+    /// A hot reload that was refused: the configuration in force did not change.
+    ReloadFailed(ReloadFailure),
 }
 
 impl Payload {
@@ -55,6 +57,7 @@ impl Payload {
             Payload::Response(_) => "response",
             Payload::Snapshot(_) => "snapshot",
             Payload::DropSummary(_) => "drop_summary",
+            Payload::ReloadFailed(_) => "reload_failed",
         }
     }
 
@@ -66,13 +69,22 @@ impl Payload {
             Payload::AgentStart(_)
             | Payload::AgentStop(_)
             | Payload::PolicyLoad(_)
-            | Payload::ResponseLoad(_) => true,
+            | Payload::ResponseLoad(_)
+            | Payload::ReloadFailed(_) => true,
             Payload::Decision(d) => d.decision == DecisionKind::Deny,
             Payload::Response(r) => r.outcome != Outcome::Planned,
             Payload::Snapshot(_) => true,
             Payload::Alert { .. } | Payload::DropSummary(_) => false,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadFailure {
+    /// What asked for the reload: `SIGHUP` or `file change`.
+    pub trigger: String,
+    /// Every error found, `file:line:col: error: message`.
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
@@ -169,45 +170,102 @@ pub fn net_entries(id: u32, p: &Policy) -> Vec<NetEntry> {
 
 /// Compiles policies into kernel state and keeps the cgroup bindings.
 pub struct Enforcer {
-    pub policies: Vec<Policy>,
+    pub policies: Arc<Vec<Policy>>,
     pub detect_only: bool,
     pub backend: Backend,
+    /// Policy ids of this set are `base + index + 1`; `base` is 0 or `MAX_POLICIES` (the two
+    /// generations a reload alternates between).
+    base: u32,
     /// cgroup id -> index into `policies`.
     bound: HashMap<u64, usize>,
+    /// The set a reload replaced (its base and policies): decisions taken under it may still
+    /// be in the ring.
+    previous: Option<(u32, Arc<Vec<Policy>>)>,
 }
 
-/// Policy id of `policies[i]` in the kernel maps.
-fn id_of(i: usize) -> u32 {
-    i as u32 + 1
+/// The generation a reload installs into, given the one in force.
+fn other_generation(base: u32) -> u32 {
+    if base == 0 { MAX_POLICIES } else { 0 }
+}
+
+/// What the `cgroup_mkdir` hook needs to compute a container's binding; replaced whole by a
+/// reload.
+#[derive(Clone)]
+struct BindingTable {
+    policies: Arc<Vec<Policy>>,
+    detect_only: bool,
+    base: u32,
+}
+
+impl BindingTable {
+    fn binding(&self, w: &WorkloadInfo) -> Option<CgroupPolicy> {
+        binding_for(&self.policies, self.detect_only, self.base, w)
+    }
 }
 
 impl Enforcer {
     pub fn new(policies: Vec<Policy>, detect_only: bool, backend: Backend) -> Result<Self> {
+        Self::with_base(policies, detect_only, backend, 0)
+    }
+
+    fn with_base(
+        policies: Vec<Policy>,
+        detect_only: bool,
+        backend: Backend,
+        base: u32,
+    ) -> Result<Self> {
         anyhow::ensure!(
             policies.len() <= MAX_POLICIES as usize,
             "{} policies; the kernel maps hold at most {MAX_POLICIES}",
             policies.len()
         );
         Ok(Enforcer {
-            policies,
+            policies: Arc::new(policies),
             detect_only,
             backend,
+            base,
             bound: HashMap::new(),
+            previous: None,
         })
     }
 
-    pub fn policy_by_id(&self, id: u32) -> Option<&Policy> {
-        self.policies.get((id as usize).checked_sub(1)?)
+    /// Policy id of `policies[i]` in the kernel maps.
+    fn id_of(&self, i: usize) -> u32 {
+        self.base + i as u32 + 1
     }
 
-    /// Writes every policy's rules, and removes entries of an earlier run (adopted pinned maps)
-    /// that are not part of this policy set.
-    pub fn install(&self, ebpf: &mut Ebpf) -> Result<()> {
+    fn table(&self) -> BindingTable {
+        BindingTable {
+            policies: self.policies.clone(),
+            detect_only: self.detect_only,
+            base: self.base,
+        }
+    }
+
+    /// Whether `id` names a policy of this set.
+    fn is_current(&self, id: u32) -> bool {
+        id > self.base && id <= self.base + self.policies.len() as u32
+    }
+
+    /// The policy a kernel record names: of this set, or of the set the last reload replaced.
+    pub fn policy_by_id(&self, id: u32) -> Option<&Policy> {
+        let of = |base: u32, set: &'_ [Policy]| -> Option<usize> {
+            let i = id.checked_sub(base)?.checked_sub(1)? as usize;
+            (i < set.len()).then_some(i)
+        };
+        if let Some(i) = of(self.base, &self.policies) {
+            return self.policies.get(i);
+        }
+        let (base, set) = self.previous.as_ref()?;
+        set.get(of(*base, set)?)
+    }
+
+    fn entries(&self) -> Result<(Vec<PathEntry>, Vec<NetEntry>)> {
         let mut paths: Vec<PathEntry> = Vec::new();
         let mut nets: Vec<NetEntry> = Vec::new();
         for (i, p) in self.policies.iter().enumerate() {
-            paths.extend(path_entries(id_of(i), p));
-            nets.extend(net_entries(id_of(i), p));
+            paths.extend(path_entries(self.id_of(i), p));
+            nets.extend(net_entries(self.id_of(i), p));
         }
         anyhow::ensure!(
             paths.len() <= MAX_PATH_RULES as usize && nets.len() <= MAX_NET_RULES as usize,
@@ -215,41 +273,98 @@ impl Enforcer {
             paths.len(),
             nets.len()
         );
+        Ok((paths, nets))
+    }
+
+    /// Writes every policy's rules. Nothing is removed here: entries of the other generation
+    /// (the set in force before a reload, or an earlier run's) stay until [`Enforcer::collect`]
+    /// finds no binding naming them, so no cgroup ever points at missing rules.
+    pub fn install(&self, ebpf: &mut Ebpf) -> Result<()> {
+        let (paths, nets) = self.entries()?;
         {
-            let mut m: LpmTrie<&mut MapData, PathKeyData, u32> = LpmTrie::try_from(
-                ebpf.map_mut(names::POLICY_PATHS)
-                    .context("map POLICY_PATHS")?,
-            )?;
-            let want: HashSet<(u32, Vec<u8>)> = paths
-                .iter()
-                .map(|(l, d, _)| (*l, bytemuck_path(d)))
-                .collect();
+            let mut m = path_map(ebpf)?;
+            for (plen, data, bits) in &paths {
+                m.insert(&Key::new(*plen, *data), *bits, 0)
+                    .context("adding a path rule to POLICY_PATHS")?;
+            }
+        }
+        let mut m = net_map(ebpf)?;
+        for (plen, data, bits) in &nets {
+            m.insert(&Key::new(*plen, *data), *bits, 0)
+                .context("adding a network rule to POLICY_NETS")?;
+        }
+        Ok(())
+    }
+
+    /// Removes the rule entries no binding can reach: entries with this set's ids that the set
+    /// does not contain (an adopted earlier run's), and entries with other ids that no cgroup
+    /// and no pending container is bound to. Returns the number removed.
+    pub fn collect(&self, ebpf: &mut Ebpf) -> Result<usize> {
+        let mut referenced: HashSet<u32> = Self::cgroup_map(ebpf)?
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .map(|(_, v)| v.policy_id)
+            .collect();
+        if let Some(m) = ebpf.map(names::POLICY_PENDING) {
+            let pending: BpfHashMap<&MapData, [u8; CONTAINER_ID_BYTES], CgroupPolicy> =
+                BpfHashMap::try_from(m)?;
+            referenced.extend(
+                pending
+                    .iter()
+                    .filter_map(|kv| kv.ok())
+                    .map(|(_, v)| v.policy_id),
+            );
+        }
+        let (paths, nets) = self.entries()?;
+        let want_paths: HashSet<(u32, Vec<u8>)> = paths
+            .iter()
+            .map(|(l, d, _)| (*l, bytemuck_path(d)))
+            .collect();
+        let want_nets: HashSet<(u32, Vec<u8>)> =
+            nets.iter().map(|(l, d, _)| (*l, net_bytes(d))).collect();
+        let keep = |id: u32, want: bool| {
+            if self.is_current(id) {
+                want
+            } else {
+                referenced.contains(&id)
+            }
+        };
+        let mut removed = 0;
+        {
+            let mut m = path_map(ebpf)?;
             let stale: Vec<Key<PathKeyData>> = m
                 .keys()
                 .filter_map(|k| k.ok())
-                .filter(|k| !want.contains(&(k.prefix_len(), bytemuck_path(&k.data()))))
+                .filter(|k| {
+                    let d = k.data();
+                    !keep(
+                        d.policy_id,
+                        want_paths.contains(&(k.prefix_len(), bytemuck_path(&d))),
+                    )
+                })
                 .collect();
             for k in stale {
                 m.remove(&k)?;
-            }
-            for (plen, data, bits) in &paths {
-                m.insert(&Key::new(*plen, *data), *bits, 0)?;
+                removed += 1;
             }
         }
-        {
-            let mut m: LpmTrie<&mut MapData, NetKeyData, u32> = LpmTrie::try_from(
-                ebpf.map_mut(names::POLICY_NETS)
-                    .context("map POLICY_NETS")?,
-            )?;
-            let stale: Vec<Key<NetKeyData>> = m.keys().filter_map(|k| k.ok()).collect();
-            for k in stale {
-                m.remove(&k)?;
-            }
-            for (plen, data, bits) in &nets {
-                m.insert(&Key::new(*plen, *data), *bits, 0)?;
-            }
+        let mut m = net_map(ebpf)?;
+        let stale: Vec<Key<NetKeyData>> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| {
+                let d = k.data();
+                !keep(
+                    d.policy_id,
+                    want_nets.contains(&(k.prefix_len(), net_bytes(&d))),
+                )
+            })
+            .collect();
+        for k in stale {
+            m.remove(&k)?;
+            removed += 1;
         }
-        Ok(())
+        Ok(removed)
     }
 
     fn cgroup_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, CgroupPolicy>> {
@@ -271,7 +386,7 @@ impl Enforcer {
         match chosen {
             Some((i, p)) => {
                 let v = CgroupPolicy {
-                    policy_id: id_of(i),
+                    policy_id: self.id_of(i),
                     flags: policy_flags(p, self.detect_only),
                 };
                 if self.bound.get(&cgroup_id) != Some(&i) {
@@ -501,6 +616,28 @@ fn push_children(stack: &mut Vec<(PathBuf, usize)>, dir: &Path, depth: usize) {
     }
 }
 
+fn path_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, PathKeyData, u32>> {
+    Ok(LpmTrie::try_from(
+        ebpf.map_mut(names::POLICY_PATHS)
+            .context("map POLICY_PATHS")?,
+    )?)
+}
+
+fn net_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, NetKeyData, u32>> {
+    Ok(LpmTrie::try_from(
+        ebpf.map_mut(names::POLICY_NETS)
+            .context("map POLICY_NETS")?,
+    )?)
+}
+
+fn net_bytes(d: &NetKeyData) -> Vec<u8> {
+    let mut v = d.policy_id.to_ne_bytes().to_vec();
+    v.extend_from_slice(&d.port.to_ne_bytes());
+    v.push(d.family);
+    v.extend_from_slice(&d.addr);
+    v
+}
+
 fn bytemuck_path(d: &PathKeyData) -> Vec<u8> {
     let mut v = d.policy_id.to_ne_bytes().to_vec();
     v.push(d.kind);
@@ -517,17 +654,24 @@ pub struct PolicyRuntime {
     cgroot: PathBuf,
     /// Shared with the container table's hook (the Docker enrichment task).
     pending: Option<Arc<Mutex<PendingMap>>>,
+    /// The set the hook binds new containers to; swapped by a reload.
+    table: Arc<RwLock<BindingTable>>,
+    /// When to remove the previous generation's rules (a moment after a reload, so that a
+    /// cgroup the kernel bound from a stale pending entry meanwhile is rebound first).
+    collect_at: Option<Instant>,
 }
 
-/// The kernel binding for a workload: the policy `choose` picks, if it has kernel rules.
+/// The kernel binding for a workload: the policy `choose` picks, if it has kernel rules, with
+/// the ids of the generation starting after `base`.
 pub fn binding_for(
     policies: &[Policy],
     detect_only: bool,
+    base: u32,
     w: &WorkloadInfo,
 ) -> Option<CgroupPolicy> {
     let (i, p) = choose(policies, w).filter(|(_, p)| p.has_kernel_rules())?;
     Some(CgroupPolicy {
-        policy_id: id_of(i),
+        policy_id: base + i as u32 + 1,
         flags: policy_flags(p, detect_only),
     })
 }
@@ -560,9 +704,16 @@ impl PolicyRuntime {
         let cgroot = PathBuf::from(
             crate::doctor::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()),
         );
-        let enforcer = Enforcer::new(policies, detect_only, backend)?;
+        // An adopted earlier run may have cgroups bound to one generation: install into the
+        // other, so those bindings keep their rules until this run rebinds them.
+        let adopted_low = Enforcer::cgroup_map(ebpf)?
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .any(|(_, v)| v.policy_id >= 1 && v.policy_id <= MAX_POLICIES);
+        let base = if adopted_low { MAX_POLICIES } else { 0 };
+        let enforcer = Enforcer::with_base(policies, detect_only, backend, base)?;
         enforcer.install(ebpf)?;
-        for p in &enforcer.policies {
+        for p in enforcer.policies.iter() {
             info!(
                 policy = %p.name,
                 mode = if detect_only { "detect (--detect-only)" } else { p.mode.as_str() },
@@ -589,9 +740,11 @@ impl PolicyRuntime {
             }
         };
         Ok(PolicyRuntime {
+            table: Arc::new(RwLock::new(enforcer.table())),
             enforcer,
             cgroot,
             pending,
+            collect_at: Some(Instant::now()),
         })
     }
 
@@ -601,8 +754,7 @@ impl PolicyRuntime {
     pub fn container_hook(&self) -> Option<crate::state::container::ContainerHook> {
         use crate::state::container::ContainerChange;
         let pending = self.pending.clone()?;
-        let policies = Arc::new(self.enforcer.policies.clone());
-        let detect_only = self.enforcer.detect_only;
+        let table = self.table.clone();
         Some(Arc::new(move |change: ContainerChange<'_>| {
             let Ok(mut m) = pending.lock() else {
                 return;
@@ -610,7 +762,7 @@ impl PolicyRuntime {
             let r = match change {
                 ContainerChange::Ready(meta) => {
                     let w = WorkloadInfo::from_container(meta, None);
-                    let b = binding_for(&policies, detect_only, &w);
+                    let b = table.read().ok().and_then(|t| t.binding(&w));
                     if let Some(b) = &b {
                         tracing::debug!(container = %meta.id.short(), policy_id = b.policy_id, "container bound at cgroup creation");
                     }
@@ -624,18 +776,72 @@ impl PolicyRuntime {
         }))
     }
 
-    /// Binds new cgroups (and unbinds removed ones); called at start and periodically.
+    /// Binds new cgroups (and unbinds removed ones); called at start and periodically. Once a
+    /// reload (or the start) has settled, removes the rules no binding names any more.
     pub fn rescan(
         &mut self,
         ebpf: &mut Ebpf,
         info: &mut dyn FnMut(&str) -> (WorkloadInfo, bool),
     ) -> Result<usize> {
         let root = self.cgroot.clone();
-        self.enforcer.bind_cgroup_tree(ebpf, &root, info)
+        let n = self.enforcer.bind_cgroup_tree(ebpf, &root, info)?;
+        if self.collect_at.is_some_and(|t| Instant::now() >= t) {
+            let removed = self.enforcer.collect(ebpf)?;
+            self.collect_at = None;
+            tracing::debug!(removed, "stale policy rules removed");
+        }
+        Ok(n)
     }
 
-    /// The policy for a workload, as the kernel would get it (policy id and flags), or None.
-    pub fn kernel_binding(&self, w: &WorkloadInfo) -> Option<CgroupPolicy> {
-        binding_for(&self.enforcer.policies, self.enforcer.detect_only, w)
+    /// Replaces the policy set without a moment of non-enforcement: the new set's rules go
+    /// in under the other generation's ids while the old ones stay; then the hook, the
+    /// pending containers and every cgroup switch over, each by one atomic map update (a
+    /// cgroup is under the old policy or the new one, never under none or a half-written
+    /// one); the old rules are removed a second later by [`PolicyRuntime::rescan`].
+    /// `workload` gives a pending container's workload (None: not known, keep its entry).
+    /// On error before the switch, nothing changed; after it, the cgroups not yet rebound
+    /// stay under the old set, whose rules are kept while bound.
+    pub fn reload(
+        &mut self,
+        policies: Vec<Policy>,
+        ebpf: &mut Ebpf,
+        info: &mut dyn FnMut(&str) -> (WorkloadInfo, bool),
+        workload: &mut dyn FnMut(&str) -> Option<WorkloadInfo>,
+    ) -> Result<usize> {
+        let base = other_generation(self.enforcer.base);
+        let next = Enforcer::with_base(
+            policies,
+            self.enforcer.detect_only,
+            self.enforcer.backend.clone(),
+            base,
+        )?;
+        if let Err(e) = next.install(ebpf) {
+            // Remove what was written of the new set; the old one is untouched.
+            let _ = self.enforcer.collect(ebpf);
+            return Err(e);
+        }
+        let table = next.table();
+        if let Ok(mut t) = self.table.write() {
+            *t = table.clone();
+        }
+        if let Some(pending) = &self.pending
+            && let Ok(mut m) = pending.lock()
+        {
+            let keys: Vec<[u8; CONTAINER_ID_BYTES]> = m.keys().filter_map(|k| k.ok()).collect();
+            for k in keys {
+                let Some(w) = std::str::from_utf8(&k).ok().and_then(&mut *workload) else {
+                    continue;
+                };
+                let id = String::from_utf8_lossy(&k).into_owned();
+                set_pending(&mut m, &id, table.binding(&w))?;
+            }
+        }
+        let old = std::mem::replace(&mut self.enforcer, next);
+        // Cgroups bound before keep their map entry (old generation) until rebound here.
+        self.enforcer.previous = Some((old.base, old.policies));
+        let root = self.cgroot.clone();
+        let n = self.enforcer.bind_cgroup_tree(ebpf, &root, info)?;
+        self.collect_at = Some(Instant::now() + std::time::Duration::from_secs(1));
+        Ok(n)
     }
 }

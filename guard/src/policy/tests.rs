@@ -265,22 +265,22 @@ fn bindings_follow_selectors_and_detect_only() {
         image: "nginx:1".into(),
         ..Default::default()
     };
-    assert_eq!(kernel::binding_for(&v, false, &w), None, "label missing");
+    assert_eq!(kernel::binding_for(&v, false, 0, &w), None, "label missing");
     w.labels.insert("app".into(), "web".into());
-    let b = kernel::binding_for(&v, false, &w).expect("bound");
+    let b = kernel::binding_for(&v, false, 0, &w).expect("bound");
     assert_eq!(b.policy_id, 1);
     assert_eq!(b.flags & pf::ENFORCE, pf::ENFORCE);
     assert_eq!(b.flags & pf::EXEC_DENY, pf::EXEC_DENY);
-    let b = kernel::binding_for(&v, true, &w).expect("bound");
+    let b = kernel::binding_for(&v, true, 0, &w).expect("bound");
     assert_eq!(b.flags & pf::ENFORCE, 0, "--detect-only clears ENFORCE");
     // Unknown metadata never matches an image selector.
     w.image = crate::state::container::NA.into();
-    assert_eq!(kernel::binding_for(&v, false, &w), None);
+    assert_eq!(kernel::binding_for(&v, false, 0, &w), None);
     // A policy without kernel rules binds nothing.
     let db = WorkloadInfo {
         container_id: Some("b".repeat(64)),
         name: "db-1".into(),
         ..Default::default()
     };
-    assert_eq!(kernel::binding_for(&v, false, &db), None);
+    assert_eq!(kernel::binding_for(&v, false, 0, &db), None);
 }

@@ -551,7 +551,7 @@ pub fn build(
                     }
                 }
             }
-            Payload::Snapshot(_) => {}
+            Payload::Snapshot(_) | Payload::ReloadFailed(_) => {}
             Payload::DropSummary(d) => {
                 for (i, m) in [&d.ringbuf, &d.outputs, &d.audit].into_iter().enumerate() {
                     for (k, v) in m {

@@ -131,6 +131,8 @@ pub struct ActionReport {
 
 /// An alert whose responses are chosen and whose process handle is open.
 pub struct Prepared {
+    /// The response set in force when the alert arrived (a reload may replace it meanwhile).
+    active: Arc<Active>,
     alert: Arc<Alert>,
     ctx: AlertContext,
     matched: Vec<usize>,
@@ -140,9 +142,14 @@ pub struct Prepared {
 
 type DedupeKey = (String, String, String, u32);
 
+/// The responses and settings in force; replaced whole by a reload.
+pub struct Active {
+    pub responses: Vec<Response>,
+    pub settings: Settings,
+}
+
 struct Inner {
-    responses: Vec<Response>,
-    settings: Settings,
+    active: std::sync::RwLock<Arc<Active>>,
     opts: Options,
     audit: Option<Arc<AuditLog>>,
     dedupe: Mutex<Dedupe<DedupeKey>>,
@@ -185,29 +192,7 @@ impl Responder {
         let mut docker = ContainerControl::new(opts.docker_socket.clone(), opts.docker_timeout);
         docker.cgroup_root = opts.cgroup_root.clone();
         if let Some(a) = &audit {
-            a.try_record(Payload::ResponseLoad(LoadInfo {
-                files: set
-                    .files
-                    .iter()
-                    .map(|(p, h)| FileHash {
-                        path: p.display().to_string(),
-                        sha256: h.clone(),
-                    })
-                    .collect(),
-                items: set
-                    .responses
-                    .iter()
-                    .map(|r| LoadedItem {
-                        name: r.name.clone(),
-                        mode: if r.dry_run || opts.detect_only {
-                            "dry_run".into()
-                        } else {
-                            "active".into()
-                        },
-                    })
-                    .collect(),
-                reload: false,
-            }));
+            a.try_record(Self::load_record(&set, &opts, false));
         }
         Self {
             inner: Arc::new(Inner {
@@ -218,8 +203,10 @@ impl Responder {
                     now,
                 )),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
-                responses: set.responses,
-                settings,
+                active: std::sync::RwLock::new(Arc::new(Active {
+                    responses: set.responses,
+                    settings,
+                })),
                 docker,
                 quarantine: tokio::sync::Mutex::new(None),
                 notifier: Notifier::start(),
@@ -232,8 +219,76 @@ impl Responder {
         }
     }
 
-    pub fn responses(&self) -> &[Response] {
-        &self.inner.responses
+    fn load_record(set: &ResponseSet, opts: &Options, reload: bool) -> Payload {
+        Payload::ResponseLoad(LoadInfo {
+            files: set
+                .files
+                .iter()
+                .map(|(p, h)| FileHash {
+                    path: p.display().to_string(),
+                    sha256: h.clone(),
+                })
+                .collect(),
+            items: set
+                .responses
+                .iter()
+                .map(|r| LoadedItem {
+                    name: r.name.clone(),
+                    mode: if r.dry_run || opts.detect_only {
+                        "dry_run".into()
+                    } else {
+                        "active".into()
+                    },
+                })
+                .collect(),
+            reload,
+        })
+    }
+
+    /// Puts a new (validated) response set in force. Alerts already prepared finish with the
+    /// set they were matched against. Changed dedupe or rate-limit settings start afresh;
+    /// a changed `max_in_flight` takes effect at the next start (returned as a warning).
+    pub fn replace(&self, set: ResponseSet) -> Option<String> {
+        let old = self.active();
+        let s = &set.settings;
+        if s.dedupe_window != old.settings.dedupe_window {
+            *lock(&self.inner.dedupe) = Dedupe::new(s.dedupe_window.0);
+        }
+        if s.rate_limit_per_workload != old.settings.rate_limit_per_workload
+            || s.rate_limit_global != old.settings.rate_limit_global
+        {
+            *lock(&self.inner.limiter) = RateLimiter::new(
+                s.rate_limit_per_workload,
+                s.rate_limit_global,
+                Instant::now(),
+            );
+        }
+        let warning = (s.max_in_flight != old.settings.max_in_flight).then(|| {
+            format!(
+                "settings.max_in_flight changed to {}: takes effect when guard restarts (now {})",
+                s.max_in_flight, old.settings.max_in_flight
+            )
+        });
+        if let Some(a) = &self.inner.audit {
+            a.try_record(Self::load_record(&set, &self.inner.opts, true));
+        }
+        let next = Arc::new(Active {
+            responses: set.responses,
+            settings: set.settings,
+        });
+        match self.inner.active.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        warning
+    }
+
+    /// The responses and settings in force.
+    pub fn active(&self) -> Arc<Active> {
+        match self.inner.active.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Keeps a one-line summary of an event of `pid` for `snapshot` (bounded ring).
@@ -255,8 +310,9 @@ impl Responder {
     /// Chooses the responses and opens the process handle. `None`: nothing matches.
     pub fn prepare(&self, alert: Arc<Alert>, ctx: AlertContext) -> Option<Prepared> {
         let t0 = ctx.event_time.unwrap_or_else(Instant::now);
+        let active = self.active();
         let mut matched = Vec::new();
-        for (i, r) in self.inner.responses.iter().enumerate() {
+        for (i, r) in active.responses.iter().enumerate() {
             if r.matcher.matches(&alert, &ctx.workload) {
                 matched.push(i);
                 if !r.cont {
@@ -268,7 +324,7 @@ impl Responder {
             return None;
         }
         let needs_handle = matched.iter().any(|&i| {
-            self.inner.responses[i]
+            active.responses[i]
                 .actions
                 .iter()
                 .any(|a| matches!(a, Action::KillProcess(_)))
@@ -278,6 +334,7 @@ impl Responder {
             _ => None,
         };
         Some(Prepared {
+            active,
             alert,
             ctx,
             matched,
@@ -304,7 +361,7 @@ impl Responder {
             Err(_) => {
                 self.inner.saturated.fetch_add(1, Ordering::Relaxed);
                 for &i in &p.matched {
-                    let r = &self.inner.responses[i];
+                    let r = &p.active.responses[i];
                     let rep = self.report(
                         r,
                         "*",
@@ -312,7 +369,7 @@ impl Responder {
                         None,
                         Some(format!(
                             "response engine saturated ({} alerts in flight)",
-                            self.inner.settings.max_in_flight
+                            p.active.settings.max_in_flight
                         )),
                         p.t0,
                     );
@@ -434,7 +491,7 @@ impl Responder {
         let mut out = Vec::new();
         let wkey = Self::workload_key(&p.ctx.workload);
         for &i in &p.matched {
-            let r = &self.inner.responses[i];
+            let r = &p.active.responses[i];
             let key = (
                 r.name.clone(),
                 p.alert.rule.clone(),
@@ -449,7 +506,7 @@ impl Responder {
                     None,
                     Some(format!(
                         "duplicate: rule, workload and process already acted on within {:?}",
-                        self.inner.settings.dedupe_window.0
+                        p.active.settings.dedupe_window.0
                     )),
                     p.t0,
                 );
@@ -509,7 +566,7 @@ impl Responder {
         {
             return Some("guard itself runs in this container".into());
         }
-        self.inner
+        self.active()
             .settings
             .protected
             .iter()
