@@ -97,6 +97,23 @@ impl CgroupCache {
         );
     }
 
+    /// Forgets cgroups whose directory is gone (or now has another inode), so that a host
+    /// creating and removing many cgroups (short-lived containers) does not keep their entries
+    /// until eviction. One stat per entry; returns the number removed.
+    pub fn prune_removed(&mut self, fs: &ProcFs) -> usize {
+        let Some(mount) = fs.cgroup2.as_ref() else {
+            return 0;
+        };
+        let before = self.map.len();
+        self.map.retain(|id, info| {
+            mount
+                .dir_of(&info.path)
+                .and_then(|d| std::fs::metadata(d).ok())
+                .is_some_and(|md| md.ino() == id.0)
+        });
+        before - self.map.len()
+    }
+
     /// Resolves a cgroup id; see the module comment for the order.
     pub fn resolve(&mut self, fs: &ProcFs, id: CgroupId, pid: Option<Pid>) -> Option<&CgroupInfo> {
         if !self.map.contains_key(&id) {
