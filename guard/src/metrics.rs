@@ -447,7 +447,10 @@ mod tests {
         m.decision("open", "kill");
         m.action("kill_process", "done", Duration::from_micros(300));
         m.event_latency.observe(Duration::from_millis(2));
-        assert!(!m.render().contains("guard_audit_healthy"), "no audit log, no gauge");
+        assert!(
+            !m.render().contains("guard_audit_healthy"),
+            "no audit log, no gauge"
+        );
         m.set_audit_healthy(false);
         m.audit_write_error();
         m.audit_record_lost();

@@ -18,7 +18,7 @@ use std::{
 
 use guard_tests::harness::{
     Agent, Docker, TestCgroup, agent_lock, can_run, cgroup2_mount, fork_in_cgroup,
-    free_metrics_addr, guard_bin, http_get, is_root, metric, repo_root,
+    free_metrics_addr, guard_bin, http_get, is_root, metric,
 };
 
 /// A scratch directory, pin directory and metrics address for one test.
@@ -64,7 +64,9 @@ impl Scratch {
     }
 
     fn metrics(&self) -> String {
-        http_get(&self.metrics, "/metrics").expect("scrape /metrics").1
+        http_get(&self.metrics, "/metrics")
+            .expect("scrape /metrics")
+            .1
     }
 
     fn gauge(&self, series: &str) -> f64 {
@@ -120,11 +122,13 @@ impl ExecArgs {
         }
     }
 
-    /// In the forked child: exec, or exit 127.
+    /// In the forked child: exec, or exit with the errno.
     fn exec(&self) -> i32 {
         // SAFETY: pointers into CStrings that outlive the call; the array ends with NULL.
-        unsafe { libc::execv(self.path.as_ptr(), self.ptrs.as_ptr()) };
-        127
+        unsafe {
+            libc::execv(self.path.as_ptr(), self.ptrs.as_ptr());
+            *libc::__errno_location()
+        }
     }
 }
 
@@ -285,8 +289,7 @@ impl Drop for StoppedDockerd {
     fn drop(&mut self) {
         if !self.running {
             // Later tests need the daemon: restore it even when the test failed.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restart())).is_err()
-            {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restart())).is_err() {
                 eprintln!("fault: could not restore dockerd");
             }
         }
@@ -308,7 +311,10 @@ fn host_alert_arrives(agent: &Agent, cg: &TestCgroup, within: Duration) -> bool 
     let shadow = CString::new("/etc/shadow").expect("cstring");
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        assert!(exited_ok(open_in(cg, &shadow)), "reading /etc/shadow failed");
+        assert!(
+            exited_ok(open_in(cg, &shadow)),
+            "reading /etc/shadow failed"
+        );
         if agent
             .wait_for(Duration::from_millis(300), is_shadow_alert)
             .is_some()
@@ -345,6 +351,20 @@ fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
     });
     assert!(before.is_some(), "no enriched shell alert before the stop");
 
+    // Removed first: dockerd would wait 10 s for its `sleep` to stop.
+    drop(c1);
+    // Other test processes on this host may be using the daemon: let their containers finish
+    // (bounded) before taking it away.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if docker
+            .cmd(&["ps", "-q", "--filter", "label=guard-test=1"])
+            .is_empty()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let mut dockerd = StoppedDockerd::stop();
     // The agent notices and says so on stderr.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -371,7 +391,6 @@ fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
     assert!(agent.alive(), "the agent exited while dockerd was down");
 
     dockerd.restart();
-    drop(c1);
     // A container started after the restart: its events are enriched again (reconnected).
     let n2 = format!("guard-fault-after-{tag}");
     let c2 = docker.run(&["--name", &n2], &["sleep", "300"]);
@@ -485,8 +504,7 @@ fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
         host_alert_arrives(&agent, &cg, Duration::from_secs(8)),
         "no rule alert for a distinct event under the flood"
     );
-    let dropped_during =
-        s.gauge("guard_events_dropped_total{kind=\"syscall\"}") as u64;
+    let dropped_during = s.gauge("guard_events_dropped_total{kind=\"syscall\"}") as u64;
     for pid in floods {
         assert!(exited_ok(wait_status(pid)), "flood child failed");
     }
@@ -495,7 +513,10 @@ fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
     let received = s.gauge("guard_events_received_total{kind=\"syscall\"}") as u64;
     let (_, stderr) = agent.stop_with_stderr();
     eprintln!("fault: flood: {received} syscall records received, {dropped} dropped");
-    assert!(dropped_during > 0, "the ring never overflowed during the flood");
+    assert!(
+        dropped_during > 0,
+        "the ring never overflowed during the flood"
+    );
     assert!(dropped >= dropped_during, "drop counter went back");
     assert!(received > 0, "nothing received");
     assert!(
@@ -517,7 +538,13 @@ impl Tmpfs {
     fn mount(dir: PathBuf, size: &str) -> Tmpfs {
         std::fs::create_dir_all(&dir).expect("mount point");
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&dir)
             .status()
             .expect("mount");
@@ -587,7 +614,10 @@ fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
-    if !can_run(is_root(), "needs root to load eBPF programs and mount tmpfs") {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and mount tmpfs",
+    ) {
         return;
     }
     let _lock = agent_lock();
@@ -612,7 +642,10 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
     let denied = ExecArgs::new("/bin/true", vec![]);
     let mut execs = 0u64;
     // Control: with room, a denied exec is killed and its decision is in the log.
-    assert!(killed_by_sigkill(exec_in(&cg, &denied)), "denied exec not killed");
+    assert!(
+        killed_by_sigkill(exec_in(&cg, &denied)),
+        "denied exec not killed"
+    );
     execs += 1;
     assert_eq!(s.gauge("guard_audit_healthy"), 1.0);
 
@@ -663,7 +696,10 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
     std::fs::remove_file(&filler).expect("remove filler");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(killed_by_sigkill(exec_in(&cg, &denied)), "denied exec not killed");
+        assert!(
+            killed_by_sigkill(exec_in(&cg, &denied)),
+            "denied exec not killed"
+        );
         execs += 1;
         std::thread::sleep(Duration::from_millis(300));
         if s.gauge("guard_audit_healthy") == 1.0 {
@@ -736,4 +772,334 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Edge inputs
+// ---------------------------------------------------------------------------------------
+
+/// `dir/ddd…/ddd…/…` (components of 200 bytes) such that `chain + "/" + name` can be exactly
+/// `total` bytes with a name of 1..=255 bytes; returns the chain.
+fn dir_chain(base: &Path, total: usize) -> PathBuf {
+    let mut p = base.to_path_buf();
+    while total - p.as_os_str().len() > 1 + 255 {
+        p.push("d".repeat(200));
+    }
+    p
+}
+
+fn record_of<'a>(
+    lines: &'a [serde_json::Value],
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Option<&'a serde_json::Value> {
+    lines.iter().find(|v| pred(v))
+}
+
+/// Huge argv, paths at PATH_MAX and non-UTF-8 names and arguments, traced by
+/// `guard record --raw` from a test cgroup: the kernel-side copy is bounded and flagged as
+/// docs/event-schema.md ("Long strings and non-UTF-8 bytes") says, every stdout line is valid
+/// JSON, and the agent runs on.
+#[test]
+fn edge_inputs_are_bounded_flagged_and_valid_json() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let s = Scratch::new("edge");
+    let cg = TestCgroup::new("fault-edge");
+    let mut agent = Agent::start(&["--only-cgroup", cg.path.to_str().expect("utf8")]);
+
+    // Huge argv: 2000 arguments, and one argument of 100 KiB; both execs succeed. One of
+    // 200 KiB is over the kernel's MAX_ARG_STRLEN (128 KiB): E2BIG.
+    let many: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("arg-{i:04}").into_bytes())
+        .collect();
+    let many = ExecArgs::new("/bin/true", many);
+    assert!(exited_ok(exec_in(&cg, &many)), "exec with 2000 args failed");
+    let big = ExecArgs::new("/bin/true", vec![vec![b'x'; 100 * 1024]]);
+    assert!(
+        exited_ok(exec_in(&cg, &big)),
+        "exec with a 100 KiB arg failed"
+    );
+    let too_big = ExecArgs::new("/bin/true", vec![vec![b'y'; 200 * 1024]]);
+    let st = exec_in(&cg, &too_big);
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == libc::E2BIG,
+        "a 200 KiB argument should fail with E2BIG"
+    );
+
+    // Paths of 4094, 4095 (the longest the kernel accepts) and 5000 bytes.
+    let base = s.dir.join("paths");
+    let chain = dir_chain(&base, 4095);
+    std::fs::create_dir_all(&chain).expect("nested dirs");
+    let name_len = |total: usize| total - chain.as_os_str().len() - 1;
+    let p4094 = chain.join("a".repeat(name_len(4094)));
+    let p4095 = chain.join("b".repeat(name_len(4095)));
+    for p in [&p4094, &p4095] {
+        std::fs::write(p, b"x").expect("file at PATH_MAX");
+    }
+    assert_eq!(p4095.as_os_str().len(), 4095);
+    let p5000 = format!(
+        "{}/{}",
+        chain.display(),
+        "c".repeat(5000 - chain.as_os_str().len() - 1)
+    );
+    let c = |p: &[u8]| CString::new(p).expect("no NUL");
+    assert!(exited_ok(open_in(&cg, &c(p4094.as_os_str().as_bytes()))));
+    assert!(exited_ok(open_in(&cg, &c(p4095.as_os_str().as_bytes()))));
+    let st = open_in(&cg, &c(p5000.as_bytes()));
+    assert_eq!(libc::WEXITSTATUS(st), libc::ENAMETOOLONG);
+
+    // Non-UTF-8 and control bytes in a file name and in an argument.
+    let odd_dir = s.dir.join("odd");
+    std::fs::create_dir_all(&odd_dir).expect("dir");
+    let odd = odd_dir.join(OsStr::from_bytes(b"name-\xff\xfe-\n\x1b-end"));
+    std::fs::write(&odd, b"x").expect("non-UTF-8 file");
+    assert!(exited_ok(open_in(&cg, &c(odd.as_os_str().as_bytes()))));
+    let odd_arg = ExecArgs::new(
+        "/bin/true",
+        vec![b"\xff\xfeok".to_vec(), b"tab\there".to_vec()],
+    );
+    assert!(exited_ok(exec_in(&cg, &odd_arg)));
+
+    // The last exec marks the end of the sequence.
+    let raw = agent.raw_lines_until(Duration::from_secs(20), |l| l.contains("tab\\there"));
+    assert!(agent.alive(), "the agent exited");
+    let lines: Vec<serde_json::Value> = raw
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
+        .collect();
+
+    let execs = |first: &str| {
+        record_of(&lines, |v| v["kind"] == "exec" && v["argv"][1] == first)
+            .unwrap_or_else(|| panic!("no exec record with argv[1] = {first:.40}"))
+            .clone()
+    };
+    let e = execs("arg-0000");
+    assert_eq!(e["argv_truncated"], true, "2000 args: not flagged");
+    let argv: Vec<&str> = e["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .map(|a| a.as_str().expect("str"))
+        .collect();
+    assert!(
+        argv.len() < 2001 && argv.len() > 100,
+        "{} args kept",
+        argv.len()
+    );
+    assert_eq!(argv[0], "/bin/true");
+    for (i, a) in argv[1..argv.len() - 1].iter().enumerate() {
+        assert_eq!(*a, format!("arg-{i:04}"), "argument {i} altered");
+    }
+    let kept: usize = argv.iter().map(|a| a.len() + 1).sum();
+    assert!(kept <= 4096, "{kept} bytes of argv kept (bound: 4096)");
+
+    let big_rec = record_of(&lines, |v| {
+        v["kind"] == "exec" && v["argv"][1].as_str().is_some_and(|a| a.starts_with("xxxx"))
+    })
+    .expect("exec record of the 100 KiB argument");
+    assert_eq!(big_rec["argv_truncated"], true);
+    let a1 = big_rec["argv"][1].as_str().expect("argv[1]");
+    assert!(
+        a1.len() < 4096 && a1.bytes().all(|b| b == b'x'),
+        "{} bytes",
+        a1.len()
+    );
+
+    let open_of = |want: &str| {
+        record_of(&lines, |v| {
+            v["kind"] == "open" && v["path"]["text"].as_str().is_some_and(|t| t == want)
+        })
+        .unwrap_or_else(|| panic!("no open record for the {}-byte path", want.len()))
+        .clone()
+    };
+    let o = open_of(p4094.to_str().expect("ascii"));
+    assert!(
+        o["path"].get("truncated").is_none(),
+        "4094 bytes: flagged: {}",
+        o["path"]
+    );
+    assert!(o["ret"].as_i64().is_some_and(|r| r >= 0));
+    // 4095 bytes fill the 4096-byte buffer with the NUL: complete, and flagged because the
+    // kernel's copy cannot tell it from a longer string.
+    let o = open_of(p4095.to_str().expect("ascii"));
+    assert_eq!(o["path"]["truncated"], true, "4095 bytes: not flagged");
+    assert!(o["ret"].as_i64().is_some_and(|r| r >= 0));
+    let o = open_of(&p5000[..4095]);
+    assert_eq!(o["path"]["truncated"], true, "5000 bytes: not flagged");
+    assert_eq!(o["ret"], -i64::from(libc::ENAMETOOLONG));
+
+    let odd_text = format!("{}/name-\u{fffd}\u{fffd}-\n\u{1b}-end", odd_dir.display());
+    let _ = open_of(&odd_text);
+    let odd_line = raw
+        .iter()
+        .find(|l| l.contains("name-\u{fffd}\u{fffd}"))
+        .expect("line of the non-UTF-8 open");
+    assert!(
+        odd_line.contains("-\\n\\u001b-end"),
+        "control bytes not escaped as \\n and \\u001b: {odd_line}"
+    );
+    let e = execs("\u{fffd}\u{fffd}ok");
+    assert_eq!(e["argv"][2], "tab\there");
+    assert!(e.get("argv_truncated").is_none_or(|t| t == false));
+    let (_, stderr) = agent.stop_with_stderr();
+    assert!(
+        stderr.iter().all(|l| !l.contains("panicked")),
+        "the agent panicked: {stderr:?}"
+    );
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("agent status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A pipe whose write end the parent closes to release every child blocked on its read end.
+struct Gate {
+    read: i32,
+    write: i32,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        Gate {
+            read: fds[0],
+            write: fds[1],
+        }
+    }
+
+    fn open(self) {
+        // SAFETY: closing our own descriptors.
+        unsafe {
+            libc::close(self.write);
+            libc::close(self.read);
+        }
+    }
+}
+
+const CGROUPS: usize = 10_000;
+const BATCH: usize = 100;
+
+/// 10,000 short-lived cgroups, each with a process that reads /etc/shadow (an alert: the
+/// agent resolves the cgroup while the process lives) and exits: the agent keeps up, its
+/// memory stays bounded, and its cgroup and process tables come back to their size before.
+#[test]
+fn ten_thousand_short_lived_cgroups_do_not_leak() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let started = Instant::now();
+    let s = Scratch::new("cgroups");
+    let parent = TestCgroup::new("fault-many");
+    let mut agent = Agent::run(&["--metrics-addr", &s.metrics, "--no-audit"]);
+    // Warm up, then the baseline.
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_before = vm_rss_kib(agent.pid());
+    let cgroups_before = s.gauge("guard_tracked_cgroups");
+    let procs_before = s.gauge("guard_tracked_processes");
+    let shadow = CString::new("/etc/shadow").expect("cstring");
+    let mut peak = 0f64;
+    let mut alerts = 0usize;
+    for b in 0..CGROUPS / BATCH {
+        let gate = Gate::new();
+        let cgs: Vec<TestCgroup> = (0..BATCH)
+            .map(|i| {
+                let path = parent.path.join(format!("c{}", b * BATCH + i));
+                std::fs::create_dir(&path).expect("child cgroup");
+                TestCgroup { path }
+            })
+            .collect();
+        let (r, w) = (gate.read, gate.write);
+        let pids: Vec<u32> = cgs
+            .iter()
+            .map(|cg| {
+                fork_in_cgroup(cg, || {
+                    let mut byte = 0u8;
+                    // SAFETY: raw syscalls on buffers built before the fork.
+                    unsafe {
+                        libc::close(w);
+                        let fd = libc::open(shadow.as_ptr(), libc::O_RDONLY);
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                        libc::read(r, (&mut byte as *mut u8).cast(), 1);
+                    }
+                    0
+                })
+            })
+            .collect();
+        // Every process's alert before they exit: each cgroup was seen alive.
+        let want = (b + 1) * BATCH;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alerts < want && Instant::now() < deadline {
+            if agent
+                .wait_for(Duration::from_millis(200), is_shadow_alert)
+                .is_some()
+            {
+                alerts += 1;
+            }
+        }
+        gate.open();
+        for pid in pids {
+            assert!(exited_ok(wait_status(pid)), "cgroup child failed");
+        }
+        drop(cgs);
+        if b % 20 == 19 {
+            let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz");
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            peak = peak.max(s.gauge("guard_tracked_cgroups"));
+        }
+    }
+    let created = Instant::now();
+    eprintln!(
+        "fault: {CGROUPS} cgroups with a process each in {:?}; {alerts} alerts; tracked cgroups peak {peak}",
+        created - started
+    );
+    assert_eq!(
+        alerts, CGROUPS,
+        "the agent did not alert for every cgroup's process"
+    );
+    assert!(
+        peak >= cgroups_before + 100.0,
+        "the cgroups were never tracked (peak {peak}, before {cgroups_before})"
+    );
+    // Removed cgroups and exited processes are forgotten.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (cgroups, procs) = loop {
+        let c = s.gauge("guard_tracked_cgroups");
+        let p = s.gauge("guard_tracked_processes");
+        if (c <= cgroups_before + 50.0 && p <= procs_before + 1000.0) || Instant::now() > deadline {
+            break (c, p);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let rss_after = vm_rss_kib(agent.pid());
+    eprintln!(
+        "fault: cgroups tracked {cgroups_before} -> {cgroups}, processes {procs_before} -> {procs}, VmRSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(agent.alive(), "the agent exited");
+    assert!(
+        cgroups <= cgroups_before + 50.0,
+        "removed cgroups still tracked: {cgroups_before} -> {cgroups}"
+    );
+    assert!(
+        procs <= procs_before + 1000.0,
+        "exited processes still tracked: {procs_before} -> {procs}"
+    );
+    assert!(
+        rss_after <= rss_before + 32 * 1024,
+        "VmRSS grew from {rss_before} to {rss_after} KiB"
+    );
+    agent.stop();
 }
