@@ -258,7 +258,9 @@ impl StoppedDockerd {
             .append(true)
             .open(&self.log)
             .expect("dockerd log");
-        let child = Command::new("setsid")
+        // `setsid -f`: dockerd is not our child (no zombie), like the fixture's `setsid &`.
+        let st = Command::new("setsid")
+            .arg("-f")
             .args(&self.argv)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -266,12 +268,9 @@ impl StoppedDockerd {
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
-            .spawn()
+            .status()
             .expect("restarting dockerd");
-        if let Some(f) = &self.fixture_pidfile {
-            // `integration/docker.sh down` stops the daemon by this pid.
-            let _ = std::fs::write(f, format!("{}\n", child.id()));
-        }
+        assert!(st.success(), "setsid -f dockerd failed");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !docker_up() {
             assert!(
@@ -281,7 +280,28 @@ impl StoppedDockerd {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
-        eprintln!("fault: dockerd restarted (pid {})", child.id());
+        let pid = read_pid(&self.own_pidfile()).filter(|&p| is_dockerd(p));
+        if let (Some(f), Some(pid)) = (&self.fixture_pidfile, pid) {
+            // `integration/docker.sh down` stops the daemon by this pid.
+            let _ = std::fs::write(f, format!("{pid}\n"));
+        }
+        eprintln!("fault: dockerd restarted (pid {pid:?})");
+    }
+
+    /// The pid file dockerd itself writes: `--pidfile X`, or its default.
+    fn own_pidfile(&self) -> PathBuf {
+        let mut args = self.argv.iter();
+        while let Some(a) = args.next() {
+            let a = a.to_string_lossy();
+            if a == "--pidfile" || a == "-p" {
+                if let Some(v) = args.next() {
+                    return PathBuf::from(v);
+                }
+            } else if let Some(v) = a.strip_prefix("--pidfile=") {
+                return PathBuf::from(v);
+            }
+        }
+        PathBuf::from("/var/run/docker.pid")
     }
 }
 
@@ -788,10 +808,10 @@ fn dir_chain(base: &Path, total: usize) -> PathBuf {
     p
 }
 
-fn record_of<'a>(
-    lines: &'a [serde_json::Value],
+fn record_of(
+    lines: &[serde_json::Value],
     pred: impl Fn(&serde_json::Value) -> bool,
-) -> Option<&'a serde_json::Value> {
+) -> Option<&serde_json::Value> {
     lines.iter().find(|v| pred(v))
 }
 
