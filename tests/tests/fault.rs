@@ -167,6 +167,8 @@ struct StoppedDockerd {
     /// `integration/docker.sh`'s pid file, when the fixture owns this dockerd.
     fixture_pidfile: Option<PathBuf>,
     log: PathBuf,
+    /// The daemon's nice value (the test itself may run niced).
+    nice: i32,
     running: bool,
 }
 
@@ -182,6 +184,11 @@ fn is_dockerd(pid: u32) -> bool {
 
 fn read_pid(file: &Path) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+fn current_nice() -> i32 {
+    // SAFETY: getpriority has no preconditions (errno is not needed: -1 is a valid answer here).
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
 }
 
 fn docker_up() -> bool {
@@ -224,6 +231,18 @@ impl StoppedDockerd {
             })
             .collect();
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+        // Field 19 of /proc/PID/stat, counted after the `)` that ends the command name.
+        let nice = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(16)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
         let log = if fixture_pidfile.is_some() {
             fixture_state_dir().join("dockerd.log")
         } else {
@@ -243,6 +262,7 @@ impl StoppedDockerd {
             cwd,
             fixture_pidfile,
             log,
+            nice,
             running: false,
         }
     }
@@ -259,8 +279,10 @@ impl StoppedDockerd {
             .open(&self.log)
             .expect("dockerd log");
         // `setsid -f`: dockerd is not our child (no zombie), like the fixture's `setsid &`.
-        let st = Command::new("setsid")
-            .arg("-f")
+        let st = Command::new("nice")
+            .arg("-n")
+            .arg((self.nice - current_nice()).to_string())
+            .args(["setsid", "-f"])
             .args(&self.argv)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -385,7 +407,9 @@ fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    eprintln!("fault: {:?}: stopping dockerd", started.elapsed());
     let mut dockerd = StoppedDockerd::stop();
+    eprintln!("fault: {:?}: dockerd stopped", started.elapsed());
     // The agent notices and says so on stderr.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !agent
@@ -410,7 +434,9 @@ fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(agent.alive(), "the agent exited while dockerd was down");
 
+    eprintln!("fault: {:?}: host alert seen while down", started.elapsed());
     dockerd.restart();
+    eprintln!("fault: {:?}: dockerd answers", started.elapsed());
     // A container started after the restart: its events are enriched again (reconnected).
     let n2 = format!("guard-fault-after-{tag}");
     let c2 = docker.run(&["--name", &n2], &["sleep", "300"]);

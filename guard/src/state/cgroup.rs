@@ -228,6 +228,45 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 
+    /// Entries of removed cgroups (and of a path now holding another cgroup) are pruned;
+    /// live ones stay.
+    #[test]
+    fn prune_forgets_removed_cgroups() {
+        let root = std::env::temp_dir().join(format!("guard-cgprune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["live", "gone", "reused"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        let fs = ProcFs::new(
+            root.join("no-proc"),
+            Some(Cgroup2Mount {
+                mount_point: root.clone(),
+                root: "/".into(),
+            }),
+            Clock::with_offset(0),
+            100,
+        );
+        let ino = |d: &str| CgroupId(std::fs::metadata(root.join(d)).expect("stat").ino());
+        let mut c = CgroupCache::new(CgroupCacheConfig::default());
+        let (live, gone, reused) = (ino("live"), ino("gone"), ino("reused"));
+        c.insert(live, "/live");
+        c.insert(gone, "/gone");
+        c.insert(reused, "/reused");
+        std::fs::remove_dir(root.join("gone")).expect("rmdir");
+        std::fs::remove_dir(root.join("reused")).expect("rmdir");
+        // Something else at the old path: a different inode is a different cgroup.
+        std::fs::write(root.join("keep-inode-busy"), b"x").expect("file");
+        std::fs::create_dir(root.join("reused")).expect("mkdir");
+        let now_reused = ino("reused");
+        assert_eq!(c.prune_removed(&fs), if now_reused == reused { 1 } else { 2 });
+        assert!(c.get(live).is_some());
+        assert!(c.get(gone).is_none());
+        if now_reused != reused {
+            assert!(c.get(reused).is_none());
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     /// On the real host: this process's cgroup id resolves through its pid.
     #[test]
     fn resolves_own_cgroup_through_proc() {
