@@ -1097,8 +1097,10 @@ impl Pipeline {
         Ok(result)
     }
 
-    /// Copies the kernel's counters into the metrics.
+    /// Copies the kernel's counters and the state tables' sizes into the metrics.
     fn kernel_metrics(&self) {
+        let st = &self.capture.state;
+        METRICS.set_tracked(st.procs.len(), st.cgroups.len(), st.containers.len());
         METRICS.set_kernel(
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),
@@ -1129,7 +1131,7 @@ impl Pipeline {
                     .as_ref()
                     .map(|o| o.take_drop_counts())
                     .unwrap_or_default(),
-                audit: Default::default(),
+                ..Default::default()
             }));
         }
         *last = now;
@@ -1166,6 +1168,8 @@ impl Pipeline {
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
         let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
+        // Entries of removed cgroups are forgotten every few seconds.
+        let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
             // `ready` promises that running containers are under their policies: give Docker
@@ -1193,6 +1197,13 @@ impl Pipeline {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
+                _ = prune_tick.tick() => {
+                    let st = &mut self.capture.state;
+                    let n = st.cgroups.prune_removed(&st.fs);
+                    if n > 0 {
+                        tracing::debug!(removed = n, "cgroup cache: removed cgroups forgotten");
+                    }
+                }
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");

@@ -126,6 +126,14 @@ pub struct Metrics {
     policy_generation: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Sizes of the agent's state tables (gauges), copied in by the pipeline.
+    tracked_processes: AtomicU64,
+    tracked_cgroups: AtomicU64,
+    tracked_containers: AtomicU64,
+    /// 0: no audit log; 1: the last audit write succeeded; 2: audit writes are failing.
+    audit_state: AtomicU64,
+    audit_write_errors: AtomicU64,
+    audit_records_lost: AtomicU64,
     /// Set once the pipeline is running.
     ready: AtomicU64,
 }
@@ -183,6 +191,27 @@ impl Metrics {
             &self.reloads_failed
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// Sizes of the process, cgroup and container tables.
+    pub fn set_tracked(&self, processes: usize, cgroups: usize, containers: usize) {
+        self.tracked_processes.store(processes as u64, Relaxed);
+        self.tracked_cgroups.store(cgroups as u64, Relaxed);
+        self.tracked_containers.store(containers as u64, Relaxed);
+    }
+
+    /// The audit log's writer succeeded (`true`) or failed (`false`) at its last attempt.
+    pub fn set_audit_healthy(&self, ok: bool) {
+        self.audit_state.store(if ok { 1 } else { 2 }, Relaxed);
+    }
+
+    pub fn audit_write_error(&self) {
+        self.audit_write_errors.fetch_add(1, Relaxed);
+    }
+
+    /// An audit record that is not in the log (queue full or write failure).
+    pub fn audit_record_lost(&self) {
+        self.audit_records_lost.fetch_add(1, Relaxed);
     }
 
     pub fn set_ready(&self) {
@@ -298,6 +327,49 @@ impl Metrics {
             "Reloads refused (invalid files or a kernel map update failed); the previous configuration stayed in force.",
             self.reloads_failed.load(Relaxed),
         );
+        for (name, help, v) in [
+            (
+                "guard_tracked_processes",
+                "Processes in the agent's process table.",
+                &self.tracked_processes,
+            ),
+            (
+                "guard_tracked_cgroups",
+                "Cgroups in the agent's cgroup cache (entries of removed cgroups are pruned).",
+                &self.tracked_cgroups,
+            ),
+            (
+                "guard_tracked_containers",
+                "Containers in the agent's container table.",
+                &self.tracked_containers,
+            ),
+        ] {
+            single(&mut out, name, "gauge", help, v.load(Relaxed));
+        }
+        single(
+            &mut out,
+            "guard_audit_write_errors_total",
+            "counter",
+            "Failed audit log writes, syncs and reopens (disk full, I/O errors).",
+            self.audit_write_errors.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_audit_records_lost_total",
+            "counter",
+            "Audit records not in the log (queue full or write failure); each is counted in a later drop_summary record.",
+            self.audit_records_lost.load(Relaxed),
+        );
+        let state = self.audit_state.load(Relaxed);
+        if state != 0 {
+            single(
+                &mut out,
+                "guard_audit_healthy",
+                "gauge",
+                "1 when the audit log's last write succeeded, 0 while writes fail.",
+                u64::from(state == 1),
+            );
+        }
         out
     }
 }
@@ -401,6 +473,14 @@ mod tests {
         m.decision("open", "kill");
         m.action("kill_process", "done", Duration::from_micros(300));
         m.event_latency.observe(Duration::from_millis(2));
+        assert!(
+            !m.render().contains("guard_audit_healthy"),
+            "no audit log, no gauge"
+        );
+        m.set_audit_healthy(false);
+        m.audit_write_error();
+        m.audit_record_lost();
+        m.audit_record_lost();
         let t = m.render();
         for want in [
             "guard_events_received_total{kind=\"syscall\"} 2",
@@ -417,6 +497,9 @@ mod tests {
             "guard_event_latency_seconds_bucket{le=\"0.005\"} 1",
             "guard_event_latency_seconds_bucket{le=\"0.001\"} 0",
             "guard_event_latency_seconds_count 1",
+            "guard_audit_healthy 0",
+            "guard_audit_write_errors_total 1",
+            "guard_audit_records_lost_total 2",
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }

@@ -227,6 +227,7 @@ pub fn sequence() -> Vec<Payload> {
         ringbuf,
         outputs,
         audit: BTreeMap::new(),
+        audit_gap: None,
     }));
     v.push(Payload::AgentStop(AgentInfo {
         version: "0.1.0".into(),

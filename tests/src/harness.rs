@@ -577,3 +577,76 @@ impl Agent {
         }
     }
 }
+
+impl Agent {
+    /// The agent's pid (while it has not been reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the agent process is still running.
+    pub fn alive(&mut self) -> bool {
+        !self.reaped && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The stderr lines the agent has written so far.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Raw stdout lines until `done` matches one (included) or the timeout: for checking that
+    /// every line is valid JSON.
+    pub fn raw_lines_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                break;
+            };
+            let stop = done(&line);
+            out.push(line);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// A free loopback `ADDR:PORT` for `--metrics-addr`.
+pub fn free_metrics_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `GET path` on the agent's metrics address: (status line, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: guard\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    Ok((
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    ))
+}
+
+/// One sample of the text exposition (`name` or `name{labels}`), if present.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series))
+        .and_then(|(_, v)| v.parse().ok())
+}

@@ -166,9 +166,132 @@ fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 fn count_drop(shared: &Mutex<Shared>, kind: &str) {
+    crate::metrics::METRICS.audit_record_lost();
     let mut s = lock(shared);
     *s.stats.dropped.entry(kind.to_string()).or_default() += 1;
     *s.unreported.entry(kind.to_string()).or_default() += 1;
+}
+
+/// How often a persisting write failure is reported again on stderr.
+const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A stretch of failing writes: reported once when it starts, then at most every
+/// [`FAILURE_REPORT_EVERY`], and closed by an `audit_gap` in the next `drop_summary`.
+struct Failing {
+    first_error: String,
+    errno: Option<&'static str>,
+    from: String,
+    /// Records that reached the writer and were not written.
+    lost: u64,
+    errors: u64,
+    reported_at: std::time::Instant,
+    reported_errors: u64,
+    /// No reopen before this (a full disk is not retried for every record).
+    retry_at: std::time::Instant,
+}
+
+/// The writer thread's error handling: rate-limited stderr, metrics, and the gap record.
+struct Health {
+    dir: PathBuf,
+    failing: Option<Failing>,
+    /// A closed gap not yet written into the log.
+    gap: Option<AuditGap>,
+    retry_every: Duration,
+}
+
+fn errno_name(e: &AuditError) -> Option<&'static str> {
+    let AuditError::Io { source, .. } = e else {
+        return None;
+    };
+    Some(match source.raw_os_error()? {
+        libc::ENOSPC => "ENOSPC",
+        libc::EDQUOT => "EDQUOT",
+        libc::EIO => "EIO",
+        libc::EROFS => "EROFS",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        _ => return None,
+    })
+}
+
+impl Health {
+    /// An error. `lost`: a record was not written because of it.
+    fn failed(&mut self, e: &AuditError, lost: bool) {
+        crate::metrics::METRICS.audit_write_error();
+        crate::metrics::METRICS.set_audit_healthy(false);
+        let now = std::time::Instant::now();
+        let dir = self.dir.display();
+        match &mut self.failing {
+            None => {
+                let errno = errno_name(e);
+                tracing::error!(
+                    "audit: cannot write the audit log in {dir}: {e}{}; records are lost (counted, and recorded as an audit_gap once writing works again) and the agent keeps enforcing",
+                    errno.map(|n| format!(" ({n})")).unwrap_or_default()
+                );
+                self.failing = Some(Failing {
+                    first_error: e.to_string(),
+                    errno,
+                    from: writer::now_rfc3339(),
+                    lost: u64::from(lost),
+                    errors: 1,
+                    reported_at: now,
+                    reported_errors: 1,
+                    retry_at: now + self.retry_every,
+                });
+            }
+            Some(f) => {
+                f.errors += 1;
+                f.lost += u64::from(lost);
+                f.retry_at = now + self.retry_every;
+                if now.duration_since(f.reported_at) >= FAILURE_REPORT_EVERY {
+                    tracing::error!(
+                        "audit: still cannot write the audit log in {dir}: {e}{}; {} records lost so far ({} failures since the last report)",
+                        errno_name(e).map(|n| format!(" ({n})")).unwrap_or_default(),
+                        f.lost,
+                        f.errors - f.reported_errors
+                    );
+                    f.reported_at = now;
+                    f.reported_errors = f.errors;
+                }
+            }
+        }
+    }
+
+    /// A record reached the writer while it waits to retry: lost without trying.
+    fn skipped(&mut self) {
+        if let Some(f) = &mut self.failing {
+            f.lost += 1;
+        }
+    }
+
+    fn may_retry(&self) -> bool {
+        self.failing
+            .as_ref()
+            .is_none_or(|f| std::time::Instant::now() >= f.retry_at)
+    }
+
+    /// A write succeeded: ends a failing stretch.
+    fn ok(&mut self) {
+        crate::metrics::METRICS.set_audit_healthy(true);
+        if let Some(f) = self.failing.take() {
+            tracing::warn!(
+                "audit: writing the audit log in {} again; {} records were lost since {} ({})",
+                self.dir.display(),
+                f.lost,
+                f.from,
+                f.first_error
+            );
+            let gap = self.gap.get_or_insert_with(|| AuditGap {
+                error: f.first_error.clone(),
+                errno: f.errno.map(str::to_owned),
+                from: f.from.clone(),
+                ..Default::default()
+            });
+            gap.lost += f.lost;
+            gap.to = writer::now_rfc3339();
+        }
+    }
 }
 
 fn writer_thread(
@@ -188,12 +311,28 @@ fn writer_thread(
         }
     };
     let tick = cfg.sync_interval.max(Duration::from_millis(1));
+    let mut health = Health {
+        dir: cfg.dir.clone(),
+        failing: None,
+        gap: None,
+        retry_every: tick.max(Duration::from_millis(100)),
+    };
+    crate::metrics::METRICS.set_audit_healthy(true);
     let mut writer = Some(writer);
     rt.block_on(async {
         loop {
             let next = tokio::time::timeout(tick, rx.recv()).await;
             let w = match writer.as_mut() {
                 Some(w) => w,
+                None if !health.may_retry() => match next {
+                    Ok(Some(p)) => {
+                        count_drop(&shared, p.kind());
+                        health.skipped();
+                        continue;
+                    }
+                    Ok(None) => return,
+                    Err(_) => continue,
+                },
                 None => match AuditWriter::open(AuditConfig {
                     recover: true,
                     ..cfg.clone()
@@ -202,12 +341,13 @@ fn writer_thread(
                     Ok(w) => writer.insert(w),
                     Err(e) => {
                         note_error(&shared, &e);
-                        if let Ok(Some(p)) = next {
-                            count_drop(&shared, p.kind());
-                        } else if let Ok(None) = next {
-                            return;
+                        let lost = matches!(next, Ok(Some(_)));
+                        health.failed(&e, lost);
+                        match next {
+                            Ok(Some(p)) => count_drop(&shared, p.kind()),
+                            Ok(None) => return,
+                            Err(_) => {}
                         }
-                        tokio::time::sleep(tick).await;
                         continue;
                     }
                 },
@@ -215,14 +355,25 @@ fn writer_thread(
             match next {
                 Ok(Some(p)) => {
                     let kind = p.kind();
-                    match w.append(p) {
+                    let before = w.next_seq();
+                    let res = w.append(p);
+                    // A sync after the write can fail (e.g. the checkpoint on a full disk):
+                    // the record is in the log all the same.
+                    let written = w.next_seq() > before;
+                    if written {
+                        lock(&shared).stats.written += 1;
+                    }
+                    match res {
                         Ok(_) => {
-                            lock(&shared).stats.written += 1;
-                            report_drops(w, &shared);
+                            health.ok();
+                            report_drops(w, &shared, &mut health);
                         }
                         Err(e) => {
                             note_error(&shared, &e);
-                            count_drop(&shared, kind);
+                            if !written {
+                                count_drop(&shared, kind);
+                            }
+                            health.failed(&e, !written);
                             if matches!(e, AuditError::Poisoned(_)) || e.is_disk_full() {
                                 writer = None;
                             }
@@ -230,15 +381,17 @@ fn writer_thread(
                     }
                 }
                 Ok(None) => {
-                    report_drops(w, &shared);
+                    report_drops(w, &shared, &mut health);
                     if let Err(e) = w.sync() {
                         note_error(&shared, &e);
+                        health.failed(&e, false);
                     }
                     return;
                 }
                 Err(_elapsed) => {
                     if let Err(e) = w.sync_if_due() {
                         note_error(&shared, &e);
+                        health.failed(&e, false);
                         writer = None;
                     }
                 }
@@ -247,25 +400,40 @@ fn writer_thread(
     });
 }
 
+/// Keeps the error for [`AuditLog::stats`]; stderr is [`Health`]'s job (rate-limited).
 fn note_error(shared: &Mutex<Shared>, e: &AuditError) {
-    tracing::error!("audit: {e}");
+    tracing::debug!("audit: {e}");
     lock(shared).stats.last_error = Some(e.to_string());
 }
 
-/// Writes counted audit drops into the log itself, so the loss is part of the record.
-fn report_drops(w: &mut AuditWriter, shared: &Mutex<Shared>) {
+/// Writes counted audit drops (and a closed write-failure gap) into the log itself, so the
+/// loss is part of the record.
+fn report_drops(w: &mut AuditWriter, shared: &Mutex<Shared>, health: &mut Health) {
     let pending = std::mem::take(&mut lock(shared).unreported);
-    if pending.is_empty() {
+    if pending.is_empty() && health.gap.is_none() {
         return;
     }
+    let gap = health.gap.take();
     let p = Payload::DropSummary(DropSummary {
         audit: pending.clone(),
+        audit_gap: gap.clone(),
         ..Default::default()
     });
-    match w.append(p) {
-        Ok(_) => lock(shared).stats.written += 1,
+    let before = w.next_seq();
+    let res = w.append(p);
+    if w.next_seq() > before {
+        lock(shared).stats.written += 1;
+    }
+    match res {
+        Ok(_) => {}
+        Err(e) if w.next_seq() > before => {
+            note_error(shared, &e);
+            health.failed(&e, false);
+        }
         Err(e) => {
             note_error(shared, &e);
+            health.failed(&e, false);
+            health.gap = gap;
             let mut s = lock(shared);
             for (k, v) in pending {
                 *s.unreported.entry(k).or_default() += v;

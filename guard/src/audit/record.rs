@@ -355,9 +355,30 @@ pub struct DropSummary {
     /// Alerts an output channel dropped (queue full or failed delivery), per channel name.
     #[serde(default)]
     pub outputs: BTreeMap<String, u64>,
-    /// Audit records the audit queue had to drop, per kind.
+    /// Audit records that are not in the log, per kind: the queue was full, or writing failed
+    /// (then `audit_gap` says when and why).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub audit: BTreeMap<String, u64>,
+    /// The log could not be written for a while (disk full, I/O error): written by the first
+    /// record that succeeds again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_gap: Option<AuditGap>,
+}
+
+/// A stretch of time in which the audit log could not be written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditGap {
+    /// Records that reached the writer but could not be written (also counted in `audit`).
+    pub lost: u64,
+    /// The first error, e.g. `write audit record /var/lib/guard/audit/audit-…jsonl: No space
+    /// left on device (os error 28)`.
+    pub error: String,
+    /// Errno name of the first error when there is one (`ENOSPC`, `EDQUOT`, `EIO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// First failure and recovery (RFC 3339).
+    pub from: String,
+    pub to: String,
 }
 
 impl DropSummary {

@@ -97,6 +97,23 @@ impl CgroupCache {
         );
     }
 
+    /// Forgets cgroups whose directory is gone (or now has another inode), so that a host
+    /// creating and removing many cgroups (short-lived containers) does not keep their entries
+    /// until eviction. One stat per entry; returns the number removed.
+    pub fn prune_removed(&mut self, fs: &ProcFs) -> usize {
+        let Some(mount) = fs.cgroup2.as_ref() else {
+            return 0;
+        };
+        let before = self.map.len();
+        self.map.retain(|id, info| {
+            mount
+                .dir_of(&info.path)
+                .and_then(|d| std::fs::metadata(d).ok())
+                .is_some_and(|md| md.ino() == id.0)
+        });
+        before - self.map.len()
+    }
+
     /// Resolves a cgroup id; see the module comment for the order.
     pub fn resolve(&mut self, fs: &ProcFs, id: CgroupId, pid: Option<Pid>) -> Option<&CgroupInfo> {
         if !self.map.contains_key(&id) {
@@ -208,6 +225,48 @@ mod tests {
         });
         small.resolve(&fs, id, None);
         assert!(small.len() <= 2);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Entries of removed cgroups (and of a path now holding another cgroup) are pruned;
+    /// live ones stay.
+    #[test]
+    fn prune_forgets_removed_cgroups() {
+        let root = std::env::temp_dir().join(format!("guard-cgprune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["live", "gone", "reused"] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        let fs = ProcFs::new(
+            root.join("no-proc"),
+            Some(Cgroup2Mount {
+                mount_point: root.clone(),
+                root: "/".into(),
+            }),
+            Clock::with_offset(0),
+            100,
+        );
+        let ino = |d: &str| CgroupId(std::fs::metadata(root.join(d)).expect("stat").ino());
+        let mut c = CgroupCache::new(CgroupCacheConfig::default());
+        let (live, gone, reused) = (ino("live"), ino("gone"), ino("reused"));
+        c.insert(live, "/live");
+        c.insert(gone, "/gone");
+        c.insert(reused, "/reused");
+        std::fs::remove_dir(root.join("gone")).expect("rmdir");
+        std::fs::remove_dir(root.join("reused")).expect("rmdir");
+        // Something else at the old path: a different inode is a different cgroup.
+        std::fs::write(root.join("keep-inode-busy"), b"x").expect("file");
+        std::fs::create_dir(root.join("reused")).expect("mkdir");
+        let now_reused = ino("reused");
+        assert_eq!(
+            c.prune_removed(&fs),
+            if now_reused == reused { 1 } else { 2 }
+        );
+        assert!(c.get(live).is_some());
+        assert!(c.get(gone).is_none());
+        if now_reused != reused {
+            assert!(c.get(reused).is_none());
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 
