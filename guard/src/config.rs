@@ -197,6 +197,9 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(Vec::new())
     }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
@@ -474,10 +477,15 @@ pub fn parse_from(argv: Vec<OsString>, default: Option<&Path>) -> Result<Parsed,
         }
         // A flag given on the command line also beats the file's values that conflict with
         // it (`--no-responses` on the command line, `responses:` in the file).
+        let conflicts = |a: &Arg, b: &Arg| {
+            sub.get_arg_conflicts_with(a)
+                .iter()
+                .any(|c| c.get_id() == b.get_id())
+        };
         if sub
-            .get_arg_conflicts_with(arg)
-            .iter()
-            .any(|c| given(sm, c.get_id().as_str()))
+            .get_arguments()
+            .filter(|o| given(sm, o.get_id().as_str()))
+            .any(|o| conflicts(arg, o) || conflicts(o, arg))
         {
             continue;
         }

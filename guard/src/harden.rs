@@ -230,6 +230,7 @@ pub fn agent_grants(p: &AgentPaths) -> (BitFlags<AccessFs>, Grants) {
     let read = AccessFs::from_read(ABI_WANTED) & !AccessFs::Execute;
     let exec = AccessFs::from_read(ABI_WANTED);
     let all = AccessFs::from_all(ABI_WANTED);
+    let write = all & !AccessFs::Execute;
     let write_file = read | AccessFs::WriteFile;
     let mut g = Grants::new();
     let mut add = |path: &PathBuf, rights: BitFlags<AccessFs>| {
@@ -238,7 +239,7 @@ pub fn agent_grants(p: &AgentPaths) -> (BitFlags<AccessFs>, Grants) {
     p.read.iter().for_each(|x| add(x, read));
     p.exec.iter().for_each(|x| add(x, exec));
     p.write_files.iter().for_each(|x| add(x, write_file));
-    p.write.iter().for_each(|x| add(x, all));
+    p.write.iter().for_each(|x| add(x, write));
     (all, g)
 }
 
