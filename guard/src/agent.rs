@@ -135,6 +135,18 @@ pub struct RunArgs {
     /// Serve Prometheus `/metrics` and `/healthz` on ADDR:PORT, or `off`.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
     pub metrics_addr: crate::metrics::MetricsAddr,
+    /// Configuration file (docs/configuration.md): every flag has a key; a flag given here
+    /// beats the file. Default: /etc/guard/guard.yaml when present.
+    #[arg(long, value_name = "FILE", env = crate::config::ENV)]
+    pub config: Option<PathBuf>,
+    /// Keep every capability after start (by default the agent drops all but the ones its
+    /// responses and map updates need; docs/hardening.md).
+    #[arg(long)]
+    pub keep_caps: bool,
+    /// Do not restrict the agent's own filesystem access with Landlock after start
+    /// (docs/hardening.md).
+    #[arg(long)]
+    pub no_landlock: bool,
 }
 
 /// Policy enforcement asked of the pipeline.
@@ -200,7 +212,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     })
 }
 
-fn default_responses() -> Option<PathBuf> {
+pub(crate) fn default_responses() -> Option<PathBuf> {
     ["responses", "/etc/guard/responses"]
         .iter()
         .map(PathBuf::from)
@@ -354,6 +366,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             kind: ChannelKind::Stdout { format },
         }],
     };
+    let output_files = crate::harden::output_files(&channels);
     let outputs = Outputs::start(channels).context("starting outputs")?;
     let audit = if args.no_audit {
         None
@@ -421,6 +434,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     )?;
     p.keep_recent = responder.as_ref().is_some_and(takes_snapshots);
     p.responder = responder;
+    // Least privilege (docs/hardening.md): everything that needs more is loaded by now.
+    crate::harden::after_start(&args, &sources.rules, output_files, p.responder.as_ref()).await?;
     p.reload = Some(ReloadState {
         watch: !args.no_watch,
         sources,

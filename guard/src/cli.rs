@@ -5,9 +5,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "guard",
     version,
@@ -48,10 +48,33 @@ pub enum Command {
     Quarantine(crate::respond_cmd::QuarantineCommand),
     /// Run a command under a Landlock ruleset derived from a policy's open and exec rules.
     Exec(crate::policy::landlock::Args),
+    /// Configuration file tools (`guard config show`).
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = match crate::config::parse_from(
+        std::env::args_os().collect(),
+        Some(std::path::Path::new(crate::config::DEFAULT_PATH)),
+    ) {
+        Ok(p) => p,
+        Err(crate::config::ConfigError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("guard: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config(crate::config::ConfigCommand::Show(_)) = &parsed.cli.command {
+        return match crate::config::show(&parsed) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("guard: error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let cli = parsed.cli;
     init_logging(&cli.log);
     let result = match cli.command {
         Command::Run(args) => crate::agent::run(args),
@@ -67,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Respond(a) => crate::respond_cmd::respond(a),
         Command::Quarantine(c) => crate::respond_cmd::quarantine(c),
         Command::Exec(args) => crate::policy::landlock::run(args),
+        // Handled above (it needs the matches, not only the arguments).
+        Command::Config(crate::config::ConfigCommand::Show(_)) => Ok(ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -18,8 +18,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use landlock::{
-    ABI, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus,
+    ABI, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, RulesetStatus,
 };
 
 use super::{PathRule, Policy};
@@ -157,6 +157,36 @@ pub fn ruleset_for(p: &Policy) -> Result<(BitFlags<AccessFs>, Grants)> {
     Ok((handled, out))
 }
 
+/// A ruleset handling `handled` with every grant added: a file gets only the rights that
+/// apply to files; a path that does not exist (any more) is skipped.
+pub fn create_ruleset(
+    handled: BitFlags<AccessFs>,
+    grants: &Grants,
+    abi: ABI,
+) -> Result<RulesetCreated> {
+    let mut rs = Ruleset::default()
+        .handle_access(handled)
+        .context("Landlock ruleset")?
+        .create()
+        .context("creating the Landlock ruleset")?;
+    for (path, rights) in grants {
+        let Ok(fd) = PathFd::new(path) else { continue };
+        let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        let rights = if is_dir {
+            *rights
+        } else {
+            *rights & AccessFs::from_file(abi)
+        };
+        if rights.is_empty() {
+            continue;
+        }
+        rs = rs
+            .add_rule(PathBeneath::new(fd, rights))
+            .with_context(|| format!("Landlock rule for {}", path.display()))?;
+    }
+    Ok(rs)
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let (policies, diags) = super::load_policies(std::slice::from_ref(&args.policy));
     for d in diags.iter().filter(|d| d.is_error()) {
@@ -186,26 +216,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     let (handled, grants) = ruleset_for(policy)?;
-    let mut rs = Ruleset::default()
-        .handle_access(handled)
-        .context("Landlock ruleset")?
-        .create()
-        .context("creating the Landlock ruleset")?;
-    for (path, rights) in &grants {
-        let Ok(fd) = PathFd::new(path) else { continue };
-        let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
-        let rights = if is_dir {
-            *rights
-        } else {
-            *rights & AccessFs::from_file(ABI_WANTED)
-        };
-        if rights.is_empty() {
-            continue;
-        }
-        rs = rs
-            .add_rule(PathBeneath::new(fd, rights))
-            .with_context(|| format!("Landlock rule for {}", path.display()))?;
-    }
+    let rs = create_ruleset(handled, &grants, ABI_WANTED)?;
     let status = rs
         .restrict_self()
         .context("enforcing the Landlock ruleset")?;

@@ -291,6 +291,48 @@ impl Responder {
         }
     }
 
+    /// Where quarantine pins live.
+    pub fn pin_dir(&self) -> &std::path::Path {
+        &self.inner.opts.pin_dir
+    }
+
+    /// Attaches (or adopts) the quarantine programs now when some active response quarantines,
+    /// instead of at the first quarantine: `guard run` drops the capabilities that loading
+    /// them needs after start (docs/hardening.md). Returns the error, if attaching failed (the
+    /// action then fails as before).
+    pub async fn prepare_quarantine(&self) -> Option<String> {
+        let wants = !self.inner.opts.detect_only
+            && self.active().responses.iter().any(|r| {
+                !r.dry_run
+                    && r.actions
+                        .iter()
+                        .any(|a| matches!(a, Action::QuarantineNetwork(_)))
+            });
+        if !wants {
+            return None;
+        }
+        let mut g = self.inner.quarantine.lock().await;
+        if g.is_some() {
+            return None;
+        }
+        let pin = self.inner.opts.pin_dir.clone();
+        let attached = tokio::task::spawn_blocking(move || {
+            quarantine::cgroup2_root().and_then(|root| Quarantine::attach(&pin, &root))
+        })
+        .await;
+        match attached {
+            Ok(Ok(q)) => {
+                if let quarantine::ConnectDeny::Unavailable(why) = &q.connect_deny {
+                    tracing::warn!("quarantine without connect deny: {why}");
+                }
+                *g = Some(q);
+                None
+            }
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     /// Keeps a one-line summary of an event of `pid` for `snapshot` (bounded ring).
     pub fn record_recent(&self, pid: u32, summary: &str) {
         let now = std::time::SystemTime::now()

@@ -75,9 +75,16 @@ pub fn run(spec: ScriptSpec) -> Result<ScriptResult, String> {
 }
 
 fn drop_capabilities() -> Result<(), String> {
-    // Bounding set first (needs CAP_SETPCAP, which we still have), so that exec as uid 0
-    // cannot regain anything; then ambient, inheritable, and this thread's own sets.
-    for set in [CapSet::Bounding, CapSet::Ambient, CapSet::Inheritable] {
+    // Bounding set first (needs CAP_SETPCAP), so that exec as uid 0 cannot regain anything;
+    // then ambient, inheritable, and this thread's own sets. `guard run` drops CAP_SETPCAP
+    // after start (docs/hardening.md): then the bounding set stays as the agent left it, and
+    // `no_new_privs` (set by `landlock_self`, which runs first) keeps the exec from gaining
+    // any capability the (cleared) permitted set does not hold.
+    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
+        caps::clear(None, CapSet::Bounding)
+            .map_err(|e| format!("drop Bounding capabilities: {e}"))?;
+    }
+    for set in [CapSet::Ambient, CapSet::Inheritable] {
         caps::clear(None, set).map_err(|e| format!("drop {set:?} capabilities: {e}"))?;
     }
     for set in [CapSet::Effective, CapSet::Permitted] {
