@@ -1149,3 +1149,54 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
     );
     agent.stop();
 }
+
+/// A non-UTF-8 (and control-character) executable name through the whole agent: the rule
+/// still fires, and the alert line is valid JSON with U+FFFD and escaped control bytes, in
+/// `output` and `output_fields` alike.
+#[test]
+fn non_utf8_names_in_alerts_are_valid_json() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let s = Scratch::new("alert-utf8");
+    let cg = TestCgroup::new("fault-utf8");
+    // Under /tmp: "Execution from temporary directory".
+    let exe = s.dir.join(OsStr::from_bytes(b"true-\xff\xfe-\x1b"));
+    std::fs::copy("/bin/true", &exe).expect("copy /bin/true");
+    let agent = Agent::run(&[
+        "--only-cgroup",
+        cg.path.to_str().expect("utf8"),
+        "--metrics-addr",
+        &s.metrics,
+        "--audit-dir",
+        &s.path("audit"),
+    ]);
+    // A non-UTF-8 path: built by hand (ExecArgs takes a str).
+    let path = CString::new(exe.as_os_str().as_bytes()).expect("no NUL");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let pid = fork_in_cgroup(&cg, || {
+        // SAFETY: pointers into a CString that outlives the call; the array ends with NULL.
+        unsafe {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            *libc::__errno_location()
+        }
+    });
+    assert!(exited_ok(wait_status(pid)), "the copied binary did not run");
+    let lines = agent.raw_lines_until(Duration::from_secs(15), |l| {
+        l.contains("Execution from temporary directory")
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("Execution from temporary directory"))
+        .unwrap_or_else(|| panic!("no alert for the non-UTF-8 executable: {lines:?}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("alert line is valid JSON");
+    let want = format!("{}/true-\u{fffd}\u{fffd}-\u{1b}", s.dir.display());
+    assert_eq!(v["output_fields"]["proc.exepath"], want.as_str(), "{line}");
+    assert!(
+        v["output"].as_str().is_some_and(|o| o.contains(&want)),
+        "{line}"
+    );
+    assert!(line.contains("\\u001b"), "control byte not escaped: {line}");
+    agent.stop();
+}

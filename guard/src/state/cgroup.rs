@@ -258,7 +258,10 @@ mod tests {
         std::fs::write(root.join("keep-inode-busy"), b"x").expect("file");
         std::fs::create_dir(root.join("reused")).expect("mkdir");
         let now_reused = ino("reused");
-        assert_eq!(c.prune_removed(&fs), if now_reused == reused { 1 } else { 2 });
+        assert_eq!(
+            c.prune_removed(&fs),
+            if now_reused == reused { 1 } else { 2 }
+        );
         assert!(c.get(live).is_some());
         assert!(c.get(gone).is_none());
         if now_reused != reused {
