@@ -1023,9 +1023,12 @@ impl Gate {
             write: fds[1],
         }
     }
+}
 
-    fn open(self) {
-        // SAFETY: closing our own descriptors.
+/// Dropping the gate releases the children (so a failing test leaves no blocked process).
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptors, once.
         unsafe {
             libc::close(self.write);
             libc::close(self.read);
@@ -1058,7 +1061,6 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
     let mut peak = 0f64;
     let mut alerts = 0usize;
     for b in 0..CGROUPS / BATCH {
-        let gate = Gate::new();
         let cgs: Vec<TestCgroup> = (0..BATCH)
             .map(|i| {
                 let path = parent.path.join(format!("c{}", b * BATCH + i));
@@ -1066,6 +1068,8 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
                 TestCgroup { path }
             })
             .collect();
+        // After `cgs`, so that on a panic it is dropped (children released) before them.
+        let gate = Gate::new();
         let (r, w) = (gate.read, gate.write);
         let pids: Vec<u32> = cgs
             .iter()
@@ -1096,7 +1100,7 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
                 alerts += 1;
             }
         }
-        gate.open();
+        drop(gate);
         for pid in pids {
             assert!(exited_ok(wait_status(pid)), "cgroup child failed");
         }
