@@ -962,7 +962,8 @@ impl Pipeline {
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
         let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
-        // Entries of removed cgroups are forgotten every few seconds.
+        // Every few seconds: exited processes past their grace, and entries of removed cgroups
+        // (and of containers nothing else knows), are forgotten.
         let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
@@ -993,9 +994,12 @@ impl Pipeline {
                 _ = metrics_tick.tick() => self.kernel_metrics(),
                 _ = prune_tick.tick() => {
                     let st = &mut self.capture.state;
-                    let n = st.cgroups.prune_removed(&st.fs);
+                    // Exited processes leave after their grace even when no event comes.
+                    st.procs.sweep(wall_now_ns());
+                    let (n, gone) = st.cgroups.prune_removed(&st.fs);
+                    let forgotten = gone.iter().filter(|c| st.containers.forget_unresolved(c)).count();
                     if n > 0 {
-                        tracing::debug!(removed = n, "cgroup cache: removed cgroups forgotten");
+                        tracing::debug!(removed = n, forgotten, "removed cgroups and their unresolved containers forgotten");
                     }
                 }
                 _ = policy_tick.tick(), if has_policy => {
@@ -1064,6 +1068,13 @@ impl Pipeline {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The wall clock in ns since the epoch, the time base of events.
+fn wall_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
 }
 
 /// Time since `wall_ns` (an event's kernel timestamp), zero if the clock went back.

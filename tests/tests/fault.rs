@@ -1039,9 +1039,10 @@ impl Drop for Gate {
 const CGROUPS: usize = 10_000;
 const BATCH: usize = 100;
 
-/// 10,000 short-lived cgroups, each with a process that reads /etc/shadow (an alert: the
-/// agent resolves the cgroup while the process lives) and exits: the agent keeps up, its
-/// memory stays bounded, and its cgroup and process tables come back to their size before.
+/// 10,000 short-lived containers' worth of cgroups (named as containerd names them), each with
+/// a process that reads /etc/shadow (an alert: the agent resolves the cgroup while the process
+/// lives) and exits: the agent keeps up, its memory stays bounded, and its cgroup, container and
+/// process tables come back to their size before.
 #[test]
 fn ten_thousand_short_lived_cgroups_do_not_leak() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -1057,13 +1058,18 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
     let rss_before = vm_rss_kib(agent.pid());
     let cgroups_before = s.gauge("guard_tracked_cgroups");
     let procs_before = s.gauge("guard_tracked_processes");
+    let containers_before = s.gauge("guard_tracked_containers");
+    let mut containers_peak = 0f64;
     let shadow = CString::new("/etc/shadow").expect("cstring");
     let mut peak = 0f64;
     let mut alerts = 0usize;
     for b in 0..CGROUPS / BATCH {
         let cgs: Vec<TestCgroup> = (0..BATCH)
             .map(|i| {
-                let path = parent.path.join(format!("c{}", b * BATCH + i));
+                // Named as containerd names a Kubernetes container's cgroup (systemd driver):
+                // the agent takes each for a container the Docker daemon does not know.
+                let n = (u128::from(std::process::id()) << 64) | (b * BATCH + i) as u128;
+                let path = parent.path.join(format!("cri-containerd-{n:064x}.scope"));
                 std::fs::create_dir(&path).expect("child cgroup");
                 TestCgroup { path }
             })
@@ -1109,6 +1115,7 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
             let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz");
             assert_eq!(status, "HTTP/1.1 200 OK");
             peak = peak.max(s.gauge("guard_tracked_cgroups"));
+            containers_peak = containers_peak.max(s.gauge("guard_tracked_containers"));
         }
     }
     let created = Instant::now();
@@ -1124,19 +1131,28 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         peak >= cgroups_before + 100.0,
         "the cgroups were never tracked (peak {peak}, before {cgroups_before})"
     );
-    // Removed cgroups and exited processes are forgotten.
+    assert!(
+        containers_peak >= containers_before + 100.0,
+        "the cgroups were never taken for containers (peak {containers_peak}, before {containers_before})"
+    );
+    // Removed cgroups, their containers and exited processes are forgotten.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (cgroups, procs) = loop {
+    let (cgroups, procs, containers) = loop {
         let c = s.gauge("guard_tracked_cgroups");
         let p = s.gauge("guard_tracked_processes");
-        if (c <= cgroups_before + 50.0 && p <= procs_before + 1000.0) || Instant::now() > deadline {
-            break (c, p);
+        let k = s.gauge("guard_tracked_containers");
+        if (c <= cgroups_before + 50.0
+            && p <= procs_before + 200.0
+            && k <= containers_before + 50.0)
+            || Instant::now() > deadline
+        {
+            break (c, p, k);
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     let rss_after = vm_rss_kib(agent.pid());
     eprintln!(
-        "fault: cgroups tracked {cgroups_before} -> {cgroups}, processes {procs_before} -> {procs}, VmRSS {rss_before} -> {rss_after} KiB"
+        "fault: tracked cgroups {cgroups_before} -> {cgroups} (peak {peak}), containers {containers_before} -> {containers} (peak {containers_peak}), processes {procs_before} -> {procs}, VmRSS {rss_before} -> {rss_after} KiB"
     );
     assert!(agent.alive(), "the agent exited");
     assert!(
@@ -1144,7 +1160,11 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         "removed cgroups still tracked: {cgroups_before} -> {cgroups}"
     );
     assert!(
-        procs <= procs_before + 1000.0,
+        containers <= containers_before + 50.0,
+        "containers of removed cgroups still tracked: {containers_before} -> {containers}"
+    );
+    assert!(
+        procs <= procs_before + 200.0,
         "exited processes still tracked: {procs_before} -> {procs}"
     );
     assert!(
