@@ -3,7 +3,8 @@
 //! Events carry the cgroup v2 id (`bpf_get_current_cgroup_id()`, the inode of the cgroup v2
 //! directory). To name the container we need the directory's path. Resolution, in order:
 //! 1. the cache, keyed by cgroup id (cgroup ids are not reused while the host is up, so a
-//!    cached answer stays right; a removed cgroup's entry only costs memory until evicted);
+//!    cached answer stays right; a removed cgroup's entry is dropped by
+//!    [`CgroupCache::prune_removed`], which the agent calls every few seconds);
 //! 2. `/proc/<event pid>/cgroup`, accepted only when the stat of that directory has the
 //!    event's cgroup id (the process may have moved, or exited and its pid been reused);
 //! 3. a walk of the cgroup2 mount that indexes every directory by inode, at most once per
