@@ -518,18 +518,20 @@ fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
     let floods = [flood(&cg, 6), flood(&cg, 6)];
     std::thread::sleep(Duration::from_millis(500));
 
-    // /healthz and /metrics answer promptly under the flood.
+    // /healthz answers promptly under the flood.
+    let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
         let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz under the flood");
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "/healthz took {:?} under the flood",
-            t.elapsed()
-        );
+        slowest = slowest.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("fault: slowest /healthz under the flood: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "/healthz took {slowest:?} under the flood"
+    );
     // A denied exec is killed and its decision alerted while the event ring overflows.
     let t = Instant::now();
     let denied = ExecArgs::new("/bin/true", vec![]);
