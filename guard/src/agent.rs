@@ -912,6 +912,28 @@ impl Pipeline {
         Ok(result)
     }
 
+    /// Forgets what is gone even when no event says so: exited processes past their grace,
+    /// removed cgroups, and the containers of those that the daemon never described.
+    fn prune_state(&mut self) {
+        let st = &mut self.capture.state;
+        // Event time runs behind the wall clock when the pipeline has a backlog: stay 5 s
+        // behind it, so that a backlog's events still find the exited processes they refer to.
+        st.procs
+            .sweep(wall_now_ns().saturating_sub(Duration::from_secs(5).as_nanos() as u64));
+        let (n, gone) = st.cgroups.prune_removed(&st.fs);
+        let forgotten = gone
+            .iter()
+            .filter(|c| st.containers.forget_unresolved(c))
+            .count();
+        if n > 0 {
+            tracing::debug!(
+                removed = n,
+                forgotten,
+                "removed cgroups and their unresolved containers forgotten"
+            );
+        }
+    }
+
     /// Copies the kernel's counters and the state tables' sizes into the metrics.
     fn kernel_metrics(&self) {
         let st = &self.capture.state;
@@ -992,16 +1014,7 @@ impl Pipeline {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
-                _ = prune_tick.tick() => {
-                    let st = &mut self.capture.state;
-                    // Exited processes leave after their grace even when no event comes.
-                    st.procs.sweep(wall_now_ns());
-                    let (n, gone) = st.cgroups.prune_removed(&st.fs);
-                    let forgotten = gone.iter().filter(|c| st.containers.forget_unresolved(c)).count();
-                    if n > 0 {
-                        tracing::debug!(removed = n, forgotten, "removed cgroups and their unresolved containers forgotten");
-                    }
-                }
+                _ = prune_tick.tick() => self.prune_state(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");

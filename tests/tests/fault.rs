@@ -1040,11 +1040,14 @@ impl Drop for Gate {
 
 const CGROUPS: usize = 10_000;
 const BATCH: usize = 100;
+/// One cgroup in this many gets a process (the others are only created and removed): keeps the
+/// test near half a minute on a loaded two-core CI machine.
+const WITH_PROCESS_EVERY: usize = 2;
 
-/// 10,000 short-lived containers' worth of cgroups (named as containerd names them), each with
-/// a process that reads /etc/shadow (an alert: the agent resolves the cgroup while the process
-/// lives) and exits: the agent keeps up, its memory stays bounded, and its cgroup, container and
-/// process tables come back to their size before.
+/// 10,000 short-lived containers' worth of cgroups (named as containerd names them), every
+/// other one with a process that reads /etc/shadow (an alert: the agent resolves the cgroup
+/// while the process lives) and exits: the agent keeps up, its memory stays bounded, and its
+/// cgroup, container and process tables come back to their size before.
 #[test]
 fn ten_thousand_short_lived_cgroups_do_not_leak() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -1081,6 +1084,7 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         let (r, w) = (gate.read, gate.write);
         let pids: Vec<u32> = cgs
             .iter()
+            .step_by(WITH_PROCESS_EVERY)
             .map(|cg| {
                 fork_in_cgroup(cg, || {
                     let mut byte = 0u8;
@@ -1098,7 +1102,7 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
             })
             .collect();
         // Every process's alert before they exit: each cgroup was seen alive.
-        let want = (b + 1) * BATCH;
+        let want = (b + 1) * BATCH / WITH_PROCESS_EVERY;
         let deadline = Instant::now() + Duration::from_secs(10);
         while alerts < want && Instant::now() < deadline {
             if agent
@@ -1108,6 +1112,10 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
                 alerts += 1;
             }
         }
+        // While this batch lives (the gauges lag by up to a second and removed cgroups are
+        // pruned every 5 s: the peak over all batches shows what was tracked).
+        peak = peak.max(s.gauge("guard_tracked_cgroups"));
+        containers_peak = containers_peak.max(s.gauge("guard_tracked_containers"));
         drop(gate);
         for pid in pids {
             assert!(exited_ok(wait_status(pid)), "cgroup child failed");
@@ -1116,25 +1124,24 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         if b % 20 == 19 {
             let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz");
             assert_eq!(status, "HTTP/1.1 200 OK");
-            peak = peak.max(s.gauge("guard_tracked_cgroups"));
-            containers_peak = containers_peak.max(s.gauge("guard_tracked_containers"));
         }
     }
     let created = Instant::now();
     eprintln!(
-        "fault: {CGROUPS} cgroups with a process each in {:?}; {alerts} alerts; tracked cgroups peak {peak}",
+        "fault: {CGROUPS} cgroups, a process in 1 of {WITH_PROCESS_EVERY}, in {:?}; {alerts} alerts; tracked cgroups peak {peak}",
         created - started
     );
     assert_eq!(
-        alerts, CGROUPS,
+        alerts,
+        CGROUPS / WITH_PROCESS_EVERY,
         "the agent did not alert for every cgroup's process"
     );
     assert!(
-        peak >= cgroups_before + 100.0,
+        peak >= cgroups_before + (BATCH / WITH_PROCESS_EVERY) as f64,
         "the cgroups were never tracked (peak {peak}, before {cgroups_before})"
     );
     assert!(
-        containers_peak >= containers_before + 100.0,
+        containers_peak >= containers_before + (BATCH / WITH_PROCESS_EVERY) as f64,
         "the cgroups were never taken for containers (peak {containers_peak}, before {containers_before})"
     );
     // Removed cgroups, their containers and exited processes are forgotten.
