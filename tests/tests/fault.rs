@@ -367,6 +367,13 @@ fn host_alert_arrives(agent: &Agent, cg: &TestCgroup, within: Duration) -> bool 
     false
 }
 
+/// dockerd goes away under a running agent and comes back: the agent says so on stderr, stays
+/// healthy and keeps alerting on host events meanwhile, then reconnects (bounded backoff, at
+/// most 5 s between attempts) so that a container started afterwards is enriched with its id
+/// and name again. The daemon is the one `integration/docker.sh` started (or, outside the
+/// fixture, the one named by /var/run/docker.pid; a systemd-managed daemon would come back
+/// outside its unit): stopped by PID and started again with the same command line,
+/// environment, directory and nice value, also when the test fails.
 #[test]
 fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -489,6 +496,10 @@ fn flood(cg: &TestCgroup, secs: i64) -> u32 {
     })
 }
 
+/// A one-page ring buffer flooded by two processes for 6 s (host_drops checks the exact drop
+/// accounting; this checks the agent under saturation): drops are counted in metrics and
+/// reported on stderr, `/healthz` answers promptly, a denied exec is killed and its decision
+/// alerted (the decision ring is separate), and a rule alert for a distinct event gets through.
 #[test]
 fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -660,6 +671,11 @@ fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The audit log on a 1 MiB tmpfs that fills up under a running agent (docs/audit.md, "When the
+/// log cannot be written"): denied execs are still killed, stderr names the directory and
+/// ENOSPC a bounded number of times, metrics say unhealthy, and once space returns the log is
+/// written again, the loss is recorded as an `audit_gap` whose counts add up, and
+/// `guard audit verify` passes.
 #[test]
 fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
     if !can_run(
