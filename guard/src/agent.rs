@@ -1112,6 +1112,28 @@ impl Pipeline {
         Ok(result)
     }
 
+    /// Forgets what is gone even when no event says so: exited processes past their grace,
+    /// removed cgroups, and the containers of those that the daemon never described.
+    fn prune_state(&mut self) {
+        let st = &mut self.capture.state;
+        // Event time runs behind the wall clock when the pipeline has a backlog: stay 5 s
+        // behind it, so that a backlog's events still find the exited processes they refer to.
+        st.procs
+            .sweep(wall_now_ns().saturating_sub(Duration::from_secs(5).as_nanos() as u64));
+        let (n, gone) = st.cgroups.prune_removed(&st.fs);
+        let forgotten = gone
+            .iter()
+            .filter(|c| st.containers.forget_unresolved(c))
+            .count();
+        if n > 0 {
+            tracing::debug!(
+                removed = n,
+                forgotten,
+                "removed cgroups and their unresolved containers forgotten"
+            );
+        }
+    }
+
     /// Copies the kernel's counters and the state tables' sizes into the metrics.
     fn kernel_metrics(&self) {
         let st = &self.capture.state;
@@ -1183,7 +1205,8 @@ impl Pipeline {
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
         let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
-        // Entries of removed cgroups are forgotten every few seconds.
+        // Every few seconds: exited processes past their grace, and entries of removed cgroups
+        // (and of containers nothing else knows), are forgotten.
         let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
@@ -1212,13 +1235,7 @@ impl Pipeline {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
-                _ = prune_tick.tick() => {
-                    let st = &mut self.capture.state;
-                    let n = st.cgroups.prune_removed(&st.fs);
-                    if n > 0 {
-                        tracing::debug!(removed = n, "cgroup cache: removed cgroups forgotten");
-                    }
-                }
+                _ = prune_tick.tick() => self.prune_state(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");
@@ -1317,6 +1334,13 @@ async fn next_change(rx: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The wall clock in ns since the epoch, the time base of events.
+fn wall_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
 }
 
 /// Time since `wall_ns` (an event's kernel timestamp), zero if the clock went back.

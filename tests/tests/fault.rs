@@ -367,6 +367,13 @@ fn host_alert_arrives(agent: &Agent, cg: &TestCgroup, within: Duration) -> bool 
     false
 }
 
+/// dockerd goes away under a running agent and comes back: the agent says so on stderr, stays
+/// healthy and keeps alerting on host events meanwhile, then reconnects (bounded backoff, at
+/// most 5 s between attempts) so that a container started afterwards is enriched with its id
+/// and name again. The daemon is the one `integration/docker.sh` started (or, outside the
+/// fixture, the one named by /var/run/docker.pid; a systemd-managed daemon would come back
+/// outside its unit): stopped by PID and started again with the same command line,
+/// environment, directory and nice value, also when the test fails.
 #[test]
 fn dockerd_stopped_and_restarted_agent_keeps_alerting_and_reconnects() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -489,6 +496,10 @@ fn flood(cg: &TestCgroup, secs: i64) -> u32 {
     })
 }
 
+/// A one-page ring buffer flooded by two processes for 6 s (host_drops checks the exact drop
+/// accounting; this checks the agent under saturation): drops are counted in metrics and
+/// reported on stderr, `/healthz` answers promptly, a denied exec is killed and its decision
+/// alerted (the decision ring is separate), and a rule alert for a distinct event gets through.
 #[test]
 fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -518,18 +529,20 @@ fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
     let floods = [flood(&cg, 6), flood(&cg, 6)];
     std::thread::sleep(Duration::from_millis(500));
 
-    // /healthz and /metrics answer promptly under the flood.
+    // /healthz answers promptly under the flood.
+    let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
         let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz under the flood");
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "/healthz took {:?} under the flood",
-            t.elapsed()
-        );
+        slowest = slowest.max(t.elapsed());
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("fault: slowest /healthz under the flood: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "/healthz took {slowest:?} under the flood"
+    );
     // A denied exec is killed and its decision alerted while the event ring overflows.
     let t = Instant::now();
     let denied = ExecArgs::new("/bin/true", vec![]);
@@ -658,6 +671,11 @@ fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The audit log on a 1 MiB tmpfs that fills up under a running agent (docs/audit.md, "When the
+/// log cannot be written"): denied execs are still killed, stderr names the directory and
+/// ENOSPC a bounded number of times, metrics say unhealthy, and once space returns the log is
+/// written again, the loss is recorded as an `audit_gap` whose counts add up, and
+/// `guard audit verify` passes.
 #[test]
 fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
     if !can_run(
@@ -1023,9 +1041,12 @@ impl Gate {
             write: fds[1],
         }
     }
+}
 
-    fn open(self) {
-        // SAFETY: closing our own descriptors.
+/// Dropping the gate releases the children (so a failing test leaves no blocked process).
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptors, once.
         unsafe {
             libc::close(self.write);
             libc::close(self.read);
@@ -1035,10 +1056,14 @@ impl Gate {
 
 const CGROUPS: usize = 10_000;
 const BATCH: usize = 100;
+/// One cgroup in this many gets a process (the others are only created and removed): keeps the
+/// test near half a minute on a loaded two-core CI machine.
+const WITH_PROCESS_EVERY: usize = 2;
 
-/// 10,000 short-lived cgroups, each with a process that reads /etc/shadow (an alert: the
-/// agent resolves the cgroup while the process lives) and exits: the agent keeps up, its
-/// memory stays bounded, and its cgroup and process tables come back to their size before.
+/// 10,000 short-lived containers' worth of cgroups (named as containerd names them), every
+/// other one with a process that reads /etc/shadow (an alert: the agent resolves the cgroup
+/// while the process lives) and exits: the agent keeps up, its memory stays bounded, and its
+/// cgroup, container and process tables come back to their size before.
 #[test]
 fn ten_thousand_short_lived_cgroups_do_not_leak() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -1054,21 +1079,28 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
     let rss_before = vm_rss_kib(agent.pid());
     let cgroups_before = s.gauge("guard_tracked_cgroups");
     let procs_before = s.gauge("guard_tracked_processes");
+    let containers_before = s.gauge("guard_tracked_containers");
+    let mut containers_peak = 0f64;
     let shadow = CString::new("/etc/shadow").expect("cstring");
     let mut peak = 0f64;
     let mut alerts = 0usize;
     for b in 0..CGROUPS / BATCH {
-        let gate = Gate::new();
         let cgs: Vec<TestCgroup> = (0..BATCH)
             .map(|i| {
-                let path = parent.path.join(format!("c{}", b * BATCH + i));
+                // Named as containerd names a Kubernetes container's cgroup (systemd driver):
+                // the agent takes each for a container the Docker daemon does not know.
+                let n = (u128::from(std::process::id()) << 64) | (b * BATCH + i) as u128;
+                let path = parent.path.join(format!("cri-containerd-{n:064x}.scope"));
                 std::fs::create_dir(&path).expect("child cgroup");
                 TestCgroup { path }
             })
             .collect();
+        // After `cgs`, so that on a panic it is dropped (children released) before them.
+        let gate = Gate::new();
         let (r, w) = (gate.read, gate.write);
         let pids: Vec<u32> = cgs
             .iter()
+            .step_by(WITH_PROCESS_EVERY)
             .map(|cg| {
                 fork_in_cgroup(cg, || {
                     let mut byte = 0u8;
@@ -1086,7 +1118,7 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
             })
             .collect();
         // Every process's alert before they exit: each cgroup was seen alive.
-        let want = (b + 1) * BATCH;
+        let want = (b + 1) * BATCH / WITH_PROCESS_EVERY;
         let deadline = Instant::now() + Duration::from_secs(10);
         while alerts < want && Instant::now() < deadline {
             if agent
@@ -1096,7 +1128,11 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
                 alerts += 1;
             }
         }
-        gate.open();
+        // While this batch lives (the gauges lag by up to a second and removed cgroups are
+        // pruned every 5 s: the peak over all batches shows what was tracked).
+        peak = peak.max(s.gauge("guard_tracked_cgroups"));
+        containers_peak = containers_peak.max(s.gauge("guard_tracked_containers"));
+        drop(gate);
         for pid in pids {
             assert!(exited_ok(wait_status(pid)), "cgroup child failed");
         }
@@ -1104,35 +1140,44 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         if b % 20 == 19 {
             let (status, _) = http_get(&s.metrics, "/healthz").expect("/healthz");
             assert_eq!(status, "HTTP/1.1 200 OK");
-            peak = peak.max(s.gauge("guard_tracked_cgroups"));
         }
     }
     let created = Instant::now();
     eprintln!(
-        "fault: {CGROUPS} cgroups with a process each in {:?}; {alerts} alerts; tracked cgroups peak {peak}",
+        "fault: {CGROUPS} cgroups, a process in 1 of {WITH_PROCESS_EVERY}, in {:?}; {alerts} alerts; tracked cgroups peak {peak}",
         created - started
     );
     assert_eq!(
-        alerts, CGROUPS,
+        alerts,
+        CGROUPS / WITH_PROCESS_EVERY,
         "the agent did not alert for every cgroup's process"
     );
     assert!(
-        peak >= cgroups_before + 100.0,
+        peak >= cgroups_before + (BATCH / WITH_PROCESS_EVERY) as f64,
         "the cgroups were never tracked (peak {peak}, before {cgroups_before})"
     );
-    // Removed cgroups and exited processes are forgotten.
+    assert!(
+        containers_peak >= containers_before + (BATCH / WITH_PROCESS_EVERY) as f64,
+        "the cgroups were never taken for containers (peak {containers_peak}, before {containers_before})"
+    );
+    // Removed cgroups, their containers and exited processes are forgotten.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (cgroups, procs) = loop {
+    let (cgroups, procs, containers) = loop {
         let c = s.gauge("guard_tracked_cgroups");
         let p = s.gauge("guard_tracked_processes");
-        if (c <= cgroups_before + 50.0 && p <= procs_before + 1000.0) || Instant::now() > deadline {
-            break (c, p);
+        let k = s.gauge("guard_tracked_containers");
+        if (c <= cgroups_before + 50.0
+            && p <= procs_before + 200.0
+            && k <= containers_before + 50.0)
+            || Instant::now() > deadline
+        {
+            break (c, p, k);
         }
         std::thread::sleep(Duration::from_millis(500));
     };
     let rss_after = vm_rss_kib(agent.pid());
     eprintln!(
-        "fault: cgroups tracked {cgroups_before} -> {cgroups}, processes {procs_before} -> {procs}, VmRSS {rss_before} -> {rss_after} KiB"
+        "fault: tracked cgroups {cgroups_before} -> {cgroups} (peak {peak}), containers {containers_before} -> {containers} (peak {containers_peak}), processes {procs_before} -> {procs}, VmRSS {rss_before} -> {rss_after} KiB"
     );
     assert!(agent.alive(), "the agent exited");
     assert!(
@@ -1140,12 +1185,67 @@ fn ten_thousand_short_lived_cgroups_do_not_leak() {
         "removed cgroups still tracked: {cgroups_before} -> {cgroups}"
     );
     assert!(
-        procs <= procs_before + 1000.0,
+        containers <= containers_before + 50.0,
+        "containers of removed cgroups still tracked: {containers_before} -> {containers}"
+    );
+    assert!(
+        procs <= procs_before + 200.0,
         "exited processes still tracked: {procs_before} -> {procs}"
     );
     assert!(
         rss_after <= rss_before + 32 * 1024,
         "VmRSS grew from {rss_before} to {rss_after} KiB"
     );
+    agent.stop();
+}
+
+/// A non-UTF-8 (and control-character) executable name through the whole agent: the rule
+/// still fires, and the alert line is valid JSON with U+FFFD and escaped control bytes, in
+/// `output` and `output_fields` alike.
+#[test]
+fn non_utf8_names_in_alerts_are_valid_json() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let s = Scratch::new("alert-utf8");
+    let cg = TestCgroup::new("fault-utf8");
+    // Under /tmp: "Execution from temporary directory".
+    let exe = s.dir.join(OsStr::from_bytes(b"true-\xff\xfe-\x1b"));
+    std::fs::copy("/bin/true", &exe).expect("copy /bin/true");
+    let agent = Agent::run(&[
+        "--only-cgroup",
+        cg.path.to_str().expect("utf8"),
+        "--metrics-addr",
+        &s.metrics,
+        "--audit-dir",
+        &s.path("audit"),
+    ]);
+    // A non-UTF-8 path: built by hand (ExecArgs takes a str).
+    let path = CString::new(exe.as_os_str().as_bytes()).expect("no NUL");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let pid = fork_in_cgroup(&cg, || {
+        // SAFETY: pointers into a CString that outlives the call; the array ends with NULL.
+        unsafe {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            *libc::__errno_location()
+        }
+    });
+    assert!(exited_ok(wait_status(pid)), "the copied binary did not run");
+    let lines = agent.raw_lines_until(Duration::from_secs(15), |l| {
+        l.contains("Execution from temporary directory")
+    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains("Execution from temporary directory"))
+        .unwrap_or_else(|| panic!("no alert for the non-UTF-8 executable: {lines:?}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("alert line is valid JSON");
+    let want = format!("{}/true-\u{fffd}\u{fffd}-\u{1b}", s.dir.display());
+    assert_eq!(v["output_fields"]["proc.exepath"], want.as_str(), "{line}");
+    assert!(
+        v["output"].as_str().is_some_and(|o| o.contains(&want)),
+        "{line}"
+    );
+    assert!(line.contains("\\u001b"), "control byte not escaped: {line}");
     agent.stop();
 }

@@ -410,3 +410,36 @@ fn audit_log_thread_counts_drops_and_records_them() {
     assert_eq!(alerts, accepted);
     assert_eq!(summarised, dropped);
 }
+
+/// A stretch of write failures becomes one gap: every record that reached the writer and was
+/// not written is counted (failed writes and those skipped while waiting to retry; not a
+/// failed sync after a write), with the first error, its errno and the time span.
+#[test]
+fn write_failures_become_one_gap_with_the_count() {
+    let mut h = Health {
+        dir: PathBuf::from("/x"),
+        failing: None,
+        gap: None,
+        retry_every: Duration::from_secs(60),
+    };
+    let enospc = AuditError::io(
+        "write audit record",
+        Path::new("/x/audit-1.jsonl"),
+        std::io::Error::from_raw_os_error(libc::ENOSPC),
+    );
+    assert!(h.may_retry());
+    h.failed(&enospc, true);
+    assert!(!h.may_retry(), "no retry right after a failure");
+    h.skipped();
+    h.skipped();
+    h.failed(&enospc, false);
+    h.ok();
+    assert!(h.may_retry());
+    let gap = h.gap.take().expect("a gap after recovery");
+    assert_eq!(gap.lost, 3);
+    assert_eq!(gap.errno.as_deref(), Some("ENOSPC"));
+    assert!(gap.error.contains("/x/audit-1.jsonl"), "{}", gap.error);
+    assert!(!gap.from.is_empty() && gap.to >= gap.from);
+    h.ok();
+    assert!(h.gap.is_none(), "no failure, no gap");
+}

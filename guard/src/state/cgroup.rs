@@ -3,7 +3,8 @@
 //! Events carry the cgroup v2 id (`bpf_get_current_cgroup_id()`, the inode of the cgroup v2
 //! directory). To name the container we need the directory's path. Resolution, in order:
 //! 1. the cache, keyed by cgroup id (cgroup ids are not reused while the host is up, so a
-//!    cached answer stays right; a removed cgroup's entry only costs memory until evicted);
+//!    cached answer stays right; a removed cgroup's entry is dropped by
+//!    [`CgroupCache::prune_removed`], which the agent calls every few seconds);
 //! 2. `/proc/<event pid>/cgroup`, accepted only when the stat of that directory has the
 //!    event's cgroup id (the process may have moved, or exited and its pid been reused);
 //! 3. a walk of the cgroup2 mount that indexes every directory by inode, at most once per
@@ -23,7 +24,7 @@ use crate::events::CgroupId;
 
 use super::{
     Pid,
-    container::{CgroupContainer, parse_cgroup_path},
+    container::{CgroupContainer, ContainerId, parse_cgroup_path},
     procfs::{Cgroup2Mount, ProcFs},
 };
 
@@ -99,19 +100,35 @@ impl CgroupCache {
 
     /// Forgets cgroups whose directory is gone (or now has another inode), so that a host
     /// creating and removing many cgroups (short-lived containers) does not keep their entries
-    /// until eviction. One stat per entry; returns the number removed.
-    pub fn prune_removed(&mut self, fs: &ProcFs) -> usize {
+    /// until eviction. One stat per entry. Returns the number removed and the containers none
+    /// of whose cgroups is left.
+    pub fn prune_removed(&mut self, fs: &ProcFs) -> (usize, Vec<ContainerId>) {
         let Some(mount) = fs.cgroup2.as_ref() else {
-            return 0;
+            return (0, Vec::new());
         };
         let before = self.map.len();
+        let mut gone = Vec::new();
         self.map.retain(|id, info| {
-            mount
+            let live = mount
                 .dir_of(&info.path)
                 .and_then(|d| std::fs::metadata(d).ok())
-                .is_some_and(|md| md.ino() == id.0)
+                .is_some_and(|md| md.ino() == id.0);
+            if !live && let Some(c) = &info.container {
+                gone.push(c.id.clone());
+            }
+            live
         });
-        before - self.map.len()
+        if !gone.is_empty() {
+            let left: std::collections::HashSet<&ContainerId> = self
+                .map
+                .values()
+                .filter_map(|i| i.container.as_ref().map(|c| &c.id))
+                .collect();
+            gone.retain(|c| !left.contains(c));
+            gone.sort();
+            gone.dedup();
+        }
+        (before - self.map.len(), gone)
     }
 
     /// Resolves a cgroup id; see the module comment for the order.
@@ -259,11 +276,24 @@ mod tests {
         std::fs::create_dir(root.join("reused")).expect("mkdir");
         let now_reused = ino("reused");
         assert_eq!(
-            c.prune_removed(&fs),
+            c.prune_removed(&fs).0,
             if now_reused == reused { 1 } else { 2 }
         );
         assert!(c.get(live).is_some());
         assert!(c.get(gone).is_none());
+        // A container's cgroup removed: its id is reported once none of its cgroups is left.
+        let cdir = root.join("docker").join(A);
+        std::fs::create_dir_all(&cdir).expect("mkdir");
+        let cid = CgroupId(std::fs::metadata(&cdir).expect("stat").ino());
+        c.insert(cid, &format!("/docker/{A}"));
+        assert_eq!(c.prune_removed(&fs), (0, vec![]));
+        std::fs::remove_dir(&cdir).expect("rmdir");
+        let (n, gone_ids) = c.prune_removed(&fs);
+        assert_eq!(n, 1);
+        assert_eq!(
+            gone_ids.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+            vec![A]
+        );
         if now_reused != reused {
             assert!(c.get(reused).is_none());
         }

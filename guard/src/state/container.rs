@@ -547,6 +547,24 @@ impl ContainerTable {
         self.notify(ContainerChange::Removed(id));
     }
 
+    /// Forgets a container whose cgroups are all gone, unless its metadata is from the daemon
+    /// (a Docker container keeps it, and its start-time policy binding, until `destroy` or
+    /// eviction: it may be started again). For runtimes the daemon does not know (containerd,
+    /// CRI-O under Kubernetes), this is what keeps short-lived containers from filling the
+    /// table. No hook: an entry that was never Ready has no binding. Returns whether it was
+    /// removed.
+    pub fn forget_unresolved(&self, id: &ContainerId) -> bool {
+        let mut map = write(&self.inner.map);
+        if map
+            .get(id)
+            .is_some_and(|e| e.meta.status != MetaStatus::Ready)
+        {
+            map.remove(id);
+            return true;
+        }
+        false
+    }
+
     /// Ids whose metadata is not from the daemon: re-asked when the daemon comes back.
     pub fn not_ready(&self) -> Vec<ContainerId> {
         read(&self.inner.map)
@@ -927,6 +945,25 @@ mod tests {
         t.lookup(&id(B));
         assert_eq!(t.stats().requests_sent.load(Ordering::Relaxed), 1);
         assert_eq!(t.stats().requests_dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn forget_unresolved_keeps_daemon_metadata() {
+        let (t, _rx) = ContainerTable::new(ContainerTableConfig::default());
+        let (a, b) = (id(&format!("{:064x}", 1)), id(&format!("{:064x}", 2)));
+        t.store(ContainerMeta::from_parts(
+            a.clone(),
+            Some("x"),
+            None,
+            None,
+            [],
+            None,
+        ));
+        t.store(ContainerMeta::unknown(b.clone(), MetaStatus::Unavailable));
+        assert!(!t.forget_unresolved(&a), "Docker metadata is kept");
+        assert!(t.forget_unresolved(&b));
+        assert!(t.peek(&a).is_some() && t.peek(&b).is_none());
+        assert!(!t.forget_unresolved(&b), "already gone");
     }
 
     #[test]

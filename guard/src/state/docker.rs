@@ -247,10 +247,12 @@ fn meta_from_create_event(id: ContainerId, attrs: &HashMap<String, String>) -> C
 }
 
 fn unavailable(table: &ContainerTable, id: ContainerId) {
-    // Keep good metadata we already have: a daemon outage does not change a container.
+    // Keep good metadata we already have: a daemon outage does not change a container. And
+    // do not bring back an entry that was forgotten (its cgroups are gone) or evicted while
+    // the request was queued: a later lookup asks again.
     if table
         .peek(&id)
-        .is_some_and(|m| m.status == MetaStatus::Ready)
+        .is_none_or(|m| m.status == MetaStatus::Ready)
     {
         return;
     }
