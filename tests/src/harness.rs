@@ -160,6 +160,12 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (valid until it is stopped).
+    pub fn pid(&self) -> u32 {
+        assert!(!self.reaped, "the agent was reaped");
+        self.child.id()
+    }
+
     /// Waits for a stdout JSON line satisfying `pred`.
     pub fn wait_for(
         &self,
