@@ -49,25 +49,32 @@ fn config_show_prints_sources_and_round_trips() {
     assert!(out.contains("ring_bytes: 65536  # flag\n"), "{out}");
     assert!(out.contains("detect_only: true  # file\n"), "{out}");
     assert!(out.contains("metrics_addr: off  # file\n"), "{out}");
-    assert!(out.contains("rules:  # file\n  - /etc/guard/policies\n"), "{out}");
-    assert!(out.contains("audit_dir: /var/lib/guard/audit  # default\n"), "{out}");
+    assert!(
+        out.contains("rules:  # file\n  - /etc/guard/policies\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("audit_dir: /var/lib/guard/audit  # default\n"),
+        "{out}"
+    );
     assert!(out.contains("log: info  # default\n"), "{out}");
     assert!(
         out.contains(&format!("# config file: {}\n", cfg.display())),
         "{out}"
     );
     // Every key once.
-    let keys = values(&out)
-        .iter()
-        .filter(|l| !l.starts_with(' '))
-        .count();
+    let keys = values(&out).iter().filter(|l| !l.starts_with(' ')).count();
     assert!(keys >= 20, "{out}");
 
     let again = dir.0.join("shown.yaml");
     std::fs::write(&again, &out).expect("write");
     let (code, out2, err) = show(&["--config", again.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(values(&out), values(&out2), "the output as a config file changes nothing");
+    assert_eq!(
+        values(&out),
+        values(&out2),
+        "the output as a config file changes nothing"
+    );
     assert!(out2.contains("ring_bytes: 65536  # file\n"), "{out2}");
 }
 
@@ -80,7 +87,10 @@ fn a_bad_config_file_is_an_error_with_its_position() {
     assert_eq!(code, 2, "stdout: {out} stderr: {err}");
     assert!(out.is_empty(), "{out}");
     assert!(
-        err.contains(&format!("{}:2:1: unknown key `audit_dri` (did you mean `audit_dir`?)", cfg.display())),
+        err.contains(&format!(
+            "{}:2:1: unknown key `audit_dri` (did you mean `audit_dir`?)",
+            cfg.display()
+        )),
         "{err}"
     );
     let missing = dir.0.join("absent.yaml");

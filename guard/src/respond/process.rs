@@ -151,9 +151,7 @@ impl ProcessHandle {
             // Denied, not absent: under `guard run`'s Landlock domain the kernel refuses
             // ptrace-mode access (the exe link) to processes outside it (docs/hardening.md).
             // Kernel threads are still told apart by their stat flags.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
-                (None, true)
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => (None, true),
             Err(_) => (None, false),
         };
         // Alive now means the stat above was this pidfd's process.
