@@ -112,8 +112,15 @@ impl Agent {
 
     /// Starts `guard ARGS` (a subcommand and its options) and waits for `guard: ready`.
     pub fn start_cmd(args: &[&str]) -> Agent {
-        let mut child = Command::new(guard_bin())
-            .args(args)
+        let mut cmd = Command::new(guard_bin());
+        cmd.args(args);
+        Agent::spawn(cmd)
+    }
+
+    /// Starts `cmd` (which runs `guard run` or `record`, possibly through a wrapper that
+    /// execs it, keeping the pid) and waits for `guard: ready`.
+    pub fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd
             .env("GUARD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -14,9 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard::harden::{RUNTIME_CAPS, mask_of, thread_creds};
+use guard::harden::{RUNTIME_CAPS, START_CAPS, mask_of, thread_creds};
 use guard_tests::{
-    harness::{Agent, Docker, agent_lock, can_run, is_root, repo_root},
+    harness::{Agent, Docker, agent_lock, can_run, guard_bin, is_root, repo_root},
     respond_util::TempDir,
 };
 
@@ -235,4 +235,55 @@ fn responses_still_kill_and_the_agent_cannot_read_outside_its_paths() {
         }
         drop(agent);
     }
+}
+
+/// The deployments (systemd unit, DaemonSet) give guard only `START_CAPS`: it starts with
+/// exactly those (setpriv sets the bounding, inheritable and ambient sets, then execs guard
+/// as root) and ends with the runtime set.
+#[test]
+fn the_start_capabilities_are_enough_to_start() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let have = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !can_run(have, "setpriv (util-linux) not installed") {
+        return;
+    }
+    let _lock = agent_lock();
+    let work = TempDir::new("ops-start-caps");
+    let caps: Vec<String> = START_CAPS
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg("--")
+        .arg(guard_bin())
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--no-responses",
+            "--rules",
+            repo_root().join("policies").to_str().expect("utf8"),
+            "--audit-dir",
+            work.0.join("audit").to_str().expect("utf8"),
+            "--pin-dir",
+            PIN,
+            "--metrics-addr",
+            "off",
+        ]);
+    let agent = Agent::spawn(cmd);
+    assert_runtime_caps_only(agent.pid());
+    let (_, stderr) = agent.stop_with_stderr();
+    assert!(
+        stderr.iter().all(|l| !l.contains("ERROR")),
+        "errors under the start set: {stderr:?}"
+    );
 }
