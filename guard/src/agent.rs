@@ -1224,9 +1224,10 @@ impl Pipeline {
                 "policies bound to running workloads"
             );
         }
-        // Tests and scripts wait for this line before generating activity.
-        eprintln!("guard: ready");
+        // Tests and scripts wait for this line before generating activity (and may scrape
+        // /healthz at once: ready first).
         METRICS.set_ready();
+        eprintln!("guard: ready");
         if has_policy || self.reload.is_some() {
             METRICS.set_policy_generation(1);
         }

@@ -112,8 +112,15 @@ impl Agent {
 
     /// Starts `guard ARGS` (a subcommand and its options) and waits for `guard: ready`.
     pub fn start_cmd(args: &[&str]) -> Agent {
-        let mut child = Command::new(guard_bin())
-            .args(args)
+        let mut cmd = Command::new(guard_bin());
+        cmd.args(args);
+        Agent::spawn(cmd)
+    }
+
+    /// Starts `cmd` (which runs `guard run` or `record`, possibly through a wrapper that
+    /// execs it, keeping the pid) and waits for `guard: ready`.
+    pub fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd
             .env("GUARD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -158,6 +165,12 @@ impl Agent {
             stderr_thread: Some(stderr_thread),
             reaped: false,
         }
+    }
+
+    /// The agent's process id (valid until it is stopped).
+    pub fn pid(&self) -> u32 {
+        assert!(!self.reaped, "the agent was reaped");
+        self.child.id()
     }
 
     /// Waits for a stdout JSON line satisfying `pred`.
@@ -579,11 +592,6 @@ impl Agent {
 }
 
 impl Agent {
-    /// The agent's pid (while it has not been reaped).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Whether the agent process is still running.
     pub fn alive(&mut self) -> bool {
         !self.reaped && matches!(self.child.try_wait(), Ok(None))

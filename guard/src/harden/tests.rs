@@ -42,7 +42,7 @@ fn status_lines_parse() {
 
 fn sample() -> (Grants, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("guard-harden-{}", std::process::id()));
-    for d in ["rules", "audit", "out", "scripts", "script-out"] {
+    for d in ["rules", "audit", "out", "scripts", "script-out", "pins"] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
     std::fs::write(dir.join("rules/a.yaml"), "[]").expect("write");
@@ -54,7 +54,7 @@ fn sample() -> (Grants, std::path::PathBuf) {
         outputs_file: None,
         output_files: vec![dir.join("out/alerts.jsonl")],
         audit_dir: Some(dir.join("audit")),
-        pin_dirs: vec!["/sys/fs/bpf".into()],
+        pin_dirs: vec![dir.join("pins"), dir.join("missing-pins")],
         docker_socket: "/var/run/docker.sock".into(),
         cgroup_root: "/sys/fs/cgroup".into(),
         scripts: vec![dir.join("scripts/r.sh")],
@@ -92,7 +92,7 @@ fn the_agent_ruleset_grants_what_it_uses_and_nothing_else() {
         dir.join("audit/segment-1.jsonl"),
         dir.join("out/alerts.jsonl.1"),
         dir.join("script-out/x"),
-        PathBuf::from("/sys/fs/bpf/guard/quarantine_map"),
+        dir.join("pins/quarantine_map"),
     ] {
         assert!(
             allows(&g, &p, w) && allows(&g, &p, mk),
@@ -130,6 +130,9 @@ fn the_agent_ruleset_grants_what_it_uses_and_nothing_else() {
     }
     assert!(!allows(&g, &dir.join("rules/a.yaml"), w));
     assert!(!allows(&g, &dir.join("audit/x"), x));
+    // A pin directory that does not exist grants nothing (not its parent).
+    assert!(!allows(&g, &dir.join("missing-pins/x"), w));
+    assert!(!allows(&g, &dir.join("x"), w));
     // Nothing grants `/` itself.
     assert!(!g.contains_key(Path::new("/")));
 }

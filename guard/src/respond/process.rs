@@ -146,9 +146,14 @@ impl ProcessHandle {
             _ => HandleError::Open(pid, e.to_string()),
         })?;
         let stat = read_stat(pid).ok_or(HandleError::Gone(pid))?;
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
+        let (exe, has_exe) = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(p) => (Some(p.to_string_lossy().into_owned()), true),
+            // Denied, not absent: under `guard run`'s Landlock domain the kernel refuses
+            // ptrace-mode access (the exe link) to processes outside it (docs/hardening.md).
+            // Kernel threads are still told apart by their stat flags.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => (None, true),
+            Err(_) => (None, false),
+        };
         // Alive now means the stat above was this pidfd's process.
         pidfd_signal(&fd, 0).map_err(|_| HandleError::Gone(pid))?;
         if let Some(expected) = expected_start_ns {
@@ -165,7 +170,7 @@ impl ProcessHandle {
             pid,
             fd,
             stat,
-            has_exe: exe.is_some(),
+            has_exe,
             exe,
         })
     }
