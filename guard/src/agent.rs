@@ -132,6 +132,11 @@ pub struct RunArgs {
     /// Serve Prometheus `/metrics` and `/healthz` on ADDR:PORT, or `off`.
     #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:9464", value_parser = crate::metrics::parse_addr)]
     pub metrics_addr: crate::metrics::MetricsAddr,
+    /// Do not protect the agent from containers. By default, where BPF LSM is available,
+    /// processes in containers cannot signal or ptrace the agent, read its config, policies or
+    /// audit log, or touch its pins, in detect-only mode too (docs/self-protection.md).
+    #[arg(long)]
+    pub no_self_protect: bool,
 }
 
 /// Policy enforcement asked of the pipeline.
@@ -192,6 +197,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
             false,
             None,
             Prefilter::none(),
+            None,
         )?;
         p.pump(&args.capture).await
     })
@@ -400,6 +406,20 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     if let Some(addr) = args.metrics_addr.0 {
         tokio::spawn(crate::metrics::serve(addr));
     }
+    let self_protect = (!args.no_self_protect).then(|| {
+        let mut config = rule_paths.clone();
+        config.extend(args.policy.iter().cloned());
+        config.extend(args.responses.clone().or_else(default_responses));
+        config.extend(args.outputs.clone());
+        crate::selfprotect::roots_for(
+            config,
+            (!args.no_audit).then_some(args.audit_dir.as_path()),
+            [
+                args.pin_dir.clone(),
+                PathBuf::from(crate::respond::quarantine::PIN_DIR),
+            ],
+        )
+    });
     let mut p = Pipeline::start(
         &args.capture,
         args.print_events,
@@ -415,6 +435,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             hostname: hostname.clone(),
         }),
         prefilter,
+        self_protect,
     )?;
     p.keep_recent = keep_recent;
     p.responder = responder;
@@ -504,6 +525,7 @@ impl Pipeline {
         detect_only: bool,
         policy: Option<PolicySetup>,
         prefilter: Prefilter,
+        self_protect: Option<crate::selfprotect::Roots>,
     ) -> Result<Self> {
         let only_cgroup = match &cap.only_cgroup {
             Some(dir) => Some(cgroup_id_of(dir)?.0),
@@ -514,6 +536,7 @@ impl Pipeline {
             only_cgroup,
             policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
             prefilter,
+            self_protect,
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
@@ -522,8 +545,10 @@ impl Pipeline {
         info!(
             exec_backend = backend,
             policy_backend = probes.policy_backend.as_ref().map_or("off", |b| b.as_str()),
+            self_protect = probes.self_protect.as_str(),
             "probes attached"
         );
+        crate::selfprotect::log_status(&probes.self_protect);
         let policy = match (policy, probes.policy_backend.clone()) {
             (Some(setup), Some(backend)) => {
                 if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
@@ -648,6 +673,9 @@ impl Pipeline {
     /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the
     /// responder) and an audit record of kind `decision`.
     fn on_decision(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
+        if d.self_protect.is_some() {
+            return self.on_self_protect(ev, d, seen_at);
+        }
         let Some(stage) = &self.policy else {
             warn!(
                 policy_id = d.policy_id,
@@ -689,6 +717,53 @@ impl Pipeline {
         }
         if let Some(r) = &self.responder {
             r.submit(alert, ctx);
+        }
+    }
+
+    /// A self-protection denial: counted, audited (op `self_protect`) and alerted like a policy
+    /// decision, so responses can act on the workload that reached for the agent.
+    fn on_self_protect(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
+        METRICS.decision(d.op, d.verdict);
+        let c = ev.common();
+        let workload = workload_of(&mut self.capture.state, c);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let (decision, alert) = match &self.probes.self_protect {
+            crate::selfprotect::Status::Active(sp) => sp.decision(d, &workload, &hostname),
+            _ => crate::selfprotect::describe(d, &workload, &hostname, |_, _| None),
+        };
+        warn!("{}", alert.output);
+        METRICS.alert(&alert.rule, alert.priority.as_str());
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Decision(decision));
+        }
+        let ctx = AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: None,
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: None,
+            policy_detect: false,
+            event_time: Some(seen_at),
+        };
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
+        }
+    }
+
+    /// Re-walks what self-protection covers (a rotated audit file, new pins).
+    fn refresh_self_protect(&mut self) {
+        if let crate::selfprotect::Status::Active(sp) = &mut self.probes.self_protect {
+            match sp.refresh(&mut self.probes.ebpf) {
+                Ok((0, 0)) => {}
+                Ok((added, removed)) => tracing::debug!(added, removed, "self-protection refreshed"),
+                Err(e) => warn!("self-protection refresh: {e:#}"),
+            }
         }
     }
 
@@ -802,6 +877,7 @@ impl Pipeline {
             access: None,
             dest: None,
             inode: None,
+            self_protect: None,
         };
         let violation = match ev {
             events::Event::Open(o) if fb::wants_open(&binding) => {
@@ -960,6 +1036,11 @@ impl Pipeline {
         // cgroup_mkdir when their create event came first; see docs/policies.md).
         let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
         let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
+        // New files under what self-protection covers (audit rotation, new pins) are protected
+        // within this period (docs/self-protection.md).
+        let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
+        let self_protect =
+            matches!(self.probes.self_protect, crate::selfprotect::Status::Active(_));
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
             // `ready` promises that running containers are under their policies: give Docker
@@ -987,6 +1068,7 @@ impl Pipeline {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
+                _ = self_protect_tick.tick(), if self_protect => self.refresh_self_protect(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");

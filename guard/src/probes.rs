@@ -81,6 +81,21 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         tp_cgroup_path_loc: btf
             .member_offset_opt("trace_event_raw_cgroup", "__data_loc_path")
             .unwrap_or(OFFSET_ABSENT),
+        // Self-protection compares the caller's mount namespace with the host's; without
+        // these (a kernel whose BTF lacks `struct mnt_namespace`) only pid namespaces are.
+        task_nsproxy: btf
+            .member_offset_opt("task_struct", "nsproxy")
+            .unwrap_or(OFFSET_ABSENT),
+        nsproxy_mnt_ns: btf
+            .member_offset_opt("nsproxy", "mnt_ns")
+            .unwrap_or(OFFSET_ABSENT),
+        mnt_ns_inum: match (
+            btf.member_offset_opt("mnt_namespace", "ns"),
+            btf.member_offset_opt("ns_common", "inum"),
+        ) {
+            (Some(ns), Some(inum)) => ns + inum,
+            _ => OFFSET_ABSENT,
+        },
     })
 }
 
@@ -114,6 +129,8 @@ pub struct ProbeConfig {
     pub policy_pins: Option<PathBuf>,
     /// Which syscalls are traced and which opens produce records.
     pub prefilter: crate::prefilter::Prefilter,
+    /// Self-protection from containers (BPF LSM only): what to protect; None = off.
+    pub self_protect: Option<crate::selfprotect::Roots>,
 }
 
 impl Default for ProbeConfig {
@@ -123,6 +140,7 @@ impl Default for ProbeConfig {
             only_cgroup: None,
             policy_pins: None,
             prefilter: crate::prefilter::Prefilter::none(),
+            self_protect: None,
         }
     }
 }
@@ -143,6 +161,8 @@ pub struct Probes {
     pub exec_enforcement: ExecEnforcement,
     /// Policy enforcement backend (None when no policy enforcement was asked for).
     pub policy_backend: Option<Backend>,
+    /// Self-protection of the agent from containers.
+    pub self_protect: crate::selfprotect::Status,
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
@@ -341,11 +361,28 @@ impl Probes {
             .policy_pins
             .as_ref()
             .map(|dir| attach_policy(&mut ebpf, lsm, dir));
+        // After the policy pins exist, so that they are protected from the start.
+        let self_protect = match (&cfg.self_protect, &exec_enforcement) {
+            (None, _) => crate::selfprotect::Status::Off,
+            (Some(_), ExecEnforcement::Unavailable(why)) => {
+                crate::selfprotect::Status::Unavailable(why.clone())
+            }
+            (Some(roots), ExecEnforcement::Lsm) => {
+                let mount_ns = offsets.task_nsproxy != OFFSET_ABSENT
+                    && offsets.nsproxy_mnt_ns != OFFSET_ABSENT
+                    && offsets.mnt_ns_inum != OFFSET_ABSENT;
+                match crate::selfprotect::SelfProtect::start(&mut ebpf, roots.clone(), mount_ns) {
+                    Ok(sp) => crate::selfprotect::Status::Active(sp),
+                    Err(e) => crate::selfprotect::Status::Unavailable(format!("{e:#}")),
+                }
+            }
+        };
         Ok(Self {
             ebpf,
             offsets,
             exec_enforcement,
             policy_backend,
+            self_protect,
         })
     }
 
@@ -617,6 +654,8 @@ pub struct Support {
     pub lsm: Result<()>,
     /// The policy backend `guard run --policy` would use.
     pub policy: Backend,
+    /// Whether the self-protection programs load and attach (BPF LSM).
+    pub self_protect: Result<()>,
 }
 
 /// Loads the object and tries the tracepoints and the LSM program; all detached on return.
@@ -628,6 +667,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             return Support {
                 tracepoint: Err(anyhow::anyhow!("{msg}")),
                 lsm: Err(anyhow::anyhow!("{msg}")),
+                self_protect: Err(anyhow::anyhow!("{msg}")),
                 policy: Backend::Unavailable(msg),
             };
         }
@@ -646,10 +686,16 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             Err(e) => Backend::Unavailable(format!("{e:#}")),
         }
     };
+    // Attached with SELF_PROTECT left disabled: this checks the kernel accepts the programs.
+    let self_protect = match &lsm {
+        Ok(()) => crate::selfprotect::attach_programs(&mut ebpf),
+        Err(e) => Err(anyhow::anyhow!("no BPF LSM: {e:#}")),
+    };
     Support {
         tracepoint,
         lsm,
         policy,
+        self_protect,
     }
 }
 
