@@ -135,6 +135,9 @@ pub mod protected_class {
     pub const CONFIG: u32 = 1;
     pub const AUDIT: u32 = 2;
     pub const PINS: u32 = 3;
+    /// The agent's own cgroup and its control files (`cgroup.kill`, `cgroup.freeze`,
+    /// `memory.max`, ...), which act on the agent without a signal.
+    pub const CGROUP: u32 = 4;
 }
 
 /// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert

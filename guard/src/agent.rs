@@ -418,6 +418,12 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 args.pin_dir.clone(),
                 PathBuf::from(crate::respond::quarantine::PIN_DIR),
             ],
+            std::fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|text| {
+                    let mount = crate::doctor::cgroup2_mount()?;
+                    crate::selfprotect::agent_cgroup(&text, Path::new(&mount))
+                }),
         )
     });
     let mut p = Pipeline::start(

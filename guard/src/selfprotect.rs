@@ -54,6 +54,8 @@ pub struct Roots {
     pub audit: Vec<PathBuf>,
     /// bpffs pin directories (policy enforcement, quarantine).
     pub pins: Vec<PathBuf>,
+    /// The agent's own cgroup directory (never the cgroup2 root).
+    pub cgroup: Vec<PathBuf>,
 }
 
 impl Roots {
@@ -61,7 +63,8 @@ impl Roots {
         let c = self.config.iter().map(|p| (p.as_path(), protected_class::CONFIG));
         let a = self.audit.iter().map(|p| (p.as_path(), protected_class::AUDIT));
         let p = self.pins.iter().map(|p| (p.as_path(), protected_class::PINS));
-        c.chain(a).chain(p)
+        let g = self.cgroup.iter().map(|p| (p.as_path(), protected_class::CGROUP));
+        c.chain(a).chain(p).chain(g)
     }
 }
 
@@ -471,6 +474,7 @@ pub fn describe(
                 protected_class::CONFIG => "config",
                 protected_class::AUDIT => "audit",
                 protected_class::PINS => "pins",
+                protected_class::CGROUP => "agent cgroup",
                 _ => "file",
             };
             let path = path_of(dev, ino)
@@ -559,12 +563,28 @@ pub fn describe(
     (decision, alert)
 }
 
-/// What guard protects for `guard run`: its config and policy inputs, the audit directory and
-/// the pin directories. Paths that do not exist are kept (they are walked again on refresh).
+/// The agent's cgroup v2 directory from `/proc/self/cgroup` (`0::/path`) under the cgroup2
+/// mount; None for the root cgroup, which is everyone's and is not protected.
+pub fn agent_cgroup(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<PathBuf> {
+    let rel = proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim();
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return None;
+    }
+    Some(cgroup2_mount.join(rel))
+}
+
+/// What guard protects for `guard run`: its config and policy inputs, the audit directory,
+/// the pin directories and its own cgroup. Paths that do not exist are kept (they are walked
+/// again on refresh).
 pub fn roots_for(
     config: impl IntoIterator<Item = PathBuf>,
     audit_dir: Option<&Path>,
     pin_dirs: impl IntoIterator<Item = PathBuf>,
+    cgroup: Option<PathBuf>,
 ) -> Roots {
     let mut config: Vec<PathBuf> = config.into_iter().collect();
     config.push(PathBuf::from("/etc/guard"));
@@ -579,10 +599,12 @@ pub fn roots_for(
     let config = dedup(config, &mut seen);
     let audit = dedup(audit_dir.map(Path::to_path_buf).into_iter().collect(), &mut seen);
     let pins = dedup(pin_dirs.into_iter().collect(), &mut seen);
+    let cgroup = dedup(cgroup.into_iter().collect(), &mut seen);
     Roots {
         config,
         audit,
         pins,
+        cgroup,
     }
 }
 

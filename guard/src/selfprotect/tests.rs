@@ -66,6 +66,7 @@ fn collect_walks_roots_by_class_without_following_inner_symlinks() {
         config: vec![cfg.clone(), t.0.join("missing.yaml")],
         audit: vec![audit.clone()],
         pins: vec![],
+        cgroup: vec![],
     };
     let (got, cut) = collect(&roots, 100);
     assert!(!cut);
@@ -326,6 +327,7 @@ fn roots_add_etc_guard_and_drop_duplicates() {
         [PathBuf::from("/etc/guard"), PathBuf::from("/srv/rules.yaml")],
         Some(Path::new("/var/lib/guard/audit")),
         [PathBuf::from("/sys/fs/bpf/guard")],
+        Some(PathBuf::from("/sys/fs/cgroup/system.slice/guard.service")),
     );
     assert_eq!(
         r.config,
@@ -333,8 +335,12 @@ fn roots_add_etc_guard_and_drop_duplicates() {
     );
     assert_eq!(r.audit, vec![PathBuf::from("/var/lib/guard/audit")]);
     assert_eq!(r.pins, vec![PathBuf::from("/sys/fs/bpf/guard")]);
+    assert_eq!(
+        r.cgroup,
+        vec![PathBuf::from("/sys/fs/cgroup/system.slice/guard.service")]
+    );
     // Relative paths are made absolute (the agent may be started from anywhere).
-    let r = roots_for([PathBuf::from("policies")], None, []);
+    let r = roots_for([PathBuf::from("policies")], None, [], None);
     assert!(r.config[0].is_absolute() && r.config[0].ends_with("policies"));
 }
 
@@ -351,4 +357,21 @@ fn host_namespaces_are_read_from_pid_1() {
         (kernel_dev(pid.dev()), pid.ino(), mnt.ino())
     );
     assert!(host_namespaces(&t.0.join("nope")).is_err());
+}
+
+#[test]
+fn the_agent_cgroup_comes_from_proc_self_cgroup_and_never_is_the_root() {
+    let m = Path::new("/sys/fs/cgroup");
+    assert_eq!(
+        agent_cgroup("0::/system.slice/guard.service\n", m),
+        Some(PathBuf::from("/sys/fs/cgroup/system.slice/guard.service"))
+    );
+    // cgroup v1 lines are ignored; the v2 line wins.
+    assert_eq!(
+        agent_cgroup("12:pids:/x\n0::/kubepods/pod1/c2\n", m),
+        Some(PathBuf::from("/sys/fs/cgroup/kubepods/pod1/c2"))
+    );
+    assert_eq!(agent_cgroup("0::/\n", m), None);
+    assert_eq!(agent_cgroup("0::/a/../..\n", m), None);
+    assert_eq!(agent_cgroup("garbage", m), None);
 }

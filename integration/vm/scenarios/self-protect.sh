@@ -3,7 +3,7 @@
 # audit log, or get its pins or maps, each denied with EPERM (EACCES for /proc/<pid>/mem, as
 # the kernel maps it) and recorded as a decision; the
 # same process can do all of it to an unprotected control, and a host process to guard's files.
-# expect: guard-ready self-protect-active kill-9-denied kill-stop-denied ptrace-attach-denied ptrace-seize-denied pidfd-getfd-denied proc-mem-denied policy-read-denied policy-write-denied config-dir-list-denied audit-read-denied pin-obj-get-denied map-by-id-denied newpid-kill-esrch newpid-pidfd-signal-einval newpid-pidfd-getfd-denied newpid-proc-mem-denied newpid-policy-read-denied control-kill-stop control-ptrace control-pidfd-getfd control-proc-mem control-read control-kill-9 host-kill-0 host-policy-read host-audit-read host-pin-obj-get agent-alive decision-records decision-alerts
+# expect: guard-ready self-protect-active kill-9-denied kill-stop-denied ptrace-attach-denied ptrace-seize-denied pidfd-getfd-denied proc-mem-denied policy-read-denied policy-write-denied config-dir-list-denied audit-read-denied cgroup-kill-denied cgroup-freeze-denied pin-obj-get-denied map-by-id-denied newpid-kill-esrch newpid-pidfd-signal-einval newpid-pidfd-getfd-denied newpid-proc-mem-denied newpid-policy-read-denied control-kill-stop control-ptrace control-pidfd-getfd control-proc-mem control-read control-cgroup-kill-open control-kill-9 host-kill-0 host-policy-read host-audit-read host-pin-obj-get agent-alive decision-records decision-alerts
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -12,6 +12,11 @@ GUARD_AUDIT_DIR=/tmp/audit-selfprot
 rm -rf "$GUARD_AUDIT_DIR"
 echo control >/tmp/sp-control.txt
 cg="$(mkcg sp-container)"
+ctlcg="$(mkcg sp-control)"
+# The agent runs in a cgroup of its own (as under systemd), whose control files act on it
+# without a signal (cgroup.kill, cgroup.freeze).
+agentcg="$(mkcg guard-agent)"
+GUARD_WRAP="$TESTKIT cgroup-run $agentcg --"
 pin=/sys/fs/bpf/guard/POLICY_CGROUPS
 sleep 600 &
 ctl=$!
@@ -48,6 +53,8 @@ outcome policy-read-denied errno=1 ctr try-open /tmp/policy.yaml r
 outcome policy-write-denied errno=1 ctr try-open "$policy_file" w
 outcome config-dir-list-denied errno=1 ctr try-open /etc/guard/policies r
 outcome audit-read-denied errno=1 ctr try-open "$audit_file" r
+outcome cgroup-kill-denied errno=1 ctr try-open "$agentcg/cgroup.kill" w
+outcome cgroup-freeze-denied errno=1 ctr try-open "$agentcg/cgroup.freeze" w
 outcome pin-obj-get-denied errno=1 ctr try-bpf-obj-get "$pin"
 outcome map-by-id-denied errno=1 ctr try-bpf-map-by-id "${map_id:-0}"
 
@@ -68,6 +75,7 @@ outcome control-ptrace ok ctr try-ptrace "$ctl" seize
 outcome control-pidfd-getfd ok "$TESTKIT" container-run --pidfd "$ctl" "$cg" -- "$TESTKIT" try-pidfd-getfd 3 0
 outcome control-proc-mem ok ctr try-open "/proc/$ctl/mem" r
 outcome control-read ok ctr try-open /tmp/sp-control.txt r
+outcome control-cgroup-kill-open ok ctr try-open "$ctlcg/cgroup.kill" w
 outcome control-kill-9 ok ctr try-kill "$ctl" 9
 # The host keeps access to the agent and its files.
 outcome host-kill-0 ok "$TESTKIT" try-kill "$agent" 0
@@ -88,14 +96,14 @@ n_ptrace="$(audit | grep -c '"access":"ptrace ')"
 n_file="$(audit | grep -c '"target":"/tmp/policy.yaml"')"
 n_all="$(audit | grep -c '"decision":"deny"')"
 # 2 signals; 2 ptrace + 2 pidfd_getfd + 2 /proc/<agent>/mem; 2 reads of /tmp/policy.yaml;
-# 15 denials in all (some operations ask twice, so at least).
-if [ "$n_sig" -ge 2 ] && [ "$n_ptrace" -ge 6 ] && [ "$n_file" -ge 2 ] && [ "$n_all" -ge 15 ]; then
+# 17 denials in all (some operations ask twice, so at least).
+if [ "$n_sig" -ge 2 ] && [ "$n_ptrace" -ge 6 ] && [ "$n_file" -ge 2 ] && [ "$n_all" -ge 17 ]; then
     pass decision-records "signal=$n_sig ptrace=$n_ptrace policy-file=$n_file all=$n_all"
 else
     fail decision-records "signal=$n_sig ptrace=$n_ptrace policy-file=$n_file all=$n_all; $(audit | head -c 1500)"
 fi
 n_alert="$(grep -c '"source":"guard_self_protect"' "$GUARD_OUT")"
-if [ "$n_alert" -ge 15 ] && [ "$n_alert" = "$n_all" ]; then
+if [ "$n_alert" -ge 17 ] && [ "$n_alert" = "$n_all" ]; then
     pass decision-alerts "$n_alert alerts = $n_all audit records"
 else
     fail decision-alerts "$n_alert alerts, $n_all audit records; $(grep guard_self_protect "$GUARD_OUT" | head -c 800)"
