@@ -767,7 +767,9 @@ impl Pipeline {
         if let crate::selfprotect::Status::Active(sp) = &mut self.probes.self_protect {
             match sp.refresh(&mut self.probes.ebpf) {
                 Ok((0, 0)) => {}
-                Ok((added, removed)) => tracing::debug!(added, removed, "self-protection refreshed"),
+                Ok((added, removed)) => {
+                    tracing::debug!(added, removed, "self-protection refreshed")
+                }
                 Err(e) => warn!("self-protection refresh: {e:#}"),
             }
         }
@@ -1045,8 +1047,10 @@ impl Pipeline {
         // New files under what self-protection covers (audit rotation, new pins) are protected
         // within this period (docs/self-protection.md).
         let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
-        let self_protect =
-            matches!(self.probes.self_protect, crate::selfprotect::Status::Active(_));
+        let self_protect = matches!(
+            self.probes.self_protect,
+            crate::selfprotect::Status::Active(_)
+        );
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
             // `ready` promises that running containers are under their policies: give Docker

@@ -829,8 +829,12 @@ fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) 
             _ => "none",
         }),
         dest,
-        inode: (b.ino != 0 && matches!(b.op, decision_op::EXEC | decision_op::OPEN | decision_op::PROTECTED_FILE))
-            .then_some((b.dev, b.ino)),
+        inode: (b.ino != 0
+            && matches!(
+                b.op,
+                decision_op::EXEC | decision_op::OPEN | decision_op::PROTECTED_FILE
+            ))
+        .then_some((b.dev, b.ino)),
         self_protect,
     }
 }

@@ -23,7 +23,7 @@ pub mod probes;
 pub mod report;
 pub mod respond;
 pub mod respond_cmd;
-pub mod selfprotect;
 pub mod rules;
+pub mod selfprotect;
 pub mod state;
 pub mod workload;

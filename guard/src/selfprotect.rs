@@ -60,10 +60,22 @@ pub struct Roots {
 
 impl Roots {
     fn classed(&self) -> impl Iterator<Item = (&Path, u32)> {
-        let c = self.config.iter().map(|p| (p.as_path(), protected_class::CONFIG));
-        let a = self.audit.iter().map(|p| (p.as_path(), protected_class::AUDIT));
-        let p = self.pins.iter().map(|p| (p.as_path(), protected_class::PINS));
-        let g = self.cgroup.iter().map(|p| (p.as_path(), protected_class::CGROUP));
+        let c = self
+            .config
+            .iter()
+            .map(|p| (p.as_path(), protected_class::CONFIG));
+        let a = self
+            .audit
+            .iter()
+            .map(|p| (p.as_path(), protected_class::AUDIT));
+        let p = self
+            .pins
+            .iter()
+            .map(|p| (p.as_path(), protected_class::PINS));
+        let g = self
+            .cgroup
+            .iter()
+            .map(|p| (p.as_path(), protected_class::CGROUP));
         c.chain(a).chain(p).chain(g)
     }
 }
@@ -463,7 +475,10 @@ pub fn describe(
         class: 0,
     });
     let (target, access) = match ev.op {
-        "signal" => (format!("guard pid {}", d.target), format!("signal {}", d.arg)),
+        "signal" => (
+            format!("guard pid {}", d.target),
+            format!("signal {}", d.arg),
+        ),
         "ptrace" => (
             format!("guard pid {}", d.target),
             format!("ptrace {}", ptrace_mode(d.arg)),
@@ -495,8 +510,7 @@ pub fn describe(
         }
         other => (other.to_owned(), String::new()),
     };
-    let known =
-        |s: &str| (!s.is_empty() && s != crate::state::container::NA).then(|| s.to_owned());
+    let known = |s: &str| (!s.is_empty() && s != crate::state::container::NA).then(|| s.to_owned());
     let decision = Decision {
         decision: DecisionKind::Deny,
         op: Operation::SelfProtect,
@@ -597,7 +611,10 @@ pub fn roots_for(
             .collect()
     };
     let config = dedup(config, &mut seen);
-    let audit = dedup(audit_dir.map(Path::to_path_buf).into_iter().collect(), &mut seen);
+    let audit = dedup(
+        audit_dir.map(Path::to_path_buf).into_iter().collect(),
+        &mut seen,
+    );
     let pins = dedup(pin_dirs.into_iter().collect(), &mut seen);
     let cgroup = dedup(cgroup.into_iter().collect(), &mut seen);
     Roots {

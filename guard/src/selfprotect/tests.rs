@@ -17,7 +17,7 @@ impl TempDir {
             std::thread::current().id()
         ));
         let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
+        fs::create_dir_all(&p).expect("test fixture");
         TempDir(p)
     }
 }
@@ -41,8 +41,8 @@ fn kernel_dev_is_mkdev_of_the_stat_encoding() {
 fn inode_keys_follow_stat() {
     let t = TempDir::new("key");
     let f = t.0.join("f");
-    fs::write(&f, "x").unwrap();
-    let md = fs::metadata(&f).unwrap();
+    fs::write(&f, "x").expect("test fixture");
+    let md = fs::metadata(&f).expect("test fixture");
     let k = inode_key(&md);
     assert_eq!(k.ino, md.ino());
     assert_eq!(k.dev, kernel_dev(md.dev()));
@@ -54,14 +54,14 @@ fn collect_walks_roots_by_class_without_following_inner_symlinks() {
     let cfg = t.0.join("etc-guard");
     let audit = t.0.join("audit");
     let outside = t.0.join("outside");
-    fs::create_dir_all(cfg.join("policies/sub")).unwrap();
-    fs::create_dir_all(&audit).unwrap();
-    fs::create_dir_all(&outside).unwrap();
-    fs::write(cfg.join("policies/web.yaml"), "- policy: x").unwrap();
-    fs::write(cfg.join("policies/sub/deep.yaml"), "").unwrap();
-    fs::write(audit.join("audit-1.jsonl"), "{}").unwrap();
-    fs::write(outside.join("secret"), "not guard's").unwrap();
-    std::os::unix::fs::symlink(&outside, cfg.join("link-out")).unwrap();
+    fs::create_dir_all(cfg.join("policies/sub")).expect("test fixture");
+    fs::create_dir_all(&audit).expect("test fixture");
+    fs::create_dir_all(&outside).expect("test fixture");
+    fs::write(cfg.join("policies/web.yaml"), "- policy: x").expect("test fixture");
+    fs::write(cfg.join("policies/sub/deep.yaml"), "").expect("test fixture");
+    fs::write(audit.join("audit-1.jsonl"), "{}").expect("test fixture");
+    fs::write(outside.join("secret"), "not guard's").expect("test fixture");
+    std::os::unix::fs::symlink(&outside, cfg.join("link-out")).expect("test fixture");
     let roots = Roots {
         config: vec![cfg.clone(), t.0.join("missing.yaml")],
         audit: vec![audit.clone()],
@@ -80,7 +80,11 @@ fn collect_walks_roots_by_class_without_following_inner_symlinks() {
         audit.clone(),
         audit.join("audit-1.jsonl"),
     ] {
-        assert!(paths.contains(&want.as_path()), "{} missing: {paths:?}", want.display());
+        assert!(
+            paths.contains(&want.as_path()),
+            "{} missing: {paths:?}",
+            want.display()
+        );
     }
     // The symlink below the root is not followed: the directory it names stays unprotected.
     assert!(!paths.iter().any(|p| p.starts_with(&outside)), "{paths:?}");
@@ -89,7 +93,7 @@ fn collect_walks_roots_by_class_without_following_inner_symlinks() {
     assert_eq!(counts.get(&protected_class::CONFIG), Some(&5));
     assert_eq!(counts.get(&protected_class::AUDIT), Some(&2));
     // Keys are the kernel's view of each file.
-    let md = fs::metadata(cfg.join("policies/web.yaml")).unwrap();
+    let md = fs::metadata(cfg.join("policies/web.yaml")).expect("test fixture");
     assert_eq!(
         got.get(&inode_key(&md)).map(|p| p.class),
         Some(protected_class::CONFIG)
@@ -103,7 +107,7 @@ fn collect_is_bounded_by_depth_and_count() {
     for i in 0..6 {
         deep = deep.join(format!("d{i}"));
     }
-    fs::create_dir_all(&deep).unwrap();
+    fs::create_dir_all(&deep).expect("test fixture");
     let roots = Roots {
         config: vec![t.0.clone()],
         ..Roots::default()
@@ -113,7 +117,7 @@ fn collect_is_bounded_by_depth_and_count() {
     // The root and MAX_DEPTH levels below it.
     assert_eq!(got.len(), MAX_DEPTH + 1);
     for i in 0..20 {
-        fs::write(t.0.join(format!("f{i}")), "").unwrap();
+        fs::write(t.0.join(format!("f{i}")), "").expect("test fixture");
     }
     let (got, cut) = collect(&roots, 10);
     assert!(cut);
@@ -287,7 +291,7 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
             size_of::<DecisionBody>(),
         ));
     }
-    let ev = crate::events::decode(&raw, &crate::events::Clock::now()).unwrap();
+    let ev = crate::events::decode(&raw, &crate::events::Clock::now()).expect("decodes");
     let crate::events::Event::Decision(d) = ev else {
         panic!("not a decision: {ev:?}");
     };
@@ -312,7 +316,7 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
         std::slice::from_raw_parts(&body as *const _ as *const u8, size_of::<DecisionBody>())
     });
     let crate::events::Event::Decision(d) =
-        crate::events::decode(&raw, &crate::events::Clock::now()).unwrap()
+        crate::events::decode(&raw, &crate::events::Clock::now()).expect("decodes")
     else {
         panic!("not a decision");
     };
@@ -324,14 +328,20 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
 #[test]
 fn roots_add_etc_guard_and_drop_duplicates() {
     let r = roots_for(
-        [PathBuf::from("/etc/guard"), PathBuf::from("/srv/rules.yaml")],
+        [
+            PathBuf::from("/etc/guard"),
+            PathBuf::from("/srv/rules.yaml"),
+        ],
         Some(Path::new("/var/lib/guard/audit")),
         [PathBuf::from("/sys/fs/bpf/guard")],
         Some(PathBuf::from("/sys/fs/cgroup/system.slice/guard.service")),
     );
     assert_eq!(
         r.config,
-        vec![PathBuf::from("/etc/guard"), PathBuf::from("/srv/rules.yaml")]
+        vec![
+            PathBuf::from("/etc/guard"),
+            PathBuf::from("/srv/rules.yaml")
+        ]
     );
     assert_eq!(r.audit, vec![PathBuf::from("/var/lib/guard/audit")]);
     assert_eq!(r.pins, vec![PathBuf::from("/sys/fs/bpf/guard")]);
@@ -347,13 +357,13 @@ fn roots_add_etc_guard_and_drop_duplicates() {
 #[test]
 fn host_namespaces_are_read_from_pid_1() {
     let t = TempDir::new("ns");
-    fs::create_dir_all(t.0.join("1/ns")).unwrap();
-    fs::write(t.0.join("1/ns/pid"), "").unwrap();
-    fs::write(t.0.join("1/ns/mnt"), "").unwrap();
-    let pid = fs::metadata(t.0.join("1/ns/pid")).unwrap();
-    let mnt = fs::metadata(t.0.join("1/ns/mnt")).unwrap();
+    fs::create_dir_all(t.0.join("1/ns")).expect("test fixture");
+    fs::write(t.0.join("1/ns/pid"), "").expect("test fixture");
+    fs::write(t.0.join("1/ns/mnt"), "").expect("test fixture");
+    let pid = fs::metadata(t.0.join("1/ns/pid")).expect("test fixture");
+    let mnt = fs::metadata(t.0.join("1/ns/mnt")).expect("test fixture");
     assert_eq!(
-        host_namespaces(&t.0).unwrap(),
+        host_namespaces(&t.0).expect("test fixture"),
         (kernel_dev(pid.dev()), pid.ino(), mnt.ino())
     );
     assert!(host_namespaces(&t.0.join("nope")).is_err());

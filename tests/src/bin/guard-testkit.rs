@@ -495,8 +495,10 @@ fn try_kill(args: &[OsString]) -> ExitCode {
 }
 
 fn try_ptrace(args: &[OsString]) -> ExitCode {
-    let (Some(pid), Some(how)) = (num::<i32>(args.first()), args.get(1).and_then(|a| a.to_str()))
-    else {
+    let (Some(pid), Some(how)) = (
+        num::<i32>(args.first()),
+        args.get(1).and_then(|a| a.to_str()),
+    ) else {
         return usage("try-ptrace needs PID attach|seize");
     };
     let req = match how {
@@ -529,7 +531,14 @@ fn try_pidfd_getfd(args: &[OsString]) -> ExitCode {
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64; 3]) -> libc::c_long {
     // SAFETY: attr outlives the call; the kernel reads at most 24 bytes of it.
-    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr) as u32) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            size_of_val(attr) as u32,
+        )
+    }
 }
 
 /// The `map_id`/`prog_id`/`link_id` line of an fd's fdinfo, as ` id=N`.
@@ -538,8 +547,7 @@ fn fd_id(fd: libc::c_long) -> String {
     text.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            matches!(k, "map_id" | "link_id" | "prog_id")
-                .then(|| format!(" {k}={}", v.trim()))
+            matches!(k, "map_id" | "link_id" | "prog_id").then(|| format!(" {k}={}", v.trim()))
         })
         .unwrap_or_default()
 }
