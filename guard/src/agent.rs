@@ -739,7 +739,9 @@ impl Pipeline {
             crate::selfprotect::Status::Active(sp) => sp.decision(d, &workload, &hostname),
             _ => crate::selfprotect::describe(d, &workload, &hostname, |_, _| None),
         };
-        warn!("{}", alert.output);
+        // Not logged per denial: a container looping on kill(2) must not flood the log; the
+        // alert goes to the outputs and the audit log, and the metric counts it.
+        tracing::debug!("{}", alert.output);
         METRICS.alert(&alert.rule, alert.priority.as_str());
         if let Some(a) = &self.audit {
             a.try_record(Payload::Decision(decision));

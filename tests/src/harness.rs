@@ -160,6 +160,11 @@ impl Agent {
         }
     }
 
+    /// The agent's pid (valid until it is stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a stdout JSON line satisfying `pred`.
     pub fn wait_for(
         &self,
