@@ -493,14 +493,25 @@ fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
     prog_info(prog_fd).map(|i| i.recursion_misses)
 }
 
+/// The kernel's BTF as aya needs it to load LSM programs, parsed once per process: parsing it
+/// is most of an agent start in an unoptimised build under emulation, and the exec, policy and
+/// self-protection programs all need it.
+pub fn lsm_btf() -> Result<&'static AyaBtf> {
+    static BTF: std::sync::OnceLock<std::result::Result<AyaBtf, String>> =
+        std::sync::OnceLock::new();
+    BTF.get_or_init(|| AyaBtf::from_sys_fs().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("reading kernel BTF for the LSM hooks: {e}"))
+}
+
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hook")?;
+    let btf = lsm_btf()?;
     let prog: &mut Lsm = ebpf
         .program_mut(names::PROG_BPRM_CHECK)
         .context("program bprm_check_security missing from the object")?
         .try_into()?;
-    prog.load("bprm_check_security", &btf)
+    prog.load("bprm_check_security", btf)
         .context("loading the LSM program bprm_check_security")?;
     prog.attach().context("attaching the LSM program")?;
     Ok(())
@@ -556,7 +567,7 @@ fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
 }
 
 fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hooks")?;
+    let btf = lsm_btf()?;
     for (name, hook) in [
         (names::PROG_POLICY_EXEC, "bprm_check_security"),
         (names::PROG_POLICY_OPEN, "file_open"),
@@ -566,7 +577,7 @@ fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        prog.load(hook, &btf)
+        prog.load(hook, btf)
             .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::{
-    Btf as AyaBtf, Ebpf,
+    Ebpf,
     maps::{Array, HashMap as BpfHashMap, MapData},
     programs::Lsm,
 };
@@ -292,13 +292,13 @@ fn id_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, u8>> {
 
 /// Loads and attaches the programs (not pinned: they protect this agent and go with it).
 pub fn attach_programs(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hooks")?;
+    let btf = crate::probes::lsm_btf()?;
     for (name, hook) in PROGRAMS {
         let prog: &mut Lsm = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        prog.load(hook, &btf)
+        prog.load(hook, btf)
             .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
         prog.attach()
             .with_context(|| format!("attaching {name} ({hook})"))?;
@@ -380,19 +380,22 @@ impl SelfProtect {
             let _ = m.remove(k);
         }
         let mut n = self.bpf_ids.len() - self.bpf_ids.difference(&ids).count();
-        let mut kept = HashSet::new();
-        for k in &ids {
-            if self.bpf_ids.contains(k) {
-                kept.insert(*k);
-                continue;
-            }
+        let mut kept: HashSet<u64> = self.bpf_ids.intersection(&ids).copied().collect();
+        let mut over = 0usize;
+        for k in ids.difference(&self.bpf_ids) {
             if n >= MAX_PROTECTED_BPF_IDS as usize {
-                warn!("self-protection: more BPF objects than PROTECTED_BPF_IDS holds");
-                break;
+                over += 1;
+                continue;
             }
             m.insert(*k, 1, 0).context("adding to PROTECTED_BPF_IDS")?;
             kept.insert(*k);
             n += 1;
+        }
+        if over > 0 {
+            warn!(
+                unprotected = over,
+                "self-protection: more BPF objects than PROTECTED_BPF_IDS holds"
+            );
         }
         self.bpf_ids = kept;
         Ok((added, removed))
