@@ -82,6 +82,62 @@ pub mod names {
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";
     pub const PROG_POLICY_CGROUP_MKDIR: &str = "policy_cgroup_mkdir";
+    // Self-protection of the agent from containers (issue 9; docs/self-protection.md).
+    /// Array of one `SelfProtectConfig`.
+    pub const SELF_PROTECT: &str = "SELF_PROTECT";
+    /// `InodeKey` -> `protected_class::*`: guard's config, policies, audit log and pins.
+    pub const PROTECTED_INODES: &str = "PROTECTED_INODES";
+    /// `bpf_id_key(kind, id)` -> 1: guard's maps, programs and links, by kernel id.
+    pub const PROTECTED_BPF_IDS: &str = "PROTECTED_BPF_IDS";
+    pub const PROG_SELF_TASK_KILL: &str = "selfprot_task_kill";
+    pub const PROG_SELF_PTRACE: &str = "selfprot_ptrace";
+    pub const PROG_SELF_INODE: &str = "selfprot_inode";
+    pub const PROG_SELF_BPF: &str = "selfprot_bpf";
+}
+
+/// Capacity of `PROTECTED_INODES` (files and directories guard protects from containers).
+pub const MAX_PROTECTED_INODES: u32 = 4096;
+/// Capacity of `PROTECTED_BPF_IDS` (guard's own maps, programs and links).
+pub const MAX_PROTECTED_BPF_IDS: u32 = 1024;
+
+/// What the self-protection programs need to know, written by the agent at start (`SELF_PROTECT`,
+/// index 0). A task is "in a container" when it is not the agent and its pid namespace is not
+/// the host's (PID 1's), or its mount namespace is not the host's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelfProtectConfig {
+    /// The agent's thread-group id: the target of the signal and ptrace checks.
+    pub agent_tgid: u32,
+    /// Non-zero when self-protection is on.
+    pub enabled: u32,
+    /// Kernel `dev_t` (MKDEV encoding) and inode of the host's pid namespace (nsfs).
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
+    /// Inode number of the host's mount namespace; 0 = mount namespaces are not compared.
+    pub mntns_ino: u64,
+}
+
+/// Kinds of kernel object in `PROTECTED_BPF_IDS` keys.
+pub mod bpf_obj_kind {
+    pub const MAP: u64 = 1;
+    pub const PROG: u64 = 2;
+    pub const LINK: u64 = 3;
+}
+
+/// Key of `PROTECTED_BPF_IDS`: the object kind in the high half, its kernel id in the low half
+/// (map, program and link ids are separate id spaces).
+pub const fn bpf_id_key(kind: u64, id: u32) -> u64 {
+    (kind << 32) | id as u64
+}
+
+/// Values of `PROTECTED_INODES`: why the inode is protected (reported with a denial).
+pub mod protected_class {
+    pub const CONFIG: u32 = 1;
+    pub const AUDIT: u32 = 2;
+    pub const PINS: u32 = 3;
+    /// The agent's own cgroup and its control files (`cgroup.kill`, `cgroup.freeze`,
+    /// `memory.max`, ...), which act on the agent without a signal.
+    pub const CGROUP: u32 = 4;
 }
 
 /// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert
@@ -220,6 +276,11 @@ pub struct KernelOffsets {
     /// where a new container cgroup is bound to its policy before any process enters it.
     pub tp_cgroup_id: u32,
     pub tp_cgroup_path_loc: u32,
+    /// `task_struct.nsproxy`, `nsproxy.mnt_ns`, and `mnt_namespace.ns` + `ns_common.inum`:
+    /// the current task's mount namespace, for the self-protection programs.
+    pub task_nsproxy: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub mnt_ns_inum: u32,
 }
 
 impl KernelOffsets {
@@ -247,6 +308,9 @@ impl KernelOffsets {
         mm_exe_file: OFFSET_ABSENT,
         tp_cgroup_id: OFFSET_ABSENT,
         tp_cgroup_path_loc: OFFSET_ABSENT,
+        task_nsproxy: OFFSET_ABSENT,
+        nsproxy_mnt_ns: OFFSET_ABSENT,
+        mnt_ns_inum: OFFSET_ABSENT,
     };
 }
 
@@ -470,6 +534,18 @@ pub mod decision_op {
     pub const EXEC: u8 = 1;
     pub const OPEN: u8 = 2;
     pub const CONNECT: u8 = 3;
+    /// Self-protection: a signal to the agent (`DecisionBody::access` = the signal,
+    /// `ino` = the target thread-group id).
+    pub const SIGNAL: u8 = 4;
+    /// Self-protection: ptrace-class access to the agent (`access` = the `PTRACE_MODE_*` bits,
+    /// `ino` = the target thread-group id).
+    pub const PTRACE: u8 = 5;
+    /// Self-protection: read or write permission on a protected inode (`access` = the
+    /// `MAY_*` mask, `dev`/`ino` = the inode, `addr[0]` = its `protected_class`).
+    pub const PROTECTED_FILE: u8 = 6;
+    /// Self-protection: a file descriptor for one of guard's BPF objects by id (`access` = the
+    /// `bpf` command, `ino` = `bpf_id_key`).
+    pub const BPF_OBJECT: u8 = 7;
 }
 
 /// Verdict of a `Decision` record.
@@ -490,6 +566,8 @@ pub mod reason {
     pub const NOT_ALLOWED: u8 = 2;
     /// `deny_new_binaries`: the file was written inside the workload after it started.
     pub const NEW_BINARY: u8 = 3;
+    /// Self-protection: a task in a container reached for the agent or its state.
+    pub const SELF_PROTECT: u8 = 4;
 }
 
 /// `Decision` body. Payload 0: the path (exec, open) as `bpf_d_path` resolved it (or, for the
@@ -534,6 +612,8 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingSyscall {}
+    // SAFETY: plain `#[repr(C)]` integers without padding (4 + 4 + 3 * 8 bytes).
+    unsafe impl aya::Pod for super::SelfProtectConfig {}
 }
 
 #[cfg(test)]
@@ -559,6 +639,18 @@ mod tests {
         assert_eq!(core::mem::size_of::<super::PathKeyData>(), 256);
         assert_eq!(core::mem::size_of::<super::NetKeyData>(), 24);
         assert_eq!(core::mem::size_of::<super::DecisionBody>(), 48);
+        assert_eq!(core::mem::size_of::<super::SelfProtectConfig>(), 32);
+    }
+
+    #[test]
+    fn bpf_id_keys_keep_kinds_apart() {
+        use super::{bpf_id_key, bpf_obj_kind};
+        assert_ne!(
+            bpf_id_key(bpf_obj_kind::MAP, 7),
+            bpf_id_key(bpf_obj_kind::PROG, 7)
+        );
+        assert_eq!(bpf_id_key(bpf_obj_kind::LINK, u32::MAX) >> 32, 3);
+        assert_eq!(bpf_id_key(bpf_obj_kind::LINK, u32::MAX) as u32, u32::MAX);
     }
 }
 

@@ -147,6 +147,11 @@ pub struct RunArgs {
     /// (docs/hardening.md).
     #[arg(long)]
     pub no_landlock: bool,
+    /// Do not protect the agent from containers. By default, where BPF LSM is available,
+    /// processes in containers cannot signal or ptrace the agent, read its config, policies or
+    /// audit log, or touch its pins, in detect-only mode too (docs/self-protection.md).
+    #[arg(long)]
+    pub no_self_protect: bool,
 }
 
 /// Policy enforcement asked of the pipeline.
@@ -207,6 +212,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
             false,
             None,
             Prefilter::none(),
+            None,
         )?;
         p.pump(&args.capture).await
     })
@@ -416,6 +422,26 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     if let Some(addr) = args.metrics_addr.0 {
         tokio::spawn(crate::metrics::serve(addr));
     }
+    let self_protect = (!args.no_self_protect).then(|| {
+        let mut config = sources.rules.clone();
+        config.extend(sources.policies.iter().cloned());
+        config.extend(sources.responses.clone());
+        config.extend(args.outputs.clone());
+        crate::selfprotect::roots_for(
+            config,
+            (!args.no_audit).then_some(args.audit_dir.as_path()),
+            [
+                args.pin_dir.clone(),
+                PathBuf::from(crate::respond::quarantine::PIN_DIR),
+            ],
+            std::fs::read_to_string("/proc/self/cgroup")
+                .ok()
+                .and_then(|text| {
+                    let mount = crate::doctor::cgroup2_mount()?;
+                    crate::selfprotect::agent_cgroup(&text, Path::new(&mount))
+                }),
+        )
+    });
     let mut p = Pipeline::start(
         &args.capture,
         args.print_events,
@@ -431,6 +457,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             hostname: hostname.clone(),
         }),
         prefilter.clone(),
+        self_protect,
     )?;
     p.keep_recent = responder.as_ref().is_some_and(takes_snapshots);
     p.responder = responder;
@@ -571,6 +598,7 @@ impl Pipeline {
         detect_only: bool,
         policy: Option<PolicySetup>,
         prefilter: Prefilter,
+        self_protect: Option<crate::selfprotect::Roots>,
     ) -> Result<Self> {
         let only_cgroup = match &cap.only_cgroup {
             Some(dir) => Some(cgroup_id_of(dir)?.0),
@@ -581,6 +609,7 @@ impl Pipeline {
             only_cgroup,
             policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
             prefilter,
+            self_protect,
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
@@ -589,8 +618,10 @@ impl Pipeline {
         info!(
             exec_backend = backend,
             policy_backend = probes.policy_backend.as_ref().map_or("off", |b| b.as_str()),
+            self_protect = probes.self_protect.as_str(),
             "probes attached"
         );
+        crate::selfprotect::log_status(&probes.self_protect);
         let policy = match (policy, probes.policy_backend.clone()) {
             (Some(setup), Some(backend)) => {
                 if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
@@ -848,6 +879,9 @@ impl Pipeline {
     /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the
     /// responder) and an audit record of kind `decision`.
     fn on_decision(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
+        if d.self_protect.is_some() {
+            return self.on_self_protect(ev, d, seen_at);
+        }
         let Some(stage) = &self.policy else {
             warn!(
                 policy_id = d.policy_id,
@@ -889,6 +923,57 @@ impl Pipeline {
         }
         if let Some(r) = &self.responder {
             r.submit(alert, ctx);
+        }
+    }
+
+    /// A self-protection denial: counted, audited (op `self_protect`) and alerted like a policy
+    /// decision, so responses can act on the workload that reached for the agent.
+    fn on_self_protect(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
+        METRICS.decision(d.op, d.verdict);
+        let c = ev.common();
+        let workload = workload_of(&mut self.capture.state, c);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let (decision, alert) = match &self.probes.self_protect {
+            crate::selfprotect::Status::Active(sp) => sp.decision(d, &workload, &hostname),
+            _ => crate::selfprotect::describe(d, &workload, &hostname, |_, _| None),
+        };
+        // Not logged per denial: a container looping on kill(2) must not flood the log; the
+        // alert goes to the outputs and the audit log, and the metric counts it.
+        tracing::debug!("{}", alert.output);
+        METRICS.alert(&alert.rule, alert.priority.as_str());
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Decision(decision));
+        }
+        let ctx = AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: None,
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: None,
+            policy_detect: false,
+            event_time: Some(seen_at),
+        };
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
+        }
+    }
+
+    /// Re-walks what self-protection covers (a rotated audit file, new pins).
+    fn refresh_self_protect(&mut self) {
+        if let crate::selfprotect::Status::Active(sp) = &mut self.probes.self_protect {
+            match sp.refresh(&mut self.probes.ebpf) {
+                Ok((0, 0)) => {}
+                Ok((added, removed)) => {
+                    tracing::debug!(added, removed, "self-protection refreshed")
+                }
+                Err(e) => warn!("self-protection refresh: {e:#}"),
+            }
         }
     }
 
@@ -1002,6 +1087,7 @@ impl Pipeline {
             access: None,
             dest: None,
             inode: None,
+            self_protect: None,
         };
         let violation = match ev {
             events::Event::Open(o) if fb::wants_open(&binding) => {
@@ -1208,6 +1294,13 @@ impl Pipeline {
         // Every few seconds: exited processes past their grace, and entries of removed cgroups
         // (and of containers nothing else knows), are forgotten.
         let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
+        // New files under what self-protection covers (audit rotation, new pins) are protected
+        // within this period (docs/self-protection.md).
+        let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
+        let self_protect = matches!(
+            self.probes.self_protect,
+            crate::selfprotect::Status::Active(_)
+        );
         let has_policy = self.policy.is_some();
         if self.policy.is_some() {
             // `ready` promises that running containers are under their policies: give Docker
@@ -1237,6 +1330,7 @@ impl Pipeline {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
                 _ = prune_tick.tick() => self.prune_state(),
+                _ = self_protect_tick.tick(), if self_protect => self.refresh_self_protect(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");

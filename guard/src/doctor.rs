@@ -71,10 +71,11 @@ pub fn run() -> Result<ExitCode> {
 
 pub fn all_checks() -> Vec<Check> {
     let mut v = vec![kernel(), btf()];
-    let (tp, lsm, policy) = program_support();
+    let (tp, lsm, policy, self_protect) = program_support();
     v.push(tp);
     v.push(lsm);
     v.push(policy);
+    v.push(self_protect);
     v.push(cgroup_v2());
     v.push(capabilities());
     v.push(docker());
@@ -154,7 +155,7 @@ pub fn lsm_list() -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn program_support() -> (Check, Check, Check) {
+fn program_support() -> (Check, Check, Check, Check) {
     let listed = lsm_list();
     let bpf_listed = listed
         .as_ref()
@@ -220,7 +221,21 @@ fn program_support() -> (Check, Check, Check) {
             "run as root on a kernel with BPF LSM or bpf_send_signal",
         ),
     };
-    (tp, lsm, policy)
+    let self_protect = match &support.self_protect {
+        Ok(()) => Check::new(
+            "self-protect",
+            Status::Pass,
+            "bpf-lsm: `guard run` denies containers signals and ptrace to the agent and access to its config, policies, audit log and pins (--no-self-protect turns it off)",
+            "",
+        ),
+        Err(e) => Check::new(
+            "self-protect",
+            Status::Warn,
+            format!("unavailable: {e:#}"),
+            "without BPF LSM nothing in the kernel stops a container that can reach the agent (shared pid namespace, leaked descriptors, host mounts) from signalling it or reading its files; see docs/self-protection.md",
+        ),
+    };
+    (tp, lsm, policy, self_protect)
 }
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.

@@ -98,6 +98,21 @@ pub struct DecisionEvent {
     /// Device and inode of the file (exec, open), when read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inode: Option<(u64, u64)>,
+    /// Self-protection denials (`op` is `signal`, `ptrace`, `protected_file` or `bpf_object`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_protect: Option<SelfProtectDetail>,
+}
+
+/// What a self-protection record says besides the op (see `guard_ebpf::decision_op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SelfProtectDetail {
+    /// The signal (signal), the `PTRACE_MODE_*` bits (ptrace), the `MAY_*` mask
+    /// (protected_file) or the `bpf` command (bpf_object).
+    pub arg: u32,
+    /// The agent's thread-group id (signal, ptrace) or the `bpf_id_key` (bpf_object).
+    pub target: u64,
+    /// `guard_ebpf::protected_class` of the inode (protected_file), else 0.
+    pub class: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -770,8 +785,17 @@ fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) 
         decision_op::EXEC => "exec",
         decision_op::OPEN => "open",
         decision_op::CONNECT => "connect",
+        decision_op::SIGNAL => "signal",
+        decision_op::PTRACE => "ptrace",
+        decision_op::PROTECTED_FILE => "protected_file",
+        decision_op::BPF_OBJECT => "bpf_object",
         _ => "unknown",
     };
+    let self_protect = (b.reason == reason::SELF_PROTECT).then_some(SelfProtectDetail {
+        arg: b.access,
+        target: b.ino,
+        class: b.addr[0],
+    });
     let dest = (b.op == decision_op::CONNECT).then(|| {
         let ip: std::net::IpAddr = if b.family == 4 {
             std::net::Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]).into()
@@ -794,6 +818,7 @@ fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) 
             reason::DENY_LIST => "deny_list",
             reason::NOT_ALLOWED => "not_allowed",
             reason::NEW_BINARY => "new_binary",
+            reason::SELF_PROTECT => "self_protect",
             _ => "unknown",
         },
         path,
@@ -804,7 +829,13 @@ fn decision_event(common: Common, b: &guard_ebpf::DecisionBody, path: Captured) 
             _ => "none",
         }),
         dest,
-        inode: (b.ino != 0).then_some((b.dev, b.ino)),
+        inode: (b.ino != 0
+            && matches!(
+                b.op,
+                decision_op::EXEC | decision_op::OPEN | decision_op::PROTECTED_FILE
+            ))
+        .then_some((b.dev, b.ino)),
+        self_protect,
     }
 }
 

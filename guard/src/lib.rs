@@ -27,5 +27,6 @@ pub mod report;
 pub mod respond;
 pub mod respond_cmd;
 pub mod rules;
+pub mod selfprotect;
 pub mod state;
 pub mod workload;

@@ -81,6 +81,21 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         tp_cgroup_path_loc: btf
             .member_offset_opt("trace_event_raw_cgroup", "__data_loc_path")
             .unwrap_or(OFFSET_ABSENT),
+        // Self-protection compares the caller's mount namespace with the host's; without
+        // these (a kernel whose BTF lacks `struct mnt_namespace`) only pid namespaces are.
+        task_nsproxy: btf
+            .member_offset_opt("task_struct", "nsproxy")
+            .unwrap_or(OFFSET_ABSENT),
+        nsproxy_mnt_ns: btf
+            .member_offset_opt("nsproxy", "mnt_ns")
+            .unwrap_or(OFFSET_ABSENT),
+        mnt_ns_inum: match (
+            btf.member_offset_opt("mnt_namespace", "ns"),
+            btf.member_offset_opt("ns_common", "inum"),
+        ) {
+            (Some(ns), Some(inum)) => ns + inum,
+            _ => OFFSET_ABSENT,
+        },
     })
 }
 
@@ -114,6 +129,8 @@ pub struct ProbeConfig {
     pub policy_pins: Option<PathBuf>,
     /// Which syscalls are traced and which opens produce records.
     pub prefilter: crate::prefilter::Prefilter,
+    /// Self-protection from containers (BPF LSM only): what to protect; None = off.
+    pub self_protect: Option<crate::selfprotect::Roots>,
 }
 
 impl Default for ProbeConfig {
@@ -123,6 +140,7 @@ impl Default for ProbeConfig {
             only_cgroup: None,
             policy_pins: None,
             prefilter: crate::prefilter::Prefilter::none(),
+            self_protect: None,
         }
     }
 }
@@ -143,6 +161,8 @@ pub struct Probes {
     pub exec_enforcement: ExecEnforcement,
     /// Policy enforcement backend (None when no policy enforcement was asked for).
     pub policy_backend: Option<Backend>,
+    /// Self-protection of the agent from containers.
+    pub self_protect: crate::selfprotect::Status,
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
@@ -396,11 +416,28 @@ impl Probes {
             .policy_pins
             .as_ref()
             .map(|dir| attach_policy(&mut ebpf, lsm, dir));
+        // After the policy pins exist, so that they are protected from the start.
+        let self_protect = match (&cfg.self_protect, &exec_enforcement) {
+            (None, _) => crate::selfprotect::Status::Off,
+            (Some(_), ExecEnforcement::Unavailable(why)) => {
+                crate::selfprotect::Status::Unavailable(why.clone())
+            }
+            (Some(roots), ExecEnforcement::Lsm) => {
+                let mount_ns = offsets.task_nsproxy != OFFSET_ABSENT
+                    && offsets.nsproxy_mnt_ns != OFFSET_ABSENT
+                    && offsets.mnt_ns_inum != OFFSET_ABSENT;
+                match crate::selfprotect::SelfProtect::start(&mut ebpf, roots.clone(), mount_ns) {
+                    Ok(sp) => crate::selfprotect::Status::Active(sp),
+                    Err(e) => crate::selfprotect::Status::Unavailable(format!("{e:#}")),
+                }
+            }
+        };
         Ok(Self {
             ebpf,
             offsets,
             exec_enforcement,
             policy_backend,
+            self_protect,
         })
     }
 
@@ -520,14 +557,25 @@ fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
     prog_info(prog_fd).map(|i| i.recursion_misses)
 }
 
+/// The kernel's BTF as aya needs it to load LSM programs, parsed once per process: parsing it
+/// is most of an agent start in an unoptimised build under emulation, and the exec, policy and
+/// self-protection programs all need it.
+pub fn lsm_btf() -> Result<&'static AyaBtf> {
+    static BTF: std::sync::OnceLock<std::result::Result<AyaBtf, String>> =
+        std::sync::OnceLock::new();
+    BTF.get_or_init(|| AyaBtf::from_sys_fs().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("reading kernel BTF for the LSM hooks: {e}"))
+}
+
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hook")?;
+    let btf = lsm_btf()?;
     let prog: &mut Lsm = ebpf
         .program_mut(names::PROG_BPRM_CHECK)
         .context("program bprm_check_security missing from the object")?
         .try_into()?;
-    prog.load("bprm_check_security", &btf)
+    prog.load("bprm_check_security", btf)
         .context("loading the LSM program bprm_check_security")?;
     prog.attach().context("attaching the LSM program")?;
     Ok(())
@@ -583,7 +631,7 @@ fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
 }
 
 fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    let btf = AyaBtf::from_sys_fs().context("reading kernel BTF for the LSM hooks")?;
+    let btf = lsm_btf()?;
     for (name, hook) in [
         (names::PROG_POLICY_EXEC, "bprm_check_security"),
         (names::PROG_POLICY_OPEN, "file_open"),
@@ -593,7 +641,7 @@ fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        prog.load(hook, &btf)
+        prog.load(hook, btf)
             .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {
@@ -681,6 +729,8 @@ pub struct Support {
     pub lsm: Result<()>,
     /// The policy backend `guard run --policy` would use.
     pub policy: Backend,
+    /// Whether the self-protection programs load and attach (BPF LSM).
+    pub self_protect: Result<()>,
 }
 
 /// Loads the object and tries the tracepoints and the LSM program; all detached on return.
@@ -692,6 +742,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             return Support {
                 tracepoint: Err(anyhow::anyhow!("{msg}")),
                 lsm: Err(anyhow::anyhow!("{msg}")),
+                self_protect: Err(anyhow::anyhow!("{msg}")),
                 policy: Backend::Unavailable(msg),
             };
         }
@@ -710,10 +761,16 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             Err(e) => Backend::Unavailable(format!("{e:#}")),
         }
     };
+    // Attached with SELF_PROTECT left disabled: this checks the kernel accepts the programs.
+    let self_protect = match &lsm {
+        Ok(()) => crate::selfprotect::attach_programs(&mut ebpf),
+        Err(e) => Err(anyhow::anyhow!("no BPF LSM: {e:#}")),
+    };
     Support {
         tracepoint,
         lsm,
         policy,
+        self_protect,
     }
 }
 

@@ -108,7 +108,9 @@ npass="$(printf '%s\n' "$results" | awk '$3=="PASS"' | grep -c . || true)"
 for s in "${scenarios[@]}"; do
     # shellcheck disable=SC2013 # the header is a space-separated list of check names
     for check in $(sed -n 's/^# expect: *//p' "$VM_DIR/scenarios/$s.sh"); do
-        printf '%s\n' "$results" | grep -q "^GUARD-VM-RESULT $s/$check " \
+        # A here-string, not a pipe: with pipefail, `grep -q` quitting at its first match can
+        # leave printf with SIGPIPE and report a check as missing that is there.
+        grep -q "^GUARD-VM-RESULT $s/$check " <<<"$results" \
             || problems+=("missing result $s/$check")
     done
 done

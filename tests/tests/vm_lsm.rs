@@ -40,6 +40,42 @@ const REQUIRED: &[&str] = &[
     "quarantine-connect/host-unaffected",
     "quarantine-connect/survives-agent-stop",
     "quarantine-connect/lifted",
+    // Issue 9, "a process inside a container cannot kill or ptrace the agent".
+    "self-protect/self-protect-active",
+    "self-protect/kill-9-denied",
+    "self-protect/kill-stop-denied",
+    "self-protect/ptrace-attach-denied",
+    "self-protect/ptrace-seize-denied",
+    "self-protect/pidfd-getfd-denied",
+    "self-protect/proc-mem-denied",
+    "self-protect/policy-read-denied",
+    "self-protect/audit-read-denied",
+    "self-protect/cgroup-kill-denied",
+    "self-protect/pin-obj-get-denied",
+    "self-protect/map-by-id-denied",
+    "self-protect/newpid-pidfd-getfd-denied",
+    "self-protect/control-kill-stop",
+    "self-protect/control-ptrace",
+    "self-protect/control-kill-9",
+    "self-protect/agent-alive",
+    "self-protect/decision-records",
+    "self-protect/decision-alerts",
+];
+
+/// Self-protection checks whose probe must have printed exactly EPERM: the agent's denial, not
+/// some other failure (the VM runs as root, so without the programs each would print `ok`).
+const SELF_PROTECT_EPERM: &[&str] = &[
+    "self-protect/kill-9-denied",
+    "self-protect/kill-stop-denied",
+    "self-protect/ptrace-attach-denied",
+    "self-protect/ptrace-seize-denied",
+    "self-protect/pidfd-getfd-denied",
+    "self-protect/policy-read-denied",
+    "self-protect/audit-read-denied",
+    "self-protect/cgroup-kill-denied",
+    "self-protect/pin-obj-get-denied",
+    "self-protect/map-by-id-denied",
+    "self-protect/newpid-pidfd-getfd-denied",
 ];
 
 fn repo_root() -> PathBuf {
@@ -181,6 +217,15 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
             failures.push(format!(
                 "{label}: exec in the denied cgroup did not fail with errno=1 EPERM"
             ));
+        }
+        for check in SELF_PROTECT_EPERM {
+            let prefix = format!("GUARD-VM-RESULT {check} PASS");
+            if !stdout
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains("errno=1 EPERM"))
+            {
+                failures.push(format!("{label}: {check} did not fail with errno=1 EPERM"));
+            }
         }
         if !stdout
             .lines()

@@ -220,6 +220,9 @@ pub enum Operation {
     Exec,
     Open,
     Connect,
+    /// Self-protection: a task in a container reached for the agent (signal, ptrace) or its
+    /// state (config, policies, audit log, pins, BPF objects); docs/self-protection.md.
+    SelfProtect,
 }
 
 impl Operation {
@@ -228,6 +231,7 @@ impl Operation {
             Operation::Exec => "exec",
             Operation::Open => "open",
             Operation::Connect => "connect",
+            Operation::SelfProtect => "self_protect",
         }
     }
 }

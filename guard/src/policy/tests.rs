@@ -205,6 +205,7 @@ fn decision_event(
         access: (op == "open").then_some("read"),
         dest: None,
         inode: None,
+        self_protect: None,
     }
 }
 

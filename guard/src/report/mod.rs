@@ -439,6 +439,8 @@ pub fn build(
                             Operation::Exec => bounded_insert(&mut acc.binaries, &d.target),
                             Operation::Open => bounded_insert(&mut acc.paths, &d.target),
                             Operation::Connect => bounded_insert(&mut acc.destinations, &d.target),
+                            // Self-protection is always enforced; kept for completeness.
+                            Operation::SelfProtect => bounded_insert(&mut acc.paths, &d.target),
                         }
                         if let Some(exe) = &d.process.exe {
                             bounded_insert(&mut acc.binaries, exe);

@@ -64,7 +64,10 @@ guard_start() {
     else
         set -- --no-audit "$@"
     fi
-    "$GUARD" run --print-events raw --format json "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
+    # GUARD_WRAP (optional, word-split): a command prefix such as `$TESTKIT cgroup-run DIR --`
+    # that execs guard, so $! is still guard's pid.
+    # shellcheck disable=SC2086
+    ${GUARD_WRAP:-} "$GUARD" run --print-events raw --format json "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
     GUARD_PID=$!
     t0="$(uptime_s)"
     i=0

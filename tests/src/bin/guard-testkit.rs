@@ -25,6 +25,17 @@ usage: guard-testkit COMMAND ...
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
+  container-run [--newpid] [--pidfd PID] DIR -- CMD [ARG...]
+                                          join cgroup DIR, (open a pidfd for PID as fd 3),
+                                          unshare the mount namespace (and with --newpid the
+                                          pid namespace: CMD runs as pid 1 of a new one), exec CMD
+  try-kill PID SIG                        kill(2)
+  try-ptrace PID attach|seize             ptrace(PTRACE_ATTACH|PTRACE_SEIZE); the tracer's exit
+                                          detaches
+  try-pidfd-signal FD SIG                 pidfd_send_signal(2) on an inherited pidfd
+  try-pidfd-getfd FD TARGETFD             pidfd_getfd(2): needs ptrace access to the target
+  try-bpf-obj-get PATH                    bpf(BPF_OBJ_GET) of a pin (read-write; prints its id)
+  try-bpf-map-by-id ID                    bpf(BPF_MAP_GET_FD_BY_ID)
   bench exec|open|connect N TARGET [RATE] N operations (exec: fork+execve TARGET true+wait;
                                           open: open+close TARGET; connect: TCP connect to
                                           ADDR:PORT, refused or not); prints `ok ns_per_op=X`;
@@ -49,6 +60,13 @@ fn main() -> ExitCode {
         "try-connect-udp" => try_connect_udp(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
+        "container-run" => container_run(rest),
+        "try-kill" => try_kill(rest),
+        "try-ptrace" => try_ptrace(rest),
+        "try-pidfd-signal" => try_pidfd_signal(rest),
+        "try-pidfd-getfd" => try_pidfd_getfd(rest),
+        "try-bpf-obj-get" => try_bpf_obj_get(rest),
+        "try-bpf-map-by-id" => try_bpf_map_by_id(rest),
         "bench" => bench(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -105,6 +123,7 @@ fn errno_name(e: i32) -> &'static str {
         libc::EHOSTUNREACH => "EHOSTUNREACH",
         libc::EINPROGRESS => "EINPROGRESS",
         libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ESRCH => "ESRCH",
         _ => "E?",
     }
 }
@@ -444,6 +463,188 @@ fn cgroup_run(args: &[OsString]) -> ExitCode {
         );
     }
     // exec only returns on failure.
+    let err = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(&cmd[0]).args(&cmd[1..]),
+    );
+    match err.raw_os_error() {
+        Some(n) => report_errno(n),
+        None => setup_error(&format!("exec: {err}"), 0),
+    }
+}
+
+fn num<T: std::str::FromStr>(a: Option<&OsString>) -> Option<T> {
+    a.and_then(|a| a.to_str()).and_then(|a| a.parse().ok())
+}
+
+/// Prints `ok` (with `extra`) for a non-negative result, else the errno.
+fn result(r: libc::c_long, extra: &str) -> ExitCode {
+    if r < 0 {
+        report_errno(last_errno())
+    } else {
+        println!("ok{extra}");
+        ExitCode::from(EXIT_OK)
+    }
+}
+
+fn try_kill(args: &[OsString]) -> ExitCode {
+    let (Some(pid), Some(sig)) = (num::<i32>(args.first()), num::<i32>(args.get(1))) else {
+        return usage("try-kill needs PID SIG");
+    };
+    // SAFETY: plain syscall.
+    result(unsafe { libc::kill(pid, sig) }.into(), "")
+}
+
+fn try_ptrace(args: &[OsString]) -> ExitCode {
+    let (Some(pid), Some(how)) = (
+        num::<i32>(args.first()),
+        args.get(1).and_then(|a| a.to_str()),
+    ) else {
+        return usage("try-ptrace needs PID attach|seize");
+    };
+    let req = match how {
+        "attach" => libc::PTRACE_ATTACH,
+        "seize" => libc::PTRACE_SEIZE,
+        _ => return usage("try-ptrace: attach or seize"),
+    };
+    // SAFETY: plain syscall; on success this process exits, which detaches the tracee.
+    let r = unsafe { libc::ptrace(req, pid, 0usize, 0usize) };
+    result(r, "")
+}
+
+fn try_pidfd_signal(args: &[OsString]) -> ExitCode {
+    let (Some(fd), Some(sig)) = (num::<i32>(args.first()), num::<i32>(args.get(1))) else {
+        return usage("try-pidfd-signal needs FD SIG");
+    };
+    // SAFETY: plain syscall; a null siginfo is allowed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, sig, 0usize, 0u32) };
+    result(r, "")
+}
+
+fn try_pidfd_getfd(args: &[OsString]) -> ExitCode {
+    let (Some(fd), Some(target)) = (num::<i32>(args.first()), num::<i32>(args.get(1))) else {
+        return usage("try-pidfd-getfd needs FD TARGETFD");
+    };
+    // SAFETY: plain syscall; the new descriptor is closed at exit.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, fd, target, 0u32) };
+    result(r, "")
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64; 3]) -> libc::c_long {
+    // SAFETY: attr outlives the call; the kernel reads at most 24 bytes of it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            size_of_val(attr) as u32,
+        )
+    }
+}
+
+/// The `map_id`/`prog_id`/`link_id` line of an fd's fdinfo, as ` id=N`.
+fn fd_id(fd: libc::c_long) -> String {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            matches!(k, "map_id" | "link_id" | "prog_id").then(|| format!(" {k}={}", v.trim()))
+        })
+        .unwrap_or_default()
+}
+
+fn try_bpf_obj_get(args: &[OsString]) -> ExitCode {
+    let Some(path) = args.first().and_then(cstring) else {
+        return usage("try-bpf-obj-get needs PATH");
+    };
+    // union bpf_attr, obj member: { u64 pathname; u32 bpf_fd; u32 file_flags; }.
+    let mut attr = [path.as_ptr() as u64, 0, 0];
+    let fd = bpf(7, &mut attr); // BPF_OBJ_GET
+    result(fd, &if fd >= 0 { fd_id(fd) } else { String::new() })
+}
+
+fn try_bpf_map_by_id(args: &[OsString]) -> ExitCode {
+    let Some(id) = num::<u32>(args.first()) else {
+        return usage("try-bpf-map-by-id needs ID");
+    };
+    let mut attr = [u64::from(id), 0, 0];
+    let fd = bpf(14, &mut attr); // BPF_MAP_GET_FD_BY_ID
+    result(fd, "")
+}
+
+/// A stand-in for a container: its own cgroup and mount namespace (like every container), and
+/// with `--newpid` its own pid namespace too (Docker's default); `--hostpid`-style otherwise.
+fn container_run(args: &[OsString]) -> ExitCode {
+    let mut newpid = false;
+    let mut pidfd_of: Option<i32> = None;
+    let mut i = 0;
+    loop {
+        match args.get(i).and_then(|a| a.to_str()) {
+            Some("--newpid") => {
+                newpid = true;
+                i += 1;
+            }
+            Some("--pidfd") => {
+                let Some(pid) = num::<i32>(args.get(i + 1)) else {
+                    return usage("container-run: --pidfd needs a PID");
+                };
+                pidfd_of = Some(pid);
+                i += 2;
+            }
+            _ => break,
+        }
+    }
+    let Some(dir) = args.get(i) else {
+        return usage("container-run needs DIR -- CMD");
+    };
+    let cmd = match args.get(i + 1).and_then(|a| a.to_str()) {
+        Some("--") => &args[i + 2..],
+        _ => &args[i + 1..],
+    };
+    if cmd.is_empty() {
+        return usage("container-run needs a command after --");
+    }
+    let procs = std::path::Path::new(dir).join("cgroup.procs");
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&procs)
+        .and_then(|mut f| f.write_all(b"0\n"))
+    {
+        return setup_error(
+            &format!("joining {}", procs.display()),
+            e.raw_os_error().unwrap_or(0),
+        );
+    }
+    if let Some(pid) = pidfd_of {
+        // SAFETY: plain syscalls; fd 3 is left open (no CLOEXEC) for CMD.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0u32);
+            if fd < 0 {
+                return setup_error(&format!("pidfd_open({pid})"), last_errno());
+            }
+            // pidfd_open sets close-on-exec; dup2 clears it, and fcntl does when fd is 3.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(fd as i32, 3) >= 0
+            };
+            if !ok {
+                return setup_error("pidfd as fd 3", last_errno());
+            }
+        }
+    }
+    let flags = libc::CLONE_NEWNS | if newpid { libc::CLONE_NEWPID } else { 0 };
+    // SAFETY: plain syscall.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return setup_error("unshare", last_errno());
+    }
+    if newpid {
+        // Only children enter the new pid namespace: run CMD in one and pass its status on.
+        let status = std::process::Command::new(&cmd[0]).args(&cmd[1..]).status();
+        return match status {
+            Ok(s) => ExitCode::from(s.code().unwrap_or(EXIT_SETUP as i32) as u8),
+            Err(e) => setup_error(&format!("spawn: {e}"), e.raw_os_error().unwrap_or(0)),
+        };
+    }
     let err = std::os::unix::process::CommandExt::exec(
         std::process::Command::new(&cmd[0]).args(&cmd[1..]),
     );
