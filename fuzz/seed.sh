@@ -46,7 +46,7 @@ for t in "${targets[@]}"; do
         yaml_seeds "$d" policies/*.yaml policies/examples/*.yaml responses/*.yaml
         ;;
     record_decode)
-        cargo run --quiet -p guard --example fuzz_record_seeds -- "$d/.gen" >/dev/null
+        env -u AYA_BUILD_SKIP cargo run --quiet -p guard --example fuzz_record_seeds -- "$d/.gen" >/dev/null
         for f in "$d"/.gen/*.bin; do mv "$f" "$d/seed-$(basename "$f")"; done
         rm -rf "$d/.gen"
         ;;
@@ -65,7 +65,7 @@ for t in "${targets[@]}"; do
 JSON
         ;;
     audit_read)
-        cargo run --quiet -p guard-tests --example fuzz_audit_seeds -- "$d/.gen" >/dev/null
+        env -u AYA_BUILD_SKIP cargo run --quiet -p guard-tests --example fuzz_audit_seeds -- "$d/.gen" >/dev/null
         for f in "$d"/.gen/*.txt; do mv "$f" "$d/seed-$(basename "$f")"; done
         rm -rf "$d/.gen"
         ;;

@@ -62,7 +62,13 @@ fuzz_target!(|data: &[u8]| {
         workload: Some("*web*".into()),
         ..Default::default()
     };
-    for o in [opts.clone(), ReportOptions { workload: None, ..opts }] {
+    for o in [
+        opts.clone(),
+        ReportOptions {
+            workload: None,
+            ..opts
+        },
+    ] {
         if let Ok(r) = report::generate(&paths, &o) {
             for f in [
                 ReportFormat::Text,

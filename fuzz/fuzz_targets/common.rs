@@ -65,13 +65,18 @@ pub fn alerts() -> &'static [Alert] {
 pub fn workloads() -> &'static [WorkloadInfo] {
     static W: OnceLock<Vec<WorkloadInfo>> = OnceLock::new();
     W.get_or_init(|| {
-        let mut v = vec![WorkloadInfo::host(Some("/system.slice/sshd.service".into()))];
+        let mut v = vec![WorkloadInfo::host(Some(
+            "/system.slice/sshd.service".into(),
+        ))];
         for a in alerts() {
             v.push(WorkloadInfo::from_output_fields(&a.output_fields));
         }
         let mut labels = BTreeMap::new();
         labels.insert("app".to_string(), "payments".to_string());
-        labels.insert("io.kubernetes.pod.namespace".to_string(), "prod".to_string());
+        labels.insert(
+            "io.kubernetes.pod.namespace".to_string(),
+            "prod".to_string(),
+        );
         v.push(WorkloadInfo {
             container_id: Some("f".repeat(64)),
             name: "payments-api".into(),

@@ -157,11 +157,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "decision_connect",
-            decision(decision_op::CONNECT, verdict::KILL, reason::NOT_ALLOWED, b""),
+            decision(
+                decision_op::CONNECT,
+                verdict::KILL,
+                reason::NOT_ALLOWED,
+                b"",
+            ),
         ),
         (
             "openat",
-            syscall(sc::OPENAT, [AT_FDCWD, 0, 0o2101, 0o644, 0, 0], 3, b"etc/shadow\0", b""),
+            syscall(
+                sc::OPENAT,
+                [AT_FDCWD, 0, 0o2101, 0o644, 0, 0],
+                3,
+                b"etc/shadow\0",
+                b"",
+            ),
         ),
         (
             "openat_dirfd",
@@ -169,39 +180,129 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         (
             "openat2",
-            syscall(sc::OPENAT2, [AT_FDCWD, 0, 0, 24, 0, 0], 3, b"/root/.ssh/id_rsa\0", &[0; 24]),
+            syscall(
+                sc::OPENAT2,
+                [AT_FDCWD, 0, 0, 24, 0, 0],
+                3,
+                b"/root/.ssh/id_rsa\0",
+                &[0; 24],
+            ),
         ),
-        ("creat", syscall(sc::CREAT, [0, 0o600, 0, 0, 0, 0], 3, b"/tmp/x\0", b"")),
+        (
+            "creat",
+            syscall(sc::CREAT, [0, 0o600, 0, 0, 0, 0], 3, b"/tmp/x\0", b""),
+        ),
         (
             "connect4",
-            syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], 0, &sockaddr_in([10, 0, 0, 1], 443), b""),
+            syscall(
+                sc::CONNECT,
+                [3, 0, 16, 0, 0, 0],
+                0,
+                &sockaddr_in([10, 0, 0, 1], 443),
+                b"",
+            ),
         ),
         (
             "connect6",
-            syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], -111, &sockaddr_in6(8080), b""),
+            syscall(
+                sc::CONNECT,
+                [3, 0, 28, 0, 0, 0],
+                -111,
+                &sockaddr_in6(8080),
+                b"",
+            ),
         ),
         (
             "connect_unix",
-            syscall(sc::CONNECT, [3, 0, 22, 0, 0, 0], 0, b"\x01\x00/run/docker.sock\0", b""),
+            syscall(
+                sc::CONNECT,
+                [3, 0, 22, 0, 0, 0],
+                0,
+                b"\x01\x00/run/docker.sock\0",
+                b"",
+            ),
         ),
-        ("socket", syscall(sc::SOCKET, [2, 1, 6, 0, 0, 0], 3, b"", b"")),
+        (
+            "socket",
+            syscall(sc::SOCKET, [2, 1, 6, 0, 0, 0], 3, b"", b""),
+        ),
         ("dup2", syscall(sc::DUP2, [3, 1, 0, 0, 0, 0], 1, b"", b"")),
         ("chdir", syscall(sc::CHDIR, [0; 6], 0, b"/etc\0", b"")),
-        ("fchdir", syscall(sc::FCHDIR, [4, 0, 0, 0, 0, 0], 0, b"", b"")),
+        (
+            "fchdir",
+            syscall(sc::FCHDIR, [4, 0, 0, 0, 0, 0], 0, b"", b""),
+        ),
         (
             "renameat2",
-            syscall(sc::RENAMEAT2, [AT_FDCWD, 0, AT_FDCWD, 0, 0, 0], 0, b"/tmp/a\0", b"/usr/bin/a\0"),
+            syscall(
+                sc::RENAMEAT2,
+                [AT_FDCWD, 0, AT_FDCWD, 0, 0, 0],
+                0,
+                b"/tmp/a\0",
+                b"/usr/bin/a\0",
+            ),
         ),
-        ("symlink", syscall(sc::SYMLINK, [0; 6], 0, b"/etc/shadow\0", b"/tmp/s\0")),
-        ("linkat", syscall(sc::LINKAT, [AT_FDCWD, 0, AT_FDCWD, 0, 0, 0], 0, b"/etc/passwd\0", b"p\0")),
-        ("unlinkat", syscall(sc::UNLINKAT, [AT_FDCWD, 0, 0, 0, 0, 0], 0, b"/var/log/syslog\0", b"")),
-        ("fchmodat", syscall(sc::FCHMODAT, [AT_FDCWD, 0, 0o4755, 0, 0, 0], 0, b"/tmp/x\0", b"")),
-        ("setresuid", syscall(sc::SETRESUID, [0, u32::MAX as u64, 1000, 0, 0, 0], 0, b"", b"")),
+        (
+            "symlink",
+            syscall(sc::SYMLINK, [0; 6], 0, b"/etc/shadow\0", b"/tmp/s\0"),
+        ),
+        (
+            "linkat",
+            syscall(
+                sc::LINKAT,
+                [AT_FDCWD, 0, AT_FDCWD, 0, 0, 0],
+                0,
+                b"/etc/passwd\0",
+                b"p\0",
+            ),
+        ),
+        (
+            "unlinkat",
+            syscall(
+                sc::UNLINKAT,
+                [AT_FDCWD, 0, 0, 0, 0, 0],
+                0,
+                b"/var/log/syslog\0",
+                b"",
+            ),
+        ),
+        (
+            "fchmodat",
+            syscall(
+                sc::FCHMODAT,
+                [AT_FDCWD, 0, 0o4755, 0, 0, 0],
+                0,
+                b"/tmp/x\0",
+                b"",
+            ),
+        ),
+        (
+            "setresuid",
+            syscall(
+                sc::SETRESUID,
+                [0, u32::MAX as u64, 1000, 0, 0, 0],
+                0,
+                b"",
+                b"",
+            ),
+        ),
         ("setuid", syscall(sc::SETUID, [0; 6], 0, b"", b"")),
-        ("ptrace", syscall(sc::PTRACE, [16, 1, 0, 0, 0, 0], 0, b"", b"")),
-        ("mount", syscall(sc::MOUNT, [0; 6], 0, b"/dev/sda1\0", b"/mnt\0")),
-        ("memfd_create", syscall(sc::MEMFD_CREATE, [0, 1, 0, 0, 0, 0], 3, b"x\0", b"")),
-        ("finit_module", syscall(sc::FINIT_MODULE, [3, 0, 0, 0, 0, 0], 0, b"", b"")),
+        (
+            "ptrace",
+            syscall(sc::PTRACE, [16, 1, 0, 0, 0, 0], 0, b"", b""),
+        ),
+        (
+            "mount",
+            syscall(sc::MOUNT, [0; 6], 0, b"/dev/sda1\0", b"/mnt\0"),
+        ),
+        (
+            "memfd_create",
+            syscall(sc::MEMFD_CREATE, [0, 1, 0, 0, 0, 0], 3, b"x\0", b""),
+        ),
+        (
+            "finit_module",
+            syscall(sc::FINIT_MODULE, [3, 0, 0, 0, 0, 0], 0, b"", b""),
+        ),
         ("bpf", syscall(sc::BPF, [5, 0, 0, 0, 0, 0], 3, b"", b"")),
     ];
     let clock = Clock::with_offset(0);
@@ -219,8 +320,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let streams: [(&str, &[&str]); 3] = [
         ("stream_shell", &["fork", "exec", "chdir", "openat", "exit"]),
-        ("stream_net", &["exec", "socket", "connect4", "dup2", "connect6", "exit"]),
-        ("stream_files", &["exec", "openat_dirfd", "renameat2", "symlink", "unlinkat", "decision_open"]),
+        (
+            "stream_net",
+            &["exec", "socket", "connect4", "dup2", "connect6", "exit"],
+        ),
+        (
+            "stream_files",
+            &[
+                "exec",
+                "openat_dirfd",
+                "renameat2",
+                "symlink",
+                "unlinkat",
+                "decision_open",
+            ],
+        ),
     ];
     for (name, parts) in streams {
         let v: Vec<u8> = parts.iter().flat_map(|p| get(p)).collect();

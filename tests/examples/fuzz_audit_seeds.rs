@@ -13,7 +13,10 @@ use guard_tests::audit_fixture;
 /// The log files of `dir` in chain order, joined with `#file` lines.
 fn joined_log(dir: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    for (i, (_, f)) in guard::audit::writer::log_files(dir)?.into_iter().enumerate() {
+    for (i, (_, f)) in guard::audit::writer::log_files(dir)?
+        .into_iter()
+        .enumerate()
+    {
         if i > 0 {
             out.extend_from_slice(b"#file\n");
         }
