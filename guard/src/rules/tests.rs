@@ -565,3 +565,34 @@ fn exponential_list_expansion_is_an_error_not_a_hang() {
         Some(RuleStatus::Invalid)
     );
 }
+
+/// Fuzzing finding (fuzz/regressions/rules_load/yaml-alias-bomb.yaml): anchors each used ten
+/// times by the next expand a 500-byte file to 10^10 nodes; serde_yaml only bounds the number
+/// of alias jumps. Rejected before parsing, with an error.
+#[test]
+fn yaml_alias_bomb_is_an_error_not_a_hang() {
+    let mut yaml = String::from("- list: l0\n  items: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(",");
+        yaml.push_str(&format!("- list: l{i}\n  items: &a{i} [{refs}]\n"));
+    }
+    let t0 = std::time::Instant::now();
+    let (_, diags) = engine(&yaml);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.is_error() && d.to_string().contains("too large once its aliases")),
+        "{diags:?}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Modest alias use still loads.
+    let (e, diags) = engine(
+        "- list: base\n  items: &b [sh, bash]\n- list: more\n  items: *b\n- rule: r\n  desc: d\n  condition: evt.type = execve and proc.name in (more)\n  output: o\n  priority: WARNING\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    assert!(fires(&e, &exec("bash", &[])));
+}
