@@ -403,6 +403,11 @@ impl<'d> Compiler<'d> {
         span: Span,
         src: &SourceText,
     ) -> R<(Node, BTreeSet<&'static str>)> {
+        if self.over_budget {
+            // Stop at once: macros left uncached by the overflow would otherwise be compiled
+            // again at every reference, which is the same doubling again.
+            return Err(());
+        }
         if let Some(cached) = self.macro_cache.get(name) {
             if cached.is_some() {
                 // Charge before cloning: the clone is the expensive part.

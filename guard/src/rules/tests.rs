@@ -532,8 +532,9 @@ fn exponential_macro_expansion_is_an_error_not_a_hang() {
     // A small use of the same macros still compiles and matches.
     assert_eq!(status("ok"), Some(RuleStatus::Active));
     assert!(fires(&e, &exec("a", &[])));
+    // Debug build, shared CI cores: seconds would mean the doubling is back.
     assert!(
-        t0.elapsed() < std::time::Duration::from_secs(20),
+        t0.elapsed() < std::time::Duration::from_secs(3),
         "{:?}",
         t0.elapsed()
     );
