@@ -67,4 +67,13 @@ if [ "$want_linker" = 1 ]; then
     LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" \
         cargo install --locked --force bpf-linker --no-default-features --features "llvm-${LLVM_MAJOR}"
 fi
+# cargo-fuzz drives the fuzz targets (integration/fuzz.sh, fuzz/README.md); pinned, with its
+# lock file, so a new release cannot break the build.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz ${CARGO_FUZZ_VERSION}" ]; then
+    say "cargo-fuzz ${CARGO_FUZZ_VERSION} present"
+else
+    say "installing cargo-fuzz ${CARGO_FUZZ_VERSION} (about two minutes)"
+    cargo install --locked --force cargo-fuzz --version "${CARGO_FUZZ_VERSION}"
+fi
 say "done"

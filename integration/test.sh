@@ -2,6 +2,7 @@
 # The whole test suite: setup, then all four layers through `cargo test --workspace`:
 #   1. unit tests (guard, guard-ebpf)             2. the tests/ crate (rule corpus, compatibility)
 #   3. host integration (root, real dockerd)      4. VM integration (qemu TCG, BPF LSM kernels)
+# then a bounded run of each cargo-fuzz target (integration/fuzz.sh; GUARD_FUZZ_SECONDS, default 20).
 # With CI=true every privileged layer is mandatory: a test that cannot run fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,4 +16,6 @@ trap 'bash integration/docker.sh down' EXIT
 
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast "$@"
+# A short bounded run of every fuzz target, plus its regression inputs (fuzz/README.md).
+bash integration/fuzz.sh "${GUARD_FUZZ_SECONDS:-20}"
 echo "integration/test.sh: finished in $(( $(date +%s) - start )) s" >&2

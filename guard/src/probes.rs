@@ -30,7 +30,7 @@ const POLICY_MAPS: [&str; 5] = [
     names::POLICY_PENDING,
 ];
 
-/// The eBPF object built by `build.rs`.
+/// The eBPF object built by `build.rs`; empty in builds with `AYA_BUILD_SKIP=1` (fuzzing).
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
 
@@ -191,6 +191,11 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
         for m in POLICY_MAPS {
             loader.map_pin_path(m, dir.join(m));
         }
+    }
+    if EBPF_OBJECT.is_empty() {
+        anyhow::bail!(
+            "this guard was built with AYA_BUILD_SKIP=1 (for fuzzing): it has no eBPF programs"
+        );
     }
     let ebpf = loader
         .load(EBPF_OBJECT)

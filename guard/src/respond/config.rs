@@ -686,6 +686,10 @@ pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnos
         }
         diag(line, col, msg)
     };
+    if let Err(msg) = crate::rules::loader::check_yaml_expansion(text) {
+        diags.push(diag(1, 1, msg));
+        return diags;
+    }
     // Syntax first: a file that is not YAML gets one error.
     let values = match serde_yaml::from_str::<Option<Vec<serde_yaml::Value>>>(text) {
         Ok(v) => v.unwrap_or_default(),
@@ -1060,5 +1064,29 @@ mod tests {
             )
         });
         assert!(!set.files.is_empty());
+    }
+
+    /// Fuzzing finding (fuzz/regressions/policy_load/yaml-alias-bomb.yaml): a YAML alias bomb
+    /// in a response file is one error, not seconds (or hours) of alias expansion.
+    #[test]
+    fn yaml_alias_bomb_is_an_error_not_a_hang() {
+        let mut text = String::from(
+            "- response: r0
+  desc: &a0 [x,x,x,x,x,x,x,x,x,x]
+",
+        );
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(",");
+            text.push_str(&format!("- response: r{i}\n  desc: &a{i} [{refs}]\n"));
+        }
+        let t0 = std::time::Instant::now();
+        let diags = parse(&text).expect_err("bomb");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].message.contains("too large once its aliases"),
+            "{}",
+            diags[0]
+        );
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20));
     }
 }

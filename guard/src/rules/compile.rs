@@ -24,6 +24,13 @@ use crate::alert::Priority;
 
 /// Deepest macro nesting (and list nesting) accepted.
 pub const MAX_MACRO_DEPTH: usize = 32;
+/// Nodes one rule's condition (or one macro checked on its own) may expand to. Macros are
+/// inlined, so `m1: m0 or m0`, `m2: m1 or m1`, ... doubles per level: without a bound 30 such
+/// lines take minutes and gigabytes to compile (a fuzzing finding). Falco's own rules stay far
+/// below it.
+pub const MAX_CONDITION_NODES: usize = 50_000;
+/// Items one literal list may expand to through nested lists (the same doubling, for lists).
+pub const MAX_LIST_ITEMS: usize = 50_000;
 
 /// What `guard rules list` shows about a rule.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -72,6 +79,13 @@ struct Compiler<'d> {
     seen: HashSet<String>,
     parsed: HashMap<String, Option<Expr>>,
     macro_cache: HashMap<String, Option<(Node, BTreeSet<&'static str>)>>,
+    /// Node count of each cached macro node.
+    macro_sizes: HashMap<String, usize>,
+    /// Nodes inlined so far for the rule (or lone macro) being compiled; see
+    /// [`MAX_CONDITION_NODES`].
+    expanded: usize,
+    /// The current rule already went over the budget (reported once).
+    over_budget: bool,
     macro_stack: Vec<String>,
     warned: HashSet<String>,
     /// Unavailable field -> first use and the rules that use it.
@@ -94,6 +108,9 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
         seen: HashSet::new(),
         parsed: HashMap::new(),
         macro_cache: HashMap::new(),
+        macro_sizes: HashMap::new(),
+        expanded: 0,
+        over_budget: false,
         macro_stack: Vec::new(),
         warned: HashSet::new(),
         unavailable: BTreeMap::new(),
@@ -106,6 +123,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
     // Macros no rule uses still get checked, so that `validate` reports their errors.
     for name in &defs.macro_order {
         if !c.macro_cache.contains_key(name) {
+            c.start_budget();
             let _ = c.macro_node(name, Span::default(), &defs.macros[name].cond);
         }
     }
@@ -247,6 +265,7 @@ impl<'d> Compiler<'d> {
         }
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let mut uses = Uses::default();
+        self.start_budget();
         let cond = match parser::parse(&r.cond.text) {
             Ok(e) => self.expr(&e, &r.cond, &mut uses),
             Err(e) => {
@@ -351,6 +370,32 @@ impl<'d> Compiler<'d> {
         }
     }
 
+    fn start_budget(&mut self) {
+        self.expanded = 0;
+        self.over_budget = false;
+    }
+
+    /// Counts `nodes` more inlined nodes against [`MAX_CONDITION_NODES`]; past it, an error
+    /// (the first time) at the macro reference that went over.
+    fn charge(&mut self, nodes: usize, name: &str, span: Span, src: &SourceText) -> R<()> {
+        if self.over_budget {
+            return Err(());
+        }
+        self.expanded = self.expanded.saturating_add(nodes);
+        if self.expanded > MAX_CONDITION_NODES {
+            self.over_budget = true;
+            self.err(
+                src,
+                span,
+                format!(
+                    "condition too large: with macro '{name}' inlined it exceeds {MAX_CONDITION_NODES} nodes (macros that use other macros several times grow exponentially)"
+                ),
+            );
+            return Err(());
+        }
+        Ok(())
+    }
+
     /// Compiles (once) and returns a macro's node; `span`/`src` locate the reference.
     fn macro_node(
         &mut self,
@@ -358,8 +403,18 @@ impl<'d> Compiler<'d> {
         span: Span,
         src: &SourceText,
     ) -> R<(Node, BTreeSet<&'static str>)> {
+        if self.over_budget {
+            // Stop at once: macros left uncached by the overflow would otherwise be compiled
+            // again at every reference, which is the same doubling again.
+            return Err(());
+        }
         if let Some(cached) = self.macro_cache.get(name) {
-            return cached.clone().ok_or(());
+            if cached.is_some() {
+                // Charge before cloning: the clone is the expensive part.
+                let size = self.macro_sizes.get(name).copied().unwrap_or(0);
+                self.charge(size, name, span, src)?;
+            }
+            return self.macro_cache.get(name).cloned().flatten().ok_or(());
         }
         if let Some(i) = self.macro_stack.iter().position(|m| m == name) {
             let mut cycle = self.macro_stack[i..].to_vec();
@@ -409,12 +464,20 @@ impl<'d> Compiler<'d> {
         let mut uses = Uses::default();
         let res = self.expr(&ast, &m.cond, &mut uses);
         self.macro_stack.pop();
+        if self.over_budget {
+            // Too large for this rule's budget, which says nothing about the macro alone:
+            // not cached, so another rule compiles it again (each within its own budget).
+            return Err(());
+        }
         // A cycle error belongs to the outermost macro of the cycle; do not cache inner results.
         let slot = self.memo_slots;
         self.memo_slots += 1;
         let entry = res
             .ok()
             .map(|n| (Node::Memo(slot, Box::new(n)), uses.unavailable));
+        if let Some((n, _)) = &entry {
+            self.macro_sizes.insert(name.to_string(), n.size());
+        }
         self.macro_cache.insert(name.to_string(), entry.clone());
         entry.ok_or(())
     }
@@ -609,7 +672,8 @@ impl<'d> Compiler<'d> {
                 quoted: lit.quoted,
             };
             let mut stack = Vec::new();
-            self.expand_item(&item, lit.span, src, &mut stack, &mut out)?;
+            let mut visits = 0;
+            self.expand_item(&item, lit.span, src, &mut stack, &mut out, &mut visits)?;
         }
         Ok(out)
     }
@@ -621,7 +685,21 @@ impl<'d> Compiler<'d> {
         src: &SourceText,
         stack: &mut Vec<String>,
         out: &mut Vec<(String, Span)>,
+        visits: &mut usize,
     ) -> R<()> {
+        // Counts list references too: `l1: [l0, l0]`, `l2: [l1, l1]`, ... doubles per level
+        // even when l0 is empty.
+        *visits += 1;
+        if *visits > MAX_LIST_ITEMS {
+            if *visits == MAX_LIST_ITEMS + 1 {
+                self.err(
+                    src,
+                    span,
+                    format!("list too large: it expands to more than {MAX_LIST_ITEMS} items"),
+                );
+            }
+            return Err(());
+        }
         let defs = self.defs;
         match defs.lists.get(&item.text).filter(|_| !item.quoted) {
             None => out.push((item.text.clone(), span)),
@@ -648,7 +726,7 @@ impl<'d> Compiler<'d> {
                 }
                 stack.push(l.name.clone());
                 for i in &l.items {
-                    self.expand_item(i, span, src, stack, out)?;
+                    self.expand_item(i, span, src, stack, out, visits)?;
                 }
                 stack.pop();
             }

@@ -150,6 +150,15 @@ impl Node {
         }
     }
 
+    /// Number of nodes (a macro body counts each time it is inlined).
+    pub fn size(&self) -> usize {
+        1 + match self {
+            Node::Const(_) | Node::Types(_) | Node::Check(_) => 0,
+            Node::And(items) | Node::Or(items) => items.iter().map(Node::size).sum(),
+            Node::Not(n) | Node::Memo(_, n) => n.size(),
+        }
+    }
+
     /// Event types this node can match: an over-approximation used to index rules.
     pub fn types(&self) -> TypeSet {
         match self {

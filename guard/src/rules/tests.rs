@@ -500,3 +500,100 @@ fn per_type_programs_are_simplified() {
     );
     assert!(e.rules.plans[fields::event_type_id("openat") as usize].is_empty());
 }
+
+/// Fuzzing finding (fuzz/regressions/rules_load/macro-doubling.yaml): each macro used its
+/// predecessor twice, so inlining doubled per level and 30 levels never finished compiling.
+#[test]
+fn exponential_macro_expansion_is_an_error_not_a_hang() {
+    let mut yaml = String::from("- macro: m0\n  condition: proc.name = a\n");
+    for i in 1..=30 {
+        yaml.push_str(&format!(
+            "- macro: m{i}\n  condition: (m{} or m{})\n",
+            i - 1,
+            i - 1
+        ));
+    }
+    yaml.push_str(
+        "- rule: r\n  desc: d\n  condition: evt.type = execve and m30\n  output: o\n  priority: WARNING\n- rule: ok\n  desc: d\n  condition: evt.type = execve and m3\n  output: o\n  priority: WARNING\n",
+    );
+    let t0 = std::time::Instant::now();
+    let (e, diags) = engine(&yaml);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        errors.iter().any(|d| d.contains("condition too large")),
+        "{errors:?}"
+    );
+    let status = |n: &str| e.rules.get(n).map(|r| r.status.clone());
+    assert_eq!(status("r"), Some(RuleStatus::Invalid));
+    // A small use of the same macros still compiles and matches.
+    assert_eq!(status("ok"), Some(RuleStatus::Active));
+    assert!(fires(&e, &exec("a", &[])));
+    // Debug build, shared CI cores: seconds would mean the doubling is back.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+/// The same doubling through nested lists (fuzz/regressions/rules_load/list-doubling.yaml).
+#[test]
+fn exponential_list_expansion_is_an_error_not_a_hang() {
+    let mut yaml = String::from("- list: l0\n  items: [a, b]\n");
+    for i in 1..=30 {
+        yaml.push_str(&format!(
+            "- list: l{i}\n  items: [l{}, l{}]\n",
+            i - 1,
+            i - 1
+        ));
+    }
+    yaml.push_str(
+        "- rule: r\n  desc: d\n  condition: evt.type = execve and proc.name in (l30)\n  output: o\n  priority: WARNING\n",
+    );
+    let (e, diags) = engine(&yaml);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.is_error() && d.to_string().contains("list too large")),
+        "{diags:?}"
+    );
+    assert_eq!(
+        e.rules.get("r").map(|r| r.status.clone()),
+        Some(RuleStatus::Invalid)
+    );
+}
+
+/// Fuzzing finding (fuzz/regressions/rules_load/yaml-alias-bomb.yaml): anchors each used ten
+/// times by the next expand a 500-byte file to 10^10 nodes; serde_yaml only bounds the number
+/// of alias jumps. Rejected before parsing, with an error.
+#[test]
+fn yaml_alias_bomb_is_an_error_not_a_hang() {
+    let mut yaml = String::from("- list: l0\n  items: &a0 [x,x,x,x,x,x,x,x,x,x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(",");
+        yaml.push_str(&format!("- list: l{i}\n  items: &a{i} [{refs}]\n"));
+    }
+    let t0 = std::time::Instant::now();
+    let (_, diags) = engine(&yaml);
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.is_error() && d.to_string().contains("too large once its aliases")),
+        "{diags:?}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Modest alias use still loads.
+    let (e, diags) = engine(
+        "- list: base\n  items: &b [sh, bash]\n- list: more\n  items: *b\n- rule: r\n  desc: d\n  condition: evt.type = execve and proc.name in (more)\n  output: o\n  priority: WARNING\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    assert!(fires(&e, &exec("bash", &[])));
+}
