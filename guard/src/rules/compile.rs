@@ -125,6 +125,11 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
         if !c.macro_cache.contains_key(name) {
             c.start_budget();
             let _ = c.macro_node(name, Span::default(), &defs.macros[name].cond);
+            if c.over_budget {
+                // Too large on its own: the macros that use it fail at once instead of each
+                // expanding it up to the budget again.
+                c.macro_cache.insert(name.clone(), None);
+            }
         }
     }
     for (field, (file, pos, users)) in &c.unavailable {
