@@ -429,40 +429,35 @@ impl SelfProtect {
     }
 }
 
+/// The names of the bits set in `bits`, joined with `+`.
+fn bit_words(bits: u32, names: &[(u32, &str)]) -> String {
+    names
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// `PTRACE_MODE_*` bits as words.
 fn ptrace_mode(mode: u32) -> String {
-    let mut v = Vec::new();
-    if mode & 0x01 != 0 {
-        v.push("read");
-    }
-    if mode & 0x02 != 0 {
-        v.push("attach");
-    }
-    if mode & 0x08 != 0 {
-        v.push("fscreds");
-    }
-    if mode & 0x10 != 0 {
-        v.push("realcreds");
-    }
-    v.join("+")
+    bit_words(
+        mode,
+        &[
+            (0x01, "read"),
+            (0x02, "attach"),
+            (0x08, "fscreds"),
+            (0x10, "realcreds"),
+        ],
+    )
 }
 
 /// `MAY_*` mask as words.
 fn may_mask(mask: u32) -> String {
-    let mut v = Vec::new();
-    if mask & 4 != 0 {
-        v.push("read");
-    }
-    if mask & 2 != 0 {
-        v.push("write");
-    }
-    if mask & 8 != 0 {
-        v.push("append");
-    }
-    if mask & 1 != 0 {
-        v.push("exec");
-    }
-    v.join("+")
+    bit_words(
+        mask,
+        &[(4, "read"), (2, "write"), (8, "append"), (1, "exec")],
+    )
 }
 
 /// The audit record and alert for a self-protection denial; `path_of` names a protected inode.

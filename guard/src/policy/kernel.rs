@@ -329,41 +329,19 @@ impl Enforcer {
                 referenced.contains(&id)
             }
         };
-        let mut removed = 0;
-        {
-            let mut m = path_map(ebpf)?;
-            let stale: Vec<Key<PathKeyData>> = m
-                .keys()
-                .filter_map(|k| k.ok())
-                .filter(|k| {
-                    let d = k.data();
-                    !keep(
-                        d.policy_id,
-                        want_paths.contains(&(k.prefix_len(), bytemuck_path(&d))),
-                    )
-                })
-                .collect();
-            for k in stale {
-                m.remove(&k)?;
-                removed += 1;
-            }
-        }
-        let mut m = net_map(ebpf)?;
-        let stale: Vec<Key<NetKeyData>> = m
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| {
-                let d = k.data();
-                !keep(
-                    d.policy_id,
-                    want_nets.contains(&(k.prefix_len(), net_bytes(&d))),
-                )
-            })
-            .collect();
-        for k in stale {
-            m.remove(&k)?;
-            removed += 1;
-        }
+        let removed = remove_where(&mut path_map(ebpf)?, |k| {
+            let d = k.data();
+            !keep(
+                d.policy_id,
+                want_paths.contains(&(k.prefix_len(), bytemuck_path(&d))),
+            )
+        })? + remove_where(&mut net_map(ebpf)?, |k| {
+            let d = k.data();
+            !keep(
+                d.policy_id,
+                want_nets.contains(&(k.prefix_len(), net_bytes(&d))),
+            )
+        })?;
         Ok(removed)
     }
 
@@ -628,6 +606,22 @@ fn net_map(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, NetKeyData, u32>> {
         ebpf.map_mut(names::POLICY_NETS)
             .context("map POLICY_NETS")?,
     )?)
+}
+
+/// Removes the entries of an LPM trie whose key `stale` picks; returns how many.
+fn remove_where<K: aya::Pod>(
+    m: &mut LpmTrie<&mut MapData, K, u32>,
+    stale: impl Fn(&Key<K>) -> bool,
+) -> Result<usize> {
+    let keys: Vec<Key<K>> = m
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| stale(k))
+        .collect();
+    for k in &keys {
+        m.remove(k)?;
+    }
+    Ok(keys.len())
 }
 
 fn net_bytes(d: &NetKeyData) -> Vec<u8> {
