@@ -658,3 +658,29 @@ pub fn metric(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series))
         .and_then(|(_, v)| v.parse().ok())
 }
+
+/// How a child ended: `Ok(code)` on exit, `Err(signal)` when killed.
+pub fn wait_status(pid: u32) -> Result<i32, i32> {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    assert_eq!(r, pid as i32, "waitpid");
+    if libc::WIFSIGNALED(status) {
+        Err(libc::WTERMSIG(status))
+    } else {
+        Ok(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Forks a child into `cg` that execs `argv`; returns how it ended.
+pub fn exec_in(cg: &TestCgroup, argv: &[std::ffi::CString]) -> Result<i32, i32> {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    let pid = fork_in_cgroup(cg, || {
+        // SAFETY: pointers into CStrings built before the fork.
+        unsafe { libc::execve(ptrs[0], ptrs.as_ptr(), env.as_ptr()) };
+        127
+    });
+    wait_status(pid)
+}

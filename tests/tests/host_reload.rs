@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::harness::{Scratch, TestCgroup, agent_lock, can_run, cgroup2_mount, is_root};
+use guard_tests::harness::{
+    Scratch, TestCgroup, agent_lock, can_run, cgroup2_mount, exec_in, is_root,
+};
 
 /// A policy for the test cgroup denying `deny`; `decoys` unrelated policies come first, so
 /// the test policy's index (and kernel policy id) moves from one version to the next.
@@ -36,32 +38,6 @@ fn replace_file(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write policy");
     std::fs::rename(&tmp, path).expect("rename policy");
-}
-
-/// How a child ended: `Ok(code)` on exit, `Err(signal)` when killed.
-fn wait_status(pid: u32) -> Result<i32, i32> {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    assert_eq!(r, pid as i32, "waitpid");
-    if libc::WIFSIGNALED(status) {
-        Err(libc::WTERMSIG(status))
-    } else {
-        Ok(libc::WEXITSTATUS(status))
-    }
-}
-
-/// Forks a child into `cg` that execs `argv`; returns how it ended.
-fn exec_in(cg: &TestCgroup, argv: &[CString]) -> Result<i32, i32> {
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    let env: [*const libc::c_char; 1] = [std::ptr::null()];
-    let pid = guard_tests::harness::fork_in_cgroup(cg, || {
-        // SAFETY: pointers into CStrings built before the fork.
-        unsafe { libc::execve(ptrs[0], ptrs.as_ptr(), env.as_ptr()) };
-        127
-    });
-    wait_status(pid)
 }
 
 /// Entries of the pinned `POLICY_PATHS` map.

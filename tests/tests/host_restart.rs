@@ -14,7 +14,7 @@ use std::{
 };
 
 use guard_tests::harness::{
-    Scratch, TestCgroup, agent_lock, can_run, cgroup2_mount, fork_in_cgroup, is_root,
+    Scratch, TestCgroup, agent_lock, can_run, cgroup2_mount, exec_in, is_root,
 };
 
 /// The kernel id of a map pinned under `pins`.
@@ -47,23 +47,6 @@ fn links_using(map_id: u32) -> BTreeMap<String, usize> {
         }
     }
     out
-}
-
-/// Forks a child into `cg` that execs `argv`; true if it was killed by SIGKILL.
-fn killed_exec(cg: &TestCgroup, argv: &[CString]) -> bool {
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    let env: [*const libc::c_char; 1] = [std::ptr::null()];
-    let pid = fork_in_cgroup(cg, || {
-        // SAFETY: pointers into CStrings built before the fork.
-        unsafe { libc::execve(ptrs[0], ptrs.as_ptr(), env.as_ptr()) };
-        127
-    });
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
-    assert_eq!(r, pid as i32, "waitpid");
-    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL
 }
 
 #[test]
@@ -113,7 +96,7 @@ fn sigkilled_agent_keeps_enforcing_and_a_restart_adopts_its_pins() {
                     CString::new(marks.join(format!("ran-{n}")).display().to_string())
                         .expect("cstr"),
                 ];
-                if killed_exec(&cg, &argv) {
+                if exec_in(&cg, &argv) == Err(libc::SIGKILL) {
                     killed.fetch_add(1, Ordering::Relaxed);
                 } else {
                     ran.fetch_add(1, Ordering::Relaxed);
