@@ -211,7 +211,7 @@ fn program_support() -> (Check, Check, Check, Check) {
         Backend::SigkillFallback => Check::new(
             "policy",
             Status::Warn,
-            "backend sigkill-fallback: denied execs are killed at sched_process_exec before the binary runs; open/connect rules and deny_new_binaries are not enforced",
+            "backend sigkill-fallback: denied execs are killed at sched_process_exec before the binary runs; denied opens and connects are killed after the syscall; deny_new_binaries is not enforced",
             "boot with lsm=...,bpf for the bpf-lsm backend; `guard exec --policy` gives Landlock confinement for processes guard starts",
         ),
         Backend::Unavailable(e) => Check::new(

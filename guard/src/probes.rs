@@ -573,16 +573,49 @@ pub fn lsm_btf() -> Result<&'static AyaBtf> {
         .map_err(|e| anyhow::anyhow!("reading kernel BTF for the LSM hooks: {e}"))
 }
 
+/// Loads the LSM program `name` for `hook`. A kernel refusal is reported as the syscall's
+/// error alone, plus the verifier's log when it wrote one (aya's text repeats the error).
+pub fn load_lsm<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    hook: &str,
+    btf: &AyaBtf,
+) -> Result<&'a mut Lsm> {
+    let prog: &mut Lsm = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?;
+    let what = if name == hook {
+        format!("the LSM program {name}")
+    } else {
+        format!("the LSM program {name} ({hook})")
+    };
+    match prog.load(hook, btf) {
+        Ok(()) => Ok(prog),
+        Err(aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        }) => {
+            let log = verifier_log.to_string();
+            let log = log.trim();
+            let tail = if log.is_empty() {
+                String::new()
+            } else {
+                format!("; verifier: {log}")
+            };
+            anyhow::bail!("loading {what}: the kernel refused it (BPF_PROG_LOAD: {io_error}){tail}")
+        }
+        Err(e) => Err(e).with_context(|| format!("loading {what}")),
+    }
+}
+
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
     let btf = lsm_btf()?;
-    let prog: &mut Lsm = ebpf
-        .program_mut(names::PROG_BPRM_CHECK)
-        .context("program bprm_check_security missing from the object")?
-        .try_into()?;
-    prog.load("bprm_check_security", btf)
-        .context("loading the LSM program bprm_check_security")?;
-    prog.attach().context("attaching the LSM program")?;
+    let hook = "bprm_check_security";
+    load_lsm(ebpf, names::PROG_BPRM_CHECK, hook, btf)?
+        .attach()
+        .with_context(|| format!("attaching the LSM program {hook}"))?;
     Ok(())
 }
 
@@ -642,12 +675,7 @@ fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
         (names::PROG_POLICY_OPEN, "file_open"),
         (names::PROG_POLICY_CONNECT, "socket_connect"),
     ] {
-        let prog: &mut Lsm = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the object"))?
-            .try_into()?;
-        prog.load(hook, btf)
-            .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
+        let prog = load_lsm(ebpf, name, hook, btf)?;
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {
             prog.pin(replace_prog_pin(dir, name))

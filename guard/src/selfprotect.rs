@@ -18,7 +18,6 @@ use anyhow::{Context, Result};
 use aya::{
     Ebpf,
     maps::{Array, HashMap as BpfHashMap, MapData},
-    programs::Lsm,
 };
 use guard_ebpf::{
     InodeKey, MAX_PROTECTED_BPF_IDS, MAX_PROTECTED_INODES, SelfProtectConfig, bpf_id_key,
@@ -294,13 +293,8 @@ fn id_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, u8>> {
 pub fn attach_programs(ebpf: &mut Ebpf) -> Result<()> {
     let btf = crate::probes::lsm_btf()?;
     for (name, hook) in PROGRAMS {
-        let prog: &mut Lsm = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the object"))?
-            .try_into()?;
-        prog.load(hook, btf)
-            .with_context(|| format!("loading the LSM program {name} ({hook})"))?;
-        prog.attach()
+        crate::probes::load_lsm(ebpf, name, hook, btf)?
+            .attach()
             .with_context(|| format!("attaching {name} ({hook})"))?;
     }
     Ok(())
