@@ -8,7 +8,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 start=$(date +%s)
-df -h . >&2 || true
 df -h . >&2 || true  # a full disk shows up as linker SIGBUS; make it visible
 bash integration/setup.sh
 bash integration/docker.sh up
