@@ -48,8 +48,13 @@ else
     rustup component add rust-src --toolchain nightly
 fi
 
+# Pinned: a newer bpf-linker may need a newer rustc or LLVM than this toolchain has.
+BPF_LINKER_VERSION=0.13.0
 want_linker=0
-if command -v bpf-linker >/dev/null; then
+if command -v bpf-linker >/dev/null && [ "$(bpf-linker --version 2>/dev/null)" != "bpf-linker ${BPF_LINKER_VERSION}" ]; then
+    say "bpf-linker is not ${BPF_LINKER_VERSION}; rebuilding"
+    want_linker=1
+elif command -v bpf-linker >/dev/null; then
     # bpf-linker links against one LLVM; a mismatch with the nightly's corrupts bitcode.
     # Capture first: under pipefail, `ldd | grep -q` fails when grep exits early (SIGPIPE).
     linker_libs="$(ldd "$(command -v bpf-linker)" 2>/dev/null || true)"
@@ -63,9 +68,10 @@ else
     want_linker=1
 fi
 if [ "$want_linker" = 1 ]; then
-    say "building bpf-linker for LLVM ${LLVM_MAJOR} (a few minutes)"
+    say "building bpf-linker ${BPF_LINKER_VERSION} for LLVM ${LLVM_MAJOR} (a few minutes)"
     LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" \
-        cargo install --locked --force bpf-linker --no-default-features --features "llvm-${LLVM_MAJOR}"
+        cargo install --locked --force bpf-linker --version "${BPF_LINKER_VERSION}" \
+        --no-default-features --features "llvm-${LLVM_MAJOR}"
 fi
 # cargo-fuzz drives the fuzz targets (integration/fuzz.sh, fuzz/README.md); pinned, with its
 # lock file, so a new release cannot break the build.
