@@ -292,7 +292,7 @@ fn hung_receiver_does_not_block_the_caller_and_overflow_is_counted() {
     });
     const QUEUE: usize = 8;
     const N: u64 = 500;
-    let out = Outputs::start(vec![http_channel(&url, QUEUE, 60_000, 0)]).expect("start");
+    let mut out = Outputs::start(vec![http_channel(&url, QUEUE, 60_000, 0)]).expect("start");
     out.emit(&sample_alert(0));
     // Wait until the worker is stuck inside the first request.
     assert!(wait_for(|| accepted.load(Ordering::Relaxed) == 1));
@@ -311,8 +311,15 @@ fn hung_receiver_does_not_block_the_caller_and_overflow_is_counted() {
         out.take_drop_counts().get("sidekick"),
         Some(&(N - 1 - QUEUE as u64))
     );
-    // Shutdown is bounded too, even though the worker is still waiting.
+    // Shutdown is bounded too, even though the worker is still waiting; the alert in flight
+    // and the queued ones are lost then, and counted: every alert is sent or dropped.
     let start = Instant::now();
-    out.shutdown(Duration::from_millis(300));
+    let s = out.close(Duration::from_millis(300));
     assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!((s[0].sent, s[0].failed, s[0].dropped), (0, 0, N), "{s:?}");
+    assert_eq!(
+        out.take_drop_counts().get("sidekick"),
+        Some(&(QUEUE as u64 + 1)),
+        "the final drop summary gets what shutdown abandoned"
+    );
 }
