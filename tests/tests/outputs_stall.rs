@@ -184,6 +184,50 @@ fn unread_stdout_output_does_not_stall_decisions_and_drops_add_up() {
         .status()
         .expect("guard audit verify");
     assert!(st.success(), "audit log verifies");
+
+    // `guard report` on what the real agent wrote: every format states the exact counts.
+    let report = |format: &str| -> String {
+        let o = Command::new(guard_bin())
+            .args(["report", "--format", format])
+            .arg(&audit)
+            .output()
+            .expect("guard report");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).expect("utf8 report")
+    };
+    let j: serde_json::Value = serde_json::from_str(&report("json")).expect("json report");
+    assert_eq!(j["rollout"][0]["policy"], "stall");
+    assert_eq!(j["rollout"][0]["would_deny"], EXECS);
+    assert_eq!(
+        j["rollout"][0]["binaries"],
+        serde_json::json!(["/bin/true"])
+    );
+    assert_eq!(j["denied"]["total"], 0);
+    let stdout_drops = j["drops"]["outputs"]
+        .as_array()
+        .expect("drops.outputs")
+        .iter()
+        .find(|c| c["key"] == "stdout")
+        .map(|c| c["count"].clone());
+    assert_eq!(stdout_drops, Some(serde_json::json!(dropped)));
+    assert!(
+        j["integrity"]["verified"].as_bool().unwrap_or(false),
+        "{}",
+        j["integrity"]
+    );
+    let verdict = format!("would break: exec /bin/true in host ({EXECS}x)");
+    for (format, want) in [
+        (
+            "text",
+            format!("Policy stall: would deny {EXECS}, would kill 0"),
+        ),
+        ("text", verdict.clone()),
+        ("md", format!("- Would deny: {EXECS}")),
+        ("html", format!("Would deny: <b>{EXECS}</b>")),
+    ] {
+        let r = report(format);
+        assert!(r.contains(&want), "{format} report lacks {want:?}:\n{r}");
+    }
 }
 
 /// Removes the pins and the scratch directory, also when the test fails.

@@ -277,3 +277,31 @@ fn from_is_inclusive_to_is_exclusive_at_record_times() {
     let rules: Vec<&str> = r.alerts.by_rule.iter().map(|c| c.key.as_str()).collect();
     assert_eq!(rules, ["rule api-2", "rule web-3", "rule web-4"]);
 }
+
+#[test]
+fn rollout_binaries_are_paths_not_command_names() {
+    let d = TempDir::new("report-binaries");
+    let decision = |exe: &str| {
+        Payload::Decision(Decision {
+            decision: DecisionKind::WouldDeny,
+            op: Operation::Exec,
+            policy: "p".into(),
+            backend: "sigkill-fallback".into(),
+            target: "/bin/true".into(),
+            access: None,
+            workload: Workload::default(),
+            process: ProcessInfo {
+                pid: Some(7),
+                exe: Some(exe.into()),
+                cmdline: None,
+            },
+        })
+    };
+    // The kernel knew only the command name once, the path the other time.
+    write(d.path(), vec![decision("true"), decision("/usr/bin/env")]);
+    let r = generate(&[d.path().to_path_buf()], &opts()).expect("report");
+    assert_eq!(r.rollout[0].would_deny, 2);
+    assert_eq!(r.rollout[0].binaries, ["/bin/true", "/usr/bin/env"]);
+    // The name is still shown where the process is described.
+    assert_eq!(r.rollout[0].examples[0].process, "true (pid 7)");
+}
