@@ -465,6 +465,51 @@ fn sync_rule_is_applied() {
 }
 
 #[test]
+fn batched_records_are_synced_within_the_interval_even_under_a_trickle() {
+    let d = TempDir::new("audit-trickle");
+    let w = AuditWriter::open(AuditConfig {
+        sync_interval: Duration::from_secs(3600),
+        ..AuditConfig::new(d.path())
+    })
+    .expect("open");
+    assert_eq!(w.sync_due_in(), None, "nothing unsynced");
+    drop(w);
+
+    // The thread: a synced deny at T, a batched alert A at T, another alert B at T+700 ms.
+    // A must be on disk by T+1 s (the interval), not 1 s after B (T+1.7 s).
+    let interval = Duration::from_secs(1);
+    let log = AuditLog::start(
+        AuditConfig {
+            sync_interval: interval,
+            ..AuditConfig::new(d.path())
+        },
+        16,
+    )
+    .expect("start");
+    let cp = || {
+        Checkpoint::read(&d.path().join(CHECKPOINT_FILE))
+            .expect("read")
+            .map_or(0, |c| c.seq)
+    };
+    let t = std::time::Instant::now();
+    assert!(log.try_record(deny("/bin/sh")));
+    assert!(log.try_record(alert("A")));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(log.try_record(alert("B")));
+    while cp() < 2 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let synced_after = t.elapsed();
+    assert!(cp() >= 2, "alert A never synced");
+    assert!(
+        synced_after < Duration::from_millis(1350),
+        "alert A was synced after {synced_after:?}, beyond the {interval:?} interval"
+    );
+    log.close();
+    assert_eq!(cp(), 3);
+}
+
+#[test]
 fn audit_log_thread_counts_drops_and_records_them() {
     let d = TempDir::new("audit-thread");
     let log = AuditLog::start(cfg(d.path()), 4).expect("start");
