@@ -256,9 +256,16 @@ fn retries_are_bounded() {
     // Always 500: 1 + 2 retries, then counted as failed.
     let (url, seen) = receiver(vec![500; 10]);
     let out = Outputs::start(vec![http_channel(&url, 4, 2000, 2)]).expect("start");
+    let start = Instant::now();
     out.emit(&sample_alert(0));
     assert!(wait_for(|| out.stats()[0].failed == 1));
+    let gave_up = start.elapsed();
+    eprintln!("retries_are_bounded: 3 attempts against HTTP 500, failed after {gave_up:?}");
     assert_eq!(seen.lock().expect("lock").len(), 3);
+    assert!(
+        gave_up >= Duration::from_millis(300),
+        "the retries did not back off (100 ms, then 200 ms): {gave_up:?}"
+    );
     assert_eq!(out.take_drop_counts().get("sidekick"), Some(&1));
     assert!(
         out.take_drop_counts().is_empty(),
