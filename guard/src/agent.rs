@@ -374,6 +374,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     };
     let output_files = crate::harden::output_files(&channels);
     let outputs = Outputs::start(channels).context("starting outputs")?;
+    let config_hash = crate::audit::sha256_hex(format!("{args:?}").as_bytes());
     let audit = if args.no_audit {
         None
     } else {
@@ -382,10 +383,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         cfg.recover = true;
         let log = AuditLog::start(cfg, 65_536)
             .with_context(|| format!("opening the audit log in {}", args.audit_dir.display()))?;
-        let config_hash = crate::audit::sha256_hex(format!("{args:?}").as_bytes());
         log.try_record(Payload::AgentStart(AgentInfo {
             version: env!("CARGO_PKG_VERSION").into(),
-            config_hash,
+            config_hash: config_hash.clone(),
             hostname: Some(hostname.clone()),
             mode: args.detect_only.then(|| "detect".into()),
             recovery: Vec::new(),
@@ -461,6 +461,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     )?;
     p.keep_recent = responder.as_ref().is_some_and(takes_snapshots);
     p.responder = responder;
+    p.config_hash = config_hash;
     // Least privilege (docs/hardening.md): everything that needs more is loaded by now.
     crate::harden::after_start(&args, &sources.rules, output_files, p.responder.as_ref()).await?;
     p.reload = Some(ReloadState {
@@ -515,6 +516,8 @@ struct Pipeline {
     policy: Option<PolicyStage>,
     /// What a reload needs (`guard run` only).
     reload: Option<ReloadState>,
+    /// SHA-256 of the effective configuration, for `agent_start` and `agent_stop`.
+    config_hash: String,
 }
 
 /// The configuration in force and where it came from, for reloads.
@@ -709,6 +712,7 @@ impl Pipeline {
             record_buf: Vec::new(),
             policy,
             reload: None,
+            config_hash: String::new(),
         })
         .and_then(|mut p| {
             if p.policy.is_some() {
@@ -1166,9 +1170,26 @@ impl Pipeline {
 
     /// Handles at most `batch` buffered records, so that under sustained load the pipeline's
     /// timers (drop reports, policy rescans) and signals still get their turn.
+    ///
+    /// Stdout is locked only when events are printed: the stdout alert channel writes under the
+    /// same lock, and a reader that stops reading would otherwise stall event processing behind
+    /// that channel (tests/tests/outputs_stall.rs).
     fn drain(&mut self, from: Ring, limit: Option<u64>, batch: usize) -> Result<Drained> {
+        if self.print == PrintEvents::None {
+            return self.drain_into(from, limit, batch, &mut std::io::sink());
+        }
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
+        self.drain_into(from, limit, batch, &mut out)
+    }
+
+    fn drain_into(
+        &mut self,
+        from: Ring,
+        limit: Option<u64>,
+        batch: usize,
+        out: &mut impl Write,
+    ) -> Result<Drained> {
         let mut done = 0;
         let result = loop {
             if done == batch {
@@ -1186,7 +1207,7 @@ impl Pipeline {
             bytes.clear();
             bytes.extend_from_slice(&item);
             drop(item);
-            let r = self.handle(&bytes, &mut out);
+            let r = self.handle(&bytes, out);
             self.record_buf = bytes;
             r?;
             done += 1;
@@ -1237,25 +1258,27 @@ impl Pipeline {
 
     fn report_drops(&self, last: &mut DropReport, always: bool) -> Result<()> {
         let now = DropReport::read(&self.probes)?;
-        if now == *last && !always {
+        let outputs = self
+            .outputs
+            .as_ref()
+            .map(|o| o.take_drop_counts())
+            .unwrap_or_default();
+        if now == *last && outputs.is_empty() && !always {
             return Ok(());
         }
-        if self.print != PrintEvents::None {
+        if self.print != PrintEvents::None && (now != *last || always) {
             now.print(&mut std::io::stdout().lock())?;
         }
         if now.total() > last.total() {
             warn!(total = now.total(), "events lost: {:?}", now.by_kind);
         }
-        if let Some(a) = &self.audit {
-            a.try_record(Payload::DropSummary(DropSummary {
-                ringbuf: now.kernel_counts(),
-                outputs: self
-                    .outputs
-                    .as_ref()
-                    .map(|o| o.take_drop_counts())
-                    .unwrap_or_default(),
-                ..Default::default()
-            }));
+        if !outputs.is_empty() {
+            warn!("alerts lost by outputs since the last report: {outputs:?}");
+        }
+        if let Some(a) = &self.audit
+            && let Some(summary) = drop_summary(&now, last, outputs, always)
+        {
+            a.try_record(Payload::DropSummary(summary));
         }
         *last = now;
         Ok(())
@@ -1387,7 +1410,12 @@ impl Pipeline {
         // Drain what is still buffered so the final report accounts for everything.
         while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
         while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
+        // Outputs first, so that alerts a stuck channel still held are in the final summary.
+        if let Some(o) = self.outputs.as_mut() {
+            o.close(Duration::from_secs(2));
+        }
         self.report_drops(&mut last, true)?;
+        self.outputs.take();
         info!(
             events = self.seen,
             decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
@@ -1395,9 +1423,6 @@ impl Pipeline {
             prefiltered_connects = self.probes.prefiltered_connects().unwrap_or(0),
             "guard stopping"
         );
-        if let Some(o) = self.outputs.take() {
-            o.shutdown(Duration::from_secs(2));
-        }
         // Responses hold the audit log too; let in-flight actions finish first.
         if let Some(r) = self.responder.take() {
             drop(r);
@@ -1406,7 +1431,7 @@ impl Pipeline {
         if let Some(a) = self.audit.take() {
             a.try_record(Payload::AgentStop(AgentInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
-                config_hash: String::new(),
+                config_hash: self.config_hash.clone(),
                 hostname: None,
                 mode: None,
                 recovery: Vec::new(),
@@ -1478,6 +1503,34 @@ pub struct DropReport {
     pub syscall_unpaired: u64,
 }
 
+/// The `drop_summary` for the audit log. The kernel's counters are cumulative; a summary states
+/// what was lost since the previous one (`last`), so that a report can add summaries up. `None`
+/// when nothing was lost, unless `always` (the final summary at stop is always written).
+fn drop_summary(
+    now: &DropReport,
+    last: &DropReport,
+    outputs: std::collections::BTreeMap<String, u64>,
+    always: bool,
+) -> Option<DropSummary> {
+    let before = last.kernel_counts();
+    let ringbuf: std::collections::BTreeMap<String, u64> = now
+        .kernel_counts()
+        .into_iter()
+        .filter_map(|(k, n)| {
+            let d = n.saturating_sub(before.get(&k).copied().unwrap_or(0));
+            (d > 0).then_some((k, d))
+        })
+        .collect();
+    if ringbuf.is_empty() && outputs.is_empty() && !always {
+        return None;
+    }
+    Some(DropSummary {
+        ringbuf,
+        outputs,
+        ..Default::default()
+    })
+}
+
 impl DropReport {
     pub fn read(probes: &Probes) -> Result<Self> {
         Ok(Self {
@@ -1538,5 +1591,57 @@ fn summary(ev: &model::Event) -> String {
             "{} {} {} res={}",
             ev.evt_type, ev.proc.name, ev.derived.args, ev.res
         ),
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    fn report(exec: u64, unpaired: u64) -> DropReport {
+        DropReport {
+            by_kind: [("exec".to_string(), exec)].into(),
+            syscall_unpaired: unpaired,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn drop_summaries_state_what_was_lost_since_the_previous_one() {
+        // Cumulative kernel counters 5, then 12, then still 12: the summaries say 5, then 7,
+        // then nothing (so a report adding them up states 12, not 29).
+        let first = drop_summary(
+            &report(5, 0),
+            &DropReport::default(),
+            Default::default(),
+            false,
+        )
+        .expect("a loss");
+        assert_eq!(first.ringbuf, [("exec".to_string(), 5)].into());
+        let second =
+            drop_summary(&report(12, 2), &report(5, 0), Default::default(), false).expect("loss");
+        assert_eq!(
+            second.ringbuf,
+            [("exec".to_string(), 7), ("syscall_unpaired".to_string(), 2)].into()
+        );
+        assert_eq!(
+            drop_summary(&report(12, 2), &report(12, 2), Default::default(), false),
+            None
+        );
+        // An output that lost alerts is reported even when the kernel lost nothing new.
+        let out = drop_summary(
+            &report(12, 2),
+            &report(12, 2),
+            [("http".to_string(), 3)].into(),
+            false,
+        )
+        .expect("output loss");
+        assert!(out.ringbuf.is_empty());
+        assert_eq!(out.outputs, [("http".to_string(), 3)].into());
+        assert_eq!(out.total(), 3);
+        // The final summary is written even when it is empty.
+        let fin =
+            drop_summary(&report(12, 2), &report(12, 2), Default::default(), true).expect("final");
+        assert_eq!(fin.total(), 0);
     }
 }

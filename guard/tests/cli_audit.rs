@@ -128,3 +128,41 @@ fn report_writes_each_format() {
     assert_eq!(code, 2);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn report_from_to_and_workload_flags_select_records() {
+    let dir = tmp("report-window");
+    write_log(&dir, 6);
+    // Record times as written, from the log itself.
+    let mut times = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("ls")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    for f in &files {
+        for l in std::fs::read_to_string(f).expect("read").lines() {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            times.push(v["time"].as_str().expect("time").to_string());
+        }
+    }
+    assert_eq!(times.len(), 6);
+    let total = |extra: &[&str]| -> serde_json::Value {
+        let (code, out, err) = run(guard()
+            .args(["report", "--format", "json"])
+            .args(extra)
+            .arg(&dir));
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+        v["alerts"]["total"].clone()
+    };
+    // --from is inclusive, --to exclusive: records 3, 4 and 5.
+    assert_eq!(total(&["--from", &times[2], "--to", &times[5]]), 3);
+    assert_eq!(total(&["--from", &times[5]]), 1);
+    assert_eq!(total(&["--to", &times[0]]), 0);
+    // These alerts have no container: their workload is `host`.
+    assert_eq!(total(&["--workload", "host"]), 6);
+    assert_eq!(total(&["--workload", "web-*"]), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -15,6 +15,10 @@ use guard::{
 pub const HOSTILE_NAME: &str =
     "<script>document.title='PWNED';document.body.setAttribute('data-pwned','1')</script>";
 
+/// A command line that tries the same, with an attribute-breaking quote (shown in the rollout
+/// examples of every would-deny decision).
+pub const HOSTILE_CMDLINE: &str = "sh -c \"<img/src=x onerror=document.body.setAttribute('data-pwned-cmd','1')><script>document.body.setAttribute('data-pwned-cmd','1')</script>\"";
+
 pub mod expect {
     pub const ALERTS: u64 = 7;
     pub const SHELL_ALERTS: u64 = 4;
@@ -69,7 +73,7 @@ fn decision(kind: DecisionKind, op: Operation, policy: &str, target: &str, w: &s
         process: ProcessInfo {
             pid: Some(4242),
             exe: Some("/bin/busybox".into()),
-            cmdline: Some("sh -c x".into()),
+            cmdline: Some(HOSTILE_CMDLINE.into()),
         },
     })
 }

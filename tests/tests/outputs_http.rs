@@ -256,9 +256,16 @@ fn retries_are_bounded() {
     // Always 500: 1 + 2 retries, then counted as failed.
     let (url, seen) = receiver(vec![500; 10]);
     let out = Outputs::start(vec![http_channel(&url, 4, 2000, 2)]).expect("start");
+    let start = Instant::now();
     out.emit(&sample_alert(0));
     assert!(wait_for(|| out.stats()[0].failed == 1));
+    let gave_up = start.elapsed();
+    eprintln!("retries_are_bounded: 3 attempts against HTTP 500, failed after {gave_up:?}");
     assert_eq!(seen.lock().expect("lock").len(), 3);
+    assert!(
+        gave_up >= Duration::from_millis(300),
+        "the retries did not back off (100 ms, then 200 ms): {gave_up:?}"
+    );
     assert_eq!(out.take_drop_counts().get("sidekick"), Some(&1));
     assert!(
         out.take_drop_counts().is_empty(),
@@ -292,7 +299,7 @@ fn hung_receiver_does_not_block_the_caller_and_overflow_is_counted() {
     });
     const QUEUE: usize = 8;
     const N: u64 = 500;
-    let out = Outputs::start(vec![http_channel(&url, QUEUE, 60_000, 0)]).expect("start");
+    let mut out = Outputs::start(vec![http_channel(&url, QUEUE, 60_000, 0)]).expect("start");
     out.emit(&sample_alert(0));
     // Wait until the worker is stuck inside the first request.
     assert!(wait_for(|| accepted.load(Ordering::Relaxed) == 1));
@@ -311,8 +318,15 @@ fn hung_receiver_does_not_block_the_caller_and_overflow_is_counted() {
         out.take_drop_counts().get("sidekick"),
         Some(&(N - 1 - QUEUE as u64))
     );
-    // Shutdown is bounded too, even though the worker is still waiting.
+    // Shutdown is bounded too, even though the worker is still waiting; the alert in flight
+    // and the queued ones are lost then, and counted: every alert is sent or dropped.
     let start = Instant::now();
-    out.shutdown(Duration::from_millis(300));
+    let s = out.close(Duration::from_millis(300));
     assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!((s[0].sent, s[0].failed, s[0].dropped), (0, 0, N), "{s:?}");
+    assert_eq!(
+        out.take_drop_counts().get("sidekick"),
+        Some(&(QUEUE as u64 + 1)),
+        "the final drop summary gets what shutdown abandoned"
+    );
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use guard::report::{self, ReportFormat, ReportOptions};
-use guard_tests::audit_fixture::{HOSTILE_NAME, write_sequence};
+use guard_tests::audit_fixture::{HOSTILE_CMDLINE, HOSTILE_NAME, write_sequence};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -115,7 +115,7 @@ fn html_report_renders_cleanly_in_chromium_and_planted_script_does_not_run() {
     let control = work.join("control.html");
     std::fs::write(
         &control,
-        format!("<!DOCTYPE html><html><head><title>control</title></head><body><p>{HOSTILE_NAME}</p><script>console.error('probe'); missingFn();</script></body></html>"),
+        format!("<!DOCTYPE html><html><head><title>control</title></head><body><p>{HOSTILE_NAME}</p><p>{HOSTILE_CMDLINE}</p><script>console.error('probe'); missingFn();</script></body></html>"),
     )
     .expect("write control");
     let (dom, err) = dump_dom(bin, work, &control);
@@ -128,6 +128,10 @@ fn html_report_renders_cleanly_in_chromium_and_planted_script_does_not_run() {
         "marker detection does not work here:\n{dom}"
     );
     assert!(dom.contains("<title>PWNED</title>"), "{dom}");
+    assert!(
+        dom.contains("data-pwned-cmd=\"1\""),
+        "command-line marker detection does not work here:\n{dom}"
+    );
 
     // The real report.
     let audit = work.join("audit");
@@ -146,6 +150,18 @@ fn html_report_renders_cleanly_in_chromium_and_planted_script_does_not_run() {
         "title changed:\n{dom}"
     );
     assert!(!dom.contains("data-pwned=\"1\""), "planted script ran");
+    assert!(
+        !dom.contains("data-pwned-cmd=\"1\""),
+        "a script or handler planted in a command line ran"
+    );
+    assert!(
+        !dom.contains("<img"),
+        "an element from a command line exists"
+    );
+    assert!(
+        dom.contains("&lt;img/src=x onerror=document.body.setAttribute('data-pwned-cmd','1')&gt;"),
+        "hostile command line not shown as text"
+    );
     assert!(
         !dom.contains("<script"),
         "a script element exists in the DOM"

@@ -3,7 +3,7 @@
 
 use guard::audit::{VerifyOptions, verify_paths};
 use guard::report::{self, ReportFormat, ReportOptions, time::NS_PER_DAY};
-use guard_tests::audit_fixture::{HOSTILE_NAME, expect::*, write_sequence};
+use guard_tests::audit_fixture::{HOSTILE_CMDLINE, HOSTILE_NAME, expect::*, write_sequence};
 
 fn tmp(tag: &str) -> std::path::PathBuf {
     let p = std::env::temp_dir().join(format!("guard-it-{tag}-{}", std::process::id()));
@@ -160,6 +160,12 @@ fn every_format_states_the_exact_counts() {
     }
     assert!(!h.contains("<script"), "no script element at all");
     assert!(!h.contains(HOSTILE_NAME));
+    assert!(!h.contains(HOSTILE_CMDLINE));
+    assert!(!h.contains("<img"), "no element from a command line");
+    assert!(
+        h.contains("sh -c &quot;&lt;img/src=x onerror=document.body.setAttribute(&#39;data-pwned-cmd&#39;,&#39;1&#39;)&gt;&lt;script&gt;"),
+        "the command line is shown as text in the rollout examples"
+    );
     for attr in [" src=", " href=", "url(", "@import"] {
         assert!(!h.contains(attr), "no external resources: found {attr}");
     }

@@ -321,7 +321,14 @@ fn writer_thread(
     let mut writer = Some(writer);
     rt.block_on(async {
         loop {
-            let next = tokio::time::timeout(tick, rx.recv()).await;
+            // Wake when the oldest unsynced record is due, not `tick` after the latest one:
+            // a steady trickle of records would otherwise stretch the batch to twice the
+            // interval.
+            let wait = writer
+                .as_ref()
+                .and_then(AuditWriter::sync_due_in)
+                .map_or(tick, |d| d.clamp(Duration::from_millis(1), tick));
+            let next = tokio::time::timeout(wait, rx.recv()).await;
             let w = match writer.as_mut() {
                 Some(w) => w,
                 None if !health.may_retry() => match next {

@@ -205,6 +205,91 @@ fn edited_last_record_is_caught_by_the_checkpoint() {
 }
 
 #[test]
+fn edited_prev_field_names_the_edited_record() {
+    // An edit of a record's stored prev (rather than its payload) breaks the link to the record
+    // before it; the record named must be the edited one, not its innocent predecessor.
+    let d = TempDir::new("audit-edit-prev");
+    write_n(d.path(), 10, u64::MAX);
+    let p = only_file(d.path());
+    let mut l = lines(&p);
+    let rec: serde_json::Value = serde_json::from_str(&l[4]).expect("json");
+    let prev = rec["prev"].as_str().expect("prev").to_string();
+    l[4] = l[4].replace(&prev, &"f".repeat(64));
+    write_lines(&p, &l);
+    let r = verify_dir(d.path());
+    let f = failure(&r);
+    assert_eq!((f.seq, f.at.line), (Some(5), 5), "{f}");
+    assert!(f.reason.contains("modified"), "{f}");
+    assert_eq!(r.records, 4);
+
+    // The same edit on the last record: the checkpoint says which one changed.
+    let d = TempDir::new("audit-edit-prev-last");
+    write_n(d.path(), 5, u64::MAX);
+    let p = only_file(d.path());
+    let mut l = lines(&p);
+    let rec: serde_json::Value = serde_json::from_str(&l[4]).expect("json");
+    let prev = rec["prev"].as_str().expect("prev").to_string();
+    l[4] = l[4].replace(&prev, &"e".repeat(64));
+    write_lines(&p, &l);
+    let f = failure(&verify_dir(d.path())).clone();
+    assert_eq!(f.seq, Some(5), "{f}");
+}
+
+#[test]
+fn truncation_with_the_checkpoint_deleted_still_fails() {
+    let d = TempDir::new("audit-trunc-nocp");
+    write_n(d.path(), 10, u64::MAX);
+    let p = only_file(d.path());
+    let mut l = lines(&p);
+    l.truncate(7);
+    write_lines(&p, &l);
+    fs::remove_file(d.path().join(CHECKPOINT_FILE)).expect("rm checkpoint");
+    let r = verify_dir(d.path());
+    let f = failure(&r);
+    assert!(f.reason.contains("checkpoint file missing"), "{f}");
+    assert!(f.at.file.ends_with(CHECKPOINT_FILE), "{f}");
+    // Asked for explicitly, the chain alone still verifies (with a warning).
+    let r = verify_paths(
+        &[d.path().to_path_buf()],
+        &VerifyOptions {
+            no_checkpoint: true,
+            ..Default::default()
+        },
+    )
+    .expect("io");
+    assert!(r.ok() && !r.warnings.is_empty());
+}
+
+/// Not a check, a measurement for docs/audit.md: the cost of an fsynced record (fdatasync +
+/// checkpoint rename + directory fsync) against a batched one, on this machine's temp dir.
+/// `cargo test -p guard --lib audit::tests::measure_sync_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_sync_cost() {
+    let d = TempDir::new("audit-measure");
+    let mut w = AuditWriter::open(AuditConfig {
+        sync_interval: Duration::from_millis(200),
+        ..AuditConfig::new(d.path())
+    })
+    .expect("open");
+    const N: u32 = 200;
+    let t = std::time::Instant::now();
+    for i in 0..N {
+        w.append(deny(&format!("/bin/x{i}"))).expect("append");
+    }
+    let synced = t.elapsed() / N;
+    let t = std::time::Instant::now();
+    for i in 0..N * 10 {
+        w.append(alert(&format!("r{i}"))).expect("append");
+    }
+    let batched = t.elapsed() / (N * 10);
+    eprintln!(
+        "audit append in {}: synced (deny) {synced:?}/record, batched (alert) {batched:?}/record",
+        std::env::temp_dir().display()
+    );
+}
+
+#[test]
 fn deleted_record_is_named() {
     let d = TempDir::new("audit-del");
     write_n(d.path(), 10, u64::MAX);
@@ -377,6 +462,51 @@ fn sync_rule_is_applied() {
         .expect("read")
         .expect("present");
     assert_eq!(cp.seq, 2);
+}
+
+#[test]
+fn batched_records_are_synced_within_the_interval_even_under_a_trickle() {
+    let d = TempDir::new("audit-trickle");
+    let w = AuditWriter::open(AuditConfig {
+        sync_interval: Duration::from_secs(3600),
+        ..AuditConfig::new(d.path())
+    })
+    .expect("open");
+    assert_eq!(w.sync_due_in(), None, "nothing unsynced");
+    drop(w);
+
+    // The thread: a synced deny at T, a batched alert A at T, another alert B at T+700 ms.
+    // A must be on disk by T+1 s (the interval), not 1 s after B (T+1.7 s).
+    let interval = Duration::from_secs(1);
+    let log = AuditLog::start(
+        AuditConfig {
+            sync_interval: interval,
+            ..AuditConfig::new(d.path())
+        },
+        16,
+    )
+    .expect("start");
+    let cp = || {
+        Checkpoint::read(&d.path().join(CHECKPOINT_FILE))
+            .expect("read")
+            .map_or(0, |c| c.seq)
+    };
+    let t = std::time::Instant::now();
+    assert!(log.try_record(deny("/bin/sh")));
+    assert!(log.try_record(alert("A")));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(log.try_record(alert("B")));
+    while cp() < 2 && t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let synced_after = t.elapsed();
+    assert!(cp() >= 2, "alert A never synced");
+    assert!(
+        synced_after < Duration::from_millis(1350),
+        "alert A was synced after {synced_after:?}, beyond the {interval:?} interval"
+    );
+    log.close();
+    assert_eq!(cp(), 3);
 }
 
 #[test]

@@ -93,12 +93,20 @@ struct Envelope {
 /// Expands directories into their log files (ordered by first seq); files are taken in the
 /// order given. Returns the files and the default checkpoint location.
 pub fn expand_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<PathBuf>), AuditError> {
+    expand(paths).map(|(files, cp, _)| (files, cp))
+}
+
+/// [`expand_paths`], and whether the checkpoint location comes from a directory argument (the
+/// agent's own directory, where the checkpoint must exist) rather than from loose files.
+fn expand(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<PathBuf>, bool), AuditError> {
+    let mut from_dir = false;
     let mut files = Vec::new();
     let mut checkpoint = None;
     for p in paths {
         if p.is_dir() {
             files.extend(log_files(p)?.into_iter().map(|(_, f)| f));
             checkpoint = Some(p.join(CHECKPOINT_FILE));
+            from_dir = true;
         } else {
             files.push(p.clone());
             if let Some(parent) = p.parent() {
@@ -108,16 +116,17 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Option<PathBuf>)
                     parent
                 };
                 checkpoint = Some(dir.join(CHECKPOINT_FILE));
+                from_dir = false;
             }
         }
     }
-    Ok((files, checkpoint))
+    Ok((files, checkpoint, from_dir))
 }
 
 /// Verifies the given files and directories as one chain. `Err` only when a file cannot be read;
 /// any integrity problem is a `failure` in the report.
 pub fn verify_paths(paths: &[PathBuf], opts: &VerifyOptions) -> Result<VerifyReport, AuditError> {
-    let (files, default_cp) = expand_paths(paths)?;
+    let (files, default_cp, cp_from_dir) = expand(paths)?;
     let cp_path = if opts.no_checkpoint {
         None
     } else {
@@ -137,6 +146,21 @@ pub fn verify_paths(paths: &[PathBuf], opts: &VerifyOptions) -> Result<VerifyRep
         failure: None,
         warnings: Vec::new(),
     };
+    // The writer keeps the checkpoint in its directory from the first sync on: a log directory
+    // without one has lost it, and with it the only way to see a truncated tail.
+    let dir_lost_checkpoint =
+        cp_from_dir && !opts.no_checkpoint && opts.checkpoint.is_none() && checkpoint.is_none();
+    if dir_lost_checkpoint && !files.is_empty() {
+        report.failure = Some(Failure {
+            at: Location {
+                file: cp_path.clone().unwrap_or_default(),
+                line: 0,
+            },
+            seq: None,
+            reason: "checkpoint file missing: the agent writes it with every sync, so without it a truncated tail cannot be ruled out (deleted along with the tail?); use --no-checkpoint to check the chain alone".into(),
+        });
+        return Ok(report);
+    }
     if opts.checkpoint.is_some() && checkpoint.is_none() {
         report.failure = Some(Failure {
             at: Location {
@@ -285,13 +309,33 @@ pub fn verify_paths(paths: &[PathBuf], opts: &VerifyOptions) -> Result<VerifyRep
             break;
         }
         if e.prev != before.hash {
-            failure = Some(Failure {
-                at: before.at.clone(),
-                seq: Some(before.seq),
-                reason: format!(
-                    "modified: its hash does not match the prev stored in the next record (seq {} at {})",
-                    e.seq, e.at
-                ),
+            // Either `before` was edited (its hash changed), or `e` was (its stored prev
+            // changed): then `e`'s own hash no longer matches what the record after it (or the
+            // checkpoint) says.
+            let e_changed = match entries.get(i + 1) {
+                Some(next) => next.prev != e.hash,
+                None => checkpoint
+                    .as_ref()
+                    .is_some_and(|cp| cp.seq == e.seq && cp.hash != e.hash),
+            };
+            failure = Some(if e_changed {
+                Failure {
+                    at: e.at.clone(),
+                    seq: Some(e.seq),
+                    reason: format!(
+                        "modified: its prev does not match the hash of seq {} at {}, and its own hash no longer matches what follows it",
+                        before.seq, before.at
+                    ),
+                }
+            } else {
+                Failure {
+                    at: before.at.clone(),
+                    seq: Some(before.seq),
+                    reason: format!(
+                        "modified: its hash does not match the prev stored in the next record (seq {} at {})",
+                        e.seq, e.at
+                    ),
+                }
             });
             break;
         }

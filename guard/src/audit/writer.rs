@@ -395,6 +395,17 @@ impl AuditWriter {
         self.write_checkpoint()
     }
 
+    /// How long until [`AuditWriter::sync_if_due`] would sync: `None` when nothing is unsynced.
+    /// A timer that waits this long keeps every batched record's unsynced time within
+    /// `sync_interval`.
+    pub fn sync_due_in(&self) -> Option<Duration> {
+        self.dirty.then(|| {
+            self.cfg
+                .sync_interval
+                .saturating_sub(self.last_sync.elapsed())
+        })
+    }
+
     /// Syncs if unsynced records are older than the sync interval. Call it from a timer.
     pub fn sync_if_due(&mut self) -> Result<(), AuditError> {
         if self.dirty && self.last_sync.elapsed() >= self.cfg.sync_interval {

@@ -3,7 +3,7 @@
 //! backoff. Plain http only: put Falcosidekick (or a TLS proxy) on the host or in the pod.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -84,7 +84,7 @@ pub(super) fn run(
             let body = match serde_json::to_vec(&*alert) {
                 Ok(b) => Bytes::from(b),
                 Err(e) => {
-                    ctr.failed.fetch_add(1, Ordering::Relaxed);
+                    ctr.finished(false);
                     tracing::warn!("http output: cannot encode alert: {e}");
                     continue;
                 }
@@ -103,11 +103,9 @@ pub(super) fn run(
                 }
             };
             match result {
-                Ok(()) => {
-                    ctr.sent.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => ctr.finished(true),
                 Err(e) => {
-                    ctr.failed.fetch_add(1, Ordering::Relaxed);
+                    ctr.finished(false);
                     if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                         tracing::warn!("http output {}: {e}", target.uri);
                         last_log = Some(Instant::now());

@@ -16,7 +16,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -162,6 +162,27 @@ struct Counters {
     filtered: AtomicU64,
     /// Dropped + failed already handed to a drop summary.
     reported: AtomicU64,
+    /// Queued or being delivered.
+    pending: AtomicU64,
+    /// Set when shutdown gave up on the channel: what it still held was counted as dropped.
+    abandoned: AtomicBool,
+}
+
+impl Counters {
+    /// One alert left the channel: delivered (`ok`) or failed.
+    fn finished(&self, ok: bool) {
+        if self.abandoned.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = self
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if ok {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 struct Channel {
@@ -273,11 +294,13 @@ impl Outputs {
                 ch.counters.filtered.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            ch.counters.pending.fetch_add(1, Ordering::Relaxed);
             let queued = ch
                 .tx
                 .as_ref()
                 .is_some_and(|tx| tx.try_send(alert.clone()).is_ok());
             if !queued {
+                ch.counters.pending.fetch_sub(1, Ordering::Relaxed);
                 let n = ch.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::warn!(channel = %ch.name, dropped = n, "output queue full: alerts dropped");
@@ -315,8 +338,15 @@ impl Outputs {
     }
 
     /// Closes the queues and waits up to `deadline` for channels to drain. A channel still busy
-    /// then (e.g. a hung HTTP receiver) is left to finish on its own thread.
+    /// then (e.g. a hung HTTP receiver, a stdout nobody reads) is left on its own thread, and
+    /// the alerts it still held are counted as dropped.
     pub fn shutdown(mut self, deadline: Duration) -> Vec<ChannelStats> {
+        self.close(deadline)
+    }
+
+    /// [`Outputs::shutdown`] without giving up the counters: [`Outputs::take_drop_counts`]
+    /// then includes what the channels lost at shutdown.
+    pub fn close(&mut self, deadline: Duration) -> Vec<ChannelStats> {
         for ch in &mut self.channels {
             ch.tx.take();
         }
@@ -329,7 +359,14 @@ impl Outputs {
                 if t.is_finished() {
                     let _ = t.join();
                 } else {
-                    tracing::warn!(channel = %ch.name, "output did not drain before shutdown");
+                    ch.counters.abandoned.store(true, Ordering::Release);
+                    let lost = ch.counters.pending.swap(0, Ordering::Relaxed);
+                    ch.counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                    tracing::warn!(
+                        channel = %ch.name,
+                        lost,
+                        "output did not drain before shutdown: the alerts it held are counted as dropped"
+                    );
                 }
             }
         }
@@ -380,11 +417,9 @@ fn run_sink(mut sink: Box<dyn Sink>, mut rx: mpsc::Receiver<Arc<Alert>>, ctr: Ar
     let mut last_err: Option<Instant> = None;
     while let Some(a) = rx.blocking_recv() {
         match sink.deliver(&a) {
-            Ok(()) => {
-                ctr.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => ctr.finished(true),
             Err(e) => {
-                ctr.failed.fetch_add(1, Ordering::Relaxed);
+                ctr.finished(false);
                 // At most one log line per second per channel.
                 if last_err.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                     tracing::warn!("output delivery failed: {e}");

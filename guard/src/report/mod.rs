@@ -343,6 +343,13 @@ fn bounded_insert(set: &mut BTreeSet<String>, v: &str) {
     }
 }
 
+/// The process's executable when it is a path. `exe` falls back to the command name when the
+/// kernel had no path (e.g. a decision taken after exec): a name is not a binary, and listing
+/// `true` next to `/bin/true` would double-count it in the rollout view.
+fn binary_path(p: &audit::ProcessInfo) -> Option<&str> {
+    p.exe.as_deref().filter(|e| e.starts_with('/'))
+}
+
 fn process_text(p: &audit::ProcessInfo) -> String {
     let mut s = String::new();
     if let Some(c) = p.cmdline.as_deref().or(p.exe.as_deref()) {
@@ -442,7 +449,7 @@ pub fn build(
                             // Self-protection is always enforced; kept for completeness.
                             Operation::SelfProtect => bounded_insert(&mut acc.paths, &d.target),
                         }
-                        if let Some(exe) = &d.process.exe {
+                        if let Some(exe) = binary_path(&d.process) {
                             bounded_insert(&mut acc.binaries, exe);
                         }
                         bounded_insert(&mut acc.workloads, &d.workload.label());
@@ -498,7 +505,7 @@ pub fn build(
                                 .entry(format!("would {}", r.action))
                                 .or_default() += 1;
                             bounded_insert(&mut acc.workloads, &r.workload.label());
-                            if let Some(exe) = &r.process.exe {
+                            if let Some(exe) = binary_path(&r.process) {
                                 bounded_insert(&mut acc.binaries, exe);
                             }
                             let target = r.rule.clone().unwrap_or_default();

@@ -217,3 +217,91 @@ fn rollout_verdicts() {
     assert!(md.contains(r"db\\u{a}\| x"), "{md}");
     assert!(!render_text(&r).contains("db\n"));
 }
+
+#[test]
+fn from_is_inclusive_to_is_exclusive_at_record_times() {
+    let d = TempDir::new("report-window");
+    let names = ["web-1", "api-1", "web-2", "web-3", "api-2", "web-4"];
+    write(
+        d.path(),
+        names
+            .iter()
+            .map(|n| alert_in(n, &format!("rule {n}")))
+            .collect(),
+    );
+    let paths = [d.path().to_path_buf()];
+    let times: Vec<i64> = load(&paths)
+        .expect("load")
+        .iter()
+        .map(|l| l.time_ns)
+        .collect();
+    assert_eq!(times.len(), 6);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    // [t2, t5): the 3rd, 4th and 5th records exactly.
+    let window = ReportOptions {
+        from: Some(times[2]),
+        to: Some(times[5]),
+        ..opts()
+    };
+    let r = generate(&paths, &window).expect("report");
+    assert_eq!((r.records, r.alerts.total), (3, 3));
+    let rules: Vec<&str> = r.alerts.by_rule.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(rules, ["rule api-2", "rule web-2", "rule web-3"]);
+    // With --workload too: only web-2 and web-3 are left.
+    let r = generate(
+        &paths,
+        &ReportOptions {
+            workload: Some("web-*".into()),
+            ..window
+        },
+    )
+    .expect("report");
+    assert_eq!(r.alerts.total, 2);
+    let wl: Vec<&str> = r
+        .alerts
+        .by_workload
+        .iter()
+        .map(|c| c.key.as_str())
+        .collect();
+    assert_eq!(wl, ["web-2", "web-3"]);
+    // One nanosecond later on either side moves a record out or in.
+    let r = generate(
+        &paths,
+        &ReportOptions {
+            from: Some(times[2] + 1),
+            to: Some(times[5] + 1),
+            ..opts()
+        },
+    )
+    .expect("report");
+    let rules: Vec<&str> = r.alerts.by_rule.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(rules, ["rule api-2", "rule web-3", "rule web-4"]);
+}
+
+#[test]
+fn rollout_binaries_are_paths_not_command_names() {
+    let d = TempDir::new("report-binaries");
+    let decision = |exe: &str| {
+        Payload::Decision(Decision {
+            decision: DecisionKind::WouldDeny,
+            op: Operation::Exec,
+            policy: "p".into(),
+            backend: "sigkill-fallback".into(),
+            target: "/bin/true".into(),
+            access: None,
+            workload: Workload::default(),
+            process: ProcessInfo {
+                pid: Some(7),
+                exe: Some(exe.into()),
+                cmdline: None,
+            },
+        })
+    };
+    // The kernel knew only the command name once, the path the other time.
+    write(d.path(), vec![decision("true"), decision("/usr/bin/env")]);
+    let r = generate(&[d.path().to_path_buf()], &opts()).expect("report");
+    assert_eq!(r.rollout[0].would_deny, 2);
+    assert_eq!(r.rollout[0].binaries, ["/bin/true", "/usr/bin/env"]);
+    // The name is still shown where the process is described.
+    assert_eq!(r.rollout[0].examples[0].process, "true (pid 7)");
+}
