@@ -208,3 +208,37 @@ fn rules_list_text() {
     let partial = lines.iter().filter(|l| l.contains(" partial ")).count();
     assert_eq!(partial, 4, "{stdout}");
 }
+
+/// `replay` needs no privileges: run as root, the test drops to uid/gid 65534 (nobody) first.
+#[test]
+fn replay_runs_without_root() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = guard();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // std clears the supplementary groups when root sets a uid.
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd
+        .args([
+            "replay",
+            "--rules",
+            "policies",
+            "tests/corpus/policies/kmod.pos.jsonl",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert json"))
+        .collect();
+    assert!(
+        alerts.iter().any(|a| a["rule"] == "Kernel module loaded"),
+        "{alerts:?}"
+    );
+}
