@@ -344,13 +344,39 @@ fn seed_aliases_are_accepted_with_warnings() {
     assert!(fires(&e, &exec("bash", &[])));
 }
 
+/// DESIGN section 4 lists `fd.dip` and `fd.dport`; Falco has no such fields. guard reads them
+/// as the server (destination) side, with a warning naming the Falco field.
 #[test]
-fn rejected_alias_names_the_field_to_use() {
-    let (_, diags) =
-        engine("- rule: r\n  desc: d\n  condition: fd.dport = 22\n  output: o\n  priority: INFO\n");
-    let e = diags.iter().find(|d| d.is_error()).expect("error");
-    assert!(e.msg.contains("use fd.sport"), "{}", e.msg);
-    assert_eq!(e.pos, Pos { line: 3, col: 14 });
+fn destination_aliases_read_the_server_side_with_a_warning() {
+    let (e, diags) = engine(
+        "- rule: r\n  desc: d\n  condition: evt.type = connect and fd.dport = 443 and fd.dip = 8.8.8.8\n  output: o %fd.dip:%fd.dport\n  priority: INFO\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let w: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].msg.contains("fd.dport") && w[0].msg.contains("fd.sport"),
+        "{}",
+        w[0].msg
+    );
+    assert_eq!(w[0].pos, Pos { line: 3, col: 37 });
+    assert!(
+        w[1].msg.contains("fd.dip") && w[1].msg.contains("fd.sip"),
+        "{}",
+        w[1].msg
+    );
+    assert!(fires(&e, &connect("8.8.8.8", 443)));
+    assert!(!fires(&e, &connect("8.8.8.8", 22)));
+    assert!(!fires(&e, &connect("1.1.1.1", 443)));
+    let alerts = e.alerts(&connect("8.8.8.8", 443), &mut Matcher::default());
+    assert!(
+        alerts[0].output.ends_with("o 8.8.8.8:443"),
+        "{}",
+        alerts[0].output
+    );
 }
 
 #[test]
