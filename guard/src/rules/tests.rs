@@ -802,3 +802,40 @@ fn enable_only_item_toggles_an_existing_rule() {
     ));
     assert!(fires(&on, &exec("bash", &[])));
 }
+
+/// All eight priorities, spelt as Falco's files spell them (upper case) and with the aliases.
+#[test]
+fn every_priority_level_loads() {
+    use crate::alert::Priority;
+    let mut yaml = String::new();
+    let levels = [
+        ("EMERGENCY", Priority::Emergency),
+        ("ALERT", Priority::Alert),
+        ("CRITICAL", Priority::Critical),
+        ("ERROR", Priority::Error),
+        ("WARNING", Priority::Warning),
+        ("NOTICE", Priority::Notice),
+        ("INFORMATIONAL", Priority::Informational),
+        ("DEBUG", Priority::Debug),
+        ("info", Priority::Informational),
+        ("Warn", Priority::Warning),
+    ];
+    for (i, (p, _)) in levels.iter().enumerate() {
+        yaml.push_str(&format!(
+            "- rule: r{i}\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: {p}\n"
+        ));
+    }
+    let (e, diags) = engine(&yaml);
+    assert!(diags.is_empty(), "{diags:?}");
+    for (i, (p, want)) in levels.iter().enumerate() {
+        let r = e.rules.get(&format!("r{i}")).expect("rule");
+        assert_eq!(r.priority, *want, "{p}");
+    }
+    let alerts = e.alerts(&exec("bash", &[]), &mut Matcher::default());
+    assert_eq!(alerts.len(), levels.len());
+    assert!(
+        alerts[0].output.ends_with(": Emergency o"),
+        "{}",
+        alerts[0].output
+    );
+}
