@@ -125,3 +125,120 @@ fn replay_prints_alert_json_lines_and_reports_bad_lines() {
             .contains("Critical Kernel module loaded (process=insmod")
     );
 }
+
+/// One run over a rules file, a policy file and a response file, each with errors: every error
+/// of every file is listed, in one form, and the exit code is 1.
+#[test]
+fn validate_lists_errors_of_every_file_kind() {
+    let rules = tmp(
+        "mixed-rules.yaml",
+        "- rule: a\n  desc: d\n  condition: proc.nmae = x\n  output: o\n  priority: INFO\n",
+    );
+    let policy = tmp(
+        "mixed-policy.yaml",
+        "- policy: p\n  workload: {}\n  mode: detect\n  bogus_key: 1\n",
+    );
+    let response = tmp(
+        "mixed-response.yaml",
+        "- response: r\n  desc: d\n  actions:\n    - explode: {}\n",
+    );
+    let out = guard()
+        .arg("validate")
+        .args([&rules, &policy, &response])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let errors: Vec<&str> = stdout.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(errors.len(), 3, "{stdout}");
+    assert!(
+        stdout.contains("mixed-rules.yaml:3:14: error: unknown field 'proc.nmae'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mixed-policy.yaml:4:3: error: unknown key 'bogus_key'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("mixed-response.yaml:4:7: error: ") && stdout.contains("explode"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 error(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The table form of `rules list`: one row per rule with priority, status and location; Falco
+/// rules that use a field guard cannot provide show as `partial`.
+#[test]
+fn rules_list_text() {
+    let out = guard()
+        .args([
+            "rules",
+            "list",
+            "--rules",
+            "../shared/falco-rules/falco_rules.yaml",
+            "--rules",
+            "policies",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("RULE") && lines[0].contains("PRIORITY"),
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 1 + 42, "{stdout}");
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for {name}: {stdout}"))
+    };
+    let shell = row("Shell spawned in container");
+    assert_eq!(shell[shell.len() - 3..][..2], ["Warning", "active"]);
+    assert!(shell[shell.len() - 1].starts_with("policies/guard_rules.yaml:"));
+    let k8s = row("Contact K8S API Server From Container");
+    assert_eq!(k8s[k8s.len() - 2], "partial", "{k8s:?}");
+    let partial = lines.iter().filter(|l| l.contains(" partial ")).count();
+    assert_eq!(partial, 4, "{stdout}");
+}
+
+/// `replay` needs no privileges: run as root, the test drops to uid/gid 65534 (nobody) first.
+#[test]
+fn replay_runs_without_root() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = guard();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // std clears the supplementary groups when root sets a uid.
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd
+        .args([
+            "replay",
+            "--rules",
+            "policies",
+            "tests/corpus/policies/kmod.pos.jsonl",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert json"))
+        .collect();
+    assert!(
+        alerts.iter().any(|a| a["rule"] == "Kernel module loaded"),
+        "{alerts:?}"
+    );
+}

@@ -186,3 +186,35 @@ fn policies_load_next_to_falco_without_clobbering_it() {
         );
     }
 }
+
+/// Seed two's advice, as shipped: the rules that say `not guard_trusted_image` go quiet for an
+/// image once a later file appends it to `guard_trusted_images`; the other rules do not change.
+#[test]
+fn trusted_images_list_silences_the_rules_that_use_it() {
+    let (engine, _) = corpus::engine(&[corpus::policies_path()], &[]);
+    let tuning = "- list: guard_trusted_images\n  items: [docker.io/library/nginx]\n  override:\n    items: append\n";
+    let (tuned, _) = corpus::engine(&[corpus::policies_path()], &[("local.yaml", tuning)]);
+    let mut silenced = BTreeSet::new();
+    for c in policy_cases().iter().filter(|c| c.fires) {
+        let count = |e| {
+            rule_names(&run_trace(e, &c.path()))
+                .iter()
+                .filter(|n| **n == c.rule)
+                .count()
+        };
+        let (before, after) = (count(&engine), count(&tuned));
+        let uses_macro = engine
+            .rules
+            .get(&c.rule)
+            .is_some_and(|r| r.condition.contains("not guard_trusted_image"));
+        if uses_macro {
+            // Every positive event of these traces runs in the nginx image.
+            assert!(before > 0 && after == 0, "{}: {before} -> {after}", c.trace);
+            silenced.insert(c.rule.clone());
+        } else {
+            assert_eq!(before, after, "{}", c.trace);
+        }
+    }
+    assert!(silenced.len() >= 7, "{silenced:?}");
+    assert!(silenced.contains("Shell spawned in container"));
+}

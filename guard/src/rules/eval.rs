@@ -76,7 +76,7 @@ pub enum Test {
     /// The field is one guard cannot provide: never true.
     Unavailable,
     StrEq(Box<str>),
-    StrIn(FxHashSet<Box<str>>),
+    StrIn(StrSet),
     Contains(Box<str>),
     /// Needle is stored lowercased (ASCII, as Falco does).
     IContains(Box<str>),
@@ -97,6 +97,58 @@ pub enum Test {
     Field(Box<FieldRef>, FieldOp),
     /// Any of these tests passes (same-field tests under `or`, merged by [`super::plan`]).
     Any(Box<[Test]>),
+}
+
+/// The strings of an `in` list: a hash set plus one bit per member length (bit 63 stands for
+/// 63 bytes or more), so that most misses are decided without hashing the value.
+#[derive(Debug, Clone, Default)]
+pub struct StrSet {
+    set: FxHashSet<Box<str>>,
+    lens: u64,
+}
+
+impl StrSet {
+    #[inline]
+    fn len_bit(len: usize) -> u64 {
+        1u64 << len.min(63)
+    }
+
+    pub fn insert(&mut self, s: Box<str>) {
+        self.lens |= Self::len_bit(s.len());
+        self.set.insert(s);
+    }
+
+    pub fn extend(&mut self, other: StrSet) {
+        self.lens |= other.lens;
+        self.set.extend(other.set);
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Box<str>> {
+        self.set.iter()
+    }
+
+    #[inline]
+    pub fn contains(&self, s: &str) -> bool {
+        self.lens & Self::len_bit(s.len()) != 0 && self.set.contains(s)
+    }
+}
+
+impl FromIterator<Box<str>> for StrSet {
+    fn from_iter<I: IntoIterator<Item = Box<str>>>(iter: I) -> Self {
+        let mut s = StrSet::default();
+        for x in iter {
+            s.insert(x);
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,6 +460,22 @@ mod tests {
         );
         assert!(short_ends_with(b"/usr/bin/java", b"java") && !short_ends_with(b"va", b"java"));
         assert!(short_ends_with(&long, &long[3..]) && short_starts_with(&long, &long[..20]));
+    }
+
+    #[test]
+    fn str_set_decides_by_length_then_hash() {
+        let long = "x".repeat(70);
+        let mut s: StrSet = ["sh", "bash", long.as_str()]
+            .into_iter()
+            .map(Box::from)
+            .collect();
+        assert!(s.contains("sh") && s.contains("bash") && s.contains(&long));
+        assert!(!s.contains("zsh") && !s.contains("") && !s.contains("bas"));
+        // Same length bucket (63+) but another string.
+        assert!(!s.contains(&"y".repeat(80)));
+        s.extend(["zsh".into()].into_iter().collect());
+        s.insert("".into());
+        assert!(s.contains("zsh") && s.contains("") && s.len() == 5);
     }
 
     #[test]

@@ -687,14 +687,14 @@ pub static RENAMED: &[Renamed] = &[
     Renamed {
         name: "fd.dip",
         target: "fd.sip",
-        accept: false,
-        why: "fd.dip is not a Falco field; use fd.sip (server address) or fd.rip (remote address)",
+        accept: true,
+        why: "fd.dip is not a Falco field; guard reads it as fd.sip (the server address: the destination of the connection, for connect and accept alike); Falco names it fd.sip, or fd.rip for the remote end",
     },
     Renamed {
         name: "fd.dport",
         target: "fd.sport",
-        accept: false,
-        why: "fd.dport is not a Falco field; use fd.sport (server port) or fd.rport (remote port)",
+        accept: true,
+        why: "fd.dport is not a Falco field; guard reads it as fd.sport (the server port: the destination of the connection, for connect and accept alike); Falco names it fd.sport, or fd.rport for the remote end",
     },
 ];
 

@@ -716,8 +716,11 @@ impl Definitions {
             out.push((k, how == "append"));
         }
         for k in map.keys().filter_map(scalar) {
+            // `append` with `override` gets its own error from the caller (Falco: they
+            // cannot be used together); `append: false` is harmless.
             if k != kind_key
                 && k != "override"
+                && k != "append"
                 && !out.iter().any(|(o, _)| *o == k)
                 && !ov.contains_key(k.as_str())
             {
@@ -746,6 +749,14 @@ impl Definitions {
             .collect();
         let append = self.bool_key(ctx, map, "append").unwrap_or(false);
         let ov = self.overrides(ctx, map, "list", &["items"], &["items"]);
+        if append && ov.is_some() {
+            self.err(
+                ctx,
+                ctx.key_pos("append"),
+                format!("list '{name}': use either 'append' or 'override', not both"),
+            );
+            return;
+        }
         let extend = append || ov.as_ref().is_some_and(|o| o.iter().any(|(_, a)| *a));
         if (append || ov.is_some()) && !self.lists.contains_key(&name) {
             self.err(
@@ -790,6 +801,14 @@ impl Definitions {
         };
         let append = self.bool_key(ctx, map, "append").unwrap_or(false);
         let ov = self.overrides(ctx, map, "macro", &["condition"], &["condition"]);
+        if append && ov.is_some() {
+            self.err(
+                ctx,
+                ctx.key_pos("append"),
+                format!("macro '{name}': use either 'append' or 'override', not both"),
+            );
+            return;
+        }
         let extend = append || ov.as_ref().is_some_and(|o| o.iter().any(|(_, a)| *a));
         if (append || ov.is_some()) && !self.macros.contains_key(&name) {
             self.err(
@@ -930,7 +949,7 @@ impl Definitions {
             source: self
                 .string_key(ctx, map, "source")
                 .unwrap_or_else(|| "syscall".into()),
-            exceptions: self.exceptions(ctx, map).unwrap_or_default(),
+            exceptions: self.exceptions(ctx, map, None).unwrap_or_default(),
             skip_if_unknown_filter: self
                 .bool_key(ctx, map, "skip-if-unknown-filter")
                 .unwrap_or(false),
@@ -1026,7 +1045,8 @@ impl Definitions {
                 }
             }
             "exceptions" => {
-                if let Some(ex) = self.exceptions(ctx, map) {
+                let prior = append.then(|| self.rules[idx].exceptions.clone());
+                if let Some(ex) = self.exceptions(ctx, map, prior.as_deref()) {
                     let r = &mut self.rules[idx];
                     if !append {
                         r.exceptions = ex;
@@ -1044,7 +1064,15 @@ impl Definitions {
         }
     }
 
-    fn exceptions(&mut self, ctx: &ItemCtx<'_>, map: &Mapping) -> Option<Vec<ExceptionDef>> {
+    /// Parses `exceptions:`. `prior` is the rule's current exceptions when they are being
+    /// appended to: then, as in Falco, an entry that names an existing exception carries only
+    /// `values` (its fields and comps are the existing ones), and a new entry needs `values`.
+    fn exceptions(
+        &mut self,
+        ctx: &ItemCtx<'_>,
+        map: &Mapping,
+        prior: Option<&[ExceptionDef]>,
+    ) -> Option<Vec<ExceptionDef>> {
         let v = map.get("exceptions")?;
         let pos = ctx.key_pos("exceptions");
         let Value::Sequence(list) = v else {
@@ -1082,28 +1110,12 @@ impl Definitions {
                 self.err(ctx, pos, "exception needs a 'name'".into());
                 continue;
             };
-            let (fields, single) = match m.get("fields") {
-                Some(Value::Sequence(s)) => {
-                    (s.iter().filter_map(scalar).collect::<Vec<_>>(), false)
-                }
-                Some(v) => match scalar(v) {
-                    Some(f) => (vec![f], true),
-                    None => {
-                        self.err(
-                            ctx,
-                            pos,
-                            format!("exception '{name}': 'fields' must be a string or a list"),
-                        );
-                        continue;
-                    }
-                },
-                None => (Vec::new(), false),
-            };
-            let comps = match m.get("comps") {
-                Some(Value::Sequence(s)) => s.iter().filter_map(scalar).collect(),
-                Some(v) => scalar(v).into_iter().collect(),
-                None if single => vec!["in".to_string()],
-                None => vec!["=".to_string(); fields.len()],
+            let existing = prior.and_then(|p| p.iter().find(|x| x.name == name));
+            let Some((fields, single, comps)) = (match existing {
+                Some(x) => self.appended_exception_shape(ctx, m, x),
+                None => self.exception_shape(ctx, m, &name),
+            }) else {
+                continue;
             };
             if comps.len() != fields.len() {
                 self.err(
@@ -1166,6 +1178,14 @@ impl Definitions {
                     bad = true;
                 }
             }
+            if !bad && prior.is_some() && existing.is_none() && values.is_empty() {
+                self.err(
+                    ctx,
+                    pos,
+                    format!("exception '{name}': an appended exception needs 'values'"),
+                );
+                bad = true;
+            }
             if !bad {
                 out.push(ExceptionDef {
                     name,
@@ -1179,6 +1199,83 @@ impl Definitions {
             }
         }
         Some(out)
+    }
+
+    /// `fields` and `comps` of a new exception: Falco's defaults are `=` per field, or `in` when
+    /// `fields` is a single string (which then allows only `in`, `pmatch` and `intersects`).
+    fn exception_shape(
+        &mut self,
+        ctx: &ItemCtx<'_>,
+        m: &Mapping,
+        name: &str,
+    ) -> Option<(Vec<String>, bool, Vec<String>)> {
+        let pos = ctx.key_pos("exceptions");
+        let (fields, single) = match m.get("fields") {
+            Some(Value::Sequence(s)) => (s.iter().filter_map(scalar).collect::<Vec<_>>(), false),
+            Some(v) => match scalar(v) {
+                Some(f) => (vec![f], true),
+                None => {
+                    self.err(
+                        ctx,
+                        pos,
+                        format!("exception '{name}': 'fields' must be a string or a list"),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                self.err(ctx, pos, format!("exception '{name}' needs 'fields'"));
+                return None;
+            }
+        };
+        let comps: Vec<String> = match m.get("comps") {
+            Some(Value::Sequence(s)) => s.iter().filter_map(scalar).collect(),
+            Some(v) => scalar(v).into_iter().collect(),
+            None if single => vec!["in".to_string()],
+            None => vec!["=".to_string(); fields.len()],
+        };
+        if single
+            && !comps
+                .iter()
+                .all(|c| ["in", "pmatch", "intersects"].contains(&c.as_str()))
+        {
+            self.err(
+                ctx,
+                pos,
+                format!(
+                    "exception '{name}': when 'fields' is a single field, 'comps' must be in, pmatch or intersects"
+                ),
+            );
+            return None;
+        }
+        Some((fields, single, comps))
+    }
+
+    /// Appending to an existing exception adds values only, as in Falco.
+    fn appended_exception_shape(
+        &mut self,
+        ctx: &ItemCtx<'_>,
+        m: &Mapping,
+        existing: &ExceptionDef,
+    ) -> Option<(Vec<String>, bool, Vec<String>)> {
+        for key in ["fields", "comps"] {
+            if m.contains_key(key) {
+                self.err(
+                    ctx,
+                    ctx.key_pos("exceptions"),
+                    format!(
+                        "exception '{}': cannot append '{key}' to an existing exception, only values",
+                        existing.name
+                    ),
+                );
+                return None;
+            }
+        }
+        Some((
+            existing.fields.clone(),
+            existing.single,
+            existing.comps.clone(),
+        ))
     }
 }
 

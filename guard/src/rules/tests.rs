@@ -137,6 +137,17 @@ fn string_operators() {
         ("fd.name exists", false),
         ("not fd.name = /x", true),
         ("fd.name != /x", false),
+        // Each operator also has a case where it must say no.
+        ("proc.name == zsh", false),
+        ("proc.name in (zsh, ksh)", false),
+        ("proc.name intersects (zsh, ksh)", false),
+        ("proc.cmdline contains /etc/passwd", false),
+        ("proc.cmdline icontains /ETC/PASSWD", false),
+        ("proc.cmdline startswith \"-c bash\"", false),
+        ("proc.exepath endswith /sh", false),
+        ("proc.exepath iglob '/USR/*'", false),
+        ("proc.name bcontains 7a", false),
+        ("proc.name bstartswith 61", false),
     ];
     for (cond, want) in cases {
         assert_eq!(fires(&rule(cond), &ev), want, "{cond}");
@@ -333,13 +344,39 @@ fn seed_aliases_are_accepted_with_warnings() {
     assert!(fires(&e, &exec("bash", &[])));
 }
 
+/// DESIGN section 4 lists `fd.dip` and `fd.dport`; Falco has no such fields. guard reads them
+/// as the server (destination) side, with a warning naming the Falco field.
 #[test]
-fn rejected_alias_names_the_field_to_use() {
-    let (_, diags) =
-        engine("- rule: r\n  desc: d\n  condition: fd.dport = 22\n  output: o\n  priority: INFO\n");
-    let e = diags.iter().find(|d| d.is_error()).expect("error");
-    assert!(e.msg.contains("use fd.sport"), "{}", e.msg);
-    assert_eq!(e.pos, Pos { line: 3, col: 14 });
+fn destination_aliases_read_the_server_side_with_a_warning() {
+    let (e, diags) = engine(
+        "- rule: r\n  desc: d\n  condition: evt.type = connect and fd.dport = 443 and fd.dip = 8.8.8.8\n  output: o %fd.dip:%fd.dport\n  priority: INFO\n",
+    );
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let w: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].msg.contains("fd.dport") && w[0].msg.contains("fd.sport"),
+        "{}",
+        w[0].msg
+    );
+    assert_eq!(w[0].pos, Pos { line: 3, col: 37 });
+    assert!(
+        w[1].msg.contains("fd.dip") && w[1].msg.contains("fd.sip"),
+        "{}",
+        w[1].msg
+    );
+    assert!(fires(&e, &connect("8.8.8.8", 443)));
+    assert!(!fires(&e, &connect("8.8.8.8", 22)));
+    assert!(!fires(&e, &connect("1.1.1.1", 443)));
+    let alerts = e.alerts(&connect("8.8.8.8", 443), &mut Matcher::default());
+    assert!(
+        alerts[0].output.ends_with("o 8.8.8.8:443"),
+        "{}",
+        alerts[0].output
+    );
 }
 
 #[test]
@@ -596,4 +633,209 @@ fn yaml_alias_bomb_is_an_error_not_a_hang() {
     );
     assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
     assert!(fires(&e, &exec("bash", &[])));
+}
+
+/// Falco's legacy `append: true` and `override: {exceptions: append}` add values to an exception
+/// of the same name: the appended entry carries only `name` and `values`.
+#[test]
+fn appended_exception_values_extend_the_named_exception() {
+    let base = concat!(
+        "- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n",
+        "  exceptions:\n    - name: pn\n      fields: [proc.name, proc.pname]\n      values:\n        - [bash, nginx]\n",
+        "    - name: one\n      fields: proc.name\n      values: [sh]\n",
+    );
+    for how in ["  append: true\n", "  override:\n    exceptions: append\n"] {
+        let (e, diags) = engine(&format!(
+            "{base}- rule: r\n  exceptions:\n    - name: pn\n      values:\n        - [zsh, nginx]\n    - name: one\n      values: [ksh]\n    - name: extra\n      fields: proc.name\n      values: [dash]\n{how}"
+        ));
+        assert!(diags.iter().all(|d| !d.is_error()), "{how}: {diags:?}");
+        let r = e.rules.get("r").expect("rule");
+        assert_eq!(r.status, RuleStatus::Active);
+        for quiet in ["bash", "zsh", "sh", "ksh", "dash"] {
+            assert!(!fires(&e, &exec(quiet, &[])), "{how}: {quiet} is excepted");
+        }
+        assert!(fires(&e, &exec("csh", &[])), "{how}");
+        // The pair exception still needs both fields: zsh with another parent fires.
+        let mut other_parent = exec("zsh", &[]);
+        other_parent.proc.ancestors[0].name = "apache".into();
+        other_parent.derived = Default::default();
+        other_parent.prepare().expect("prepare");
+        assert!(fires(&e, &other_parent), "{how}");
+    }
+}
+
+#[test]
+fn appended_exceptions_follow_falcos_restrictions() {
+    let base = "- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n  exceptions:\n    - name: pn\n      fields: [proc.name]\n";
+    let errs = |extra: &str| -> Vec<String> {
+        engine(&format!("{base}{extra}"))
+            .1
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.msg)
+            .collect()
+    };
+    let e = errs(
+        "- rule: r\n  exceptions:\n    - name: pn\n      fields: [proc.pname]\n      values: [[a]]\n  append: true\n",
+    );
+    assert_eq!(
+        e,
+        ["exception 'pn': cannot append 'fields' to an existing exception, only values"]
+    );
+    let e = errs(
+        "- rule: r\n  exceptions:\n    - name: pn\n      comps: [startswith]\n      values: [[a]]\n  append: true\n",
+    );
+    assert_eq!(
+        e,
+        ["exception 'pn': cannot append 'comps' to an existing exception, only values"]
+    );
+    let e =
+        errs("- rule: r\n  exceptions:\n    - name: new\n      values: [[a]]\n  append: true\n");
+    assert_eq!(e, ["exception 'new' needs 'fields'"]);
+    let e = errs(
+        "- rule: r\n  exceptions:\n    - name: new\n      fields: [proc.name]\n  append: true\n",
+    );
+    assert_eq!(e, ["exception 'new': an appended exception needs 'values'"]);
+    let e = errs(
+        "- rule: s\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n  exceptions:\n    - name: x\n      fields: proc.name\n      comps: startswith\n      values: [a]\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "exception 'x': when 'fields' is a single field, 'comps' must be in, pmatch or intersects"
+        ]
+    );
+}
+
+/// `override: replace` on lists, macros and rule keys, and the errors Falco gives around
+/// append/override/enable-only.
+#[test]
+fn override_replace_and_its_errors() {
+    let (e, diags) = engine(concat!(
+        "- list: l\n  items: [bash]\n",
+        "- list: l\n  items: [zsh]\n  override:\n    items: replace\n",
+        "- macro: m\n  condition: proc.name in (l)\n",
+        "- macro: m\n  condition: proc.name = csh\n  override:\n    condition: replace\n",
+        "- rule: by_list\n  desc: d\n  condition: evt.type = execve and proc.name in (l)\n  output: o\n  priority: INFO\n",
+        "- rule: by_macro\n  desc: d\n  condition: evt.type = execve and m\n  output: o\n  priority: INFO\n  tags: [a]\n",
+        "  exceptions:\n    - name: x\n      fields: proc.name\n      values: [csh]\n",
+        "- rule: by_macro\n  desc: d2\n  tags: [b]\n  enabled: true\n  exceptions:\n    - name: y\n      fields: proc.pname\n      values: [apache]\n",
+        "  override:\n    desc: replace\n    tags: replace\n    enabled: replace\n    exceptions: replace\n",
+    ));
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let names = |ev: &Event| -> Vec<String> {
+        e.matches(ev, &mut Matcher::default())
+            .iter()
+            .map(|&i| e.rules.rules[i as usize].name.clone())
+            .collect()
+    };
+    assert_eq!(names(&exec("zsh", &[])), ["by_list"]);
+    assert!(names(&exec("bash", &[])).is_empty());
+    // The replaced exceptions no longer except csh.
+    assert_eq!(names(&exec("csh", &[])), ["by_macro"]);
+    let r = e.rules.get("by_macro").expect("rule");
+    assert_eq!(
+        (r.desc.as_str(), r.tags.clone()),
+        ("d2", vec!["b".to_string()])
+    );
+
+    let rule =
+        "- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n";
+    for (extra, want) in [
+        (
+            "- rule: r\n  condition: and proc.name = a\n  append: true\n  override:\n    condition: append\n",
+            "rule 'r': use either 'append' or 'override', not both",
+        ),
+        (
+            "- list: l\n  items: [a]\n- list: l\n  items: [b]\n  append: true\n  override:\n    items: append\n",
+            "list 'l': use either 'append' or 'override', not both",
+        ),
+        (
+            "- rule: nope\n  enabled: false\n",
+            "rule 'nope': enabled-only item for a rule that is not defined",
+        ),
+        (
+            "- rule: nope\n  condition: x\n  override:\n    condition: append\n",
+            "rule 'nope': override of a rule that is not defined",
+        ),
+        (
+            "- rule: r\n  priority: ERROR\n  append: true\n",
+            "rule 'r': 'priority' cannot be appended",
+        ),
+        (
+            "- rule: r\n  priority: ERROR\n  override:\n    priority: append\n",
+            "key 'priority' cannot be overridden with 'append'",
+        ),
+        (
+            "- list: nope\n  items: [a]\n  append: true\n",
+            "list 'nope': append/override of a list that is not defined",
+        ),
+        (
+            "- macro: nope\n  condition: a\n  override:\n    condition: replace\n",
+            "macro 'nope': append/override of a macro that is not defined",
+        ),
+    ] {
+        let (_, d) = engine(&format!("{rule}{extra}"));
+        let errors: Vec<&str> = d
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.msg.as_str())
+            .collect();
+        assert_eq!(errors.len(), 1, "{extra}: {errors:?}");
+        assert!(errors[0].contains(want), "{extra}: {errors:?}");
+    }
+}
+
+/// A rule file that only toggles: the enable-only item turns a rule off and back on.
+#[test]
+fn enable_only_item_toggles_an_existing_rule() {
+    let rule =
+        "- rule: r\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n";
+    let (off, _) = engine(&format!("{rule}- rule: r\n  enabled: false\n"));
+    assert_eq!(
+        off.rules.get("r").map(|r| r.status.clone()),
+        Some(RuleStatus::Disabled)
+    );
+    assert!(!fires(&off, &exec("bash", &[])));
+    let (on, _) = engine(&format!(
+        "{rule}- rule: r\n  enabled: false\n- rule: r\n  enabled: true\n"
+    ));
+    assert!(fires(&on, &exec("bash", &[])));
+}
+
+/// All eight priorities, spelt as Falco's files spell them (upper case) and with the aliases.
+#[test]
+fn every_priority_level_loads() {
+    use crate::alert::Priority;
+    let mut yaml = String::new();
+    let levels = [
+        ("EMERGENCY", Priority::Emergency),
+        ("ALERT", Priority::Alert),
+        ("CRITICAL", Priority::Critical),
+        ("ERROR", Priority::Error),
+        ("WARNING", Priority::Warning),
+        ("NOTICE", Priority::Notice),
+        ("INFORMATIONAL", Priority::Informational),
+        ("DEBUG", Priority::Debug),
+        ("info", Priority::Informational),
+        ("Warn", Priority::Warning),
+    ];
+    for (i, (p, _)) in levels.iter().enumerate() {
+        yaml.push_str(&format!(
+            "- rule: r{i}\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: {p}\n"
+        ));
+    }
+    let (e, diags) = engine(&yaml);
+    assert!(diags.is_empty(), "{diags:?}");
+    for (i, (p, want)) in levels.iter().enumerate() {
+        let r = e.rules.get(&format!("r{i}")).expect("rule");
+        assert_eq!(r.priority, *want, "{p}");
+    }
+    let alerts = e.alerts(&exec("bash", &[]), &mut Matcher::default());
+    assert_eq!(alerts.len(), levels.len());
+    assert!(
+        alerts[0].output.ends_with(": Emergency o"),
+        "{}",
+        alerts[0].output
+    );
 }
