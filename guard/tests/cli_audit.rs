@@ -1,6 +1,9 @@
 //! `guard audit verify` and `guard report` as an operator runs them: exit codes and messages.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use guard::alert::{Alert, GuardInfo, Priority, rfc3339_ns};
 use guard::audit::{AuditConfig, AuditWriter, Payload};
@@ -59,12 +62,7 @@ fn verify_exit_codes() {
     assert!(err.contains("tail matches checkpoint"), "{err}");
 
     // Explicit files (as a shell glob would list them) verify too.
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("ls")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
+    let files = log_files(&dir);
     assert!(files.len() > 1, "rotated");
     let (code, out, err) = run(guard().args(["audit", "verify", "--json"]).args(&files));
     assert_eq!(code, 0, "{err}");
@@ -135,12 +133,7 @@ fn report_from_to_and_workload_flags_select_records() {
     write_log(&dir, 6);
     // Record times as written, from the log itself.
     let mut times = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("ls")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
+    let files = log_files(&dir);
     for f in &files {
         for l in std::fs::read_to_string(f).expect("read").lines() {
             let v: serde_json::Value = serde_json::from_str(l).expect("json");
@@ -165,4 +158,15 @@ fn report_from_to_and_workload_flags_select_records() {
     assert_eq!(total(&["--workload", "host"]), 6);
     assert_eq!(total(&["--workload", "web-*"]), 0);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The log files in `dir`, in order.
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
 }

@@ -87,10 +87,7 @@ fn replay_prints_alert_json_lines_and_reports_bad_lines() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("alert json"))
-        .collect();
+    let lines = parse_alerts(&out.stdout);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["rule"], "Netcat or socat remote shell");
     assert_eq!(lines[0]["hostname"], "h1");
@@ -233,12 +230,17 @@ fn replay_runs_without_root() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("alert json"))
-        .collect();
+    let alerts = parse_alerts(&out.stdout);
     assert!(
         alerts.iter().any(|a| a["rule"] == "Kernel module loaded"),
         "{alerts:?}"
     );
+}
+
+/// `replay`'s stdout: one alert per line.
+fn parse_alerts(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert json"))
+        .collect()
 }

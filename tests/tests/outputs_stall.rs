@@ -7,7 +7,6 @@ use std::{
     ffi::CString,
     io::Read,
     os::{fd::FromRawFd, unix::ffi::OsStrExt},
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -15,33 +14,7 @@ use std::{
 use guard_tests::harness::{
     Agent, TestCgroup, agent_lock, can_run, cgroup2_mount, exec_in, guard_bin, is_root, repo_root,
 };
-
-/// Audit records in `dir`, in chain order.
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<_> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
+use guard_tests::respond_util::audit_records;
 
 fn count_kind(recs: &[serde_json::Value], kind: &str) -> u64 {
     recs.iter().filter(|r| r["kind"] == kind).count() as u64
@@ -121,7 +94,7 @@ fn unread_stdout_output_does_not_stall_decisions_and_drops_add_up() {
     // Every decision reaches the audit log while stdout is blocked.
     let deadline = Instant::now() + Duration::from_secs(20);
     let decisions = loop {
-        let n = count_kind(&records(&audit), "decision");
+        let n = count_kind(&audit_records(&audit), "decision");
         if n >= EXECS || Instant::now() > deadline {
             break n;
         }
@@ -155,7 +128,7 @@ fn unread_stdout_output_does_not_stall_decisions_and_drops_add_up() {
         .lines()
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         .count() as u64;
-    let recs = records(&audit);
+    let recs = audit_records(&audit);
     let emitted = count_kind(&recs, "decision") + count_kind(&recs, "alert");
     let dropped: u64 = recs
         .iter()
@@ -173,7 +146,7 @@ fn unread_stdout_output_does_not_stall_decisions_and_drops_add_up() {
         "every alert is delivered or counted as dropped; stderr: {stderr:#?}"
     );
     assert!(
-        records(&audit)
+        audit_records(&audit)
             .last()
             .is_some_and(|r| r["kind"] == "agent_stop"),
         "clean stop"

@@ -204,18 +204,24 @@ fn edited_last_record_is_caught_by_the_checkpoint() {
     assert!(f.reason.contains("checkpoint"), "{f}");
 }
 
-#[test]
-fn edited_prev_field_names_the_edited_record() {
-    // An edit of a record's stored prev (rather than its payload) breaks the link to the record
-    // before it; the record named must be the edited one, not its innocent predecessor.
-    let d = TempDir::new("audit-edit-prev");
-    write_n(d.path(), 10, u64::MAX);
+/// Writes `n` records and replaces the stored prev of record 5 by `fill` repeated.
+fn log_with_edited_prev(tag: &str, n: u64, fill: &str) -> TempDir {
+    let d = TempDir::new(tag);
+    write_n(d.path(), n, u64::MAX);
     let p = only_file(d.path());
     let mut l = lines(&p);
     let rec: serde_json::Value = serde_json::from_str(&l[4]).expect("json");
     let prev = rec["prev"].as_str().expect("prev").to_string();
-    l[4] = l[4].replace(&prev, &"f".repeat(64));
+    l[4] = l[4].replace(&prev, &fill.repeat(64));
     write_lines(&p, &l);
+    d
+}
+
+#[test]
+fn edited_prev_field_names_the_edited_record() {
+    // An edit of a record's stored prev (rather than its payload) breaks the link to the record
+    // before it; the record named must be the edited one, not its innocent predecessor.
+    let d = log_with_edited_prev("audit-edit-prev", 10, "f");
     let r = verify_dir(d.path());
     let f = failure(&r);
     assert_eq!((f.seq, f.at.line), (Some(5), 5), "{f}");
@@ -223,14 +229,7 @@ fn edited_prev_field_names_the_edited_record() {
     assert_eq!(r.records, 4);
 
     // The same edit on the last record: the checkpoint says which one changed.
-    let d = TempDir::new("audit-edit-prev-last");
-    write_n(d.path(), 5, u64::MAX);
-    let p = only_file(d.path());
-    let mut l = lines(&p);
-    let rec: serde_json::Value = serde_json::from_str(&l[4]).expect("json");
-    let prev = rec["prev"].as_str().expect("prev").to_string();
-    l[4] = l[4].replace(&prev, &"e".repeat(64));
-    write_lines(&p, &l);
+    let d = log_with_edited_prev("audit-edit-prev-last", 5, "e");
     let f = failure(&verify_dir(d.path())).clone();
     assert_eq!(f.seq, Some(5), "{f}");
 }
