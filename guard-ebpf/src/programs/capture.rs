@@ -25,9 +25,7 @@ use guard_ebpf::{
     syscalls::{Payload, spec},
 };
 
-use super::shared::{
-    AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced,
-};
+use super::shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced};
 
 /// Syscall number -> non-zero when traced; filled by userspace.
 #[map]

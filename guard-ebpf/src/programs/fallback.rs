@@ -177,4 +177,3 @@ pub fn policy_cgroup_mkdir(ctx: TracePointContext) -> u32 {
     let _ = POLICY_CGROUPS.insert(&id, &pol, 0);
     0
 }
-

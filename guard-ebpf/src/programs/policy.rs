@@ -17,8 +17,8 @@ use aya_ebpf::{
 };
 use guard_ebpf::{
     CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NET_ENTRIES,
-    MAX_NEW_FILES, MAX_POLICY_CGROUPS, NET_KEY_FIXED_BITS, NetKeyData, OFFSET_ABSENT,
-    decision_op, hook, net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
+    MAX_NEW_FILES, MAX_POLICY_CGROUPS, NET_KEY_FIXED_BITS, NetKeyData, OFFSET_ABSENT, decision_op,
+    hook, net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
 };
 
 use super::shared::{

@@ -9,7 +9,6 @@
 //! BPF objects by id. Every denial is a `Decision` record (reason `SELF_PROTECT`). The agent fills
 //! the maps (`guard/src/selfprotect.rs`); these programs are not pinned: they live with the agent.
 
-
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel},
@@ -134,7 +133,14 @@ pub fn selfprot_task_kill(ctx: LsmContext) -> i32 {
         return 0;
     }
     let sig: i32 = ctx.arg(2);
-    self_protect_deny(decision_op::SIGNAL, hook::TASK_KILL, sig as u32, 0, tgid as u64, 0)
+    self_protect_deny(
+        decision_op::SIGNAL,
+        hook::TASK_KILL,
+        sig as u32,
+        0,
+        tgid as u64,
+        0,
+    )
 }
 
 /// `ptrace_access_check(child, mode)`: PTRACE_ATTACH / PTRACE_SEIZE, /proc/<agent>/mem and
@@ -156,7 +162,14 @@ pub fn selfprot_ptrace(ctx: LsmContext) -> i32 {
         return 0;
     }
     let mode: u32 = ctx.arg(1);
-    self_protect_deny(decision_op::PTRACE, hook::PTRACE_ACCESS_CHECK, mode, 0, tgid as u64, 0)
+    self_protect_deny(
+        decision_op::PTRACE,
+        hook::PTRACE_ACCESS_CHECK,
+        mode,
+        0,
+        tgid as u64,
+        0,
+    )
 }
 
 /// `inode_permission(inode, mask)`: read or write permission on a protected inode. This covers

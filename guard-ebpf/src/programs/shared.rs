@@ -21,9 +21,9 @@ use aya_ebpf::{
 };
 use guard_ebpf::{
     CgroupPolicy, DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS, DecisionBody, EventHeader,
-    EventKind, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, InodeKey,
-    KernelOffsets, MAX_PATH_ENTRIES, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PATH_KEY_BYTES,
-    PATH_KEY_FIXED_BITS, PAYLOAD_MAX, PathKeyData, SCRATCH_LEN, settings,
+    EventKind, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, InodeKey, KernelOffsets,
+    MAX_PATH_ENTRIES, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS,
+    PAYLOAD_MAX, PathKeyData, SCRATCH_LEN, settings,
 };
 
 pub const EPERM: i32 = 1;
@@ -268,7 +268,6 @@ impl Record {
         }
     }
 }
-
 
 /// One field of the load-time offsets. Read on its own (not as a struct copy) so the verifier
 /// sees a constant from the frozen read-only map, as direct BTF pointer loads require.
