@@ -1,6 +1,6 @@
 //! Self-protection of the agent from containers (issue 9; docs/self-protection.md).
 //!
-//! With BPF LSM, four programs (guard-ebpf `programs.rs`, self-protection section) deny a task
+//! With BPF LSM, four programs (guard-ebpf `programs/selfprotect.rs`) deny a task
 //! in a container (not the agent; its pid or mount namespace is not the host's, i.e. PID 1's):
 //! signals and ptrace-class access to the agent, read or write permission on guard's files and
 //! pins (`PROTECTED_INODES`), and file descriptors for guard's BPF objects by id
