@@ -1,7 +1,7 @@
 //! Every layout shared between guard's eBPF programs and its userspace agent.
 //!
 //! This is the one definition of each ring-buffer record, map key and map value, and of the
-//! load-time constants. The eBPF programs (`src/programs.rs`) and the agent (`guard`) both use
+//! load-time constants. The eBPF programs (`src/programs/`) and the agent (`guard`) both use
 //! it, so a layout change is a compile-time change on both sides.
 //!
 //! A record is `EventHeader`, then a kind-specific body, then up to two variable-length
@@ -558,6 +558,26 @@ pub mod verdict {
     pub const KILL: u8 = 3;
 }
 
+/// The program (LSM hook or tracepoint) that took a `Decision`.
+pub mod hook {
+    /// BPF LSM `bprm_check_security` (exec policy, drift prevention).
+    pub const BPRM_CHECK_SECURITY: u8 = 1;
+    /// BPF LSM `file_open` (open policy).
+    pub const FILE_OPEN: u8 = 2;
+    /// BPF LSM `socket_connect` (connect policy).
+    pub const SOCKET_CONNECT: u8 = 3;
+    /// Tracepoint `sched/sched_process_exec`: the fallback backend's SIGKILL.
+    pub const SCHED_PROCESS_EXEC: u8 = 4;
+    /// BPF LSM `task_kill` (self-protection).
+    pub const TASK_KILL: u8 = 5;
+    /// BPF LSM `ptrace_access_check` (self-protection).
+    pub const PTRACE_ACCESS_CHECK: u8 = 6;
+    /// BPF LSM `inode_permission` (self-protection).
+    pub const INODE_PERMISSION: u8 = 7;
+    /// BPF LSM `bpf` (self-protection).
+    pub const BPF: u8 = 8;
+}
+
 /// Why a `Decision` was taken.
 pub mod reason {
     /// The target matched a deny entry.
@@ -588,7 +608,9 @@ pub struct DecisionBody {
     pub access: u32,
     /// Destination port for connect.
     pub port: u16,
-    pub _pad: u16,
+    /// `hook::*`: the program that decided.
+    pub hook: u8,
+    pub _pad: u8,
     /// Destination address for connect (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
     /// Inode of the file (exec, open), for drift records.
@@ -638,8 +660,27 @@ mod tests {
         // The kernel's LPM trie takes at most 256 bytes of key data.
         assert_eq!(core::mem::size_of::<super::PathKeyData>(), 256);
         assert_eq!(core::mem::size_of::<super::NetKeyData>(), 24);
-        assert_eq!(core::mem::size_of::<super::DecisionBody>(), 48);
         assert_eq!(core::mem::size_of::<super::SelfProtectConfig>(), 32);
+    }
+
+    #[test]
+    fn decision_body_layout_is_explicit() {
+        use super::DecisionBody as D;
+        use core::mem::{offset_of, size_of};
+        // Every byte is a named field (no implicit padding): the record is copied as bytes.
+        assert_eq!(size_of::<D>(), 48);
+        assert_eq!(offset_of!(D, policy_id), 0);
+        assert_eq!(offset_of!(D, op), 4);
+        assert_eq!(offset_of!(D, verdict), 5);
+        assert_eq!(offset_of!(D, reason), 6);
+        assert_eq!(offset_of!(D, family), 7);
+        assert_eq!(offset_of!(D, access), 8);
+        assert_eq!(offset_of!(D, port), 12);
+        assert_eq!(offset_of!(D, hook), 14);
+        assert_eq!(offset_of!(D, _pad), 15);
+        assert_eq!(offset_of!(D, addr), 16);
+        assert_eq!(offset_of!(D, dev), 32);
+        assert_eq!(offset_of!(D, ino), 40);
     }
 
     #[test]

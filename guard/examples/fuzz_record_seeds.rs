@@ -8,7 +8,7 @@
 use guard::events::{Clock, decode};
 use guard_ebpf::{
     DecisionBody, EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, ForkBody,
-    SyscallBody, decision_op, reason, syscalls as sc, verdict,
+    SyscallBody, decision_op, hook, reason, syscalls as sc, verdict,
 };
 
 fn as_bytes<T>(v: &T) -> &[u8] {
@@ -86,6 +86,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             family: if op == decision_op::CONNECT { 4 } else { 0 },
             access: 2,
             port: 443,
+            hook: match op {
+                decision_op::EXEC => hook::BPRM_CHECK_SECURITY,
+                decision_op::OPEN => hook::FILE_OPEN,
+                _ => hook::SOCKET_CONNECT,
+            },
             _pad: 0,
             addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             dev: 8,

@@ -8,10 +8,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -40,8 +37,8 @@ use crate::{
     workload::WorkloadInfo,
 };
 
-/// Records that failed to decode (malformed or unknown kind).
-pub static DECODE_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Records that failed to decode (counted by `events::decode_counted`).
+pub use crate::events::DECODE_ERRORS;
 
 /// Policy id used for cgroups given with `--deny-exec-cgroup`.
 const CLI_POLICY_ID: u32 = 1;
@@ -893,7 +890,7 @@ impl Pipeline {
             );
             return;
         };
-        METRICS.decision(d.op, d.verdict);
+        METRICS.decision(d.op.as_str(), d.verdict.as_str());
         let c = ev.common();
         let workload = workload_of(&mut self.capture.state, c);
         let (decision, alert) = stage
@@ -933,7 +930,7 @@ impl Pipeline {
     /// A self-protection denial: counted, audited (op `self_protect`) and alerted like a policy
     /// decision, so responses can act on the workload that reached for the agent.
     fn on_self_protect(&mut self, ev: &events::Event, d: &events::DecisionEvent, seen_at: Instant) {
-        METRICS.decision(d.op, d.verdict);
+        METRICS.decision(d.op.as_str(), d.verdict.as_str());
         let c = ev.common();
         let workload = workload_of(&mut self.capture.state, c);
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -987,10 +984,9 @@ impl Pipeline {
         if let Some(kind) = raw.get(..2) {
             METRICS.received(u16::from_ne_bytes([kind[0], kind[1]]));
         }
-        let ev = match events::decode(raw, &self.clock) {
+        let ev = match events::decode_counted(raw, &self.clock) {
             Ok(ev) => ev,
             Err(e) => {
-                DECODE_ERRORS.fetch_add(1, Ordering::Relaxed);
                 warn!("skipping malformed record: {e}");
                 return Ok(());
             }
@@ -1081,49 +1077,58 @@ impl Pipeline {
         let Some(policy) = stage.runtime.enforcer.policy_by_id(binding.policy_id) else {
             return;
         };
-        let mut d = events::DecisionEvent {
-            common: c.clone(),
-            policy_id: binding.policy_id,
-            op: if is_open { "open" } else { "connect" },
-            verdict: "would_deny",
-            reason: "",
-            path: events::Captured::default(),
-            access: None,
-            dest: None,
-            inode: None,
-            self_protect: None,
-        };
+        let mut path = events::Captured::default();
+        let (mut access, mut dest) = (None, None);
         let violation = match ev {
             events::Event::Open(o) if fb::wants_open(&binding) => {
-                let Some(path) = model.fd.as_ref().map(|f| f.name.as_str()) else {
+                let Some(p) = model.fd.as_ref().map(|f| f.name.as_str()) else {
                     return;
                 };
                 let (r, w) = fb::open_access(o.flags);
-                d.access = Some(fb::access_name(r, w));
-                d.path.text = path.to_owned();
-                fb::check_open(policy, path, o.flags)
+                access = Some(events::Access::from_rw(r, w));
+                path.text = p.to_owned();
+                fb::check_open(policy, p, o.flags)
             }
             events::Event::Connect(k) if fb::wants_connect(&binding) => {
-                let Some(dest) = k.addr.socket_addr() else {
+                let Some(to) = k.addr.socket_addr() else {
                     return;
                 };
-                d.dest = Some(dest);
-                fb::check_connect(policy, dest)
+                dest = Some(to);
+                fb::check_connect(policy, to)
             }
             _ => return,
         };
         let Some(v) = violation else {
             return;
         };
-        d.reason = v.as_str();
+        let mut d = events::DecisionEvent {
+            common: c.clone(),
+            policy_id: binding.policy_id,
+            op: if is_open {
+                events::Operation::Open
+            } else {
+                events::Operation::Connect
+            },
+            verdict: events::Verdict::WouldDeny,
+            reason: match v {
+                fb::Violation::DenyList => events::Reason::DenyList,
+                fb::Violation::NotAllowed => events::Reason::NotAllowed,
+            },
+            hook: events::Hook::AfterSyscall,
+            path,
+            access,
+            dest,
+            inode: None,
+            self_protect: None,
+        };
         if fb::enforces(&binding) {
             let start =
                 (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
             d.verdict = match kill_verified(c.pid, start) {
-                Ok(()) => "kill",
+                Ok(()) => events::Verdict::Kill,
                 Err(e) => {
                     warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
-                    "kill_failed"
+                    events::Verdict::KillFailed
                 }
             };
         }

@@ -1,6 +1,6 @@
 //! Self-protection of the agent from containers (issue 9; docs/self-protection.md).
 //!
-//! With BPF LSM, four programs (guard-ebpf `programs.rs`, self-protection section) deny a task
+//! With BPF LSM, four programs (guard-ebpf `programs/selfprotect.rs`) deny a task
 //! in a container (not the agent; its pid or mount namespace is not the host's, i.e. PID 1's):
 //! signals and ptrace-class access to the agent, read or write permission on guard's files and
 //! pins (`PROTECTED_INODES`), and file descriptors for guard's BPF objects by id
@@ -27,8 +27,8 @@ use tracing::{info, warn};
 
 use crate::{
     alert::{Alert, GuardInfo, Priority},
-    audit::record::{Decision, DecisionKind, Operation, ProcessInfo, Workload},
-    events::DecisionEvent,
+    audit::record::{self, Decision, DecisionKind, ProcessInfo, Workload},
+    events::{DecisionEvent, Operation},
     workload::WorkloadInfo,
 };
 
@@ -467,15 +467,15 @@ pub fn describe(
         class: 0,
     });
     let (target, access) = match ev.op {
-        "signal" => (
+        Operation::Signal => (
             format!("guard pid {}", d.target),
             format!("signal {}", d.arg),
         ),
-        "ptrace" => (
+        Operation::Ptrace => (
             format!("guard pid {}", d.target),
             format!("ptrace {}", ptrace_mode(d.arg)),
         ),
-        "protected_file" => {
+        Operation::ProtectedFile => {
             let (dev, ino) = ev.inode.unwrap_or((0, 0));
             let what = match u32::from(d.class) {
                 protected_class::CONFIG => "config",
@@ -488,7 +488,7 @@ pub fn describe(
                 .map_or_else(|| format!("inode {dev}:{ino}"), |p| p.display().to_string());
             (path, format!("{what} {}", may_mask(d.arg)))
         }
-        "bpf_object" => {
+        Operation::BpfObject => {
             let kind = match d.target >> 32 {
                 bpf_obj_kind::MAP => "map",
                 bpf_obj_kind::PROG => "prog",
@@ -500,16 +500,20 @@ pub fn describe(
                 format!("bpf cmd {}", d.arg),
             )
         }
-        other => (other.to_owned(), String::new()),
+        // Not self-protection ops; the agent sends those to the policy stage.
+        Operation::Exec | Operation::Open | Operation::Connect => {
+            (ev.op.as_str().to_owned(), String::new())
+        }
     };
     let known = |s: &str| (!s.is_empty() && s != crate::state::container::NA).then(|| s.to_owned());
     let decision = Decision {
         decision: DecisionKind::Deny,
-        op: Operation::SelfProtect,
+        op: record::Operation::SelfProtect,
         policy: "self-protect".into(),
         backend: "bpf-lsm".into(),
         target: target.clone(),
         access: Some(access.clone()),
+        hook: Some(ev.hook),
         workload: Workload {
             container_id: workload.container_id.clone(),
             container_name: known(&workload.name),
@@ -527,7 +531,8 @@ pub fn describe(
     let mut fields: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     fields.insert("guard.policy".into(), s("self-protect"));
     fields.insert("guard.decision".into(), s("deny"));
-    fields.insert("guard.op".into(), s(ev.op));
+    fields.insert("guard.op".into(), s(ev.op.as_str()));
+    fields.insert("guard.hook".into(), s(ev.hook.as_str()));
     fields.insert("guard.target".into(), s(&target));
     fields.insert("guard.access".into(), s(&access));
     fields.insert("guard.backend".into(), s("bpf-lsm"));
@@ -556,7 +561,7 @@ pub fn describe(
         source: "guard_self_protect".into(),
         hostname: hostname.to_owned(),
         output,
-        tags: vec!["guard_self_protect".into(), ev.op.to_owned()],
+        tags: vec!["guard_self_protect".into(), ev.op.as_str().to_owned()],
         output_fields: fields,
         guard: GuardInfo {
             policy: Some("self-protect".into()),

@@ -69,6 +69,7 @@ fn decision(kind: DecisionKind, op: Operation, policy: &str, target: &str, w: &s
         backend: "bpf-lsm".into(),
         target: target.into(),
         access: (op == Operation::Open).then(|| "write".to_string()),
+        hook: None,
         workload: wl(w),
         process: ProcessInfo {
             pid: Some(4242),

@@ -77,6 +77,7 @@ fn fallback_kills_a_denied_exec_in_a_container_before_it_runs() {
         .expect("no guard_policy alert for /bin/touch");
     assert_eq!(alert["guard"]["backend"], "sigkill-fallback");
     assert_eq!(alert["guard"]["decision"], "kill");
+    assert_eq!(alert["output_fields"]["guard.hook"], "sched_process_exec");
     assert_eq!(alert["guard"]["policy"], "host-fallback");
     assert_eq!(alert["priority"], "Critical");
     assert_eq!(alert["output_fields"]["container.id"], &c.id[..12]);
@@ -90,6 +91,7 @@ fn fallback_kills_a_denied_exec_in_a_container_before_it_runs() {
     assert_eq!(rec["op"], "exec");
     assert_eq!(rec["policy"], "host-fallback");
     assert_eq!(rec["backend"], "sigkill-fallback");
+    assert_eq!(rec["hook"], "sched_process_exec");
     assert_eq!(rec["workload"]["container_id"], c.id.as_str());
     s.cleanup();
     // After cleanup nothing enforces: the exec runs again.
@@ -326,6 +328,7 @@ fn fallback_kills_after_a_denied_open_or_connect() {
         assert_eq!(a["guard"]["decision"], "kill");
         assert_eq!(a["guard"]["backend"], "sigkill-fallback");
         assert_eq!(a["output_fields"]["guard.access"], "read");
+        assert_eq!(a["output_fields"]["guard.hook"], "after_syscall");
         assert_eq!(a["output_fields"]["container.id"], &c.id[..12]);
     }
     let connects: Vec<_> = policy_alerts
@@ -338,6 +341,7 @@ fn fallback_kills_after_a_denied_open_or_connect() {
         "one alert per denied connect: {policy_alerts:?}"
     );
     assert_eq!(connects[0]["guard"]["decision"], "kill");
+    assert_eq!(connects[0]["output_fields"]["guard.hook"], "after_syscall");
     assert_eq!(
         policy_alerts.len(),
         3,
@@ -347,7 +351,12 @@ fn fallback_kills_after_a_denied_open_or_connect() {
     let d = s.decisions();
     let count = |op: &str| {
         d.iter()
-            .filter(|v| v["op"] == op && v["decision"] == "deny" && v["policy"] == "after-fact")
+            .filter(|v| {
+                v["op"] == op
+                    && v["decision"] == "deny"
+                    && v["policy"] == "after-fact"
+                    && v["hook"] == "after_syscall"
+            })
             .count()
     };
     assert_eq!(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
+use crate::{alert::Alert, events::Hook};
 
 /// `prev` of the very first record of a log.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -249,6 +249,10 @@ pub struct Decision {
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
+    /// The program that decided (`bprm_check_security`, `sched_process_exec`, ...); absent in
+    /// records written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<Hook>,
     #[serde(default)]
     pub workload: Workload,
     #[serde(default)]
@@ -411,6 +415,7 @@ mod tests {
                 backend: "bpf-lsm".into(),
                 target: "/bin/sh".into(),
                 access: None,
+                hook: Some(Hook::BprmCheckSecurity),
                 workload: Workload::default(),
                 process: ProcessInfo::default(),
             }),
@@ -421,8 +426,22 @@ mod tests {
         assert_eq!(v["kind"], "decision");
         assert_eq!(v["decision"], "would_deny");
         assert_eq!(v["prev"], GENESIS_PREV);
+        assert_eq!(v["hook"], "bprm_check_security");
         let back: Record = serde_json::from_value(v).expect("parse");
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn decisions_without_a_hook_still_parse() {
+        // Logs written before decisions named their hook.
+        let old = r#"{"seq":1,"time":"1970-01-01T00:00:00.000000000Z","kind":"decision","decision":"deny","op":"exec","policy":"p","backend":"bpf-lsm","target":"/bin/sh","prev":"x"}"#;
+        let r: Record = serde_json::from_str(old).expect("parses");
+        let Payload::Decision(d) = &r.payload else {
+            panic!("not a decision: {r:?}")
+        };
+        assert_eq!(d.hook, None);
+        let v = serde_json::to_value(&r).expect("json");
+        assert!(v.get("hook").is_none(), "{v}");
     }
 
     #[test]
@@ -434,6 +453,7 @@ mod tests {
             backend: "bpf-lsm".into(),
             target: "/etc/shadow".into(),
             access: Some("read".into()),
+            hook: Some(Hook::FileOpen),
             workload: Workload::default(),
             process: ProcessInfo::default(),
         });

@@ -58,6 +58,7 @@ fn deny(target: &str) -> Payload {
         backend: "bpf-lsm".into(),
         target: target.into(),
         access: None,
+        hook: None,
         workload: Workload::default(),
         process: ProcessInfo::default(),
     })

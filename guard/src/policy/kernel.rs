@@ -27,7 +27,7 @@ use super::{Mode, Policy, WorkloadInfo, choose};
 use crate::{
     alert::{Alert, GuardInfo, Priority},
     audit::record::{Decision, DecisionKind, Operation, ProcessInfo, Workload},
-    events::DecisionEvent,
+    events::{self, DecisionEvent, Verdict},
 };
 
 /// How kernel decisions are enforced on this host.
@@ -476,16 +476,22 @@ impl Enforcer {
             .policy_by_id(ev.policy_id)
             .map_or_else(|| format!("#{}", ev.policy_id), |p| p.name.clone());
         let kind = match ev.verdict {
-            "would_deny" => DecisionKind::WouldDeny,
-            _ => DecisionKind::Deny,
+            Verdict::WouldDeny => DecisionKind::WouldDeny,
+            Verdict::Deny | Verdict::Kill | Verdict::KillFailed => DecisionKind::Deny,
         };
         let op = match ev.op {
-            "open" => Operation::Open,
-            "connect" => Operation::Connect,
-            _ => Operation::Exec,
+            events::Operation::Exec => Operation::Exec,
+            events::Operation::Open => Operation::Open,
+            events::Operation::Connect => Operation::Connect,
+            // The agent sends these to selfprotect::describe; should one come here, it is
+            // still recorded as what it is.
+            events::Operation::Signal
+            | events::Operation::Ptrace
+            | events::Operation::ProtectedFile
+            | events::Operation::BpfObject => Operation::SelfProtect,
         };
         let target = match (ev.op, ev.dest) {
-            ("connect", Some(d)) => d.to_string(),
+            (events::Operation::Connect, Some(d)) => d.to_string(),
             _ => ev.path.text.clone(),
         };
         let known =
@@ -503,7 +509,8 @@ impl Enforcer {
             policy: policy.clone(),
             backend: self.backend.as_str().to_owned(),
             target: target.clone(),
-            access: ev.access.map(str::to_owned),
+            access: ev.access.map(|a| a.as_str().to_owned()),
+            hook: Some(ev.hook),
             workload: audit_workload,
             process: ProcessInfo {
                 pid: Some(ev.common.pid),
@@ -516,7 +523,7 @@ impl Enforcer {
         } else {
             "enforce"
         };
-        let verdict = ev.verdict.replace('_', "-");
+        let verdict = ev.verdict.as_str().replace('_', "-");
         let g = GuardInfo {
             policy: Some(policy.clone()),
             mode: Some(mode.to_owned()),
@@ -532,12 +539,13 @@ impl Enforcer {
         let mut fields: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         fields.insert("guard.policy".into(), str_field(&policy));
         fields.insert("guard.decision".into(), str_field(&verdict));
-        fields.insert("guard.op".into(), str_field(ev.op));
-        fields.insert("guard.reason".into(), str_field(ev.reason));
+        fields.insert("guard.op".into(), str_field(ev.op.as_str()));
+        fields.insert("guard.reason".into(), str_field(ev.reason.as_str()));
+        fields.insert("guard.hook".into(), str_field(ev.hook.as_str()));
         fields.insert("guard.target".into(), str_field(&target));
         fields.insert("guard.backend".into(), str_field(self.backend.as_str()));
         if let Some(a) = ev.access {
-            fields.insert("guard.access".into(), str_field(a));
+            fields.insert("guard.access".into(), str_field(a.as_str()));
         }
         fields.insert("proc.pid".into(), ev.common.pid.into());
         fields.insert("proc.name".into(), str_field(&ev.common.comm));
@@ -549,9 +557,9 @@ impl Enforcer {
         } else {
             fields.insert("container.name".into(), str_field("host"));
         }
-        let what = match &ev.access {
+        let what = match ev.access {
             Some(a) => format!("{} ({a})", ev.op),
-            None => ev.op.to_owned(),
+            None => ev.op.as_str().to_owned(),
         };
         let output = format!(
             "Policy {verdict} {what} {target} (policy={policy} mode={mode} backend={} reason={} proc={} pid={} container={})",
@@ -572,7 +580,7 @@ impl Enforcer {
             source: "guard_policy".into(),
             hostname: hostname.to_owned(),
             output,
-            tags: vec!["guard_policy".into(), ev.op.to_owned()],
+            tags: vec!["guard_policy".into(), ev.op.as_str().to_owned()],
             output_fields: fields,
             guard: g,
         };

@@ -175,10 +175,16 @@ fn path_rules() {
 }
 
 fn decision_event(
-    verdict: &'static str,
-    op: &'static str,
+    verdict: crate::events::Verdict,
+    op: crate::events::Operation,
     target: &str,
 ) -> crate::events::DecisionEvent {
+    use crate::events::{Access, Hook, Operation};
+    let hook = match op {
+        Operation::Exec => Hook::SchedProcessExec,
+        Operation::Open => Hook::FileOpen,
+        _ => Hook::SocketConnect,
+    };
     crate::events::DecisionEvent {
         common: crate::events::Common {
             time_ns: 1_000_000_000,
@@ -196,13 +202,14 @@ fn decision_event(
         policy_id: 1,
         op,
         verdict,
-        reason: "deny_list",
+        reason: crate::events::Reason::DenyList,
+        hook,
         path: crate::events::Captured {
             text: target.into(),
             truncated: false,
             fault: false,
         },
-        access: (op == "open").then_some("read"),
+        access: (op == Operation::Open).then_some(Access::Read),
         dest: None,
         inode: None,
         self_protect: None,
@@ -212,6 +219,7 @@ fn decision_event(
 #[test]
 fn kernel_decisions_become_alerts_and_audit_records() {
     use crate::audit::record::{DecisionKind, Operation};
+    use crate::events::{self, Hook, Verdict};
     let (v, _) = load(FULL);
     let e = kernel::Enforcer::new(v, false, kernel::Backend::SigkillFallback).expect("enforcer");
     let w = WorkloadInfo {
@@ -220,9 +228,14 @@ fn kernel_decisions_become_alerts_and_audit_records() {
         image: "nginx:1.27".into(),
         ..Default::default()
     };
-    let (d, a) = e.decision(&decision_event("kill", "exec", "/bin/sh"), &w, "host1");
+    let (d, a) = e.decision(
+        &decision_event(Verdict::Kill, events::Operation::Exec, "/bin/sh"),
+        &w,
+        "host1",
+    );
     assert_eq!(d.decision, DecisionKind::Deny);
     assert_eq!(d.op, Operation::Exec);
+    assert_eq!(d.hook, Some(Hook::SchedProcessExec));
     assert_eq!(d.policy, "web");
     assert_eq!(d.backend, "sigkill-fallback");
     assert_eq!(d.target, "/bin/sh");
@@ -236,12 +249,13 @@ fn kernel_decisions_become_alerts_and_audit_records() {
     assert_eq!(a.guard.mode.as_deref(), Some("enforce"));
     assert_eq!(a.output_fields["container.id"], "cccccccccccc");
     assert_eq!(a.output_fields["guard.target"], "/bin/sh");
+    assert_eq!(a.output_fields["guard.hook"], "sched_process_exec");
     // The report reads the alert's workload from these fields.
     let rw = crate::audit::record::Workload::from_alert(&a);
     assert_eq!(rw.container_name.as_deref(), Some("web-1"));
 
     let (d, a) = e.decision(
-        &decision_event("would_deny", "open", "/etc/shadow"),
+        &decision_event(Verdict::WouldDeny, events::Operation::Open, "/etc/shadow"),
         &WorkloadInfo::host(Some("/user.slice".into())),
         "host1",
     );

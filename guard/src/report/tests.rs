@@ -174,6 +174,7 @@ fn rollout_verdicts() {
                 backend: "bpf-lsm".into(),
                 target: "10.1.2.3:22".into(),
                 access: None,
+                hook: None,
                 workload: Workload {
                     container_name: Some("db\n| x".into()),
                     ..Default::default()
@@ -289,6 +290,7 @@ fn rollout_binaries_are_paths_not_command_names() {
             backend: "sigkill-fallback".into(),
             target: "/bin/true".into(),
             access: None,
+            hook: None,
             workload: Workload::default(),
             process: ProcessInfo {
                 pid: Some(7),

@@ -1,6 +1,6 @@
 //! `quarantine_network`: cut a container's network in the kernel.
 //!
-//! Two `cgroup_skb` programs (ingress, egress; guard-ebpf `programs.rs`, quarantine section)
+//! Two `cgroup_skb` programs (ingress, egress; guard-ebpf `programs/quarantine.rs`)
 //! are attached to the cgroup v2 root and drop every packet whose socket belongs to a cgroup in
 //! the `QUARANTINE` map, or to a descendant of one. The map and both links are pinned under
 //! [`PIN_DIR`], so a quarantine holds when the agent stops or crashes, and a restarted agent

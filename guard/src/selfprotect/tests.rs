@@ -5,7 +5,9 @@ use std::{
 };
 
 use super::*;
-use crate::events::{Captured, CgroupId, Common, DecisionEvent, SelfProtectDetail};
+use crate::events::{
+    Captured, CgroupId, Common, DecisionEvent, Hook, Reason, SelfProtectDetail, Verdict,
+};
 
 struct TempDir(PathBuf);
 
@@ -141,7 +143,14 @@ fn fdinfo_ids_name_maps_programs_and_links() {
     assert!(fdinfo_ids("map_id: x\nprog_id:\t0\n\u{0}:::").is_empty());
 }
 
-fn event(op: &'static str, detail: SelfProtectDetail, inode: Option<(u64, u64)>) -> DecisionEvent {
+fn event(op: Operation, detail: SelfProtectDetail, inode: Option<(u64, u64)>) -> DecisionEvent {
+    let hook = match op {
+        Operation::Signal => Hook::TaskKill,
+        Operation::Ptrace => Hook::PtraceAccessCheck,
+        Operation::ProtectedFile => Hook::InodePermission,
+        Operation::BpfObject => Hook::Bpf,
+        Operation::Exec | Operation::Open | Operation::Connect => panic!("not self-protection"),
+    };
     DecisionEvent {
         common: Common {
             time_ns: 1_000_000_000,
@@ -158,8 +167,9 @@ fn event(op: &'static str, detail: SelfProtectDetail, inode: Option<(u64, u64)>)
         },
         policy_id: 0,
         op,
-        verdict: "deny",
-        reason: "self_protect",
+        verdict: Verdict::Deny,
+        reason: Reason::SelfProtect,
+        hook,
         path: Captured::default(),
         access: None,
         dest: None,
@@ -173,7 +183,7 @@ fn denials_become_self_protect_records_and_critical_alerts() {
     let w = WorkloadInfo::host(None);
     let (d, a) = describe(
         &event(
-            "signal",
+            Operation::Signal,
             SelfProtectDetail {
                 arg: 9,
                 target: 77,
@@ -185,7 +195,8 @@ fn denials_become_self_protect_records_and_critical_alerts() {
         "h",
         |_, _| None,
     );
-    assert_eq!(d.op, Operation::SelfProtect);
+    assert_eq!(d.op, record::Operation::SelfProtect);
+    assert_eq!(d.hook, Some(Hook::TaskKill));
     assert_eq!(d.decision, DecisionKind::Deny);
     assert_eq!(d.policy, "self-protect");
     assert_eq!(d.target, "guard pid 77");
@@ -194,10 +205,11 @@ fn denials_become_self_protect_records_and_critical_alerts() {
     assert_eq!(a.priority, Priority::Critical);
     assert_eq!(a.source, "guard_self_protect");
     assert_eq!(a.output_fields["guard.op"], "signal");
+    assert_eq!(a.output_fields["guard.hook"], "task_kill");
 
     let (d, _) = describe(
         &event(
-            "ptrace",
+            Operation::Ptrace,
             SelfProtectDetail {
                 arg: 0x12,
                 target: 77,
@@ -212,7 +224,7 @@ fn denials_become_self_protect_records_and_critical_alerts() {
     assert_eq!(d.access.as_deref(), Some("ptrace attach+realcreds"));
 
     let file = event(
-        "protected_file",
+        Operation::ProtectedFile,
         SelfProtectDetail {
             arg: 4,
             target: 11,
@@ -232,7 +244,7 @@ fn denials_become_self_protect_records_and_critical_alerts() {
 
     let (d, _) = describe(
         &event(
-            "bpf_object",
+            Operation::BpfObject,
             SelfProtectDetail {
                 arg: 14,
                 target: bpf_id_key(bpf_obj_kind::MAP, 5),
@@ -250,9 +262,10 @@ fn denials_become_self_protect_records_and_critical_alerts() {
 
 #[test]
 fn decoded_kernel_records_carry_the_self_protect_detail() {
-    use guard_ebpf::{DecisionBody, EventHeader, EventKind, decision_op, reason, verdict};
+    use guard_ebpf::{DecisionBody, EventHeader, EventKind, decision_op, hook, reason, verdict};
     let mut body = DecisionBody {
         op: decision_op::PROTECTED_FILE,
+        hook: hook::INODE_PERMISSION,
         verdict: verdict::DENY,
         reason: reason::SELF_PROTECT,
         access: 4,
@@ -295,8 +308,9 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
     let crate::events::Event::Decision(d) = ev else {
         panic!("not a decision: {ev:?}");
     };
-    assert_eq!(d.op, "protected_file");
-    assert_eq!(d.reason, "self_protect");
+    assert_eq!(d.op, Operation::ProtectedFile);
+    assert_eq!(d.reason, Reason::SelfProtect);
+    assert_eq!(d.hook, Hook::InodePermission);
     assert_eq!(d.inode, Some((5, 1234)));
     assert_eq!(
         d.self_protect,
@@ -308,6 +322,7 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
     );
     // A signal record names no inode (its `ino` is the target tgid).
     body.op = decision_op::SIGNAL;
+    body.hook = hook::TASK_KILL;
     body.access = 9;
     let n = raw.len();
     raw.truncate(n - size_of::<DecisionBody>());
@@ -320,7 +335,7 @@ fn decoded_kernel_records_carry_the_self_protect_detail() {
     else {
         panic!("not a decision");
     };
-    assert_eq!(d.op, "signal");
+    assert_eq!((d.op, d.hook), (Operation::Signal, Hook::TaskKill));
     assert_eq!(d.inode, None);
     assert_eq!(d.self_protect.map(|s| (s.arg, s.target)), Some((9, 1234)));
 }

@@ -2,7 +2,7 @@
 # whatever path form the caller uses (exact, symlink, relative, ..), denies binaries written
 # after start (deny_new_binaries), allows the same in a sibling cgroup, reports every decision,
 # survives SIGKILL of the agent, is adopted by a restarted agent, and is removed by --cleanup.
-# expect: guard-ready backend-bpf-lsm exec-exact exec-symlink exec-relative exec-allowed-other-binary open-write-abs open-write-rel open-write-dotdot open-write-symlink open-read-abs open-read-rel open-read-symlink open-read-allowed-unprotected connect-denied new-binary-denied new-binary-moved-denied sib-exec sib-open-write sib-open-read sib-connect sib-new-binary decision-records decision-audit-fields decision-alerts persist-after-kill persist-open-after-kill restart-adopts restart-single-links restart-enforces cleanup-removes cleanup-allows
+# expect: guard-ready backend-bpf-lsm exec-exact exec-symlink exec-relative exec-allowed-other-binary open-write-abs open-write-rel open-write-dotdot open-write-symlink open-read-abs open-read-rel open-read-symlink open-read-allowed-unprotected connect-denied new-binary-denied new-binary-moved-denied sib-exec sib-open-write sib-open-read sib-connect sib-new-binary decision-records decision-hooks decision-audit-fields decision-alerts persist-after-kill persist-open-after-kill restart-adopts restart-single-links restart-enforces cleanup-removes cleanup-allows
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -76,6 +76,16 @@ if [ "$n_exec" -ge 5 ] && [ "$n_open" -ge 7 ] && [ "$n_conn" -ge 1 ]; then
     pass decision-records "exec=$n_exec open=$n_open connect=$n_conn"
 else
     fail decision-records "exec=$n_exec open=$n_open connect=$n_conn; $(audit | head -c 1500)"
+fi
+# Each record names the LSM hook that decided it.
+h_exec="$(audit | grep '"op":"exec"' | grep '"decision":"deny"' | grep -c '"hook":"bprm_check_security"')"
+h_open="$(audit | grep '"op":"open"' | grep '"decision":"deny"' | grep -c '"hook":"file_open"')"
+h_conn="$(audit | grep '"op":"connect"' | grep '"decision":"deny"' | grep -c '"hook":"socket_connect"')"
+if [ "$h_exec" = "$n_exec" ] && [ "$h_open" = "$n_open" ] && [ "$h_conn" = "$n_conn" ] \
+    && [ "$n_exec" -ge 5 ] && [ "$n_open" -ge 7 ] && [ "$n_conn" -ge 1 ]; then
+    pass decision-hooks "bprm_check_security=$h_exec file_open=$h_open socket_connect=$h_conn"
+else
+    fail decision-hooks "hooks exec=$h_exec/$n_exec open=$h_open/$n_open connect=$h_conn/$n_conn; $(audit | head -c 1500)"
 fi
 rec="$(audit | grep '"target":"/srv/secret/key"' | head -n1)"
 case "$rec" in

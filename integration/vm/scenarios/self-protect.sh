@@ -3,7 +3,7 @@
 # audit log, or get its pins or maps, each denied with EPERM (EACCES for /proc/<pid>/mem, as
 # the kernel maps it) and recorded as a decision; the
 # same process can do all of it to an unprotected control, and a host process to guard's files.
-# expect: guard-ready self-protect-active kill-9-denied kill-stop-denied ptrace-attach-denied ptrace-seize-denied pidfd-getfd-denied proc-mem-denied policy-read-denied policy-write-denied config-dir-list-denied audit-read-denied cgroup-kill-denied cgroup-freeze-denied pin-obj-get-denied map-by-id-denied newpid-kill-esrch newpid-pidfd-signal-einval newpid-pidfd-getfd-denied newpid-proc-mem-denied newpid-policy-read-denied control-kill-stop control-ptrace control-pidfd-getfd control-proc-mem control-read control-cgroup-kill-open control-kill-9 host-kill-0 host-policy-read host-audit-read host-pin-obj-get agent-alive decision-records decision-alerts
+# expect: guard-ready self-protect-active kill-9-denied kill-stop-denied ptrace-attach-denied ptrace-seize-denied pidfd-getfd-denied proc-mem-denied policy-read-denied policy-write-denied config-dir-list-denied audit-read-denied cgroup-kill-denied cgroup-freeze-denied pin-obj-get-denied map-by-id-denied newpid-kill-esrch newpid-pidfd-signal-einval newpid-pidfd-getfd-denied newpid-proc-mem-denied newpid-policy-read-denied control-kill-stop control-ptrace control-pidfd-getfd control-proc-mem control-read control-cgroup-kill-open control-kill-9 host-kill-0 host-policy-read host-audit-read host-pin-obj-get agent-alive decision-records decision-hooks decision-alerts
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -101,6 +101,19 @@ if [ "$n_sig" -ge 2 ] && [ "$n_ptrace" -ge 6 ] && [ "$n_file" -ge 2 ] && [ "$n_a
     pass decision-records "signal=$n_sig ptrace=$n_ptrace policy-file=$n_file all=$n_all"
 else
     fail decision-records "signal=$n_sig ptrace=$n_ptrace policy-file=$n_file all=$n_all; $(audit | head -c 1500)"
+fi
+# Each record names the LSM hook that denied it.
+h_sig="$(audit | grep '"access":"signal ' | grep -c '"hook":"task_kill"')"
+h_ptrace="$(audit | grep '"access":"ptrace ' | grep -c '"hook":"ptrace_access_check"')"
+h_file="$(audit | grep '"target":"/tmp/policy.yaml"' | grep -c '"hook":"inode_permission"')"
+h_bpf="$(audit | grep '"access":"bpf cmd ' | grep -c '"hook":"bpf"')"
+n_bpf="$(audit | grep -c '"access":"bpf cmd ')"
+n_nohook="$(audit | grep -vc '"hook":"')"
+if [ "$h_sig" = "$n_sig" ] && [ "$h_ptrace" = "$n_ptrace" ] && [ "$h_file" = "$n_file" ] \
+    && [ "$h_bpf" = "$n_bpf" ] && [ "$n_bpf" -ge 1 ] && [ "$n_sig" -ge 2 ] && [ "$n_nohook" = 0 ]; then
+    pass decision-hooks "task_kill=$h_sig ptrace_access_check=$h_ptrace inode_permission=$h_file bpf=$h_bpf"
+else
+    fail decision-hooks "task_kill=$h_sig/$n_sig ptrace=$h_ptrace/$n_ptrace inode=$h_file/$n_file bpf=$h_bpf/$n_bpf without hook=$n_nohook; $(audit | head -c 1500)"
 fi
 n_alert="$(grep -c '"source":"guard_self_protect"' "$GUARD_OUT")"
 if [ "$n_alert" -ge 17 ] && [ "$n_alert" = "$n_all" ]; then

@@ -1,0 +1,366 @@
+//! Capture: the `sched` tracepoints (exec with argv, fork, exit) and `raw_syscalls`
+//! enter/exit for the traced syscalls, with the open and connect prefilters. Records go to
+//! `EVENTS`.
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        generated::bpf_probe_read_kernel as raw_probe_read_kernel,
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{
+        Array, LruHashMap, PerCpuArray,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
+    programs::{RawTracePointContext, TracePointContext},
+};
+use guard_ebpf::{
+    CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
+    ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
+    MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES,
+    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT,
+    open_prefix_bits, syscall_filter, syscalls,
+    syscalls::{Payload, spec},
+};
+
+use super::shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced};
+
+/// Syscall number -> non-zero when traced; filled by userspace.
+#[map]
+static SYSCALL_FILTER: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
+#[map]
+static PENDING: LruHashMap<u32, PendingSyscall> =
+    LruHashMap::with_max_entries(MAX_PENDING_SYSCALLS, 0);
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let off = offsets();
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    let Some(mut rec) = Record::begin(EventKind::Exec, size_of::<ExecBody>(), &off) else {
+        return 0;
+    };
+    *rec.body::<ExecBody>() = ExecBody::default();
+    // __data_loc: the low 16 bits are the string's offset from the start of the record.
+    // SAFETY: read through the checked tracepoint accessor.
+    match unsafe { ctx.read_at::<u32>(off.tp_exec_filename_loc as usize) } {
+        Ok(loc) if off.tp_exec_filename_loc != OFFSET_ABSENT => {
+            // SAFETY: pointer arithmetic within the tracepoint record; the read is checked.
+            let src = unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) };
+            rec.str_payload(0, src, false);
+        }
+        _ => rec.set_len(0, 0, false, true),
+    }
+    // argv of the new image, straight from its memory.
+    // SAFETY: helper with no preconditions; reads below go through probe_read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mm: Option<*const u8> = unsafe { read_field(task, off.task_mm) };
+    let (start, end) = match mm {
+        // SAFETY: as above.
+        Some(mm) => unsafe {
+            (
+                read_field::<u64>(mm, off.mm_arg_start).unwrap_or(0),
+                read_field::<u64>(mm, off.mm_arg_end).unwrap_or(0),
+            )
+        },
+        None => (0, 0),
+    };
+    if start != 0 && end > start {
+        rec.body::<ExecBody>().args_total = (end - start).min(u32::MAX as u64) as u32;
+        rec.bytes_payload(1, start as *const u8, end - start);
+    }
+    rec.submit();
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let off = offsets();
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    // TP_PROTO(struct task_struct *parent, struct task_struct *child)
+    let child = raw_arg(&ctx, 1) as *const u8;
+    let Some(mut rec) = Record::begin(EventKind::Fork, size_of::<ForkBody>(), &off) else {
+        return 0;
+    };
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    let body = ForkBody {
+        child_pid: unsafe { read_field::<u32>(child, off.task_tgid) }.unwrap_or(0),
+        child_tid: unsafe { read_field::<u32>(child, off.task_pid) }.unwrap_or(0),
+    };
+    *rec.body::<ForkBody>() = body;
+    rec.submit();
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let off = offsets();
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    let Some(mut rec) = Record::begin(EventKind::Exit, size_of::<ExitBody>(), &off) else {
+        return 0;
+    };
+    // SAFETY: helper with no preconditions; the field read goes through probe_read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let code = unsafe { read_field::<i32>(task, off.task_exit_code) }.unwrap_or(0);
+    *rec.body::<ExitBody>() = ExitBody {
+        exit_code: code,
+        _pad: 0,
+    };
+    rec.submit();
+    0
+}
+
+/// Raw tracepoint argument `n` (the tracepoint's `TP_PROTO` arguments, as words).
+#[inline(always)]
+fn raw_arg(ctx: &RawTracePointContext, n: usize) -> u64 {
+    // SAFETY: `bpf_raw_tracepoint_args` is an array of the prototype's arguments; every
+    // tracepoint we attach to has more than `n` of them.
+    unsafe { *(ctx.as_ptr() as *const u64).add(n) }
+}
+
+/// Whether the current task is inside a 32-bit syscall, whose numbers are not x86_64's.
+#[inline(always)]
+fn in_compat_syscall(off: &KernelOffsets) -> bool {
+    // SAFETY: helper with no preconditions; the offset comes from BTF.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    unsafe { read_field::<u32>(task, off.task_ti_status) }.unwrap_or(0) & TS_COMPAT != 0
+}
+
+/// The `syscall_filter` bits userspace set for syscall `nr` (`SYSCALL_FILTER`).
+#[inline(always)]
+fn syscall_bits(nr: u64) -> u8 {
+    if nr >= MAX_SYSCALL_NR as u64 {
+        return 0;
+    }
+    SYSCALL_FILTER.get(nr as u32).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn syscall_wanted(nr: u64) -> bool {
+    syscall_bits(nr) & syscall_filter::TRACE != 0
+}
+
+/// `raw_syscalls/sys_enter`, for every syscall on the host: remembers the arguments of the
+/// traced ones until their exit. Unlike `syscalls/sys_enter_<name>`, it exists for every
+/// syscall on every kernel; runs the kernel skips (recursion) are counted in the program's
+/// `recursion_misses`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long id)
+    let nr = raw_arg(&ctx, 1);
+    if !syscall_wanted(nr) {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let off = offsets();
+    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
+        return 0;
+    }
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    let mut p = PendingSyscall {
+        nr: nr as u32,
+        _pad: 0,
+        args: [0; 6],
+    };
+    let mut i = 0;
+    while i < 6 {
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        p.args[i] = unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0);
+        i += 1;
+    }
+    let tid = pid_tgid as u32;
+    if PENDING.insert(&tid, &p, 0).is_err() {
+        // The exit then finds no entry and counts the drop; never leave it an older one.
+        let _ = PENDING.remove(&tid);
+    }
+    0
+}
+
+/// `raw_syscalls/sys_exit`: emits a traced syscall with its result and payloads. A traced
+/// syscall whose entry was not recorded is counted as a drop, never lost silently.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret)
+    let off = offsets();
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
+    let nr = unsafe { read_field::<u64>(regs, off.regs_orig_ax) }.unwrap_or(u64::MAX);
+    if !syscall_wanted(nr) {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
+        return 0;
+    }
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
+        count_drop_slot(DROP_SYSCALL_UNPAIRED);
+        return 0;
+    };
+    let _ = PENDING.remove(&tid);
+    let Some(payloads) = spec(p.nr) else {
+        return 0;
+    };
+    let ret = raw_arg(&ctx, 1) as i64;
+    let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), &off) else {
+        return 0;
+    };
+    rec.header().ret = ret;
+    *rec.body::<SyscallBody>() = SyscallBody {
+        nr: p.nr,
+        _pad: 0,
+        args: p.args,
+    };
+    fill_payload(&mut rec, 0, payloads[0], &p.args);
+    fill_payload(&mut rec, 1, payloads[1], &p.args);
+    // The prefilter looks at what was captured, so it judges exactly what userspace would see.
+    let bits = syscall_bits(p.nr as u64);
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
+        count_drop_slot(PREFILTERED_OPENS);
+        return 0;
+    }
+    if bits & syscall_filter::CONNECT_DEST != 0 && !connect_wanted(&mut rec) {
+        count_drop_slot(PREFILTERED_CONNECTS);
+        return 0;
+    }
+    rec.submit();
+    0
+}
+
+/// Connect prefilter: 1 for ports no rule can match a connect to.
+#[map]
+static CONNECT_PORTS: Array<u8> = Array::with_max_entries(CONNECT_PORT_SLOTS, 0);
+
+/// Connect prefilter: destination networks no rule can match.
+#[map]
+static CONNECT_NETS: LpmTrie<[u8; CONNECT_NET_KEY_BYTES], u8> =
+    LpmTrie::with_max_entries(MAX_CONNECT_NETS, BPF_F_NO_PREALLOC);
+
+/// Whether a connect record (payload 0: the sockaddr as passed; `prefilter::passes_connect`
+/// states the same check) is one some rule may need: anything but a whole IPv4 or IPv6
+/// address passes; one passes unless its port or its network is excluded.
+#[inline(always)]
+fn connect_wanted(rec: &mut Record) -> bool {
+    let len = rec.header().len0 as usize;
+    let sa = rec.payload_dst(0);
+    // SAFETY: reads within payload 0 (checked against its length) of the scratch area.
+    unsafe {
+        let Ok(family) = bpf_probe_read_kernel(sa as *const u16) else {
+            return true;
+        };
+        let port = u16::from_be(bpf_probe_read_kernel(sa.add(2) as *const u16).unwrap_or(0));
+        let mut key = LpmKey::new(
+            8 * CONNECT_NET_KEY_BYTES as u32,
+            [0u8; CONNECT_NET_KEY_BYTES],
+        );
+        if family == AF_INET && len >= 8 {
+            key.data[0] = 4;
+            let a = bpf_probe_read_kernel(sa.add(4) as *const [u8; 4]).unwrap_or([0; 4]);
+            key.data[1..5].copy_from_slice(&a);
+        } else if family == AF_INET6 && len >= 24 {
+            key.data[0] = 6;
+            let a = bpf_probe_read_kernel(sa.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
+            key.data[1..17].copy_from_slice(&a);
+        } else {
+            return true;
+        }
+        if CONNECT_PORTS.get(port as u32).is_some_and(|v| *v != 0) {
+            return false;
+        }
+        CONNECT_NETS.get(&key).is_none()
+    }
+}
+
+/// Open prefilter: path prefixes (LPM key bytes, no NUL) some rule can match on an open.
+#[map]
+static OPEN_PREFIXES: LpmTrie<[u8; OPEN_PREFIX_BYTES], u8> =
+    LpmTrie::with_max_entries(MAX_OPEN_PREFIXES, BPF_F_NO_PREALLOC);
+
+/// Per-CPU LPM key for `OPEN_PREFIXES` lookups.
+#[map]
+static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
+/// `passes_open` states the same check) is one some rule may need: any path that is not
+/// absolute and plain (a `.`, `..` or empty component, which the agent normalises), too long,
+/// cut or unreadable passes; a plain absolute path passes when its longest prefix in
+/// `OPEN_PREFIXES` admits the open's access.
+#[inline(always)]
+fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
+    let h = rec.header();
+    let len = h.len0 as usize;
+    if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
+        return true;
+    }
+    let write = match p.nr {
+        syscalls::CREAT => true,
+        syscalls::OPEN => p.args[1] & 3 != 0,
+        syscalls::OPENAT => p.args[2] & 3 != 0,
+        // openat2: `open_how.flags` leads payload 1.
+        _ => {
+            if (h.len1 as usize) < 8 {
+                return true;
+            }
+            let at = rec.payload_dst(1);
+            // SAFETY: payload 1 holds at least 8 bytes of the scratch area.
+            unsafe { bpf_probe_read_kernel(at as *const u64) }.map_or(true, |f| f & 3 != 0)
+        }
+    };
+    let Some(key) = OPEN_KEY.get_ptr_mut(0) else {
+        return true;
+    };
+    let src = rec.payload_dst(0);
+    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES of the scratch
+    // area after payload 0 (it has PAYLOAD_MAX bytes after it), which includes the path's NUL.
+    unsafe {
+        (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
+        let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
+        if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
+            return true;
+        }
+        let path = &(*key).data;
+        if path[0] != b'/' {
+            return true;
+        }
+        let mut prev = 0u8;
+        for i in 0..OPEN_PREFIX_BYTES {
+            let b = path[i];
+            if b == 0 {
+                break;
+            }
+            if prev == b'/' && (b == b'.' || b == b'/') {
+                return true;
+            }
+            prev = b;
+        }
+        let bits = OPEN_PREFIXES.get(&*key).copied().unwrap_or(0);
+        bits & open_prefix_bits::ANY != 0 || (write && bits & open_prefix_bits::WRITE != 0)
+    }
+}
+
+#[inline(always)]
+fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
+    match what {
+        Payload::None => {}
+        Payload::Str { arg } => {
+            rec.str_payload(slot, args[(arg & 7) as usize % 6] as *const u8, true)
+        }
+        Payload::Bytes { arg, len_arg, max } => {
+            let len = args[(len_arg & 7) as usize % 6].min(max as u64);
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)
+        }
+        Payload::Fixed { arg, len } => {
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len as u64)
+        }
+    }
+}

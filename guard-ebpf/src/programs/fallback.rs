@@ -1,0 +1,179 @@
+//! Fallback for kernels without BPF LSM: the `sched_process_exec` SIGKILL backstop for exec
+//! policies, and the `cgroup_mkdir` binding of a new container cgroup to its policy (which
+//! serves every backend: it runs before any process can enter the cgroup).
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::generated::{
+        bpf_probe_read_kernel as raw_probe_read_kernel, bpf_probe_read_kernel_str, bpf_send_signal,
+    },
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
+use guard_ebpf::{
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, MAX_PENDING_CONTAINERS, MKDIR_PATH_BYTES,
+    OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf, reason, verdict,
+};
+
+use super::shared::{
+    KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, koff,
+    path_rule, report,
+};
+
+const SIGKILL: u32 = 9;
+
+/// Fallback for kernels without BPF LSM, attached to `sched/sched_process_exec`: the new image
+/// is in place but has not run an instruction yet; a denied exec gets SIGKILL, which is
+/// delivered before the return to user space. It matches the filename given to execve (an
+/// absolute path; see docs/policies.md for what this backend cannot see).
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+        return 0;
+    }
+    let loc_off = koff!(tp_exec_filename_loc);
+    if loc_off == OFFSET_ABSENT {
+        return 0;
+    }
+    let Some(base) = POLICY_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let base = base as *mut u8;
+    // SAFETY: checked tracepoint read; the string copy is bounded by PATH_BUF.
+    let n = unsafe {
+        match ctx.read_at::<u32>(loc_off as usize) {
+            Ok(loc) => {
+                let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+                bpf_probe_read_kernel_str(base as *mut _, PATH_BUF as u32, src as *const _)
+            }
+            Err(_) => -1,
+        }
+    };
+    let mut body = DecisionBody {
+        op: decision_op::EXEC,
+        hook: hook::SCHED_PROCESS_EXEC,
+        ..DecisionBody::default()
+    };
+    let hit = if n > 1 {
+        // A failed copy leaves the key as it was; the lookup then decides on it, as before.
+        let _ = fill_path_key(base, pol.policy_id, path_kind::EXEC);
+        path_rule(base) & path_bits::EXEC_MATCH != 0
+    } else {
+        false
+    };
+    if pol.flags & pf::EXEC_DENY != 0 && hit {
+        body.reason = reason::DENY_LIST;
+    } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
+        body.reason = reason::NOT_ALLOWED;
+    } else {
+        return 0;
+    }
+    body.policy_id = pol.policy_id;
+    if pol.flags & pf::ENFORCE != 0 {
+        // SAFETY: helper with no preconditions; it signals the current task.
+        unsafe { bpf_send_signal(SIGKILL) };
+        body.verdict = verdict::KILL;
+    } else {
+        body.verdict = verdict::WOULD_DENY;
+    }
+    report(&body, base, 0);
+    0
+}
+
+/// Container id (64 hex bytes) -> the policy its cgroup gets. Filled by the agent from Docker's
+/// create event (the container exists, its cgroup does not yet); pinned like the other maps.
+#[map]
+static POLICY_PENDING: HashMap<[u8; CONTAINER_ID_BYTES], CgroupPolicy> =
+    HashMap::with_max_entries(MAX_PENDING_CONTAINERS, BPF_F_NO_PREALLOC);
+
+/// Where the container id is assembled in the scratch area (after the LPM key).
+const MKDIR_KEY_AT: usize = KEY_AT + 1024;
+const MKDIR_MASK: usize = MKDIR_PATH_BYTES - 1;
+
+#[inline(always)]
+fn is_hex_lower(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// `cgroup/cgroup_mkdir`: a new cgroup whose last path component names a container that the
+/// agent learnt at Docker's create event (`docker-<id>.scope`, `<runtime>-<id>.scope` or
+/// `.../<id>`) is bound to that container's policy here, before any process can enter it, so
+/// the container's first exec (its entrypoint) is already under policy.
+#[tracepoint(category = "cgroup", name = "cgroup_mkdir")]
+pub fn policy_cgroup_mkdir(ctx: TracePointContext) -> u32 {
+    let off_id = koff!(tp_cgroup_id);
+    let off_loc = koff!(tp_cgroup_path_loc);
+    if off_id == OFFSET_ABSENT || off_loc == OFFSET_ABSENT {
+        return 0;
+    }
+    // SAFETY: checked tracepoint reads at offsets from BTF.
+    let (Ok(id), Ok(loc)) = (unsafe { ctx.read_at::<u64>(off_id as usize) }, unsafe {
+        ctx.read_at::<u32>(off_loc as usize)
+    }) else {
+        return 0;
+    };
+    let Some(base) = POLICY_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    let base = base as *mut u8;
+    // SAFETY: the copy is bounded by MKDIR_PATH_BYTES, inside the scratch value.
+    let n = unsafe {
+        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        bpf_probe_read_kernel_str(base as *mut _, MKDIR_PATH_BYTES as u32, src as *const _)
+    };
+    if n <= 1 {
+        return 0;
+    }
+    let mut end = (n - 1) as usize & MKDIR_MASK;
+    // SAFETY (all byte reads below): indices are masked into the first MKDIR_PATH_BYTES bytes.
+    let at = |i: usize| unsafe { *base.add(i & MKDIR_MASK) };
+    if end >= 6
+        && at(end - 6) == b'.'
+        && at(end - 5) == b's'
+        && at(end - 4) == b'c'
+        && at(end - 3) == b'o'
+        && at(end - 2) == b'p'
+        && at(end - 1) == b'e'
+    {
+        end -= 6;
+    }
+    if end < CONTAINER_ID_BYTES + 1 {
+        return 0;
+    }
+    let start = end - CONTAINER_ID_BYTES;
+    let before = at(start - 1);
+    if before != b'/' && before != b'-' {
+        return 0;
+    }
+    let mut i = 0;
+    while i < CONTAINER_ID_BYTES {
+        if !is_hex_lower(at(start + i)) {
+            return 0;
+        }
+        i += 1;
+    }
+    // SAFETY: MKDIR_KEY_AT + 64 lies inside the scratch value; the source was checked above.
+    let key = unsafe {
+        let dst = base.add(MKDIR_KEY_AT);
+        if raw_probe_read_kernel(
+            dst as *mut _,
+            CONTAINER_ID_BYTES as u32,
+            base.add(start & MKDIR_MASK) as *const _,
+        ) != 0
+        {
+            return 0;
+        }
+        &*(dst as *const [u8; CONTAINER_ID_BYTES])
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(pol) = (unsafe { POLICY_PENDING.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = POLICY_CGROUPS.insert(&id, &pol, 0);
+    0
+}

@@ -1,0 +1,290 @@
+//! Policy: the BPF LSM programs that enforce per-workload policies (issue 5) on exec
+//! (`bprm_check_security`, with drift prevention), open (`file_open`) and connect
+//! (`socket_connect`), and the `--deny-exec-cgroup` exec denial. Every decision rests on the
+//! real object: the path `bpf_d_path` resolves from the opened `struct file` (relative paths,
+//! `..`, symlinks and dirfds are already resolved by the kernel), the inode, or the kernel's
+//! copy of the socket address.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel},
+    macros::{lsm, map},
+    maps::{
+        HashMap, LruHashMap,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
+    programs::LsmContext,
+};
+use guard_ebpf::{
+    CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NET_ENTRIES,
+    MAX_NEW_FILES, MAX_POLICY_CGROUPS, NET_KEY_FIXED_BITS, NetKeyData, OFFSET_ABSENT, decision_op,
+    hook, net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
+};
+
+use super::shared::{
+    AF_INET, AF_INET6, EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule,
+    read_field, report, resolve_path,
+};
+
+/// cgroup id -> policy id, for cgroups whose execs are denied.
+#[map]
+static EXEC_DENY_CGROUPS: HashMap<u64, u32> =
+    HashMap::with_max_entries(MAX_POLICY_CGROUPS, BPF_F_NO_PREALLOC);
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    // Argument 1 is the verdict of BPF LSM programs that ran before us; never weaken it.
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    // SAFETY: helper with no preconditions.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is copied out before any map update can race with it.
+    let Some(policy) = (unsafe { EXEC_DENY_CGROUPS.get(&cgroup) }).copied() else {
+        return 0;
+    };
+    let off = offsets();
+    if let Some(mut rec) = Record::begin(EventKind::ExecDenied, size_of::<ExecDeniedBody>(), &off) {
+        rec.header().ret = -(EPERM as i64);
+        *rec.body::<ExecDeniedBody>() = ExecDeniedBody {
+            policy_id: policy,
+            _pad: 0,
+        };
+        rec.submit();
+    }
+    -EPERM
+}
+
+/// Connect rules (see `NetKeyData`).
+#[map]
+static POLICY_NETS: LpmTrie<NetKeyData, u32> =
+    LpmTrie::with_max_entries(MAX_NET_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Inodes opened for writing inside drift-protected workloads; value: the policy id.
+#[map]
+static NEW_FILES: LruHashMap<InodeKey, u32> = LruHashMap::with_max_entries(MAX_NEW_FILES, 0);
+
+const FMODE_READ: u32 = 1;
+const FMODE_WRITE: u32 = 2;
+
+#[inline(always)]
+fn decide(pol: &CgroupPolicy, mut body: DecisionBody, path: *const u8) -> i32 {
+    body.policy_id = pol.policy_id;
+    if pol.flags & pf::ENFORCE != 0 {
+        body.verdict = verdict::DENY;
+        report(&body, path, -(EPERM as i64));
+        -EPERM
+    } else {
+        body.verdict = verdict::WOULD_DENY;
+        report(&body, path, 0);
+        0
+    }
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn policy_exec(ctx: LsmContext) -> i32 {
+    // bprm_check_security(bprm): argument 1 is the verdict of earlier BPF LSM programs.
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW | pf::DENY_NEW_BINARIES) == 0 {
+        return 0;
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    let off_file = koff!(bprm_file);
+    let off_path = koff!(file_f_path);
+    if off_file == OFFSET_ABSENT || off_path == OFFSET_ABSENT || bprm.is_null() {
+        return 0;
+    }
+    // A direct load (not probe_read) keeps the BTF type, which bpf_d_path requires.
+    // SAFETY: the offset is a verifier-known constant into `struct linux_binprm`.
+    let file = unsafe { core::ptr::read_volatile(bprm.add(off_file as usize) as *const *const u8) };
+    if file.is_null() {
+        return 0;
+    }
+    let mut body = DecisionBody {
+        op: decision_op::EXEC,
+        hook: hook::BPRM_CHECK_SECURITY,
+        ..DecisionBody::default()
+    };
+    if pol.flags & pf::DENY_NEW_BINARIES != 0 {
+        // SAFETY: see inode_of.
+        let ino = unsafe { inode_of(file) };
+        body.dev = ino.dev;
+        body.ino = ino.ino;
+        // SAFETY: the value is not used beyond the check.
+        if unsafe { NEW_FILES.get(&ino) }.is_some() {
+            body.reason = reason::NEW_BINARY;
+            let base = resolve_path(
+                unsafe { file.add(off_path as usize) },
+                pol.policy_id,
+                path_kind::EXEC,
+            );
+            return decide(
+                &pol,
+                body,
+                base.map_or(core::ptr::null(), |b| b as *const u8),
+            );
+        }
+    }
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+        return 0;
+    }
+    // SAFETY: constant offset into `struct file`; the result is a BTF pointer to `struct path`.
+    let Some(base) = resolve_path(
+        unsafe { file.add(off_path as usize) },
+        pol.policy_id,
+        path_kind::EXEC,
+    ) else {
+        // Unresolvable path: an allow list cannot admit it.
+        if pol.flags & pf::EXEC_ALLOW != 0 {
+            body.reason = reason::NOT_ALLOWED;
+            return decide(&pol, body, core::ptr::null());
+        }
+        return 0;
+    };
+    let hit = path_rule(base) & path_bits::EXEC_MATCH != 0;
+    if pol.flags & pf::EXEC_DENY != 0 && hit {
+        body.reason = reason::DENY_LIST;
+        return decide(&pol, body, base);
+    }
+    if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
+        body.reason = reason::NOT_ALLOWED;
+        return decide(&pol, body, base);
+    }
+    0
+}
+
+#[lsm(hook = "file_open")]
+pub fn policy_open(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::OPEN_RULES | pf::DENY_NEW_BINARIES) == 0 {
+        return 0;
+    }
+    let file: *const u8 = ctx.arg(0);
+    let off_path = koff!(file_f_path);
+    if off_path == OFFSET_ABSENT || file.is_null() {
+        return 0;
+    }
+    // SAFETY: probe_read of a field of the file being opened.
+    let mode: u32 = unsafe { read_field(file, koff!(file_f_mode)) }.unwrap_or(0);
+    if pol.flags & pf::OPEN_RULES != 0 {
+        // SAFETY: constant offset into `struct file`; a BTF pointer to its `struct path`.
+        if let Some(base) = resolve_path(
+            unsafe { file.add(off_path as usize) },
+            pol.policy_id,
+            path_kind::OPEN,
+        ) {
+            let bits = path_rule(base);
+            let denied = (mode & FMODE_READ != 0 && bits & path_bits::DENY_READ != 0)
+                || (mode & FMODE_WRITE != 0 && bits & path_bits::DENY_WRITE != 0);
+            if denied {
+                let mut body = DecisionBody {
+                    op: decision_op::OPEN,
+                    hook: hook::FILE_OPEN,
+                    reason: reason::DENY_LIST,
+                    access: mode & (FMODE_READ | FMODE_WRITE),
+                    ..DecisionBody::default()
+                };
+                // SAFETY: see inode_of.
+                let ino = unsafe { inode_of(file) };
+                body.dev = ino.dev;
+                body.ino = ino.ino;
+                let r = decide(&pol, body, base);
+                if r != 0 {
+                    return r;
+                }
+            }
+        }
+    }
+    if pol.flags & pf::DENY_NEW_BINARIES != 0 && mode & FMODE_WRITE != 0 {
+        // SAFETY: see inode_of.
+        let ino = unsafe { inode_of(file) };
+        if ino.ino != 0 {
+            let _ = NEW_FILES.insert(&ino, &pol.policy_id, 0);
+        }
+    }
+    0
+}
+
+#[lsm(hook = "socket_connect")]
+pub fn policy_connect(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(3);
+    if prev != 0 {
+        return prev;
+    }
+    let Some(pol) = cgroup_policy() else {
+        return 0;
+    };
+    if pol.flags & (pf::CONNECT_DENY | pf::CONNECT_ALLOW) == 0 {
+        return 0;
+    }
+    let addr: *const u8 = ctx.arg(1);
+    let addrlen: i32 = ctx.arg(2);
+    // SAFETY: the kernel's copy of the caller's sockaddr; probe_read tolerates bad pointers.
+    let Ok(family) = (unsafe { bpf_probe_read_kernel(addr as *const u16) }) else {
+        return 0;
+    };
+    let mut key = LpmKey::new(
+        NET_KEY_FIXED_BITS + 128,
+        NetKeyData {
+            policy_id: pol.policy_id,
+            ..NetKeyData::default()
+        },
+    );
+    // sockaddr_in: port at 2, address at 4; sockaddr_in6: port at 2, address at 8 (UAPI).
+    let port_be: u16;
+    if family == AF_INET && addrlen >= 8 {
+        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
+        let a = unsafe { bpf_probe_read_kernel(addr.add(4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+        key.data.family = 4;
+        key.data.addr[..4].copy_from_slice(&a);
+    } else if family == AF_INET6 && addrlen >= 24 {
+        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
+        let a = unsafe { bpf_probe_read_kernel(addr.add(8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+        // An IPv4-mapped address reaches the IPv4 destination: match it as IPv4.
+        let mapped = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
+        if mapped {
+            key.data.family = 4;
+            key.data.addr[..4].copy_from_slice(&a[12..16]);
+        } else {
+            key.data.family = 6;
+            key.data.addr = a;
+        }
+    } else {
+        return 0;
+    }
+    let port = u16::from_be(port_be);
+    key.data.port = port;
+    let mut bits = POLICY_NETS.get(&key).copied().unwrap_or(0);
+    key.data.port = 0;
+    bits |= POLICY_NETS.get(&key).copied().unwrap_or(0);
+    let why = if bits & net_bits::DENY != 0 {
+        reason::DENY_LIST
+    } else if pol.flags & pf::CONNECT_ALLOW != 0 && bits & net_bits::ALLOW == 0 {
+        reason::NOT_ALLOWED
+    } else {
+        return 0;
+    };
+    let body = DecisionBody {
+        op: decision_op::CONNECT,
+        hook: hook::SOCKET_CONNECT,
+        reason: why,
+        family: key.data.family,
+        port,
+        addr: key.data.addr,
+        ..DecisionBody::default()
+    };
+    decide(&pol, body, core::ptr::null())
+}

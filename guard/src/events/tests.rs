@@ -1,0 +1,424 @@
+use guard_ebpf::{
+    DecisionBody, EventHeader, ExecBody, SyscallBody, decision_op, hook, reason, syscalls as sc,
+    verdict,
+};
+
+use super::*;
+
+fn as_bytes<T>(v: &T) -> &[u8] {
+    // SAFETY: viewing a repr(C) value as bytes.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
+}
+
+fn header(kind: EventKind, body_len: usize, len0: usize, len1: usize) -> EventHeader {
+    // SAFETY: all-zero is a valid header.
+    let mut h: EventHeader = unsafe { std::mem::zeroed() };
+    h.kind = kind as u16;
+    h.pid = 42;
+    h.tid = 42;
+    h.cgroup_id = 7;
+    h.boot_ns = 1_000;
+    h.loginuid = u32::MAX;
+    h.comm[..2].copy_from_slice(b"sh");
+    h.body_len = body_len as u32;
+    h.len0 = len0 as u16;
+    h.len1 = len1 as u16;
+    h
+}
+
+fn record<B>(kind: EventKind, body: &B, p0: &[u8], p1: &[u8]) -> Vec<u8> {
+    let h = header(kind, size_of::<B>(), p0.len(), p1.len());
+    let mut v = as_bytes(&h).to_vec();
+    v.extend_from_slice(as_bytes(body));
+    v.extend_from_slice(p0);
+    v.extend_from_slice(p1);
+    v
+}
+
+fn syscall(nr: u32, args: [u64; 6], p0: &[u8], p1: &[u8]) -> Vec<u8> {
+    record(
+        EventKind::Syscall,
+        &SyscallBody { nr, _pad: 0, args },
+        p0,
+        p1,
+    )
+}
+
+fn clock() -> Clock {
+    Clock::with_offset(5)
+}
+
+#[test]
+fn decodes_exec_with_argv() {
+    let rec = record(
+        EventKind::Exec,
+        &ExecBody {
+            args_total: 12,
+            _pad: 0,
+        },
+        b"/bin/sh",
+        b"sh\0-c\0\0echo\0",
+    );
+    let ev = decode(&rec, &clock()).expect("decode");
+    let Event::Exec(e) = ev else {
+        panic!("wrong kind: {ev:?}")
+    };
+    assert_eq!(e.filename.text, "/bin/sh");
+    assert_eq!(e.argv, ["sh", "-c", "", "echo"]);
+    assert!(!e.argv_truncated);
+    assert_eq!(e.common.pid, 42);
+    assert_eq!(e.common.cgroup_id, CgroupId(7));
+    assert_eq!(e.common.time_ns, 1_005);
+    assert_eq!(e.common.comm, "sh");
+    assert_eq!(e.common.loginuid, None);
+}
+
+#[test]
+fn decodes_openat_and_creat() {
+    let rec = syscall(
+        sc::OPENAT,
+        [AT_FDCWD as u32 as u64, 0, 0o2001, 0o644, 0, 0],
+        b"shadow",
+        b"",
+    );
+    let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
+        panic!("not an open")
+    };
+    assert_eq!(
+        (o.syscall, o.dirfd, o.flags, o.mode),
+        ("openat", AT_FDCWD, 0o2001, 0o644)
+    );
+    assert_eq!(o.path.text, "shadow");
+    let rec = syscall(sc::CREAT, [0, 0o600, 0, 0, 0, 0], b"/tmp/x", b"");
+    let Ok(Event::Open(o)) = decode(&rec, &clock()) else {
+        panic!("not an open")
+    };
+    assert_eq!(o.flags, 0o1101);
+}
+
+#[test]
+fn decodes_connect_families() {
+    let mut v4 = vec![2u8, 0, 0x1f, 0x90, 127, 0, 0, 1];
+    v4.extend_from_slice(&[0; 8]);
+    let Ok(Event::Connect(c)) = decode(
+        &syscall(sc::CONNECT, [3, 0, 16, 0, 0, 0], &v4, b""),
+        &clock(),
+    ) else {
+        panic!("not a connect")
+    };
+    assert_eq!(
+        c.addr,
+        SockAddr::Inet {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 8080
+        }
+    );
+    let mut v6 = vec![10u8, 0, 0, 80, 0, 0, 0, 0];
+    v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+    v6.extend_from_slice(&[0; 4]);
+    let Ok(Event::Connect(c)) = decode(
+        &syscall(sc::CONNECT, [3, 0, 28, 0, 0, 0], &v6, b""),
+        &clock(),
+    ) else {
+        panic!("not a connect")
+    };
+    assert_eq!(
+        c.addr,
+        SockAddr::Inet6 {
+            addr: Ipv6Addr::LOCALHOST,
+            port: 80
+        }
+    );
+    let un = b"\x01\x00/run/x.sock\0";
+    let Ok(Event::Connect(c)) = decode(
+        &syscall(sc::CONNECT, [3, 0, 14, 0, 0, 0], un, b""),
+        &clock(),
+    ) else {
+        panic!("not a connect")
+    };
+    assert_eq!(
+        c.addr,
+        SockAddr::Unix {
+            path: "/run/x.sock".into(),
+            abstract_ns: false
+        }
+    );
+    let Ok(Event::Connect(c)) = decode(
+        &syscall(sc::CONNECT, [3, 0, 1, 0, 0, 0], b"\x02", b""),
+        &clock(),
+    ) else {
+        panic!("not a connect")
+    };
+    assert_eq!(c.addr, SockAddr::Invalid);
+}
+
+#[test]
+fn decodes_rename_and_setid() {
+    let rec = syscall(
+        sc::RENAMEAT2,
+        [AT_FDCWD as u32 as u64, 0, 5, 0, 1, 0],
+        b"a",
+        b"b",
+    );
+    let Ok(Event::Rename(r)) = decode(&rec, &clock()) else {
+        panic!("not a rename")
+    };
+    assert_eq!(
+        (
+            r.old_path.text.as_str(),
+            r.new_path.text.as_str(),
+            r.new_dirfd,
+            r.flags
+        ),
+        ("a", "b", 5, 1)
+    );
+    let rec = syscall(sc::SETRESUID, [0, u32::MAX as u64, 1000, 0, 0, 0], b"", b"");
+    let Ok(Event::SetId(s)) = decode(&rec, &clock()) else {
+        panic!("not setid")
+    };
+    assert_eq!(s.ids, vec![Some(0), None, Some(1000)]);
+}
+
+#[test]
+fn malformed_records_are_errors_not_panics() {
+    let rec = syscall(sc::OPENAT, [0; 6], b"/etc/passwd", b"");
+    for cut in 0..rec.len() {
+        assert!(decode(&rec[..cut], &clock()).is_err(), "cut at {cut}");
+    }
+    // Unknown kind.
+    let mut bad = rec.clone();
+    bad[0] = 0xff;
+    bad[1] = 0x7f;
+    assert_eq!(
+        decode(&bad, &clock()),
+        Err(DecodeError::UnknownKind(0x7fff))
+    );
+    // Payload length beyond the maximum.
+    let mut bad = rec.clone();
+    let off = std::mem::offset_of!(EventHeader, len0);
+    bad[off..off + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    assert_eq!(
+        decode(&bad, &clock()),
+        Err(DecodeError::PayloadLen(u16::MAX))
+    );
+    // Body length that does not match the kind.
+    let mut bad = rec.clone();
+    let off = std::mem::offset_of!(EventHeader, body_len);
+    bad[off..off + 4].copy_from_slice(&8u32.to_le_bytes());
+    assert!(matches!(
+        decode(&bad, &clock()),
+        Err(DecodeError::BodyLen { .. })
+    ));
+    // Untraced syscall number.
+    let rec = syscall(9999, [0; 6], b"", b"");
+    assert_eq!(
+        decode(&rec, &clock()),
+        Err(DecodeError::UnknownSyscall(9999))
+    );
+    // Random bytes never panic.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for len in 0..600 {
+        let buf: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = decode(&buf, &clock());
+    }
+}
+
+fn decision(body: &DecisionBody, path: &[u8]) -> Vec<u8> {
+    record(EventKind::Decision, body, path, b"")
+}
+
+fn exec_deny() -> DecisionBody {
+    DecisionBody {
+        policy_id: 3,
+        op: decision_op::EXEC,
+        verdict: verdict::DENY,
+        reason: reason::DENY_LIST,
+        hook: hook::BPRM_CHECK_SECURITY,
+        ino: 99,
+        dev: 8,
+        ..DecisionBody::default()
+    }
+}
+
+#[test]
+fn decodes_decisions_into_typed_kinds() {
+    let Ok(Event::Decision(d)) = decode(&decision(&exec_deny(), b"/usr/bin/nc"), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!(
+        (d.op, d.verdict, d.reason, d.hook),
+        (
+            Operation::Exec,
+            Verdict::Deny,
+            Reason::DenyList,
+            Hook::BprmCheckSecurity
+        )
+    );
+    assert_eq!(
+        (d.path.text.as_str(), d.access, d.inode),
+        ("/usr/bin/nc", None, Some((8, 99)))
+    );
+    let json = serde_json::to_value(&d).expect("serializes");
+    assert_eq!(json["op"], "exec");
+    assert_eq!(json["verdict"], "deny");
+    assert_eq!(json["reason"], "deny_list");
+    assert_eq!(json["hook"], "bprm_check_security");
+
+    let open = DecisionBody {
+        op: decision_op::OPEN,
+        verdict: verdict::WOULD_DENY,
+        hook: hook::FILE_OPEN,
+        access: 3,
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&open, b"/etc/shadow"), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!(
+        (d.access, d.hook),
+        (Some(Access::ReadWrite), Hook::FileOpen)
+    );
+    assert_eq!(
+        serde_json::to_value(&d).expect("json")["access"],
+        "read_write"
+    );
+
+    let kill = DecisionBody {
+        op: decision_op::SIGNAL,
+        reason: reason::SELF_PROTECT,
+        hook: hook::TASK_KILL,
+        access: 9,
+        ino: 1234,
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&kill, b""), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!((d.op, d.hook), (Operation::Signal, Hook::TaskKill));
+    assert_eq!(
+        d.self_protect,
+        Some(SelfProtectDetail {
+            arg: 9,
+            target: 1234,
+            class: 0
+        })
+    );
+}
+
+#[test]
+fn unknown_decision_bytes_are_decode_errors() {
+    let cases = [
+        (
+            DecisionBody {
+                op: 0,
+                ..exec_deny()
+            },
+            DecodeError::UnknownOp(UnknownOperation(0)),
+        ),
+        (
+            DecisionBody {
+                op: 200,
+                ..exec_deny()
+            },
+            DecodeError::UnknownOp(UnknownOperation(200)),
+        ),
+        (
+            DecisionBody {
+                verdict: 9,
+                ..exec_deny()
+            },
+            DecodeError::UnknownVerdict(UnknownVerdict(9)),
+        ),
+        (
+            DecisionBody {
+                reason: 0,
+                ..exec_deny()
+            },
+            DecodeError::UnknownReason(UnknownReason(0)),
+        ),
+        (
+            DecisionBody {
+                hook: 0,
+                ..exec_deny()
+            },
+            DecodeError::UnknownHook(UnknownHook(0)),
+        ),
+        (
+            DecisionBody {
+                hook: 77,
+                ..exec_deny()
+            },
+            DecodeError::UnknownHook(UnknownHook(77)),
+        ),
+        (
+            DecisionBody {
+                op: decision_op::OPEN,
+                access: 4,
+                ..exec_deny()
+            },
+            DecodeError::UnknownAccess(UnknownAccess(4)),
+        ),
+        (
+            DecisionBody {
+                reason: reason::SELF_PROTECT,
+                ..exec_deny()
+            },
+            DecodeError::OpReasonMismatch {
+                op: Operation::Exec,
+                reason: Reason::SelfProtect,
+            },
+        ),
+        (
+            DecisionBody {
+                op: decision_op::PTRACE,
+                ..exec_deny()
+            },
+            DecodeError::OpReasonMismatch {
+                op: Operation::Ptrace,
+                reason: Reason::DenyList,
+            },
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(decode(&decision(&body, b"/x"), &clock()), Err(want));
+    }
+}
+
+#[test]
+fn the_agents_decode_error_count_counts_unknown_decision_bytes() {
+    // The path the agent's record handler takes (`decode_counted`); the counter is what
+    // `/metrics` and the drop reports show as decode errors. No other test calls it.
+    let before = DECODE_ERRORS.load(Ordering::Relaxed);
+    let good = decision(&exec_deny(), b"/usr/bin/nc");
+    assert!(decode_counted(&good, &clock()).is_ok());
+    assert_eq!(DECODE_ERRORS.load(Ordering::Relaxed), before);
+    let bad = [
+        DecisionBody {
+            op: 99,
+            ..exec_deny()
+        },
+        DecisionBody {
+            verdict: 99,
+            ..exec_deny()
+        },
+        DecisionBody {
+            reason: 99,
+            ..exec_deny()
+        },
+        DecisionBody {
+            hook: 99,
+            ..exec_deny()
+        },
+    ];
+    for (i, body) in bad.iter().enumerate() {
+        assert!(decode_counted(&decision(body, b"/x"), &clock()).is_err());
+        assert_eq!(DECODE_ERRORS.load(Ordering::Relaxed), before + i as u64 + 1);
+    }
+}
