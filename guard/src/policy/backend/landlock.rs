@@ -22,7 +22,42 @@ use landlock::{
     RulesetCreatedAttr, RulesetStatus,
 };
 
-use super::{PathRule, Policy};
+use super::{Coverage, Level::*, Op, Spec};
+use crate::policy::{PathRule, Policy};
+
+pub const SPEC: Spec = Spec {
+    name: "landlock",
+    when: "`guard exec --policy FILE [--name P] -- CMD`",
+    hint: "",
+    covers,
+};
+
+fn covers(op: Op) -> Coverage {
+    let c = Coverage::new;
+    match op {
+        Op::Exec => c(
+            Denied,
+            "EACCES (Landlock's errno), exec deny or allow lists, on the real file",
+        ),
+        Op::OpenRead => c(Denied, "EACCES, deny_read"),
+        Op::OpenWrite => c(Denied, "EACCES, deny_write"),
+        Op::Truncate => c(
+            Denied,
+            "EACCES, deny_write (Landlock ABI 3, Linux 6.2; older kernels: partially enforced)",
+        ),
+        Op::Link => c(
+            Denied,
+            "deny_write: a new name in a denied path's directory, or for a denied file, is refused (EACCES/EXDEV); deny_read alone does not refuse links",
+        ),
+        Op::Rename => c(
+            Denied,
+            "deny_write: moving a denied file, or into its directory, is refused (EACCES/EXDEV)",
+        ),
+        Op::Connect => c(NotCovered, "not covered (a note is printed)"),
+        Op::Sendmsg => c(NotCovered, "not covered"),
+        Op::NewBinaries => c(NotCovered, "not covered (a note is printed)"),
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -188,7 +223,7 @@ pub fn create_ruleset(
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (policies, diags) = super::load_policies(std::slice::from_ref(&args.policy));
+    let (policies, diags) = crate::policy::load_policies(std::slice::from_ref(&args.policy));
     for d in diags.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
