@@ -50,10 +50,7 @@ fn covers(op: Op) -> Coverage {
             NotCovered,
             "sendmsg(2)/sendto(2) destinations are not checked",
         ),
-        Op::NewBinaries => c(
-            NotCovered,
-            "**not enforced**: `deny_new_binaries` needs BPF LSM",
-        ),
+        Op::NewBinaries => c(NotCovered, "`deny_new_binaries` needs BPF LSM"),
     }
 }
 

@@ -43,19 +43,22 @@ fn covers(op: Op) -> Coverage {
         Op::OpenWrite => c(Denied, "EACCES, deny_write"),
         Op::Truncate => c(
             Denied,
-            "EACCES, deny_write (Landlock ABI 3, Linux 6.2; older kernels: partially enforced)",
+            "EACCES for deny_write paths (Landlock ABI 3, Linux 6.2)",
         ),
         Op::Link => c(
             Denied,
-            "deny_write: a new name in a denied path's directory, or for a denied file, is refused (EACCES/EXDEV); deny_read alone does not refuse links",
+            "EACCES for deny_write paths (EXDEV across directories); under deny_read alone a link in the same directory is made, reads through it are refused",
         ),
         Op::Rename => c(
             Denied,
-            "deny_write: moving a denied file, or into its directory, is refused (EACCES/EXDEV)",
+            "EACCES for deny_write paths (EXDEV across directories); under deny_read alone a rename in the same directory is made, reads of the new name are refused",
         ),
-        Op::Connect => c(NotCovered, "not covered (a note is printed)"),
-        Op::Sendmsg => c(NotCovered, "not covered"),
-        Op::NewBinaries => c(NotCovered, "not covered (a note is printed)"),
+        Op::Connect => c(
+            NotCovered,
+            "Landlock ABI 3 has no network rights; `guard exec` prints a note",
+        ),
+        Op::Sendmsg => c(NotCovered, "Landlock ABI 3 has no network rights"),
+        Op::NewBinaries => c(NotCovered, "`guard exec` prints a note"),
     }
 }
 
