@@ -3,9 +3,9 @@
 //! records and docs/policies.md's backend table all read that declaration.
 //!
 //! Add a backend: a new file with its `SPEC`, then a [`Kind`] variant (the compiler points at
-//! [`Kind::spec`]) and an entry in [`Kind::ALL`]. Add an operation: an [`Op`] variant (the
-//! compiler points at [`Op::name`] and every backend's `covers`). The docs table test then
-//! prints the new table for docs/policies.md.
+//! [`Kind::spec`] and `Kind::next`, which places it in [`Kind::all`]). Add an operation: an
+//! [`Op`] variant (the compiler points at [`Op::name`], `Op::next`, [`Op::used_by`] and every
+//! backend's `covers`). The docs table test then prints the new table for docs/policies.md.
 
 pub mod bpf_lsm;
 pub mod fallback;
@@ -36,17 +36,24 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in the order tables and summaries list them.
-    pub const ALL: [Op; 9] = [
-        Op::Exec,
-        Op::OpenRead,
-        Op::OpenWrite,
-        Op::Truncate,
-        Op::Link,
-        Op::Rename,
-        Op::Connect,
-        Op::Sendmsg,
-        Op::NewBinaries,
-    ];
+    pub fn all() -> impl Iterator<Item = Op> {
+        std::iter::successors(Some(Op::Exec), |op| op.next())
+    }
+
+    /// The order of [`Op::all`]; exhaustive, so a new operation must be placed here.
+    fn next(self) -> Option<Op> {
+        match self {
+            Op::Exec => Some(Op::OpenRead),
+            Op::OpenRead => Some(Op::OpenWrite),
+            Op::OpenWrite => Some(Op::Truncate),
+            Op::Truncate => Some(Op::Link),
+            Op::Link => Some(Op::Rename),
+            Op::Rename => Some(Op::Connect),
+            Op::Connect => Some(Op::Sendmsg),
+            Op::Sendmsg => Some(Op::NewBinaries),
+            Op::NewBinaries => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,8 +71,7 @@ impl Op {
 
     /// The operations `p` restricts (what its rules would have a backend enforce).
     pub fn used_by(p: &Policy) -> Vec<Op> {
-        Op::ALL
-            .into_iter()
+        Op::all()
             .filter(|op| match op {
                 Op::Exec => !p.exec.deny.is_empty() || p.exec.allow.is_some(),
                 // Path rules apply to every access of the path; a backend decides how far.
@@ -95,12 +101,19 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [
-        Level::Denied,
-        Level::KilledBeforeRun,
-        Level::KilledAfter,
-        Level::NotCovered,
-    ];
+    /// Every level, strongest first.
+    pub fn all() -> impl Iterator<Item = Level> {
+        std::iter::successors(Some(Level::Denied), |l| l.next())
+    }
+
+    fn next(self) -> Option<Level> {
+        match self {
+            Level::Denied => Some(Level::KilledBeforeRun),
+            Level::KilledBeforeRun => Some(Level::KilledAfter),
+            Level::KilledAfter => Some(Level::NotCovered),
+            Level::NotCovered => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -146,7 +159,18 @@ pub enum Kind {
 
 impl Kind {
     /// Every backend, in the docs table's column order.
-    pub const ALL: [Kind; 3] = [Kind::BpfLsm, Kind::SigkillFallback, Kind::Landlock];
+    pub fn all() -> impl Iterator<Item = Kind> {
+        std::iter::successors(Some(Kind::BpfLsm), |k| k.next())
+    }
+
+    /// The order of [`Kind::all`]; exhaustive, so a new backend must be placed here.
+    fn next(self) -> Option<Kind> {
+        match self {
+            Kind::BpfLsm => Some(Kind::SigkillFallback),
+            Kind::SigkillFallback => Some(Kind::Landlock),
+            Kind::Landlock => None,
+        }
+    }
 
     pub fn spec(self) -> &'static Spec {
         match self {
@@ -167,9 +191,8 @@ impl Kind {
     /// The operations at each level, e.g. `denied: exec, open read; not covered: link`.
     pub fn summary(self) -> String {
         let mut out = String::new();
-        for level in Level::ALL {
-            let ops: Vec<&str> = Op::ALL
-                .into_iter()
+        for level in Level::all() {
+            let ops: Vec<&str> = Op::all()
                 .filter(|&op| self.covers(op).level == level)
                 .map(Op::name)
                 .collect();
@@ -185,9 +208,7 @@ impl Kind {
 
     /// Whether every operation it covers is stopped before it happens (no kill after the fact).
     pub fn prevents(self) -> bool {
-        Op::ALL
-            .into_iter()
-            .all(|op| matches!(self.covers(op).level, Level::Denied | Level::NotCovered))
+        Op::all().all(|op| matches!(self.covers(op).level, Level::Denied | Level::NotCovered))
     }
 }
 
@@ -241,24 +262,23 @@ pub fn docs_table() -> String {
     let cell = |s: &str| s.replace('|', "\\|");
     let mut out = String::from("| | ");
     out.push_str(
-        &Kind::ALL
-            .iter()
+        &Kind::all()
             .map(|k| format!("`{}`", k.name()))
             .collect::<Vec<_>>()
             .join(" | "),
     );
     out.push_str(" |\n|---|");
-    out.push_str(&"---|".repeat(Kind::ALL.len()));
+    out.push_str(&"---|".repeat(Kind::all().count()));
     out.push('\n');
     let row = |out: &mut String, head: &str, f: &dyn Fn(Kind) -> String| {
         let _ = write!(out, "| {head} |");
-        for k in Kind::ALL {
+        for k in Kind::all() {
             let _ = write!(out, " {} |", cell(&f(k)));
         }
         out.push('\n');
     };
     row(&mut out, "in force", &|k| k.spec().when.to_owned());
-    for op in Op::ALL {
+    for op in Op::all() {
         row(&mut out, op.name(), &|k| {
             let c = k.covers(op);
             format!("**{}**: {}", c.level.name(), c.note)
@@ -284,19 +304,31 @@ mod tests {
     }
 
     #[test]
+    fn the_orders_visit_each_value_once() {
+        let ops: Vec<Op> = Op::all().collect();
+        let mut sorted = ops.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ops.len(), "{ops:?}");
+        assert_eq!(ops.len(), 9);
+        assert_eq!(Kind::all().count(), 3);
+        assert_eq!(Level::all().count(), 4);
+    }
+
+    #[test]
     fn names_are_distinct_and_summaries_cover_every_op() {
-        let mut names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        let mut names: Vec<&str> = Kind::all().map(|k| k.name()).collect();
         names.push(Backend::Unavailable(String::new()).as_str());
         let n = names.len();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), n, "backend names collide: {names:?}");
-        for k in Kind::ALL {
+        for k in Kind::all() {
             let s = k.summary();
-            for op in Op::ALL {
+            for op in Op::all() {
                 assert!(s.contains(op.name()), "{}: {op:?} missing in {s}", k.name());
             }
-            for op in Op::ALL {
+            for op in Op::all() {
                 assert!(
                     !k.covers(op).note.is_empty(),
                     "{} {op:?} has no note",
