@@ -12,7 +12,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    policy::backend::Backend,
+    policy::backend::{Backend, Kind},
     probes::{self, ProbeConfig},
     sysfs::{cgroup2_mount, lsm_list},
 };
@@ -182,7 +182,11 @@ fn program_support() -> (Check, Check, Check, Check) {
             "bpf-lsm",
             Status::Warn,
             format!("bpf is listed ({lsm_desc}) but the kernel refuses LSM programs: {e:#}"),
-            "no in-kernel denial here: enforcement falls back to SIGKILL at exec (the binary runs no instruction) and kill-after-the-fact for open/connect",
+            format!(
+                "no in-kernel denial here: policies fall back to SIGKILL ({}: {})",
+                Kind::SigkillFallback.name(),
+                Kind::SigkillFallback.summary()
+            ),
         ),
         (Err(e), false) => Check::new(
             "bpf-lsm",
@@ -344,7 +348,6 @@ mod tests {
 
     #[test]
     fn the_policy_line_reads_the_backend_declarations() {
-        use crate::policy::backend::Kind;
         let fb = policy_check(&Backend::Attached(Kind::SigkillFallback));
         assert_eq!(fb.status, Status::Warn);
         assert_eq!(
