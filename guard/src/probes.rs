@@ -609,11 +609,7 @@ fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
 }
 
 fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    for (name, hook) in [
-        (names::PROG_POLICY_EXEC, "bprm_check_security"),
-        (names::PROG_POLICY_OPEN, "file_open"),
-        (names::PROG_POLICY_CONNECT, "socket_connect"),
-    ] {
+    for (name, hook) in crate::policy::backend::bpf_lsm::PROGRAMS {
         let prog = crate::lsm::load(ebpf, name, hook)?;
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {
@@ -639,13 +635,8 @@ fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 }
 
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    attach_pinned_tracepoint(
-        ebpf,
-        names::PROG_POLICY_EXEC_FALLBACK,
-        "sched",
-        "sched_process_exec",
-        dir,
-    )
+    let (name, category, event) = crate::policy::backend::fallback::PROGRAM;
+    attach_pinned_tracepoint(ebpf, name, category, event, dir)
 }
 
 fn attach_pinned_tracepoint(

@@ -1,7 +1,16 @@
 //! The `bpf-lsm` backend: programs on `bprm_check_security`, `file_open` and `socket_connect`
 //! decide on the real object in the kernel and refuse with EPERM (docs/policies.md).
 
+use guard_ebpf::names;
+
 use super::{Coverage, Level::*, Op, Spec};
+
+/// The programs and the LSM hooks they attach to; `probes` loads, attaches and pins each.
+pub const PROGRAMS: [(&str, &str); 3] = [
+    (names::PROG_POLICY_EXEC, "bprm_check_security"),
+    (names::PROG_POLICY_OPEN, "file_open"),
+    (names::PROG_POLICY_CONNECT, "socket_connect"),
+];
 
 pub const SPEC: Spec = Spec {
     name: "bpf-lsm",

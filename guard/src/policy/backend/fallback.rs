@@ -12,10 +12,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_ebpf::{CgroupPolicy, policy_flags as pf};
+use guard_ebpf::{CgroupPolicy, names, policy_flags as pf};
 
 use super::{Coverage, Level::*, Op, Spec};
 use crate::policy::{NetRule, PathRule, Policy};
+
+/// The exec program (name, tracepoint category, event); `probes` attaches and pins it.
+pub const PROGRAM: (&str, &str, &str) = (
+    names::PROG_POLICY_EXEC_FALLBACK,
+    "sched",
+    "sched_process_exec",
+);
 
 pub const SPEC: Spec = Spec {
     name: "sigkill-fallback",
