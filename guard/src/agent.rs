@@ -16,8 +16,6 @@ use anyhow::{Context, Result};
 use tokio::{io::unix::AsyncFd, signal::unix::SignalKind};
 use tracing::{info, warn};
 
-use guard_ebpf::policy_flags as pf;
-
 use crate::{
     alert::Alert,
     audit::{
@@ -295,14 +293,10 @@ fn takes_snapshots(r: &Responder) -> bool {
 /// Whether the agent must kill after the fact: the fallback backend cannot deny opens and
 /// connects, so their rules are enforced from the events.
 fn kills_after_fact(
-    backend: &crate::policy::kernel::Backend,
+    backend: &crate::policy::backend::Backend,
     policies: &[crate::policy::Policy],
 ) -> bool {
-    *backend == crate::policy::kernel::Backend::SigkillFallback
-        && policies.iter().any(|p| {
-            let f = crate::policy::kernel::policy_flags(p, false);
-            f & (pf::OPEN_RULES | pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
-        })
+    backend.kills_after_fact(policies)
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
@@ -434,7 +428,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             std::fs::read_to_string("/proc/self/cgroup")
                 .ok()
                 .and_then(|text| {
-                    let mount = crate::doctor::cgroup2_mount()?;
+                    let mount = crate::sysfs::cgroup2_mount()?;
                     crate::selfprotect::agent_cgroup(&text, Path::new(&mount))
                 }),
         )
@@ -618,13 +612,17 @@ impl Pipeline {
         info!(
             exec_backend = backend,
             policy_backend = probes.policy_backend.as_ref().map_or("off", |b| b.as_str()),
+            policy_covers = probes
+                .policy_backend
+                .as_ref()
+                .map_or_else(String::new, |b| b.summary()),
             self_protect = probes.self_protect.as_str(),
             "probes attached"
         );
         crate::selfprotect::log_status(&probes.self_protect);
         let policy = match (policy, probes.policy_backend.clone()) {
             (Some(setup), Some(backend)) => {
-                if let crate::policy::kernel::Backend::Unavailable(why) = &backend {
+                if let crate::policy::backend::Backend::Unavailable(why) = &backend {
                     anyhow::bail!("policies given but no enforcement backend could attach: {why}");
                 }
                 let after_fact = kills_after_fact(&backend, &setup.policies);

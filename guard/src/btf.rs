@@ -3,8 +3,17 @@
 //!
 //! Rust eBPF gets no CO-RE relocations, so every kernel struct offset a program needs is looked
 //! up here at start and passed to the programs as a load-time constant.
+//!
+//! The running kernel's BTF is parsed at most once per process by each of the two parsers
+//! guard uses: [`kernel`] (this index, for the offsets) and [`kernel_aya`] (aya's, to load LSM
+//! programs; exec, policy, self-protection and quarantine share it). aya keeps its parsed
+//! types private, so the offsets cannot be read from its parse; and aya 0.14's
+//! `EbpfLoader::new()` parses the kernel's BTF once more on its own, which guard cannot avoid.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::OnceLock};
+
+/// Where the running kernel exposes its BTF.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
@@ -23,6 +32,29 @@ pub enum BtfError {
     NoStruct(String),
     #[error("struct `{0}` has no member `{1}` in this kernel's BTF")]
     NoMember(String, String),
+    #[error("aya cannot parse BTF: {0}")]
+    Aya(#[from] aya::BtfError),
+}
+
+/// The running kernel's BTF as the offset index, read from [`VMLINUX`] on first use and kept
+/// for the process.
+pub fn kernel() -> Result<&'static Btf, &'static BtfError> {
+    static BTF: OnceLock<Result<Btf, BtfError>> = OnceLock::new();
+    BTF.get_or_init(|| {
+        let data = std::fs::read(VMLINUX).map_err(|source| BtfError::Read {
+            path: VMLINUX.to_owned(),
+            source,
+        })?;
+        Btf::parse(&data)
+    })
+    .as_ref()
+}
+
+/// The running kernel's BTF as aya parses it (needed to load LSM programs), parsed on first
+/// use and kept for the process.
+pub fn kernel_aya() -> Result<&'static aya::Btf, &'static BtfError> {
+    static BTF: OnceLock<Result<aya::Btf, BtfError>> = OnceLock::new();
+    BTF.get_or_init(|| Ok(aya::Btf::from_sys_fs()?)).as_ref()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,19 +78,6 @@ pub struct Btf {
 }
 
 impl Btf {
-    /// The running kernel's BTF.
-    pub fn from_sys_fs() -> Result<Self, BtfError> {
-        Self::from_file("/sys/kernel/btf/vmlinux")
-    }
-
-    pub fn from_file(path: &str) -> Result<Self, BtfError> {
-        let data = std::fs::read(path).map_err(|source| BtfError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&data)
-    }
-
     /// Parses raw BTF. Bounds-checked throughout: bad input yields an error, never a panic.
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         let rd16 = |o: usize| -> Result<u16, BtfError> {
@@ -289,13 +308,23 @@ mod tests {
 
     #[test]
     fn running_kernel_task_struct_offsets() {
-        let Ok(btf) = Btf::from_sys_fs() else {
-            // No kernel BTF is possible in a build sandbox; the VM and host layers cover it.
-            assert!(!std::path::Path::new("/sys/kernel/btf/vmlinux").exists());
-            return;
+        let btf = match kernel() {
+            Ok(k) => k,
+            Err(e) => {
+                // No kernel BTF is possible in a build sandbox; the VM and host layers cover it.
+                assert!(!std::path::Path::new(VMLINUX).exists(), "{e}");
+                return;
+            }
         };
         let tgid = btf.member_offset("task_struct", "tgid").expect("tgid");
         let pid = btf.member_offset("task_struct", "pid").expect("pid");
         assert_eq!(tgid, pid + 4, "pid and tgid are adjacent pid_t fields");
+        // Parsed once: a second call returns the same index.
+        assert!(std::ptr::eq(kernel().expect("cached"), btf));
+        // aya's parse, shared the same way, knows the hook an LSM program attaches to.
+        let aya = kernel_aya().expect("aya parse");
+        assert!(std::ptr::eq(kernel_aya().expect("cached"), aya));
+        aya.id_by_type_name_kind("bpf_lsm_file_open", aya_obj::btf::BtfKind::Func)
+            .expect("bpf_lsm_file_open in aya's parse");
     }
 }

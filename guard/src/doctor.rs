@@ -11,7 +11,11 @@ use std::{
 
 use anyhow::Result;
 
-use crate::probes::{self, ProbeConfig};
+use crate::{
+    policy::backend::{Backend, Kind},
+    probes::{self, ProbeConfig},
+    sysfs::{cgroup2_mount, lsm_list},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -116,9 +120,14 @@ pub fn parse_version(release: &str) -> (u32, u32) {
 }
 
 fn btf() -> Check {
-    let p = Path::new("/sys/kernel/btf/vmlinux");
+    let p = Path::new(crate::btf::VMLINUX);
     if p.exists() {
-        match crate::btf::Btf::from_sys_fs().and_then(|b| b.member_offset("task_struct", "tgid")) {
+        match crate::btf::kernel()
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                b.member_offset("task_struct", "tgid")
+                    .map_err(|e| e.to_string())
+            }) {
             Ok(_) => Check::new("btf", Status::Pass, "/sys/kernel/btf/vmlinux readable", ""),
             Err(e) => Check::new(
                 "btf",
@@ -135,24 +144,6 @@ fn btf() -> Check {
             "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
         )
     }
-}
-
-/// Reads the active LSM list, mounting securityfs first if it is not mounted.
-pub fn lsm_list() -> Result<String, String> {
-    let path = Path::new("/sys/kernel/security/lsm");
-    if !path.exists() {
-        nix::mount::mount(
-            Some("securityfs"),
-            "/sys/kernel/security",
-            Some("securityfs"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .map_err(|e| format!("securityfs not mounted and mounting it failed: {e}"))?;
-    }
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 fn program_support() -> (Check, Check, Check, Check) {
@@ -178,7 +169,7 @@ fn program_support() -> (Check, Check, Check, Check) {
     };
     let lsm_desc = match &listed {
         Ok(l) => format!("active LSMs: {l}"),
-        Err(e) => e.clone(),
+        Err(e) => e.to_string(),
     };
     let lsm = match (&support.lsm, bpf_listed) {
         (Ok(()), _) => Check::new(
@@ -191,7 +182,11 @@ fn program_support() -> (Check, Check, Check, Check) {
             "bpf-lsm",
             Status::Warn,
             format!("bpf is listed ({lsm_desc}) but the kernel refuses LSM programs: {e:#}"),
-            "no in-kernel denial here: enforcement falls back to SIGKILL at exec (the binary runs no instruction) and kill-after-the-fact for open/connect",
+            format!(
+                "no in-kernel denial here: policies fall back to SIGKILL ({}: {})",
+                Kind::SigkillFallback.name(),
+                Kind::SigkillFallback.summary()
+            ),
         ),
         (Err(e), false) => Check::new(
             "bpf-lsm",
@@ -200,27 +195,7 @@ fn program_support() -> (Check, Check, Check, Check) {
             "boot with lsm=...,bpf (CONFIG_BPF_LSM=y) for in-kernel denial; until then the SIGKILL fallback applies",
         ),
     };
-    use crate::policy::kernel::Backend;
-    let policy = match &support.policy {
-        Backend::BpfLsm => Check::new(
-            "policy",
-            Status::Pass,
-            "backend bpf-lsm: exec, open and connect are denied with EPERM before they happen",
-            "",
-        ),
-        Backend::SigkillFallback => Check::new(
-            "policy",
-            Status::Warn,
-            "backend sigkill-fallback: denied execs are killed at sched_process_exec before the binary runs; denied opens and connects are killed after the syscall; deny_new_binaries is not enforced",
-            "boot with lsm=...,bpf for the bpf-lsm backend; `guard exec --policy` gives Landlock confinement for processes guard starts",
-        ),
-        Backend::Unavailable(e) => Check::new(
-            "policy",
-            Status::Fail,
-            format!("no policy enforcement backend: {e}"),
-            "run as root on a kernel with BPF LSM or bpf_send_signal",
-        ),
-    };
+    let policy = policy_check(&support.policy);
     let self_protect = match &support.self_protect {
         Ok(()) => Check::new(
             "self-protect",
@@ -238,11 +213,26 @@ fn program_support() -> (Check, Check, Check, Check) {
     (tp, lsm, policy, self_protect)
 }
 
-/// The cgroup2 mount point, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    crate::state::procfs::parse_cgroup2_mount(&info)
-        .map(|m| m.mount_point.to_string_lossy().into_owned())
+/// The `policy` line: the backend `guard run --policy` would use and what it declares it
+/// enforces (policy::backend).
+pub fn policy_check(backend: &Backend) -> Check {
+    match backend {
+        Backend::Attached(k) => {
+            let detail = format!("backend {}: {}", k.name(), k.summary());
+            // PASS when nothing is left to a kill after the fact.
+            if k.prevents() {
+                Check::new("policy", Status::Pass, detail, "")
+            } else {
+                Check::new("policy", Status::Warn, detail, k.spec().hint)
+            }
+        }
+        Backend::Unavailable(e) => Check::new(
+            "policy",
+            Status::Fail,
+            format!("no policy enforcement backend: {e}"),
+            "run as root on a kernel with BPF LSM or bpf_send_signal",
+        ),
+    }
 }
 
 fn cgroup_v2() -> Check {
@@ -306,22 +296,36 @@ fn capabilities() -> Check {
     }
 }
 
+/// Why the Docker API did not answer a ping.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("{sock}: {source}")]
+    Io {
+        sock: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: unexpected answer to /_ping")]
+    Answer(String),
+}
+
 /// Pings the Docker API on its Unix socket.
-pub fn docker_ping(sock: &str) -> Result<(), String> {
-    let mut s = UnixStream::connect(sock).map_err(|e| format!("{sock}: {e}"))?;
+pub fn docker_ping(sock: &str) -> Result<(), PingError> {
+    let io = |source| PingError::Io {
+        sock: sock.to_owned(),
+        source,
+    };
+    let mut s = UnixStream::connect(sock).map_err(io)?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok();
     s.set_write_timeout(Some(Duration::from_secs(2))).ok();
     s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .map_err(|e| format!("{sock}: {e}"))?;
+        .map_err(io)?;
     let mut buf = Vec::new();
-    s.take(4096)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{sock}: {e}"))?;
+    s.take(4096).read_to_end(&mut buf).map_err(io)?;
     let text = String::from_utf8_lossy(&buf);
     if text.starts_with("HTTP/1.") && text.contains(" 200 ") {
         Ok(())
     } else {
-        Err(format!("{sock}: unexpected answer to /_ping"))
+        Err(PingError::Answer(sock.to_owned()))
     }
 }
 
@@ -341,6 +345,30 @@ fn docker() -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_line_reads_the_backend_declarations() {
+        let fb = policy_check(&Backend::Attached(Kind::SigkillFallback));
+        assert_eq!(fb.status, Status::Warn);
+        assert_eq!(
+            fb.detail,
+            format!(
+                "backend sigkill-fallback: {}",
+                Kind::SigkillFallback.summary()
+            )
+        );
+        assert_eq!(fb.hint, Kind::SigkillFallback.spec().hint);
+        let lsm = policy_check(&Backend::Attached(Kind::BpfLsm));
+        assert_eq!(lsm.status, Status::Pass);
+        assert!(
+            lsm.detail.starts_with("backend bpf-lsm: denied: exec,"),
+            "{}",
+            lsm.detail
+        );
+        let none = policy_check(&Backend::Unavailable("no bpf".into()));
+        assert_eq!(none.status, Status::Fail);
+        assert!(none.detail.ends_with("no bpf"));
+    }
 
     #[test]
     fn versions_parse() {

@@ -644,7 +644,7 @@ pub async fn after_start(
         audit_dir: (!args.no_audit).then(|| args.audit_dir.clone()),
         pin_dirs,
         docker_socket: args.capture.docker_socket.clone(),
-        cgroup_root: crate::doctor::cgroup2_mount()
+        cgroup_root: crate::sysfs::cgroup2_mount()
             .map_or_else(|| PathBuf::from("/sys/fs/cgroup"), PathBuf::from),
         scripts,
         script_writes,

@@ -3,11 +3,11 @@
 
 use anyhow::{Context, Result};
 use aya::{
-    Btf as AyaBtf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::Array,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        Lsm, RawTracePoint, TracePoint,
+        RawTracePoint, TracePoint,
         links::{FdLink, PinnedLink},
     },
 };
@@ -16,7 +16,11 @@ use tracing::{info, warn};
 
 use std::path::{Path, PathBuf};
 
-use crate::{btf::Btf, policy::kernel::Backend};
+use crate::{
+    btf::Btf,
+    policy::backend::{Backend, Kind},
+    sysfs::ensure_tracefs,
+};
 
 /// Where policy enforcement state is pinned by default.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
@@ -99,24 +103,6 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
     })
 }
 
-/// aya resolves tracepoint ids through tracefs; mount it where the kernel expects it if absent.
-pub fn ensure_tracefs() -> Result<()> {
-    let dir = std::path::Path::new("/sys/kernel/tracing");
-    if dir.join("events").exists()
-        || std::path::Path::new("/sys/kernel/debug/tracing/events").exists()
-    {
-        return Ok(());
-    }
-    nix::mount::mount(
-        Some("tracefs"),
-        dir,
-        Some("tracefs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .context("tracefs is not mounted and mounting it at /sys/kernel/tracing failed")
-}
-
 /// Load-time settings.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -175,8 +161,10 @@ pub fn ring_size(requested: u32) -> u32 {
 
 fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
     ensure_tracefs()?;
-    let btf = Btf::from_sys_fs().context("guard needs kernel BTF (CONFIG_DEBUG_INFO_BTF)")?;
-    let offsets = kernel_offsets(&btf)?;
+    let btf = crate::btf::kernel()
+        .map_err(|e| anyhow::anyhow!("guard needs kernel BTF (CONFIG_DEBUG_INFO_BTF): {e}"))?;
+    let offsets = kernel_offsets(btf)?;
+    // aya 0.14 parses the kernel's BTF again here (EbpfLoader::new); see `btf`.
     let mut loader = EbpfLoader::new();
     loader
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
@@ -562,58 +550,10 @@ fn recursion_misses(prog_fd: std::os::fd::RawFd) -> Option<u64> {
     prog_info(prog_fd).map(|i| i.recursion_misses)
 }
 
-/// The kernel's BTF as aya needs it to load LSM programs, parsed once per process: parsing it
-/// is most of an agent start in an unoptimised build under emulation, and the exec, policy and
-/// self-protection programs all need it.
-pub fn lsm_btf() -> Result<&'static AyaBtf> {
-    static BTF: std::sync::OnceLock<std::result::Result<AyaBtf, String>> =
-        std::sync::OnceLock::new();
-    BTF.get_or_init(|| AyaBtf::from_sys_fs().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("reading kernel BTF for the LSM hooks: {e}"))
-}
-
-/// Loads the LSM program `name` for `hook`. A kernel refusal is reported as the syscall's
-/// error alone, plus the verifier's log when it wrote one (aya's text repeats the error).
-pub fn load_lsm<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &str,
-    hook: &str,
-    btf: &AyaBtf,
-) -> Result<&'a mut Lsm> {
-    let prog: &mut Lsm = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing from the object"))?
-        .try_into()?;
-    let what = if name == hook {
-        format!("the LSM program {name}")
-    } else {
-        format!("the LSM program {name} ({hook})")
-    };
-    match prog.load(hook, btf) {
-        Ok(()) => Ok(prog),
-        Err(aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        }) => {
-            let log = verifier_log.to_string();
-            let log = log.trim();
-            let tail = if log.is_empty() {
-                String::new()
-            } else {
-                format!("; verifier: {log}")
-            };
-            anyhow::bail!("loading {what}: the kernel refused it (BPF_PROG_LOAD: {io_error}){tail}")
-        }
-        Err(e) => Err(e).with_context(|| format!("loading {what}")),
-    }
-}
-
 /// Loads and attaches the exec LSM program; fails on kernels without BPF LSM (or that refuse it).
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = lsm_btf()?;
     let hook = "bprm_check_security";
-    load_lsm(ebpf, names::PROG_BPRM_CHECK, hook, btf)?
+    crate::lsm::load(ebpf, names::PROG_BPRM_CHECK, hook)?
         .attach()
         .with_context(|| format!("attaching the LSM program {hook}"))?;
     Ok(())
@@ -645,15 +585,15 @@ fn pin_link(link: FdLink, dir: &Path, prog: &str) -> Result<()> {
 /// links under `dir`.
 pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
     let r = if lsm {
-        attach_policy_lsm(ebpf, Some(dir)).map(|()| Backend::BpfLsm)
+        attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
     } else {
-        attach_policy_fallback(ebpf, Some(dir)).map(|()| Backend::SigkillFallback)
+        attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
     }
     .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
     match r {
-        Ok(b) => {
-            info!(backend = b.as_str(), pins = %dir.display(), "policy enforcement attached");
-            b
+        Ok(k) => {
+            info!(backend = k.name(), covers = %k.summary(), pins = %dir.display(), "policy enforcement attached");
+            Backend::Attached(k)
         }
         Err(e) => {
             warn!("policy enforcement unavailable: {e:#}");
@@ -669,13 +609,8 @@ fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
 }
 
 fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    let btf = lsm_btf()?;
-    for (name, hook) in [
-        (names::PROG_POLICY_EXEC, "bprm_check_security"),
-        (names::PROG_POLICY_OPEN, "file_open"),
-        (names::PROG_POLICY_CONNECT, "socket_connect"),
-    ] {
-        let prog = load_lsm(ebpf, name, hook, btf)?;
+    for (name, hook) in crate::policy::backend::bpf_lsm::PROGRAMS {
+        let prog = crate::lsm::load(ebpf, name, hook)?;
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {
             prog.pin(replace_prog_pin(dir, name))
@@ -700,13 +635,8 @@ fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 }
 
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    attach_pinned_tracepoint(
-        ebpf,
-        names::PROG_POLICY_EXEC_FALLBACK,
-        "sched",
-        "sched_process_exec",
-        dir,
-    )
+    let (name, category, event) = crate::policy::backend::fallback::PROGRAM;
+    attach_pinned_tracepoint(ebpf, name, category, event, dir)
 }
 
 fn attach_pinned_tracepoint(
@@ -785,12 +715,12 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
     let lsm = attach_lsm(&mut ebpf);
     let policy = if lsm.is_ok() {
         match attach_policy_lsm(&mut ebpf, None) {
-            Ok(()) => Backend::BpfLsm,
+            Ok(()) => Backend::Attached(Kind::BpfLsm),
             Err(e) => Backend::Unavailable(format!("{e:#}")),
         }
     } else {
         match attach_policy_fallback(&mut ebpf, None) {
-            Ok(()) => Backend::SigkillFallback,
+            Ok(()) => Backend::Attached(Kind::SigkillFallback),
             Err(e) => Backend::Unavailable(format!("{e:#}")),
         }
     };

@@ -291,9 +291,8 @@ fn id_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, u8>> {
 
 /// Loads and attaches the programs (not pinned: they protect this agent and go with it).
 pub fn attach_programs(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = crate::probes::lsm_btf()?;
     for (name, hook) in PROGRAMS {
-        crate::probes::load_lsm(ebpf, name, hook, btf)?
+        crate::lsm::load(ebpf, name, hook)?
             .attach()
             .with_context(|| format!("attaching {name} ({hook})"))?;
     }

@@ -23,34 +23,13 @@ use guard_ebpf::{
 use ipnet::IpNet;
 use tracing::{info, warn};
 
+use super::backend::Backend;
 use super::{Mode, Policy, WorkloadInfo, choose};
 use crate::{
     alert::{Alert, GuardInfo, Priority},
     audit::record::{Decision, DecisionKind, Operation, ProcessInfo, Workload},
     events::{self, DecisionEvent, Verdict},
 };
-
-/// How kernel decisions are enforced on this host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// BPF LSM programs: exec, open and connect fail with EPERM before they happen.
-    BpfLsm,
-    /// No BPF LSM: SIGKILL at `sched_process_exec` for denied execs; opens and connects are
-    /// not denied by this backend (see docs/policies.md).
-    SigkillFallback,
-    /// Nothing could attach; the reason is kept for the log and doctor.
-    Unavailable(String),
-}
-
-impl Backend {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Backend::BpfLsm => "bpf-lsm",
-            Backend::SigkillFallback => "sigkill-fallback",
-            Backend::Unavailable(_) => "none",
-        }
-    }
-}
 
 /// One LPM entry: (prefix length in bits, key data, value bits).
 pub type PathEntry = (u32, PathKeyData, u32);
@@ -703,9 +682,8 @@ impl PolicyRuntime {
         backend: Backend,
         ebpf: &mut Ebpf,
     ) -> Result<Self> {
-        let cgroot = PathBuf::from(
-            crate::doctor::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()),
-        );
+        let cgroot =
+            PathBuf::from(crate::sysfs::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()));
         // An adopted earlier run may have cgroups bound to one generation: install into the
         // other, so those bindings keep their rules until this run rebinds them.
         let adopted_low = Enforcer::cgroup_map(ebpf)?

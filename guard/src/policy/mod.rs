@@ -5,15 +5,17 @@
 //!   overlap rule (most specific wins) and its `guard validate` warnings, rule selection.
 //! - [`kernel`]: compiling policies into the BPF maps, binding cgroups, decoding decisions into
 //!   alerts and audit records.
-//! - [`fallback`]: open and connect rules on kernels without BPF LSM (kill after the fact).
-//! - [`landlock`]: `guard exec --policy P -- CMD`.
+//! - [`backend`]: the enforcement backends and what each declares it enforces; in it,
+//!   [`fallback`] (open and connect rules on kernels without BPF LSM: kill after the fact) and
+//!   [`landlock`] (`guard exec --policy P -- CMD`).
 //!
 //! The format is documented in `docs/policies.md`.
 
-pub mod fallback;
+pub mod backend;
 pub mod kernel;
-pub mod landlock;
 pub mod workload;
+// The backends' own modules, at their former paths for the callers.
+pub use backend::{fallback, landlock};
 
 use std::{
     collections::BTreeMap,

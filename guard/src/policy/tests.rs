@@ -221,7 +221,12 @@ fn kernel_decisions_become_alerts_and_audit_records() {
     use crate::audit::record::{DecisionKind, Operation};
     use crate::events::{self, Hook, Verdict};
     let (v, _) = load(FULL);
-    let e = kernel::Enforcer::new(v, false, kernel::Backend::SigkillFallback).expect("enforcer");
+    let e = kernel::Enforcer::new(
+        v,
+        false,
+        crate::policy::backend::Backend::Attached(crate::policy::backend::Kind::SigkillFallback),
+    )
+    .expect("enforcer");
     let w = WorkloadInfo {
         container_id: Some("c".repeat(64)),
         name: "web-1".into(),

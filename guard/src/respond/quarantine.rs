@@ -247,14 +247,8 @@ fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
         };
     }
     let attach = || -> Result<()> {
-        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
         let mut ebpf = load_object(pin_dir)?;
-        let prog: &mut aya::programs::Lsm = ebpf
-            .program_mut(names::PROG_QUARANTINE_CONNECT)
-            .context("program quarantine_connect missing from the object")?
-            .try_into()?;
-        prog.load("socket_connect", &btf)
-            .context("loading the BPF LSM program quarantine_connect")?;
+        let prog = crate::lsm::load(&mut ebpf, names::PROG_QUARANTINE_CONNECT, "socket_connect")?;
         let id = prog.attach().context("attaching quarantine_connect")?;
         let link = FdLink::from(prog.take_link(id)?);
         link.pin(&pin)

@@ -12,9 +12,54 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_ebpf::{CgroupPolicy, policy_flags as pf};
+use guard_ebpf::{CgroupPolicy, names, policy_flags as pf};
 
-use super::{NetRule, Policy};
+use super::{Coverage, Level::*, Op, Spec};
+use crate::policy::{NetRule, PathRule, Policy};
+
+/// The exec program (name, tracepoint category, event); `probes` attaches and pins it.
+pub const PROGRAM: (&str, &str, &str) = (
+    names::PROG_POLICY_EXEC_FALLBACK,
+    "sched",
+    "sched_process_exec",
+);
+
+pub const SPEC: Spec = Spec {
+    name: "sigkill-fallback",
+    when: "no BPF LSM (most distribution kernels; this CI host)",
+    hint: "boot with lsm=...,bpf for the bpf-lsm backend; `guard exec --policy` gives Landlock confinement for processes guard starts",
+    covers,
+};
+
+fn covers(op: Op) -> Coverage {
+    let c = Coverage::new;
+    match op {
+        Op::Exec => c(
+            KilledBeforeRun,
+            "SIGKILL at `sched_process_exec`: the new image runs no instruction; matches the filename given to execve",
+        ),
+        Op::OpenRead => c(
+            KilledAfter,
+            "SIGKILL by the agent **after** the open succeeded",
+        ),
+        Op::OpenWrite => c(
+            KilledAfter,
+            "SIGKILL by the agent **after** the open succeeded (`O_TRUNC` applied)",
+        ),
+        Op::Truncate => c(NotCovered, "truncate(2) and ftruncate(2) are not checked"),
+        Op::Link => c(NotCovered, "link(2) is not checked"),
+        Op::Rename => c(NotCovered, "rename(2) is not checked"),
+        Op::Connect => c(
+            KilledAfter,
+            "SIGKILL by the agent **after** the connect was attempted",
+        ),
+        Op::Sendmsg => c(
+            NotCovered,
+            "sendmsg(2)/sendto(2) destinations are not checked",
+        ),
+        Op::NewBinaries => c(NotCovered, "`deny_new_binaries` needs BPF LSM"),
+    }
+}
 
 /// How long a cgroup's binding read from the kernel map is reused.
 const CACHE_TTL: Duration = Duration::from_secs(1);
@@ -65,7 +110,7 @@ pub fn access_name(read: bool, write: bool) -> &'static str {
 /// The open rules of `p` against an absolute, normalised path.
 pub fn check_open(p: &Policy, path: &str, flags: u64) -> Option<Violation> {
     let (read, write) = open_access(flags);
-    let hit = |rules: &[super::PathRule]| rules.iter().any(|r| r.matches(path));
+    let hit = |rules: &[PathRule]| rules.iter().any(|r| r.matches(path));
     ((read && hit(&p.open.deny_read)) || (write && hit(&p.open.deny_write)))
         .then_some(Violation::DenyList)
 }

@@ -22,7 +22,45 @@ use landlock::{
     RulesetCreatedAttr, RulesetStatus,
 };
 
-use super::{PathRule, Policy};
+use super::{Coverage, Level::*, Op, Spec};
+use crate::policy::{PathRule, Policy};
+
+pub const SPEC: Spec = Spec {
+    name: "landlock",
+    when: "`guard exec --policy FILE [--name P] -- CMD`",
+    hint: "",
+    covers,
+};
+
+fn covers(op: Op) -> Coverage {
+    let c = Coverage::new;
+    match op {
+        Op::Exec => c(
+            Denied,
+            "EACCES (Landlock's errno), exec deny or allow lists, on the real file",
+        ),
+        Op::OpenRead => c(Denied, "EACCES, deny_read"),
+        Op::OpenWrite => c(Denied, "EACCES, deny_write"),
+        Op::Truncate => c(
+            Denied,
+            "EACCES for deny_write paths (Landlock ABI 3, Linux 6.2)",
+        ),
+        Op::Link => c(
+            Denied,
+            "EACCES for deny_write paths (EXDEV across directories); under deny_read alone a link in the same directory is made, reads through it are refused",
+        ),
+        Op::Rename => c(
+            Denied,
+            "EACCES for deny_write paths (EXDEV across directories); under deny_read alone a rename in the same directory is made, reads of the new name are refused",
+        ),
+        Op::Connect => c(
+            NotCovered,
+            "Landlock ABI 3 has no network rights; `guard exec` prints a note",
+        ),
+        Op::Sendmsg => c(NotCovered, "Landlock ABI 3 has no network rights"),
+        Op::NewBinaries => c(NotCovered, "`guard exec` prints a note"),
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -188,7 +226,7 @@ pub fn create_ruleset(
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (policies, diags) = super::load_policies(std::slice::from_ref(&args.policy));
+    let (policies, diags) = crate::policy::load_policies(std::slice::from_ref(&args.policy));
     for d in diags.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
