@@ -30,3 +30,4 @@ pub mod rules;
 pub mod selfprotect;
 pub mod state;
 pub mod workload;
+pub mod yaml;
