@@ -303,6 +303,30 @@ impl<'a> Locator<'a> {
         let Some(mut node) = self.root() else {
             return out;
         };
+        let mut path = path;
+        // The top-level items are known: no scan for each lookup (loaders ask for every item).
+        if let (Some(Seg::Index(i)), 0) = (path.first(), node.col)
+            && is_dash(self.head(node))
+        {
+            let Some(&line) = self.item_starts.get(*i) else {
+                return out;
+            };
+            let end = self
+                .item_starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(self.lines.len());
+            let step = Step {
+                key: (line, 0),
+                value: self.value_after(line, 1, 0, end),
+            };
+            out.push(step);
+            match step.value {
+                Some(v) => node = v,
+                None => return out,
+            }
+            path = &path[1..];
+        }
         for seg in path {
             let Some(step) = self.step(node, *seg) else {
                 break;
