@@ -157,11 +157,8 @@ pub fn load_file(path: &Path, cmd: &clap::Command) -> Result<FileValues, ConfigE
             values,
         })
         .map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            ConfigError::File(format!("{}{at}: {e}", path.display()))
+            let file: std::sync::Arc<str> = path.display().to_string().into();
+            ConfigError::File(crate::yaml::Diagnostic::from_yaml(&file, &e).to_string())
         })
 }
 
@@ -365,28 +362,18 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
-/// Levenshtein distance (for "did you mean").
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+#[cfg(test)]
+use crate::yaml::levenshtein as distance;
 
-/// The closest candidate, if reasonably close.
+/// The closest key, if reasonably close.
 fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .map(|c| (distance(word, c), c))
-        .filter(|(d, c)| *d <= (c.len() / 2).max(2) || c.contains(word) || word.contains(c))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    crate::yaml::closest(word, candidates, |c| {
+        if c.contains(word) || word.contains(c) {
+            usize::MAX
+        } else {
+            (c.len() / 2).max(2)
+        }
+    })
 }
 
 /// The parsed command line with the config file applied.

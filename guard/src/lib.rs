@@ -32,3 +32,4 @@ pub mod selfprotect;
 pub mod state;
 pub mod sysfs;
 pub mod workload;
+pub mod yaml;

@@ -7,6 +7,9 @@ use std::{collections::BTreeMap, io::BufRead, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+mod event_types;
+pub use event_types::{EVENT_TYPES, OTHER_TYPE, TYPE_COUNT, event_type_id, open_mode};
+
 /// Version of the JSON-lines schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -324,7 +327,7 @@ impl Event {
         // Every derived string is rebuilt in its existing buffer: the capture stage reuses
         // events, so this allocates only when a value outgrows what an earlier event left.
         let d = &mut self.derived;
-        d.type_id = crate::rules::fields::event_type_id(&self.evt_type);
+        d.type_id = event_type_id(&self.evt_type);
         join_into(&mut d.args, &self.proc.args);
         cmdline_into(&mut d.cmdline, &self.proc.name, &self.proc.args);
         join_into(&mut d.cap_effective, &self.proc.cap_effective);
@@ -346,7 +349,7 @@ impl Event {
                 .push_str(c.image_repository.as_deref().unwrap_or(repo));
             d.image_tag.push_str(c.image_tag.as_deref().unwrap_or(tag));
         }
-        let (r, w, x) = crate::rules::fields::open_mode(self);
+        let (r, w, x) = open_mode(self);
         let d = &mut self.derived;
         (d.open_read, d.open_write, d.open_exec) = (r, w, x);
         d.prepared = true;

@@ -88,7 +88,7 @@ fn a_bad_config_file_is_an_error_with_its_position() {
     assert!(out.is_empty(), "{out}");
     assert!(
         err.contains(&format!(
-            "{}:2:1: unknown key `audit_dri` (did you mean `audit_dir`?)",
+            "{}:2:1: error: unknown key `audit_dri` (did you mean `audit_dir`?)",
             cfg.display()
         )),
         "{err}"

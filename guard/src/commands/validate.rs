@@ -52,17 +52,6 @@ pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// A response-file problem in the rules' form, `file:line:col: error: message`, so that one
-/// `validate` run reads the same whatever the file kind.
-fn response_diagnostic(d: &crate::respond::config::Diagnostic) -> String {
-    let file = d.path.display();
-    if d.line > 0 {
-        format!("{file}:{}:{}: error: {}", d.line, d.column, d.message)
-    } else {
-        format!("{file}: error: {}", d.message)
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut l = loader();
     let policies = crate::policy::register(&mut l);
@@ -74,7 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // Every response diagnostic is an error.
             response_errors += diags.len();
             for d in &diags {
-                println!("{}", response_diagnostic(d));
+                println!("{d}");
             }
             eprintln!(
                 "{}: response configuration, {} problem(s)",

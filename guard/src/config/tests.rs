@@ -327,3 +327,31 @@ fn closest_key() {
     assert_eq!(closest("zzzzzzzzzzzzzz", keys.iter().copied()), None);
     assert_eq!(distance("kitten", "sitting"), 3);
 }
+
+/// guard.yaml has no nested keys: one written under a key is reported at its own position,
+/// and so is a bad value inside a list.
+#[test]
+fn a_nested_key_is_reported_at_its_own_position() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "ring_bytes: 1\nmetrics_addr:\n  port: 9464\n",
+            ":3:3: error: ",
+            "metrics_addr",
+        ),
+        (
+            "rules:\n  - /a\n  - path:\n      deeper: 1\n",
+            ":3:5: error: ",
+            "rules",
+        ),
+        ("rules:\n  - /a\n  - [/b, [/c]]\n", ":3:5: error: ", "rules"),
+    ];
+    for (i, (text, pos, word)) in cases.iter().enumerate() {
+        let f = tmp_file(&format!("nested{i}.yaml"), text);
+        let e = file_error(parse(&["run", "--config", f.to_str().expect("utf8")]));
+        assert!(
+            e.starts_with(&format!("{}{pos}", f.display())),
+            "{text:?}: {e}"
+        );
+        assert!(e.contains(word), "{text:?}: {e}");
+    }
+}

@@ -6,6 +6,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -17,6 +18,7 @@ use serde::{
 use crate::{
     alert::{Alert, Priority},
     workload::{Pattern, WorkloadInfo, WorkloadSelector},
+    yaml::{Locator, Pos, Seg},
 };
 
 /// Largest response file read, so a stray huge file cannot exhaust memory.
@@ -519,58 +521,115 @@ enum Item {
 impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = RawItem::deserialize(d)?;
-        item_from_raw(r).map_err(de::Error::custom)
+        item_from_raw(r).map_err(|e| de::Error::custom(e.msg))
     }
 }
 
-fn item_from_raw(r: RawItem) -> Result<Item, String> {
+/// A problem with one item, and where in the item it is.
+struct ItemError {
+    /// Key path inside the item.
+    at: Vec<Seg<'static>>,
+    /// The key itself is at fault (else its value).
+    key: bool,
+    msg: String,
+}
+
+impl ItemError {
+    fn value(at: &[Seg<'static>], msg: impl Into<String>) -> Self {
+        ItemError {
+            at: at.to_vec(),
+            key: false,
+            msg: msg.into(),
+        }
+    }
+
+    fn key(at: &[Seg<'static>], msg: impl Into<String>) -> Self {
+        ItemError {
+            key: true,
+            ..ItemError::value(at, msg)
+        }
+    }
+}
+
+fn item_from_raw(r: RawItem) -> Result<Item, ItemError> {
+    use Seg::{Index, Key};
     match (r.response, r.settings) {
-        (Some(_), Some(_)) => Err("an item is either `response:` or `settings:`, not both".into()),
+        (Some(_), Some(_)) => Err(ItemError::key(
+            &[Key("settings")],
+            "an item is either `response:` or `settings:`, not both",
+        )),
         (None, Some(s)) => {
-            if r.matcher.is_some()
-                || r.actions.is_some()
-                || r.cont.is_some()
-                || r.dry_run.is_some()
-                || r.ignore_errors.is_some()
-                || r.enabled.is_some()
-                || r.desc.is_some()
-            {
-                return Err(
-                    "a `settings:` item has only its own keys (indent them under settings:)".into(),
-                );
+            let stray = [
+                ("match", r.matcher.is_some()),
+                ("actions", r.actions.is_some()),
+                ("continue", r.cont.is_some()),
+                ("dry_run", r.dry_run.is_some()),
+                ("ignore_errors", r.ignore_errors.is_some()),
+                ("enabled", r.enabled.is_some()),
+                ("desc", r.desc.is_some()),
+            ];
+            if let Some((k, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(ItemError::key(
+                    &[Key(k)],
+                    "a `settings:` item has only its own keys (indent them under settings:)",
+                ));
             }
             if s.max_in_flight == 0 {
-                return Err("settings.max_in_flight must be at least 1".into());
+                return Err(ItemError::value(
+                    &[Key("settings"), Key("max_in_flight")],
+                    "settings.max_in_flight must be at least 1",
+                ));
             }
             for (what, rl) in [
                 ("rate_limit_per_workload", s.rate_limit_per_workload),
                 ("rate_limit_global", s.rate_limit_global),
             ] {
                 if !(rl.per_minute.is_finite() && rl.per_minute >= 0.0) {
-                    return Err(format!("settings.{what}.per_minute must be a number >= 0"));
+                    return Err(ItemError::value(
+                        &[Key("settings"), Key(what), Key("per_minute")],
+                        format!("settings.{what}.per_minute must be a number >= 0"),
+                    ));
                 }
             }
             Ok(Item::Settings(Box::new(s)))
         }
-        (None, None) => Err("expected a `- response: NAME` or `- settings:` item".into()),
+        (None, None) => Err(ItemError::key(
+            &[],
+            "expected a `- response: NAME` or `- settings:` item",
+        )),
         (Some(name), None) => {
             let name = name.trim().to_owned();
             if name.is_empty() {
-                return Err("response name is empty".into());
-            }
-            let actions = r
-                .actions
-                .ok_or_else(|| format!("response {name:?}: `actions` is required"))?;
-            if actions.is_empty() {
-                return Err(format!("response {name:?}: `actions` is empty"));
-            }
-            if actions.len() > MAX_ACTIONS {
-                return Err(format!(
-                    "response {name:?}: more than {MAX_ACTIONS} actions"
+                return Err(ItemError::value(
+                    &[Key("response")],
+                    "response name is empty",
                 ));
             }
-            for a in &actions {
-                check_action(a).map_err(|e| format!("response {name:?}: {}: {e}", a.name()))?;
+            let Some(actions) = r.actions else {
+                return Err(ItemError::key(
+                    &[Key("response")],
+                    format!("response {name:?}: `actions` is required"),
+                ));
+            };
+            if actions.is_empty() {
+                return Err(ItemError::value(
+                    &[Key("actions")],
+                    format!("response {name:?}: `actions` is empty"),
+                ));
+            }
+            if actions.len() > MAX_ACTIONS {
+                return Err(ItemError::key(
+                    &[Key("actions")],
+                    format!("response {name:?}: more than {MAX_ACTIONS} actions"),
+                ));
+            }
+            for (i, a) in actions.iter().enumerate() {
+                check_action(a).map_err(|(field, e)| {
+                    ItemError::value(
+                        &[Key("actions"), Index(i), Key(a.name()), Key(field)],
+                        format!("response {name:?}: {}: {e}", a.name()),
+                    )
+                })?;
             }
             let resp = Response {
                 name,
@@ -586,38 +645,51 @@ fn item_from_raw(r: RawItem) -> Result<Item, String> {
     }
 }
 
-fn check_action(a: &Action) -> Result<(), String> {
+/// Checks an action's options; an error names the option at fault.
+fn check_action(a: &Action) -> Result<(), (&'static str, String)> {
     match a {
         Action::Notify(n) => {
             let uri: hyper::Uri = n
                 .url
                 .parse()
-                .map_err(|e| format!("bad url {:?}: {e}", n.url))?;
+                .map_err(|e| ("url", format!("bad url {:?}: {e}", n.url)))?;
             if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                return Err(format!(
-                    "url {:?}: expected http://host[:port]/path (https: use a local relay)",
-                    n.url
+                return Err((
+                    "url",
+                    format!(
+                        "url {:?}: expected http://host[:port]/path (https: use a local relay)",
+                        n.url
+                    ),
                 ));
             }
             if n.retries > 10 {
-                return Err("retries must be at most 10".into());
+                return Err(("retries", "retries must be at most 10".into()));
             }
         }
         Action::Exec(e) => {
             if !e.script.is_absolute() {
-                return Err(format!("script {:?} must be an absolute path", e.script));
+                return Err((
+                    "script",
+                    format!("script {:?} must be an absolute path", e.script),
+                ));
             }
             if let Some(d) = e.allow_write.iter().find(|d| !d.is_absolute()) {
-                return Err(format!("allow_write {d:?} must be an absolute path"));
+                return Err((
+                    "allow_write",
+                    format!("allow_write {d:?} must be an absolute path"),
+                ));
             }
             if e.timeout.0.is_zero() {
-                return Err("timeout must be > 0".into());
+                return Err(("timeout", "timeout must be > 0".into()));
             }
         }
         Action::Snapshot(s) if s.events > super::snapshot::MAX_RECENT_PER_PROCESS => {
-            return Err(format!(
-                "events must be at most {}",
-                super::snapshot::MAX_RECENT_PER_PROCESS
+            return Err((
+                "events",
+                format!(
+                    "events must be at most {}",
+                    super::snapshot::MAX_RECENT_PER_PROCESS
+                ),
             ));
         }
         _ => {}
@@ -625,32 +697,7 @@ fn check_action(a: &Action) -> Result<(), String> {
     Ok(())
 }
 
-/// One problem in a response file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub path: PathBuf,
-    /// 1-based; 0 when the problem has no position (e.g. unreadable file).
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.path.display(),
-                self.line,
-                self.column,
-                self.message
-            )
-        } else {
-            write!(f, "{}: {}", self.path.display(), self.message)
-        }
-    }
-}
+pub use crate::yaml::Diagnostic;
 
 /// Everything loaded from one or more response files.
 #[derive(Debug, Clone, Default)]
@@ -664,53 +711,58 @@ pub struct ResponseSet {
 
 /// Parses one file's text.
 pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnostic> {
+    let file: Arc<str> = Arc::from(path.display().to_string());
     let mut diags = Vec::new();
-    let diag = |line, column, message| Diagnostic {
-        path: path.to_path_buf(),
-        line,
-        column,
-        message,
-    };
     if text.trim().is_empty() {
         return diags;
     }
-    let yaml_diag = |e: serde_yaml::Error, line_offset: usize| {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line() + line_offset, l.column()))
-            .unwrap_or((0, 0));
-        // serde_yaml appends " at line L column C"; the prefix says it already.
-        let mut msg = e.to_string();
-        if let Some(i) = msg.rfind(" at line ") {
-            msg.truncate(i);
-        }
-        diag(line, col, msg)
-    };
-    if let Err(msg) = crate::rules::loader::check_yaml_expansion(text) {
-        diags.push(diag(1, 1, msg));
+    if let Err(e) = crate::yaml::check_expansion(text) {
+        diags.push(Diagnostic::error(&file, Pos::START, e.to_string()));
         return diags;
     }
     // Syntax first: a file that is not YAML gets one error.
     let values = match serde_yaml::from_str::<Option<Vec<serde_yaml::Value>>>(text) {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => {
-            diags.push(yaml_diag(e, 0));
+            diags.push(Diagnostic::from_yaml(&file, &e));
             return diags;
         }
     };
-    // Then each top-level item on its own, so every bad item is reported, with its line.
-    let slices = top_level_items(text);
+    // Then each top-level item on its own, so every bad item is reported where it is wrong.
+    let loc = Locator::new(text);
     let mut items = Vec::new();
-    if slices.len() == values.len() {
-        for (k, (first_line, slice)) in slices.into_iter().enumerate() {
-            match serde_yaml::from_str::<Vec<Item>>(slice) {
-                Ok(mut v) if v.len() == 1 => items.extend(v.pop()),
-                Ok(_) => diags.push(diag(first_line, 1, "expected exactly one item".into())),
+    if loc.item_count() == values.len() {
+        for k in 0..values.len() {
+            let Some((first_line, slice)) = loc.item_text(k, values.len()) else {
+                continue;
+            };
+            match serde_yaml::from_str::<Vec<RawItem>>(slice) {
+                Ok(mut v) if v.len() == 1 => match v.pop().map(item_from_raw) {
+                    Some(Ok(item)) => items.push((k, item)),
+                    Some(Err(e)) => {
+                        let at: Vec<Seg<'_>> = [Seg::Index(k)].into_iter().chain(e.at).collect();
+                        let pos = if e.key {
+                            loc.nearest_key(&at)
+                        } else {
+                            loc.nearest_value(&at)
+                        };
+                        diags.push(Diagnostic::error(&file, pos, e.msg));
+                    }
+                    None => {}
+                },
+                Ok(_) => diags.push(Diagnostic::error(
+                    &file,
+                    loc.nearest_key(&[Seg::Index(k)]),
+                    "expected exactly one item",
+                )),
                 Err(e) => {
-                    let mut d = yaml_diag(e, first_line - 1);
+                    let mut d = Diagnostic::from_yaml(&file, &e);
+                    if d.pos.line > 0 {
+                        d.pos.line += first_line - 1;
+                    }
                     // The slice is item 0 of its own document; name it as in the file.
-                    if let Some(rest) = d.message.strip_prefix(".[0]") {
-                        d.message = format!(".[{k}]{rest}");
+                    if let Some(rest) = d.msg.strip_prefix(".[0]") {
+                        d.msg = format!(".[{k}]{rest}");
                     }
                     diags.push(d);
                 }
@@ -719,31 +771,39 @@ pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnos
     } else {
         // Not a block sequence (e.g. flow style): the whole document at once.
         match serde_yaml::from_str::<Vec<Item>>(text) {
-            Ok(v) => items = v,
+            Ok(v) => items = v.into_iter().enumerate().collect(),
             Err(e) => {
-                diags.push(yaml_diag(e, 0));
+                diags.push(Diagnostic::from_yaml(&file, &e));
                 return diags;
             }
         }
     }
     let mut seen_settings = false;
     let mut names: HashSet<String> = into.responses.iter().map(|r| r.name.clone()).collect();
-    for item in items {
+    for (k, item) in items {
         match item {
             Item::Settings(s) => {
                 if seen_settings {
-                    diags.push(diag(0, 0, "more than one `settings:` item".into()));
+                    let pos = loc.nearest_key(&[Seg::Index(k), Seg::Key("settings")]);
+                    diags.push(Diagnostic::error(
+                        &file,
+                        pos,
+                        "more than one `settings:` item",
+                    ));
                 }
                 seen_settings = true;
                 into.settings = *s;
             }
             Item::Response(r, enabled) => {
+                let pos = loc.nearest_value(&[Seg::Index(k), Seg::Key("response")]);
                 if !names.insert(r.name.clone()) {
-                    diags.push(diag(0, 0, format!("duplicate response name {:?}", r.name)));
+                    let msg = format!("duplicate response name {:?}", r.name);
+                    diags.push(Diagnostic::error(&file, pos, msg));
                     continue;
                 }
                 if into.responses.len() >= MAX_RESPONSES {
-                    diags.push(diag(0, 0, format!("more than {MAX_RESPONSES} responses")));
+                    let msg = format!("more than {MAX_RESPONSES} responses");
+                    diags.push(Diagnostic::error(&file, pos, msg));
                     break;
                 }
                 if enabled {
@@ -755,44 +815,19 @@ pub fn parse_str(path: &Path, text: &str, into: &mut ResponseSet) -> Vec<Diagnos
     diags
 }
 
-/// The top-level items of a block-sequence YAML document: (1-based first line, text), each
-/// item running from its `-` in column 0 to the next one.
-fn top_level_items(text: &str) -> Vec<(usize, &str)> {
-    let mut starts = Vec::new();
-    let mut offset = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let l = line.trim_end_matches(['\n', '\r']);
-        if l == "-" || l.starts_with("- ") {
-            starts.push((i + 1, offset));
-        }
-        offset += line.len();
-    }
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &(line, start)) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(text.len(), |&(_, o)| o);
-        out.push((line, &text[start..end]));
-    }
-    out
+/// A problem with a file as a whole (no position).
+fn file_error(path: &Path, msg: String) -> Diagnostic {
+    Diagnostic::error(&Arc::from(path.display().to_string()), Pos::default(), msg)
 }
 
 /// The response files at `path`: the file itself, or the `*.yaml` / `*.yml` files in the
 /// directory, sorted by name.
 pub fn response_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
-    let md = std::fs::metadata(path).map_err(|e| Diagnostic {
-        path: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read: {e}"),
-    })?;
+    let md = std::fs::metadata(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
     if md.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let rd = std::fs::read_dir(path).map_err(|e| Diagnostic {
-        path: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        message: format!("cannot list: {e}"),
-    })?;
+    let rd = std::fs::read_dir(path).map_err(|e| file_error(path, format!("cannot list: {e}")))?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -832,12 +867,7 @@ pub fn load(path: &Path) -> Result<ResponseSet, Vec<Diagnostic>> {
 }
 
 fn read_text(f: &Path) -> Result<String, Diagnostic> {
-    let d = |message| Diagnostic {
-        path: f.to_path_buf(),
-        line: 0,
-        column: 0,
-        message,
-    };
+    let d = |msg| file_error(f, msg);
     let raw = crate::state::procfs::read_capped(f, MAX_FILE_BYTES as usize + 1)
         .map_err(|e| d(format!("cannot read: {e}")))?;
     if raw.len() as u64 > MAX_FILE_BYTES {
@@ -869,15 +899,11 @@ mod tests {
         let text = "# comment\n- response: one\n  match:\n    priority: \">= Bogus\"\n  actions:\n    - kill_process: {}\n- response: ok\n  actions:\n    - snapshot: {}\n- response: three\n  actions:\n    - explode: {}\n";
         let diags = parse(text).expect_err("two bad items");
         assert_eq!(diags.len(), 2, "{diags:?}");
-        assert_eq!(diags[0].line, 4, "{}", diags[0]);
-        assert!(diags[0].message.starts_with(".[0].match"), "{}", diags[0]);
-        assert_eq!(diags[1].line, 12, "{}", diags[1]);
-        assert!(
-            diags[1].message.starts_with(".[2].actions[0]"),
-            "{}",
-            diags[1]
-        );
-        assert!(diags[1].message.contains("explode"), "{}", diags[1]);
+        assert_eq!(diags[0].pos.line, 4, "{}", diags[0]);
+        assert!(diags[0].msg.starts_with(".[0].match"), "{}", diags[0]);
+        assert_eq!(diags[1].pos.line, 12, "{}", diags[1]);
+        assert!(diags[1].msg.starts_with(".[2].actions[0]"), "{}", diags[1]);
+        assert!(diags[1].msg.contains("explode"), "{}", diags[1]);
     }
 
     fn err(text: &str) -> String {
@@ -942,6 +968,25 @@ mod tests {
         assert!(e.contains("kil_container"), "{e}");
         let e = err("- response: a\n  actoins: [kill_container]\n");
         assert!(e.starts_with("r.yaml:2:3"), "{e}");
+    }
+
+    /// Unknown keys two levels down and bad values are reported at the key or value itself.
+    #[test]
+    fn nested_errors_point_at_the_key_or_value_itself() {
+        let e = err(
+            "- response: a\n  match:\n    priority: Critical\n    workload:\n      imagee: x\n  actions: [snapshot]\n",
+        );
+        assert!(e.starts_with("r.yaml:5:7: error: "), "{e}");
+        assert!(e.contains("unknown field `imagee`"), "{e}");
+        let e = err(
+            "- response: a\n  actions:\n    - snapshot\n    - notify:\n        url: https://x/\n",
+        );
+        assert!(e.starts_with("r.yaml:5:14: error: "), "{e}");
+        assert!(e.contains("expected http://"), "{e}");
+        let e = err("- settings:\n    rate_limit_global: {burst: 1, per_minute: .nan}\n");
+        assert!(e.starts_with("r.yaml:2:47: error: "), "{e}");
+        let e = err("- response: a\n  actions: [snapshot]\n- response: a\n  actions: [snapshot]\n");
+        assert!(e.starts_with("r.yaml:3:13: error: duplicate"), "{e}");
     }
 
     #[test]
@@ -1083,7 +1128,7 @@ mod tests {
         let diags = parse(&text).expect_err("bomb");
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert!(
-            diags[0].message.contains("too large once its aliases"),
+            diags[0].msg.contains("too large once its aliases"),
             "{}",
             diags[0]
         );

@@ -1,76 +1,9 @@
-//! Diagnostics with `file:line:col` positions, and the map from condition text back to the
-//! YAML source it was read from.
+//! The map from condition text back to the YAML source it was read from. Diagnostics are
+//! [`crate::yaml`]'s.
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
-/// 1-based line and column (columns count characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Pos {
-    pub line: u32,
-    pub col: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Warning,
-    Error,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub severity: Severity,
-    pub file: Arc<str>,
-    pub pos: Pos,
-    pub msg: String,
-    /// The offending text, when there is one.
-    pub text: Option<String>,
-}
-
-impl Diagnostic {
-    pub fn error(file: &Arc<str>, pos: Pos, msg: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Error,
-            file: file.clone(),
-            pos,
-            msg: msg.into(),
-            text: None,
-        }
-    }
-
-    pub fn warning(file: &Arc<str>, pos: Pos, msg: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(file, pos, msg)
-        }
-    }
-
-    pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(text.into());
-        self
-    }
-
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        };
-        write!(
-            f,
-            "{}:{}:{}: {sev}: {}",
-            self.file, self.pos.line, self.pos.col, self.msg
-        )?;
-        if let Some(t) = &self.text {
-            write!(f, "\n    {t}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::yaml::{Diagnostic, Pos, Severity};
 
 /// Where each non-whitespace character of one piece of condition text sits in its file.
 /// YAML folding only changes whitespace, so counting non-whitespace characters maps a byte
@@ -157,12 +90,5 @@ mod tests {
         ));
         let (f, p) = t.locate(t.text.len() - 1);
         assert_eq!((&*f, p.line), ("g.yaml", 9));
-    }
-
-    #[test]
-    fn display_has_position_and_text() {
-        let d =
-            Diagnostic::error(&Arc::from("x.yaml"), Pos { line: 2, col: 3 }, "bad").with_text("zz");
-        assert_eq!(d.to_string(), "x.yaml:2:3: error: bad\n    zz");
     }
 }

@@ -1,0 +1,388 @@
+//! Reading a field's value from an event.
+
+use std::{fmt::Write as _, net::IpAddr};
+
+use super::{Ctx, FieldArg, FieldId, FieldRef, Val};
+use crate::model::{ArgValue, Event};
+
+impl FieldRef {
+    /// Fields with several values per event; checks on them hold if any value satisfies
+    /// the operator (`!=`: if no value equals).
+    pub fn is_multi(&self) -> bool {
+        match self.id {
+            FieldId::FdIp | FieldId::FdPort => true,
+            FieldId::ProcAname
+            | FieldId::ProcApid
+            | FieldId::ProcAexe
+            | FieldId::ProcAexepath
+            | FieldId::ProcAcmdline => self.arg == FieldArg::None,
+            _ => false,
+        }
+    }
+
+    /// The `n`th value (n = 0 for single-valued fields). `buf` holds rendered numbers for
+    /// `evt.arg.*`; it is reused, so the caller allocates nothing once it has grown.
+    #[inline]
+    pub fn extract<'a>(
+        &self,
+        ev: &'a Event,
+        n: usize,
+        ctx: &'a Ctx,
+        buf: &'a mut String,
+    ) -> Val<'a> {
+        use FieldId::*;
+        let p = &ev.proc;
+        let s = Val::Str;
+        let fd = ev.fd.as_ref();
+        let c = ev.container.as_ref();
+        match self.id {
+            EvtType => s(&ev.evt_type),
+            EvtTime | EvtRawtime => Val::Num(ev.time as i64),
+            EvtNum => Val::Num(ev.num as i64),
+            EvtRes => s(res_name(ev.res)),
+            EvtRawres => Val::Num(ev.res),
+            EvtFailed => Val::Bool(ev.res < 0),
+            EvtDir => s("<"),
+            EvtArg => match self.arg_value(ev) {
+                Some(ArgValue::Str(v)) => s(v),
+                Some(ArgValue::Int(i)) => {
+                    buf.clear();
+                    let _ = write!(buf, "{i}");
+                    s(buf.as_str())
+                }
+                None => Val::Na,
+            },
+            EvtRawarg => match self.arg_value(ev) {
+                Some(ArgValue::Int(i)) => Val::Num(*i),
+                Some(ArgValue::Str(v)) => v.parse().map_or(Val::Na, Val::Num),
+                None => Val::Na,
+            },
+            EvtArgs => {
+                buf.clear();
+                for (k, v) in &ev.args {
+                    if !buf.is_empty() {
+                        buf.push(' ');
+                    }
+                    let _ = match v {
+                        ArgValue::Int(i) => write!(buf, "{k}={i}"),
+                        ArgValue::Str(x) => write!(buf, "{k}={x}"),
+                    };
+                }
+                s(buf.as_str())
+            }
+            EvtIsOpenRead => Val::Bool(ev.derived.open_read),
+            EvtIsOpenWrite => Val::Bool(ev.derived.open_write),
+            EvtIsOpenExec => Val::Bool(ev.derived.open_exec),
+            EvtHostname => s(&ctx.hostname),
+            EvtSource => s("syscall"),
+            ProcName => s(&p.name),
+            ProcExe => s(&p.exe),
+            ProcExepath => s(&p.exepath),
+            ProcCmdline => s(&ev.derived.cmdline),
+            ProcArgs => s(&ev.derived.args),
+            ProcPid => Val::Num(p.pid.into()),
+            ProcPpid => Val::Num(p.ppid.into()),
+            ProcCwd => s(&p.cwd),
+            ProcTty => Val::Num(p.tty.into()),
+            ProcDuration => {
+                if p.start_time == 0 {
+                    Val::Na
+                } else {
+                    Val::Num(ev.time.saturating_sub(p.start_time) as i64)
+                }
+            }
+            ProcIsExeUpperLayer => Val::Bool(p.is_exe_upper_layer),
+            ProcIsExeFromMemfd => Val::Bool(p.is_exe_from_memfd),
+            ProcIsExeWritable => Val::Bool(p.is_exe_writable),
+            ProcPname => p.ancestors.first().map_or(Val::Na, |a| s(&a.name)),
+            ProcPexe => p.ancestors.first().map_or(Val::Na, |a| s(&a.exe)),
+            ProcPexepath => p.ancestors.first().map_or(Val::Na, |a| s(&a.exepath)),
+            ProcPcmdline => p.ancestors.first().map_or(Val::Na, |a| s(&a.cmdline)),
+            ProcAname | ProcApid | ProcAexe | ProcAexepath | ProcAcmdline => {
+                // [0] is the process itself; without an index, value n is ancestor n+1.
+                let level = match self.arg {
+                    FieldArg::Index(i) => i,
+                    _ => n + 1,
+                };
+                if level == 0 {
+                    return match self.id {
+                        ProcAname => s(&p.name),
+                        ProcApid => Val::Num(p.pid.into()),
+                        ProcAexe => s(&p.exe),
+                        ProcAexepath => s(&p.exepath),
+                        _ => s(&ev.derived.cmdline),
+                    };
+                }
+                match p.ancestors.get(level - 1) {
+                    None => Val::Na,
+                    Some(a) => match self.id {
+                        ProcAname => s(&a.name),
+                        ProcApid => Val::Num(a.pid.into()),
+                        ProcAexe => s(&a.exe),
+                        ProcAexepath => s(&a.exepath),
+                        _ => s(&a.cmdline),
+                    },
+                }
+            }
+            ThreadTid => Val::Num(if p.tid == 0 { p.pid } else { p.tid }.into()),
+            ThreadCapEffective => s(&ev.derived.cap_effective),
+            ThreadCapPermitted => s(&ev.derived.cap_permitted),
+            UserUid => Val::Num(p.uid.into()),
+            UserName => p.user.as_deref().map_or(Val::Na, s),
+            UserLoginuid => Val::Num(p.loginuid.map_or(-1, i64::from)),
+            UserLoginname => p.loginname.as_deref().map_or(Val::Na, s),
+            GroupGid => Val::Num(p.gid.into()),
+            GroupName => p.group.as_deref().map_or(Val::Na, s),
+            FdNum => fd.map_or(Val::Na, |f| Val::Num(f.num)),
+            FdType => fd.map_or(Val::Na, |f| s(f.fd_type.as_str())),
+            FdTypechar => fd.map_or(Val::Na, |f| s(f.fd_type.typechar())),
+            FdName => fd.map_or(Val::Na, |_| s(&ev.derived.fd_name)),
+            FdNameraw => fd.and_then(|f| f.nameraw.as_deref()).map_or(Val::Na, s),
+            FdDirectory => file_part(ev, true),
+            FdFilename => file_part(ev, false),
+            FdCip => ip(fd.and_then(|f| f.cip)),
+            FdSip => ip(fd.and_then(|f| f.sip)),
+            FdLip => ip(fd.and_then(|f| if f.is_server { f.sip } else { f.cip })),
+            FdRip => ip(fd.and_then(|f| if f.is_server { f.cip } else { f.sip })),
+            FdIp => ip(fd.and_then(|f| {
+                if n == 0 {
+                    f.cip
+                } else if n == 1 {
+                    f.sip
+                } else {
+                    None
+                }
+            })),
+            FdCport => port(fd.and_then(|f| f.cport)),
+            FdSport => port(fd.and_then(|f| f.sport)),
+            FdLport => port(fd.and_then(|f| if f.is_server { f.sport } else { f.cport })),
+            FdRport => port(fd.and_then(|f| if f.is_server { f.cport } else { f.sport })),
+            FdPort => port(fd.and_then(|f| {
+                if n == 0 {
+                    f.cport
+                } else if n == 1 {
+                    f.sport
+                } else {
+                    None
+                }
+            })),
+            FdL4proto => fd
+                .and_then(|f| f.l4proto)
+                .map_or(Val::Na, |l| s(l.as_str())),
+            FdSockfamily => match fd.map(|f| f.fd_type) {
+                Some(t) if t.is_inet() => s("ip"),
+                Some(crate::model::FdType::Unix) => s("unix"),
+                _ => Val::Na,
+            },
+            FdIsServer => fd.map_or(Val::Na, |f| Val::Bool(f.is_server)),
+            ContainerId => s(c.map_or(crate::model::HOST_CONTAINER_ID, |c| c.id.as_str())),
+            ContainerName => s(c.map_or("host", |c| c.name.as_str())),
+            ContainerImage => c.map_or(Val::Na, |c| s(&c.image)),
+            ContainerImageRepository => c.map_or(Val::Na, |_| s(&ev.derived.image_repository)),
+            ContainerImageTag => c.map_or(Val::Na, |_| s(&ev.derived.image_tag)),
+            ContainerType => s(c.map_or("host", |c| c.runtime.as_str())),
+            ContainerPrivileged => c.map_or(Val::Na, |c| Val::Bool(c.privileged)),
+            ContainerLabel => match &self.arg {
+                FieldArg::Key(k) => ev.container_label(k).map_or(Val::Na, s),
+                _ => Val::Na,
+            },
+            ContainerStartTs => c
+                .filter(|c| c.start_ts != 0)
+                .map_or(Val::Na, |c| Val::Num(c.start_ts as i64)),
+            K8sNsName => ev
+                .container_label("io.kubernetes.pod.namespace")
+                .map_or(Val::Na, s),
+            K8sPodName => ev
+                .container_label("io.kubernetes.pod.name")
+                .map_or(Val::Na, s),
+            K8sPodUid => ev
+                .container_label("io.kubernetes.pod.uid")
+                .map_or(Val::Na, s),
+        }
+    }
+
+    fn arg_value<'a>(&self, ev: &'a Event) -> Option<&'a ArgValue> {
+        match &self.arg {
+            FieldArg::Key(k) => ev.args.get(k.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+fn ip(a: Option<IpAddr>) -> Val<'static> {
+    a.map_or(Val::Na, Val::Ip)
+}
+
+fn port(p: Option<u16>) -> Val<'static> {
+    p.map_or(Val::Na, |p| Val::Num(p.into()))
+}
+
+fn file_part(ev: &Event, dir: bool) -> Val<'_> {
+    match &ev.fd {
+        Some(f)
+            if matches!(
+                f.fd_type,
+                crate::model::FdType::File | crate::model::FdType::Directory
+            ) =>
+        {
+            let name = ev.derived.fd_name.as_str();
+            match name.rfind('/') {
+                Some(0) if dir => Val::Str("/"),
+                Some(i) if dir => Val::Str(&name[..i]),
+                Some(i) => Val::Str(&name[i + 1..]),
+                None if dir => Val::Na,
+                None => Val::Str(name),
+            }
+        }
+        _ => Val::Na,
+    }
+}
+
+/// Linux errno names (x86-64 and arm64), by number.
+static ERRNO: [&str; 134] = [
+    "SUCCESS",
+    "EPERM",
+    "ENOENT",
+    "ESRCH",
+    "EINTR",
+    "EIO",
+    "ENXIO",
+    "E2BIG",
+    "ENOEXEC",
+    "EBADF",
+    "ECHILD",
+    "EAGAIN",
+    "ENOMEM",
+    "EACCES",
+    "EFAULT",
+    "ENOTBLK",
+    "EBUSY",
+    "EEXIST",
+    "EXDEV",
+    "ENODEV",
+    "ENOTDIR",
+    "EISDIR",
+    "EINVAL",
+    "ENFILE",
+    "EMFILE",
+    "ENOTTY",
+    "ETXTBSY",
+    "EFBIG",
+    "ENOSPC",
+    "ESPIPE",
+    "EROFS",
+    "EMLINK",
+    "EPIPE",
+    "EDOM",
+    "ERANGE",
+    "EDEADLK",
+    "ENAMETOOLONG",
+    "ENOLCK",
+    "ENOSYS",
+    "ENOTEMPTY",
+    "ELOOP",
+    "E41",
+    "ENOMSG",
+    "EIDRM",
+    "ECHRNG",
+    "EL2NSYNC",
+    "EL3HLT",
+    "EL3RST",
+    "ELNRNG",
+    "EUNATCH",
+    "ENOCSI",
+    "EL2HLT",
+    "EBADE",
+    "EBADR",
+    "EXFULL",
+    "ENOANO",
+    "EBADRQC",
+    "EBADSLT",
+    "E58",
+    "EBFONT",
+    "ENOSTR",
+    "ENODATA",
+    "ETIME",
+    "ENOSR",
+    "ENONET",
+    "ENOPKG",
+    "EREMOTE",
+    "ENOLINK",
+    "EADV",
+    "ESRMNT",
+    "ECOMM",
+    "EPROTO",
+    "EMULTIHOP",
+    "EDOTDOT",
+    "EBADMSG",
+    "EOVERFLOW",
+    "ENOTUNIQ",
+    "EBADFD",
+    "EREMCHG",
+    "ELIBACC",
+    "ELIBBAD",
+    "ELIBSCN",
+    "ELIBMAX",
+    "ELIBEXEC",
+    "EILSEQ",
+    "ERESTART",
+    "ESTRPIPE",
+    "EUSERS",
+    "ENOTSOCK",
+    "EDESTADDRREQ",
+    "EMSGSIZE",
+    "EPROTOTYPE",
+    "ENOPROTOOPT",
+    "EPROTONOSUPPORT",
+    "ESOCKTNOSUPPORT",
+    "EOPNOTSUPP",
+    "EPFNOSUPPORT",
+    "EAFNOSUPPORT",
+    "EADDRINUSE",
+    "EADDRNOTAVAIL",
+    "ENETDOWN",
+    "ENETUNREACH",
+    "ENETRESET",
+    "ECONNABORTED",
+    "ECONNRESET",
+    "ENOBUFS",
+    "EISCONN",
+    "ENOTCONN",
+    "ESHUTDOWN",
+    "ETOOMANYREFS",
+    "ETIMEDOUT",
+    "ECONNREFUSED",
+    "EHOSTDOWN",
+    "EHOSTUNREACH",
+    "EALREADY",
+    "EINPROGRESS",
+    "ESTALE",
+    "EUCLEAN",
+    "ENOTNAM",
+    "ENAVAIL",
+    "EISNAM",
+    "EREMOTEIO",
+    "EDQUOT",
+    "ENOMEDIUM",
+    "EMEDIUMTYPE",
+    "ECANCELED",
+    "ENOKEY",
+    "EKEYEXPIRED",
+    "EKEYREVOKED",
+    "EKEYREJECTED",
+    "EOWNERDEAD",
+    "ENOTRECOVERABLE",
+    "ERFKILL",
+    "EHWPOISON",
+];
+
+/// `evt.res`: SUCCESS for non-negative results, else the errno name.
+pub fn res_name(res: i64) -> &'static str {
+    if res >= 0 {
+        return "SUCCESS";
+    }
+    ERRNO
+        .get(res.unsigned_abs() as usize)
+        .copied()
+        .unwrap_or("EUNKNOWN")
+}

@@ -1,0 +1,302 @@
+//! The field catalog: every Falco field name guard knows, its type, and how it is read from a
+//! [`crate::model::Event`]. Extraction borrows from the event (or a caller's scratch buffer), so
+//! evaluating a condition never allocates.
+//!
+//! - this module: the field ids and types, name resolution (`name[arg]`, renamed fields).
+//! - [`catalog`]: the tables of field names guard provides, cannot provide, or renames.
+//! - [`extract`]: reading each field's value from an event.
+//!
+//! Adding a field: a [`FieldId`] variant, its catalog entry, its arm in [`FieldRef::extract`]
+//! (the compiler asks for that one), and the model's data if the event does not carry it yet.
+
+use std::net::IpAddr;
+
+mod catalog;
+mod extract;
+
+pub use catalog::{FIELDS, RENAMED, Renamed, UNAVAILABLE};
+pub use extract::res_name;
+// The event type ids belong to the model (which prepares them on each event).
+pub use crate::model::{EVENT_TYPES, OTHER_TYPE, TYPE_COUNT, event_type_id, open_mode};
+pub use crate::yaml::levenshtein;
+
+/// Value type of a field, for type checking at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Str,
+    Num,
+    Bool,
+    Ip,
+}
+
+impl FieldType {
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::Str => "string",
+            FieldType::Num => "number",
+            FieldType::Bool => "boolean",
+            FieldType::Ip => "IP address",
+        }
+    }
+}
+
+/// What goes in brackets after the field name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgSpec {
+    None,
+    /// `[N]` optional; without it the field has one value per ancestor.
+    OptIndex,
+    /// `[N]` required.
+    Index,
+    /// `[key]` or `.key` required.
+    Key,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldId {
+    EvtType,
+    EvtTime,
+    EvtRawtime,
+    EvtNum,
+    EvtRes,
+    EvtRawres,
+    EvtFailed,
+    EvtDir,
+    EvtArg,
+    EvtRawarg,
+    EvtArgs,
+    EvtIsOpenRead,
+    EvtIsOpenWrite,
+    EvtIsOpenExec,
+    EvtHostname,
+    EvtSource,
+    ProcName,
+    ProcExe,
+    ProcExepath,
+    ProcCmdline,
+    ProcArgs,
+    ProcPid,
+    ProcPpid,
+    ProcCwd,
+    ProcTty,
+    ProcDuration,
+    ProcIsExeUpperLayer,
+    ProcIsExeFromMemfd,
+    ProcIsExeWritable,
+    ProcPname,
+    ProcPexe,
+    ProcPexepath,
+    ProcPcmdline,
+    ProcAname,
+    ProcApid,
+    ProcAexe,
+    ProcAexepath,
+    ProcAcmdline,
+    ThreadTid,
+    ThreadCapEffective,
+    ThreadCapPermitted,
+    UserUid,
+    UserName,
+    UserLoginuid,
+    UserLoginname,
+    GroupGid,
+    GroupName,
+    FdNum,
+    FdType,
+    FdTypechar,
+    FdName,
+    FdNameraw,
+    FdDirectory,
+    FdFilename,
+    FdCip,
+    FdSip,
+    FdLip,
+    FdRip,
+    FdIp,
+    FdCport,
+    FdSport,
+    FdLport,
+    FdRport,
+    FdPort,
+    FdL4proto,
+    FdSockfamily,
+    FdIsServer,
+    ContainerId,
+    ContainerName,
+    ContainerImage,
+    ContainerImageRepository,
+    ContainerImageTag,
+    ContainerType,
+    ContainerPrivileged,
+    ContainerLabel,
+    ContainerStartTs,
+    K8sNsName,
+    K8sPodName,
+    K8sPodUid,
+}
+
+pub struct FieldDef {
+    pub name: &'static str,
+    pub id: FieldId,
+    pub ty: FieldType,
+    pub arg: ArgSpec,
+    pub desc: &'static str,
+}
+
+pub fn lookup(name: &str) -> Option<&'static FieldDef> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+pub fn is_unavailable(name: &str) -> bool {
+    UNAVAILABLE.contains(&name)
+}
+
+pub fn renamed(name: &str) -> Option<&'static Renamed> {
+    RENAMED.iter().find(|r| r.name == name)
+}
+
+/// A field name resolved against the catalog.
+pub enum Resolved {
+    Field(FieldRef, &'static FieldDef),
+    Unavailable(&'static str),
+}
+
+/// Why a field name did not resolve; `msg` is complete and user-facing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveError {
+    pub msg: String,
+}
+
+/// Resolves `name`, `name[arg]` or `evt.arg.key`. Accepted renamed fields come back with
+/// their [`Renamed`] entry so that the caller can warn.
+pub fn resolve(full: &str) -> Result<(Resolved, Option<&'static Renamed>), ResolveError> {
+    let err = |msg: String| Err(ResolveError { msg });
+    let (base, bracket) = match full.find('[') {
+        Some(i) => match full[i + 1..].strip_suffix(']') {
+            Some(inner) => (&full[..i], Some(inner)),
+            None => return err(format!("malformed field argument in '{full}'")),
+        },
+        None => (full, None),
+    };
+    let mut base = base;
+    let mut renamed_from = None;
+    if let Some(rn) = renamed(base) {
+        if !rn.accept {
+            return err(rn.why.to_string());
+        }
+        renamed_from = Some(rn);
+        base = rn.target;
+    }
+    if let Some(def) = lookup(base) {
+        let arg = match (def.arg, bracket) {
+            (ArgSpec::None, None) | (ArgSpec::OptIndex, None) => FieldArg::None,
+            (ArgSpec::None, Some(_)) => return err(format!("field '{base}' takes no argument")),
+            (ArgSpec::OptIndex | ArgSpec::Index, Some(a)) => match a.trim().parse::<usize>() {
+                Ok(n) => FieldArg::Index(n),
+                Err(_) => return err(format!("field '{base}' needs a numeric index, not '{a}'")),
+            },
+            (ArgSpec::Index, None) | (ArgSpec::Key, None) => {
+                return err(format!("field '{base}' needs an argument, e.g. {base}[x]"));
+            }
+            (ArgSpec::Key, Some(k)) => FieldArg::Key(k.trim().into()),
+        };
+        return Ok((
+            Resolved::Field(FieldRef { id: def.id, arg }, def),
+            renamed_from,
+        ));
+    }
+    if let Some(u) = UNAVAILABLE.iter().find(|u| **u == base) {
+        return Ok((Resolved::Unavailable(u), None));
+    }
+    if bracket.is_none() {
+        // `evt.arg.flags`, `container.label.app`: the key follows a dot.
+        for def in FIELDS.iter().filter(|d| d.arg == ArgSpec::Key) {
+            if let Some(k) = base
+                .strip_prefix(def.name)
+                .and_then(|r| r.strip_prefix('.'))
+                && !k.is_empty()
+            {
+                let f = FieldRef {
+                    id: def.id,
+                    arg: FieldArg::Key(k.into()),
+                };
+                return Ok((Resolved::Field(f, def), None));
+            }
+        }
+    }
+    let hint = closest(base)
+        .map(|c| format!("; did you mean '{c}'?"))
+        .unwrap_or_default();
+    err(format!("unknown field '{base}'{hint}"))
+}
+
+/// Closest known field name, for "did you mean" hints.
+pub fn closest(name: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .map(|f| f.name)
+        .chain(UNAVAILABLE.iter().copied())
+        .map(|cand| (levenshtein(name, cand), cand))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 2).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// A field as used in a condition or output: catalog entry plus its argument.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldRef {
+    pub id: FieldId,
+    pub arg: FieldArg,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FieldArg {
+    None,
+    Index(usize),
+    Key(Box<str>),
+}
+
+/// One extracted value. `Na` = the event has no value for this field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Val<'a> {
+    Str(&'a str),
+    Num(i64),
+    Bool(bool),
+    Ip(IpAddr),
+    Na,
+}
+
+/// Per-evaluation context that is not part of the event.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    pub hostname: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(res_name(0), "SUCCESS");
+        assert_eq!(res_name(5), "SUCCESS");
+        assert_eq!(res_name(-2), "ENOENT");
+        assert_eq!(res_name(-115), "EINPROGRESS");
+        assert_eq!(res_name(-9999), "EUNKNOWN");
+    }
+
+    #[test]
+    fn closest_field() {
+        assert_eq!(closest("proc.nmae"), Some("proc.name"));
+        assert_eq!(closest("fd.directry"), Some("fd.directory"));
+        assert_eq!(closest("zzzzzzzzzzzzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn catalog_names_unique_and_disjoint() {
+        let mut names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        assert!(names.windows(2).all(|w| w[0] != w[1]));
+        assert!(UNAVAILABLE.iter().all(|u| lookup(u).is_none()));
+    }
+}
