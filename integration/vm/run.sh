@@ -120,8 +120,8 @@ for s in "${scenarios[@]}"; do
         # leave printf with SIGPIPE and report a check as missing that is there.
         if ! grep -q "^GUARD-VM-RESULT $s/$check " <<<"$results"; then
             problems+=("missing result $s/$check")
-        elif ! grep -q "^GUARD-VM-RESULT $s/$check PASS" <<<"$results"; then
-            grep -q "^GUARD-VM-RESULT $s/$check FAIL" <<<"$results" \
+        elif ! grep -qE "^GUARD-VM-RESULT $s/$check PASS( |\$)" <<<"$results"; then
+            grep -qE "^GUARD-VM-RESULT $s/$check FAIL( |\$)" <<<"$results" \
                 || problems+=("expected check $s/$check did not PASS")
         fi
     done
