@@ -1,6 +1,14 @@
 //! Response actions: the option types, the [`Action`] value a response file holds, and the one
 //! [`ActionKind`] table (name, disruptive or not) that the parser, the responder and the report
-//! share. Adding an action starts with a variant here; the compiler then points at every match.
+//! share.
+//!
+//! Adding an action: its options type and an `Action` variant here, an `ActionKind` variant
+//! appended last; the compiler then points at `ActionKind::ALL`, `name`, `is_disruptive`,
+//! `Action::kind`, `with_defaults`, the parser's match and `check_action` (this file), the
+//! responder's `run_action` (`respond/mod.rs`) and the report's counters (`report/mod.rs`).
+//! Not found by the compiler: the code that does the work (usually a new `respond/*.rs`),
+//! `docs/responses.md`, and any special case outside `respond/` (Landlock paths in
+//! `harden.rs` for `exec`, the event ring in `agent.rs` for `snapshot`).
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
@@ -386,13 +394,20 @@ pub(super) fn check_action(a: &Action) -> Result<(), String> {
                 return Err("timeout must be > 0".into());
             }
         }
-        Action::Snapshot(s) if s.events > super::snapshot::MAX_RECENT_PER_PROCESS => {
-            return Err(format!(
-                "events must be at most {}",
-                super::snapshot::MAX_RECENT_PER_PROCESS
-            ));
+        Action::Snapshot(s) => {
+            if s.events > super::snapshot::MAX_RECENT_PER_PROCESS {
+                return Err(format!(
+                    "events must be at most {}",
+                    super::snapshot::MAX_RECENT_PER_PROCESS
+                ));
+            }
         }
-        _ => {}
+        // Options whose types say everything (a new action decides here what to check).
+        Action::KillProcess(_)
+        | Action::KillContainer(_)
+        | Action::StopContainer(_)
+        | Action::PauseContainer(_)
+        | Action::QuarantineNetwork(_) => {}
     }
     Ok(())
 }
