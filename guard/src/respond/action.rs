@@ -3,7 +3,7 @@
 //! share.
 //!
 //! Adding an action: its options type and an `Action` variant here, an `ActionKind` variant
-//! appended last; the compiler then points at `ActionKind::ALL`, `name`, `is_disruptive`,
+//! (its place in `ActionKind::next`); the compiler points at `next`, `name`, `is_disruptive`,
 //! `Action::kind`, `with_defaults`, the parser's match and `check_action` (this file), the
 //! responder's `run_action` (`respond/mod.rs`) and the report's counters (`report/mod.rs`).
 //! Not found by the compiler: the code that does the work (usually a new `respond/*.rs`),
@@ -182,10 +182,9 @@ pub enum Action {
 }
 
 /// The kinds of action: the one table of names and of which actions are disruptive.
-/// New kinds go last: [`ActionKind::ALL`]'s length follows the last discriminant, so a kind
-/// missing from it does not compile.
+/// [`ActionKind::ALL`] is built from [`ActionKind::next`], whose match is exhaustive: a new kind
+/// does not compile until it has a place in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
 pub enum ActionKind {
     KillProcess,
     KillContainer,
@@ -198,16 +197,43 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; ActionKind::Snapshot as usize + 1] = [
-        ActionKind::KillProcess,
-        ActionKind::KillContainer,
-        ActionKind::StopContainer,
-        ActionKind::PauseContainer,
-        ActionKind::QuarantineNetwork,
-        ActionKind::Notify,
-        ActionKind::Exec,
-        ActionKind::Snapshot,
-    ];
+    const FIRST: ActionKind = ActionKind::KillProcess;
+
+    /// The kind after this one in [`ActionKind::ALL`]; `None` for the last.
+    const fn next(self) -> Option<ActionKind> {
+        match self {
+            ActionKind::KillProcess => Some(ActionKind::KillContainer),
+            ActionKind::KillContainer => Some(ActionKind::StopContainer),
+            ActionKind::StopContainer => Some(ActionKind::PauseContainer),
+            ActionKind::PauseContainer => Some(ActionKind::QuarantineNetwork),
+            ActionKind::QuarantineNetwork => Some(ActionKind::Notify),
+            ActionKind::Notify => Some(ActionKind::Exec),
+            ActionKind::Exec => Some(ActionKind::Snapshot),
+            ActionKind::Snapshot => None,
+        }
+    }
+
+    const COUNT: usize = {
+        let (mut n, mut k) = (1, ActionKind::FIRST);
+        while let Some(next) = k.next() {
+            (n, k) = (n + 1, next);
+        }
+        n
+    };
+
+    /// Every kind, in declaration order.
+    pub const ALL: [ActionKind; ActionKind::COUNT] = {
+        let mut all = [ActionKind::FIRST; ActionKind::COUNT];
+        let mut i = 1;
+        while i < all.len() {
+            all[i] = match all[i - 1].next() {
+                Some(k) => k,
+                None => panic!("ActionKind::next ends early"),
+            };
+            i += 1;
+        }
+        all
+    };
 
     /// Every name, in [`ActionKind::ALL`]'s order (serde's `unknown_variant` wants a static list).
     pub const NAMES: [&'static str; ActionKind::ALL.len()] = {
@@ -421,6 +447,11 @@ mod tests {
         for k in ActionKind::ALL {
             assert_eq!(k.name().parse::<ActionKind>(), Ok(k));
             assert_eq!(ActionKind::NAMES[k as usize], k.name());
+            assert_eq!(
+                ActionKind::ALL[k as usize],
+                k,
+                "ALL is in declaration order"
+            );
         }
         let err = "kill_everything"
             .parse::<ActionKind>()
