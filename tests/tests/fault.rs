@@ -11,6 +11,7 @@
 use std::{
     ffi::{CString, OsStr, OsString},
     os::unix::ffi::{OsStrExt, OsStringExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -293,8 +294,8 @@ impl StoppedDockerd {
             .open(&self.log)
             .expect("dockerd log");
         // `setsid -f`: dockerd is not our child (no zombie), like the fixture's `setsid &`.
-        let st = Command::new("nice")
-            .arg("-n")
+        let mut cmd = Command::new("nice");
+        cmd.arg("-n")
             .arg((self.nice - current_nice()).to_string())
             .args(["setsid", "-f"])
             .args(&self.argv)
@@ -303,9 +304,25 @@ impl StoppedDockerd {
             .current_dir(&self.cwd)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .status()
-            .expect("restarting dockerd");
+            .stderr(log);
+        // dockerd outlives this test: it must not inherit descriptors beyond 0-2, such as the
+        // `flock` lock of the privileged-test runs, which it would otherwise hold forever.
+        // SAFETY: close_range is async-signal-safe; CLOSE_RANGE_CLOEXEC only marks descriptors.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let st = cmd.status().expect("restarting dockerd");
         assert!(st.success(), "setsid -f dockerd failed");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !docker_up() {
