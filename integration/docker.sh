@@ -26,8 +26,16 @@ start_daemon() {
     mkdir -p "$STATE"
     say "starting dockerd (log: $LOG)"
     # No bridge or iptables: tests use --network none or host, and the host firewall stays untouched.
-    setsid dockerd --bridge=none --iptables=false --ip6tables=false \
-        --pidfile "$STATE/dockerd.own.pid" >"$LOG" 2>&1 < /dev/null &
+    # dockerd outlives the caller: it gets no descriptor beyond 0-2 (a test run under
+    # `flock LOCK cargo test` would otherwise leave the lock held by dockerd for good).
+    (
+        for fd in /proc/self/fd/*; do
+            fd="${fd##*/}"
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+        done
+        exec setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+            --pidfile "$STATE/dockerd.own.pid"
+    ) >"$LOG" 2>&1 < /dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 120); do
         if daemon_up; then say "dockerd is up (pid $(cat "$PIDFILE"))"; return; fi

@@ -106,51 +106,12 @@ pub struct Alert {
     pub guard: GuardInfo,
 }
 
-/// Formats nanoseconds since the Unix epoch as RFC 3339 UTC with nine fractional digits.
-pub fn rfc3339_ns(epoch_ns: u64) -> String {
-    let secs = (epoch_ns / 1_000_000_000) as i64;
-    let nanos = epoch_ns % 1_000_000_000;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+// One RFC 3339 implementation (crate::rfc3339); the name alerts have always used.
+pub use crate::rfc3339::format as rfc3339_ns;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339_ns(1_795_838_559_052_667_406),
-            "2026-11-28T04:02:39.052667406Z"
-        );
-        assert_eq!(
-            rfc3339_ns(951_782_400_000_000_001),
-            "2000-02-29T00:00:00.000000001Z"
-        );
-    }
 
     #[test]
     fn priorities_order_and_parse() {

@@ -27,6 +27,7 @@ pub mod reload;
 pub mod report;
 pub mod respond;
 pub mod respond_cmd;
+pub mod rfc3339;
 pub mod rules;
 pub mod selfprotect;
 pub mod state;

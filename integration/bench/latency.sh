@@ -4,9 +4,11 @@
 #                   (tests/tests/respond_semantics.rs kill_process_latency_and_death)
 #   kill_container: alert -> container init exited (pidfd), 20 trials, real dockerd
 #                   (tests/tests/respond_container.rs kill_container_on_critical_latency)
-# Both are run RUNS times; every p50/p99/max line is reported. Docker comes from
-# integration/docker.sh (stopped again only if this script started it and nothing else runs).
-# Root only. Not part of CI as a benchmark (the tests themselves run in CI with loose bounds).
+# Both are run RUNS times; every p50/p99/max line is reported, and each p99 is judged against
+# the product target (DESIGN section 10): kill_process p99 < 5 ms, kill_container p99 < 150 ms.
+# This script is where those targets are measured: the tests themselves only assert a 5 s
+# sanity bound. Docker comes from integration/docker.sh (stopped again only if this script
+# started it and nothing else runs). Root only. Not part of CI (too noisy to gate on time).
 set -euo pipefail
 # shellcheck source=integration/bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -46,18 +48,37 @@ run_test() {
     grep -m1 "$pattern" "$out" || die "$test $filter printed no '$pattern' line (Docker missing?)"
 }
 
+# p99_ms LINE: the p99 of a test's latency line (Rust's Duration Debug: 312.4µs, 1.2ms, 2.5s)
+# in milliseconds.
+p99_ms() {
+    awk '{
+        for (i = 1; i < NF; i++) if ($i == "p99") { v = $(i + 1); break }
+        if (v == "") exit 1
+        if (v ~ /ns$/) f = 1e-6; else if (v ~ /µs$/) f = 1e-3; else if (v ~ /ms$/) f = 1
+        else if (v ~ /s$/) f = 1000; else exit 1
+        sub(/[^0-9.]+$/, "", v); printf "%.3f\n", v * f
+    }' <<<"$1" || die "no p99 in: $1"
+}
+
+# judge LINE TARGET_MS: "p99 X ms < T ms: met" or "... MISSED".
+judge() {
+    local p99
+    p99="$(p99_ms "$1")"
+    awk -v p="$p99" -v t="$2" 'BEGIN { printf "p99 %s ms vs target %s ms: %s\n", p, t, (p < t ? "met" : "MISSED") }'
+}
+
 say "machine: $(machine)"
 echo "### Response latency ($RUNS runs of each test)"
 echo
 echo "Machine: $(machine)."
 echo
-echo "| run | measurement |"
-echo "|---|---|"
+echo "| run | measurement | against the target |"
+echo "|---|---|---|"
 for ((run = 1; run <= RUNS; run++)); do
     l="$(run_test respond_semantics kill_process_latency_and_death 'kill_process alert->process dead')"
-    echo "| $run | $l |"
+    echo "| $run | $l | $(judge "$l" 5) |"
     say "$l"
     l="$(run_test respond_container kill_container_on_critical_latency 'kill_container alert->container init exited')"
-    echo "| $run | $l |"
+    echo "| $run | $l | $(judge "$l" 150) |"
     say "$l"
 done

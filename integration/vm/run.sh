@@ -104,14 +104,26 @@ results="$(grep '^GUARD-VM-RESULT ' "$log" || true)"
 nfail="$(printf '%s\n' "$results" | awk '$3=="FAIL"' | grep -c . || true)"
 npass="$(printf '%s\n' "$results" | awk '$3=="PASS"' | grep -c . || true)"
 [ "$nfail" -eq 0 ] || problems+=("$nfail check(s) FAILed")
-# Every check a scenario declares in its `# expect:` header must have reported.
+# A status is PASS or FAIL (guest/lib.sh); any other word is a broken check, never a pass.
+while read -r _ name word _; do
+    [ -n "${name:-}" ] || continue
+    case "$word" in
+        PASS|FAIL) ;;
+        *) problems+=("result $name has status '${word:-}' (only PASS or FAIL exist)") ;;
+    esac
+done <<<"$results"
+# Every check a scenario declares in its `# expect:` header must have reported PASS.
 for s in "${scenarios[@]}"; do
     # shellcheck disable=SC2013 # the header is a space-separated list of check names
     for check in $(sed -n 's/^# expect: *//p' "$VM_DIR/scenarios/$s.sh"); do
         # A here-string, not a pipe: with pipefail, `grep -q` quitting at its first match can
         # leave printf with SIGPIPE and report a check as missing that is there.
-        grep -q "^GUARD-VM-RESULT $s/$check " <<<"$results" \
-            || problems+=("missing result $s/$check")
+        if ! grep -q "^GUARD-VM-RESULT $s/$check " <<<"$results"; then
+            problems+=("missing result $s/$check")
+        elif ! grep -qE "^GUARD-VM-RESULT $s/$check PASS( |\$)" <<<"$results"; then
+            grep -qE "^GUARD-VM-RESULT $s/$check FAIL( |\$)" <<<"$results" \
+                || problems+=("expected check $s/$check did not PASS")
+        fi
     done
 done
 

@@ -1,7 +1,7 @@
 //! Fixtures for root, Docker and agent tests.
 //!
-//! A test that cannot run prints why. Under `CI=true` it fails instead: privileged layers are
-//! mandatory in CI and must never pass silently.
+//! A test that cannot run prints why. Under `CI=true` or `CI=1` ([`in_ci`], the one check every
+//! test uses) it fails instead: privileged layers are mandatory in CI and must never pass silently.
 
 use std::{
     io::{BufRead, BufReader},
@@ -683,4 +683,42 @@ pub fn exec_in(cg: &TestCgroup, argv: &[std::ffi::CString]) -> Result<i32, i32> 
         127
     });
     wait_status(pid)
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TYPE_LSM: u32 = 29;
+const BPF_LSM_MAC: u32 = 27;
+
+/// An independent probe of BPF LSM (what `guard doctor` and self-protection are checked
+/// against): loads `r0 = 0; exit` as an LSM program for `bprm_check_security`; the errno on refusal.
+pub fn raw_lsm_load() -> Result<(), i32> {
+    let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
+    let btf_id = btf
+        .id_by_type_name_kind("bpf_lsm_bprm_check_security", aya_obj::btf::BtfKind::Func)
+        .expect("bpf_lsm_bprm_check_security in BTF");
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    // union bpf_attr, BPF_PROG_LOAD part (offsets from include/uapi/linux/bpf.h).
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_LSM.to_ne_bytes());
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[68..72].copy_from_slice(&BPF_LSM_MAC.to_ne_bytes());
+    attr[108..112].copy_from_slice(&btf_id.to_ne_bytes());
+    // SAFETY: attr is a valid, zero-padded bpf_attr whose pointers outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            attr.as_ptr(),
+            attr.len() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    // SAFETY: fd is the program descriptor just returned to us.
+    unsafe { libc::close(fd as i32) };
+    Ok(())
 }

@@ -11,6 +11,7 @@
 use std::{
     ffi::{CString, OsStr, OsString},
     os::unix::ffi::{OsStrExt, OsStringExt},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -135,6 +136,20 @@ impl ExecArgs {
 /// Runs `exe` in `cg` and returns the wait status.
 fn exec_in(cg: &TestCgroup, exe: &ExecArgs) -> i32 {
     wait_status(fork_in_cgroup(cg, || exe.exec()))
+}
+
+/// The allowed control run next to denied execs: a policy that killed every exec would
+/// otherwise pass. `/bin/sleep 0` is not the denied binary and must exit 0.
+fn control_exec() -> ExecArgs {
+    ExecArgs::new("/bin/sleep", vec![b"0".to_vec()])
+}
+
+fn assert_control_runs(cg: &TestCgroup, control: &ExecArgs, when: &str) {
+    let st = exec_in(cg, control);
+    assert!(
+        exited_ok(st),
+        "allowed control exec (/bin/sleep 0) did not run {when}: wait status {st:#x}"
+    );
 }
 
 /// Opens `path` (read-only) from a child in `cg`; the child exits 0 when the open succeeded,
@@ -279,8 +294,8 @@ impl StoppedDockerd {
             .open(&self.log)
             .expect("dockerd log");
         // `setsid -f`: dockerd is not our child (no zombie), like the fixture's `setsid &`.
-        let st = Command::new("nice")
-            .arg("-n")
+        let mut cmd = Command::new("nice");
+        cmd.arg("-n")
             .arg((self.nice - current_nice()).to_string())
             .args(["setsid", "-f"])
             .args(&self.argv)
@@ -289,9 +304,25 @@ impl StoppedDockerd {
             .current_dir(&self.cwd)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .status()
-            .expect("restarting dockerd");
+            .stderr(log);
+        // dockerd outlives this test: it must not inherit descriptors beyond 0-2, such as the
+        // `flock` lock of the privileged-test runs, which it would otherwise hold forever.
+        // SAFETY: close_range is async-signal-safe; CLOSE_RANGE_CLOEXEC only marks descriptors.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let st = cmd.status().expect("restarting dockerd");
         assert!(st.success(), "setsid -f dockerd failed");
         let deadline = Instant::now() + Duration::from_secs(60);
         while !docker_up() {
@@ -550,6 +581,7 @@ fn saturated_ring_counts_drops_and_the_agent_stays_responsive() {
         killed_by_sigkill(exec_in(&cg, &denied)),
         "denied exec not killed under the flood"
     );
+    assert_control_runs(&cg, &control_exec(), "under the flood");
     let decision = agent.wait_for(Duration::from_secs(5), |v| {
         v["source"] == "guard_policy" && v["output_fields"]["guard.target"] == "/bin/true"
     });
@@ -704,6 +736,7 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
         &audit,
     ]);
     let denied = ExecArgs::new("/bin/true", vec![]);
+    let control = control_exec();
     let mut execs = 0u64;
     // Control: with room, a denied exec is killed and its decision is in the log.
     assert!(
@@ -711,6 +744,7 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
         "denied exec not killed"
     );
     execs += 1;
+    assert_control_runs(&cg, &control, "with room on the audit disk");
     assert_eq!(s.gauge("guard_audit_healthy"), 1.0);
 
     let filler = mnt.dir.join("filler");
@@ -723,6 +757,7 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
             "denied exec not killed while the audit disk is full"
         );
         execs += 1;
+        assert_control_runs(&cg, &control, "while the audit disk is full");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -765,6 +800,7 @@ fn audit_disk_full_keeps_enforcing_screams_and_recovers() {
             "denied exec not killed"
         );
         execs += 1;
+        assert_control_runs(&cg, &control, "after space returned");
         std::thread::sleep(Duration::from_millis(300));
         if s.gauge("guard_audit_healthy") == 1.0 {
             break;

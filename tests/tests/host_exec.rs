@@ -17,29 +17,46 @@ fn docker_exec_event_carries_the_container_cgroup_id() {
     let want = std::fs::metadata(&dir).expect("stat cgroup dir").ino();
 
     let agent = Agent::start(&[]);
-    // A marker argv so we match exactly our exec.
-    let (ok, _) = c.exec(&["/bin/sh", "-c", "exec /bin/true guard-marker"]);
+    // Unique markers, so only our own execs match (not any /bin/true of the host).
+    let tag = std::process::id();
+    let in_container = format!("guard-container-marker-{tag}");
+    let (ok, _) = c.exec(&["/bin/sh", "-c", &format!("exec /bin/true {in_container}")]);
     assert!(ok, "docker exec failed");
     let ev = agent
         .wait_for(Duration::from_secs(20), |v| {
-            v["kind"] == "exec" && v["filename"]["text"] == "/bin/true" && v["cgroup_id"] == want
+            v["kind"] == "exec" && v["argv"] == serde_json::json!(["/bin/true", in_container])
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "no exec event for /bin/true with cgroup_id {want} ({})",
-                dir.display()
-            )
-        });
+        .unwrap_or_else(|| panic!("no exec event for /bin/true {in_container}"));
+    assert_eq!(
+        ev["cgroup_id"],
+        want,
+        "container exec must carry the cgroup id of {}",
+        dir.display()
+    );
+    assert_eq!(ev["filename"]["text"], "/bin/true");
     assert_eq!(ev["comm"], "true");
     assert!(ev["pid"].as_u64().unwrap_or(0) > 1);
-    // And a host exec does not carry the container's id.
-    std::process::Command::new("/bin/true")
-        .status()
-        .expect("true");
+
+    // A host exec this test starts itself carries its own (host) cgroup's id, not the container's.
+    let on_host = format!("guard-host-marker-{tag}");
+    let mut child = std::process::Command::new("/bin/true")
+        .arg(&on_host)
+        .spawn()
+        .expect("spawn /bin/true");
+    let host_pid = child.id();
+    assert!(child.wait().expect("wait /bin/true").success());
     let host = agent
         .wait_for(Duration::from_secs(20), |v| {
-            v["kind"] == "exec" && v["filename"]["text"] == "/bin/true" && v["cgroup_id"] != want
+            v["kind"] == "exec" && v["pid"] == host_pid
         })
-        .expect("host exec event");
+        .unwrap_or_else(|| panic!("no exec event for our host /bin/true (pid {host_pid})"));
+    assert_eq!(host["argv"], serde_json::json!(["/bin/true", on_host]));
+    let own = std::fs::metadata(cgroup_v2_dir(std::process::id()))
+        .expect("stat own cgroup dir")
+        .ino();
+    assert_eq!(
+        host["cgroup_id"], own,
+        "host exec carries the test's own cgroup id"
+    );
     assert_ne!(host["cgroup_id"], want);
 }

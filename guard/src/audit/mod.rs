@@ -232,7 +232,7 @@ impl Health {
                 self.failing = Some(Failing {
                     first_error: e.to_string(),
                     errno,
-                    from: writer::now_rfc3339(),
+                    from: crate::rfc3339::now(),
                     lost: u64::from(lost),
                     errors: 1,
                     reported_at: now,
@@ -289,7 +289,7 @@ impl Health {
                 ..Default::default()
             });
             gap.lost += f.lost;
-            gap.to = writer::now_rfc3339();
+            gap.to = crate::rfc3339::now();
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
@@ -125,14 +125,6 @@ pub fn log_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, AuditError> {
 
 fn file_name_for(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:020}{FILE_SUFFIX}")
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    let ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
-        .unwrap_or(0);
-    crate::alert::rfc3339_ns(ns)
 }
 
 /// Minimal view of a line, enough to continue the chain.
@@ -326,7 +318,7 @@ impl AuditWriter {
         let sync_now = payload.needs_immediate_sync();
         let rec = Record {
             seq: self.next_seq,
-            time: now_rfc3339(),
+            time: crate::rfc3339::now(),
             payload,
             prev: self.prev_hash.clone(),
         };
@@ -423,7 +415,7 @@ impl AuditWriter {
             seq: self.next_seq - 1,
             hash: self.prev_hash.clone(),
             file: self.file_name.clone(),
-            time: now_rfc3339(),
+            time: crate::rfc3339::now(),
             anchor_seq: self.anchor.as_ref().map(|a| a.0),
             anchor_prev: self.anchor.as_ref().map(|a| a.1.clone()),
         };

@@ -18,8 +18,9 @@ use std::{
 
 use serde::Serialize;
 
-use crate::audit::{
-    self, DecisionKind, Operation, Outcome, Payload, Record, VerifyOptions, Workload,
+use crate::{
+    audit::{self, DecisionKind, Operation, Outcome, Payload, Record, VerifyOptions, Workload},
+    respond::action::{ActionKind, UnknownAction},
 };
 
 pub use html::render_html;
@@ -54,6 +55,11 @@ pub enum ReportError {
     Audit(#[from] audit::AuditError),
     #[error("no audit files found in {0}")]
     Empty(String),
+    #[error("workload pattern {pattern:?}: {source}")]
+    Workload {
+        pattern: String,
+        source: globset::Error,
+    },
 }
 
 /// Report scope. Times are Unix nanoseconds; `workload` is a glob (`*`, `?`) matched against
@@ -113,8 +119,11 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, ReportError> {
             };
             let record: Record = serde_json::from_slice(body)
                 .map_err(|e| malformed(format!("not a valid audit record: {e}")))?;
-            let time_ns = time::parse_rfc3339(&record.time)
+            let time_ns = crate::rfc3339::parse(&record.time)
                 .ok_or_else(|| malformed(format!("bad time {:?}", record.time)))?;
+            if let Payload::Response(r) = &record.payload {
+                response_action(&r.action).map_err(|e| malformed(e.to_string()))?;
+            }
             out.push(Loaded {
                 file: file.clone(),
                 line,
@@ -276,27 +285,38 @@ pub struct Report {
     pub rollout: Vec<PolicyRollout>,
 }
 
-/// `*` and `?` glob, whole-string.
-pub fn glob_match(pat: &str, s: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(sp) = star {
-            pi = sp + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
+/// A response record's action: a kind, or `None` for `*` (the whole response was refused).
+fn response_action(name: &str) -> Result<Option<ActionKind>, UnknownAction> {
+    match name {
+        "*" => Ok(None),
+        _ => name.parse().map(Some),
     }
-    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// A `--workload` pattern: `*` and `?` are wildcards, everything else is literal, and the
+/// whole string must match.
+pub struct WorkloadGlob(globset::GlobMatcher);
+
+impl WorkloadGlob {
+    pub fn new(pat: &str) -> Result<Self, globset::Error> {
+        let mut glob = String::with_capacity(pat.len());
+        for (i, c) in pat.char_indices() {
+            match c {
+                // `**` means "any directories" to globset; here it is just `*`.
+                '*' if pat[..i].ends_with('*') => {}
+                '*' | '?' => glob.push(c),
+                c => glob.push_str(&globset::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+        }
+        let g = globset::GlobBuilder::new(&glob)
+            .backslash_escape(false)
+            .build()?;
+        Ok(Self(g.compile_matcher()))
+    }
+
+    pub fn is_match(&self, s: &str) -> bool {
+        self.0.is_match(s)
+    }
 }
 
 fn sorted_counts(m: HashMap<String, u64>) -> Vec<Count> {
@@ -312,13 +332,6 @@ fn map_counts(m: BTreeMap<String, u64>) -> Vec<Count> {
     sorted_counts(m.into_iter().collect())
 }
 
-const DISRUPTIVE: [&str; 5] = [
-    "kill_process",
-    "kill_container",
-    "stop_container",
-    "pause_container",
-    "quarantine_network",
-];
 const MAX_ROWS: usize = 50;
 const MAX_EXAMPLES: usize = 5;
 const MAX_DISTINCT: usize = 100;
@@ -367,12 +380,19 @@ pub fn build(
     opts: &ReportOptions,
     sources: Vec<String>,
     integrity: Integrity,
-) -> Report {
-    let wl_ok = |w: &Workload| match &opts.workload {
+) -> Result<Report, ReportError> {
+    let workload = match &opts.workload {
+        None => None,
+        Some(pat) => Some(
+            WorkloadGlob::new(pat).map_err(|source| ReportError::Workload {
+                pattern: pat.clone(),
+                source,
+            })?,
+        ),
+    };
+    let wl_ok = |w: &Workload| match &workload {
         None => true,
-        Some(pat) => {
-            glob_match(pat, &w.label()) || w.identifiers().iter().any(|s| glob_match(pat, s))
-        }
+        Some(g) => g.is_match(&w.label()) || w.identifiers().iter().any(|s| g.is_match(s)),
     };
     let in_time = |t: i64| opts.from.is_none_or(|f| t >= f) && opts.to.is_none_or(|to| t < to);
 
@@ -482,7 +502,9 @@ pub fn build(
                         action: r.action.clone(),
                         ..Default::default()
                     });
-                let disruptive = DISRUPTIVE.contains(&r.action.as_str());
+                // `None`: a refusal of the whole response (`*`); load() rejected other names.
+                let kind = response_action(&r.action).ok().flatten();
+                let disruptive = kind.is_some_and(ActionKind::is_disruptive);
                 let ev = |detail: String| ActionEvent {
                     time: time.clone(),
                     response: r.response.clone(),
@@ -529,12 +551,15 @@ pub fn build(
                     }
                     Outcome::Done => {
                         row.done += 1;
-                        match r.action.as_str() {
-                            "kill_process" | "kill_container" => actions.killed += 1,
-                            "stop_container" => actions.stopped += 1,
-                            "pause_container" => actions.paused += 1,
-                            "quarantine_network" => actions.quarantined += 1,
-                            _ => {}
+                        match kind {
+                            Some(ActionKind::KillProcess | ActionKind::KillContainer) => {
+                                actions.killed += 1
+                            }
+                            Some(ActionKind::StopContainer) => actions.stopped += 1,
+                            Some(ActionKind::PauseContainer) => actions.paused += 1,
+                            Some(ActionKind::QuarantineNetwork) => actions.quarantined += 1,
+                            Some(ActionKind::Notify | ActionKind::Exec | ActionKind::Snapshot)
+                            | None => {}
                         }
                         if disruptive && actions.disruptive.len() < MAX_ROWS {
                             actions.disruptive.push(ev(process_text(&r.process)));
@@ -674,7 +699,7 @@ pub fn build(
         })
         .collect();
 
-    Report {
+    Ok(Report {
         generated_at: time::format_ns(opts.now),
         sources,
         workload_filter: opts.workload.clone(),
@@ -693,7 +718,7 @@ pub fn build(
         actions,
         drops,
         rollout,
-    }
+    })
 }
 
 /// Loads, verifies and builds: what `guard report` does.
@@ -716,7 +741,7 @@ pub fn generate(paths: &[PathBuf], opts: &ReportOptions) -> Result<Report, Repor
         },
     };
     let sources = paths.iter().map(|p| p.display().to_string()).collect();
-    Ok(build(&records, opts, sources, integrity))
+    build(&records, opts, sources, integrity)
 }
 
 #[cfg(test)]

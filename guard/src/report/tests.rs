@@ -32,9 +32,15 @@ fn write(dir: &std::path::Path, ps: Vec<Payload>) {
 
 fn opts() -> ReportOptions {
     ReportOptions {
-        now: crate::report::time::parse_rfc3339("2030-01-01T00:00:00Z").unwrap_or(0),
+        now: crate::rfc3339::parse("2030-01-01T00:00:00Z").unwrap_or(0),
         ..Default::default()
     }
+}
+
+fn glob_match(pat: &str, s: &str) -> bool {
+    WorkloadGlob::new(pat)
+        .expect("every pattern compiles")
+        .is_match(s)
 }
 
 #[test]
@@ -45,6 +51,13 @@ fn glob() {
     assert!(!glob_match("web-*", "api-1"));
     assert!(!glob_match("web", "web-1"));
     assert!(glob_match("*-1", "api-1"));
+    // Only `*` and `?` are special; `*` crosses `/` (images, cgroup paths).
+    assert!(glob_match("reg.io/*:1", "reg.io/team/app:1"));
+    assert!(glob_match("a**b", "axyb"));
+    assert!(glob_match("[x]{a,b}\\", "[x]{a,b}\\"));
+    assert!(!glob_match("[x]", "x"));
+    assert!(!glob_match("{a,b}", "a"));
+    assert!(!glob_match("w?b", "wb"));
 }
 
 #[test]
@@ -306,4 +319,64 @@ fn rollout_binaries_are_paths_not_command_names() {
     assert_eq!(r.rollout[0].binaries, ["/bin/true", "/usr/bin/env"]);
     // The name is still shown where the process is described.
     assert_eq!(r.rollout[0].examples[0].process, "true (pid 7)");
+}
+
+fn response(action: &str, outcome: Outcome) -> Payload {
+    Payload::Response(crate::audit::ResponseOutcome {
+        response: "r".into(),
+        action: action.into(),
+        outcome,
+        rule: Some("rule".into()),
+        policy: None,
+        mode: Some("enforce".into()),
+        workload: Workload::default(),
+        process: ProcessInfo::default(),
+        error: None,
+        detail: None,
+        latency_us: None,
+    })
+}
+
+#[test]
+fn action_counts_follow_the_action_kind_table() {
+    use crate::respond::ActionKind;
+    let d = TempDir::new("report-actions");
+    let mut ps: Vec<Payload> = ActionKind::ALL
+        .iter()
+        .map(|k| response(k.name(), Outcome::Done))
+        .collect();
+    ps.push(response("*", Outcome::Refused));
+    write(d.path(), ps);
+    let r = generate(&[d.path().to_path_buf()], &opts()).expect("report");
+    let a = &r.actions;
+    assert_eq!((a.killed, a.stopped, a.paused, a.quarantined), (2, 1, 1, 1));
+    assert_eq!(a.refused, 1);
+    let disruptive: Vec<&str> = a.disruptive.iter().map(|e| e.action.as_str()).collect();
+    let expected: Vec<&str> = ActionKind::ALL
+        .iter()
+        .filter(|k| k.is_disruptive())
+        .map(|k| k.name())
+        .collect();
+    assert_eq!(disruptive, expected);
+}
+
+#[test]
+fn unknown_action_name_is_a_malformed_record() {
+    let d = TempDir::new("report-unknown-action");
+    write(
+        d.path(),
+        vec![
+            response("kill_process", Outcome::Done),
+            response("kill_everything", Outcome::Done),
+        ],
+    );
+    match generate(&[d.path().to_path_buf()], &opts()) {
+        Err(ReportError::Malformed {
+            line: 2, reason, ..
+        }) => {
+            assert!(reason.contains("kill_everything"), "{reason}")
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("an unknown action must not be counted"),
+    }
 }

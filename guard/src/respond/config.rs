@@ -4,17 +4,17 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    fmt,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use serde::{
-    Deserialize, Deserializer,
-    de::{self, MapAccess, Visitor},
-};
+use serde::{Deserialize, Deserializer, de};
 
+use super::action::check_action;
+pub use super::action::{
+    Action, Dur, Exec, KillProcess, NoOptions, Notify, Quarantine, Snapshot, StopContainer,
+};
 use crate::{
     alert::{Alert, Priority},
     workload::{Pattern, WorkloadInfo, WorkloadSelector},
@@ -27,59 +27,6 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 pub const MAX_RESPONSES: usize = 1024;
 /// Most actions in one response.
 pub const MAX_ACTIONS: usize = 32;
-
-/// A duration written as `500ms`, `30s`, `5m`, `2h`, or a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("bad duration {s:?} (expected e.g. 500ms, 30s, 5m, 2h)"))?;
-        let secs = match unit.trim() {
-            "" | "s" => n,
-            "ms" => n / 1000.0,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            u => return Err(format!("bad duration unit {u:?} in {s:?} (ms, s, m, h)")),
-        };
-        if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-            return Err(format!("duration {s:?} out of range"));
-        }
-        Ok(Dur(Duration::from_secs_f64(secs)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 500ms, 30s, 5m or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                Dur::parse(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmp {
@@ -215,221 +162,6 @@ impl Match {
                 .iter()
                 .all(|c| c.matches(&alert.output_fields))
             && self.workload.matches(w)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KillProcess {
-    /// Also kill every descendant of the process.
-    #[serde(default)]
-    pub tree: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoOptions {}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StopContainer {
-    /// Grace period between SIGTERM and SIGKILL.
-    #[serde(default = "default_stop_timeout")]
-    pub timeout: Dur,
-}
-
-fn default_stop_timeout() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-
-impl Default for StopContainer {
-    fn default() -> Self {
-        Self {
-            timeout: default_stop_timeout(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quarantine {
-    /// Lift automatically after this long (in the kernel: it holds even with the agent down).
-    #[serde(default)]
-    pub duration: Option<Dur>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Notify {
-    /// `http://host:port/path`.
-    pub url: String,
-    /// Per attempt.
-    #[serde(default = "default_notify_timeout")]
-    pub timeout: Dur,
-    #[serde(default = "default_notify_retries")]
-    pub retries: u32,
-}
-
-fn default_notify_timeout() -> Dur {
-    Dur(Duration::from_secs(3))
-}
-fn default_notify_retries() -> u32 {
-    2
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Exec {
-    /// Absolute path of the script (or program); the alert JSON is on its stdin.
-    pub script: PathBuf,
-    #[serde(default)]
-    pub args: Vec<String>,
-    #[serde(default = "default_exec_timeout")]
-    pub timeout: Dur,
-    /// Directories the script may write below; everything else is read-only.
-    #[serde(default)]
-    pub allow_write: Vec<PathBuf>,
-}
-
-fn default_exec_timeout() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Snapshot {
-    /// Recent events of the offending process to include (at most the ring's size).
-    #[serde(default = "default_snapshot_events")]
-    pub events: usize,
-}
-
-fn default_snapshot_events() -> usize {
-    64
-}
-
-impl Default for Snapshot {
-    fn default() -> Self {
-        Self {
-            events: default_snapshot_events(),
-        }
-    }
-}
-
-/// One action, written as a one-key mapping (`- kill_container: {}`) or a bare name
-/// (`- kill_container`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    KillProcess(KillProcess),
-    KillContainer(NoOptions),
-    StopContainer(StopContainer),
-    PauseContainer(NoOptions),
-    QuarantineNetwork(Quarantine),
-    Notify(Notify),
-    Exec(Exec),
-    Snapshot(Snapshot),
-}
-
-const ACTION_NAMES: &[&str] = &[
-    "kill_process",
-    "kill_container",
-    "stop_container",
-    "pause_container",
-    "quarantine_network",
-    "notify",
-    "exec",
-    "snapshot",
-];
-
-impl Action {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::KillProcess(_) => "kill_process",
-            Action::KillContainer(_) => "kill_container",
-            Action::StopContainer(_) => "stop_container",
-            Action::PauseContainer(_) => "pause_container",
-            Action::QuarantineNetwork(_) => "quarantine_network",
-            Action::Notify(_) => "notify",
-            Action::Exec(_) => "exec",
-            Action::Snapshot(_) => "snapshot",
-        }
-    }
-
-    /// Actions that stop or cut off a workload: subject to the rails and rate limits.
-    pub fn is_disruptive(&self) -> bool {
-        !matches!(
-            self,
-            Action::Notify(_) | Action::Exec(_) | Action::Snapshot(_)
-        )
-    }
-
-    fn with_defaults(name: &str) -> Option<Self> {
-        Some(match name {
-            "kill_process" => Action::KillProcess(KillProcess::default()),
-            "kill_container" => Action::KillContainer(NoOptions {}),
-            "stop_container" => Action::StopContainer(StopContainer::default()),
-            "pause_container" => Action::PauseContainer(NoOptions {}),
-            "quarantine_network" => Action::QuarantineNetwork(Quarantine::default()),
-            "snapshot" => Action::Snapshot(Snapshot::default()),
-            _ => return None,
-        })
-    }
-}
-
-/// A value that may be null (`- kill_container:`), meaning the defaults.
-struct OrDefault<T>(Option<T>);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrDefault<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Option::<T>::deserialize(d).map(OrDefault)
-    }
-}
-
-impl<'de> Deserialize<'de> for Action {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Action;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "an action: one of {}", ACTION_NAMES.join(", "))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Action, E> {
-                Action::with_defaults(v).ok_or_else(|| {
-                    if ACTION_NAMES.contains(&v) {
-                        E::custom(format!("action {v} needs options (e.g. {v}: {{url: ...}})"))
-                    } else {
-                        E::unknown_variant(v, ACTION_NAMES)
-                    }
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Action, A::Error> {
-                let Some(name) = m.next_key::<String>()? else {
-                    return Err(de::Error::custom("empty action"));
-                };
-                fn opt<'de, A: MapAccess<'de>, T: Deserialize<'de> + Default>(
-                    m: &mut A,
-                ) -> Result<T, A::Error> {
-                    Ok(m.next_value::<OrDefault<T>>()?.0.unwrap_or_default())
-                }
-                let a = match name.as_str() {
-                    "kill_process" => Action::KillProcess(opt(&mut m)?),
-                    "kill_container" => Action::KillContainer(opt(&mut m)?),
-                    "stop_container" => Action::StopContainer(opt(&mut m)?),
-                    "pause_container" => Action::PauseContainer(opt(&mut m)?),
-                    "quarantine_network" => Action::QuarantineNetwork(opt(&mut m)?),
-                    "snapshot" => Action::Snapshot(opt(&mut m)?),
-                    "notify" => Action::Notify(m.next_value()?),
-                    "exec" => Action::Exec(m.next_value()?),
-                    other => return Err(de::Error::unknown_variant(other, ACTION_NAMES)),
-                };
-                if let Some(extra) = m.next_key::<String>()? {
-                    return Err(de::Error::custom(format!(
-                        "one action per list item: found `{extra}` after `{name}` (start a new `- ` item)"
-                    )));
-                }
-                Ok(a)
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 
@@ -643,58 +375,6 @@ fn item_from_raw(r: RawItem) -> Result<Item, ItemError> {
             Ok(Item::Response(Box::new(resp), r.enabled.unwrap_or(true)))
         }
     }
-}
-
-/// Checks an action's options; an error names the option at fault.
-fn check_action(a: &Action) -> Result<(), (&'static str, String)> {
-    match a {
-        Action::Notify(n) => {
-            let uri: hyper::Uri = n
-                .url
-                .parse()
-                .map_err(|e| ("url", format!("bad url {:?}: {e}", n.url)))?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                return Err((
-                    "url",
-                    format!(
-                        "url {:?}: expected http://host[:port]/path (https: use a local relay)",
-                        n.url
-                    ),
-                ));
-            }
-            if n.retries > 10 {
-                return Err(("retries", "retries must be at most 10".into()));
-            }
-        }
-        Action::Exec(e) => {
-            if !e.script.is_absolute() {
-                return Err((
-                    "script",
-                    format!("script {:?} must be an absolute path", e.script),
-                ));
-            }
-            if let Some(d) = e.allow_write.iter().find(|d| !d.is_absolute()) {
-                return Err((
-                    "allow_write",
-                    format!("allow_write {d:?} must be an absolute path"),
-                ));
-            }
-            if e.timeout.0.is_zero() {
-                return Err(("timeout", "timeout must be > 0".into()));
-            }
-        }
-        Action::Snapshot(s) if s.events > super::snapshot::MAX_RECENT_PER_PROCESS => {
-            return Err((
-                "events",
-                format!(
-                    "events must be at most {}",
-                    super::snapshot::MAX_RECENT_PER_PROCESS
-                ),
-            ));
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 pub use crate::yaml::Diagnostic;

@@ -13,6 +13,7 @@
 //! and at most `settings.max_in_flight` alerts execute at once (beyond that the alert's
 //! responses are refused and recorded, never queued without bound).
 
+pub mod action;
 pub mod config;
 pub mod container;
 pub mod falco;
@@ -34,8 +35,9 @@ use std::{
 
 use tokio::sync::Semaphore;
 
+pub use action::{Action, ActionKind};
 pub use config::{
-    Action, Diagnostic, Response, ResponseSet, Settings, load as load_responses, validate_responses,
+    Diagnostic, Response, ResponseSet, Settings, load as load_responses, validate_responses,
 };
 
 use crate::{

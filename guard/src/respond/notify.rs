@@ -87,9 +87,9 @@ async fn deliver(
         let r = post(client, uri, body.clone(), timeout).await;
         match r {
             Ok(()) => return Ok(()),
-            Err((msg, retryable)) => {
-                if !retryable || attempt >= retries {
-                    return Err(format!("{msg} (after {} attempt(s))", attempt + 1));
+            Err(e) => {
+                if !e.retryable() || attempt >= retries {
+                    return Err(format!("{e} (after {} attempt(s))", attempt + 1));
                 }
                 let backoff = Duration::from_millis(100u64 << attempt.min(4));
                 tokio::time::sleep(backoff.min(Duration::from_secs(2))).await;
@@ -99,12 +99,37 @@ async fn deliver(
     }
 }
 
+/// Why one POST failed; [`PostError::retryable`] decides whether another attempt is made.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    #[error("build request: {0}")]
+    Request(String),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Transport(String),
+    #[error("HTTP {0}")]
+    Status(StatusCode),
+}
+
+impl PostError {
+    /// Timeouts, transport errors, 5xx and 429 may pass on a retry; a bad request or another
+    /// status will not.
+    fn retryable(&self) -> bool {
+        match self {
+            PostError::Request(_) => false,
+            PostError::Timeout(_) | PostError::Transport(_) => true,
+            PostError::Status(s) => s.is_server_error() || *s == StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
 async fn post(
     client: &HttpClient,
     uri: &Uri,
     body: Bytes,
     timeout: Duration,
-) -> Result<(), (String, bool)> {
+) -> Result<(), PostError> {
     let req = Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
@@ -114,20 +139,20 @@ async fn post(
             concat!("guard/", env!("CARGO_PKG_VERSION")),
         )
         .body(Full::new(body))
-        .map_err(|e| (format!("build request: {e}"), false))?;
+        .map_err(|e| PostError::Request(e.to_string()))?;
     let exchange = async {
-        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| PostError::Transport(e.to_string()))?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
-        Ok::<StatusCode, String>(status)
+        Ok::<StatusCode, PostError>(status)
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Err((format!("no response within {timeout:?}"), true)),
-        Ok(Err(e)) => Err((e, true)),
+        Err(_) => Err(PostError::Timeout(timeout)),
+        Ok(Err(e)) => Err(e),
         Ok(Ok(s)) if s.is_success() => Ok(()),
-        Ok(Ok(s)) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-            Err((format!("HTTP {s}"), true))
-        }
-        Ok(Ok(s)) => Err((format!("HTTP {s}"), false)),
+        Ok(Ok(s)) => Err(PostError::Status(s)),
     }
 }

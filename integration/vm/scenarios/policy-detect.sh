@@ -1,12 +1,14 @@
 # Issue 5: `guard run --detect-only` turns the enforce policy into would-deny: every action is
 # allowed, and each one that enforce mode denies produces a would-deny decision record.
-# expect: guard-ready exec-allowed open-write-allowed open-read-allowed connect-allowed new-binary-allowed would-deny-exec would-deny-open would-deny-connect would-deny-new-binary no-deny-records mode-detect-policy would-deny-alerts report-rollout
+# Then, without --detect-only, a policy whose own mode is detect: its denied exec runs and is
+# recorded as would_deny, which proves the per-policy mode reaches the kernel.
+# expect: guard-ready exec-allowed open-write-allowed open-read-allowed connect-allowed new-binary-allowed would-deny-exec would-deny-open would-deny-connect would-deny-new-binary no-deny-records would-deny-alerts report-rollout policy-mode-ready policy-mode-exec-allowed policy-mode-would-deny policy-mode-no-deny mode-detect-policy
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
 policy_workload
 mkdir -p /tmp/new
-cat >>/tmp/policy.yaml <<'EOF'
+cat >/tmp/policy-mode.yaml <<'EOF'
 - policy: detect-by-itself
   workload: {cgroup: /policy-detect}
   mode: detect
@@ -29,9 +31,6 @@ outcome open-read-allowed ok in_wl "$TESTKIT" try-open /srv/secret/key r
 outcome connect-allowed errno=111 in_wl "$TESTKIT" try-connect 127.0.0.1:9
 in_wl /bin/busybox cp /bin/busybox /tmp/new/busybox
 outcome new-binary-allowed "ok exit=0" "$TESTKIT" try-exec --cgroup "$wl" /tmp/new/busybox true
-# A policy whose own mode is detect, without --detect-only, would behave the same; here it
-# also proves per-policy mode reaches the kernel.
-"$TESTKIT" try-exec --cgroup "$dcg" /opt/wl/busybox true >/dev/null 2>&1
 sleep 1
 guard_stop
 audit() { cat "$GUARD_AUDIT_DIR"/audit-*.jsonl 2>/dev/null | grep '"kind":"decision"'; }
@@ -47,11 +46,6 @@ r="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep '"guard.reason":"new_bin
 if [ -n "$r" ]; then pass would-deny-new-binary "$(echo "$r" | cut -c1-300)"; else fail would-deny-new-binary "no would-deny alert with reason new_binary"; fi
 n="$(audit | grep -c '"decision":"deny"')"
 if [ "$n" = 0 ]; then pass no-deny-records "0 deny records"; else fail no-deny-records "$n deny records"; fi
-r="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep '"policy":"detect-by-itself"' | head -n1)"
-case "$r" in
-    *'"mode":"detect"'*) pass mode-detect-policy "$(echo "$r" | cut -c1-200)" ;;
-    *) fail mode-detect-policy "no detect alert for detect-by-itself: ${r:-none}" ;;
-esac
 n_alert="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep -c '"decision":"would-deny"')"
 n_audit="$(audit | grep -c '"decision":"would_deny"')"
 if [ "$n_alert" -ge 5 ] && [ "$n_alert" = "$n_audit" ]; then
@@ -64,6 +58,33 @@ rep="$("$GUARD" report --audit-dir "$GUARD_AUDIT_DIR" --format json 2>&1 | tr -d
 case "$rep" in
     *'"policy":"vm-workload","would_deny":'*'"would_break":true'*) pass report-rollout "$(echo "$rep" | grep -o '"rollout":.*' | cut -c1-400)" ;;
     *) fail report-rollout "$(echo "$rep" | cut -c1-600)" ;;
+esac
+"$GUARD" run --cleanup >/dev/null 2>&1
+
+# Per-policy mode, no --detect-only: nothing global turns the deny into would_deny.
+GUARD_AUDIT_DIR=/tmp/audit-policy-mode
+rm -rf "$GUARD_AUDIT_DIR"
+if ! guard_start --policy /tmp/policy-mode.yaml; then
+    fail policy-mode-ready "guard run (no --detect-only) did not become ready"
+    finish
+    exit 0
+fi
+pass policy-mode-ready "no --detect-only; detect-by-itself in mode: detect"
+outcome policy-mode-exec-allowed "ok exit=0" "$TESTKIT" try-exec --cgroup "$dcg" /opt/wl/busybox true
+sleep 1
+guard_stop
+r="$(audit | grep '"policy":"detect-by-itself"' | grep '"target":"/opt/wl/busybox"' | grep '"decision":"would_deny"' | head -n1)"
+if [ -n "$r" ]; then
+    pass policy-mode-would-deny "$(echo "$r" | cut -c1-300)"
+else
+    fail policy-mode-would-deny "no would_deny record for detect-by-itself's exec: $(audit | head -n3 | cut -c1-300)"
+fi
+n="$(audit | grep -c '"decision":"deny"')"
+if [ "$n" = 0 ]; then pass policy-mode-no-deny "0 deny records"; else fail policy-mode-no-deny "$n deny records"; fi
+r="$(grep '"source":"guard_policy"' "$GUARD_OUT" | grep '"policy":"detect-by-itself"' | head -n1)"
+case "$r" in
+    *'"mode":"detect"'*) pass mode-detect-policy "$(echo "$r" | cut -c1-200)" ;;
+    *) fail mode-detect-policy "no detect alert for detect-by-itself: ${r:-none}" ;;
 esac
 "$GUARD" run --cleanup >/dev/null 2>&1
 finish
