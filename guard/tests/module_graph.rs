@@ -58,9 +58,7 @@ fn tokens(src: &str) -> Vec<(Tok, usize)> {
                     bump(&mut i, &mut line);
                 }
             }
-        } else if (c == b'r' || c == b'b')
-            && raw_string_start(&b[i..]).is_some()
-        {
+        } else if (c == b'r' || c == b'b') && raw_string_start(&b[i..]).is_some() {
             let (skip, hashes) = raw_string_start(&b[i..]).unwrap_or((0, 0));
             i += skip;
             let close: Vec<u8> = std::iter::once(b'"')
@@ -251,7 +249,11 @@ fn uses_of(src: &str, module: &[String]) -> Vec<Use> {
                     i += 1;
                     continue;
                 }
-                let mut base: Vec<String> = if w == "crate" { Vec::new() } else { cur.clone() };
+                let mut base: Vec<String> = if w == "crate" {
+                    Vec::new()
+                } else {
+                    cur.clone()
+                };
                 let mut j = i;
                 if w != "crate" {
                     // A run of `super::` / `self::`.
@@ -306,7 +308,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The module path of a source file: `a/b.rs` and `a/b/mod.rs` are `a::b`; `lib.rs` and
 /// `main.rs` the crate root.
 fn module_of(root: &Path, file: &Path) -> Vec<String> {
-    let rel = file.strip_prefix(root).expect("under root").with_extension("");
+    let rel = file
+        .strip_prefix(root)
+        .expect("under root")
+        .with_extension("");
     let mut segs: Vec<String> = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -526,8 +531,16 @@ fn a_circle_is_found_with_its_edges() {
     write("d/r.rs", "use super::p::X;");
     let found = describe_circles(&dir);
     assert_eq!(found.len(), 2, "{found:#?}");
-    assert!(found[0].starts_with("circle between top-level modules {a, b, c}"), "{}", found[0]);
+    assert!(
+        found[0].starts_with("circle between top-level modules {a, b, c}"),
+        "{}",
+        found[0]
+    );
     assert!(found[0].contains("c -> a  (c.rs:1)"), "{}", found[0]);
-    assert!(found[1].starts_with("circle in d: {d::p, d::q}"), "{}", found[1]);
+    assert!(
+        found[1].starts_with("circle in d: {d::p, d::q}"),
+        "{}",
+        found[1]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

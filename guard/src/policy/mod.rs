@@ -13,7 +13,6 @@
 pub mod fallback;
 pub mod kernel;
 pub mod landlock;
-pub mod workload;
 
 use std::{
     collections::BTreeMap,
@@ -25,7 +24,7 @@ use ipnet::IpNet;
 use serde_yaml::{Mapping, Value};
 
 use crate::rules::{Diagnostic, ItemCtx, Loader, Pos};
-pub use workload::{Pattern, WorkloadInfo, WorkloadSelector};
+use crate::workload::{self, Pattern, WorkloadInfo, WorkloadSelector};
 
 /// `detect` reports what `enforce` would deny; `enforce` denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
