@@ -77,7 +77,6 @@ pub(super) struct Pieces {
 }
 
 impl Pipeline {
-    #[allow(clippy::too_many_arguments)]
     /// Loads and attaches the probes, puts the policies in force, seeds the state.
     pub(super) fn start(cap: &CaptureArgs, pieces: Pieces) -> Result<Self> {
         let Pieces {
