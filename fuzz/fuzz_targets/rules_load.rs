@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     // The condition language on its own (a condition is any string).
     let _ = black_box(guard::rules::parser::parse(text));
 
-    let mut l = guard::commands::validate::loader();
+    let mut l = guard::cli::validate::loader();
     let policies = guard::policy::register(&mut l);
     l.add_str("fuzz.yaml", text);
     let (set, diags) = l.finish();

@@ -21,32 +21,22 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, parser::ValueSource};
+use clap::{Arg, ArgAction, ArgMatches, Parser, parser::ValueSource};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use crate::cli::Cli;
+mod run_args;
+
+pub use run_args::{CaptureArgs, PrintEvents, RecordArgs, RunArgs, default_responses};
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_PATH: &str = "/etc/guard/guard.yaml";
 /// Environment variable naming the config file (like `--config`).
 pub const ENV: &str = "GUARD_CONFIG";
 /// Long flags that are not config keys.
-const NOT_KEYS: &[&str] = &["config", "help", "version"];
-/// The subcommands whose flags are `guard run`'s (and so read the config file).
-const RUN_LIKE: &[&[&str]] = &[&["run"], &["config", "show"]];
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ConfigCommand {
-    /// Print the effective configuration (YAML; each value's source as a comment):
-    /// `guard config show [--config PATH] [run flags...]`.
-    Show(ShowArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ShowArgs {
-    #[command(flatten)]
-    pub run: crate::agent::RunArgs,
-}
+pub(crate) const NOT_KEYS: &[&str] = &["config", "help", "version"];
+/// The subcommands whose flags are `guard run`'s (they flatten [`RunArgs`], and so read the
+/// config file): `guard run` and `guard config show`.
+pub const RUN_LIKE: &[&[&str]] = &[&["run"], &["config", "show"]];
 
 /// How a key takes its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,28 +69,28 @@ fn kind_of(arg: &Arg) -> Kind {
     }
 }
 
-/// The built `guard` command (global flags propagated into subcommands).
-fn built() -> clap::Command {
-    let mut root = Cli::command();
+/// The built command line `C` (global flags propagated into subcommands).
+pub(crate) fn built<C: Parser>() -> clap::Command {
+    let mut root = C::command();
     root.build();
     root
 }
 
-fn find_sub<'a>(root: &'a clap::Command, path: &[&str]) -> Option<&'a clap::Command> {
+pub(crate) fn find_sub<'a>(root: &'a clap::Command, path: &[&str]) -> Option<&'a clap::Command> {
     path.iter()
         .try_fold(root, |c, name| c.find_subcommand(name))
 }
 
-/// The config keys, in the order of `guard run --help`.
-pub fn keys() -> Vec<Key> {
-    let root = built();
+/// The config keys of the command line `C`, in the order of `guard run --help`.
+pub fn keys<C: Parser>() -> Vec<Key> {
+    let root = built::<C>();
     match find_sub(&root, &["run"]) {
         Some(run) => keys_of(run),
         None => Vec::new(),
     }
 }
 
-fn keys_of(cmd: &clap::Command) -> Vec<Key> {
+pub(crate) fn keys_of(cmd: &clap::Command) -> Vec<Key> {
     cmd.get_arguments()
         .filter(|a| !a.is_positional())
         .filter_map(|a| {
@@ -120,24 +110,15 @@ fn keys_of(cmd: &clap::Command) -> Vec<Key> {
 }
 
 /// A config file error.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Command-line usage (clap prints it and exits 2).
+    #[error("{0}")]
     Usage(clap::Error),
     /// The file: reading, syntax, keys, types, or values that conflict.
+    #[error("{0}")]
     File(String),
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Usage(e) => write!(f, "{e}"),
-            Self::File(s) => f.write_str(s),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Values read from a config file: per argument id, the values (as they would be written on
 /// the command line; a switch set to true has one value `true`, one set to false none).
@@ -162,7 +143,7 @@ pub fn load_file(path: &Path, cmd: &clap::Command) -> Result<FileValues, ConfigE
         })
 }
 
-fn parse_text(
+pub(crate) fn parse_text(
     text: &str,
     cmd: &clap::Command,
 ) -> Result<Vec<(String, Vec<String>)>, serde_yaml::Error> {
@@ -376,10 +357,10 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
     })
 }
 
-/// The parsed command line with the config file applied.
+/// The parsed command line `C` with the config file applied.
 #[derive(Debug)]
-pub struct Parsed {
-    pub cli: Cli,
+pub struct Parsed<C> {
+    pub cli: C,
     /// The final matches (after the file's values were added).
     pub matches: ArgMatches,
     /// The file read, if any.
@@ -404,8 +385,11 @@ fn sub_matches<'a>(m: &'a ArgMatches, path: &[&str]) -> Option<&'a ArgMatches> {
 
 /// Parses `argv` (with the program name); for `run` and `config show`, applies the config file
 /// (`default` is the path read when none is given and it exists).
-pub fn parse_from(argv: Vec<OsString>, default: Option<&Path>) -> Result<Parsed, ConfigError> {
-    let root = built();
+pub fn parse_from<C: Parser>(
+    argv: Vec<OsString>,
+    default: Option<&Path>,
+) -> Result<Parsed<C>, ConfigError> {
+    let root = built::<C>();
     let m = root
         .clone()
         .try_get_matches_from(&argv)
@@ -414,7 +398,7 @@ pub fn parse_from(argv: Vec<OsString>, default: Option<&Path>) -> Result<Parsed,
         .iter()
         .find_map(|p| sub_matches(&m, p).map(|sm| (*p, sm)))
     else {
-        let cli = Cli::from_arg_matches(&m).map_err(ConfigError::Usage)?;
+        let cli = C::from_arg_matches(&m).map_err(ConfigError::Usage)?;
         return Ok(Parsed {
             cli,
             matches: m,
@@ -442,7 +426,7 @@ pub fn parse_from(argv: Vec<OsString>, default: Option<&Path>) -> Result<Parsed,
         None => default.filter(|p| p.is_file()).map(Path::to_path_buf),
     };
     let Some(file) = file else {
-        let cli = Cli::from_arg_matches(&m).map_err(ConfigError::Usage)?;
+        let cli = C::from_arg_matches(&m).map_err(ConfigError::Usage)?;
         return Ok(Parsed {
             cli,
             matches: m,
@@ -499,7 +483,7 @@ pub fn parse_from(argv: Vec<OsString>, default: Option<&Path>) -> Result<Parsed,
             first.strip_prefix("error: ").unwrap_or(&first)
         ))
     })?;
-    let cli = Cli::from_arg_matches(&m2).map_err(ConfigError::Usage)?;
+    let cli = C::from_arg_matches(&m2).map_err(ConfigError::Usage)?;
     Ok(Parsed {
         cli,
         matches: m2,
@@ -545,8 +529,8 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 /// The effective configuration of a parsed `run` or `config show` command line.
-pub fn effective(p: &Parsed) -> Vec<Effective> {
-    let root = built();
+pub fn effective<C: Parser>(p: &Parsed<C>) -> Vec<Effective> {
+    let root = built::<C>();
     let Some((path, sm)) = RUN_LIKE
         .iter()
         .find_map(|path| sub_matches(&p.matches, path).map(|sm| (*path, sm)))
@@ -599,7 +583,7 @@ fn scalar(s: &str) -> String {
 
 /// `guard config show`'s YAML: every key with its effective value and, as a comment, its
 /// source.
-pub fn render(p: &Parsed) -> String {
+pub fn render<C: Parser>(p: &Parsed<C>) -> String {
     let mut out = String::from("# guard effective configuration (guard config show)\n");
     match &p.file {
         Some(f) => out.push_str(&format!("# config file: {}\n", f.display())),
@@ -632,13 +616,19 @@ pub fn render(p: &Parsed) -> String {
     out
 }
 
-/// `guard config show`.
-pub fn show(p: &Parsed) -> anyhow::Result<std::process::ExitCode> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(render(p).as_bytes())?;
-    Ok(std::process::ExitCode::SUCCESS)
-}
-
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_key() {
+        let keys = ["ring_bytes", "rules", "audit_dir", "no_audit"];
+        assert_eq!(closest("rule", keys.iter().copied()), Some("rules"));
+        assert_eq!(
+            closest("audit-dir", keys.iter().copied()),
+            Some("audit_dir")
+        );
+        assert_eq!(closest("zzzzzzzzzzzzzz", keys.iter().copied()), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
+}

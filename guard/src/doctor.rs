@@ -5,7 +5,6 @@ use std::{
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::Path,
-    process::ExitCode,
     time::Duration,
 };
 
@@ -47,30 +46,6 @@ impl Check {
             hint: hint.into(),
         }
     }
-}
-
-pub fn run() -> Result<ExitCode> {
-    let checks = all_checks();
-    let mut failed = false;
-    for c in &checks {
-        let tag = match c.status {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => {
-                failed = true;
-                "FAIL"
-            }
-        };
-        println!("{tag}  {:<12} {}", c.name, c.detail);
-        if !c.hint.is_empty() {
-            println!("      {:<12} hint: {}", "", c.hint);
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 pub fn all_checks() -> Vec<Check> {

@@ -609,7 +609,7 @@ pub fn apply(
 /// `guard: ready`: quarantine programs are attached now if a response may need them (loading
 /// them needs capabilities dropped next), then [`apply`].
 pub async fn after_start(
-    args: &crate::agent::RunArgs,
+    args: &crate::config::RunArgs,
     rule_paths: &[PathBuf],
     output_files: Vec<PathBuf>,
     responder: Option<&crate::respond::Responder>,
@@ -632,13 +632,7 @@ pub async fn after_start(
         config_file: args.config.clone(),
         rules: rule_paths.to_vec(),
         policies: args.policy.clone(),
-        responses: if args.no_responses {
-            None
-        } else {
-            args.responses
-                .clone()
-                .or_else(crate::agent::default_responses)
-        },
+        responses: args.responses_path(),
         outputs_file: args.outputs.clone(),
         output_files,
         audit_dir: (!args.no_audit).then(|| args.audit_dir.clone()),

@@ -1,17 +1,17 @@
 //! guard: a runtime security engine for container hosts.
 //!
 //! Modules follow the data flow: `probes` loads the eBPF programs, `events` decodes their
-//! records, `agent` runs the pipeline, `model` is the
-//! enriched event, `rules` is the Falco rule language, `doctor` checks the host, `cli` is the command line.
+//! records, `agent` runs the pipeline, `model` is the enriched event, `rules` is the Falco
+//! rule language, `doctor` checks the host. `cli` is the command line, on top: it holds every
+//! subcommand, and no other module imports it (modules import downward only; the test
+//! `guard/tests/module_graph.rs` checks it).
 
 pub mod agent;
 pub mod alert;
 pub mod audit;
-pub mod audit_cmd;
 pub mod btf;
 pub mod capture;
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod events;
@@ -26,7 +26,6 @@ pub mod probes;
 pub mod reload;
 pub mod report;
 pub mod respond;
-pub mod respond_cmd;
 pub mod rfc3339;
 pub mod rules;
 pub mod selfprotect;

@@ -3,8 +3,9 @@
 //! Counters live in one process-wide [`METRICS`] the pipeline and the response engine update
 //! with relaxed atomics (labelled counters under a mutex, touched only per alert, decision or
 //! action). Kernel counters (drops, prefiltered opens) are copied in by the pipeline every
-//! second. The HTTP side is deliberately small: GET only, one request per connection, bounded
-//! request size, read timeout and connection count.
+//! second. The HTTP side is hyper's, kept small: GET only, one request per connection, bounded
+//! request size, read time, connection time and connection count, so a local client cannot tie
+//! it up.
 
 use std::{
     collections::BTreeMap,
@@ -17,19 +18,23 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use guard_ebpf::EventKind;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-};
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, header, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const BUCKETS: [f64; 9] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0];
 /// Distinct label sets kept per labelled counter; beyond that they are folded into `other`.
 const MAX_SERIES: usize = 4096;
+/// Largest request head; hyper answers 431 beyond it (and 8 KiB is hyper's smallest buffer).
 const MAX_REQUEST: usize = 8192;
 const MAX_CONNECTIONS: usize = 16;
+/// Time a connection may take, request and response together.
+const CONNECTION_TIME: Duration = Duration::from_secs(5);
 
 /// Observations per bucket, not cumulative: an observation costs one bucket's increment
 /// (this runs per event); the exposition sums them up.
@@ -408,53 +413,46 @@ pub async fn serve(addr: SocketAddr) {
             continue;
         };
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream)).await;
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(CONNECTION_TIME)
+                .max_buf_size(MAX_REQUEST)
+                .keep_alive(false)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|req| async move {
+                        Ok::<_, std::convert::Infallible>(answer(&req))
+                    }),
+                );
+            let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
             drop(permit);
         });
     }
 }
 
-async fn answer(mut s: tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
+/// The response to one request (its body is never read).
+fn answer<B>(req: &Request<B>) -> Response<Full<Bytes>> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (StatusCode::OK, METRICS.render()),
+        (&Method::GET, "/healthz") if METRICS.ready.load(Relaxed) == 1 => {
+            (StatusCode::OK, "ok\n".to_owned())
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_REQUEST {
-            return respond(&mut s, "431 Request Header Fields Too Large", "").await;
-        }
-    }
-    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
+        (&Method::GET, "/healthz") => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, String::new()),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
     );
-    match (method, path) {
-        (b"GET", b"/metrics") => respond(&mut s, "200 OK", &METRICS.render()).await,
-        (b"GET", b"/healthz") => {
-            if METRICS.ready.load(Relaxed) == 1 {
-                respond(&mut s, "200 OK", "ok\n").await
-            } else {
-                respond(&mut s, "503 Service Unavailable", "starting\n").await
-            }
-        }
-        (b"GET", _) => respond(&mut s, "404 Not Found", "not found\n").await,
-        _ => respond(&mut s, "405 Method Not Allowed", "").await,
-    }
-}
-
-async fn respond(s: &mut tokio::net::TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
     );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body.as_bytes()).await?;
-    s.shutdown().await
+    r
 }
 
 #[cfg(test)]
@@ -535,6 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_healthz_and_refuses_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = l.local_addr().expect("addr");
         drop(l);
@@ -572,5 +571,40 @@ mod tests {
             .into_boxed_str(),
         );
         assert!(get(huge).await.starts_with("HTTP/1.1 431"));
+    }
+
+    /// A client that never finishes its request is cut off: it cannot hold a slot for long.
+    #[tokio::test]
+    async fn an_unfinished_request_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        tokio::spawn(serve(addr));
+        let mut s = None;
+        for _ in 0..50 {
+            if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+                s = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut s = s.expect("metrics server did not come up");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(CONNECTION_TIME * 2, s.read_to_end(&mut out)).await;
+        assert!(
+            read.is_ok(),
+            "the connection was still open after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() >= CONNECTION_TIME / 2,
+            "closed too early: {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! Configuration loading for `guard run`, at start and on reload (SIGHUP, or a change of the
 //! files seen by inotify). A reload reads and validates everything first; only a complete,
-//! valid set replaces the one in force (the swap itself is `agent::Pipeline::reload`).
+//! valid set replaces the one in force (the swap itself is the agent's `apply_config`).
 
 use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -150,9 +150,51 @@ impl Sources {
     }
 }
 
+/// Where rules come from when no `--rules` is given: `$GUARD_RULES` (colon-separated), else
+/// `./policies` or `/etc/guard/policies`, plus Falco's `/etc/falco/falco_rules.yaml` (loaded
+/// first, so that guard's files may refine it) when it exists.
+pub fn default_rule_paths() -> Vec<PathBuf> {
+    if let Some(env) = std::env::var_os("GUARD_RULES") {
+        return std::env::split_paths(&env).collect();
+    }
+    let mut out = Vec::new();
+    let falco = Path::new("/etc/falco/falco_rules.yaml");
+    if falco.is_file() {
+        out.push(falco.to_path_buf());
+    }
+    for p in ["policies", "/etc/guard/policies"] {
+        if Path::new(p).is_dir() {
+            out.push(PathBuf::from(p));
+            break;
+        }
+    }
+    out
+}
+
+/// Expands directories to their YAML files, in name order.
+pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
 /// SHA-256 of every rules file given (directories expanded as `guard validate` does).
 pub fn hash_files(paths: &[PathBuf]) -> Vec<FileHash> {
-    crate::commands::validate::expand(paths)
+    expand(paths)
         .into_iter()
         .map(|f| FileHash {
             sha256: std::fs::read(&f)

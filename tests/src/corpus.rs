@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use guard::{
     alert::Alert,
-    commands::replay::replay,
+    cli::replay::replay,
     rules::{Diagnostic, Engine, Loader},
 };
 use serde::Deserialize;

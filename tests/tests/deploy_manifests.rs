@@ -50,12 +50,12 @@ fn tmp(name: &str, text: &str) -> PathBuf {
 }
 
 /// Parses a command line with guard's CLI, config file included (`default` off).
-fn parses(args: &[&str]) -> guard::config::Parsed {
+fn parses(args: &[&str]) -> guard::cli::Parsed {
     let argv = std::iter::once("guard")
         .chain(args.iter().copied())
         .map(Into::into)
         .collect();
-    guard::config::parse_from(argv, None).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    guard::cli::parse_from(argv, None).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn daemonset_has_host_pid_the_mounts_and_the_documented_capabilities() {
         Some(PathBuf::from("/usr/share/guard/responses"))
     );
     let local = tmp("local_rules.yaml", str_of(&cm["data"]["local_rules.yaml"]));
-    guard::commands::load_engine_and_policies(&[repo_root().join("policies"), local], None)
+    guard::cli::load_engine_and_policies(&[repo_root().join("policies"), local], None)
         .expect("local rules load with the image's policies");
     let set = guard::respond::config::load(&repo_root().join("responses"));
     assert!(set.is_ok(), "the image's responses load");

@@ -14,7 +14,6 @@
 pub mod backend;
 pub mod kernel;
 mod parse;
-pub mod workload;
 // The backends' own modules, at their former paths for the callers.
 pub use backend::{fallback, landlock};
 
@@ -23,7 +22,8 @@ use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 use crate::rules::{Diagnostic, Pos};
 use ipnet::IpNet;
 pub use parse::{PolicySink, load_policies, register};
-pub use workload::{Pattern, WorkloadInfo, WorkloadSelector};
+
+use crate::workload::{self, Pattern, WorkloadInfo, WorkloadSelector};
 
 /// `detect` reports what `enforce` would deny; `enforce` denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

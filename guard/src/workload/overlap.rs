@@ -1,8 +1,7 @@
-//! Policy-specific views of the shared workload selector (`crate::workload`): how specific a
-//! selector is (the overlap rule: most specific wins) and whether two selectors may select the
-//! same workload (`guard validate` warnings).
+//! Comparing selectors: how specific a selector is (the policies' overlap rule: most specific
+//! wins) and whether two selectors may select the same workload (`guard validate` warnings).
 
-pub use crate::workload::{Pattern, WorkloadInfo, WorkloadSelector};
+use super::{Pattern, WorkloadSelector};
 
 /// Number of constraints, the measure of "most specific" (see docs/policies.md). Each label
 /// counts; `container: true|false` counts as one.

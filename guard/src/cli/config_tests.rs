@@ -1,7 +1,15 @@
-use std::{ffi::OsString, path::PathBuf};
+//! The config file (`crate::config`) applied to guard's own command line.
 
-use super::*;
-use crate::cli::Command;
+use std::{collections::BTreeSet, ffi::OsString, path::PathBuf};
+
+use super::{Cli, Command, Parsed, config_show::ConfigCommand, parse_from};
+use crate::config::{
+    ConfigError, NOT_KEYS, Source, built, effective, find_sub, keys_of, parse_text, render,
+};
+
+fn keys() -> Vec<crate::config::Key> {
+    crate::config::keys::<Cli>()
+}
 
 fn tmp_file(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("guard-config-{}", std::process::id()));
@@ -22,7 +30,7 @@ fn parse(args: &[&str]) -> Result<Parsed, ConfigError> {
     parse_from(argv(args), None)
 }
 
-fn run_args(p: &Parsed) -> &crate::agent::RunArgs {
+fn run_args(p: &Parsed) -> &crate::config::RunArgs {
     match &p.cli.command {
         Command::Run(a) => a,
         Command::Config(ConfigCommand::Show(s)) => &s.run,
@@ -40,7 +48,7 @@ fn file_error(r: Result<Parsed, ConfigError>) -> String {
 
 #[test]
 fn every_run_flag_is_a_config_key_and_config_show_has_the_same_keys() {
-    let root = built();
+    let root = built::<Cli>();
     let run = find_sub(&root, &["run"]).expect("run");
     let keys = keys();
     let names: BTreeSet<_> = keys.iter().map(|k| k.name.clone()).collect();
@@ -289,7 +297,7 @@ fn config_show_round_trips() {
 fn the_example_config_parses_and_documents_every_key() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/guard.yaml");
     let text = std::fs::read_to_string(&path).expect("deploy/guard.yaml");
-    let root = built();
+    let root = built::<Cli>();
     let run = find_sub(&root, &["run"]).expect("run");
     parse_text(&text, run).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let value: serde_yaml::Mapping = serde_yaml::from_str(&text).expect("mapping");
@@ -314,18 +322,6 @@ fn the_example_config_parses_and_documents_every_key() {
     let p = parse(&["run", "--config", path.to_str().expect("utf8")]).expect("parse");
     let d = parse(&["run"]).expect("parse");
     assert_eq!(without_config(&p), without_config(&d));
-}
-
-#[test]
-fn closest_key() {
-    let keys = ["ring_bytes", "rules", "audit_dir", "no_audit"];
-    assert_eq!(closest("rule", keys.iter().copied()), Some("rules"));
-    assert_eq!(
-        closest("audit-dir", keys.iter().copied()),
-        Some("audit_dir")
-    );
-    assert_eq!(closest("zzzzzzzzzzzzzz", keys.iter().copied()), None);
-    assert_eq!(distance("kitten", "sitting"), 3);
 }
 
 /// guard.yaml has no nested keys: one written under a key is reported at its own position,

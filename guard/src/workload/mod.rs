@@ -18,12 +18,16 @@
 //! Docker unreachable): an unknown value is not a match, so a selector cannot be satisfied by
 //! missing data. [`WorkloadInfo`] is the view of one workload that selectors are tested on.
 
+mod overlap;
+
 use std::collections::BTreeMap;
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Deserializer, de};
 
 use crate::state::container::{ContainerMeta, NA};
+
+pub use overlap::{may_overlap, specificity};
 
 /// A compiled glob that remembers its source text.
 #[derive(Clone)]

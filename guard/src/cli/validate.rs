@@ -31,33 +31,12 @@ fn is_response_file(path: &std::path::Path) -> bool {
         .is_some_and(|l| l.starts_with("- response:") || l.starts_with("- settings:"))
 }
 
-/// Expands directories to their YAML files, in name order.
-pub fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut l = loader();
     let policies = crate::policy::register(&mut l);
     let mut response_errors = 0;
     let mut rule_files = 0;
-    for p in expand(&args.paths) {
+    for p in crate::reload::expand(&args.paths) {
         if is_response_file(&p) {
             let diags = crate::respond::config::validate_responses(&p);
             // Every response diagnostic is an error.

@@ -6,6 +6,13 @@ use serde::Serialize;
 
 use crate::rules::RuleStatus;
 
+/// `guard rules ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum RulesCommand {
+    /// List the loaded rules with priority, status and source location.
+    List(Args),
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Rules files or directories; default: see `guard replay --help`.

@@ -1,0 +1,289 @@
+//! Enforcement records: the kernel's decisions and self-protection denials, and the fallback
+//! backend's open and connect rules enforced after the fact.
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Result;
+use tracing::warn;
+
+use super::Pipeline;
+use crate::{
+    audit::record::Payload,
+    events,
+    metrics::METRICS,
+    model,
+    respond::AlertContext,
+    state::{Pid, State},
+    workload::WorkloadInfo,
+};
+
+/// The workload of a cgroup path (relative to the cgroup2 mount) and whether it is fully
+/// known (a container whose Docker metadata is pending is not).
+pub(super) fn cgroup_workload(
+    containers: &crate::state::container::ContainerTable,
+    path: &str,
+) -> (WorkloadInfo, bool) {
+    match crate::state::container::parse_cgroup_path(path) {
+        None => (WorkloadInfo::host(None), true),
+        Some(c) => {
+            let meta = containers.lookup(&c.id);
+            let known = meta.status == crate::state::container::MetaStatus::Ready;
+            (WorkloadInfo::from_container(&meta, None), known)
+        }
+    }
+}
+
+/// Whether the agent must kill after the fact: the fallback backend cannot deny opens and
+/// connects, so their rules are enforced from the events.
+pub(super) fn kills_after_fact(
+    backend: &crate::policy::backend::Backend,
+    policies: &[crate::policy::Policy],
+) -> bool {
+    backend.kills_after_fact(policies)
+}
+
+/// Why a policy kill after the fact did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum KillError {
+    /// Gone, reused, or no pidfd.
+    #[error(transparent)]
+    Handle(#[from] crate::respond::process::HandleError),
+    /// A safety rail protects the process.
+    #[error("{0}")]
+    Protected(String),
+    /// The signal itself.
+    #[error(transparent)]
+    Kill(#[from] std::io::Error),
+}
+
+/// SIGKILL through a pidfd, after checking the pid was not reused and is not protected.
+pub(super) fn kill_verified(pid: u32, start_boot_ns: Option<u64>) -> Result<(), KillError> {
+    let h = crate::respond::process::ProcessHandle::open(pid, start_boot_ns)?;
+    if let Some(why) = h.rail() {
+        return Err(KillError::Protected(why));
+    }
+    Ok(h.kill()?)
+}
+
+/// The workload (container or host) an event's task belongs to.
+pub(super) fn workload_of(state: &mut State, c: &events::Common) -> WorkloadInfo {
+    let cgroup_path = state.cgroups.get(c.cgroup_id).map(|i| i.path.to_string());
+    match state.container_of(c.cgroup_id, Some(Pid(c.pid))) {
+        Some(id) => WorkloadInfo::from_container(&state.container_meta(&id), cgroup_path),
+        None => WorkloadInfo::host(cgroup_path),
+    }
+}
+
+impl Pipeline {
+    /// Binds cgroups to policies: every cgroup under the cgroup2 mount, with the workload the
+    /// container table knows for it (image, name, labels from Docker; the cgroup path for
+    /// cgroups that are not containers). Returns the number of cgroups newly bound.
+    pub(super) fn rescan_policies(&mut self) -> Result<usize> {
+        let Some(stage) = self.policy.as_mut() else {
+            return Ok(0);
+        };
+        let containers = &self.capture.state.containers;
+        let mut info = |path: &str| cgroup_workload(containers, path);
+        stage.runtime.rescan(&mut self.probes.ebpf, &mut info)
+    }
+
+    /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the
+    /// responder) and an audit record of kind `decision`.
+    pub(super) fn on_decision(
+        &mut self,
+        ev: &events::Event,
+        d: &events::DecisionEvent,
+        seen_at: Instant,
+    ) {
+        if d.self_protect.is_some() {
+            return self.on_self_protect(ev, d, seen_at);
+        }
+        let Some(stage) = &self.policy else {
+            warn!(
+                policy_id = d.policy_id,
+                "kernel decision without a policy stage; ignored"
+            );
+            return;
+        };
+        METRICS.decision(d.op.as_str(), d.verdict.as_str());
+        let c = ev.common();
+        let workload = workload_of(&mut self.capture.state, c);
+        let (decision, alert) = stage
+            .runtime
+            .enforcer
+            .decision(d, &workload, &stage.hostname);
+        METRICS.alert(&alert.rule, alert.priority.as_str());
+        let policy_detect = decision.decision == crate::audit::record::DecisionKind::WouldDeny;
+        let policy = decision.policy.clone();
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Decision(decision));
+        }
+        let start_ns = self
+            .capture
+            .state
+            .procs
+            .get(Pid(c.pid))
+            .map_or(0, |p| p.start_time_ns);
+        let ctx = AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: (start_ns != 0).then(|| self.clock.boot_ns(start_ns)),
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: Some(policy),
+            policy_detect,
+            event_time: Some(seen_at),
+        };
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
+        }
+    }
+
+    /// A self-protection denial: counted, audited (op `self_protect`) and alerted like a policy
+    /// decision, so responses can act on the workload that reached for the agent.
+    pub(super) fn on_self_protect(
+        &mut self,
+        ev: &events::Event,
+        d: &events::DecisionEvent,
+        seen_at: Instant,
+    ) {
+        METRICS.decision(d.op.as_str(), d.verdict.as_str());
+        let c = ev.common();
+        let workload = workload_of(&mut self.capture.state, c);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let (decision, alert) = match &self.probes.self_protect {
+            crate::selfprotect::Status::Active(sp) => sp.decision(d, &workload, &hostname),
+            _ => crate::selfprotect::describe(d, &workload, &hostname, |_, _| None),
+        };
+        // Not logged per denial: a container looping on kill(2) must not flood the log; the
+        // alert goes to the outputs and the audit log, and the metric counts it.
+        tracing::debug!("{}", alert.output);
+        METRICS.alert(&alert.rule, alert.priority.as_str());
+        if let Some(a) = &self.audit {
+            a.try_record(Payload::Decision(decision));
+        }
+        let ctx = AlertContext {
+            pid: Some(c.pid),
+            process_start_boot_ns: None,
+            cgroup_id: Some(c.cgroup_id.0),
+            workload,
+            policy: None,
+            policy_detect: false,
+            event_time: Some(seen_at),
+        };
+        let alert = Arc::new(alert);
+        if let Some(o) = &self.outputs {
+            o.emit(&alert);
+        }
+        if let Some(r) = &self.responder {
+            r.submit(alert, ctx);
+        }
+    }
+
+    /// Re-walks what self-protection covers (a rotated audit file, new pins).
+    pub(super) fn refresh_self_protect(&mut self) {
+        if let crate::selfprotect::Status::Active(sp) = &mut self.probes.self_protect {
+            match sp.refresh(&mut self.probes.ebpf) {
+                Ok((0, 0)) => {}
+                Ok((added, removed)) => {
+                    tracing::debug!(added, removed, "self-protection refreshed")
+                }
+                Err(e) => warn!("self-protection refresh: {e:#}"),
+            }
+        }
+    }
+
+    /// The fallback backend's open and connect rules: a completed open or connect that the
+    /// cgroup's policy denies kills the process (enforce) or is reported (detect), through
+    /// the same decision path as the kernel's records.
+    pub(super) fn enforce_after_fact(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        seen_at: Instant,
+    ) {
+        use crate::policy::fallback as fb;
+        let (c, is_open) = match ev {
+            events::Event::Open(o) if o.common.ret >= 0 => (&o.common, true),
+            events::Event::Connect(k) if fb::connect_attempted(k.common.ret) => (&k.common, false),
+            _ => return,
+        };
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        let ebpf = &self.probes.ebpf;
+        let Some(binding) = stage.bindings.get(c.cgroup_id.0, seen_at, |id| {
+            let map = ebpf.map(guard_ebpf::names::POLICY_CGROUPS)?;
+            aya::maps::HashMap::<_, u64, guard_ebpf::CgroupPolicy>::try_from(map)
+                .ok()?
+                .get(&id, 0)
+                .ok()
+        }) else {
+            return;
+        };
+        let Some(policy) = stage.runtime.enforcer.policy_by_id(binding.policy_id) else {
+            return;
+        };
+        let mut path = events::Captured::default();
+        let (mut access, mut dest) = (None, None);
+        let violation = match ev {
+            events::Event::Open(o) if fb::wants_open(&binding) => {
+                let Some(p) = model.fd.as_ref().map(|f| f.name.as_str()) else {
+                    return;
+                };
+                let (r, w) = fb::open_access(o.flags);
+                access = Some(events::Access::from_rw(r, w));
+                path.text = p.to_owned();
+                fb::check_open(policy, p, o.flags)
+            }
+            events::Event::Connect(k) if fb::wants_connect(&binding) => {
+                let Some(to) = k.addr.socket_addr() else {
+                    return;
+                };
+                dest = Some(to);
+                fb::check_connect(policy, to)
+            }
+            _ => return,
+        };
+        let Some(v) = violation else {
+            return;
+        };
+        let mut d = events::DecisionEvent {
+            common: c.clone(),
+            policy_id: binding.policy_id,
+            op: if is_open {
+                events::Operation::Open
+            } else {
+                events::Operation::Connect
+            },
+            verdict: events::Verdict::WouldDeny,
+            reason: match v {
+                fb::Violation::DenyList => events::Reason::DenyList,
+                fb::Violation::NotAllowed => events::Reason::NotAllowed,
+            },
+            hook: events::Hook::AfterSyscall,
+            path,
+            access,
+            dest,
+            inode: None,
+            self_protect: None,
+        };
+        if fb::enforces(&binding) {
+            let start =
+                (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
+            d.verdict = match kill_verified(c.pid, start) {
+                Ok(()) => events::Verdict::Kill,
+                Err(e) => {
+                    warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
+                    events::Verdict::KillFailed
+                }
+            };
+        }
+        self.on_decision(ev, &d, seen_at);
+    }
+}

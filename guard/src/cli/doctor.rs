@@ -1,0 +1,32 @@
+//! `guard doctor`: prints the host checks of `crate::doctor`, each PASS/WARN/FAIL with its
+//! fix hint. Exit code 1 when any check FAILs.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::doctor::{Status, all_checks};
+
+pub fn run() -> Result<ExitCode> {
+    let checks = all_checks();
+    let mut failed = false;
+    for c in &checks {
+        let tag = match c.status {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => {
+                failed = true;
+                "FAIL"
+            }
+        };
+        println!("{tag}  {:<12} {}", c.name, c.detail);
+        if !c.hint.is_empty() {
+            println!("      {:<12} hint: {}", "", c.hint);
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
