@@ -56,6 +56,7 @@ pub fn all_checks() -> Vec<Check> {
     v.push(policy);
     v.push(self_protect);
     v.push(cgroup_v2());
+    v.push(bpffs());
     v.push(capabilities());
     v.push(docker());
     v
@@ -230,6 +231,21 @@ fn cgroup_v2() -> Check {
             "no cgroup2 mount",
             "mount -t cgroup2 none /sys/fs/cgroup (guard identifies workloads by cgroup v2 id)",
         ),
+    }
+}
+
+/// Policy maps are pinned below /sys/fs/bpf so enforcement outlives the agent.
+fn bpffs() -> Check {
+    let root = std::path::Path::new(crate::sysfs::BPFFS);
+    if crate::sysfs::is_bpffs(root) {
+        Check::new("bpffs", Status::Pass, "mounted at /sys/fs/bpf", "")
+    } else {
+        Check::new(
+            "bpffs",
+            Status::Warn,
+            "not mounted at /sys/fs/bpf",
+            "guard run --policy mounts it there itself (mount -t bpf bpf /sys/fs/bpf does the same); policy pins need it",
+        )
     }
 }
 

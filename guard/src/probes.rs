@@ -170,12 +170,9 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
         .override_global(names::KERNEL_OFFSETS, &offsets, true)
         .map_max_entries(names::EVENTS, ring_size(cfg.ring_bytes));
     if let Some(dir) = &cfg.policy_pins {
-        std::fs::create_dir_all(dir).with_context(|| {
-            format!(
-                "creating the pin directory {} (is bpffs mounted at /sys/fs/bpf?)",
-                dir.display()
-            )
-        })?;
+        crate::sysfs::ensure_bpffs(dir)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the pin directory {}", dir.display()))?;
         for m in POLICY_MAPS {
             loader.map_pin_path(m, dir.join(m));
         }

@@ -57,3 +57,30 @@ pub fn ensure_tracefs() -> anyhow::Result<()> {
     )
     .context("tracefs is not mounted and mounting it at /sys/kernel/tracing failed")
 }
+
+/// Where bpffs is mounted on a systemd host; pins of policy maps live below it.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// Whether `dir` is on a bpf filesystem (pins need one).
+pub fn is_bpffs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+}
+
+/// Pins below /sys/fs/bpf need bpffs there; a fresh host (no systemd mount unit) may lack it,
+/// so mount it, as systemd would. A pin directory elsewhere must already be on bpffs.
+pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let root = Path::new(BPFFS);
+    if !pin_dir.starts_with(root) || is_bpffs(root) {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("bpf"),
+        root,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("bpffs is not mounted at /sys/fs/bpf and mounting it there failed")
+}

@@ -53,6 +53,7 @@ fn doctor_reports_bpf_lsm_as_the_kernel_actually_behaves() {
         "bpf-lsm",
         "policy",
         "cgroup-v2",
+        "bpffs",
         "capabilities",
         "docker",
     ] {
@@ -77,6 +78,17 @@ fn doctor_reports_bpf_lsm_as_the_kernel_actually_behaves() {
     assert_eq!(out.status.code(), Some(i32::from(any_fail)), "{text}");
 
     let get = |n: &str| lines.iter().find(|l| l.name == n).expect("line present");
+    // bpffs, against the mount table (mount point is field 5, fs type follows " - ").
+    let bpffs_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading mountinfo")
+        .lines()
+        .any(|l| {
+            let point = l.split(' ').nth(4);
+            let fstype = l.split(" - ").nth(1).and_then(|t| t.split(' ').next());
+            point == Some("/sys/fs/bpf") && fstype == Some("bpf")
+        });
+    let want = if bpffs_mounted { "PASS" } else { "WARN" };
+    assert_eq!(get("bpffs").status, want, "{text}");
     let (lsm, policy) = (get("bpf-lsm"), get("policy"));
     // Read after doctor, which mounts securityfs when it is missing.
     let listed = std::fs::read_to_string("/sys/kernel/security/lsm")

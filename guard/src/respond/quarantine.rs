@@ -45,23 +45,8 @@ pub enum ConnectDeny {
 
 /// Mounts bpffs at /sys/fs/bpf when it is not, and creates the pin directory.
 pub fn ensure_pin_dir(dir: &Path) -> Result<()> {
-    let bpffs = Path::new("/sys/fs/bpf");
-    if dir.starts_with(bpffs) && !is_bpffs(bpffs) {
-        nix::mount::mount(
-            Some("bpffs"),
-            bpffs,
-            Some("bpf"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .context("bpffs is not mounted at /sys/fs/bpf and mounting it failed")?;
-    }
+    crate::sysfs::ensure_bpffs(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
-}
-
-fn is_bpffs(p: &Path) -> bool {
-    // BPF_FS_MAGIC
-    nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as u64 == 0xcafe_4a11)
 }
 
 /// The pinned quarantine map (and, when this process attached them, nothing else to keep:
