@@ -133,6 +133,12 @@ impl Pipeline {
             policy_detect,
             event_time: Some(seen_at),
         };
+        self.publish(alert, ctx);
+    }
+
+    /// A decision's alert goes to the outputs and the responder; its audit record is the
+    /// decision itself, so the alert is not audited again.
+    fn publish(&self, alert: crate::alert::Alert, ctx: AlertContext) {
         let alert = Arc::new(alert);
         if let Some(o) = &self.outputs {
             o.emit(&alert);
@@ -176,13 +182,7 @@ impl Pipeline {
             policy_detect: false,
             event_time: Some(seen_at),
         };
-        let alert = Arc::new(alert);
-        if let Some(o) = &self.outputs {
-            o.emit(&alert);
-        }
-        if let Some(r) = &self.responder {
-            r.submit(alert, ctx);
-        }
+        self.publish(alert, ctx);
     }
 
     /// Re-walks what self-protection covers (a rotated audit file, new pins).
