@@ -183,11 +183,12 @@ pub fn enforces(b: &CgroupPolicy) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::policy::{ConnectPolicy, OpenPolicy, parse_net_rule, parse_path_rule};
 
-    fn policy(open: OpenPolicy, connect: ConnectPolicy) -> Policy {
+    /// An enforce-mode policy with only these open and connect rules (shared by the backend tests).
+    pub(in crate::policy::backend) fn policy(open: OpenPolicy, connect: ConnectPolicy) -> Policy {
         Policy {
             name: "p".into(),
             desc: None,

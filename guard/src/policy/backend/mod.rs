@@ -348,18 +348,7 @@ mod tests {
     #[test]
     fn what_is_killed_after_the_fact_follows_the_policies_ops() {
         use crate::policy::{ConnectPolicy, OpenPolicy, parse_net_rule, parse_path_rule};
-        let mut p = Policy {
-            name: "p".into(),
-            desc: None,
-            workload: Default::default(),
-            mode: crate::policy::Mode::Enforce,
-            rules: Default::default(),
-            exec: Default::default(),
-            open: OpenPolicy::default(),
-            connect: ConnectPolicy::default(),
-            file: "t.yaml".into(),
-            pos: Default::default(),
-        };
+        let mut p = fallback::tests::policy(OpenPolicy::default(), ConnectPolicy::default());
         p.exec.deny = vec![parse_path_rule("/bin/sh").expect("rule")];
         let fallback = Backend::Attached(Kind::SigkillFallback);
         let lsm = Backend::Attached(Kind::BpfLsm);
