@@ -75,6 +75,8 @@ pub mod names {
     pub const POLICY_PATHS: &str = "POLICY_PATHS";
     pub const POLICY_NETS: &str = "POLICY_NETS";
     pub const NEW_FILES: &str = "NEW_FILES";
+    /// `InodeRuleKey` -> `path_bits::*`: the files and directories path rules name, by identity.
+    pub const POLICY_INODES: &str = "POLICY_INODES";
     pub const PROG_POLICY_EXEC: &str = "policy_exec";
     pub const PROG_POLICY_OPEN: &str = "policy_open";
     pub const PROG_POLICY_CONNECT: &str = "policy_connect";
@@ -442,6 +444,9 @@ pub const MAX_PATH_ENTRIES: u32 = 2 * MAX_PATH_RULES;
 pub const MAX_NET_ENTRIES: u32 = 2 * MAX_NET_RULES;
 /// Inodes written inside workloads with `deny_new_binaries` (LRU beyond that: see docs).
 pub const MAX_NEW_FILES: u32 = 65_536;
+/// `POLICY_INODES` capacity: path rules resolved in each bound workload's root (one entry per
+/// rule and distinct file; containers on overlayfs each have their own device).
+pub const MAX_INODE_RULES: u32 = 65_536;
 /// Bytes of a path a path rule can hold; the LPM trie limits a key's data to 256 bytes.
 pub const PATH_KEY_BYTES: usize = 251;
 
@@ -486,6 +491,9 @@ pub mod path_bits {
     pub const DENY_READ: u32 = 2;
     /// Open for write is denied.
     pub const DENY_WRITE: u32 = 4;
+    /// `POLICY_INODES` only: the inode is a directory, and the entry's other bits cover its
+    /// whole subtree (a `DIR/**` rule).
+    pub const SUBTREE: u32 = 8;
 }
 
 /// Data of a `POLICY_PATHS` LPM key: policy, kind, then the path bytes. An exact path is stored
@@ -525,6 +533,17 @@ pub const PATH_KEY_FIXED_BITS: u32 = 40;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InodeKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// `POLICY_INODES` key: a file or directory a policy's path rule names, by identity (`dev` in
+/// the kernel's encoding, as `InodeKey`), so the rule holds under any name or root.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InodeRuleKey {
+    pub policy_id: u32,
+    pub _pad: u32,
     pub dev: u64,
     pub ino: u64,
 }
@@ -630,6 +649,8 @@ mod user {
     unsafe impl aya::Pod for super::NetKeyData {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InodeKey {}
+    // SAFETY: repr(C), explicit padding, plain integers.
+    unsafe impl aya::Pod for super::InodeRuleKey {}
     // SAFETY: plain `#[repr(C)]` integers and arrays without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.

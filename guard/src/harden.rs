@@ -618,6 +618,13 @@ pub async fn after_start(
         tracing::warn!("--keep-caps and --no-landlock: the agent keeps every privilege");
         return Ok(());
     }
+    if !args.no_landlock
+        && let Err(e) = crate::procroot::spawn()
+    {
+        tracing::warn!(
+            "policy path rules hold by name only (no inode identity): the /proc/<pid>/root opener did not start: {e:#}"
+        );
+    }
     if let Some(r) = responder
         && let Some(e) = r.prepare_quarantine().await
     {

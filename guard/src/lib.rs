@@ -23,6 +23,7 @@ pub mod output;
 pub mod policy;
 pub mod prefilter;
 pub mod probes;
+pub mod procroot;
 pub mod reload;
 pub mod report;
 pub mod respond;

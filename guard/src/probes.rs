@@ -26,9 +26,10 @@ use crate::{
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
 
 /// The maps that hold policy state; pinned so enforcement survives the agent.
-const POLICY_MAPS: [&str; 5] = [
+const POLICY_MAPS: [&str; 6] = [
     names::POLICY_CGROUPS,
     names::POLICY_PATHS,
+    names::POLICY_INODES,
     names::POLICY_NETS,
     names::NEW_FILES,
     names::POLICY_PENDING,

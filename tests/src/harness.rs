@@ -476,6 +476,33 @@ impl Agent {
     }
 }
 
+/// The (policy id, kernel dev, inode) -> bits entries of the `POLICY_INODES` map pinned under `pins`.
+pub fn pinned_inode_rules(pins: &str) -> Vec<(u32, u64, u64, u32)> {
+    let md = aya::maps::MapData::from_pin(Path::new(pins).join(guard_ebpf::names::POLICY_INODES))
+        .unwrap_or_else(|e| panic!("pinned map POLICY_INODES: {e}"));
+    let m: aya::maps::HashMap<_, guard_ebpf::InodeRuleKey, u32> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md))
+            .expect("POLICY_INODES is a hash map");
+    m.iter()
+        .filter_map(|kv| kv.ok())
+        .map(|(k, v)| (k.policy_id, k.dev, k.ino, v))
+        .collect()
+}
+
+/// A file's identity inside a container (symlinks followed there), as guard's kernel
+/// programs key it: (kernel dev encoding, inode).
+pub fn kernel_file_id_in(c: &Container, path: &str) -> (u64, u64) {
+    let (ok, out) = c.exec(&["/bin/stat", "-L", "-c", "%d %i", path]);
+    assert!(ok, "stat {path} in the container: {out}");
+    let mut it = out
+        .split_whitespace()
+        .map(|w| w.parse::<u64>().expect("stat number"));
+    let (Some(dev), Some(ino)) = (it.next(), it.next()) else {
+        panic!("stat output {out:?}");
+    };
+    (guard::policy::resolve::kernel_dev(dev), ino)
+}
+
 /// A scratch directory for one test: policy file, pins, audit log, bind mounts.
 pub struct Scratch {
     pub dir: PathBuf,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use guard_tests::harness::{
     Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, cgroup2_mount, guard_bin,
-    is_root,
+    is_root, kernel_file_id_in, pinned_inode_rules,
 };
 
 fn is_policy_alert(v: &serde_json::Value, target: &str) -> bool {
@@ -121,6 +121,11 @@ fn name_and_label_selectors_bind_running_containers() {
     let policy = s.policy(
         "- policy: web-by-name-and-label\n  workload: {name: \"guard-pol-web-*\", labels: {tier: web}}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/touch]}\n",
     );
+    // The identity of /bin/touch in each container, taken before the policy applies (in a
+    // busybox image it is /bin/busybox, which runs `stat` too). Resolved inside the container:
+    // from the host, /proc/<pid>/root/bin/touch -> /bin/busybox would reach the host's busybox.
+    let (dev, ino) = kernel_file_id_in(&c, "/bin/touch");
+    let (odev, oino) = kernel_file_id_in(&other, "/bin/touch");
     let agent = s.agent(&policy, &[]);
     // Metadata comes from Docker asynchronously; the cgroup walk binds once it is there.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -147,6 +152,19 @@ fn name_and_label_selectors_bind_running_containers() {
     assert!(
         ok,
         "exec in a container the policy does not select was killed"
+    );
+    // The rule also holds on the file itself: /bin/touch resolved in the container's root
+    // (busybox: the same inode as every applet) is in POLICY_INODES, for the bound container
+    // only (the other container's busybox has another overlay device).
+    let rules = pinned_inode_rules(&s.pins);
+    assert!(
+        rules.iter().any(|&(_, d, i, bits)| (d, i) == (dev, ino)
+            && bits & guard_ebpf::path_bits::EXEC_MATCH != 0),
+        "/bin/touch of the bound container ({dev}:{ino}) not in POLICY_INODES: {rules:?}"
+    );
+    assert!(
+        !rules.iter().any(|&(_, d, i, _)| (d, i) == (odev, oino)),
+        "the unselected container's /bin/touch is in POLICY_INODES: {rules:?}"
     );
     let alert = agent
         .wait_for(Duration::from_secs(20), |v| {

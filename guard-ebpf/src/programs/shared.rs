@@ -21,9 +21,9 @@ use aya_ebpf::{
 };
 use guard_ebpf::{
     CgroupPolicy, DECISION_RING_BYTES, DEFAULT_RING_BYTES, DROP_SLOTS, DecisionBody, EventHeader,
-    EventKind, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, InodeKey, KernelOffsets,
-    MAX_PATH_ENTRIES, MAX_POLICY_CGROUPS, OFFSET_ABSENT, PATH_KEY_BYTES, PATH_KEY_FIXED_BITS,
-    PAYLOAD_MAX, PathKeyData, SCRATCH_LEN, settings,
+    EventKind, FLAG_FAULT0, FLAG_FAULT1, FLAG_TRUNCATED0, FLAG_TRUNCATED1, InodeKey, InodeRuleKey,
+    KernelOffsets, MAX_INODE_RULES, MAX_PATH_ENTRIES, MAX_POLICY_CGROUPS, OFFSET_ABSENT,
+    PATH_KEY_BYTES, PATH_KEY_FIXED_BITS, PAYLOAD_MAX, PathKeyData, SCRATCH_LEN, settings,
 };
 
 pub const EPERM: i32 = 1;
@@ -298,6 +298,28 @@ pub static POLICY_CGROUPS: HashMap<u64, CgroupPolicy> =
 #[map]
 static POLICY_PATHS: LpmTrie<PathKeyData, u32> =
     LpmTrie::with_max_entries(MAX_PATH_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Files and directories the path rules name, by identity: resolved by userspace in each
+/// bound workload's root (`guard/src/policy/inodes.rs`), so a rule holds on the file whatever
+/// name, link, chroot or bind mount reaches it. Values are `path_bits::*`.
+#[map]
+pub static POLICY_INODES: HashMap<InodeRuleKey, u32> =
+    HashMap::with_max_entries(MAX_INODE_RULES, BPF_F_NO_PREALLOC);
+
+/// The `path_bits` policy `policy_id` has on the inode `k` itself (0: none). Callers OR in the
+/// `SUBTREE` entries of the file's ancestor directories.
+#[inline(always)]
+#[allow(dead_code)] // Until the LSM and exec-backstop programs read it (issues 15 and 16).
+pub fn inode_rule(policy_id: u32, k: InodeKey) -> u32 {
+    let key = InodeRuleKey {
+        policy_id,
+        _pad: 0,
+        dev: k.dev,
+        ino: k.ino,
+    };
+    // SAFETY: the value is copied out.
+    unsafe { POLICY_INODES.get(&key) }.copied().unwrap_or(0)
+}
 
 /// Per-CPU area for a path (`bpf_d_path` output, an execve filename, a cgroup path) and, at
 /// `KEY_AT`, the LPM lookup key.

@@ -69,6 +69,9 @@ pub enum Command {
     /// Configuration file tools (`guard config show`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Internal: the agent's `/proc/<pid>/root` opener (started by `guard run`; see procroot.rs).
+    #[command(name = "root-opener", hide = true)]
+    RootOpener,
 }
 
 /// The command line with the config file applied (`crate::config`).
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Respond(a) => respond::respond(a),
         Command::Quarantine(c) => quarantine::quarantine(c),
         Command::Exec(args) => exec::run(args),
+        Command::RootOpener => crate::procroot::serve().map(|()| ExitCode::SUCCESS),
         // Handled above (it needs the matches, not only the arguments).
         Command::Config(ConfigCommand::Show(_)) => Ok(ExitCode::SUCCESS),
     };

@@ -24,6 +24,7 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::backend::Backend;
+use super::inodes::{InodeRules, InodeTable};
 use super::{Mode, Policy, WorkloadInfo, choose};
 use crate::{
     alert::{Alert, GuardInfo, Priority},
@@ -160,6 +161,8 @@ pub struct Enforcer {
     /// The set a reload replaced (its base and policies): decisions taken under it may still
     /// be in the ring.
     previous: Option<(u32, Arc<Vec<Policy>>)>,
+    /// Path rules resolved to files in each bound cgroup's root (`POLICY_INODES`).
+    inodes: InodeTable,
 }
 
 /// The generation a reload installs into, given the one in force.
@@ -205,6 +208,7 @@ impl Enforcer {
             base,
             bound: HashMap::new(),
             previous: None,
+            inodes: InodeTable::default(),
         })
     }
 
@@ -223,7 +227,19 @@ impl Enforcer {
 
     /// Whether `id` names a policy of this set.
     fn is_current(&self, id: u32) -> bool {
-        id > self.base && id <= self.base + self.policies.len() as u32
+        self.current_ids()(id)
+    }
+
+    /// `is_current` as a closure that does not borrow `self`.
+    fn current_ids(&self) -> impl Fn(u32) -> bool + use<> {
+        let (base, n) = (self.base, self.policies.len() as u32);
+        move |id| id > base && id <= base + n
+    }
+
+    /// The files this set's rules name, by identity, as the kernel holds them (None before the
+    /// first cgroup walk).
+    pub fn inode_rules(&self) -> Option<&InodeRules> {
+        self.inodes.rules()
     }
 
     /// The policy a kernel record names: of this set, or of the set the last reload replaced.
@@ -294,6 +310,8 @@ impl Enforcer {
                     .map(|(_, v)| v.policy_id),
             );
         }
+        let current = self.current_ids();
+        let stale_inodes = self.inodes.collect(ebpf, current, &referenced)?;
         let (paths, nets) = self.entries()?;
         let want_paths: HashSet<(u32, Vec<u8>)> = paths
             .iter()
@@ -321,7 +339,7 @@ impl Enforcer {
                 want_nets.contains(&(k.prefix_len(), net_bytes(&d))),
             )
         })?;
-        Ok(removed)
+        Ok(removed + stale_inodes)
     }
 
     fn cgroup_map(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, u64, CgroupPolicy>> {
@@ -420,6 +438,11 @@ impl Enforcer {
                     info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
                 }
             }
+            if let Some(&i) = self.bound.get(&md.ino()) {
+                let policies = self.policies.clone();
+                self.inodes
+                    .resolve_cgroup(md.ino(), &dir, self.id_of(i), &policies[i]);
+            }
             push_children(&mut stack, &dir, depth);
         }
         // Entries for cgroups that are gone, and entries left by an earlier agent (adopted
@@ -435,6 +458,11 @@ impl Enforcer {
             let _ = m.remove(&k);
             self.bound.remove(&k);
         }
+        let bound_now = &self.bound;
+        self.inodes
+            .retain(|cg| bound_now.contains_key(&cg) || unknown.contains(&cg));
+        let current = self.current_ids();
+        self.inodes.sync(ebpf, current)?;
         Ok(bound)
     }
 
@@ -816,6 +844,8 @@ impl PolicyRuntime {
                 set_pending(&mut m, &id, table.binding(&w))?;
             }
         }
+        let mut next = next;
+        next.inodes = self.enforcer.inodes.take_for_reload();
         let old = std::mem::replace(&mut self.enforcer, next);
         // Cgroups bound before keep their map entry (old generation) until rebound here.
         self.enforcer.previous = Some((old.base, old.policies));

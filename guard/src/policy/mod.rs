@@ -12,8 +12,10 @@
 //! The format is documented in `docs/policies.md`.
 
 pub mod backend;
+pub mod inodes;
 pub mod kernel;
 mod parse;
+pub mod resolve;
 // The backends' own modules, at their former paths for the callers.
 pub use backend::{fallback, landlock};
 

@@ -11,6 +11,13 @@ fn load(text: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
     (v, diags)
 }
 
+/// The one policy `text` defines (panics on diagnostics: test input only).
+pub(super) fn parse_one(text: &str) -> Policy {
+    let (v, d) = load(text);
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    v.into_iter().next().expect("one policy")
+}
+
 const FULL: &str = r#"
 - rule: r
   desc: d

@@ -1,0 +1,174 @@
+//! Opening a process's root directory (`/proc/<pid>/root`) from inside the agent's Landlock
+//! domain. Landlock forbids a sandboxed process to ptrace-access processes outside its domain,
+//! and `/proc/<pid>/root` needs exactly that access; so before the agent sandboxes itself it
+//! starts a small opener process (`guard root-opener`, same binary) that keeps only
+//! `CAP_SYS_PTRACE` and `CAP_DAC_READ_SEARCH` and does one thing: for a pid it is sent, it
+//! opens `/proc/<pid>/root` with `O_PATH` and passes the descriptor back. Everything after that
+//! (`openat2(RESOLVE_IN_ROOT)`, `fstat`, fanotify marks) works on the descriptor, which Landlock
+//! does not check. Without an opener (no Landlock, or tests) the agent opens the path itself.
+
+use std::{
+    io::{IoSlice, IoSliceMut, Read, Write},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+        unix::net::UnixStream,
+    },
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Mutex, OnceLock},
+};
+
+use anyhow::{Context, Result, bail};
+use nix::{
+    cmsg_space,
+    fcntl::OFlag,
+    sys::{
+        socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg},
+        stat::Mode,
+    },
+};
+
+/// The hidden subcommand the agent starts the opener with.
+pub const SUBCOMMAND: &str = "root-opener";
+
+struct Opener {
+    sock: UnixStream,
+    /// Kept so the child is reaped with the agent; it exits when the socket closes.
+    _child: Child,
+}
+
+static OPENER: OnceLock<Mutex<Opener>> = OnceLock::new();
+
+/// Opens `/proc/<pid>/root` directly.
+fn open_direct(pid: u32) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        Path::new(&format!("/proc/{pid}/root")),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Starts the opener (call before the agent applies Landlock). Idempotent.
+pub fn spawn() -> Result<()> {
+    if OPENER.get().is_some() {
+        return Ok(());
+    }
+    let (ours, theirs) = UnixStream::pair().context("socketpair for the root opener")?;
+    let exe = std::fs::read_link("/proc/self/exe").context("reading /proc/self/exe")?;
+    let child = Command::new(exe)
+        .arg(SUBCOMMAND)
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the root opener")?;
+    let _ = OPENER.set(Mutex::new(Opener {
+        sock: ours,
+        _child: child,
+    }));
+    // Round trip once, so a broken opener is reported at start, not at the first container.
+    open_root(std::process::id()).context("the root opener does not answer")?;
+    Ok(())
+}
+
+/// An `O_PATH` descriptor of `pid`'s root directory.
+pub fn open_root(pid: u32) -> Result<OwnedFd> {
+    let Some(o) = OPENER.get() else {
+        return open_direct(pid).with_context(|| format!("opening /proc/{pid}/root"));
+    };
+    let o = o
+        .lock()
+        .map_err(|_| anyhow::anyhow!("root opener lock poisoned"))?;
+    (&o.sock).write_all(&pid.to_le_bytes())?;
+    let mut status = [0u8; 4];
+    let mut iov = [IoSliceMut::new(&mut status)];
+    let mut space = cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        o.sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("reading the root opener's answer")?;
+    let mut fd = None;
+    for c in msg.cmsgs().context("root opener control message")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: the kernel installed this descriptor in our table for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    if msg.bytes != 4 {
+        bail!("the root opener closed its socket");
+    }
+    let errno = i32::from_le_bytes(status);
+    match (errno, fd) {
+        (0, Some(fd)) => Ok(fd),
+        (0, None) => bail!("the root opener sent no descriptor"),
+        (e, _) => Err(std::io::Error::from_raw_os_error(e))
+            .with_context(|| format!("opening /proc/{pid}/root")),
+    }
+}
+
+/// The opener's main loop (`guard root-opener`): stdin is the socket. Keeps only the
+/// capabilities `/proc/<pid>/root` needs and exits when the agent closes the socket or dies.
+pub fn serve() -> Result<()> {
+    // SAFETY: prctl with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    }
+    let keep: caps::CapsHashSet = [
+        caps::Capability::CAP_SYS_PTRACE,
+        caps::Capability::CAP_DAC_READ_SEARCH,
+    ]
+    .into_iter()
+    .collect();
+    for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+        let now = caps::read(None, set).unwrap_or_default();
+        caps::set(None, set, &now.intersection(&keep).copied().collect())
+            .context("dropping the root opener's capabilities")?;
+    }
+    // SAFETY: fd 0 is the socket the agent passed as stdin; we own it from here on.
+    let sock = unsafe { UnixStream::from_raw_fd(0) };
+    let mut req = [0u8; 4];
+    loop {
+        if (&sock).read_exact(&mut req).is_err() {
+            return Ok(());
+        }
+        let pid = u32::from_le_bytes(req);
+        let answer = if pid == 0 {
+            Err(nix::errno::Errno::EINVAL)
+        } else {
+            open_direct(pid)
+        };
+        let (status, fd) = match &answer {
+            Ok(fd) => (0i32, Some(fd.as_raw_fd())),
+            Err(e) => (*e as i32, None),
+        };
+        let bytes = status.to_le_bytes();
+        let iov = [IoSlice::new(&bytes)];
+        let fds: Vec<RawFd> = fd.into_iter().collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        if sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::empty(), None).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_an_opener_our_own_root_opens_directly() {
+        let fd = open_root(std::process::id()).expect("own root");
+        let md = std::fs::File::from(fd).metadata().expect("fstat");
+        assert!(md.is_dir());
+        assert!(open_root(u32::MAX).is_err(), "a pid that cannot exist");
+    }
+}
