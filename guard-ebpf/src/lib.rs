@@ -63,6 +63,9 @@ pub mod names {
     pub const PROG_SCHED_PROCESS_EXIT: &str = "sched_process_exit";
     pub const PROG_SYS_ENTER: &str = "sys_enter";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
+    /// Attached to `syscalls/sys_enter_<name>` of each traced syscall.
+    pub const PROG_SYS_ENTER_ONE: &str = "sys_enter_one";
+    pub const PROG_SYS_EXIT_ONE: &str = "sys_exit_one";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";
     /// Network quarantine (response engine): cgroup id -> `QuarantineEntry`.
     pub const QUARANTINE: &str = "QUARANTINE";
@@ -161,6 +164,10 @@ pub mod syscall_filter {
     pub const OPEN_PATHS: u8 = 2;
     /// `connect`, whose record goes through the `CONNECT_PORTS` / `CONNECT_NETS` check.
     pub const CONNECT_DEST: u8 = 4;
+    /// Captured by the `raw_syscalls` programs, because this kernel has no
+    /// `syscalls/sys_enter_<name>` tracepoint for it; every other traced syscall is captured by
+    /// programs attached to its own tracepoints only.
+    pub const VIA_RAW: u8 = 8;
 }
 
 /// Entries of `CONNECT_PORTS` (one per port).
@@ -722,5 +729,9 @@ pub mod settings {
     pub const AGENT_TGID: u32 = 0;
     /// When non-zero, only tasks in this cgroup (v2 id) are traced.
     pub const ONLY_CGROUP: u32 = 1;
+    /// Bytes waiting in `EVENTS` above which a record wakes the agent; below, records are
+    /// added without a wakeup and the agent reads them on its next tick (bounded delay).
+    /// 0 = wake on every record.
+    pub const WAKEUP_BYTES: u32 = 2;
     pub const COUNT: u32 = 4;
 }

@@ -31,6 +31,7 @@ pub mod rfc3339;
 pub mod rules;
 pub mod selfprotect;
 pub mod state;
+pub mod syscall_links;
 pub mod sysfs;
 pub mod workload;
 pub mod yaml;

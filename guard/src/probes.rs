@@ -6,10 +6,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::Array,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
-    programs::{
-        RawTracePoint, TracePoint,
-        links::{FdLink, PinnedLink},
-    },
+    programs::links::{FdLink, PinnedLink},
 };
 use guard_ebpf::{EventKind, KernelOffsets, OFFSET_ABSENT, names, settings};
 use tracing::{info, warn};
@@ -19,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::{
     btf::Btf,
     policy::backend::{Backend, Kind},
+    syscall_links::{SyscallLinks, raw_tracepoint, tracepoint},
     sysfs::ensure_tracefs,
 };
 
@@ -150,6 +148,14 @@ pub struct Probes {
     pub policy_backend: Option<Backend>,
     /// Self-protection of the agent from containers.
     pub self_protect: crate::selfprotect::Status,
+    /// The syscall tracepoints the capture programs are attached to.
+    pub syscalls: SyscallLinks,
+}
+
+/// Bytes waiting in the event ring above which a record wakes the agent (an eighth of the
+/// ring); below it the agent reads on its tick (at most `agent::pipeline::RING_TICK` later).
+pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    ring_size(ring_bytes) / 8
 }
 
 /// Rounds to the next power of two, at least one page, as the kernel requires of ring buffers.
@@ -189,17 +195,6 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
     Ok((ebpf, offsets))
 }
 
-fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing from the object"))?
-        .try_into()?;
-    if prog.fd().is_err() {
-        prog.load().with_context(|| format!("loading {name}"))?;
-    }
-    Ok(prog)
-}
-
 /// Attaches the process lifecycle programs (exec, fork, exit).
 fn attach_lifecycle(ebpf: &mut Ebpf) -> Result<()> {
     tracepoint(ebpf, names::PROG_SCHED_PROCESS_EXEC)?
@@ -214,32 +209,20 @@ fn attach_lifecycle(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
-fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, prog: &str) -> Result<&'a mut RawTracePoint> {
-    let p: &mut RawTracePoint = ebpf
-        .program_mut(prog)
-        .with_context(|| format!("program {prog} missing from the object"))?
-        .try_into()?;
-    if p.fd().is_err() {
-        p.load().with_context(|| format!("loading {prog}"))?;
-    }
-    Ok(p)
-}
-
 /// Selects the traced syscalls in `SYSCALL_FILTER` and the open prefixes in `OPEN_PREFIXES`
-/// (see `prefilter`), then attaches the enter/exit programs to `raw_syscalls`, which fire for
-/// every syscall: unlike `syscalls/sys_*_<name>`, they need no per-syscall tracepoint (absent
-/// for some syscalls on some kernels) and never drop silently.
-fn attach_syscalls(ebpf: &mut Ebpf, prefilter: &crate::prefilter::Prefilter) -> Result<()> {
-    write_prefilter(ebpf, None, prefilter)?;
-    // Exit first: an enter without its exit only leaves an LRU entry behind, while an exit
-    // without its enter is counted as a drop.
-    raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
-        .attach("sys_exit")
-        .context("attaching raw tracepoint sys_exit")?;
-    raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
-        .attach("sys_enter")
-        .context("attaching raw tracepoint sys_enter")?;
-    Ok(())
+/// (see `prefilter`), then attaches the capture programs to each traced syscall's own
+/// tracepoints (`syscall_links`).
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    prefilter: &crate::prefilter::Prefilter,
+) -> Result<SyscallLinks> {
+    let mut links = SyscallLinks::default();
+    SyscallLinks::preload_raw(ebpf)?;
+    // Attached first (they do nothing while the filter is empty), so the routing is final.
+    links.attach(ebpf, prefilter)?;
+    let routed = links.routed(prefilter);
+    write_prefilter(ebpf, None, &routed)?;
+    Ok(links)
 }
 
 /// Puts `new` in force in the prefilter maps, replacing `old` (None: the maps are empty).
@@ -388,9 +371,14 @@ impl Probes {
             )?;
             settings.set(settings::AGENT_TGID, u64::from(std::process::id()), 0)?;
             settings.set(settings::ONLY_CGROUP, cfg.only_cgroup.unwrap_or(0), 0)?;
+            settings.set(
+                settings::WAKEUP_BYTES,
+                u64::from(wakeup_bytes(cfg.ring_bytes)),
+                0,
+            )?;
         }
         attach_lifecycle(&mut ebpf)?;
-        attach_syscalls(&mut ebpf, &cfg.prefilter)?;
+        let syscalls = attach_syscalls(&mut ebpf, &cfg.prefilter)?;
 
         let exec_enforcement = match attach_lsm(&mut ebpf) {
             Ok(()) => ExecEnforcement::Lsm,
@@ -429,16 +417,36 @@ impl Probes {
             exec_enforcement,
             policy_backend,
             self_protect,
+            syscalls,
         })
     }
 
-    /// Replaces the prefilter in force (`old`) by `new` (a reload); see `write_prefilter`.
+    /// The first step of a reload: `wide` (filtering nothing) in force while the rules switch
+    /// from `old`'s to `next`'s. Only the syscalls `old` or `next` trace need their programs
+    /// (nothing else can match either rule set), so only `next`'s are attached here.
+    pub fn widen_prefilter(
+        &mut self,
+        old: &crate::prefilter::Prefilter,
+        wide: &crate::prefilter::Prefilter,
+        next: &crate::prefilter::Prefilter,
+    ) -> Result<()> {
+        self.syscalls.attach(&mut self.ebpf, next)?;
+        let (old, wide) = (self.syscalls.routed(old), self.syscalls.routed(wide));
+        write_prefilter(&mut self.ebpf, Some(&old), &wide)
+    }
+
+    /// Replaces the prefilter in force (`old`) by `new` (a reload): the tracepoints `new`
+    /// needs are attached first, then the filter switches (`write_prefilter`), then what only
+    /// `old` needed is detached; every moment traces at least what `old` or `new` trace.
     pub fn replace_prefilter(
         &mut self,
         old: &crate::prefilter::Prefilter,
         new: &crate::prefilter::Prefilter,
     ) -> Result<()> {
-        write_prefilter(&mut self.ebpf, Some(old), new)
+        self.syscalls.attach(&mut self.ebpf, new)?;
+        let (old, new_routed) = (self.syscalls.routed(old), self.syscalls.routed(new));
+        write_prefilter(&mut self.ebpf, Some(&old), &new_routed)?;
+        self.syscalls.detach_unused(&mut self.ebpf, new)
     }
 
     pub fn ring_buf(&mut self) -> Result<RingBuf<MapData>> {
@@ -708,8 +716,8 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
             };
         }
     };
-    let tracepoint =
-        attach_lifecycle(&mut ebpf).and_then(|()| attach_syscalls(&mut ebpf, &cfg.prefilter));
+    let tracepoint = attach_lifecycle(&mut ebpf)
+        .and_then(|()| attach_syscalls(&mut ebpf, &cfg.prefilter).map(|_| ()));
     let lsm = attach_lsm(&mut ebpf);
     let policy = if lsm.is_ok() {
         match attach_policy_lsm(&mut ebpf, None) {

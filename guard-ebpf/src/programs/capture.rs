@@ -1,6 +1,6 @@
-//! Capture: the `sched` tracepoints (exec with argv, fork, exit) and `raw_syscalls`
-//! enter/exit for the traced syscalls, with the open and connect prefilters. Records go to
-//! `EVENTS`.
+//! Capture: the `sched` tracepoints (exec with argv, fork, exit) and syscall enter/exit for the
+//! traced syscalls (on each one's own `syscalls/sys_*_<name>` tracepoints; `raw_syscalls` only
+//! for a syscall without them), with the open and connect prefilters. Records go to `EVENTS`.
 
 use aya_ebpf::{
     EbpfContext,
@@ -149,23 +149,14 @@ fn syscall_wanted(nr: u64) -> bool {
     syscall_bits(nr) & syscall_filter::TRACE != 0
 }
 
-/// `raw_syscalls/sys_enter`, for every syscall on the host: remembers the arguments of the
-/// traced ones until their exit. Unlike `syscalls/sys_enter_<name>`, it exists for every
-/// syscall on every kernel; runs the kernel skips (recursion) are counted in the program's
-/// `recursion_misses`.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(struct pt_regs *regs, long id)
-    let nr = raw_arg(&ctx, 1);
-    if !syscall_wanted(nr) {
-        return 0;
-    }
+/// Remembers a traced syscall's arguments (read by `arg`) until its exit.
+#[inline(always)]
+fn enter(nr: u64, arg: impl Fn(usize) -> u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let off = offsets();
     if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
-        return 0;
+        return;
     }
-    let regs = raw_arg(&ctx, 0) as *const u8;
     let mut p = PendingSyscall {
         nr: nr as u32,
         _pad: 0,
@@ -173,8 +164,7 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     };
     let mut i = 0;
     while i < 6 {
-        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
-        p.args[i] = unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0);
+        p.args[i] = arg(i);
         i += 1;
     }
     let tid = pid_tgid as u32;
@@ -182,38 +172,29 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         // The exit then finds no entry and counts the drop; never leave it an older one.
         let _ = PENDING.remove(&tid);
     }
-    0
 }
 
-/// `raw_syscalls/sys_exit`: emits a traced syscall with its result and payloads. A traced
-/// syscall whose entry was not recorded is counted as a drop, never lost silently.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(struct pt_regs *regs, long ret)
-    let off = offsets();
-    let regs = raw_arg(&ctx, 0) as *const u8;
-    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
-    let nr = unsafe { read_field::<u64>(regs, off.regs_orig_ax) }.unwrap_or(u64::MAX);
-    if !syscall_wanted(nr) {
-        return 0;
-    }
+/// Emits a traced syscall with its result and payloads. A traced syscall whose entry was not
+/// recorded is counted as a drop, never lost silently.
+#[inline(always)]
+fn exit(ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let off = offsets();
     if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
-        return 0;
+        return;
     }
     let tid = pid_tgid as u32;
     // SAFETY: the value is copied out before the entry is removed.
     let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
         count_drop_slot(DROP_SYSCALL_UNPAIRED);
-        return 0;
+        return;
     };
     let _ = PENDING.remove(&tid);
     let Some(payloads) = spec(p.nr) else {
-        return 0;
+        return;
     };
-    let ret = raw_arg(&ctx, 1) as i64;
     let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), &off) else {
-        return 0;
+        return;
     };
     rec.header().ret = ret;
     *rec.body::<SyscallBody>() = SyscallBody {
@@ -227,13 +208,83 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let bits = syscall_bits(p.nr as u64);
     if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
         count_drop_slot(PREFILTERED_OPENS);
-        return 0;
+        return;
     }
     if bits & syscall_filter::CONNECT_DEST != 0 && !connect_wanted(&mut rec) {
         count_drop_slot(PREFILTERED_CONNECTS);
-        return 0;
+        return;
     }
     rec.submit();
+}
+
+/// `syscalls/sys_enter_<name>`, attached by userspace to the tracepoint of each traced syscall
+/// only, so other syscalls run no guard program. Record layout (the same for every syscall):
+/// common fields, `int __syscall_nr` at 8, then the arguments as 8-byte words from 16.
+#[tracepoint]
+pub fn sys_enter_one(ctx: TracePointContext) -> u32 {
+    // SAFETY: checked reads of the tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
+    if nr < 0 || !syscall_wanted(nr as u64) {
+        return 0;
+    }
+    // SAFETY: as above; words past the syscall's own arguments are never used (see `spec`).
+    enter(nr as u64, |i| {
+        unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0)
+    });
+    0
+}
+
+/// `syscalls/sys_exit_<name>`: `int __syscall_nr` at 8, `long ret` at 16.
+#[tracepoint]
+pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
+    // SAFETY: checked reads of the tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
+    if nr < 0 || !syscall_wanted(nr as u64) {
+        return 0;
+    }
+    exit(unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0));
+    0
+}
+
+/// Whether the `raw_syscalls` programs capture syscall `nr` (traced, and without a tracepoint
+/// of its own on this kernel).
+#[inline(always)]
+fn raw_wanted(nr: u64) -> bool {
+    let bits = syscall_bits(nr);
+    bits & syscall_filter::TRACE != 0 && bits & syscall_filter::VIA_RAW != 0
+}
+
+/// `raw_syscalls/sys_enter`: attached only when a traced syscall has no tracepoint of its own
+/// on this kernel; it runs for every syscall and captures those (`VIA_RAW`). Runs the kernel
+/// skips (recursion) are counted in the program's `recursion_misses`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long id)
+    let nr = raw_arg(&ctx, 1);
+    if !raw_wanted(nr) {
+        return 0;
+    }
+    let off = offsets();
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    enter(nr, |i| {
+        unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0)
+    });
+    0
+}
+
+/// `raw_syscalls/sys_exit`, the pair of `sys_enter` above.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret)
+    let off = offsets();
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
+    let nr = unsafe { read_field::<u64>(regs, off.regs_orig_ax) }.unwrap_or(u64::MAX);
+    if !raw_wanted(nr) {
+        return 0;
+    }
+    exit(raw_arg(&ctx, 1) as i64);
     0
 }
 

@@ -3,7 +3,10 @@
 //! families read, path-key filling, inode reads and decision record emission.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, path as kernel_path},
+    bindings::{
+        BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        path as kernel_path,
+    },
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
@@ -259,13 +262,29 @@ impl Record {
         }
         // SAFETY: total <= SCRATCH_LEN - 1, within the per-CPU scratch value.
         let bytes = unsafe { core::slice::from_raw_parts(self.base as *const u8, total) };
-        let ring = match self.kind {
-            EventKind::Decision | EventKind::ExecDenied => &DECISIONS,
-            _ => &EVENTS,
+        let (ring, flags) = match self.kind {
+            // Decisions wake the agent at once: enforcement records are never delayed.
+            EventKind::Decision | EventKind::ExecDenied => (&DECISIONS, 0),
+            _ => (&EVENTS, events_wakeup()),
         };
-        if ring.output::<[u8]>(bytes, 0).is_err() {
+        if ring.output::<[u8]>(bytes, flags).is_err() {
             count_drop(self.kind);
         }
+    }
+}
+
+/// Wakeup flag for an `EVENTS` record: none while less than `settings::WAKEUP_BYTES` wait,
+/// so a busy host wakes the agent once per batch instead of once per record.
+#[inline(always)]
+fn events_wakeup() -> u64 {
+    let threshold = setting(settings::WAKEUP_BYTES);
+    if threshold == 0 {
+        return 0;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 

@@ -43,6 +43,9 @@ pub(super) const CLI_POLICY_ID: u32 = 1;
 /// Records handled before the pipeline lets other tasks run.
 pub(super) const DRAIN_BATCH: usize = 1024;
 
+/// The longest an event record waits in the ring without a wakeup (`probes::wakeup_bytes`).
+pub const RING_TICK: Duration = Duration::from_millis(10);
+
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ring {
     Events,
@@ -453,6 +456,10 @@ impl Pipeline {
         // Every few seconds: exited processes past their grace, and entries of removed cgroups
         // (and of containers nothing else knows), are forgotten.
         let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
+        // Event records below the wakeup threshold do not wake us (probes::wakeup_bytes):
+        // this tick bounds how long they wait.
+        let mut ring_tick = tokio::time::interval(RING_TICK);
+        ring_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // New files under what self-protection covers (audit rotation, new pins) are protected
         // within this period (docs/self-protection.md).
         let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
@@ -501,6 +508,13 @@ impl Pipeline {
                 }
                 guard = self.ring.readable_mut(), if !backlog => {
                     guard?.clear_ready();
+                    match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
+                        Drained::Limit => break,
+                        Drained::More => backlog = true,
+                        Drained::Empty => {}
+                    }
+                }
+                _ = ring_tick.tick(), if !backlog => {
                     match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
                         Drained::Limit => break,
                         Drained::More => backlog = true,

@@ -157,8 +157,8 @@ impl Pipeline {
             .as_ref()
             .map(|_| derive_prefilter(&cfg.engine, &cfg.policies));
         let wide = Prefilter::none();
-        if let Some(old) = &r.prefilter {
-            self.probes.replace_prefilter(old, &wide)?;
+        if let (Some(old), Some(next)) = (&r.prefilter, &next_prefilter) {
+            self.probes.widen_prefilter(old, &wide, next)?;
         }
         if let Some(stage) = self.policy.as_mut() {
             let containers = &self.capture.state.containers;
