@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use guard_ebpf::{
     CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NEW_FILES,
-    MAX_POLICY_CGROUPS, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind,
-    policy_flags as pf, reason, verdict,
+    MAX_POLICY_CGROUPS, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
+    reason, verdict,
 };
 
 use super::shared::{

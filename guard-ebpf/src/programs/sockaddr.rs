@@ -211,7 +211,11 @@ pub fn policy_connect4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(connect6)]
 pub fn policy_connect6(ctx: SockAddrContext) -> i32 {
-    let d = dest6(user_ip6(ctx.sock_addr), sock_src6(sock(&ctx)), port_of(ctx.sock_addr));
+    let d = dest6(
+        user_ip6(ctx.sock_addr),
+        sock_src6(sock(&ctx)),
+        port_of(ctx.sock_addr),
+    );
     decide(&d, decision_op::CONNECT, hook::CGROUP_CONNECT6)
 }
 
@@ -224,6 +228,10 @@ pub fn policy_sendmsg4(ctx: SockAddrContext) -> i32 {
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn policy_sendmsg6(ctx: SockAddrContext) -> i32 {
-    let d = dest6(user_ip6(ctx.sock_addr), sock_src6(sock(&ctx)), port_of(ctx.sock_addr));
+    let d = dest6(
+        user_ip6(ctx.sock_addr),
+        sock_src6(sock(&ctx)),
+        port_of(ctx.sock_addr),
+    );
     decide(&d, decision_op::SENDMSG, hook::CGROUP_SENDMSG6)
 }

@@ -94,8 +94,8 @@ impl Quarantine {
         }
         // A partial set (e.g. a link pin without its map) is stale: the links would drop
         // packets by a map nobody can edit any more. Detach them and start over.
-        let sock_addr_pins = crate::sockaddr::QUARANTINE_PROGRAMS
-            .map(|p| pin_dir.join(sock_addr_pin(p)));
+        let sock_addr_pins =
+            crate::sockaddr::QUARANTINE_PROGRAMS.map(|p| pin_dir.join(sock_addr_pin(p)));
         for p in [&ingress, &egress, &pin_dir.join(LEGACY_CONNECT_PIN)]
             .into_iter()
             .chain(&sock_addr_pins)
@@ -217,11 +217,12 @@ impl Quarantine {
     /// Removes the links and the map pin: detaches the programs (for cleanup and tests).
     pub fn detach_pins(pin_dir: &Path) -> Result<()> {
         let sock_addr_pins = crate::sockaddr::QUARANTINE_PROGRAMS.map(sock_addr_pin);
-        for p in sock_addr_pins
-            .iter()
-            .map(String::as_str)
-            .chain([LEGACY_CONNECT_PIN, INGRESS_PIN, EGRESS_PIN, MAP_PIN])
-        {
+        for p in sock_addr_pins.iter().map(String::as_str).chain([
+            LEGACY_CONNECT_PIN,
+            INGRESS_PIN,
+            EGRESS_PIN,
+            MAP_PIN,
+        ]) {
             let path = pin_dir.join(p);
             if path.exists() {
                 std::fs::remove_file(&path)
@@ -258,7 +259,9 @@ fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
             let pin = pin_dir.join(sock_addr_pin(prog));
             let adopted = pin.exists()
                 && PinnedLink::from_pin(&pin)
-                    .map_err(|e| tracing::warn!(pin = %pin.display(), "replacing unreadable pin: {e}"))
+                    .map_err(
+                        |e| tracing::warn!(pin = %pin.display(), "replacing unreadable pin: {e}"),
+                    )
                     .is_ok();
             if !adopted {
                 let _ = std::fs::remove_file(&pin);

@@ -24,6 +24,10 @@ usage: guard-testkit COMMAND ...
   try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
+  try-sendto ADDR:PORT DATA               UDP sendto(2) of DATA without connect (an IPv6 socket
+                                          for [v6]:port, IPv4-mapped included)
+  try-tfo ADDR:PORT DATA                  TCP Fast Open: sendto(2) of DATA with MSG_FASTOPEN on
+                                          a fresh socket (no connect call), then 1 s for delivery
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
   container-run [--newpid] [--pidfd PID] DIR -- CMD [ARG...]
                                           join cgroup DIR, (open a pidfd for PID as fd 3),
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         "try-open" => try_open(rest),
         "try-connect" => try_connect(rest),
         "try-connect-udp" => try_connect_udp(rest),
+        "try-sendto" => try_sendto(rest),
+        "try-tfo" => try_tfo(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "container-run" => container_run(rest),
@@ -345,6 +351,105 @@ fn try_connect_udp(args: &[OsString]) -> ExitCode {
             None => setup_error(&format!("connect: {e}"), 0),
         },
     }
+}
+
+/// DATA, the second argument of the network probes.
+fn data_arg(args: &[OsString]) -> Result<&[u8], ExitCode> {
+    args.get(1)
+        .map(|d| d.as_bytes())
+        .ok_or_else(|| usage("missing DATA"))
+}
+
+fn try_sendto(args: &[OsString]) -> ExitCode {
+    let (addr, data) = match (socket_addr(args), data_arg(args)) {
+        (Ok(a), Ok(d)) => (a, d),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = match std::net::UdpSocket::bind(local) {
+        Ok(s) => s,
+        Err(e) => return setup_error("binding a UDP socket", e.raw_os_error().unwrap_or(0)),
+    };
+    match sock.send_to(data, addr) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(n) => report_errno(n),
+            None => setup_error(&format!("sendto: {e}"), 0),
+        },
+    }
+}
+
+/// `sockaddr_in`/`sockaddr_in6` bytes of `addr`, and their length.
+fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn try_tfo(args: &[OsString]) -> ExitCode {
+    let (addr, data) = match (socket_addr(args), data_arg(args)) {
+        (Ok(a), Ok(d)) => (a, d),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return setup_error("socket", last_errno());
+    }
+    let (ss, len) = raw_sockaddr(&addr);
+    // SAFETY: our socket, a live buffer and a sockaddr of `len` bytes.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_FASTOPEN,
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    let err = last_errno();
+    if r >= 0 {
+        // Without a cookie the data goes out after the handshake: give it time to.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return report_errno(err);
+    }
+    println!("ok sent={r}");
+    ExitCode::from(EXIT_OK)
 }
 
 fn try_connect(args: &[OsString]) -> ExitCode {
