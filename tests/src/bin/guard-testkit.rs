@@ -28,6 +28,9 @@ usage: guard-testkit COMMAND ...
                                           for [v6]:port, IPv4-mapped included)
   try-tfo ADDR:PORT DATA                  TCP Fast Open: sendto(2) of DATA with MSG_FASTOPEN on
                                           a fresh socket (no connect call), then 1 s for delivery
+  recv-count tcp|udp ADDR:PORT SECS       listen; count connections (datagrams) and bytes until
+                                          one sends exactly STOP (not counted) or SECS pass;
+                                          prints `ok conns=N bytes=M`
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
   container-run [--newpid] [--pidfd PID] DIR -- CMD [ARG...]
                                           join cgroup DIR, (open a pidfd for PID as fd 3),
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         "try-connect-udp" => try_connect_udp(rest),
         "try-sendto" => try_sendto(rest),
         "try-tfo" => try_tfo(rest),
+        "recv-count" => recv_count(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "container-run" => container_run(rest),
@@ -449,6 +453,70 @@ fn try_tfo(args: &[OsString]) -> ExitCode {
         return report_errno(err);
     }
     println!("ok sent={r}");
+    ExitCode::from(EXIT_OK)
+}
+
+fn recv_count(args: &[OsString]) -> ExitCode {
+    use std::io::Read;
+    let (Some(proto), Ok(addr), Some(secs)) = (
+        args.first().and_then(|a| a.to_str()),
+        socket_addr(&args[1.min(args.len())..]),
+        args.get(2)
+            .and_then(|a| a.to_str())
+            .and_then(|n| n.parse::<u64>().ok()),
+    ) else {
+        return usage("recv-count needs tcp|udp ADDR:PORT SECS");
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let (mut conns, mut bytes) = (0usize, 0usize);
+    let mut buf = [0u8; 4096];
+    match proto {
+        "udp" => {
+            let sock = match std::net::UdpSocket::bind(addr) {
+                Ok(s) => s,
+                Err(e) => return setup_error("bind", e.raw_os_error().unwrap_or(0)),
+            };
+            println!("listening");
+            while !left().is_zero() {
+                let _ = sock.set_read_timeout(Some(left().max(Duration::from_millis(1))));
+                match sock.recv(&mut buf) {
+                    Ok(n) if &buf[..n] == b"STOP" => break,
+                    Ok(n) => (conns, bytes) = (conns + 1, bytes + n),
+                    Err(_) => {}
+                }
+            }
+        }
+        "tcp" => {
+            let l = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => return setup_error("bind", e.raw_os_error().unwrap_or(0)),
+            };
+            let _ = l.set_nonblocking(true);
+            println!("listening");
+            'accept: while !left().is_zero() {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut got = Vec::new();
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                if got == b"STOP" {
+                    break 'accept;
+                }
+                (conns, bytes) = (conns + 1, bytes + got.len());
+            }
+        }
+        _ => return usage("recv-count: tcp or udp"),
+    }
+    println!("ok conns={conns} bytes={bytes}");
     ExitCode::from(EXIT_OK)
 }
 
