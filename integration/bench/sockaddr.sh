@@ -11,7 +11,9 @@
 # `guard run --policy` is started once per p/u phase and stopped once ready: the pinned links
 # keep the programs attached (and its exec/cgroup_mkdir tracepoints, which a connect loop does
 # not fire) while no capture program runs. Ratios are per repetition (X_i / a_i); the table
-# gives min/median/max. Root only. Not part of CI (timing).
+# gives min/median/max. After the timed loops of each repetition, one more p and one more u loop
+# run with the kernel's BPF run-time stats on (guard-testkit prog-stats), which give the
+# programs' own time per connect, free of the loop's noise. Root only. Not part of CI (timing).
 set -euo pipefail
 # shellcheck source=integration/bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -86,6 +88,11 @@ for rep in $(seq 1 "$REPS"); do
     attach
     p="$(loop "$CGP")"
     u="$(loop "$CGU")"
+    for cg in "$CGP" "$CGU"; do
+        "$TESTKIT" prog-stats policy_connect4 -- "$TESTKIT" cgroup-run "$cg" -- \
+            "$TESTKIT" bench connect "$CONNECTS" "127.0.0.1:$PORT" |
+            awk -v t="$(basename "$cg")" '$2 == "policy_connect4" {print t, $3, $4}' >>"$TMP/stats"
+    done
     detach
     echo "$rep $a $p $u" >>"$TMP/raw"
     say "rep $rep: a $a ns, p $p ns, u $u ns"
@@ -106,6 +113,13 @@ row() { # name column
 row "a. nothing attached" 2
 row "p. programs, cgroup under policy" 3
 row "u. programs, cgroup without policy" 4
+echo
+echo "In-kernel time of policy_connect4 per connect (BPF run-time stats, median of $REPS loops):"
+for t in "$(basename "$CGP")" "$(basename "$CGU")"; do
+    printf '  %s: %s ns (runs per loop: %s)\n' "$t" \
+        "$(awk -v t="$t" '$1 == t {sub("ns_per_run=", "", $3); print $3}' "$TMP/stats" | min_med_max | awk '{print $2}')" \
+        "$(awk -v t="$t" '$1 == t {sub("runs=", "", $2); print $2}' "$TMP/stats" | head -n1)"
+done
 echo
 echo "Raw (rep a p u, ns/connect):"
 sed 's/^/    /' "$TMP/raw"

@@ -28,6 +28,8 @@ usage: guard-testkit COMMAND ...
                                           for [v6]:port, IPv4-mapped included)
   try-tfo ADDR:PORT DATA                  TCP Fast Open: sendto(2) of DATA with MSG_FASTOPEN on
                                           a fresh socket (no connect call), then 1 s for delivery
+  prog-stats PREFIX -- CMD [ARG...]       with BPF run-time stats on, run CMD; then for each loaded
+                                          program named PREFIX*: `ok NAME runs=N ns_per_run=X`
   recv-count tcp|udp ADDR:PORT SECS       listen; count connections (datagrams) and bytes until
                                           one sends exactly STOP (not counted) or SECS pass;
                                           prints `ok conns=N bytes=M`
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         "try-sendto" => try_sendto(rest),
         "try-tfo" => try_tfo(rest),
         "recv-count" => recv_count(rest),
+        "prog-stats" => prog_stats(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "container-run" => container_run(rest),
@@ -453,6 +456,53 @@ fn try_tfo(args: &[OsString]) -> ExitCode {
         return report_errno(err);
     }
     println!("ok sent={r}");
+    ExitCode::from(EXIT_OK)
+}
+
+/// (run count, run time ns) of every loaded program whose name starts with `prefix`, by id.
+fn prog_runs(prefix: &str) -> std::collections::BTreeMap<(String, u32), (u64, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let name = p.name_as_str()?.to_owned();
+            name.starts_with(prefix).then(|| {
+                let runs = (p.run_count(), p.run_time().as_nanos() as u64);
+                ((name, p.id()), runs)
+            })
+        })
+        .collect()
+}
+
+fn prog_stats(args: &[OsString]) -> ExitCode {
+    let (Some(prefix), Some("--")) = (
+        args.first().and_then(|a| a.to_str()),
+        args.get(1).and_then(|a| a.to_str()),
+    ) else {
+        return usage("prog-stats needs PREFIX -- CMD");
+    };
+    let Some(cmd) = args.get(2) else {
+        return usage("prog-stats needs a command");
+    };
+    // Stats stay on while the returned fd is open.
+    let _stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => fd,
+        Err(e) => return setup_error(&format!("BPF_ENABLE_STATS: {e}"), 0),
+    };
+    let before = prog_runs(prefix);
+    let st = std::process::Command::new(cmd).args(&args[3..]).status();
+    if !st.as_ref().is_ok_and(|s| s.success()) {
+        return setup_error(&format!("{cmd:?} failed: {st:?}"), 0);
+    }
+    for ((name, id), (runs, ns)) in prog_runs(prefix) {
+        let (r0, ns0) = before.get(&(name.clone(), id)).copied().unwrap_or((0, 0));
+        let n = runs.saturating_sub(r0);
+        let per = if n == 0 {
+            0
+        } else {
+            ns.saturating_sub(ns0) / n
+        };
+        println!("ok {name} runs={n} ns_per_run={per}");
+    }
     ExitCode::from(EXIT_OK)
 }
 
