@@ -496,11 +496,7 @@ fn prog_stats(args: &[OsString]) -> ExitCode {
     for ((name, id), (runs, ns)) in prog_runs(prefix) {
         let (r0, ns0) = before.get(&(name.clone(), id)).copied().unwrap_or((0, 0));
         let n = runs.saturating_sub(r0);
-        let per = if n == 0 {
-            0
-        } else {
-            ns.saturating_sub(ns0) / n
-        };
+        let per = ns.saturating_sub(ns0).checked_div(n).unwrap_or(0);
         println!("ok {name} runs={n} ns_per_run={per}");
     }
     ExitCode::from(EXIT_OK)
