@@ -2,7 +2,8 @@
 //! connect or datagram with EPERM before any packet, in a real container (`--network host`,
 //! listeners on the host's loopback started here). Every way to reach a denied destination
 //! without a plain connect is tried (UDP `sendto` without connect, IPv4 and IPv4-mapped,
-//! `connect(0.0.0.0)` against a `127.0.0.0/8` rule, TCP Fast Open); each gets EPERM and the
+//! `connect(0.0.0.0)` against a `127.0.0.0/8` rule, `connect([::])` against a `[::1]` rule,
+//! TCP Fast Open); each gets EPERM and the
 //! listener receives nothing, while an allowed port works in the same container and a control
 //! container without the policy reaches everything. A quarantined container's connect and
 //! sendto fail with EPERM up front too.
@@ -41,7 +42,11 @@ impl Seen {
 }
 
 fn tcp_listener() -> (u16, Seen) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("tcp listener");
+    tcp_listener_on("127.0.0.1:0")
+}
+
+fn tcp_listener_on(addr: &str) -> (u16, Seen) {
+    let l = TcpListener::bind(addr).expect("tcp listener");
     let port = l.local_addr().expect("addr").port();
     let seen = Seen::default();
     let s = seen.clone();
@@ -164,13 +169,15 @@ fn denied_destinations_get_eperm_by_every_path_and_receive_nothing() {
     let (tcp_denied, tcp_seen) = tcp_listener();
     let (tcp_allowed, allowed_seen) = tcp_listener();
     let (udp_denied, udp_seen) = udp_listener();
+    // IPv6 loopback: `::` reaches `::1`.
+    let (tcp6_denied, tcp6_seen) = tcp_listener_on("[::1]:0");
     let c = docker.run(
         &["--network", "host", "--label", "guard-net=1", "-v", &mount],
         &["sleep", "300"],
     );
     let ctl = docker.run(&["--network", "host", "-v", &mount], &["sleep", "300"]);
     let policy = s.policy(&format!(
-        "- policy: net\n  workload: {{labels: {{guard-net: \"1\"}}}}\n  mode: enforce\n  enforce:\n    connect: {{deny: [\"127.0.0.0/8:{tcp_denied}\", \"127.0.0.0/8:{udp_denied}\"]}}\n"
+        "- policy: net\n  workload: {{labels: {{guard-net: \"1\"}}}}\n  mode: enforce\n  enforce:\n    connect: {{deny: [\"127.0.0.0/8:{tcp_denied}\", \"127.0.0.0/8:{udp_denied}\", \"[::1]:{tcp6_denied}\"]}}\n"
     ));
     let agent = s.agent(&policy, &[]);
 
@@ -211,6 +218,10 @@ fn denied_destinations_get_eperm_by_every_path_and_receive_nothing() {
             "udp connect",
             kit(&c, &["try-connect-udp", &udp("127.0.0.1")]),
         ),
+        (
+            "connect [::]",
+            kit(&c, &["try-connect", &format!("[::]:{tcp6_denied}")]),
+        ),
     ];
     for (what, out) in &denied {
         assert!(out.starts_with(EPERM), "{what}: {out}");
@@ -225,6 +236,11 @@ fn denied_destinations_get_eperm_by_every_path_and_receive_nothing() {
         udp_seen.get(),
         (0, 0),
         "the denied UDP listener received datagrams"
+    );
+    assert_eq!(
+        tcp6_seen.get(),
+        (0, 0),
+        "the denied [::1] listener saw a connection"
     );
 
     // An allowed port in the same container works.
@@ -244,6 +260,18 @@ fn denied_destinations_get_eperm_by_every_path_and_receive_nothing() {
     assert!(kit(&ctl, &["try-tfo", &tcp("127.0.0.1"), "FASTOPEN"]).starts_with("ok"));
     assert_eq!(wait_bytes(&tcp_seen, 16), 16, "control TCP Fast Open bytes");
     assert!(kit(&ctl, &["try-connect", &tcp("0.0.0.0")]).starts_with("ok"));
+    assert!(kit(&ctl, &["try-connect", &format!("[::]:{tcp6_denied}")]).starts_with("ok"));
+    for _ in 0..30 {
+        if tcp6_seen.get().0 == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        tcp6_seen.get().0,
+        1,
+        "control connect to [::] reached [::1]"
+    );
     for (i, a) in ["127.0.0.1", "[::ffff:127.0.0.1]", "0.0.0.0"]
         .iter()
         .enumerate()
@@ -295,8 +323,13 @@ fn denied_destinations_get_eperm_by_every_path_and_receive_nothing() {
         "UDP connect: {d:?}"
     );
     assert_eq!(
+        hooks("connect", &format!("[::1]:{tcp6_denied}")),
+        ["cgroup_connect6"],
+        "connect to [::] is recorded as the [::1] it reaches: {d:?}"
+    );
+    assert_eq!(
         d.len(),
-        8,
+        9,
         "one decision per refused attempt, none for the control: {d:?}"
     );
     s.cleanup();
