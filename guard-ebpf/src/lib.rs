@@ -71,8 +71,6 @@ pub mod names {
     pub const QUARANTINE: &str = "QUARANTINE";
     pub const PROG_QUARANTINE_INGRESS: &str = "quarantine_ingress";
     pub const PROG_QUARANTINE_EGRESS: &str = "quarantine_egress";
-    /// BPF LSM `socket_connect`: connect deny for quarantined cgroups.
-    pub const PROG_QUARANTINE_CONNECT: &str = "quarantine_connect";
     // Per-workload policy enforcement (issue 5).
     pub const POLICY_CGROUPS: &str = "POLICY_CGROUPS";
     pub const POLICY_PATHS: &str = "POLICY_PATHS";
@@ -82,7 +80,6 @@ pub mod names {
     pub const POLICY_INODES: &str = "POLICY_INODES";
     pub const PROG_POLICY_EXEC: &str = "policy_exec";
     pub const PROG_POLICY_OPEN: &str = "policy_open";
-    pub const PROG_POLICY_CONNECT: &str = "policy_connect";
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";
@@ -98,6 +95,15 @@ pub mod names {
     pub const PROG_SELF_PTRACE: &str = "selfprot_ptrace";
     pub const PROG_SELF_INODE: &str = "selfprot_inode";
     pub const PROG_SELF_BPF: &str = "selfprot_bpf";
+    // Network policy and quarantine on every kernel: cgroup sock_addr programs (sockaddr).
+    pub const PROG_POLICY_CONNECT4: &str = "policy_connect4";
+    pub const PROG_POLICY_CONNECT6: &str = "policy_connect6";
+    pub const PROG_POLICY_SENDMSG4: &str = "policy_sendmsg4";
+    pub const PROG_POLICY_SENDMSG6: &str = "policy_sendmsg6";
+    pub const PROG_QUARANTINE_CONNECT4: &str = "quarantine_connect4";
+    pub const PROG_QUARANTINE_CONNECT6: &str = "quarantine_connect6";
+    pub const PROG_QUARANTINE_SENDMSG4: &str = "quarantine_sendmsg4";
+    pub const PROG_QUARANTINE_SENDMSG6: &str = "quarantine_sendmsg6";
 }
 
 /// Capacity of `PROTECTED_INODES` (files and directories guard protects from containers).
@@ -572,6 +578,9 @@ pub mod decision_op {
     /// Self-protection: a file descriptor for one of guard's BPF objects by id (`access` = the
     /// `bpf` command, `ino` = `bpf_id_key`).
     pub const BPF_OBJECT: u8 = 7;
+    // sockaddr block (values apart from the LSM helper's).
+    /// sendmsg(2)/sendto(2) with a destination on an unconnected UDP socket.
+    pub const SENDMSG: u8 = 32;
 }
 
 /// Verdict of a `Decision` record.
@@ -590,7 +599,8 @@ pub mod hook {
     pub const BPRM_CHECK_SECURITY: u8 = 1;
     /// BPF LSM `file_open` (open policy).
     pub const FILE_OPEN: u8 = 2;
-    /// BPF LSM `socket_connect` (connect policy).
+    /// BPF LSM `socket_connect` (connect policy of earlier versions; the sock_addr programs
+    /// below decide now). Kept so older records still decode.
     pub const SOCKET_CONNECT: u8 = 3;
     /// Tracepoint `sched/sched_process_exec`: the fallback backend's SIGKILL.
     pub const SCHED_PROCESS_EXEC: u8 = 4;
@@ -602,6 +612,16 @@ pub mod hook {
     pub const INODE_PERMISSION: u8 = 7;
     /// BPF LSM `bpf` (self-protection).
     pub const BPF: u8 = 8;
+    // sockaddr block: cgroup sock_addr programs at the cgroup v2 root (values apart from the
+    // LSM helper's).
+    /// `cgroup/connect4`: IPv4 connect, UDP connect and TCP Fast Open.
+    pub const CGROUP_CONNECT4: u8 = 32;
+    /// `cgroup/connect6`: the same for IPv6 sockets (IPv4-mapped destinations included).
+    pub const CGROUP_CONNECT6: u8 = 33;
+    /// `cgroup/sendmsg4`: a UDP datagram to an IPv4 destination without connect.
+    pub const CGROUP_SENDMSG4: u8 = 34;
+    /// `cgroup/sendmsg6`: the same for IPv6.
+    pub const CGROUP_SENDMSG6: u8 = 35;
 }
 
 /// Why a `Decision` was taken.
@@ -628,16 +648,17 @@ pub struct DecisionBody {
     pub verdict: u8,
     /// `reason::*`.
     pub reason: u8,
-    /// 4 or 6 for connect, 0 otherwise.
+    /// 4 or 6 for connect and sendmsg, 0 otherwise.
     pub family: u8,
     /// `file.f_mode` for open (FMODE_READ = 1, FMODE_WRITE = 2).
     pub access: u32,
-    /// Destination port for connect.
+    /// Destination port for connect and sendmsg.
     pub port: u16,
     /// `hook::*`: the program that decided.
     pub hook: u8,
     pub _pad: u8,
-    /// Destination address for connect (IPv4 in the first 4 bytes).
+    /// Destination address for connect and sendmsg (IPv4 in the first 4 bytes), as the kernel
+    /// will reach it: an unspecified address is reported as the loopback address it reaches.
     pub addr: [u8; 16],
     /// Inode of the file (exec, open), for drift records.
     pub dev: u64,

@@ -30,6 +30,7 @@ pub mod respond;
 pub mod rfc3339;
 pub mod rules;
 pub mod selfprotect;
+pub mod sockaddr;
 pub mod state;
 pub mod syscall_links;
 pub mod sysfs;

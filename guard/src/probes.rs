@@ -595,7 +595,8 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
     } else {
         attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
     }
-    .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
+    .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b))
+    .and_then(|b| attach_policy_net(ebpf, Some(dir)).map(|()| b));
     match r {
         Ok(k) => {
             info!(backend = k.name(), covers = %k.summary(), pins = %dir.display(), "policy enforcement attached");
@@ -638,6 +639,38 @@ fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
         "cgroup_mkdir",
         dir,
     )
+}
+
+/// Attaches (and pins) the connect and sendmsg programs at the cgroup v2 root: network rules
+/// are refused with EPERM by the same programs on every backend (`crate::sockaddr`).
+fn attach_policy_net(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    let root = crate::sockaddr::open_root()?;
+    for name in crate::sockaddr::POLICY_PROGRAMS {
+        let link = crate::sockaddr::attach(ebpf, name, &root)?;
+        let Some(dir) = dir else {
+            // Probing only: the link detaches when dropped.
+            continue;
+        };
+        let prog: &mut aya::programs::CgroupSockAddr = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.pin(replace_prog_pin(dir, name))
+            .with_context(|| format!("pinning program {name}"))?;
+        pin_link(link, dir, name)?;
+    }
+    if let Some(dir) = dir {
+        // Earlier versions enforced connect with a BPF LSM program: its pins would keep it
+        // attached next to these.
+        for old in ["link_policy_connect", "prog_policy_connect"] {
+            let path = dir.join(old);
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
@@ -720,15 +753,14 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
         .and_then(|()| attach_syscalls(&mut ebpf, &cfg.prefilter).map(|_| ()));
     let lsm = attach_lsm(&mut ebpf);
     let policy = if lsm.is_ok() {
-        match attach_policy_lsm(&mut ebpf, None) {
-            Ok(()) => Backend::Attached(Kind::BpfLsm),
-            Err(e) => Backend::Unavailable(format!("{e:#}")),
-        }
+        attach_policy_lsm(&mut ebpf, None).map(|()| Kind::BpfLsm)
     } else {
-        match attach_policy_fallback(&mut ebpf, None) {
-            Ok(()) => Backend::Attached(Kind::SigkillFallback),
-            Err(e) => Backend::Unavailable(format!("{e:#}")),
-        }
+        attach_policy_fallback(&mut ebpf, None).map(|()| Kind::SigkillFallback)
+    }
+    .and_then(|k| attach_policy_net(&mut ebpf, None).map(|()| k));
+    let policy = match policy {
+        Ok(k) => Backend::Attached(k),
+        Err(e) => Backend::Unavailable(format!("{e:#}")),
     };
     // Attached with SELF_PROTECT left disabled: this checks the kernel accepts the programs.
     let self_protect = match &lsm {

@@ -219,7 +219,10 @@ fn quarantine_network_end_to_end() {
         "quarantine survives the agent"
     );
     // A restarted agent adopts the pins (and the quarantine still holds).
-    assert_eq!(guard::respond::quarantine::loaded_program_count(), 2);
+    assert_eq!(
+        guard::respond::quarantine::loaded_program_count(),
+        guard::respond::quarantine::PROGRAM_COUNT
+    );
     let agent = RespondAgent::start(&cfg.0, agent_port);
     assert!(
         !container_reaches(&c, port, &hits),
@@ -230,7 +233,7 @@ fn quarantine_network_end_to_end() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         guard::respond::quarantine::loaded_program_count(),
-        2,
+        guard::respond::quarantine::PROGRAM_COUNT,
         "the restarted agent adopted the pinned programs instead of attaching again"
     );
     assert!(!container_reaches(&c, port, &hits), "still quarantined");

@@ -11,3 +11,4 @@ mod policy;
 mod quarantine;
 mod selfprotect;
 mod shared;
+mod sockaddr;

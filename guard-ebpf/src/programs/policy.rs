@@ -1,29 +1,26 @@
 //! Policy: the BPF LSM programs that enforce per-workload policies (issue 5) on exec
-//! (`bprm_check_security`, with drift prevention), open (`file_open`) and connect
-//! (`socket_connect`), and the `--deny-exec-cgroup` exec denial. Every decision rests on the
-//! real object: the path `bpf_d_path` resolves from the opened `struct file` (relative paths,
-//! `..`, symlinks and dirfds are already resolved by the kernel), the inode, or the kernel's
-//! copy of the socket address.
+//! (`bprm_check_security`, with drift prevention) and open (`file_open`), and the
+//! `--deny-exec-cgroup` exec denial. Every decision rests on the real object: the path
+//! `bpf_d_path` resolves from the opened `struct file` (relative paths, `..`, symlinks and
+//! dirfds are already resolved by the kernel) or the inode. Connect and sendmsg rules are
+//! enforced by the cgroup sock_addr programs (`sockaddr.rs`) on every kernel.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_kernel},
+    helpers::bpf_get_current_cgroup_id,
     macros::{lsm, map},
-    maps::{
-        HashMap, LruHashMap,
-        lpm_trie::{Key as LpmKey, LpmTrie},
-    },
+    maps::{HashMap, LruHashMap},
     programs::LsmContext,
 };
 use guard_ebpf::{
-    CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NET_ENTRIES,
-    MAX_NEW_FILES, MAX_POLICY_CGROUPS, NET_KEY_FIXED_BITS, NetKeyData, OFFSET_ABSENT, decision_op,
-    hook, net_bits, path_bits, path_kind, policy_flags as pf, reason, verdict,
+    CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NEW_FILES,
+    MAX_POLICY_CGROUPS, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
+    reason, verdict,
 };
 
 use super::shared::{
-    AF_INET, AF_INET6, EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule,
-    read_field, report, resolve_path,
+    EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule, read_field, report,
+    resolve_path,
 };
 
 /// cgroup id -> policy id, for cgroups whose execs are denied.
@@ -55,11 +52,6 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     }
     -EPERM
 }
-
-/// Connect rules (see `NetKeyData`).
-#[map]
-static POLICY_NETS: LpmTrie<NetKeyData, u32> =
-    LpmTrie::with_max_entries(MAX_NET_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Inodes opened for writing inside drift-protected workloads; value: the policy id.
 #[map]
@@ -216,75 +208,4 @@ pub fn policy_open(ctx: LsmContext) -> i32 {
         }
     }
     0
-}
-
-#[lsm(hook = "socket_connect")]
-pub fn policy_connect(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if prev != 0 {
-        return prev;
-    }
-    let Some(pol) = cgroup_policy() else {
-        return 0;
-    };
-    if pol.flags & (pf::CONNECT_DENY | pf::CONNECT_ALLOW) == 0 {
-        return 0;
-    }
-    let addr: *const u8 = ctx.arg(1);
-    let addrlen: i32 = ctx.arg(2);
-    // SAFETY: the kernel's copy of the caller's sockaddr; probe_read tolerates bad pointers.
-    let Ok(family) = (unsafe { bpf_probe_read_kernel(addr as *const u16) }) else {
-        return 0;
-    };
-    let mut key = LpmKey::new(
-        NET_KEY_FIXED_BITS + 128,
-        NetKeyData {
-            policy_id: pol.policy_id,
-            ..NetKeyData::default()
-        },
-    );
-    // sockaddr_in: port at 2, address at 4; sockaddr_in6: port at 2, address at 8 (UAPI).
-    let port_be: u16;
-    if family == AF_INET && addrlen >= 8 {
-        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
-        let a = unsafe { bpf_probe_read_kernel(addr.add(4) as *const [u8; 4]) }.unwrap_or([0; 4]);
-        key.data.family = 4;
-        key.data.addr[..4].copy_from_slice(&a);
-    } else if family == AF_INET6 && addrlen >= 24 {
-        port_be = unsafe { bpf_probe_read_kernel(addr.add(2) as *const u16) }.unwrap_or(0);
-        let a = unsafe { bpf_probe_read_kernel(addr.add(8) as *const [u8; 16]) }.unwrap_or([0; 16]);
-        // An IPv4-mapped address reaches the IPv4 destination: match it as IPv4.
-        let mapped = a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
-        if mapped {
-            key.data.family = 4;
-            key.data.addr[..4].copy_from_slice(&a[12..16]);
-        } else {
-            key.data.family = 6;
-            key.data.addr = a;
-        }
-    } else {
-        return 0;
-    }
-    let port = u16::from_be(port_be);
-    key.data.port = port;
-    let mut bits = POLICY_NETS.get(&key).copied().unwrap_or(0);
-    key.data.port = 0;
-    bits |= POLICY_NETS.get(&key).copied().unwrap_or(0);
-    let why = if bits & net_bits::DENY != 0 {
-        reason::DENY_LIST
-    } else if pol.flags & pf::CONNECT_ALLOW != 0 && bits & net_bits::ALLOW == 0 {
-        reason::NOT_ALLOWED
-    } else {
-        return 0;
-    };
-    let body = DecisionBody {
-        op: decision_op::CONNECT,
-        hook: hook::SOCKET_CONNECT,
-        reason: why,
-        family: key.data.family,
-        port,
-        addr: key.data.addr,
-        ..DecisionBody::default()
-    };
-    decide(&pol, body, core::ptr::null())
 }

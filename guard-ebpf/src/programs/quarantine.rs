@@ -2,25 +2,24 @@
 //!
 //! Attached to the cgroup v2 root for ingress and egress. A packet whose socket belongs to a
 //! cgroup in `QUARANTINE`, or to a descendant of one (up to QUARANTINE_ANCESTOR_LEVELS deep), is
-//! dropped. Userspace pins the map and both links under /sys/fs/bpf/guard, so a quarantine
-//! outlives the agent.
+//! dropped; cgroup sock_addr programs make its connects and UDP sends fail with EPERM up front.
+//! Userspace pins the map and the links under /sys/fs/bpf/guard, so a quarantine outlives the
+//! agent.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns,
         generated::{
             bpf_get_current_ancestor_cgroup_id, bpf_skb_ancestor_cgroup_id, bpf_skb_cgroup_id,
         },
     },
-    macros::{cgroup_skb, lsm, map},
+    macros::{cgroup_skb, cgroup_sock_addr, map},
     maps::HashMap,
-    programs::{LsmContext, SkBuffContext},
+    programs::{SkBuffContext, SockAddrContext},
 };
 
 use guard_ebpf::{MAX_QUARANTINED_CGROUPS, QUARANTINE_ANCESTOR_LEVELS, QuarantineEntry};
-
-use super::shared::{AF_INET, AF_INET6, EPERM};
 
 const DROP: i32 = 0;
 const PASS: i32 = 1;
@@ -89,29 +88,38 @@ fn current_quarantined(now: u64) -> bool {
     false
 }
 
-/// Where BPF LSM exists, a quarantined workload's IPv4/IPv6 `connect` fails with EPERM
-/// before any packet exists, UDP included (its connect sends nothing for cgroup_skb to
-/// drop). Unix sockets stay usable: the quarantine cuts the network, not local IPC.
-#[lsm(hook = "socket_connect")]
-pub fn quarantine_connect(ctx: LsmContext) -> i32 {
-    // int socket_connect(struct socket *sock, struct sockaddr *address, int addrlen, int ret)
-    // Argument 3 is the verdict of BPF LSM programs that ran before us; never weaken it.
-    let prev: i32 = ctx.arg(3);
-    if prev != 0 {
-        return prev;
-    }
+/// A quarantined workload's IPv4/IPv6 `connect` (TCP, UDP, TCP Fast Open) and unconnected UDP
+/// `sendmsg` fail with EPERM before any packet exists, on every kernel: cgroup sock_addr
+/// programs at the cgroup v2 root, next to the packet drop. Unix sockets stay usable: the
+/// quarantine cuts the network, not local IPC.
+#[inline(always)]
+fn sock_addr_verdict() -> i32 {
     // SAFETY: helper with no preconditions.
-    if !current_quarantined(unsafe { bpf_ktime_get_boot_ns() }) {
-        return 0;
-    }
-    let addr: *const u16 = ctx.arg(1);
-    // SAFETY: probe_read tolerates bad pointers; sa_family is the first u16 of a sockaddr.
-    let family = unsafe { bpf_probe_read_kernel(addr) }.unwrap_or(0);
-    if family == AF_INET || family == AF_INET6 {
-        -EPERM
-    } else {
+    if current_quarantined(unsafe { bpf_ktime_get_boot_ns() }) {
         0
+    } else {
+        1
     }
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn quarantine_connect4(_ctx: SockAddrContext) -> i32 {
+    sock_addr_verdict()
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn quarantine_connect6(_ctx: SockAddrContext) -> i32 {
+    sock_addr_verdict()
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn quarantine_sendmsg4(_ctx: SockAddrContext) -> i32 {
+    sock_addr_verdict()
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn quarantine_sendmsg6(_ctx: SockAddrContext) -> i32 {
+    sock_addr_verdict()
 }
 
 #[cgroup_skb(ingress)]

@@ -198,9 +198,9 @@ impl Pipeline {
         }
     }
 
-    /// The fallback backend's open and connect rules: a completed open or connect that the
-    /// cgroup's policy denies kills the process (enforce) or is reported (detect), through
-    /// the same decision path as the kernel's records.
+    /// The fallback backend's open rules: a completed open that the cgroup's policy denies
+    /// kills the process (enforce) or is reported (detect), through the same decision path as
+    /// the kernel's records. (Connect rules are refused in the kernel on every backend.)
     pub(super) fn enforce_after_fact(
         &mut self,
         ev: &events::Event,
@@ -208,9 +208,8 @@ impl Pipeline {
         seen_at: Instant,
     ) {
         use crate::policy::fallback as fb;
-        let (c, is_open) = match ev {
-            events::Event::Open(o) if o.common.ret >= 0 => (&o.common, true),
-            events::Event::Connect(k) if fb::connect_attempted(k.common.ret) => (&k.common, false),
+        let (c, o) = match ev {
+            events::Event::Open(o) if o.common.ret >= 0 => (&o.common, o),
             _ => return,
         };
         let Some(stage) = self.policy.as_mut() else {
@@ -229,38 +228,25 @@ impl Pipeline {
         let Some(policy) = stage.runtime.enforcer.policy_by_id(binding.policy_id) else {
             return;
         };
-        let mut path = events::Captured::default();
-        let (mut access, mut dest) = (None, None);
-        let violation = match ev {
-            events::Event::Open(o) if fb::wants_open(&binding) => {
-                let Some(p) = model.fd.as_ref().map(|f| f.name.as_str()) else {
-                    return;
-                };
-                let (r, w) = fb::open_access(o.flags);
-                access = Some(events::Access::from_rw(r, w));
-                path.text = p.to_owned();
-                fb::check_open(policy, p, o.flags)
-            }
-            events::Event::Connect(k) if fb::wants_connect(&binding) => {
-                let Some(to) = k.addr.socket_addr() else {
-                    return;
-                };
-                dest = Some(to);
-                fb::check_connect(policy, to)
-            }
-            _ => return,
+        if !fb::wants_open(&binding) {
+            return;
+        }
+        let Some(p) = model.fd.as_ref().map(|f| f.name.as_str()) else {
+            return;
         };
-        let Some(v) = violation else {
+        let (r, w) = fb::open_access(o.flags);
+        let access = Some(events::Access::from_rw(r, w));
+        let path = events::Captured {
+            text: p.to_owned(),
+            ..Default::default()
+        };
+        let Some(v) = fb::check_open(policy, p, o.flags) else {
             return;
         };
         let mut d = events::DecisionEvent {
             common: c.clone(),
             policy_id: binding.policy_id,
-            op: if is_open {
-                events::Operation::Open
-            } else {
-                events::Operation::Connect
-            },
+            op: events::Operation::Open,
             verdict: events::Verdict::WouldDeny,
             reason: match v {
                 fb::Violation::DenyList => events::Reason::DenyList,
@@ -269,7 +255,7 @@ impl Pipeline {
             hook: events::Hook::AfterSyscall,
             path,
             access,
-            dest,
+            dest: None,
             inode: None,
             self_protect: None,
         };

@@ -53,9 +53,6 @@ pub(super) fn derive_prefilter(engine: &Engine, policies: &[crate::policy::Polic
                 .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
                 .map(|r| String::from_utf8_lossy(r.prefix_bytes()).into_owned())
                 .collect(),
-            policy_connect: policies
-                .iter()
-                .any(|p| !p.connect.deny.is_empty() || p.connect.allow.is_some()),
         },
     )
 }

@@ -220,6 +220,8 @@ pub enum Operation {
     Exec,
     Open,
     Connect,
+    /// A UDP datagram with a destination on an unconnected socket.
+    Sendmsg,
     /// Self-protection: a task in a container reached for the agent (signal, ptrace) or its
     /// state (config, policies, audit log, pins, BPF objects); docs/self-protection.md.
     SelfProtect,
@@ -231,6 +233,7 @@ impl Operation {
             Operation::Exec => "exec",
             Operation::Open => "open",
             Operation::Connect => "connect",
+            Operation::Sendmsg => "sendmsg",
             Operation::SelfProtect => "self_protect",
         }
     }
@@ -245,7 +248,7 @@ pub struct Decision {
     /// `bpf-lsm`, `sigkill-fallback`, `landlock`.
     pub backend: String,
     /// What was acted on: the binary (exec), the path (open, with ` (write)` or ` (read)` access
-    /// in `access`), or `ip:port` (connect).
+    /// in `access`), or `ip:port` (connect, sendmsg).
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,

@@ -420,7 +420,7 @@ fn decision_event(
         Operation::Open => Some(Access::try_from(b.access)?),
         _ => None,
     };
-    let dest = (op == Operation::Connect).then(|| {
+    let dest = matches!(op, Operation::Connect | Operation::Sendmsg).then(|| {
         let ip: std::net::IpAddr = if b.family == 4 {
             Ipv4Addr::new(b.addr[0], b.addr[1], b.addr[2], b.addr[3]).into()
         } else {

@@ -85,6 +85,8 @@ kind! {
         ProtectedFile = decision_op::PROTECTED_FILE => "protected_file",
         /// Self-protection: a file descriptor for one of guard's BPF objects by id.
         BpfObject = decision_op::BPF_OBJECT => "bpf_object",
+        /// A UDP datagram with a destination on an unconnected socket.
+        Sendmsg = decision_op::SENDMSG => "sendmsg",
     }
     userspace {}
 }
@@ -93,7 +95,7 @@ impl Operation {
     /// One of the self-protection operations (they come with `Reason::SelfProtect` only).
     pub fn is_self_protect(self) -> bool {
         match self {
-            Operation::Exec | Operation::Open | Operation::Connect => false,
+            Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg => false,
             Operation::Signal
             | Operation::Ptrace
             | Operation::ProtectedFile
@@ -144,6 +146,11 @@ kind! {
         PtraceAccessCheck = hook::PTRACE_ACCESS_CHECK => "ptrace_access_check",
         InodePermission = hook::INODE_PERMISSION => "inode_permission",
         Bpf = hook::BPF => "bpf",
+        /// cgroup sock_addr programs at the cgroup v2 root (connect and sendmsg policy).
+        CgroupConnect4 = hook::CGROUP_CONNECT4 => "cgroup_connect4",
+        CgroupConnect6 = hook::CGROUP_CONNECT6 => "cgroup_connect6",
+        CgroupSendmsg4 = hook::CGROUP_SENDMSG4 => "cgroup_sendmsg4",
+        CgroupSendmsg6 = hook::CGROUP_SENDMSG6 => "cgroup_sendmsg6",
     }
     userspace {
         /// The agent, after a traced open or connect completed (fallback backend's open and
@@ -224,6 +231,8 @@ mod tests {
         assert_eq!(Operation::ProtectedFile.as_str(), "protected_file");
         assert!(Operation::BpfObject.is_self_protect());
         assert!(!Operation::Connect.is_self_protect());
+        assert!(!Operation::Sendmsg.is_self_protect());
+        assert_eq!(Operation::try_from(32), Ok(Operation::Sendmsg));
     }
 
     #[test]
@@ -250,6 +259,8 @@ mod tests {
         assert_eq!(Hook::try_from(9), Err(UnknownHook(9)));
         assert_eq!(Hook::SchedProcessExec.as_str(), "sched_process_exec");
         assert_eq!(Hook::AfterSyscall.byte(), None);
+        assert_eq!(Hook::try_from(34), Ok(Hook::CgroupSendmsg4));
+        assert_eq!(Hook::CgroupConnect6.as_str(), "cgroup_connect6");
         assert_eq!(
             serde_json::from_str::<Hook>("\"bprm_check_security\"").expect("parses"),
             Hook::BprmCheckSecurity

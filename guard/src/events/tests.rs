@@ -290,6 +290,40 @@ fn decodes_decisions_into_typed_kinds() {
         "read_write"
     );
 
+    // Network decisions carry the destination the kernel would have reached, no inode.
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+    let sendmsg = DecisionBody {
+        op: decision_op::SENDMSG,
+        hook: hook::CGROUP_SENDMSG4,
+        family: 4,
+        port: 7002,
+        addr,
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&sendmsg, b""), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!((d.op, d.hook), (Operation::Sendmsg, Hook::CgroupSendmsg4));
+    assert_eq!(d.dest, Some("127.0.0.1:7002".parse().expect("addr")));
+    assert_eq!(d.inode, None);
+    let connect6 = DecisionBody {
+        op: decision_op::CONNECT,
+        hook: hook::CGROUP_CONNECT6,
+        family: 6,
+        port: 443,
+        addr: std::net::Ipv6Addr::LOCALHOST.octets(),
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&connect6, b""), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!(d.dest, Some("[::1]:443".parse().expect("addr")));
+    assert_eq!(
+        serde_json::to_value(&d).expect("json")["hook"],
+        "cgroup_connect6"
+    );
+
     let kill = DecisionBody {
         op: decision_op::SIGNAL,
         reason: reason::SELF_PROTECT,

@@ -490,6 +490,7 @@ impl Enforcer {
             events::Operation::Exec => Operation::Exec,
             events::Operation::Open => Operation::Open,
             events::Operation::Connect => Operation::Connect,
+            events::Operation::Sendmsg => Operation::Sendmsg,
             // The agent sends these to selfprotect::describe; should one come here, it is
             // still recorded as what it is.
             events::Operation::Signal
@@ -498,7 +499,7 @@ impl Enforcer {
             | events::Operation::BpfObject => Operation::SelfProtect,
         };
         let target = match (ev.op, ev.dest) {
-            (events::Operation::Connect, Some(d)) => d.to_string(),
+            (events::Operation::Connect | events::Operation::Sendmsg, Some(d)) => d.to_string(),
             _ => ev.path.text.clone(),
         };
         let known =

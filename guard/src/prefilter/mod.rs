@@ -43,10 +43,10 @@ const MAX_PAIRS: usize = 512;
 pub struct Needs {
     /// Trace everything, unfiltered (`guard record`, responses that snapshot recent events).
     pub everything: bool,
-    /// Open and connect events of workloads under policy (the fallback backend's after-the-fact
-    /// enforcement): these paths are needed for any access.
+    /// Open events of workloads under policy (the fallback backend's after-the-fact
+    /// enforcement): these paths are needed for any access. Connect rules need no events: the
+    /// kernel refuses them (cgroup sock_addr programs).
     pub policy_open_paths: Vec<String>,
-    pub policy_connect: bool,
 }
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
@@ -322,7 +322,7 @@ impl Prefilter {
         // No rule can match any connect: it is not traced at all (below), nothing to exclude.
         let connect_excl = connect_excl.unwrap_or_default();
         let bounds_nothing = connect_excl.ports.is_empty() && connect_excl.nets.is_empty();
-        let connect_filter = !(needs.everything || needs.policy_connect || bounds_nothing);
+        let connect_filter = !(needs.everything || bounds_nothing);
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
         }
@@ -337,8 +337,7 @@ impl Prefilter {
                 // not to need it).
                 || id == crate::rules::fields::OTHER_TYPE
                 || types & (1u128 << id) != 0
-                || (is_open && !needs.policy_open_paths.is_empty())
-                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
+                || (is_open && !needs.policy_open_paths.is_empty());
             if !wanted {
                 continue;
             }

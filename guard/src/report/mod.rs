@@ -465,7 +465,9 @@ pub fn build(
                         match d.op {
                             Operation::Exec => bounded_insert(&mut acc.binaries, &d.target),
                             Operation::Open => bounded_insert(&mut acc.paths, &d.target),
-                            Operation::Connect => bounded_insert(&mut acc.destinations, &d.target),
+                            Operation::Connect | Operation::Sendmsg => {
+                                bounded_insert(&mut acc.destinations, &d.target)
+                            }
                             // Self-protection is always enforced; kept for completeness.
                             Operation::SelfProtect => bounded_insert(&mut acc.paths, &d.target),
                         }

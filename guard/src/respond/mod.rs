@@ -809,9 +809,11 @@ impl Responder {
                     return failed("quarantine unavailable".into());
                 };
                 let connect = match &qq.connect_deny {
-                    quarantine::ConnectDeny::Lsm => "packets dropped, connect denied (BPF LSM)",
+                    quarantine::ConnectDeny::SockAddr => {
+                        "packets dropped, connect and UDP sends refused (EPERM)"
+                    }
                     quarantine::ConnectDeny::Unavailable(_) => {
-                        "packets dropped (no BPF LSM: connect is not denied up front)"
+                        "packets dropped (connect and UDP sends are not refused up front)"
                     }
                 };
                 match qq.add(cg, q.duration.map(|d| d.0)) {

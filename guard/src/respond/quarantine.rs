@@ -6,9 +6,10 @@
 //! [`PIN_DIR`], so a quarantine holds when the agent stops or crashes, and a restarted agent
 //! adopts the pins instead of attaching twice. `guard quarantine lift` deletes the map entry.
 //!
-//! Where BPF LSM is available, a `socket_connect` program (pinned link [`CONNECT_PIN`]) also
-//! makes IPv4/IPv6 `connect` fail with EPERM, UDP included, whose connect sends no packet.
-//! Without BPF LSM the cgroup_skb drop alone still stops every TCP handshake and datagram.
+//! Four cgroup sock_addr programs at the same root (`crate::sockaddr`, pinned links
+//! `quarantine_<program>_link`) also make IPv4/IPv6 `connect` (TCP, UDP, TCP Fast Open) and
+//! unconnected UDP `sendmsg` fail with EPERM before any packet exists, on every kernel. Should
+//! they fail to attach, the cgroup_skb drop alone still stops every handshake and datagram.
 
 use std::{
     os::fd::AsFd,
@@ -32,14 +33,22 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/guard";
 pub const MAP_PIN: &str = "quarantine_map";
 pub const INGRESS_PIN: &str = "quarantine_ingress_link";
 pub const EGRESS_PIN: &str = "quarantine_egress_link";
-pub const CONNECT_PIN: &str = "quarantine_connect_link";
+/// Pin of the BPF LSM connect program of earlier versions, removed when found.
+const LEGACY_CONNECT_PIN: &str = "quarantine_connect_link";
+/// Programs of one attached quarantine set: the two packet filters and the sock_addr programs.
+pub const PROGRAM_COUNT: usize = 2 + crate::sockaddr::QUARANTINE_PROGRAMS.len();
 
-/// Whether quarantined workloads also get connect denied in the kernel.
+/// Pin of the link of one sock_addr quarantine program.
+fn sock_addr_pin(prog: &str) -> String {
+    format!("{prog}_link")
+}
+
+/// Whether quarantined workloads also get connect and sendmsg refused up front in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectDeny {
-    /// The BPF LSM `socket_connect` program is attached (pinned).
-    Lsm,
-    /// No BPF LSM on this kernel (or it refused the program): packets are still dropped.
+    /// The cgroup sock_addr programs are attached (pinned).
+    SockAddr,
+    /// They could not attach: packets are still dropped.
     Unavailable(String),
 }
 
@@ -85,7 +94,12 @@ impl Quarantine {
         }
         // A partial set (e.g. a link pin without its map) is stale: the links would drop
         // packets by a map nobody can edit any more. Detach them and start over.
-        for p in [&ingress, &egress, &pin_dir.join(CONNECT_PIN)] {
+        let sock_addr_pins =
+            crate::sockaddr::QUARANTINE_PROGRAMS.map(|p| pin_dir.join(sock_addr_pin(p)));
+        for p in [&ingress, &egress, &pin_dir.join(LEGACY_CONNECT_PIN)]
+            .into_iter()
+            .chain(&sock_addr_pins)
+        {
             if p.exists() {
                 std::fs::remove_file(p)
                     .with_context(|| format!("removing stale {}", p.display()))?;
@@ -137,8 +151,11 @@ impl Quarantine {
             map: open_map(&pin_dir.join(MAP_PIN))?,
             pin_dir: pin_dir.to_path_buf(),
             attached_now: false,
-            connect_deny: if pin_dir.join(CONNECT_PIN).exists() {
-                ConnectDeny::Lsm
+            connect_deny: if crate::sockaddr::QUARANTINE_PROGRAMS
+                .iter()
+                .all(|p| pin_dir.join(sock_addr_pin(p)).exists())
+            {
+                ConnectDeny::SockAddr
             } else {
                 ConnectDeny::Unavailable("not attached".into())
             },
@@ -199,7 +216,13 @@ impl Quarantine {
 
     /// Removes the links and the map pin: detaches the programs (for cleanup and tests).
     pub fn detach_pins(pin_dir: &Path) -> Result<()> {
-        for p in [CONNECT_PIN, INGRESS_PIN, EGRESS_PIN, MAP_PIN] {
+        let sock_addr_pins = crate::sockaddr::QUARANTINE_PROGRAMS.map(sock_addr_pin);
+        for p in sock_addr_pins.iter().map(String::as_str).chain([
+            LEGACY_CONNECT_PIN,
+            INGRESS_PIN,
+            EGRESS_PIN,
+            MAP_PIN,
+        ]) {
             let path = pin_dir.join(p);
             if path.exists() {
                 std::fs::remove_file(&path)
@@ -221,34 +244,50 @@ fn load_object(pin_dir: &Path) -> Result<aya::Ebpf> {
         .context("loading the eBPF object for quarantine")
 }
 
-/// Adopts the pinned connect-deny LSM link, or attaches and pins it; never fails the
-/// quarantine, which holds through cgroup_skb without it.
+/// Adopts the pinned sock_addr links, or attaches and pins those missing; never fails the
+/// quarantine, which holds through cgroup_skb without them.
 fn attach_connect_deny(pin_dir: &Path) -> ConnectDeny {
-    let pin = pin_dir.join(CONNECT_PIN);
-    if pin.exists() {
-        return match PinnedLink::from_pin(&pin) {
-            Ok(_) => ConnectDeny::Lsm,
-            Err(e) => ConnectDeny::Unavailable(format!("adopting {}: {e}", pin.display())),
-        };
+    let legacy = pin_dir.join(LEGACY_CONNECT_PIN);
+    if legacy.exists()
+        && let Err(e) = std::fs::remove_file(&legacy)
+    {
+        tracing::warn!(pin = %legacy.display(), "removing the old connect-deny pin: {e}");
     }
     let attach = || -> Result<()> {
+        let mut missing = Vec::new();
+        for prog in crate::sockaddr::QUARANTINE_PROGRAMS {
+            let pin = pin_dir.join(sock_addr_pin(prog));
+            let adopted = pin.exists()
+                && PinnedLink::from_pin(&pin)
+                    .map_err(
+                        |e| tracing::warn!(pin = %pin.display(), "replacing unreadable pin: {e}"),
+                    )
+                    .is_ok();
+            if !adopted {
+                let _ = std::fs::remove_file(&pin);
+                missing.push((prog, pin));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
         let mut ebpf = load_object(pin_dir)?;
-        let prog = crate::lsm::load(&mut ebpf, names::PROG_QUARANTINE_CONNECT, "socket_connect")?;
-        let id = prog.attach().context("attaching quarantine_connect")?;
-        let link = FdLink::from(prog.take_link(id)?);
-        link.pin(&pin)
-            .with_context(|| format!("pinning {}", pin.display()))?;
+        let root = crate::sockaddr::open_root()?;
+        for (prog, pin) in missing {
+            crate::sockaddr::attach(&mut ebpf, prog, &root)?
+                .pin(&pin)
+                .with_context(|| format!("pinning {}", pin.display()))?;
+        }
         Ok(())
     };
     match attach() {
-        Ok(()) => ConnectDeny::Lsm,
+        Ok(()) => ConnectDeny::SockAddr,
         Err(e) => ConnectDeny::Unavailable(format!("{e:#}")),
     }
 }
 
 /// Quarantine programs loaded in the kernel (attached through pins or held by a process):
-/// 2 while a quarantine set is attached (3 with the connect-deny LSM program); more would
-/// mean a duplicate attach.
+/// [`PROGRAM_COUNT`] while a quarantine set is attached; more would mean a duplicate attach.
 pub fn loaded_program_count() -> usize {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
@@ -261,8 +300,5 @@ pub fn loaded_program_count() -> usize {
 
 /// The cgroup v2 mount point of this host.
 pub fn cgroup2_root() -> Result<PathBuf> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
-    crate::state::procfs::parse_cgroup2_mount(&mi)
-        .map(|m| m.mount_point)
-        .context("no cgroup2 mount on this host")
+    crate::sockaddr::cgroup2_root()
 }

@@ -80,10 +80,10 @@ fi
 # Each record names the LSM hook that decided it.
 h_exec="$(audit | grep '"op":"exec"' | grep '"decision":"deny"' | grep -c '"hook":"bprm_check_security"')"
 h_open="$(audit | grep '"op":"open"' | grep '"decision":"deny"' | grep -c '"hook":"file_open"')"
-h_conn="$(audit | grep '"op":"connect"' | grep '"decision":"deny"' | grep -c '"hook":"socket_connect"')"
+h_conn="$(audit | grep '"op":"connect"' | grep '"decision":"deny"' | grep -c '"hook":"cgroup_connect4"')"
 if [ "$h_exec" = "$n_exec" ] && [ "$h_open" = "$n_open" ] && [ "$h_conn" = "$n_conn" ] \
     && [ "$n_exec" -ge 5 ] && [ "$n_open" -ge 7 ] && [ "$n_conn" -ge 1 ]; then
-    pass decision-hooks "bprm_check_security=$h_exec file_open=$h_open socket_connect=$h_conn"
+    pass decision-hooks "bprm_check_security=$h_exec file_open=$h_open cgroup_connect4=$h_conn"
 else
     fail decision-hooks "hooks exec=$h_exec/$n_exec open=$h_open/$n_open connect=$h_conn/$n_conn; $(audit | head -c 1500)"
 fi
@@ -115,8 +115,9 @@ if guard_start --policy /tmp/policy.yaml; then
         fail restart-adopts "$(tail -n 8 "$GUARD_ERR")"
     fi
     links="$(ls /sys/fs/bpf/guard | grep -c '^link_')"
-    # exec, open, connect and the cgroup_mkdir binder.
-    if [ "$links" = 4 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
+    # exec, open, the cgroup_mkdir binder and the four sock_addr programs (connect4/6,
+    # sendmsg4/6).
+    if [ "$links" = 7 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
     else fail restart-single-links "$links links: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
     outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
     guard_stop

@@ -1,6 +1,6 @@
 # Network quarantine with BPF LSM (issue 6): a Critical alert from a container quarantines it;
 # its IPv4 connects then fail with EPERM in the kernel, UDP included (a UDP connect sends no
-# packet, so only the socket_connect LSM program can refuse it), while the host is untouched.
+# packet, so only the cgroup connect4 program can refuse it), while the host is untouched.
 # The quarantine outlives the agent (pinned) and `guard quarantine lift` ends it.
 # expect: guard-ready udp-before tcp-before quarantined udp-denied tcp-denied host-unaffected survives-agent-stop lifted
 # shellcheck shell=sh source=integration/vm/guest/lib.sh

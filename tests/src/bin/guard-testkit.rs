@@ -24,6 +24,15 @@ usage: guard-testkit COMMAND ...
   try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
+  try-sendto ADDR:PORT DATA               UDP sendto(2) of DATA without connect (an IPv6 socket
+                                          for [v6]:port, IPv4-mapped included)
+  try-tfo ADDR:PORT DATA                  TCP Fast Open: sendto(2) of DATA with MSG_FASTOPEN on
+                                          a fresh socket (no connect call), then 1 s for delivery
+  prog-stats PREFIX -- CMD [ARG...]       with BPF run-time stats on, run CMD; then for each loaded
+                                          program named PREFIX*: `ok NAME runs=N ns_per_run=X`
+  recv-count tcp|udp ADDR:PORT SECS       listen; count connections (datagrams) and bytes until
+                                          one sends exactly STOP (not counted) or SECS pass;
+                                          prints `ok conns=N bytes=M`
   cgroup-run DIR -- CMD [ARG...]          move this process into cgroup DIR, then execvp CMD
   container-run [--newpid] [--pidfd PID] DIR -- CMD [ARG...]
                                           join cgroup DIR, (open a pidfd for PID as fd 3),
@@ -58,6 +67,10 @@ fn main() -> ExitCode {
         "try-open" => try_open(rest),
         "try-connect" => try_connect(rest),
         "try-connect-udp" => try_connect_udp(rest),
+        "try-sendto" => try_sendto(rest),
+        "try-tfo" => try_tfo(rest),
+        "recv-count" => recv_count(rest),
+        "prog-stats" => prog_stats(rest),
         "try-finit-module" => try_finit_module(rest),
         "cgroup-run" => cgroup_run(rest),
         "container-run" => container_run(rest),
@@ -345,6 +358,212 @@ fn try_connect_udp(args: &[OsString]) -> ExitCode {
             None => setup_error(&format!("connect: {e}"), 0),
         },
     }
+}
+
+/// DATA, the second argument of the network probes.
+fn data_arg(args: &[OsString]) -> Result<&[u8], ExitCode> {
+    args.get(1)
+        .map(|d| d.as_bytes())
+        .ok_or_else(|| usage("missing DATA"))
+}
+
+fn try_sendto(args: &[OsString]) -> ExitCode {
+    let (addr, data) = match (socket_addr(args), data_arg(args)) {
+        (Ok(a), Ok(d)) => (a, d),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let local = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = match std::net::UdpSocket::bind(local) {
+        Ok(s) => s,
+        Err(e) => return setup_error("binding a UDP socket", e.raw_os_error().unwrap_or(0)),
+    };
+    match sock.send_to(data, addr) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(n) => report_errno(n),
+            None => setup_error(&format!("sendto: {e}"), 0),
+        },
+    }
+}
+
+/// `sockaddr_in`/`sockaddr_in6` bytes of `addr`, and their length.
+fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn try_tfo(args: &[OsString]) -> ExitCode {
+    let (addr, data) = match (socket_addr(args), data_arg(args)) {
+        (Ok(a), Ok(d)) => (a, d),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2).
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return setup_error("socket", last_errno());
+    }
+    let (ss, len) = raw_sockaddr(&addr);
+    // SAFETY: our socket, a live buffer and a sockaddr of `len` bytes.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_FASTOPEN,
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    let err = last_errno();
+    if r >= 0 {
+        // Without a cookie the data goes out after the handshake: give it time to.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return report_errno(err);
+    }
+    println!("ok sent={r}");
+    ExitCode::from(EXIT_OK)
+}
+
+/// (run count, run time ns) of every loaded program whose name starts with `prefix`, by id.
+fn prog_runs(prefix: &str) -> std::collections::BTreeMap<(String, u32), (u64, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let name = p.name_as_str()?.to_owned();
+            name.starts_with(prefix).then(|| {
+                let runs = (p.run_count(), p.run_time().as_nanos() as u64);
+                ((name, p.id()), runs)
+            })
+        })
+        .collect()
+}
+
+fn prog_stats(args: &[OsString]) -> ExitCode {
+    let (Some(prefix), Some("--")) = (
+        args.first().and_then(|a| a.to_str()),
+        args.get(1).and_then(|a| a.to_str()),
+    ) else {
+        return usage("prog-stats needs PREFIX -- CMD");
+    };
+    let Some(cmd) = args.get(2) else {
+        return usage("prog-stats needs a command");
+    };
+    // Stats stay on while the returned fd is open.
+    let _stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => fd,
+        Err(e) => return setup_error(&format!("BPF_ENABLE_STATS: {e}"), 0),
+    };
+    let before = prog_runs(prefix);
+    let st = std::process::Command::new(cmd).args(&args[3..]).status();
+    if !st.as_ref().is_ok_and(|s| s.success()) {
+        return setup_error(&format!("{cmd:?} failed: {st:?}"), 0);
+    }
+    for ((name, id), (runs, ns)) in prog_runs(prefix) {
+        let (r0, ns0) = before.get(&(name.clone(), id)).copied().unwrap_or((0, 0));
+        let n = runs.saturating_sub(r0);
+        let per = ns.saturating_sub(ns0).checked_div(n).unwrap_or(0);
+        println!("ok {name} runs={n} ns_per_run={per}");
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+fn recv_count(args: &[OsString]) -> ExitCode {
+    use std::io::Read;
+    let (Some(proto), Ok(addr), Some(secs)) = (
+        args.first().and_then(|a| a.to_str()),
+        socket_addr(&args[1.min(args.len())..]),
+        args.get(2)
+            .and_then(|a| a.to_str())
+            .and_then(|n| n.parse::<u64>().ok()),
+    ) else {
+        return usage("recv-count needs tcp|udp ADDR:PORT SECS");
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let (mut conns, mut bytes) = (0usize, 0usize);
+    let mut buf = [0u8; 4096];
+    match proto {
+        "udp" => {
+            let sock = match std::net::UdpSocket::bind(addr) {
+                Ok(s) => s,
+                Err(e) => return setup_error("bind", e.raw_os_error().unwrap_or(0)),
+            };
+            println!("listening");
+            while !left().is_zero() {
+                let _ = sock.set_read_timeout(Some(left().max(Duration::from_millis(1))));
+                match sock.recv(&mut buf) {
+                    Ok(n) if &buf[..n] == b"STOP" => break,
+                    Ok(n) => (conns, bytes) = (conns + 1, bytes + n),
+                    Err(_) => {}
+                }
+            }
+        }
+        "tcp" => {
+            let l = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => return setup_error("bind", e.raw_os_error().unwrap_or(0)),
+            };
+            let _ = l.set_nonblocking(true);
+            println!("listening");
+            'accept: while !left().is_zero() {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut got = Vec::new();
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                if got == b"STOP" {
+                    break 'accept;
+                }
+                (conns, bytes) = (conns + 1, bytes + got.len());
+            }
+        }
+        _ => return usage("recv-count: tcp or udp"),
+    }
+    println!("ok conns={conns} bytes={bytes}");
+    ExitCode::from(EXIT_OK)
 }
 
 fn try_connect(args: &[OsString]) -> ExitCode {

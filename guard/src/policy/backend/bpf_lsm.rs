@@ -1,15 +1,15 @@
-//! The `bpf-lsm` backend: programs on `bprm_check_security`, `file_open` and `socket_connect`
-//! decide on the real object in the kernel and refuse with EPERM (docs/policies.md).
+//! The `bpf-lsm` backend: programs on `bprm_check_security` and `file_open` decide on the real
+//! object in the kernel and refuse with EPERM (docs/policies.md); connect and sendmsg are the
+//! cgroup sock_addr programs every backend attaches (`crate::sockaddr`).
 
 use guard_ebpf::names;
 
 use super::{Coverage, Level::*, Op, Spec};
 
 /// The programs and the LSM hooks they attach to; `probes` loads, attaches and pins each.
-pub const PROGRAMS: [(&str, &str); 3] = [
+pub const PROGRAMS: [(&str, &str); 2] = [
     (names::PROG_POLICY_EXEC, "bprm_check_security"),
     (names::PROG_POLICY_OPEN, "file_open"),
-    (names::PROG_POLICY_CONNECT, "socket_connect"),
 ];
 
 pub const SPEC: Spec = Spec {
@@ -46,14 +46,8 @@ fn covers(op: Op) -> Coverage {
             NotCovered,
             "rename(2) is not checked; the moved file is matched at its new path",
         ),
-        Op::Connect => c(
-            Denied,
-            "EPERM at `socket_connect`, IPv4 and IPv6, address and port",
-        ),
-        Op::Sendmsg => c(
-            NotCovered,
-            "a destination given to sendmsg(2)/sendto(2) does not pass `socket_connect`",
-        ),
+        Op::Connect => super::net::CONNECT,
+        Op::Sendmsg => super::net::SENDMSG,
         Op::NewBinaries => c(
             Denied,
             "EPERM at exec of an inode written inside the workload (`NEW_FILES`)",

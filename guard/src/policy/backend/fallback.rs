@@ -1,21 +1,21 @@
-//! Open and connect rules on the `sigkill-fallback` backend (no BPF LSM): the kernel cannot
-//! refuse the syscall, so the agent matches the completed open or connect against the policy
-//! the kernel has bound to the task's cgroup and kills the process after the fact.
+//! Open rules on the `sigkill-fallback` backend (no BPF LSM): the kernel cannot refuse the
+//! open, so the agent matches the completed open against the policy the kernel has bound to
+//! the task's cgroup and kills the process after the fact. Connect and sendmsg rules are
+//! refused in the kernel by the cgroup sock_addr programs (`super::net`).
 //!
-//! What this backend cannot guarantee (docs/policies.md): the operation happened (a file was
-//! opened, a connection made, `O_TRUNC` applied) before the kill; the path is the one the agent
-//! resolved (cwd or dirfd joined, `..` folded) and symlinks are not followed.
+//! What this backend cannot guarantee (docs/policies.md): the open happened (a file was
+//! opened, `O_TRUNC` applied) before the kill; the path is the one the agent resolved (cwd or
+//! dirfd joined, `..` folded) and symlinks are not followed.
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use guard_ebpf::{CgroupPolicy, names, policy_flags as pf};
 
 use super::{Coverage, Level::*, Op, Spec};
-use crate::policy::{NetRule, PathRule, Policy};
+use crate::policy::{PathRule, Policy};
 
 /// The exec program (name, tracepoint category, event); `probes` attaches and pins it.
 pub const PROGRAM: (&str, &str, &str) = (
@@ -49,14 +49,8 @@ fn covers(op: Op) -> Coverage {
         Op::Truncate => c(NotCovered, "truncate(2) and ftruncate(2) are not checked"),
         Op::Link => c(NotCovered, "link(2) is not checked"),
         Op::Rename => c(NotCovered, "rename(2) is not checked"),
-        Op::Connect => c(
-            KilledAfter,
-            "SIGKILL by the agent **after** the connect was attempted",
-        ),
-        Op::Sendmsg => c(
-            NotCovered,
-            "sendmsg(2)/sendto(2) destinations are not checked",
-        ),
+        Op::Connect => super::net::CONNECT,
+        Op::Sendmsg => super::net::SENDMSG,
         Op::NewBinaries => c(NotCovered, "`deny_new_binaries` needs BPF LSM"),
     }
 }
@@ -115,32 +109,6 @@ pub fn check_open(p: &Policy, path: &str, flags: u64) -> Option<Violation> {
         .then_some(Violation::DenyList)
 }
 
-/// The connect rules of `p`, with the kernel program's semantics: deny entries win, and an
-/// allow list refuses what it does not list. IPv4-mapped IPv6 addresses match as IPv4.
-pub fn check_connect(p: &Policy, dest: SocketAddr) -> Option<Violation> {
-    let ip = match dest.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    };
-    let hit = |r: &NetRule| r.net.contains(&ip) && r.port.is_none_or(|port| port == dest.port());
-    if p.connect.deny.iter().any(hit) {
-        return Some(Violation::DenyList);
-    }
-    match &p.connect.allow {
-        Some(allow) if !allow.iter().any(hit) => Some(Violation::NotAllowed),
-        _ => None,
-    }
-}
-
-/// Whether a connect result means the attempt reached the network stack (and so the LSM
-/// hook would have run): not for a bad descriptor, address or family.
-pub fn connect_attempted(ret: i64) -> bool {
-    !matches!(
-        -ret as i32,
-        libc::EBADF | libc::ENOTSOCK | libc::EFAULT | libc::EINVAL | libc::EAFNOSUPPORT
-    )
-}
-
 /// Which policy the kernel has bound to a cgroup (`POLICY_CGROUPS`, filled by the agent's
 /// walk and by the `cgroup_mkdir` program), cached briefly per cgroup.
 #[derive(Default)]
@@ -169,13 +137,9 @@ impl BindingCache {
     }
 }
 
-/// Whether a binding asks for open or connect checks.
+/// Whether a binding asks for open checks.
 pub fn wants_open(b: &CgroupPolicy) -> bool {
     b.flags & pf::OPEN_RULES != 0
-}
-
-pub fn wants_connect(b: &CgroupPolicy) -> bool {
-    b.flags & (pf::CONNECT_DENY | pf::CONNECT_ALLOW) != 0
 }
 
 pub fn enforces(b: &CgroupPolicy) -> bool {
@@ -185,7 +149,7 @@ pub fn enforces(b: &CgroupPolicy) -> bool {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::policy::{ConnectPolicy, OpenPolicy, parse_net_rule, parse_path_rule};
+    use crate::policy::{ConnectPolicy, OpenPolicy, parse_path_rule};
 
     /// An enforce-mode policy with only these open and connect rules (shared by the backend tests).
     pub(in crate::policy::backend) fn policy(open: OpenPolicy, connect: ConnectPolicy) -> Policy {
@@ -229,40 +193,6 @@ pub(super) mod tests {
         assert_eq!(check_open(&p, "/etcx/passwd", O_WRONLY), None);
         assert_eq!(check_open(&p, "/tmp/x", O_RDWR), None);
         assert_eq!(access_name(true, true), "read_write");
-    }
-
-    #[test]
-    fn connect_rules_match_the_kernel_semantics() {
-        let p = policy(
-            OpenPolicy::default(),
-            ConnectPolicy {
-                deny: vec![parse_net_rule("127.0.0.0/8:9").expect("rule")],
-                allow: Some(vec![parse_net_rule("127.0.0.0/8").expect("rule")]),
-            },
-        );
-        let at = |s: &str| s.parse::<SocketAddr>().expect("addr");
-        assert_eq!(
-            check_connect(&p, at("127.0.0.1:9")),
-            Some(Violation::DenyList)
-        );
-        assert_eq!(check_connect(&p, at("127.0.0.1:80")), None);
-        assert_eq!(
-            check_connect(&p, at("10.0.0.1:80")),
-            Some(Violation::NotAllowed)
-        );
-        // IPv4-mapped IPv6 reaches the IPv4 destination.
-        assert_eq!(
-            check_connect(&p, at("[::ffff:127.0.0.1]:9")),
-            Some(Violation::DenyList)
-        );
-        assert_eq!(
-            check_connect(&p, at("[::1]:80")),
-            Some(Violation::NotAllowed)
-        );
-        assert!(connect_attempted(0));
-        assert!(connect_attempted(-(libc::ECONNREFUSED as i64)));
-        assert!(connect_attempted(-(libc::EINPROGRESS as i64)));
-        assert!(!connect_attempted(-(libc::EBADF as i64)));
     }
 
     #[test]

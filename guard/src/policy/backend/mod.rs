@@ -10,6 +10,7 @@
 pub mod bpf_lsm;
 pub mod fallback;
 pub mod landlock;
+pub mod net;
 
 use std::fmt::Write as _;
 
@@ -338,8 +339,8 @@ mod tests {
         }
         assert_eq!(
             Kind::SigkillFallback.summary(),
-            "killed before it runs: exec; killed after: open read, open write, connect; \
-             not covered: truncate, link, rename, sendmsg, new binaries"
+            "denied: connect, sendmsg; killed before it runs: exec; \
+             killed after: open read, open write; not covered: truncate, link, rename, new binaries"
         );
         assert!(Kind::BpfLsm.prevents());
         assert!(!Kind::SigkillFallback.prevents());
@@ -354,8 +355,9 @@ mod tests {
         let lsm = Backend::Attached(Kind::BpfLsm);
         // Exec is killed at exec by the kernel program, not after the fact.
         assert!(!fallback.kills_after_fact(std::slice::from_ref(&p)));
+        // Connect rules are refused in the kernel (sock_addr programs) on every backend.
         p.connect.deny = vec![parse_net_rule("10.0.0.0/8").expect("rule")];
-        assert!(fallback.kills_after_fact(std::slice::from_ref(&p)));
+        assert!(!fallback.kills_after_fact(std::slice::from_ref(&p)));
         assert!(!lsm.kills_after_fact(std::slice::from_ref(&p)));
         p.connect.deny.clear();
         p.open.deny_read = vec![parse_path_rule("/etc/shadow").expect("rule")];
