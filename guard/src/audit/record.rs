@@ -220,6 +220,9 @@ pub enum Operation {
     Exec,
     Open,
     Connect,
+    /// A change other than an open for write: truncate, create, link, rename, unlink, mkdir,
+    /// rmdir, symlink, mknod, chmod, chown, xattrs (`hook` says which).
+    Write,
     /// Self-protection: a task in a container reached for the agent (signal, ptrace) or its
     /// state (config, policies, audit log, pins, BPF objects); docs/self-protection.md.
     SelfProtect,
@@ -231,6 +234,7 @@ impl Operation {
             Operation::Exec => "exec",
             Operation::Open => "open",
             Operation::Connect => "connect",
+            Operation::Write => "write",
             Operation::SelfProtect => "self_protect",
         }
     }

@@ -85,6 +85,9 @@ kind! {
         ProtectedFile = decision_op::PROTECTED_FILE => "protected_file",
         /// Self-protection: a file descriptor for one of guard's BPF objects by id.
         BpfObject = decision_op::BPF_OBJECT => "bpf_object",
+        /// A change other than an open for write (issue 15): truncate, create, link, rename,
+        /// unlink, mkdir, rmdir, symlink, mknod, chmod, chown, xattrs; the hook says which.
+        Write = decision_op::WRITE => "write",
     }
     userspace {}
 }
@@ -93,7 +96,7 @@ impl Operation {
     /// One of the self-protection operations (they come with `Reason::SelfProtect` only).
     pub fn is_self_protect(self) -> bool {
         match self {
-            Operation::Exec | Operation::Open | Operation::Connect => false,
+            Operation::Exec | Operation::Open | Operation::Connect | Operation::Write => false,
             Operation::Signal
             | Operation::Ptrace
             | Operation::ProtectedFile
@@ -144,6 +147,23 @@ kind! {
         PtraceAccessCheck = hook::PTRACE_ACCESS_CHECK => "ptrace_access_check",
         InodePermission = hook::INODE_PERMISSION => "inode_permission",
         Bpf = hook::BPF => "bpf",
+        // Issue 15: every way to modify a file, and executable mappings.
+        PathTruncate = hook::PATH_TRUNCATE => "path_truncate",
+        FileTruncate = hook::FILE_TRUNCATE => "file_truncate",
+        InodeCreate = hook::INODE_CREATE => "inode_create",
+        InodeMknod = hook::INODE_MKNOD => "inode_mknod",
+        InodeLink = hook::INODE_LINK => "inode_link",
+        InodeUnlink = hook::INODE_UNLINK => "inode_unlink",
+        InodeSymlink = hook::INODE_SYMLINK => "inode_symlink",
+        InodeMkdir = hook::INODE_MKDIR => "inode_mkdir",
+        InodeRmdir = hook::INODE_RMDIR => "inode_rmdir",
+        InodeRename = hook::INODE_RENAME => "inode_rename",
+        PathChmod = hook::PATH_CHMOD => "path_chmod",
+        PathChown = hook::PATH_CHOWN => "path_chown",
+        InodeSetxattr = hook::INODE_SETXATTR => "inode_setxattr",
+        InodeRemovexattr = hook::INODE_REMOVEXATTR => "inode_removexattr",
+        MmapFile = hook::MMAP_FILE => "mmap_file",
+        FileMprotect = hook::FILE_MPROTECT => "file_mprotect",
     }
     userspace {
         /// The agent, after a traced open or connect completed (fallback backend's open and

@@ -490,6 +490,7 @@ impl Enforcer {
             events::Operation::Exec => Operation::Exec,
             events::Operation::Open => Operation::Open,
             events::Operation::Connect => Operation::Connect,
+            events::Operation::Write => Operation::Write,
             // The agent sends these to selfprotect::describe; should one come here, it is
             // still recorded as what it is.
             events::Operation::Signal

@@ -6,11 +6,33 @@ use guard_ebpf::names;
 use super::{Coverage, Level::*, Op, Spec};
 
 /// The programs and the LSM hooks they attach to; `probes` loads, attaches and pins each.
-pub const PROGRAMS: [(&str, &str); 3] = [
+pub const PROGRAMS: [(&str, &str); 18] = [
     (names::PROG_POLICY_EXEC, "bprm_check_security"),
     (names::PROG_POLICY_OPEN, "file_open"),
     (names::PROG_POLICY_CONNECT, "socket_connect"),
+    // Issue 15: every other way to modify a file under deny_write (guard-ebpf lsm_write.rs).
+    ("policy_path_truncate", "path_truncate"),
+    ("policy_inode_create", "inode_create"),
+    ("policy_inode_mknod", "inode_mknod"),
+    ("policy_inode_link", "inode_link"),
+    ("policy_inode_unlink", "inode_unlink"),
+    ("policy_inode_symlink", "inode_symlink"),
+    ("policy_inode_mkdir", "inode_mkdir"),
+    ("policy_inode_rmdir", "inode_rmdir"),
+    ("policy_inode_rename", "inode_rename"),
+    ("policy_path_chmod", "path_chmod"),
+    ("policy_path_chown", "path_chown"),
+    ("policy_inode_setxattr", "inode_setxattr"),
+    ("policy_inode_removexattr", "inode_removexattr"),
+    // Executable mappings (lsm_map.rs).
+    ("policy_mmap_file", "mmap_file"),
+    ("policy_file_mprotect", "file_mprotect"),
 ];
+
+/// Programs for hooks some supported kernels lack: attached where the hook exists.
+/// `file_truncate` (Linux 6.2+) sees ftruncate(2) and `O_TRUNC`; before 6.2 those reach
+/// `path_truncate`, so nothing is lost where it is missing.
+pub const OPTIONAL_PROGRAMS: [(&str, &str); 1] = [("policy_file_truncate", "file_truncate")];
 
 pub const SPEC: Spec = Spec {
     name: "bpf-lsm",
