@@ -19,9 +19,17 @@ pub const MAX_ANCESTORS: u32 = 32;
 /// protected directory is covered by name only.
 #[inline(always)]
 pub fn dentry_bits(policy_id: u32, dentry: *const u8, self_subtree: bool) -> u32 {
+    let (exact, subtree) = dentry_bits_split(policy_id, dentry, self_subtree);
+    exact | subtree
+}
+
+/// `dentry_bits`, as (the dentry's own exact entry, the SUBTREE entries that cover it).
+#[inline(always)]
+pub fn dentry_bits_split(policy_id: u32, dentry: *const u8, self_subtree: bool) -> (u32, u32) {
     let off_parent = koff!(dentry_d_parent);
     let off_inode = koff!(dentry_d_inode);
-    let mut bits = 0u32;
+    let mut exact = 0u32;
+    let mut subtree = 0u32;
     let mut d = dentry;
     let mut level = 0u32;
     while level < MAX_ANCESTORS {
@@ -35,10 +43,10 @@ pub fn dentry_bits(policy_id: u32, dentry: *const u8, self_subtree: bool) -> u32
             let b = inode_rule(policy_id, unsafe { inode_key(inode) });
             if b & path_bits::SUBTREE != 0 {
                 if level > 0 || self_subtree {
-                    bits |= b;
+                    subtree |= b;
                 }
             } else if level == 0 {
-                bits |= b;
+                exact = b;
             }
         }
         // SAFETY: as above.
@@ -49,7 +57,7 @@ pub fn dentry_bits(policy_id: u32, dentry: *const u8, self_subtree: bool) -> u32
         d = parent;
         level += 1;
     }
-    bits & !path_bits::SUBTREE
+    (exact, subtree & !path_bits::SUBTREE)
 }
 
 /// The dentry of a `struct file *` (`file->f_path.dentry`).

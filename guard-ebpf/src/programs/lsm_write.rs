@@ -14,7 +14,9 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use guard_ebpf::{DecisionBody, decision_op, hook, path_bits, policy_flags as pf, reason};
 
 use super::{
-    identity::{decide, dentry_bits, dentry_key, dentry_name, file_dentry, path_dentry},
+    identity::{
+        decide, dentry_bits, dentry_bits_split, dentry_key, dentry_name, file_dentry, path_dentry,
+    },
     shared::{cgroup_policy, koff, read_field},
 };
 
@@ -22,17 +24,31 @@ use super::{
 const WRITE_ACCESS: u32 = 2;
 
 /// Refuses the operation when `a` (checked with its own subtree entry: the file or directory
-/// being changed) or `b` (a new name: only its ancestors count) is under `deny_write`.
+/// being changed) or `b` (a new name: only its ancestors count) is under `deny_write`. With
+/// `names`, the operation changes `a`'s names (unlink, rename, link): a file an exact rule
+/// names (deny_read, exec.deny) is refused too, so a rule's path keeps naming its file.
 #[inline(always)]
-fn check(hook_id: u8, a: *const u8, b: *const u8) -> i32 {
+fn check(hook_id: u8, a: *const u8, b: *const u8, names: bool) -> i32 {
     let Some(pol) = cgroup_policy() else {
         return 0;
     };
-    if pol.flags & pf::OPEN_RULES == 0 {
+    let mut named = 0;
+    if names {
+        named |= path_bits::DENY_READ;
+        if pol.flags & pf::EXEC_DENY != 0 {
+            named |= path_bits::EXEC_MATCH;
+        }
+    }
+    if pol.flags & pf::OPEN_RULES == 0 && named == 0 {
         return 0;
     }
     let mut hit = core::ptr::null();
-    if !a.is_null() && dentry_bits(pol.policy_id, a, true) & path_bits::DENY_WRITE != 0 {
+    let (exact, subtree) = if a.is_null() {
+        (0, 0)
+    } else {
+        dentry_bits_split(pol.policy_id, a, true)
+    };
+    if (exact | subtree) & path_bits::DENY_WRITE != 0 || exact & named != 0 {
         hit = a;
     } else if !b.is_null() && dentry_bits(pol.policy_id, b, false) & path_bits::DENY_WRITE != 0 {
         hit = b;
@@ -62,12 +78,15 @@ fn check(hook_id: u8, a: *const u8, b: *const u8) -> i32 {
 
 /// Runs `check` unless an earlier BPF LSM program already refused (argument `$ret`).
 macro_rules! guarded {
-    ($ctx:ident, $ret:expr, $hook:expr, $a:expr, $b:expr) => {{
+    ($ctx:ident, $ret:expr, $hook:expr, $a:expr, $b:expr) => {
+        guarded!($ctx, $ret, $hook, $a, $b, false)
+    };
+    ($ctx:ident, $ret:expr, $hook:expr, $a:expr, $b:expr, $names:expr) => {{
         let prev: i32 = $ctx.arg($ret);
         if prev != 0 {
             return prev;
         }
-        check($hook, $a, $b)
+        check($hook, $a, $b, $names)
     }};
 }
 
@@ -108,14 +127,14 @@ pub fn policy_inode_mknod(ctx: LsmContext) -> i32 {
 pub fn policy_inode_link(ctx: LsmContext) -> i32 {
     let old: *const u8 = ctx.arg(0);
     let new: *const u8 = ctx.arg(2);
-    guarded!(ctx, 3, hook::INODE_LINK, old, new)
+    guarded!(ctx, 3, hook::INODE_LINK, old, new, true)
 }
 
 /// `inode_unlink(dir, dentry)`.
 #[lsm(hook = "inode_unlink")]
 pub fn policy_inode_unlink(ctx: LsmContext) -> i32 {
     let dentry: *const u8 = ctx.arg(1);
-    guarded!(ctx, 2, hook::INODE_UNLINK, dentry, NONE)
+    guarded!(ctx, 2, hook::INODE_UNLINK, dentry, NONE, true)
 }
 
 /// `inode_symlink(dir, dentry, old_name)`.
@@ -136,7 +155,7 @@ pub fn policy_inode_mkdir(ctx: LsmContext) -> i32 {
 #[lsm(hook = "inode_rmdir")]
 pub fn policy_inode_rmdir(ctx: LsmContext) -> i32 {
     let dentry: *const u8 = ctx.arg(1);
-    guarded!(ctx, 2, hook::INODE_RMDIR, dentry, NONE)
+    guarded!(ctx, 2, hook::INODE_RMDIR, dentry, NONE, true)
 }
 
 /// `inode_rename(old_dir, old_dentry, new_dir, new_dentry)`: moving a protected file or
@@ -150,11 +169,11 @@ pub fn policy_inode_rename(ctx: LsmContext) -> i32 {
     }
     let old: *const u8 = ctx.arg(1);
     let new: *const u8 = ctx.arg(3);
-    let r = check(hook::INODE_RENAME, old, core::ptr::null());
+    let r = check(hook::INODE_RENAME, old, core::ptr::null(), true);
     if r != 0 {
         return r;
     }
-    check(hook::INODE_RENAME, new, core::ptr::null())
+    check(hook::INODE_RENAME, new, core::ptr::null(), true)
 }
 
 /// `path_chmod(path, mode)`.

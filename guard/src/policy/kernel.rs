@@ -349,14 +349,21 @@ impl Enforcer {
         )?)
     }
 
-    /// Binds `cgroup_id` to the policy `w` selects (most specific wins), or unbinds it.
+    /// Binds `cgroup_id` to the policy `w` selects (most specific wins), else to `inherited`
+    /// (the policy index of its nearest bound ancestor), or unbinds it.
     pub fn bind(
         &mut self,
         ebpf: &mut Ebpf,
         cgroup_id: u64,
         w: &WorkloadInfo,
+        inherited: Option<usize>,
     ) -> Result<Option<&Policy>> {
-        let chosen = choose(&self.policies, w).filter(|(_, p)| p.has_kernel_rules());
+        let policies = self.policies.clone();
+        let chosen = choose(&policies, w)
+            .map(|(i, _)| i)
+            .or(inherited)
+            .and_then(|i| Some((i, policies.get(i)?)))
+            .filter(|(_, p)| p.has_kernel_rules());
         let mut m = Self::cgroup_map(ebpf)?;
         match chosen {
             Some((i, p)) => {
@@ -372,7 +379,7 @@ impl Enforcer {
                 }
                 m.insert(cgroup_id, v, 0)?;
                 self.bound.insert(cgroup_id, i);
-                Ok(Some(p))
+                Ok(self.policies.get(i))
             }
             None => {
                 if self.bound.remove(&cgroup_id).is_some() {
@@ -381,6 +388,12 @@ impl Enforcer {
                 Ok(None)
             }
         }
+    }
+
+    /// The policy index a kernel binding names, when it is of this set.
+    fn index_of(&self, policy_id: u32) -> Option<usize> {
+        self.is_current(policy_id)
+            .then(|| (policy_id - self.base - 1) as usize)
     }
 
     /// Walks the cgroup2 tree and binds every cgroup a policy selects; bindings of an adopted
@@ -398,11 +411,15 @@ impl Enforcer {
         // Cgroups whose workload is not known yet: their map entries (bound by an earlier
         // walk, by the kernel at cgroup_mkdir, or by an adopted run) are left alone.
         let mut unknown = HashSet::new();
-        let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
+        // (directory, depth, policy index of the nearest bound ancestor).
+        let mut stack: Vec<(PathBuf, usize, Option<usize>)> = vec![(root.to_path_buf(), 0, None)];
+        // Parents whose new children a policy selects (`cgroup: /x/*`): the kernel binds such
+        // a child at cgroup_mkdir (POLICY_CHILDREN), before its first exec.
+        let mut children: HashMap<u64, CgroupPolicy> = HashMap::new();
         let mut bound = 0;
         // Bounded walk: depth and directory count, so a hostile tree cannot stall the agent.
         let mut budget = 100_000usize;
-        while let Some((dir, depth)) = stack.pop() {
+        while let Some((dir, depth, inherited)) = stack.pop() {
             budget = budget.saturating_sub(1);
             if budget == 0 {
                 warn!("cgroup tree walk stopped after 100000 directories");
@@ -418,33 +435,53 @@ impl Enforcer {
             let (mut w, known) = info(&rel);
             w.cgroup_path = Some(rel.clone());
             if !known {
-                // Container metadata not known yet: a cgroup-only selector can still bind it,
-                // but an existing binding is never replaced or lifted on missing data.
-                let bound_now = self.bound.contains_key(&md.ino())
-                    || Self::cgroup_map(ebpf)?.get(&md.ino(), 0).is_ok();
-                if bound_now || choose(&self.policies, &w).is_none() {
+                // Container metadata not known yet: a cgroup-only selector (or an ancestor's
+                // policy) can still bind it, but an existing binding is never replaced or
+                // lifted on missing data.
+                let entry = Self::cgroup_map(ebpf)?.get(&md.ino(), 0).ok();
+                let bound_now = self.bound.contains_key(&md.ino()) || entry.is_some();
+                if bound_now || (choose(&self.policies, &w).is_none() && inherited.is_none()) {
                     unknown.insert(md.ino());
-                    push_children(&mut stack, &dir, depth);
+                    let here = self
+                        .bound
+                        .get(&md.ino())
+                        .copied()
+                        .or_else(|| entry.and_then(|e| self.index_of(e.policy_id)))
+                        .or(inherited);
+                    push_children(&mut stack, &dir, depth, here);
                     continue;
                 }
             }
+            let was = self.bound.get(&md.ino()).copied();
+            let now = self
+                .bind(ebpf, md.ino(), &w, inherited)?
+                .map(|p| p.name.clone());
+            if let Some(name) = now
+                && was.is_none()
             {
-                let was = self.bound.get(&md.ino()).copied();
-                let now = self.bind(ebpf, md.ino(), &w)?.map(|p| p.name.clone());
-                if let Some(name) = now
-                    && was.is_none()
-                {
-                    bound += 1;
-                    info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
+                bound += 1;
+                info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
+            }
+            let here = self.bound.get(&md.ino()).copied();
+            if here.is_none() {
+                let child = format!("{}/{NEW_CHILD_PROBE}", rel.trim_end_matches('/'));
+                if let Some(b) = binding_for(
+                    &self.policies,
+                    self.detect_only,
+                    self.base,
+                    &WorkloadInfo::host(Some(child)),
+                ) {
+                    children.insert(md.ino(), b);
                 }
             }
-            if let Some(&i) = self.bound.get(&md.ino()) {
+            if let Some(i) = here {
                 let policies = self.policies.clone();
                 self.inodes
                     .resolve_cgroup(md.ino(), &dir, self.id_of(i), &policies[i]);
             }
-            push_children(&mut stack, &dir, depth);
+            push_children(&mut stack, &dir, depth, here.or(inherited));
         }
+        self.set_children(ebpf, &children)?;
         // Entries for cgroups that are gone, and entries left by an earlier agent (adopted
         // pins) that this run has not bound. Entries the kernel added at cgroup_mkdir are
         // adopted here when their cgroup still exists and the policy still selects it.
@@ -464,6 +501,28 @@ impl Enforcer {
         let current = self.current_ids();
         self.inodes.sync(ebpf, current)?;
         Ok(bound)
+    }
+
+    /// Makes `POLICY_CHILDREN` equal to `want` (absent on an object without the map: nothing).
+    fn set_children(&self, ebpf: &mut Ebpf, want: &HashMap<u64, CgroupPolicy>) -> Result<()> {
+        let Some(m) = ebpf.map_mut(names::POLICY_CHILDREN) else {
+            return Ok(());
+        };
+        let mut m: BpfHashMap<&mut MapData, u64, CgroupPolicy> = BpfHashMap::try_from(m)?;
+        let stale: Vec<u64> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !want.contains_key(k))
+            .collect();
+        for k in stale {
+            let _ = m.remove(&k);
+        }
+        for (k, v) in want {
+            if m.get(k, 0).ok() != Some(*v) {
+                m.insert(k, v, 0)?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of cgroups currently bound.
@@ -596,15 +655,25 @@ impl Enforcer {
     }
 }
 
-/// Queues the subdirectories of a cgroup for the walk (at most 32 levels deep).
-fn push_children(stack: &mut Vec<(PathBuf, usize)>, dir: &Path, depth: usize) {
+/// The name of the hypothetical new child a parent's selectors are tried with: a glob such as
+/// `/x/*` selects it, an exact path or a container selector does not.
+const NEW_CHILD_PROBE: &str = "guard-new-child";
+
+/// Queues the subdirectories of a cgroup for the walk (at most 32 levels deep), with the
+/// policy they inherit.
+fn push_children(
+    stack: &mut Vec<(PathBuf, usize, Option<usize>)>,
+    dir: &Path,
+    depth: usize,
+    inherited: Option<usize>,
+) {
     if depth >= 32 {
         return;
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((e.path(), depth + 1));
+                stack.push((e.path(), depth + 1, inherited));
             }
         }
     }
