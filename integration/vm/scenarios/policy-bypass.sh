@@ -51,7 +51,9 @@ EOF
 snapshot() { (cd /srv/bp && find . | sort && md5sum secret conf sub/f && stat -c '%n %s %a %i' secret conf sub sub/f empty); }
 before="$(snapshot)"
 # A process in the workload: the agent resolves the rules in its root (here the host's).
-"$TESTKIT" cgroup-run "$wl" -- sleep 600 &
+# Its output goes nowhere: /init waits for the scenario's stdout to close.
+"$TESTKIT" cgroup-run "$wl" -- sleep 600 >/dev/null 2>&1 &
+holder=$!
 GUARD_AUDIT_DIR=/tmp/audit-bypass
 rm -rf "$GUARD_AUDIT_DIR"
 if ! guard_start --policy /tmp/bypass.yaml; then
@@ -185,6 +187,7 @@ else fail decision-hooks "no deny record from:$missing; $(audit | cut -c1-300 | 
 n_write="$(audit | grep -c '"op":"write"')"
 if [ "$n_write" -ge 14 ]; then pass decision-write-records "$n_write write records"
 else fail decision-write-records "$n_write write records"; fi
+kill "$holder" 2>/dev/null
 umount /mnt/bp /mnt/obp 2>/dev/null
 "$GUARD" run --cleanup >/dev/null 2>&1
 finish

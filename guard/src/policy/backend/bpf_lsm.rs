@@ -1,5 +1,7 @@
-//! The `bpf-lsm` backend: programs on `bprm_check_security`, `file_open` and `socket_connect`
-//! decide on the real object in the kernel and refuse with EPERM (docs/policies.md).
+//! The `bpf-lsm` backend: programs on `bprm_check_security`, `file_open`, `socket_connect`, the
+//! write hooks (truncate, create, link, rename, unlink, mkdir, rmdir, symlink, mknod, chmod,
+//! chown, xattrs) and the executable-mapping hooks decide on the real object in the kernel and
+//! refuse with EPERM (docs/policies.md).
 
 use guard_ebpf::names;
 
@@ -46,27 +48,27 @@ fn covers(op: Op) -> Coverage {
     match op {
         Op::Exec => c(
             Denied,
-            "EPERM before the binary is loaded (`bprm_check_security`, the resolved file)",
+            "EPERM before the binary is loaded (`bprm_check_security`), on the file itself (inode: any name, root or mount) and its path; an executable `mmap`/`mprotect` of a denied file too (`ld.so FILE`)",
         ),
         Op::OpenRead => c(
             Denied,
-            "EPERM at `file_open`, by access mode, on the resolved path",
+            "EPERM at `file_open`, by access mode, on the file itself (inode; `DIR/**` by the directory's inode among the file's ancestors) and its path",
         ),
         Op::OpenWrite => c(
             Denied,
-            "EPERM at `file_open`, by access mode; an `O_TRUNC` open is refused before it truncates",
+            "EPERM at `file_open`, by access mode; `O_CREAT` at `inode_create` (no file is left); unlink, mkdir, rmdir, symlink, mknod, chmod, chown and xattr changes at their hooks",
         ),
         Op::Truncate => c(
-            NotCovered,
-            "truncate(2) and ftruncate(2) do not pass `file_open`",
+            Denied,
+            "EPERM at `path_truncate` (truncate(2); ftruncate(2) and `O_TRUNC` before Linux 6.2) and `file_truncate` (6.2+)",
         ),
         Op::Link => c(
-            NotCovered,
-            "link(2) is not checked; opens through the new name are matched at that path",
+            Denied,
+            "EPERM at `inode_link`: into a deny_write subtree, or of a file a rule names; a name made before is matched by inode",
         ),
         Op::Rename => c(
-            NotCovered,
-            "rename(2) is not checked; the moved file is matched at its new path",
+            Denied,
+            "EPERM at `inode_rename`: into, out of or over a deny_write file or subtree, or of a file a rule names",
         ),
         Op::Connect => c(
             Denied,
@@ -78,7 +80,7 @@ fn covers(op: Op) -> Coverage {
         ),
         Op::NewBinaries => c(
             Denied,
-            "EPERM at exec of an inode written inside the workload (`NEW_FILES`)",
+            "EPERM at exec and executable `mmap`/`mprotect` of an inode written inside the workload (`NEW_FILES`) or without a name (memfd, O_TMPFILE)",
         ),
     }
 }
