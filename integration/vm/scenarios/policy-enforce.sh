@@ -115,9 +115,12 @@ if guard_start --policy /tmp/policy.yaml; then
         fail restart-adopts "$(tail -n 8 "$GUARD_ERR")"
     fi
     links="$(ls /sys/fs/bpf/guard | grep -c '^link_')"
-    # exec, open, connect and the cgroup_mkdir binder.
-    if [ "$links" = 4 ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
-    else fail restart-single-links "$links links: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
+    # exec, open, connect, 15 write and mapping hooks (issue 15), file_truncate where the
+    # kernel has it (6.2+), and the two cgroup_mkdir binders.
+    want=20
+    [ -e /sys/fs/bpf/guard/link_policy_file_truncate ] && want=21
+    if [ "$links" = "$want" ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
+    else fail restart-single-links "$links links, want $want: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
     outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
     guard_stop
 else
