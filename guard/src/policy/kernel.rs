@@ -463,16 +463,10 @@ impl Enforcer {
                 info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
             }
             let here = self.bound.get(&md.ino()).copied();
-            if here.is_none() {
-                let child = format!("{}/{NEW_CHILD_PROBE}", rel.trim_end_matches('/'));
-                if let Some(b) = binding_for(
-                    &self.policies,
-                    self.detect_only,
-                    self.base,
-                    &WorkloadInfo::host(Some(child)),
-                ) {
-                    children.insert(md.ino(), b);
-                }
+            if here.is_none()
+                && let Some(b) = child_binding(&self.policies, self.detect_only, self.base, &rel)
+            {
+                children.insert(md.ino(), b);
             }
             if let Some(i) = here {
                 let policies = self.policies.clone();
@@ -753,6 +747,24 @@ pub fn binding_for(
         policy_id: base + i as u32 + 1,
         flags: policy_flags(p, detect_only),
     })
+}
+
+/// The binding a new child of the cgroup `parent` (a path below the cgroup2 mount) gets from
+/// its own selectors, whatever its name: tried on the name `NEW_CHILD_PROBE`, which a glob
+/// (`/x/*`) selects and an exact path does not. Such parents go into `POLICY_CHILDREN`.
+pub fn child_binding(
+    policies: &[Policy],
+    detect_only: bool,
+    base: u32,
+    parent: &str,
+) -> Option<CgroupPolicy> {
+    let child = format!("{}/{NEW_CHILD_PROBE}", parent.trim_end_matches('/'));
+    binding_for(
+        policies,
+        detect_only,
+        base,
+        &WorkloadInfo::host(Some(child)),
+    )
 }
 
 /// Records (or clears) what the `cgroup_mkdir` program binds for a container. A container
