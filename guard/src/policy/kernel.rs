@@ -161,6 +161,10 @@ pub struct Enforcer {
     /// The set a reload replaced (its base and policies): decisions taken under it may still
     /// be in the ring.
     previous: Option<(u32, Arc<Vec<Policy>>)>,
+    /// `POLICY_CGROUPS` keys the last walk did not see: removed only when a second walk does
+    /// not see them either, since a cgroup made during a walk (and bound by the kernel at
+    /// `cgroup_mkdir`) can be missing from that walk's listing.
+    unseen: HashSet<u64>,
     /// Path rules resolved to files in each bound cgroup's root (`POLICY_INODES`).
     inodes: InodeTable,
 }
@@ -208,6 +212,7 @@ impl Enforcer {
             base,
             bound: HashMap::new(),
             previous: None,
+            unseen: HashSet::new(),
             inodes: InodeTable::default(),
         })
     }
@@ -480,11 +485,19 @@ impl Enforcer {
         // pins) that this run has not bound. Entries the kernel added at cgroup_mkdir are
         // adopted here when their cgroup still exists and the policy still selects it.
         let mut m = Self::cgroup_map(ebpf)?;
-        let stale: Vec<u64> = m
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !seen.contains(k) || (!self.bound.contains_key(k) && !unknown.contains(k)))
+        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
+        let unseen: HashSet<u64> = keys.iter().copied().filter(|k| !seen.contains(k)).collect();
+        let stale: Vec<u64> = keys
+            .into_iter()
+            .filter(|k| {
+                if seen.contains(k) {
+                    !self.bound.contains_key(k) && !unknown.contains(k)
+                } else {
+                    self.unseen.contains(k)
+                }
+            })
             .collect();
+        self.unseen = unseen;
         for k in stale {
             let _ = m.remove(&k);
             self.bound.remove(&k);
