@@ -79,7 +79,7 @@ const SELF_PROTECT_EPERM: &[&str] = &[
 ];
 
 /// `policy-bypass` checks named `*-eperm` (issue 15, classes 1 to 4 and 6).
-const BYPASS_EPERM_CHECKS: usize = 33;
+const BYPASS_EPERM_CHECKS: usize = 32;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
