@@ -104,6 +104,11 @@ pub mod names {
     pub const PROG_QUARANTINE_CONNECT6: &str = "quarantine_connect6";
     pub const PROG_QUARANTINE_SENDMSG4: &str = "quarantine_sendmsg4";
     pub const PROG_QUARANTINE_SENDMSG6: &str = "quarantine_sendmsg6";
+    // Issue 15 (helper lsm).
+    /// Parent cgroup id -> the `CgroupPolicy` a new child gets at `cgroup_mkdir` (a parent
+    /// whose children a glob selects).
+    pub const POLICY_CHILDREN: &str = "POLICY_CHILDREN";
+    pub const PROG_POLICY_CGROUP_INHERIT: &str = "policy_cgroup_inherit";
 }
 
 /// Capacity of `PROTECTED_INODES` (files and directories guard protects from containers).
@@ -296,6 +301,22 @@ pub struct KernelOffsets {
     pub task_nsproxy: u32,
     pub nsproxy_mnt_ns: u32,
     pub mnt_ns_inum: u32,
+    // Issue 15 (helper lsm): the file's identity in the write, mapping and exec hooks.
+    /// `dentry.d_parent`, `dentry.d_inode`, `dentry.d_name.name`: the ancestor walk.
+    pub dentry_d_parent: u32,
+    pub dentry_d_inode: u32,
+    pub dentry_d_name_name: u32,
+    /// `path.dentry`.
+    pub path_dentry: u32,
+    /// `inode.i_nlink` (0: no name: a memfd, an O_TMPFILE file, a deleted file).
+    pub inode_i_nlink: u32,
+    /// `vm_area_struct.vm_file`.
+    pub vma_vm_file: u32,
+    /// `cgroup.kn`, `kernfs_node.parent` (`__parent` on newer kernels), `kernfs_node.id`: the
+    /// parent of a new cgroup, for policy inheritance at `cgroup_mkdir`.
+    pub cgroup_kn: u32,
+    pub kernfs_node_parent: u32,
+    pub kernfs_node_id: u32,
 }
 
 impl KernelOffsets {
@@ -326,6 +347,15 @@ impl KernelOffsets {
         task_nsproxy: OFFSET_ABSENT,
         nsproxy_mnt_ns: OFFSET_ABSENT,
         mnt_ns_inum: OFFSET_ABSENT,
+        dentry_d_parent: OFFSET_ABSENT,
+        dentry_d_inode: OFFSET_ABSENT,
+        dentry_d_name_name: OFFSET_ABSENT,
+        path_dentry: OFFSET_ABSENT,
+        inode_i_nlink: OFFSET_ABSENT,
+        vma_vm_file: OFFSET_ABSENT,
+        cgroup_kn: OFFSET_ABSENT,
+        kernfs_node_parent: OFFSET_ABSENT,
+        kernfs_node_id: OFFSET_ABSENT,
     };
 }
 
@@ -581,6 +611,10 @@ pub mod decision_op {
     // sockaddr block (values apart from the LSM helper's).
     /// sendmsg(2)/sendto(2) with a destination on an unconnected UDP socket.
     pub const SENDMSG: u8 = 32;
+    /// Issue 15: a modification other than an open for write (truncate, create, link, rename,
+    /// unlink, mkdir, rmdir, symlink, mknod, chmod, chown, xattr); the hook says which.
+    /// `dev`/`ino`: the file (or, for a creation, its directory); payload 0: the name.
+    pub const WRITE: u8 = 20;
 }
 
 /// Verdict of a `Decision` record.
@@ -612,16 +646,32 @@ pub mod hook {
     pub const INODE_PERMISSION: u8 = 7;
     /// BPF LSM `bpf` (self-protection).
     pub const BPF: u8 = 8;
-    // sockaddr block: cgroup sock_addr programs at the cgroup v2 root (values apart from the
-    // LSM helper's).
+    // cgroup sock_addr programs at the cgroup v2 root.
     /// `cgroup/connect4`: IPv4 connect, UDP connect and TCP Fast Open.
-    pub const CGROUP_CONNECT4: u8 = 32;
+    pub const CGROUP_CONNECT4: u8 = 40;
     /// `cgroup/connect6`: the same for IPv6 sockets (IPv4-mapped destinations included).
-    pub const CGROUP_CONNECT6: u8 = 33;
+    pub const CGROUP_CONNECT6: u8 = 41;
     /// `cgroup/sendmsg4`: a UDP datagram to an IPv4 destination without connect.
-    pub const CGROUP_SENDMSG4: u8 = 34;
+    pub const CGROUP_SENDMSG4: u8 = 42;
     /// `cgroup/sendmsg6`: the same for IPv6.
-    pub const CGROUP_SENDMSG6: u8 = 35;
+    pub const CGROUP_SENDMSG6: u8 = 43;
+    // Issue 15 (helper lsm): every way to modify a file, and executable mappings.
+    pub const PATH_TRUNCATE: u8 = 20;
+    pub const FILE_TRUNCATE: u8 = 21;
+    pub const INODE_CREATE: u8 = 22;
+    pub const INODE_MKNOD: u8 = 23;
+    pub const INODE_LINK: u8 = 24;
+    pub const INODE_UNLINK: u8 = 25;
+    pub const INODE_SYMLINK: u8 = 26;
+    pub const INODE_MKDIR: u8 = 27;
+    pub const INODE_RMDIR: u8 = 28;
+    pub const INODE_RENAME: u8 = 29;
+    pub const PATH_CHMOD: u8 = 30;
+    pub const PATH_CHOWN: u8 = 31;
+    pub const INODE_SETXATTR: u8 = 32;
+    pub const INODE_REMOVEXATTR: u8 = 33;
+    pub const MMAP_FILE: u8 = 34;
+    pub const FILE_MPROTECT: u8 = 35;
 }
 
 /// Why a `Decision` was taken.

@@ -43,3 +43,11 @@ pub fn load<'a>(ebpf: &'a mut Ebpf, name: &str, hook: &str) -> Result<&'a mut Ls
         Err(e) => Err(e).with_context(|| format!("loading {what}")),
     }
 }
+
+/// Whether this kernel has the LSM hook `hook` (its `bpf_lsm_<hook>` attach point in BTF).
+pub fn has_hook(hook: &str) -> bool {
+    btf().is_ok_and(|b| {
+        b.id_by_type_name_kind(&format!("bpf_lsm_{hook}"), aya_obj::btf::BtfKind::Func)
+            .is_ok()
+    })
+}

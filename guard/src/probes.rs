@@ -24,10 +24,11 @@ use crate::{
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
 
 /// The maps that hold policy state; pinned so enforcement survives the agent.
-const POLICY_MAPS: [&str; 6] = [
+const POLICY_MAPS: [&str; 7] = [
     names::POLICY_CGROUPS,
     names::POLICY_PATHS,
     names::POLICY_INODES,
+    names::POLICY_CHILDREN,
     names::POLICY_NETS,
     names::NEW_FILES,
     names::POLICY_PENDING,
@@ -99,6 +100,25 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             (Some(ns), Some(inum)) => ns + inum,
             _ => OFFSET_ABSENT,
         },
+        // Issue 15: the file's identity in the write, mapping and exec hooks, and a new
+        // cgroup's parent at cgroup_mkdir.
+        dentry_d_parent: need("dentry", "d_parent")?,
+        dentry_d_inode: need("dentry", "d_inode")?,
+        dentry_d_name_name: need("dentry", "d_name")? + need("qstr", "name")?,
+        path_dentry: need("path", "dentry")?,
+        inode_i_nlink: need("inode", "i_nlink")?,
+        vma_vm_file: need("vm_area_struct", "vm_file")?,
+        cgroup_kn: btf
+            .member_offset_opt("cgroup", "kn")
+            .unwrap_or(OFFSET_ABSENT),
+        // Renamed `__parent` in 6.15.
+        kernfs_node_parent: btf
+            .member_offset_opt("kernfs_node", "parent")
+            .or_else(|| btf.member_offset_opt("kernfs_node", "__parent"))
+            .unwrap_or(OFFSET_ABSENT),
+        kernfs_node_id: btf
+            .member_offset_opt("kernfs_node", "id")
+            .unwrap_or(OFFSET_ABSENT),
     })
 }
 
@@ -616,8 +636,18 @@ fn replace_prog_pin(dir: &Path, prog: &str) -> PathBuf {
 }
 
 fn attach_policy_lsm(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    for (name, hook) in crate::policy::backend::bpf_lsm::PROGRAMS {
-        let prog = crate::lsm::load(ebpf, name, hook)?;
+    use crate::policy::backend::bpf_lsm::{OPTIONAL_PROGRAMS, PROGRAMS};
+    let optional = OPTIONAL_PROGRAMS.iter().map(|p| (p, true));
+    for ((name, hook), optional) in PROGRAMS.iter().map(|p| (p, false)).chain(optional) {
+        let prog = match crate::lsm::load(ebpf, name, hook) {
+            Ok(p) => p,
+            // A hook this kernel does not have: BTF has no `bpf_lsm_<hook>`.
+            Err(e) if optional && !crate::lsm::has_hook(hook) => {
+                info!(hook, "LSM hook absent on this kernel; not attached: {e:#}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let id = prog.attach().with_context(|| format!("attaching {name}"))?;
         if let Some(dir) = dir {
             prog.pin(replace_prog_pin(dir, name))
@@ -638,7 +668,20 @@ fn attach_policy_mkdir(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
         "cgroup",
         "cgroup_mkdir",
         dir,
-    )
+    )?;
+    // A new cgroup inherits its parent's policy (issue 15): raw tracepoint, for the parent.
+    let name = names::PROG_POLICY_CGROUP_INHERIT;
+    let prog = raw_tracepoint(ebpf, name)?;
+    let id = prog
+        .attach("cgroup_mkdir")
+        .with_context(|| format!("attaching {name} to raw tracepoint cgroup_mkdir"))?;
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    prog.pin(replace_prog_pin(dir, name))
+        .with_context(|| format!("pinning program {name}"))?;
+    let link: FdLink = prog.take_link(id)?.into();
+    pin_link(link, dir, name)
 }
 
 /// Attaches (and pins) the connect and sendmsg programs at the cgroup v2 root: network rules

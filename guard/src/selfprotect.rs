@@ -500,7 +500,7 @@ pub fn describe(
             )
         }
         // Not self-protection ops; the agent sends those to the policy stage.
-        Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg => {
+        Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg | Operation::Write => {
             (ev.op.as_str().to_owned(), String::new())
         }
     };

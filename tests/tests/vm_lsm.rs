@@ -78,6 +78,9 @@ const SELF_PROTECT_EPERM: &[&str] = &[
     "self-protect/newpid-pidfd-getfd-denied",
 ];
 
+/// `policy-bypass` checks named `*-eperm` (issue 15, classes 1 to 4 and 6).
+const BYPASS_EPERM_CHECKS: usize = 32;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -225,6 +228,27 @@ fn exec_is_denied_with_eperm_in_a_denied_cgroup_on_both_kernels() {
                 .any(|l| l.starts_with(&prefix) && l.contains("errno=1 EPERM"))
             {
                 failures.push(format!("{label}: {check} did not fail with errno=1 EPERM"));
+            }
+        }
+        // Issue 15: every bypass attempt named `*-eperm` failed with EPERM, not another error.
+        let bypass: Vec<&str> = stdout
+            .lines()
+            .filter(|l| {
+                l.starts_with("GUARD-VM-RESULT policy-bypass/")
+                    && l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|c| c.ends_with("-eperm"))
+            })
+            .collect();
+        if bypass.len() < BYPASS_EPERM_CHECKS {
+            failures.push(format!(
+                "{label}: {} policy-bypass EPERM checks reported, want {BYPASS_EPERM_CHECKS}",
+                bypass.len()
+            ));
+        }
+        for l in bypass {
+            if !(l.contains(" PASS ") && l.contains("errno=1 EPERM")) {
+                failures.push(format!("{label}: not EPERM: {l}"));
             }
         }
         if !stdout

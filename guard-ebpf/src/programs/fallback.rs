@@ -8,19 +8,23 @@ use aya_ebpf::{
     helpers::generated::{
         bpf_probe_read_kernel as raw_probe_read_kernel, bpf_probe_read_kernel_str, bpf_send_signal,
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::HashMap,
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, MAX_PENDING_CONTAINERS, MKDIR_PATH_BYTES,
-    OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf, reason, verdict,
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS,
+    MKDIR_PATH_BYTES, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
+    reason, verdict,
 };
 
 use super::shared::{
     KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, koff,
-    path_rule, report,
+    path_rule, read_field, report,
 };
+
+/// `BPF_NOEXIST` map update flag: insert only.
+const BPF_NOEXIST: u64 = 1;
 
 const SIGKILL: u32 = 9;
 
@@ -175,5 +179,50 @@ pub fn policy_cgroup_mkdir(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = POLICY_CGROUPS.insert(&id, &pol, 0);
+    0
+}
+
+/// Parent cgroup id -> the policy a new child of it gets: filled by the agent's cgroup walk for
+/// parents whose children a policy's glob selects (`cgroup: /x/*`), so a child is under policy
+/// from its creation, not from the next walk. Pinned like the other maps.
+#[map]
+static POLICY_CHILDREN: HashMap<u64, CgroupPolicy> =
+    HashMap::with_max_entries(MAX_POLICY_CGROUPS, BPF_F_NO_PREALLOC);
+
+/// Raw tracepoint `cgroup_mkdir(cgrp, path)`: a new cgroup inherits its parent's policy (so a
+/// workload cannot leave its policy by creating a child cgroup and moving into it; by
+/// induction every descendant of a bound cgroup is bound), or gets the policy the agent set
+/// for its parent's children. It runs before any process can enter the cgroup. Never
+/// overwrites: a container's own binding (`policy_cgroup_mkdir`) wins.
+#[raw_tracepoint(tracepoint = "cgroup_mkdir")]
+pub fn policy_cgroup_inherit(ctx: RawTracePointContext) -> i32 {
+    let (off_kn, off_parent, off_id) = (
+        koff!(cgroup_kn),
+        koff!(kernfs_node_parent),
+        koff!(kernfs_node_id),
+    );
+    // SAFETY: argument 0 of the tracepoint is the new `struct cgroup *`.
+    let cgrp = unsafe { *(ctx.as_ptr() as *const *const u8) };
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    let (id, parent_id) = unsafe {
+        let kn: *const u8 = read_field(cgrp, off_kn).unwrap_or(core::ptr::null());
+        let parent: *const u8 = read_field(kn, off_parent).unwrap_or(core::ptr::null());
+        (
+            read_field::<u64>(kn, off_id).unwrap_or(0),
+            read_field::<u64>(parent, off_id).unwrap_or(0),
+        )
+    };
+    if id == 0 || parent_id == 0 {
+        return 0;
+    }
+    // SAFETY: values are copied out at once.
+    let pol = match unsafe { POLICY_CGROUPS.get(&parent_id) }.copied() {
+        Some(p) => p,
+        None => match unsafe { POLICY_CHILDREN.get(&parent_id) }.copied() {
+            Some(p) => p,
+            None => return 0,
+        },
+    };
+    let _ = POLICY_CGROUPS.insert(&id, &pol, BPF_NOEXIST);
     0
 }

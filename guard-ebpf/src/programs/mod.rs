@@ -7,6 +7,9 @@
 
 mod capture;
 mod fallback;
+mod identity;
+mod lsm_map;
+mod lsm_write;
 mod policy;
 mod quarantine;
 mod selfprotect;

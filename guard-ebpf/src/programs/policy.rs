@@ -13,14 +13,16 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use guard_ebpf::{
-    CgroupPolicy, DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NEW_FILES,
-    MAX_POLICY_CGROUPS, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
-    reason, verdict,
+    DecisionBody, EventKind, ExecDeniedBody, InodeKey, MAX_NEW_FILES, MAX_POLICY_CGROUPS,
+    OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf, reason,
 };
 
-use super::shared::{
-    EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule, read_field, report,
-    resolve_path,
+use super::{
+    identity::{decide, dentry_bits, file_dentry, unlinked},
+    shared::{
+        EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule,
+        read_field, resolve_path,
+    },
 };
 
 /// cgroup id -> policy id, for cgroups whose execs are denied.
@@ -55,24 +57,11 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 /// Inodes opened for writing inside drift-protected workloads; value: the policy id.
 #[map]
-static NEW_FILES: LruHashMap<InodeKey, u32> = LruHashMap::with_max_entries(MAX_NEW_FILES, 0);
+pub(super) static NEW_FILES: LruHashMap<InodeKey, u32> =
+    LruHashMap::with_max_entries(MAX_NEW_FILES, 0);
 
 const FMODE_READ: u32 = 1;
 const FMODE_WRITE: u32 = 2;
-
-#[inline(always)]
-fn decide(pol: &CgroupPolicy, mut body: DecisionBody, path: *const u8) -> i32 {
-    body.policy_id = pol.policy_id;
-    if pol.flags & pf::ENFORCE != 0 {
-        body.verdict = verdict::DENY;
-        report(&body, path, -(EPERM as i64));
-        -EPERM
-    } else {
-        body.verdict = verdict::WOULD_DENY;
-        report(&body, path, 0);
-        0
-    }
-}
 
 #[lsm(hook = "bprm_check_security")]
 pub fn policy_exec(ctx: LsmContext) -> i32 {
@@ -109,8 +98,12 @@ pub fn policy_exec(ctx: LsmContext) -> i32 {
         let ino = unsafe { inode_of(file) };
         body.dev = ino.dev;
         body.ino = ino.ino;
+        // SAFETY: offset from BTF; probe_read tolerates bad pointers.
+        let inode: *const u8 =
+            unsafe { read_field(file, koff!(file_f_inode)) }.unwrap_or(core::ptr::null());
+        // Written inside the workload, or without a name (a memfd, an unlinked O_TMPFILE).
         // SAFETY: the value is not used beyond the check.
-        if unsafe { NEW_FILES.get(&ino) }.is_some() {
+        if unsafe { NEW_FILES.get(&ino) }.is_some() || (!inode.is_null() && unlinked(inode)) {
             body.reason = reason::NEW_BINARY;
             let base = resolve_path(
                 unsafe { file.add(off_path as usize) },
@@ -127,27 +120,25 @@ pub fn policy_exec(ctx: LsmContext) -> i32 {
     if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
         return 0;
     }
+    // The file itself (hard links, renames) and its directories (chroot, bind mounts).
+    let ino_bits = dentry_bits(pol.policy_id, file_dentry(file), false);
     // SAFETY: constant offset into `struct file`; the result is a BTF pointer to `struct path`.
-    let Some(base) = resolve_path(
+    let name = resolve_path(
         unsafe { file.add(off_path as usize) },
         pol.policy_id,
         path_kind::EXEC,
-    ) else {
-        // Unresolvable path: an allow list cannot admit it.
-        if pol.flags & pf::EXEC_ALLOW != 0 {
-            body.reason = reason::NOT_ALLOWED;
-            return decide(&pol, body, core::ptr::null());
-        }
-        return 0;
-    };
-    let hit = path_rule(base) & path_bits::EXEC_MATCH != 0;
+    );
+    let bits = ino_bits | name.map_or(0, path_rule);
+    let name = name.map_or(core::ptr::null(), |b| b as *const u8);
+    let hit = bits & path_bits::EXEC_MATCH != 0;
     if pol.flags & pf::EXEC_DENY != 0 && hit {
         body.reason = reason::DENY_LIST;
-        return decide(&pol, body, base);
+        return decide(&pol, body, name);
     }
+    // An unresolvable path that no inode entry admits is not allowed either.
     if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
         body.reason = reason::NOT_ALLOWED;
-        return decide(&pol, body, base);
+        return decide(&pol, body, name);
     }
     0
 }
@@ -172,31 +163,36 @@ pub fn policy_open(ctx: LsmContext) -> i32 {
     // SAFETY: probe_read of a field of the file being opened.
     let mode: u32 = unsafe { read_field(file, koff!(file_f_mode)) }.unwrap_or(0);
     if pol.flags & pf::OPEN_RULES != 0 {
+        // The file itself and its directories, whatever name reached it; then its name.
+        let mut bits = dentry_bits(pol.policy_id, file_dentry(file), false);
         // SAFETY: constant offset into `struct file`; a BTF pointer to its `struct path`.
-        if let Some(base) = resolve_path(
+        let name = resolve_path(
             unsafe { file.add(off_path as usize) },
             pol.policy_id,
             path_kind::OPEN,
-        ) {
-            let bits = path_rule(base);
-            let denied = (mode & FMODE_READ != 0 && bits & path_bits::DENY_READ != 0)
-                || (mode & FMODE_WRITE != 0 && bits & path_bits::DENY_WRITE != 0);
-            if denied {
-                let mut body = DecisionBody {
-                    op: decision_op::OPEN,
-                    hook: hook::FILE_OPEN,
-                    reason: reason::DENY_LIST,
-                    access: mode & (FMODE_READ | FMODE_WRITE),
-                    ..DecisionBody::default()
-                };
-                // SAFETY: see inode_of.
-                let ino = unsafe { inode_of(file) };
-                body.dev = ino.dev;
-                body.ino = ino.ino;
-                let r = decide(&pol, body, base);
-                if r != 0 {
-                    return r;
-                }
+        );
+        bits |= name.map_or(0, path_rule);
+        let denied = (mode & FMODE_READ != 0 && bits & path_bits::DENY_READ != 0)
+            || (mode & FMODE_WRITE != 0 && bits & path_bits::DENY_WRITE != 0);
+        if denied {
+            let mut body = DecisionBody {
+                op: decision_op::OPEN,
+                hook: hook::FILE_OPEN,
+                reason: reason::DENY_LIST,
+                access: mode & (FMODE_READ | FMODE_WRITE),
+                ..DecisionBody::default()
+            };
+            // SAFETY: see inode_of.
+            let ino = unsafe { inode_of(file) };
+            body.dev = ino.dev;
+            body.ino = ino.ino;
+            let r = decide(
+                &pol,
+                body,
+                name.map_or(core::ptr::null(), |b| b as *const u8),
+            );
+            if r != 0 {
+                return r;
             }
         }
     }

@@ -222,6 +222,9 @@ pub enum Operation {
     Connect,
     /// A UDP datagram with a destination on an unconnected socket.
     Sendmsg,
+    /// A change other than an open for write: truncate, create, link, rename, unlink, mkdir,
+    /// rmdir, symlink, mknod, chmod, chown, xattrs (`hook` says which).
+    Write,
     /// Self-protection: a task in a container reached for the agent (signal, ptrace) or its
     /// state (config, policies, audit log, pins, BPF objects); docs/self-protection.md.
     SelfProtect,
@@ -234,6 +237,7 @@ impl Operation {
             Operation::Open => "open",
             Operation::Connect => "connect",
             Operation::Sendmsg => "sendmsg",
+            Operation::Write => "write",
             Operation::SelfProtect => "self_protect",
         }
     }

@@ -87,6 +87,9 @@ kind! {
         BpfObject = decision_op::BPF_OBJECT => "bpf_object",
         /// A UDP datagram with a destination on an unconnected socket.
         Sendmsg = decision_op::SENDMSG => "sendmsg",
+        /// A change other than an open for write (issue 15): truncate, create, link, rename,
+        /// unlink, mkdir, rmdir, symlink, mknod, chmod, chown, xattrs; the hook says which.
+        Write = decision_op::WRITE => "write",
     }
     userspace {}
 }
@@ -95,7 +98,11 @@ impl Operation {
     /// One of the self-protection operations (they come with `Reason::SelfProtect` only).
     pub fn is_self_protect(self) -> bool {
         match self {
-            Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg => false,
+            Operation::Exec
+            | Operation::Open
+            | Operation::Connect
+            | Operation::Sendmsg
+            | Operation::Write => false,
             Operation::Signal
             | Operation::Ptrace
             | Operation::ProtectedFile
@@ -151,6 +158,23 @@ kind! {
         CgroupConnect6 = hook::CGROUP_CONNECT6 => "cgroup_connect6",
         CgroupSendmsg4 = hook::CGROUP_SENDMSG4 => "cgroup_sendmsg4",
         CgroupSendmsg6 = hook::CGROUP_SENDMSG6 => "cgroup_sendmsg6",
+        // Issue 15: every way to modify a file, and executable mappings.
+        PathTruncate = hook::PATH_TRUNCATE => "path_truncate",
+        FileTruncate = hook::FILE_TRUNCATE => "file_truncate",
+        InodeCreate = hook::INODE_CREATE => "inode_create",
+        InodeMknod = hook::INODE_MKNOD => "inode_mknod",
+        InodeLink = hook::INODE_LINK => "inode_link",
+        InodeUnlink = hook::INODE_UNLINK => "inode_unlink",
+        InodeSymlink = hook::INODE_SYMLINK => "inode_symlink",
+        InodeMkdir = hook::INODE_MKDIR => "inode_mkdir",
+        InodeRmdir = hook::INODE_RMDIR => "inode_rmdir",
+        InodeRename = hook::INODE_RENAME => "inode_rename",
+        PathChmod = hook::PATH_CHMOD => "path_chmod",
+        PathChown = hook::PATH_CHOWN => "path_chown",
+        InodeSetxattr = hook::INODE_SETXATTR => "inode_setxattr",
+        InodeRemovexattr = hook::INODE_REMOVEXATTR => "inode_removexattr",
+        MmapFile = hook::MMAP_FILE => "mmap_file",
+        FileMprotect = hook::FILE_MPROTECT => "file_mprotect",
     }
     userspace {
         /// The agent, after a traced open or connect completed (fallback backend's open and
@@ -259,7 +283,7 @@ mod tests {
         assert_eq!(Hook::try_from(9), Err(UnknownHook(9)));
         assert_eq!(Hook::SchedProcessExec.as_str(), "sched_process_exec");
         assert_eq!(Hook::AfterSyscall.byte(), None);
-        assert_eq!(Hook::try_from(34), Ok(Hook::CgroupSendmsg4));
+        assert_eq!(Hook::try_from(42), Ok(Hook::CgroupSendmsg4));
         assert_eq!(Hook::CgroupConnect6.as_str(), "cgroup_connect6");
         assert_eq!(
             serde_json::from_str::<Hook>("\"bprm_check_security\"").expect("parses"),

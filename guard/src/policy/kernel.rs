@@ -161,6 +161,10 @@ pub struct Enforcer {
     /// The set a reload replaced (its base and policies): decisions taken under it may still
     /// be in the ring.
     previous: Option<(u32, Arc<Vec<Policy>>)>,
+    /// `POLICY_CGROUPS` keys the last walk did not see: removed only when a second walk does
+    /// not see them either, since a cgroup made during a walk (and bound by the kernel at
+    /// `cgroup_mkdir`) can be missing from that walk's listing.
+    unseen: HashSet<u64>,
     /// Path rules resolved to files in each bound cgroup's root (`POLICY_INODES`).
     inodes: InodeTable,
 }
@@ -208,6 +212,7 @@ impl Enforcer {
             base,
             bound: HashMap::new(),
             previous: None,
+            unseen: HashSet::new(),
             inodes: InodeTable::default(),
         })
     }
@@ -349,14 +354,21 @@ impl Enforcer {
         )?)
     }
 
-    /// Binds `cgroup_id` to the policy `w` selects (most specific wins), or unbinds it.
+    /// Binds `cgroup_id` to the policy `w` selects (most specific wins), else to `inherited`
+    /// (the policy index of its nearest bound ancestor), or unbinds it.
     pub fn bind(
         &mut self,
         ebpf: &mut Ebpf,
         cgroup_id: u64,
         w: &WorkloadInfo,
+        inherited: Option<usize>,
     ) -> Result<Option<&Policy>> {
-        let chosen = choose(&self.policies, w).filter(|(_, p)| p.has_kernel_rules());
+        let policies = self.policies.clone();
+        let chosen = choose(&policies, w)
+            .map(|(i, _)| i)
+            .or(inherited)
+            .and_then(|i| Some((i, policies.get(i)?)))
+            .filter(|(_, p)| p.has_kernel_rules());
         let mut m = Self::cgroup_map(ebpf)?;
         match chosen {
             Some((i, p)) => {
@@ -372,7 +384,7 @@ impl Enforcer {
                 }
                 m.insert(cgroup_id, v, 0)?;
                 self.bound.insert(cgroup_id, i);
-                Ok(Some(p))
+                Ok(self.policies.get(i))
             }
             None => {
                 if self.bound.remove(&cgroup_id).is_some() {
@@ -381,6 +393,12 @@ impl Enforcer {
                 Ok(None)
             }
         }
+    }
+
+    /// The policy index a kernel binding names, when it is of this set.
+    fn index_of(&self, policy_id: u32) -> Option<usize> {
+        self.is_current(policy_id)
+            .then(|| (policy_id - self.base - 1) as usize)
     }
 
     /// Walks the cgroup2 tree and binds every cgroup a policy selects; bindings of an adopted
@@ -398,11 +416,15 @@ impl Enforcer {
         // Cgroups whose workload is not known yet: their map entries (bound by an earlier
         // walk, by the kernel at cgroup_mkdir, or by an adopted run) are left alone.
         let mut unknown = HashSet::new();
-        let mut stack: Vec<(PathBuf, usize)> = vec![(root.to_path_buf(), 0)];
+        // (directory, depth, policy index of the nearest bound ancestor).
+        let mut stack: Vec<(PathBuf, usize, Option<usize>)> = vec![(root.to_path_buf(), 0, None)];
+        // Parents whose new children a policy selects (`cgroup: /x/*`): the kernel binds such
+        // a child at cgroup_mkdir (POLICY_CHILDREN), before its first exec.
+        let mut children: HashMap<u64, CgroupPolicy> = HashMap::new();
         let mut bound = 0;
         // Bounded walk: depth and directory count, so a hostile tree cannot stall the agent.
         let mut budget = 100_000usize;
-        while let Some((dir, depth)) = stack.pop() {
+        while let Some((dir, depth, inherited)) = stack.pop() {
             budget = budget.saturating_sub(1);
             if budget == 0 {
                 warn!("cgroup tree walk stopped after 100000 directories");
@@ -418,42 +440,64 @@ impl Enforcer {
             let (mut w, known) = info(&rel);
             w.cgroup_path = Some(rel.clone());
             if !known {
-                // Container metadata not known yet: a cgroup-only selector can still bind it,
-                // but an existing binding is never replaced or lifted on missing data.
-                let bound_now = self.bound.contains_key(&md.ino())
-                    || Self::cgroup_map(ebpf)?.get(&md.ino(), 0).is_ok();
-                if bound_now || choose(&self.policies, &w).is_none() {
+                // Container metadata not known yet: a cgroup-only selector (or an ancestor's
+                // policy) can still bind it, but an existing binding is never replaced or
+                // lifted on missing data.
+                let entry = Self::cgroup_map(ebpf)?.get(&md.ino(), 0).ok();
+                let bound_now = self.bound.contains_key(&md.ino()) || entry.is_some();
+                if bound_now || (choose(&self.policies, &w).is_none() && inherited.is_none()) {
                     unknown.insert(md.ino());
-                    push_children(&mut stack, &dir, depth);
+                    let here = self
+                        .bound
+                        .get(&md.ino())
+                        .copied()
+                        .or_else(|| entry.and_then(|e| self.index_of(e.policy_id)))
+                        .or(inherited);
+                    push_children(&mut stack, &dir, depth, here);
                     continue;
                 }
             }
+            let was = self.bound.get(&md.ino()).copied();
+            let now = self
+                .bind(ebpf, md.ino(), &w, inherited)?
+                .map(|p| p.name.clone());
+            if let Some(name) = now
+                && was.is_none()
             {
-                let was = self.bound.get(&md.ino()).copied();
-                let now = self.bind(ebpf, md.ino(), &w)?.map(|p| p.name.clone());
-                if let Some(name) = now
-                    && was.is_none()
-                {
-                    bound += 1;
-                    info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
-                }
+                bound += 1;
+                info!(cgroup = %rel, cgroup_id = md.ino(), policy = %name, "cgroup bound to policy");
             }
-            if let Some(&i) = self.bound.get(&md.ino()) {
+            let here = self.bound.get(&md.ino()).copied();
+            if here.is_none()
+                && let Some(b) = child_binding(&self.policies, self.detect_only, self.base, &rel)
+            {
+                children.insert(md.ino(), b);
+            }
+            if let Some(i) = here {
                 let policies = self.policies.clone();
                 self.inodes
                     .resolve_cgroup(md.ino(), &dir, self.id_of(i), &policies[i]);
             }
-            push_children(&mut stack, &dir, depth);
+            push_children(&mut stack, &dir, depth, here.or(inherited));
         }
+        self.set_children(ebpf, &children)?;
         // Entries for cgroups that are gone, and entries left by an earlier agent (adopted
         // pins) that this run has not bound. Entries the kernel added at cgroup_mkdir are
         // adopted here when their cgroup still exists and the policy still selects it.
         let mut m = Self::cgroup_map(ebpf)?;
-        let stale: Vec<u64> = m
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !seen.contains(k) || (!self.bound.contains_key(k) && !unknown.contains(k)))
+        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
+        let unseen: HashSet<u64> = keys.iter().copied().filter(|k| !seen.contains(k)).collect();
+        let stale: Vec<u64> = keys
+            .into_iter()
+            .filter(|k| {
+                if seen.contains(k) {
+                    !self.bound.contains_key(k) && !unknown.contains(k)
+                } else {
+                    self.unseen.contains(k)
+                }
+            })
             .collect();
+        self.unseen = unseen;
         for k in stale {
             let _ = m.remove(&k);
             self.bound.remove(&k);
@@ -464,6 +508,28 @@ impl Enforcer {
         let current = self.current_ids();
         self.inodes.sync(ebpf, current)?;
         Ok(bound)
+    }
+
+    /// Makes `POLICY_CHILDREN` equal to `want` (absent on an object without the map: nothing).
+    fn set_children(&self, ebpf: &mut Ebpf, want: &HashMap<u64, CgroupPolicy>) -> Result<()> {
+        let Some(m) = ebpf.map_mut(names::POLICY_CHILDREN) else {
+            return Ok(());
+        };
+        let mut m: BpfHashMap<&mut MapData, u64, CgroupPolicy> = BpfHashMap::try_from(m)?;
+        let stale: Vec<u64> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !want.contains_key(k))
+            .collect();
+        for k in stale {
+            let _ = m.remove(&k);
+        }
+        for (k, v) in want {
+            if m.get(k, 0).ok() != Some(*v) {
+                m.insert(k, v, 0)?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of cgroups currently bound.
@@ -491,6 +557,7 @@ impl Enforcer {
             events::Operation::Open => Operation::Open,
             events::Operation::Connect => Operation::Connect,
             events::Operation::Sendmsg => Operation::Sendmsg,
+            events::Operation::Write => Operation::Write,
             // The agent sends these to selfprotect::describe; should one come here, it is
             // still recorded as what it is.
             events::Operation::Signal
@@ -596,15 +663,25 @@ impl Enforcer {
     }
 }
 
-/// Queues the subdirectories of a cgroup for the walk (at most 32 levels deep).
-fn push_children(stack: &mut Vec<(PathBuf, usize)>, dir: &Path, depth: usize) {
+/// The name of the hypothetical new child a parent's selectors are tried with: a glob such as
+/// `/x/*` selects it, an exact path or a container selector does not.
+const NEW_CHILD_PROBE: &str = "guard-new-child";
+
+/// Queues the subdirectories of a cgroup for the walk (at most 32 levels deep), with the
+/// policy they inherit.
+fn push_children(
+    stack: &mut Vec<(PathBuf, usize, Option<usize>)>,
+    dir: &Path,
+    depth: usize,
+    inherited: Option<usize>,
+) {
     if depth >= 32 {
         return;
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((e.path(), depth + 1));
+                stack.push((e.path(), depth + 1, inherited));
             }
         }
     }
@@ -684,6 +761,24 @@ pub fn binding_for(
         policy_id: base + i as u32 + 1,
         flags: policy_flags(p, detect_only),
     })
+}
+
+/// The binding a new child of the cgroup `parent` (a path below the cgroup2 mount) gets from
+/// its own selectors, whatever its name: tried on the name `NEW_CHILD_PROBE`, which a glob
+/// (`/x/*`) selects and an exact path does not. Such parents go into `POLICY_CHILDREN`.
+pub fn child_binding(
+    policies: &[Policy],
+    detect_only: bool,
+    base: u32,
+    parent: &str,
+) -> Option<CgroupPolicy> {
+    let child = format!("{}/{NEW_CHILD_PROBE}", parent.trim_end_matches('/'));
+    binding_for(
+        policies,
+        detect_only,
+        base,
+        &WorkloadInfo::host(Some(child)),
+    )
 }
 
 /// Records (or clears) what the `cgroup_mkdir` program binds for a container. A container

@@ -313,6 +313,25 @@ fn bindings_follow_selectors_and_detect_only() {
     assert_eq!(kernel::binding_for(&v, false, 0, &db), None);
 }
 
+#[test]
+fn glob_selected_parents_bind_their_new_children() {
+    let (v, d) = load(
+        "- policy: glob\n  workload: {cgroup: \"/x/*\"}\n  mode: enforce\n  enforce: {exec: {deny: [/bin/sh]}}\n- policy: exact\n  workload: {cgroup: /y}\n  mode: enforce\n  enforce: {exec: {deny: [/bin/sh]}}\n",
+    );
+    assert!(d.iter().all(|d| !d.is_error()), "{d:?}");
+    let b = kernel::child_binding(&v, false, 0, "/x").expect("a child of /x is selected");
+    assert_eq!(b.policy_id, 1);
+    assert_eq!(
+        kernel::child_binding(&v, false, 0, "/x/").map(|b| b.policy_id),
+        Some(1)
+    );
+    // An exact selector names only that cgroup; its children inherit instead (in the walk and
+    // at cgroup_mkdir), they are not selected.
+    assert_eq!(kernel::child_binding(&v, false, 0, "/y"), None);
+    assert_eq!(kernel::child_binding(&v, false, 0, "/"), None);
+    assert_eq!(kernel::child_binding(&v, false, 0, "/z"), None);
+}
+
 /// The example of issue 21: an unknown key under `enforce:` is reported at its own line and
 /// column (9:5), not at `enforce:` (6:3); so is one two levels deeper, and a bad value at the
 /// value.

@@ -464,7 +464,9 @@ pub fn build(
                         *acc.by_kind.entry(format!("would deny {op}")).or_default() += 1;
                         match d.op {
                             Operation::Exec => bounded_insert(&mut acc.binaries, &d.target),
-                            Operation::Open => bounded_insert(&mut acc.paths, &d.target),
+                            Operation::Open | Operation::Write => {
+                                bounded_insert(&mut acc.paths, &d.target)
+                            }
                             Operation::Connect | Operation::Sendmsg => {
                                 bounded_insert(&mut acc.destinations, &d.target)
                             }

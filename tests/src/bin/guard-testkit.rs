@@ -22,6 +22,19 @@ const USAGE: &str = "\
 usage: guard-testkit COMMAND ...
   try-exec [--cgroup DIR] PATH [ARG...]   fork, (join DIR), execve PATH exactly as given, wait
   try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
+                                          and/or t for O_TRUNC (e.g. rt, wct)
+  try-truncate PATH LEN                   truncate(2)
+  try-rename OLD NEW | try-link OLD NEW | try-symlink TARGET NEW
+  try-unlink PATH | try-mkdir PATH | try-rmdir PATH | try-mkfifo PATH
+  try-chmod PATH OCTAL                    chmod(2)
+  try-setxattr PATH NAME VALUE            setxattr(2)
+  try-mmap-exec PATH [mprotect]           open read-only, mmap PROT_READ|PROT_EXEC (or mmap
+                                          PROT_READ, then mprotect PROT_READ|PROT_EXEC)
+  try-memfd-exec SRC [ARG...]             copy SRC into a memfd, fork, execveat(fd, \"\",
+                                          AT_EMPTY_PATH) with argv SRC ARG..., wait
+  try-open-by-handle PATH MODE            name_to_handle_at(PATH), then open_by_handle_at
+  chroot-do DIR COMMAND ...               chroot(DIR), chdir(/), then run COMMAND (one of
+                                          these) in this process
   try-connect ADDR:PORT                   TCP connect ([v6]:port for IPv6), 3 s timeout
   try-connect-udp ADDR:PORT               UDP connect (sends no packet: only an LSM can refuse it)
   try-sendto ADDR:PORT DATA               UDP sendto(2) of DATA without connect (an IPv6 socket
@@ -65,6 +78,12 @@ fn main() -> ExitCode {
     match cmd {
         "try-exec" => try_exec(rest),
         "try-open" => try_open(rest),
+        "try-truncate" | "try-rename" | "try-link" | "try-symlink" | "try-unlink" | "try-mkdir"
+        | "try-rmdir" | "try-mkfifo" | "try-chmod" | "try-setxattr" => try_path_op(cmd, rest),
+        "try-mmap-exec" => try_mmap_exec(rest),
+        "try-memfd-exec" => try_memfd_exec(rest),
+        "try-open-by-handle" => try_open_by_handle(rest),
+        "chroot-do" => chroot_do(rest),
         "try-connect" => try_connect(rest),
         "try-connect-udp" => try_connect_udp(rest),
         "try-sendto" => try_sendto(rest),
@@ -280,16 +299,9 @@ fn try_open(args: &[OsString]) -> ExitCode {
     let Some(path_c) = cstring(path) else {
         return usage("PATH contains a NUL byte");
     };
-    let base = mode.trim_end_matches('c');
-    let mut flags = match base {
-        "r" => libc::O_RDONLY,
-        "w" => libc::O_WRONLY,
-        "rw" => libc::O_RDWR,
-        _ => return usage("MODE is r, w or rw, optionally followed by c"),
+    let Some(flags) = open_flags(mode) else {
+        return usage("MODE is r, w or rw, optionally followed by c and/or t");
     };
-    if mode.ends_with('c') {
-        flags |= libc::O_CREAT;
-    }
     // SAFETY: valid C string; mode only used with O_CREAT.
     let fd = unsafe { libc::open(path_c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
     if fd < 0 {
@@ -299,6 +311,240 @@ fn try_open(args: &[OsString]) -> ExitCode {
     unsafe { libc::close(fd) };
     println!("ok");
     ExitCode::from(EXIT_OK)
+}
+
+/// open(2) flags of a `try-open` MODE: r, w or rw, then c (O_CREAT) and/or t (O_TRUNC).
+fn open_flags(mode: &str) -> Option<i32> {
+    let extra = mode.trim_start_matches(['r', 'w']);
+    let mut flags = match &mode[..mode.len() - extra.len()] {
+        "r" => libc::O_RDONLY,
+        "w" => libc::O_WRONLY,
+        "rw" => libc::O_RDWR,
+        _ => return None,
+    };
+    for c in extra.chars() {
+        flags |= match c {
+            'c' => libc::O_CREAT,
+            't' => libc::O_TRUNC,
+            _ => return None,
+        };
+    }
+    Some(flags)
+}
+
+/// The path-changing probes: each one syscall on its arguments as given.
+fn try_path_op(cmd: &str, args: &[OsString]) -> ExitCode {
+    let Some(a) = args.iter().map(cstring).collect::<Option<Vec<_>>>() else {
+        return usage("an argument contains a NUL byte");
+    };
+    let need = match cmd {
+        "try-unlink" | "try-mkdir" | "try-rmdir" | "try-mkfifo" => 1,
+        "try-setxattr" => 3,
+        _ => 2,
+    };
+    if a.len() != need {
+        return usage(&format!("{cmd} takes {need} argument(s)"));
+    }
+    let arg = |i: usize| args[i].to_str().unwrap_or_default();
+    // SAFETY: plain syscalls on valid C strings.
+    let r: libc::c_long = unsafe {
+        match cmd {
+            "try-truncate" => {
+                let Ok(len) = arg(1).parse::<i64>() else {
+                    return usage("LEN is a number");
+                };
+                libc::truncate(a[0].as_ptr(), len).into()
+            }
+            "try-rename" => libc::rename(a[0].as_ptr(), a[1].as_ptr()).into(),
+            "try-link" => libc::link(a[0].as_ptr(), a[1].as_ptr()).into(),
+            "try-symlink" => libc::symlink(a[0].as_ptr(), a[1].as_ptr()).into(),
+            "try-unlink" => libc::unlink(a[0].as_ptr()).into(),
+            "try-mkdir" => libc::mkdir(a[0].as_ptr(), 0o755).into(),
+            "try-rmdir" => libc::rmdir(a[0].as_ptr()).into(),
+            "try-mkfifo" => libc::mkfifo(a[0].as_ptr(), 0o644).into(),
+            "try-chmod" => {
+                let Ok(mode) = u32::from_str_radix(arg(1), 8) else {
+                    return usage("MODE is octal");
+                };
+                libc::chmod(a[0].as_ptr(), mode).into()
+            }
+            "try-setxattr" => {
+                let v = a[2].as_bytes();
+                libc::setxattr(a[0].as_ptr(), a[1].as_ptr(), v.as_ptr().cast(), v.len(), 0).into()
+            }
+            _ => return usage("unknown path operation"),
+        }
+    };
+    result(r, "")
+}
+
+/// `try-mmap-exec PATH [mprotect]`: an executable mapping of PATH, as the dynamic loader makes.
+fn try_mmap_exec(args: &[OsString]) -> ExitCode {
+    let Some(path) = args.first().and_then(cstring) else {
+        return usage("try-mmap-exec needs PATH");
+    };
+    let via_mprotect = match args.get(1).and_then(|a| a.to_str()) {
+        None => false,
+        Some("mprotect") => true,
+        Some(_) => return usage("try-mmap-exec PATH [mprotect]"),
+    };
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return setup_error("open", last_errno());
+    }
+    let first = if via_mprotect {
+        libc::PROT_READ
+    } else {
+        libc::PROT_READ | libc::PROT_EXEC
+    };
+    // SAFETY: a fresh private mapping of our descriptor; unmapped at exit.
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, first, libc::MAP_PRIVATE, fd, 0) };
+    if p == libc::MAP_FAILED {
+        let e = last_errno();
+        return if via_mprotect {
+            setup_error("mmap PROT_READ", e)
+        } else {
+            report_errno(e)
+        };
+    }
+    if via_mprotect {
+        // SAFETY: our own mapping of one page.
+        let r = unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) };
+        return result(r.into(), "");
+    }
+    println!("ok");
+    ExitCode::from(EXIT_OK)
+}
+
+/// `try-memfd-exec SRC [ARG...]`: a fileless copy of SRC run with execveat(AT_EMPTY_PATH).
+fn try_memfd_exec(args: &[OsString]) -> ExitCode {
+    let Some(src) = args.first() else {
+        return usage("try-memfd-exec needs SRC");
+    };
+    let bytes = match std::fs::read(src) {
+        Ok(b) => b,
+        Err(e) => return setup_error("reading SRC", e.raw_os_error().unwrap_or(0)),
+    };
+    let Some(argv_c) = args.iter().map(cstring).collect::<Option<Vec<_>>>() else {
+        return usage("an argument contains a NUL byte");
+    };
+    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: valid C string; no flags (the fd must survive into the child's execveat).
+    let fd = unsafe { libc::memfd_create(c"guard-testkit".as_ptr(), 0) };
+    if fd < 0 {
+        return setup_error("memfd_create", last_errno());
+    }
+    // SAFETY: a valid buffer of bytes.len() bytes.
+    if unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) } != bytes.len() as isize {
+        return setup_error("writing the memfd", last_errno());
+    }
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut fds = [0i32; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return setup_error("pipe2", last_errno());
+    }
+    // SAFETY: single-threaded; the child makes only async-signal-safe calls.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: raw syscalls on live buffers.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            let e = *libc::__errno_location();
+            libc::write(fds[1], (&e as *const i32).cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        return setup_error("fork", last_errno());
+    }
+    // SAFETY: our descriptors.
+    unsafe { libc::close(fds[1]) };
+    let mut e = [0u8; 4];
+    // SAFETY: reading 4 bytes into e.
+    let n = unsafe { libc::read(fds[0], e.as_mut_ptr().cast(), 4) };
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if n == 4 {
+        return report_errno(i32::from_ne_bytes(e));
+    }
+    println!("ok exit={}", libc::WEXITSTATUS(status));
+    ExitCode::from(EXIT_OK)
+}
+
+/// `try-open-by-handle PATH MODE`: a file handle for PATH, then an open by that handle (no
+/// path at all at open time); the mount fd is PATH's directory.
+fn try_open_by_handle(args: &[OsString]) -> ExitCode {
+    let (Some(path), Some(mode)) = (args.first(), args.get(1).and_then(|m| m.to_str())) else {
+        return usage("try-open-by-handle needs PATH and MODE");
+    };
+    let Some(flags) = open_flags(mode) else {
+        return usage("bad MODE");
+    };
+    let dir = std::path::Path::new(path)
+        .parent()
+        .map_or_else(|| OsString::from("/"), |d| d.as_os_str().to_owned());
+    let (Some(path_c), Some(dir_c)) = (cstring(path), cstring(&dir)) else {
+        return usage("PATH contains a NUL byte");
+    };
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }, 128 bytes max.
+    let mut buf = [0u64; 18];
+    buf[0] = 128;
+    let mut mount_id = 0i32;
+    // SAFETY: buf holds the header and MAX_HANDLE_SZ bytes; valid C strings.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            path_c.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if r < 0 {
+        return setup_error("name_to_handle_at", last_errno());
+    }
+    // SAFETY: valid C string.
+    let mfd = unsafe { libc::open(dir_c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    if mfd < 0 {
+        return setup_error("opening the mount fd", last_errno());
+    }
+    // SAFETY: the handle the kernel filled.
+    let fd = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mfd, buf.as_mut_ptr(), flags) };
+    result(fd, "")
+}
+
+/// `chroot-do DIR COMMAND ...`: the probe COMMAND, run after chroot(DIR) in this process.
+fn chroot_do(args: &[OsString]) -> ExitCode {
+    let Some(dir) = args.first().and_then(cstring) else {
+        return usage("chroot-do needs DIR COMMAND");
+    };
+    let Some(cmd) = args.get(1).and_then(|c| c.to_str()) else {
+        return usage("chroot-do needs a COMMAND");
+    };
+    // SAFETY: valid C strings.
+    if unsafe { libc::chroot(dir.as_ptr()) } != 0 || unsafe { libc::chdir(c"/".as_ptr()) } != 0 {
+        return setup_error("chroot", last_errno());
+    }
+    let rest = &args[2..];
+    match cmd {
+        "try-exec" => try_exec(rest),
+        "try-open" => try_open(rest),
+        "try-truncate" | "try-rename" | "try-link" | "try-unlink" => try_path_op(cmd, rest),
+        "try-mmap-exec" => try_mmap_exec(rest),
+        other => usage(&format!("chroot-do: unsupported command {other:?}")),
+    }
 }
 
 /// `try-finit-module PATH PARAMS`: finit_module(2) on PATH with PARAMS, reporting the errno.
