@@ -29,7 +29,8 @@ use tokio::{
     net::TcpStream,
 };
 
-const KILL_SHELL: &str = "- response: kill-shell\n  match: {priority: '>= Critical', rules: ['Terminal shell*']}\n  actions: [kill_process]\n";
+/// Dedupe off: several posts name the same process and each must reach the identity check.
+const KILL_SHELL: &str = "- settings: {dedupe_window: 0s}\n- response: kill-shell\n  match: {priority: '>= Critical', rules: ['Terminal shell*']}\n  actions: [kill_process]\n";
 
 /// Sends raw bytes, returns the status code (0 when the server closed without answering).
 async fn raw(port: u16, req: Vec<u8>) -> u16 {
@@ -420,8 +421,8 @@ async fn pid_in_another_container_is_refused() {
         pid,
         serde_json::json!({"container.id": &a.id[..12], "proc.vpid": 1}),
     );
-    assert_eq!(bed.post_ok(&named_a), 202);
     let fd = pidfd_open(pid);
+    assert_eq!(bed.post_ok(&named_a), 202);
     assert!(
         pidfd_wait(fd, Duration::from_secs(5)),
         "killed when the alert names its container"

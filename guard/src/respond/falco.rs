@@ -168,7 +168,7 @@ impl RefusalAudit {
             *n += 1;
             std::mem::take(skipped)
         };
-        responder.intake_refused(peer, why, suppressed);
+        intake_refused(responder, peer, why, suppressed);
     }
 }
 
@@ -245,6 +245,33 @@ fn reply(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Records a sender the intake refused (no or wrong credentials): a `response` record of the
+/// pseudo-response `falco-intake`, without waiting for the audit queue.
+fn intake_refused(responder: &Responder, peer: &str, why: &str, suppressed: u64) {
+    use crate::audit::{Outcome, Payload, ProcessInfo, ResponseOutcome, Workload};
+    tracing::warn!(%peer, "falco intake refused a sender: {why}");
+    let Some(a) = responder.audit_log() else {
+        return;
+    };
+    a.try_record(Payload::Response(ResponseOutcome {
+        response: "falco-intake".into(),
+        action: "*".into(),
+        outcome: Outcome::Refused,
+        rule: None,
+        policy: None,
+        mode: None,
+        workload: Workload::default(),
+        process: ProcessInfo::default(),
+        error: Some(why.to_owned()),
+        detail: Some(if suppressed > 0 {
+            format!("from {peer}; {suppressed} earlier refusal(s) not recorded (rate bound)")
+        } else {
+            format!("from {peer}")
+        }),
+        latency_us: None,
+    }));
 }
 
 async fn serve_one(
@@ -401,7 +428,7 @@ async fn serve_tls(stream: TcpStream, addr: SocketAddr, sh: Shared, tls: Arc<Int
     serve_http(tls_stream, sh, Peer::Tls { addr, auth }).await;
 }
 
-/// Binds a unix socket at `path`, mode 0660, owner root and `group`. A stale socket there is
+/// Binds a unix socket at `path`, mode 0660, owner root and `group` (root's by default). A stale socket there is
 /// replaced; any other file is an error (never removed).
 fn bind_unix(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -418,7 +445,12 @@ fn bind_unix(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
     // Bound with the process umask (guard's 022 gives 0755: nobody else may connect, as
     // connecting needs write permission), then narrowed to its final owner and mode.
     let l = UnixListener::bind(path)?;
-    std::os::unix::fs::chown(path, Some(0), Some(group.unwrap_or(0)))?;
+    // Not root (a test run): the socket stays the running user's, with `group` if given.
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(path, Some(0), Some(group.unwrap_or(0)))?;
+    } else if let Some(g) = group {
+        std::os::unix::fs::chown(path, None, Some(g))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)
 }

@@ -353,28 +353,9 @@ impl Responder {
             .record(pid, crate::alert::rfc3339_ns(now), summary);
     }
 
-    /// Records a sender the Falco intake refused (no or wrong credentials): a `response`
-    /// record of the pseudo-response `falco-intake`, without waiting for the audit queue.
-    pub fn intake_refused(&self, peer: &str, why: &str, suppressed: u64) {
-        tracing::warn!(%peer, "falco intake refused a sender: {why}");
-        let Some(a) = &self.inner.audit else { return };
-        a.try_record(Payload::Response(ResponseOutcome {
-            response: "falco-intake".into(),
-            action: "*".into(),
-            outcome: Outcome::Refused,
-            rule: None,
-            policy: None,
-            mode: None,
-            workload: Workload::default(),
-            process: ProcessInfo::default(),
-            error: Some(why.to_owned()),
-            detail: Some(if suppressed > 0 {
-                format!("from {peer}; {suppressed} earlier refusal(s) not recorded (rate bound)")
-            } else {
-                format!("from {peer}")
-            }),
-            latency_us: None,
-        }));
+    /// The audit log outcomes go to, if any.
+    pub(crate) fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.inner.audit.as_ref()
     }
 
     /// Alerts refused because `max_in_flight` executions were running.
@@ -759,47 +740,14 @@ impl Responder {
                 if detect {
                     return dry(what);
                 }
-                // Tree: SIGSTOP the root and every descendant found (a stopped process cannot
-                // fork), scan again for what was forked meanwhile, then SIGKILL them all. Each
-                // descendant goes through its own pidfd and the rails.
-                let mut tree: Vec<ProcessHandle> = Vec::new();
-                if kp.tree {
-                    let _ = h.signal(libc::SIGSTOP);
-                    for _round in 0..3 {
-                        let mut found = 0;
-                        for d in process::descendants(pid) {
-                            if tree.iter().any(|t| t.pid == d) {
-                                continue;
-                            }
-                            if let Ok(dh) = ProcessHandle::open(d, None)
-                                && dh.rail().is_none()
-                            {
-                                let _ = dh.signal(libc::SIGSTOP);
-                                tree.push(dh);
-                                found += 1;
-                            }
-                        }
-                        if found == 0 {
-                            break;
-                        }
-                    }
-                    for dh in &tree {
-                        let _ = dh.kill();
-                    }
-                }
-                if let Err(e) = h.kill() {
-                    if e.raw_os_error() == Some(libc::ESRCH) {
-                        return failed(format!("process {pid} exited before the kill"));
-                    }
-                    return failed(format!("pidfd_send_signal: {e}"));
-                }
-                if !h.wait_exit(Duration::from_secs(2)).await {
-                    return failed(format!("process {pid} still alive 2 s after SIGKILL"));
-                }
+                let killed_tree = match process::kill(h, kp.tree).await {
+                    Ok(n) => n,
+                    Err(e) => return failed(e),
+                };
                 done(format!(
                     "killed process {pid}{} [{checked}]",
                     if kp.tree {
-                        format!(" and {} descendant(s)", tree.len())
+                        format!(" and {killed_tree} descendant(s)")
                     } else {
                         String::new()
                     }
