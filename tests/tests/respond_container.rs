@@ -140,9 +140,10 @@ fn kill_container_latency_from_the_offending_exec() {
     .expect("override");
     std::fs::write(
         tmp.0.join("responses/kill.yaml"),
-        "- settings: {rate_limit_per_workload: {burst: 5, per_minute: 60}, rate_limit_global: {burst: 100, per_minute: 600}}\n- response: kill-on-critical\n  match: {priority: '>= Critical', workload: {container: true}}\n  actions: [kill_container]\n",
+        "- settings: {rate_limit_per_workload: {burst: 5, per_minute: 60}, rate_limit_global: {burst: 100, per_minute: 600}}\n- response: kill-on-critical\n  match: {priority: '>= Critical', rules: ['Shell spawned in container'], workload: {container: true}}\n  actions: [kill_container]\n",
     )
     .expect("responses");
+    // Only the shell's rule: runc's own mounts at container start are Critical too.
     let audit = tmp.0.join("audit");
     let policies = repo_root().join("policies");
     let agent = Agent::start_cmd(&[
