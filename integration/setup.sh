@@ -25,6 +25,7 @@ PKGS=(
     qemu-system-x86 cpio zstd                                              # VM test bed
     chromium                                                               # HTML report test
     iproute2 procps                                                        # test tooling
+    openssl curl util-linux                                                # intake certs, TLS sender, setpriv (respond_falco)
     systemd                                                                # systemd-analyze verify (deploy test)
 )
 # Not here: bpftrace and auditd are benchmark-only (integration/bench/overhead.sh installs them

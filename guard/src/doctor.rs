@@ -59,7 +59,33 @@ pub fn all_checks() -> Vec<Check> {
     v.push(bpffs());
     v.push(capabilities());
     v.push(docker());
+    v.push(falco_intake());
     v
+}
+
+/// `guard respond` intakes serving plain HTTP (`--insecure-intake`).
+fn falco_intake() -> Check {
+    let dir = std::path::Path::new(crate::respond::falco::STATUS_DIR);
+    let running = crate::respond::falco::running_intakes(dir);
+    let insecure: Vec<String> = running
+        .iter()
+        .filter(|(_, _, auth)| auth == "insecure")
+        .map(|(pid, listen, _)| format!("{listen} (pid {pid})"))
+        .collect();
+    if insecure.is_empty() {
+        return Check::new(
+            "falco-intake",
+            Status::Pass,
+            format!("{} running, none over plain HTTP", running.len()),
+            "",
+        );
+    }
+    Check::new(
+        "falco-intake",
+        Status::Warn,
+        format!("plain HTTP (--insecure-intake): {}", insecure.join(", ")),
+        "anyone who can connect can trigger responses: use mutual TLS (--tls-cert/--tls-key/--client-ca) or a unix: socket (docs/responses.md)",
+    )
 }
 
 fn kernel() -> Check {

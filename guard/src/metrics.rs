@@ -124,6 +124,8 @@ pub struct Metrics {
     alerts: Labelled,
     decisions: Labelled,
     actions: Labelled,
+    /// Actions refused because the live process is not the one the alert names, by check.
+    identity_refused: Labelled,
     /// Kernel timestamp of an event to the end of its handling (alerts emitted).
     pub event_latency: Histogram,
     /// Alert to action outcome.
@@ -182,6 +184,10 @@ impl Metrics {
     pub fn action(&self, action: &str, outcome: &str, latency: Duration) {
         self.actions.add(&[action, outcome]);
         self.action_latency.observe(latency);
+    }
+
+    pub fn identity_refused(&self, check: &str) {
+        self.identity_refused.add(&[check]);
     }
 
     pub fn set_policy_generation(&self, g: u64) {
@@ -300,6 +306,12 @@ impl Metrics {
             "guard_actions_total",
             "Response actions by action and outcome.",
             &["action", "outcome"],
+        );
+        self.identity_refused.render(
+            &mut out,
+            "guard_response_identity_refused_total",
+            "Actions refused: the live process is not the one the alert names (respond/identity.rs).",
+            &["check"],
         );
         self.event_latency.render(
             &mut out,

@@ -3,7 +3,13 @@
 #   kill_process:   alert -> process dead (pidfd), 30 trials
 #                   (tests/tests/respond_semantics.rs kill_process_latency_and_death)
 #   kill_container: alert -> container init exited (pidfd), 20 trials, real dockerd
-#                   (tests/tests/respond_container.rs kill_container_on_critical_latency)
+#                   (tests/tests/respond_container.rs kill_container_on_critical_latency):
+#                   the response engine alone, from the moment it is handed the alert
+#   kill_container from the offending syscall: the whole agent (guard run), a shell exec'd in
+#                   a container -> Docker's FinishedAt (and -> the init's exit), from the exec
+#                   event's kernel timestamp, 20 trials
+#                   (respond_container.rs kill_container_latency_from_the_offending_exec)
+# The target is judged on the exec -> FinishedAt line: it is what a user sees.
 # Both are run RUNS times; every p50/p99/max line is reported, and each p99 is judged against
 # the product target (DESIGN section 10): kill_process p99 < 5 ms, kill_container p99 < 150 ms.
 # This script is where those targets are measured: the tests themselves only assert a 5 s
@@ -79,6 +85,15 @@ for ((run = 1; run <= RUNS; run++)); do
     echo "| $run | $l | $(judge "$l" 5) |"
     say "$l"
     l="$(run_test respond_container kill_container_on_critical_latency 'kill_container alert->container init exited')"
+    echo "| $run | $l | (engine alone; not the target's measure) |"
+    say "$l"
+    out="$TMP/exec"
+    run_test respond_container kill_container_latency_from_the_offending_exec 'kill_container exec->FinishedAt' >"$out"
+    l="$(cat "$out")"
     echo "| $run | $l | $(judge "$l" 150) |"
     say "$l"
+    for p in 'kill_container exec->container init exited' 'kill_container agent event seen->kill done'; do
+        l="$(grep -m1 "$p" "$TMP/out")" || die "no '$p' line"
+        echo "| $run | $l | |"
+    done
 done

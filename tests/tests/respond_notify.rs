@@ -1,5 +1,6 @@
 //! notify: a real local HTTP receiver gets the alert JSON; a receiver that hangs delays
-//! nothing else (neither later actions nor other deliveries).
+//! nothing else (neither later actions nor other deliveries). Detect mode keeps the eyes open:
+//! notify delivers and snapshot records while kill_container is only a dry run.
 
 use std::{
     process::Command,
@@ -11,8 +12,9 @@ use guard::{
     alert::Priority,
     audit::Outcome,
     respond::{AlertContext, Options},
+    workload::WorkloadInfo,
 };
-use guard_tests::respond_util::*;
+use guard_tests::{harness::Docker, respond_util::*};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -162,4 +164,112 @@ async fn hanging_receiver_delays_nothing() {
         rec["error"].as_str().unwrap_or("").contains("no response"),
         "{rec}"
     );
+}
+
+/// `--detect-only`: in one response, notify reaches the receiver and snapshot writes its record
+/// (both recorded with `mode: detect`), while kill_container is a recorded dry run and the
+/// container lives. Control: `dry_run: true` on the response dries all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_only_notifies_and_snapshots_but_does_not_kill() {
+    let Some(d) = Docker::get() else { return };
+    let (port, mut rx) = receiver().await;
+    let c = d.run(&[], &["sleep", "600"]);
+    let ctx = || AlertContext {
+        pid: Some(c.pid()),
+        workload: WorkloadInfo {
+            container_id: Some(c.id.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let actions = format!(
+        "  actions:\n    - notify: {{url: 'http://127.0.0.1:{port}/hook'}}\n    - snapshot: {{}}\n    - kill_container\n"
+    );
+    let audit = TempDir::new("detect-eyes");
+    let r = responder_with_audit(
+        responses(&format!("- response: eyes\n{actions}")),
+        Options {
+            detect_only: true,
+            ..Default::default()
+        },
+        &audit.0,
+    );
+    let a = Arc::new(alert(
+        "Terminal shell in container",
+        Priority::Critical,
+        serde_json::json!({"proc.name": "sh"}),
+    ));
+    let rep = r.handle(a.clone(), ctx()).await;
+    let outcomes: Vec<(&str, Outcome)> =
+        rep.iter().map(|r| (r.action.as_str(), r.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("notify", Outcome::Planned),
+            ("snapshot", Outcome::Done),
+            ("kill_container", Outcome::DryRun)
+        ],
+        "{rep:?}"
+    );
+    let body = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the receiver is paged in detect mode")
+        .expect("body");
+    assert!(body.contains("Terminal shell in container"), "{body}");
+    for (action, outcome) in [
+        ("notify", "done"),
+        ("snapshot", "done"),
+        ("kill_container", "dry_run"),
+    ] {
+        let rec = wait_audit(&audit.0, Duration::from_secs(5), |v| {
+            v["kind"] == "response" && v["action"] == action && v["outcome"] == outcome
+        })
+        .unwrap_or_else(|| panic!("no {action} {outcome} record"));
+        assert_eq!(rec["mode"], "detect", "{rec}");
+    }
+    let snap = wait_audit(&audit.0, Duration::from_secs(5), |v| {
+        v["kind"] == "snapshot"
+    })
+    .expect("snapshot record written");
+    assert!(
+        snap["processes"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["pid"] == c.pid())),
+        "the snapshot lists the container's process: {snap}"
+    );
+    assert_eq!(
+        d.cmd(&["inspect", "-f", "{{.State.Running}}", &c.id]),
+        "true",
+        "the container lives"
+    );
+    assert!(alive(c.pid()));
+
+    // Control: dry_run: true dries every action, notify and snapshot included.
+    let audit2 = TempDir::new("detect-dry");
+    let r = responder_with_audit(
+        responses(&format!("- response: dry\n  dry_run: true\n{actions}")),
+        Options {
+            detect_only: true,
+            ..Default::default()
+        },
+        &audit2.0,
+    );
+    let rep = r.handle(a, ctx()).await;
+    assert!(
+        rep.iter().all(|r| r.outcome == Outcome::DryRun),
+        "dry_run dries all: {rep:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "a dry-run notify sends nothing"
+    );
+    assert!(
+        !audit_records(&audit2.0)
+            .iter()
+            .any(|v| v["kind"] == "snapshot"),
+        "a dry-run snapshot writes nothing"
+    );
+    assert!(alive(c.pid()));
 }

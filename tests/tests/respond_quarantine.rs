@@ -94,6 +94,8 @@ impl RespondAgent {
             .args(["respond", "--responses"])
             .arg(dir)
             .args(["--serve-falco", &format!("127.0.0.1:{port}")])
+            // Loopback plain HTTP: the test posts without certificates (respond_falco covers mTLS).
+            .arg("--insecure-intake")
             .env("GUARD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -141,6 +141,14 @@ pub struct Exec {
     /// Directories the script may write below; everything else is read-only.
     #[serde(default)]
     pub allow_write: Vec<PathBuf>,
+    /// `false` declares that the script only reports (pages, tickets): it then runs in
+    /// detect mode too. By default a script is assumed to act on the workload.
+    #[serde(default = "default_exec_disruptive")]
+    pub disruptive: bool,
+}
+
+fn default_exec_disruptive() -> bool {
+    true
 }
 
 fn default_exec_timeout() -> Dur {
@@ -316,6 +324,15 @@ impl Action {
     /// See [`ActionKind::is_disruptive`].
     pub fn is_disruptive(&self) -> bool {
         self.kind().is_disruptive()
+    }
+
+    /// Whether detect mode turns this action into a dry run: the disruptive kinds, and
+    /// `exec` unless its script is declared `disruptive: false`. Notify and snapshot run.
+    pub fn dries_in_detect(&self) -> bool {
+        match self {
+            Action::Exec(e) => e.disruptive,
+            a => a.is_disruptive(),
+        }
     }
 
     /// The action written as a bare name; `None` for kinds whose options are required.

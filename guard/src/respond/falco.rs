@@ -1,6 +1,12 @@
 //! Falco intake: `POST /falco` with Falco's alert JSON (what Falco's `http_output` sends), so
 //! guard can be the response engine behind an existing Falco.
 //!
+//! - Only authenticated senders ([`Listen`]): mutual TLS (client certificates checked against
+//!   a configured CA, `intake_tls.rs`), or a unix socket only root or one group can open
+//!   (mode 0660). Plain HTTP only as [`Listen::Insecure`] (`--insecure-intake`), which warns.
+//!   Refused senders get 400 (plain HTTP on the TLS port), 401 (no certificate) or 403
+//!   (certificate of another CA), and each refusal is audited (at most
+//!   [`REFUSALS_AUDITED_PER_SEC`] a second; the rest are counted in the next record).
 //! - Binds where told; the CLI default is loopback (127.0.0.1:2802).
 //! - A body larger than the limit gets 413 (checked on Content-Length and while reading),
 //!   malformed JSON 400, JSON of the wrong shape or types 422, a body not sent within the
@@ -10,11 +16,12 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -25,9 +32,14 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixListener},
+    sync::Semaphore,
+    task::JoinHandle,
+};
 
-use super::{AlertContext, Responder};
+use super::{AlertContext, Responder, intake_tls::IntakeTls};
 use crate::alert::{Alert, GuardInfo, Priority};
 
 #[derive(Debug, Clone)]
@@ -47,16 +59,117 @@ impl Default for IntakeOptions {
     }
 }
 
+/// Audit records of refused senders per second; more are counted, not written.
+pub const REFUSALS_AUDITED_PER_SEC: u32 = 20;
+
+/// Where and how the intake listens.
+#[derive(Debug)]
+pub enum Listen {
+    /// TCP with mutual TLS.
+    Tls {
+        addr: SocketAddr,
+        tls: Arc<IntakeTls>,
+    },
+    /// A unix socket, mode 0660, owned by root and `group` (root's group when `None`).
+    Unix { path: PathBuf, group: Option<u32> },
+    /// Plain HTTP: anyone who can connect triggers responses (`--insecure-intake`).
+    Insecure { addr: SocketAddr },
+}
+
+impl Listen {
+    /// `mtls`, `unix` or `insecure` (status file, logs, doctor).
+    pub fn auth(&self) -> &'static str {
+        match self {
+            Listen::Tls { .. } => "mtls",
+            Listen::Unix { .. } => "unix",
+            Listen::Insecure { .. } => "insecure",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct IntakeStats {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// Senders refused before their request was read (no or wrong credentials).
+    pub unauthenticated: AtomicU64,
 }
 
 pub struct FalcoIntake {
-    pub local_addr: SocketAddr,
+    /// The TCP address (TLS or insecure).
+    pub local_addr: Option<SocketAddr>,
+    /// The unix socket.
+    pub socket: Option<PathBuf>,
     pub stats: Arc<IntakeStats>,
     task: JoinHandle<()>,
+}
+
+impl FalcoIntake {
+    /// What it listens on, for logs.
+    pub fn describe(&self) -> String {
+        match (&self.local_addr, &self.socket) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(p)) => format!("unix:{}", p.display()),
+            (None, None) => "?".into(),
+        }
+    }
+}
+
+/// The sender as the transport authenticated it.
+#[derive(Debug, Clone)]
+enum Peer {
+    Insecure(SocketAddr),
+    Unix {
+        uid: Option<u32>,
+    },
+    /// Mutual TLS: the client certificate's sha256, or why it is refused.
+    Tls {
+        addr: SocketAddr,
+        auth: Result<String, (StatusCode, String)>,
+    },
+}
+
+impl Peer {
+    fn describe(&self) -> String {
+        match self {
+            Peer::Insecure(a) => format!("{a} (plain HTTP)"),
+            Peer::Unix { uid: Some(u) } => format!("unix socket peer uid {u}"),
+            Peer::Unix { uid: None } => "unix socket peer".into(),
+            Peer::Tls { addr, auth: Ok(fp) } => {
+                format!(
+                    "{addr} (client certificate sha256 {})",
+                    &fp[..fp.len().min(16)]
+                )
+            }
+            Peer::Tls { addr, .. } => format!("{addr} (TLS)"),
+        }
+    }
+}
+
+/// Writes refusal records, at most [`REFUSALS_AUDITED_PER_SEC`] a second.
+#[derive(Default)]
+struct RefusalAudit {
+    window: Mutex<Option<(Instant, u32, u64)>>,
+}
+
+impl RefusalAudit {
+    fn refuse(&self, responder: &Responder, peer: &str, why: &str) {
+        let now = Instant::now();
+        let suppressed = {
+            let mut g = self.window.lock().unwrap_or_else(|p| p.into_inner());
+            let (start, n, skipped) = g.get_or_insert((now, 0, 0));
+            if now.duration_since(*start) >= Duration::from_secs(1) {
+                (*start, *n) = (now, 0);
+            }
+            if *n >= REFUSALS_AUDITED_PER_SEC {
+                *skipped += 1;
+                return;
+            }
+            *n += 1;
+            std::mem::take(skipped)
+        };
+        intake_refused(responder, peer, why, suppressed);
+    }
 }
 
 impl FalcoIntake {
@@ -134,12 +247,52 @@ fn reply(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
     r
 }
 
+/// Records a sender the intake refused (no or wrong credentials): a `response` record of the
+/// pseudo-response `falco-intake`, without waiting for the audit queue.
+fn intake_refused(responder: &Responder, peer: &str, why: &str, suppressed: u64) {
+    use crate::audit::{Outcome, Payload, ProcessInfo, ResponseOutcome, Workload};
+    tracing::warn!(%peer, "falco intake refused a sender: {why}");
+    let Some(a) = responder.audit_log() else {
+        return;
+    };
+    a.try_record(Payload::Response(ResponseOutcome {
+        response: "falco-intake".into(),
+        action: "*".into(),
+        outcome: Outcome::Refused,
+        rule: None,
+        policy: None,
+        mode: None,
+        workload: Workload::default(),
+        process: ProcessInfo::default(),
+        error: Some(why.to_owned()),
+        detail: Some(if suppressed > 0 {
+            format!("from {peer}; {suppressed} earlier refusal(s) not recorded (rate bound)")
+        } else {
+            format!("from {peer}")
+        }),
+        latency_us: None,
+    }));
+}
+
 async fn serve_one(
     req: Request<Incoming>,
     responder: Responder,
     opts: IntakeOptions,
     stats: Arc<IntakeStats>,
+    peer: Arc<Peer>,
+    refusals: Arc<RefusalAudit>,
 ) -> Response<Full<Bytes>> {
+    // Authentication first: nothing of a refused sender's request is read.
+    if let Peer::Tls {
+        auth: Err((status, why)),
+        ..
+    } = &*peer
+    {
+        stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        stats.rejected.fetch_add(1, Ordering::Relaxed);
+        refusals.refuse(&responder, &peer.describe(), why);
+        return reply(*status, why);
+    }
     let r = route(req, responder, &opts).await;
     if r.status().is_success() {
         stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -197,58 +350,253 @@ async fn route(
     )
 }
 
+/// What every connection shares.
+#[derive(Clone)]
+struct Shared {
+    responder: Responder,
+    opts: IntakeOptions,
+    stats: Arc<IntakeStats>,
+    refusals: Arc<RefusalAudit>,
+}
+
+/// Serves HTTP/1 on one authenticated (or insecure) connection.
+async fn serve_http<IO>(io: IO, sh: Shared, peer: Peer)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Arc::new(peer);
+    let svc = service_fn(move |req| {
+        let sh = sh.clone();
+        let peer = peer.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                serve_one(req, sh.responder, sh.opts, sh.stats, peer, sh.refusals).await,
+            )
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5))
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+}
+
+/// TLS on one TCP connection. Plain HTTP (a first byte that is no TLS handshake record) gets
+/// a 400 in plain HTTP, so a misconfigured sender learns why; a failed handshake is refused.
+async fn serve_tls(stream: TcpStream, addr: SocketAddr, sh: Shared, tls: Arc<IntakeTls>) {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(Duration::from_secs(5), stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) {
+        return;
+    }
+    if first[0] != 0x16 {
+        let why = "plain HTTP on the TLS intake: this intake needs mutual TLS";
+        sh.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        sh.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        sh.refusals
+            .refuse(&sh.responder, &format!("{addr} (plain HTTP)"), why);
+        let body = serde_json::json!({ "status": 400, "message": why }).to_string();
+        let resp = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = stream;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let tls_stream =
+        match tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                sh.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                sh.refusals.refuse(
+                    &sh.responder,
+                    &format!("{addr} (TLS)"),
+                    &format!("TLS handshake failed: {e}"),
+                );
+                return;
+            }
+            Err(_) => return,
+        };
+    let auth = tls.authenticate(tls_stream.get_ref().1.peer_certificates());
+    serve_http(tls_stream, sh, Peer::Tls { addr, auth }).await;
+}
+
+/// Binds a unix socket at `path`, mode 0660, owner root and `group` (root's by default). A stale socket there is
+/// replaced; any other file is an error (never removed).
+fn bind_unix(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(_) => {}
+    }
+    // Bound with the process umask (guard's 022 gives 0755: nobody else may connect, as
+    // connecting needs write permission), then narrowed to its final owner and mode.
+    let l = UnixListener::bind(path)?;
+    // Not root (a test run): the socket stays the running user's, with `group` if given.
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(path, Some(0), Some(group.unwrap_or(0)))?;
+    } else if let Some(g) = group {
+        std::os::unix::fs::chown(path, None, Some(g))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
 /// Starts the intake on the current tokio runtime.
 pub async fn start(
-    addr: SocketAddr,
+    listen: Listen,
     responder: Responder,
     opts: IntakeOptions,
 ) -> std::io::Result<FalcoIntake> {
-    let listener = TcpListener::bind(addr).await?;
-    let local_addr = listener.local_addr()?;
-    if !local_addr.ip().is_loopback() {
-        tracing::warn!(%local_addr, "Falco intake listens beyond loopback: anyone who can reach it can trigger responses");
-    }
     let stats = Arc::new(IntakeStats::default());
-    let st = stats.clone();
-    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, _peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off, keep serving.
-                    tracing::warn!("falco intake: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    let sh = Shared {
+        responder,
+        opts,
+        stats: stats.clone(),
+        refusals: Arc::new(RefusalAudit::default()),
+    };
+    let slots = Arc::new(Semaphore::new(sh.opts.max_connections.max(1)));
+    let (local_addr, socket, task) = match listen {
+        Listen::Unix { path, group } => {
+            let l = bind_unix(&path, group)?;
+            let task = tokio::spawn(async move {
+                loop {
+                    let stream = match l.accept().await {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            // EMFILE and friends: back off, keep serving.
+                            tracing::warn!("falco intake: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        continue; // over the connection bound: closed at once
+                    };
+                    let uid = stream.peer_cred().ok().map(|c| c.uid());
+                    let sh = sh.clone();
+                    tokio::spawn(async move {
+                        serve_http(stream, sh, Peer::Unix { uid }).await;
+                        drop(permit);
+                    });
                 }
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                drop(stream); // over the connection bound: close at once
-                continue;
-            };
-            let (responder, opts, st) = (responder.clone(), opts.clone(), st.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let (responder, opts, st) = (responder.clone(), opts.clone(), st.clone());
-                    async move {
-                        Ok::<_, std::convert::Infallible>(serve_one(req, responder, opts, st).await)
-                    }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(5))
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
-                drop(permit);
             });
+            (None, Some(path), task)
         }
-    });
+        Listen::Tls { addr, .. } | Listen::Insecure { addr } => {
+            let tls = match &listen {
+                Listen::Tls { tls, .. } => Some(tls.clone()),
+                _ => None,
+            };
+            let l = TcpListener::bind(addr).await?;
+            let local = l.local_addr()?;
+            if tls.is_none() {
+                tracing::warn!(%local, "Falco intake serves plain HTTP (--insecure-intake): anyone who can connect to it can trigger responses");
+            } else if !local.ip().is_loopback() {
+                tracing::info!(%local, "Falco intake (mutual TLS) listens beyond loopback");
+            }
+            let task = tokio::spawn(async move {
+                loop {
+                    let (stream, peer) = match l.accept().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("falco intake: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    let sh = sh.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        match tls {
+                            Some(tls) => serve_tls(stream, peer, sh, tls).await,
+                            None => serve_http(stream, sh, Peer::Insecure(peer)).await,
+                        }
+                        drop(permit);
+                    });
+                }
+            });
+            (Some(local), None, task)
+        }
+    };
     Ok(FalcoIntake {
         local_addr,
+        socket,
         stats,
         task,
     })
+}
+
+/// Where each running `guard respond` says how its intake authenticates (`PID.json`), for
+/// `guard doctor`.
+pub const STATUS_DIR: &str = "/run/guard/intake";
+
+/// A running intake's status file; removed on drop.
+pub struct StatusFile(PathBuf);
+
+impl StatusFile {
+    pub fn write(dir: &Path, listen: &str, auth: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{}.json", std::process::id()));
+        let body = serde_json::json!({ "pid": std::process::id(), "listen": listen, "auth": auth });
+        std::fs::write(&path, body.to_string())?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for StatusFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Running intakes (`(pid, listen, auth)`) whose process is alive, from `dir`. Bounded.
+pub fn running_intakes(dir: &Path) -> Vec<(u32, String, String)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .take(1024)
+        .filter_map(|e| {
+            let raw = crate::state::procfs::read_capped(&e.path(), 4096).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+            let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+            // Alive and a guard (a stale file of a SIGKILLed intake names a dead or reused pid).
+            let cmd =
+                crate::state::procfs::read_capped(Path::new(&format!("/proc/{pid}/cmdline")), 4096)
+                    .ok()?;
+            let is_respond = cmd.split(|&b| b == 0).any(|a| a == b"respond");
+            is_respond.then(|| {
+                (
+                    pid,
+                    v.get("listen")
+                        .and_then(|l| l.as_str())
+                        .unwrap_or("?")
+                        .to_owned(),
+                    v.get("auth")
+                        .and_then(|l| l.as_str())
+                        .unwrap_or("?")
+                        .to_owned(),
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

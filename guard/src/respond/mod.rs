@@ -17,6 +17,8 @@ pub mod action;
 pub mod config;
 pub mod container;
 pub mod falco;
+pub mod identity;
+pub mod intake_tls;
 pub mod limits;
 pub mod notify;
 pub mod process;
@@ -139,6 +141,9 @@ pub struct Prepared {
     ctx: AlertContext,
     matched: Vec<usize>,
     handle: Option<Result<ProcessHandle, HandleError>>,
+    /// The alert's claims about its process checked against the live one (identity.rs):
+    /// the checks made, or the first mismatch. `None`: no live process to check.
+    identity: Option<Result<Vec<&'static str>, identity::Mismatch>>,
     t0: Instant,
 }
 
@@ -236,8 +241,10 @@ impl Responder {
                 .iter()
                 .map(|r| LoadedItem {
                     name: r.name.clone(),
-                    mode: if r.dry_run || opts.detect_only {
+                    mode: if r.dry_run {
                         "dry_run".into()
+                    } else if opts.detect_only {
+                        "detect".into()
                     } else {
                         "active".into()
                     },
@@ -346,6 +353,11 @@ impl Responder {
             .record(pid, crate::alert::rfc3339_ns(now), summary);
     }
 
+    /// The audit log outcomes go to, if any.
+    pub(crate) fn audit_log(&self) -> Option<&Arc<AuditLog>> {
+        self.inner.audit.as_ref()
+    }
+
     /// Alerts refused because `max_in_flight` executions were running.
     pub fn saturated(&self) -> u64 {
         self.inner.saturated.load(Ordering::Relaxed)
@@ -367,22 +379,44 @@ impl Responder {
         if matched.is_empty() {
             return None;
         }
+        // Every disruptive action is bound to the alert's process when it names one: the
+        // pidfd is taken now, then its identity checked (identity.rs).
         let needs_handle = matched.iter().any(|&i| {
             active.responses[i]
                 .actions
                 .iter()
-                .any(|a| matches!(a, Action::KillProcess(_)))
+                .any(Action::is_disruptive)
         });
-        let handle = match (needs_handle, ctx.pid) {
+        let mut handle = match (needs_handle, ctx.pid) {
             (true, Some(pid)) => Some(ProcessHandle::open(pid, ctx.process_start_boot_ns)),
             _ => None,
         };
+        let mut ident = None;
+        if let (Some(Ok(h)), Some(pid)) = (&handle, ctx.pid) {
+            // The agent resolved the event's workload itself (it has the cgroup id): its
+            // container, or the host, is the claim; a posted alert's is `container.id`.
+            let agent_container = ctx.cgroup_id.map(|_| ctx.workload.container_id.as_deref());
+            let claim = identity::Claim::from_alert(
+                pid,
+                &alert,
+                ctx.process_start_boot_ns,
+                agent_container,
+            );
+            let live = identity::Live::read(&claim, &h.stat);
+            // Alive after the reads: they were of the pidfd's process.
+            if h.is_alive() {
+                ident = Some(identity::verify(&claim, &live));
+            } else {
+                handle = Some(Err(HandleError::Gone(pid)));
+            }
+        }
         Some(Prepared {
             active,
             alert,
             ctx,
             matched,
             handle,
+            identity: ident,
             t0,
         })
     }
@@ -619,13 +653,20 @@ impl Responder {
     }
 
     async fn run_action(&self, r: &Response, a: &Action, p: &Prepared) -> ActionReport {
-        let detect = self.inner.opts.detect_only || p.ctx.policy_detect || r.dry_run;
-        let why_dry = if r.dry_run && !(self.inner.opts.detect_only || p.ctx.policy_detect) {
-            "dry_run"
-        } else {
+        // Detect mode dries only what would disrupt (notify, snapshot and non-disruptive
+        // scripts still run, recorded with `mode: detect`); `dry_run: true` dries everything.
+        let detect_mode = self.inner.opts.detect_only || p.ctx.policy_detect;
+        let detect = r.dry_run || (detect_mode && a.dries_in_detect());
+        let why_dry = if detect_mode && a.dries_in_detect() {
             "detect mode"
+        } else {
+            "dry_run"
         };
         let refused = |e: String| self.report(r, a.name(), Outcome::Refused, None, Some(e), p.t0);
+        let not_the_process = |m: &identity::Mismatch| {
+            crate::metrics::METRICS.identity_refused(m.check());
+            refused(format!("{m}: refusing to act"))
+        };
         let failed = |e: String| self.report(r, a.name(), Outcome::Failed, None, Some(e), p.t0);
         let dry = |what: String| {
             self.report(
@@ -655,6 +696,15 @@ impl Responder {
             ));
         }
         let cname = w.label();
+        // The alert's process found alive in another container than the alert names: the
+        // alert is not about this container either.
+        if a.is_disruptive()
+            && !matches!(a, Action::KillProcess(_))
+            && let Some(Err(m)) = &p.identity
+            && !m.is_other_process()
+        {
+            return not_the_process(m);
+        }
         match a {
             Action::KillProcess(kp) => {
                 let Some(pid) = p.ctx.pid else {
@@ -662,62 +712,42 @@ impl Responder {
                 };
                 let h = match &p.handle {
                     Some(Ok(h)) => h,
-                    Some(Err(e @ HandleError::Reused { .. })) => return refused(e.to_string()),
+                    Some(Err(e @ HandleError::Reused { .. })) => {
+                        crate::metrics::METRICS.identity_refused("start_time");
+                        return refused(e.to_string());
+                    }
                     Some(Err(e)) => return failed(e.to_string()),
                     None => return failed("no process handle".into()),
                 };
                 if let Some(why) = h.rail() {
                     return refused(why);
                 }
+                let checked = match &p.identity {
+                    Some(Ok(c)) => c,
+                    Some(Err(m)) => return not_the_process(m),
+                    None => return failed(format!("process {pid} is gone")),
+                };
+                let checked = if checked.is_empty() {
+                    "nothing the alert claims could be checked".to_owned()
+                } else {
+                    format!("checked: {}", checked.join(", "))
+                };
                 let what = format!(
-                    "kill process {pid} ({}){}",
+                    "kill process {pid} ({}){} [{checked}]",
                     h.exe.as_deref().unwrap_or("?"),
                     if kp.tree { " and its descendants" } else { "" }
                 );
                 if detect {
                     return dry(what);
                 }
-                // Tree: SIGSTOP the root and every descendant found (a stopped process cannot
-                // fork), scan again for what was forked meanwhile, then SIGKILL them all. Each
-                // descendant goes through its own pidfd and the rails.
-                let mut tree: Vec<ProcessHandle> = Vec::new();
-                if kp.tree {
-                    let _ = h.signal(libc::SIGSTOP);
-                    for _round in 0..3 {
-                        let mut found = 0;
-                        for d in process::descendants(pid) {
-                            if tree.iter().any(|t| t.pid == d) {
-                                continue;
-                            }
-                            if let Ok(dh) = ProcessHandle::open(d, None)
-                                && dh.rail().is_none()
-                            {
-                                let _ = dh.signal(libc::SIGSTOP);
-                                tree.push(dh);
-                                found += 1;
-                            }
-                        }
-                        if found == 0 {
-                            break;
-                        }
-                    }
-                    for dh in &tree {
-                        let _ = dh.kill();
-                    }
-                }
-                if let Err(e) = h.kill() {
-                    if e.raw_os_error() == Some(libc::ESRCH) {
-                        return failed(format!("process {pid} exited before the kill"));
-                    }
-                    return failed(format!("pidfd_send_signal: {e}"));
-                }
-                if !h.wait_exit(Duration::from_secs(2)).await {
-                    return failed(format!("process {pid} still alive 2 s after SIGKILL"));
-                }
+                let killed_tree = match process::kill(h, kp.tree).await {
+                    Ok(n) => n,
+                    Err(e) => return failed(e),
+                };
                 done(format!(
-                    "killed process {pid}{}",
+                    "killed process {pid}{} [{checked}]",
                     if kp.tree {
-                        format!(" and {} descendant(s)", tree.len())
+                        format!(" and {killed_tree} descendant(s)")
                     } else {
                         String::new()
                     }

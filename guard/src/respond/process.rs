@@ -211,6 +211,51 @@ impl ProcessHandle {
     }
 }
 
+/// SIGKILLs `h`'s process (with `tree`, every descendant first) and waits for its exit;
+/// returns how many descendants were killed.
+///
+/// Tree: SIGSTOP the root and every descendant found (a stopped process cannot fork), scan
+/// again for what was forked meanwhile, then SIGKILL them all. Each descendant goes through
+/// its own pidfd and the rails.
+pub async fn kill(h: &ProcessHandle, tree: bool) -> Result<usize, String> {
+    let pid = h.pid;
+    let mut found_tree: Vec<ProcessHandle> = Vec::new();
+    if tree {
+        let _ = h.signal(libc::SIGSTOP);
+        for _round in 0..3 {
+            let mut found = 0;
+            for d in descendants(pid) {
+                if found_tree.iter().any(|t| t.pid == d) {
+                    continue;
+                }
+                if let Ok(dh) = ProcessHandle::open(d, None)
+                    && dh.rail().is_none()
+                {
+                    let _ = dh.signal(libc::SIGSTOP);
+                    found_tree.push(dh);
+                    found += 1;
+                }
+            }
+            if found == 0 {
+                break;
+            }
+        }
+        for dh in &found_tree {
+            let _ = dh.kill();
+        }
+    }
+    if let Err(e) = h.kill() {
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(format!("process {pid} exited before the kill"));
+        }
+        return Err(format!("pidfd_send_signal: {e}"));
+    }
+    if !h.wait_exit(Duration::from_secs(2)).await {
+        return Err(format!("process {pid} still alive 2 s after SIGKILL"));
+    }
+    Ok(found_tree.len())
+}
+
 /// The rails for one process: never PID 1, never a kernel thread, never guard itself.
 pub fn process_rail(pid: u32, stat: &ProcStat, has_exe: bool) -> Option<String> {
     if pid <= 1 {
