@@ -164,9 +164,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .count(),
         "guard starting"
     );
+    // Workload summaries for `guard policy learn` go into the audit log: none without it.
+    let learn = (!args.no_audit).then(|| crate::learn::Sensitive::from_rules(&sources.rules));
     let prefilter_on = !args.no_prefilter && args.print_events == PrintEvents::None;
     let prefilter = if prefilter_on {
-        derive_prefilter(&engine, &policies)
+        derive_prefilter(&engine, &policies, learn.as_ref())
     } else {
         Prefilter::none()
     };
@@ -217,6 +219,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     )?;
     // Least privilege (docs/hardening.md): everything that needs more is loaded by now.
     crate::harden::after_start(&args, &sources.rules, output_files, p.responder.as_ref()).await?;
+    p.learn = learn.map(crate::learn::Summaries::new);
     p.reload = Some(ReloadState {
         watch: !args.no_watch,
         sources,

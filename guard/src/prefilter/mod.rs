@@ -46,7 +46,10 @@ pub struct Needs {
     /// Open and connect events of workloads under policy (the fallback backend's after-the-fact
     /// enforcement): these paths are needed for any access.
     pub policy_open_paths: Vec<String>,
+    /// Every connect, unfiltered (policies with connect rules; workload summaries).
     pub policy_connect: bool,
+    /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
+    pub write_paths: Vec<String>,
 }
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
@@ -326,6 +329,9 @@ impl Prefilter {
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
         }
+        for p in &needs.write_paths {
+            open_pairs = or(open_pairs, vec![(p.clone(), true)]);
+        }
         let open_filter = !needs.everything && !open_pairs.contains(&(String::new(), false));
         let mut syscalls = BTreeMap::new();
         for sc in syscalls::TRACED {
@@ -338,6 +344,7 @@ impl Prefilter {
                 || id == crate::rules::fields::OTHER_TYPE
                 || types & (1u128 << id) != 0
                 || (is_open && !needs.policy_open_paths.is_empty())
+                || (is_open && !needs.write_paths.is_empty())
                 || (sc.nr == syscalls::CONNECT && needs.policy_connect);
             if !wanted {
                 continue;

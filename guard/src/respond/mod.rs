@@ -241,6 +241,7 @@ impl Responder {
                     } else {
                         "active".into()
                     },
+                    learned_to: None,
                 })
                 .collect(),
             reload,

@@ -198,6 +198,7 @@ pub(super) mod tests {
             exec: Default::default(),
             open,
             connect,
+            learned: None,
             file: "t.yaml".into(),
             pos: Default::default(),
         }
