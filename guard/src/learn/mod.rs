@@ -149,3 +149,6 @@ pub fn from_events(
     }
     Ok(o)
 }
+
+#[cfg(test)]
+mod tests;
