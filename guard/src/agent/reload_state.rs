@@ -161,16 +161,13 @@ impl Pipeline {
                 cfg.policies.len()
             );
         }
-        let next_prefilter = r
-            .prefilter
-            .as_ref()
-            .map(|_| {
-                derive_prefilter(
-                    &cfg.engine,
-                    &cfg.policies,
-                    self.learn.as_ref().map(|l| l.sensitive()),
-                )
-            });
+        let next_prefilter = r.prefilter.as_ref().map(|_| {
+            derive_prefilter(
+                &cfg.engine,
+                &cfg.policies,
+                self.learn.as_ref().map(|l| l.sensitive()),
+            )
+        });
         let wide = Prefilter::none();
         if let Some(old) = &r.prefilter {
             self.probes.replace_prefilter(old, &wide)?;

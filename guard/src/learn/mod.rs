@@ -70,8 +70,13 @@ pub fn from_audit(
     sel: &Selector,
     window: Window,
 ) -> Result<Observed, Diagnostic> {
-    let (files, _) = crate::audit::verify::expand_paths(paths)
-        .map_err(|e| diag(paths.first().map_or(Path::new("-"), |p| p), 0, e.to_string()))?;
+    let (files, _) = crate::audit::verify::expand_paths(paths).map_err(|e| {
+        diag(
+            paths.first().map_or(Path::new("-"), |p| p),
+            0,
+            e.to_string(),
+        )
+    })?;
     if files.is_empty() {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(diag(

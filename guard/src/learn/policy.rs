@@ -205,7 +205,11 @@ fn q(s: &str) -> String {
 }
 
 fn plural(n: u64, one: &str) -> String {
-    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("{n} {one}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {one}s"),
+    }
 }
 
 /// The value of a selector key, as YAML.
@@ -386,7 +390,11 @@ fn exec(w: &mut String, o: &Observed) {
             }
         }
     }
-    let ran_written: Vec<&String> = o.execs.keys().filter(|p| o.writes.contains_key(*p)).collect();
+    let ran_written: Vec<&String> = o
+        .execs
+        .keys()
+        .filter(|p| o.writes.contains_key(*p))
+        .collect();
     if o.overflowed("writes") > 0 {
         let _ = writeln!(
             w,

@@ -84,7 +84,10 @@ impl Sensitive {
                 && !t.contains(['*', '?', '[', '{', '\0'])
                 && !t[1..].split('/').any(|c| c == "." || c == "..")
         };
-        for (names, dirs) in [(&SENSITIVE_FILE_LISTS[..], false), (&SENSITIVE_DIR_LISTS, true)] {
+        for (names, dirs) in [
+            (&SENSITIVE_FILE_LISTS[..], false),
+            (&SENSITIVE_DIR_LISTS, true),
+        ] {
             for name in names {
                 let Some(l) = defs.lists.get(*name) else {
                     continue;

@@ -84,7 +84,10 @@ fn a_summary_keeps_execs_writes_sensitive_reads_and_connects() {
     let s = workload_summary();
     assert_eq!(s.workload.container_id.as_deref(), Some(ID));
     assert_eq!(s.workload.container_name.as_deref(), Some("web-1"));
-    assert_eq!(s.events, 8, "failed open and refused connect are not counted");
+    assert_eq!(
+        s.events, 8,
+        "failed open and refused connect are not counted"
+    );
     assert_eq!(s.execs.get("/bin/cat"), Some(&2));
     assert_eq!(s.execs.get("/bin/sh"), Some(&1));
     assert_eq!(s.writes.len(), 1);
@@ -158,7 +161,11 @@ fn the_learned_policy_validates_and_is_stable() {
     assert!(dw.contains(&"/usr/**".to_string()), "{dw:?}");
     assert!(!dw.iter().any(|d| d.starts_with("/tmp")), "{dw:?}");
     let dr: Vec<String> = p.open.deny_read.iter().map(|r| r.text()).collect();
-    assert_eq!(dr, ["/etc/sudoers", "/root/.ssh/**"], "/etc/shadow was read");
+    assert_eq!(
+        dr,
+        ["/etc/sudoers", "/root/.ssh/**"],
+        "/etc/shadow was read"
+    );
     let allow: Vec<String> = p
         .connect
         .allow
@@ -228,7 +235,11 @@ fn selectors() {
     assert_eq!(s.default_name(), "learned-busybox");
     let y = Selector::parse(r#"{name: "web-*"}"#).expect("yaml form");
     assert!(y.matches(&workload_summary()));
-    assert!(!Selector::parse("name=api").expect("sel").matches(&workload_summary()));
+    assert!(
+        !Selector::parse("name=api")
+            .expect("sel")
+            .matches(&workload_summary())
+    );
     for (bad, why) in [
         ("", "selects every workload"),
         ("cgroup=/x", "cgroup"),
@@ -251,13 +262,55 @@ fn bad_event_input_names_file_and_line() {
     let e = super::from_events(&[f.clone()], &sel(), Default::default(), &sensitive())
         .expect_err("bad line");
     let text = e.to_string();
-    assert!(text.starts_with(&format!("{}:3:1: error: not an event", f.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("{}:3:1: error: not an event", f.display())),
+        "{text}"
+    );
     std::fs::write(&f, format!("{line}\n")).expect("write");
-    let o = super::from_events(&[f.clone()], &sel(), Default::default(), &sensitive())
-        .expect("events");
+    let o =
+        super::from_events(&[f.clone()], &sel(), Default::default(), &sensitive()).expect("events");
     assert_eq!(o.execs.get("/bin/x"), Some(&1));
     let e = super::from_audit(&[f.clone()], &sel(), Default::default()).expect_err("not audit");
     assert!(e.to_string().contains("audit"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
     let _: PathBuf = f;
+}
+
+#[test]
+fn the_learned_key_is_checked_like_every_policy_key() {
+    let parse = |learned: &str| {
+        let mut l = crate::rules::Loader::new();
+        let sink = crate::policy::register(&mut l);
+        l.add_str(
+            "p.yaml",
+            &format!("- policy: p\n  workload: {{name: web}}\n  learned: {learned}\n"),
+        );
+        let (_, d) = l.finish();
+        let v = sink.lock().expect("sink").clone();
+        (v, d.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+    };
+    let (v, d) = parse(r#"{from: "2026-12-01T00:00:00Z", to: "2026-12-02T00:00:00Z"}"#);
+    assert!(d.is_empty(), "{d:?}");
+    let w = v[0].learned.as_ref().expect("learned");
+    assert_eq!(w.to, "2026-12-02T00:00:00Z");
+    for (bad, want) in [
+        (
+            r#"{from: "2026-12-01T00:00:00Z", to: yesterday}"#,
+            "p.yaml:3:47: error: 'learned.to': \"yesterday\" is not an RFC 3339 time",
+        ),
+        (
+            r#"{from: "2026-12-02T00:00:00Z", to: "2026-12-01T00:00:00Z"}"#,
+            "'learned.to' is before 'learned.from'",
+        ),
+        (r#"{to: "2026-12-01T00:00:00Z"}"#, "'learned' needs 'from'"),
+        (
+            r#"{from: "2026-12-01T00:00:00Z", to: "2026-12-01T00:00:00Z", by: me}"#,
+            "unknown key 'by' in 'learned'",
+        ),
+        ("now", "'learned' must be a mapping"),
+    ] {
+        let (v, d) = parse(bad);
+        assert!(v.is_empty(), "{bad}: accepted");
+        assert!(d.iter().any(|x| x.contains(want)), "{bad}: {d:?}");
+    }
 }

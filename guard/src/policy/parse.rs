@@ -327,7 +327,10 @@ impl Parser<'_, '_> {
         let mut time = |k: &str| -> Option<(String, i64)> {
             let path = format!("learned.{k}");
             let Some(v) = m.get(k) else {
-                self.err_key("learned", format!("'learned' needs '{k}' (an RFC 3339 time)"));
+                self.err_key(
+                    "learned",
+                    format!("'learned' needs '{k}' (an RFC 3339 time)"),
+                );
                 return None;
             };
             let s = self.string(&path, v)?;

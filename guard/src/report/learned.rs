@@ -204,3 +204,124 @@ pub(super) fn render_html(o: &mut String, v: &[LearnedPolicy]) {
     }
     let _ = write!(o, "</section>");
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::audit::{
+        Decision, DecisionKind, LoadInfo, LoadedItem, Operation, Payload, ProcessInfo, Record,
+        Workload,
+    };
+    use crate::report::{Integrity, Loaded, ReportOptions, build, render_html, render_text};
+
+    fn at(t: &str, payload: Payload) -> Loaded {
+        Loaded {
+            file: "audit.jsonl".into(),
+            line: 1,
+            time_ns: crate::rfc3339::parse(t).expect("time"),
+            record: Record {
+                seq: 1,
+                time: t.into(),
+                payload,
+                prev: String::new(),
+            },
+        }
+    }
+
+    fn load(items: &[(&str, &str, Option<&str>)]) -> Payload {
+        Payload::PolicyLoad(LoadInfo {
+            files: vec![],
+            items: items
+                .iter()
+                .map(|(n, m, l)| LoadedItem {
+                    name: (*n).into(),
+                    mode: (*m).into(),
+                    learned_to: l.map(str::to_owned),
+                })
+                .collect(),
+            reload: false,
+        })
+    }
+
+    fn would_deny(policy: &str, wl: &str, target: &str) -> Payload {
+        Payload::Decision(Decision {
+            decision: DecisionKind::WouldDeny,
+            op: Operation::Exec,
+            policy: policy.into(),
+            backend: "sigkill-fallback".into(),
+            target: target.into(),
+            access: None,
+            hook: None,
+            workload: Workload {
+                container_name: Some(wl.into()),
+                ..Workload::default()
+            },
+            process: ProcessInfo::default(),
+        })
+    }
+
+    #[test]
+    fn counts_would_denies_after_the_learning_window_per_workload() {
+        let records = vec![
+            at(
+                "2026-12-01T00:00:00Z",
+                load(&[
+                    ("web", "detect", Some("2026-12-01T10:00:00Z")),
+                    ("quiet", "detect", Some("2026-12-01T10:00:00Z")),
+                    ("hand", "detect", None),
+                    ("prod", "enforce", Some("2026-12-01T10:00:00Z")),
+                ]),
+            ),
+            // Before the window's end: part of what was learned from, not counted.
+            at(
+                "2026-12-01T09:00:00Z",
+                would_deny("web", "web-1", "/bin/early"),
+            ),
+            at(
+                "2026-12-01T11:00:00Z",
+                would_deny("web", "web-1", "/bin/sh"),
+            ),
+            at(
+                "2026-12-01T11:00:01Z",
+                would_deny("web", "web-1", "/bin/sh"),
+            ),
+            at(
+                "2026-12-01T11:00:02Z",
+                would_deny("web", "web-2", "/bin/<b>"),
+            ),
+            at(
+                "2026-12-01T11:00:03Z",
+                would_deny("hand", "web-3", "/bin/sh"),
+            ),
+        ];
+        let r = build(
+            &records,
+            &ReportOptions::default(),
+            vec![],
+            Integrity {
+                verified: true,
+                detail: String::new(),
+            },
+        )
+        .expect("report");
+        let names: Vec<&str> = r.learned.iter().map(|p| p.policy.as_str()).collect();
+        assert_eq!(names, ["quiet", "web"], "learned detect-mode policies only");
+        let quiet = &r.learned[0];
+        assert!(quiet.ready && quiet.would_deny == 0 && quiet.workloads.is_empty());
+        let web = &r.learned[1];
+        assert_eq!((web.would_deny, web.ready), (3, false));
+        assert_eq!(web.workloads.len(), 2);
+        assert_eq!(web.workloads[0].workload, "web-1");
+        assert_eq!(web.workloads[0].would_deny, 2);
+        assert_eq!(web.workloads[0].targets[0].key, "exec /bin/sh");
+        let text = render_text(&r);
+        assert!(text.contains("Policy quiet: ready to enforce"), "{text}");
+        assert!(
+            text.contains("Policy web: not ready: 3 would-deny"),
+            "{text}"
+        );
+        let html = render_html(&r);
+        assert!(html.contains("<h4>web-2: 1</h4>"), "{html}");
+        assert!(html.contains("exec /bin/&lt;b&gt;"), "escaped: {html}");
+        assert!(!html.contains("/bin/<b>"), "unescaped target in the HTML");
+    }
+}
