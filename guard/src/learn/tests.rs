@@ -1,5 +1,3 @@
-use std::path::PathBuf;
-
 use super::{
     policy::{self, Inputs, Observed, Selector, fold_connects},
     summary::{MAX_PER_MAP, Sensitive, Summaries},
@@ -259,21 +257,31 @@ fn bad_event_input_names_file_and_line() {
     let f = dir.join("events.jsonl");
     let line = r#"{"v":1,"type":"execve","time":1,"res":0,"proc":{"pid":7,"name":"x","exepath":"/bin/x"},"container":{"id":"0123456789ab","name":"web-1"}}"#;
     std::fs::write(&f, format!("{line}\n\n{{\"v\":1,\"nope\":true}}\n")).expect("write");
-    let e = super::from_events(&[f.clone()], &sel(), Default::default(), &sensitive())
-        .expect_err("bad line");
+    let e = super::from_events(
+        std::slice::from_ref(&f),
+        &sel(),
+        Default::default(),
+        &sensitive(),
+    )
+    .expect_err("bad line");
     let text = e.to_string();
     assert!(
         text.starts_with(&format!("{}:3:1: error: not an event", f.display())),
         "{text}"
     );
     std::fs::write(&f, format!("{line}\n")).expect("write");
-    let o =
-        super::from_events(&[f.clone()], &sel(), Default::default(), &sensitive()).expect("events");
+    let o = super::from_events(
+        std::slice::from_ref(&f),
+        &sel(),
+        Default::default(),
+        &sensitive(),
+    )
+    .expect("events");
     assert_eq!(o.execs.get("/bin/x"), Some(&1));
-    let e = super::from_audit(&[f.clone()], &sel(), Default::default()).expect_err("not audit");
+    let e = super::from_audit(std::slice::from_ref(&f), &sel(), Default::default())
+        .expect_err("not audit");
     assert!(e.to_string().contains("audit"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
-    let _: PathBuf = f;
 }
 
 #[test]

@@ -32,12 +32,15 @@ pub struct LearnedPolicy {
     pub ready: bool,
 }
 
+/// Per workload of a policy: would-denies and target -> count.
+type PerWorkload = BTreeMap<String, (u64, HashMap<String, u64>)>;
+
 #[derive(Default)]
 pub(super) struct Acc {
     /// Policy -> (mode, learned_to text and ns) of its latest load.
     loads: BTreeMap<String, (String, Option<(String, i64)>)>,
     /// Policy -> workload -> (would-deny, target -> count).
-    seen: BTreeMap<String, BTreeMap<String, (u64, HashMap<String, u64>)>>,
+    seen: BTreeMap<String, PerWorkload>,
 }
 
 impl Acc {
