@@ -25,11 +25,15 @@ use guard_tests::harness::{
 };
 
 /// The workload: each round runs date, cat and touch, writes under /tmp, and sends one line
-/// through a loopback nc pair; `/tmp/progress` holds the round and what the listener got.
-const LOOP: &str = "i=0; while :; do i=$((i+1)); \
-/bin/date > /tmp/date.txt; /bin/cat /tmp/date.txt > /tmp/copy.txt; /bin/touch /tmp/stamp; \
-/bin/nc -l -p 9999 > /tmp/got.txt & /bin/sleep 0.3; echo ping$i | /bin/nc 127.0.0.1 9999; wait; \
-echo \"$i $(/bin/cat /tmp/got.txt)\" > /tmp/progress; /bin/sleep 0.3; done";
+/// through a loopback nc pair; `/tmp/progress` holds the round and what the listener got. The
+/// binaries are copies of busybox under /w, made before any agent runs: in the image every
+/// applet is a symlink to one file, so a rule on the file itself (BPF LSM, inode rules) could
+/// not tell `cat` from `sh`.
+const LOOP: &str = "mkdir /w && for b in date cat touch nc sleep; do cp /bin/busybox /w/$b; done; \
+i=0; while :; do i=$((i+1)); \
+/w/date > /tmp/date.txt; /w/cat /tmp/date.txt > /tmp/copy.txt; /w/touch /tmp/stamp; \
+/w/nc -l -p 9999 > /tmp/got.txt & /w/sleep 0.3; echo ping$i | /w/nc 127.0.0.1 9999; wait; \
+echo \"$i $(/w/cat /tmp/got.txt)\" > /tmp/progress; /w/sleep 0.3; done";
 
 /// The loop's progress, read through the container's root from the host (a `docker exec`
 /// would be an exec the policy does not allow).
@@ -167,11 +171,11 @@ fn learn_then_detect_then_enforce() {
     let (_, again, _) = learn("labels.guard-learn=1", &["--audit-dir", &audit_arg]);
     assert_eq!(text, again, "same audit log, different policy");
     for want in [
-        "\"/bin/date\"",
-        "\"/bin/cat\"",
-        "\"/bin/touch\"",
-        "\"/bin/nc\"",
-        "\"/bin/sleep\"",
+        "\"/w/date\"",
+        "\"/w/cat\"",
+        "\"/w/touch\"",
+        "\"/w/nc\"",
+        "\"/w/sleep\"",
         "deny_new_binaries: true",
         "\"/etc/**\"  # never written",
         "\"/etc/shadow\"",
@@ -183,10 +187,12 @@ fn learn_then_detect_then_enforce() {
             "{want} missing from the learned policy"
         );
     }
-    assert!(
-        !text.contains("\"/bin/sh\""),
-        "the loop's shell ran before learning"
-    );
+    for before in ["/bin/sh", "/bin/cp", "/bin/mkdir"] {
+        assert!(
+            !text.contains(&format!("\"{before}\"")),
+            "{before} ran before learning, yet it is in the policy"
+        );
+    }
     let (code, _, err) = learn("name=nope", &["--audit-dir", &audit_arg]);
     assert_eq!(code, 1, "an unknown workload must fail");
     assert!(err.contains("no summary of a workload"), "{err}");
@@ -228,18 +234,18 @@ fn learn_then_detect_then_enforce() {
     let a = agent(enforced.to_str(), &enforce_audit, &s.pins);
     let before = wait_rounds(&root, 1);
     // Controls: an allowed binary runs and writes under /tmp; the loop's port is reachable.
-    assert_eq!(exec_in(&c, &["/bin/touch", "/tmp/allowed"]), Some(0));
+    assert_eq!(exec_in(&c, &["/w/touch", "/tmp/allowed"]), Some(0));
     assert!(root.join("tmp/allowed").exists());
 
-    let shell = exec_in(&c, &["/bin/sh", "-c", "/bin/touch /tmp/shell-ran"]);
-    let etc = exec_in(&c, &["/bin/touch", "/etc/learned-probe"]);
+    let shell = exec_in(&c, &["/bin/sh", "-c", "/w/touch /tmp/shell-ran"]);
+    let etc = exec_in(&c, &["/w/touch", "/etc/learned-probe"]);
     // A listener on the other port keeps the client connected until guard acts.
     let mut listener = Command::new("docker")
-        .args(["exec", &c.id, "/bin/nc", "-l", "-p", "9998"])
+        .args(["exec", &c.id, "/w/nc", "-l", "-p", "9998"])
         .spawn()
         .expect("listener");
     std::thread::sleep(Duration::from_millis(500));
-    let port = exec_in(&c, &["/bin/nc", "127.0.0.1", "9998"]);
+    let port = exec_in(&c, &["/w/nc", "127.0.0.1", "9998"]);
     let _ = listener.kill();
     let _ = listener.wait();
     let after = wait_rounds(&root, 3);
