@@ -29,9 +29,9 @@ use guard_tests::harness::{
 /// binaries are copies of busybox under /w, made before any agent runs: in the image every
 /// applet is a symlink to one file, so a rule on the file itself (BPF LSM, inode rules) could
 /// not tell `cat` from `sh`.
-const LOOP: &str = "mkdir /w && for b in date cat touch nc sleep; do cp /bin/busybox /w/$b; done; \
+const LOOP: &str = "mkdir /w && for b in date cat touch nc sleep tee; do cp /bin/busybox /w/$b; done; \
 i=0; while :; do i=$((i+1)); \
-/w/date > /tmp/date.txt; /w/cat /tmp/date.txt > /tmp/copy.txt; /w/touch /tmp/stamp; \
+/w/date > /tmp/date.txt; /w/cat /tmp/date.txt > /tmp/copy.txt; /w/touch /tmp/stamp; echo $i | /w/tee /tmp/tee.txt > /dev/null; \
 /w/nc -l -p 9999 > /tmp/got.txt & /w/sleep 0.3; echo ping$i | /w/nc 127.0.0.1 9999; wait; \
 echo \"$i $(/w/cat /tmp/got.txt)\" > /tmp/progress; /w/sleep 0.3; done";
 
@@ -86,6 +86,27 @@ fn exec_in(c: &Container, args: &[&str]) -> Option<i32> {
         .expect("docker exec")
         .status
         .code()
+}
+
+/// `docker exec -i C ARGS` with its stdin held open for up to 5 s (a process that outlives its
+/// syscall, so an after-the-fact kill finds it): exit code.
+fn linger_in(c: &Container, args: &[&str]) -> Option<i32> {
+    let mut child = Command::new("docker")
+        .args(["exec", "-i", &c.id])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("docker exec");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child.stdin.take());
+    child.wait().expect("docker exec").code()
 }
 
 fn agent(policy: Option<&str>, audit: &Path, pins: &str) -> Agent {
@@ -176,6 +197,7 @@ fn learn_then_detect_then_enforce() {
         "\"/w/touch\"",
         "\"/w/nc\"",
         "\"/w/sleep\"",
+        "\"/w/tee\"",
         "deny_new_binaries: true",
         "\"/etc/**\"  # never written",
         "\"/etc/shadow\"",
@@ -238,14 +260,17 @@ fn learn_then_detect_then_enforce() {
     assert!(root.join("tmp/allowed").exists());
 
     let shell = exec_in(&c, &["/bin/sh", "-c", "/w/touch /tmp/shell-ran"]);
-    let etc = exec_in(&c, &["/w/touch", "/etc/learned-probe"]);
-    // A listener on the other port keeps the client connected until guard acts.
+    // tee opens its file for writing, then waits on its stdin.
+    let etc = linger_in(&c, &["/w/tee", "/etc/learned-probe"]);
+    // A listener on the other port, and a client that stays connected until guard acts.
     let mut listener = Command::new("docker")
-        .args(["exec", &c.id, "/w/nc", "-l", "-p", "9998"])
+        .args(["exec", "-i", &c.id, "/w/nc", "-l", "-p", "9998"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .expect("listener");
     std::thread::sleep(Duration::from_millis(500));
-    let port = exec_in(&c, &["/w/nc", "127.0.0.1", "9998"]);
+    let port = linger_in(&c, &["/w/nc", "127.0.0.1", "9998"]);
     let _ = listener.kill();
     let _ = listener.wait();
     let after = wait_rounds(&root, 3);
