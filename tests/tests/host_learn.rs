@@ -112,6 +112,9 @@ fn linger_in(c: &Container, args: &[&str]) -> Option<i32> {
 fn agent(policy: Option<&str>, audit: &Path, pins: &str) -> Agent {
     let audit = audit.display().to_string();
     let mut args = vec!["--audit-dir", audit.as_str(), "--pin-dir", pins];
+    if policy.is_none() {
+        args.push("--learn");
+    }
     if let Some(p) = policy {
         args.extend(["--policy", p]);
     }

@@ -127,6 +127,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let output_files = crate::harden::output_files(&channels);
     let outputs = Outputs::start(channels).context("starting outputs")?;
     let config_hash = crate::audit::sha256_hex(format!("{args:?}").as_bytes());
+    if args.learn && args.no_audit {
+        anyhow::bail!("--learn writes its summaries into the audit log: drop --no-audit");
+    }
     let audit = if args.no_audit {
         None
     } else {
@@ -164,8 +167,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .count(),
         "guard starting"
     );
-    // Workload summaries for `guard policy learn` go into the audit log: none without it.
-    let learn = (!args.no_audit).then(|| crate::learn::Sensitive::from_rules(&sources.rules));
+    // Workload summaries for `guard policy learn` go into the audit log (docs/policies.md).
+    let learn = args
+        .learn
+        .then(|| crate::learn::Sensitive::from_rules(&sources.rules));
     let prefilter_on = !args.no_prefilter && args.print_events == PrintEvents::None;
     let prefilter = if prefilter_on {
         derive_prefilter(&engine, &policies, learn.as_ref())
