@@ -31,6 +31,8 @@ pub const MAX_ENTRIES: usize = 16_384;
 pub const MAX_PER_MAP: [usize; 4] = [512, 2_048, 64, 1_024];
 /// Longer paths are counted in `overflow`, not kept.
 pub const MAX_ENTRY_BYTES: usize = 512;
+/// Labels kept per workload (for label selectors).
+pub const MAX_LABELS: usize = 64;
 
 /// The four maps of a summary, in [`MAX_PER_MAP`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,10 +217,10 @@ impl Summaries {
     /// Adds one enriched event. Events outside containers are not summarised (a host
     /// policy selects by cgroup, which the summary does not key on).
     pub fn observe(&mut self, ev: &model::Event) {
-        let Some(c) = ev.container.as_ref().filter(|c| is_container_id(&c.id)) else {
+        let Some(seen) = self.classify(ev) else {
             return;
         };
-        let Some(seen) = self.classify(ev) else {
+        let Some(c) = ev.container.as_ref().filter(|c| is_container_id(&c.id)) else {
             return;
         };
         if !self.by_container.contains_key(c.id.as_str()) {
@@ -234,7 +236,7 @@ impl Summaries {
                     k8s_namespace: c.labels.get("io.kubernetes.pod.namespace").cloned(),
                     k8s_pod: c.labels.get("io.kubernetes.pod.name").cloned(),
                 },
-                labels: c.labels.clone(),
+                labels: bounded_labels(&c.labels),
                 from: ev.time,
                 ..Acc::default()
             };
@@ -248,7 +250,7 @@ impl Summaries {
         if acc.workload.container_name.is_none() && known(&c.name).is_some() {
             acc.workload.container_name = known(&c.name);
             acc.workload.image = known(&c.image);
-            acc.labels = c.labels.clone();
+            acc.labels = bounded_labels(&c.labels);
         }
         acc.events += 1;
         acc.from = acc.from.min(ev.time);
@@ -328,6 +330,16 @@ fn record(a: Acc) -> WorkloadSummary {
             .map(|k| (k.as_str().to_string(), a.overflow[k.index()]))
             .collect(),
     }
+}
+
+/// The container's labels, at most [`MAX_LABELS`] of at most [`MAX_ENTRY_BYTES`] (key +
+/// value) each: enough for selectors, bounded whatever the runtime reports.
+fn bounded_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    l.iter()
+        .filter(|(k, v)| k.len() + v.len() <= MAX_ENTRY_BYTES)
+        .take(MAX_LABELS)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A metadata string, unless empty or unknown (`<NA>` while the daemon is unreachable).
