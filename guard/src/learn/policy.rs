@@ -372,11 +372,11 @@ fn exec(w: &mut String, o: &Observed) {
     } else {
         let _ = writeln!(
             w,
-            "      # paths as executed (the fallback backend matches these); bpf-lsm matches the"
+            "      # paths as executed; a rule on a symlink also allows its target (busybox"
         );
         let _ = writeln!(
             w,
-            "      # resolved file: add the targets of symlinked binaries (busybox applets) there"
+            "      # applets are one file: allowing one allows every applet under inode rules)"
         );
         let _ = writeln!(w, "      allow:");
         for (p, n) in &o.execs {
