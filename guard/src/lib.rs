@@ -16,6 +16,7 @@ pub mod config;
 pub mod doctor;
 pub mod events;
 pub mod harden;
+pub mod learn;
 pub mod lsm;
 pub mod metrics;
 pub mod model;

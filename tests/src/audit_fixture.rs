@@ -115,14 +115,17 @@ pub fn sequence() -> Vec<Payload> {
                 LoadedItem {
                     name: "web".into(),
                     mode: "enforce".into(),
+                    learned_to: None,
                 },
                 LoadedItem {
                     name: "api".into(),
                     mode: "detect".into(),
+                    learned_to: None,
                 },
                 LoadedItem {
                     name: "db".into(),
                     mode: "detect".into(),
+                    learned_to: None,
                 },
             ],
             reload: false,

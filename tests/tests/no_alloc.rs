@@ -74,3 +74,42 @@ fn evaluation_makes_no_allocations_after_warmup() {
     assert_eq!(again, 3 * matches);
     assert_eq!(allocs, 0, "evaluation allocated {allocs} times");
 }
+
+/// The agent's workload summaries (`guard policy learn`): an event whose entry is already in
+/// the summary costs no allocation.
+#[test]
+fn workload_summaries_allocate_only_for_new_entries() {
+    let c = r#""container":{"id":"0123456789ab","name":"web-1","image":"busybox"}"#;
+    let lines = [
+        format!(
+            r#"{{"v":1,"type":"execve","time":5,"res":0,"proc":{{"pid":7,"name":"cat","exepath":"/bin/cat"}},{c}}}"#
+        ),
+        format!(
+            r#"{{"v":1,"type":"openat","time":6,"res":3,"args":{{"flags":"O_WRONLY|O_CREAT"}},"proc":{{"pid":7,"name":"cat"}},"fd":{{"type":"file","name":"/tmp/out"}},{c}}}"#
+        ),
+        format!(
+            r#"{{"v":1,"type":"connect","time":7,"res":0,"proc":{{"pid":7,"name":"nc"}},"fd":{{"type":"ipv4","sip":"127.0.0.1","sport":9999,"cip":"127.0.0.1","cport":40000}},{c}}}"#
+        ),
+        format!(
+            r#"{{"v":1,"type":"openat","time":8,"res":3,"args":{{"flags":"O_RDONLY"}},"proc":{{"pid":7,"name":"cat"}},"fd":{{"type":"file","name":"/etc/passwd"}},{c}}}"#
+        ),
+    ];
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| Event::from_json_line(l).expect("event"))
+        .collect();
+    let mut s = guard::learn::Summaries::new(guard::learn::Sensitive::default());
+    for e in &events {
+        s.observe(e);
+    }
+    let before = ALLOCS.with(Cell::get);
+    for _ in 0..100 {
+        for e in &events {
+            s.observe(e);
+        }
+    }
+    let allocs = ALLOCS.with(Cell::get) - before;
+    assert_eq!(allocs, 0, "observe allocated {allocs} times");
+    let r = s.take();
+    assert_eq!(r[0].events, 303, "every summarised event counted: {r:?}");
+}

@@ -93,6 +93,8 @@ struct Pipeline {
     reload: Option<ReloadState>,
     /// SHA-256 of the effective configuration, for `agent_start` and `agent_stop`.
     config_hash: String,
+    /// Per-workload summaries for `guard policy learn` (with the audit log only).
+    learn: Option<crate::learn::Summaries>,
 }
 
 /// The configuration in force and where it came from, for reloads.

@@ -209,6 +209,7 @@ impl Pipeline {
             policy,
             reload: None,
             config_hash,
+            learn: None,
         })
         .and_then(|mut p| {
             if p.policy.is_some() {
@@ -272,6 +273,9 @@ impl Pipeline {
         }
         if self.policy.as_ref().is_some_and(|p| p.after_fact) {
             self.enforce_after_fact(ev, model, seen_at);
+        }
+        if let Some(l) = &mut self.learn {
+            l.observe(model);
         }
         let Some(engine) = &self.engine else {
             return Ok(());
@@ -408,6 +412,23 @@ impl Pipeline {
         }
     }
 
+    /// Writes the interval's workload summaries into the audit log and starts a new interval.
+    pub(super) fn flush_summaries(&mut self) {
+        let (Some(l), Some(a)) = (self.learn.as_mut(), self.audit.as_ref()) else {
+            return;
+        };
+        if l.dropped_workloads > 0 {
+            warn!(
+                events = l.dropped_workloads,
+                max = crate::learn::summary::MAX_WORKLOADS,
+                "workload summaries: more workloads than the bound this interval; their events are not summarised"
+            );
+        }
+        for r in l.take() {
+            a.try_record(Payload::WorkloadSummary(Box::new(r)));
+        }
+    }
+
     /// Copies the kernel's counters and the state tables' sizes into the metrics.
     pub(super) fn kernel_metrics(&self) {
         let st = &self.capture.state;
@@ -463,6 +484,9 @@ impl Pipeline {
         // New files under what self-protection covers (audit rotation, new pins) are protected
         // within this period (docs/self-protection.md).
         let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut learn_tick = tokio::time::interval(crate::learn::summary::FLUSH_EVERY);
+        learn_tick.tick().await;
+        let learning = self.learn.is_some();
         let self_protect = matches!(
             self.probes.self_protect,
             crate::selfprotect::Status::Active(_)
@@ -496,6 +520,7 @@ impl Pipeline {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
                 _ = prune_tick.tick() => self.prune_state(),
+                _ = learn_tick.tick(), if learning => self.flush_summaries(),
                 _ = self_protect_tick.tick(), if self_protect => self.refresh_self_protect(),
                 _ = policy_tick.tick(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
@@ -565,6 +590,7 @@ impl Pipeline {
             o.close(Duration::from_secs(2));
         }
         self.report_drops(&mut last, true)?;
+        self.flush_summaries();
         self.outputs.take();
         info!(
             events = self.seen,

@@ -35,14 +35,20 @@ pub(super) fn policy_load(
                 } else {
                     p.mode.as_str().into()
                 },
+                learned_to: p.learned.as_ref().map(|l| l.to.clone()),
             })
             .collect(),
         reload,
     })
 }
 
-/// The kernel prefilter for a rule set and policies (docs/performance.md).
-pub(super) fn derive_prefilter(engine: &Engine, policies: &[crate::policy::Policy]) -> Prefilter {
+/// The kernel prefilter for a rule set and policies (docs/performance.md), and what workload
+/// summaries need (`learn`: every write and connect, opens of the sensitive files).
+pub(super) fn derive_prefilter(
+    engine: &Engine,
+    policies: &[crate::policy::Policy],
+    learn: Option<&crate::learn::Sensitive>,
+) -> Prefilter {
     Prefilter::derive(
         &engine.rules,
         &crate::prefilter::Needs {
@@ -52,7 +58,12 @@ pub(super) fn derive_prefilter(engine: &Engine, policies: &[crate::policy::Polic
                 .iter()
                 .flat_map(|p| p.open.deny_read.iter().chain(&p.open.deny_write))
                 .map(|r| String::from_utf8_lossy(r.prefix_bytes()).into_owned())
+                .chain(learn.map(|s| s.prefixes()).unwrap_or_default())
                 .collect(),
+            // Connects are refused in the kernel (sock_addr programs); only workload summaries
+            // need every one.
+            policy_connect: learn.is_some(),
+            write_paths: learn.map(|_| vec!["/".to_string()]).unwrap_or_default(),
         },
     )
 }
@@ -149,10 +160,13 @@ impl Pipeline {
                 cfg.policies.len()
             );
         }
-        let next_prefilter = r
-            .prefilter
-            .as_ref()
-            .map(|_| derive_prefilter(&cfg.engine, &cfg.policies));
+        let next_prefilter = r.prefilter.as_ref().map(|_| {
+            derive_prefilter(
+                &cfg.engine,
+                &cfg.policies,
+                self.learn.as_ref().map(|l| l.sensitive()),
+            )
+        });
         let wide = Prefilter::none();
         if let (Some(old), Some(next)) = (&r.prefilter, &next_prefilter) {
             self.probes.widen_prefilter(old, &wide, next)?;

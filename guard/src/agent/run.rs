@@ -127,6 +127,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let output_files = crate::harden::output_files(&channels);
     let outputs = Outputs::start(channels).context("starting outputs")?;
     let config_hash = crate::audit::sha256_hex(format!("{args:?}").as_bytes());
+    if args.learn && args.no_audit {
+        anyhow::bail!("--learn writes its summaries into the audit log: drop --no-audit");
+    }
     let audit = if args.no_audit {
         None
     } else {
@@ -164,9 +167,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .count(),
         "guard starting"
     );
+    // Workload summaries for `guard policy learn` go into the audit log (docs/policies.md).
+    let learn = args
+        .learn
+        .then(|| crate::learn::Sensitive::from_rules(&sources.rules));
     let prefilter_on = !args.no_prefilter && args.print_events == PrintEvents::None;
     let prefilter = if prefilter_on {
-        derive_prefilter(&engine, &policies)
+        derive_prefilter(&engine, &policies, learn.as_ref())
     } else {
         Prefilter::none()
     };
@@ -217,6 +224,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     )?;
     // Least privilege (docs/hardening.md): everything that needs more is loaded by now.
     crate::harden::after_start(&args, &sources.rules, output_files, p.responder.as_ref()).await?;
+    p.learn = learn.map(crate::learn::Summaries::new);
     p.reload = Some(ReloadState {
         watch: !args.no_watch,
         sources,

@@ -43,6 +43,8 @@ pub enum Payload {
     DropSummary(DropSummary),
     /// A hot reload that was refused: the configuration in force did not change.
     ReloadFailed(ReloadFailure),
+    /// What one workload did over an interval, for `guard policy learn` (guard/src/learn/).
+    WorkloadSummary(Box<WorkloadSummary>),
 }
 
 impl Payload {
@@ -58,6 +60,7 @@ impl Payload {
             Payload::Snapshot(_) => "snapshot",
             Payload::DropSummary(_) => "drop_summary",
             Payload::ReloadFailed(_) => "reload_failed",
+            Payload::WorkloadSummary(_) => "workload_summary",
         }
     }
 
@@ -74,7 +77,7 @@ impl Payload {
             Payload::Decision(d) => d.decision == DecisionKind::Deny,
             Payload::Response(r) => r.outcome != Outcome::Planned,
             Payload::Snapshot(_) => true,
-            Payload::Alert { .. } | Payload::DropSummary(_) => false,
+            Payload::Alert { .. } | Payload::DropSummary(_) | Payload::WorkloadSummary(_) => false,
         }
     }
 }
@@ -128,6 +131,10 @@ pub struct LoadedItem {
     pub name: String,
     /// `detect` or `enforce` (policies), or `dry_run` / `active` (responses).
     pub mode: String,
+    /// For a policy written by `guard policy learn`: the end of its learning window (RFC 3339),
+    /// from which the report counts what it would have denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_to: Option<String>,
 }
 
 /// The container (or host) an event belongs to. All optional: the daemon may be unreachable.
@@ -359,6 +366,35 @@ pub struct SnapshotRecord {
     #[serde(default)]
     pub processes_truncated: bool,
     pub recent_events: Vec<RecentEvent>,
+}
+
+/// What one workload did between `from` and `to` (event times, RFC 3339): each map is
+/// entry -> count of events. Bounded (guard/src/learn/summary.rs): what did not fit is counted in
+/// `overflow`, so a reader knows the lists are incomplete.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    pub workload: Workload,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub from: String,
+    pub to: String,
+    /// Events summarised (each counted once, in at most one map).
+    pub events: u64,
+    /// Executed files, as given to execve (made absolute).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub execs: BTreeMap<String, u64>,
+    /// Files opened for writing (or created).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub writes: BTreeMap<String, u64>,
+    /// Sensitive files (the loaded rules' lists) opened for reading.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reads: BTreeMap<String, u64>,
+    /// Connect destinations, `ip:port` (`[ip]:port` for IPv6).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connects: BTreeMap<String, u64>,
+    /// Events per map (`execs`, `writes`, `reads`, `connects`) whose entry was not kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overflow: BTreeMap<String, u64>,
 }
 
 /// Counts of what was lost since the previous summary.

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config_show;
 pub mod doctor;
 pub mod exec;
+pub mod policy;
 pub mod quarantine;
 pub mod replay;
 pub mod respond;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Internal: the agent's `/proc/<pid>/root` opener (started by `guard run`; see procroot.rs).
     #[command(name = "root-opener", hide = true)]
     RootOpener,
+    /// Policy tools (`guard policy learn`).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// The command line with the config file applied (`crate::config`).
@@ -119,6 +123,7 @@ pub fn main() -> ExitCode {
         Command::Quarantine(c) => quarantine::quarantine(c),
         Command::Exec(args) => exec::run(args),
         Command::RootOpener => crate::procroot::serve().map(|()| ExitCode::SUCCESS),
+        Command::Policy(c) => policy::run(c),
         // Handled above (it needs the matches, not only the arguments).
         Command::Config(ConfigCommand::Show(_)) => Ok(ExitCode::SUCCESS),
     };

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Do not write an audit log.
     #[arg(long)]
     pub no_audit: bool,
+    /// Keep per-container summaries in the audit log for `guard policy learn` (docs/policies.md,
+    /// "Rollout"). The kernel prefilter then passes every write and connect.
+    #[arg(long)]
+    pub learn: bool,
     /// Deny every exec in this cgroup v2 directory (BPF LSM only). Repeatable.
     #[arg(long, value_name = "CGROUP_DIR")]
     pub deny_exec_cgroup: Vec<PathBuf>,

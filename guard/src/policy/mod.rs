@@ -251,8 +251,17 @@ pub struct Policy {
     pub exec: ExecPolicy,
     pub open: OpenPolicy,
     pub connect: ConnectPolicy,
+    /// Set by `guard policy learn`: the window the policy was learned from.
+    pub learned: Option<LearnedWindow>,
     pub file: Arc<str>,
     pub pos: Pos,
+}
+
+/// `learned: {from: T, to: T}` (RFC 3339): the report counts would-denies after `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedWindow {
+    pub from: String,
+    pub to: String,
 }
 
 impl Policy {

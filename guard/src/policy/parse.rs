@@ -66,7 +66,10 @@ pub fn load_policies(paths: &[std::path::PathBuf]) -> (Vec<Policy>, Vec<Diagnost
     (policies, diags)
 }
 
-const POLICY_KEYS: [&str; 6] = ["policy", "desc", "workload", "mode", "rules", "enforce"];
+const POLICY_KEYS: [&str; 7] = [
+    "policy", "desc", "workload", "mode", "rules", "enforce", "learned",
+];
+const LEARNED_KEYS: [&str; 2] = ["from", "to"];
 const RULES_KEYS: [&str; 4] = ["tags", "names", "exclude_tags", "exclude_names"];
 const ENFORCE_KEYS: [&str; 3] = ["exec", "open", "connect"];
 const EXEC_KEYS: [&str; 3] = ["deny", "allow", "deny_new_binaries"];
@@ -299,6 +302,7 @@ impl Parser<'_, '_> {
                 }
             }
         }
+        let learned = map.get("learned").and_then(|v| self.learned(v));
         if self.diags.len() > before {
             return None;
         }
@@ -311,9 +315,43 @@ impl Parser<'_, '_> {
             exec,
             open,
             connect,
+            learned,
             file: self.ctx.file.clone(),
             pos: self.ctx.pos(),
         })
+    }
+
+    /// `learned: {from: T, to: T}`, both RFC 3339, from <= to.
+    fn learned(&mut self, v: &Value) -> Option<super::LearnedWindow> {
+        let m = self.mapping("learned", v, &LEARNED_KEYS)?;
+        let mut time = |k: &str| -> Option<(String, i64)> {
+            let path = format!("learned.{k}");
+            let Some(v) = m.get(k) else {
+                self.err_key(
+                    "learned",
+                    format!("'learned' needs '{k}' (an RFC 3339 time)"),
+                );
+                return None;
+            };
+            let s = self.string(&path, v)?;
+            match crate::rfc3339::parse(&s) {
+                Some(ns) => Some((s, ns)),
+                None => {
+                    self.err_value(
+                        &path,
+                        format!("'{path}': {s:?} is not an RFC 3339 time (2026-12-03T22:00:00Z)"),
+                    );
+                    None
+                }
+            }
+        };
+        let (from, to) = (time("from"), time("to"));
+        let ((from, a), (to, b)) = (from?, to?);
+        if a > b {
+            self.err_value("learned.to", "'learned.to' is before 'learned.from'");
+            return None;
+        }
+        Some(super::LearnedWindow { from, to })
     }
 
     fn exec(&mut self, v: &Value) -> ExecPolicy {

@@ -47,6 +47,10 @@ pub struct Needs {
     /// enforcement): these paths are needed for any access. Connect rules need no events: the
     /// kernel refuses them (cgroup sock_addr programs).
     pub policy_open_paths: Vec<String>,
+    /// Every connect, unfiltered (workload summaries).
+    pub policy_connect: bool,
+    /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
+    pub write_paths: Vec<String>,
 }
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
@@ -322,9 +326,12 @@ impl Prefilter {
         // No rule can match any connect: it is not traced at all (below), nothing to exclude.
         let connect_excl = connect_excl.unwrap_or_default();
         let bounds_nothing = connect_excl.ports.is_empty() && connect_excl.nets.is_empty();
-        let connect_filter = !(needs.everything || bounds_nothing);
+        let connect_filter = !(needs.everything || needs.policy_connect || bounds_nothing);
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
+        }
+        for p in &needs.write_paths {
+            open_pairs = or(open_pairs, vec![(p.clone(), true)]);
         }
         let open_filter = !needs.everything && !open_pairs.contains(&(String::new(), false));
         let mut syscalls = BTreeMap::new();
@@ -337,7 +344,9 @@ impl Prefilter {
                 // not to need it).
                 || id == crate::rules::fields::OTHER_TYPE
                 || types & (1u128 << id) != 0
-                || (is_open && !needs.policy_open_paths.is_empty());
+                || (is_open && !needs.policy_open_paths.is_empty())
+                || (is_open && !needs.write_paths.is_empty())
+                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
             if !wanted {
                 continue;
             }

@@ -588,3 +588,17 @@ fn same_alerts_with_and_without_the_prefilter_guard_rules() {
 fn same_alerts_with_and_without_the_prefilter_with_falco_rules() {
     differential(true);
 }
+
+#[test]
+fn write_paths_pass_every_write_and_no_more() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /etc and evt.is_open_write = true"),
+        &Needs {
+            write_paths: vec!["/".into()],
+            ..Needs::default()
+        },
+    );
+    let at = syscalls::OPENAT;
+    assert!(p.passes_open(at, b"/tmp/x", true), "every write");
+    assert!(!p.passes_open(at, b"/tmp/x", false), "reads stay filtered");
+}

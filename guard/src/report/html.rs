@@ -391,6 +391,8 @@ pub fn render_html(r: &Report) -> String {
         }
         let _ = write!(o, "</article>");
     }
-    let _ = writeln!(o, "</section></body></html>");
+    let _ = write!(o, "</section>");
+    super::learned::render_html(&mut o, &r.learned);
+    let _ = writeln!(o, "</body></html>");
     o
 }

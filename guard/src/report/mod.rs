@@ -6,6 +6,7 @@
 
 pub mod escape;
 mod html;
+pub mod learned;
 mod render;
 pub mod time;
 
@@ -283,6 +284,8 @@ pub struct Report {
     pub actions: ActionSummary,
     pub drops: DropTotals,
     pub rollout: Vec<PolicyRollout>,
+    /// Learned detect-mode policies: what they would have denied since they were learned.
+    pub learned: Vec<learned::LearnedPolicy>,
 }
 
 /// A response record's action: a kind, or `None` for `*` (the whole response was refused).
@@ -409,6 +412,7 @@ pub fn build(
     let mut rollout: BTreeMap<String, RolloutAcc> = BTreeMap::new();
     // Policy name -> latest mode seen in a policy_load (in scope or before it).
     let mut modes: BTreeMap<String, String> = BTreeMap::new();
+    let mut since_learned = learned::Acc::default();
     let (mut first, mut last, mut in_scope) = (None::<i64>, None::<i64>, 0u64);
 
     for l in records {
@@ -419,6 +423,7 @@ pub fn build(
             for it in &p.items {
                 modes.insert(it.name.clone(), it.mode.clone());
             }
+            since_learned.load(p);
         }
         if !in_time(t) {
             continue;
@@ -449,6 +454,7 @@ pub fn build(
                 if !wl_ok(&d.workload) {
                     continue;
                 }
+                since_learned.decision(d, t);
                 let op = d.op.as_str().to_string();
                 match d.decision {
                     DecisionKind::Deny => {
@@ -589,7 +595,7 @@ pub fn build(
                     }
                 }
             }
-            Payload::Snapshot(_) | Payload::ReloadFailed(_) => {}
+            Payload::Snapshot(_) | Payload::ReloadFailed(_) | Payload::WorkloadSummary(_) => {}
             Payload::DropSummary(d) => {
                 for (i, m) in [&d.ringbuf, &d.outputs, &d.audit].into_iter().enumerate() {
                     for (k, v) in m {
@@ -722,6 +728,7 @@ pub fn build(
         actions,
         drops,
         rollout,
+        learned: since_learned.finish(),
     })
 }
 

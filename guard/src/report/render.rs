@@ -156,6 +156,7 @@ pub fn render_text(r: &Report) -> String {
             );
         }
     }
+    super::learned::render_lines(&mut o, &r.learned, false, tx);
     o
 }
 
@@ -306,5 +307,6 @@ pub fn render_markdown(r: &Report) -> String {
             }
         }
     }
+    super::learned::render_lines(&mut o, &r.learned, true, md);
     o
 }

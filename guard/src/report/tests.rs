@@ -168,14 +168,17 @@ fn rollout_verdicts() {
                     LoadedItem {
                         name: "quiet".into(),
                         mode: "detect".into(),
+                        learned_to: None,
                     },
                     LoadedItem {
                         name: "noisy".into(),
                         mode: "detect".into(),
+                        learned_to: None,
                     },
                     LoadedItem {
                         name: "prod".into(),
                         mode: "enforce".into(),
+                        learned_to: None,
                     },
                 ],
                 reload: false,

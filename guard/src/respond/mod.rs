@@ -248,6 +248,7 @@ impl Responder {
                     } else {
                         "active".into()
                     },
+                    learned_to: None,
                 })
                 .collect(),
             reload,

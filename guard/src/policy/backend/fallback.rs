@@ -162,6 +162,7 @@ pub(super) mod tests {
             exec: Default::default(),
             open,
             connect,
+            learned: None,
             file: "t.yaml".into(),
             pos: Default::default(),
         }
