@@ -572,7 +572,12 @@ pub fn apply(
             .context("reading the permitted capabilities")?
             .into_iter()
             .fold(0u64, |m, c| m | (1u64 << c.index()));
-        let keep = runtime_mask(metrics_port) & have;
+        let mut keep = runtime_mask(metrics_port);
+        if crate::fanotify::in_force() {
+            // Marks on new workloads' filesystems (docs/hardening.md).
+            keep |= mask_of(&["CAP_SYS_ADMIN"]);
+        }
+        let keep = keep & have;
         report.kept = Some(names_of(keep));
         Some(keep)
     };
@@ -580,7 +585,16 @@ pub fn apply(
         None
     } else {
         let paths = agent_paths(inputs);
-        let (handled, grants) = agent_grants(&paths);
+        let (mut handled, mut grants) = agent_grants(&paths);
+        if crate::fanotify::in_force() {
+            // The kernel opens each fanotify event's file as the agent, in any workload's
+            // root: reads cannot be confined to paths (docs/hardening.md).
+            let reads = AccessFs::ReadFile | AccessFs::ReadDir;
+            handled &= !reads;
+            for r in grants.values_mut() {
+                *r &= !reads;
+            }
+        }
         let rs = crate::policy::landlock::create_ruleset(handled, &grants, ABI_WANTED)
             .context("building the agent's Landlock ruleset")?;
         let fd: Option<OwnedFd> = rs.into();

@@ -585,7 +585,8 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
     let r = if lsm {
         attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
     } else {
-        attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
+        // The exec backstop stays attached under fanotify: it holds while no agent answers.
+        attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm())
     }
     .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
     match r {
@@ -596,6 +597,18 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
         Err(e) => {
             warn!("policy enforcement unavailable: {e:#}");
             Backend::Unavailable(format!("{e:#}"))
+        }
+    }
+}
+
+/// The backend where BPF LSM is refused: `fanotify` when permission events work here, else
+/// `sigkill-fallback`.
+fn without_lsm() -> Kind {
+    match crate::fanotify::probe() {
+        Ok(()) => Kind::Fanotify,
+        Err(e) => {
+            info!("fanotify backend unavailable: {e:#}");
+            Kind::SigkillFallback
         }
     }
 }
@@ -718,7 +731,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
         }
     } else {
         match attach_policy_fallback(&mut ebpf, None) {
-            Ok(()) => Backend::Attached(Kind::SigkillFallback),
+            Ok(()) => Backend::Attached(without_lsm()),
             Err(e) => Backend::Unavailable(format!("{e:#}")),
         }
     };

@@ -137,6 +137,8 @@ struct PolicyStage {
     /// The fallback backend with open or connect rules: the agent kills after the fact.
     after_fact: bool,
     bindings: crate::policy::fallback::BindingCache,
+    /// The `fanotify` backend's listener (None on the other backends).
+    fanotify: Option<crate::fanotify::Fanotify>,
 }
 
 impl PolicyStage {

@@ -9,6 +9,7 @@
 
 pub mod bpf_lsm;
 pub mod fallback;
+pub mod fanotify;
 pub mod landlock;
 
 use std::fmt::Write as _;
@@ -153,6 +154,7 @@ pub struct Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     BpfLsm,
+    Fanotify,
     SigkillFallback,
     Landlock,
 }
@@ -166,7 +168,8 @@ impl Kind {
     /// The order of [`Kind::all`]; exhaustive, so a new backend must be placed here.
     fn next(self) -> Option<Kind> {
         match self {
-            Kind::BpfLsm => Some(Kind::SigkillFallback),
+            Kind::BpfLsm => Some(Kind::Fanotify),
+            Kind::Fanotify => Some(Kind::SigkillFallback),
             Kind::SigkillFallback => Some(Kind::Landlock),
             Kind::Landlock => None,
         }
@@ -175,6 +178,7 @@ impl Kind {
     pub fn spec(self) -> &'static Spec {
         match self {
             Kind::BpfLsm => &bpf_lsm::SPEC,
+            Kind::Fanotify => &fanotify::SPEC,
             Kind::SigkillFallback => &fallback::SPEC,
             Kind::Landlock => &landlock::SPEC,
         }
@@ -311,7 +315,7 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), ops.len(), "{ops:?}");
         assert_eq!(ops.len(), 9);
-        assert_eq!(Kind::all().count(), 3);
+        assert_eq!(Kind::all().count(), 4);
         assert_eq!(Level::all().count(), 4);
     }
 
