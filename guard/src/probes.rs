@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     btf::Btf,
-    policy::backend::{Backend, Kind},
+    policy::backend::{Backend, Choice, Kind},
     sysfs::ensure_tracefs,
 };
 
@@ -118,6 +118,8 @@ pub struct ProbeConfig {
     pub prefilter: crate::prefilter::Prefilter,
     /// Self-protection from containers (BPF LSM only): what to protect; None = off.
     pub self_protect: Option<crate::selfprotect::Roots>,
+    /// `--policy-backend`.
+    pub policy_backend: crate::policy::backend::Choice,
 }
 
 impl Default for ProbeConfig {
@@ -128,6 +130,7 @@ impl Default for ProbeConfig {
             policy_pins: None,
             prefilter: crate::prefilter::Prefilter::none(),
             self_protect: None,
+            policy_backend: Default::default(),
         }
     }
 }
@@ -406,7 +409,7 @@ impl Probes {
         let policy_backend = cfg
             .policy_pins
             .as_ref()
-            .map(|dir| attach_policy(&mut ebpf, lsm, dir));
+            .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
         // After the policy pins exist, so that they are protected from the start.
         let self_protect = match (&cfg.self_protect, &exec_enforcement) {
             (None, _) => crate::selfprotect::Status::Off,
@@ -581,12 +584,25 @@ fn pin_link(link: FdLink, dir: &Path, prog: &str) -> Result<()> {
 
 /// Attaches the policy programs (BPF LSM, or the SIGKILL fallback) and pins them and their
 /// links under `dir`.
-pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
-    let r = if lsm {
-        attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
-    } else {
+pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, choice: Choice, dir: &Path) -> Backend {
+    let r = match (choice, lsm) {
+        (Choice::Auto | Choice::BpfLsm, true) => {
+            attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
+        }
+        (Choice::BpfLsm, false) => Err(anyhow::anyhow!(
+            "--policy-backend bpf-lsm: this kernel refuses BPF LSM programs"
+        )),
         // The exec backstop stays attached under fanotify: it holds while no agent answers.
-        attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm())
+        (Choice::Auto, false) => {
+            attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm())
+        }
+        (Choice::Fanotify, _) => crate::fanotify::probe()
+            .context("--policy-backend fanotify")
+            .and_then(|()| attach_policy_fallback(ebpf, Some(dir)))
+            .map(|()| Kind::Fanotify),
+        (Choice::SigkillFallback, _) => {
+            attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
+        }
     }
     .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
     match r {

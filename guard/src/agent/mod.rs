@@ -68,6 +68,8 @@ pub struct PolicySetup {
     pub detect_only: bool,
     pub pin_dir: PathBuf,
     pub hostname: String,
+    /// `--policy-backend`.
+    pub backend: crate::policy::backend::Choice,
 }
 
 struct Pipeline {

@@ -102,6 +102,7 @@ impl Pipeline {
             policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
             prefilter,
             self_protect,
+            policy_backend: policy.as_ref().map(|p| p.backend).unwrap_or_default(),
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",

@@ -216,6 +216,18 @@ impl Kind {
     }
 }
 
+/// `guard run --policy-backend`: which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Choice {
+    /// bpf-lsm where LSM programs load, else fanotify where permission events work, else
+    /// sigkill-fallback.
+    #[default]
+    Auto,
+    BpfLsm,
+    Fanotify,
+    SigkillFallback,
+}
+
 /// How kernel decisions are enforced on this host (`guard run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
