@@ -361,7 +361,8 @@ mod tests {
         );
         let fa = policy_check(&Backend::Attached(Kind::Fanotify));
         assert!(
-            fa.detail.starts_with("backend fanotify: denied: exec, open read, open write,"),
+            fa.detail
+                .starts_with("backend fanotify: denied: exec, open read, open write,"),
             "{}",
             fa.detail
         );

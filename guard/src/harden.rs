@@ -583,18 +583,15 @@ pub fn apply(
     };
     let ruleset = if no_landlock {
         None
+    } else if crate::fanotify::in_force() {
+        // The answer reads `/proc/<tid>/syscall` and the marker `/proc/<pid>/root` of every
+        // workload (ptrace-class access Landlock refuses outside the agent's domain), and the
+        // kernel opens each event's file as the agent (docs/hardening.md).
+        report.landlock = Some("off: the fanotify backend reaches into every workload".into());
+        None
     } else {
         let paths = agent_paths(inputs);
-        let (mut handled, mut grants) = agent_grants(&paths);
-        if crate::fanotify::in_force() {
-            // The kernel opens each fanotify event's file as the agent, in any workload's
-            // root: reads cannot be confined to paths (docs/hardening.md).
-            let reads = AccessFs::ReadFile | AccessFs::ReadDir;
-            handled &= !reads;
-            for r in grants.values_mut() {
-                *r &= !reads;
-            }
-        }
+        let (handled, grants) = agent_grants(&paths);
         let rs = crate::policy::landlock::create_ruleset(handled, &grants, ABI_WANTED)
             .context("building the agent's Landlock ruleset")?;
         let fd: Option<OwnedFd> = rs.into();

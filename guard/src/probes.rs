@@ -593,9 +593,7 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, choice: Choice, dir: &Path) -> 
             "--policy-backend bpf-lsm: this kernel refuses BPF LSM programs"
         )),
         // The exec backstop stays attached under fanotify: it holds while no agent answers.
-        (Choice::Auto, false) => {
-            attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm())
-        }
+        (Choice::Auto, false) => attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm()),
         (Choice::Fanotify, _) => crate::fanotify::probe()
             .context("--policy-backend fanotify")
             .and_then(|()| attach_policy_fallback(ebpf, Some(dir)))

@@ -326,9 +326,15 @@ mod tests {
             flags,
         };
         let m = path_bits::EXEC_MATCH;
-        assert_eq!(exec_verdict(&b(pf::EXEC_DENY), m, false), Some(Why::DenyList));
+        assert_eq!(
+            exec_verdict(&b(pf::EXEC_DENY), m, false),
+            Some(Why::DenyList)
+        );
         assert_eq!(exec_verdict(&b(pf::EXEC_DENY), 0, true), None);
-        assert_eq!(exec_verdict(&b(pf::EXEC_ALLOW), 0, false), Some(Why::NotAllowed));
+        assert_eq!(
+            exec_verdict(&b(pf::EXEC_ALLOW), 0, false),
+            Some(Why::NotAllowed)
+        );
         assert_eq!(exec_verdict(&b(pf::EXEC_ALLOW), m, false), None);
         assert_eq!(
             exec_verdict(&b(pf::DENY_NEW_BINARIES), 0, true),

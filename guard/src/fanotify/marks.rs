@@ -17,7 +17,6 @@ use guard_ebpf::path_bits;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use tracing::debug;
 
-
 use super::{
     answer::{Rules, Subtree},
     sys::{self, Target},
@@ -146,14 +145,20 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
                 crate::policy::PathRule::Exact(p) | crate::policy::PathRule::Below(p) => p.as_str(),
             };
             if on_host_root || r.id.dev != root_dev {
-                let marked = open_in(&root, text, false).map_err(std::io::Error::from).and_then(|fd| {
-                    // The rule must still name the file resolved a moment ago.
-                    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-                    if file_id(&md) != r.id {
-                        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
-                    }
-                    sys::mark_fd(group.as_fd(), Target::Inode { children: subtree }, fd.as_fd())
-                });
+                let marked = open_in(&root, text, false)
+                    .map_err(std::io::Error::from)
+                    .and_then(|fd| {
+                        // The rule must still name the file resolved a moment ago.
+                        let md = std::fs::File::from(fd.try_clone()?).metadata()?;
+                        if file_id(&md) != r.id {
+                            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+                        }
+                        sys::mark_fd(
+                            group.as_fd(),
+                            Target::Inode { children: subtree },
+                            fd.as_fd(),
+                        )
+                    });
                 match marked {
                     Ok(()) => pass.inodes += 1,
                     Err(e) => {

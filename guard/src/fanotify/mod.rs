@@ -35,9 +35,7 @@ use guard_ebpf::{CgroupPolicy, policy_flags as pf};
 use tracing::{info, warn};
 
 use crate::{
-    events::{
-        Access, Captured, CgroupId, Common, DecisionEvent, Hook, Operation, Reason, Verdict,
-    },
+    events::{Access, Captured, CgroupId, Common, DecisionEvent, Hook, Operation, Reason, Verdict},
     policy::{
         fallback::BindingCache,
         resolve::{FileId, kernel_dev},
@@ -56,7 +54,8 @@ pub fn in_force() -> bool {
 
 /// Whether this kernel gives fanotify permission events to this process.
 pub fn probe() -> Result<()> {
-    sys::probe().context("fanotify permission events (CONFIG_FANOTIFY_ACCESS_PERMISSIONS, CAP_SYS_ADMIN)")
+    sys::probe()
+        .context("fanotify permission events (CONFIG_FANOTIFY_ACCESS_PERMISSIONS, CAP_SYS_ADMIN)")
 }
 
 /// Decision records waiting for the pipeline.
@@ -90,7 +89,11 @@ impl Stats {
 
     /// The bucket bound (µs) under which a fraction `q` of answers fell.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return None;
@@ -306,7 +309,9 @@ fn cgroup_id(sh: &Shared, ctx: &mut Ctx, path: &str, now: Instant) -> Option<u64
     if ctx.cgroup_ids.len() >= CGROUP_CACHE_MAX {
         ctx.cgroup_ids.clear();
     }
-    let id = std::fs::metadata(format!("{}{path}", sh.cgroot)).ok()?.ino();
+    let id = std::fs::metadata(format!("{}{path}", sh.cgroot))
+        .ok()?
+        .ino();
     ctx.cgroup_ids.insert(path.to_owned(), (id, now));
     Some(id)
 }
@@ -357,8 +362,9 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
             None,
         )
     } else {
-        let needs_access = bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::DENY_WRITE) != 0
-            || b.flags & pf::DENY_NEW_BINARIES != 0;
+        let needs_access =
+            bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::DENY_WRITE) != 0
+                || b.flags & pf::DENY_NEW_BINARIES != 0;
         if !needs_access {
             return ALLOW;
         }

@@ -49,14 +49,19 @@ pub enum Target {
     Inode { children: bool },
 }
 
-fn mark(group: BorrowedFd<'_>, op: u32, target: Target, dirfd: RawFd, path: Option<&Path>) -> io::Result<()> {
-    let (kind, mut mask) = match target {
+fn mark(
+    group: BorrowedFd<'_>,
+    op: u32,
+    target: Target,
+    dirfd: RawFd,
+    path: Option<&Path>,
+) -> io::Result<()> {
+    let (kind, mask) = match target {
         Target::Filesystem => (FAN_MARK_FILESYSTEM, PERM_MASK),
-        Target::Inode { children } => (0, PERM_MASK | if children { FAN_EVENT_ON_CHILD } else { 0 }),
+        Target::Inode { children } => {
+            (0, PERM_MASK | if children { FAN_EVENT_ON_CHILD } else { 0 })
+        }
     };
-    if op == libc::FAN_MARK_REMOVE {
-        mask = PERM_MASK | FAN_EVENT_ON_CHILD;
-    }
     let cpath = match path {
         Some(p) => Some(
             CString::new(p.as_os_str().as_encoded_bytes())
@@ -75,17 +80,20 @@ fn mark(group: BorrowedFd<'_>, op: u32, target: Target, dirfd: RawFd, path: Opti
 
 /// Marks what `path` names (resolved normally, from the caller's root).
 pub fn mark_path(group: BorrowedFd<'_>, target: Target, path: &Path) -> io::Result<()> {
-    mark(group, libc::FAN_MARK_ADD, target, libc::AT_FDCWD, Some(path))
+    mark(
+        group,
+        libc::FAN_MARK_ADD,
+        target,
+        libc::AT_FDCWD,
+        Some(path),
+    )
 }
 
-/// Marks the inode (or its filesystem) of an open `O_PATH` descriptor.
+/// Marks the inode (or its filesystem) of an open `O_PATH` descriptor, through its
+/// `/proc/self/fd` link (the kernel does not take an `O_PATH` descriptor as the mark's dirfd).
 pub fn mark_fd(group: BorrowedFd<'_>, target: Target, fd: BorrowedFd<'_>) -> io::Result<()> {
-    mark(group, libc::FAN_MARK_ADD, target, fd.as_raw_fd(), None)
-}
-
-/// Removes an inode mark (a rule's file that is no longer named).
-pub fn unmark_fd(group: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    mark(group, libc::FAN_MARK_REMOVE, Target::Inode { children: true }, fd.as_raw_fd(), None)
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    mark_path(group, target, Path::new(&link))
 }
 
 /// One permission event: the opener's thread and the kernel's descriptor of the file.
@@ -99,7 +107,11 @@ pub struct Event {
 
 /// Reads what is queued into `buf` and returns the events; `Ok(empty)` when none. Events that
 /// are not permission events (the queue overflow marker) are counted in `other`.
-pub fn read_events(group: BorrowedFd<'_>, buf: &mut [u8], other: &mut u64) -> io::Result<Vec<Event>> {
+pub fn read_events(
+    group: BorrowedFd<'_>,
+    buf: &mut [u8],
+    other: &mut u64,
+) -> io::Result<Vec<Event>> {
     // SAFETY: reads into our buffer, bounded by its length.
     let n = unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
     if n < 0 {
@@ -151,7 +163,11 @@ fn parse(mut b: &[u8], other: &mut u64) -> Vec<Event> {
 pub fn respond(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, allow: bool) -> io::Result<()> {
     let r = libc::fanotify_response {
         fd: fd.as_raw_fd(),
-        response: if allow { libc::FAN_ALLOW } else { libc::FAN_DENY },
+        response: if allow {
+            libc::FAN_ALLOW
+        } else {
+            libc::FAN_DENY
+        },
     };
     let size = std::mem::size_of::<libc::fanotify_response>();
     // SAFETY: writes a plain struct from our stack.
@@ -210,15 +226,31 @@ mod tests {
     #[test]
     fn records_are_validated_and_their_fds_owned() {
         let mut other = 0;
-        let mut b = record(libc::FANOTIFY_METADATA_VERSION, META_LEN as u32, FAN_OPEN_PERM, devnull(), 42);
+        let mut b = record(
+            libc::FANOTIFY_METADATA_VERSION,
+            META_LEN as u32,
+            FAN_OPEN_PERM,
+            devnull(),
+            42,
+        );
         // Overflow marker: no fd.
-        b.extend(record(libc::FANOTIFY_METADATA_VERSION, META_LEN as u32, 0x4000, -1, 0));
+        b.extend(record(
+            libc::FANOTIFY_METADATA_VERSION,
+            META_LEN as u32,
+            0x4000,
+            -1,
+            0,
+        ));
         let ev = parse(&b, &mut other);
         assert_eq!(ev.len(), 1);
         assert_eq!((ev[0].tid, ev[0].mask), (42, FAN_OPEN_PERM));
         assert_eq!(other, 1);
         // A wrong version, a length past the buffer or below the header: the batch ends.
-        for (vers, len) in [(2, META_LEN as u32), (libc::FANOTIFY_METADATA_VERSION, 4096), (libc::FANOTIFY_METADATA_VERSION, 8)] {
+        for (vers, len) in [
+            (2, META_LEN as u32),
+            (libc::FANOTIFY_METADATA_VERSION, 4096),
+            (libc::FANOTIFY_METADATA_VERSION, 8),
+        ] {
             let mut b = record(vers, META_LEN as u32, FAN_OPEN_PERM, -1, 1);
             b[..4].copy_from_slice(&len.to_ne_bytes());
             assert!(parse(&b, &mut other).is_empty());
