@@ -722,5 +722,8 @@ pub mod settings {
     pub const AGENT_TGID: u32 = 0;
     /// When non-zero, only tasks in this cgroup (v2 id) are traced.
     pub const ONLY_CGROUP: u32 = 1;
+    /// When non-zero (the `fanotify` backend), the `sched_process_exec` backstop also matches
+    /// the executed file's identity (`POLICY_INODES`), as the permission answer does.
+    pub const EXEC_BY_INODE: u32 = 2;
     pub const COUNT: u32 = 4;
 }

@@ -603,6 +603,17 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, choice: Choice, dir: &Path) -> 
         }
     }
     .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b));
+    let r = r.and_then(|k| {
+        if k == Kind::Fanotify {
+            // The exec backstop decides on the file too, as the permission answer does.
+            let mut settings: Array<&mut MapData, u64> = Array::try_from(
+                ebpf.map_mut(names::SETTINGS)
+                    .context("map SETTINGS missing from the object")?,
+            )?;
+            settings.set(settings::EXEC_BY_INODE, 1, 0)?;
+        }
+        Ok(k)
+    });
     match r {
         Ok(k) => {
             info!(backend = k.name(), covers = %k.summary(), pins = %dir.display(), "policy enforcement attached");

@@ -229,6 +229,14 @@ fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
         d.iter().all(|v| v["decision"] != "kill"),
         "a kill recorded where the kernel refused: {d:?}"
     );
+    // The agent is gone, its marks with it: the pinned exec backstop still kills the denied
+    // file before it runs, by its identity (a name the filename rule does not know).
+    let (code, out, _) = sh(
+        &denied,
+        "ln -sf /opt/tool /tmp/after && /tmp/after echo RAN",
+    );
+    assert!(!out.contains("RAN"), "ran after the agent stopped: {out}");
+    assert_eq!(code, Some(137), "not killed by the backstop");
     s.cleanup();
 }
 

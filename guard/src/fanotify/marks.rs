@@ -23,7 +23,7 @@ use super::{
 };
 use crate::policy::{
     Policy,
-    resolve::{FileId, file_id, kernel_dev, resolve},
+    resolve::{FileId, file_id, kernel_dev, resolve_in},
 };
 
 /// Files listed per `DIR/**` directory (so hard links to them elsewhere still match); beyond
@@ -116,15 +116,15 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
     let mut pass = Pass::default();
     let host_root_dev = std::fs::metadata("/").map(|m| kernel_dev(m.dev())).ok();
     for w in workloads.iter().filter(|w| wants_marks(w.policy)) {
-        let root_path = PathBuf::from(format!("/proc/{}/root", w.pid));
-        let Ok(root) = nix::fcntl::open(
-            &root_path,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) else {
+        let Ok(root) = crate::procroot::open_root(w.pid) else {
             continue;
         };
-        let Ok(root_dev) = std::fs::metadata(&root_path).map(|m| kernel_dev(m.dev())) else {
+        let Some(root_dev) = root
+            .try_clone()
+            .ok()
+            .and_then(|f| std::fs::File::from(f).metadata().ok())
+            .map(|m| kernel_dev(m.dev()))
+        else {
             continue;
         };
         let on_host_root = Some(root_dev) == host_root_dev;
@@ -137,7 +137,7 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
                 }
             }
         }
-        let res = resolve(&root_path, w.policy);
+        let res = resolve_in(&root, w.policy);
         pass.missing += res.missing.len();
         for r in &res.rules {
             let subtree = r.bits & path_bits::SUBTREE != 0;
