@@ -368,8 +368,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
         if !needs_access {
             return ALLOW;
         }
-        let access = std::fs::read_to_string(format!("/proc/{}/syscall", ev.tid))
-            .map_or(answer::Access::UNKNOWN, |l| answer::access_from_syscall(&l));
+        let access = open_access(ev.tid);
         if access.write && b.flags & pf::DENY_NEW_BINARIES != 0 {
             ctx.written.insert(file);
         }
@@ -389,6 +388,24 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
             file,
         }),
     }
+}
+
+/// Reads of `/proc/<tid>/syscall` while the opener is still on its way to sleep.
+const SYSCALL_TRIES: usize = 200;
+
+/// The access of the open `tid` is blocked in. Just after queueing the event the opener may
+/// not be asleep yet, and the kernel then prints `running` instead of its registers: retried
+/// (bounded), then read + write (fail closed).
+fn open_access(tid: i32) -> answer::Access {
+    let path = format!("/proc/{tid}/syscall");
+    for _ in 0..SYSCALL_TRIES {
+        match std::fs::read_to_string(&path) {
+            Ok(l) if l.starts_with("running") => std::thread::yield_now(),
+            Ok(l) => return answer::access_from_syscall(&l),
+            Err(_) => break,
+        }
+    }
+    answer::Access::UNKNOWN
 }
 
 /// `Tgid`, `PPid`, `Uid`, `Gid` of a thread (`/proc/<tid>/status`), zero when unreadable.
