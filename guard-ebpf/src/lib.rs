@@ -804,5 +804,8 @@ pub mod settings {
     /// added without a wakeup and the agent reads them on its next tick (bounded delay).
     /// 0 = wake on every record.
     pub const WAKEUP_BYTES: u32 = 2;
+    /// When non-zero (the `fanotify` backend), the `sched_process_exec` backstop also matches
+    /// the executed file's identity (`POLICY_INODES`), as the permission answer does.
+    pub const EXEC_BY_INODE: u32 = 3;
     pub const COUNT: u32 = 4;
 }

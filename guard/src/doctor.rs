@@ -184,11 +184,14 @@ fn program_support() -> (Check, Check, Check, Check) {
             "bpf-lsm",
             Status::Warn,
             format!("bpf is listed ({lsm_desc}) but the kernel refuses LSM programs: {e:#}"),
-            format!(
-                "no in-kernel denial here: policies fall back to SIGKILL ({}: {})",
-                Kind::SigkillFallback.name(),
-                Kind::SigkillFallback.summary()
-            ),
+            {
+                let k = support.policy.kind().unwrap_or(Kind::SigkillFallback);
+                format!(
+                    "no BPF LSM denial here: policies use the {} backend ({})",
+                    k.name(),
+                    k.summary()
+                )
+            },
         ),
         (Err(e), false) => Check::new(
             "bpf-lsm",
@@ -381,6 +384,13 @@ mod tests {
             lsm.detail.starts_with("backend bpf-lsm: denied: exec,"),
             "{}",
             lsm.detail
+        );
+        let fa = policy_check(&Backend::Attached(Kind::Fanotify));
+        assert!(
+            fa.detail
+                .starts_with("backend fanotify: denied: exec, open read, open write,"),
+            "{}",
+            fa.detail
         );
         let none = policy_check(&Backend::Unavailable("no bpf".into()));
         assert_eq!(none.status, Status::Fail);

@@ -572,11 +572,22 @@ pub fn apply(
             .context("reading the permitted capabilities")?
             .into_iter()
             .fold(0u64, |m, c| m | (1u64 << c.index()));
-        let keep = runtime_mask(metrics_port) & have;
+        let mut keep = runtime_mask(metrics_port);
+        if crate::fanotify::in_force() {
+            // Marks on new workloads' filesystems (docs/hardening.md).
+            keep |= mask_of(&["CAP_SYS_ADMIN"]);
+        }
+        let keep = keep & have;
         report.kept = Some(names_of(keep));
         Some(keep)
     };
     let ruleset = if no_landlock {
+        None
+    } else if crate::fanotify::in_force() {
+        // The answer reads `/proc/<tid>/syscall` and the marker `/proc/<pid>/root` of every
+        // workload (ptrace-class access Landlock refuses outside the agent's domain), and the
+        // kernel opens each event's file as the agent (docs/hardening.md).
+        report.landlock = Some("off: the fanotify backend reaches into every workload".into());
         None
     } else {
         let paths = agent_paths(inputs);

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod events;
+pub mod fanotify;
 pub mod harden;
 pub mod learn;
 pub mod lsm;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     btf::Btf,
-    policy::backend::{Backend, Kind},
+    policy::backend::{Backend, Choice, Kind},
     syscall_links::{SyscallLinks, raw_tracepoint, tracepoint},
     sysfs::ensure_tracefs,
 };
@@ -136,6 +136,8 @@ pub struct ProbeConfig {
     pub prefilter: crate::prefilter::Prefilter,
     /// Self-protection from containers (BPF LSM only): what to protect; None = off.
     pub self_protect: Option<crate::selfprotect::Roots>,
+    /// `--policy-backend`.
+    pub policy_backend: crate::policy::backend::Choice,
 }
 
 impl Default for ProbeConfig {
@@ -146,6 +148,7 @@ impl Default for ProbeConfig {
             policy_pins: None,
             prefilter: crate::prefilter::Prefilter::none(),
             self_protect: None,
+            policy_backend: Default::default(),
         }
     }
 }
@@ -414,7 +417,7 @@ impl Probes {
         let policy_backend = cfg
             .policy_pins
             .as_ref()
-            .map(|dir| attach_policy(&mut ebpf, lsm, dir));
+            .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
         // After the policy pins exist, so that they are protected from the start.
         let self_protect = match (&cfg.self_protect, &exec_enforcement) {
             (None, _) => crate::selfprotect::Status::Off,
@@ -609,14 +612,37 @@ fn pin_link(link: FdLink, dir: &Path, prog: &str) -> Result<()> {
 
 /// Attaches the policy programs (BPF LSM, or the SIGKILL fallback) and pins them and their
 /// links under `dir`.
-pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
-    let r = if lsm {
-        attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
-    } else {
-        attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
+pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, choice: Choice, dir: &Path) -> Backend {
+    let r = match (choice, lsm) {
+        (Choice::Auto | Choice::BpfLsm, true) => {
+            attach_policy_lsm(ebpf, Some(dir)).map(|()| Kind::BpfLsm)
+        }
+        (Choice::BpfLsm, false) => Err(anyhow::anyhow!(
+            "--policy-backend bpf-lsm: this kernel refuses BPF LSM programs"
+        )),
+        // The exec backstop stays attached under fanotify: it holds while no agent answers.
+        (Choice::Auto, false) => attach_policy_fallback(ebpf, Some(dir)).map(|()| without_lsm()),
+        (Choice::Fanotify, _) => crate::fanotify::probe()
+            .context("--policy-backend fanotify")
+            .and_then(|()| attach_policy_fallback(ebpf, Some(dir)))
+            .map(|()| Kind::Fanotify),
+        (Choice::SigkillFallback, _) => {
+            attach_policy_fallback(ebpf, Some(dir)).map(|()| Kind::SigkillFallback)
+        }
     }
     .and_then(|b| attach_policy_mkdir(ebpf, Some(dir)).map(|()| b))
     .and_then(|b| attach_policy_net(ebpf, Some(dir)).map(|()| b));
+    let r = r.and_then(|k| {
+        if k == Kind::Fanotify {
+            // The exec backstop decides on the file too, as the permission answer does.
+            let mut settings: Array<&mut MapData, u64> = Array::try_from(
+                ebpf.map_mut(names::SETTINGS)
+                    .context("map SETTINGS missing from the object")?,
+            )?;
+            settings.set(settings::EXEC_BY_INODE, 1, 0)?;
+        }
+        Ok(k)
+    });
     match r {
         Ok(k) => {
             info!(backend = k.name(), covers = %k.summary(), pins = %dir.display(), "policy enforcement attached");
@@ -625,6 +651,18 @@ pub fn attach_policy(ebpf: &mut Ebpf, lsm: bool, dir: &Path) -> Backend {
         Err(e) => {
             warn!("policy enforcement unavailable: {e:#}");
             Backend::Unavailable(format!("{e:#}"))
+        }
+    }
+}
+
+/// The backend where BPF LSM is refused: `fanotify` when permission events work here, else
+/// `sigkill-fallback`.
+fn without_lsm() -> Kind {
+    match crate::fanotify::probe() {
+        Ok(()) => Kind::Fanotify,
+        Err(e) => {
+            info!("fanotify backend unavailable: {e:#}");
+            Kind::SigkillFallback
         }
     }
 }
@@ -798,7 +836,7 @@ pub fn probe_support(cfg: &ProbeConfig) -> Support {
     let policy = if lsm.is_ok() {
         attach_policy_lsm(&mut ebpf, None).map(|()| Kind::BpfLsm)
     } else {
-        attach_policy_fallback(&mut ebpf, None).map(|()| Kind::SigkillFallback)
+        attach_policy_fallback(&mut ebpf, None).map(|()| without_lsm())
     }
     .and_then(|k| attach_policy_net(&mut ebpf, None).map(|()| k));
     let policy = match policy {

@@ -120,6 +120,11 @@ impl Agent {
     /// Starts `cmd` (which runs `guard run` or `record`, possibly through a wrapper that
     /// execs it, keeping the pid) and waits for `guard: ready`.
     pub fn spawn(mut cmd: Command) -> Agent {
+        // The policy tests written for the filename-matching `sigkill-fallback` backend keep
+        // it on this host (where `auto` picks fanotify); host_fanotify passes its flag.
+        if std::env::var_os("GUARD_POLICY_BACKEND").is_none() {
+            cmd.env("GUARD_POLICY_BACKEND", "sigkill-fallback");
+        }
         let mut child = cmd
             .env("GUARD_LOG", "warn")
             .stdin(Stdio::null())

@@ -6,7 +6,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     helpers::generated::{
-        bpf_probe_read_kernel as raw_probe_read_kernel, bpf_probe_read_kernel_str, bpf_send_signal,
+        bpf_get_current_task, bpf_probe_read_kernel as raw_probe_read_kernel,
+        bpf_probe_read_kernel_str, bpf_send_signal,
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::HashMap,
@@ -15,12 +16,12 @@ use aya_ebpf::{
 use guard_ebpf::{
     CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS,
     MKDIR_PATH_BYTES, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
-    reason, verdict,
+    reason, settings, verdict,
 };
 
 use super::shared::{
-    KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, koff,
-    path_rule, read_field, report,
+    KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, inode_of,
+    inode_rule, koff, path_rule, read_field, report, setting,
 };
 
 /// `BPF_NOEXIST` map update flag: insert only.
@@ -31,7 +32,8 @@ const SIGKILL: u32 = 9;
 /// Fallback for kernels without BPF LSM, attached to `sched/sched_process_exec`: the new image
 /// is in place but has not run an instruction yet; a denied exec gets SIGKILL, which is
 /// delivered before the return to user space. It matches the filename given to execve (an
-/// absolute path; see docs/policies.md for what this backend cannot see).
+/// absolute path) and the executed file's identity (`POLICY_INODES`, resolved by the agent in
+/// the workload's root); see docs/policies.md.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
     let Some(pol) = cgroup_policy() else {
@@ -63,13 +65,28 @@ pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
         hook: hook::SCHED_PROCESS_EXEC,
         ..DecisionBody::default()
     };
-    let hit = if n > 1 {
+    let by_name = if n > 1 {
         // A failed copy leaves the key as it was; the lookup then decides on it, as before.
         let _ = fill_path_key(base, pol.policy_id, path_kind::EXEC);
         path_rule(base) & path_bits::EXEC_MATCH != 0
     } else {
         false
     };
+    // The executed file itself (`current->mm->exe_file`, the new image by now): a rule holds
+    // whatever name, link, relative path or `/proc/self/fd/N` reached it (`POLICY_INODES`).
+    let by_inode = setting(settings::EXEC_BY_INODE) != 0 && {
+        // SAFETY: helper with no preconditions.
+        let task = unsafe { bpf_get_current_task() } as *const u8;
+        // SAFETY: offsets from BTF; reads tolerate bad pointers.
+        let file: *const u8 = unsafe {
+            let mm: *const u8 = read_field(task, koff!(task_mm)).unwrap_or(core::ptr::null());
+            read_field(mm, koff!(mm_exe_file)).unwrap_or(core::ptr::null())
+        };
+        // SAFETY: as above.
+        !file.is_null()
+            && inode_rule(pol.policy_id, unsafe { inode_of(file) }) & path_bits::EXEC_MATCH != 0
+    };
+    let hit = by_name || by_inode;
     if pol.flags & pf::EXEC_DENY != 0 && hit {
         body.reason = reason::DENY_LIST;
     } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {

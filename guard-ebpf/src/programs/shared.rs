@@ -64,7 +64,7 @@ pub fn offsets() -> KernelOffsets {
 }
 
 #[inline(always)]
-fn setting(idx: u32) -> u64 {
+pub fn setting(idx: u32) -> u64 {
     SETTINGS.get(idx).copied().unwrap_or(0)
 }
 

@@ -84,7 +84,42 @@ impl Pipeline {
         };
         let containers = &self.capture.state.containers;
         let mut info = |path: &str| cgroup_workload(containers, path);
-        stage.runtime.rescan(&mut self.probes.ebpf, &mut info)
+        let n = stage.runtime.rescan(&mut self.probes.ebpf, &mut info)?;
+        if let Some(f) = stage.fanotify.as_mut() {
+            let state = &mut self.capture.state;
+            let cgroot = crate::sysfs::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into());
+            let workloads: Vec<crate::fanotify::Workload<'_>> = stage
+                .runtime
+                .enforcer
+                .bound()
+                .filter_map(|(cg, policy_id, policy)| {
+                    let path = state
+                        .cgroups
+                        .resolve(&state.fs, events::CgroupId(cg), None)?
+                        .path
+                        .to_string();
+                    let pid = crate::policy::resolve::first_pid(std::path::Path::new(&format!(
+                        "{cgroot}{path}"
+                    )))?;
+                    Some(crate::fanotify::Workload {
+                        cgroup_id: cg,
+                        pid,
+                        policy_id,
+                        policy,
+                    })
+                })
+                .collect();
+            let pass = f.sync(&workloads);
+            tracing::debug!(
+                workloads = workloads.len(),
+                filesystems = pass.filesystems,
+                inodes = pass.inodes,
+                failed = pass.failed,
+                missing = pass.missing,
+                "fanotify marks"
+            );
+        }
+        Ok(n)
     }
 
     /// A kernel decision (deny, would-deny, kill): an alert through the outputs (and the

@@ -68,6 +68,8 @@ pub struct PolicySetup {
     pub detect_only: bool,
     pub pin_dir: PathBuf,
     pub hostname: String,
+    /// `--policy-backend`.
+    pub backend: crate::policy::backend::Choice,
 }
 
 struct Pipeline {
@@ -139,6 +141,8 @@ struct PolicyStage {
     /// The fallback backend with open or connect rules: the agent kills after the fact.
     after_fact: bool,
     bindings: crate::policy::fallback::BindingCache,
+    /// The `fanotify` backend's listener (None on the other backends).
+    fanotify: Option<crate::fanotify::Fanotify>,
 }
 
 impl PolicyStage {

@@ -105,6 +105,7 @@ impl Pipeline {
             policy_pins: policy.as_ref().map(|p| p.pin_dir.clone()),
             prefilter,
             self_protect,
+            policy_backend: policy.as_ref().map(|p| p.backend).unwrap_or_default(),
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
@@ -132,7 +133,18 @@ impl Pipeline {
                         "open and connect rules: the sigkill-fallback backend kills after the fact"
                     );
                 }
+                let fanotify = match backend.kind() {
+                    Some(crate::policy::backend::Kind::Fanotify) => {
+                        let map = probes
+                            .ebpf
+                            .map(guard_ebpf::names::POLICY_CGROUPS)
+                            .context("map POLICY_CGROUPS")?;
+                        Some(crate::fanotify::Fanotify::start(map)?)
+                    }
+                    _ => None,
+                };
                 Some(PolicyStage {
+                    fanotify,
                     runtime: crate::policy::kernel::PolicyRuntime::start(
                         setup.policies,
                         setup.detect_only,
@@ -527,6 +539,9 @@ impl Pipeline {
                         warn!("binding cgroups to policies: {e:#}");
                     }
                 }
+                Some(d) = next_fanotify(&mut self.policy) => {
+                    self.on_decision(&events::Event::Decision(d.clone()), &d, Instant::now());
+                }
                 guard = self.decisions.readable_mut() => {
                     guard?.clear_ready();
                     while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
@@ -660,5 +675,13 @@ fn summary(ev: &model::Event) -> String {
             "{} {} {} res={}",
             ev.evt_type, ev.proc.name, ev.derived.args, ev.res
         ),
+    }
+}
+
+/// The next decision record of the fanotify answer thread; pending forever without one.
+async fn next_fanotify(policy: &mut Option<PolicyStage>) -> Option<events::DecisionEvent> {
+    match policy.as_mut().and_then(|p| p.fanotify.as_mut()) {
+        Some(f) => f.records.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -215,6 +215,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                 detect_only: args.detect_only,
                 pin_dir: args.pin_dir.clone(),
                 hostname: hostname.clone(),
+                backend: args.policy_backend,
             }),
             prefilter: prefilter.clone(),
             self_protect,

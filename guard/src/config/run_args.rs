@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// policies in the `--rules` files. Repeatable.
     #[arg(long, value_name = "PATH")]
     pub policy: Vec<PathBuf>,
+    /// Policy enforcement backend: `auto` picks bpf-lsm, else fanotify, else sigkill-fallback
+    /// (docs/policies.md "Backends"); naming one makes its absence an error.
+    #[arg(long, value_enum, env = "GUARD_POLICY_BACKEND", default_value_t = crate::policy::backend::Choice::Auto)]
+    pub policy_backend: crate::policy::backend::Choice,
     /// bpffs directory where policy enforcement is pinned (and adopted from on restart).
     #[arg(long, value_name = "DIR", default_value = crate::probes::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,

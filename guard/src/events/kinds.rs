@@ -180,6 +180,10 @@ kind! {
         /// The agent, after a traced open or connect completed (fallback backend's open and
         /// connect rules).
         AfterSyscall => "after_syscall",
+        /// The `fanotify` backend's answer to an open's permission event.
+        FanotifyOpenPerm => "fanotify_open_perm",
+        /// The `fanotify` backend's answer to exec's open of the binary.
+        FanotifyOpenExecPerm => "fanotify_open_exec_perm",
     }
 }
 

@@ -537,6 +537,13 @@ impl Enforcer {
         self.bound.len()
     }
 
+    /// The bound cgroups with their policy id and policy (for backends deciding in userspace).
+    pub fn bound(&self) -> impl Iterator<Item = (u64, u32, &Policy)> + '_ {
+        self.bound
+            .iter()
+            .filter_map(|(cg, &i)| Some((*cg, self.id_of(i), self.policies.get(i)?)))
+    }
+
     /// The audit record and alert for a decision record from the kernel. `workload` is the
     /// container (or host) the process belongs to, as far as the agent knows it.
     pub fn decision(

@@ -9,6 +9,7 @@
 
 pub mod bpf_lsm;
 pub mod fallback;
+pub mod fanotify;
 pub mod landlock;
 pub mod net;
 
@@ -154,6 +155,7 @@ pub struct Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     BpfLsm,
+    Fanotify,
     SigkillFallback,
     Landlock,
 }
@@ -167,7 +169,8 @@ impl Kind {
     /// The order of [`Kind::all`]; exhaustive, so a new backend must be placed here.
     fn next(self) -> Option<Kind> {
         match self {
-            Kind::BpfLsm => Some(Kind::SigkillFallback),
+            Kind::BpfLsm => Some(Kind::Fanotify),
+            Kind::Fanotify => Some(Kind::SigkillFallback),
             Kind::SigkillFallback => Some(Kind::Landlock),
             Kind::Landlock => None,
         }
@@ -176,6 +179,7 @@ impl Kind {
     pub fn spec(self) -> &'static Spec {
         match self {
             Kind::BpfLsm => &bpf_lsm::SPEC,
+            Kind::Fanotify => &fanotify::SPEC,
             Kind::SigkillFallback => &fallback::SPEC,
             Kind::Landlock => &landlock::SPEC,
         }
@@ -211,6 +215,18 @@ impl Kind {
     pub fn prevents(self) -> bool {
         Op::all().all(|op| matches!(self.covers(op).level, Level::Denied | Level::NotCovered))
     }
+}
+
+/// `guard run --policy-backend`: which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Choice {
+    /// bpf-lsm where LSM programs load, else fanotify where permission events work, else
+    /// sigkill-fallback.
+    #[default]
+    Auto,
+    BpfLsm,
+    Fanotify,
+    SigkillFallback,
 }
 
 /// How kernel decisions are enforced on this host (`guard run`).
@@ -312,7 +328,7 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), ops.len(), "{ops:?}");
         assert_eq!(ops.len(), 9);
-        assert_eq!(Kind::all().count(), 3);
+        assert_eq!(Kind::all().count(), 4);
         assert_eq!(Level::all().count(), 4);
     }
 

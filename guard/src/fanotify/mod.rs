@@ -1,0 +1,497 @@
+//! The `fanotify` backend's mechanism (docs/policies.md "The fanotify backend"): permission
+//! events on the files of bound workloads, answered by a dedicated thread.
+//!
+//! - [`marks`]: what is marked and the rule table, rebuilt by the cgroup walk every second.
+//! - [`answer`]: the decision, from the file's identity, the opener's binding and access.
+//! - the answer thread (here) reads events, decides, answers, and only then builds a decision
+//!   record, handed to the pipeline through a bounded channel (`try_send`: a full channel
+//!   counts a lost record, the answer never waits). It reads `/proc` and one BPF map, nothing
+//!   else: never the pipeline, Docker, or a disk file.
+//!
+//! When the agent stops or dies, the group's descriptor closes and the kernel lets every
+//! pending and later open through: what remains is the pinned kernel programs (the exec
+//! backstop at `sched_process_exec`, and the socket programs). A restarted agent marks again
+//! before `guard: ready`.
+
+pub mod answer;
+pub mod marks;
+pub mod sys;
+
+use std::{
+    os::fd::{AsFd, OwnedFd},
+    os::unix::fs::MetadataExt,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use guard_ebpf::{CgroupPolicy, policy_flags as pf};
+use tracing::{info, warn};
+
+use crate::{
+    events::{Access, Captured, CgroupId, Common, DecisionEvent, Hook, Operation, Reason, Verdict},
+    policy::{
+        fallback::BindingCache,
+        resolve::{FileId, kernel_dev},
+    },
+};
+use answer::{Rules, Why, Written};
+pub use marks::Workload;
+
+/// Set once a listener runs: hardening keeps what the answer needs (docs/hardening.md).
+static IN_FORCE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the fanotify backend's listener is running in this process.
+pub fn in_force() -> bool {
+    IN_FORCE.load(Ordering::Relaxed)
+}
+
+/// Whether this kernel gives fanotify permission events to this process.
+pub fn probe() -> Result<()> {
+    sys::probe()
+        .context("fanotify permission events (CONFIG_FANOTIFY_ACCESS_PERMISSIONS, CAP_SYS_ADMIN)")
+}
+
+/// Decision records waiting for the pipeline.
+pub const RECORD_QUEUE: usize = 4096;
+/// Files remembered as written in `deny_new_binaries` workloads.
+pub const WRITTEN_MAX: usize = 65_536;
+/// Cached cgroup ids by path.
+const CGROUP_CACHE_MAX: usize = 4096;
+const CGROUP_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Counters (read by the log at stop and by the benchmark).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub answered: AtomicU64,
+    pub denied: AtomicU64,
+    pub records_lost: AtomicU64,
+    pub panics: AtomicU64,
+    /// Answer time histogram: bucket i counts answers under 2^i µs (the last: the rest).
+    pub buckets: [AtomicU64; 16],
+    pub max_ns: AtomicU64,
+}
+
+impl Stats {
+    fn observe(&self, took: Duration) {
+        let us = took.as_micros() as u64;
+        let i = (64 - us.leading_zeros() as usize).min(15);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.max_ns
+            .fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The bucket bound (µs) under which a fraction `q` of answers fell.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some(1u64 << i);
+            }
+        }
+        None
+    }
+}
+
+struct Shared {
+    group: OwnedFd,
+    rules: RwLock<Arc<Rules>>,
+    stop: AtomicBool,
+    stats: Stats,
+    agent_tgid: u32,
+    cgroot: String,
+}
+
+/// The running listener: the group, the answer thread, and the records it sends.
+pub struct Fanotify {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
+}
+
+impl Fanotify {
+    /// Starts the answer thread. `cgroups` is the kernel's `POLICY_CGROUPS` map (a duplicate
+    /// of its descriptor: the thread reads bindings as the kernel holds them, including the
+    /// ones `cgroup_mkdir` made before the agent's walk saw the cgroup).
+    pub fn start(cgroups: &Map) -> Result<Self> {
+        let Map::HashMap(data) = cgroups else {
+            anyhow::bail!("POLICY_CGROUPS is not a hash map");
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the POLICY_CGROUPS descriptor")?;
+        let map: BpfHashMap<MapData, u64, CgroupPolicy> =
+            BpfHashMap::try_from(Map::HashMap(MapData::from_fd(fd)?))?;
+        let group = sys::init().context("fanotify_init")?;
+        let shared = Arc::new(Shared {
+            group,
+            rules: RwLock::new(Arc::new(Rules::default())),
+            stop: AtomicBool::new(false),
+            stats: Stats::default(),
+            agent_tgid: std::process::id(),
+            cgroot: crate::sysfs::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into()),
+        });
+        let (tx, records) = tokio::sync::mpsc::channel(RECORD_QUEUE);
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("guard-fanotify".into())
+            .spawn(move || answer_loop(&sh, map, tx))
+            .context("starting the fanotify answer thread")?;
+        IN_FORCE.store(true, Ordering::Relaxed);
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+            records,
+        })
+    }
+
+    /// Marks the workloads' files and swaps in their rule table (the cgroup walk calls it).
+    pub fn sync(&mut self, workloads: &[Workload<'_>]) -> marks::Pass {
+        let mut pass = marks::build(&self.shared.group, workloads);
+        let rules = Arc::new(std::mem::take(&mut pass.rules));
+        if let Ok(mut r) = self.shared.rules.write() {
+            *r = rules;
+        }
+        pass
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// A one-line summary for the log.
+    pub fn summary(&self) -> String {
+        let s = &self.shared.stats;
+        format!(
+            "answered {}, denied {}, records lost {}, answer p50 < {} µs, p99 < {} µs, max {} µs",
+            s.answered.load(Ordering::Relaxed),
+            s.denied.load(Ordering::Relaxed),
+            s.records_lost.load(Ordering::Relaxed),
+            s.quantile_us(0.5).unwrap_or(0),
+            s.quantile_us(0.99).unwrap_or(0),
+            s.max_ns.load(Ordering::Relaxed) / 1000,
+        )
+    }
+}
+
+impl Drop for Fanotify {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        info!("fanotify: {}", self.summary());
+    }
+}
+
+/// What the answer thread keeps between events.
+struct Ctx {
+    map: BpfHashMap<MapData, u64, CgroupPolicy>,
+    bindings: BindingCache,
+    cgroup_ids: std::collections::HashMap<String, (u64, Instant)>,
+    written: Written,
+}
+
+/// The outcome of one event: the answer, and the record to send after answering.
+struct Outcome {
+    allow: bool,
+    record: Option<Pending>,
+}
+
+struct Pending {
+    cgroup_id: u64,
+    binding: CgroupPolicy,
+    exec: bool,
+    why: Why,
+    access: Option<answer::Access>,
+    file: FileId,
+}
+
+const ALLOW: Outcome = Outcome {
+    allow: true,
+    record: None,
+};
+
+fn answer_loop(
+    sh: &Shared,
+    map: BpfHashMap<MapData, u64, CgroupPolicy>,
+    tx: tokio::sync::mpsc::Sender<DecisionEvent>,
+) {
+    let mut ctx = Ctx {
+        map,
+        bindings: BindingCache::default(),
+        cgroup_ids: Default::default(),
+        written: Written::new(WRITTEN_MAX),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut other = 0u64;
+    while !sh.stop.load(Ordering::Relaxed) {
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&sh.group),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on our stack; a timeout so `stop` is seen.
+        let n = unsafe { libc::poll(&mut pfd, 1, 200) };
+        if n <= 0 {
+            continue;
+        }
+        let events = match sys::read_events(sh.group.as_fd(), &mut buf, &mut other) {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!("reading fanotify events: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        for ev in events {
+            let t0 = Instant::now();
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| decide(sh, &mut ctx, &ev)))
+                .unwrap_or_else(|_| {
+                    // A bug must not leave the opener blocked; refuse (fail closed).
+                    sh.stats.panics.fetch_add(1, Ordering::Relaxed);
+                    Outcome {
+                        allow: false,
+                        record: None,
+                    }
+                });
+            if let Err(e) = sys::respond(sh.group.as_fd(), ev.fd.as_fd(), out.allow) {
+                warn!("answering a fanotify event: {e}");
+            }
+            sh.stats.observe(t0.elapsed());
+            sh.stats.answered.fetch_add(1, Ordering::Relaxed);
+            if !out.allow {
+                sh.stats.denied.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(p) = out.record {
+                let rec = record(ev.tid, &ev.fd, &p, !out.allow);
+                if tx.try_send(rec).is_err() {
+                    sh.stats.records_lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The cgroup v2 path of a thread (`0::/path` in `/proc/<tid>/cgroup`).
+fn cgroup_path(tid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{tid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+fn cgroup_id(sh: &Shared, ctx: &mut Ctx, path: &str, now: Instant) -> Option<u64> {
+    if let Some((id, at)) = ctx.cgroup_ids.get(path)
+        && now.duration_since(*at) < CGROUP_CACHE_TTL
+    {
+        return Some(*id);
+    }
+    if ctx.cgroup_ids.len() >= CGROUP_CACHE_MAX {
+        ctx.cgroup_ids.clear();
+    }
+    let id = std::fs::metadata(format!("{}{path}", sh.cgroot))
+        .ok()?
+        .ino();
+    ctx.cgroup_ids.insert(path.to_owned(), (id, now));
+    Some(id)
+}
+
+fn file_of(fd: &OwnedFd) -> Option<FileId> {
+    let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
+    Some(FileId {
+        dev: kernel_dev(md.dev()),
+        ino: md.ino(),
+    })
+}
+
+fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
+    let now = Instant::now();
+    let exec = ev.mask & sys::FAN_OPEN_EXEC_PERM != 0;
+    let rules = sh.rules.read().map(|r| r.clone()).unwrap_or_default();
+    let Some(file) = file_of(&ev.fd) else {
+        return ALLOW;
+    };
+    let binding = match cgroup_path(ev.tid).and_then(|p| cgroup_id(sh, ctx, &p, now)) {
+        Some(cg) => ctx
+            .bindings
+            .get(cg, now, |id| ctx.map.get(&id, 0).ok())
+            .map(|b| (cg, b)),
+        None => {
+            // The opener's cgroup cannot be read: refuse the files a policy names.
+            return Outcome {
+                allow: !rules.any.contains(&file),
+                record: None,
+            };
+        }
+    };
+    let Some((cg, b)) = binding else {
+        return ALLOW;
+    };
+    if b.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW | pf::DENY_NEW_BINARIES | pf::OPEN_RULES) == 0 {
+        return ALLOW;
+    }
+    // The agent's own reads (resolving rules inside the workload's root) are not the workload's.
+    if std::path::Path::new(&format!("/proc/{}/task/{}", sh.agent_tgid, ev.tid)).exists() {
+        return ALLOW;
+    }
+    let path = || marks::fd_path(&ev.fd);
+    let bits = rules.bits(b.policy_id, file, path);
+    let (why, access) = if exec {
+        (
+            answer::exec_verdict(&b, bits, ctx.written.contains(&file)),
+            None,
+        )
+    } else {
+        let needs_access =
+            bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::DENY_WRITE) != 0
+                || b.flags & pf::DENY_NEW_BINARIES != 0;
+        if !needs_access {
+            return ALLOW;
+        }
+        let access = open_access(ev.tid);
+        if access.write && b.flags & pf::DENY_NEW_BINARIES != 0 {
+            ctx.written.insert(file);
+        }
+        (answer::open_verdict(bits, access), Some(access))
+    };
+    let Some(why) = why else {
+        return ALLOW;
+    };
+    Outcome {
+        allow: b.flags & pf::ENFORCE == 0,
+        record: Some(Pending {
+            cgroup_id: cg,
+            binding: b,
+            exec,
+            why,
+            access,
+            file,
+        }),
+    }
+}
+
+/// Reads of `/proc/<tid>/syscall` while the opener is still on its way to sleep.
+const SYSCALL_TRIES: usize = 200;
+
+/// The access of the open `tid` is blocked in. Just after queueing the event the opener may
+/// not be asleep yet, and the kernel then prints `running` instead of its registers: retried
+/// (bounded), then read + write (fail closed).
+fn open_access(tid: i32) -> answer::Access {
+    let path = format!("/proc/{tid}/syscall");
+    for _ in 0..SYSCALL_TRIES {
+        match std::fs::read_to_string(&path) {
+            Ok(l) if l.starts_with("running") => std::thread::yield_now(),
+            Ok(l) => return answer::access_from_syscall(&l),
+            Err(_) => break,
+        }
+    }
+    answer::Access::UNKNOWN
+}
+
+/// `Tgid`, `PPid`, `Uid`, `Gid` of a thread (`/proc/<tid>/status`), zero when unreadable.
+fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
+    let text = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Tgid:"), field("PPid:"), field("Uid:"), field("Gid:"))
+}
+
+/// The decision record, built after the answer went out.
+fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
+    let (tgid, ppid, uid, gid) = status_ids(tid);
+    let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default();
+    let time_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    DecisionEvent {
+        common: Common {
+            time_ns,
+            cgroup_id: CgroupId(p.cgroup_id),
+            pid: if tgid != 0 { tgid } else { tid as u32 },
+            tid: tid as u32,
+            ppid,
+            uid,
+            gid,
+            loginuid: None,
+            comm,
+            ret: if denied { -(libc::EPERM as i64) } else { 0 },
+            cpu: 0,
+        },
+        policy_id: p.binding.policy_id,
+        op: if p.exec {
+            Operation::Exec
+        } else {
+            Operation::Open
+        },
+        verdict: if denied {
+            Verdict::Deny
+        } else {
+            Verdict::WouldDeny
+        },
+        reason: match p.why {
+            Why::DenyList => Reason::DenyList,
+            Why::NotAllowed => Reason::NotAllowed,
+            Why::NewBinary => Reason::NewBinary,
+        },
+        hook: if p.exec {
+            Hook::FanotifyOpenExecPerm
+        } else {
+            Hook::FanotifyOpenPerm
+        },
+        path: Captured {
+            text: marks::fd_path(fd).unwrap_or_default(),
+            ..Default::default()
+        },
+        access: p.access.map(|a| Access::from_rw(a.read, a.write)),
+        dest: None,
+        inode: Some((p.file.dev, p.file.ino)),
+        self_protect: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_time_quantiles_come_from_the_buckets() {
+        let s = Stats::default();
+        assert_eq!(s.quantile_us(0.5), None);
+        for _ in 0..98 {
+            s.observe(Duration::from_micros(3));
+        }
+        s.observe(Duration::from_micros(700));
+        s.observe(Duration::from_secs(5));
+        assert_eq!(s.quantile_us(0.5), Some(4));
+        assert_eq!(s.quantile_us(0.99), Some(1024));
+        assert_eq!(s.quantile_us(1.0), Some(1 << 15));
+        assert_eq!(s.max_ns.load(Ordering::Relaxed), 5_000_000_000);
+    }
+}

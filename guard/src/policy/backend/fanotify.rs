@@ -1,0 +1,50 @@
+//! The `fanotify` backend: where BPF LSM programs are refused but fanotify permission events
+//! work (`CONFIG_FANOTIFY_ACCESS_PERMISSIONS`, standard in distribution kernels). Opens and
+//! execs on a bound workload's files wait for the agent's answer and fail with EPERM when it
+//! refuses (`crate::fanotify`). The `sched_process_exec` SIGKILL backstop stays attached, so
+//! exec rules hold while no answer thread runs (agent stopped or crashed).
+
+use super::{Coverage, Level::*, Op, Spec};
+
+pub const SPEC: Spec = Spec {
+    name: "fanotify",
+    when: "no BPF LSM, fanotify permission events available (most distribution kernels; this CI host)",
+    hint: "boot with lsm=...,bpf for the bpf-lsm backend (no agent in the answer path)",
+    covers,
+};
+
+fn covers(op: Op) -> Coverage {
+    let c = Coverage::new;
+    match op {
+        Op::Exec => c(
+            Denied,
+            "EPERM at exec's open of the binary (`FAN_OPEN_EXEC_PERM`), decided on the file itself (device and inode), whatever name, link or `/proc/self/fd/N` reached it; SIGKILL backstop at `sched_process_exec` by filename",
+        ),
+        Op::OpenRead => c(
+            Denied,
+            "EPERM at open (`FAN_OPEN_PERM`), on the file itself; `DIR/**` by the files found below it and by path",
+        ),
+        Op::OpenWrite => c(
+            Denied,
+            "EPERM at open before `O_TRUNC` applies; an `O_CREAT` open creates the (empty) file before the answer; openat2 counts as read + write",
+        ),
+        Op::Truncate => c(
+            NotCovered,
+            "truncate(2) by path opens nothing: not checked (ftruncate needs a descriptor opened for write, which is refused)",
+        ),
+        Op::Link => c(
+            NotCovered,
+            "link(2) is not checked; opens through the new name hit the rule for the file",
+        ),
+        Op::Rename => c(
+            NotCovered,
+            "rename(2) into a protected directory is not refused; the moved file's opens for write are, and a moved-in binary written in the workload cannot be executed",
+        ),
+        Op::Connect => super::net::CONNECT,
+        Op::Sendmsg => super::net::SENDMSG,
+        Op::NewBinaries => c(
+            Denied,
+            "EPERM at exec of a file opened for write inside the workload since the agent marked it",
+        ),
+    }
+}
