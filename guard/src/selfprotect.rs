@@ -500,9 +500,11 @@ pub fn describe(
             )
         }
         // Not self-protection ops; the agent sends those to the policy stage.
-        Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg | Operation::Write => {
-            (ev.op.as_str().to_owned(), String::new())
-        }
+        Operation::Exec
+        | Operation::Open
+        | Operation::Connect
+        | Operation::Sendmsg
+        | Operation::Write => (ev.op.as_str().to_owned(), String::new()),
     };
     let known = |s: &str| (!s.is_empty() && s != crate::state::container::NA).then(|| s.to_owned());
     let decision = Decision {

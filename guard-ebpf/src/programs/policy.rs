@@ -20,8 +20,7 @@ use guard_ebpf::{
 use super::{
     identity::{decide, dentry_bits, file_dentry, unlinked},
     shared::{
-        EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule,
-        read_field, resolve_path,
+        EPERM, Record, cgroup_policy, inode_of, koff, offsets, path_rule, read_field, resolve_path,
     },
 };
 

@@ -149,7 +149,11 @@ fn event(op: Operation, detail: SelfProtectDetail, inode: Option<(u64, u64)>) ->
         Operation::Ptrace => Hook::PtraceAccessCheck,
         Operation::ProtectedFile => Hook::InodePermission,
         Operation::BpfObject => Hook::Bpf,
-        Operation::Exec | Operation::Open | Operation::Connect | Operation::Sendmsg | Operation::Write => {
+        Operation::Exec
+        | Operation::Open
+        | Operation::Connect
+        | Operation::Sendmsg
+        | Operation::Write => {
             panic!("not self-protection")
         }
     };
