@@ -118,8 +118,8 @@ if guard_start --policy /tmp/policy.yaml; then
     # exec, open, 15 write and mapping hooks (issue 15), file_truncate where the kernel has it
     # (6.2+), the two cgroup_mkdir binders and the four sock_addr programs (connect4/6,
     # sendmsg4/6).
-    want=21
-    [ -e /sys/fs/bpf/guard/link_policy_file_truncate ] && want=22
+    want=23
+    [ -e /sys/fs/bpf/guard/link_policy_file_truncate ] && want=24
     if [ "$links" = "$want" ]; then pass restart-single-links "$(ls /sys/fs/bpf/guard | tr '\n' ' ')"
     else fail restart-single-links "$links links, want $want: $(ls /sys/fs/bpf/guard | tr '\n' ' ')"; fi
     outcome restart-enforces errno=1 "$TESTKIT" try-exec --cgroup "$wl" /opt/wl/busybox true
