@@ -172,11 +172,6 @@ impl SyscallLinks {
         raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?;
         Ok(())
     }
-
-    /// (syscalls on their own tracepoints, whether `raw_syscalls` is attached).
-    pub fn summary(&self) -> (usize, bool) {
-        (self.per.len(), self.raw.is_some())
-    }
 }
 
 pub(crate) fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {

@@ -181,11 +181,6 @@ impl InodeTable {
         Ok(stale.len())
     }
 
-    /// What the kernel map holds for this set: userspace backends decide on the same data.
-    pub fn rules(&self) -> Option<&InodeRules> {
-        self.installed.as_ref()
-    }
-
     /// Hands the per-cgroup state to the set a reload installs; the new set re-reads the map.
     pub fn take_for_reload(&mut self) -> InodeTable {
         InodeTable {

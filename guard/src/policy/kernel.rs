@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::backend::Backend;
-use super::inodes::{InodeRules, InodeTable};
+use super::inodes::InodeTable;
 use super::{Mode, Policy, WorkloadInfo, choose};
 use crate::{
     alert::{Alert, GuardInfo, Priority},
@@ -239,12 +239,6 @@ impl Enforcer {
     fn current_ids(&self) -> impl Fn(u32) -> bool + use<> {
         let (base, n) = (self.base, self.policies.len() as u32);
         move |id| id > base && id <= base + n
-    }
-
-    /// The files this set's rules name, by identity, as the kernel holds them (None before the
-    /// first cgroup walk).
-    pub fn inode_rules(&self) -> Option<&InodeRules> {
-        self.inodes.rules()
     }
 
     /// The policy a kernel record names: of this set, or of the set the last reload replaced.
