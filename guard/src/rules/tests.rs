@@ -839,3 +839,56 @@ fn every_priority_level_loads() {
         alerts[0].output
     );
 }
+
+/// Issue 18: an `or` of `contains`, `icontains` and `startswith` tests on one field becomes
+/// one automaton per kind, with the same results as the tests one by one (the unindexed path
+/// evaluates the rule as written).
+#[test]
+fn needle_sets_fold_into_automata_with_the_same_results() {
+    let e = rule(concat!(
+        "spawned and (proc.cmdline contains nc or proc.cmdline contains \"-e /bin\" ",
+        "or proc.cmdline icontains WGET or proc.cmdline icontains curl ",
+        "or proc.cmdline startswith \"python -c\" or proc.cmdline startswith perl ",
+        "or proc.cmdline = ok)"
+    ));
+    let t = fields::event_type_id("execve") as usize;
+    let [(0, eval::Node::Check(c))] = &*e.rules.plans[t] else {
+        panic!("{:?}", e.rules.plans[t]);
+    };
+    let eval::Test::Any(tests) = &c.test else {
+        panic!("{:?}", c.test)
+    };
+    assert!(
+        matches!(
+            &tests[..],
+            [
+                eval::Test::StrEq(_),
+                eval::Test::ContainsAny(_),
+                eval::Test::ContainsAny(_),
+                eval::Test::StartsWithAny(_)
+            ]
+        ),
+        "{tests:?}"
+    );
+    let cases: [(&str, &[&str], bool); 12] = [
+        ("nc", &["-l"], true),
+        ("sh", &["-c", "x -e /bin/sh"], true),
+        ("Wget", &["x"], true),
+        ("cUrL", &["x"], true),
+        ("python", &["-c", "1"], true),
+        ("perl", &[], true),
+        ("ok", &[], true),
+        ("ok", &["1"], false),
+        ("xperl", &[], false),
+        ("python", &["-m", "x"], false),
+        ("wge", &["t"], false),
+        ("n", &["c"], false),
+    ];
+    let (mut m, mut r) = (Matcher::default(), Matcher::default());
+    for (name, args, want) in cases {
+        let ev = exec(name, args);
+        let fast = !e.matches(&ev, &mut m).is_empty();
+        let slow = !e.matches_unindexed(&ev, &mut r).is_empty();
+        assert_eq!((fast, slow), (want, want), "{name} {args:?}");
+    }
+}
