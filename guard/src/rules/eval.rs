@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 
-use aho_corasick::{AhoCorasick, Anchored, Input};
 use base64::Engine as _;
 use globset::GlobMatcher;
 use ipnet::IpNet;
@@ -98,11 +97,6 @@ pub enum Test {
     Field(Box<FieldRef>, FieldOp),
     /// Any of these tests passes (same-field tests under `or`, merged by [`super::plan`]).
     Any(Box<[Test]>),
-    /// Some needle occurs: several `contains` (or, case-folded, `icontains`) tests of an
-    /// `Any` in one automaton, one scan instead of one search per needle ([`super::plan`]).
-    ContainsAny(Box<AhoCorasick>),
-    /// The value starts with some prefix: several `startswith` tests, in one anchored automaton.
-    StartsWithAny(Box<AhoCorasick>),
 }
 
 /// The strings of an `in` list: a hash set plus one bit per member length (bit 63 stands for
@@ -397,10 +391,6 @@ impl Test {
             (Test::Bool(x), Val::Bool(b)) => b == *x,
             (Test::Ip(nets), Val::Ip(ip)) => ip_in(ip, nets),
             (Test::Any(tests), v) => tests.iter().any(|t| t.eval(v, ev, ctx, buf)),
-            (Test::ContainsAny(ac), Val::Str(s)) => ac.is_match(s),
-            (Test::StartsWithAny(ac), Val::Str(s)) => {
-                ac.is_match(Input::new(s).anchored(Anchored::Yes))
-            }
             (Test::Field(rhs, op), lhs) => {
                 let r = rhs.extract(ev, 0, ctx, buf);
                 field_cmp(lhs, r, *op)

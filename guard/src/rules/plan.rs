@@ -7,8 +7,6 @@
 //! field is false, `not` of it true; memo slots only cache), so `and`/`or` operands may be
 //! dropped when constant and regrouped without changing what a condition returns.
 
-use aho_corasick::{AhoCorasick, StartKind};
-
 use super::eval::{Check, Node, Test};
 
 /// The program for `node` on events of type `t`, which references only memo slots that
@@ -149,62 +147,7 @@ fn merge_checks(items: Vec<Node>) -> Vec<Node> {
         }
         out.push(n);
     }
-    for n in &mut out {
-        if let Node::Check(c) = n
-            && matches!(c.test, Test::Any(_))
-        {
-            let t = std::mem::replace(&mut c.test, Test::Exists);
-            c.test = fold_needles(t);
-        }
-    }
     out
-}
-
-/// Folds the `contains` needles of an `Any` into one automaton, its `icontains` needles into
-/// a case-insensitive one and its `startswith` prefixes into an anchored one (each when there
-/// are two or more): one scan of the value instead of one search per needle. The other tests
-/// stay, first (they are cheaper); the result is unchanged since `Any` is a pure `or`.
-fn fold_needles(t: Test) -> Test {
-    let Test::Any(tests) = t else { return t };
-    let (mut contains, mut icontains, mut starts, mut out) = (vec![], vec![], vec![], vec![]);
-    for t in tests.into_vec() {
-        match t {
-            Test::Contains(x) => contains.push(x),
-            Test::IContains(x) => icontains.push(x),
-            Test::StartsWith(x) => starts.push(x),
-            t => out.push(t),
-        }
-    }
-    let bytes = |n: &[Box<str>]| n.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
-    if contains.len() >= 2
-        && let Ok(ac) = AhoCorasick::new(bytes(&contains))
-    {
-        out.push(Test::ContainsAny(Box::new(ac)));
-    } else {
-        out.extend(contains.into_iter().map(Test::Contains));
-    }
-    if icontains.len() >= 2
-        && let Ok(ac) = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(bytes(&icontains))
-    {
-        out.push(Test::ContainsAny(Box::new(ac)));
-    } else {
-        out.extend(icontains.into_iter().map(Test::IContains));
-    }
-    if starts.len() >= 2
-        && let Ok(ac) = AhoCorasick::builder()
-            .start_kind(StartKind::Anchored)
-            .build(bytes(&starts))
-    {
-        out.push(Test::StartsWithAny(Box::new(ac)));
-    } else {
-        out.extend(starts.into_iter().map(Test::StartsWith));
-    }
-    match out.len() {
-        1 => out.pop().unwrap_or(Test::Unavailable),
-        _ => Test::Any(out.into()),
-    }
 }
 
 fn merge_tests(a: Test, b: Test) -> Test {
