@@ -137,7 +137,7 @@ start_config() {
         c) guard_start --policy "$TMP/policy.yaml" ;;
         f) guard_start --detect-only --rules "$FALCO_RULES" ;;
         t) rm -f "$TMP/bt.out"
-           bpftrace -o "$TMP/bt.out" "$TMP/floor.bt" 2>"$TMP/bt.err" &
+           bpftrace -B line "$TMP/floor.bt" >"$TMP/bt.out" 2>"$TMP/bt.err" &
            APID=$!
            wait_line "$TMP/bt.out" '^ready' 60 "$APID" ;;
     esac
