@@ -38,6 +38,18 @@ pub const BPF: u32 = 321;
 pub const OPENAT2: u32 = 437;
 pub const FCHMODAT2: u32 = 452;
 
+/// Traced syscalls a kernel may be built without (only a weak `__x64_sys_<name>` stub returning
+/// ENOSYS, and no `syscalls/sys_*_<name>` tracepoints), with the fexit program on that stub
+/// (`programs/syscall_fexit.rs`) that captures them without the `raw_syscalls` pair.
+pub const VIA_FEXIT: &[(u32, &str)] = &[
+    (INIT_MODULE, "sys_fexit_init_module"),
+    (FINIT_MODULE, "sys_fexit_finit_module"),
+    (MEMFD_CREATE, "sys_fexit_memfd_create"),
+];
+
+/// The kernel function behind x86_64 syscall `name` (what `VIA_FEXIT`'s programs attach to).
+pub const KERNEL_FN_PREFIX: &str = "__x64_sys_";
+
 /// Largest sockaddr copied (sockaddr_storage is 128 bytes).
 pub const SOCKADDR_MAX: u32 = 128;
 /// Size of `struct open_how` (flags, mode, resolve).

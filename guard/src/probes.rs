@@ -240,7 +240,7 @@ fn attach_syscalls(
     prefilter: &crate::prefilter::Prefilter,
 ) -> Result<SyscallLinks> {
     let mut links = SyscallLinks::default();
-    SyscallLinks::preload_raw(ebpf)?;
+    links.preload(ebpf)?;
     // Attached first (they do nothing while the filter is empty), so the routing is final.
     links.attach(ebpf, prefilter)?;
     let routed = links.routed(prefilter);

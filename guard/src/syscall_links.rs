@@ -1,20 +1,26 @@
-//! Which syscall tracepoints the capture programs run on. Each syscall the prefilter keeps gets
+//! Which syscall hooks the capture programs run on. Each syscall the prefilter keeps gets
 //! the `sys_enter_one`/`sys_exit_one` programs on its own `syscalls/sys_enter_<name>` and
 //! `sys_exit_<name>` tracepoints, so a syscall no rule or policy needs (`read`, `write`,
 //! `close`, `epoll_wait`, …) runs no guard program at all. A traced syscall this kernel has no
-//! such tracepoint for (e.g. `init_module` without module support, `fchmodat2` before 6.6) is
-//! captured through `raw_syscalls` instead (`syscall_filter::VIA_RAW`), whose programs are then
-//! attached too and run for every syscall (an attempt of a syscall the kernel lacks, such as
-//! `init_module` without module support, is still worth an alert). A reload attaches what the new rules need before
-//! the filter switches and detaches the rest after, so nothing is missed in between.
+//! such tracepoint for but keeps as a stub (`init_module`/`finit_module` without module
+//! support: a weak `__x64_sys_<name>` returning ENOSYS; an attempt is still worth an alert)
+//! gets an fexit program on that function (`guard_ebpf::syscalls::VIA_FEXIT`), which also runs
+//! for that syscall only. Only a traced syscall with neither (e.g. `fchmodat2` before 6.6) is
+//! captured through `raw_syscalls` (`syscall_filter::VIA_RAW`), whose programs then run for
+//! every syscall. A reload attaches what the new rules need before the filter switches and
+//! detaches the rest after, so nothing is missed in between.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    sync::OnceLock,
+};
 
 use anyhow::{Context, Result};
 use aya::{
     Ebpf,
     programs::{
-        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        FExit, RawTracePoint, TracePoint, fexit::FExitLinkId, raw_trace_point::RawTracePointLinkId,
         trace_point::TracePointLinkId,
     },
 };
@@ -36,32 +42,105 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
     syscalls::TRACED.iter().find(|s| s.nr == nr).map(|s| s.name)
 }
 
+/// How a traced syscall is captured on this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Its own `syscalls/sys_enter_<name>` and `sys_exit_<name>` tracepoints.
+    Tracepoints,
+    /// The fexit program of that name on `__x64_sys_<name>` (loaded).
+    Fexit(&'static str),
+    /// The `raw_syscalls` pair, which runs for every syscall.
+    Raw,
+}
+
 #[derive(Default)]
 pub struct SyscallLinks {
     /// syscall -> (exit link, enter link) on its own tracepoints.
     per: BTreeMap<u32, (TracePointLinkId, TracePointLinkId)>,
+    /// syscall -> its fexit link.
+    fexit: BTreeMap<u32, (&'static str, FExitLinkId)>,
     /// (exit, enter) on `raw_syscalls`, while some traced syscall needs them.
     raw: Option<(RawTracePointLinkId, RawTracePointLinkId)>,
-    /// Whether a syscall has its own enter and exit tracepoints here (looked up once).
-    has_own: BTreeMap<u32, bool>,
+    /// How each syscall is captured here (decided once, or demoted to `Raw` when an attach
+    /// is refused).
+    routes: BTreeMap<u32, Route>,
+}
+
+fn has_own_tracepoints(name: &str) -> bool {
+    let dir = events_dir().join("syscalls");
+    dir.join(format!("sys_enter_{name}")).exists() && dir.join(format!("sys_exit_{name}")).exists()
+}
+
+/// Traced syscalls this kernel only has as stubs that fail with ENOSYS: no tracepoints of their
+/// own and no implementation (`__x64_sys_<name>` missing from /proc/kallsyms, or only the weak
+/// `sys_ni_syscall` stub, type `W`: `init_module`/`finit_module` without module support). The
+/// prefilter traces them only for rules that can match a failed attempt. Read once, at start
+/// (kallsyms is out of reach after the privilege drop); empty when kallsyms is unreadable or
+/// lists no syscall at all.
+pub fn enosys_stubs() -> &'static BTreeSet<u32> {
+    static STUBS: OnceLock<BTreeSet<u32>> = OnceLock::new();
+    STUBS.get_or_init(|| {
+        let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+            return BTreeSet::new();
+        };
+        let mut implemented = BTreeSet::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace().skip(1);
+            let (Some(kind), Some(sym)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if let Some(name) = sym.strip_prefix(syscalls::KERNEL_FN_PREFIX)
+                && !kind.eq_ignore_ascii_case("w")
+            {
+                implemented.insert(name);
+            }
+        }
+        if !implemented.contains("openat") {
+            return BTreeSet::new();
+        }
+        syscalls::TRACED
+            .iter()
+            .filter(|s| !implemented.contains(s.name) && !has_own_tracepoints(s.name))
+            .map(|s| s.nr)
+            .collect()
+    })
 }
 
 impl SyscallLinks {
-    fn has_own_tracepoints(&mut self, nr: u32) -> bool {
-        *self.has_own.entry(nr).or_insert_with(|| {
-            syscall_name(nr).is_some_and(|name| {
-                let dir = events_dir().join("syscalls");
-                dir.join(format!("sys_enter_{name}")).exists()
-                    && dir.join(format!("sys_exit_{name}")).exists()
-            })
-        })
+    /// How syscall `nr` is captured: its tracepoints, else its fexit program (loaded here, so
+    /// a later attach needs no new load), else `raw_syscalls`.
+    fn route(&mut self, ebpf: &mut Ebpf, nr: u32) -> Route {
+        if let Some(r) = self.routes.get(&nr) {
+            return *r;
+        }
+        let r = match syscall_name(nr) {
+            Some(name) if has_own_tracepoints(name) => Route::Tracepoints,
+            Some(name) => match syscalls::VIA_FEXIT.iter().find(|(n, _)| *n == nr) {
+                Some((_, prog)) => match load_fexit(ebpf, prog, name) {
+                    Ok(()) => Route::Fexit(prog),
+                    Err(e) => {
+                        tracing::info!(syscall = name, "no fexit on its kernel function ({e:#})");
+                        Route::Raw
+                    }
+                },
+                None => Route::Raw,
+            },
+            None => Route::Raw,
+        };
+        self.routes.insert(nr, r);
+        r
+    }
+
+    /// Whether syscall `nr` is (or was last decided to be) captured through `raw_syscalls`.
+    fn via_raw(&self, nr: u32) -> bool {
+        self.routes.get(&nr).is_none_or(|r| *r == Route::Raw)
     }
 
     /// `p` with `VIA_RAW` set on the syscalls captured through `raw_syscalls`.
     pub fn routed(&mut self, p: &Prefilter) -> Prefilter {
         let mut out = p.clone();
         for (nr, bits) in out.syscalls.iter_mut() {
-            if !self.has_own_tracepoints(*nr) {
+            if self.via_raw(*nr) {
                 *bits |= syscall_filter::VIA_RAW;
             }
         }
@@ -72,17 +151,28 @@ impl SyscallLinks {
     /// before all enters (an enter without its exit only leaves an LRU entry; an exit without
     /// its enter counts a drop).
     pub fn attach(&mut self, ebpf: &mut Ebpf, p: &Prefilter) -> Result<()> {
-        let want: Vec<u32> = p.syscalls.keys().copied().collect();
-        let (own, raw): (Vec<u32>, Vec<u32>) = want
-            .into_iter()
-            .partition(|nr| self.has_own_tracepoints(*nr));
+        let mut own = Vec::new();
+        let mut raw = Vec::new();
+        let mut refused = Vec::new();
+        for nr in p.syscalls.keys().copied() {
+            match self.route(ebpf, nr) {
+                Route::Tracepoints => own.push(nr),
+                Route::Raw => raw.push(nr),
+                Route::Fexit(_) if self.fexit.contains_key(&nr) => {}
+                Route::Fexit(prog) => match fexit(ebpf, prog).and_then(|f| Ok(f.attach()?)) {
+                    Ok(link) => {
+                        self.fexit.insert(nr, (prog, link));
+                    }
+                    Err(e) => refused.push((nr, syscall_name(nr).unwrap_or("?"), format!("{e:#}"))),
+                },
+            }
+        }
         let new: Vec<(u32, &'static str)> = own
             .into_iter()
             .filter(|nr| !self.per.contains_key(nr))
             .filter_map(|nr| syscall_name(nr).map(|n| (nr, n)))
             .collect();
         let mut exits = Vec::with_capacity(new.len());
-        let mut refused = Vec::new();
         {
             let prog = tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?;
             for (nr, name) in &new {
@@ -112,20 +202,19 @@ impl SyscallLinks {
         // A reload after the agent dropped CAP_PERFMON cannot open new tracepoint events
         // (docs/hardening.md); those syscalls go through raw_syscalls, whose programs were
         // loaded at start and attach without it.
-        let mut raw = raw;
         for (nr, name, why) in refused {
             tracing::warn!(
                 syscall = name,
-                "its own tracepoints did not attach ({why}): captured through raw_syscalls until a restart"
+                "its own tracepoints or fexit did not attach ({why}): captured through raw_syscalls until a restart"
             );
-            self.has_own.insert(nr, false);
+            self.routes.insert(nr, Route::Raw);
             raw.push(nr);
         }
         if !raw.is_empty() && self.raw.is_none() {
             let names: Vec<&str> = raw.iter().filter_map(|nr| syscall_name(*nr)).collect();
             tracing::info!(
                 syscalls = ?names,
-                "no syscalls/sys_*_<name> tracepoints for these: capturing them through raw_syscalls (a program on every syscall)"
+                "neither syscalls/sys_*_<name> tracepoints nor an fexit for these: capturing them through raw_syscalls (a program on every syscall)"
             );
             let exit = raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
                 .attach("sys_exit")
@@ -138,7 +227,7 @@ impl SyscallLinks {
         Ok(())
     }
 
-    /// Detaches the programs of syscalls `p` does not trace (enter before exit), and the
+    /// Detaches the programs of syscalls `p` does not trace (enter before exit, fexit), and the
     /// `raw_syscalls` pair when no traced syscall needs it.
     pub fn detach_unused(&mut self, ebpf: &mut Ebpf, p: &Prefilter) -> Result<()> {
         let gone: Vec<u32> = self
@@ -154,10 +243,18 @@ impl SyscallLinks {
             tracepoint(ebpf, names::PROG_SYS_ENTER_ONE)?.detach(enter)?;
             tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?.detach(exit)?;
         }
-        let raw_needed = p
-            .syscalls
+        let gone: Vec<u32> = self
+            .fexit
             .keys()
-            .any(|nr| !self.has_own.get(nr).copied().unwrap_or(false));
+            .filter(|nr| !p.syscalls.contains_key(nr))
+            .copied()
+            .collect();
+        for nr in gone {
+            if let Some((prog, link)) = self.fexit.remove(&nr) {
+                fexit(ebpf, prog)?.detach(link)?;
+            }
+        }
+        let raw_needed = p.syscalls.keys().any(|nr| self.via_raw(*nr));
         if !raw_needed && let Some((exit, enter)) = self.raw.take() {
             raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?.detach(enter)?;
             raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?.detach(exit)?;
@@ -165,11 +262,15 @@ impl SyscallLinks {
         Ok(())
     }
 
-    /// Loads the `raw_syscalls` programs without attaching them, so a later reload can attach
-    /// them after the agent dropped its privileges.
-    pub fn preload_raw(ebpf: &mut Ebpf) -> Result<()> {
+    /// Loads the `raw_syscalls` programs, and the fexit programs of the syscalls without
+    /// tracepoints here, without attaching them, so a later reload can attach them after the
+    /// agent dropped its privileges (loading a tracing program needs CAP_PERFMON).
+    pub fn preload(&mut self, ebpf: &mut Ebpf) -> Result<()> {
         raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?;
         raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?;
+        for (nr, _) in syscalls::VIA_FEXIT {
+            self.route(ebpf, *nr);
+        }
         Ok(())
     }
 }
@@ -183,6 +284,26 @@ pub(crate) fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T
         prog.load().with_context(|| format!("loading {name}"))?;
     }
     Ok(prog)
+}
+
+fn fexit<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut FExit> {
+    let prog: &mut FExit = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?;
+    Ok(prog)
+}
+
+/// Loads fexit program `prog` on syscall `name`'s kernel function.
+fn load_fexit(ebpf: &mut Ebpf, prog: &str, name: &str) -> Result<()> {
+    let btf = crate::btf::kernel_aya().map_err(|e| anyhow::anyhow!("kernel BTF: {e}"))?;
+    let p = fexit(ebpf, prog)?;
+    if p.fd().is_err() {
+        let func = format!("{}{name}", syscalls::KERNEL_FN_PREFIX);
+        p.load(&func, btf)
+            .with_context(|| format!("loading {prog} on {func}"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint> {

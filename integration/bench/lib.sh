@@ -96,3 +96,70 @@ foreign_bpf() {
         fi
     done
 }
+
+# --- the three syscall loops (overhead.sh, redis.sh) -------------------------------------------
+# Each loop is guard-testkit's bench with a fixed iteration count, in cgroup LOOP_CG.
+# loops_setup DIR CGROUP: creates the loop cgroup, the open target and a loopback listener
+# (LPID, PORT) that accepts and closes, so the backlog never fills; on SIGUSR1 it writes how
+# many connections it accepted, so each connect loop is checked to have really connected (the
+# testkit ignores connect errors). The caller stops LPID (stop_pid) and removes the cgroup.
+LPID="" PORT="" LOOP_DIR="" LOOP_CG=""
+loops_setup() {
+    LOOP_DIR="$1" LOOP_CG="$2"
+    mkdir "$LOOP_CG"
+    echo x >"$LOOP_DIR/open-target"
+    python3 -c '
+import signal, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(4096)
+n = 0
+def report(*_):
+    with open(sys.argv[1] + ".count", "w") as f: f.write(str(n) + "\n")
+signal.signal(signal.SIGUSR1, report)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]) + "\n")
+while True:
+    c, _ = s.accept(); c.close(); n += 1' "$LOOP_DIR/port" &
+    LPID=$!
+    for _ in $(seq 1 100); do [ -s "$LOOP_DIR/port" ] && break; sleep 0.05; done
+    PORT="$(cat "$LOOP_DIR/port")"
+}
+
+accepted() {
+    rm -f "$LOOP_DIR/port.count"
+    kill -USR1 "$LPID"
+    for _ in $(seq 1 100); do [ -s "$LOOP_DIR/port.count" ] && break; sleep 0.02; done
+    cat "$LOOP_DIR/port.count"
+}
+
+run_loop() { # op n target -> ns/op
+    local out
+    out="$(timeout "${LOOP_TIMEOUT:-300}" "$TESTKIT" cgroup-run "$LOOP_CG" -- "$TESTKIT" bench "$@")" ||
+        die "loop '$*' failed or timed out: $out"
+    [[ "$out" =~ ns_per_op=([0-9]+) ]] || die "unexpected loop output: $out"
+    echo "${BASH_REMATCH[1]}"
+}
+
+# run_loops OPENS EXECS CONNECTS CONFIG: prints "open_ns exec_ns connect_ns"; dies if fewer
+# connects than asked reached the listener.
+run_loops() {
+    local o e c acc0 acc1
+    o="$(run_loop open "$1" "$LOOP_DIR/open-target")"
+    e="$(run_loop exec "$2" /bin/true)"
+    acc0="$(accepted)"
+    c="$(run_loop connect "$3" "127.0.0.1:$PORT")"
+    for _ in $(seq 1 30); do # the listener may still be accepting the last ones
+        acc1="$(accepted)"
+        [ $((acc1 - acc0)) -lt "$3" ] || break
+        sleep 0.1
+    done
+    [ $((acc1 - acc0)) -ge "$3" ] ||
+        die "config $4: only $((acc1 - acc0)) of $3 connects reached the listener"
+    echo "$o $e $c"
+}
+
+# loops_warmup: page cache, listener, binaries (not recorded).
+loops_warmup() {
+    run_loop open 2000 "$LOOP_DIR/open-target" >/dev/null
+    run_loop exec 20 /bin/true >/dev/null
+    run_loop connect 200 "127.0.0.1:$PORT" >/dev/null
+}

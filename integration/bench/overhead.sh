@@ -69,7 +69,7 @@ TMP="$(mktemp -d /tmp/guard-overhead.XXXXXX)"
 CGNAME="guard-bench-$$"
 CG="$CG2/$CGNAME"
 PIN="/sys/fs/bpf/guard-bench-$$"
-APID="" LPID="" AUDIT_RULE_ADDED=0 AUDIT_ENABLED_BEFORE="" AUDIT_BACKLOG_BEFORE=""
+APID="" AUDIT_RULE_ADDED=0 AUDIT_ENABLED_BEFORE="" AUDIT_BACKLOG_BEFORE=""
 AUDIT_RULE=(-F arch=b64 -S openat -S execve -S connect -k guard-bench)
 
 cleanup() {
@@ -86,31 +86,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir "$CG"
-echo x >"$TMP/open-target"
-# Loopback listener: accepts and closes, so the backlog never fills. On SIGUSR1 it writes how
-# many connections it accepted, so each connect loop is checked to have really connected
-# (the testkit ignores connect errors).
-python3 -c '
-import signal, socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0)); s.listen(4096)
-n = 0
-def report(*_):
-    with open(sys.argv[1] + ".count", "w") as f: f.write(str(n) + "\n")
-signal.signal(signal.SIGUSR1, report)
-open(sys.argv[1], "w").write(str(s.getsockname()[1]) + "\n")
-while True:
-    c, _ = s.accept(); c.close(); n += 1' "$TMP/port" &
-LPID=$!
-for _ in $(seq 1 100); do [ -s "$TMP/port" ] && break; sleep 0.05; done
-accepted() {
-    rm -f "$TMP/port.count"
-    kill -USR1 "$LPID"
-    for _ in $(seq 1 100); do [ -s "$TMP/port.count" ] && break; sleep 0.02; done
-    cat "$TMP/port.count"
-}
-PORT="$(cat "$TMP/port")"
+loops_setup "$TMP" "$CG"
 
 cat >"$TMP/policy.yaml" <<EOF
 - policy: bench-enforce
@@ -210,22 +186,11 @@ stop_config() {
     rm -f "$TMP/bt.out" "$TMP/auditd/audit.log"*
 }
 
-run_loop() { # op n target -> ns/op
-    local out
-    out="$(timeout "$LOOP_TIMEOUT" "$TESTKIT" cgroup-run "$CG" -- "$TESTKIT" bench "$@")" ||
-        die "loop '$*' failed or timed out: $out"
-    [[ "$out" =~ ns_per_op=([0-9]+) ]] || die "unexpected loop output: $out"
-    echo "${BASH_REMATCH[1]}"
-}
-
 RAW="$TMP/raw"
 : >"$RAW"
 say "machine: $(machine)"
 say "loops: open $OPENS, exec $EXECS, connect $CONNECTS (port $PORT); configs: $CONFIGS; reps $REPS"
-# Warm-up (not recorded): page cache, listener, binaries.
-run_loop open 2000 "$TMP/open-target" >/dev/null
-run_loop exec 20 /bin/true >/dev/null
-run_loop connect 200 "127.0.0.1:$PORT" >/dev/null
+loops_warmup
 start_s=$SECONDS
 BUSY_REPS=""
 for ((rep = 1; rep <= REPS; rep++)); do
@@ -240,17 +205,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
     fi
     for cfg in $CONFIGS; do
         start_config "$cfg"
-        o="$(run_loop open "$OPENS" "$TMP/open-target")"
-        e="$(run_loop exec "$EXECS" /bin/true)"
-        acc0="$(accepted)"
-        c="$(run_loop connect "$CONNECTS" "127.0.0.1:$PORT")"
-        for _ in $(seq 1 30); do # the listener may still be accepting the last ones
-            acc1="$(accepted)"
-            [ $((acc1 - acc0)) -lt "$CONNECTS" ] || break
-            sleep 0.1
-        done
-        [ $((acc1 - acc0)) -ge "$CONNECTS" ] ||
-            die "config $cfg: only $((acc1 - acc0)) of $CONNECTS connects reached the listener"
+        r="$(run_loops "$OPENS" "$EXECS" "$CONNECTS" "$cfg")"
+        read -r o e c <<<"$r"
         if [ -n "$APID" ] && ! kill -0 "$APID" 2>/dev/null; then
             die "config $cfg: the agent/tracer died during the loops"
         fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command: criterion benches (rule engine, decode), syscall-loop
-# overhead beside bpftrace and auditd, sustained rate, memory, start to enforcing, response
+# overhead beside bpftrace and auditd, redis-benchmark and the loops beside Falco's rules and the
+# bpftrace raw-syscall floor, sustained rate, memory, start to enforcing, response
 # latency. Prints one markdown summary (machine first) on stdout; progress on stderr.
 # Root only. Not part of CI: CI machines are too noisy to gate on time.
 set -euo pipefail
@@ -10,7 +11,8 @@ set -euo pipefail
 usage() {
     cat <<EOF
 usage: $0 [--quick]
-  (default)  full sizes: overhead 5 reps (200k opens, 2k execs, 5k connects), sustained 60 s
+  (default)  full sizes: overhead 5 reps (200k opens, 2k execs, 5k connects), redis 5 rounds
+             (200k requests), sustained 60 s
              per step, memory 1000 processes + 50 containers, 10 cold starts, latency 3 runs
              (overhead waits up to 120 s per repetition for other BPF users to go away);
              roughly 40-60 min on a 2-vCPU machine
@@ -70,12 +72,14 @@ section() { # NAME CMD...: runs a benchmark script, keeps its markdown, notes a 
     echo
     if [ "$QUICK" = 1 ]; then
         section overhead bash "$HERE/overhead.sh" -r 2 -o 50000 -e 300 -c 1000
+        section redis bash "$HERE/redis.sh" -r 2 -n 20000 -o 50000 -e 300 -k 1000
         section sustained bash "$HERE/sustained.sh" 5 "50000 100000 200000"
         section memory bash "$HERE/memory.sh" 1000 10
         section startup bash "$HERE/startup.sh" 3
         section latency bash "$HERE/latency.sh" 1
     else
         section overhead bash "$HERE/overhead.sh" -w 120
+        section redis bash "$HERE/redis.sh"
         section sustained bash "$HERE/sustained.sh" 60
         section memory bash "$HERE/memory.sh" 1000 50
         section startup bash "$HERE/startup.sh" 10

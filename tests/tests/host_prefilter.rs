@@ -199,3 +199,146 @@ fn untraced_syscalls_run_no_guard_program() {
         "the raw_syscalls program ran (it should not be attached for these rules)"
     );
 }
+
+/// Calls init_module and finit_module (both fail: no module image; ENOSYS without module
+/// support) from this process; returns their results.
+fn module_load_attempts() -> (i64, i64) {
+    let image = [0u8; 64];
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let r = unsafe {
+        (
+            libc::syscall(
+                libc::SYS_init_module,
+                image.as_ptr(),
+                image.len(),
+                c"guard=1".as_ptr(),
+            ),
+            libc::syscall(libc::SYS_finit_module, fd, c"guard=1".as_ptr(), 0),
+        )
+    };
+    unsafe { libc::close(fd) };
+    assert!(r.0 < 0 && r.1 < 0, "a module load succeeded: {r:?}");
+    r
+}
+
+/// Issue 18: with guard's default rules no guard program runs on every syscall. On this host
+/// init_module/finit_module have no tracepoints (no module support: only ENOSYS stubs); guard's
+/// only rule on them needs a successful load, which such a kernel cannot perform, so they are
+/// not traced and the `raw_syscalls` program is not attached: 200,000 `getppid` calls and the
+/// module calls leave its run count unchanged.
+#[test]
+fn default_rules_run_no_program_on_every_syscall() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
+    let agent = Agent::run(&["--no-audit", "--log", "info"]);
+    let raw_before = run_count("sys_enter");
+    for _ in 0..200_000 {
+        unsafe { libc::getppid() };
+    }
+    module_load_attempts();
+    let raw_after = run_count("sys_enter");
+    let (_, stderr) = agent.stop_with_stderr();
+    eprintln!("raw sys_enter {raw_before:?} -> {raw_after:?}");
+    assert!(
+        raw_before.is_some(),
+        "the raw_syscalls program is not even loaded"
+    );
+    assert_eq!(
+        raw_before, raw_after,
+        "the raw_syscalls program ran (it should not be attached for the default rules)"
+    );
+    let raw_lines: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("through raw_syscalls"))
+        .collect();
+    assert!(raw_lines.is_empty(), "{raw_lines:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("kernel prefilter:")),
+        "no prefilter line: {stderr:?}"
+    );
+}
+
+/// Issue 18, the other side: a rule that matches failed module loads still gets every attempt,
+/// with its result. Where the kernel lets guard attach an fexit program to the stub, that
+/// program captures them (and the raw pair stays detached); where it does not (this host
+/// refuses tracing programs: EPERM), the `raw_syscalls` pair does, and is seen running.
+#[test]
+fn module_load_attempts_reach_a_rule_that_wants_them() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
+    let dir = std::env::temp_dir().join(format!("guard-modules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- rule: Module load attempt\n  desc: t\n  condition: evt.type in (init_module, finit_module) and proc.pid = {}\n  output: attempt %evt.type res=%evt.res\n  priority: WARNING\n",
+            std::process::id()
+        ),
+    )
+    .expect("rules");
+    let agent = Agent::run(&[
+        "--no-audit",
+        "--log",
+        "info",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    let without_modules =
+        !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists();
+    let (raw_before, fexit_before) = (run_count("sys_enter"), run_count("sys_fexit_init_module"));
+    let (init, finit) = module_load_attempts();
+    let (raw_after, fexit_after) = (run_count("sys_enter"), run_count("sys_fexit_init_module"));
+    let mut seen = std::collections::BTreeMap::new();
+    let alerts = agent.collect_until(Duration::from_secs(10), |v| {
+        if v["rule"] == "Module load attempt" {
+            let f = &v["output_fields"];
+            seen.insert(
+                f["evt.type"].as_str().unwrap_or("").to_owned(),
+                f["evt.res"].as_str().unwrap_or("").to_owned(),
+            );
+        }
+        seen.len() == 2
+    });
+    let (_, stderr) = agent.stop_with_stderr();
+    let _ = std::fs::remove_dir_all(&dir);
+    let via_raw = stderr
+        .iter()
+        .any(|l| l.contains("capturing them through raw_syscalls"));
+    eprintln!(
+        "module attempts {init} {finit}: {seen:?}; via raw {via_raw}; raw sys_enter {raw_before:?} -> {raw_after:?}; fexit init_module {fexit_before:?} -> {fexit_after:?}"
+    );
+    for ty in ["init_module", "finit_module"] {
+        let got = seen
+            .get(ty)
+            .unwrap_or_else(|| panic!("no alert for the {ty} attempt: {alerts:?}"));
+        if without_modules {
+            assert_eq!(got, "ENOSYS", "{ty} result");
+            assert_eq!((init, finit), (-1, -1));
+        } else {
+            assert_ne!(got, "SUCCESS", "{ty} result");
+        }
+    }
+    if without_modules && via_raw {
+        assert!(
+            raw_after > raw_before,
+            "captured through raw_syscalls, which did not run"
+        );
+    } else if without_modules {
+        assert_eq!(
+            raw_before, raw_after,
+            "the raw_syscalls program ran beside the fexit"
+        );
+        assert!(
+            fexit_after > fexit_before,
+            "the init_module fexit program did not run ({fexit_before:?} -> {fexit_after:?})"
+        );
+    }
+}

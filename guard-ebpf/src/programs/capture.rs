@@ -1,6 +1,7 @@
 //! Capture: the `sched` tracepoints (exec with argv, fork, exit) and syscall enter/exit for the
-//! traced syscalls (on each one's own `syscalls/sys_*_<name>` tracepoints; `raw_syscalls` only
-//! for a syscall without them), with the open and connect prefilters. Records go to `EVENTS`.
+//! traced syscalls (on each one's own `syscalls/sys_*_<name>` tracepoints; `syscall_fexit` for
+//! one without them; `raw_syscalls` only when neither exists), with the open and connect
+//! prefilters. Records go to `EVENTS`.
 
 use aya_ebpf::{
     EbpfContext,
@@ -145,7 +146,7 @@ fn syscall_bits(nr: u64) -> u8 {
 }
 
 #[inline(always)]
-fn syscall_wanted(nr: u64) -> bool {
+pub(super) fn syscall_wanted(nr: u64) -> bool {
     syscall_bits(nr) & syscall_filter::TRACE != 0
 }
 
@@ -190,10 +191,37 @@ fn exit(ret: i64) {
         return;
     };
     let _ = PENDING.remove(&tid);
+    emit(&p, ret, &off);
+}
+
+/// Emits syscall `nr` in one go, where a program sees its arguments (read by `arg`) and its
+/// result together (`syscall_fexit`): the same record as `enter` then `exit`.
+#[inline(always)]
+pub(super) fn enter_exit(nr: u32, arg: impl Fn(usize) -> u64, ret: i64) {
+    let off = offsets();
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || in_compat_syscall(&off) {
+        return;
+    }
+    let mut p = PendingSyscall {
+        nr,
+        _pad: 0,
+        args: [0; 6],
+    };
+    let mut i = 0;
+    while i < 6 {
+        p.args[i] = arg(i);
+        i += 1;
+    }
+    emit(&p, ret, &off);
+}
+
+/// The record of syscall `p` with result `ret`, through the open and connect prefilters.
+#[inline(always)]
+fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
-    let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), &off) else {
+    let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), off) else {
         return;
     };
     rec.header().ret = ret;
@@ -206,7 +234,7 @@ fn exit(ret: i64) {
     fill_payload(&mut rec, 1, payloads[1], &p.args);
     // The prefilter looks at what was captured, so it judges exactly what userspace would see.
     let bits = syscall_bits(p.nr as u64);
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, &p) {
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p) {
         count_drop_slot(PREFILTERED_OPENS);
         return;
     }

@@ -15,3 +15,4 @@ mod quarantine;
 mod selfprotect;
 mod shared;
 mod sockaddr;
+mod syscall_fexit;

@@ -64,6 +64,7 @@ pub(super) fn derive_prefilter(
             // need every one.
             policy_connect: learn.is_some(),
             write_paths: learn.map(|_| vec!["/".to_string()]).unwrap_or_default(),
+            enosys_stubs: crate::syscall_links::enosys_stubs().clone(),
         },
     )
 }

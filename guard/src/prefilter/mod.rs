@@ -29,7 +29,7 @@ use guard_ebpf::{OPEN_PREFIX_BYTES, open_prefix_bits, syscall_filter, syscalls};
 
 use crate::rules::{
     RuleSet,
-    eval::{Check, Node, Test},
+    eval::{Check, Cmp, Node, Test},
     fields::{FieldId, event_type_id},
 };
 
@@ -51,6 +51,9 @@ pub struct Needs {
     pub policy_connect: bool,
     /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
     pub write_paths: Vec<String>,
+    /// Traced syscalls this kernel only has as stubs that fail with ENOSYS
+    /// (`syscall_links::enosys_stubs`): traced only when some rule can match a failed attempt.
+    pub enosys_stubs: BTreeSet<u32>,
 }
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
@@ -305,6 +308,61 @@ fn opens(n: &Node, open_types: u128) -> Opens {
     }
 }
 
+/// The value of condition `n` on an event of type `t` whose syscall failed with ENOSYS, when
+/// that alone decides it (`evt.res = SUCCESS`, `evt.rawres >= 0`, `evt.failed = false`, a field
+/// guard cannot provide); `None` when it depends on anything else.
+fn on_enosys(n: &Node, t: u16) -> Option<bool> {
+    match n {
+        Node::Const(b) => Some(*b),
+        Node::Types(set) => Some(set & (1u128 << t) != 0),
+        Node::Not(inner) => on_enosys(inner, t).map(|b| !b),
+        Node::Memo(_, inner) => on_enosys(inner, t),
+        Node::And(items) => items
+            .iter()
+            .try_fold(Some(true), |acc, i| match on_enosys(i, t) {
+                Some(false) => Err(()),
+                Some(true) => Ok(acc),
+                None => Ok(None),
+            })
+            .unwrap_or(Some(false)),
+        Node::Or(items) => items
+            .iter()
+            .try_fold(Some(false), |acc, i| match on_enosys(i, t) {
+                Some(true) => Err(()),
+                Some(false) => Ok(acc),
+                None => Ok(None),
+            })
+            .unwrap_or(Some(true)),
+        Node::Check(c) => {
+            if matches!(c.test, Test::Unavailable) {
+                return Some(false);
+            }
+            if !c.transformers.is_empty() || c.multi {
+                return None;
+            }
+            const ENOSYS: i64 = -(libc::ENOSYS as i64);
+            let passes = match (c.field.id, &c.test) {
+                (FieldId::EvtRes | FieldId::EvtRawres | FieldId::EvtFailed, Test::Exists) => {
+                    return Some(true);
+                }
+                (FieldId::EvtRes, Test::StrEq(s)) => &**s == "ENOSYS",
+                (FieldId::EvtRes, Test::StrIn(set)) => set.contains("ENOSYS"),
+                (FieldId::EvtRawres, Test::Num(cmp, x)) => match cmp {
+                    Cmp::Eq => ENOSYS == *x,
+                    Cmp::Lt => ENOSYS < *x,
+                    Cmp::Le => ENOSYS <= *x,
+                    Cmp::Gt => ENOSYS > *x,
+                    Cmp::Ge => ENOSYS >= *x,
+                },
+                (FieldId::EvtRawres, Test::NumIn(set)) => set.contains(&ENOSYS),
+                (FieldId::EvtFailed, Test::Bool(b)) => *b,
+                _ => return None,
+            };
+            Some(passes != c.negate)
+        }
+    }
+}
+
 impl Prefilter {
     /// Derives the filters from the active rules and the agent's other needs.
     pub fn derive(rules: &RuleSet, needs: &Needs) -> Prefilter {
@@ -313,9 +371,24 @@ impl Prefilter {
         let mut types: u128 = 0;
         let mut open_pairs: Opens = Vec::new();
         let mut connect_excl: Connects = None;
+        // Per ENOSYS-only syscall: whether some rule can match an attempt (which always fails).
+        let mut failed_attempts: u128 = 0;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
+            for nr in &needs.enosys_stubs {
+                let Some(name) = syscalls::TRACED
+                    .iter()
+                    .find(|s| s.nr == *nr)
+                    .map(|s| s.name)
+                else {
+                    continue;
+                };
+                let id = event_type_id(name);
+                if t & (1u128 << id) != 0 && on_enosys(&r.node, id) != Some(false) {
+                    failed_attempts |= 1u128 << id;
+                }
+            }
             if t & open_types != 0 {
                 open_pairs = or(open_pairs, opens(&r.node, open_types));
             }
@@ -343,7 +416,8 @@ impl Prefilter {
                 // A type the rule language does not know: keep it (no rule can be proven
                 // not to need it).
                 || id == crate::rules::fields::OTHER_TYPE
-                || types & (1u128 << id) != 0
+                || (types & (1u128 << id) != 0
+                    && (!needs.enosys_stubs.contains(&sc.nr) || failed_attempts & (1u128 << id) != 0))
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
                 || (sc.nr == syscalls::CONNECT && needs.policy_connect);

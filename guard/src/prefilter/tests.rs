@@ -602,3 +602,79 @@ fn write_paths_pass_every_write_and_no_more() {
     assert!(p.passes_open(at, b"/tmp/x", true), "every write");
     assert!(!p.passes_open(at, b"/tmp/x", false), "reads stay filtered");
 }
+
+/// Issue 18: a syscall this kernel only has as an ENOSYS stub (init_module without module
+/// support) is traced only when some rule can match a failed attempt; guard's own module rule
+/// needs a success, so with guard's rules it costs no program (on this host, the raw pair).
+#[test]
+fn enosys_stubs_are_traced_only_for_rules_that_match_failures() {
+    let stubs = Needs {
+        enosys_stubs: [syscalls::INIT_MODULE, syscalls::FINIT_MODULE].into(),
+        ..Needs::default()
+    };
+    let traced = |cond: &str, needs: &Needs| {
+        let p = Prefilter::derive(&rule(cond), needs);
+        (
+            p.traces(syscalls::INIT_MODULE),
+            p.traces(syscalls::FINIT_MODULE),
+        )
+    };
+    let cases = [
+        (
+            "evt.type in (init_module, finit_module) and evt.res = SUCCESS",
+            (false, false),
+        ),
+        ("evt.type = init_module and evt.rawres >= 0", (false, false)),
+        (
+            "evt.type = init_module and evt.failed = false and proc.name = x",
+            (false, false),
+        ),
+        (
+            "evt.type = init_module and not evt.res != SUCCESS",
+            (false, false),
+        ),
+        (
+            "evt.type = init_module and (evt.res = SUCCESS or evt.res = EPERM)",
+            (false, false),
+        ),
+        // Matches failures, or may: traced.
+        ("evt.type = init_module and evt.res = ENOSYS", (true, false)),
+        ("evt.type = init_module and evt.rawres < 0", (true, false)),
+        (
+            "evt.type = finit_module and evt.res != SUCCESS",
+            (false, true),
+        ),
+        (
+            "evt.type in (init_module, finit_module) and proc.name = insmod",
+            (true, true),
+        ),
+        (
+            "evt.type = init_module and (evt.res = SUCCESS or proc.name = x)",
+            (true, false),
+        ),
+        (
+            "evt.type = init_module and not evt.res = SUCCESS",
+            (true, false),
+        ),
+    ];
+    for (cond, want) in cases {
+        assert_eq!(traced(cond, &stubs), want, "{cond}");
+    }
+    // Control: on a kernel with the syscalls, a rule on successes traces them.
+    assert_eq!(
+        traced(
+            "evt.type in (init_module, finit_module) and evt.res = SUCCESS",
+            &Needs::default()
+        ),
+        (true, true)
+    );
+    // guard's rules: no rule needs a failed module load; with Falco's, one does.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut l = Loader::new();
+    l.add_path(&root.join("policies"));
+    let guard_rules = l.finish().0;
+    let p = Prefilter::derive(&guard_rules, &stubs);
+    assert!(!p.traces(syscalls::INIT_MODULE) && !p.traces(syscalls::FINIT_MODULE));
+    let p = Prefilter::derive(&guard_rules, &Needs::default());
+    assert!(p.traces(syscalls::INIT_MODULE) && p.traces(syscalls::FINIT_MODULE));
+}
