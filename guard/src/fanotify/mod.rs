@@ -473,6 +473,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
         dest: None,
         inode: Some((p.file.dev, p.file.ino)),
         self_protect: None,
+        kill_error: None,
     }
 }
 
