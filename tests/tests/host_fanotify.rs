@@ -388,7 +388,7 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
     let c = start(&docker, true);
     let s = Scratch::new("fanotify-cache");
     let policy = s.policy(CACHE_POLICY);
-    let mut agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
     let pid = agent.pid();
 
     // Allowed and unruled: ignored after the open (the control for what follows).
