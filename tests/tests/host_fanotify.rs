@@ -430,6 +430,10 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
         let ig = ignored_inodes(pid);
         !ig.contains(&log) && !ig.contains(&tool)
     });
+    // The reloaded policy reaches the answer at the agent's next walk (within a second).
+    wait_until("the log refused under the reloaded policy", || {
+        sh(&c, "cat /var/log/app.log").0 != Some(0)
+    });
     let (code, out, err) = sh(&c, "cat /var/log/app.log");
     assert_ne!(code, Some(0), "the formerly ignored log was read: {out}");
     assert!(!out.contains("line one"), "{out}");

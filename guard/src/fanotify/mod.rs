@@ -278,6 +278,9 @@ struct Ctx {
     bindings: BindingCache,
     cgroup_ids: std::collections::HashMap<String, (u64, Instant)>,
     written: Written,
+    /// The table generation `bindings` were read under: a new one (reload, rebinding) drops
+    /// them, so the kernel's new bindings apply from the swap, not a second later.
+    generation: u64,
 }
 
 /// The outcome of one event: the answer, the record to send after answering, and the
@@ -335,6 +338,7 @@ fn answer_loop(
         bindings: BindingCache::default(),
         cgroup_ids: Default::default(),
         written: Written::new(WRITTEN_MAX),
+        generation: 0,
     };
     let mut buf = vec![0u8; 64 * 1024];
     let mut other = 0u64;
@@ -512,6 +516,10 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         .read()
         .map(|r| (r.0, r.1.clone()))
         .unwrap_or_default();
+    if generation != ctx.generation {
+        ctx.bindings = BindingCache::default();
+        ctx.generation = generation;
+    }
     let Some((file, regular)) = file_of(&ev.fd) else {
         return ALLOW;
     };
