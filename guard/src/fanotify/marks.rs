@@ -34,8 +34,9 @@ use crate::policy::{
 pub const SUBTREE_FILES: usize = 8192;
 /// Depth of that listing.
 const SUBTREE_DEPTH: usize = 16;
-/// Inode marks in the rule group; past it, new rule files are not marked there (the first
-/// group then decides them on every open, never ignoring them).
+/// Inode marks in the rule group for files and directories listed below `DIR/**` ones; past
+/// it, new ones are not marked there (the first group then decides them on every open, never
+/// ignoring them). A rule's own file is always marked.
 pub const RULE_MARKS_MAX: usize = 65_536;
 
 /// A bound workload the marker covers: its cgroup, a process in it (whose root is the
@@ -121,12 +122,15 @@ fn mark_rule_file(
     path: &str,
     id: FileId,
     dir: bool,
+    listed: bool,
     marked: &mut HashSet<FileId>,
 ) -> std::io::Result<bool> {
     if marked.contains(&id) {
         return Ok(false);
     }
-    if marked.len() >= RULE_MARKS_MAX {
+    // A rule's own file is always marked (nothing else asks about it on a volume or the host
+    // root); the files and directories listed below a `DIR/**` one are bounded.
+    if listed && marked.len() >= RULE_MARKS_MAX {
         return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
     }
     let fd = open_in(root, path, false)?;
@@ -195,17 +199,17 @@ pub fn build(
             let text = match &r.rule {
                 crate::policy::PathRule::Exact(p) | crate::policy::PathRule::Below(p) => p.as_str(),
             };
-            let mut mark = |path: &str, id: FileId, dir: bool, pass: &mut Pass| match mark_rule_file(
-                rule_group, &root, path, id, dir, marked,
-            ) {
-                Ok(true) => pass.inodes += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    pass.failed += 1;
-                    debug!(pid = w.pid, rule = path, "fanotify inode mark: {e}");
+            let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
+                match mark_rule_file(rule_group, &root, path, id, dir, listed, marked) {
+                    Ok(true) => pass.inodes += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        pass.failed += 1;
+                        debug!(pid = w.pid, rule = path, "fanotify inode mark: {e}");
+                    }
                 }
             };
-            mark(text, r.id, subtree, &mut pass);
+            mark(text, r.id, subtree, false, &mut pass);
             let bits = r.bits & !path_bits::SUBTREE;
             *pass.rules.files.entry((w.policy_id, r.id)).or_default() |= bits;
             if !subtree {
@@ -230,7 +234,7 @@ pub fn build(
             list_below(dir, &mut below);
             let base = text.trim_end_matches('/');
             for (rel, id, is_dir) in below {
-                mark(&format!("{base}{rel}"), id, is_dir, &mut pass);
+                mark(&format!("{base}{rel}"), id, is_dir, true, &mut pass);
                 if !is_dir {
                     *pass.rules.files.entry((w.policy_id, id)).or_default() |= bits;
                 }
