@@ -5,7 +5,11 @@
 //! only for builds that never load the programs, i.e. the fuzz targets (integration/fuzz.sh sets
 //! it; fuzz/README.md). Such a guard refuses to start the agent.
 fn main() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read when the script runs, not baked in when it is compiled: a build directory copied
+    // to another checkout (or worktree) must build that checkout's programs.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")?;
+    println!("cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(&manifest)
         .parent()
         .ok_or_else(|| anyhow::anyhow!("guard has no parent directory"))?
         .join("guard-ebpf");

@@ -625,6 +625,9 @@ pub mod verdict {
     pub const WOULD_DENY: u8 = 2;
     /// Enforce mode, fallback backend: the process was sent SIGKILL.
     pub const KILL: u8 = 3;
+    /// Enforce mode, fallback backend: SIGKILL could not be sent; `DecisionBody::access`
+    /// holds the helper's error as a positive errno.
+    pub const KILL_FAILED: u8 = 4;
 }
 
 /// The program (LSM hook or tracepoint) that took a `Decision`.
@@ -700,7 +703,8 @@ pub struct DecisionBody {
     pub reason: u8,
     /// 4 or 6 for connect and sendmsg, 0 otherwise.
     pub family: u8,
-    /// `file.f_mode` for open (FMODE_READ = 1, FMODE_WRITE = 2).
+    /// `file.f_mode` for open (FMODE_READ = 1, FMODE_WRITE = 2); for `verdict::KILL_FAILED`,
+    /// the errno of the failed signal.
     pub access: u32,
     /// Destination port for connect and sendmsg.
     pub port: u16,

@@ -515,6 +515,7 @@ pub fn describe(
         target: target.clone(),
         access: Some(access.clone()),
         hook: Some(ev.hook),
+        kill_error: None,
         workload: Workload {
             container_id: workload.container_id.clone(),
             container_name: known(&workload.name),

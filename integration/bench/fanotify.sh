@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The fanotify backend's cost (docs/policies.md "fanotify"): an open loop (the shell's `<`
 # redirection, no fork per open) in a container whose filesystem the agent marks (policy with
-# open rules) and in one it does not mark, under the same agent, RUNS times each; and the
-# permission answer time the agent measured (p50/p99/max, power-of-two buckets: "< 4 µs" means
-# under 4 µs) from its stop line. Targets: answer p99 < 1 ms, loop overhead < 5 %.
+# open rules) and in one it does not mark, under the same agent, RUNS times each, on two files:
+# /etc/group (covered: below the policy's '/etc/**' rule, asked on every open) and /tmp/data
+# (no rule names it: ignored after its first open). And the permission answer time the agent
+# measured (p50/p99/max, power-of-two buckets: "< 4 µs" means under 4 µs) from its stop line.
+# Targets: answer p99 < 1 ms, loop overhead < 5 %.
+# BASE_BIN=path runs the same loops first under that binary (e.g. a build of the previous
+# commit), so before and after come from the same run.
 # Root, Docker (integration/docker.sh). Not part of CI (timing). GUARD_BIN overrides the binary
 # (e.g. target/debug/guard, to skip the release build with BENCH_NO_BUILD=1).
 set -euo pipefail
@@ -57,46 +61,65 @@ MARKED="$(docker run -d --network=none --label guard-test=1 --label guard-bench-
     guard-test-busybox:latest sleep 3600)"
 PLAIN="$(docker run -d --network=none --label guard-test=1 guard-test-busybox:latest sleep 3600)"
 
-say "starting the agent ($GUARD, --policy-backend fanotify)"
-GUARD_LOG=info "$GUARD" run --no-responses --rules "$REPO/policies" --policy "$TMP/policy.yaml" \
-    --policy-backend fanotify --pin-dir "$PINS" --audit-dir "$TMP/audit" --metrics-addr off \
-    >/dev/null 2>"$TMP/agent.err" &
-AGENT=$!
-wait_line "$TMP/agent.err" "guard: ready" 30 "$AGENT" || die "agent not ready: $(tail -5 "$TMP/agent.err")"
-sleep 2
+# The unruled file, written before any agent runs.
+for c in "$MARKED" "$PLAIN"; do docker exec "$c" sh -c 'echo data > /tmp/data'; done
 
-# loop CONTAINER: seconds (3 decimals) for OPENS opens of /etc/group (on the container's overlay; /etc/hostname is a bind mount) inside it.
+# loop CONTAINER FILE: seconds (3 decimals) for OPENS opens of FILE inside it.
 loop() {
     local t0 t1
     t0=$(date +%s%N)
-    docker exec "$1" sh -c "i=0; while [ \$i -lt $OPENS ]; do : < /etc/group; i=\$((i+1)); done"
+    docker exec "$1" sh -c "i=0; while [ \$i -lt $OPENS ]; do : < $2; i=\$((i+1)); done"
     t1=$(date +%s%N)
     echo "scale=3; ($t1 - $t0) / 1000000000" | bc
 }
-
-marked=()
-plain=()
-for ((r = 0; r < RUNS; r++)); do
-    say "run $((r + 1))/$RUNS"
-    marked+=("$(loop "$MARKED")")
-    plain+=("$(loop "$PLAIN")")
-done
-stop_pid "$AGENT"
-AGENT=""
-line="$(grep -o 'fanotify: answered.*' "$TMP/agent.err" | tail -1)"
-
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-m="$(med "${marked[@]}")"
-p="$(med "${plain[@]}")"
+
+# measure BIN LABEL: starts the agent, runs the loops, stops it, prints its rows.
+measure() {
+    local bin="$1" label="$2" r f m p line
+    say "starting the agent ($label: $bin, --policy-backend fanotify)"
+    rm -f "$TMP/agent.err"
+    GUARD_LOG=info "$bin" run --no-responses --rules "$REPO/policies" --policy "$TMP/policy.yaml" \
+        --policy-backend fanotify --pin-dir "$PINS" --audit-dir "$TMP/audit" --metrics-addr off \
+        >/dev/null 2>"$TMP/agent.err" &
+    AGENT=$!
+    wait_line "$TMP/agent.err" "guard: ready" 60 "$AGENT" || die "agent not ready: $(tail -5 "$TMP/agent.err")"
+    sleep 2
+    declare -A runs=()
+    for ((r = 0; r < RUNS; r++)); do
+        say "$label: run $((r + 1))/$RUNS"
+        for f in /etc/group /tmp/data; do
+            runs[marked$f]+="$(loop "$MARKED" "$f") "
+            runs[plain$f]+="$(loop "$PLAIN" "$f") "
+        done
+    done
+    stop_pid "$AGENT"
+    AGENT=""
+    "$bin" run --cleanup --pin-dir "$PINS" >/dev/null 2>&1 || true
+    line="$(grep -o 'fanotify: answered.*' "$TMP/agent.err" | tail -1)"
+    for f in /etc/group /tmp/data; do
+        # shellcheck disable=SC2086
+        m="$(med ${runs[marked$f]})"
+        # shellcheck disable=SC2086
+        p="$(med ${runs[plain$f]})"
+        ROWS+="| $label | $f | ${runs[marked$f]}| $m | ${runs[plain$f]}| $p | $(echo "scale=3; $m / $p" | bc) |"$'\n'
+    done
+    STOPS+="- $label: ${line:-no fanotify line in the log}"$'\n'
+}
+
+ROWS=""
+STOPS=""
+[ -n "${BASE_BIN:-}" ] && measure "$BASE_BIN" "before"
+measure "$GUARD" "after"
 echo "## fanotify backend"
 echo
 machine
 echo
-echo "| container | $OPENS opens, s (each run) | median |"
-echo "|---|---|---|"
-echo "| marked (policy with open rules) | ${marked[*]} | $m |"
-echo "| not marked | ${plain[*]} | $p |"
+echo "$OPENS opens per loop, seconds per run; ratio = marked / not marked (medians)."
 echo
-echo "marked / not marked (medians): $(echo "scale=3; $m / $p" | bc)"
+echo "| binary | file | marked, s | median | not marked, s | median | ratio |"
+echo "|---|---|---|---|---|---|---|"
+printf '%s' "$ROWS"
 echo
-echo "agent at stop: ${line:-no fanotify line in the log}"
+echo "agent at stop:"
+printf '%s' "$STOPS"

@@ -70,6 +70,7 @@ fn decision(kind: DecisionKind, op: Operation, policy: &str, target: &str, w: &s
         target: target.into(),
         access: (op == Operation::Open).then(|| "write".to_string()),
         hook: None,
+        kill_error: None,
         workload: wl(w),
         process: ProcessInfo {
             pid: Some(4242),

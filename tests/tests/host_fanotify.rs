@@ -317,3 +317,151 @@ fn fanotify_start_window_denied_entrypoint_never_runs() {
     agent.stop();
     s.cleanup();
 }
+
+/// The inodes (hex, as fdinfo prints them) the agent's fanotify groups hold an ignore mark
+/// for (`ignored_mask` other than 0 in `/proc/<agent>/fdinfo/<group>`).
+fn ignored_inodes(agent_pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{agent_pid}/fd")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let link = std::fs::read_link(fd.path()).unwrap_or_default();
+        if link.to_string_lossy() != "anon_inode:[fanotify]" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{agent_pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        for l in info.lines().filter(|l| l.starts_with("fanotify ino:")) {
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .map(str::to_owned)
+            };
+            if field("ignored_mask:").is_some_and(|m| m != "0")
+                && let Some(ino) = field("ino:")
+            {
+                out.push(ino);
+            }
+        }
+    }
+    out
+}
+
+/// A file's inode inside the container, in hex.
+fn ino_hex(c: &Ctr, path: &str) -> String {
+    let (code, out, err) = sh(c, &format!("stat -c %i {path}"));
+    assert_eq!(code, Some(0), "stat {path}: {err}");
+    format!("{:x}", out.trim().parse::<u64>().expect("inode number"))
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CACHE_POLICY: &str = "- policy: fan-cache\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: enforce\n  enforce:\n    open:\n      deny_read: [/etc/shadow]\n      deny_write: ['/etc/**']\n";
+/// The reload: the ignored log becomes unreadable, and new binaries are refused.
+const CACHE_POLICY_2: &str = "- policy: fan-cache\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: enforce\n  enforce:\n    exec: {deny_new_binaries: true}\n    open:\n      deny_read: [/etc/shadow, /var/log/app.log]\n      deny_write: ['/etc/**']\n";
+
+/// The answer's ignore marks (docs/policies.md "fanotify"): an allowed file no rule names is
+/// ignored after its first open, and then asked about again when it becomes ruled: moved
+/// into a protected directory (refused at once), named by a reloaded policy (refused), or
+/// written under a reloaded `deny_new_binaries` policy (its exec refused).
+#[test]
+fn fanotify_ignored_files_are_asked_again_once_ruled() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    build_image(&docker);
+    let c = start(&docker, true);
+    let s = Scratch::new("fanotify-cache");
+    let policy = s.policy(CACHE_POLICY);
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let pid = agent.pid();
+
+    // Allowed and unruled: ignored after the open (the control for what follows).
+    let (code, out, err) = sh(&c, "cat /var/log/app.log && cat /opt/tool >/dev/null");
+    assert_eq!((code, out.as_str()), (Some(0), "line one\n"), "{err}");
+    let (log, tool) = (ino_hex(&c, "/var/log/app.log"), ino_hex(&c, "/opt/tool"));
+    wait_until("app.log and /opt/tool ignored", || {
+        let ig = ignored_inodes(pid);
+        ig.contains(&log) && ig.contains(&tool)
+    });
+    // Ruled files are never ignored: still refused.
+    let (code, _, err) = sh(&c, "cat /etc/shadow");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    // Moved into a protected directory right after being ignored: the rule group asks about
+    // the directory's children, so the write is refused and not a byte lands.
+    let (code, _, err) = sh(&c, "cp /var/log/app.log /tmp/x && cat /tmp/x >/dev/null");
+    assert_eq!(code, Some(0), "{err}");
+    let x = ino_hex(&c, "/tmp/x");
+    wait_until("/tmp/x ignored", || ignored_inodes(pid).contains(&x));
+    let (code, _, err) = sh(&c, "mv /tmp/x /etc/x && echo y >> /etc/x");
+    assert_ne!(code, Some(0), "write to a file moved into /etc succeeded");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (_, out, _) = sh(&c, "cat /etc/x");
+    assert_eq!(out, "line one\n", "the moved file changed");
+
+    // Reload: the ignored log is now denied, the tool's copy will be a new binary.
+    let from = agent.stderr_len();
+    let tmp = format!("{policy}.tmp");
+    std::fs::write(&tmp, CACHE_POLICY_2).expect("write policy");
+    std::fs::rename(&tmp, &policy).expect("rename policy");
+    agent
+        .wait_stderr(from, Duration::from_secs(20), |l| {
+            l.contains("guard: reloaded")
+        })
+        .expect("the policy was not reloaded");
+    wait_until("ignore marks dropped after the reload", || {
+        let ig = ignored_inodes(pid);
+        !ig.contains(&log) && !ig.contains(&tool)
+    });
+    // The reloaded policy reaches the answer at the agent's next walk (within a second).
+    wait_until("the log refused under the reloaded policy", || {
+        sh(&c, "cat /var/log/app.log").0 != Some(0)
+    });
+    let (code, out, err) = sh(&c, "cat /var/log/app.log");
+    assert_ne!(code, Some(0), "the formerly ignored log was read: {out}");
+    assert!(!out.contains("line one"), "{out}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (code, out, err) = sh(&c, "cat /bin/busybox > /opt/tool && /opt/tool echo RAN");
+    assert!(
+        !out.contains("RAN") && !err.contains("applet not found"),
+        "the rewritten binary ran: {out} {err}"
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("Permission denied") || err.contains("Operation not permitted"),
+        "{err}"
+    );
+    // Control: an untouched binary still runs.
+    let (code, _, err) = sh(&c, "/bin/true");
+    assert_eq!(code, Some(0), "{err}");
+
+    agent.stop();
+    let d = s.decisions();
+    let count = |op: &str, target: &str| {
+        d.iter()
+            .filter(|v| v["op"] == op && v["decision"] == "deny" && v["target"] == target)
+            .count()
+    };
+    // One refused open, one record (both groups asked about it).
+    assert_eq!(count("open", "/etc/x"), 1, "{d:?}");
+    assert!(count("open", "/var/log/app.log") >= 1, "{d:?}");
+    assert!(count("exec", "/opt/tool") >= 1, "{d:?}");
+    s.cleanup();
+}

@@ -359,6 +359,92 @@ fn fallback_kills_after_a_denied_open() {
     s.cleanup();
 }
 
+/// Truthful records (issue 16): the after-the-fact kill is recorded `kill` only when the
+/// process it signalled is gone afterwards; a process that had exited 0 before the signal is
+/// `kill-failed` with the reason, in the alert and the audit record.
+#[test]
+fn fallback_records_kill_failed_for_a_process_that_exited_first() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    let c = docker.run(&["--label", "guard-kf=1"], &["sleep", "300"]);
+    let gone = ["/tmp/gone1", "/tmp/gone2", "/tmp/gone3"];
+    let (ok, _) = c.exec(&[
+        "sh",
+        "-c",
+        "for f in live gone1 gone2 gone3; do echo secret > /tmp/$f; done",
+    ]);
+    assert!(ok, "creating the files failed");
+    let s = Scratch::new("kill-failed");
+    let policy = s.policy(
+        "- policy: kill-failed\n  workload: {labels: {guard-kf: \"1\"}}\n  mode: enforce\n  enforce:\n    open: {deny_read: [/tmp/live, /tmp/gone1, /tmp/gone2, /tmp/gone3]}\n",
+    );
+    let agent = s.agent(&policy, &[]);
+    // Alive when the agent acts: killed.
+    let (code, out) = sh_in(&c, "/", &OPEN_AND_LINGER.replace("{}", "/tmp/live"));
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(137), ""),
+        "the lingering opener was not killed"
+    );
+    // Opens and exits 0 at once: the agent's kill comes after the exit.
+    let codes: Vec<Option<i32>> = gone
+        .iter()
+        .map(|f| sh_in(&c, "/", &format!("exec 3<{f}; exit 0")).0)
+        .collect();
+    let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
+    let alert_of = |target: &str| {
+        let a: Vec<_> = alerts
+            .iter()
+            .filter(|v| is_policy_alert(v, target))
+            .collect();
+        assert_eq!(a.len(), 1, "alerts for {target}: {alerts:?}");
+        a[0].clone()
+    };
+    let live = alert_of("/tmp/live");
+    assert_eq!(live["guard"]["decision"], "kill");
+    assert!(
+        live["output_fields"].get("guard.kill_error").is_none(),
+        "{live}"
+    );
+    let mut exited_first = 0;
+    for (f, code) in gone.iter().zip(&codes) {
+        let a = alert_of(f);
+        // Whatever the race gave, the record says what happened to the process.
+        match code {
+            Some(0) => {
+                exited_first += 1;
+                assert_eq!(a["guard"]["decision"], "kill-failed", "{f}: {a}");
+                assert_eq!(
+                    a["output_fields"]["guard.kill_error"], "exited before the signal",
+                    "{f}: {a}"
+                );
+            }
+            Some(137) => assert_eq!(a["guard"]["decision"], "kill", "{f}: {a}"),
+            other => panic!("{f}: exit {other:?}"),
+        }
+    }
+    assert!(
+        exited_first > 0,
+        "no opener exited before the kill: {codes:?}"
+    );
+    agent.stop();
+    let d = s.decisions();
+    let failed: Vec<_> = d
+        .iter()
+        .filter(|v| v["kill_error"] == "exited before the signal")
+        .collect();
+    assert_eq!(failed.len(), exited_first, "audit decisions: {d:?}");
+    assert!(
+        d.iter()
+            .any(|v| v["target"] == "/tmp/live" && v["kill_error"].is_null()),
+        "audit decisions: {d:?}"
+    );
+    s.cleanup();
+}
+
 /// A policy's `rules:` selection decides which detection rules apply to its workload: a
 /// container whose policy excludes "Shell spawned in container" gets no such alert, while a
 /// container without a policy does.

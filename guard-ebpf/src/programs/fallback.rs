@@ -97,8 +97,14 @@ pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
     body.policy_id = pol.policy_id;
     if pol.flags & pf::ENFORCE != 0 {
         // SAFETY: helper with no preconditions; it signals the current task.
-        unsafe { bpf_send_signal(SIGKILL) };
-        body.verdict = verdict::KILL;
+        let r = unsafe { bpf_send_signal(SIGKILL) };
+        if r == 0 {
+            body.verdict = verdict::KILL;
+        } else {
+            // Not sent (e.g. EPERM, EBUSY in an NMI context): say so, never `kill`.
+            body.verdict = verdict::KILL_FAILED;
+            body.access = r.unsigned_abs() as u32;
+        }
     } else {
         body.verdict = verdict::WOULD_DENY;
     }

@@ -45,24 +45,54 @@ pub(super) fn kills_after_fact(
 /// Why a policy kill after the fact did not happen.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum KillError {
-    /// Gone, reused, or no pidfd.
+    /// The process had exited (reaped or a zombie) before the signal could reach it.
+    #[error("exited before the signal")]
+    Exited,
+    /// Reused, or no pidfd.
     #[error(transparent)]
-    Handle(#[from] crate::respond::process::HandleError),
+    Handle(crate::respond::process::HandleError),
     /// A safety rail protects the process.
     #[error("{0}")]
     Protected(String),
     /// The signal itself.
     #[error(transparent)]
     Kill(#[from] std::io::Error),
+    /// Sent, but the process was still there after `KILL_WAIT`.
+    #[error("still running {}ms after SIGKILL", KILL_WAIT.as_millis())]
+    Survived,
 }
 
-/// SIGKILL through a pidfd, after checking the pid was not reused and is not protected.
+impl From<crate::respond::process::HandleError> for KillError {
+    fn from(e: crate::respond::process::HandleError) -> Self {
+        match e {
+            crate::respond::process::HandleError::Gone(_) => KillError::Exited,
+            other => KillError::Handle(other),
+        }
+    }
+}
+
+/// How long the pipeline waits for a killed process to be gone. SIGKILL is acted on at the
+/// return to user space; a task stuck in the kernel (D state) takes longer and is recorded
+/// `kill-failed` rather than delaying the pipeline.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// SIGKILL through a pidfd, after checking the pid was not reused (start time), is not
+/// protected and has not already exited; `Ok` only when the process is gone afterwards.
 pub(super) fn kill_verified(pid: u32, start_boot_ns: Option<u64>) -> Result<(), KillError> {
     let h = crate::respond::process::ProcessHandle::open(pid, start_boot_ns)?;
+    // A zombie still accepts signals (kill(2) succeeds) but has already exited.
+    if h.stat.state == b'Z' || h.exited_within(std::time::Duration::ZERO) {
+        return Err(KillError::Exited);
+    }
     if let Some(why) = h.rail() {
         return Err(KillError::Protected(why));
     }
-    Ok(h.kill()?)
+    h.kill()?;
+    if h.exited_within(KILL_WAIT) {
+        Ok(())
+    } else {
+        Err(KillError::Survived)
+    }
 }
 
 /// The workload (container or host) an event's task belongs to.
@@ -293,6 +323,7 @@ impl Pipeline {
             dest: None,
             inode: None,
             self_protect: None,
+            kill_error: None,
         };
         if fb::enforces(&binding) {
             let start =
@@ -301,6 +332,7 @@ impl Pipeline {
                 Ok(()) => events::Verdict::Kill,
                 Err(e) => {
                     warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
+                    d.kill_error = Some(e.to_string());
                     events::Verdict::KillFailed
                 }
             };

@@ -267,6 +267,10 @@ pub struct Decision {
     /// records written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<Hook>,
+    /// Enforce mode, fallback backend: why the process was not killed (`kill-failed` in the
+    /// alert); absent when it was killed or the kernel refused the operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_error: Option<String>,
     #[serde(default)]
     pub workload: Workload,
     #[serde(default)]
@@ -459,6 +463,7 @@ mod tests {
                 target: "/bin/sh".into(),
                 access: None,
                 hook: Some(Hook::BprmCheckSecurity),
+                kill_error: None,
                 workload: Workload::default(),
                 process: ProcessInfo::default(),
             }),
@@ -497,6 +502,7 @@ mod tests {
             target: "/etc/shadow".into(),
             access: Some("read".into()),
             hook: Some(Hook::FileOpen),
+            kill_error: None,
             workload: Workload::default(),
             process: ProcessInfo::default(),
         });

@@ -59,6 +59,7 @@ fn deny(target: &str) -> Payload {
         target: target.into(),
         access: None,
         hook: None,
+        kill_error: None,
         workload: Workload::default(),
         process: ProcessInfo::default(),
     })

@@ -448,6 +448,13 @@ fn decision_event(
             target: b.ino,
             class: b.addr[0],
         }),
+        kill_error: (verdict == Verdict::KillFailed).then(|| {
+            let errno = i32::try_from(b.access).unwrap_or(i32::MAX);
+            format!(
+                "bpf_send_signal: {}",
+                std::io::Error::from_raw_os_error(errno)
+            )
+        }),
     })
 }
 

@@ -119,13 +119,14 @@ kind! {
         Deny = verdict::DENY => "deny",
         /// Detect mode: enforce mode would have denied it.
         WouldDeny = verdict::WOULD_DENY => "would_deny",
-        /// Enforce mode, fallback backend: the process was sent SIGKILL.
+        /// Enforce mode, fallback backend: the process was sent SIGKILL (by the agent: and
+        /// it died).
         Kill = verdict::KILL => "kill",
+        /// Enforce mode, fallback backend: the kill was not sent or did not end the process
+        /// (`DecisionEvent::kill_error` says why).
+        KillFailed = verdict::KILL_FAILED => "kill_failed",
     }
-    userspace {
-        /// The after-the-fact kill (fallback open and connect rules) failed.
-        KillFailed => "kill_failed",
-    }
+    userspace {}
 }
 
 kind! {
@@ -267,9 +268,10 @@ mod tests {
     fn verdicts_round_trip_and_unknown_bytes_fail() {
         check(Verdict::ALL, Verdict::byte, u8::MAX);
         assert_eq!(Verdict::try_from(0), Err(UnknownVerdict(0)));
-        assert_eq!(Verdict::try_from(4), Err(UnknownVerdict(4)));
+        assert_eq!(Verdict::try_from(5), Err(UnknownVerdict(5)));
         assert_eq!(Verdict::WouldDeny.as_str(), "would_deny");
-        assert_eq!(Verdict::KillFailed.byte(), None);
+        assert_eq!(Verdict::try_from(4), Ok(Verdict::KillFailed));
+        assert_eq!(Verdict::KillFailed.as_str(), "kill_failed");
     }
 
     #[test]

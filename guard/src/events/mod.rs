@@ -120,6 +120,9 @@ pub struct DecisionEvent {
     /// Self-protection denials (`op.is_self_protect()`, reason `self_protect`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_protect: Option<SelfProtectDetail>,
+    /// For `Verdict::KillFailed`: why the process was not killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_error: Option<String>,
 }
 
 /// What a self-protection record says besides the op (see `guard_ebpf::decision_op`).

@@ -346,6 +346,37 @@ fn decodes_decisions_into_typed_kinds() {
     );
 }
 
+/// The exec backstop's failed `bpf_send_signal`: `kill_failed` with the errno as the reason;
+/// a sent signal carries no reason.
+#[test]
+fn exec_backstop_kill_failed_carries_the_errno() {
+    let failed = DecisionBody {
+        verdict: verdict::KILL_FAILED,
+        hook: hook::SCHED_PROCESS_EXEC,
+        access: libc::EPERM as u32,
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&failed, b"/bin/sh\0"), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!(d.verdict, Verdict::KillFailed);
+    assert_eq!(d.access, None);
+    let why = d.kill_error.expect("a reason");
+    assert!(
+        why.starts_with("bpf_send_signal: Operation not permitted"),
+        "{why}"
+    );
+    let sent = DecisionBody {
+        verdict: verdict::KILL,
+        hook: hook::SCHED_PROCESS_EXEC,
+        ..exec_deny()
+    };
+    let Ok(Event::Decision(d)) = decode(&decision(&sent, b"/bin/sh\0"), &clock()) else {
+        panic!("not a decision")
+    };
+    assert_eq!((d.verdict, d.kill_error), (Verdict::Kill, None));
+}
+
 #[test]
 fn unknown_decision_bytes_are_decode_errors() {
     let cases = [

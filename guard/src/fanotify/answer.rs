@@ -17,7 +17,7 @@ pub struct Subtree {
 }
 
 /// What the answer thread knows of the policies' files, rebuilt by the marker.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// (policy id, file) -> `path_bits` (without `SUBTREE`): exact rules, and the files found
     /// below each `DIR/**` directory (so a hard link elsewhere to one of them still matches).
@@ -27,6 +27,12 @@ pub struct Rules {
     /// Every file of `files`, whatever the policy (an opener whose binding cannot be read is
     /// refused these).
     pub any: HashSet<FileId>,
+    /// Files (and directories, for their children) the rule group marks: asked there on every
+    /// open, so the first group may ignore them.
+    pub rule_marked: HashSet<FileId>,
+    /// Root filesystems of `deny_new_binaries` workloads: nothing is ignored there, so every
+    /// open for write is seen.
+    pub dnb_devs: HashSet<u64>,
 }
 
 impl Rules {
@@ -47,6 +53,29 @@ impl Rules {
             }
         }
         bits & !path_bits::SUBTREE
+    }
+
+    /// Whether any policy's `DIR/**` directory on `file`'s device holds `path`.
+    pub fn below_any_subtree(&self, file: FileId, path: &str) -> bool {
+        self.subtrees
+            .values()
+            .flatten()
+            .any(|s| s.dev == file.dev && path.starts_with(&s.prefix))
+    }
+
+    /// Whether the first group may stop asking about `file` after allowing an open of it:
+    /// the rule group asks about it on every open, or no policy names it (by identity, or by
+    /// path below a `DIR/**` directory: `path` is read only when one is on its device) and
+    /// its filesystem has no `deny_new_binaries` workload (whose writes must all be seen).
+    pub fn may_ignore(&self, file: FileId, path: impl FnOnce() -> Option<String>) -> bool {
+        if self.rule_marked.contains(&file) {
+            return true;
+        }
+        if self.any.contains(&file) || self.dnb_devs.contains(&file.dev) {
+            return false;
+        }
+        let on_dev = self.subtrees.values().flatten().any(|s| s.dev == file.dev);
+        !on_dev || path().is_some_and(|p| !self.below_any_subtree(file, &p))
     }
 
     /// Whether policy `policy_id` has a subtree on `dev` (the answer then reads the path).
@@ -317,6 +346,37 @@ mod tests {
         assert_eq!(r.bits(1, id(12), || Some("/etcx/new".into())), 0);
         assert_eq!(r.bits(1, id(12), || None), 0);
         assert!(r.has_subtree_on(1, 7) && !r.has_subtree_on(1, 8) && !r.has_subtree_on(2, 7));
+    }
+
+    #[test]
+    fn only_unruled_files_or_rule_group_files_may_be_ignored() {
+        let mut r = Rules::default();
+        r.files.insert((1, id(10)), path_bits::DENY_READ);
+        r.any.insert(id(10));
+        r.subtrees.insert(
+            2,
+            vec![Subtree {
+                dev: 7,
+                prefix: "/etc/".into(),
+                bits: path_bits::DENY_WRITE,
+            }],
+        );
+        let at = |p: &'static str| move || Some(p.to_owned());
+        // Named by a policy (identity), below any policy's DIR/** (path), or unknown path on
+        // a device with one: asked on every open.
+        assert!(!r.may_ignore(id(10), at("/tmp/x")));
+        assert!(!r.may_ignore(id(11), at("/etc/new")));
+        assert!(!r.may_ignore(id(11), || None));
+        assert!(r.may_ignore(id(11), at("/etcx/new")));
+        // Another device without subtrees: the path is not read.
+        let other = FileId { dev: 8, ino: 11 };
+        assert!(r.may_ignore(other, || -> Option<String> { panic!("path read") }));
+        // A deny_new_binaries filesystem: never (its writes must be seen).
+        r.dnb_devs.insert(8);
+        assert!(!r.may_ignore(other, || None));
+        // The rule group asks about it anyway.
+        r.rule_marked.insert(id(10));
+        assert!(r.may_ignore(id(10), at("/etc/shadow")));
     }
 
     #[test]

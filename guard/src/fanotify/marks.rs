@@ -3,11 +3,14 @@
 //!
 //! - The workload's root filesystem (a container's own overlay superblock) gets one
 //!   `FAN_MARK_FILESYSTEM` mark: every open and exec on it, through any mount or name, asks.
-//! - A rule's file on another filesystem (a volume) gets an inode mark (a directory also for
-//!   its direct children). A workload whose root is the host's root gets inode marks only, so
-//!   the host's own opens do not all wait on the agent.
+//! - Every rule's file, each file listed below a `DIR/**` directory and each directory of it
+//!   (also for its direct children) gets an inode mark in a second group, the rule group: the
+//!   first group may ignore a file after answering (`mod.rs`), the rule group never does. A
+//!   workload whose root is the host's root gets these inode marks only, so the host's own
+//!   opens do not all wait on the agent.
 
 use std::{
+    collections::HashSet,
     os::fd::{AsFd, AsRawFd, OwnedFd},
     os::unix::fs::MetadataExt,
     path::PathBuf,
@@ -31,6 +34,10 @@ use crate::policy::{
 pub const SUBTREE_FILES: usize = 8192;
 /// Depth of that listing.
 const SUBTREE_DEPTH: usize = 16;
+/// Inode marks in the rule group for files and directories listed below `DIR/**` ones; past
+/// it, new ones are not marked there (the first group then decides them on every open, never
+/// ignoring them). A rule's own file is always marked.
+pub const RULE_MARKS_MAX: usize = 65_536;
 
 /// A bound workload the marker covers: its cgroup, a process in it (whose root is the
 /// workload's), and its policy.
@@ -73,13 +80,14 @@ pub fn fd_path(fd: &impl AsRawFd) -> Option<String> {
         .and_then(|p| p.into_os_string().into_string().ok())
 }
 
-/// Regular files below a directory (bounded breadth-first walk, symlinks not followed). The
-/// directory is read through its descriptor's `/proc/self/fd` link, so names inside the
-/// workload's root resolve there.
-fn list_files(dir: OwnedFd, out: &mut Vec<FileId>) {
+/// Entries below a directory (bounded breadth-first walk, symlinks not followed): regular
+/// files and directories, with their path relative to it. The directory is read through its
+/// descriptor's `/proc/self/fd` link, so names inside the workload's root resolve there.
+fn list_below(dir: OwnedFd, out: &mut Vec<(String, FileId, bool)>) {
     let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    let mut queue: std::collections::VecDeque<(PathBuf, usize)> = [(base, 0)].into();
-    while let Some((d, depth)) = queue.pop_front() {
+    let mut queue: std::collections::VecDeque<(PathBuf, String, usize)> =
+        [(base, String::new(), 0)].into();
+    while let Some((d, rel, depth)) = queue.pop_front() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
@@ -90,14 +98,50 @@ fn list_files(dir: OwnedFd, out: &mut Vec<FileId>) {
             let Ok(md) = std::fs::symlink_metadata(e.path()) else {
                 continue;
             };
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let rel = format!("{rel}/{name}");
             if md.file_type().is_file() {
-                out.push(file_id(&md));
+                out.push((rel, file_id(&md), false));
             } else if md.is_dir() && depth + 1 < SUBTREE_DEPTH {
-                queue.push_back((e.path(), depth + 1));
+                out.push((rel.clone(), file_id(&md), true));
+                queue.push_back((e.path(), rel, depth + 1));
             }
         }
     }
     drop(dir);
+}
+
+/// Marks `path` (in `root`) in the rule group, if it still is the file `id` resolved a
+/// moment ago (a swapped name is skipped, never marked elsewhere). Remembered in `marked`:
+/// a mark holds its inode, so the identity cannot be reused while marked.
+fn mark_rule_file(
+    rule_group: &OwnedFd,
+    root: &OwnedFd,
+    path: &str,
+    id: FileId,
+    dir: bool,
+    listed: bool,
+    marked: &mut HashSet<FileId>,
+) -> std::io::Result<bool> {
+    if marked.contains(&id) {
+        return Ok(false);
+    }
+    // A rule's own file is always marked (nothing else asks about it on a volume or the host
+    // root); the files and directories listed below a `DIR/**` one are bounded.
+    if listed && marked.len() >= RULE_MARKS_MAX {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    let fd = open_in(root, path, false)?;
+    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
+    if file_id(&md) != id {
+        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    let children = dir || md.is_dir();
+    sys::mark_fd(rule_group.as_fd(), Target::Inode { children }, fd.as_fd())?;
+    marked.insert(id);
+    Ok(true)
 }
 
 /// What one pass produced: the table, and counts for the log.
@@ -111,8 +155,16 @@ pub struct Pass {
 }
 
 /// Resolves each workload's policy in its root, marks what it must, and returns the table the
-/// answer thread decides with.
-pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
+/// answer thread decides with. `group` gets the filesystem marks; `rule_group` inode marks on
+/// every rule's file, every file listed below a `DIR/**` directory and each directory of it
+/// (with its direct children), so the rule files are asked in that group whatever the first
+/// group ignores. `marked` is what `rule_group` already marks (kept across passes).
+pub fn build(
+    group: &OwnedFd,
+    rule_group: &OwnedFd,
+    workloads: &[Workload<'_>],
+    marked: &mut HashSet<FileId>,
+) -> Pass {
     let mut pass = Pass::default();
     let host_root_dev = std::fs::metadata("/").map(|m| kernel_dev(m.dev())).ok();
     for w in workloads.iter().filter(|w| wants_marks(w.policy)) {
@@ -127,6 +179,9 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
         else {
             continue;
         };
+        if w.policy.exec.deny_new_binaries {
+            pass.rules.dnb_devs.insert(root_dev);
+        }
         let on_host_root = Some(root_dev) == host_root_dev;
         if !on_host_root {
             match sys::mark_fd(group.as_fd(), Target::Filesystem, root.as_fd()) {
@@ -144,29 +199,17 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
             let text = match &r.rule {
                 crate::policy::PathRule::Exact(p) | crate::policy::PathRule::Below(p) => p.as_str(),
             };
-            if on_host_root || r.id.dev != root_dev {
-                let marked = open_in(&root, text, false)
-                    .map_err(std::io::Error::from)
-                    .and_then(|fd| {
-                        // The rule must still name the file resolved a moment ago.
-                        let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-                        if file_id(&md) != r.id {
-                            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
-                        }
-                        sys::mark_fd(
-                            group.as_fd(),
-                            Target::Inode { children: subtree },
-                            fd.as_fd(),
-                        )
-                    });
-                match marked {
-                    Ok(()) => pass.inodes += 1,
+            let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
+                match mark_rule_file(rule_group, &root, path, id, dir, listed, marked) {
+                    Ok(true) => pass.inodes += 1,
+                    Ok(false) => {}
                     Err(e) => {
                         pass.failed += 1;
-                        debug!(pid = w.pid, rule = text, "fanotify inode mark: {e}");
+                        debug!(pid = w.pid, rule = path, "fanotify inode mark: {e}");
                     }
                 }
-            }
+            };
+            mark(text, r.id, subtree, false, &mut pass);
             let bits = r.bits & !path_bits::SUBTREE;
             *pass.rules.files.entry((w.policy_id, r.id)).or_default() |= bits;
             if !subtree {
@@ -187,13 +230,18 @@ pub fn build(group: &OwnedFd, workloads: &[Workload<'_>]) -> Pass {
                     subs.push(s);
                 }
             }
-            let mut files = Vec::new();
-            list_files(dir, &mut files);
-            for f in files {
-                *pass.rules.files.entry((w.policy_id, f)).or_default() |= bits;
+            let mut below = Vec::new();
+            list_below(dir, &mut below);
+            let base = text.trim_end_matches('/');
+            for (rel, id, is_dir) in below {
+                mark(&format!("{base}{rel}"), id, is_dir, true, &mut pass);
+                if !is_dir {
+                    *pass.rules.files.entry((w.policy_id, id)).or_default() |= bits;
+                }
             }
         }
     }
     pass.rules.any = pass.rules.files.keys().map(|(_, f)| *f).collect();
+    pass.rules.rule_marked = marked.clone();
     pass
 }

@@ -8,6 +8,14 @@
 //!   counts a lost record, the answer never waits). It reads `/proc` and one BPF map, nothing
 //!   else: never the pipeline, Docker, or a disk file.
 //!
+//! **Ignore marks.** After allowing an open of a regular file that no policy names (or that
+//! the rule group asks about anyway), the thread adds an ignore mark for `FAN_OPEN_PERM` on
+//! its inode in the first group, so its later opens do not wait on the agent. The kernel
+//! drops it at the file's first modification (no `FAN_MARK_IGNORED_SURV_MODIFY`); all are
+//! dropped when the rule table or the bindings change (a generation, under the same lock as
+//! the adding), and at most `IGNORE_MAX` are added per generation. docs/policies.md says
+//! why a renamed, linked or replaced file cannot stay ignored once a rule names it.
+//!
 //! When the agent stops or dies, the group's descriptor closes and the kernel lets every
 //! pending and later open through: what remains is the pinned kernel programs (the exec
 //! backstop at `sched_process_exec`, and the socket programs). A restarted agent marks again
@@ -62,6 +70,8 @@ pub fn probe() -> Result<()> {
 pub const RECORD_QUEUE: usize = 4096;
 /// Files remembered as written in `deny_new_binaries` workloads.
 pub const WRITTEN_MAX: usize = 65_536;
+/// Ignore marks added per generation; past it, files are asked about on every open.
+pub const IGNORE_MAX: usize = 16_384;
 /// Cached cgroup ids by path.
 const CGROUP_CACHE_MAX: usize = 4096;
 const CGROUP_CACHE_TTL: Duration = Duration::from_secs(1);
@@ -76,6 +86,10 @@ pub struct Stats {
     /// Answer time histogram: bucket i counts answers under 2^i µs (the last: the rest).
     pub buckets: [AtomicU64; 16],
     pub max_ns: AtomicU64,
+    /// Ignore marks added, and times they were all dropped (rules or bindings changed).
+    pub ignored: AtomicU64,
+    pub ignore_flushes: AtomicU64,
+    pub ignore_failed: AtomicU64,
 }
 
 impl Stats {
@@ -110,9 +124,22 @@ impl Stats {
     }
 }
 
+/// The ignore marks of the first group: the generation they belong to and how many.
+#[derive(Debug)]
+struct Ignores {
+    generation: u64,
+    count: usize,
+    style: Option<sys::IgnoreStyle>,
+}
+
 struct Shared {
+    /// Filesystem marks and ignore marks.
     group: OwnedFd,
-    rules: RwLock<Arc<Rules>>,
+    /// Inode marks on the rules' files (never ignored).
+    rule_group: OwnedFd,
+    /// The rule table and the generation it belongs to.
+    rules: RwLock<(u64, Arc<Rules>)>,
+    ignores: std::sync::Mutex<Ignores>,
     stop: AtomicBool,
     stats: Stats,
     agent_tgid: u32,
@@ -123,6 +150,10 @@ struct Shared {
 pub struct Fanotify {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// What the rule group marks (a mark holds its inode: the identity stays valid).
+    rule_marked: std::collections::HashSet<FileId>,
+    /// (cgroup, policy id) of the workloads of the last pass.
+    bindings: Vec<(u64, u32)>,
     pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
 }
 
@@ -142,9 +173,16 @@ impl Fanotify {
         let map: BpfHashMap<MapData, u64, CgroupPolicy> =
             BpfHashMap::try_from(Map::HashMap(MapData::from_fd(fd)?))?;
         let group = sys::init().context("fanotify_init")?;
+        let rule_group = sys::init().context("fanotify_init (rule group)")?;
         let shared = Arc::new(Shared {
             group,
-            rules: RwLock::new(Arc::new(Rules::default())),
+            rule_group,
+            rules: RwLock::new((0, Arc::new(Rules::default()))),
+            ignores: std::sync::Mutex::new(Ignores {
+                generation: 0,
+                count: 0,
+                style: Some(sys::IgnoreStyle::Ignore),
+            }),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
             agent_tgid: std::process::id(),
@@ -160,16 +198,45 @@ impl Fanotify {
         Ok(Self {
             shared,
             thread: Some(thread),
+            rule_marked: Default::default(),
+            bindings: Vec::new(),
             records,
         })
     }
 
     /// Marks the workloads' files and swaps in their rule table (the cgroup walk calls it).
+    /// A changed table or binding set starts a new generation: every ignore mark is dropped
+    /// (under the lock the answer thread adds them with, so none from the old one survives).
     pub fn sync(&mut self, workloads: &[Workload<'_>]) -> marks::Pass {
-        let mut pass = marks::build(&self.shared.group, workloads);
-        let rules = Arc::new(std::mem::take(&mut pass.rules));
-        if let Ok(mut r) = self.shared.rules.write() {
-            *r = rules;
+        let sh = &self.shared;
+        let mut pass = marks::build(&sh.group, &sh.rule_group, workloads, &mut self.rule_marked);
+        let rules = std::mem::take(&mut pass.rules);
+        let mut bindings: Vec<(u64, u32)> = workloads
+            .iter()
+            .map(|w| (w.cgroup_id, w.policy_id))
+            .collect();
+        bindings.sort_unstable();
+        let same =
+            bindings == self.bindings && sh.rules.read().map(|r| *r.1 == rules).unwrap_or(false);
+        if same {
+            return pass;
+        }
+        self.bindings = bindings;
+        let Ok(mut ig) = sh.ignores.lock() else {
+            return pass;
+        };
+        ig.generation += 1;
+        if ig.count > 0 {
+            if let Err(e) = sys::flush_inode_marks(sh.group.as_fd()) {
+                // Ignores that cannot be dropped: add no more, and say so.
+                warn!("fanotify: dropping ignore marks: {e}");
+                ig.style = None;
+            }
+            ig.count = 0;
+            sh.stats.ignore_flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut r) = sh.rules.write() {
+            *r = (ig.generation, Arc::new(rules));
         }
         pass
     }
@@ -182,10 +249,12 @@ impl Fanotify {
     pub fn summary(&self) -> String {
         let s = &self.shared.stats;
         format!(
-            "answered {}, denied {}, records lost {}, answer p50 < {} µs, p99 < {} µs, max {} µs",
+            "answered {}, denied {}, records lost {}, ignored {} (dropped {} times), answer p50 < {} µs, p99 < {} µs, max {} µs",
             s.answered.load(Ordering::Relaxed),
             s.denied.load(Ordering::Relaxed),
             s.records_lost.load(Ordering::Relaxed),
+            s.ignored.load(Ordering::Relaxed),
+            s.ignore_flushes.load(Ordering::Relaxed),
             s.quantile_us(0.5).unwrap_or(0),
             s.quantile_us(0.99).unwrap_or(0),
             s.max_ns.load(Ordering::Relaxed) / 1000,
@@ -209,12 +278,17 @@ struct Ctx {
     bindings: BindingCache,
     cgroup_ids: std::collections::HashMap<String, (u64, Instant)>,
     written: Written,
+    /// The table generation `bindings` were read under: a new one (reload, rebinding) drops
+    /// them, so the kernel's new bindings apply from the swap, not a second later.
+    generation: u64,
 }
 
-/// The outcome of one event: the answer, and the record to send after answering.
+/// The outcome of one event: the answer, the record to send after answering, and the
+/// generation of the table it was decided with when the file may be ignored from now on.
 struct Outcome {
     allow: bool,
     record: Option<Pending>,
+    ignore: Option<u64>,
 }
 
 struct Pending {
@@ -229,7 +303,30 @@ struct Pending {
 const ALLOW: Outcome = Outcome {
     allow: true,
     record: None,
+    ignore: None,
 };
+
+/// Which group an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Filesystem marks (and ignores).
+    First,
+    /// Inode marks on rule files.
+    Rules,
+}
+
+/// The last record sent: the same open reaches both groups when the rule group marks the
+/// file's directory, and is recorded once.
+struct LastRecord {
+    tid: i32,
+    file: FileId,
+    exec: bool,
+    group: Group,
+    at: Instant,
+}
+
+/// How close the second group's event of the same open follows the first's.
+const TWIN_WINDOW: Duration = Duration::from_millis(100);
 
 fn answer_loop(
     sh: &Shared,
@@ -241,53 +338,136 @@ fn answer_loop(
         bindings: BindingCache::default(),
         cgroup_ids: Default::default(),
         written: Written::new(WRITTEN_MAX),
+        generation: 0,
     };
     let mut buf = vec![0u8; 64 * 1024];
     let mut other = 0u64;
+    let mut last: Option<LastRecord> = None;
     while !sh.stop.load(Ordering::Relaxed) {
-        let mut pfd = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&sh.group),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one pollfd on our stack; a timeout so `stop` is seen.
-        let n = unsafe { libc::poll(&mut pfd, 1, 200) };
+        let mut pfd = [(&sh.group, Group::First), (&sh.rule_group, Group::Rules)].map(|(g, _)| {
+            libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(g),
+                events: libc::POLLIN,
+                revents: 0,
+            }
+        });
+        // SAFETY: two pollfds on our stack; a timeout so `stop` is seen.
+        let n = unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) };
         if n <= 0 {
             continue;
         }
-        let events = match sys::read_events(sh.group.as_fd(), &mut buf, &mut other) {
-            Ok(ev) => ev,
-            Err(e) => {
-                warn!("reading fanotify events: {e}");
-                std::thread::sleep(Duration::from_millis(10));
+        for (p, (g, which)) in pfd
+            .iter()
+            .zip([(&sh.group, Group::First), (&sh.rule_group, Group::Rules)])
+        {
+            if p.revents == 0 {
                 continue;
             }
-        };
-        for ev in events {
-            let t0 = Instant::now();
-            let out = std::panic::catch_unwind(AssertUnwindSafe(|| decide(sh, &mut ctx, &ev)))
-                .unwrap_or_else(|_| {
-                    // A bug must not leave the opener blocked; refuse (fail closed).
-                    sh.stats.panics.fetch_add(1, Ordering::Relaxed);
-                    Outcome {
-                        allow: false,
-                        record: None,
-                    }
-                });
-            if let Err(e) = sys::respond(sh.group.as_fd(), ev.fd.as_fd(), out.allow) {
-                warn!("answering a fanotify event: {e}");
-            }
-            sh.stats.observe(t0.elapsed());
-            sh.stats.answered.fetch_add(1, Ordering::Relaxed);
-            if !out.allow {
-                sh.stats.denied.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(p) = out.record {
-                let rec = record(ev.tid, &ev.fd, &p, !out.allow);
-                if tx.try_send(rec).is_err() {
-                    sh.stats.records_lost.fetch_add(1, Ordering::Relaxed);
+            let events = match sys::read_events(g.as_fd(), &mut buf, &mut other) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    warn!("reading fanotify events: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
+            };
+            for ev in events {
+                handle(sh, &mut ctx, g, which, &ev, &tx, &mut last);
             }
+        }
+    }
+}
+
+/// Decides, answers, then adds the ignore mark and sends the record.
+fn handle(
+    sh: &Shared,
+    ctx: &mut Ctx,
+    g: &OwnedFd,
+    which: Group,
+    ev: &sys::Event,
+    tx: &tokio::sync::mpsc::Sender<DecisionEvent>,
+    last: &mut Option<LastRecord>,
+) {
+    let t0 = Instant::now();
+    let out = std::panic::catch_unwind(AssertUnwindSafe(|| decide(sh, ctx, ev, which)))
+        .unwrap_or_else(|_| {
+            // A bug must not leave the opener blocked; refuse (fail closed).
+            sh.stats.panics.fetch_add(1, Ordering::Relaxed);
+            Outcome {
+                allow: false,
+                record: None,
+                ignore: None,
+            }
+        });
+    if let Err(e) = sys::respond(g.as_fd(), ev.fd.as_fd(), out.allow) {
+        warn!("answering a fanotify event: {e}");
+    }
+    sh.stats.observe(t0.elapsed());
+    sh.stats.answered.fetch_add(1, Ordering::Relaxed);
+    if !out.allow {
+        sh.stats.denied.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(generation) = out.ignore {
+        add_ignore(sh, ev, generation);
+    }
+    if let Some(p) = out.record {
+        let now = Instant::now();
+        let twin = last.as_ref().is_some_and(|l| {
+            l.tid == ev.tid
+                && l.file == p.file
+                && l.exec == p.exec
+                && l.group != which
+                && now.duration_since(l.at) < TWIN_WINDOW
+        });
+        if twin {
+            *last = None;
+            return;
+        }
+        *last = Some(LastRecord {
+            tid: ev.tid,
+            file: p.file,
+            exec: p.exec,
+            group: which,
+            at: now,
+        });
+        let rec = record(ev.tid, &ev.fd, &p, !out.allow);
+        if tx.try_send(rec).is_err() {
+            sh.stats.records_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Adds the ignore mark if the table it was decided with is still the current one.
+fn add_ignore(sh: &Shared, ev: &sys::Event, generation: u64) {
+    let Ok(mut ig) = sh.ignores.lock() else {
+        return;
+    };
+    if ig.generation != generation || ig.count >= IGNORE_MAX {
+        return;
+    }
+    let Some(style) = ig.style else {
+        return;
+    };
+    let mut r = sys::ignore(sh.group.as_fd(), ev.fd.as_fd(), style);
+    if style == sys::IgnoreStyle::Ignore
+        && r.as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+    {
+        // Before Linux 6.0: the ignored mask, which behaves the same on an inode mark.
+        ig.style = Some(sys::IgnoreStyle::IgnoredMask);
+        r = sys::ignore(
+            sh.group.as_fd(),
+            ev.fd.as_fd(),
+            sys::IgnoreStyle::IgnoredMask,
+        );
+    }
+    match r {
+        Ok(()) => {
+            ig.count += 1;
+            sh.stats.ignored.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            sh.stats.ignore_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -316,21 +496,49 @@ fn cgroup_id(sh: &Shared, ctx: &mut Ctx, path: &str, now: Instant) -> Option<u64
     Some(id)
 }
 
-fn file_of(fd: &OwnedFd) -> Option<FileId> {
+/// The event file's identity, and whether it is a regular file.
+fn file_of(fd: &OwnedFd) -> Option<(FileId, bool)> {
     let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
-    Some(FileId {
-        dev: kernel_dev(md.dev()),
-        ino: md.ino(),
-    })
+    Some((
+        FileId {
+            dev: kernel_dev(md.dev()),
+            ino: md.ino(),
+        },
+        md.is_file(),
+    ))
 }
 
-fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
+fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome {
     let now = Instant::now();
     let exec = ev.mask & sys::FAN_OPEN_EXEC_PERM != 0;
-    let rules = sh.rules.read().map(|r| r.clone()).unwrap_or_default();
-    let Some(file) = file_of(&ev.fd) else {
+    let (generation, rules) = sh
+        .rules
+        .read()
+        .map(|r| (r.0, r.1.clone()))
+        .unwrap_or_default();
+    if generation != ctx.generation {
+        ctx.bindings = BindingCache::default();
+        ctx.generation = generation;
+    }
+    let Some((file, regular)) = file_of(&ev.fd) else {
         return ALLOW;
     };
+    // An allowed open of this file may stop asking the first group (exec always asks).
+    let ignorable = || {
+        (which == Group::First
+            && !exec
+            && regular
+            && rules.may_ignore(file, || marks::fd_path(&ev.fd)))
+        .then_some(generation)
+    };
+    let allow = || Outcome {
+        ignore: ignorable(),
+        ..ALLOW
+    };
+    // The rule group asks about this file too and decides it there.
+    if which == Group::First && rules.rule_marked.contains(&file) {
+        return allow();
+    }
     let binding = match cgroup_path(ev.tid).and_then(|p| cgroup_id(sh, ctx, &p, now)) {
         Some(cg) => ctx
             .bindings
@@ -341,14 +549,15 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
             return Outcome {
                 allow: !rules.any.contains(&file),
                 record: None,
+                ignore: None,
             };
         }
     };
     let Some((cg, b)) = binding else {
-        return ALLOW;
+        return allow();
     };
     if b.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW | pf::DENY_NEW_BINARIES | pf::OPEN_RULES) == 0 {
-        return ALLOW;
+        return allow();
     }
     // The agent's own reads (resolving rules inside the workload's root) are not the workload's.
     if std::path::Path::new(&format!("/proc/{}/task/{}", sh.agent_tgid, ev.tid)).exists() {
@@ -366,7 +575,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
             bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::DENY_WRITE) != 0
                 || b.flags & pf::DENY_NEW_BINARIES != 0;
         if !needs_access {
-            return ALLOW;
+            return allow();
         }
         let access = open_access(ev.tid);
         if access.write && b.flags & pf::DENY_NEW_BINARIES != 0 {
@@ -375,7 +584,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
         (answer::open_verdict(bits, access), Some(access))
     };
     let Some(why) = why else {
-        return ALLOW;
+        return allow();
     };
     Outcome {
         allow: b.flags & pf::ENFORCE == 0,
@@ -387,6 +596,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event) -> Outcome {
             access,
             file,
         }),
+        ignore: None,
     }
 }
 
@@ -473,6 +683,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
         dest: None,
         inode: Some((p.file.dev, p.file.ino)),
         self_protect: None,
+        kill_error: None,
     }
 }
 

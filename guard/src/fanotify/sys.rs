@@ -15,6 +15,19 @@ pub const FAN_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
 const FAN_REPORT_TID: u32 = 0x0000_0100;
 const FAN_MARK_FILESYSTEM: u32 = 0x0000_0100;
 const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
+const FAN_MARK_IGNORED_MASK: u32 = 0x0000_0020;
+const FAN_MARK_FLUSH: u32 = 0x0000_0080;
+/// Linux 6.0+: an ignore mark with the same semantics on every object type.
+const FAN_MARK_IGNORE: u32 = 0x0000_0400;
+
+/// Which flag places an ignore mark on this kernel (`FAN_MARK_IGNORE`, else the older
+/// `FAN_MARK_IGNORED_MASK`); neither with `FAN_MARK_IGNORED_SURV_MODIFY`, so the kernel
+/// clears the ignore at the file's first modification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreStyle {
+    Ignore,
+    IgnoredMask,
+}
 
 /// A fanotify group for permission decisions. The queue is unlimited: a permission event in
 /// a full queue would be let through; each queued event blocks its opener, so the queue is
@@ -94,6 +107,48 @@ pub fn mark_path(group: BorrowedFd<'_>, target: Target, path: &Path) -> io::Resu
 pub fn mark_fd(group: BorrowedFd<'_>, target: Target, fd: BorrowedFd<'_>) -> io::Result<()> {
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     mark_path(group, target, Path::new(&link))
+}
+
+/// Stops permission events of `FAN_OPEN_PERM` on the inode of `fd` (an event's descriptor of
+/// a regular file) for `group`, whatever mark (filesystem or inode) of the group raised them.
+/// `FAN_OPEN_EXEC_PERM` stays: exec is always asked.
+pub fn ignore(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, style: IgnoreStyle) -> io::Result<()> {
+    let flag = match style {
+        IgnoreStyle::Ignore => FAN_MARK_IGNORE,
+        IgnoreStyle::IgnoredMask => FAN_MARK_IGNORED_MASK,
+    };
+    // SAFETY: valid fds; a NULL path marks the dirfd's own inode.
+    let r = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | flag,
+            FAN_OPEN_PERM,
+            fd.as_raw_fd(),
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes every inode mark of `group` (its filesystem marks stay).
+pub fn flush_inode_marks(group: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd; no path.
+    let r = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            FAN_MARK_FLUSH,
+            0,
+            libc::AT_FDCWD,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One permission event: the opener's thread and the kernel's descriptor of the file.

@@ -587,6 +587,7 @@ impl Enforcer {
             target: target.clone(),
             access: ev.access.map(|a| a.as_str().to_owned()),
             hook: Some(ev.hook),
+            kill_error: ev.kill_error.clone(),
             workload: audit_workload,
             process: ProcessInfo {
                 pid: Some(ev.common.pid),
@@ -622,6 +623,9 @@ impl Enforcer {
         fields.insert("guard.backend".into(), str_field(self.backend.as_str()));
         if let Some(a) = ev.access {
             fields.insert("guard.access".into(), str_field(a.as_str()));
+        }
+        if let Some(e) = &ev.kill_error {
+            fields.insert("guard.kill_error".into(), str_field(e));
         }
         fields.insert("proc.pid".into(), ev.common.pid.into());
         fields.insert("proc.name".into(), str_field(&ev.common.comm));

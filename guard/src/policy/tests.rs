@@ -221,6 +221,7 @@ fn decision_event(
         dest: None,
         inode: None,
         self_protect: None,
+        kill_error: None,
     }
 }
 
@@ -266,6 +267,20 @@ fn kernel_decisions_become_alerts_and_audit_records() {
     // The report reads the alert's workload from these fields.
     let rw = crate::audit::record::Workload::from_alert(&a);
     assert_eq!(rw.container_name.as_deref(), Some("web-1"));
+    assert_eq!(d.kill_error, None);
+    assert!(!a.output_fields.contains_key("guard.kill_error"));
+
+    // A kill that did not happen says so, with the reason, in the alert and the record.
+    let mut failed = decision_event(Verdict::KillFailed, events::Operation::Open, "/etc/shadow");
+    failed.kill_error = Some("exited before the signal".into());
+    let (d, a) = e.decision(&failed, &w, "host1");
+    assert_eq!(d.decision, DecisionKind::Deny);
+    assert_eq!(d.kill_error.as_deref(), Some("exited before the signal"));
+    assert_eq!(a.guard.decision.as_deref(), Some("kill-failed"));
+    assert_eq!(
+        a.output_fields["guard.kill_error"],
+        "exited before the signal"
+    );
 
     let (d, a) = e.decision(
         &decision_event(Verdict::WouldDeny, events::Operation::Open, "/etc/shadow"),

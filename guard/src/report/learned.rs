@@ -254,6 +254,7 @@ mod tests {
             target: target.into(),
             access: None,
             hook: None,
+            kill_error: None,
             workload: Workload {
                 container_name: Some(wl.into()),
                 ..Workload::default()

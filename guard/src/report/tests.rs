@@ -191,6 +191,7 @@ fn rollout_verdicts() {
                 target: "10.1.2.3:22".into(),
                 access: None,
                 hook: None,
+                kill_error: None,
                 workload: Workload {
                     container_name: Some("db\n| x".into()),
                     ..Default::default()
@@ -307,6 +308,7 @@ fn rollout_binaries_are_paths_not_command_names() {
             target: "/bin/true".into(),
             access: None,
             hook: None,
+            kill_error: None,
             workload: Workload::default(),
             process: ProcessInfo {
                 pid: Some(7),

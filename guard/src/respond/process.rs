@@ -190,6 +190,29 @@ impl ProcessHandle {
         pidfd_signal(&self.fd, sig)
     }
 
+    /// Whether the process has exited (its pidfd turns readable), waiting at most `timeout`
+    /// (zero: a check without waiting). Blocking; for the pipeline's bounded waits.
+    pub fn exited_within(&self, timeout: Duration) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let wait = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(&mut p, 1, wait) };
+            if r > 0 {
+                return p.revents & libc::POLLIN != 0;
+            }
+            if r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return false;
+            }
+        }
+    }
+
     pub fn is_alive(&self) -> bool {
         pidfd_signal(&self.fd, 0).is_ok()
     }

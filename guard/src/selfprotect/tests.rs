@@ -181,6 +181,7 @@ fn event(op: Operation, detail: SelfProtectDetail, inode: Option<(u64, u64)>) ->
         dest: None,
         inode,
         self_protect: Some(detail),
+        kill_error: None,
     }
 }
 
