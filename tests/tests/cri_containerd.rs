@@ -13,7 +13,7 @@ use std::{
 };
 
 use guard_tests::harness::{
-    Agent, Scratch, agent_lock, can_run, free_metrics_addr, http_get, is_root, metric, repo_root,
+    Scratch, agent_lock, can_run, free_metrics_addr, http_get, is_root, metric, repo_root,
 };
 use k8s_cri::v1::{self as cri, runtime_service_client::RuntimeServiceClient};
 
