@@ -47,6 +47,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
+  # No CAP_SYS_RESOURCE in some sandboxes: never ask for a lower OOM score than containerd's.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

@@ -13,7 +13,8 @@ use std::{
 };
 
 use guard_tests::harness::{
-    Scratch, agent_lock, can_run, free_metrics_addr, http_get, is_root, metric, repo_root,
+    Scratch, agent_lock, can_run, cgroup2_mount, free_metrics_addr, http_get, is_root, metric,
+    repo_root,
 };
 use k8s_cri::v1::{self as cri, runtime_service_client::RuntimeServiceClient};
 
@@ -182,7 +183,19 @@ async fn remove_pod(c: &mut Client, p: &Pod) {
     })
     .await
     .expect("RemovePodSandbox");
-    let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{CGROUP_PARENT}/pod{}", p.uid));
+    remove_cgroup(&format!("{CGROUP_PARENT}/pod{}", p.uid));
+}
+
+/// runc leaves the pod's parent cgroup: remove it in every hierarchy (v2, and v1 controllers
+/// on hybrid hosts).
+fn remove_cgroup(rel: &str) {
+    let mut roots = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    for r in roots {
+        let _ = std::fs::remove_dir(r.join(rel.trim_start_matches('/')));
+    }
 }
 
 /// ExecSync: exit code and stdout.
@@ -209,7 +222,7 @@ fn rand_u64() -> u64 {
 /// A rule whose output names every CRI field, for the alert assertions.
 const RULE: &str = r#"- rule: CRI test shell
   desc: a shell in a CRI pod (test rule)
-  condition: evt.type = execve and evt.dir = < and container.id != host and proc.name = sh
+  condition: evt.type = execve and container.id != host and proc.name = sh
   output: >
     CRI shell (ns=%k8s.ns.name pod=%k8s.pod.name uid=%k8s.pod.uid app=%k8s.pod.label[app]
     podlabels=%k8s.pod.labels tier=%container.label[tier] name=%container.name
@@ -344,8 +357,10 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     );
     // A process moved into the container's cgroup stands in for an exec (no CRI to ask).
     let cg = format!(
-        "/sys/fs/cgroup{CGROUP_PARENT}/pod{}/{}",
-        pod.uid, pod.container
+        "{}{CGROUP_PARENT}/pod{}/{}",
+        cgroup2_mount().display(),
+        pod.uid,
+        pod.container
     );
     let shell_in_cgroup = || {
         let st = Command::new("sh")
@@ -430,7 +445,7 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         stderr.iter().all(|l| !l.contains("panicked")),
         "the agent panicked"
     );
-    let _ = std::fs::remove_dir(format!("/sys/fs/cgroup{CGROUP_PARENT}"));
+    remove_cgroup(CGROUP_PARENT);
     s.cleanup();
     eprintln!("cri: total {:?}", started.elapsed());
 }
