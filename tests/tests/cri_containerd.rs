@@ -13,8 +13,8 @@ use std::{
 };
 
 use guard_tests::harness::{
-    Scratch, agent_lock, can_run, cgroup2_mount, free_metrics_addr, http_get, is_root, metric,
-    repo_root,
+    Scratch, agent_lock, can_run, cgroup2_mount, free_metrics_addr, guard_bin, http_get, is_root,
+    metric, repo_root,
 };
 use k8s_cri::v1::{self as cri, runtime_service_client::RuntimeServiceClient};
 
@@ -313,6 +313,18 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     assert_eq!(
         metric(&body, "guard_container_runtime_up{runtime=\"docker\"}"),
         Some(0.0)
+    );
+
+    // `guard doctor` names the runtime behind the socket.
+    let doctor = Command::new(guard_bin())
+        .args(["doctor", "--cri-socket", &sock])
+        .output()
+        .expect("guard doctor");
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("PASS  cri") && l.contains(&sock) && l.contains("containerd")),
+        "no PASS cri line naming the socket and containerd:\n{text}"
     );
 
     // 2. Enforcement: a policy selecting the namespace denies the shell from its first exec,

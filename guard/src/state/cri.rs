@@ -126,7 +126,7 @@ pub enum CriError {
     #[error("no CRI socket (tried {})", DEFAULT_SOCKETS.join(", "))]
     NoSocket,
     #[error("connecting to {0}: {1}")]
-    Connect(String, tonic::transport::Error),
+    Connect(String, String),
     #[error("{0}: timed out")]
     Timeout(&'static str),
     #[error("{0}: {1}")]
@@ -146,7 +146,7 @@ pub async fn connect(socket: &Path, max_message_bytes: usize) -> Result<Client, 
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| CriError::Connect(socket.display().to_string(), e))?;
+        .map_err(|e| CriError::Connect(socket.display().to_string(), causes(&e)))?;
     Ok(RuntimeServiceClient::new(channel)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes))
@@ -167,6 +167,18 @@ pub async fn runtime_version(socket: &Path, cfg: &CriConfig) -> Result<String, C
         "{} {}",
         v.runtime_name, v.runtime_version
     )))
+}
+
+/// An error and its sources on one line (tonic's transport error says only "transport error").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 /// One unary call with a deadline.
