@@ -603,4 +603,6 @@ pub fn is_cri(m: &ContainerMeta) -> bool {
 }
 
 #[cfg(test)]
+mod fake;
+#[cfg(test)]
 mod tests;
