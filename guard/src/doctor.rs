@@ -383,9 +383,12 @@ fn cri_runtime(socket: Option<&Path>) -> Check {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(runtime_version(&sock, &cfg))
-                .map_err(|e| e.to_string())
+        .and_then(|rt| match rt.block_on(runtime_version(&sock, &cfg)) {
+            // Found by default, but the CRI plugin is off (Docker's containerd).
+            Err(e) if socket.is_none() && e.is_unimplemented() => {
+                Ok(format!("no CRI plugin ({e})"))
+            }
+            r => r.map_err(|e| e.to_string()),
         });
     match answer {
         Ok(v) => Check::new(

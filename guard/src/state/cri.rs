@@ -133,6 +133,13 @@ pub enum CriError {
     Status(&'static str, tonic::Status),
 }
 
+impl CriError {
+    /// The runtime answered but does not serve the CRI (containerd with its CRI plugin off).
+    pub fn is_unimplemented(&self) -> bool {
+        matches!(self, CriError::Status(_, s) if s.code() == tonic::Code::Unimplemented)
+    }
+}
+
 type Client = RuntimeServiceClient<Channel>;
 
 /// Connects a CRI client to `socket` (messages capped at `max_message_bytes`).
@@ -303,6 +310,12 @@ impl CriEnricher {
                 Ok(()) => return,
                 Err(CriError::NoSocket) if self.cfg.socket.is_none() => {
                     debug!("no CRI socket found");
+                    backoff = self.cfg.backoff_max;
+                }
+                // A containerd found by default without its CRI plugin (Docker's): not a
+                // CRI runtime, nothing to warn about.
+                Err(e) if self.cfg.socket.is_none() && e.is_unimplemented() => {
+                    debug!(error = %e, "the runtime at the default socket does not serve the CRI");
                     backoff = self.cfg.backoff_max;
                 }
                 Err(e) => {
