@@ -186,6 +186,36 @@ async fn remove_pod(c: &mut Client, p: &Pod) {
     remove_cgroup(&format!("{CGROUP_PARENT}/pod{}", p.uid));
 }
 
+/// Removes what is left under [`CGROUP_PARENT`] when the test ends, also on a failure (pods
+/// still running keep their directories; `integration/containerd.sh down` stops them).
+struct CgroupCleanup;
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        for _ in 0..3 {
+            let mut roots = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+                roots.extend(rd.flatten().map(|e| e.path()));
+            }
+            for r in roots {
+                let top = r.join(CGROUP_PARENT.trim_start_matches('/'));
+                let Ok(pods) = std::fs::read_dir(&top) else {
+                    continue;
+                };
+                for p in pods.flatten().filter(|e| e.path().is_dir()) {
+                    if let Ok(cs) = std::fs::read_dir(p.path()) {
+                        for c in cs.flatten().filter(|e| e.path().is_dir()) {
+                            let _ = std::fs::remove_dir(c.path());
+                        }
+                    }
+                    let _ = std::fs::remove_dir(p.path());
+                }
+                let _ = std::fs::remove_dir(&top);
+            }
+        }
+    }
+}
+
 /// runc leaves the pod's parent cgroup: remove it in every hierarchy (v2, and v1 controllers
 /// on hybrid hosts).
 fn remove_cgroup(rel: &str) {
@@ -242,6 +272,7 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     }
     let Some(sock) = containerd() else { return };
     let _lock = agent_lock();
+    let _cleanup = CgroupCleanup;
     let started = Instant::now();
     let s = Scratch::new("cri");
     let rules = s.dir.join("cri-rule.yaml");
