@@ -22,6 +22,7 @@ LLVM_MAJOR="$(rustup run nightly rustc -vV | sed -n 's/^LLVM version: \([0-9]*\)
 PKGS=(
     "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" libzstd-dev zlib1g-dev  # bpf-linker
     docker.io busybox-static                                               # host integration
+    containerd protobuf-compiler                                           # CRI test bed (containerd.sh); protoc for the k8s-cri bindings
     qemu-system-x86 cpio zstd                                              # VM test bed
     chromium                                                               # HTML report test
     iproute2 procps                                                        # test tooling

@@ -453,16 +453,26 @@ impl Capture {
     fn container_view(&mut self, c: &Common) -> Option<model::Container> {
         let id = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)))?;
         let m = self.state.container_meta(&id);
+        // The cgroup layout names the runtime (and a containerd namespace); the container
+        // table the rest.
+        let layout = self
+            .state
+            .cgroups
+            .get(c.cgroup_id)
+            .and_then(|i| i.container.as_ref());
         Some(model::Container {
             id: id.short().to_owned(),
             name: m.name.clone(),
             image: m.image.clone(),
             image_repository: Some(m.image_repository.clone()),
             image_tag: Some(m.image_tag.clone()),
-            runtime: "docker".into(),
+            runtime: layout.map_or("docker", |l| l.runtime.as_str()).into(),
             privileged: m.privileged.unwrap_or(false),
             labels: m.labels.clone(),
             start_ts: 0,
+            pod_labels: m.pod_labels.clone(),
+            pod_ip: (m.pod_ip != crate::state::container::NA).then(|| m.pod_ip.clone()),
+            namespace: layout.and_then(|l| l.namespace.as_deref().map(str::to_owned)),
         })
     }
 }

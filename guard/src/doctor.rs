@@ -48,7 +48,8 @@ impl Check {
     }
 }
 
-pub fn all_checks() -> Vec<Check> {
+/// Every check; `cri_socket` overrides the CRI runtime socket looked for.
+pub fn all_checks(cri_socket: Option<&Path>) -> Vec<Check> {
     let mut v = vec![kernel(), btf()];
     let (tp, lsm, policy, self_protect) = program_support();
     v.push(tp);
@@ -59,6 +60,7 @@ pub fn all_checks() -> Vec<Check> {
     v.push(bpffs());
     v.push(capabilities());
     v.push(docker());
+    v.push(cri_runtime(cri_socket));
     v.push(falco_intake());
     v
 }
@@ -358,6 +360,48 @@ fn docker() -> Check {
             Status::Warn,
             format!("Docker API unreachable: {e}"),
             "start dockerd for container names/images/labels; without it container fields are <NA>",
+        ),
+    }
+}
+
+/// The CRI runtime (containerd, CRI-O): the socket, and whether `Version` answers.
+fn cri_runtime(socket: Option<&Path>) -> Check {
+    use crate::state::cri::{CriConfig, DEFAULT_SOCKETS, runtime_version};
+    let cfg = CriConfig {
+        socket: socket.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let Some(sock) = cfg.pick_socket() else {
+        return Check::new(
+            "cri",
+            Status::Pass,
+            format!("no CRI runtime socket ({})", DEFAULT_SOCKETS.join(", ")),
+            "",
+        );
+    };
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| match rt.block_on(runtime_version(&sock, &cfg)) {
+            // Found by default, but the CRI plugin is off (Docker's containerd).
+            Err(e) if socket.is_none() && e.is_unimplemented() => {
+                Ok(format!("no CRI plugin ({e})"))
+            }
+            r => r.map_err(|e| e.to_string()),
+        });
+    match answer {
+        Ok(v) => Check::new(
+            "cri",
+            Status::Pass,
+            format!("{} answers: {v}", sock.display()),
+            "",
+        ),
+        Err(e) => Check::new(
+            "cri",
+            Status::Warn,
+            format!("CRI runtime unreachable: {e}"),
+            "start the runtime (or pass --cri-socket); without it its containers' names, images, labels and k8s.* fields are <NA>",
         ),
     }
 }

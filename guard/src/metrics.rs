@@ -137,6 +137,9 @@ pub struct Metrics {
     tracked_processes: AtomicU64,
     tracked_cgroups: AtomicU64,
     tracked_containers: AtomicU64,
+    /// Container runtimes' health (1 up, 0 down or absent): Docker, CRI.
+    runtime_docker_up: AtomicU64,
+    runtime_cri_up: AtomicU64,
     /// 0: no audit log; 1: the last audit write succeeded; 2: audit writes are failing.
     audit_state: AtomicU64,
     audit_write_errors: AtomicU64,
@@ -209,6 +212,12 @@ impl Metrics {
         self.tracked_processes.store(processes as u64, Relaxed);
         self.tracked_cgroups.store(cgroups as u64, Relaxed);
         self.tracked_containers.store(containers as u64, Relaxed);
+    }
+
+    /// Whether the Docker daemon and the CRI runtime answered their last calls.
+    pub fn set_runtimes_up(&self, docker: bool, cri: bool) {
+        self.runtime_docker_up.store(docker.into(), Relaxed);
+        self.runtime_cri_up.store(cri.into(), Relaxed);
     }
 
     /// The audit log's writer succeeded (`true`) or failed (`false`) at its last attempt.
@@ -363,6 +372,12 @@ impl Metrics {
         ] {
             single(&mut out, name, "gauge", help, v.load(Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP guard_container_runtime_up Whether the container runtime answers (1) or is down or absent (0); its containers' metadata is <NA> while down.\n# TYPE guard_container_runtime_up gauge\nguard_container_runtime_up{{runtime=\"docker\"}} {}\nguard_container_runtime_up{{runtime=\"cri\"}} {}",
+            self.runtime_docker_up.load(Relaxed),
+            self.runtime_cri_up.load(Relaxed)
+        );
         single(
             &mut out,
             "guard_audit_write_errors_total",

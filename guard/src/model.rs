@@ -281,6 +281,15 @@ pub struct Container {
     /// Container start, nanoseconds since the Unix epoch. 0 = unknown.
     #[serde(default)]
     pub start_ts: u64,
+    /// The pod's labels (`k8s.pod.label[...]`), from the CRI runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// The pod's IP (`k8s.pod.ip`), when the CRI runtime reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
+    /// The containerd namespace of a container started straight on containerd (`/NS/<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Values computed once per event by [`Event::prepare`], so that evaluating many rules never
@@ -297,6 +306,9 @@ pub struct Derived {
     pub fd_name: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// `container.labels` and `k8s.pod.labels`: `k1:v1, k2:v2` as Falco prints them.
+    pub container_labels: String,
+    pub pod_labels: String,
     /// `evt.is_open_read` / `_write` / `_exec`, decoded once from the open flags.
     pub open_read: bool,
     pub open_write: bool,
@@ -343,7 +355,11 @@ impl Event {
         }
         d.image_repository.clear();
         d.image_tag.clear();
+        d.container_labels.clear();
+        d.pod_labels.clear();
         if let Some(c) = &self.container {
+            labels_into(&mut d.container_labels, &c.labels);
+            labels_into(&mut d.pod_labels, &c.pod_labels);
             let (repo, tag) = split_image(&c.image);
             d.image_repository
                 .push_str(c.image_repository.as_deref().unwrap_or(repo));
@@ -368,6 +384,18 @@ impl Event {
             .as_ref()
             .and_then(|c| c.labels.get(key))
             .map(String::as_str)
+    }
+}
+
+/// `out` = `k1:v1, k2:v2`, in place.
+fn labels_into(out: &mut String, labels: &BTreeMap<String, String>) {
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(k);
+        out.push(':');
+        out.push_str(v);
     }
 }
 

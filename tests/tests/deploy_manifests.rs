@@ -115,6 +115,8 @@ fn daemonset_has_host_pid_the_mounts_and_the_documented_capabilities() {
         ("/sys/kernel/tracing", "/sys/kernel/tracing", true, None),
         ("/sys/fs/cgroup", "/sys/fs/cgroup", false, None),
         ("/var/run/docker.sock", "/var/run/docker.sock", true, None),
+        ("/run/containerd", "/run/containerd", true, None),
+        ("/run/crio", "/run/crio", true, None),
         ("/var/lib/guard", "/var/lib/guard", false, None),
     ];
     for (host, at, ro, propagation) in required {

@@ -195,6 +195,9 @@ impl Pipeline {
         let seeded = state.seed();
         info!(processes = seeded, "process table seeded from /proc");
         tokio::spawn(enricher.run());
+        if let Some(cri) = cri_config(cap.cri_socket.as_deref()) {
+            tokio::spawn(crate::state::cri::CriEnricher::new(&state.containers, cri).run());
+        }
 
         let watch = |r| {
             // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
@@ -445,6 +448,7 @@ impl Pipeline {
     pub(super) fn kernel_metrics(&self) {
         let st = &self.capture.state;
         METRICS.set_tracked(st.procs.len(), st.cgroups.len(), st.containers.len());
+        METRICS.set_runtimes_up(st.containers.daemon_up(), st.containers.cri_up());
         METRICS.set_kernel(
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),
@@ -527,6 +531,7 @@ impl Pipeline {
             METRICS.set_policy_generation(1);
         }
         let mut backlog = false;
+        let containers = self.capture.state.containers.clone();
         loop {
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
@@ -535,6 +540,13 @@ impl Pipeline {
                 _ = learn_tick.tick(), if learning => self.flush_summaries(),
                 _ = self_protect_tick.tick(), if self_protect => self.refresh_self_protect(),
                 _ = policy_tick.tick(), if has_policy => {
+                    if let Err(e) = self.rescan_policies() {
+                        warn!("binding cgroups to policies: {e:#}");
+                    }
+                }
+                // Metadata for a container that may already run (CRI poll, Docker inspect):
+                // bind it now, not at the next tick.
+                () = containers.ready_stored(), if has_policy => {
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");
                     }
@@ -684,4 +696,15 @@ async fn next_fanotify(policy: &mut Option<PolicyStage>) -> Option<events::Decis
         Some(f) => f.records.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The CRI client's configuration from `--cri-socket` (`off`: none).
+fn cri_config(socket: Option<&std::path::Path>) -> Option<crate::state::cri::CriConfig> {
+    if socket.is_some_and(|s| s.as_os_str() == "off") {
+        return None;
+    }
+    Some(crate::state::cri::CriConfig {
+        socket: socket.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    })
 }

@@ -7,8 +7,16 @@ use anyhow::Result;
 
 use crate::doctor::{Status, all_checks};
 
-pub fn run() -> Result<ExitCode> {
-    let checks = all_checks();
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// CRI runtime socket to check (default: the first of /run/containerd/containerd.sock,
+    /// /run/crio/crio.sock that exists, as `guard run` picks it).
+    #[arg(long, value_name = "SOCKET")]
+    pub cri_socket: Option<std::path::PathBuf>,
+}
+
+pub fn run(a: &DoctorArgs) -> Result<ExitCode> {
+    let checks = all_checks(a.cri_socket.as_deref());
     let mut failed = false;
     for c in &checks {
         let tag = match c.status {

@@ -46,8 +46,9 @@ pub enum Command {
     Run(RunArgs),
     /// Capture events and print them as JSON lines (docs/event-schema.md); no rules.
     Record(RecordArgs),
-    /// Check what this host supports (kernel, BTF, BPF LSM, cgroup v2, capabilities, Docker).
-    Doctor,
+    /// Check what this host supports (kernel, BTF, BPF LSM, cgroup v2, capabilities, Docker,
+    /// the CRI runtime).
+    Doctor(doctor::DoctorArgs),
     /// Audit log tools (`guard audit verify`).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -113,7 +114,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Record(args) => run::record(args),
-        Command::Doctor => doctor::run(),
+        Command::Doctor(a) => doctor::run(&a),
         Command::Audit(audit::AuditCommand::Verify(a)) => audit::verify(a),
         Command::Report(a) => audit::report(a),
         Command::Validate(args) => validate::run(args),

@@ -34,6 +34,11 @@ pub struct CaptureArgs {
     /// Docker API socket used for container metadata.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// Kubernetes CRI runtime socket (containerd, CRI-O) used for container and pod
+    /// metadata. Default: the first of /run/containerd/containerd.sock, /run/crio/crio.sock
+    /// that exists, looked for again while none does. `off` disables the CRI client.
+    #[arg(long, value_name = "SOCKET|off")]
+    pub cri_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -261,6 +261,46 @@ fn fields_args_transformers_val() {
     assert!(fires(&rule("evt.is_open_read = true"), &ro));
 }
 
+/// The pod fields a CRI runtime fills: `k8s.pod.label[...]`, `k8s.pod.labels`, `k8s.pod.ip`,
+/// and `container.labels`; absent (Docker, the host) they are unknown, so checks are false.
+#[test]
+fn pod_fields_from_cri() {
+    let mut ev = exec("bash", &["-c", "id"]);
+    if let Some(c) = ev.container.as_mut() {
+        c.pod_labels = [
+            ("app".to_owned(), "web".to_owned()),
+            ("team".to_owned(), "blue".to_owned()),
+        ]
+        .into();
+        c.pod_ip = Some("10.1.2.3".into());
+    }
+    ev.prepare().expect("prepare");
+    for (cond, want) in [
+        (
+            "k8s.pod.label[app] = web and k8s.pod.label.team = blue",
+            true,
+        ),
+        ("k8s.pod.label[absent] exists", false),
+        ("k8s.pod.labels = \"app:web, team:blue\"", true),
+        ("k8s.pod.ip = 10.1.2.3", true),
+        (
+            "container.labels = \"app:web, io.kubernetes.pod.namespace:prod\"",
+            true,
+        ),
+    ] {
+        assert_eq!(fires(&rule(cond), &ev), want, "{cond}");
+    }
+    // The Docker-shaped event has no pod fields: unknown, never equal.
+    let docker = exec("bash", &["-c", "id"]);
+    for cond in [
+        "k8s.pod.label[app] = web",
+        "k8s.pod.labels exists",
+        "k8s.pod.ip exists",
+    ] {
+        assert!(!fires(&rule(cond), &docker), "{cond}");
+    }
+}
+
 #[test]
 fn index_by_event_type() {
     let (e, _) = engine(concat!(

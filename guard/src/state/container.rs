@@ -1,7 +1,8 @@
 //! Container identity and metadata.
 //!
 //! Identity comes from the cgroup path ([`parse_cgroup_path`]); metadata (name, image, labels)
-//! comes from the Docker API through [`super::docker`], and is cached in [`ContainerTable`].
+//! comes from the Docker API through [`super::docker`] or from the Kubernetes CRI through
+//! [`super::cri`], and is cached in [`ContainerTable`].
 //! Lookups never block: they return what is cached, or `<NA>` fields while enrichment is
 //! pending or the daemon is unreachable.
 
@@ -75,6 +76,20 @@ pub struct CgroupContainer {
     pub runtime: Runtime,
     /// The innermost container when containers nest (docker-in-docker): the inner daemon's id.
     pub nested: Option<ContainerId>,
+    /// The containerd namespace of a container started straight on containerd (`/NS/<id>`).
+    pub namespace: Option<Box<str>>,
+}
+
+impl Runtime {
+    /// Falco's `container.type` for this layout.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Docker => "docker",
+            Runtime::Containerd | Runtime::Kubernetes => "containerd",
+            Runtime::Crio => "cri-o",
+            Runtime::Podman => "podman",
+        }
+    }
 }
 
 /// Finds the container in a cgroup path (as in `/proc/PID/cgroup`, relative to the hierarchy).
@@ -91,7 +106,22 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
     let mut found: Option<CgroupContainer> = None;
     let mut prev = "";
     let mut under_kubepods = false;
-    for comp in path.split('/') {
+    // containerd without a cgroup parent (ctr, nerdctl cgroupfs, CRI without kubelet) puts a
+    // container at `/<namespace>/<id>`, directly under the root.
+    let mut comps = path.strip_prefix('/').unwrap_or(path).split('/');
+    if let (Some(ns), Some(id)) = (comps.next(), comps.next())
+        && is_containerd_namespace(ns)
+        && let Some(id) = ContainerId::parse(id)
+    {
+        found = Some(CgroupContainer {
+            id,
+            runtime: Runtime::Containerd,
+            nested: None,
+            namespace: Some(ns.into()),
+        });
+    }
+    let skip = if found.is_some() { 2 } else { 0 };
+    for comp in path.strip_prefix('/').unwrap_or(path).split('/').skip(skip) {
         if comp.starts_with("kubepods") {
             under_kubepods = true;
         }
@@ -102,6 +132,7 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
                         id,
                         runtime,
                         nested: None,
+                        namespace: None,
                     })
                 }
                 Some(f) => f.nested = Some(id),
@@ -110,6 +141,22 @@ pub fn parse_cgroup_path(path: &str) -> Option<CgroupContainer> {
         prev = comp;
     }
     found
+}
+
+/// containerd's namespace names: letters, digits, `.`, `_`, `-`, starting with a letter or
+/// digit (its `identifiers.Validate`), at most 76 bytes. Docker's own (`docker`, which has its
+/// layout) and LXC's payload/monitor trees are not containerd.
+fn is_containerd_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 76
+        && ns.as_bytes()[0].is_ascii_alphanumeric()
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && !matches!(ns, "docker" | "lxc.payload" | "lxc.monitor" | "kubepods")
+        && !ns.ends_with(".slice")
+        && !ns.ends_with(".scope")
+        && !ns.ends_with(".service")
 }
 
 fn match_component(comp: &str, prev: &str, under_kubepods: bool) -> Option<(ContainerId, Runtime)> {
@@ -148,6 +195,8 @@ fn runtime_of_prefix(prefix: &str) -> Option<Runtime> {
         "cri-containerd" => Some(Runtime::Containerd),
         "crio" => Some(Runtime::Crio),
         "libpod" => Some(Runtime::Podman),
+        // nerdctl with the systemd cgroup driver.
+        "nerdctl" => Some(Runtime::Containerd),
         _ => None,
     }
 }
@@ -212,6 +261,8 @@ pub enum MetaStatus {
 pub struct ContainerMeta {
     pub id: ContainerId,
     pub status: MetaStatus,
+    /// Which client filled it (decides which runtime's health `<NA>` follows).
+    pub source: MetaSource,
     /// Without Docker's leading `/`.
     pub name: String,
     /// The image as the container was created with (`Config.Image`).
@@ -225,8 +276,21 @@ pub struct ContainerMeta {
     pub privileged: Option<bool>,
     pub k8s_pod_name: String,
     pub k8s_ns_name: String,
+    /// The pod sandbox's labels (CRI; empty from Docker).
+    pub pod_labels: BTreeMap<String, String>,
+    /// The pod's IP when the runtime reports one (CRI); `<NA>` otherwise.
+    pub pod_ip: String,
     /// The container has died; kept for late events until it is destroyed or evicted.
     pub exited: bool,
+}
+
+/// Where a container's metadata came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaSource {
+    /// The Docker API (bollard).
+    Docker,
+    /// The Kubernetes CRI (containerd, CRI-O).
+    Cri,
 }
 
 /// Bounds on what one container's metadata may hold; labels come from image authors.
@@ -248,7 +312,10 @@ impl ContainerMeta {
             privileged: None,
             k8s_pod_name: NA.into(),
             k8s_ns_name: NA.into(),
+            pod_labels: BTreeMap::new(),
+            pod_ip: NA.into(),
             exited: false,
+            source: MetaSource::Docker,
         }
     }
 
@@ -294,7 +361,7 @@ impl ContainerMeta {
     }
 }
 
-fn bounded(s: &str) -> String {
+pub(crate) fn bounded(s: &str) -> String {
     if s.len() <= MAX_FIELD_BYTES {
         return s.to_owned();
     }
@@ -379,6 +446,12 @@ struct Inner {
     map: RwLock<HashMap<ContainerId, Entry>>,
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
+    cri_up: AtomicBool,
+    /// Wakes the CRI task's poll early when an unknown container shows up.
+    cri_nudge: tokio::sync::Notify,
+    /// Wakes the policy binder when metadata is stored (a running container can be bound
+    /// now rather than at the next periodic walk).
+    ready: tokio::sync::Notify,
     stats: ContainerStats,
 }
 
@@ -394,6 +467,9 @@ impl ContainerTable {
                 map: RwLock::new(HashMap::new()),
                 tx,
                 daemon_up: AtomicBool::new(false),
+                cri_up: AtomicBool::new(false),
+                cri_nudge: tokio::sync::Notify::new(),
+                ready: tokio::sync::Notify::new(),
                 stats: ContainerStats::default(),
             }),
         };
@@ -417,6 +493,31 @@ impl ContainerTable {
         self.inner.daemon_up.store(up, Ordering::Relaxed);
     }
 
+    /// Whether the CRI runtime answered its last call.
+    pub fn cri_up(&self) -> bool {
+        self.inner.cri_up.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_cri_up(&self, up: bool) {
+        self.inner.cri_up.store(up, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cri_nudged(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.cri_nudge.notified()
+    }
+
+    /// Completes after metadata was stored (a permit is kept if nobody waits).
+    pub fn ready_stored(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.ready.notified()
+    }
+
+    fn source_up(&self, source: MetaSource) -> bool {
+        match source {
+            MetaSource::Docker => self.daemon_up(),
+            MetaSource::Cri => self.cri_up(),
+        }
+    }
+
     /// The metadata for `id`, never blocking. A miss (or a stale Pending/Unavailable entry)
     /// queues an inspect request and returns `<NA>` fields.
     pub fn lookup(&self, id: &ContainerId) -> Arc<ContainerMeta> {
@@ -428,7 +529,7 @@ impl ContainerTable {
                 e.last_used.store(self.tick(now), Ordering::Relaxed);
                 if e.meta.status == MetaStatus::Ready
                     && self.inner.cfg.na_when_daemon_down
-                    && !self.daemon_up()
+                    && !self.source_up(e.meta.source)
                 {
                     return Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Unavailable));
                 }
@@ -458,6 +559,7 @@ impl ContainerTable {
         if due {
             e.requested_at = Some(now);
             self.send(Request::Inspect(id.clone()));
+            self.inner.cri_nudge.notify_one();
         }
         e.meta.clone()
     }
@@ -484,6 +586,7 @@ impl ContainerTable {
         );
         drop(map);
         self.send(Request::Inspect(id.clone()));
+        self.inner.cri_nudge.notify_one();
     }
 
     /// Installs the hook told about every container change (replacing any earlier one).
@@ -529,6 +632,7 @@ impl ContainerTable {
         drop(map);
         if meta.status == MetaStatus::Ready {
             self.notify(ContainerChange::Ready(&meta));
+            self.inner.ready.notify_one();
         }
     }
 
@@ -639,358 +743,4 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
-    const B: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-
-    fn id(s: &str) -> ContainerId {
-        ContainerId::parse(s).expect("valid id")
-    }
-
-    #[test]
-    fn container_id_validation() {
-        assert!(ContainerId::parse(A).is_some());
-        assert_eq!(
-            ContainerId::parse(&A.to_uppercase()).map(|i| i.to_string()),
-            Some(A.to_owned())
-        );
-        assert!(ContainerId::parse(&A[..63]).is_none());
-        assert!(ContainerId::parse(&format!("{A}0")).is_none());
-        assert!(ContainerId::parse(&format!("{}g", &A[..63])).is_none());
-        // Multi-byte characters must not slip through a byte-length check.
-        assert!(ContainerId::parse(&"é".repeat(32)).is_none());
-        assert_eq!(id(A).short(), "3f1c2e9a7b6d");
-    }
-
-    #[test]
-    fn cgroup_path_table() {
-        use Runtime::*;
-        let pod = "pod0f3c2a1b-7e6d-4c5b-9a8f-1e2d3c4b5a69";
-        let pod_us = "pod0f3c2a1b_7e6d_4c5b_9a8f_1e2d3c4b5a69";
-        type Want<'a> = Option<(&'a str, Runtime, Option<&'a str>)>;
-        let cases: Vec<(String, Want)> = vec![
-            // docker, cgroupfs driver (this host).
-            (format!("/docker/{A}"), Some((A, Docker, None))),
-            // docker, systemd driver.
-            (
-                format!("/system.slice/docker-{A}.scope"),
-                Some((A, Docker, None)),
-            ),
-            // kubelet + containerd or docker, cgroupfs driver.
-            (
-                format!("/kubepods/burstable/{pod}/{A}"),
-                Some((A, Kubernetes, None)),
-            ),
-            (format!("/kubepods/{pod}/{A}"), Some((A, Kubernetes, None))),
-            (
-                format!("/kubepods/besteffort/{pod}/{A}"),
-                Some((A, Kubernetes, None)),
-            ),
-            // kubelet + containerd, systemd driver.
-            (
-                format!(
-                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-{pod_us}.slice/cri-containerd-{A}.scope"
-                ),
-                Some((A, Containerd, None)),
-            ),
-            // containerd's own form when systemd does not create the scope.
-            (
-                format!(
-                    "/system.slice/containerd.service/kubepods-burstable-{pod_us}.slice:cri-containerd:{A}"
-                ),
-                Some((A, Containerd, None)),
-            ),
-            // kubelet + cri-o, systemd and cgroupfs drivers.
-            (
-                format!(
-                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-{pod_us}.slice/crio-{A}.scope"
-                ),
-                Some((A, Crio, None)),
-            ),
-            (
-                format!("/kubepods/burstable/{pod}/crio-{A}"),
-                Some((A, Crio, None)),
-            ),
-            // kubelet + dockershim, systemd driver.
-            (
-                format!("/kubepods.slice/kubepods-{pod_us}.slice/docker-{A}.scope"),
-                Some((A, Docker, None)),
-            ),
-            // podman.
-            (
-                format!("/machine.slice/libpod-{A}.scope"),
-                Some((A, Podman, None)),
-            ),
-            (
-                format!("/machine.slice/libpod-{A}.scope/container"),
-                Some((A, Podman, None)),
-            ),
-            (
-                format!(
-                    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{A}.scope"
-                ),
-                Some((A, Podman, None)),
-            ),
-            // docker-in-docker: the host's container is the identity; the inner one is noted.
-            (
-                format!("/docker/{A}/docker/{B}"),
-                Some((A, Docker, Some(B))),
-            ),
-            (
-                format!("/system.slice/docker-{A}.scope/docker/{B}"),
-                Some((A, Docker, Some(B))),
-            ),
-            // A container that names a child cgroup after another container cannot take its
-            // identity.
-            (
-                format!("/docker/{A}/docker-{B}.scope"),
-                Some((A, Docker, Some(B))),
-            ),
-            // Monitors and host cgroups are not containers.
-            (format!("/machine.slice/libpod-conmon-{A}.scope"), None),
-            (format!("/system.slice/crio-conmon-{A}.scope"), None),
-            ("/".into(), None),
-            ("".into(), None),
-            ("/system.slice/sshd.service".into(), None),
-            ("/user.slice/user-0.slice/session-1.scope".into(), None),
-            (format!("/kubepods/burstable/{pod}"), None),
-            (format!("/lxc.payload/{A}"), None),
-            (format!("/docker/{}", &A[..63]), None),
-            (format!("/system.slice/docker-{A}.scope.extra"), None),
-            (format!("/system.slice/foo-{A}.scope"), None),
-            (format!("/docker/{A}x"), None),
-            ("/docker/\u{fffd}/x:y:z".into(), None),
-            (format!("/{}", "a/".repeat(5000)), None),
-        ];
-        for (path, want) in cases {
-            let got = parse_cgroup_path(&path);
-            let want = want.map(|(i, r, n)| CgroupContainer {
-                id: id(i),
-                runtime: r,
-                nested: n.map(id),
-            });
-            assert_eq!(got, want, "path {path}");
-        }
-    }
-
-    #[test]
-    fn image_ref_table() {
-        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let cases: Vec<(String, &str, &str, Option<&str>)> = vec![
-            ("nginx".into(), "nginx", "latest", None),
-            ("nginx:1.25".into(), "nginx", "1.25", None),
-            (
-                "library/nginx:1.25-alpine".into(),
-                "library/nginx",
-                "1.25-alpine",
-                None,
-            ),
-            (
-                "docker.io/library/nginx".into(),
-                "docker.io/library/nginx",
-                "latest",
-                None,
-            ),
-            (
-                "localhost:5000/foo/bar:1.2".into(),
-                "localhost:5000/foo/bar",
-                "1.2",
-                None,
-            ),
-            (
-                "localhost:5000/foo/bar".into(),
-                "localhost:5000/foo/bar",
-                "latest",
-                None,
-            ),
-            (
-                "registry.example.com:443/a/b/c:v1".into(),
-                "registry.example.com:443/a/b/c",
-                "v1",
-                None,
-            ),
-            (format!("img@{d}"), "img", "", Some(d)),
-            (format!("img:1.0@{d}"), "img", "1.0", Some(d)),
-            (
-                format!("localhost:5000/img@{d}"),
-                "localhost:5000/img",
-                "",
-                Some(d),
-            ),
-            (d.into(), "", "", Some(d)),
-            (
-                "guard-test-busybox:latest".into(),
-                "guard-test-busybox",
-                "latest",
-                None,
-            ),
-            // Malformed input still splits without panicking.
-            (":".into(), "", "latest", None),
-            ("a:".into(), "a", "latest", None),
-            ("@".into(), "", "", Some("")),
-            ("/:/@:".into(), "/:/", "", Some(":")),
-            ("é:ü".into(), "é", "ü", None),
-        ];
-        for (s, repo, tag, digest) in cases {
-            let got = ImageRef::parse(&s);
-            assert_eq!(
-                (
-                    got.repository.as_str(),
-                    got.tag.as_str(),
-                    got.digest.as_deref()
-                ),
-                (repo, tag, digest),
-                "image {s}"
-            );
-        }
-    }
-
-    #[test]
-    fn meta_from_parts() {
-        let labels = [
-            ("io.kubernetes.pod.name".to_owned(), "web-0".to_owned()),
-            ("io.kubernetes.pod.namespace".to_owned(), "prod".to_owned()),
-            ("big".to_owned(), "x".repeat(MAX_FIELD_BYTES * 2)),
-        ];
-        let m = ContainerMeta::from_parts(
-            id(A),
-            Some("/web"),
-            Some("localhost:5000/web:2"),
-            Some("sha256:abc"),
-            labels,
-            Some(true),
-        );
-        assert_eq!(m.name, "web");
-        assert_eq!(m.image_repository, "localhost:5000/web");
-        assert_eq!(m.image_tag, "2");
-        assert_eq!(m.k8s_pod_name, "web-0");
-        assert_eq!(m.k8s_ns_name, "prod");
-        assert_eq!(m.label("big").len(), MAX_FIELD_BYTES);
-        assert_eq!(m.label("absent"), NA);
-        assert_eq!(m.privileged, Some(true));
-
-        let many = (0..MAX_LABELS * 2).map(|i| (format!("k{i}"), String::new()));
-        let m = ContainerMeta::from_parts(id(A), None, None, None, many, None);
-        assert_eq!(m.labels.len(), MAX_LABELS);
-        assert_eq!(
-            (m.name.as_str(), m.image.as_str(), m.k8s_pod_name.as_str()),
-            (NA, NA, NA)
-        );
-    }
-
-    #[test]
-    fn lookup_is_non_blocking_and_queues_once() {
-        let (t, mut rx) = ContainerTable::new(ContainerTableConfig::default());
-        let m = t.lookup(&id(A));
-        assert_eq!(m.status, MetaStatus::Pending);
-        assert_eq!(m.name, NA);
-        let _ = t.lookup(&id(A));
-        assert_eq!(rx.try_recv().ok(), Some(Request::Inspect(id(A))));
-        assert!(
-            rx.try_recv().is_err(),
-            "second lookup within retry_after must not re-ask"
-        );
-
-        t.store(ContainerMeta::from_parts(
-            id(A),
-            Some("/c"),
-            Some("i"),
-            None,
-            [],
-            None,
-        ));
-        assert_eq!(t.lookup(&id(A)).name, "c");
-        t.mark_exited(&id(A));
-        assert!(t.lookup(&id(A)).exited);
-        t.remove(&id(A));
-        assert!(t.peek(&id(A)).is_none());
-
-        // learn() asks once per container, however many processes it has.
-        for _ in 0..10 {
-            t.learn(&id(B));
-        }
-        assert_eq!(rx.try_recv().ok(), Some(Request::Inspect(id(B))));
-        assert!(rx.try_recv().is_err());
-    }
-
-    #[test]
-    fn na_when_daemon_down_option() {
-        let ready = || ContainerMeta::from_parts(id(A), Some("/c"), Some("i"), None, [], None);
-        let (t, _rx) = ContainerTable::new(ContainerTableConfig::default());
-        t.store(ready());
-        assert_eq!(
-            t.lookup(&id(A)).name,
-            "c",
-            "default: cached metadata survives an outage"
-        );
-        let (t, _rx) = ContainerTable::new(ContainerTableConfig {
-            na_when_daemon_down: true,
-            ..Default::default()
-        });
-        t.store(ready());
-        assert_eq!(t.lookup(&id(A)).name, NA);
-        t.set_daemon_up(true);
-        assert_eq!(t.lookup(&id(A)).name, "c");
-    }
-
-    #[test]
-    fn full_queue_drops_and_counts() {
-        let (t, _rx) = ContainerTable::new(ContainerTableConfig {
-            queue: 1,
-            ..Default::default()
-        });
-        t.lookup(&id(A));
-        t.lookup(&id(B));
-        assert_eq!(t.stats().requests_sent.load(Ordering::Relaxed), 1);
-        assert_eq!(t.stats().requests_dropped.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn forget_unresolved_keeps_daemon_metadata() {
-        let (t, _rx) = ContainerTable::new(ContainerTableConfig::default());
-        let (a, b) = (id(&format!("{:064x}", 1)), id(&format!("{:064x}", 2)));
-        t.store(ContainerMeta::from_parts(
-            a.clone(),
-            Some("x"),
-            None,
-            None,
-            [],
-            None,
-        ));
-        t.store(ContainerMeta::unknown(b.clone(), MetaStatus::Unavailable));
-        assert!(!t.forget_unresolved(&a), "Docker metadata is kept");
-        assert!(t.forget_unresolved(&b));
-        assert!(t.peek(&a).is_some() && t.peek(&b).is_none());
-        assert!(!t.forget_unresolved(&b), "already gone");
-    }
-
-    #[test]
-    fn table_is_bounded_and_evicts_exited_first() {
-        let (t, _rx) = ContainerTable::new(ContainerTableConfig {
-            max_containers: 8,
-            queue: 1,
-            ..Default::default()
-        });
-        let ids: Vec<ContainerId> = (0..100).map(|i| id(&format!("{i:064x}"))).collect();
-        for i in &ids[..8] {
-            t.store(ContainerMeta::from_parts(
-                i.clone(),
-                Some("x"),
-                None,
-                None,
-                [],
-                None,
-            ));
-        }
-        t.mark_exited(&ids[5]);
-        t.lookup(&ids[8]);
-        assert!(t.peek(&ids[5]).is_none(), "the exited container goes first");
-        assert!(t.peek(&ids[0]).is_some());
-        for i in &ids[9..] {
-            t.lookup(i);
-        }
-        assert_eq!(t.len(), 8);
-    }
-}
+mod tests;

@@ -6,12 +6,14 @@
 //! - [`cgroup`]: cgroup id → cgroup path → container id.
 //! - [`container`]: container ids, cgroup path layouts, image references, the metadata cache.
 //! - [`docker`]: the background task that fills the cache from the Docker API.
+//! - [`cri`]: the one that fills it from the Kubernetes CRI (containerd, CRI-O).
 //!
 //! [`State`] ties them together for the event pipeline. It is owned by one task (`&mut`);
 //! only the container metadata cache is shared with the enrichment task.
 
 pub mod cgroup;
 pub mod container;
+pub mod cri;
 pub mod docker;
 pub mod path;
 pub mod process;

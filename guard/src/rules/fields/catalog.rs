@@ -418,6 +418,34 @@ pub static FIELDS: &[FieldDef] = &[
         None,
         "label io.kubernetes.pod.uid"
     ),
+    f!(
+        "container.labels",
+        ContainerLabels,
+        Str,
+        None,
+        "container labels, 'k1:v1, k2:v2'"
+    ),
+    f!(
+        "k8s.pod.label",
+        K8sPodLabel,
+        Str,
+        Key,
+        "pod label by key (CRI runtimes)"
+    ),
+    f!(
+        "k8s.pod.labels",
+        K8sPodLabels,
+        Str,
+        None,
+        "pod labels, 'k1:v1, k2:v2' (CRI runtimes)"
+    ),
+    f!(
+        "k8s.pod.ip",
+        K8sPodIp,
+        Str,
+        None,
+        "pod IP when the CRI runtime reports one"
+    ),
 ];
 
 /// Falco fields guard cannot provide. Checks on them are false (so `not <check>` is true),
@@ -518,10 +546,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "container.host_network",
     "container.host_ipc",
     "container.duration",
-    "container.labels",
-    "k8s.pod.labels",
-    "k8s.pod.label",
-    "k8s.pod.ip",
     "k8s.pod.cni.json",
     "k8s.pod.full_sandbox_id",
     "k8s.pod.sandbox_id",

@@ -198,6 +198,17 @@ impl FieldRef {
             K8sPodUid => ev
                 .container_label("io.kubernetes.pod.uid")
                 .map_or(Val::Na, s),
+            ContainerLabels => c.map_or(Val::Na, |_| s(&ev.derived.container_labels)),
+            K8sPodLabels => c
+                .filter(|c| !c.pod_labels.is_empty())
+                .map_or(Val::Na, |_| s(&ev.derived.pod_labels)),
+            K8sPodLabel => match (&self.arg, c) {
+                (FieldArg::Key(k), Some(c)) => {
+                    c.pod_labels.get(k.as_ref()).map_or(Val::Na, |v| s(v))
+                }
+                _ => Val::Na,
+            },
+            K8sPodIp => c.and_then(|c| c.pod_ip.as_deref()).map_or(Val::Na, s),
         }
     }
 

@@ -133,6 +133,10 @@ pub enum FieldId {
     K8sNsName,
     K8sPodName,
     K8sPodUid,
+    ContainerLabels,
+    K8sPodLabel,
+    K8sPodLabels,
+    K8sPodIp,
 }
 
 pub struct FieldDef {
