@@ -12,6 +12,7 @@ use crate::{
     model::{self, Ancestor, ArgValue, Fd, FdType, L4Proto},
     state::{
         PathBase, Pid, State,
+        container::ContainerId,
         process::ExecInfo,
         procfs::{ArgLimits, Argv},
     },
@@ -275,7 +276,8 @@ impl Capture {
         };
         self.num += 1;
         let mut out = self.spare.take().unwrap_or_default();
-        self.fill_process(&mut out.proc, c);
+        let cid = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)));
+        self.fill_process(&mut out.proc, c, cid.as_ref());
         // Exhaustive, so a new field cannot keep a value from the recycled event.
         let model::Event {
             v,
@@ -297,7 +299,7 @@ impl Capture {
         *out_res = res;
         *out_args = args;
         *out_fd = fd;
-        *container = self.container_view(c);
+        *container = cid.map(|id| self.container_view(&id));
         // Cannot fail: the version is ours.
         let _ = out.prepare();
         Some(out)
@@ -374,7 +376,7 @@ impl Capture {
     }
 
     /// The event's process with its ancestors, written into `p`'s existing buffers.
-    fn fill_process(&mut self, p: &mut model::Process, c: &Common) {
+    fn fill_process(&mut self, p: &mut model::Process, c: &Common, cid: Option<&ContainerId>) {
         // Exhaustive, so a new field cannot keep a value from the recycled event.
         let model::Process {
             pid,
@@ -384,6 +386,7 @@ impl Capture {
             exe,
             exepath,
             args,
+            cmdline_name,
             cwd,
             tty,
             uid,
@@ -392,6 +395,9 @@ impl Capture {
             loginname,
             gid,
             group,
+            vpid,
+            vpgid,
+            sname,
             start_time,
             is_exe_upper_layer,
             is_exe_from_memfd,
@@ -407,7 +413,17 @@ impl Capture {
         *uid = c.uid;
         *gid = c.gid;
         *loginuid = c.loginuid;
-        (*user, *loginname, *group) = (None, None, None);
+        // Names from the container's own account files (the host's for host processes).
+        let (users, procs) = (&mut self.state.users, &self.state.procs);
+        let other = || {
+            cid.and_then(|id| procs.live_in(id, Pid(c.pid)))
+                .map(|p| p.0)
+        };
+        users.refresh(cid, c.pid, other, c.time_ns);
+        set_opt(user, users.user(cid, c.uid));
+        set_opt(group, users.group(cid, c.gid));
+        // An unset login uid is Falco's -1, which no file names.
+        set_opt(loginname, users.user(cid, c.loginuid.unwrap_or(u32::MAX)));
         (*is_exe_upper_layer, *is_exe_writable) = (false, false);
         cap_effective.clear();
         cap_permitted.clear();
@@ -420,6 +436,14 @@ impl Capture {
                 exe.push_str(t.exe());
                 exepath.push_str(&t.exepath);
                 fill_strings(args, t.argv.items.get(1..).unwrap_or_default());
+                // The comm of the last exec, when the process renamed itself since.
+                match cmdline_name {
+                    Some(n) if !t.comm.is_empty() && t.comm != c.comm => n.clone_from(&t.comm),
+                    None if !t.comm.is_empty() && t.comm != c.comm => {
+                        *cmdline_name = Some(t.comm.clone())
+                    }
+                    _ => *cmdline_name = None,
+                }
                 cwd.push_str(t.cwd.as_deref().unwrap_or_default());
                 *tty = t.tty;
                 *start_time = t.start_time_ns;
@@ -429,7 +453,20 @@ impl Capture {
                     *ppid = t.ppid.0;
                 }
             }
-            None => args.clear(),
+            None => {
+                args.clear();
+                *cmdline_name = None;
+            }
+        }
+        let ns = self.state.ns_ids(Pid(c.pid));
+        (*vpid, *vpgid) = (ns.map(|n| n.vpid), ns.map(|n| n.vpgid));
+        // The session leader, by its pid as the agent sees it (0: outside our namespace).
+        match ns
+            .filter(|n| n.sid != 0)
+            .and_then(|n| self.state.comm_of(Pid(n.sid)))
+        {
+            Some(leader) => set_opt(sname, leader),
+            None => *sname = None,
         }
         let mut n = 0;
         for a in self.state.procs.ancestors(Pid(c.pid)).take(MAX_ANCESTORS) {
@@ -450,10 +487,9 @@ impl Capture {
         ancestors.truncate(n);
     }
 
-    fn container_view(&mut self, c: &Common) -> Option<model::Container> {
-        let id = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)))?;
-        let m = self.state.container_meta(&id);
-        Some(model::Container {
+    fn container_view(&self, id: &ContainerId) -> model::Container {
+        let m = self.state.container_meta(id);
+        model::Container {
             id: id.short().to_owned(),
             name: m.name.clone(),
             image: m.image.clone(),
@@ -463,7 +499,18 @@ impl Capture {
             privileged: m.privileged.unwrap_or(false),
             labels: m.labels.clone(),
             start_ts: 0,
-        })
+        }
+    }
+}
+
+/// `slot` = `Some(v)`, reusing the string a recycled event left there.
+fn set_opt(slot: &mut Option<String>, v: &str) {
+    match slot {
+        Some(s) => {
+            s.clear();
+            s.push_str(v);
+        }
+        None => *slot = Some(v.to_owned()),
     }
 }
 
@@ -753,7 +800,10 @@ mod recycle_tests {
             rich.proc.ancestors.first().map(|a| a.name.as_str()),
             Some("parent")
         );
-        assert!(rich.derived.cmdline.starts_with("cat --arg-0="));
+        // The open's comm is `cat`, but the process exec'd `server` and has not exec'd since:
+        // its command line is the exec's (Falco's), not a mix of the two.
+        assert!(rich.derived.cmdline.starts_with("server --arg-0="));
+        assert_eq!(rich.proc.name, "cat");
         c.recycle(rich);
 
         let mut reused = c.process(&open(other)).expect("model");
@@ -763,5 +813,37 @@ mod recycle_tests {
         assert_eq!(reused, fresh);
         assert!(reused.proc.args.is_empty() && reused.proc.ancestors.is_empty());
         assert_eq!(reused.derived.cmdline, "cat");
+        assert_eq!(reused.proc.cmdline_name, None);
+    }
+
+    /// A forked child that did not exec (busybox runs `cp` in a forked shell, renamed `cp`):
+    /// `proc.cmdline` is the command line it inherited, the parent's real one; `proc.name` is
+    /// its current comm. Once it execs, both are the new image's.
+    #[test]
+    fn forked_child_without_exec_keeps_the_parents_cmdline() {
+        let (parent, child) = (4_100_010, 4_100_011);
+        let mut c = capture();
+        for ev in [
+            exec(parent, 1, &["sh", "-c", "cp /bin/busybox /bin/newtool"]),
+            Event::Fork(ForkEvent {
+                common: common(parent, "sh"),
+                child_pid: child,
+                child_tid: child,
+            }),
+        ] {
+            let _ = c.process(&ev);
+        }
+        let mut o = open(child);
+        if let Event::Open(e) = &mut o {
+            e.common.comm = "cp".into();
+        }
+        let m = c.process(&o).expect("model");
+        assert_eq!(m.proc.name, "cp");
+        assert_eq!(m.derived.cmdline, "sh -c cp /bin/busybox /bin/newtool");
+        let m = c
+            .process(&exec(child, parent, &["cp", "-a", "x", "y"]))
+            .expect("model");
+        assert_eq!(m.derived.cmdline, "cp -a x y");
+        assert_eq!(m.proc.cmdline_name, None);
     }
 }

@@ -78,6 +78,11 @@ pub struct Process {
     /// argv[1..].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// The name `proc.cmdline` starts with when it is not `name`: the comm at the last exec.
+    /// A forked child that renamed itself without exec (busybox's in-process applets) keeps
+    /// the command line it inherited, as in Falco.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_name: Option<String>,
     #[serde(default)]
     pub cwd: String,
     /// Controlling terminal device number; 0 = none.
@@ -97,6 +102,15 @@ pub struct Process {
     pub gid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Process id, process group id in the process's own pid namespace (`proc.vpid`,
+    /// `proc.vpgid`); `None` when /proc could not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpgid: Option<u32>,
+    /// The session leader's name (`proc.sname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sname: Option<String>,
     /// Process start, nanoseconds since the Unix epoch (for `proc.duration`). 0 = unknown.
     #[serde(default)]
     pub start_time: u64,
@@ -329,7 +343,8 @@ impl Event {
         let d = &mut self.derived;
         d.type_id = event_type_id(&self.evt_type);
         join_into(&mut d.args, &self.proc.args);
-        cmdline_into(&mut d.cmdline, &self.proc.name, &self.proc.args);
+        let cmd_name = self.proc.cmdline_name.as_deref().unwrap_or(&self.proc.name);
+        cmdline_into(&mut d.cmdline, cmd_name, &self.proc.args);
         join_into(&mut d.cap_effective, &self.proc.cap_effective);
         join_into(&mut d.cap_permitted, &self.proc.cap_permitted);
         for a in &mut self.proc.ancestors {

@@ -171,6 +171,34 @@ pub static FIELDS: &[FieldDef] = &[
         None,
         "executable is writable by the process user"
     ),
+    f!(
+        "proc.vpid",
+        ProcVpid,
+        Num,
+        None,
+        "pid in the process's own pid namespace"
+    ),
+    f!(
+        "proc.vpgid",
+        ProcVpgid,
+        Num,
+        None,
+        "process group id in the process's own pid namespace"
+    ),
+    f!(
+        "proc.is_vpgid_leader",
+        ProcIsVpgidLeader,
+        Bool,
+        None,
+        "proc.vpid = proc.vpgid: the process leads its process group"
+    ),
+    f!(
+        "proc.sname",
+        ProcSname,
+        Str,
+        None,
+        "name of the process's session leader"
+    ),
     f!("proc.pname", ProcPname, Str, None, "parent name"),
     f!("proc.pexe", ProcPexe, Str, None, "parent argv[0]"),
     f!(
@@ -465,14 +493,10 @@ pub static UNAVAILABLE: &[&str] = &[
     "evt.datetime",
     "evt.time.s",
     "evt.time.iso8601",
-    "proc.sname",
     "proc.sid",
-    "proc.vpid",
-    "proc.vpgid",
     "proc.vpgid.name",
     "proc.vpgid.exe",
     "proc.vpgid.exepath",
-    "proc.is_vpgid_leader",
     "proc.is_sid_leader",
     "proc.ppid.duration",
     "proc.exe_ino",

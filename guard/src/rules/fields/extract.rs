@@ -94,6 +94,13 @@ impl FieldRef {
             ProcIsExeUpperLayer => Val::Bool(p.is_exe_upper_layer),
             ProcIsExeFromMemfd => Val::Bool(p.is_exe_from_memfd),
             ProcIsExeWritable => Val::Bool(p.is_exe_writable),
+            ProcVpid => p.vpid.map_or(Val::Na, |v| Val::Num(v.into())),
+            ProcVpgid => p.vpgid.map_or(Val::Na, |v| Val::Num(v.into())),
+            ProcIsVpgidLeader => match (p.vpid, p.vpgid) {
+                (Some(a), Some(b)) => Val::Bool(a == b),
+                _ => Val::Na,
+            },
+            ProcSname => p.sname.as_deref().map_or(Val::Na, s),
             ProcPname => p.ancestors.first().map_or(Val::Na, |a| s(&a.name)),
             ProcPexe => p.ancestors.first().map_or(Val::Na, |a| s(&a.exe)),
             ProcPexepath => p.ancestors.first().map_or(Val::Na, |a| s(&a.exepath)),

@@ -83,6 +83,10 @@ pub enum FieldId {
     ProcIsExeUpperLayer,
     ProcIsExeFromMemfd,
     ProcIsExeWritable,
+    ProcVpid,
+    ProcVpgid,
+    ProcIsVpgidLeader,
+    ProcSname,
     ProcPname,
     ProcPexe,
     ProcPexepath,
@@ -270,6 +274,9 @@ pub enum Val<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Ctx {
     pub hostname: String,
+    /// Alerts of containerized processes do not get the container fields appended
+    /// (`--no-container-fields`).
+    pub no_container_fields: bool,
 }
 
 #[cfg(test)]
