@@ -23,11 +23,22 @@ pub const MAX_ANCESTORS: usize = 8;
 /// Sockets remembered per host for `fd.l4proto` (LRU-ish: cleared when full).
 const MAX_SOCKETS: usize = 65_536;
 
+/// What guard knows of an open socket.
+#[derive(Debug, Clone, Copy)]
+struct Sock {
+    domain: i32,
+    sock_type: i32,
+    /// The last connect succeeded (`fd.connected`).
+    connected: bool,
+    /// Hash of the name the last connect gave the fd (`fd.name_changed`); `None` until one.
+    name: Option<u64>,
+}
+
 /// Converts kernel events into model events, keeping the state tables current.
 pub struct Capture {
     pub state: State,
-    /// (pid, fd) -> (domain, type) from `socket`, for connect's protocol.
-    sockets: HashMap<(u32, i32), (i32, i32)>,
+    /// (pid, fd) -> the socket as `socket` created it and connects left it.
+    sockets: HashMap<(u32, i32), Sock>,
     num: u64,
     /// An event handed back by [`Capture::recycle`]: its buffers are reused by the next one.
     spare: Option<model::Event>,
@@ -89,8 +100,21 @@ impl Capture {
                 (o.syscall, a, Some(fd), c.ret)
             }
             events::Event::Connect(k) => {
-                let proto = self.sockets.get(&(c.pid, k.fd)).map(|&(_, t)| t);
-                let (fd, addr) = connect_fd(k, proto);
+                let sock = self.sockets.get_mut(&(c.pid, k.fd));
+                let proto = sock.as_ref().map(|s| s.sock_type);
+                let (mut fd, addr) = connect_fd(k, proto);
+                // As Falco: connected once connect succeeded; the name changed when this
+                // connect gave the fd another address than it had (a new socket has none).
+                // For a socket guard did not see created, the previous name is unknown.
+                fd.connected = Some(c.ret >= 0);
+                if let Some(s) = sock {
+                    let h = name_hash(&addr);
+                    fd.name_changed = Some(s.name != Some(h));
+                    if c.ret >= 0 || c.ret == -EINPROGRESS {
+                        s.name = Some(h);
+                    }
+                    s.connected = c.ret >= 0;
+                }
                 (
                     "connect",
                     args(&[
@@ -259,10 +283,11 @@ impl Capture {
                     a.insert("flags".into(), ArgValue::Int(d.flags as i64));
                 }
                 // Falco's "redirect stdin/stdout to a socket" rules look at the duplicated fd.
-                let fd = self.sockets.get(&(c.pid, d.old_fd)).map(|&(dom, t)| Fd {
+                let fd = self.sockets.get(&(c.pid, d.old_fd)).map(|s| Fd {
                     num: if c.ret >= 0 { c.ret } else { -1 },
-                    fd_type: socket_fd_type(dom),
-                    l4proto: l4(dom, t),
+                    fd_type: socket_fd_type(s.domain),
+                    l4proto: l4(s.domain, s.sock_type),
+                    connected: Some(s.connected),
                     ..Fd::default()
                 });
                 (d.syscall, a, fd, c.ret)
@@ -347,8 +372,15 @@ impl Capture {
                 if self.sockets.len() >= MAX_SOCKETS {
                     self.sockets.clear();
                 }
-                self.sockets
-                    .insert((c.pid, c.ret as i32), (s.domain, s.sock_type));
+                self.sockets.insert(
+                    (c.pid, c.ret as i32),
+                    Sock {
+                        domain: s.domain,
+                        sock_type: s.sock_type,
+                        connected: false,
+                        name: None,
+                    },
+                );
             }
             _ => {}
         }
@@ -552,6 +584,15 @@ fn file_fd(ret: i64, name: String, raw: &Captured, fd_type: FdType) -> Fd {
 }
 
 const O_DIRECTORY: u64 = 0o200000;
+const EINPROGRESS: i64 = 115;
+
+/// A name's hash, to tell a changed socket name without keeping the string.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
 
 /// Renders open flags as Falco does (`O_WRONLY|O_CREAT|O_TRUNC`).
 pub fn open_flags(flags: u64) -> String {
@@ -814,6 +855,55 @@ mod recycle_tests {
         assert!(reused.proc.args.is_empty() && reused.proc.ancestors.is_empty());
         assert_eq!(reused.derived.cmdline, "cat");
         assert_eq!(reused.proc.cmdline_name, None);
+    }
+
+    /// `fd.connected` / `fd.name_changed` on connect, as Falco: a UDP socket connected, then
+    /// connected again to the same address (name unchanged), then to another; a socket guard
+    /// did not see created has no previous name (`<NA>`); events without an fd have neither.
+    #[test]
+    fn connect_state_and_name_changes() {
+        use crate::events::{ConnectEvent, SocketEvent};
+        let pid = 4_100_020;
+        let mut c = capture();
+        let connect = |fd: i32, ip: [u8; 4], ret: i64| {
+            Event::Connect(ConnectEvent {
+                common: Common {
+                    ret,
+                    ..common(pid, "dig")
+                },
+                fd,
+                addr: SockAddr::Inet {
+                    addr: ip.into(),
+                    port: 53,
+                },
+            })
+        };
+        let _ = c.process(&Event::Socket(SocketEvent {
+            common: Common {
+                ret: 3,
+                ..common(pid, "dig")
+            },
+            domain: 2,
+            sock_type: 2,
+            protocol: 0,
+        }));
+        let state = |m: model::Event| {
+            let f = m.fd.expect("fd");
+            (f.connected, f.name_changed)
+        };
+        let first = c.process(&connect(3, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(first), (Some(true), Some(true)));
+        let same = c.process(&connect(3, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(same), (Some(true), Some(false)));
+        let other = c.process(&connect(3, [1, 1, 1, 1], 0)).expect("model");
+        assert_eq!(state(other), (Some(true), Some(true)));
+        let failed = c.process(&connect(3, [9, 9, 9, 9], -111)).expect("model");
+        assert_eq!(state(failed), (Some(false), Some(true)));
+        // fd 4 was never seen created: connected is known from the result, the change is not.
+        let unknown = c.process(&connect(4, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(unknown), (Some(true), None));
+        let exec = c.process(&exec(pid, 1, &["dig"])).expect("model");
+        assert!(exec.fd.is_none());
     }
 
     /// A forked child that did not exec (busybox runs `cp` in a forked shell, renamed `cp`):

@@ -263,6 +263,13 @@ pub struct Fd {
     /// This process is the server end (accepted socket); false for connect.
     #[serde(default)]
     pub is_server: bool,
+    /// Sockets: the last connect on it succeeded (`fd.connected`); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// This event gave the fd another name than it had (`fd.name_changed`); absent when
+    /// unknown (not a connect, or a socket guard did not see created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_changed: Option<bool>,
 }
 
 fn minus_one() -> i64 {

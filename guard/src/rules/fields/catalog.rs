@@ -369,6 +369,20 @@ pub static FIELDS: &[FieldDef] = &[
         "the process is the server end"
     ),
     f!(
+        "fd.connected",
+        FdConnected,
+        Bool,
+        None,
+        "socket: the last connect on it succeeded"
+    ),
+    f!(
+        "fd.name_changed",
+        FdNameChanged,
+        Bool,
+        None,
+        "this connect gave the socket another address than it had"
+    ),
+    f!(
         "container.id",
         ContainerId,
         Str,
@@ -455,8 +469,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "fd.cip.name",
     "fd.lip.name",
     "fd.rip.name",
-    "fd.connected",
-    "fd.name_changed",
     "fd.dev",
     "fd.dev.major",
     "fd.dev.minor",

@@ -182,6 +182,8 @@ impl FieldRef {
                 _ => Val::Na,
             },
             FdIsServer => fd.map_or(Val::Na, |f| Val::Bool(f.is_server)),
+            FdConnected => fd.and_then(|f| f.connected).map_or(Val::Na, Val::Bool),
+            FdNameChanged => fd.and_then(|f| f.name_changed).map_or(Val::Na, Val::Bool),
             ContainerId => s(c.map_or(crate::model::HOST_CONTAINER_ID, |c| c.id.as_str())),
             ContainerName => s(c.map_or("host", |c| c.name.as_str())),
             ContainerImage => c.map_or(Val::Na, |c| s(&c.image)),

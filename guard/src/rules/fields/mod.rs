@@ -125,6 +125,8 @@ pub enum FieldId {
     FdL4proto,
     FdSockfamily,
     FdIsServer,
+    FdConnected,
+    FdNameChanged,
     ContainerId,
     ContainerName,
     ContainerImage,
@@ -297,6 +299,57 @@ mod tests {
         assert_eq!(closest("proc.nmae"), Some("proc.name"));
         assert_eq!(closest("fd.directry"), Some("fd.directory"));
         assert_eq!(closest("zzzzzzzzzzzzzzzzzzzz"), None);
+    }
+
+    /// Each newly provided field: its value on an event that has it, `<NA>` on one that
+    /// does not (a host process /proc could not read, an event without an fd).
+    #[test]
+    fn provided_fields_have_values_and_na() {
+        use crate::model::Event;
+        let with = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"connect","proc":{"pid":4242,"name":"sh","uid":1234,"user":"appuser","gid":1234,"group":"app","loginname":"<NA>","vpid":7,"vpgid":7,"sname":"bash"},"fd":{"num":3,"type":"ipv4","sip":"8.8.8.8","sport":53,"connected":true,"name_changed":false}}"#,
+        )
+        .expect("event");
+        let without = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":9,"name":"x","vpid":9,"vpgid":3}}"#,
+        )
+        .expect("event");
+        let ctx = Ctx::default();
+        let get = |name: &str, ev: &Event| {
+            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
+                panic!("{name} is unavailable");
+            };
+            let mut buf = String::new();
+            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
+        };
+        for (name, want) in [
+            ("proc.vpid", "Num(7)"),
+            ("proc.vpgid", "Num(7)"),
+            ("proc.is_vpgid_leader", "Bool(true)"),
+            ("proc.sname", "Str(\"bash\")"),
+            ("fd.connected", "Bool(true)"),
+            ("fd.name_changed", "Bool(false)"),
+            ("user.name", "Str(\"appuser\")"),
+            ("group.name", "Str(\"app\")"),
+            ("user.loginname", "Str(\"<NA>\")"),
+        ] {
+            assert_eq!(get(name, &with), want, "{name}");
+        }
+        for name in [
+            "proc.sname",
+            "fd.connected",
+            "fd.name_changed",
+            "user.name",
+            "group.name",
+        ] {
+            assert_eq!(get(name, &without), "Na", "{name}");
+        }
+        assert_eq!(get("proc.is_vpgid_leader", &without), "Bool(false)");
+        let mut none = without.clone();
+        (none.proc.vpid, none.proc.vpgid) = (None, None);
+        for name in ["proc.vpid", "proc.vpgid", "proc.is_vpgid_leader"] {
+            assert_eq!(get(name, &none), "Na", "{name}");
+        }
     }
 
     #[test]
