@@ -531,6 +531,7 @@ impl Capture {
             privileged: m.privileged.unwrap_or(false),
             labels: m.labels.clone(),
             start_ts: 0,
+            mounts: m.mounts.clone(),
         }
     }
 }

@@ -302,6 +302,24 @@ pub struct Container {
     /// Container start, nanoseconds since the Unix epoch. 0 = unknown.
     #[serde(default)]
     pub start_ts: u64,
+    /// The container's mounts as the runtime reports them (Docker inspect's `Mounts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+}
+
+/// One container mount: Falco's `container.mounts` item `source:dest:mode:rw:propagation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    #[serde(default)]
+    pub source: String,
+    pub dest: String,
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub rw: bool,
+    #[serde(default)]
+    pub propagation: String,
 }
 
 /// Values computed once per event by [`Event::prepare`], so that evaluating many rules never
@@ -318,6 +336,8 @@ pub struct Derived {
     pub fd_name: String,
     pub image_repository: String,
     pub image_tag: String,
+    /// `container.mounts`: every mount as `source:dest:mode:rw:propagation`, space-joined.
+    pub mounts: String,
     /// `evt.is_open_read` / `_write` / `_exec`, decoded once from the open flags.
     pub open_read: bool,
     pub open_write: bool,
@@ -365,7 +385,19 @@ impl Event {
         }
         d.image_repository.clear();
         d.image_tag.clear();
+        d.mounts.clear();
         if let Some(c) = &self.container {
+            for (i, m) in c.mounts.iter().enumerate() {
+                if i > 0 {
+                    d.mounts.push(' ');
+                }
+                use std::fmt::Write as _;
+                let _ = write!(
+                    d.mounts,
+                    "{}:{}:{}:{}:{}",
+                    m.source, m.dest, m.mode, m.rw, m.propagation
+                );
+            }
             let (repo, tag) = split_image(&c.image);
             d.image_repository
                 .push_str(c.image_repository.as_deref().unwrap_or(repo));

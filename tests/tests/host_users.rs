@@ -36,7 +36,10 @@ fn user_and_group_names_come_from_the_containers_own_files() {
         "the host must not name uid/gid {UID} for this test to mean anything"
     );
     let _lock = agent_lock();
-    let c = docker.run(&[], &["sleep", "600"]);
+    let vol = format!("/tmp/guard-users-vol-{}", std::process::id());
+    std::fs::create_dir_all(&vol).expect("volume dir");
+    let bind = format!("{vol}:/data:ro");
+    let c = docker.run(&["-v", &bind], &["sleep", "600"]);
     let write = |passwd: &str| {
         let script = format!(
             "mkdir -p /etc && printf '{passwd}' > /etc/passwd.new && mv /etc/passwd.new /etc/passwd && printf 'root:x:0:\\napp:x:{UID}:\\n' > /etc/group"
@@ -101,6 +104,28 @@ fn user_and_group_names_come_from_the_containers_own_files() {
         .wait_for(Duration::from_secs(20), is_exec("three"))
         .expect("exec event after the change");
     assert_eq!(ev["proc"]["user"], "renamed", "{ev}");
+    // The container's mounts (Docker inspect) ride on its events: container.mounts.
+    let mounts = ev["container"]["mounts"].as_array().expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["source"] == vol.as_str() && m["dest"] == "/data" && m["rw"] == false),
+        "{ev}"
+    );
+    // The namespace fields, from /proc: a process alive when its event is handled has them
+    // (not pid 1 of the container, and not its host pid); `busybox true` above was gone.
+    assert!(c.exec(&["sh", "-c", "/bin/busybox sleep 1"]).0);
+    let ev = agent
+        .wait_for(Duration::from_secs(20), |v| {
+            v["type"] == "execve" && v["proc"]["args"] == serde_json::json!(["sleep", "1"])
+        })
+        .expect("exec event of sleep");
+    let vpid = ev["proc"]["vpid"].as_u64().expect("vpid");
+    assert!(
+        vpid > 1 && vpid != ev["proc"]["pid"].as_u64().expect("pid"),
+        "{ev}"
+    );
+    assert!(ev["proc"]["sname"].is_string(), "{ev}");
 
     // A uid nobody names: Falco's <NA>.
     exec_as("4999:4999", "four");
@@ -138,6 +163,7 @@ fn user_and_group_names_come_from_the_containers_own_files() {
     );
     assert!(open_account_file(c.pid(), AccountFile::Group).is_err());
     let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_dir(&vol);
 
     // Host processes: the host's files, whatever the pid; root is root.
     db.refresh(None, std::process::id(), || None, 1);

@@ -227,11 +227,14 @@ pub struct ContainerMeta {
     pub k8s_ns_name: String,
     /// The container has died; kept for late events until it is destroyed or evicted.
     pub exited: bool,
+    /// Docker inspect's `Mounts`, at most [`MAX_MOUNTS`].
+    pub mounts: Vec<crate::model::Mount>,
 }
 
 /// Bounds on what one container's metadata may hold; labels come from image authors.
 pub const MAX_LABELS: usize = 256;
 pub const MAX_FIELD_BYTES: usize = 4096;
+pub const MAX_MOUNTS: usize = 64;
 
 impl ContainerMeta {
     pub fn unknown(id: ContainerId, status: MetaStatus) -> Self {
@@ -249,6 +252,7 @@ impl ContainerMeta {
             k8s_pod_name: NA.into(),
             k8s_ns_name: NA.into(),
             exited: false,
+            mounts: Vec::new(),
         }
     }
 
@@ -286,6 +290,28 @@ impl ContainerMeta {
         }
         m.privileged = privileged;
         m
+    }
+
+    /// Sets the mounts from the daemon's answer (source, destination, mode, rw, propagation),
+    /// bounded in number and size.
+    pub fn set_mounts<'a>(
+        &mut self,
+        mounts: impl IntoIterator<Item = (&'a str, &'a str, &'a str, bool, &'a str)>,
+    ) {
+        self.mounts = mounts
+            .into_iter()
+            .filter(|m| !m.1.is_empty())
+            .take(MAX_MOUNTS)
+            .map(
+                |(source, dest, mode, rw, propagation)| crate::model::Mount {
+                    source: bounded(source),
+                    dest: bounded(dest),
+                    mode: bounded(mode),
+                    rw,
+                    propagation: bounded(propagation),
+                },
+            )
+            .collect();
     }
 
     /// `container.label[key]`: `<NA>` when absent, as Falco does.

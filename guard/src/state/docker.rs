@@ -207,6 +207,15 @@ impl DockerEnricher {
                     labels,
                     r.host_config.as_ref().and_then(|h| h.privileged),
                 );
+                meta.set_mounts(r.mounts.iter().flatten().map(|m| {
+                    (
+                        m.source.as_deref().unwrap_or_default(),
+                        m.destination.as_deref().unwrap_or_default(),
+                        m.mode.as_deref().unwrap_or_default(),
+                        m.rw.unwrap_or(false),
+                        m.propagation.as_deref().unwrap_or_default(),
+                    )
+                }));
                 meta.exited = r
                     .state
                     .as_ref()

@@ -440,6 +440,20 @@ pub static FIELDS: &[FieldDef] = &[
         "container start, ns since the epoch"
     ),
     f!(
+        "container.mounts",
+        ContainerMounts,
+        Str,
+        None,
+        "mounts as source:dest:mode:rw:propagation, space separated"
+    ),
+    f!(
+        "container.mount.dest",
+        ContainerMountDest,
+        Str,
+        Key,
+        "destination of the mount given by index ([0]) or by source glob ([/var/run/*.sock])"
+    ),
+    f!(
         "k8s.ns.name",
         K8sNsName,
         Str,
@@ -543,10 +557,8 @@ pub static UNAVAILABLE: &[&str] = &[
     "user.shell",
     "container.image.id",
     "container.image.digest",
-    "container.mounts",
     "container.mount",
     "container.mount.source",
-    "container.mount.dest",
     "container.healthcheck",
     "container.ip",
     "container.cni.json",

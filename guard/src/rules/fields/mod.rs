@@ -15,7 +15,7 @@ mod catalog;
 mod extract;
 
 pub use catalog::{FIELDS, RENAMED, Renamed, UNAVAILABLE};
-pub use extract::res_name;
+pub use extract::{glob_match, res_name};
 // The event type ids belong to the model (which prepares them on each event).
 pub use crate::model::{EVENT_TYPES, OTHER_TYPE, TYPE_COUNT, event_type_id, open_mode};
 pub use crate::yaml::levenshtein;
@@ -136,6 +136,8 @@ pub enum FieldId {
     ContainerPrivileged,
     ContainerLabel,
     ContainerStartTs,
+    ContainerMounts,
+    ContainerMountDest,
     K8sNsName,
     K8sPodName,
     K8sPodUid,
@@ -350,6 +352,46 @@ mod tests {
         for name in ["proc.vpid", "proc.vpgid", "proc.is_vpgid_leader"] {
             assert_eq!(get(name, &none), "Na", "{name}");
         }
+    }
+
+    /// `container.mounts` and `container.mount.dest[…]` from the runtime's mounts; `<NA>` on
+    /// the host and for a mount the container does not have.
+    #[test]
+    fn container_mount_fields() {
+        use crate::model::Event;
+        let ev = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":1,"name":"sh"},"container":{"id":"abc","mounts":[{"source":"/var/run/docker.sock","dest":"/run/docker.sock","mode":"","rw":true,"propagation":"rprivate"},{"source":"/srv/data","dest":"/data","mode":"ro","rw":false,"propagation":""}]}}"#,
+        )
+        .expect("event");
+        let host = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":1,"name":"sh"}}"#,
+        )
+        .expect("event");
+        let ctx = Ctx::default();
+        let get = |name: &str, ev: &Event| {
+            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
+                panic!("{name} is unavailable");
+            };
+            let mut buf = String::new();
+            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
+        };
+        assert_eq!(
+            get("container.mounts", &ev),
+            r#"Str("/var/run/docker.sock:/run/docker.sock::true:rprivate /srv/data:/data:ro:false:")"#
+        );
+        assert_eq!(get("container.mount.dest[1]", &ev), r#"Str("/data")"#);
+        assert_eq!(
+            get("container.mount.dest[/var/run/*.sock]", &ev),
+            r#"Str("/run/docker.sock")"#
+        );
+        assert_eq!(get("container.mount.dest[2]", &ev), "Na");
+        assert_eq!(get("container.mount.dest[/etc*]", &ev), "Na");
+        assert_eq!(get("container.mounts", &host), "Na");
+        assert_eq!(get("container.mount.dest[0]", &host), "Na");
+        assert!(extract::glob_match("/a/*/c", "/a/b/x/c"));
+        assert!(extract::glob_match("?b*", "abc"));
+        assert!(!extract::glob_match("/a/*", "/b/a"));
+        assert!(extract::glob_match("", ""));
     }
 
     #[test]
