@@ -292,35 +292,13 @@ impl ContainerMeta {
         m
     }
 
-    /// Sets the mounts from the daemon's answer (source, destination, mode, rw, propagation),
-    /// bounded in number and size.
-    pub fn set_mounts<'a>(
-        &mut self,
-        mounts: impl IntoIterator<Item = (&'a str, &'a str, &'a str, bool, &'a str)>,
-    ) {
-        self.mounts = mounts
-            .into_iter()
-            .filter(|m| !m.1.is_empty())
-            .take(MAX_MOUNTS)
-            .map(
-                |(source, dest, mode, rw, propagation)| crate::model::Mount {
-                    source: bounded(source),
-                    dest: bounded(dest),
-                    mode: bounded(mode),
-                    rw,
-                    propagation: bounded(propagation),
-                },
-            )
-            .collect();
-    }
-
     /// `container.label[key]`: `<NA>` when absent, as Falco does.
     pub fn label(&self, key: &str) -> &str {
         self.labels.get(key).map_or(NA, String::as_str)
     }
 }
 
-fn bounded(s: &str) -> String {
+pub(super) fn bounded(s: &str) -> String {
     if s.len() <= MAX_FIELD_BYTES {
         return s.to_owned();
     }
