@@ -12,6 +12,7 @@ use crate::{
     model::{self, Ancestor, ArgValue, Fd, FdType, L4Proto},
     state::{
         PathBase, Pid, State,
+        container::ContainerId,
         process::ExecInfo,
         procfs::{ArgLimits, Argv},
     },
@@ -22,11 +23,22 @@ pub const MAX_ANCESTORS: usize = 8;
 /// Sockets remembered per host for `fd.l4proto` (LRU-ish: cleared when full).
 const MAX_SOCKETS: usize = 65_536;
 
+/// What guard knows of an open socket.
+#[derive(Debug, Clone, Copy)]
+struct Sock {
+    domain: i32,
+    sock_type: i32,
+    /// The last connect succeeded (`fd.connected`).
+    connected: bool,
+    /// Hash of the name the last connect gave the fd (`fd.name_changed`); `None` until one.
+    name: Option<u64>,
+}
+
 /// Converts kernel events into model events, keeping the state tables current.
 pub struct Capture {
     pub state: State,
-    /// (pid, fd) -> (domain, type) from `socket`, for connect's protocol.
-    sockets: HashMap<(u32, i32), (i32, i32)>,
+    /// (pid, fd) -> the socket as `socket` created it and connects left it.
+    sockets: HashMap<(u32, i32), Sock>,
     num: u64,
     /// An event handed back by [`Capture::recycle`]: its buffers are reused by the next one.
     spare: Option<model::Event>,
@@ -88,8 +100,21 @@ impl Capture {
                 (o.syscall, a, Some(fd), c.ret)
             }
             events::Event::Connect(k) => {
-                let proto = self.sockets.get(&(c.pid, k.fd)).map(|&(_, t)| t);
-                let (fd, addr) = connect_fd(k, proto);
+                let sock = self.sockets.get_mut(&(c.pid, k.fd));
+                let proto = sock.as_ref().map(|s| s.sock_type);
+                let (mut fd, addr) = connect_fd(k, proto);
+                // As Falco: connected once connect succeeded; the name changed when this
+                // connect gave the fd another address than it had (a new socket has none).
+                // For a socket guard did not see created, the previous name is unknown.
+                fd.connected = Some(c.ret >= 0);
+                if let Some(s) = sock {
+                    let h = name_hash(&addr);
+                    fd.name_changed = Some(s.name != Some(h));
+                    if c.ret >= 0 || c.ret == -EINPROGRESS {
+                        s.name = Some(h);
+                    }
+                    s.connected = c.ret >= 0;
+                }
                 (
                     "connect",
                     args(&[
@@ -258,10 +283,11 @@ impl Capture {
                     a.insert("flags".into(), ArgValue::Int(d.flags as i64));
                 }
                 // Falco's "redirect stdin/stdout to a socket" rules look at the duplicated fd.
-                let fd = self.sockets.get(&(c.pid, d.old_fd)).map(|&(dom, t)| Fd {
+                let fd = self.sockets.get(&(c.pid, d.old_fd)).map(|s| Fd {
                     num: if c.ret >= 0 { c.ret } else { -1 },
-                    fd_type: socket_fd_type(dom),
-                    l4proto: l4(dom, t),
+                    fd_type: socket_fd_type(s.domain),
+                    l4proto: l4(s.domain, s.sock_type),
+                    connected: Some(s.connected),
                     ..Fd::default()
                 });
                 (d.syscall, a, fd, c.ret)
@@ -275,7 +301,8 @@ impl Capture {
         };
         self.num += 1;
         let mut out = self.spare.take().unwrap_or_default();
-        self.fill_process(&mut out.proc, c);
+        let cid = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)));
+        self.fill_process(&mut out.proc, c, cid.as_ref());
         // Exhaustive, so a new field cannot keep a value from the recycled event.
         let model::Event {
             v,
@@ -297,7 +324,7 @@ impl Capture {
         *out_res = res;
         *out_args = args;
         *out_fd = fd;
-        *container = self.container_view(c);
+        *container = cid.map(|id| self.container_view(&id, c.cgroup_id));
         // Cannot fail: the version is ours.
         let _ = out.prepare();
         Some(out)
@@ -345,8 +372,15 @@ impl Capture {
                 if self.sockets.len() >= MAX_SOCKETS {
                     self.sockets.clear();
                 }
-                self.sockets
-                    .insert((c.pid, c.ret as i32), (s.domain, s.sock_type));
+                self.sockets.insert(
+                    (c.pid, c.ret as i32),
+                    Sock {
+                        domain: s.domain,
+                        sock_type: s.sock_type,
+                        connected: false,
+                        name: None,
+                    },
+                );
             }
             _ => {}
         }
@@ -374,7 +408,7 @@ impl Capture {
     }
 
     /// The event's process with its ancestors, written into `p`'s existing buffers.
-    fn fill_process(&mut self, p: &mut model::Process, c: &Common) {
+    fn fill_process(&mut self, p: &mut model::Process, c: &Common, cid: Option<&ContainerId>) {
         // Exhaustive, so a new field cannot keep a value from the recycled event.
         let model::Process {
             pid,
@@ -384,6 +418,7 @@ impl Capture {
             exe,
             exepath,
             args,
+            cmdline_name,
             cwd,
             tty,
             uid,
@@ -392,6 +427,9 @@ impl Capture {
             loginname,
             gid,
             group,
+            vpid,
+            vpgid,
+            sname,
             start_time,
             is_exe_upper_layer,
             is_exe_from_memfd,
@@ -407,7 +445,17 @@ impl Capture {
         *uid = c.uid;
         *gid = c.gid;
         *loginuid = c.loginuid;
-        (*user, *loginname, *group) = (None, None, None);
+        // Names from the container's own account files (the host's for host processes).
+        let (users, procs) = (&mut self.state.users, &self.state.procs);
+        let other = || {
+            cid.and_then(|id| procs.live_in(id, Pid(c.pid)))
+                .map(|p| p.0)
+        };
+        users.refresh(cid, c.pid, other, c.time_ns);
+        set_opt(user, users.user(cid, c.uid));
+        set_opt(group, users.group(cid, c.gid));
+        // An unset login uid is Falco's -1, which no file names.
+        set_opt(loginname, users.user(cid, c.loginuid.unwrap_or(u32::MAX)));
         (*is_exe_upper_layer, *is_exe_writable) = (false, false);
         cap_effective.clear();
         cap_permitted.clear();
@@ -420,6 +468,14 @@ impl Capture {
                 exe.push_str(t.exe());
                 exepath.push_str(&t.exepath);
                 fill_strings(args, t.argv.items.get(1..).unwrap_or_default());
+                // The comm of the last exec, when the process renamed itself since.
+                match cmdline_name {
+                    Some(n) if !t.comm.is_empty() && t.comm != c.comm => n.clone_from(&t.comm),
+                    None if !t.comm.is_empty() && t.comm != c.comm => {
+                        *cmdline_name = Some(t.comm.clone())
+                    }
+                    _ => *cmdline_name = None,
+                }
                 cwd.push_str(t.cwd.as_deref().unwrap_or_default());
                 *tty = t.tty;
                 *start_time = t.start_time_ns;
@@ -429,7 +485,20 @@ impl Capture {
                     *ppid = t.ppid.0;
                 }
             }
-            None => args.clear(),
+            None => {
+                args.clear();
+                *cmdline_name = None;
+            }
+        }
+        let ns = self.state.ns_ids(Pid(c.pid));
+        (*vpid, *vpgid) = (ns.map(|n| n.vpid), ns.map(|n| n.vpgid));
+        // The session leader, by its pid as the agent sees it (0: outside our namespace).
+        match ns
+            .filter(|n| n.sid != 0)
+            .and_then(|n| self.state.comm_of(Pid(n.sid)))
+        {
+            Some(leader) => set_opt(sname, leader),
+            None => *sname = None,
         }
         let mut n = 0;
         for a in self.state.procs.ancestors(Pid(c.pid)).take(MAX_ANCESTORS) {
@@ -450,17 +519,20 @@ impl Capture {
         ancestors.truncate(n);
     }
 
-    fn container_view(&mut self, c: &Common) -> Option<model::Container> {
-        let id = self.state.container_of(c.cgroup_id, Some(Pid(c.pid)))?;
-        let m = self.state.container_meta(&id);
+    fn container_view(
+        &self,
+        id: &ContainerId,
+        cgroup_id: crate::events::CgroupId,
+    ) -> model::Container {
         // The cgroup layout names the runtime (and a containerd namespace); the container
         // table the rest.
         let layout = self
             .state
             .cgroups
-            .get(c.cgroup_id)
+            .get(cgroup_id)
             .and_then(|i| i.container.as_ref());
-        Some(model::Container {
+        let m = self.state.container_meta(id);
+        model::Container {
             id: id.short().to_owned(),
             name: m.name.clone(),
             image: m.image.clone(),
@@ -473,7 +545,19 @@ impl Capture {
             pod_labels: m.pod_labels.clone(),
             pod_ip: (m.pod_ip != crate::state::container::NA).then(|| m.pod_ip.clone()),
             namespace: layout.and_then(|l| l.namespace.as_deref().map(str::to_owned)),
-        })
+            mounts: m.mounts.clone(),
+        }
+    }
+}
+
+/// `slot` = `Some(v)`, reusing the string a recycled event left there.
+fn set_opt(slot: &mut Option<String>, v: &str) {
+    match slot {
+        Some(s) => {
+            s.clear();
+            s.push_str(v);
+        }
+        None => *slot = Some(v.to_owned()),
     }
 }
 
@@ -515,6 +599,15 @@ fn file_fd(ret: i64, name: String, raw: &Captured, fd_type: FdType) -> Fd {
 }
 
 const O_DIRECTORY: u64 = 0o200000;
+const EINPROGRESS: i64 = 115;
+
+/// A name's hash, to tell a changed socket name without keeping the string.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
 
 /// Renders open flags as Falco does (`O_WRONLY|O_CREAT|O_TRUNC`).
 pub fn open_flags(flags: u64) -> String {
@@ -763,7 +856,10 @@ mod recycle_tests {
             rich.proc.ancestors.first().map(|a| a.name.as_str()),
             Some("parent")
         );
-        assert!(rich.derived.cmdline.starts_with("cat --arg-0="));
+        // The open's comm is `cat`, but the process exec'd `server` and has not exec'd since:
+        // its command line is the exec's (Falco's), not a mix of the two.
+        assert!(rich.derived.cmdline.starts_with("server --arg-0="));
+        assert_eq!(rich.proc.name, "cat");
         c.recycle(rich);
 
         let mut reused = c.process(&open(other)).expect("model");
@@ -773,5 +869,86 @@ mod recycle_tests {
         assert_eq!(reused, fresh);
         assert!(reused.proc.args.is_empty() && reused.proc.ancestors.is_empty());
         assert_eq!(reused.derived.cmdline, "cat");
+        assert_eq!(reused.proc.cmdline_name, None);
+    }
+
+    /// `fd.connected` / `fd.name_changed` on connect, as Falco: a UDP socket connected, then
+    /// connected again to the same address (name unchanged), then to another; a socket guard
+    /// did not see created has no previous name (`<NA>`); events without an fd have neither.
+    #[test]
+    fn connect_state_and_name_changes() {
+        use crate::events::{ConnectEvent, SocketEvent};
+        let pid = 4_100_020;
+        let mut c = capture();
+        let connect = |fd: i32, ip: [u8; 4], ret: i64| {
+            Event::Connect(ConnectEvent {
+                common: Common {
+                    ret,
+                    ..common(pid, "dig")
+                },
+                fd,
+                addr: SockAddr::Inet {
+                    addr: ip.into(),
+                    port: 53,
+                },
+            })
+        };
+        let _ = c.process(&Event::Socket(SocketEvent {
+            common: Common {
+                ret: 3,
+                ..common(pid, "dig")
+            },
+            domain: 2,
+            sock_type: 2,
+            protocol: 0,
+        }));
+        let state = |m: model::Event| {
+            let f = m.fd.expect("fd");
+            (f.connected, f.name_changed)
+        };
+        let first = c.process(&connect(3, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(first), (Some(true), Some(true)));
+        let same = c.process(&connect(3, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(same), (Some(true), Some(false)));
+        let other = c.process(&connect(3, [1, 1, 1, 1], 0)).expect("model");
+        assert_eq!(state(other), (Some(true), Some(true)));
+        let failed = c.process(&connect(3, [9, 9, 9, 9], -111)).expect("model");
+        assert_eq!(state(failed), (Some(false), Some(true)));
+        // fd 4 was never seen created: connected is known from the result, the change is not.
+        let unknown = c.process(&connect(4, [8, 8, 8, 8], 0)).expect("model");
+        assert_eq!(state(unknown), (Some(true), None));
+        let exec = c.process(&exec(pid, 1, &["dig"])).expect("model");
+        assert!(exec.fd.is_none());
+    }
+
+    /// A forked child that did not exec (busybox runs `cp` in a forked shell, renamed `cp`):
+    /// `proc.cmdline` is the command line it inherited, the parent's real one; `proc.name` is
+    /// its current comm. Once it execs, both are the new image's.
+    #[test]
+    fn forked_child_without_exec_keeps_the_parents_cmdline() {
+        let (parent, child) = (4_100_010, 4_100_011);
+        let mut c = capture();
+        for ev in [
+            exec(parent, 1, &["sh", "-c", "cp /bin/busybox /bin/newtool"]),
+            Event::Fork(ForkEvent {
+                common: common(parent, "sh"),
+                child_pid: child,
+                child_tid: child,
+            }),
+        ] {
+            let _ = c.process(&ev);
+        }
+        let mut o = open(child);
+        if let Event::Open(e) = &mut o {
+            e.common.comm = "cp".into();
+        }
+        let m = c.process(&o).expect("model");
+        assert_eq!(m.proc.name, "cp");
+        assert_eq!(m.derived.cmdline, "sh -c cp /bin/busybox /bin/newtool");
+        let m = c
+            .process(&exec(child, parent, &["cp", "-a", "x", "y"]))
+            .expect("model");
+        assert_eq!(m.derived.cmdline, "cp -a x y");
+        assert_eq!(m.proc.cmdline_name, None);
     }
 }

@@ -78,6 +78,11 @@ pub struct Process {
     /// argv[1..].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// The name `proc.cmdline` starts with when it is not `name`: the comm at the last exec.
+    /// A forked child that renamed itself without exec (busybox's in-process applets) keeps
+    /// the command line it inherited, as in Falco.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline_name: Option<String>,
     #[serde(default)]
     pub cwd: String,
     /// Controlling terminal device number; 0 = none.
@@ -97,6 +102,15 @@ pub struct Process {
     pub gid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Process id, process group id in the process's own pid namespace (`proc.vpid`,
+    /// `proc.vpgid`); `None` when /proc could not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpgid: Option<u32>,
+    /// The session leader's name (`proc.sname`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sname: Option<String>,
     /// Process start, nanoseconds since the Unix epoch (for `proc.duration`). 0 = unknown.
     #[serde(default)]
     pub start_time: u64,
@@ -249,6 +263,13 @@ pub struct Fd {
     /// This process is the server end (accepted socket); false for connect.
     #[serde(default)]
     pub is_server: bool,
+    /// Sockets: the last connect on it succeeded (`fd.connected`); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// This event gave the fd another name than it had (`fd.name_changed`); absent when
+    /// unknown (not a connect, or a socket guard did not see created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_changed: Option<bool>,
 }
 
 fn minus_one() -> i64 {
@@ -290,6 +311,24 @@ pub struct Container {
     /// The containerd namespace of a container started straight on containerd (`/NS/<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The container's mounts as the runtime reports them (Docker inspect's `Mounts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+}
+
+/// One container mount: Falco's `container.mounts` item `source:dest:mode:rw:propagation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    #[serde(default)]
+    pub source: String,
+    pub dest: String,
+    #[serde(default)]
+    pub mode: String,
+    #[serde(default)]
+    pub rw: bool,
+    #[serde(default)]
+    pub propagation: String,
 }
 
 /// Values computed once per event by [`Event::prepare`], so that evaluating many rules never
@@ -309,6 +348,8 @@ pub struct Derived {
     /// `container.labels` and `k8s.pod.labels`: `k1:v1, k2:v2` as Falco prints them.
     pub container_labels: String,
     pub pod_labels: String,
+    /// `container.mounts`: every mount as `source:dest:mode:rw:propagation`, space-joined.
+    pub mounts: String,
     /// `evt.is_open_read` / `_write` / `_exec`, decoded once from the open flags.
     pub open_read: bool,
     pub open_write: bool,
@@ -341,7 +382,8 @@ impl Event {
         let d = &mut self.derived;
         d.type_id = event_type_id(&self.evt_type);
         join_into(&mut d.args, &self.proc.args);
-        cmdline_into(&mut d.cmdline, &self.proc.name, &self.proc.args);
+        let cmd_name = self.proc.cmdline_name.as_deref().unwrap_or(&self.proc.name);
+        cmdline_into(&mut d.cmdline, cmd_name, &self.proc.args);
         join_into(&mut d.cap_effective, &self.proc.cap_effective);
         join_into(&mut d.cap_permitted, &self.proc.cap_permitted);
         for a in &mut self.proc.ancestors {
@@ -357,9 +399,21 @@ impl Event {
         d.image_tag.clear();
         d.container_labels.clear();
         d.pod_labels.clear();
+        d.mounts.clear();
         if let Some(c) = &self.container {
             labels_into(&mut d.container_labels, &c.labels);
             labels_into(&mut d.pod_labels, &c.pod_labels);
+            for (i, m) in c.mounts.iter().enumerate() {
+                if i > 0 {
+                    d.mounts.push(' ');
+                }
+                use std::fmt::Write as _;
+                let _ = write!(
+                    d.mounts,
+                    "{}:{}:{}:{}:{}",
+                    m.source, m.dest, m.mode, m.rw, m.propagation
+                );
+            }
             let (repo, tag) = split_image(&c.image);
             d.image_repository
                 .push_str(c.image_repository.as_deref().unwrap_or(repo));

@@ -6,6 +6,10 @@
 //! opens `/proc/<pid>/root` with `O_PATH` and passes the descriptor back. Everything after that
 //! (`openat2(RESOLVE_IN_ROOT)`, `fstat`, fanotify marks) works on the descriptor, which Landlock
 //! does not check. Without an opener (no Landlock, or tests) the agent opens the path itself.
+//!
+//! Besides the root, the opener opens exactly two files for reading, for `user.name` and
+//! `group.name`: the process's own `/etc/passwd` and `/etc/group` ([`AccountFile`]), resolved
+//! inside its root and only if they are regular files. A request for anything else is refused.
 
 use std::{
     io::{IoSlice, IoSliceMut, Read, Write},
@@ -39,6 +43,52 @@ struct Opener {
 
 static OPENER: OnceLock<Mutex<Opener>> = OnceLock::new();
 
+/// What the opener is asked to open for a pid. The wire value is one byte after the pid; any
+/// other value is refused with `EINVAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// `/proc/<pid>/root`, `O_PATH`.
+    Root,
+    /// One of the account files inside that root, read-only.
+    Account(AccountFile),
+}
+
+/// The account databases a process's names come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountFile {
+    Passwd,
+    Group,
+}
+
+impl AccountFile {
+    /// The path inside the process's root.
+    pub fn path(self) -> &'static str {
+        match self {
+            AccountFile::Passwd => "etc/passwd",
+            AccountFile::Group => "etc/group",
+        }
+    }
+}
+
+impl Request {
+    fn to_byte(self) -> u8 {
+        match self {
+            Request::Root => 0,
+            Request::Account(AccountFile::Passwd) => 1,
+            Request::Account(AccountFile::Group) => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Request::Root),
+            1 => Some(Request::Account(AccountFile::Passwd)),
+            2 => Some(Request::Account(AccountFile::Group)),
+            _ => None,
+        }
+    }
+}
+
 /// Opens `/proc/<pid>/root` directly.
 fn open_direct(pid: u32) -> nix::Result<OwnedFd> {
     nix::fcntl::open(
@@ -46,6 +96,34 @@ fn open_direct(pid: u32) -> nix::Result<OwnedFd> {
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
+}
+
+/// Opens `file` inside `pid`'s root, read-only: resolved with `RESOLVE_IN_ROOT` (a symlink
+/// cannot leave the container's root), first as `O_PATH` so that a FIFO or device is never
+/// opened; only a regular file is then reopened for reading, through its own descriptor.
+fn open_account_direct(pid: u32, file: AccountFile) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+    let root = open_direct(pid)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let path_fd = openat2(&root, file.path(), how)?;
+    let st = nix::sys::stat::fstat(&path_fd)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    nix::fcntl::open(
+        Path::new(&format!("/proc/self/fd/{}", path_fd.as_raw_fd())),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+}
+
+fn open_request(pid: u32, req: Request) -> nix::Result<OwnedFd> {
+    match req {
+        Request::Root => open_direct(pid),
+        Request::Account(f) => open_account_direct(pid, f),
+    }
 }
 
 /// Starts the opener (call before the agent applies Landlock). Idempotent.
@@ -72,13 +150,26 @@ pub fn spawn() -> Result<()> {
 
 /// An `O_PATH` descriptor of `pid`'s root directory.
 pub fn open_root(pid: u32) -> Result<OwnedFd> {
+    ask(pid, Request::Root).with_context(|| format!("opening /proc/{pid}/root"))
+}
+
+/// A read-only descriptor of `pid`'s own `/etc/passwd` or `/etc/group` (a regular file).
+pub fn open_account_file(pid: u32, file: AccountFile) -> Result<OwnedFd> {
+    ask(pid, Request::Account(file))
+        .with_context(|| format!("opening /proc/{pid}/root/{}", file.path()))
+}
+
+fn ask(pid: u32, req: Request) -> Result<OwnedFd> {
     let Some(o) = OPENER.get() else {
-        return open_direct(pid).with_context(|| format!("opening /proc/{pid}/root"));
+        return Ok(open_request(pid, req)?);
     };
     let o = o
         .lock()
         .map_err(|_| anyhow::anyhow!("root opener lock poisoned"))?;
-    (&o.sock).write_all(&pid.to_le_bytes())?;
+    let mut wire = [0u8; 5];
+    wire[..4].copy_from_slice(&pid.to_le_bytes());
+    wire[4] = req.to_byte();
+    (&o.sock).write_all(&wire)?;
     let mut status = [0u8; 4];
     let mut iov = [IoSliceMut::new(&mut status)];
     let mut space = cmsg_space!(RawFd);
@@ -108,8 +199,7 @@ pub fn open_root(pid: u32) -> Result<OwnedFd> {
     match (errno, fd) {
         (0, Some(fd)) => Ok(fd),
         (0, None) => bail!("the root opener sent no descriptor"),
-        (e, _) => Err(std::io::Error::from_raw_os_error(e))
-            .with_context(|| format!("opening /proc/{pid}/root")),
+        (e, _) => Err(std::io::Error::from_raw_os_error(e).into()),
     }
 }
 
@@ -134,16 +224,15 @@ pub fn serve() -> Result<()> {
     }
     // SAFETY: fd 0 is the socket the agent passed as stdin; we own it from here on.
     let sock = unsafe { UnixStream::from_raw_fd(0) };
-    let mut req = [0u8; 4];
+    let mut req = [0u8; 5];
     loop {
         if (&sock).read_exact(&mut req).is_err() {
             return Ok(());
         }
-        let pid = u32::from_le_bytes(req);
-        let answer = if pid == 0 {
-            Err(nix::errno::Errno::EINVAL)
-        } else {
-            open_direct(pid)
+        let pid = u32::from_le_bytes([req[0], req[1], req[2], req[3]]);
+        let answer = match Request::from_byte(req[4]) {
+            Some(r) if pid != 0 => open_request(pid, r),
+            _ => Err(nix::errno::Errno::EINVAL),
         };
         let (status, fd) = match &answer {
             Ok(fd) => (0i32, Some(fd.as_raw_fd())),
@@ -170,5 +259,33 @@ mod tests {
         let md = std::fs::File::from(fd).metadata().expect("fstat");
         assert!(md.is_dir());
         assert!(open_root(u32::MAX).is_err(), "a pid that cannot exist");
+    }
+
+    #[test]
+    fn request_bytes_round_trip_and_unknown_is_refused() {
+        for r in [
+            Request::Root,
+            Request::Account(AccountFile::Passwd),
+            Request::Account(AccountFile::Group),
+        ] {
+            assert_eq!(Request::from_byte(r.to_byte()), Some(r));
+        }
+        assert_eq!(Request::from_byte(3), None);
+        assert_eq!(Request::from_byte(255), None);
+    }
+
+    /// Our own account files open read-only and read back what the path holds.
+    #[test]
+    fn account_files_open_inside_the_root() {
+        let me = std::process::id();
+        for f in [AccountFile::Passwd, AccountFile::Group] {
+            let fd = open_account_file(me, f).expect("own account file");
+            let mut got = String::new();
+            std::fs::File::from(fd)
+                .read_to_string(&mut got)
+                .expect("read");
+            let want = std::fs::read_to_string(format!("/{}", f.path())).expect("read path");
+            assert_eq!(got, want);
+        }
     }
 }

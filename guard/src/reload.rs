@@ -30,6 +30,8 @@ pub struct Sources {
     /// The response configuration, if any.
     pub responses: Option<PathBuf>,
     pub hostname: String,
+    /// `--no-container-fields`: alerts do not get the container fields appended.
+    pub no_container_fields: bool,
 }
 
 /// A complete, valid configuration.
@@ -115,8 +117,10 @@ impl Sources {
                 all.push_str(&format!("{h} {}\n", p.display()));
             }
         }
+        let mut engine = Engine::new(set, self.hostname.clone());
+        engine.ctx.no_container_fields = self.no_container_fields;
         Ok(Config {
-            engine: Engine::new(set, self.hostname.clone()),
+            engine,
             policies,
             responses,
             files,
@@ -300,6 +304,7 @@ mod tests {
             policies: Vec::new(),
             responses: None,
             hostname: "h".into(),
+            no_container_fields: false,
         }
     }
 

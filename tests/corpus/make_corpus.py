@@ -39,6 +39,15 @@ PROC = {
     ],
 }
 
+# runc as `guard record` shows it setting a container up (docker 24, runc 1.1).
+RUNC_ANC = [
+    {"pid": 900, "name": "runc", "exe": "runc", "exepath": "/dev/fd/6", "args": ["init"]},
+    {"pid": 899, "name": "runc", "exe": "runc", "exepath": "/usr/sbin/runc", "args": ["--root", "/var/run/docker/runtime-runc/moby", "create"]},
+    {"pid": 800, "name": "containerd-shim", "exepath": "/usr/bin/containerd-shim-runc-v2"},
+]
+RUNC_INIT = {"pid": 901, "ppid": 900, "name": "runc:[2:INIT]", "exe": "runc", "exepath": "/dev/fd/6", "args": ["init"], "vpid": 1, "vpgid": 1, "sname": "runc", "ancestors": RUNC_ANC}
+RUNC_CLONE = {"pid": 950, "ppid": 899, "name": "exe", "exe": "runc", "exepath": "/proc/self/exe", "args": ["init"], "vpid": 950, "vpgid": 899, "sname": "containerd", "ancestors": RUNC_ANC[1:]}
+
 
 def ev(evt_type, proc=None, fd=None, container=True, args=None, res=0, dt=0):
     p = copy.deepcopy(PROC)
@@ -121,6 +130,18 @@ POLICY_CASES = [
     ("kmod.neg", "Kernel module loaded", False, [ev("finit_module", proc={"name": "insmod"}, args={"fd": 3}, res=-1)], []),
     ("mount.pos", "Mount in container", True, [ev("mount", proc={"name": "mount"}, args={"dev": "/dev/sda1", "dir": "/mnt", "type": "ext4"})], None),
     ("mount.neg", "Mount in container", False, [ev("mount", proc={"name": "mount"}, args={"dev": "/dev/sda1", "dir": "/mnt", "type": "ext4"}, container=False)], []),
+    # runc's own init (container pid 1, `runc init` started by runc) and runc's re-exec of itself
+    # mounting in the container's cgroup while it sets the container up: not reported.
+    ("mount_runtime.neg", "Mount in container", False, [
+        ev("mount", proc=RUNC_INIT, args={"dev": "proc", "dir": "/proc/self/fd/6", "flags": 0}),
+        ev("mount", proc=RUNC_INIT, args={"dev": "tmpfs", "dir": "/dev", "flags": 0}),
+        ev("mount", proc=RUNC_CLONE, args={"dev": "/proc/self/exe", "dir": "/var/run/docker/runtime-runc/moby/3f2a9c1b7d4e/runc.wlhA56", "flags": 0}),
+    ], []),
+    # The same names without the runtime's pid 1 or the host's runc as parent still fire.
+    ("mount_runtime.pos", "Mount in container", True, [
+        ev("mount", proc=dict(RUNC_INIT, vpid=7, vpgid=7, ancestors=[{"pid": 890, "name": "runc", "exe": "runc", "exepath": "/tmp/runc", "args": ["x"]}]), args={"dev": "/dev/sda1", "dir": "/mnt", "flags": 0}),
+        ev("mount", proc=dict(RUNC_CLONE, ancestors=[{"pid": 890, "name": "runc", "exe": "runc", "exepath": "/tmp/runc"}]), args={"dev": "/dev/sda1", "dir": "/mnt", "flags": 0}),
+    ], ["Mount in container", "Mount in container"]),
     ("outbound_port.pos", "Outbound connection to unusual port", True, [conn("203.0.113.9", 4444), conn("2001:db8::9", 3333, res=-115)], None),
     ("outbound_port.neg", "Outbound connection to unusual port", False, [conn("203.0.113.9", 443), conn("127.0.0.1", 4444), conn("203.0.113.9", 4444, container=False), conn("203.0.113.9", 4444, res=-111)], []),
     ("setuid_root.pos", "Setuid to root by non-root process", True, [ev("setuid", proc=ROOTLESS | {"name": "exploit"}, args={"uid": 0})], None),

@@ -414,6 +414,9 @@ impl Pipeline {
         st.procs
             .sweep(wall_now_ns().saturating_sub(Duration::from_secs(5).as_nanos() as u64));
         let (n, gone) = st.cgroups.prune_removed(&st.fs);
+        for c in &gone {
+            st.users.forget(c);
+        }
         let forgotten = gone
             .iter()
             .filter(|c| st.containers.forget_unresolved(c))

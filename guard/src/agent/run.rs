@@ -82,6 +82,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         policies: args.policy.clone(),
         responses: args.responses_path(),
         hostname: hostname.clone(),
+        no_container_fields: args.no_container_fields,
     };
     let config = sources.load().map_err(|crate::reload::Invalid(errors)| {
         for e in &errors {

@@ -27,7 +27,11 @@ pub struct Args {
 struct Row<'a> {
     name: &'a str,
     priority: &'a str,
-    status: &'a RuleStatus,
+    /// The same word the table shows.
+    status: &'static str,
+    /// Why a skipped rule is not evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_reason: Option<&'a str>,
     source: &'a str,
     tags: &'a [String],
     desc: &'a str,
@@ -46,7 +50,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|r| Row {
             name: &r.name,
             priority: r.priority.as_str(),
-            status: &r.status,
+            status: r.status_label(),
+            skip_reason: match &r.status {
+                RuleStatus::Skipped(why) => Some(why),
+                _ => None,
+            },
             source: &r.source,
             tags: &r.tags,
             desc: &r.desc,
@@ -63,16 +71,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!("{:w$}  {:13}  {:9}  LOCATION", "RULE", "PRIORITY", "STATUS");
     for r in &rows {
-        let status = match r.status {
-            RuleStatus::Active if !r.unavailable_fields.is_empty() => "partial",
-            RuleStatus::Active => "active",
-            RuleStatus::Disabled => "disabled",
-            RuleStatus::Skipped(_) => "skipped",
-            RuleStatus::Invalid => "invalid",
-        };
         println!(
             "{:w$}  {:13}  {:9}  {}:{}",
-            r.name, r.priority, status, r.file, r.line
+            r.name, r.priority, r.status, r.file, r.line
         );
     }
     eprintln!(

@@ -74,10 +74,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{d}");
     }
     let count = |s: fn(&RuleStatus) -> bool| set.rules.iter().filter(|r| s(&r.status)).count();
+    // Rules that are evaluated without some of their checks, named with the fields they miss.
+    let partial: Vec<_> = set
+        .rules
+        .iter()
+        .filter(|r| r.status_label() == "partial")
+        .collect();
+    for r in &partial {
+        eprintln!(
+            "partial: rule '{}' uses fields guard cannot provide: {}",
+            r.name,
+            r.unavailable.join(", ")
+        );
+    }
     eprintln!(
-        "{} rules ({} active, {} disabled, {} skipped, {} invalid), {macros} macros, {lists} lists, {} policies; {errors} error(s), {} warning(s)",
+        "{} rules ({} active, {} partial, {} disabled, {} skipped, {} invalid), {macros} macros, {lists} lists, {} policies; {errors} error(s), {} warning(s)",
         set.rules.len(),
-        count(|s| *s == RuleStatus::Active),
+        count(|s| *s == RuleStatus::Active) - partial.len(),
+        partial.len(),
         count(|s| *s == RuleStatus::Disabled),
         count(|s| matches!(s, RuleStatus::Skipped(_))),
         count(|s| *s == RuleStatus::Invalid),

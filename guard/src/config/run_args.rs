@@ -123,6 +123,11 @@ pub struct RunArgs {
     /// audit log, or touch its pins, in detect-only mode too (docs/self-protection.md).
     #[arg(long)]
     pub no_self_protect: bool,
+    /// Do not append the container fields (container.id, container.name, container.image,
+    /// repository and tag) to the alerts of containerized processes, as Falco's
+    /// `append_output` does by default (docs/rules.md "Container fields").
+    #[arg(long)]
+    pub no_container_fields: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -119,6 +119,7 @@ impl Engine {
             rules,
             ctx: Ctx {
                 hostname: hostname.into(),
+                no_container_fields: false,
             },
         }
     }

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::{
     eval::Scratch,
-    fields::{self, Ctx, FieldRef, Resolved, Val},
+    fields::{self, Ctx, FieldArg, FieldId, FieldRef, Resolved, Val},
 };
 use crate::{
     alert::{Alert, GuardInfo, Priority, rfc3339_ns},
@@ -131,13 +131,7 @@ impl OutputFormat {
                     let v = f
                         .as_ref()
                         .map_or(Val::Na, |f| f.extract(ev, 0, ctx, &mut buf));
-                    let json = match v {
-                        Val::Str(s) => Json::from(s),
-                        Val::Num(n) => Json::from(n),
-                        Val::Bool(b) => Json::from(b),
-                        Val::Ip(ip) => Json::from(ip.to_string()),
-                        Val::Na => Json::Null,
-                    };
+                    let json = to_json(v);
                     match &json {
                         Json::String(s) => msg.push_str(s),
                         Json::Null => msg.push_str("<NA>"),
@@ -148,6 +142,73 @@ impl OutputFormat {
             }
         }
         (msg, fields_out)
+    }
+}
+
+/// The container fields appended to alerts of containerized processes, as Falco's
+/// `append_output` does: the key in `output_fields`, the field, and the `name=` label in the
+/// message (`None`: `output_fields` only, the message has the image already).
+const CONTAINER_FIELDS: [(&str, FieldId, Option<&str>); 5] = [
+    ("container.id", FieldId::ContainerId, Some("container_id")),
+    (
+        "container.name",
+        FieldId::ContainerName,
+        Some("container_name"),
+    ),
+    (
+        "container.image",
+        FieldId::ContainerImage,
+        Some("container_image"),
+    ),
+    (
+        "container.image.repository",
+        FieldId::ContainerImageRepository,
+        None,
+    ),
+    ("container.image.tag", FieldId::ContainerImageTag, None),
+];
+
+fn to_json(v: Val<'_>) -> Json {
+    match v {
+        Val::Str(s) => Json::from(s),
+        Val::Num(n) => Json::from(n),
+        Val::Bool(b) => Json::from(b),
+        Val::Ip(ip) => Json::from(ip.to_string()),
+        Val::Na => Json::Null,
+    }
+}
+
+/// Appends the container fields the rule's output lacks, to the message (`container_id=…`)
+/// and to `output_fields`; nothing for host processes or with `--no-container-fields`.
+fn append_container(
+    ev: &Event,
+    ctx: &Ctx,
+    msg: &mut String,
+    fields_out: &mut BTreeMap<String, Json>,
+) {
+    if ctx.no_container_fields || ev.container.is_none() {
+        return;
+    }
+    let mut buf = String::new();
+    for (key, id, label) in CONTAINER_FIELDS {
+        if fields_out.contains_key(key) {
+            continue;
+        }
+        let f = FieldRef {
+            id,
+            arg: FieldArg::None,
+        };
+        let json = to_json(f.extract(ev, 0, ctx, &mut buf));
+        if let Some(label) = label {
+            msg.push(' ');
+            msg.push_str(label);
+            msg.push('=');
+            match &json {
+                Json::String(s) => msg.push_str(s),
+                _ => msg.push_str("<NA>"),
+            }
+        }
+        fields_out.insert(key.to_string(), json);
     }
 }
 
@@ -167,7 +228,8 @@ pub fn alert(
     ctx: &Ctx,
     _scratch: &mut Scratch,
 ) -> Alert {
-    let (msg, mut output_fields) = fmt.render(ev, ctx);
+    let (mut msg, mut output_fields) = fmt.render(ev, ctx);
+    append_container(ev, ctx, &mut msg, &mut output_fields);
     output_fields.insert("evt.time".into(), Json::from(ev.time));
     Alert {
         time: rfc3339_ns(ev.time),
@@ -206,11 +268,11 @@ mod tests {
 
     #[test]
     fn substitution_forms() {
-        let f = OutputFormat::compile("shell %proc.name (uid=%user.uid) in %(container.name) 100%% %proc.aname[2] sname=%proc.sname.")
+        let f = OutputFormat::compile("shell %proc.name (uid=%user.uid) in %(container.name) 100%% %proc.aname[2] env=%proc.env.")
             .expect("compiles");
-        assert_eq!(f.unavailable, vec!["proc.sname"]);
+        assert_eq!(f.unavailable, vec!["proc.env"]);
         let (msg, fields) = f.render(&ev(), &Ctx::default());
-        assert_eq!(msg, "shell bash (uid=0) in host 100% <NA> sname=<NA>.");
+        assert_eq!(msg, "shell bash (uid=0) in host 100% <NA> env=<NA>.");
         assert_eq!(fields["user.uid"], Json::from(0));
         assert_eq!(fields["proc.aname[2]"], Json::Null);
         assert!(fields.contains_key("container.name"));
@@ -234,6 +296,7 @@ mod tests {
             &ev(),
             &Ctx {
                 hostname: "h".into(),
+                ..Ctx::default()
             },
             &mut Scratch::default(),
         );
@@ -241,5 +304,58 @@ mod tests {
         assert_eq!(a.time, "1970-01-01T00:00:01.000000123Z");
         assert_eq!(a.output_fields["evt.time"], Json::from(1_000_000_123u64));
         assert!(text_line(&a).ends_with("(rule: r)"));
+        assert!(
+            !a.output_fields.contains_key("container.id"),
+            "host: nothing appended"
+        );
+    }
+
+    /// A containerized process's alert carries the container fields its output lacks, in the
+    /// message and in `output_fields`; those the output has are not repeated; the switch
+    /// turns it off.
+    #[test]
+    fn container_fields_appended() {
+        let mut e = ev();
+        e.container = Some(crate::model::Container {
+            id: "0123456789ab".into(),
+            name: "web".into(),
+            image: "docker.io/library/nginx:1.25".into(),
+            ..Default::default()
+        });
+        e.prepare().expect("prepare");
+        let f = OutputFormat::compile("shell %proc.name in %container.name").expect("compiles");
+        let mut ctx = Ctx::default();
+        let a = alert(
+            "r",
+            Priority::Warning,
+            &[],
+            &f,
+            &e,
+            &ctx,
+            &mut Scratch::default(),
+        );
+        assert_eq!(
+            a.output,
+            "00:00:01.000000123: Warning shell bash in web container_id=0123456789ab container_image=docker.io/library/nginx:1.25"
+        );
+        assert_eq!(a.output_fields["container.id"], Json::from("0123456789ab"));
+        assert_eq!(a.output_fields["container.name"], Json::from("web"));
+        assert_eq!(
+            a.output_fields["container.image.repository"],
+            Json::from("docker.io/library/nginx")
+        );
+        assert_eq!(a.output_fields["container.image.tag"], Json::from("1.25"));
+        ctx.no_container_fields = true;
+        let a = alert(
+            "r",
+            Priority::Warning,
+            &[],
+            &f,
+            &e,
+            &ctx,
+            &mut Scratch::default(),
+        );
+        assert_eq!(a.output, "00:00:01.000000123: Warning shell bash in web");
+        assert!(!a.output_fields.contains_key("container.id"));
     }
 }

@@ -282,6 +282,8 @@ pub struct ContainerMeta {
     pub pod_ip: String,
     /// The container has died; kept for late events until it is destroyed or evicted.
     pub exited: bool,
+    /// Docker inspect's `Mounts`, at most [`MAX_MOUNTS`].
+    pub mounts: Vec<crate::model::Mount>,
 }
 
 /// Where a container's metadata came from.
@@ -296,6 +298,7 @@ pub enum MetaSource {
 /// Bounds on what one container's metadata may hold; labels come from image authors.
 pub const MAX_LABELS: usize = 256;
 pub const MAX_FIELD_BYTES: usize = 4096;
+pub const MAX_MOUNTS: usize = 64;
 
 impl ContainerMeta {
     pub fn unknown(id: ContainerId, status: MetaStatus) -> Self {
@@ -316,6 +319,7 @@ impl ContainerMeta {
             pod_ip: NA.into(),
             exited: false,
             source: MetaSource::Docker,
+            mounts: Vec::new(),
         }
     }
 

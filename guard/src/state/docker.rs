@@ -207,6 +207,24 @@ impl DockerEnricher {
                     labels,
                     r.host_config.as_ref().and_then(|h| h.privileged),
                 );
+                // Falco's container.mounts, bounded in number and size.
+                let text = |v: &Option<String>| {
+                    super::container::bounded(v.as_deref().unwrap_or_default())
+                };
+                meta.mounts = r
+                    .mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.destination.as_deref().is_some_and(|d| !d.is_empty()))
+                    .take(super::container::MAX_MOUNTS)
+                    .map(|m| crate::model::Mount {
+                        source: text(&m.source),
+                        dest: text(&m.destination),
+                        mode: text(&m.mode),
+                        rw: m.rw.unwrap_or(false),
+                        propagation: text(&m.propagation),
+                    })
+                    .collect();
                 meta.exited = r
                     .state
                     .as_ref()

@@ -7,6 +7,7 @@
 //! - [`container`]: container ids, cgroup path layouts, image references, the metadata cache.
 //! - [`docker`]: the background task that fills the cache from the Docker API.
 //! - [`cri`]: the one that fills it from the Kubernetes CRI (containerd, CRI-O).
+//! - [`users`]: user and group names from each container's own account files.
 //!
 //! [`State`] ties them together for the event pipeline. It is owned by one task (`&mut`);
 //! only the container metadata cache is shared with the enrichment task.
@@ -18,6 +19,7 @@ pub mod docker;
 pub mod path;
 pub mod process;
 pub mod procfs;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use self::{
     path::Resolved,
     process::{ExecInfo, Process, ProcessConfig, ProcessTable},
     procfs::ProcFs,
+    users::{UserDb, UserDbConfig},
 };
 
 /// A process id (thread-group id) in guard's pid namespace.
@@ -48,6 +51,7 @@ pub struct StateConfig {
     pub cgroups: CgroupCacheConfig,
     pub containers: ContainerTableConfig,
     pub docker: DockerConfig,
+    pub users: UserDbConfig,
 }
 
 /// What a relative path in a syscall is relative to.
@@ -67,6 +71,7 @@ pub struct State {
     pub cgroups: CgroupCache,
     pub containers: ContainerTable,
     pub fs: ProcFs,
+    pub users: UserDb,
 }
 
 impl State {
@@ -84,6 +89,7 @@ impl State {
             cgroups: CgroupCache::new(cfg.cgroups),
             containers,
             fs,
+            users: UserDb::new(cfg.users, crate::procroot::open_account_file),
         };
         (state, enricher)
     }
@@ -128,6 +134,24 @@ impl State {
     /// The process, loaded from /proc when the table lacks it.
     pub fn process(&mut self, pid: Pid) -> Option<&Process> {
         self.procs.load(&self.fs, pid)
+    }
+
+    /// The process's ids in its own pid namespace, read from /proc on the first event after a
+    /// fork or exec, then from the table.
+    pub fn ns_ids(&mut self, pid: Pid) -> Option<procfs::NsIds> {
+        let p = self.procs.get(pid)?;
+        if p.ns_read {
+            return p.ns;
+        }
+        let ns = self.fs.ns_ids(pid);
+        self.procs.set_ns(pid, ns);
+        ns
+    }
+
+    /// The comm of a process (a session leader, for `proc.sname`): the table's, else /proc's
+    /// (loaded into the table).
+    pub fn comm_of(&mut self, pid: Pid) -> Option<&str> {
+        self.process(pid).map(|p| p.comm.as_str())
     }
 
     /// The container an event's cgroup id belongs to; `None` for the host. Queues metadata

@@ -22,7 +22,7 @@ use super::{
     Pid,
     container::ContainerId,
     path::{self, PATH_MAX},
-    procfs::{ArgLimits, Argv, ProcFs, ProcSnapshot, truncate_str},
+    procfs::{ArgLimits, Argv, NsIds, ProcFs, ProcSnapshot, truncate_str},
 };
 
 /// The longest parent chain walked; guards against cycles that pid reuse can create.
@@ -76,6 +76,9 @@ pub struct Process {
     pub cgroup_id: Option<CgroupId>,
     pub container_id: Option<ContainerId>,
     pub exited_at: Option<u64>,
+    /// Ids in its own pid namespace, read from /proc once per fork and exec (`ns_read`).
+    pub ns: Option<NsIds>,
+    pub ns_read: bool,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
     referenced: AtomicBool,
@@ -101,6 +104,8 @@ impl Process {
             cgroup_id: None,
             container_id: None,
             exited_at: None,
+            ns: None,
+            ns_read: false,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -172,6 +177,9 @@ impl Process {
             cgroup_id: self.cgroup_id,
             container_id: self.container_id.clone(),
             exited_at: None,
+            // The child's own pid differs: read again.
+            ns: None,
+            ns_read: false,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -188,6 +196,8 @@ impl Process {
         p.uid = s.uid;
         p.gid = s.gid;
         p.loginuid = s.loginuid;
+        p.ns = s.ns;
+        p.ns_read = true;
         p.cgroup_id = s.cgroup_id;
         p.container_id = s
             .cgroup_path
@@ -345,6 +355,8 @@ impl ProcessTable {
         p.exepath = cap_path(e.filename);
         p.set_argv(e.argv);
         p.exec_time_ns = e.time_ns;
+        // setsid/setpgid happen between fork and exec: read the group and session again.
+        p.ns_read = false;
         if let Some(c) = e.cwd {
             p.cwd = Some(cap_path(c));
         }
@@ -386,6 +398,23 @@ impl ProcessTable {
         if r.absolute {
             self.set_cwd(pid, &r.text());
         }
+    }
+
+    /// Records the namespace ids read for `pid` (`None`: could not be read; not retried).
+    pub fn set_ns(&mut self, pid: Pid, ns: Option<NsIds>) {
+        if let Some(p) = self.map.get_mut(&pid.0) {
+            p.ns = ns;
+            p.ns_read = true;
+        }
+    }
+
+    /// A live process of the container other than `not`, if the table knows one: a way into
+    /// the container's filesystem when the event's process has already exited.
+    pub fn live_in(&self, id: &ContainerId, not: Pid) -> Option<Pid> {
+        self.map
+            .values()
+            .find(|p| p.pid != not && p.exited_at.is_none() && p.container_id.as_ref() == Some(id))
+            .map(|p| p.pid)
     }
 
     pub fn set_container(&mut self, pid: Pid, id: Option<ContainerId>) {

@@ -128,6 +128,45 @@ pub fn parse_status_ids(raw: &str) -> Option<(u32, u32)> {
     Some((field("Uid:")?, field("Gid:")?))
 }
 
+/// A process's ids in its own pid namespace (the last number of the `NSpid:`, `NSpgid:` and
+/// `NSsid:` lines of `/proc/PID/status`; one number when it shares the reader's namespace),
+/// and its session id as the reader sees it (the first `NSsid:` number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsIds {
+    pub vpid: u32,
+    pub vpgid: u32,
+    pub vsid: u32,
+    pub sid: u32,
+}
+
+/// Parses the `NS*` lines of `/proc/PID/status`; `None` when one is missing or malformed.
+pub fn parse_status_ns(raw: &str) -> Option<NsIds> {
+    let ids = |name: &str| -> Option<(u32, u32)> {
+        let v = raw.lines().find_map(|l| l.strip_prefix(name))?;
+        let mut first = None;
+        let mut last = None;
+        // At most 32 levels of pid namespaces exist.
+        for (i, n) in v.split_ascii_whitespace().enumerate() {
+            if i >= 33 {
+                return None;
+            }
+            let n = n.parse::<u32>().ok()?;
+            first.get_or_insert(n);
+            last = Some(n);
+        }
+        Some((first?, last?))
+    };
+    let (_, vpid) = ids("NSpid:")?;
+    let (_, vpgid) = ids("NSpgid:")?;
+    let (sid, vsid) = ids("NSsid:")?;
+    Some(NsIds {
+        vpid,
+        vpgid,
+        vsid,
+        sid,
+    })
+}
+
 /// `/proc/PID/loginuid`: `None` when unset (`4294967295`) or unreadable.
 pub fn parse_loginuid(raw: &str) -> Option<u32> {
     raw.trim().parse::<u32>().ok().filter(|&v| v != u32::MAX)
@@ -255,6 +294,7 @@ pub struct ProcSnapshot {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub loginuid: Option<u32>,
+    pub ns: Option<NsIds>,
     /// Wall-clock start time, ns since the epoch.
     pub start_time_ns: u64,
     pub cgroup_path: Option<String>,
@@ -326,6 +366,19 @@ impl ProcFs {
         read_link_bytes(&self.pid_dir(pid).join("fd").join(fd.to_string()))
     }
 
+    /// The process's namespace ids, from `/proc/PID/status`.
+    pub fn ns_ids(&self, pid: Pid) -> Option<NsIds> {
+        let raw = read_capped(&self.pid_dir(pid).join("status"), 16 * 1024).ok()?;
+        parse_status_ns(&String::from_utf8_lossy(&raw))
+    }
+
+    /// The process's comm, from `/proc/PID/comm`.
+    pub fn comm(&self, pid: Pid) -> Option<String> {
+        let raw = read_capped(&self.pid_dir(pid).join("comm"), 64).ok()?;
+        let s = String::from_utf8_lossy(&raw);
+        Some(truncate_str(s.trim_end_matches('\n'), 15).to_owned())
+    }
+
     /// The cgroup v2 path and id of a process.
     pub fn cgroup(&self, pid: Pid) -> Option<(String, Option<CgroupId>)> {
         let raw = read_capped(&self.pid_dir(pid).join("cgroup"), 64 * 1024).ok()?;
@@ -351,10 +404,13 @@ impl ProcFs {
         let argv = read_capped(&dir.join("cmdline"), limits.max_bytes + 1)
             .map(|raw| Argv::from_nul_separated(&raw, limits))
             .unwrap_or_default();
-        let (uid, gid) = read_capped(&dir.join("status"), 16 * 1024)
-            .ok()
-            .and_then(|s| parse_status_ids(&String::from_utf8_lossy(&s)))
+        let status = read_capped(&dir.join("status"), 16 * 1024).ok();
+        let status = status.as_deref().map(String::from_utf8_lossy);
+        let (uid, gid) = status
+            .as_deref()
+            .and_then(parse_status_ids)
             .map_or((None, None), |(u, g)| (Some(u), Some(g)));
+        let ns = status.as_deref().and_then(parse_status_ns);
         let loginuid = read_capped(&dir.join("loginuid"), 32)
             .ok()
             .and_then(|s| parse_loginuid(&String::from_utf8_lossy(&s)));
@@ -373,6 +429,7 @@ impl ProcFs {
             uid,
             gid,
             loginuid,
+            ns,
             start_time_ns: self.clock.wall_ns(boot_ns),
             cgroup_path,
             cgroup_id,
@@ -413,6 +470,28 @@ mod tests {
         assert_eq!(parse_loginuid("4294967295"), None);
         assert_eq!(parse_loginuid("1000\n"), Some(1000));
         assert_eq!(parse_loginuid("-1"), None);
+        let ns = "Name:\tsh\nNSpid:\t4242\t7\nNSpgid:\t4240\t1\nNSsid:\t4240\t1\n";
+        assert_eq!(
+            parse_status_ns(ns),
+            Some(NsIds {
+                vpid: 7,
+                vpgid: 1,
+                vsid: 1,
+                sid: 4240
+            })
+        );
+        let host = "NSpid:\t10\nNSpgid:\t10\nNSsid:\t3\n";
+        assert_eq!(
+            parse_status_ns(host).map(|n| (n.vpid, n.vpgid, n.sid)),
+            Some((10, 10, 3))
+        );
+        for bad in [
+            "NSpid:\t1\nNSpgid:\t1\n",
+            "NSpid:\tx\nNSpgid:\t1\nNSsid:\t1\n",
+            "NSpid:\nNSpgid:\t1\nNSsid:\t1\n",
+        ] {
+            assert_eq!(parse_status_ns(bad), None, "{bad:?}");
+        }
         let cg = "9:name=systemd:/docker/x\n1:cpu:/\n0::/docker/abc\n";
         assert_eq!(parse_cgroup_v2(cg), Some("/docker/abc"));
         assert_eq!(parse_cgroup_v2("1:cpu:/\n"), None);

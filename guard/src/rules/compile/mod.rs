@@ -64,6 +64,20 @@ pub struct CompiledRule {
     pub pos: Pos,
 }
 
+impl CompiledRule {
+    /// The status `guard rules list` and `validate` show, in text and JSON alike: `partial`
+    /// for an active rule that uses a field guard cannot provide.
+    pub fn status_label(&self) -> &'static str {
+        match self.status {
+            RuleStatus::Active if !self.unavailable.is_empty() => "partial",
+            RuleStatus::Active => "active",
+            RuleStatus::Disabled => "disabled",
+            RuleStatus::Skipped(_) => "skipped",
+            RuleStatus::Invalid => "invalid",
+        }
+    }
+}
+
 /// Compiled rules, indexed by event type id.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {

@@ -171,6 +171,34 @@ pub static FIELDS: &[FieldDef] = &[
         None,
         "executable is writable by the process user"
     ),
+    f!(
+        "proc.vpid",
+        ProcVpid,
+        Num,
+        None,
+        "pid in the process's own pid namespace"
+    ),
+    f!(
+        "proc.vpgid",
+        ProcVpgid,
+        Num,
+        None,
+        "process group id in the process's own pid namespace"
+    ),
+    f!(
+        "proc.is_vpgid_leader",
+        ProcIsVpgidLeader,
+        Bool,
+        None,
+        "proc.vpid = proc.vpgid: the process leads its process group"
+    ),
+    f!(
+        "proc.sname",
+        ProcSname,
+        Str,
+        None,
+        "name of the process's session leader"
+    ),
     f!("proc.pname", ProcPname, Str, None, "parent name"),
     f!("proc.pexe", ProcPexe, Str, None, "parent argv[0]"),
     f!(
@@ -341,6 +369,20 @@ pub static FIELDS: &[FieldDef] = &[
         "the process is the server end"
     ),
     f!(
+        "fd.connected",
+        FdConnected,
+        Bool,
+        None,
+        "socket: the last connect on it succeeded"
+    ),
+    f!(
+        "fd.name_changed",
+        FdNameChanged,
+        Bool,
+        None,
+        "this connect gave the socket another address than it had"
+    ),
+    f!(
         "container.id",
         ContainerId,
         Str,
@@ -396,6 +438,20 @@ pub static FIELDS: &[FieldDef] = &[
         Num,
         None,
         "container start, ns since the epoch"
+    ),
+    f!(
+        "container.mounts",
+        ContainerMounts,
+        Str,
+        None,
+        "mounts as source:dest:mode:rw:propagation, space separated"
+    ),
+    f!(
+        "container.mount.dest",
+        ContainerMountDest,
+        Str,
+        Key,
+        "destination of the mount given by index ([0]) or by source glob ([/var/run/*.sock])"
     ),
     f!(
         "k8s.ns.name",
@@ -455,8 +511,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "fd.cip.name",
     "fd.lip.name",
     "fd.rip.name",
-    "fd.connected",
-    "fd.name_changed",
     "fd.dev",
     "fd.dev.major",
     "fd.dev.minor",
@@ -493,14 +547,10 @@ pub static UNAVAILABLE: &[&str] = &[
     "evt.datetime",
     "evt.time.s",
     "evt.time.iso8601",
-    "proc.sname",
     "proc.sid",
-    "proc.vpid",
-    "proc.vpgid",
     "proc.vpgid.name",
     "proc.vpgid.exe",
     "proc.vpgid.exepath",
-    "proc.is_vpgid_leader",
     "proc.is_sid_leader",
     "proc.ppid.duration",
     "proc.exe_ino",
@@ -535,10 +585,8 @@ pub static UNAVAILABLE: &[&str] = &[
     "user.shell",
     "container.image.id",
     "container.image.digest",
-    "container.mounts",
     "container.mount",
     "container.mount.source",
-    "container.mount.dest",
     "container.healthcheck",
     "container.ip",
     "container.cni.json",

@@ -94,6 +94,13 @@ impl FieldRef {
             ProcIsExeUpperLayer => Val::Bool(p.is_exe_upper_layer),
             ProcIsExeFromMemfd => Val::Bool(p.is_exe_from_memfd),
             ProcIsExeWritable => Val::Bool(p.is_exe_writable),
+            ProcVpid => p.vpid.map_or(Val::Na, |v| Val::Num(v.into())),
+            ProcVpgid => p.vpgid.map_or(Val::Na, |v| Val::Num(v.into())),
+            ProcIsVpgidLeader => match (p.vpid, p.vpgid) {
+                (Some(a), Some(b)) => Val::Bool(a == b),
+                _ => Val::Na,
+            },
+            ProcSname => p.sname.as_deref().map_or(Val::Na, s),
             ProcPname => p.ancestors.first().map_or(Val::Na, |a| s(&a.name)),
             ProcPexe => p.ancestors.first().map_or(Val::Na, |a| s(&a.exe)),
             ProcPexepath => p.ancestors.first().map_or(Val::Na, |a| s(&a.exepath)),
@@ -175,6 +182,8 @@ impl FieldRef {
                 _ => Val::Na,
             },
             FdIsServer => fd.map_or(Val::Na, |f| Val::Bool(f.is_server)),
+            FdConnected => fd.and_then(|f| f.connected).map_or(Val::Na, Val::Bool),
+            FdNameChanged => fd.and_then(|f| f.name_changed).map_or(Val::Na, Val::Bool),
             ContainerId => s(c.map_or(crate::model::HOST_CONTAINER_ID, |c| c.id.as_str())),
             ContainerName => s(c.map_or("host", |c| c.name.as_str())),
             ContainerImage => c.map_or(Val::Na, |c| s(&c.image)),
@@ -189,6 +198,17 @@ impl FieldRef {
             ContainerStartTs => c
                 .filter(|c| c.start_ts != 0)
                 .map_or(Val::Na, |c| Val::Num(c.start_ts as i64)),
+            ContainerMounts => c.map_or(Val::Na, |_| s(&ev.derived.mounts)),
+            ContainerMountDest => match (&self.arg, c) {
+                (FieldArg::Key(k), Some(c)) => {
+                    let m = match k.parse::<usize>() {
+                        Ok(i) => c.mounts.get(i),
+                        Err(_) => c.mounts.iter().find(|m| glob_match(k, &m.source)),
+                    };
+                    m.map_or(Val::Na, |m| s(&m.dest))
+                }
+                _ => Val::Na,
+            },
             K8sNsName => ev
                 .container_label("io.kubernetes.pod.namespace")
                 .map_or(Val::Na, s),
@@ -218,6 +238,30 @@ impl FieldRef {
             _ => None,
         }
     }
+}
+
+/// `*` (any run, `/` included, as Falco's fnmatch without FNM_PATHNAME) and `?` (one
+/// character); no allocation.
+pub fn glob_match(pat: &str, text: &str) -> bool {
+    let (p, t) = (pat.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
 }
 
 fn ip(a: Option<IpAddr>) -> Val<'static> {

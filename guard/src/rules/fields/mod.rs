@@ -15,7 +15,7 @@ mod catalog;
 mod extract;
 
 pub use catalog::{FIELDS, RENAMED, Renamed, UNAVAILABLE};
-pub use extract::res_name;
+pub use extract::{glob_match, res_name};
 // The event type ids belong to the model (which prepares them on each event).
 pub use crate::model::{EVENT_TYPES, OTHER_TYPE, TYPE_COUNT, event_type_id, open_mode};
 pub use crate::yaml::levenshtein;
@@ -83,6 +83,10 @@ pub enum FieldId {
     ProcIsExeUpperLayer,
     ProcIsExeFromMemfd,
     ProcIsExeWritable,
+    ProcVpid,
+    ProcVpgid,
+    ProcIsVpgidLeader,
+    ProcSname,
     ProcPname,
     ProcPexe,
     ProcPexepath,
@@ -121,6 +125,8 @@ pub enum FieldId {
     FdL4proto,
     FdSockfamily,
     FdIsServer,
+    FdConnected,
+    FdNameChanged,
     ContainerId,
     ContainerName,
     ContainerImage,
@@ -130,6 +136,8 @@ pub enum FieldId {
     ContainerPrivileged,
     ContainerLabel,
     ContainerStartTs,
+    ContainerMounts,
+    ContainerMountDest,
     K8sNsName,
     K8sPodName,
     K8sPodUid,
@@ -274,6 +282,9 @@ pub enum Val<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Ctx {
     pub hostname: String,
+    /// Alerts of containerized processes do not get the container fields appended
+    /// (`--no-container-fields`).
+    pub no_container_fields: bool,
 }
 
 #[cfg(test)]
@@ -294,6 +305,97 @@ mod tests {
         assert_eq!(closest("proc.nmae"), Some("proc.name"));
         assert_eq!(closest("fd.directry"), Some("fd.directory"));
         assert_eq!(closest("zzzzzzzzzzzzzzzzzzzz"), None);
+    }
+
+    /// Each newly provided field: its value on an event that has it, `<NA>` on one that
+    /// does not (a host process /proc could not read, an event without an fd).
+    #[test]
+    fn provided_fields_have_values_and_na() {
+        use crate::model::Event;
+        let with = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"connect","proc":{"pid":4242,"name":"sh","uid":1234,"user":"appuser","gid":1234,"group":"app","loginname":"<NA>","vpid":7,"vpgid":7,"sname":"bash"},"fd":{"num":3,"type":"ipv4","sip":"8.8.8.8","sport":53,"connected":true,"name_changed":false}}"#,
+        )
+        .expect("event");
+        let without = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":9,"name":"x","vpid":9,"vpgid":3}}"#,
+        )
+        .expect("event");
+        let ctx = Ctx::default();
+        let get = |name: &str, ev: &Event| {
+            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
+                panic!("{name} is unavailable");
+            };
+            let mut buf = String::new();
+            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
+        };
+        for (name, want) in [
+            ("proc.vpid", "Num(7)"),
+            ("proc.vpgid", "Num(7)"),
+            ("proc.is_vpgid_leader", "Bool(true)"),
+            ("proc.sname", "Str(\"bash\")"),
+            ("fd.connected", "Bool(true)"),
+            ("fd.name_changed", "Bool(false)"),
+            ("user.name", "Str(\"appuser\")"),
+            ("group.name", "Str(\"app\")"),
+            ("user.loginname", "Str(\"<NA>\")"),
+        ] {
+            assert_eq!(get(name, &with), want, "{name}");
+        }
+        for name in [
+            "proc.sname",
+            "fd.connected",
+            "fd.name_changed",
+            "user.name",
+            "group.name",
+        ] {
+            assert_eq!(get(name, &without), "Na", "{name}");
+        }
+        assert_eq!(get("proc.is_vpgid_leader", &without), "Bool(false)");
+        let mut none = without.clone();
+        (none.proc.vpid, none.proc.vpgid) = (None, None);
+        for name in ["proc.vpid", "proc.vpgid", "proc.is_vpgid_leader"] {
+            assert_eq!(get(name, &none), "Na", "{name}");
+        }
+    }
+
+    /// `container.mounts` and `container.mount.dest[…]` from the runtime's mounts; `<NA>` on
+    /// the host and for a mount the container does not have.
+    #[test]
+    fn container_mount_fields() {
+        use crate::model::Event;
+        let ev = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":1,"name":"sh"},"container":{"id":"abc","mounts":[{"source":"/var/run/docker.sock","dest":"/run/docker.sock","mode":"","rw":true,"propagation":"rprivate"},{"source":"/srv/data","dest":"/data","mode":"ro","rw":false,"propagation":""}]}}"#,
+        )
+        .expect("event");
+        let host = Event::from_json_line(
+            r#"{"v":1,"time":1,"type":"execve","proc":{"pid":1,"name":"sh"}}"#,
+        )
+        .expect("event");
+        let ctx = Ctx::default();
+        let get = |name: &str, ev: &Event| {
+            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
+                panic!("{name} is unavailable");
+            };
+            let mut buf = String::new();
+            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
+        };
+        assert_eq!(
+            get("container.mounts", &ev),
+            r#"Str("/var/run/docker.sock:/run/docker.sock::true:rprivate /srv/data:/data:ro:false:")"#
+        );
+        assert_eq!(get("container.mount.dest[1]", &ev), r#"Str("/data")"#);
+        assert_eq!(
+            get("container.mount.dest[/var/run/*.sock]", &ev),
+            r#"Str("/run/docker.sock")"#
+        );
+        assert_eq!(get("container.mount.dest[2]", &ev), "Na");
+        assert_eq!(get("container.mount.dest[/etc*]", &ev), "Na");
+        assert_eq!(get("container.mounts", &host), "Na");
+        assert_eq!(get("container.mount.dest[0]", &host), "Na");
+        assert!(extract::glob_match("/a/*/c", "/a/b/x/c"));
+        assert!(extract::glob_match("?b*", "abc"));
+        assert!(!extract::glob_match("/a/*", "/b/a"));
+        assert!(extract::glob_match("", ""));
     }
 
     #[test]
