@@ -61,6 +61,28 @@ min_med_max() {
         print v[1], m, v[NR] }'
 }
 
+# ratio_rows RAW WORKLOAD...: one markdown row per workload and config ($CONFIGS, names in
+# NAME): the median ns/op, then min/median/max of cost / config a's cost in the same round.
+# RAW lines are "round config workload ns".
+ratio_rows() {
+    local raw=$1 w cfg med_ns mn md mx
+    shift
+    for w in "$@"; do
+        for cfg in $CONFIGS; do
+            med_ns="$(awk -v c="$cfg" -v w="$w" '$2 == c && $3 == w {print $4}' "$raw" | min_med_max | cut -d' ' -f2)"
+            if [ "$cfg" = a ]; then
+                printf '| %s | %s | %.0f | 1 | 1 | 1 |\n' "$w" "${NAME[$cfg]}" "$med_ns"
+                continue
+            fi
+            read -r mn md mx < <(awk -v c="$cfg" -v w="$w" '
+                $3 == w && $2 == "a" { base[$1] = $4 }
+                $3 == w && $2 == c { x[$1] = $4 }
+                END { for (r in x) if (base[r] > 0) print x[r] / base[r] }' "$raw" | min_med_max)
+            printf '| %s | %s | %.0f | %.3f | %.3f | %.3f |\n' "$w" "${NAME[$cfg]}" "$med_ns" "$mn" "$md" "$mx"
+        done
+    done
+}
+
 machine() {
     printf '%s CPUs (%s), kernel %s, %s\n' "$(nproc)" \
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(uname -r)" \

@@ -231,20 +231,7 @@ if [ -n "$BUSY_REPS" ]; then
 fi
 echo "| loop | config | ns/op (median) | ratio min | ratio median | ratio max |"
 echo "|---|---|---|---|---|---|"
-for loop in open exec connect; do
-    for cfg in $CONFIGS; do
-        med_ns="$(awk -v c="$cfg" -v l="$loop" '$2 == c && $3 == l {print $4}' "$RAW" | min_med_max | cut -d' ' -f2)"
-        if [ "$cfg" = a ]; then
-            printf '| %s | %s | %.0f | 1 | 1 | 1 |\n' "$loop" "${NAME[$cfg]}" "$med_ns"
-            continue
-        fi
-        read -r mn md mx < <(awk -v c="$cfg" -v l="$loop" '
-            $3 == l && $2 == "a" { base[$1] = $4 }
-            $3 == l && $2 == c { x[$1] = $4 }
-            END { for (r in x) if (base[r] > 0) print x[r] / base[r] }' "$RAW" | min_med_max)
-        printf '| %s | %s | %.0f | %.3f | %.3f | %.3f |\n' "$loop" "${NAME[$cfg]}" "$med_ns" "$mn" "$md" "$mx"
-    done
-done
+ratio_rows "$RAW" open exec connect
 echo
 echo "Raw ns/op (rep config loop ns):"
 echo

@@ -205,20 +205,7 @@ echo
 [ -z "$FOREIGN" ] || { echo "**Warning:** other processes held BPF programs during the run: $(echo "$FOREIGN" | cut -c1-80 | tr '\n' ';')"; echo; }
 echo "| workload | config | ns/op (median) | ratio min | ratio median | ratio max |"
 echo "|---|---|---|---|---|---|"
-for w in redis-set redis-get open exec connect; do
-    for cfg in $CONFIGS; do
-        med_ns="$(awk -v c="$cfg" -v w="$w" '$2 == c && $3 == w {print $4}' "$RAW" | min_med_max | cut -d' ' -f2)"
-        if [ "$cfg" = a ]; then
-            printf '| %s | %s | %.0f | 1 | 1 | 1 |\n' "$w" "${NAME[$cfg]}" "$med_ns"
-            continue
-        fi
-        read -r mn md mx < <(awk -v c="$cfg" -v w="$w" '
-            $3 == w && $2 == "a" { base[$1] = $4 }
-            $3 == w && $2 == c { x[$1] = $4 }
-            END { for (r in x) if (base[r] > 0) print x[r] / base[r] }' "$RAW" | min_med_max)
-        printf '| %s | %s | %.0f | %.3f | %.3f | %.3f |\n' "$w" "${NAME[$cfg]}" "$med_ns" "$mn" "$md" "$mx"
-    done
-done
+ratio_rows "$RAW" redis-set redis-get open exec connect
 echo
 echo "Targets (issue 18): redis <= 1.02 with guard's default rules (b), <= 1.05 with Falco's rules (f);"
 echo "each loop <= 1.05 with guard's default rules (b) and below the bpftrace floor (t)."
