@@ -291,6 +291,15 @@ pub struct Ctx {
 mod tests {
     use super::*;
 
+    /// `name`'s value on `ev`, as its `Debug` form (`Na` when unknown).
+    fn value_of(name: &str, ev: &crate::model::Event) -> String {
+        let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
+            panic!("{name} is unavailable");
+        };
+        let mut buf = String::new();
+        format!("{:?}", f.extract(ev, 0, &Ctx::default(), &mut buf))
+    }
+
     #[test]
     fn errno_names() {
         assert_eq!(res_name(0), "SUCCESS");
@@ -320,14 +329,7 @@ mod tests {
             r#"{"v":1,"time":1,"type":"execve","proc":{"pid":9,"name":"x","vpid":9,"vpgid":3}}"#,
         )
         .expect("event");
-        let ctx = Ctx::default();
-        let get = |name: &str, ev: &Event| {
-            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
-                panic!("{name} is unavailable");
-            };
-            let mut buf = String::new();
-            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
-        };
+        let get = |name: &str, ev: &Event| value_of(name, ev);
         for (name, want) in [
             ("proc.vpid", "Num(7)"),
             ("proc.vpgid", "Num(7)"),
@@ -371,14 +373,7 @@ mod tests {
             r#"{"v":1,"time":1,"type":"execve","proc":{"pid":1,"name":"sh"}}"#,
         )
         .expect("event");
-        let ctx = Ctx::default();
-        let get = |name: &str, ev: &Event| {
-            let (Resolved::Field(f, _), _) = resolve(name).expect("resolves") else {
-                panic!("{name} is unavailable");
-            };
-            let mut buf = String::new();
-            format!("{:?}", f.extract(ev, 0, &ctx, &mut buf))
-        };
+        let get = |name: &str, ev: &Event| value_of(name, ev);
         assert_eq!(
             get("container.mounts", &ev),
             r#"Str("/var/run/docker.sock:/run/docker.sock::true:rprivate /srv/data:/data:ro:false:")"#
