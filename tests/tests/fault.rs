@@ -245,7 +245,11 @@ impl StoppedDockerd {
                 ))
             })
             .collect();
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| "/".into());
+        // A daemon started from a directory removed since ("… (deleted)") restarts from `/`.
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .ok()
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| "/".into());
         // Field 19 of /proc/PID/stat, counted after the `)` that ends the command name.
         let nice = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
