@@ -203,8 +203,9 @@ fn append_container(
             msg.push(' ');
             msg.push_str(label);
             msg.push('=');
+            // An unknown value, or an empty one (no image known), prints as Falco's `<NA>`.
             match &json {
-                Json::String(s) => msg.push_str(s),
+                Json::String(s) if !s.is_empty() => msg.push_str(s),
                 _ => msg.push_str("<NA>"),
             }
         }
