@@ -53,6 +53,15 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# install_bench_tools PKG...: apt-get install of the Debian packages given (none: nothing);
+# benchmark-only tools, so not in integration/setup.sh.
+install_bench_tools() {
+    [ "$#" -gt 0 ] || return 0
+    say "installing $* with apt-get (benchmark-only tools, not in integration/setup.sh)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # percentiles: reads numbers (one a line) and prints "min median max".
 min_med_max() {
     sort -g | awk '{ v[NR] = $1 } END {

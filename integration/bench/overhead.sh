@@ -57,11 +57,7 @@ need_root
 want=()
 [[ " $CONFIGS " == *" d "* ]] && ! command -v bpftrace >/dev/null && want+=(bpftrace)
 [[ " $CONFIGS " == *" e "* ]] && ! command -v auditd >/dev/null && want+=(auditd)
-if [ "${#want[@]}" -gt 0 ]; then
-    say "installing ${want[*]} with apt-get (benchmark-only tools, not in integration/setup.sh)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-fi
+install_bench_tools "${want[@]}"
 build
 
 # --- fixtures --------------------------------------------------------------------------------

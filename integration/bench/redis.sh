@@ -58,11 +58,7 @@ want=()
 command -v redis-server >/dev/null || want+=(redis-server)
 command -v redis-benchmark >/dev/null || want+=(redis-tools)
 [[ " $CONFIGS " == *" t "* ]] && ! command -v bpftrace >/dev/null && want+=(bpftrace)
-if [ "${#want[@]}" -gt 0 ]; then
-    say "installing ${want[*]} with apt-get (benchmark-only tools, not in integration/setup.sh)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-fi
+install_bench_tools "${want[@]}"
 build
 
 # --- fixtures --------------------------------------------------------------------------------
