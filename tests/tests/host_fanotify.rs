@@ -415,6 +415,20 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
     assert!(err.contains("Operation not permitted"), "{err}");
     let (_, out, _) = sh(&c, "cat /etc/x");
     assert_eq!(out, "line one\n", "the moved file changed");
+    // The same through a hard link made into /etc (link(2) itself is not refused here).
+    let (code, _, err) = sh(&c, "cp /var/log/app.log /tmp/y && cat /tmp/y >/dev/null");
+    assert_eq!(code, Some(0), "{err}");
+    let y = ino_hex(&c, "/tmp/y");
+    wait_until("/tmp/y ignored", || ignored_inodes(pid).contains(&y));
+    let (code, _, err) = sh(&c, "ln /tmp/y /etc/y && echo y >> /etc/y");
+    assert_ne!(
+        code,
+        Some(0),
+        "write through a hard link into /etc succeeded"
+    );
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let (_, out, _) = sh(&c, "cat /etc/y");
+    assert_eq!(out, "line one\n", "the linked file changed");
 
     // Reload: the ignored log is now denied, the tool's copy will be a new binary.
     let from = agent.stderr_len();
