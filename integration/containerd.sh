@@ -19,6 +19,8 @@ PAUSE=docker.io/guard-test/pause:1
 BUSYBOX=docker.io/guard-test/busybox:1
 
 say() { printf 'containerd-fixture: %s\n' "$*" >&2; }
+# shellcheck source=integration/daemon.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 ctr_() { ctr --address "$SOCK" --namespace k8s.io "$@"; }
 up_now() { timeout 5 ctr --address "$SOCK" version >/dev/null 2>&1; }
 
@@ -70,24 +72,7 @@ start() {
     command -v containerd >/dev/null || { say "containerd missing: run integration/setup.sh"; exit 1; }
     write_config
     say "starting containerd (log: $LOG)"
-    # Outlives the caller with no descriptor beyond 0-2 (a `flock` lock would stay held).
-    (
-        for fd in /proc/self/fd/*; do
-            fd="${fd##*/}"
-            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-        done
-        exec setsid containerd --config "$STATE/config.toml"
-    ) >>"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
-    for _ in $(seq 1 120); do
-        if up_now; then say "containerd is up (pid $(cat "$PIDFILE"))"; return; fi
-        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-            say "containerd exited; last log lines:"; tail -n 30 "$LOG" >&2; rm -f "$PIDFILE"; exit 1
-        fi
-        sleep 0.25
-    done
-    say "containerd did not answer within 30 s; last log lines:"; tail -n 30 "$LOG" >&2
-    exit 1
+    spawn_daemon containerd "$LOG" "$PIDFILE" up_now containerd --config "$STATE/config.toml"
 }
 
 # One OCI archive with both images over a single busybox-static layer.

@@ -14,6 +14,8 @@ LOG="$STATE/dockerd.log"
 IMAGE="${GUARD_TEST_IMAGE:-guard-test-busybox:latest}"
 
 say() { printf 'docker-fixture: %s\n' "$*" >&2; }
+# shellcheck source=integration/daemon.sh
+. "$HERE/daemon.sh"
 
 daemon_up() { timeout 5 docker info >/dev/null 2>&1; }
 
@@ -26,26 +28,8 @@ start_daemon() {
     mkdir -p "$STATE"
     say "starting dockerd (log: $LOG)"
     # No bridge or iptables: tests use --network none or host, and the host firewall stays untouched.
-    # dockerd outlives the caller: it gets no descriptor beyond 0-2 (a test run under
-    # `flock LOCK cargo test` would otherwise leave the lock held by dockerd for good).
-    (
-        for fd in /proc/self/fd/*; do
-            fd="${fd##*/}"
-            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-        done
-        exec setsid dockerd --bridge=none --iptables=false --ip6tables=false \
-            --pidfile "$STATE/dockerd.own.pid"
-    ) >"$LOG" 2>&1 < /dev/null &
-    echo $! >"$PIDFILE"
-    for _ in $(seq 1 120); do
-        if daemon_up; then say "dockerd is up (pid $(cat "$PIDFILE"))"; return; fi
-        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-            say "dockerd exited; last log lines:"; tail -n 30 "$LOG" >&2; rm -f "$PIDFILE"; exit 1
-        fi
-        sleep 0.5
-    done
-    say "dockerd did not answer within 60 s; last log lines:"; tail -n 30 "$LOG" >&2
-    exit 1
+    spawn_daemon dockerd "$LOG" "$PIDFILE" daemon_up \
+        dockerd --bridge=none --iptables=false --ip6tables=false --pidfile "$STATE/dockerd.own.pid"
 }
 
 build_image() {

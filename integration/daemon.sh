@@ -1,0 +1,28 @@
+# Sourced by the fixtures (docker.sh, containerd.sh): starting a daemon that outlives the caller.
+# The caller defines `say`.
+
+# spawn_daemon NAME LOG PIDFILE UP_FN CMD...: starts CMD detached (setsid, output appended to
+# LOG, its pid in PIDFILE) and waits up to 60 s until UP_FN succeeds; exits 1 with the log's
+# tail if it dies or does not answer. CMD gets no descriptor beyond 0-2: a test run under
+# `flock LOCK cargo test` would otherwise leave the lock held by the daemon for good.
+spawn_daemon() {
+    local name=$1 log=$2 pidfile=$3 up=$4
+    shift 4
+    (
+        for fd in /proc/self/fd/*; do
+            fd="${fd##*/}"
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+        done
+        exec setsid "$@"
+    ) >>"$log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 240); do
+        if "$up"; then say "$name is up (pid $(cat "$pidfile"))"; return; fi
+        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            say "$name exited; last log lines:"; tail -n 30 "$log" >&2; rm -f "$pidfile"; exit 1
+        fi
+        sleep 0.25
+    done
+    say "$name did not answer within 60 s; last log lines:"; tail -n 30 "$log" >&2
+    exit 1
+}
