@@ -186,6 +186,9 @@ fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
     }
     // The control does all of it.
     for script in WRITES {
+        // The control starts each attack from the same state.
+        let reset = "echo new > /tmp/n && cp /etc/passwd /tmp/p && { [ -e /etc/group ] || cp /tmp/g /etc/group; }";
+        assert_eq!(sh(&control, reset).0, Some(0));
         let (code, _, err) = sh(&control, script);
         assert_eq!(code, Some(0), "control {script:?}: {err}");
     }
@@ -527,6 +530,9 @@ fn fanotify_seals_protected_directories() {
             before,
             "{script:?} changed a sealed directory"
         );
+        // The control starts each attack from the same state.
+        let reset = "echo new > /tmp/n && cp /etc/passwd /tmp/p && { [ -e /etc/group ] || cp /tmp/g /etc/group; }";
+        assert_eq!(sh(&control, reset).0, Some(0));
         let (code, _, err) = sh(&control, script);
         assert_eq!(code, Some(0), "control {script:?}: {err}");
     }
