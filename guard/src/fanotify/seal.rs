@@ -99,8 +99,7 @@ fn upper_of(mountinfo: &str) -> Option<PathBuf> {
     // The last mount on "/" is the root this process sees.
     let line = mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .last()?;
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))?;
     let (_, tail) = line.split_once(" - ")?;
     let mut t = tail.split(' ');
     if t.next()? != "overlay" {
