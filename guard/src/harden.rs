@@ -31,7 +31,9 @@ use crate::policy::landlock::Grants;
 pub const START_CAPS: &[&str] = &[
     "CAP_BPF",
     "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
     "CAP_KILL",
+    "CAP_LINUX_IMMUTABLE",
     "CAP_NET_ADMIN",
     "CAP_PERFMON",
     "CAP_SETPCAP",
@@ -574,8 +576,9 @@ pub fn apply(
             .fold(0u64, |m, c| m | (1u64 << c.index()));
         let mut keep = runtime_mask(metrics_port);
         if crate::fanotify::in_force() {
-            // Marks on new workloads' filesystems (docs/hardening.md).
-            keep |= mask_of(&["CAP_SYS_ADMIN"]);
+            // Marks on new workloads' filesystems; sealing their directories (immutable
+            // attribute, of any owner) (docs/hardening.md).
+            keep |= mask_of(&["CAP_SYS_ADMIN", "CAP_LINUX_IMMUTABLE", "CAP_FOWNER"]);
         }
         let keep = keep & have;
         report.kept = Some(names_of(keep));

@@ -22,7 +22,7 @@ fn build_image(docker: &Docker) {
         TEST_IMAGE,
         "sh",
         "-c",
-        "mkdir -p /opt /var/log && cp /bin/busybox /opt/tool && echo 'line one' > /var/log/app.log",
+        "mkdir -p /opt /var/log /etc/sub && cp /bin/busybox /opt/tool && echo 'line one' > /var/log/app.log",
     ]);
     docker.cmd(&["commit", &name, IMAGE]);
     docker.cmd(&["rm", "-f", &name]);
@@ -186,6 +186,9 @@ fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
     }
     // The control does all of it.
     for script in WRITES {
+        // The control starts each attack from the same state.
+        let reset = "echo new > /tmp/n && cp /etc/passwd /tmp/p && { [ -e /etc/group ] || cp /tmp/g /etc/group; }";
+        assert_eq!(sh(&control, reset).0, Some(0));
         let (code, _, err) = sh(&control, script);
         assert_eq!(code, Some(0), "control {script:?}: {err}");
     }
@@ -404,31 +407,22 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
     assert_ne!(code, Some(0));
     assert!(err.contains("Operation not permitted"), "{err}");
 
-    // Moved into a protected directory right after being ignored: the rule group asks about
-    // the directory's children, so the write is refused and not a byte lands.
+    // Moved or hard-linked into a protected directory right after being ignored: the
+    // directory is sealed (rename and link refused, EPERM), so an ignored file never gets a
+    // name the rules cover; the file keeps its bytes where it was.
     let (code, _, err) = sh(&c, "cp /var/log/app.log /tmp/x && cat /tmp/x >/dev/null");
     assert_eq!(code, Some(0), "{err}");
     let x = ino_hex(&c, "/tmp/x");
     wait_until("/tmp/x ignored", || ignored_inodes(pid).contains(&x));
-    let (code, _, err) = sh(&c, "mv /tmp/x /etc/x && echo y >> /etc/x");
-    assert_ne!(code, Some(0), "write to a file moved into /etc succeeded");
-    assert!(err.contains("Operation not permitted"), "{err}");
-    let (_, out, _) = sh(&c, "cat /etc/x");
-    assert_eq!(out, "line one\n", "the moved file changed");
-    // The same through a hard link made into /etc (link(2) itself is not refused here).
-    let (code, _, err) = sh(&c, "cp /var/log/app.log /tmp/y && cat /tmp/y >/dev/null");
-    assert_eq!(code, Some(0), "{err}");
-    let y = ino_hex(&c, "/tmp/y");
-    wait_until("/tmp/y ignored", || ignored_inodes(pid).contains(&y));
-    let (code, _, err) = sh(&c, "ln /tmp/y /etc/y && echo y >> /etc/y");
-    assert_ne!(
-        code,
-        Some(0),
-        "write through a hard link into /etc succeeded"
-    );
-    assert!(err.contains("Operation not permitted"), "{err}");
-    let (_, out, _) = sh(&c, "cat /etc/y");
-    assert_eq!(out, "line one\n", "the linked file changed");
+    for script in ["mv /tmp/x /etc/x", "ln /tmp/x /etc/x"] {
+        let (code, _, err) = sh(&c, script);
+        assert_ne!(code, Some(0), "{script:?} succeeded");
+        assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
+        let (code, _, _) = sh(&c, "test -e /etc/x");
+        assert_eq!(code, Some(1), "{script:?} left /etc/x");
+    }
+    let (_, out, _) = sh(&c, "cat /tmp/x");
+    assert_eq!(out, "line one\n", "the ignored file changed");
 
     // Reload: the ignored log is now denied, the tool's copy will be a new binary.
     let from = agent.stderr_len();
@@ -473,9 +467,129 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
             .filter(|v| v["op"] == op && v["decision"] == "deny" && v["target"] == target)
             .count()
     };
-    // One refused open, one record (both groups asked about it).
-    assert_eq!(count("open", "/etc/x"), 1, "{d:?}");
     assert!(count("open", "/var/log/app.log") >= 1, "{d:?}");
     assert!(count("exec", "/opt/tool") >= 1, "{d:?}");
     s.cleanup();
 }
+
+/// Sealed directories: what fanotify has no permission event for (rename into, out of and
+/// over, link, unlink, and the creation of a name) is refused with EPERM in a `deny_write`
+/// `DIR/**` directory of an enforced container, nothing changes there, and a control container
+/// does all of it; a detect-mode container is not sealed; the host's upper directory is not
+/// immutable (the container is removed as usual); the seals are lifted when the agent stops.
+#[test]
+fn fanotify_seals_protected_directories() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    build_image(&docker);
+    let sealed = start(&docker, true);
+    let control = start(&docker, false);
+    let detect = {
+        let args = [
+            "run",
+            "-d",
+            "--network=none",
+            "--label",
+            "guard-test=1",
+            "--label",
+            "guard-fanotify-detect=on",
+            IMAGE,
+            "sleep",
+            "300",
+        ];
+        Ctr(docker.cmd(&args))
+    };
+    // The files each attack starts from, outside the protected directories.
+    let setup = "echo new > /tmp/n && cp /etc/passwd /tmp/p && echo evil >> /tmp/p";
+    for c in [&sealed, &control, &detect] {
+        let (code, _, err) = sh(c, setup);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let s = Scratch::new("fanotify-seal");
+    let policy = s.policy(SEAL_POLICY);
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let state = "ls -la /etc /etc/sub /bin | sha256sum; sha256sum /etc/passwd /etc/group";
+    let before = sh(&sealed, state).1;
+    // The first pass seals before `guard: ready`.
+    for (script, gone) in SEAL_ATTACKS {
+        let (code, _, err) = sh(&sealed, script);
+        assert_ne!(code, Some(0), "{script:?} succeeded");
+        assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
+        if !gone.is_empty() {
+            let (code, _, _) = sh(&sealed, &format!("test -e {gone}"));
+            assert_eq!(code, Some(1), "{script:?} left {gone}");
+        }
+        assert_eq!(
+            sh(&sealed, state).1,
+            before,
+            "{script:?} changed a sealed directory"
+        );
+        // The control starts each attack from the same state.
+        let reset = "echo new > /tmp/n && cp /etc/passwd /tmp/p && { [ -e /etc/group ] || cp /tmp/g /etc/group; }";
+        assert_eq!(sh(&control, reset).0, Some(0));
+        let (code, _, err) = sh(&control, script);
+        assert_eq!(code, Some(0), "control {script:?}: {err}");
+    }
+    // Outside the sealed directories the container works as usual.
+    let (code, _, err) = sh(
+        &sealed,
+        "mkdir /tmp/d && mv /tmp/n /tmp/d/n && ln -s n /tmp/d/s",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // Detect mode seals nothing.
+    let (code, _, err) = sh(&detect, "mv /tmp/n /etc/n && touch /etc/t");
+    assert_eq!(code, Some(0), "detect-mode container: {err}");
+    // overlayfs keeps the attribute in its own xattr: the host's upper directory is not
+    // immutable (so the runtime can remove the container).
+    let upper = docker.cmd(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &sealed.0]);
+    let o = Command::new("lsattr")
+        .args(["-d", &format!("{upper}/etc")])
+        .output()
+        .expect("lsattr (e2fsprogs)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let flags = text.split_whitespace().next().unwrap_or("");
+    assert!(
+        o.status.success() && !flags.is_empty() && !flags.contains('i'),
+        "upper /etc: {text}"
+    );
+    agent.stop();
+    // Stopped: the seals are lifted with the agent's marks.
+    let (code, _, err) = sh(
+        &sealed,
+        "mv /tmp/d/n /etc/n && touch /etc/sub/t && rm /etc/n",
+    );
+    assert_eq!(code, Some(0), "still sealed after the agent stopped: {err}");
+    let rm = Command::new("docker")
+        .args(["rm", "-f", &sealed.0])
+        .output()
+        .expect("docker rm");
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    s.cleanup();
+}
+
+const SEAL_POLICY: &str = "- policy: fan-seal\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: enforce\n  enforce:\n    open:\n      deny_write: ['/etc/**', '/bin/**']\n- policy: fan-seal-detect\n  workload: {labels: {guard-fanotify-detect: \"on\"}}\n  mode: detect\n  enforce:\n    open:\n      deny_write: ['/etc/**']\n";
+
+/// Each attack, and the name it must not leave behind ("" when the name existed before).
+const SEAL_ATTACKS: &[(&str, &str)] = &[
+    ("mv /tmp/n /etc/n", "/etc/n"),
+    ("ln /tmp/n /etc/sub/n", "/etc/sub/n"),
+    ("mv /tmp/p /etc/passwd", ""),
+    ("mv /etc/group /tmp/g", ""),
+    ("rm /etc/group", ""),
+    ("touch /etc/new", "/etc/new"),
+    ("cp /bin/busybox /bin/newtool", "/bin/newtool"),
+    ("mkdir /etc/d", "/etc/d"),
+    ("ln -s /tmp/n /etc/sub/s", "/etc/sub/s"),
+    ("mknod /etc/fifo p", "/etc/fifo"),
+    ("mv /etc/sub /tmp/sub", ""),
+];

@@ -118,6 +118,7 @@ impl Pipeline {
         if let Some(f) = stage.fanotify.as_mut() {
             let state = &mut self.capture.state;
             let cgroot = crate::sysfs::cgroup2_mount().unwrap_or_else(|| "/sys/fs/cgroup".into());
+            let detect_only = stage.runtime.enforcer.detect_only;
             let workloads: Vec<crate::fanotify::Workload<'_>> = stage
                 .runtime
                 .enforcer
@@ -136,6 +137,7 @@ impl Pipeline {
                         pid,
                         policy_id,
                         policy,
+                        enforce: policy.mode == crate::policy::Mode::Enforce && !detect_only,
                     })
                 })
                 .collect();
@@ -146,6 +148,9 @@ impl Pipeline {
                 inodes = pass.inodes,
                 failed = pass.failed,
                 missing = pass.missing,
+                sealed = pass.seals.sealed,
+                lifted = pass.seals.lifted,
+                seal_failed = pass.seals.failed,
                 "fanotify marks"
             );
         }

@@ -22,6 +22,7 @@ use tracing::debug;
 
 use super::{
     answer::{Rules, Subtree},
+    seal,
     sys::{self, Target},
 };
 use crate::policy::{
@@ -46,6 +47,8 @@ pub struct Workload<'a> {
     pub pid: u32,
     pub policy_id: u32,
     pub policy: &'a Policy,
+    /// The policy is enforced (its mode, and the agent not `--detect-only`).
+    pub enforce: bool,
 }
 
 /// Whether the policy has anything the permission events decide.
@@ -57,7 +60,7 @@ pub fn wants_marks(p: &Policy) -> bool {
         || !p.open.deny_write.is_empty()
 }
 
-fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
+pub(super) fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
     let rel = path.trim_start_matches('/').trim_end_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
     let mut flags = OFlag::O_CLOEXEC;
@@ -144,10 +147,12 @@ fn mark_rule_file(
     Ok(true)
 }
 
-/// What one pass produced: the table, and counts for the log.
+/// What one pass produced: the table, the directories to seal, and counts for the log.
 #[derive(Debug, Default)]
 pub struct Pass {
     pub rules: Rules,
+    pub seal: seal::Plan,
+    pub seals: seal::SealCounts,
     pub filesystems: usize,
     pub inodes: usize,
     pub failed: usize,
@@ -158,7 +163,9 @@ pub struct Pass {
 /// answer thread decides with. `group` gets the filesystem marks; `rule_group` inode marks on
 /// every rule's file, every file listed below a `DIR/**` directory and each directory of it
 /// (with its direct children), so the rule files are asked in that group whatever the first
-/// group ignores. `marked` is what `rule_group` already marks (kept across passes).
+/// group ignores. `marked` is what `rule_group` already marks (kept across passes). On a
+/// container's own overlay root, an enforced `deny_write` `DIR/**` rule's directories go into
+/// the plan of directories to seal (`seal.rs`).
 pub fn build(
     group: &OwnedFd,
     rule_group: &OwnedFd,
@@ -183,6 +190,8 @@ pub fn build(
             pass.rules.dnb_devs.insert(root_dev);
         }
         let on_host_root = Some(root_dev) == host_root_dev;
+        let sealing = !on_host_root && w.enforce && seal::is_overlay(&root);
+        let upper = sealing.then(|| seal::upper_dir(w.pid)).flatten();
         if !on_host_root {
             match sys::mark_fd(group.as_fd(), Target::Filesystem, root.as_fd()) {
                 Ok(()) => pass.filesystems += 1,
@@ -215,6 +224,10 @@ pub fn build(
             if !subtree {
                 continue;
             }
+            let seal_here = sealing && bits & path_bits::DENY_WRITE != 0;
+            if seal_here && r.id.dev == root_dev {
+                pass.seal.want(r.id, w.pid, text, upper.as_deref());
+            }
             let Ok(dir) = open_in(&root, text, true) else {
                 continue;
             };
@@ -234,7 +247,11 @@ pub fn build(
             list_below(dir, &mut below);
             let base = text.trim_end_matches('/');
             for (rel, id, is_dir) in below {
-                mark(&format!("{base}{rel}"), id, is_dir, true, &mut pass);
+                let path = format!("{base}{rel}");
+                if is_dir && seal_here && id.dev == root_dev {
+                    pass.seal.want(id, w.pid, &path, upper.as_deref());
+                }
+                mark(&path, id, is_dir, true, &mut pass);
                 if !is_dir {
                     *pass.rules.files.entry((w.policy_id, id)).or_default() |= bits;
                 }

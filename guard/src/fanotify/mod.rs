@@ -23,6 +23,7 @@
 
 pub mod answer;
 pub mod marks;
+pub mod seal;
 pub mod sys;
 
 use std::{
@@ -154,6 +155,8 @@ pub struct Fanotify {
     rule_marked: std::collections::HashSet<FileId>,
     /// (cgroup, policy id) of the workloads of the last pass.
     bindings: Vec<(u64, u32)>,
+    /// Directories sealed against rename, link and create (`seal.rs`).
+    sealer: seal::Sealer,
     pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
 }
 
@@ -200,6 +203,7 @@ impl Fanotify {
             thread: Some(thread),
             rule_marked: Default::default(),
             bindings: Vec::new(),
+            sealer: seal::Sealer::default(),
             records,
         })
     }
@@ -210,6 +214,13 @@ impl Fanotify {
     pub fn sync(&mut self, workloads: &[Workload<'_>]) -> marks::Pass {
         let sh = &self.shared;
         let mut pass = marks::build(&sh.group, &sh.rule_group, workloads, &mut self.rule_marked);
+        pass.seals = self.sealer.apply(std::mem::take(&mut pass.seal));
+        if pass.seals.resealed > 0 {
+            warn!(
+                resealed = pass.seals.resealed,
+                "fanotify: sealed directories had been unsealed; sealed again"
+            );
+        }
         let rules = std::mem::take(&mut pass.rules);
         let mut bindings: Vec<(u64, u32)> = workloads
             .iter()
@@ -241,6 +252,11 @@ impl Fanotify {
         pass
     }
 
+    /// Directories sealed now.
+    pub fn sealed(&self) -> usize {
+        self.sealer.len()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
     }
@@ -268,7 +284,8 @@ impl Drop for Fanotify {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        info!("fanotify: {}", self.summary());
+        let lifted = self.sealer.lift_all();
+        info!("fanotify: {}, seals lifted {lifted}", self.summary());
     }
 }
 

@@ -26,19 +26,19 @@ fn covers(op: Op) -> Coverage {
         ),
         Op::OpenWrite => c(
             Denied,
-            "EPERM at open before `O_TRUNC` applies; an `O_CREAT` open creates the (empty) file before the answer; openat2 counts as read + write",
+            "EPERM at open before `O_TRUNC` applies; a new name (`O_CREAT`, mknod, mkdir, symlink) and unlink in a sealed directory (below) EPERM before anything changes, elsewhere an `O_CREAT` open creates the (empty) file before the answer; openat2 counts as read + write",
         ),
         Op::Truncate => c(
             NotCovered,
             "truncate(2) by path opens nothing: not checked (ftruncate needs a descriptor opened for write, which is refused)",
         ),
         Op::Link => c(
-            NotCovered,
-            "link(2) is not checked; opens through the new name hit the rule for the file",
+            Denied,
+            "EPERM into a sealed directory: each directory of an enforced `deny_write` `DIR/**` rule on a container's own overlay root gets the immutable attribute; elsewhere (an exact rule's directory, the host root, volumes) not checked, opens through the new name hit the rule for the file",
         ),
         Op::Rename => c(
-            NotCovered,
-            "rename(2) into a protected directory is not refused; the moved file's opens for write are, and a moved-in binary written in the workload cannot be executed",
+            Denied,
+            "EPERM into, out of or over a sealed directory (as for link); elsewhere not refused: the moved file's opens for write are, and a moved-in binary written in the workload cannot be executed",
         ),
         Op::Connect => super::net::CONNECT,
         Op::Sendmsg => super::net::SENDMSG,
