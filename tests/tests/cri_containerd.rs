@@ -772,10 +772,20 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         ctr_back.is_some(),
         "the ctr container's metadata did not come back after containerd restarted"
     );
-    let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
+    // The gauges are copied in once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let subscribed = loop {
+        let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
+        let v = metric(&body, "guard_containerd_events_subscribed");
+        if v == Some(1.0) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(
-        metric(&body, "guard_containerd_events_subscribed"),
-        Some(1.0)
+        subscribed,
+        Some(1.0),
+        "containerd's events not subscribed again"
     );
     eprintln!("cri: {:?}: recovered after restart", started.elapsed());
     let mut c = rt.block_on(client(&sock));

@@ -41,7 +41,9 @@ use containerd_client::{
         namespaces_client::NamespacesClient, version_client::VersionClient,
     },
 };
+use containerd_client::types::Envelope;
 use prost::Message;
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
@@ -92,6 +94,8 @@ pub struct ContainerdConfig {
     pub max_containers: usize,
     pub max_sandboxes: usize,
     pub max_spec_bytes: usize,
+    /// Events received but not handled yet.
+    pub event_queue: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
@@ -107,6 +111,7 @@ impl Default for ContainerdConfig {
             max_containers: 4096,
             max_sandboxes: 4096,
             max_spec_bytes: 1 << 20,
+            event_queue: 1024,
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(5),
         }
@@ -266,20 +271,45 @@ impl Conn {
         Ok((names, more))
     }
 
-    /// The event stream, filtered to [`TOPICS`].
-    pub async fn subscribe(
-        &self,
-    ) -> Result<tonic::Streaming<containerd_client::types::Envelope>, ContainerdError> {
-        call(
-            "Events.Subscribe",
-            self.timeout,
-            EventsClient::new(self.channel.clone())
-                .max_decoding_message_size(self.max)
-                .subscribe(SubscribeRequest {
-                    filters: TOPICS.iter().map(|t| format!("topic=={t:?}")).collect(),
-                }),
-        )
-        .await
+    /// The event stream, filtered to [`TOPICS`]. No deadline: containerd sends the response
+    /// headers only with the first event.
+    async fn subscribe(&self) -> Result<tonic::Streaming<Envelope>, tonic::Status> {
+        EventsClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max)
+            .subscribe(SubscribeRequest {
+                filters: TOPICS.iter().map(|t| format!("topic=={t:?}")).collect(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Subscribes in a task of its own, which forwards the events into a queue of `cap`
+    /// (when the queue is full the task waits: the stream is flow-controlled); the task ends
+    /// with the first error, which it forwards, or when the receiver is dropped.
+    fn spawn_events(&self, cap: usize) -> (EventTask, mpsc::Receiver<Result<Envelope, tonic::Status>>) {
+        let (tx, rx) = mpsc::channel(cap.max(1));
+        let conn = self.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = match conn.subscribe().await {
+                Ok(s) => s,
+                Err(s) => {
+                    let _ = tx.send(Err(s)).await;
+                    return;
+                }
+            };
+            loop {
+                let next = match stream.message().await {
+                    Ok(Some(env)) => Ok(env),
+                    Ok(None) => Err(tonic::Status::unavailable("stream ended")),
+                    Err(s) => Err(s),
+                };
+                let end = next.is_err();
+                if tx.send(next).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        (EventTask(task), rx)
     }
 
     /// One container record; `None` when it is gone.
@@ -322,6 +352,15 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+/// The event-forwarding task, aborted when the session that started it ends.
+struct EventTask(tokio::task::JoinHandle<()>);
+
+impl Drop for EventTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -518,8 +557,9 @@ impl ContainerdEnricher {
         self.health.update(|h| h.socket = Some(socket.clone()));
         let conn = Conn::open(&socket, &self.cfg).await?;
         let version = conn.version().await?;
-        // Subscribed before the list: a container created in between is in one or the other.
-        let mut stream = conn.subscribe().await?;
+        // Subscribed before the list: a container created in between is in one or the other
+        // (the resync catches one created while the subscription is on its way).
+        let (_task, mut events) = conn.spawn_events(self.cfg.event_queue);
         info!(socket = %socket.display(), %version, "containerd API connected, events subscribed");
         self.health.update(|h| h.version = version);
         self.set_up(true, true);
@@ -532,10 +572,10 @@ impl ContainerdEnricher {
             }
             tokio::select! {
                 _ = resync.tick() => self.sync(&conn).await?,
-                msg = stream.message() => match msg {
-                    Ok(Some(env)) => self.on_event(&conn, env).await?,
-                    Ok(None) => return Err(ContainerdError::Status("Events.Subscribe", tonic::Status::unavailable("stream ended"))),
-                    Err(s) => return Err(ContainerdError::Status("Events.Subscribe", s)),
+                msg = events.recv() => match msg {
+                    Some(Ok(env)) => self.on_event(&conn, env).await?,
+                    Some(Err(s)) => return Err(ContainerdError::Status("Events.Subscribe", s)),
+                    None => return Err(ContainerdError::Status("Events.Subscribe", tonic::Status::unavailable("stream ended"))),
                 },
             }
         }
@@ -544,7 +584,7 @@ impl ContainerdEnricher {
     async fn on_event(
         &mut self,
         conn: &Conn,
-        env: containerd_client::types::Envelope,
+        env: Envelope,
     ) -> Result<(), ContainerdError> {
         let ns = env.namespace.as_str();
         let Some(payload) = env.event.as_ref().map(|a| a.value.as_slice()) else {
@@ -694,9 +734,12 @@ pub async fn probe(socket: &Path, cfg: &ContainerdConfig) -> Result<String, Cont
     let conn = Conn::open(socket, cfg).await?;
     let version = conn.version().await?;
     let (namespaces, _) = conn.namespaces(cfg.max_namespaces).await?;
-    let events = match conn.subscribe().await {
-        Ok(_) => "events: subscribed".to_owned(),
-        Err(e) => format!("events: not subscribed ({e})"),
+    // containerd answers a subscription only with its first event: an error within a short
+    // wait is a refusal, no answer is an open subscription.
+    let (_task, mut rx) = conn.spawn_events(1);
+    let events = match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        Ok(Some(Err(s))) => format!("events: not subscribed ({s})"),
+        _ => "events: subscribed".to_owned(),
     };
     Ok(format!(
         "{version}, namespaces [{}], {events}",
