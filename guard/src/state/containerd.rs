@@ -33,6 +33,7 @@ use std::{
     time::Duration,
 };
 
+use containerd_client::types::Envelope;
 use containerd_client::{
     events::{ContainerCreate, ContainerDelete, ContainerUpdate},
     services::v1::{
@@ -41,7 +42,6 @@ use containerd_client::{
         namespaces_client::NamespacesClient, version_client::VersionClient,
     },
 };
-use containerd_client::types::Envelope;
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -286,7 +286,10 @@ impl Conn {
     /// Subscribes in a task of its own, which forwards the events into a queue of `cap`
     /// (when the queue is full the task waits: the stream is flow-controlled); the task ends
     /// with the first error, which it forwards, or when the receiver is dropped.
-    fn spawn_events(&self, cap: usize) -> (EventTask, mpsc::Receiver<Result<Envelope, tonic::Status>>) {
+    fn spawn_events(
+        &self,
+        cap: usize,
+    ) -> (EventTask, mpsc::Receiver<Result<Envelope, tonic::Status>>) {
         let (tx, rx) = mpsc::channel(cap.max(1));
         let conn = self.clone();
         let task = tokio::spawn(async move {
@@ -581,11 +584,7 @@ impl ContainerdEnricher {
         }
     }
 
-    async fn on_event(
-        &mut self,
-        conn: &Conn,
-        env: Envelope,
-    ) -> Result<(), ContainerdError> {
+    async fn on_event(&mut self, conn: &Conn, env: Envelope) -> Result<(), ContainerdError> {
         let ns = env.namespace.as_str();
         let Some(payload) = env.event.as_ref().map(|a| a.value.as_slice()) else {
             return Ok(());

@@ -4,7 +4,12 @@ use crate::state::container::{ContainerChange, ContainerTableConfig, MetaStatus}
 const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
 const SB: &str = "aa1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
 
-fn record(id: &str, image: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Container {
+fn record(
+    id: &str,
+    image: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> Container {
     let ann: BTreeMap<&str, &str> = annotations.iter().copied().collect();
     Container {
         id: id.into(),
@@ -133,7 +138,12 @@ fn cri_records_are_classified() {
     assert_eq!(m.pod_labels.get("app").map(String::as_str), Some("web"));
 
     // Without kubelet's labels the pod's namespace comes from the sandbox (meta_of).
-    let bare = record(A, "busybox", &[(LABEL_CRI_KIND, "container")], &[(ANN_SANDBOX_ID, SB)]);
+    let bare = record(
+        A,
+        "busybox",
+        &[(LABEL_CRI_KIND, "container")],
+        &[(ANN_SANDBOX_ID, SB)],
+    );
     let Record::Cri { container, .. } = classify(CRI_NAMESPACE, &bare, 1 << 20) else {
         panic!("not a CRI container");
     };
@@ -151,7 +161,9 @@ fn cri_records_are_classified() {
 fn spec_annotations_are_bounded() {
     let c = record(A, "busybox", &[], &[(ANN_SANDBOX_ID, SB)]);
     assert_eq!(
-        spec_annotations(&c, 1 << 20).get(ANN_SANDBOX_ID).map(String::as_str),
+        spec_annotations(&c, 1 << 20)
+            .get(ANN_SANDBOX_ID)
+            .map(String::as_str),
         Some(SB)
     );
     let len = c.spec.as_ref().map_or(0, |a| a.value.len());
