@@ -49,8 +49,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     container::{
-        ContainerId, ContainerMeta, ContainerTable, MAX_LABELS, MetaSource, NA, WeakContainerTable,
-        bounded,
+        ContainerId, ContainerMeta, ContainerTable, MAX_LABELS, MetaSource, MetaStatus, NA,
+        WeakContainerTable, bounded,
     },
     cri::{CriContainer, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodInfo, meta_of},
 };
@@ -482,7 +482,8 @@ pub struct ContainerdEnricher {
     /// Containers this task owns and stored.
     known: HashSet<ContainerId>,
     /// CRI containers stored at create time (removed at their delete event).
-    early: HashSet<ContainerId>,
+    /// With when: one whose delete was missed (containerd restarting) is checked at a resync.
+    early: HashMap<ContainerId, std::time::Instant>,
     /// CRI pod sandboxes by id.
     pods: HashMap<String, PodInfo>,
 }
@@ -494,7 +495,7 @@ impl ContainerdEnricher {
             cfg,
             health: ContainerdHealth::default(),
             known: HashSet::new(),
-            early: HashSet::new(),
+            early: HashMap::new(),
             pods: HashMap::new(),
         }
     }
@@ -609,8 +610,8 @@ impl ContainerdEnricher {
             debug!(topic = %bounded(&env.topic), "undecodable containerd event");
             return Ok(());
         };
-        // Updates in k8s.io are the CRI client's to follow.
-        if ns == CRI_NAMESPACE && env.topic != "/containers/create" {
+        // Docker's containers are Docker's; updates in k8s.io are the CRI client's to follow.
+        if ns == DOCKER_NAMESPACE || (ns == CRI_NAMESPACE && env.topic != "/containers/create") {
             return Ok(());
         }
         if let Some(c) = conn.get(ns, &id).await? {
@@ -625,7 +626,7 @@ impl ContainerdEnricher {
         let Some(id) = ContainerId::parse(id) else {
             return;
         };
-        let ours = self.known.remove(&id) | self.early.remove(&id);
+        let ours = self.known.remove(&id) | self.early.remove(&id).is_some();
         if ours && let Some(t) = self.table.upgrade() {
             t.remove(&id);
         }
@@ -643,11 +644,16 @@ impl ContainerdEnricher {
             Record::Ignored => {}
             Record::Sandbox(pod) => self.remember_pod(c.id.clone(), pod),
             Record::Plain(meta) => {
+                let Some(t) = self.table.upgrade() else {
+                    return Ok(());
+                };
                 let new = !self.known.contains(&meta.id);
-                if (new || changed) && (!new || self.known.len() < self.cfg.max_containers) {
-                    let Some(t) = self.table.upgrade() else {
-                        return Ok(());
-                    };
+                // Stored again when the table lost it (evicted) or a miss replaced it.
+                let lost = t
+                    .peek(&meta.id)
+                    .is_none_or(|m| m.status != MetaStatus::Ready);
+                if (new || changed || lost) && (!new || self.known.len() < self.cfg.max_containers)
+                {
                     let id = meta.id.clone();
                     debug!(container = %id.short(), namespace = ns, image = %meta.image, "containerd container");
                     if t.store_unowned(meta, false) {
@@ -674,7 +680,7 @@ impl ContainerdEnricher {
                 };
                 debug!(container = %id.short(), ns = %meta.k8s_ns_name, "CRI container at create");
                 if t.store_unowned(meta, true) && self.early.len() < self.cfg.max_containers {
-                    self.early.insert(id);
+                    self.early.insert(id, std::time::Instant::now());
                 }
             }
         }
@@ -718,9 +724,27 @@ impl ContainerdEnricher {
             .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
-        if let Some(t) = self.table.upgrade() {
-            for id in gone {
-                self.known.remove(&id);
+        let Some(t) = self.table.upgrade() else {
+            return Ok(());
+        };
+        for id in gone {
+            self.known.remove(&id);
+            t.remove(&id);
+        }
+        drop(t);
+        // Create-time entries the CRI client has had a resync's time to take over: one whose
+        // record is gone (its delete missed) is removed; the rest are the CRI client's now.
+        let old: Vec<ContainerId> = self
+            .early
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= self.cfg.resync_interval)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in old {
+            self.early.remove(&id);
+            if conn.get(CRI_NAMESPACE, id.as_str()).await?.is_none()
+                && let Some(t) = self.table.upgrade()
+            {
                 t.remove(&id);
             }
         }
