@@ -582,7 +582,7 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     );
 
     // 2c. A container started straight on containerd (`ctr -n guardtest run`): alerts carry
-    //     its image, its label and its namespace; a policy selecting its image and label
+    //     its image, its label, its namespace and (nerdctl's label) its name; a policy selecting its image and label
     //     denies its shell, from the entrypoint on; another container's shell runs (control).
     let ids = (hex_id(), hex_id());
     let _ctr_cleanup = CtrCleanup(sock.clone(), vec![ids.0.clone(), ids.1.clone()]);
@@ -593,6 +593,8 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
             "-d",
             "--label",
             "guard.test=ctr-alert",
+            "--label",
+            "nerdctl/name=guard-ctr",
             BUSYBOX,
             &ids.0,
             "/bin/sleep",
@@ -635,6 +637,7 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     eprintln!("cri: {:?}: ctr alert {f}", started.elapsed());
     assert_eq!(f["container.label[io.containerd.namespace]"], PLAIN_NS);
     assert_eq!(f["container.label[guard.test]"], "ctr-alert");
+    assert_eq!(f["container.name"], "guard-ctr", "nerdctl's name label");
     assert_eq!(
         f["container.image.repository"],
         "docker.io/guard-test/busybox"
