@@ -260,3 +260,88 @@ async fn unreachable_containerd_is_down() {
         .expect("the task ends with the table")
         .expect("no panic");
 }
+
+/// A connection that is never used (every record the test gives is resolved from the cache);
+/// a call would fail, which the test would see as an error.
+fn unused_conn() -> Conn {
+    Conn {
+        channel: tonic::transport::Endpoint::from_static("http://[::]:1").connect_lazy(),
+        max: 1 << 20,
+        timeout: Duration::from_millis(100),
+    }
+}
+
+/// The event path without a server: a sandbox's create caches its pod; its container's create
+/// stores the container with kubelet's and the pod's labels and fires the Ready hook (what
+/// binds the policy before the cgroup exists); the delete removes it. A ctr container is
+/// stored with its namespace and removed at its delete; a Docker one is left alone.
+#[tokio::test]
+async fn create_and_delete_records() {
+    let (table, _rx) = ContainerTable::new(ContainerTableConfig::default());
+    let hooked = Arc::new(Mutex::new(Vec::new()));
+    let h = hooked.clone();
+    table.set_hook(Arc::new(move |c: ContainerChange<'_>| match c {
+        ContainerChange::Ready(m) => {
+            h.lock()
+                .expect("lock")
+                .push(format!("ready {} ns={}", m.id.short(), m.k8s_ns_name))
+        }
+        ContainerChange::Removed(id) => h
+            .lock()
+            .expect("lock")
+            .push(format!("removed {}", id.short())),
+    }));
+    let mut e = ContainerdEnricher::new(&table, ContainerdConfig::default());
+    let conn = unused_conn();
+    let sb = record(
+        SB,
+        "docker.io/guard-test/pause:1",
+        &[("app", "web"), (LABEL_CRI_KIND, "sandbox")],
+        &[(ANN_SANDBOX_NAMESPACE, "prod"), (ANN_SANDBOX_NAME, "web-0")],
+    );
+    e.record(&conn, CRI_NAMESPACE, &sb, true)
+        .await
+        .expect("sandbox");
+    assert!(table.is_empty(), "a sandbox is not a container entry");
+    let c = record(
+        A,
+        "docker.io/guard-test/busybox:1",
+        &[(LABEL_CRI_KIND, "container"), (LABEL_CONTAINER_NAME, "app")],
+        &[(ANN_SANDBOX_ID, SB)],
+    );
+    e.record(&conn, CRI_NAMESPACE, &c, true)
+        .await
+        .expect("container");
+    let id = ContainerId::parse(A).expect("id");
+    let m = table.peek(&id).expect("stored at create");
+    assert_eq!((m.name.as_str(), m.k8s_ns_name.as_str()), ("app", "prod"));
+    assert_eq!(m.k8s_pod_name, "web-0");
+    assert_eq!(m.pod_labels.get("app").map(String::as_str), Some("web"));
+    e.forget(A);
+    assert!(table.peek(&id).is_none(), "removed at its delete");
+
+    // A ctr container in a plain namespace, and one in Docker's.
+    let plain = record(A, "busybox:1", &[("guard.test", "x")], &[]);
+    e.record(&conn, "guardtest", &plain, false)
+        .await
+        .expect("plain");
+    let m = table.peek(&id).expect("stored");
+    assert_eq!(m.source, MetaSource::Containerd);
+    assert_eq!(m.label(LABEL_NAMESPACE), "guardtest");
+    let docker = record(SB, "nginx", &[], &[]);
+    e.record(&conn, DOCKER_NAMESPACE, &docker, true)
+        .await
+        .expect("docker");
+    assert!(table.peek(&ContainerId::parse(SB).expect("id")).is_none());
+    e.forget(A);
+    assert!(table.is_empty());
+    assert_eq!(
+        *hooked.lock().expect("lock"),
+        vec![
+            format!("ready {} ns=prod", &A[..12]),
+            format!("removed {}", &A[..12]),
+            format!("ready {} ns={NA}", &A[..12]),
+            format!("removed {}", &A[..12]),
+        ]
+    );
+}
