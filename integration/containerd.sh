@@ -9,6 +9,8 @@
 # `ctr` from a locally built OCI archive (no registry is reachable here):
 #   docker.io/guard-test/pause:1     the pod sandbox image (`sleep` forever)
 #   docker.io/guard-test/busybox:1   the workload image
+# both into the CRI's namespace k8s.io, and the busybox image also into the plain namespace
+# guardtest, for containers started straight on containerd (`ctr -n guardtest run`).
 set -euo pipefail
 
 STATE="${GUARD_CRI_STATE:-/run/guard-cri}"
@@ -17,6 +19,7 @@ PIDFILE="$STATE/containerd.pid"
 LOG="$STATE/containerd.log"
 PAUSE=docker.io/guard-test/pause:1
 BUSYBOX=docker.io/guard-test/busybox:1
+PLAIN_NS=guardtest
 
 say() { printf 'containerd-fixture: %s\n' "$*" >&2; }
 # shellcheck source=integration/daemon.sh
@@ -78,7 +81,8 @@ start() {
 # One OCI archive with both images over a single busybox-static layer.
 import_images() {
     if ctr_ images check "name==$BUSYBOX" 2>/dev/null | grep -q complete \
-        && ctr_ images check "name==$PAUSE" 2>/dev/null | grep -q complete; then
+        && ctr_ images check "name==$PAUSE" 2>/dev/null | grep -q complete \
+        && ctr --address "$SOCK" --namespace "$PLAIN_NS" images check "name==$BUSYBOX" 2>/dev/null | grep -q complete; then
         say "images present"
         return
     fi
@@ -116,6 +120,7 @@ import_images() {
     tar -C "$oci" -cf "$work/images.tar" .
     say "importing $PAUSE and $BUSYBOX"
     ctr_ images import --no-unpack=false "$work/images.tar" >/dev/null
+    ctr --address "$SOCK" --namespace "$PLAIN_NS" images import "$work/images.tar" >/dev/null
     rm -rf "$work"
 }
 
@@ -142,6 +147,11 @@ down() {
         sleep 0.5
         for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks rm -f "$t" >/dev/null 2>&1 || true; done
         for t in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$t" >/dev/null 2>&1 || true; done
+        local p=(ctr --address "$SOCK" --namespace "$PLAIN_NS")
+        for t in $("${p[@]}" tasks ls -q 2>/dev/null); do "${p[@]}" tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+        sleep 0.2
+        for t in $("${p[@]}" tasks ls -q 2>/dev/null); do "${p[@]}" tasks rm -f "$t" >/dev/null 2>&1 || true; done
+        for t in $("${p[@]}" containers ls -q 2>/dev/null); do "${p[@]}" containers rm "$t" >/dev/null 2>&1 || true; done
     fi
     stop
 }

@@ -61,6 +61,7 @@ pub fn all_checks(cri_socket: Option<&Path>) -> Vec<Check> {
     v.push(capabilities());
     v.push(docker());
     v.push(cri_runtime(cri_socket));
+    v.push(containerd_api(cri_socket));
     v.push(falco_intake());
     v
 }
@@ -402,6 +403,46 @@ fn cri_runtime(socket: Option<&Path>) -> Check {
             Status::Warn,
             format!("CRI runtime unreachable: {e}"),
             "start the runtime (or pass --cri-socket); without it its containers' names, images, labels and k8s.* fields are <NA>",
+        ),
+    }
+}
+
+/// containerd's own API on the CRI socket (or the default one): version, namespaces, and
+/// whether its event stream can be subscribed.
+fn containerd_api(socket: Option<&Path>) -> Check {
+    use crate::state::containerd::{ContainerdConfig, DEFAULT_SOCKET, probe};
+    let cfg = ContainerdConfig {
+        socket: socket.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let Some(sock) = cfg.pick_socket() else {
+        return Check::new(
+            "containerd",
+            Status::Pass,
+            format!("no containerd socket ({DEFAULT_SOCKET})"),
+            "",
+        );
+    };
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| match rt.block_on(probe(&sock, &cfg)) {
+            Err(e) if e.is_unimplemented() => Ok(format!("not containerd ({e})")),
+            r => r.map_err(|e| e.to_string()),
+        });
+    match answer {
+        Ok(v) => Check::new(
+            "containerd",
+            Status::Pass,
+            format!("{} answers: {v}", sock.display()),
+            "",
+        ),
+        Err(e) => Check::new(
+            "containerd",
+            Status::Warn,
+            format!("containerd API unreachable: {e}"),
+            "start containerd (or pass --cri-socket); without it containers started on it (ctr, nerdctl) have <NA> metadata and CRI containers are bound to their policy only when the CRI client sees them",
         ),
     }
 }

@@ -140,6 +140,9 @@ pub struct Metrics {
     /// Container runtimes' health (1 up, 0 down or absent): Docker, CRI.
     runtime_docker_up: AtomicU64,
     runtime_cri_up: AtomicU64,
+    /// containerd's own API: answering, and its event stream open.
+    runtime_containerd_up: AtomicU64,
+    containerd_events: AtomicU64,
     /// 0: no audit log; 1: the last audit write succeeded; 2: audit writes are failing.
     audit_state: AtomicU64,
     audit_write_errors: AtomicU64,
@@ -218,6 +221,12 @@ impl Metrics {
     pub fn set_runtimes_up(&self, docker: bool, cri: bool) {
         self.runtime_docker_up.store(docker.into(), Relaxed);
         self.runtime_cri_up.store(cri.into(), Relaxed);
+    }
+
+    /// Whether containerd's own API answered, and whether its event stream is open.
+    pub fn set_containerd(&self, up: bool, subscribed: bool) {
+        self.runtime_containerd_up.store(up.into(), Relaxed);
+        self.containerd_events.store(subscribed.into(), Relaxed);
     }
 
     /// The audit log's writer succeeded (`true`) or failed (`false`) at its last attempt.
@@ -377,6 +386,18 @@ impl Metrics {
             "# HELP guard_container_runtime_up Whether the container runtime answers (1) or is down or absent (0); its containers' metadata is <NA> while down.\n# TYPE guard_container_runtime_up gauge\nguard_container_runtime_up{{runtime=\"docker\"}} {}\nguard_container_runtime_up{{runtime=\"cri\"}} {}",
             self.runtime_docker_up.load(Relaxed),
             self.runtime_cri_up.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "guard_container_runtime_up{{runtime=\"containerd\"}} {}",
+            self.runtime_containerd_up.load(Relaxed)
+        );
+        single(
+            &mut out,
+            "guard_containerd_events_subscribed",
+            "gauge",
+            "Whether containerd's event stream (Events.Subscribe: container create/update/delete) is open (1) or not (0).",
+            self.containerd_events.load(Relaxed),
         );
         single(
             &mut out,

@@ -116,12 +116,30 @@ fn sandbox_config(
 
 /// RunPodSandbox + CreateContainer + StartContainer: a host-network pod running `sleep`.
 async fn run_pod(c: &mut Client, ns: &str, name: &str, labels: &BTreeMap<&str, &str>) -> Pod {
+    run_pod_cmd(c, ns, name, labels, &["/bin/sleep", "3600"]).await
+}
+
+/// Where a pod's container log goes ([`POD_LOGS`]/<uid>/app.log).
+const POD_LOGS: &str = "/tmp/guard-cri-logs";
+
+/// A pod whose container runs `command`, with the labels kubelet puts on every container
+/// (`io.kubernetes.pod.*`, `io.kubernetes.container.name`) and its log in [`POD_LOGS`].
+/// StartContainer may fail (an entrypoint killed at its exec): the pod is returned anyway.
+async fn run_pod_cmd(
+    c: &mut Client,
+    ns: &str,
+    name: &str,
+    labels: &BTreeMap<&str, &str>,
+    command: &[&str],
+) -> Pod {
     let uid = format!(
         "{:08x}-0000-4000-8000-{:012x}",
         std::process::id(),
         rand_u64() & 0xffff_ffff_ffff
     );
-    let config = sandbox_config(ns, name, &uid, labels);
+    let mut config = sandbox_config(ns, name, &uid, labels);
+    config.log_directory = format!("{POD_LOGS}/{uid}");
+    std::fs::create_dir_all(&config.log_directory).expect("pod log directory");
     let sandbox = c
         .run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(config.clone()),
@@ -143,8 +161,18 @@ async fn run_pod(c: &mut Client, ns: &str, name: &str, labels: &BTreeMap<&str, &
                     image: BUSYBOX.into(),
                     ..Default::default()
                 }),
-                command: vec!["/bin/sleep".into(), "3600".into()],
-                labels: [("tier".to_owned(), "front".to_owned())].into(),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                log_path: "app.log".into(),
+                labels: [
+                    ("tier", "front"),
+                    ("io.kubernetes.pod.name", name),
+                    ("io.kubernetes.pod.namespace", ns),
+                    ("io.kubernetes.pod.uid", uid.as_str()),
+                    ("io.kubernetes.container.name", "app"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
                 linux: Some(cri::LinuxContainerConfig {
                     security_context: Some(cri::LinuxContainerSecurityContext {
                         namespace_options: Some(host_network()),
@@ -160,11 +188,14 @@ async fn run_pod(c: &mut Client, ns: &str, name: &str, labels: &BTreeMap<&str, &
         .expect("CreateContainer")
         .into_inner()
         .container_id;
-    c.start_container(cri::StartContainerRequest {
-        container_id: container.clone(),
-    })
-    .await
-    .expect("StartContainer");
+    let started = c
+        .start_container(cri::StartContainerRequest {
+            container_id: container.clone(),
+        })
+        .await;
+    if command[0] == "/bin/sleep" {
+        started.expect("StartContainer");
+    }
     Pod {
         sandbox,
         container,
@@ -184,6 +215,103 @@ async fn remove_pod(c: &mut Client, p: &Pod) {
     .await
     .expect("RemovePodSandbox");
     remove_cgroup(&format!("{CGROUP_PARENT}/pod{}", p.uid));
+    let _ = std::fs::remove_dir_all(format!("{POD_LOGS}/{}", p.uid));
+}
+
+/// Waits (at most 10 s) for the pod's container to exit: its exit code and its log.
+async fn exited(c: &mut Client, p: &Pod) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c
+            .container_status(cri::ContainerStatusRequest {
+                container_id: p.container.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .expect("a status");
+        if st.state == cri::ContainerState::ContainerExited as i32 || Instant::now() > deadline {
+            let log = std::fs::read_to_string(format!("{POD_LOGS}/{}/app.log", p.uid))
+                .unwrap_or_default();
+            return (st.exit_code, log);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A bounded exec loop on the host (at most `secs` seconds): the event flood the start-window
+/// binding must not depend on. Killed by its pid when dropped.
+struct Flood(std::process::Child);
+
+impl Flood {
+    fn start(secs: u32) -> Self {
+        Self(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do /bin/true; done"
+                ))
+                .spawn()
+                .expect("flood loop"),
+        )
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The plain containerd namespace of `integration/containerd.sh` (busybox imported there).
+const PLAIN_NS: &str = "guardtest";
+
+/// `ctr` against the fixture, in [`PLAIN_NS`]: (exit code, stdout + stderr).
+fn ctr(sock: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new("timeout")
+        .args(["30", "ctr", "--address", sock, "--namespace", PLAIN_NS])
+        .args(args)
+        .output()
+        .expect("ctr");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A 64-hex container id (what `ctr run` needs for guard to see a container in `/NS/<id>`).
+fn hex_id() -> String {
+    format!(
+        "{:016x}{:016x}{:016x}{:016x}",
+        rand_u64(),
+        rand_u64(),
+        rand_u64(),
+        rand_u64()
+    )
+}
+
+/// Removes the `ctr` containers the test started, also on a failure.
+struct CtrCleanup(String, Vec<String>);
+
+impl Drop for CtrCleanup {
+    fn drop(&mut self) {
+        for id in &self.1 {
+            let _ = ctr(&self.0, &["tasks", "kill", "-s", "KILL", id]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for id in &self.1 {
+            let _ = ctr(&self.0, &["tasks", "rm", "-f", id]);
+            let _ = ctr(&self.0, &["containers", "rm", id]);
+            remove_cgroup(&format!("/{PLAIN_NS}/{id}"));
+        }
+    }
 }
 
 /// Removes what is left under [`CGROUP_PARENT`] when the test ends, also on a failure (pods
@@ -257,7 +385,8 @@ const RULE: &str = r#"- rule: CRI test shell
     CRI shell (ns=%k8s.ns.name pod=%k8s.pod.name uid=%k8s.pod.uid app=%k8s.pod.label[app]
     podlabels=%k8s.pod.labels tier=%container.label[tier] name=%container.name
     image=%container.image repo=%container.image.repository tag=%container.image.tag
-    type=%container.type id=%container.id)
+    type=%container.type id=%container.id ctrns=%container.label[io.containerd.namespace]
+    gt=%container.label[guard.test])
   priority: WARNING
   tags: [test]
 "#;
@@ -278,7 +407,8 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     let rules = s.dir.join("cri-rule.yaml");
     std::fs::write(&rules, RULE).expect("rule file");
     let policy = s.policy(
-        "- policy: cri-deny-ns\n  workload: {k8s_namespace: guard-cri-deny}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/sh]}\n",
+        "- policy: cri-deny-ns\n  workload: {k8s_namespace: guard-cri-deny}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/sh]}\n\
+         - policy: ctr-deny-label\n  workload: {image: 'docker.io/guard-test/busybox:*', labels: {guard.test: ctr-deny}}\n  mode: enforce\n  enforce:\n    exec: {deny: [/bin/sh]}\n",
     );
     let metrics = free_metrics_addr();
     let agent = s.agent(
@@ -345,6 +475,15 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         metric(&body, "guard_container_runtime_up{runtime=\"docker\"}"),
         Some(0.0)
     );
+    // containerd's own API on the same socket, its event stream open.
+    assert_eq!(
+        metric(&body, "guard_container_runtime_up{runtime=\"containerd\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&body, "guard_containerd_events_subscribed"),
+        Some(1.0)
+    );
 
     // `guard doctor` names the runtime behind the socket.
     let doctor = Command::new(guard_bin())
@@ -356,6 +495,13 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         text.lines()
             .any(|l| l.starts_with("PASS  cri") && l.contains(&sock) && l.contains("containerd")),
         "no PASS cri line naming the socket and containerd:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("PASS  containerd")
+            && l.contains(&sock)
+            && l.contains(PLAIN_NS)
+            && l.contains("events: subscribed")),
+        "no PASS containerd line naming the socket, the namespaces and the event stream:\n{text}"
     );
 
     // 2. Enforcement: a policy selecting the namespace denies the shell from its first exec,
@@ -387,6 +533,137 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         "the shell was denied from its first exec in {denied} of 10 pods"
     );
 
+    // 2b. No start window: pods whose ENTRYPOINT is the denied shell are refused from its
+    //     first exec (bound at containerd's /containers/create, before the cgroup exists),
+    //     under a host exec flood; a control pod in another namespace runs the same entrypoint.
+    let entry = ["/bin/sh", "-c", "echo ran"];
+    let flood = Flood::start(60);
+    let ctl = rt.block_on(run_pod_cmd(
+        &mut c,
+        "guard-cri-ok",
+        "entry-ok",
+        &labels,
+        &entry,
+    ));
+    let (code, log) = rt.block_on(exited(&mut c, &ctl));
+    assert_eq!(
+        code, 0,
+        "control: the entrypoint runs outside the denied namespace ({log:?})"
+    );
+    assert!(
+        log.contains("ran"),
+        "control: the entrypoint's output is logged: {log:?}"
+    );
+    rt.block_on(remove_pod(&mut c, &ctl));
+    let mut refused = 0;
+    for i in 0..10 {
+        let p = rt.block_on(run_pod_cmd(
+            &mut c,
+            "guard-cri-deny",
+            &format!("entry-{i}"),
+            &labels,
+            &entry,
+        ));
+        let (code, log) = rt.block_on(exited(&mut c, &p));
+        eprintln!("cri: entrypoint pod {i}: exit {code} log {log:?}");
+        if code == 137 && !log.contains("ran") {
+            refused += 1;
+        }
+        rt.block_on(remove_pod(&mut c, &p));
+    }
+    drop(flood);
+    eprintln!(
+        "cri: {:?}: {refused}/10 shell entrypoints refused under a flood",
+        started.elapsed()
+    );
+    assert_eq!(
+        refused, 10,
+        "the shell entrypoint was refused from its first exec in {refused} of 10 pods"
+    );
+
+    // 2c. A container started straight on containerd (`ctr -n guardtest run`): alerts carry
+    //     its image, its label, its namespace and (nerdctl's label) its name; a policy selecting its image and label
+    //     denies its shell, from the entrypoint on; another container's shell runs (control).
+    let ids = (hex_id(), hex_id());
+    let _ctr_cleanup = CtrCleanup(sock.clone(), vec![ids.0.clone(), ids.1.clone()]);
+    let (code, out) = ctr(
+        &sock,
+        &[
+            "run",
+            "-d",
+            "--label",
+            "guard.test=ctr-alert",
+            "--label",
+            "nerdctl/name=guard-ctr",
+            BUSYBOX,
+            &ids.0,
+            "/bin/sleep",
+            "3600",
+        ],
+    );
+    assert_eq!(code, 0, "ctr run: {out}");
+    let ctr_short = &ids.0[..12];
+    let mut ctr_alert = None;
+    for i in 0..20 {
+        let (code, out) = ctr(
+            &sock,
+            &[
+                "tasks",
+                "exec",
+                "--exec-id",
+                &format!("sh{i}"),
+                &ids.0,
+                "/bin/sh",
+                "-c",
+                "echo hi",
+            ],
+        );
+        assert_eq!(
+            (code, out.trim()),
+            (0, "hi"),
+            "control: a shell runs in the ctr container"
+        );
+        ctr_alert = agent.wait_for(Duration::from_millis(500), |v| {
+            v["rule"] == "CRI test shell"
+                && v["output_fields"]["container.id"] == ctr_short
+                && v["output_fields"]["container.image"] == BUSYBOX
+        });
+        if ctr_alert.is_some() {
+            break;
+        }
+    }
+    let ctr_alert = ctr_alert.expect("no enriched alert for the shell in the ctr container");
+    let f = &ctr_alert["output_fields"];
+    eprintln!("cri: {:?}: ctr alert {f}", started.elapsed());
+    assert_eq!(f["container.label[io.containerd.namespace]"], PLAIN_NS);
+    assert_eq!(f["container.label[guard.test]"], "ctr-alert");
+    assert_eq!(f["container.name"], "guard-ctr", "nerdctl's name label");
+    assert_eq!(
+        f["container.image.repository"],
+        "docker.io/guard-test/busybox"
+    );
+    assert_eq!(f["container.type"], "containerd");
+    assert!(f["k8s.ns.name"].is_null(), "no kubelet outside k8s.io: {f}");
+    let (code, out) = ctr(
+        &sock,
+        &[
+            "run",
+            "--rm",
+            "--label",
+            "guard.test=ctr-deny",
+            BUSYBOX,
+            &ids.1,
+            "/bin/sh",
+            "-c",
+            "echo ran",
+        ],
+    );
+    eprintln!("cri: ctr deny container: exit {code} out {out:?}");
+    assert!(
+        code == 137 && !out.contains("ran"),
+        "the selected ctr container's shell entrypoint ran (exit {code}): {out}"
+    );
+
     // 3. containerd stops: metadata is <NA> (with a warning), alerts go on; it restarts:
     //    metadata comes back for the same, still running, container.
     let from = agent.stderr_len();
@@ -398,6 +675,13 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
             .is_some(),
         "no warning about the CRI runtime going away"
     );
+    assert!(
+        agent
+            .wait_stderr(from, Duration::from_secs(10), |l| l
+                .contains("containerd unreachable"))
+            .is_some(),
+        "no warning about containerd's API going away"
+    );
     // A process moved into the container's cgroup stands in for an exec (no CRI to ask).
     let cg = format!(
         "{}{CGROUP_PARENT}/pod{}/{}",
@@ -405,7 +689,8 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         pod.uid,
         pod.container
     );
-    let shell_in_cgroup = || {
+    let ctr_cg = format!("{}/{PLAIN_NS}/{}", cgroup2_mount().display(), ids.0);
+    let shell_in = |cg: &str| {
         let st = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -414,6 +699,22 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
             .status()
             .expect("sh in the container's cgroup");
         assert!(st.success(), "moving a shell into {cg}");
+    };
+    let shell_in_cgroup = || shell_in(&cg);
+    let ctr_alert_when = |ok: &dyn Fn(&serde_json::Value) -> bool, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            shell_in(&ctr_cg);
+            let a = agent.wait_for(Duration::from_millis(500), |v| {
+                v["rule"] == "CRI test shell"
+                    && v["output_fields"]["container.id"] == ctr_short
+                    && ok(v)
+            });
+            if a.is_some() {
+                return a;
+            }
+        }
+        None
     };
     let mut na = None;
     for _ in 0..20 {
@@ -438,6 +739,16 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         metric(&body, "guard_container_runtime_up{runtime=\"cri\"}"),
         Some(0.0)
     );
+    assert_eq!(
+        metric(&body, "guard_container_runtime_up{runtime=\"containerd\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&body, "guard_containerd_events_subscribed"),
+        Some(0.0)
+    );
+    let na = ctr_alert_when(&|_| true, 10).expect("no alert from the ctr container while down");
+    assert_eq!(na["output_fields"]["container.image"], "<NA>", "{na}");
     fixture("start");
     let mut back = None;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -452,6 +763,32 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
     assert!(
         back.is_some(),
         "metadata did not come back after containerd restarted"
+    );
+    let ctr_back = ctr_alert_when(
+        &|v| {
+            v["output_fields"]["container.image"] == BUSYBOX
+                && v["output_fields"]["container.label[guard.test]"] == "ctr-alert"
+        },
+        20,
+    );
+    assert!(
+        ctr_back.is_some(),
+        "the ctr container's metadata did not come back after containerd restarted"
+    );
+    // The gauges are copied in once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let subscribed = loop {
+        let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
+        let v = metric(&body, "guard_containerd_events_subscribed");
+        if v == Some(1.0) || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        subscribed,
+        Some(1.0),
+        "containerd's events not subscribed again"
     );
     eprintln!("cri: {:?}: recovered after restart", started.elapsed());
     let mut c = rt.block_on(client(&sock));

@@ -196,7 +196,15 @@ impl Pipeline {
         info!(processes = seeded, "process table seeded from /proc");
         tokio::spawn(enricher.run());
         if let Some(cri) = cri_config(cap.cri_socket.as_deref()) {
+            // containerd's own API over the same socket (a CRI-O socket: it stops quietly).
+            let ctrd = crate::state::containerd::ContainerdConfig {
+                socket: cri.socket.clone(),
+                ..Default::default()
+            };
             tokio::spawn(crate::state::cri::CriEnricher::new(&state.containers, cri).run());
+            tokio::spawn(
+                crate::state::containerd::ContainerdEnricher::new(&state.containers, ctrd).run(),
+            );
         }
 
         let watch = |r| {
@@ -452,6 +460,10 @@ impl Pipeline {
         let st = &self.capture.state;
         METRICS.set_tracked(st.procs.len(), st.cgroups.len(), st.containers.len());
         METRICS.set_runtimes_up(st.containers.daemon_up(), st.containers.cri_up());
+        METRICS.set_containerd(
+            st.containers.containerd_up(),
+            st.containers.containerd_events(),
+        );
         METRICS.set_kernel(
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),

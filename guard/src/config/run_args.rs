@@ -36,7 +36,8 @@ pub struct CaptureArgs {
     pub docker_socket: PathBuf,
     /// Kubernetes CRI runtime socket (containerd, CRI-O) used for container and pod
     /// metadata. Default: the first of /run/containerd/containerd.sock, /run/crio/crio.sock
-    /// that exists, looked for again while none does. `off` disables the CRI client.
+    /// that exists, looked for again while none does. A containerd socket is also followed
+    /// through containerd's own API. `off` disables both clients.
     #[arg(long, value_name = "SOCKET|off")]
     pub cri_socket: Option<PathBuf>,
 }

@@ -293,6 +293,8 @@ pub enum MetaSource {
     Docker,
     /// The Kubernetes CRI (containerd, CRI-O).
     Cri,
+    /// containerd's own API, for containers started straight on containerd (`ctr`, nerdctl).
+    Containerd,
 }
 
 /// Bounds on what one container's metadata may hold; labels come from image authors.
@@ -451,6 +453,8 @@ struct Inner {
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
     cri_up: AtomicBool,
+    containerd_up: AtomicBool,
+    containerd_events: AtomicBool,
     /// Wakes the CRI task's poll early when an unknown container shows up.
     cri_nudge: tokio::sync::Notify,
     /// Wakes the policy binder when metadata is stored (a running container can be bound
@@ -472,6 +476,8 @@ impl ContainerTable {
                 tx,
                 daemon_up: AtomicBool::new(false),
                 cri_up: AtomicBool::new(false),
+                containerd_up: AtomicBool::new(false),
+                containerd_events: AtomicBool::new(false),
                 cri_nudge: tokio::sync::Notify::new(),
                 ready: tokio::sync::Notify::new(),
                 stats: ContainerStats::default(),
@@ -506,6 +512,23 @@ impl ContainerTable {
         self.inner.cri_up.store(up, Ordering::Relaxed);
     }
 
+    /// Whether containerd's own API answered its last call.
+    pub fn containerd_up(&self) -> bool {
+        self.inner.containerd_up.load(Ordering::Relaxed)
+    }
+
+    /// Whether containerd's event stream is open.
+    pub fn containerd_events(&self) -> bool {
+        self.inner.containerd_events.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_containerd_up(&self, up: bool, subscribed: bool) {
+        self.inner.containerd_up.store(up, Ordering::Relaxed);
+        self.inner
+            .containerd_events
+            .store(subscribed, Ordering::Relaxed);
+    }
+
     pub(crate) fn cri_nudged(&self) -> tokio::sync::futures::Notified<'_> {
         self.inner.cri_nudge.notified()
     }
@@ -519,6 +542,7 @@ impl ContainerTable {
         match source {
             MetaSource::Docker => self.daemon_up(),
             MetaSource::Cri => self.cri_up(),
+            MetaSource::Containerd => self.containerd_up(),
         }
     }
 
@@ -612,7 +636,16 @@ impl ContainerTable {
 
     /// Stores the daemon's answer (or `Unavailable`).
     pub fn store(&self, meta: ContainerMeta) {
+        self.store_if(meta, |_| true);
+    }
+
+    /// Stores `meta` when `may_replace` says the current entry (if any) may be replaced; one
+    /// write lock, so no other client's store slips in between the check and the insert.
+    fn store_if(&self, meta: ContainerMeta, may_replace: impl Fn(&ContainerMeta) -> bool) -> bool {
         let mut map = write(&self.inner.map);
+        if map.get(&meta.id).is_some_and(|e| !may_replace(&e.meta)) {
+            return false;
+        }
         let exited = map.get(&meta.id).is_some_and(|e| e.meta.exited);
         if !map.contains_key(&meta.id) {
             self.make_room(&mut map);
@@ -638,6 +671,17 @@ impl ContainerTable {
             self.notify(ContainerChange::Ready(&meta));
             self.inner.ready.notify_one();
         }
+        true
+    }
+
+    /// Stores `meta` unless another client owns the container: an entry with metadata from a
+    /// different source, or (`only_new`) any entry with metadata. The containerd client uses
+    /// it so it never overwrites what Docker or the CRI said. Returns whether it stored.
+    pub fn store_unowned(&self, meta: ContainerMeta, only_new: bool) -> bool {
+        let source = meta.source;
+        self.store_if(meta, |old| {
+            old.status != MetaStatus::Ready || (!only_new && old.source == source)
+        })
     }
 
     /// Docker `die`: keep the metadata for late events, mark it exited.

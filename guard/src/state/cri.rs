@@ -144,19 +144,26 @@ type Client = RuntimeServiceClient<Channel>;
 
 /// Connects a CRI client to `socket` (messages capped at `max_message_bytes`).
 pub async fn connect(socket: &Path, max_message_bytes: usize) -> Result<Client, CriError> {
+    let channel = unix_channel(socket)
+        .await
+        .map_err(|e| CriError::Connect(socket.display().to_string(), e))?;
+    Ok(RuntimeServiceClient::new(channel)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes))
+}
+
+/// A gRPC channel over the unix socket (also containerd's own API, [`super::containerd`]).
+pub(crate) async fn unix_channel(socket: &Path) -> Result<Channel, String> {
     let path = socket.to_path_buf();
     // The URI is not used: every connection goes to the unix socket.
-    let channel = Endpoint::from_static("http://[::]:50051")
+    Endpoint::from_static("http://[::]:50051")
         .connect_timeout(Duration::from_secs(2))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| CriError::Connect(socket.display().to_string(), causes(&e)))?;
-    Ok(RuntimeServiceClient::new(channel)
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes))
+        .map_err(|e| causes(&e))
 }
 
 /// `runtime version` from the runtime at `socket` (for `guard doctor`).
@@ -177,7 +184,7 @@ pub async fn runtime_version(socket: &Path, cfg: &CriConfig) -> Result<String, C
 }
 
 /// An error and its sources on one line (tonic's transport error says only "transport error").
-fn causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

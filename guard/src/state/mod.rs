@@ -7,6 +7,8 @@
 //! - [`container`]: container ids, cgroup path layouts, image references, the metadata cache.
 //! - [`docker`]: the background task that fills the cache from the Docker API.
 //! - [`cri`]: the one that fills it from the Kubernetes CRI (containerd, CRI-O).
+//! - [`containerd`]: containerd's own API: containers started straight on containerd, and
+//!   CRI containers at create time (before their cgroup exists).
 //! - [`users`]: user and group names from each container's own account files.
 //!
 //! [`State`] ties them together for the event pipeline. It is owned by one task (`&mut`);
@@ -14,6 +16,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod path;
