@@ -198,6 +198,10 @@ impl Pipeline {
         if let Some(cri) = cri_config(cap.cri_socket.as_deref()) {
             tokio::spawn(crate::state::cri::CriEnricher::new(&state.containers, cri).run());
         }
+        if let Some(cfg) = podman_events_config(cap.podman_events_file.as_deref()) {
+            let table = state.containers.clone();
+            tokio::spawn(async move { crate::state::podman::follow(&table, cfg).await });
+        }
 
         let watch = |r| {
             // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
@@ -451,7 +455,11 @@ impl Pipeline {
     pub(super) fn kernel_metrics(&self) {
         let st = &self.capture.state;
         METRICS.set_tracked(st.procs.len(), st.cgroups.len(), st.containers.len());
-        METRICS.set_runtimes_up(st.containers.daemon_up(), st.containers.cri_up());
+        METRICS.set_runtimes_up(
+            st.containers.daemon_up(),
+            st.containers.engine() == crate::state::container::ApiEngine::Podman,
+            st.containers.cri_up(),
+        );
         METRICS.set_kernel(
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),
@@ -702,6 +710,18 @@ async fn next_fanotify(policy: &mut Option<PolicyStage>) -> Option<events::Decis
 }
 
 /// The CRI client's configuration from `--cri-socket` (`off`: none).
+fn podman_events_config(
+    file: Option<&std::path::Path>,
+) -> Option<crate::state::podman::PodmanEventsConfig> {
+    let mut cfg = crate::state::podman::PodmanEventsConfig::default();
+    match file {
+        Some(f) if f.as_os_str() == "off" => return None,
+        Some(f) => cfg.path = f.to_path_buf(),
+        None => {}
+    }
+    Some(cfg)
+}
+
 fn cri_config(socket: Option<&std::path::Path>) -> Option<crate::state::cri::CriConfig> {
     if socket.is_some_and(|s| s.as_os_str() == "off") {
         return None;

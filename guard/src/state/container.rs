@@ -201,6 +201,40 @@ fn runtime_of_prefix(prefix: &str) -> Option<Runtime> {
     }
 }
 
+/// What answers on the Docker API socket: Docker itself, or Podman's compatible service
+/// (`podman system service`), which the same client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEngine {
+    Docker,
+    Podman,
+}
+
+impl ApiEngine {
+    /// The `runtime` label of `guard_container_runtime_up`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiEngine::Docker => "docker",
+            ApiEngine::Podman => "podman",
+        }
+    }
+
+    /// The daemon in messages.
+    pub fn daemon(self) -> &'static str {
+        match self {
+            ApiEngine::Docker => "docker daemon",
+            ApiEngine::Podman => "podman service",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        if v == 1 {
+            ApiEngine::Podman
+        } else {
+            ApiEngine::Docker
+        }
+    }
+}
+
 /// An image reference split as Falco does: repository (with registry and port), tag, digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -450,6 +484,8 @@ struct Inner {
     map: RwLock<HashMap<ContainerId, Entry>>,
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
+    /// [`ApiEngine`] behind the Docker API socket, as last seen (0 Docker, 1 Podman).
+    engine: std::sync::atomic::AtomicU8,
     cri_up: AtomicBool,
     /// Wakes the CRI task's poll early when an unknown container shows up.
     cri_nudge: tokio::sync::Notify,
@@ -471,6 +507,7 @@ impl ContainerTable {
                 map: RwLock::new(HashMap::new()),
                 tx,
                 daemon_up: AtomicBool::new(false),
+                engine: std::sync::atomic::AtomicU8::new(0),
                 cri_up: AtomicBool::new(false),
                 cri_nudge: tokio::sync::Notify::new(),
                 ready: tokio::sync::Notify::new(),
@@ -495,6 +532,15 @@ impl ContainerTable {
 
     pub(crate) fn set_daemon_up(&self, up: bool) {
         self.inner.daemon_up.store(up, Ordering::Relaxed);
+    }
+
+    /// What answers on the Docker API socket (Docker until Podman is seen there).
+    pub fn engine(&self) -> ApiEngine {
+        ApiEngine::from_u8(self.inner.engine.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_engine(&self, e: ApiEngine) {
+        self.inner.engine.store(e as u8, Ordering::Relaxed);
     }
 
     /// Whether the CRI runtime answered its last call.

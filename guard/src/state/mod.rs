@@ -7,6 +7,7 @@
 //! - [`container`]: container ids, cgroup path layouts, image references, the metadata cache.
 //! - [`docker`]: the background task that fills the cache from the Docker API.
 //! - [`cri`]: the one that fills it from the Kubernetes CRI (containerd, CRI-O).
+//! - [`podman`]: Podman's events log, followed for `create` (its API stream is 250 ms late).
 //! - [`users`]: user and group names from each container's own account files.
 //!
 //! [`State`] ties them together for the event pipeline. It is owned by one task (`&mut`);
@@ -17,6 +18,7 @@ pub mod container;
 pub mod cri;
 pub mod docker;
 pub mod path;
+pub mod podman;
 pub mod process;
 pub mod procfs;
 pub mod users;
