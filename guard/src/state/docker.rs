@@ -123,7 +123,6 @@ impl DockerEnricher {
                     info!(socket = %socket.display(), runtime = engine.as_str(), "{} connected", engine.daemon());
                     self.set_up(true);
                     backoff = self.cfg.backoff_min;
-                    was_up = true;
                     let closed = self.session(&docker, engine).await;
                     self.set_up(false);
                     if closed {
@@ -134,6 +133,8 @@ impl DockerEnricher {
                         "{} connection lost; container metadata is <NA> until it returns",
                         engine.daemon()
                     );
+                    // One warning per outage: the failed reconnects that follow are debug.
+                    was_up = false;
                 }
                 Err(e) => {
                     self.set_up(false);
