@@ -189,7 +189,10 @@ fn match_component(comp: &str, prev: &str, under_kubepods: bool) -> Option<(Cont
 }
 
 fn runtime_of_prefix(prefix: &str) -> Option<Runtime> {
-    // `crio-conmon-<id>` and `libpod-conmon-<id>` hold the monitor, not the container.
+    // `crio-conmon-<id>` and `libpod-conmon-<id>` (and cgroupfs Podman's `/libpod_parent/conmon`)
+    // hold conmon, the runtime's monitor: a host process in the host's namespaces, which the
+    // runtime starts before the container and which outlives it. It is the host, so a
+    // container's policy and rules never apply to it.
     match prefix {
         "docker" => Some(Runtime::Docker),
         "cri-containerd" => Some(Runtime::Containerd),
