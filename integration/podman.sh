@@ -9,6 +9,8 @@
 #   down    remove every container of the private store, then stop the service
 #   status  print whether it answers
 #   socket  print the socket path
+#   cli ARGS...  run the local podman CLI on the same store, config and events log (as a user's
+#           `podman run` next to the service would)
 # The image, localhost/guard-test-busybox:latest, is the busybox-static rootfs integration/docker.sh
 # builds, loaded with `podman import` (no registry is reachable here).
 set -euo pipefail
@@ -133,6 +135,7 @@ case "${1:-}" in
     stop) stop ;;
     down) down ;;
     socket) echo "$SOCK" ;;
+    cli) shift; podman_ "$@" ;;
     status) if up_now; then echo "podman: up ($SOCK)"; else echo "podman: down"; fi ;;
-    *) echo "usage: $0 up|start|stop|down|status|socket" >&2; exit 2 ;;
+    *) echo "usage: $0 up|start|stop|down|status|socket|cli ARGS..." >&2; exit 2 ;;
 esac
