@@ -256,9 +256,9 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
         "no PASS podman line naming the socket:\n{text}"
     );
 
-    // 2. Enforcement from the first instruction: 10 `podman run`s whose ENTRYPOINT is the
-    //    denied binary are killed before it writes its file, under a host exec flood; the
-    //    same run without the selecting label runs it.
+    // 2. Enforcement from the first instruction: 10 `podman run`s and 10 API create+starts
+    //    whose ENTRYPOINT is the denied binary are killed before it writes its file, under a
+    //    host exec flood; the same run without the selecting label runs it.
     let out_dir = s.dir.join("out");
     std::fs::create_dir_all(&out_dir).expect("out dir");
     let mount = format!("{}:/out", out_dir.display());
@@ -291,6 +291,37 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
             denied += 1;
         }
     }
+    // The tightest start: the API's create, then start at once (no attach in between, as
+    // `podman --remote run` has). Podman's API delivers its create event 100-250 ms late here;
+    // only guard's own read of the events log binds these in time.
+    let mut api_denied = 0;
+    for i in 0..10 {
+        let create = format!(
+            r#"{{"Image":"{IMAGE}","Cmd":["/bin/touch","/out/api-{i}"],"Labels":{{"guard-podman":"deny"}},"HostConfig":{{"NetworkMode":"none","Binds":["{}:/out"]}}}}"#,
+            out_dir.display()
+        );
+        let (code, body) = api(&sock, "POST", "/containers/create", &create);
+        assert_eq!(code, 201, "create {i}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("create answer");
+        let cid = v["Id"].as_str().expect("Id").to_owned();
+        let (code, body) = api(&sock, "POST", &format!("/containers/{cid}/start"), "");
+        assert_eq!(code, 204, "start {i}: {body}");
+        let (_, body) = api(&sock, "POST", &format!("/containers/{cid}/wait"), "");
+        let status = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["StatusCode"].as_i64());
+        let _ = api(
+            &sock,
+            "DELETE",
+            &format!("/containers/{cid}?force=true"),
+            "",
+        );
+        let wrote = out_dir.join(format!("api-{i}")).exists();
+        eprintln!("podman: deny API create+start {i}: exit {status:?} wrote {wrote}");
+        if status == Some(137) && !wrote {
+            api_denied += 1;
+        }
+    }
     let (code, _, err) = remote(
         &sock,
         &[
@@ -312,19 +343,23 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
         "control entrypoint did not run"
     );
     eprintln!(
-        "podman: {:?}: {denied}/10 denied entrypoints killed",
+        "podman: {:?}: denied entrypoints killed: {denied}/10 podman run, {api_denied}/10 API create+start",
         started.elapsed()
     );
     assert_eq!(
         denied, 10,
         "the denied entrypoint was killed before writing in {denied} of 10 runs"
     );
+    assert_eq!(
+        api_denied, 10,
+        "the denied entrypoint was killed before writing in {api_denied} of 10 API starts"
+    );
     let alerts = agent.collect_until(Duration::from_secs(3), |_| false);
     let n = alerts
         .iter()
         .filter(|v| v["source"] == "guard_policy" && v["guard"]["policy"] == "podman-deny")
         .count();
-    assert_eq!(n, 10, "one policy alert per killed entrypoint");
+    assert_eq!(n, 20, "one policy alert per killed entrypoint");
 
     // 3. The service stops: metadata is <NA> (with one warning), alerts go on; it restarts:
     //    metadata comes back for the same, still running, container (conmon keeps it).
