@@ -23,6 +23,7 @@ PKGS=(
     "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev" libzstd-dev zlib1g-dev  # bpf-linker
     docker.io busybox-static                                               # host integration
     containerd protobuf-compiler                                           # CRI test bed (containerd.sh); protoc for the k8s-cri bindings
+    podman                                                                 # Podman test bed (podman.sh); brings conmon, CNI plugins, containers-common; docker.io's runc is its OCI runtime
     qemu-system-x86 cpio zstd                                              # VM test bed
     chromium                                                               # HTML report test
     iproute2 procps                                                        # test tooling

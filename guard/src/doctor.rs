@@ -48,8 +48,8 @@ impl Check {
     }
 }
 
-/// Every check; `cri_socket` overrides the CRI runtime socket looked for.
-pub fn all_checks(cri_socket: Option<&Path>) -> Vec<Check> {
+/// Every check; `cri_socket` and `docker_socket` override the runtime sockets looked for.
+pub fn all_checks(cri_socket: Option<&Path>, docker_socket: Option<&Path>) -> Vec<Check> {
     let mut v = vec![kernel(), btf()];
     let (tp, lsm, policy, self_protect) = program_support();
     v.push(tp);
@@ -59,7 +59,7 @@ pub fn all_checks(cri_socket: Option<&Path>) -> Vec<Check> {
     v.push(cgroup_v2());
     v.push(bpffs());
     v.push(capabilities());
-    v.push(docker());
+    v.push(docker(docker_socket));
     v.push(cri_runtime(cri_socket));
     v.push(containerd_api(cri_socket));
     v.push(falco_intake());
@@ -352,15 +352,50 @@ pub fn docker_ping(sock: &str) -> Result<(), PingError> {
     }
 }
 
-fn docker() -> Check {
-    let sock = "/var/run/docker.sock";
-    match docker_ping(sock) {
-        Ok(()) => Check::new("docker", Status::Pass, format!("{sock} answers"), ""),
+/// `GET /version` on a Docker API socket: `Some("Podman Engine 4.3.1")` when Podman answers
+/// there (its compatible service), `None` for Docker or no answer.
+pub fn podman_version(sock: &str) -> Option<String> {
+    let mut s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok();
+    s.write_all(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .ok()?;
+    let mut buf = Vec::new();
+    s.take(256 * 1024).read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["Components"].as_array()?.iter().find_map(|c| {
+        let name = c["Name"].as_str()?;
+        name.to_ascii_lowercase()
+            .contains("podman")
+            .then(|| format!("{name} {}", c["Version"].as_str().unwrap_or("?")))
+    })
+}
+
+/// The Docker API socket (Docker's, or Podman's compatible service), as `guard run` picks it.
+fn docker(socket: Option<&Path>) -> Check {
+    let sock = crate::state::docker::DockerConfig {
+        socket: socket.map(Path::to_path_buf),
+        ..Default::default()
+    }
+    .pick_socket();
+    let sock = sock.to_string_lossy();
+    match docker_ping(&sock) {
+        Ok(()) => match podman_version(&sock) {
+            Some(v) => Check::new(
+                "podman",
+                Status::Pass,
+                format!("{sock} answers: {v} (Docker-compatible API)"),
+                "",
+            ),
+            None => Check::new("docker", Status::Pass, format!("{sock} answers"), ""),
+        },
         Err(e) => Check::new(
             "docker",
             Status::Warn,
             format!("Docker API unreachable: {e}"),
-            "start dockerd for container names/images/labels; without it container fields are <NA>",
+            "start dockerd (or `podman system service`, or pass --docker-socket) for container names/images/labels; without it container fields are <NA>",
         ),
     }
 }

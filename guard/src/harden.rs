@@ -177,7 +177,10 @@ pub struct Inputs {
     pub output_files: Vec<PathBuf>,
     pub audit_dir: Option<PathBuf>,
     pub pin_dirs: Vec<PathBuf>,
-    pub docker_socket: PathBuf,
+    /// `None`: the default sockets (`state::docker::DEFAULT_SOCKETS`).
+    pub docker_socket: Option<PathBuf>,
+    /// Podman's events log, read as it grows (`None`: not followed).
+    pub podman_events: Option<PathBuf>,
     pub cgroup_root: PathBuf,
     /// Response scripts and their `allow_write` directories.
     pub scripts: Vec<PathBuf>,
@@ -201,7 +204,16 @@ pub fn agent_paths(i: &Inputs) -> AgentPaths {
     {
         p.read.push(file_or_dir(f));
     }
-    p.read.push(i.docker_socket.clone());
+    // Through its directory: Podman may replace the file.
+    p.read.extend(i.podman_events.as_deref().map(file_or_dir));
+    match &i.docker_socket {
+        Some(s) => p.read.push(s.clone()),
+        None => p.read.extend(
+            crate::state::docker::DEFAULT_SOCKETS
+                .iter()
+                .map(PathBuf::from),
+        ),
+    }
     for f in &i.output_files {
         // Rotation renames `path` to `path.1`...: the channel's directory.
         if let Some(d) = f.parent().and_then(existing_dir) {
@@ -659,6 +671,11 @@ pub async fn after_start(
         audit_dir: (!args.no_audit).then(|| args.audit_dir.clone()),
         pin_dirs,
         docker_socket: args.capture.docker_socket.clone(),
+        podman_events: match args.capture.podman_events_file.as_deref() {
+            Some(f) if f.as_os_str() == "off" => None,
+            Some(f) => Some(f.to_path_buf()),
+            None => Some(crate::state::podman::DEFAULT_EVENTS_FILE.into()),
+        },
         cgroup_root: crate::sysfs::cgroup2_mount()
             .map_or_else(|| PathBuf::from("/sys/fs/cgroup"), PathBuf::from),
         scripts,

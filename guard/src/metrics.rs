@@ -137,8 +137,10 @@ pub struct Metrics {
     tracked_processes: AtomicU64,
     tracked_cgroups: AtomicU64,
     tracked_containers: AtomicU64,
-    /// Container runtimes' health (1 up, 0 down or absent): Docker, CRI.
+    /// Container runtimes' health (1 up, 0 down or absent): Docker API, CRI.
     runtime_docker_up: AtomicU64,
+    /// 1 when Podman answers on the Docker API socket (the gauge's label is then `podman`).
+    runtime_docker_is_podman: AtomicU64,
     runtime_cri_up: AtomicU64,
     /// containerd's own API: answering, and its event stream open.
     runtime_containerd_up: AtomicU64,
@@ -217,9 +219,11 @@ impl Metrics {
         self.tracked_containers.store(containers as u64, Relaxed);
     }
 
-    /// Whether the Docker daemon and the CRI runtime answered their last calls.
-    pub fn set_runtimes_up(&self, docker: bool, cri: bool) {
+    /// Whether the Docker API (Docker, or Podman when `podman`) and the CRI runtime answered
+    /// their last calls.
+    pub fn set_runtimes_up(&self, docker: bool, podman: bool, cri: bool) {
         self.runtime_docker_up.store(docker.into(), Relaxed);
+        self.runtime_docker_is_podman.store(podman.into(), Relaxed);
         self.runtime_cri_up.store(cri.into(), Relaxed);
     }
 
@@ -383,7 +387,12 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP guard_container_runtime_up Whether the container runtime answers (1) or is down or absent (0); its containers' metadata is <NA> while down.\n# TYPE guard_container_runtime_up gauge\nguard_container_runtime_up{{runtime=\"docker\"}} {}\nguard_container_runtime_up{{runtime=\"cri\"}} {}",
+            "# HELP guard_container_runtime_up Whether the container runtime answers (1) or is down or absent (0); its containers' metadata is <NA> while down.\n# TYPE guard_container_runtime_up gauge\nguard_container_runtime_up{{runtime=\"{}\"}} {}\nguard_container_runtime_up{{runtime=\"cri\"}} {}",
+            if self.runtime_docker_is_podman.load(Relaxed) == 1 {
+                "podman"
+            } else {
+                "docker"
+            },
             self.runtime_docker_up.load(Relaxed),
             self.runtime_cri_up.load(Relaxed)
         );

@@ -206,6 +206,10 @@ impl Pipeline {
                 crate::state::containerd::ContainerdEnricher::new(&state.containers, ctrd).run(),
             );
         }
+        if let Some(cfg) = podman_events_config(cap.podman_events_file.as_deref()) {
+            let table = state.containers.clone();
+            tokio::spawn(async move { crate::state::podman::follow(&table, cfg).await });
+        }
 
         let watch = |r| {
             // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
@@ -459,7 +463,11 @@ impl Pipeline {
     pub(super) fn kernel_metrics(&self) {
         let st = &self.capture.state;
         METRICS.set_tracked(st.procs.len(), st.cgroups.len(), st.containers.len());
-        METRICS.set_runtimes_up(st.containers.daemon_up(), st.containers.cri_up());
+        METRICS.set_runtimes_up(
+            st.containers.daemon_up(),
+            st.containers.engine() == crate::state::container::ApiEngine::Podman,
+            st.containers.cri_up(),
+        );
         METRICS.set_containerd(
             st.containers.containerd_up(),
             st.containers.containerd_events(),
@@ -714,6 +722,18 @@ async fn next_fanotify(policy: &mut Option<PolicyStage>) -> Option<events::Decis
 }
 
 /// The CRI client's configuration from `--cri-socket` (`off`: none).
+fn podman_events_config(
+    file: Option<&std::path::Path>,
+) -> Option<crate::state::podman::PodmanEventsConfig> {
+    let mut cfg = crate::state::podman::PodmanEventsConfig::default();
+    match file {
+        Some(f) if f.as_os_str() == "off" => return None,
+        Some(f) => cfg.path = f.to_path_buf(),
+        None => {}
+    }
+    Some(cfg)
+}
+
 fn cri_config(socket: Option<&std::path::Path>) -> Option<crate::state::cri::CriConfig> {
     if socket.is_some_and(|s| s.as_os_str() == "off") {
         return None;

@@ -54,7 +54,11 @@ pub async fn record(args: RecordArgs) -> Result<ExitCode> {
 fn responder_options(args: &RunArgs) -> crate::respond::Options {
     crate::respond::Options {
         detect_only: args.detect_only,
-        docker_socket: args.capture.docker_socket.clone(),
+        docker_socket: crate::state::docker::DockerConfig {
+            socket: args.capture.docker_socket.clone(),
+            ..Default::default()
+        }
+        .pick_socket(),
         ..Default::default()
     }
 }

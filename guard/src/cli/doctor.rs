@@ -13,10 +13,14 @@ pub struct DoctorArgs {
     /// /run/crio/crio.sock that exists, as `guard run` picks it).
     #[arg(long, value_name = "SOCKET")]
     pub cri_socket: Option<std::path::PathBuf>,
+    /// Docker API socket to check: Docker's, or Podman's (`podman system service`). Default:
+    /// the first of /var/run/docker.sock, /run/podman/podman.sock that exists.
+    #[arg(long, value_name = "SOCKET")]
+    pub docker_socket: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: &DoctorArgs) -> Result<ExitCode> {
-    let checks = all_checks(a.cri_socket.as_deref());
+    let checks = all_checks(a.cri_socket.as_deref(), a.docker_socket.as_deref());
     let mut failed = false;
     for c in &checks {
         let tag = match c.status {

@@ -31,15 +31,22 @@ pub struct CaptureArgs {
     /// Stop after this many events (for tests and scripts).
     #[arg(long)]
     pub max_events: Option<u64>,
-    /// Docker API socket used for container metadata.
-    #[arg(long, default_value = "/var/run/docker.sock")]
-    pub docker_socket: PathBuf,
+    /// Docker API socket used for container metadata (Docker, or Podman's compatible
+    /// `podman system service`). Default: the first of /var/run/docker.sock,
+    /// /run/podman/podman.sock that exists, looked for again while none does.
+    #[arg(long, value_name = "SOCKET")]
+    pub docker_socket: Option<PathBuf>,
     /// Kubernetes CRI runtime socket (containerd, CRI-O) used for container and pod
     /// metadata. Default: the first of /run/containerd/containerd.sock, /run/crio/crio.sock
     /// that exists, looked for again while none does. A containerd socket is also followed
     /// through containerd's own API. `off` disables both clients.
     #[arg(long, value_name = "SOCKET|off")]
     pub cri_socket: Option<PathBuf>,
+    /// Podman's events log (its `file` events backend), followed for container creation so a
+    /// policy binds before the container starts. Default: /run/libpod/events/events.log,
+    /// looked for again while absent. `off` disables it.
+    #[arg(long, value_name = "FILE|off")]
+    pub podman_events_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

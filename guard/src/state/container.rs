@@ -189,7 +189,10 @@ fn match_component(comp: &str, prev: &str, under_kubepods: bool) -> Option<(Cont
 }
 
 fn runtime_of_prefix(prefix: &str) -> Option<Runtime> {
-    // `crio-conmon-<id>` and `libpod-conmon-<id>` hold the monitor, not the container.
+    // `crio-conmon-<id>` and `libpod-conmon-<id>` (and cgroupfs Podman's `/libpod_parent/conmon`)
+    // hold conmon, the runtime's monitor: a host process in the host's namespaces, which the
+    // runtime starts before the container and which outlives it. It is the host, so a
+    // container's policy and rules never apply to it.
     match prefix {
         "docker" => Some(Runtime::Docker),
         "cri-containerd" => Some(Runtime::Containerd),
@@ -198,6 +201,40 @@ fn runtime_of_prefix(prefix: &str) -> Option<Runtime> {
         // nerdctl with the systemd cgroup driver.
         "nerdctl" => Some(Runtime::Containerd),
         _ => None,
+    }
+}
+
+/// What answers on the Docker API socket: Docker itself, or Podman's compatible service
+/// (`podman system service`), which the same client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiEngine {
+    Docker,
+    Podman,
+}
+
+impl ApiEngine {
+    /// The `runtime` label of `guard_container_runtime_up`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiEngine::Docker => "docker",
+            ApiEngine::Podman => "podman",
+        }
+    }
+
+    /// The daemon in messages.
+    pub fn daemon(self) -> &'static str {
+        match self {
+            ApiEngine::Docker => "docker daemon",
+            ApiEngine::Podman => "podman service",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        if v == 1 {
+            ApiEngine::Podman
+        } else {
+            ApiEngine::Docker
+        }
     }
 }
 
@@ -452,6 +489,8 @@ struct Inner {
     map: RwLock<HashMap<ContainerId, Entry>>,
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
+    /// [`ApiEngine`] behind the Docker API socket, as last seen (0 Docker, 1 Podman).
+    engine: std::sync::atomic::AtomicU8,
     cri_up: AtomicBool,
     containerd_up: AtomicBool,
     containerd_events: AtomicBool,
@@ -475,6 +514,7 @@ impl ContainerTable {
                 map: RwLock::new(HashMap::new()),
                 tx,
                 daemon_up: AtomicBool::new(false),
+                engine: std::sync::atomic::AtomicU8::new(0),
                 cri_up: AtomicBool::new(false),
                 containerd_up: AtomicBool::new(false),
                 containerd_events: AtomicBool::new(false),
@@ -501,6 +541,15 @@ impl ContainerTable {
 
     pub(crate) fn set_daemon_up(&self, up: bool) {
         self.inner.daemon_up.store(up, Ordering::Relaxed);
+    }
+
+    /// What answers on the Docker API socket (Docker until Podman is seen there).
+    pub fn engine(&self) -> ApiEngine {
+        ApiEngine::from_u8(self.inner.engine.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_engine(&self, e: ApiEngine) {
+        self.inner.engine.store(e as u8, Ordering::Relaxed);
     }
 
     /// Whether the CRI runtime answered its last call.

@@ -6,6 +6,10 @@
 //! - When the daemon is unreachable, requests are answered `Unavailable` (`<NA>` fields), the
 //!   task reconnects with exponential backoff, and on reconnect re-asks every container whose
 //!   metadata is not from the daemon.
+//! - Podman's Docker-compatible service (`podman system service`) is read the same way; it is
+//!   recognised by its `/version` answer, and its differences are handled here: `remove`
+//!   instead of `destroy`, and its own keys (`podId`, `containerExitCode`) beside the labels
+//!   of a create event.
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
@@ -18,13 +22,17 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::container::{
-    ContainerId, ContainerMeta, ContainerTable, MetaStatus, Request, WeakContainerTable,
+    ApiEngine, ContainerId, ContainerMeta, ContainerTable, MetaStatus, Request, WeakContainerTable,
 };
+
+/// Looked for in this order when no socket is configured: Docker's, then rootful Podman's.
+pub const DEFAULT_SOCKETS: [&str; 2] = ["/var/run/docker.sock", "/run/podman/podman.sock"];
 
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
-    /// The daemon's unix socket.
-    pub socket: PathBuf,
+    /// The daemon's unix socket; `None`: the first of [`DEFAULT_SOCKETS`] that exists, looked
+    /// for again at each connection attempt.
+    pub socket: Option<PathBuf>,
     /// Per-request timeout, in whole seconds (bollard's unit).
     pub request_timeout_secs: u64,
     pub backoff_min: Duration,
@@ -34,11 +42,38 @@ pub struct DockerConfig {
 impl Default for DockerConfig {
     fn default() -> Self {
         Self {
-            socket: PathBuf::from("/var/run/docker.sock"),
+            socket: None,
             request_timeout_secs: 5,
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
         }
+    }
+}
+
+impl DockerConfig {
+    /// The socket to connect to now: the configured one, else the first default that exists
+    /// (Docker's when neither does, for messages).
+    pub fn pick_socket(&self) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        DEFAULT_SOCKETS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKETS[0]))
+    }
+}
+
+/// Podman names itself in `/version`'s components (`Podman Engine`) and platform; Docker never.
+pub fn engine_of(v: &bollard::models::SystemVersion) -> ApiEngine {
+    let podman = |s: &str| s.to_ascii_lowercase().contains("podman");
+    let in_components = v.components.iter().flatten().any(|c| podman(&c.name));
+    let in_platform = v.platform.as_ref().is_some_and(|p| podman(&p.name));
+    if in_components || in_platform {
+        ApiEngine::Podman
+    } else {
+        ApiEngine::Docker
     }
 }
 
@@ -51,6 +86,14 @@ pub struct DockerEnricher {
 
 impl DockerEnricher {
     pub fn new(table: ContainerTable, rx: mpsc::Receiver<Request>, cfg: DockerConfig) -> Self {
+        // Until an answer says which, a Podman socket's name tells (for the metrics label).
+        if cfg
+            .pick_socket()
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("podman"))
+        {
+            table.set_engine(ApiEngine::Podman);
+        }
         Self {
             table: table.downgrade(),
             rx,
@@ -70,28 +113,36 @@ impl DockerEnricher {
         let mut backoff = self.cfg.backoff_min;
         let mut was_up = true; // log the first failure
         loop {
-            match self.connect().await {
-                Ok(docker) => {
-                    info!(socket = %self.cfg.socket.display(), "docker daemon connected");
+            let socket = self.cfg.pick_socket();
+            let engine = self.engine();
+            match self.connect(&socket).await {
+                Ok((docker, engine)) => {
+                    if let Some(t) = self.table.upgrade() {
+                        t.set_engine(engine);
+                    }
+                    info!(socket = %socket.display(), runtime = engine.as_str(), "{} connected", engine.daemon());
                     self.set_up(true);
                     backoff = self.cfg.backoff_min;
-                    was_up = true;
-                    let closed = self.session(&docker).await;
+                    let closed = self.session(&docker, engine).await;
                     self.set_up(false);
                     if closed {
                         return;
                     }
                     warn!(
-                        "docker daemon connection lost; container metadata is <NA> until it returns"
+                        runtime = engine.as_str(),
+                        "{} connection lost; container metadata is <NA> until it returns",
+                        engine.daemon()
                     );
+                    // One warning per outage: the failed reconnects that follow are debug.
+                    was_up = false;
                 }
                 Err(e) => {
                     self.set_up(false);
                     if was_up {
-                        warn!(socket = %self.cfg.socket.display(), error = %e, "docker daemon unreachable; container metadata is <NA>");
+                        warn!(socket = %socket.display(), runtime = engine.as_str(), error = %e, "{} unreachable; container metadata is <NA>", engine.daemon());
                         was_up = false;
                     } else {
-                        debug!(error = %e, "docker daemon still unreachable");
+                        debug!(error = %e, "{} still unreachable", engine.daemon());
                     }
                 }
             }
@@ -115,22 +166,39 @@ impl DockerEnricher {
         }
     }
 
-    async fn connect(&self) -> Result<Docker, bollard::errors::Error> {
-        let path = self.cfg.socket.to_string_lossy();
+    /// The engine last seen on the socket (Docker before any answer).
+    fn engine(&self) -> ApiEngine {
+        self.table
+            .upgrade()
+            .map_or(ApiEngine::Docker, |t| t.engine())
+    }
+
+    async fn connect(
+        &self,
+        socket: &std::path::Path,
+    ) -> Result<(Docker, ApiEngine), bollard::errors::Error> {
+        let path = socket.to_string_lossy();
         let docker = Docker::connect_with_unix(
             &path,
             self.cfg.request_timeout_secs,
             bollard::API_DEFAULT_VERSION,
         )?;
         // Speak the daemon's API version; Debian's dockerd is older than bollard's default.
-        docker.negotiate_version().await
+        let docker = docker.negotiate_version().await?;
+        let engine = engine_of(&docker.version().await?);
+        Ok((docker, engine))
     }
 
     /// Serves one connection. Returns true when the request queue closed (shut down).
-    async fn session(&mut self, docker: &Docker) -> bool {
+    async fn session(&mut self, docker: &Docker, engine: ApiEngine) -> bool {
+        // Podman says `remove` where Docker says `destroy` (its `died` is `die` on this API).
+        let gone = match engine {
+            ApiEngine::Docker => "destroy",
+            ApiEngine::Podman => "remove",
+        };
         let filters: HashMap<&str, Vec<&str>> = HashMap::from([
             ("type", vec!["container"]),
-            ("event", vec!["create", "start", "die", "destroy"]),
+            ("event", vec!["create", "start", "die", gone]),
         ]);
         // Subscribe before re-enriching so that nothing between the two is missed.
         let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
@@ -155,7 +223,7 @@ impl DockerEnricher {
                             // start), then inspect for the rest.
                             "create" => {
                                 let attrs = ev.actor.as_ref().and_then(|a| a.attributes.as_ref());
-                                if let Some(meta) = attrs.map(|a| meta_from_create_event(id.clone(), a)) {
+                                if let Some(meta) = attrs.map(|a| meta_from_create_event(id.clone(), a, engine)) {
                                     table.store(meta);
                                 }
                                 drop(table);
@@ -167,7 +235,7 @@ impl DockerEnricher {
                                 self.inspect(docker, id).await;
                             }
                             "die" => table.mark_exited(&id),
-                            "destroy" => table.remove(&id),
+                            "destroy" | "remove" => table.remove(&id),
                             _ => {}
                         }
                     }
@@ -247,12 +315,21 @@ impl DockerEnricher {
 }
 
 /// Metadata from a `create` event's attributes: `name`, `image` and the container's labels
-/// (Docker puts labels beside its own keys; a label named like one of those is overridden).
-fn meta_from_create_event(id: ContainerId, attrs: &HashMap<String, String>) -> ContainerMeta {
+/// (the daemon puts labels beside its own keys; a label named like one of those is overridden,
+/// and inspect, right after, gives the true set).
+fn meta_from_create_event(
+    id: ContainerId,
+    attrs: &HashMap<String, String>,
+    engine: ApiEngine,
+) -> ContainerMeta {
     const OWN_KEYS: [&str; 2] = ["name", "image"];
+    const PODMAN_KEYS: [&str; 2] = ["podId", "containerExitCode"];
+    let own = |k: &str| {
+        OWN_KEYS.contains(&k) || (engine == ApiEngine::Podman && PODMAN_KEYS.contains(&k))
+    };
     let labels = attrs
         .iter()
-        .filter(|(k, _)| !OWN_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| !own(k))
         .map(|(k, v)| (k.clone(), v.clone()));
     ContainerMeta::from_parts(
         id,
@@ -295,7 +372,11 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let m = meta_from_create_event(ContainerId::parse(A).expect("id"), &attrs);
+        let m = meta_from_create_event(
+            ContainerId::parse(A).expect("id"),
+            &attrs,
+            ApiEngine::Docker,
+        );
         assert_eq!(m.status, MetaStatus::Ready);
         assert_eq!(m.name, "web-1");
         assert_eq!(m.image, "registry.local/web:2");
@@ -303,6 +384,48 @@ mod tests {
         assert_eq!(m.k8s_ns_name, "prod");
         assert_eq!(m.label("name"), NA, "Docker's own keys are not labels");
         assert_eq!(m.labels.len(), 2);
+    }
+
+    /// Podman's create event puts its own keys beside the labels; they are not labels there,
+    /// and are (a label of that name) on Docker.
+    #[test]
+    fn podman_create_event_keys_are_not_labels() {
+        let attrs: HashMap<String, String> = [
+            ("name", "web-1"),
+            ("image", "localhost/guard-test-busybox:latest"),
+            ("podId", ""),
+            ("containerExitCode", "0"),
+            ("tier", "front"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let id = ContainerId::parse(A).expect("id");
+        let m = meta_from_create_event(id.clone(), &attrs, ApiEngine::Podman);
+        assert_eq!(m.image, "localhost/guard-test-busybox:latest");
+        assert_eq!(m.labels.keys().collect::<Vec<_>>(), vec!["tier"]);
+        let d = meta_from_create_event(id, &attrs, ApiEngine::Docker);
+        assert_eq!(d.label("podId"), "");
+        assert_eq!(d.labels.len(), 3);
+    }
+
+    /// Podman 4.3.1's `/version` (trimmed) and Docker 20.10's.
+    #[test]
+    fn the_engine_is_read_from_version() {
+        let podman: bollard::models::SystemVersion = serde_json::from_str(
+            r#"{"Platform":{"Name":"linux/amd64/debian-12"},"Components":[{"Name":"Podman Engine","Version":"4.3.1","Details":{"APIVersion":"4.3.1"}},{"Name":"Conmon","Version":"conmon version 2.1.6"}],"Version":"4.3.1","ApiVersion":"1.41","MinAPIVersion":"1.24"}"#,
+        )
+        .expect("podman version");
+        assert_eq!(engine_of(&podman), ApiEngine::Podman);
+        let docker: bollard::models::SystemVersion = serde_json::from_str(
+            r#"{"Platform":{"Name":""},"Components":[{"Name":"Engine","Version":"20.10.24+dfsg1"},{"Name":"containerd","Version":"1.6.20~ds1"}],"Version":"20.10.24+dfsg1","ApiVersion":"1.41"}"#,
+        )
+        .expect("docker version");
+        assert_eq!(engine_of(&docker), ApiEngine::Docker);
+        assert_eq!(
+            engine_of(&bollard::models::SystemVersion::default()),
+            ApiEngine::Docker
+        );
     }
 
     async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
@@ -321,7 +444,7 @@ mod tests {
     async fn unreachable_daemon_gives_na() {
         let (table, rx) = ContainerTable::new(ContainerTableConfig::default());
         let cfg = DockerConfig {
-            socket: std::env::temp_dir().join("guard-no-such-docker.sock"),
+            socket: Some(std::env::temp_dir().join("guard-no-such-docker.sock")),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(40),
             ..Default::default()
@@ -350,6 +473,10 @@ mod tests {
     /// A minimal Docker API on a unix socket we control: `/version`, an idle `/events`
     /// stream, and inspect of one container.
     async fn fake_daemon(listener: tokio::net::UnixListener) {
+        fake_daemon_as(listener, r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#).await
+    }
+
+    async fn fake_daemon_as(listener: tokio::net::UnixListener, version: &'static str) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
             let Ok((mut conn, _)) = listener.accept().await else {
@@ -373,7 +500,7 @@ mod tests {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     return;
                 } else if path.contains("/version") {
-                    r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#.to_owned()
+                    version.to_owned()
                 } else if path.contains(&format!("/containers/{A}/json")) {
                     format!(
                         r#"{{"Id":"{A}","Name":"/fake","Image":"sha256:1","Config":{{"Image":"localhost:5000/fake/img:7","Labels":{{"io.kubernetes.pod.name":"p","io.kubernetes.pod.namespace":"ns"}}}},"HostConfig":{{"Privileged":true}},"State":{{"Running":true}}}}"#
@@ -405,7 +532,7 @@ mod tests {
         let socket = dir.join("docker.sock");
         let (table, rx) = ContainerTable::new(ContainerTableConfig::default());
         let cfg = DockerConfig {
-            socket: socket.clone(),
+            socket: Some(socket.clone()),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(50),
             ..Default::default()
@@ -457,5 +584,56 @@ mod tests {
         task.abort();
         server.abort();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Podman's service on the socket: the table says so (metrics label, messages).
+    #[tokio::test]
+    async fn podman_service_is_recognised() {
+        let dir = std::env::temp_dir().join(format!("guard-fake-podman-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let socket = dir.join("api.sock");
+        let server = tokio::spawn(fake_daemon_as(
+            tokio::net::UnixListener::bind(&socket).expect("bind"),
+            r#"{"ApiVersion":"1.41","Version":"4.3.1","Components":[{"Name":"Podman Engine","Version":"4.3.1"}]}"#,
+        ));
+        let (table, rx) = ContainerTable::new(ContainerTableConfig::default());
+        assert_eq!(table.engine(), ApiEngine::Docker);
+        let cfg = DockerConfig {
+            socket: Some(socket.clone()),
+            ..Default::default()
+        };
+        let task = tokio::spawn(DockerEnricher::new(table.clone(), rx, cfg).run());
+        assert!(wait_for(|| table.daemon_up()).await, "connected");
+        assert_eq!(table.engine(), ApiEngine::Podman);
+        let id = ContainerId::parse(A).expect("id");
+        table.lookup(&id);
+        assert!(
+            wait_for(|| table
+                .peek(&id)
+                .is_some_and(|m| m.status == MetaStatus::Ready && m.name == "fake"))
+            .await
+        );
+        task.abort();
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// No socket configured: Docker's when it exists, else Podman's, else Docker's (named in
+    /// messages).
+    #[test]
+    fn default_socket_order() {
+        assert_eq!(DEFAULT_SOCKETS[0], "/var/run/docker.sock");
+        let picked = DockerConfig::default().pick_socket();
+        let want = DEFAULT_SOCKETS
+            .iter()
+            .find(|s| std::path::Path::new(s).exists())
+            .unwrap_or(&DEFAULT_SOCKETS[0]);
+        assert_eq!(picked, PathBuf::from(want));
+        let set = DockerConfig {
+            socket: Some("/x/y.sock".into()),
+            ..Default::default()
+        };
+        assert_eq!(set.pick_socket(), PathBuf::from("/x/y.sock"));
     }
 }

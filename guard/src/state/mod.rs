@@ -9,6 +9,7 @@
 //! - [`cri`]: the one that fills it from the Kubernetes CRI (containerd, CRI-O).
 //! - [`containerd`]: containerd's own API: containers started straight on containerd, and
 //!   CRI containers at create time (before their cgroup exists).
+//! - [`podman`]: Podman's events log, followed for `create` (its API stream is 250 ms late).
 //! - [`users`]: user and group names from each container's own account files.
 //!
 //! [`State`] ties them together for the event pipeline. It is owned by one task (`&mut`);
@@ -20,6 +21,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod path;
+pub mod podman;
 pub mod process;
 pub mod procfs;
 pub mod users;

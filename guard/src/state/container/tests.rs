@@ -89,6 +89,11 @@ fn cgroup_path_table() {
             format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{A}.scope"),
             Some((A, Podman, None)),
         ),
+        // podman, cgroupfs manager (the private service of integration/podman.sh).
+        (
+            format!("/libpod_parent/libpod-{A}"),
+            Some((A, Podman, None)),
+        ),
         // docker-in-docker: the host's container is the identity; the inner one is noted.
         (
             format!("/docker/{A}/docker/{B}"),
@@ -106,6 +111,9 @@ fn cgroup_path_table() {
         ),
         // Monitors and host cgroups are not containers.
         (format!("/machine.slice/libpod-conmon-{A}.scope"), None),
+        // conmon with the cgroupfs manager: one cgroup for every container's monitor.
+        ("/libpod_parent/conmon".into(), None),
+        (format!("/libpod_parent/libpod-conmon-{A}"), None),
         (format!("/system.slice/crio-conmon-{A}.scope"), None),
         ("/".into(), None),
         ("".into(), None),
