@@ -17,7 +17,6 @@ use std::{
 };
 
 use guard_ebpf::path_bits;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use tracing::debug;
 
 use super::{
@@ -58,21 +57,6 @@ pub fn wants_marks(p: &Policy) -> bool {
         || p.exec.deny_new_binaries
         || !p.open.deny_read.is_empty()
         || !p.open.deny_write.is_empty()
-}
-
-pub(super) fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
-    let rel = path.trim_start_matches('/').trim_end_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let mut flags = OFlag::O_CLOEXEC;
-    flags |= if dir {
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY
-    } else {
-        OFlag::O_PATH
-    };
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, rel, how)
 }
 
 /// The path the kernel prints for an open file (`/proc/self/fd/N`): for a file of another mount
@@ -136,7 +120,7 @@ fn mark_rule_file(
     if listed && marked.len() >= RULE_MARKS_MAX {
         return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
     }
-    let fd = open_in(root, path, false)?;
+    let fd = sys::open_in(root, path, false)?;
     let md = std::fs::File::from(fd.try_clone()?).metadata()?;
     if file_id(&md) != id {
         return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
@@ -228,7 +212,7 @@ pub fn build(
             if seal_here && r.id.dev == root_dev {
                 pass.seal.want(r.id, w.pid, text, upper.as_deref());
             }
-            let Ok(dir) = open_in(&root, text, true) else {
+            let Ok(dir) = sys::open_in(&root, text, true) else {
                 continue;
             };
             if let Some(p) = fd_path(&dir) {

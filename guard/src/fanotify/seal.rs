@@ -164,7 +164,7 @@ pub struct Sealer {
 
 fn open_dir(p: &Place) -> io::Result<OwnedFd> {
     let root = crate::procroot::open_root(p.pid).map_err(io::Error::other)?;
-    Ok(super::marks::open_in(&root, &p.path, true)?)
+    Ok(super::sys::open_in(&root, &p.path, true)?)
 }
 
 /// Opens the planned directory and checks it still is the one resolved (a swapped name is

@@ -1,6 +1,7 @@
 //! The fanotify system calls: the group, marks, reading events (validated: a record the kernel
 //! wrote with a length or version we do not know ends the batch) and answering.
 
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use std::{
     ffi::CString,
     io,
@@ -313,4 +314,21 @@ mod tests {
         // Truncated header.
         assert!(parse(&b[..META_LEN - 1], &mut other).is_empty());
     }
+}
+
+/// Opens `path` inside `root` (a workload's root), as the workload would resolve it: a
+/// directory for reading, else `O_PATH`; no magic links.
+pub fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
+    let rel = path.trim_start_matches('/').trim_end_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let mut flags = OFlag::O_CLOEXEC;
+    flags |= if dir {
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY
+    } else {
+        OFlag::O_PATH
+    };
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how)
 }
