@@ -253,6 +253,23 @@ impl Borrow for OwnedFd {
     }
 }
 
+/// Opens `path` inside `root` (a workload's root), as the workload would resolve it: a
+/// directory for reading, else `O_PATH`; no magic links.
+pub fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
+    let rel = path.trim_start_matches('/').trim_end_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    let mut flags = OFlag::O_CLOEXEC;
+    flags |= if dir {
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY
+    } else {
+        OFlag::O_PATH
+    };
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,21 +331,4 @@ mod tests {
         // Truncated header.
         assert!(parse(&b[..META_LEN - 1], &mut other).is_empty());
     }
-}
-
-/// Opens `path` inside `root` (a workload's root), as the workload would resolve it: a
-/// directory for reading, else `O_PATH`; no magic links.
-pub fn open_in(root: &OwnedFd, path: &str, dir: bool) -> nix::Result<OwnedFd> {
-    let rel = path.trim_start_matches('/').trim_end_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let mut flags = OFlag::O_CLOEXEC;
-    flags |= if dir {
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY
-    } else {
-        OFlag::O_PATH
-    };
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(root, rel, how)
 }
