@@ -438,8 +438,8 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
     let (code, _, err) = remote(&sock, &["rm", "-f", "-t", "0", "guard-podman-web"]);
     assert_eq!(code, Some(0), "rm: {err}");
 
-    // 4. No leak: 200 create/start/remove cycles on the API leave the container table where
-    //    it was.
+    // 4. No leak: 200 create/remove cycles on the API (every 4th also started, so it has a
+    //    cgroup) leave the container table where it was.
     let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
     let before = metric(&body, "guard_tracked_containers").expect("tracked containers");
     let create = format!(
@@ -450,8 +450,10 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
         assert_eq!(code, 201, "create {i}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("create answer");
         let cid = v["Id"].as_str().expect("Id").to_owned();
-        let (code, body) = api(&sock, "POST", &format!("/containers/{cid}/start"), "");
-        assert_eq!(code, 204, "start {i}: {body}");
+        if i % 4 == 0 {
+            let (code, body) = api(&sock, "POST", &format!("/containers/{cid}/start"), "");
+            assert_eq!(code, 204, "start {i}: {body}");
+        }
         // Podman 4.3 may refuse a forced remove racing the container's own exit ("container
         // state improper"): asked again, it succeeds.
         let mut removed = (0, String::new());

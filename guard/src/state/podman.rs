@@ -66,11 +66,42 @@ struct Line {
     /// The container's labels, for container events.
     #[serde(rename = "Attributes", default)]
     attributes: Option<HashMap<String, serde_json::Value>>,
+    #[serde(rename = "Time", default)]
+    time: Option<String>,
+}
+
+/// Where following stopped: the file (inode), the offset read up to, and the newest event
+/// time taken, so a reopened or rotated file (Podman keeps the tail of the old one in the
+/// new) never replays a `create` already taken, nor history from before the agent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cursor {
+    ino: Option<u64>,
+    pos: u64,
+    last_ns: Option<i64>,
+}
+
+impl Cursor {
+    /// Whether an event at `ns` is new; takes it.
+    fn take(&mut self, ns: Option<i64>) -> bool {
+        match (ns, self.last_ns) {
+            (Some(t), Some(last)) if t <= last => false,
+            (Some(t), _) => {
+                self.last_ns = Some(t);
+                true
+            }
+            // No time: cannot be ordered; taken (a create of a known container is skipped).
+            (None, _) => true,
+        }
+    }
 }
 
 /// The metadata of a container `create` line; `None` for any other line, or a malformed one.
+#[cfg(test)]
 fn create_meta(line: &[u8]) -> Option<ContainerMeta> {
-    let l: Line = serde_json::from_slice(line).ok()?;
+    meta_of(serde_json::from_slice(line).ok()?)
+}
+
+fn meta_of(l: Line) -> Option<ContainerMeta> {
     if l.kind != "container" || l.status != "create" {
         return None;
     }
@@ -95,13 +126,21 @@ fn create_meta(line: &[u8]) -> Option<ContainerMeta> {
 
 /// Splits complete lines off `buf` and stores each container's create metadata (unless the
 /// container is already known from the API). `skipping`: inside an overlong line.
-fn take_lines(buf: &mut Vec<u8>, skipping: &mut bool, table: &ContainerTable) -> usize {
+fn take_lines(
+    buf: &mut Vec<u8>,
+    skipping: &mut bool,
+    cursor: &mut Cursor,
+    table: &ContainerTable,
+) -> usize {
     let mut stored = 0;
     let mut start = 0;
     while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
         let line = &buf[start..start + nl];
-        if !*skipping
-            && let Some(meta) = create_meta(line)
+        let parsed = (!*skipping)
+            .then(|| serde_json::from_slice::<Line>(line).ok())
+            .flatten()
+            .filter(|l| cursor.take(l.time.as_deref().and_then(crate::rfc3339::parse)));
+        if let Some(meta) = parsed.and_then(meta_of)
             && table
                 .peek(&meta.id)
                 .is_none_or(|m| m.status != MetaStatus::Ready)
@@ -133,6 +172,7 @@ impl AsRawFd for Watch {
 pub async fn follow(table: &ContainerTable, cfg: PodmanEventsConfig) {
     let weak = table.downgrade();
     let mut announced = false;
+    let mut cursor = Cursor::default();
     loop {
         if weak.upgrade().is_none() {
             return;
@@ -141,8 +181,10 @@ pub async fn follow(table: &ContainerTable, cfg: PodmanEventsConfig) {
             if !announced {
                 info!(file = %cfg.path.display(), "following podman's events log");
             }
-            // The first file is history; a later one (created or rotated since) is all new.
-            if let Err(e) = follow_file(&weak, file, &cfg, announced).await {
+            // The file found at start is history; a later one (created or rotated since) is
+            // read from its start, the cursor skipping what was taken already.
+            let history = !announced;
+            if let Err(e) = follow_file(&weak, file, &cfg, history, &mut cursor).await {
                 debug!(file = %cfg.path.display(), error = %e, "podman events log: reopening");
             }
         }
@@ -157,8 +199,10 @@ async fn follow_file(
     weak: &WeakContainerTable,
     mut file: std::fs::File,
     cfg: &PodmanEventsConfig,
-    from_start: bool,
+    history: bool,
+    cursor: &mut Cursor,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     ino.add_watch(
         &cfg.path,
@@ -166,11 +210,17 @@ async fn follow_file(
     )?;
     // SAFETY: the AsyncFd owns the Inotify, which keeps the descriptor open while registered.
     let fd = unsafe { AsyncFd::register_with_interest(Watch(ino), tokio::io::Interest::READABLE) }?;
-    let mut pos = file.seek(if from_start {
-        SeekFrom::Start(0)
-    } else {
+    let md = file.metadata()?;
+    let mut pos = file.seek(if history {
         SeekFrom::End(0)
+    } else if cursor.ino == Some(md.ino()) && md.len() >= cursor.pos {
+        // The same file reopened: on from where it was left.
+        SeekFrom::Start(cursor.pos)
+    } else {
+        SeekFrom::Start(0)
     })?;
+    cursor.ino = Some(md.ino());
+    cursor.pos = pos;
     let mut buf = Vec::new();
     let mut skipping = false;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -195,7 +245,6 @@ async fn follow_file(
         // Replaced (rotation) or truncated: start over on the new file.
         let now = std::fs::metadata(&cfg.path)?;
         let cur = file.metadata()?;
-        use std::os::unix::fs::MetadataExt;
         if now.ino() != cur.ino() || cur.len() < pos {
             return Ok(());
         }
@@ -208,7 +257,9 @@ async fn follow_file(
             read += n;
             pos += n as u64;
             buf.extend_from_slice(&chunk[..n]);
-            take_lines(&mut buf, &mut skipping, &table);
+            take_lines(&mut buf, &mut skipping, cursor, &table);
+            // Resume after the last whole line (a partial one is read again).
+            cursor.pos = pos - buf.len() as u64;
         }
     }
 }
@@ -221,8 +272,12 @@ mod tests {
     const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
 
     fn line(status: &str, attrs: &str) -> String {
+        line_at(status, attrs, 33)
+    }
+
+    fn line_at(status: &str, attrs: &str, sec: u32) -> String {
         format!(
-            r#"{{"ID":"{A}","Image":"localhost/web:2","Name":"web-1","Status":"{status}","Time":"2026-12-04T13:32:33.661774476Z","Type":"container","Attributes":{attrs}}}"#
+            r#"{{"ID":"{A}","Image":"localhost/web:2","Name":"web-1","Status":"{status}","Time":"2026-12-04T13:32:{sec:02}.661774476Z","Type":"container","Attributes":{attrs}}}"#
         )
     }
 
@@ -256,30 +311,51 @@ mod tests {
         let (table, _rx) = ContainerTable::new(ContainerTableConfig::default());
         let mut buf = Vec::new();
         let mut skipping = false;
+        let mut cursor = Cursor::default();
         // A partial line waits for its end.
         let l = line("create", r#"{"tier":"front"}"#);
         buf.extend_from_slice(&l.as_bytes()[..20]);
-        assert_eq!(take_lines(&mut buf, &mut skipping, &table), 0);
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
         buf.extend_from_slice(&l.as_bytes()[20..]);
         buf.push(b'\n');
-        assert_eq!(take_lines(&mut buf, &mut skipping, &table), 1);
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
         assert!(buf.is_empty());
         let id = ContainerId::parse(A).expect("id");
         assert_eq!(table.peek(&id).expect("stored").label("tier"), "front");
         // Known from the API already: not overwritten by the log.
-        let again = line("create", r#"{"tier":"back"}"#) + "\n";
+        let again = line_at("create", r#"{"tier":"back"}"#, 34) + "\n";
         buf.extend_from_slice(again.as_bytes());
-        assert_eq!(take_lines(&mut buf, &mut skipping, &table), 0);
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
         assert_eq!(table.peek(&id).expect("kept").label("tier"), "front");
         // An overlong line is dropped to its end, and the next line is read.
         buf.extend(std::iter::repeat_n(b'x', MAX_LINE + 1));
-        assert_eq!(take_lines(&mut buf, &mut skipping, &table), 0);
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
         assert!(buf.is_empty() && skipping);
         let b = "b".repeat(64);
-        let next = line("create", "{}").replace(A, &b);
+        let next = line_at("create", "{}", 35).replace(A, &b);
         buf.extend_from_slice(format!("tail of the long one\n{next}\n").as_bytes());
-        assert_eq!(take_lines(&mut buf, &mut skipping, &table), 1);
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
         assert!(table.peek(&ContainerId::parse(&b).expect("id")).is_some());
+    }
+
+    /// A replayed line (a reopened or rotated file keeps the old tail) is not taken again,
+    /// even for a container removed since: removed containers do not come back.
+    #[test]
+    fn replayed_lines_are_not_taken_again() {
+        let (table, _rx) = ContainerTable::new(ContainerTableConfig::default());
+        let (mut buf, mut skipping, mut cursor) = (Vec::new(), false, Cursor::default());
+        let id = ContainerId::parse(A).expect("id");
+        let first = line_at("create", "{}", 33) + "\n";
+        buf.extend_from_slice(first.as_bytes());
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
+        table.remove(&id);
+        // The same line again, and an older one: skipped; a newer one: taken.
+        let replay = first.clone() + &line_at("create", "{}", 20) + "\n";
+        buf.extend_from_slice(replay.as_bytes());
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
+        assert!(table.peek(&id).is_none(), "a removed container came back");
+        buf.extend_from_slice((line_at("create", "{}", 50) + "\n").as_bytes());
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
     }
 
     /// The task follows appends with inotify and starts over on a replaced file.
@@ -311,7 +387,7 @@ mod tests {
                 .expect("open");
             f.write_all(s.as_bytes()).expect("append");
         };
-        append(&path, line("create", r#"{"k":"v"}"#) + "\n");
+        append(&path, line_at("create", r#"{"k":"v"}"#, 40) + "\n");
         let mut ok = false;
         for _ in 0..100 {
             if table.peek(&id).is_some_and(|m| m.label("k") == "v") {
@@ -321,12 +397,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(ok, "append not seen");
-        // Rotation: a new file at the path is followed from its start.
+        // Rotation: a new file at the path is followed from its start; the old tail Podman
+        // keeps in it is not taken again (the container was removed meanwhile).
+        table.remove(&id);
         let b = "c".repeat(64);
         let rotated = dir.join("events.new");
-        std::fs::write(&rotated, "").expect("new file");
+        std::fs::write(&rotated, line_at("create", r#"{"k":"v"}"#, 40) + "\n").expect("new file");
         std::fs::rename(&rotated, &path).expect("rename");
-        append(&path, line("create", "{}").replace(A, &b) + "\n");
+        append(&path, line_at("create", "{}", 45).replace(A, &b) + "\n");
         let bid = ContainerId::parse(&b).expect("id");
         let mut ok = false;
         for _ in 0..200 {
@@ -337,6 +415,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(ok, "the replaced file was not followed");
+        assert!(table.peek(&id).is_none(), "the old tail was replayed");
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
     }
