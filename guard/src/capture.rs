@@ -8,7 +8,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
-    events::{self, AT_FDCWD, Captured, Common, SockAddr},
+    events::{self, AT_FDCWD, Captured, Common, KernelPath, SockAddr},
     model::{self, Ancestor, ArgValue, Fd, FdType, L4Proto},
     state::{
         PathBase, Pid, State,
@@ -81,7 +81,13 @@ impl Capture {
                 0,
             ),
             events::Event::Open(o) => {
-                let resolved = self.resolve(c.pid, o.dirfd, &o.path);
+                // fd.name: the opened file as the kernel resolved it; the path as written,
+                // resolved here, only when the kernel walk failed (or the open did).
+                let (resolved, from_kernel) = match &o.kernel_path {
+                    KernelPath::Resolved(p) => (p.clone(), Some(true)),
+                    KernelPath::Unresolved => (self.resolve(c.pid, o.dirfd, &o.path), Some(false)),
+                    KernelPath::Absent => (self.resolve(c.pid, o.dirfd, &o.path), None),
+                };
                 let dir = o.flags & O_DIRECTORY != 0;
                 let mut a = args(&[
                     ("name", ArgValue::Str(resolved.clone())),
@@ -91,12 +97,13 @@ impl Capture {
                 if o.syscall != "open" && o.syscall != "creat" {
                     a.insert("dirfd".into(), ArgValue::Int(o.dirfd.into()));
                 }
-                let fd = file_fd(
+                let mut fd = file_fd(
                     c.ret,
                     resolved,
                     &o.path,
                     if dir { FdType::Directory } else { FdType::File },
                 );
+                fd.name_from_kernel = from_kernel;
                 (o.syscall, a, Some(fd), c.ret)
             }
             events::Event::Connect(k) => {
@@ -817,6 +824,7 @@ mod recycle_tests {
             flags: 0,
             mode: 0,
             resolve: None,
+            kernel_path: KernelPath::Absent,
         })
     }
 

@@ -270,6 +270,11 @@ pub struct Fd {
     /// unknown (not a connect, or a socket guard did not see created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_changed: Option<bool>,
+    /// Opens: whether `name` is the kernel-resolved path of the opened file (true), or the
+    /// path as written resolved by the agent because the kernel walk failed (false); absent
+    /// for failed opens and other fds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_from_kernel: Option<bool>,
 }
 
 fn minus_one() -> i64 {

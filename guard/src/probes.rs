@@ -41,6 +41,7 @@ pub static EBPF_OBJECT: &[u8] =
 /// Reads the struct offsets the programs need from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
     let need = |s: &str, m: &str| btf.member_offset(s, m).context("kernel BTF");
+    let opt = |s: &str, m: &str| btf.member_offset_opt(s, m).unwrap_or(OFFSET_ABSENT);
     Ok(KernelOffsets {
         task_real_parent: need("task_struct", "real_parent")?,
         task_tgid: need("task_struct", "tgid")?,
@@ -119,6 +120,25 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         kernfs_node_id: btf
             .member_offset_opt("kernfs_node", "id")
             .unwrap_or(OFFSET_ABSENT),
+        // Issue 17: the opened file's path. Without one of these the programs send no kernel
+        // path (FLAG_KPATH_CUT) and fd.name falls back to the path as written.
+        task_files: opt("task_struct", "files"),
+        files_fdt: opt("files_struct", "fdt"),
+        fdtable_fd: opt("fdtable", "fd"),
+        fdtable_max_fds: opt("fdtable", "max_fds"),
+        path_mnt: opt("path", "mnt"),
+        mount_mnt: opt("mount", "mnt"),
+        mount_mnt_parent: opt("mount", "mnt_parent"),
+        mount_mnt_mountpoint: opt("mount", "mnt_mountpoint"),
+        vfsmount_mnt_root: opt("vfsmount", "mnt_root"),
+        vfsmount_mnt_sb: opt("vfsmount", "mnt_sb"),
+        dentry_d_name_len: match (
+            btf.member_offset_opt("dentry", "d_name"),
+            btf.member_offset_opt("qstr", "len"),
+        ) {
+            (Some(d), Some(l)) => d + l,
+            _ => OFFSET_ABSENT,
+        },
     })
 }
 

@@ -26,7 +26,10 @@ use guard_ebpf::{
     syscalls::{Payload, spec},
 };
 
-use super::shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced};
+use super::{
+    kpath::{self, Kpath},
+    shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced},
+};
 
 /// Syscall number -> non-zero when traced; filled by userspace.
 #[map]
@@ -232,9 +235,21 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     };
     fill_payload(&mut rec, 0, payloads[0], &p.args);
     fill_payload(&mut rec, 1, payloads[1], &p.args);
+    let is_open = matches!(
+        p.nr,
+        syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
+    );
+    // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
+    let kpath = if is_open && ret >= 0 {
+        let k = kpath::open_path(ret);
+        kpath::attach(&mut rec, k, p.nr == syscalls::OPENAT2);
+        k
+    } else {
+        None
+    };
     // The prefilter looks at what was captured, so it judges exactly what userspace would see.
     let bits = syscall_bits(p.nr as u64);
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p) {
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath) {
         count_drop_slot(PREFILTERED_OPENS);
         return;
     }
@@ -370,12 +385,14 @@ static OPEN_PREFIXES: LpmTrie<[u8; OPEN_PREFIX_BYTES], u8> =
 static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
-/// `passes_open` states the same check) is one some rule may need: any path that is not
-/// absolute and plain (a `.`, `..` or empty component, which the agent normalises), too long,
-/// cut or unreadable passes; a plain absolute path passes when its longest prefix in
-/// `OPEN_PREFIXES` admits the open's access.
+/// `passes_open_resolved` states the same check) is one some rule may need: it passes when
+/// the path as passed passes, or the opened file's kernel-resolved path `kpath` does. A path
+/// as passed that is not absolute and plain (a `.`, `..` or empty component, which the agent
+/// normalises), too long, cut or unreadable passes, as does a kernel path too long for a key;
+/// a plain absolute path passes when its longest prefix in `OPEN_PREFIXES` admits the open's
+/// access.
 #[inline(always)]
-fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
+fn open_wanted(rec: &mut Record, p: &PendingSyscall, kpath: Option<Kpath>) -> bool {
     let h = rec.header();
     let len = h.len0 as usize;
     if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
@@ -395,32 +412,51 @@ fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
             unsafe { bpf_probe_read_kernel(at as *const u64) }.map_or(true, |f| f & 3 != 0)
         }
     };
+    // SAFETY: payload 0 has PAYLOAD_MAX bytes of scratch after it, including the path's NUL.
+    if prefix_admits(rec.payload_dst(0), len, true, write) {
+        return true;
+    }
+    match kpath {
+        Some(k) if k.len >= OPEN_PREFIX_BYTES => true,
+        // The kernel path is absolute and plain, and a NUL follows it in its buffer.
+        Some(k) => prefix_admits(k.src, k.len, false, write),
+        None => false,
+    }
+}
+
+/// Whether the `len`-byte path at `src` (kernel memory with `OPEN_PREFIX_BYTES` readable;
+/// `len` below that) is one some rule may need: `check_plain` passes a path that is not
+/// absolute and plain; otherwise its longest prefix in `OPEN_PREFIXES` decides.
+#[inline(always)]
+fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> bool {
     let Some(key) = OPEN_KEY.get_ptr_mut(0) else {
         return true;
     };
-    let src = rec.payload_dst(0);
-    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES of the scratch
-    // area after payload 0 (it has PAYLOAD_MAX bytes after it), which includes the path's NUL.
+    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES from `src`.
     unsafe {
         (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
         let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
         if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
             return true;
         }
-        let path = &(*key).data;
-        if path[0] != b'/' {
-            return true;
-        }
-        let mut prev = 0u8;
-        for i in 0..OPEN_PREFIX_BYTES {
-            let b = path[i];
-            if b == 0 {
-                break;
-            }
-            if prev == b'/' && (b == b'.' || b == b'/') {
+        // What follows the path in the scratch area (payload 1) is not part of it.
+        (*key).data[len & (OPEN_PREFIX_BYTES - 1)] = 0;
+        if check_plain {
+            let path = &(*key).data;
+            if path[0] != b'/' {
                 return true;
             }
-            prev = b;
+            let mut prev = 0u8;
+            for i in 0..OPEN_PREFIX_BYTES {
+                let b = path[i];
+                if b == 0 {
+                    break;
+                }
+                if prev == b'/' && (b == b'.' || b == b'/') {
+                    return true;
+                }
+                prev = b;
+            }
         }
         let bits = OPEN_PREFIXES.get(&*key).copied().unwrap_or(0);
         bits & open_prefix_bits::ANY != 0 || (write && bits & open_prefix_bits::WRITE != 0)

@@ -8,15 +8,17 @@ use std::{
 
 use guard_ebpf::{
     EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1,
-    FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, PAYLOAD_MAX, SyscallBody, syscalls as sc,
+    FLAG_KPATH, FLAG_KPATH_CUT, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, PAYLOAD_MAX,
+    SyscallBody, syscalls as sc,
 };
 
 use super::{
     AT_FDCWD, Access, BpfEvent, Captured, CgroupId, ChdirEvent, ChmodEvent, Common, ConnectEvent,
     DecisionEvent, DupEvent, Event, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent, Hook,
-    LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent, Operation, PtraceEvent,
-    Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr, SocketEvent, UnknownAccess,
-    UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict, UnlinkEvent, Verdict,
+    KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent, Operation,
+    PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr, SocketEvent,
+    UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict, UnlinkEvent,
+    Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +31,8 @@ pub enum DecodeError {
     BodyLen { kind: u16, got: u32, want: usize },
     #[error("payload length {0} exceeds the maximum")]
     PayloadLen(u16),
+    #[error("open record's kernel path: {0}")]
+    KernelPath(&'static str),
     #[error("syscall number {0} is not traced")]
     UnknownSyscall(u32),
     #[error(transparent)]
@@ -220,6 +224,34 @@ fn decode_sockaddr(b: &[u8]) -> SockAddr {
     }
 }
 
+/// The kernel-resolved path of an open record: payload 1 (after openat2's `open_how`) when
+/// `FLAG_KPATH` is set. Both flags at once, or a path that is empty, not absolute, or holds a
+/// NUL, is a malformed record.
+fn kernel_path(p: &Parts<'_>, openat2: bool) -> Result<KernelPath, DecodeError> {
+    let f = p.header.flags;
+    match (f & FLAG_KPATH != 0, f & FLAG_KPATH_CUT != 0) {
+        (false, false) => Ok(KernelPath::Absent),
+        (false, true) => Ok(KernelPath::Unresolved),
+        (true, true) => Err(DecodeError::KernelPath("both resolved and cut")),
+        (true, false) => {
+            let skip = if openat2 {
+                sc::OPEN_HOW_LEN as usize
+            } else {
+                0
+            };
+            let b =
+                p.p1.get(skip..)
+                    .ok_or(DecodeError::KernelPath("shorter than open_how"))?;
+            if b.first() != Some(&b'/') || b.contains(&0) {
+                return Err(DecodeError::KernelPath("not an absolute path"));
+            }
+            Ok(KernelPath::Resolved(
+                String::from_utf8_lossy(b).into_owned(),
+            ))
+        }
+    }
+}
+
 /// A dirfd argument as the kernel reads it (an int in a 64-bit register).
 fn fd(v: u64) -> i32 {
     v as u32 as i32
@@ -248,6 +280,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                     (fd(a[0]), how(0), how(1) as u32, Some(how(2)))
                 }
             };
+            let kernel_path = kernel_path(p, body.nr == sc::OPENAT2)?;
             Event::Open(OpenEvent {
                 common: c,
                 syscall: name,
@@ -256,6 +289,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                 flags,
                 mode,
                 resolve,
+                kernel_path,
             })
         }
         sc::CONNECT => Event::Connect(ConnectEvent {

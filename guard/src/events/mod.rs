@@ -183,6 +183,28 @@ pub struct OpenEvent {
     /// openat2's `RESOLVE_*` flags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolve: Option<u64>,
+    /// The opened file's path, resolved in the kernel from the new descriptor.
+    #[serde(skip_serializing_if = "KernelPath::is_absent")]
+    pub kernel_path: KernelPath,
+}
+
+/// What the kernel said about an open's file path (`guard_ebpf::FLAG_KPATH`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelPath {
+    /// Nothing: the open failed (no file), or the record predates kernel paths.
+    #[default]
+    Absent,
+    /// The walk hit a bound or failed: only the path as written is known.
+    Unresolved,
+    /// The file's path (docs/rules.md, "fd.name").
+    Resolved(String),
+}
+
+impl KernelPath {
+    pub fn is_absent(&self) -> bool {
+        *self == KernelPath::Absent
+    }
 }
 
 /// A socket address from connect.

@@ -487,3 +487,63 @@ fn the_agents_decode_error_count_counts_unknown_decision_bytes() {
         assert_eq!(DECODE_ERRORS.load(Ordering::Relaxed), before + i as u64 + 1);
     }
 }
+
+/// An open record with flags `flags` in its header (the kernel path bits).
+fn open_with(nr: u32, p0: &[u8], p1: &[u8], flags: u16) -> Vec<u8> {
+    let mut rec = syscall(nr, [AT_FDCWD as u32 as u64, 0, 0, 0, 0, 0], p0, p1);
+    let off = std::mem::offset_of!(EventHeader, flags);
+    rec[off..off + 2].copy_from_slice(&flags.to_ne_bytes());
+    rec
+}
+
+fn kernel_path_of(rec: &[u8]) -> Result<KernelPath, DecodeError> {
+    match decode(rec, &clock())? {
+        Event::Open(o) => Ok(o.kernel_path),
+        other => panic!("wrong kind: {other:?}"),
+    }
+}
+
+#[test]
+fn decodes_the_kernel_path_of_an_open() {
+    use guard_ebpf::{FLAG_KPATH, FLAG_KPATH_CUT};
+    let ok = open_with(sc::OPENAT, b"/tmp/s", b"/etc/shadow", FLAG_KPATH);
+    assert_eq!(
+        kernel_path_of(&ok).expect("decode"),
+        KernelPath::Resolved("/etc/shadow".into())
+    );
+    // openat2: the path follows the 24-byte open_how, whose flags still decode.
+    let mut p1 = 0o2u64.to_ne_bytes().to_vec();
+    p1.extend_from_slice(&[0u8; 16]);
+    p1.extend_from_slice(b"/etc/passwd");
+    let rec = open_with(sc::OPENAT2, b"/tmp/p", &p1, FLAG_KPATH);
+    let Event::Open(o) = decode(&rec, &clock()).expect("decode") else {
+        panic!("not an open")
+    };
+    assert_eq!(o.flags, 0o2);
+    assert_eq!(o.kernel_path, KernelPath::Resolved("/etc/passwd".into()));
+    // A cut walk, a failed open, and no flag at all.
+    let cut = open_with(sc::OPENAT, b"/tmp/s", b"", FLAG_KPATH_CUT);
+    assert_eq!(
+        kernel_path_of(&cut).expect("decode"),
+        KernelPath::Unresolved
+    );
+    let none = open_with(sc::OPENAT, b"/tmp/s", b"", 0);
+    assert_eq!(kernel_path_of(&none).expect("decode"), KernelPath::Absent);
+    // Malformed: both flags, a relative or empty path, a NUL inside, openat2 without open_how.
+    for (nr, p1, flags) in [
+        (sc::OPENAT, &b"/etc/shadow"[..], FLAG_KPATH | FLAG_KPATH_CUT),
+        (sc::OPENAT, b"etc/shadow", FLAG_KPATH),
+        (sc::OPENAT, b"", FLAG_KPATH),
+        (sc::OPENAT, b"/etc\0/shadow", FLAG_KPATH),
+        (sc::OPENAT2, b"/etc/shadow", FLAG_KPATH),
+    ] {
+        assert!(
+            matches!(
+                kernel_path_of(&open_with(nr, b"/x", p1, flags)),
+                Err(DecodeError::KernelPath(_))
+            ),
+            "{:?}",
+            String::from_utf8_lossy(p1)
+        );
+    }
+}
