@@ -144,7 +144,13 @@ impl FieldRef {
             FdType => fd.map_or(Val::Na, |f| s(f.fd_type.as_str())),
             FdTypechar => fd.map_or(Val::Na, |f| s(f.fd_type.typechar())),
             FdName => fd.map_or(Val::Na, |_| s(&ev.derived.fd_name)),
-            FdNameraw => fd.and_then(|f| f.nameraw.as_deref()).map_or(Val::Na, s),
+            // The model leaves `nameraw` out when it equals `name` (a path as written that
+            // needed no resolving); for files that is still the path as written.
+            FdNameraw => fd.map_or(Val::Na, |f| match (&f.nameraw, f.fd_type) {
+                (Some(raw), _) => s(raw),
+                (None, crate::model::FdType::File | crate::model::FdType::Directory) => s(&f.name),
+                (None, _) => Val::Na,
+            }),
             FdDirectory => file_part(ev, true),
             FdFilename => file_part(ev, false),
             FdCip => ip(fd.and_then(|f| f.cip)),
