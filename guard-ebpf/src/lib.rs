@@ -334,6 +334,13 @@ pub struct KernelOffsets {
     pub vfsmount_mnt_sb: u32,
     /// `dentry.d_name.len`.
     pub dentry_d_name_len: u32,
+    /// The inode's change and modification times: seconds (i64) and nanoseconds (read as u32),
+    /// whichever layout the kernel has (`i_ctime` / `__i_ctime` timespec64, or
+    /// `i_ctime_sec` + `i_ctime_nsec`); for the executed file's `proc.exe_ino.*`.
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
 }
 
 impl KernelOffsets {
@@ -384,6 +391,10 @@ impl KernelOffsets {
         vfsmount_mnt_root: OFFSET_ABSENT,
         vfsmount_mnt_sb: OFFSET_ABSENT,
         dentry_d_name_len: OFFSET_ABSENT,
+        inode_ctime_sec: OFFSET_ABSENT,
+        inode_ctime_nsec: OFFSET_ABSENT,
+        inode_mtime_sec: OFFSET_ABSENT,
+        inode_mtime_nsec: OFFSET_ABSENT,
     };
 }
 
@@ -450,7 +461,21 @@ pub const KPATH_MAX_BYTES: usize = PAYLOAD_MAX - 1 - syscalls::OPEN_HOW_LEN as u
 pub struct ExecBody {
     /// Bytes of argv in memory (payload 1 may hold fewer).
     pub args_total: u32,
-    pub _pad: u32,
+    /// `exec_flags::*`.
+    pub flags: u32,
+    /// The executed file (`mm->exe_file`): inode number, and change and modification times
+    /// (seconds, nanoseconds); valid with `exec_flags::EXE_INODE`.
+    pub exe_ino: u64,
+    pub exe_ctime_sec: i64,
+    pub exe_mtime_sec: i64,
+    pub exe_ctime_nsec: u32,
+    pub exe_mtime_nsec: u32,
+}
+
+/// Bits of `ExecBody::flags`.
+pub mod exec_flags {
+    /// The executed file's inode and times were read.
+    pub const EXE_INODE: u32 = 1;
 }
 
 /// `ExecDenied` body (no payloads).

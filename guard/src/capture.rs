@@ -359,6 +359,7 @@ impl Capture {
                         loginuid: c.loginuid,
                         cgroup_id: Some(c.cgroup_id),
                         cwd: None,
+                        exe_inode: e.exe_inode,
                     },
                 );
                 // exec closes CLOEXEC fds; forget them all rather than guess.
@@ -441,6 +442,9 @@ impl Capture {
             is_exe_upper_layer,
             is_exe_from_memfd,
             is_exe_writable,
+            exe_ino,
+            exe_ino_ctime,
+            exe_ino_mtime,
             cap_effective,
             cap_permitted,
             ancestors,
@@ -470,6 +474,7 @@ impl Capture {
         exepath.clear();
         cwd.clear();
         (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
+        (*exe_ino, *exe_ino_ctime, *exe_ino_mtime) = (None, None, None);
         match self.state.process(Pid(c.pid)) {
             Some(t) => {
                 exe.push_str(t.exe());
@@ -486,6 +491,10 @@ impl Capture {
                 cwd.push_str(t.cwd.as_deref().unwrap_or_default());
                 *tty = t.tty;
                 *start_time = t.start_time_ns;
+                if let Some(i) = t.exe_inode {
+                    (*exe_ino, *exe_ino_ctime, *exe_ino_mtime) =
+                        (Some(i.ino), i.ctime_ns, i.mtime_ns);
+                }
                 *is_exe_from_memfd =
                     t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
                 if *ppid == 0 {
@@ -809,6 +818,7 @@ mod recycle_tests {
             },
             argv: argv.iter().map(|s| s.to_string()).collect(),
             argv_truncated: false,
+            exe_inode: None,
         })
     }
 

@@ -121,6 +121,15 @@ pub struct Process {
     pub is_exe_from_memfd: bool,
     #[serde(default)]
     pub is_exe_writable: bool,
+    /// The executed file's inode number, change and modification times (ns since the epoch),
+    /// read in the kernel at exec (`proc.exe_ino`, `proc.exe_ino.ctime`, `.mtime`); absent when
+    /// guard did not see the process's exec (it predates the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino_ctime: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino_mtime: Option<u64>,
     /// Effective capabilities, `CAP_*` names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_effective: Vec<String>,

@@ -139,7 +139,34 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             (Some(d), Some(l)) => d + l,
             _ => OFFSET_ABSENT,
         },
+        inode_ctime_sec: inode_time(btf, "ctime").0,
+        inode_ctime_nsec: inode_time(btf, "ctime").1,
+        inode_mtime_sec: inode_time(btf, "mtime").0,
+        inode_mtime_nsec: inode_time(btf, "mtime").1,
     })
+}
+
+/// Offsets of an inode time (`what`: `ctime` or `mtime`), seconds and nanoseconds, in the
+/// layouts kernels have had: `i_ctime_sec` + `i_ctime_nsec` (6.11 on), a `struct timespec64`
+/// named `__i_ctime` (6.6 to 6.10; `__i_mtime` from 6.7) or `i_ctime` (before). Absent: none.
+pub fn inode_time(btf: &Btf, what: &str) -> (u32, u32) {
+    if let (Some(s), Some(n)) = (
+        btf.member_offset_opt("inode", &format!("i_{what}_sec")),
+        btf.member_offset_opt("inode", &format!("i_{what}_nsec")),
+    ) {
+        return (s, n);
+    }
+    let ts = btf
+        .member_offset_opt("inode", &format!("__i_{what}"))
+        .or_else(|| btf.member_offset_opt("inode", &format!("i_{what}")));
+    match (
+        ts,
+        btf.member_offset_opt("timespec64", "tv_sec"),
+        btf.member_offset_opt("timespec64", "tv_nsec"),
+    ) {
+        (Some(t), Some(s), Some(n)) => (t + s, t + n),
+        _ => (OFFSET_ABSENT, OFFSET_ABSENT),
+    }
 }
 
 /// Load-time settings.

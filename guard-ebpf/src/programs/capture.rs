@@ -21,7 +21,7 @@ use guard_ebpf::{
     CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
     ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
     MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES,
-    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT,
+    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT, exec_flags,
     open_prefix_bits, syscall_filter, syscalls,
     syscalls::{Payload, spec},
 };
@@ -77,6 +77,35 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if start != 0 && end > start {
         rec.body::<ExecBody>().args_total = (end - start).min(u32::MAX as u64) as u32;
         rec.bytes_payload(1, start as *const u8, end - start);
+    }
+    // The executed file's inode (proc.exe_ino*): the new image's `mm->exe_file`.
+    if let Some(mm) = mm {
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        let inode = unsafe {
+            read_field::<*const u8>(mm, off.mm_exe_file)
+                .and_then(|f| read_field::<*const u8>(f, off.file_f_inode))
+        };
+        if let Some(inode) = inode {
+            // SAFETY: as above.
+            let got = unsafe {
+                (
+                    read_field::<u64>(inode, off.inode_i_ino),
+                    read_field::<i64>(inode, off.inode_ctime_sec),
+                    read_field::<u32>(inode, off.inode_ctime_nsec),
+                    read_field::<i64>(inode, off.inode_mtime_sec),
+                    read_field::<u32>(inode, off.inode_mtime_nsec),
+                )
+            };
+            if let (Some(ino), Some(cs), Some(cn), Some(ms), Some(mn)) = got {
+                let b = rec.body::<ExecBody>();
+                b.flags |= exec_flags::EXE_INODE;
+                b.exe_ino = ino;
+                b.exe_ctime_sec = cs;
+                b.exe_ctime_nsec = cn;
+                b.exe_mtime_sec = ms;
+                b.exe_mtime_nsec = mn;
+            }
+        }
     }
     rec.submit();
     0

@@ -9,16 +9,16 @@ use std::{
 use guard_ebpf::{
     EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1,
     FLAG_KPATH, FLAG_KPATH_CUT, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, PAYLOAD_MAX,
-    SyscallBody, syscalls as sc,
+    SyscallBody, exec_flags, syscalls as sc,
 };
 
 use super::{
     AT_FDCWD, Access, BpfEvent, Captured, CgroupId, ChdirEvent, ChmodEvent, Common, ConnectEvent,
-    DecisionEvent, DupEvent, Event, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent, Hook,
-    KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent, Operation,
-    PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr, SocketEvent,
-    UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict, UnlinkEvent,
-    Verdict,
+    DecisionEvent, DupEvent, Event, ExeInode, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent,
+    Hook, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
+    Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr,
+    SocketEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict,
+    UnlinkEvent, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,8 @@ pub enum DecodeError {
     BodyLen { kind: u16, got: u32, want: usize },
     #[error("payload length {0} exceeds the maximum")]
     PayloadLen(u16),
+    #[error("exec record with flags {0:#x} or an out-of-range inode time")]
+    ExecFlags(u32),
     #[error("open record's kernel path: {0}")]
     KernelPath(&'static str),
     #[error("syscall number {0} is not traced")]
@@ -250,6 +252,31 @@ fn kernel_path(p: &Parts<'_>, openat2: bool) -> Result<KernelPath, DecodeError> 
             ))
         }
     }
+}
+
+/// The executed file's inode of an exec record. Unknown flag bits, or nanoseconds of a
+/// second or more, are a malformed record.
+fn exe_inode(b: &ExecBody) -> Result<Option<ExeInode>, DecodeError> {
+    if b.flags & !exec_flags::EXE_INODE != 0 {
+        return Err(DecodeError::ExecFlags(b.flags));
+    }
+    if b.flags & exec_flags::EXE_INODE == 0 {
+        return Ok(None);
+    }
+    let ns = |sec: i64, nsec: u32| -> Result<Option<u64>, DecodeError> {
+        if nsec >= 1_000_000_000 {
+            return Err(DecodeError::ExecFlags(b.flags));
+        }
+        Ok(u64::try_from(sec)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000_000))
+            .and_then(|s| s.checked_add(nsec.into())))
+    };
+    Ok(Some(ExeInode {
+        ino: b.exe_ino,
+        ctime_ns: ns(b.exe_ctime_sec, b.exe_ctime_nsec)?,
+        mtime_ns: ns(b.exe_mtime_sec, b.exe_mtime_nsec)?,
+    }))
 }
 
 /// A dirfd argument as the kernel reads it (an int in a 64-bit register).
@@ -514,6 +541,7 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 argv,
                 argv_truncated: p.header.flags & FLAG_TRUNCATED1 != 0
                     || body.args_total as usize > p.p1.len(),
+                exe_inode: exe_inode(&body)?,
             }))
         }
         Some(EventKind::ExecDenied) => {

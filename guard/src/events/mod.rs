@@ -86,6 +86,18 @@ pub struct ExecEvent {
     /// argv of the new image; bounded to `PAYLOAD_MAX` bytes.
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The executed file's inode (`proc.exe_ino*`); None when the kernel could not read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe_inode: Option<ExeInode>,
+}
+
+/// The executed file's inode at exec: number, change and modification times (ns since the
+/// epoch; a time before the epoch is None).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct ExeInode {
+    pub ino: u64,
+    pub ctime_ns: Option<u64>,
+    pub mtime_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

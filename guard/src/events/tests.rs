@@ -54,7 +54,7 @@ fn decodes_exec_with_argv() {
         EventKind::Exec,
         &ExecBody {
             args_total: 12,
-            _pad: 0,
+            ..ExecBody::default()
         },
         b"/bin/sh",
         b"sh\0-c\0\0echo\0",
@@ -545,5 +545,50 @@ fn decodes_the_kernel_path_of_an_open() {
             "{:?}",
             String::from_utf8_lossy(p1)
         );
+    }
+}
+
+#[test]
+fn decodes_the_executed_files_inode() {
+    use guard_ebpf::exec_flags;
+    let body = ExecBody {
+        args_total: 3,
+        flags: exec_flags::EXE_INODE,
+        exe_ino: 77,
+        exe_ctime_sec: 2,
+        exe_ctime_nsec: 5,
+        exe_mtime_sec: 1,
+        exe_mtime_nsec: 999_999_999,
+    };
+    let exec = |b: &ExecBody| match decode(&record(EventKind::Exec, b, b"/x", b"x\0"), &clock()) {
+        Ok(Event::Exec(e)) => Ok(e.exe_inode),
+        Ok(other) => panic!("wrong kind: {other:?}"),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        exec(&body).expect("decode"),
+        Some(ExeInode {
+            ino: 77,
+            ctime_ns: Some(2_000_000_005),
+            mtime_ns: Some(1_999_999_999),
+        })
+    );
+    // Not read by the kernel: no inode. Before the epoch: no time.
+    let none = ExecBody { flags: 0, ..body };
+    assert_eq!(exec(&none).expect("decode"), None);
+    let old = ExecBody {
+        exe_mtime_sec: -1,
+        ..body
+    };
+    assert_eq!(exec(&old).expect("decode").and_then(|i| i.mtime_ns), None);
+    // Unknown flags and out-of-range nanoseconds are malformed records.
+    for bad in [
+        ExecBody { flags: 2, ..body },
+        ExecBody {
+            exe_ctime_nsec: 1_000_000_000,
+            ..body
+        },
+    ] {
+        assert!(matches!(exec(&bad), Err(DecodeError::ExecFlags(_))));
     }
 }

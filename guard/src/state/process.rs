@@ -16,7 +16,7 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::events::CgroupId;
+use crate::events::{CgroupId, ExeInode};
 
 use super::{
     Pid,
@@ -79,6 +79,9 @@ pub struct Process {
     /// Ids in its own pid namespace, read from /proc once per fork and exec (`ns_read`).
     pub ns: Option<NsIds>,
     pub ns_read: bool,
+    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); None for a
+    /// process whose exec guard did not see (loaded from /proc).
+    pub exe_inode: Option<ExeInode>,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
     referenced: AtomicBool,
@@ -106,6 +109,7 @@ impl Process {
             exited_at: None,
             ns: None,
             ns_read: false,
+            exe_inode: None,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -180,6 +184,7 @@ impl Process {
             // The child's own pid differs: read again.
             ns: None,
             ns_read: false,
+            exe_inode: self.exe_inode,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -228,6 +233,7 @@ pub struct ExecInfo<'a> {
     pub loginuid: Option<u32>,
     pub cgroup_id: Option<CgroupId>,
     pub cwd: Option<&'a str>,
+    pub exe_inode: Option<ExeInode>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +361,7 @@ impl ProcessTable {
         p.exepath = cap_path(e.filename);
         p.set_argv(e.argv);
         p.exec_time_ns = e.time_ns;
+        p.exe_inode = e.exe_inode;
         // setsid/setpgid happen between fork and exec: read the group and session again.
         p.ns_read = false;
         if let Some(c) = e.cwd {

@@ -94,6 +94,15 @@ impl FieldRef {
             ProcIsExeUpperLayer => Val::Bool(p.is_exe_upper_layer),
             ProcIsExeFromMemfd => Val::Bool(p.is_exe_from_memfd),
             ProcIsExeWritable => Val::Bool(p.is_exe_writable),
+            ProcExeIno => num(p.exe_ino),
+            ProcExeInoCtime => num(p.exe_ino_ctime),
+            ProcExeInoMtime => num(p.exe_ino_mtime),
+            // As Falco: from the file's change to the process's start (its fork); a change
+            // after the start has no duration.
+            ProcExeInoCtimeDurationProcStart => match p.exe_ino_ctime {
+                Some(c) if p.start_time != 0 && p.start_time >= c => num(Some(p.start_time - c)),
+                _ => Val::Na,
+            },
             ProcVpid => p.vpid.map_or(Val::Na, |v| Val::Num(v.into())),
             ProcVpgid => p.vpgid.map_or(Val::Na, |v| Val::Num(v.into())),
             ProcIsVpgidLeader => match (p.vpid, p.vpgid) {
@@ -268,6 +277,12 @@ pub fn glob_match(pat: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// A u64 (ns, inode numbers) as a number; beyond i64 or absent: `<NA>`.
+fn num(v: Option<u64>) -> Val<'static> {
+    v.and_then(|v| i64::try_from(v).ok())
+        .map_or(Val::Na, Val::Num)
 }
 
 fn ip(a: Option<IpAddr>) -> Val<'static> {

@@ -83,6 +83,10 @@ pub enum FieldId {
     ProcIsExeUpperLayer,
     ProcIsExeFromMemfd,
     ProcIsExeWritable,
+    ProcExeIno,
+    ProcExeInoCtime,
+    ProcExeInoMtime,
+    ProcExeInoCtimeDurationProcStart,
     ProcVpid,
     ProcVpgid,
     ProcIsVpgidLeader,
@@ -391,6 +395,47 @@ mod tests {
         assert!(extract::glob_match("?b*", "abc"));
         assert!(!extract::glob_match("/a/*", "/b/a"));
         assert!(extract::glob_match("", ""));
+    }
+
+    /// `proc.exe_ino*`: the executed file's inode and times read at exec; the duration runs
+    /// from the file's change to the process's start. `<NA>` for a process whose exec guard
+    /// did not see, and a duration for a file changed after the process started.
+    #[test]
+    fn exe_inode_fields() {
+        use crate::model::Event;
+        let ev = Event::from_json_line(
+            r#"{"v":1,"time":9000000000,"type":"execve","proc":{"pid":5,"name":"newtool","start_time":5000000000,"exe_ino":1234,"exe_ino_ctime":4000000000,"exe_ino_mtime":3000000000}}"#,
+        )
+        .expect("event");
+        let get = |name: &str, ev: &Event| value_of(name, ev);
+        assert_eq!(get("proc.exe_ino", &ev), "Num(1234)");
+        assert_eq!(get("proc.exe_ino.ctime", &ev), "Num(4000000000)");
+        assert_eq!(get("proc.exe_ino.mtime", &ev), "Num(3000000000)");
+        assert_eq!(
+            get("proc.exe_ino.ctime_duration_proc_start", &ev),
+            "Num(1000000000)"
+        );
+        let mut later = ev.clone();
+        later.proc.exe_ino_ctime = Some(6_000_000_000);
+        assert_eq!(get("proc.exe_ino.ctime_duration_proc_start", &later), "Na");
+        let mut unknown_start = ev.clone();
+        unknown_start.proc.start_time = 0;
+        assert_eq!(
+            get("proc.exe_ino.ctime_duration_proc_start", &unknown_start),
+            "Na"
+        );
+        let seeded = Event::from_json_line(
+            r#"{"v":1,"time":9000000000,"type":"execve","proc":{"pid":5,"name":"old","start_time":5000000000}}"#,
+        )
+        .expect("event");
+        for name in [
+            "proc.exe_ino",
+            "proc.exe_ino.ctime",
+            "proc.exe_ino.mtime",
+            "proc.exe_ino.ctime_duration_proc_start",
+        ] {
+            assert_eq!(get(name, &seeded), "Na", "{name}");
+        }
     }
 
     #[test]
