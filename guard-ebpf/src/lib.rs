@@ -341,6 +341,9 @@ pub struct KernelOffsets {
     pub inode_ctime_nsec: u32,
     pub inode_mtime_sec: u32,
     pub inode_mtime_nsec: u32,
+    /// `mm_struct.env_start` / `env_end`: the new image's environment (`proc.env`).
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
 }
 
 impl KernelOffsets {
@@ -395,6 +398,8 @@ impl KernelOffsets {
         inode_ctime_nsec: OFFSET_ABSENT,
         inode_mtime_sec: OFFSET_ABSENT,
         inode_mtime_nsec: OFFSET_ABSENT,
+        mm_env_start: OFFSET_ABSENT,
+        mm_env_end: OFFSET_ABSENT,
     };
 }
 
@@ -455,7 +460,9 @@ pub const KPATH_MAX_MOUNTS: u32 = 16;
 pub const KPATH_MAX_BYTES: usize = PAYLOAD_MAX - 1 - syscalls::OPEN_HOW_LEN as usize;
 
 /// `Exec` body. Payload 0: the filename the kernel executed (as passed to the binfmt handler).
-/// Payload 1: argv, NUL-separated, from the new image's `mm->arg_start..arg_end`.
+/// Payload 1: argv, NUL-separated, from the new image's `mm->arg_start..arg_end`. Then, after
+/// payload 1, `env_len` bytes of the environment (`NAME=value`, NUL-separated, from
+/// `mm->env_start..env_end`, at most `PAYLOAD_MAX`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecBody {
@@ -470,12 +477,17 @@ pub struct ExecBody {
     pub exe_mtime_sec: i64,
     pub exe_ctime_nsec: u32,
     pub exe_mtime_nsec: u32,
+    /// Bytes of the environment in memory, and bytes of it after payload 1.
+    pub env_total: u32,
+    pub env_len: u32,
 }
 
 /// Bits of `ExecBody::flags`.
 pub mod exec_flags {
     /// The executed file's inode and times were read.
     pub const EXE_INODE: u32 = 1;
+    /// The environment could not be read (`env_len` is 0).
+    pub const ENV_FAULT: u32 = 2;
 }
 
 /// `ExecDenied` body (no payloads).

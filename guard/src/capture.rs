@@ -360,6 +360,7 @@ impl Capture {
                         cgroup_id: Some(c.cgroup_id),
                         cwd: None,
                         exe_inode: e.exe_inode,
+                        env: model::Env::from_entries(&e.env),
                     },
                 );
                 // exec closes CLOEXEC fds; forget them all rather than guess.
@@ -445,6 +446,7 @@ impl Capture {
             exe_ino,
             exe_ino_ctime,
             exe_ino_mtime,
+            env,
             cap_effective,
             cap_permitted,
             ancestors,
@@ -474,7 +476,7 @@ impl Capture {
         exepath.clear();
         cwd.clear();
         (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
-        (*exe_ino, *exe_ino_ctime, *exe_ino_mtime) = (None, None, None);
+        (*exe_ino, *exe_ino_ctime, *exe_ino_mtime, *env) = (None, None, None, None);
         match self.state.process(Pid(c.pid)) {
             Some(t) => {
                 exe.push_str(t.exe());
@@ -491,6 +493,7 @@ impl Capture {
                 cwd.push_str(t.cwd.as_deref().unwrap_or_default());
                 *tty = t.tty;
                 *start_time = t.start_time_ns;
+                env.clone_from(&t.env);
                 if let Some(i) = t.exe_inode {
                     (*exe_ino, *exe_ino_ctime, *exe_ino_mtime) =
                         (Some(i.ino), i.ctime_ns, i.mtime_ns);
@@ -819,6 +822,8 @@ mod recycle_tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             argv_truncated: false,
             exe_inode: None,
+            env: Vec::new(),
+            env_truncated: false,
         })
     }
 

@@ -143,6 +143,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         inode_ctime_nsec: inode_time(btf, "ctime").1,
         inode_mtime_sec: inode_time(btf, "mtime").0,
         inode_mtime_nsec: inode_time(btf, "mtime").1,
+        mm_env_start: need("mm_struct", "env_start")?,
+        mm_env_end: need("mm_struct", "env_end")?,
     })
 }
 

@@ -78,6 +78,26 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         rec.body::<ExecBody>().args_total = (end - start).min(u32::MAX as u64) as u32;
         rec.bytes_payload(1, start as *const u8, end - start);
     }
+    // The environment (proc.env), after argv.
+    if let Some(mm) = mm {
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        let (es, ee) = unsafe {
+            (
+                read_field::<u64>(mm, off.mm_env_start).unwrap_or(0),
+                read_field::<u64>(mm, off.mm_env_end).unwrap_or(0),
+            )
+        };
+        if es != 0 && ee > es {
+            let total = (ee - es).min(u32::MAX as u64) as u32;
+            let got = rec.tail_payload(es as *const u8, ee - es);
+            let b = rec.body::<ExecBody>();
+            b.env_total = total;
+            match got {
+                Some(n) => b.env_len = n as u32,
+                None => b.flags |= exec_flags::ENV_FAULT,
+            }
+        }
+    }
     // The executed file's inode (proc.exe_ino*): the new image's `mm->exe_file`.
     if let Some(mm) = mm {
         // SAFETY: offsets from BTF; probe_read tolerates bad pointers.

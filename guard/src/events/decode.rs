@@ -126,6 +126,8 @@ struct Parts<'a> {
     body: &'a [u8],
     p0: &'a [u8],
     p1: &'a [u8],
+    /// What follows payload 1 (exec's environment; its length is in the body).
+    tail: &'a [u8],
 }
 
 impl Parts<'_> {
@@ -176,6 +178,7 @@ fn split(buf: &[u8]) -> Result<Parts<'_>, DecodeError> {
         body: &buf[hdr..body_end],
         p0: &buf[body_end..p0_end],
         p1: &buf[p0_end..p1_end],
+        tail: &buf[p1_end..],
     })
 }
 
@@ -254,10 +257,31 @@ fn kernel_path(p: &Parts<'_>, openat2: bool) -> Result<KernelPath, DecodeError> 
     }
 }
 
+/// NUL-terminated strings (argv, the environment); empty ones are real entries.
+fn nul_separated(b: &[u8]) -> Vec<String> {
+    let raw = b.strip_suffix(b"\0").unwrap_or(b);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The environment's entries; when the kernel cut it, the last entry unless the cut fell
+/// right after a NUL (a cut entry would be a made-up value).
+fn env(b: &[u8], cut: bool) -> Vec<String> {
+    let mut v = nul_separated(b);
+    if cut && !b.ends_with(b"\0") {
+        v.pop();
+    }
+    v
+}
+
 /// The executed file's inode of an exec record. Unknown flag bits, or nanoseconds of a
 /// second or more, are a malformed record.
 fn exe_inode(b: &ExecBody) -> Result<Option<ExeInode>, DecodeError> {
-    if b.flags & !exec_flags::EXE_INODE != 0 {
+    if b.flags & !(exec_flags::EXE_INODE | exec_flags::ENV_FAULT) != 0 {
         return Err(DecodeError::ExecFlags(b.flags));
     }
     if b.flags & exec_flags::EXE_INODE == 0 {
@@ -526,15 +550,15 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     match EventKind::from_u16(p.header.kind) {
         Some(EventKind::Exec) => {
             let body: ExecBody = p.body()?;
-            // argv strings are NUL-terminated; empty arguments are real arguments.
-            let raw = p.p1.strip_suffix(b"\0").unwrap_or(p.p1);
-            let argv = if raw.is_empty() {
-                Vec::new()
-            } else {
-                raw.split(|&b| b == 0)
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            };
+            let argv = nul_separated(p.p1);
+            let env_len = body.env_len as usize;
+            if env_len > PAYLOAD_MAX || env_len > body.env_total as usize {
+                return Err(DecodeError::ExecFlags(body.flags));
+            }
+            let env_bytes = p.tail.get(..env_len).ok_or(DecodeError::Short {
+                got: p.tail.len(),
+                need: env_len,
+            })?;
             Ok(Event::Exec(ExecEvent {
                 common: c,
                 filename: p.captured(0),
@@ -542,6 +566,9 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 argv_truncated: p.header.flags & FLAG_TRUNCATED1 != 0
                     || body.args_total as usize > p.p1.len(),
                 exe_inode: exe_inode(&body)?,
+                env: env(env_bytes, body.env_len < body.env_total),
+                env_truncated: body.flags & exec_flags::ENV_FAULT != 0
+                    || body.env_len < body.env_total,
             }))
         }
         Some(EventKind::ExecDenied) => {

@@ -89,6 +89,12 @@ pub struct ExecEvent {
     /// The executed file's inode (`proc.exe_ino*`); None when the kernel could not read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe_inode: Option<ExeInode>,
+    /// The new image's environment (`NAME=value`), bounded to `PAYLOAD_MAX` bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The environment was longer than the bound (the last entry may be cut), or unreadable.
+    #[serde(skip_serializing_if = "is_false")]
+    pub env_truncated: bool,
 }
 
 /// The executed file's inode at exec: number, change and modification times (ns since the

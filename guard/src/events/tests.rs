@@ -559,6 +559,7 @@ fn decodes_the_executed_files_inode() {
         exe_ctime_nsec: 5,
         exe_mtime_sec: 1,
         exe_mtime_nsec: 999_999_999,
+        ..ExecBody::default()
     };
     let exec = |b: &ExecBody| match decode(&record(EventKind::Exec, b, b"/x", b"x\0"), &clock()) {
         Ok(Event::Exec(e)) => Ok(e.exe_inode),
@@ -583,7 +584,7 @@ fn decodes_the_executed_files_inode() {
     assert_eq!(exec(&old).expect("decode").and_then(|i| i.mtime_ns), None);
     // Unknown flags and out-of-range nanoseconds are malformed records.
     for bad in [
-        ExecBody { flags: 2, ..body },
+        ExecBody { flags: 4, ..body },
         ExecBody {
             exe_ctime_nsec: 1_000_000_000,
             ..body
@@ -591,4 +592,59 @@ fn decodes_the_executed_files_inode() {
     ] {
         assert!(matches!(exec(&bad), Err(DecodeError::ExecFlags(_))));
     }
+}
+
+#[test]
+fn decodes_the_environment_after_argv() {
+    use guard_ebpf::exec_flags;
+    let exec = |env: &[u8], total: u32, flags: u32| {
+        let body = ExecBody {
+            args_total: 3,
+            flags,
+            env_total: total,
+            env_len: env.len() as u32,
+            ..ExecBody::default()
+        };
+        let mut rec = record(EventKind::Exec, &body, b"/x", b"x\0");
+        rec.extend_from_slice(env);
+        match decode(&rec, &clock()) {
+            Ok(Event::Exec(e)) => Ok((e.env, e.env_truncated)),
+            Ok(other) => panic!("wrong kind: {other:?}"),
+            Err(e) => Err(e),
+        }
+    };
+    assert_eq!(
+        exec(b"A=1\0HOME=/root\0", 15, 0).expect("decode"),
+        (vec!["A=1".to_string(), "HOME=/root".to_string()], false)
+    );
+    // Cut by the kernel's bound inside an entry: that entry is dropped, never half-kept.
+    assert_eq!(
+        exec(b"A=1\0HOME=/ro", 15, 0).expect("decode"),
+        (vec!["A=1".to_string()], true)
+    );
+    // Cut right after a NUL: every entry is whole.
+    assert_eq!(
+        exec(b"A=1\0", 15, 0).expect("decode"),
+        (vec!["A=1".to_string()], true)
+    );
+    // Unreadable: none, and said so.
+    assert_eq!(
+        exec(b"", 15, exec_flags::ENV_FAULT).expect("decode"),
+        (vec![], true)
+    );
+    // A length beyond what the record holds, or beyond the total, is malformed.
+    let body = ExecBody {
+        env_total: 100,
+        env_len: 50,
+        ..ExecBody::default()
+    };
+    let short = record(EventKind::Exec, &body, b"/x", b"x\0");
+    assert!(matches!(
+        decode(&short, &clock()),
+        Err(DecodeError::Short { .. })
+    ));
+    assert!(matches!(
+        exec(b"A=1\0", 2, 0),
+        Err(DecodeError::ExecFlags(_))
+    ));
 }

@@ -16,7 +16,10 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::events::{CgroupId, ExeInode};
+use crate::{
+    events::{CgroupId, ExeInode},
+    model::Env,
+};
 
 use super::{
     Pid,
@@ -82,6 +85,8 @@ pub struct Process {
     /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); None for a
     /// process whose exec guard did not see (loaded from /proc).
     pub exe_inode: Option<ExeInode>,
+    /// The environment at that exec (`proc.env`), shared with forked children.
+    pub env: Option<Env>,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
     referenced: AtomicBool,
@@ -110,6 +115,7 @@ impl Process {
             ns: None,
             ns_read: false,
             exe_inode: None,
+            env: None,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -160,6 +166,7 @@ impl Process {
             + self.cmdline.capacity()
             + self.cwd.as_ref().map_or(0, String::capacity)
             + self.container_id.as_ref().map_or(0, |_| 64)
+            + self.env.as_ref().map_or(0, Env::heap_bytes)
     }
 
     fn fork_child(&self, child: Pid, time_ns: u64) -> Self {
@@ -185,6 +192,7 @@ impl Process {
             ns: None,
             ns_read: false,
             exe_inode: self.exe_inode,
+            env: self.env.clone(),
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -234,6 +242,7 @@ pub struct ExecInfo<'a> {
     pub cgroup_id: Option<CgroupId>,
     pub cwd: Option<&'a str>,
     pub exe_inode: Option<ExeInode>,
+    pub env: Option<Env>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +371,7 @@ impl ProcessTable {
         p.set_argv(e.argv);
         p.exec_time_ns = e.time_ns;
         p.exe_inode = e.exe_inode;
+        p.env = e.env;
         // setsid/setpgid happen between fork and exec: read the group and session again.
         p.ns_read = false;
         if let Some(c) = e.cwd {

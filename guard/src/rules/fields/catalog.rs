@@ -200,6 +200,13 @@ pub static FIELDS: &[FieldDef] = &[
         "ns from the executed file's last status change to the process's start"
     ),
     f!(
+        "proc.env",
+        ProcEnv,
+        Str,
+        OptKey,
+        "environment at exec (NAME=value, space-separated); [NAME]: that variable's value"
+    ),
+    f!(
         "proc.vpid",
         ProcVpid,
         Num,
@@ -582,7 +589,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "proc.is_sid_leader",
     "proc.ppid.duration",
     "proc.exe_ino.ctime_duration_pidns_start",
-    "proc.env",
     "proc.loginshellid",
     "proc.loginshell",
     "proc.pid.ts",

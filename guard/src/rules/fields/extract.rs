@@ -99,6 +99,21 @@ impl FieldRef {
             ProcExeInoMtime => num(p.exe_ino_mtime),
             // As Falco: from the file's change to the process's start (its fork); a change
             // after the start has no duration.
+            // As Falco: the entries space-separated; [NAME]: the value (`<NA>` if unset).
+            ProcEnv => match (&p.env, &self.arg) {
+                (None, _) => Val::Na,
+                (Some(e), FieldArg::Key(k)) => e.get(k).map_or(Val::Na, s),
+                (Some(e), _) => {
+                    buf.clear();
+                    for entry in e.entries() {
+                        if !buf.is_empty() {
+                            buf.push(' ');
+                        }
+                        buf.push_str(entry);
+                    }
+                    s(buf.as_str())
+                }
+            },
             ProcExeInoCtimeDurationProcStart => match p.exe_ino_ctime {
                 Some(c) if p.start_time != 0 && p.start_time >= c => num(Some(p.start_time - c)),
                 _ => Val::Na,
