@@ -1,6 +1,7 @@
-//! Host layer, issue 17: `proc.exe_ino`, `proc.exe_ino.ctime`, `proc.exe_ino.mtime` are the
-//! executed file's inode number and times, read in the kernel at exec (`mm->exe_file`); a
-//! process whose exec guard did not see (it predates the agent) has none (`<NA>`).
+//! Host layer, issue 17: what the kernel captures at exec. `proc.exe_ino`, `proc.exe_ino.ctime`,
+//! `proc.exe_ino.mtime` are the executed file's inode number and times (`mm->exe_file`);
+//! `proc.env` is the new image's environment, bounded. A process whose exec guard did not see
+//! (it predates the agent) has neither (`<NA>`).
 
 use std::{
     io::Write,
@@ -17,7 +18,7 @@ fn ns(sec: i64, nsec: i64) -> u64 {
 }
 
 #[test]
-fn a_freshly_copied_binary_has_its_inode_and_times_and_an_older_process_has_none() {
+fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_none() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
         return;
     }
@@ -48,6 +49,10 @@ fn a_freshly_copied_binary_has_its_inode_and_times_and_an_older_process_has_none
     let meta = std::fs::metadata(&tool).expect("stat");
     let ran = Command::new(&tool)
         .args(["true", "exe-ino-marker"])
+        .env_clear()
+        .env("GUARD_TEST_VAR", "value with spaces")
+        .env("LONG", "x".repeat(5000))
+        .env("AFTER", "1")
         .status()
         .expect("run the copy");
     assert!(ran.success());
@@ -71,6 +76,13 @@ fn a_freshly_copied_binary_has_its_inode_and_times_and_an_older_process_has_none
     // The copy was made before the process started: a duration, in the process's start.
     let start = ev["proc"]["start_time"].as_u64().expect("start_time");
     assert!(start >= ns(meta.ctime(), meta.ctime_nsec()), "{ev}");
+    // The environment (Command passes it sorted by name), up to the 4,096-byte bound: LONG
+    // (5,000 bytes) is cut by it, so it is not there at all (never a half value).
+    assert_eq!(
+        ev["proc"]["env"],
+        serde_json::json!(["AFTER=1", "GUARD_TEST_VAR=value with spaces"]),
+        "{ev}"
+    );
 
     // The older process opens its marker: no exec seen, no inode.
     std::fs::OpenOptions::new()
@@ -86,6 +98,7 @@ fn a_freshly_copied_binary_has_its_inode_and_times_and_an_older_process_has_none
         .expect("open by the older process");
     assert!(open["proc"].get("exe_ino").is_none(), "{open}");
     assert!(open["proc"].get("exe_ino_ctime").is_none(), "{open}");
+    assert!(open["proc"].get("env").is_none(), "{open}");
     let _ = old.wait();
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
