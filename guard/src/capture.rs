@@ -974,4 +974,27 @@ mod recycle_tests {
         assert_eq!(m.derived.cmdline, "cp -a x y");
         assert_eq!(m.proc.cmdline_name, None);
     }
+    /// fd.name of an open: the kernel's path when it sent one (the path as written in
+    /// fd.nameraw), the path as written when the walk failed, saying which.
+    #[test]
+    fn open_names_come_from_the_kernel_path_or_fall_back() {
+        let mut c = capture();
+        let name = |c: &mut Capture, k: KernelPath| {
+            let mut o = open(4_100_030);
+            if let Event::Open(e) = &mut o {
+                (e.path.text, e.kernel_path) = ("/tmp/s".into(), k);
+            }
+            let f = c.process(&o).expect("model").fd.expect("fd");
+            (f.name, f.nameraw, f.name_from_kernel)
+        };
+        let shadow = KernelPath::Resolved("/etc/shadow".into());
+        let raw = Some("/tmp/s".to_owned());
+        assert_eq!(
+            name(&mut c, shadow),
+            ("/etc/shadow".into(), raw, Some(true))
+        );
+        let cut = name(&mut c, KernelPath::Unresolved);
+        assert_eq!(cut, ("/tmp/s".into(), None, Some(false)));
+        assert_eq!(name(&mut c, KernelPath::Absent).2, None);
+    }
 }
