@@ -488,8 +488,11 @@ fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> 
         if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
             return true;
         }
-        // What follows the path in the scratch area (payload 1) is not part of it.
-        (*key).data[len & (OPEN_PREFIX_BYTES - 1)] = 0;
+        // What follows the path in the scratch area (payload 1) is not part of it. The length
+        // is read back through memory so the compiler keeps the mask older verifiers need
+        // (6.1 loses the caller's bound on the spilled value).
+        let end = core::ptr::read_volatile(&len) & (OPEN_PREFIX_BYTES - 1);
+        (*key).data[end] = 0;
         if check_plain {
             let path = &(*key).data;
             if path[0] != b'/' {
