@@ -13,6 +13,16 @@ use std::{
 use guard_tests::harness::{Agent, agent_lock, can_run, is_root};
 use serde_json::Value;
 
+/// A child killed and reaped when the test ends, also on a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn ns(sec: i64, nsec: i64) -> u64 {
     (sec * 1_000_000_000 + nsec) as u64
 }
@@ -33,22 +43,26 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
     assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0, "mkfifo");
     let marker = dir.join("old-marker");
     std::fs::write(&marker, b"x").expect("marker");
-    let mut old = Command::new("/bin/busybox")
+    let old = Command::new("/bin/busybox")
         .args([
             "sh",
             "-c",
             &format!("read x < {}; read y < {}", fifo.display(), marker.display()),
         ])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("older process");
+    let mut old = KillOnDrop(old);
 
     let agent = Agent::start_cmd(&["record"]);
-    let tool = dir.join("newtool");
+    // Named `true`: busybox runs the applet its name says.
+    let tool = dir.join("true");
     std::fs::copy("/bin/busybox", &tool).expect("copy busybox");
     let meta = std::fs::metadata(&tool).expect("stat");
     let ran = Command::new(&tool)
-        .args(["true", "exe-ino-marker"])
+        .arg("exe-ino-marker")
         .env_clear()
         .env("GUARD_TEST_VAR", "value with spaces")
         .env("LONG", "x".repeat(5000))
@@ -59,7 +73,7 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
     let ev = agent
         .wait_for(Duration::from_secs(20), |v| {
             v["type"] == "execve"
-                && v["proc"]["args"] == serde_json::json!(["true", "exe-ino-marker"])
+                && v["proc"]["args"] == serde_json::json!(["exe-ino-marker"])
         })
         .expect("exec event of the copied binary");
     assert_eq!(ev["proc"]["exe_ino"], meta.ino(), "{ev}");
@@ -93,13 +107,13 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
     let marker_s = marker.to_str().expect("utf8").to_owned();
     let open = agent
         .wait_for(Duration::from_secs(20), |v: &Value| {
-            v["fd"]["name"] == marker_s.as_str() && v["proc"]["pid"] == old.id()
+            v["fd"]["name"] == marker_s.as_str() && v["proc"]["pid"] == old.0.id()
         })
         .expect("open by the older process");
     assert!(open["proc"].get("exe_ino").is_none(), "{open}");
     assert!(open["proc"].get("exe_ino_ctime").is_none(), "{open}");
     assert!(open["proc"].get("env").is_none(), "{open}");
-    let _ = old.wait();
+    let _ = old.0.wait();
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
