@@ -72,8 +72,7 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
     assert!(ran.success());
     let ev = agent
         .wait_for(Duration::from_secs(20), |v| {
-            v["type"] == "execve"
-                && v["proc"]["args"] == serde_json::json!(["exe-ino-marker"])
+            v["type"] == "execve" && v["proc"]["args"] == serde_json::json!(["exe-ino-marker"])
         })
         .expect("exec event of the copied binary");
     assert_eq!(ev["proc"]["exe_ino"], meta.ino(), "{ev}");
