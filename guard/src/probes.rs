@@ -917,3 +917,4 @@ mod tests {
         assert_eq!(ring_size(u32::MAX), 1 << 31);
     }
 }
+

@@ -31,6 +31,9 @@ use super::{
     shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced},
 };
 
+/// `I_CTIME_QUERIED` (include/linux/fs.h): a flag in `inode.i_ctime_nsec`.
+const I_CTIME_QUERIED: u32 = 1 << 31;
+
 /// Syscall number -> non-zero when traced; filled by userspace.
 #[map]
 static SYSCALL_FILTER: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
@@ -121,7 +124,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
                 b.flags |= exec_flags::EXE_INODE;
                 b.exe_ino = ino;
                 b.exe_ctime_sec = cs;
-                b.exe_ctime_nsec = cn;
+                // Bit 31 of `i_ctime_nsec` is the kernel's I_CTIME_QUERIED flag (multigrain
+                // timestamps, 6.13 on), not part of the time.
+                b.exe_ctime_nsec = cn & !I_CTIME_QUERIED;
                 b.exe_mtime_sec = ms;
                 b.exe_mtime_nsec = mn;
             }
