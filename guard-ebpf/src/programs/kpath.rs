@@ -169,12 +169,10 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         // inside the 2 * HALF value.
         unsafe {
             *buf.add(at) = b'/';
-            if raw_read(
-                buf.add(at + 1) as *mut _,
-                (len as u32) & NAME_MAX,
-                name as *const _,
-            ) != 0
-            {
+            // Read back through memory so the compiler keeps the mask: 6.12's verifier loses
+            // the bound of the check above on the truncated value.
+            let size = (core::ptr::read_volatile(&len) as u32) & NAME_MAX;
+            if raw_read(buf.add(at + 1) as *mut _, size, name as *const _) != 0 {
                 return None;
             }
             core::ptr::write_volatile(pos_at, at as u64);
@@ -225,8 +223,12 @@ pub fn attach(rec: &mut Record, k: Option<Kpath>, openat2: bool) {
         return;
     }
     let dst = rec.payload_dst(1);
-    // SAFETY: payload 1 has PAYLOAD_MAX bytes of scratch after it; at + n < PAYLOAD_MAX.
-    let r = unsafe { raw_read(dst.add(at) as *mut _, n as u32, k.src as *const _) };
+    // SAFETY: payload 1 has PAYLOAD_MAX bytes of scratch after it; at + n < PAYLOAD_MAX (the
+    // size is masked again after a read the compiler cannot fold, for older verifiers).
+    let r = unsafe {
+        let size = (core::ptr::read_volatile(&n) & (HALF - 1)) as u32;
+        raw_read(dst.add(at) as *mut _, size, k.src as *const _)
+    };
     let h = rec.header();
     if r != 0 {
         h.flags |= FLAG_KPATH_CUT;
