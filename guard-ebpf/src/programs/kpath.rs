@@ -120,6 +120,7 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
     // The write position lives in map memory, not a register: the verifier then sees an
     // unknown (masked) value each step instead of a range per path, and prunes the loop.
     let pos_at = buf.wrapping_add(POS_AT) as *mut u64;
+    let len_at = buf.wrapping_add(POS_AT - 8) as *mut u64;
     // SAFETY: HALF and POS_AT are within the per-CPU value.
     unsafe {
         *buf.add(HALF) = 0;
@@ -169,9 +170,11 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         // inside the 2 * HALF value.
         unsafe {
             *buf.add(at) = b'/';
-            // Read back through memory so the compiler keeps the mask: 6.12's verifier loses
-            // the bound of the check above on the truncated value.
-            let size = (core::ptr::read_volatile(&len) as u32) & NAME_MAX;
+            // The size goes through map memory, as the position does: the compiler keeps the
+            // mask (6.12's verifier loses the bound of the check above otherwise) and no
+            // stack slot holds a per-path value (6.1's verifier then explodes on the loop).
+            core::ptr::write_volatile(len_at, len);
+            let size = (core::ptr::read_volatile(len_at) as u32) & NAME_MAX;
             if raw_read(buf.add(at + 1) as *mut _, size, name as *const _) != 0 {
                 return None;
             }
