@@ -917,4 +917,3 @@ mod tests {
         assert_eq!(ring_size(u32::MAX), 1 << 31);
     }
 }
-
