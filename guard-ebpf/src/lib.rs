@@ -317,6 +317,33 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     pub kernfs_node_parent: u32,
     pub kernfs_node_id: u32,
+    // Issue 17: the opened file's path, from the new descriptor (see `FLAG_KPATH`).
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.fd`, `fdtable.max_fds`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    /// `path.mnt`.
+    pub path_mnt: u32,
+    /// `mount.mnt` (the embedded `vfsmount`), `mount.mnt_parent`, `mount.mnt_mountpoint`.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    /// `vfsmount.mnt_root`, `vfsmount.mnt_sb`.
+    pub vfsmount_mnt_root: u32,
+    pub vfsmount_mnt_sb: u32,
+    /// `dentry.d_name.len`.
+    pub dentry_d_name_len: u32,
+    /// The inode's change and modification times: seconds (i64) and nanoseconds (read as u32),
+    /// whichever layout the kernel has (`i_ctime` / `__i_ctime` timespec64, or
+    /// `i_ctime_sec` + `i_ctime_nsec`); for the executed file's `proc.exe_ino.*`.
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
+    /// `mm_struct.env_start` / `env_end`: the new image's environment (`proc.env`).
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
 }
 
 impl KernelOffsets {
@@ -356,6 +383,23 @@ impl KernelOffsets {
         cgroup_kn: OFFSET_ABSENT,
         kernfs_node_parent: OFFSET_ABSENT,
         kernfs_node_id: OFFSET_ABSENT,
+        task_files: OFFSET_ABSENT,
+        files_fdt: OFFSET_ABSENT,
+        fdtable_fd: OFFSET_ABSENT,
+        fdtable_max_fds: OFFSET_ABSENT,
+        path_mnt: OFFSET_ABSENT,
+        mount_mnt: OFFSET_ABSENT,
+        mount_mnt_parent: OFFSET_ABSENT,
+        mount_mnt_mountpoint: OFFSET_ABSENT,
+        vfsmount_mnt_root: OFFSET_ABSENT,
+        vfsmount_mnt_sb: OFFSET_ABSENT,
+        dentry_d_name_len: OFFSET_ABSENT,
+        inode_ctime_sec: OFFSET_ABSENT,
+        inode_ctime_nsec: OFFSET_ABSENT,
+        inode_mtime_sec: OFFSET_ABSENT,
+        inode_mtime_nsec: OFFSET_ABSENT,
+        mm_env_start: OFFSET_ABSENT,
+        mm_env_end: OFFSET_ABSENT,
     };
 }
 
@@ -401,15 +445,49 @@ pub const FLAG_TRUNCATED1: u16 = 2;
 pub const FLAG_FAULT0: u16 = 4;
 /// Payload 1 could not be read.
 pub const FLAG_FAULT1: u16 = 8;
+/// Open family, successful open: payload 1 ends with the path of the opened file, resolved in
+/// the kernel from the new descriptor (after openat2's 24-byte `open_how`), complete.
+pub const FLAG_KPATH: u16 = 16;
+/// Open family, successful open: the kernel walk was tried and gave no complete path (a bound
+/// was hit, a read failed, or this kernel lacks an offset); userspace falls back to the path as
+/// written.
+pub const FLAG_KPATH_CUT: u16 = 32;
+/// Components plus mount crossings the kernel path walk takes before it gives up (`FLAG_KPATH_CUT`).
+pub const KPATH_MAX_STEPS: u32 = 48;
+/// Mounts the walk climbs to find the top of the file's mount tree.
+pub const KPATH_MAX_MOUNTS: u32 = 16;
+/// Longest kernel-resolved path (bytes, without NUL); longer ones are cut.
+pub const KPATH_MAX_BYTES: usize = PAYLOAD_MAX - 1 - syscalls::OPEN_HOW_LEN as usize;
 
 /// `Exec` body. Payload 0: the filename the kernel executed (as passed to the binfmt handler).
-/// Payload 1: argv, NUL-separated, from the new image's `mm->arg_start..arg_end`.
+/// Payload 1: argv, NUL-separated, from the new image's `mm->arg_start..arg_end`. Then, after
+/// payload 1, `env_len` bytes of the environment (`NAME=value`, NUL-separated, from
+/// `mm->env_start..env_end`, at most `PAYLOAD_MAX`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExecBody {
     /// Bytes of argv in memory (payload 1 may hold fewer).
     pub args_total: u32,
-    pub _pad: u32,
+    /// `exec_flags::*`.
+    pub flags: u32,
+    /// The executed file (`mm->exe_file`): inode number, and change and modification times
+    /// (seconds, nanoseconds); valid with `exec_flags::EXE_INODE`.
+    pub exe_ino: u64,
+    pub exe_ctime_sec: i64,
+    pub exe_mtime_sec: i64,
+    pub exe_ctime_nsec: u32,
+    pub exe_mtime_nsec: u32,
+    /// Bytes of the environment in memory, and bytes of it after payload 1.
+    pub env_total: u32,
+    pub env_len: u32,
+}
+
+/// Bits of `ExecBody::flags`.
+pub mod exec_flags {
+    /// The executed file's inode and times were read.
+    pub const EXE_INODE: u32 = 1;
+    /// The environment could not be read (`env_len` is 0).
+    pub const ENV_FAULT: u32 = 2;
 }
 
 /// `ExecDenied` body (no payloads).

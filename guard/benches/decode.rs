@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
         EventKind::Exec,
         &ExecBody {
             args_total: 40,
-            _pad: 0,
+            ..ExecBody::default()
         },
         b"/usr/bin/curl",
         b"curl\0-s\0http://127.0.0.1:8080/health\0",

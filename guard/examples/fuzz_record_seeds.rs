@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         0,
         &ExecBody {
             args_total: 27,
-            _pad: 0,
+            ..ExecBody::default()
         },
         b"/usr/bin/curl\0",
         b"curl\0-s\0http://10.0.0.1/x\0",

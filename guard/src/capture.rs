@@ -8,7 +8,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use crate::{
-    events::{self, AT_FDCWD, Captured, Common, SockAddr},
+    events::{self, AT_FDCWD, Captured, Common, KernelPath, SockAddr},
     model::{self, Ancestor, ArgValue, Fd, FdType, L4Proto},
     state::{
         PathBase, Pid, State,
@@ -81,7 +81,13 @@ impl Capture {
                 0,
             ),
             events::Event::Open(o) => {
-                let resolved = self.resolve(c.pid, o.dirfd, &o.path);
+                // fd.name: the opened file as the kernel resolved it; the path as written,
+                // resolved here, only when the kernel walk failed (or the open did).
+                let (resolved, from_kernel) = match &o.kernel_path {
+                    KernelPath::Resolved(p) => (p.clone(), Some(true)),
+                    KernelPath::Unresolved => (self.resolve(c.pid, o.dirfd, &o.path), Some(false)),
+                    KernelPath::Absent => (self.resolve(c.pid, o.dirfd, &o.path), None),
+                };
                 let dir = o.flags & O_DIRECTORY != 0;
                 let mut a = args(&[
                     ("name", ArgValue::Str(resolved.clone())),
@@ -91,12 +97,13 @@ impl Capture {
                 if o.syscall != "open" && o.syscall != "creat" {
                     a.insert("dirfd".into(), ArgValue::Int(o.dirfd.into()));
                 }
-                let fd = file_fd(
+                let mut fd = file_fd(
                     c.ret,
                     resolved,
                     &o.path,
                     if dir { FdType::Directory } else { FdType::File },
                 );
+                fd.name_from_kernel = from_kernel;
                 (o.syscall, a, Some(fd), c.ret)
             }
             events::Event::Connect(k) => {
@@ -352,6 +359,8 @@ impl Capture {
                         loginuid: c.loginuid,
                         cgroup_id: Some(c.cgroup_id),
                         cwd: None,
+                        exe_inode: e.exe_inode,
+                        env: model::Env::from_entries(&e.env),
                     },
                 );
                 // exec closes CLOEXEC fds; forget them all rather than guess.
@@ -434,6 +443,10 @@ impl Capture {
             is_exe_upper_layer,
             is_exe_from_memfd,
             is_exe_writable,
+            exe_ino,
+            exe_ino_ctime,
+            exe_ino_mtime,
+            env,
             cap_effective,
             cap_permitted,
             ancestors,
@@ -463,6 +476,7 @@ impl Capture {
         exepath.clear();
         cwd.clear();
         (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
+        (*exe_ino, *exe_ino_ctime, *exe_ino_mtime, *env) = (None, None, None, None);
         match self.state.process(Pid(c.pid)) {
             Some(t) => {
                 exe.push_str(t.exe());
@@ -479,6 +493,11 @@ impl Capture {
                 cwd.push_str(t.cwd.as_deref().unwrap_or_default());
                 *tty = t.tty;
                 *start_time = t.start_time_ns;
+                env.clone_from(&t.env);
+                if let Some(i) = t.exe_inode {
+                    (*exe_ino, *exe_ino_ctime, *exe_ino_mtime) =
+                        (Some(i.ino), i.ctime_ns, i.mtime_ns);
+                }
                 *is_exe_from_memfd =
                     t.exepath.starts_with("/memfd:") || t.exepath.starts_with("memfd:");
                 if *ppid == 0 {
@@ -802,6 +821,9 @@ mod recycle_tests {
             },
             argv: argv.iter().map(|s| s.to_string()).collect(),
             argv_truncated: false,
+            exe_inode: None,
+            env: Vec::new(),
+            env_truncated: false,
         })
     }
 
@@ -817,6 +839,7 @@ mod recycle_tests {
             flags: 0,
             mode: 0,
             resolve: None,
+            kernel_path: KernelPath::Absent,
         })
     }
 
@@ -950,5 +973,28 @@ mod recycle_tests {
             .expect("model");
         assert_eq!(m.derived.cmdline, "cp -a x y");
         assert_eq!(m.proc.cmdline_name, None);
+    }
+    /// fd.name of an open: the kernel's path when it sent one (the path as written in
+    /// fd.nameraw), the path as written when the walk failed, saying which.
+    #[test]
+    fn open_names_come_from_the_kernel_path_or_fall_back() {
+        let mut c = capture();
+        let name = |c: &mut Capture, k: KernelPath| {
+            let mut o = open(4_100_030);
+            if let Event::Open(e) = &mut o {
+                (e.path.text, e.kernel_path) = ("/tmp/s".into(), k);
+            }
+            let f = c.process(&o).expect("model").fd.expect("fd");
+            (f.name, f.nameraw, f.name_from_kernel)
+        };
+        let shadow = KernelPath::Resolved("/etc/shadow".into());
+        let raw = Some("/tmp/s".to_owned());
+        assert_eq!(
+            name(&mut c, shadow),
+            ("/etc/shadow".into(), raw, Some(true))
+        );
+        let cut = name(&mut c, KernelPath::Unresolved);
+        assert_eq!(cut, ("/tmp/s".into(), None, Some(false)));
+        assert_eq!(name(&mut c, KernelPath::Absent).2, None);
     }
 }

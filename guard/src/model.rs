@@ -121,6 +121,19 @@ pub struct Process {
     pub is_exe_from_memfd: bool,
     #[serde(default)]
     pub is_exe_writable: bool,
+    /// The executed file's inode number, change and modification times (ns since the epoch),
+    /// read in the kernel at exec (`proc.exe_ino`, `proc.exe_ino.ctime`, `.mtime`); absent when
+    /// guard did not see the process's exec (it predates the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino_ctime: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_ino_mtime: Option<u64>,
+    /// The environment captured at the last exec guard saw (`proc.env`); absent when guard
+    /// did not see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Env>,
     /// Effective capabilities, `CAP_*` names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_effective: Vec<String>,
@@ -270,6 +283,63 @@ pub struct Fd {
     /// unknown (not a connect, or a socket guard did not see created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_changed: Option<bool>,
+    /// Opens: whether `name` is the kernel-resolved path of the opened file (true), or the
+    /// path as written resolved by the agent because the kernel walk failed (false); absent
+    /// for failed opens and other fds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_from_kernel: Option<bool>,
+}
+
+/// A process's environment, `NAME=value` entries captured at exec (at most
+/// `guard_ebpf::PAYLOAD_MAX` bytes), shared by the process table and its events (a clone is a
+/// reference count). Serialized as a list of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env(std::sync::Arc<str>);
+
+impl Env {
+    /// From entries; None when one holds a NUL (the separator).
+    pub fn from_entries<S: AsRef<str>>(entries: &[S]) -> Option<Env> {
+        let mut joined = String::new();
+        for (i, e) in entries.iter().enumerate() {
+            let e = e.as_ref();
+            if e.contains('\0') {
+                return None;
+            }
+            if i > 0 {
+                joined.push('\0');
+            }
+            joined.push_str(e);
+        }
+        Some(Env(joined.into()))
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\0').filter(|e| !e.is_empty())
+    }
+
+    /// The value of `name` (the first entry `name=…`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries()
+            .find_map(|e| e.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// Heap bytes, for the process table's budget.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Serialize for Env {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.entries())
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        Env::from_entries(&v).ok_or_else(|| serde::de::Error::custom("env entry with a NUL"))
+    }
 }
 
 fn minus_one() -> i64 {

@@ -41,6 +41,7 @@ pub static EBPF_OBJECT: &[u8] =
 /// Reads the struct offsets the programs need from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
     let need = |s: &str, m: &str| btf.member_offset(s, m).context("kernel BTF");
+    let opt = |s: &str, m: &str| btf.member_offset_opt(s, m).unwrap_or(OFFSET_ABSENT);
     Ok(KernelOffsets {
         task_real_parent: need("task_struct", "real_parent")?,
         task_tgid: need("task_struct", "tgid")?,
@@ -119,7 +120,55 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         kernfs_node_id: btf
             .member_offset_opt("kernfs_node", "id")
             .unwrap_or(OFFSET_ABSENT),
+        // Issue 17: the opened file's path. Without one of these the programs send no kernel
+        // path (FLAG_KPATH_CUT) and fd.name falls back to the path as written.
+        task_files: opt("task_struct", "files"),
+        files_fdt: opt("files_struct", "fdt"),
+        fdtable_fd: opt("fdtable", "fd"),
+        fdtable_max_fds: opt("fdtable", "max_fds"),
+        path_mnt: opt("path", "mnt"),
+        mount_mnt: opt("mount", "mnt"),
+        mount_mnt_parent: opt("mount", "mnt_parent"),
+        mount_mnt_mountpoint: opt("mount", "mnt_mountpoint"),
+        vfsmount_mnt_root: opt("vfsmount", "mnt_root"),
+        vfsmount_mnt_sb: opt("vfsmount", "mnt_sb"),
+        dentry_d_name_len: match (
+            btf.member_offset_opt("dentry", "d_name"),
+            btf.member_offset_opt("qstr", "len"),
+        ) {
+            (Some(d), Some(l)) => d + l,
+            _ => OFFSET_ABSENT,
+        },
+        inode_ctime_sec: inode_time(btf, "ctime").0,
+        inode_ctime_nsec: inode_time(btf, "ctime").1,
+        inode_mtime_sec: inode_time(btf, "mtime").0,
+        inode_mtime_nsec: inode_time(btf, "mtime").1,
+        mm_env_start: need("mm_struct", "env_start")?,
+        mm_env_end: need("mm_struct", "env_end")?,
     })
+}
+
+/// Offsets of an inode time (`what`: `ctime` or `mtime`), seconds and nanoseconds, in the
+/// layouts kernels have had: `i_ctime_sec` + `i_ctime_nsec` (6.11 on), a `struct timespec64`
+/// named `__i_ctime` (6.6 to 6.10; `__i_mtime` from 6.7) or `i_ctime` (before). Absent: none.
+pub fn inode_time(btf: &Btf, what: &str) -> (u32, u32) {
+    if let (Some(s), Some(n)) = (
+        btf.member_offset_opt("inode", &format!("i_{what}_sec")),
+        btf.member_offset_opt("inode", &format!("i_{what}_nsec")),
+    ) {
+        return (s, n);
+    }
+    let ts = btf
+        .member_offset_opt("inode", &format!("__i_{what}"))
+        .or_else(|| btf.member_offset_opt("inode", &format!("i_{what}")));
+    match (
+        ts,
+        btf.member_offset_opt("timespec64", "tv_sec"),
+        btf.member_offset_opt("timespec64", "tv_nsec"),
+    ) {
+        (Some(t), Some(s), Some(n)) => (t + s, t + n),
+        _ => (OFFSET_ABSENT, OFFSET_ABSENT),
+    }
 }
 
 /// Load-time settings.

@@ -21,12 +21,18 @@ use guard_ebpf::{
     CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
     ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
     MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES,
-    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT,
+    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT, exec_flags,
     open_prefix_bits, syscall_filter, syscalls,
     syscalls::{Payload, spec},
 };
 
-use super::shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced};
+use super::{
+    kpath::{self, Kpath},
+    shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced},
+};
+
+/// `I_CTIME_QUERIED` (include/linux/fs.h): a flag in `inode.i_ctime_nsec`.
+const I_CTIME_QUERIED: u32 = 1 << 31;
 
 /// Syscall number -> non-zero when traced; filled by userspace.
 #[map]
@@ -74,6 +80,57 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if start != 0 && end > start {
         rec.body::<ExecBody>().args_total = (end - start).min(u32::MAX as u64) as u32;
         rec.bytes_payload(1, start as *const u8, end - start);
+    }
+    // The environment (proc.env), after argv.
+    if let Some(mm) = mm {
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        let (es, ee) = unsafe {
+            (
+                read_field::<u64>(mm, off.mm_env_start).unwrap_or(0),
+                read_field::<u64>(mm, off.mm_env_end).unwrap_or(0),
+            )
+        };
+        if es != 0 && ee > es {
+            let total = (ee - es).min(u32::MAX as u64) as u32;
+            let got = rec.tail_payload(es as *const u8, ee - es);
+            let b = rec.body::<ExecBody>();
+            b.env_total = total;
+            match got {
+                Some(n) => b.env_len = n as u32,
+                None => b.flags |= exec_flags::ENV_FAULT,
+            }
+        }
+    }
+    // The executed file's inode (proc.exe_ino*): the new image's `mm->exe_file`.
+    if let Some(mm) = mm {
+        // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+        let inode = unsafe {
+            read_field::<*const u8>(mm, off.mm_exe_file)
+                .and_then(|f| read_field::<*const u8>(f, off.file_f_inode))
+        };
+        if let Some(inode) = inode {
+            // SAFETY: as above.
+            let got = unsafe {
+                (
+                    read_field::<u64>(inode, off.inode_i_ino),
+                    read_field::<i64>(inode, off.inode_ctime_sec),
+                    read_field::<u32>(inode, off.inode_ctime_nsec),
+                    read_field::<i64>(inode, off.inode_mtime_sec),
+                    read_field::<u32>(inode, off.inode_mtime_nsec),
+                )
+            };
+            if let (Some(ino), Some(cs), Some(cn), Some(ms), Some(mn)) = got {
+                let b = rec.body::<ExecBody>();
+                b.flags |= exec_flags::EXE_INODE;
+                b.exe_ino = ino;
+                b.exe_ctime_sec = cs;
+                // Bit 31 of `i_ctime_nsec` is the kernel's I_CTIME_QUERIED flag (multigrain
+                // timestamps, 6.13 on), not part of the time.
+                b.exe_ctime_nsec = cn & !I_CTIME_QUERIED;
+                b.exe_mtime_sec = ms;
+                b.exe_mtime_nsec = mn;
+            }
+        }
     }
     rec.submit();
     0
@@ -232,9 +289,21 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     };
     fill_payload(&mut rec, 0, payloads[0], &p.args);
     fill_payload(&mut rec, 1, payloads[1], &p.args);
+    let is_open = matches!(
+        p.nr,
+        syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
+    );
+    // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
+    let kpath = if is_open && ret >= 0 {
+        let k = kpath::open_path(ret);
+        kpath::attach(&mut rec, k, p.nr == syscalls::OPENAT2);
+        k
+    } else {
+        None
+    };
     // The prefilter looks at what was captured, so it judges exactly what userspace would see.
     let bits = syscall_bits(p.nr as u64);
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p) {
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath) {
         count_drop_slot(PREFILTERED_OPENS);
         return;
     }
@@ -370,12 +439,14 @@ static OPEN_PREFIXES: LpmTrie<[u8; OPEN_PREFIX_BYTES], u8> =
 static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
-/// `passes_open` states the same check) is one some rule may need: any path that is not
-/// absolute and plain (a `.`, `..` or empty component, which the agent normalises), too long,
-/// cut or unreadable passes; a plain absolute path passes when its longest prefix in
-/// `OPEN_PREFIXES` admits the open's access.
+/// `passes_open_resolved` states the same check) is one some rule may need: it passes when
+/// the path as passed passes, or the opened file's kernel-resolved path `kpath` does. A path
+/// as passed that is not absolute and plain (a `.`, `..` or empty component, which the agent
+/// normalises), too long, cut or unreadable passes, as does a kernel path too long for a key;
+/// a plain absolute path passes when its longest prefix in `OPEN_PREFIXES` admits the open's
+/// access.
 #[inline(always)]
-fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
+fn open_wanted(rec: &mut Record, p: &PendingSyscall, kpath: Option<Kpath>) -> bool {
     let h = rec.header();
     let len = h.len0 as usize;
     if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
@@ -395,32 +466,54 @@ fn open_wanted(rec: &mut Record, p: &PendingSyscall) -> bool {
             unsafe { bpf_probe_read_kernel(at as *const u64) }.map_or(true, |f| f & 3 != 0)
         }
     };
+    // SAFETY: payload 0 has PAYLOAD_MAX bytes of scratch after it, including the path's NUL.
+    if prefix_admits(rec.payload_dst(0), len, true, write) {
+        return true;
+    }
+    match kpath {
+        Some(k) if k.len >= OPEN_PREFIX_BYTES => true,
+        // The kernel path is absolute and plain, and a NUL follows it in its buffer.
+        Some(k) => prefix_admits(k.src, k.len, false, write),
+        None => false,
+    }
+}
+
+/// Whether the `len`-byte path at `src` (kernel memory with `OPEN_PREFIX_BYTES` readable;
+/// `len` below that) is one some rule may need: `check_plain` passes a path that is not
+/// absolute and plain; otherwise its longest prefix in `OPEN_PREFIXES` decides.
+#[inline(always)]
+fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> bool {
     let Some(key) = OPEN_KEY.get_ptr_mut(0) else {
         return true;
     };
-    let src = rec.payload_dst(0);
-    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES of the scratch
-    // area after payload 0 (it has PAYLOAD_MAX bytes after it), which includes the path's NUL.
+    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES from `src`.
     unsafe {
         (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
         let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
         if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
             return true;
         }
-        let path = &(*key).data;
-        if path[0] != b'/' {
-            return true;
-        }
-        let mut prev = 0u8;
-        for i in 0..OPEN_PREFIX_BYTES {
-            let b = path[i];
-            if b == 0 {
-                break;
-            }
-            if prev == b'/' && (b == b'.' || b == b'/') {
+        // What follows the path in the scratch area (payload 1) is not part of it. The length
+        // is read back through memory so the compiler keeps the mask older verifiers need
+        // (6.1 loses the caller's bound on the spilled value).
+        let end = core::ptr::read_volatile(&len) & (OPEN_PREFIX_BYTES - 1);
+        (*key).data[end] = 0;
+        if check_plain {
+            let path = &(*key).data;
+            if path[0] != b'/' {
                 return true;
             }
-            prev = b;
+            let mut prev = 0u8;
+            for i in 0..OPEN_PREFIX_BYTES {
+                let b = path[i];
+                if b == 0 {
+                    break;
+                }
+                if prev == b'/' && (b == b'.' || b == b'/') {
+                    return true;
+                }
+                prev = b;
+            }
         }
         let bits = OPEN_PREFIXES.get(&*key).copied().unwrap_or(0);
         bits & open_prefix_bits::ANY != 0 || (write && bits & open_prefix_bits::WRITE != 0)

@@ -8,6 +8,7 @@
 mod capture;
 mod fallback;
 mod identity;
+mod kpath;
 mod lsm_map;
 mod lsm_write;
 mod policy;

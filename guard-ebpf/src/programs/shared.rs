@@ -109,6 +109,8 @@ pub struct Record {
     base: *mut u8,
     body_len: usize,
     kind: EventKind,
+    /// Bytes after payload 1 (`tail_payload`; exec's environment).
+    tail: usize,
 }
 
 impl Record {
@@ -156,6 +158,7 @@ impl Record {
             base,
             body_len,
             kind,
+            tail: 0,
         })
     }
 
@@ -248,6 +251,29 @@ impl Record {
         }
     }
 
+    /// Copies up to `len` (at most PAYLOAD_MAX) bytes of user memory after payload 1, the
+    /// record's tail (its length is the caller's to put in the body). Returns the bytes
+    /// copied, None when the memory could not be read.
+    #[inline(always)]
+    pub fn tail_payload(&mut self, src: *const u8, len: u64) -> Option<usize> {
+        let h = self.header();
+        let l0 = (h.len0 as usize).min(PAYLOAD_MAX);
+        let l1 = (h.len1 as usize).min(PAYLOAD_MAX);
+        let n = (len as usize).min(PAYLOAD_MAX) & PAYLOAD_MASK;
+        if n == 0 || src.is_null() {
+            return if src.is_null() { None } else { Some(0) };
+        }
+        let off = (HDR + self.body_len + l0 + l1) & SCRATCH_MASK;
+        // SAFETY: off <= HDR + body + 2 * PAYLOAD_MAX and n <= PAYLOAD_MAX: within SCRATCH_LEN.
+        let r =
+            unsafe { bpf_probe_read_user(self.base.add(off) as *mut _, n as u32, src as *const _) };
+        if r < 0 {
+            return None;
+        }
+        self.tail = n;
+        Some(n)
+    }
+
     /// Copies the record to the ring buffer; counts a drop when it is full.
     #[inline(always)]
     pub fn submit(mut self) {
@@ -255,7 +281,7 @@ impl Record {
         let h = self.header();
         let total =
             HDR + body_len + (h.len0 as usize & PAYLOAD_MASK) + (h.len1 as usize & PAYLOAD_MASK);
-        let total = total & SCRATCH_MASK;
+        let total = (total + (self.tail & PAYLOAD_MASK)) & SCRATCH_MASK;
         if total < HDR {
             count_drop(self.kind);
             return;

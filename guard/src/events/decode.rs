@@ -8,15 +8,17 @@ use std::{
 
 use guard_ebpf::{
     EventHeader, EventKind, ExecBody, ExecDeniedBody, ExitBody, FLAG_FAULT0, FLAG_FAULT1,
-    FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, PAYLOAD_MAX, SyscallBody, syscalls as sc,
+    FLAG_KPATH, FLAG_KPATH_CUT, FLAG_TRUNCATED0, FLAG_TRUNCATED1, ForkBody, PAYLOAD_MAX,
+    SyscallBody, exec_flags, syscalls as sc,
 };
 
 use super::{
     AT_FDCWD, Access, BpfEvent, Captured, CgroupId, ChdirEvent, ChmodEvent, Common, ConnectEvent,
-    DecisionEvent, DupEvent, Event, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent, Hook,
-    LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent, Operation, PtraceEvent,
-    Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr, SocketEvent, UnknownAccess,
-    UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict, UnlinkEvent, Verdict,
+    DecisionEvent, DupEvent, Event, ExeInode, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent,
+    Hook, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
+    Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr,
+    SocketEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict,
+    UnlinkEvent, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +31,10 @@ pub enum DecodeError {
     BodyLen { kind: u16, got: u32, want: usize },
     #[error("payload length {0} exceeds the maximum")]
     PayloadLen(u16),
+    #[error("exec record with flags {0:#x} or an out-of-range inode time")]
+    ExecFlags(u32),
+    #[error("open record's kernel path: {0}")]
+    KernelPath(&'static str),
     #[error("syscall number {0} is not traced")]
     UnknownSyscall(u32),
     #[error(transparent)]
@@ -120,6 +126,8 @@ struct Parts<'a> {
     body: &'a [u8],
     p0: &'a [u8],
     p1: &'a [u8],
+    /// What follows payload 1 (exec's environment; its length is in the body).
+    tail: &'a [u8],
 }
 
 impl Parts<'_> {
@@ -170,6 +178,7 @@ fn split(buf: &[u8]) -> Result<Parts<'_>, DecodeError> {
         body: &buf[hdr..body_end],
         p0: &buf[body_end..p0_end],
         p1: &buf[p0_end..p1_end],
+        tail: &buf[p1_end..],
     })
 }
 
@@ -220,6 +229,80 @@ fn decode_sockaddr(b: &[u8]) -> SockAddr {
     }
 }
 
+/// The kernel-resolved path of an open record: payload 1 (after openat2's `open_how`) when
+/// `FLAG_KPATH` is set. Both flags at once, or a path that is empty, not absolute, or holds a
+/// NUL, is a malformed record.
+fn kernel_path(p: &Parts<'_>, openat2: bool) -> Result<KernelPath, DecodeError> {
+    let f = p.header.flags;
+    match (f & FLAG_KPATH != 0, f & FLAG_KPATH_CUT != 0) {
+        (false, false) => Ok(KernelPath::Absent),
+        (false, true) => Ok(KernelPath::Unresolved),
+        (true, true) => Err(DecodeError::KernelPath("both resolved and cut")),
+        (true, false) => {
+            let skip = if openat2 {
+                sc::OPEN_HOW_LEN as usize
+            } else {
+                0
+            };
+            let b =
+                p.p1.get(skip..)
+                    .ok_or(DecodeError::KernelPath("shorter than open_how"))?;
+            if b.first() != Some(&b'/') || b.contains(&0) {
+                return Err(DecodeError::KernelPath("not an absolute path"));
+            }
+            Ok(KernelPath::Resolved(
+                String::from_utf8_lossy(b).into_owned(),
+            ))
+        }
+    }
+}
+
+/// NUL-terminated strings (argv, the environment); empty ones are real entries.
+fn nul_separated(b: &[u8]) -> Vec<String> {
+    let raw = b.strip_suffix(b"\0").unwrap_or(b);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The environment's entries; when the kernel cut it, the last entry unless the cut fell
+/// right after a NUL (a cut entry would be a made-up value).
+fn env(b: &[u8], cut: bool) -> Vec<String> {
+    let mut v = nul_separated(b);
+    if cut && !b.ends_with(b"\0") {
+        v.pop();
+    }
+    v
+}
+
+/// The executed file's inode of an exec record. Unknown flag bits, or nanoseconds of a
+/// second or more, are a malformed record.
+fn exe_inode(b: &ExecBody) -> Result<Option<ExeInode>, DecodeError> {
+    if b.flags & !(exec_flags::EXE_INODE | exec_flags::ENV_FAULT) != 0 {
+        return Err(DecodeError::ExecFlags(b.flags));
+    }
+    if b.flags & exec_flags::EXE_INODE == 0 {
+        return Ok(None);
+    }
+    let ns = |sec: i64, nsec: u32| -> Result<Option<u64>, DecodeError> {
+        if nsec >= 1_000_000_000 {
+            return Err(DecodeError::ExecFlags(b.flags));
+        }
+        Ok(u64::try_from(sec)
+            .ok()
+            .and_then(|s| s.checked_mul(1_000_000_000))
+            .and_then(|s| s.checked_add(nsec.into())))
+    };
+    Ok(Some(ExeInode {
+        ino: b.exe_ino,
+        ctime_ns: ns(b.exe_ctime_sec, b.exe_ctime_nsec)?,
+        mtime_ns: ns(b.exe_mtime_sec, b.exe_mtime_nsec)?,
+    }))
+}
+
 /// A dirfd argument as the kernel reads it (an int in a 64-bit register).
 fn fd(v: u64) -> i32 {
     v as u32 as i32
@@ -248,6 +331,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                     (fd(a[0]), how(0), how(1) as u32, Some(how(2)))
                 }
             };
+            let kernel_path = kernel_path(p, body.nr == sc::OPENAT2)?;
             Event::Open(OpenEvent {
                 common: c,
                 syscall: name,
@@ -256,6 +340,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                 flags,
                 mode,
                 resolve,
+                kernel_path,
             })
         }
         sc::CONNECT => Event::Connect(ConnectEvent {
@@ -465,21 +550,25 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     match EventKind::from_u16(p.header.kind) {
         Some(EventKind::Exec) => {
             let body: ExecBody = p.body()?;
-            // argv strings are NUL-terminated; empty arguments are real arguments.
-            let raw = p.p1.strip_suffix(b"\0").unwrap_or(p.p1);
-            let argv = if raw.is_empty() {
-                Vec::new()
-            } else {
-                raw.split(|&b| b == 0)
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            };
+            let argv = nul_separated(p.p1);
+            let env_len = body.env_len as usize;
+            if env_len > PAYLOAD_MAX || env_len > body.env_total as usize {
+                return Err(DecodeError::ExecFlags(body.flags));
+            }
+            let env_bytes = p.tail.get(..env_len).ok_or(DecodeError::Short {
+                got: p.tail.len(),
+                need: env_len,
+            })?;
             Ok(Event::Exec(ExecEvent {
                 common: c,
                 filename: p.captured(0),
                 argv,
                 argv_truncated: p.header.flags & FLAG_TRUNCATED1 != 0
                     || body.args_total as usize > p.p1.len(),
+                exe_inode: exe_inode(&body)?,
+                env: env(env_bytes, body.env_len < body.env_total),
+                env_truncated: body.flags & exec_flags::ENV_FAULT != 0
+                    || body.env_len < body.env_total,
             }))
         }
         Some(EventKind::ExecDenied) => {

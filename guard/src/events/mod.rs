@@ -86,6 +86,24 @@ pub struct ExecEvent {
     /// argv of the new image; bounded to `PAYLOAD_MAX` bytes.
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// The executed file's inode (`proc.exe_ino*`); None when the kernel could not read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe_inode: Option<ExeInode>,
+    /// The new image's environment (`NAME=value`), bounded to `PAYLOAD_MAX` bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// The environment was longer than the bound (the last entry may be cut), or unreadable.
+    #[serde(skip_serializing_if = "is_false")]
+    pub env_truncated: bool,
+}
+
+/// The executed file's inode at exec: number, change and modification times (ns since the
+/// epoch; a time before the epoch is None).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct ExeInode {
+    pub ino: u64,
+    pub ctime_ns: Option<u64>,
+    pub mtime_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,6 +201,28 @@ pub struct OpenEvent {
     /// openat2's `RESOLVE_*` flags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolve: Option<u64>,
+    /// The opened file's path, resolved in the kernel from the new descriptor.
+    #[serde(skip_serializing_if = "KernelPath::is_absent")]
+    pub kernel_path: KernelPath,
+}
+
+/// What the kernel said about an open's file path (`guard_ebpf::FLAG_KPATH`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelPath {
+    /// Nothing: the open failed (no file), or the record predates kernel paths.
+    #[default]
+    Absent,
+    /// The walk hit a bound or failed: only the path as written is known.
+    Unresolved,
+    /// The file's path (docs/rules.md, "fd.name").
+    Resolved(String),
+}
+
+impl KernelPath {
+    pub fn is_absent(&self) -> bool {
+        *self == KernelPath::Absent
+    }
 }
 
 /// A socket address from connect.

@@ -54,7 +54,7 @@ fn decodes_exec_with_argv() {
         EventKind::Exec,
         &ExecBody {
             args_total: 12,
-            _pad: 0,
+            ..ExecBody::default()
         },
         b"/bin/sh",
         b"sh\0-c\0\0echo\0",
@@ -486,4 +486,165 @@ fn the_agents_decode_error_count_counts_unknown_decision_bytes() {
         assert!(decode_counted(&decision(body, b"/x"), &clock()).is_err());
         assert_eq!(DECODE_ERRORS.load(Ordering::Relaxed), before + i as u64 + 1);
     }
+}
+
+/// An open record with flags `flags` in its header (the kernel path bits).
+fn open_with(nr: u32, p0: &[u8], p1: &[u8], flags: u16) -> Vec<u8> {
+    let mut rec = syscall(nr, [AT_FDCWD as u32 as u64, 0, 0, 0, 0, 0], p0, p1);
+    let off = std::mem::offset_of!(EventHeader, flags);
+    rec[off..off + 2].copy_from_slice(&flags.to_ne_bytes());
+    rec
+}
+
+fn kernel_path_of(rec: &[u8]) -> Result<KernelPath, DecodeError> {
+    match decode(rec, &clock())? {
+        Event::Open(o) => Ok(o.kernel_path),
+        other => panic!("wrong kind: {other:?}"),
+    }
+}
+
+#[test]
+fn decodes_the_kernel_path_of_an_open() {
+    use guard_ebpf::{FLAG_KPATH, FLAG_KPATH_CUT};
+    let ok = open_with(sc::OPENAT, b"/tmp/s", b"/etc/shadow", FLAG_KPATH);
+    assert_eq!(
+        kernel_path_of(&ok).expect("decode"),
+        KernelPath::Resolved("/etc/shadow".into())
+    );
+    // openat2: the path follows the 24-byte open_how, whose flags still decode.
+    let mut p1 = 0o2u64.to_ne_bytes().to_vec();
+    p1.extend_from_slice(&[0u8; 16]);
+    p1.extend_from_slice(b"/etc/passwd");
+    let rec = open_with(sc::OPENAT2, b"/tmp/p", &p1, FLAG_KPATH);
+    let Event::Open(o) = decode(&rec, &clock()).expect("decode") else {
+        panic!("not an open")
+    };
+    assert_eq!(o.flags, 0o2);
+    assert_eq!(o.kernel_path, KernelPath::Resolved("/etc/passwd".into()));
+    // A cut walk, a failed open, and no flag at all.
+    let cut = open_with(sc::OPENAT, b"/tmp/s", b"", FLAG_KPATH_CUT);
+    assert_eq!(
+        kernel_path_of(&cut).expect("decode"),
+        KernelPath::Unresolved
+    );
+    let none = open_with(sc::OPENAT, b"/tmp/s", b"", 0);
+    assert_eq!(kernel_path_of(&none).expect("decode"), KernelPath::Absent);
+    // Malformed: both flags, a relative or empty path, a NUL inside, openat2 without open_how.
+    for (nr, p1, flags) in [
+        (sc::OPENAT, &b"/etc/shadow"[..], FLAG_KPATH | FLAG_KPATH_CUT),
+        (sc::OPENAT, b"etc/shadow", FLAG_KPATH),
+        (sc::OPENAT, b"", FLAG_KPATH),
+        (sc::OPENAT, b"/etc\0/shadow", FLAG_KPATH),
+        (sc::OPENAT2, b"/etc/shadow", FLAG_KPATH),
+    ] {
+        assert!(
+            matches!(
+                kernel_path_of(&open_with(nr, b"/x", p1, flags)),
+                Err(DecodeError::KernelPath(_))
+            ),
+            "{:?}",
+            String::from_utf8_lossy(p1)
+        );
+    }
+}
+
+#[test]
+fn decodes_the_executed_files_inode() {
+    use guard_ebpf::exec_flags;
+    let body = ExecBody {
+        args_total: 3,
+        flags: exec_flags::EXE_INODE,
+        exe_ino: 77,
+        exe_ctime_sec: 2,
+        exe_ctime_nsec: 5,
+        exe_mtime_sec: 1,
+        exe_mtime_nsec: 999_999_999,
+        ..ExecBody::default()
+    };
+    let exec = |b: &ExecBody| match decode(&record(EventKind::Exec, b, b"/x", b"x\0"), &clock()) {
+        Ok(Event::Exec(e)) => Ok(e.exe_inode),
+        Ok(other) => panic!("wrong kind: {other:?}"),
+        Err(e) => Err(e),
+    };
+    assert_eq!(
+        exec(&body).expect("decode"),
+        Some(ExeInode {
+            ino: 77,
+            ctime_ns: Some(2_000_000_005),
+            mtime_ns: Some(1_999_999_999),
+        })
+    );
+    // Not read by the kernel: no inode. Before the epoch: no time.
+    let none = ExecBody { flags: 0, ..body };
+    assert_eq!(exec(&none).expect("decode"), None);
+    let old = ExecBody {
+        exe_mtime_sec: -1,
+        ..body
+    };
+    assert_eq!(exec(&old).expect("decode").and_then(|i| i.mtime_ns), None);
+    // Unknown flags and out-of-range nanoseconds are malformed records.
+    for bad in [
+        ExecBody { flags: 4, ..body },
+        ExecBody {
+            exe_ctime_nsec: 1_000_000_000,
+            ..body
+        },
+    ] {
+        assert!(matches!(exec(&bad), Err(DecodeError::ExecFlags(_))));
+    }
+}
+
+#[test]
+fn decodes_the_environment_after_argv() {
+    use guard_ebpf::exec_flags;
+    let exec = |env: &[u8], total: u32, flags: u32| {
+        let body = ExecBody {
+            args_total: 3,
+            flags,
+            env_total: total,
+            env_len: env.len() as u32,
+            ..ExecBody::default()
+        };
+        let mut rec = record(EventKind::Exec, &body, b"/x", b"x\0");
+        rec.extend_from_slice(env);
+        match decode(&rec, &clock()) {
+            Ok(Event::Exec(e)) => Ok((e.env, e.env_truncated)),
+            Ok(other) => panic!("wrong kind: {other:?}"),
+            Err(e) => Err(e),
+        }
+    };
+    assert_eq!(
+        exec(b"A=1\0HOME=/root\0", 15, 0).expect("decode"),
+        (vec!["A=1".to_string(), "HOME=/root".to_string()], false)
+    );
+    // Cut by the kernel's bound inside an entry: that entry is dropped, never half-kept.
+    assert_eq!(
+        exec(b"A=1\0HOME=/ro", 15, 0).expect("decode"),
+        (vec!["A=1".to_string()], true)
+    );
+    // Cut right after a NUL: every entry is whole.
+    assert_eq!(
+        exec(b"A=1\0", 15, 0).expect("decode"),
+        (vec!["A=1".to_string()], true)
+    );
+    // Unreadable: none, and said so.
+    assert_eq!(
+        exec(b"", 15, exec_flags::ENV_FAULT).expect("decode"),
+        (vec![], true)
+    );
+    // A length beyond what the record holds, or beyond the total, is malformed.
+    let body = ExecBody {
+        env_total: 100,
+        env_len: 50,
+        ..ExecBody::default()
+    };
+    let short = record(EventKind::Exec, &body, b"/x", b"x\0");
+    assert!(matches!(
+        decode(&short, &clock()),
+        Err(DecodeError::Short { .. })
+    ));
+    assert!(matches!(
+        exec(b"A=1\0", 2, 0),
+        Err(DecodeError::ExecFlags(_))
+    ));
 }

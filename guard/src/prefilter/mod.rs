@@ -528,6 +528,34 @@ impl Prefilter {
         hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
     }
 
+    /// The kernel's whole open check (`open_wanted`): an open produces a record when the path
+    /// as passed passes `passes_open`, or the opened file's kernel-resolved path (absolute and
+    /// normalised) has a prefix that admits the access, or is too long for a key.
+    pub fn passes_open_resolved(
+        &self,
+        nr: u32,
+        raw_path: &[u8],
+        kernel_path: Option<&[u8]>,
+        write: bool,
+    ) -> bool {
+        if self.passes_open(nr, raw_path, write) {
+            return true;
+        }
+        let Some(k) = kernel_path else {
+            return false;
+        };
+        if k.len() >= OPEN_PREFIX_BYTES {
+            return true;
+        }
+        let hit = self
+            .open_prefixes
+            .iter()
+            .filter(|(p, _)| k.starts_with(p.as_bytes()))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(0, |(_, b)| *b);
+        hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
+    }
+
     /// One line for the startup log.
     pub fn summary(&self) -> String {
         let off: Vec<&str> = syscalls::TRACED

@@ -678,3 +678,26 @@ fn enosys_stubs_are_traced_only_for_rules_that_match_failures() {
     let p = Prefilter::derive(&guard_rules, &Needs::default());
     assert!(p.traces(syscalls::INIT_MODULE) && p.traces(syscalls::FINIT_MODULE));
 }
+
+/// An open whose path as written no rule can match (a symlink, a bind mount) still produces a
+/// record when the file it opened, as the kernel resolved it, is one a rule names.
+#[test]
+fn the_kernel_path_of_the_opened_file_also_passes() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /etc/shadow"),
+        &Needs::default(),
+    );
+    let at = syscalls::OPENAT;
+    assert!(
+        !p.passes_open(at, b"/tmp/s", false),
+        "control: the link alone"
+    );
+    assert!(p.passes_open_resolved(at, b"/tmp/s", Some(b"/etc/shadow"), false));
+    assert!(!p.passes_open_resolved(at, b"/tmp/s", Some(b"/tmp/other"), false));
+    assert!(!p.passes_open_resolved(at, b"/tmp/s", None, false));
+    // A kernel path too long for a key passes, as in the kernel.
+    let long = format!("/{}", "d/".repeat(200));
+    assert!(p.passes_open_resolved(at, b"/tmp/s", Some(long.as_bytes()), false));
+    // The path as written still decides alone when it passes.
+    assert!(p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), false));
+}

@@ -269,11 +269,11 @@ mod tests {
 
     #[test]
     fn substitution_forms() {
-        let f = OutputFormat::compile("shell %proc.name (uid=%user.uid) in %(container.name) 100%% %proc.aname[2] env=%proc.env.")
+        let f = OutputFormat::compile("shell %proc.name (uid=%user.uid) in %(container.name) 100%% %proc.aname[2] sid=%proc.sid.")
             .expect("compiles");
-        assert_eq!(f.unavailable, vec!["proc.env"]);
+        assert_eq!(f.unavailable, vec!["proc.sid"]);
         let (msg, fields) = f.render(&ev(), &Ctx::default());
-        assert_eq!(msg, "shell bash (uid=0) in host 100% <NA> env=<NA>.");
+        assert_eq!(msg, "shell bash (uid=0) in host 100% <NA> sid=<NA>.");
         assert_eq!(fields["user.uid"], Json::from(0));
         assert_eq!(fields["proc.aname[2]"], Json::Null);
         assert!(fields.contains_key("container.name"));

@@ -353,7 +353,7 @@ fn exceptions_and_disabled_rules() {
 fn unavailable_fields_are_false_and_reported_once() {
     let (e, diags) = engine(concat!(
         "- macro: m\n  condition: fd.sip.name = kubernetes\n",
-        "- rule: a\n  desc: d\n  condition: evt.type = connect and m\n  output: o %proc.env\n  priority: INFO\n",
+        "- rule: a\n  desc: d\n  condition: evt.type = connect and m\n  output: o %proc.sid\n  priority: INFO\n",
         "- rule: b\n  desc: d\n  condition: evt.type = connect and not m\n  output: o\n  priority: INFO\n",
     ));
     let warns: Vec<&Diagnostic> = diags
@@ -362,7 +362,7 @@ fn unavailable_fields_are_false_and_reported_once() {
         .collect();
     assert_eq!(warns.len(), 1, "{diags:?}");
     assert!(warns[0].msg.contains("2 rule(s): a; b"), "{}", warns[0].msg);
-    assert!(diags.iter().any(|d| d.msg.contains("'proc.env'")));
+    assert!(diags.iter().any(|d| d.msg.contains("'proc.sid'")));
     let c = connect("10.0.0.1", 443);
     let names: Vec<&str> = e
         .matches(&c, &mut Matcher::default())
@@ -372,7 +372,7 @@ fn unavailable_fields_are_false_and_reported_once() {
     assert_eq!(names, ["b"]);
     assert_eq!(
         e.rules.get("a").map(|r| r.unavailable.clone()),
-        Some(vec!["fd.sip.name", "proc.env"])
+        Some(vec!["fd.sip.name", "proc.sid"])
     );
 }
 

@@ -16,7 +16,10 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::events::CgroupId;
+use crate::{
+    events::{CgroupId, ExeInode},
+    model::Env,
+};
 
 use super::{
     Pid,
@@ -79,6 +82,11 @@ pub struct Process {
     /// Ids in its own pid namespace, read from /proc once per fork and exec (`ns_read`).
     pub ns: Option<NsIds>,
     pub ns_read: bool,
+    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); None for a
+    /// process whose exec guard did not see (loaded from /proc).
+    pub exe_inode: Option<ExeInode>,
+    /// The environment at that exec (`proc.env`), shared with forked children.
+    pub env: Option<Env>,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
     referenced: AtomicBool,
@@ -106,6 +114,8 @@ impl Process {
             exited_at: None,
             ns: None,
             ns_read: false,
+            exe_inode: None,
+            env: None,
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -156,6 +166,7 @@ impl Process {
             + self.cmdline.capacity()
             + self.cwd.as_ref().map_or(0, String::capacity)
             + self.container_id.as_ref().map_or(0, |_| 64)
+            + self.env.as_ref().map_or(0, Env::heap_bytes)
     }
 
     fn fork_child(&self, child: Pid, time_ns: u64) -> Self {
@@ -180,6 +191,8 @@ impl Process {
             // The child's own pid differs: read again.
             ns: None,
             ns_read: false,
+            exe_inode: self.exe_inode,
+            env: self.env.clone(),
             serial: 0,
             referenced: AtomicBool::new(false),
         }
@@ -228,6 +241,8 @@ pub struct ExecInfo<'a> {
     pub loginuid: Option<u32>,
     pub cgroup_id: Option<CgroupId>,
     pub cwd: Option<&'a str>,
+    pub exe_inode: Option<ExeInode>,
+    pub env: Option<Env>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +370,8 @@ impl ProcessTable {
         p.exepath = cap_path(e.filename);
         p.set_argv(e.argv);
         p.exec_time_ns = e.time_ns;
+        p.exe_inode = e.exe_inode;
+        p.env = e.env;
         // setsid/setpgid happen between fork and exec: read the group and session again.
         p.ns_read = false;
         if let Some(c) = e.cwd {

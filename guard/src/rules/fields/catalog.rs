@@ -172,6 +172,41 @@ pub static FIELDS: &[FieldDef] = &[
         "executable is writable by the process user"
     ),
     f!(
+        "proc.exe_ino",
+        ProcExeIno,
+        Num,
+        None,
+        "inode number of the executed file, read at exec"
+    ),
+    f!(
+        "proc.exe_ino.ctime",
+        ProcExeInoCtime,
+        Num,
+        None,
+        "executed file's last status change, ns since the epoch, at exec"
+    ),
+    f!(
+        "proc.exe_ino.mtime",
+        ProcExeInoMtime,
+        Num,
+        None,
+        "executed file's last modification, ns since the epoch, at exec"
+    ),
+    f!(
+        "proc.exe_ino.ctime_duration_proc_start",
+        ProcExeInoCtimeDurationProcStart,
+        Num,
+        None,
+        "ns from the executed file's last status change to the process's start"
+    ),
+    f!(
+        "proc.env",
+        ProcEnv,
+        Str,
+        OptKey,
+        "environment at exec (NAME=value, space-separated); [NAME]: that variable's value"
+    ),
+    f!(
         "proc.vpid",
         ProcVpid,
         Num,
@@ -553,12 +588,7 @@ pub static UNAVAILABLE: &[&str] = &[
     "proc.vpgid.exepath",
     "proc.is_sid_leader",
     "proc.ppid.duration",
-    "proc.exe_ino",
-    "proc.exe_ino.ctime",
-    "proc.exe_ino.mtime",
-    "proc.exe_ino.ctime_duration_proc_start",
     "proc.exe_ino.ctime_duration_pidns_start",
-    "proc.env",
     "proc.loginshellid",
     "proc.loginshell",
     "proc.pid.ts",

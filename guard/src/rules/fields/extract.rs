@@ -94,6 +94,30 @@ impl FieldRef {
             ProcIsExeUpperLayer => Val::Bool(p.is_exe_upper_layer),
             ProcIsExeFromMemfd => Val::Bool(p.is_exe_from_memfd),
             ProcIsExeWritable => Val::Bool(p.is_exe_writable),
+            ProcExeIno => num(p.exe_ino),
+            ProcExeInoCtime => num(p.exe_ino_ctime),
+            ProcExeInoMtime => num(p.exe_ino_mtime),
+            // As Falco: from the file's change to the process's start (its fork); a change
+            // after the start has no duration.
+            // As Falco: the entries space-separated; [NAME]: the value (`<NA>` if unset).
+            ProcEnv => match (&p.env, &self.arg) {
+                (None, _) => Val::Na,
+                (Some(e), FieldArg::Key(k)) => e.get(k).map_or(Val::Na, s),
+                (Some(e), _) => {
+                    buf.clear();
+                    for entry in e.entries() {
+                        if !buf.is_empty() {
+                            buf.push(' ');
+                        }
+                        buf.push_str(entry);
+                    }
+                    s(buf.as_str())
+                }
+            },
+            ProcExeInoCtimeDurationProcStart => match p.exe_ino_ctime {
+                Some(c) if p.start_time != 0 && p.start_time >= c => num(Some(p.start_time - c)),
+                _ => Val::Na,
+            },
             ProcVpid => p.vpid.map_or(Val::Na, |v| Val::Num(v.into())),
             ProcVpgid => p.vpgid.map_or(Val::Na, |v| Val::Num(v.into())),
             ProcIsVpgidLeader => match (p.vpid, p.vpgid) {
@@ -144,7 +168,13 @@ impl FieldRef {
             FdType => fd.map_or(Val::Na, |f| s(f.fd_type.as_str())),
             FdTypechar => fd.map_or(Val::Na, |f| s(f.fd_type.typechar())),
             FdName => fd.map_or(Val::Na, |_| s(&ev.derived.fd_name)),
-            FdNameraw => fd.and_then(|f| f.nameraw.as_deref()).map_or(Val::Na, s),
+            // The model leaves `nameraw` out when it equals `name` (a path as written that
+            // needed no resolving); for files that is still the path as written.
+            FdNameraw => fd.map_or(Val::Na, |f| match (&f.nameraw, f.fd_type) {
+                (Some(raw), _) => s(raw),
+                (None, crate::model::FdType::File | crate::model::FdType::Directory) => s(&f.name),
+                (None, _) => Val::Na,
+            }),
             FdDirectory => file_part(ev, true),
             FdFilename => file_part(ev, false),
             FdCip => ip(fd.and_then(|f| f.cip)),
@@ -262,6 +292,12 @@ pub fn glob_match(pat: &str, text: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&b| b == b'*')
+}
+
+/// A u64 (ns, inode numbers) as a number; beyond i64 or absent: `<NA>`.
+fn num(v: Option<u64>) -> Val<'static> {
+    v.and_then(|v| i64::try_from(v).ok())
+        .map_or(Val::Na, Val::Num)
 }
 
 fn ip(a: Option<IpAddr>) -> Val<'static> {

@@ -1,0 +1,242 @@
+//! The path of the file an open returned (issue 17), resolved in the kernel from the new
+//! descriptor (fd → `struct file` → `f_path`), by a bounded walk up `d_parent` with mount
+//! crossings, so a symlink, `..`, a bind mount or a chroot cannot hide the real file.
+//!
+//! Semantics (docs/rules.md, "fd.name"): the path is relative to the root of the file's mount
+//! tree (its mount namespace's `/`, whatever the process's chroot; a container's files are
+//! relative to the container's root). On the file system of that root, the walk ignores inner
+//! mount roots, so a file reached through a bind mount or a chroot of one of its directories
+//! has its own path there (`/etc/shadow`). Files of other file systems get the path through
+//! their mount points, as `d_path` would (a container's `/etc/hosts` stays `/etc/hosts`).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel as raw_read},
+    macros::map,
+    maps::PerCpuArray,
+};
+use guard_ebpf::{
+    FLAG_KPATH, FLAG_KPATH_CUT, KPATH_MAX_BYTES, KPATH_MAX_MOUNTS, KPATH_MAX_STEPS, OFFSET_ABSENT,
+    syscalls::OPEN_HOW_LEN,
+};
+
+use super::shared::{Record, koff, read_field};
+
+/// The path is built backwards from `HALF`; the second half absorbs the last name's copy and
+/// keeps the NUL at `HALF` that ends the path for the prefilter's key.
+const HALF: usize = 4096;
+const NAME_MAX: u32 = 255;
+/// Where the walk keeps its write position (after the room the last name's copy can take).
+const POS_AT: usize = 2 * HALF - 8;
+
+#[map]
+static KPATH_BUF: PerCpuArray<[u8; 2 * HALF]> = PerCpuArray::with_max_entries(1, 0);
+
+/// A resolved path in this CPU's `KPATH_BUF` (no NUL counted; one follows it).
+#[derive(Clone, Copy)]
+pub struct Kpath {
+    pub src: *const u8,
+    pub len: usize,
+}
+
+#[inline(always)]
+fn ptr(base: *const u8, off: u32) -> *const u8 {
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    unsafe { read_field::<*const u8>(base, off) }.unwrap_or(core::ptr::null())
+}
+
+/// The path of the file behind descriptor `fd` of the current task, or None when the walk
+/// cannot complete within its bounds.
+#[inline(always)]
+pub fn open_path(fd: i64) -> Option<Kpath> {
+    let mnt_off = koff!(mount_mnt);
+    let off_parent = koff!(mount_mnt_parent);
+    let off_mp = koff!(mount_mnt_mountpoint);
+    let off_root = koff!(vfsmount_mnt_root);
+    let off_sb = koff!(vfsmount_mnt_sb);
+    let off_d_parent = koff!(dentry_d_parent);
+    let off_name = koff!(dentry_d_name_name);
+    let off_len = koff!(dentry_d_name_len);
+    let off_f_path = koff!(file_f_path);
+    let off_p_dentry = koff!(path_dentry);
+    let off_p_mnt = koff!(path_mnt);
+    if mnt_off == OFFSET_ABSENT
+        || off_root == OFFSET_ABSENT
+        || off_sb == OFFSET_ABSENT
+        || off_f_path == OFFSET_ABSENT
+        || off_p_dentry == OFFSET_ABSENT
+        || off_p_mnt == OFFSET_ABSENT
+        || !(0..=(1 << 24)).contains(&fd)
+    {
+        return None;
+    }
+    // SAFETY: helper with no preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let fdt = ptr(ptr(task, koff!(task_files)), koff!(files_fdt));
+    // SAFETY: as in ptr.
+    let max = unsafe { read_field::<u32>(fdt, koff!(fdtable_max_fds)) }?;
+    if fd as u64 >= max as u64 {
+        return None;
+    }
+    let arr = ptr(fdt, koff!(fdtable_fd));
+    if arr.is_null() {
+        return None;
+    }
+    // SAFETY: fd < max_fds, the length of the array; probe_read checks the address anyway.
+    let file = unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel(arr.add(fd as usize * 8) as *const *const u8)
+    }
+    .ok()?;
+    let mut d = ptr(file, off_f_path + off_p_dentry);
+    let vfsmnt = ptr(file, off_f_path + off_p_mnt);
+    if d.is_null() || vfsmnt.is_null() {
+        return None;
+    }
+    let mut m = vfsmnt.wrapping_sub(mnt_off as usize);
+
+    // The top of the file's mount tree: the mount whose parent is the namespace's root
+    // (`rootfs`, its own parent), or that root itself.
+    let mut top = m;
+    let mut found = false;
+    let mut i = 0;
+    while i < KPATH_MAX_MOUNTS {
+        let p = ptr(top, off_parent);
+        if p.is_null() {
+            return None;
+        }
+        if p == top || ptr(p, off_parent) == p {
+            found = true;
+            break;
+        }
+        top = p;
+        i += 1;
+    }
+    if !found {
+        return None;
+    }
+    let root_sb = ptr(top, mnt_off + off_sb);
+    let top_root = ptr(top, mnt_off + off_root);
+
+    let buf = KPATH_BUF.get_ptr_mut(0)? as *mut u8;
+    // The write position lives in map memory, not a register: the verifier then sees an
+    // unknown (masked) value each step instead of a range per path, and prunes the loop.
+    let pos_at = buf.wrapping_add(POS_AT) as *mut u64;
+    let len_at = buf.wrapping_add(POS_AT - 8) as *mut u64;
+    // SAFETY: HALF and POS_AT are within the per-CPU value.
+    unsafe {
+        *buf.add(HALF) = 0;
+        core::ptr::write_volatile(pos_at, HALF as u64);
+    }
+    let mut m_sb = ptr(m, mnt_off + off_sb);
+    let mut m_root = ptr(m, mnt_off + off_root);
+    let mut done = false;
+    let mut step = 0;
+    while step < KPATH_MAX_STEPS {
+        step += 1;
+        if d.is_null() {
+            return None;
+        }
+        let parent = ptr(d, off_d_parent);
+        let cross = m_sb != root_sb && (d == m_root || parent == d);
+        if !cross && (parent == d || (m_sb == root_sb && d == top_root)) {
+            // The root's file system: up to the namespace root's dentry, whatever mount
+            // (bind, chroot) reached the file. Others: up to the root of the tree.
+            done = true;
+            break;
+        }
+        if cross {
+            let up = ptr(m, off_parent);
+            if up == m {
+                done = true;
+                break;
+            }
+            d = ptr(m, off_mp);
+            m = up;
+            m_sb = ptr(m, mnt_off + off_sb);
+            m_root = ptr(m, mnt_off + off_root);
+            continue;
+        }
+        // SAFETY: as in ptr.
+        let len = unsafe { read_field::<u32>(d, off_len) }.unwrap_or(0) as u64;
+        let name = ptr(d, off_name);
+        // SAFETY: within the value (see above).
+        let pos = unsafe { core::ptr::read_volatile(pos_at) } & (2 * HALF as u64 - 1);
+        // Leaves room for openat2's `open_how` before the path in payload 1.
+        let floor = (HALF - KPATH_MAX_BYTES) as u64;
+        if len == 0 || len > NAME_MAX as u64 || name.is_null() || pos < len + 1 + floor {
+            return None;
+        }
+        let at = ((pos - len - 1) as usize) & (HALF - 1);
+        // SAFETY: at < HALF; the name (at most NAME_MAX bytes) lands below HALF + NAME_MAX + 1,
+        // inside the 2 * HALF value.
+        unsafe {
+            *buf.add(at) = b'/';
+            // The size goes through map memory, as the position does: the compiler keeps the
+            // mask (6.12's verifier loses the bound of the check above otherwise) and no
+            // stack slot holds a per-path value (6.1's verifier then explodes on the loop).
+            core::ptr::write_volatile(len_at, len);
+            let size = (core::ptr::read_volatile(len_at) as u32) & NAME_MAX;
+            if raw_read(buf.add(at + 1) as *mut _, size, name as *const _) != 0 {
+                return None;
+            }
+            core::ptr::write_volatile(pos_at, at as u64);
+        }
+        d = parent;
+    }
+    if !done {
+        return None;
+    }
+    // SAFETY: within the value.
+    let mut pos = (unsafe { core::ptr::read_volatile(pos_at) } as usize) & (2 * HALF - 1);
+    if pos == HALF {
+        pos = HALF - 1;
+        // SAFETY: within the value.
+        unsafe { *buf.add(pos) = b'/' };
+    }
+    if pos >= HALF {
+        return None;
+    }
+    Some(Kpath {
+        // SAFETY: pos < HALF.
+        src: unsafe { buf.add(pos & (HALF - 1)) },
+        len: HALF - pos,
+    })
+}
+
+/// Appends `k` (or, when None, marks the walk as failed) to payload 1 of an open record:
+/// after openat2's `open_how`, which must then be whole.
+#[inline(always)]
+pub fn attach(rec: &mut Record, k: Option<Kpath>, openat2: bool) {
+    let Some(k) = k else {
+        rec.header().flags |= FLAG_KPATH_CUT;
+        return;
+    };
+    let before = rec.header().len1 as usize;
+    let at = if openat2 {
+        if before != OPEN_HOW_LEN as usize {
+            rec.header().flags |= FLAG_KPATH_CUT;
+            return;
+        }
+        OPEN_HOW_LEN as usize
+    } else {
+        0
+    };
+    let n = k.len & (HALF - 1);
+    if n == 0 || n > KPATH_MAX_BYTES {
+        rec.header().flags |= FLAG_KPATH_CUT;
+        return;
+    }
+    let dst = rec.payload_dst(1);
+    // SAFETY: payload 1 has PAYLOAD_MAX bytes of scratch after it; at + n < PAYLOAD_MAX (the
+    // size is masked again after a read the compiler cannot fold, for older verifiers).
+    let r = unsafe {
+        let size = (core::ptr::read_volatile(&n) & (HALF - 1)) as u32;
+        raw_read(dst.add(at) as *mut _, size, k.src as *const _)
+    };
+    let h = rec.header();
+    if r != 0 {
+        h.flags |= FLAG_KPATH_CUT;
+        return;
+    }
+    h.len1 = (at + n) as u16;
+    h.flags |= FLAG_KPATH;
+}
