@@ -125,18 +125,7 @@ import_images() {
 }
 
 stop() {
-    if [ -f "$PIDFILE" ]; then
-        local pid; pid="$(cat "$PIDFILE")"
-        if kill -0 "$pid" 2>/dev/null; then
-            say "stopping containerd (pid $pid)"
-            kill "$pid"
-            for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-        fi
-        rm -f "$PIDFILE"
-    else
-        say "no containerd started by this fixture"
-    fi
+    stop_daemon containerd "$PIDFILE" 0.25 || say "no containerd started by this fixture"
 }
 
 down() {

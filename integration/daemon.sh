@@ -1,4 +1,5 @@
-# Sourced by the fixtures (docker.sh, containerd.sh): starting a daemon that outlives the caller.
+# Sourced by the fixtures (docker.sh, containerd.sh, podman.sh): starting a daemon that outlives
+# the caller, and stopping it.
 # The caller defines `say`.
 
 # spawn_daemon NAME LOG PIDFILE UP_FN CMD...: starts CMD detached (setsid, output appended to
@@ -25,4 +26,19 @@ spawn_daemon() {
     done
     say "$name did not answer within 60 s; last log lines:"; tail -n 30 "$log" >&2
     exit 1
+}
+
+# stop_daemon NAME PIDFILE WAIT: stops the daemon this fixture started (TERM, then KILL after
+# 60 waits of WAIT seconds) and removes PIDFILE; returns 1 when the fixture started none.
+stop_daemon() {
+    local name=$1 pidfile=$2 wait=$3 pid
+    [ -f "$pidfile" ] || return 1
+    pid="$(cat "$pidfile")"
+    if kill -0 "$pid" 2>/dev/null; then
+        say "stopping $name (pid $pid)"
+        kill "$pid"
+        for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep "$wait"; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    fi
+    rm -f "$pidfile"
 }

@@ -64,18 +64,8 @@ stop_daemon() {
             say "removing test containers"; docker rm -f $ids >/dev/null || true
         fi
     fi
-    if [ -f "$PIDFILE" ]; then
-        local pid; pid="$(cat "$PIDFILE")"
-        if kill -0 "$pid" 2>/dev/null; then
-            say "stopping the dockerd we started (pid $pid)"
-            kill "$pid"
-            for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-        fi
-        rm -f "$PIDFILE"
-    else
-        say "dockerd was not started by this fixture; leaving it running"
-    fi
+    stop_daemon "the dockerd we started" "$PIDFILE" 0.5 \
+        || say "dockerd was not started by this fixture; leaving it running"
 }
 
 case "${1:-}" in

@@ -107,15 +107,8 @@ import_image() {
 }
 
 stop() {
-    if [ -f "$PIDFILE" ]; then
-        local pid; pid="$(cat "$PIDFILE")"
-        if kill -0 "$pid" 2>/dev/null; then
-            say "stopping podman system service (pid $pid)"
-            kill "$pid"
-            for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-        fi
-        rm -f "$PIDFILE" "$SOCK"
+    if stop_daemon "podman system service" "$PIDFILE" 0.25; then
+        rm -f "$SOCK"
     else
         say "no podman service started by this fixture"
     fi

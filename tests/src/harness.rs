@@ -691,6 +691,20 @@ pub fn metric(body: &str, series: &str) -> Option<f64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
+/// `guard_tracked_containers` once it is at most `before` (removals arrive with the runtime's
+/// events or poll, cgroups at the next prune), or its value after 15 s.
+pub fn tracked_containers_settled(metrics_addr: &str, before: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = http_get(metrics_addr, "/metrics").expect("/metrics");
+        let after = metric(&body, "guard_tracked_containers").expect("tracked containers");
+        if after <= before || std::time::Instant::now() > deadline {
+            return after;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// How a child ended: `Ok(code)` on exit, `Err(signal)` when killed.
 pub fn wait_status(pid: u32) -> Result<i32, i32> {
     let mut status = 0;

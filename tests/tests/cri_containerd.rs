@@ -14,7 +14,7 @@ use std::{
 
 use guard_tests::harness::{
     Scratch, agent_lock, can_run, cgroup2_mount, free_metrics_addr, guard_bin, http_get, is_root,
-    metric, repo_root,
+    metric, repo_root, tracked_containers_settled,
 };
 use k8s_cri::v1::{self as cri, runtime_service_client::RuntimeServiceClient};
 
@@ -807,16 +807,7 @@ fn cri_pods_are_enriched_enforced_recovered_and_bounded() {
         rt.block_on(remove_pod(&mut c, &p));
     }
     // Removal is seen at the next poll, cgroups at the next prune (5 s).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut after;
-    loop {
-        let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
-        after = metric(&body, "guard_tracked_containers").expect("tracked containers");
-        if after <= before || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let after = tracked_containers_settled(&metrics, before);
     eprintln!(
         "cri: {:?}: tracked containers {before} before, {after} after 200 cycles",
         started.elapsed()

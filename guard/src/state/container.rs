@@ -839,5 +839,28 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A runtime client task's health, shared with `guard doctor` and `/metrics` (the CRI and
+/// containerd clients).
+#[derive(Debug, Default)]
+pub struct Health<T>(std::sync::Arc<std::sync::Mutex<T>>);
+
+impl<T> Clone for Health<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: Clone + Default> Health<T> {
+    pub fn get(&self) -> T {
+        self.0.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn update(&self, f: impl FnOnce(&mut T)) {
+        if let Ok(mut g) = self.0.lock() {
+            f(&mut g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

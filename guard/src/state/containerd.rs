@@ -29,7 +29,6 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -49,7 +48,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     container::{
-        ContainerId, ContainerMeta, ContainerTable, MAX_LABELS, MetaSource, MetaStatus, NA,
+        ContainerId, ContainerMeta, ContainerTable, Health, MAX_LABELS, MetaSource, MetaStatus, NA,
         WeakContainerTable, bounded,
     },
     cri::{CriContainer, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, PodInfo, meta_of},
@@ -144,20 +143,7 @@ pub struct ContainerdInfo {
 }
 
 /// Shared view of the task's health.
-#[derive(Clone, Default)]
-pub struct ContainerdHealth(Arc<Mutex<ContainerdInfo>>);
-
-impl ContainerdHealth {
-    pub fn get(&self) -> ContainerdInfo {
-        self.0.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut ContainerdInfo)) {
-        if let Ok(mut g) = self.0.lock() {
-            f(&mut g);
-        }
-    }
-}
+pub type ContainerdHealth = Health<ContainerdInfo>;
 
 /// Why a call to containerd failed.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,6 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -32,7 +31,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::{debug, info, warn};
 
 use super::container::{
-    ContainerId, ContainerMeta, ContainerTable, MAX_LABELS, MetaSource, MetaStatus,
+    ContainerId, ContainerMeta, ContainerTable, Health, MAX_LABELS, MetaSource, MetaStatus,
     WeakContainerTable, bounded,
 };
 
@@ -105,20 +104,7 @@ pub struct RuntimeInfo {
 }
 
 /// Shared view of the CRI task's health.
-#[derive(Clone, Default)]
-pub struct CriHealth(Arc<Mutex<RuntimeInfo>>);
-
-impl CriHealth {
-    pub fn get(&self) -> RuntimeInfo {
-        self.0.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut RuntimeInfo)) {
-        if let Ok(mut g) = self.0.lock() {
-            f(&mut g);
-        }
-    }
-}
+pub type CriHealth = Health<RuntimeInfo>;
 
 /// Why a CRI call failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 use super::*;
 use crate::state::container::{ContainerChange, ContainerTableConfig, MetaStatus};
+use std::sync::{Arc, Mutex};
 
 const A: &str = "3f1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
 const SB: &str = "aa1c2e9a7b6d5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
