@@ -207,6 +207,18 @@ impl Pipeline {
             );
         }
         if let Some(cfg) = podman_events_config(cap.podman_events_file.as_deref()) {
+            // Landlock (applied later) can grant only paths that exist now; said where Podman
+            // is installed.
+            let dir = cfg.path.parent().unwrap_or(&cfg.path);
+            let podman = ["/usr/bin/podman", "/usr/local/bin/podman"]
+                .iter()
+                .any(|p| std::path::Path::new(p).exists());
+            if podman && !dir.is_dir() {
+                warn!(
+                    dir = %dir.display(),
+                    "podman's events log directory does not exist: if Podman is used later, its containers are bound at their API event (up to 250 ms late); restart guard after Podman's first use (or run with --no-landlock)"
+                );
+            }
             let table = state.containers.clone();
             tokio::spawn(async move { crate::state::podman::follow(&table, cfg).await });
         }
