@@ -117,11 +117,12 @@ fn doctor_reports_bpf_lsm_as_the_kernel_actually_behaves() {
             // What it means for enforcement: the backend without LSM (fanotify where
             // permission events work, as here), in the detail and the hint.
             assert!(policy.detail.starts_with("backend fanotify"), "{text}");
-            // Connect is refused before any packet on every backend (sock_addr programs).
+            // Connect is refused before any packet on every backend (sock_addr programs);
+            // link and rename into sealed directories (fanotify backend).
             assert!(
-                policy
-                    .detail
-                    .contains("denied: exec, open read, open write, connect, sendmsg"),
+                policy.detail.contains(
+                    "denied: exec, open read, open write, link, rename, connect, sendmsg"
+                ),
                 "{text}"
             );
             assert!(

@@ -224,8 +224,17 @@ fn podman_containers_are_enriched_enforced_recovered_and_bounded() {
     assert_eq!(f["container.image.tag"], "latest");
     assert_eq!(f["container.label[tier]"], "front");
     assert_eq!(f["container.type"], "podman");
-    let (status, body) = http_get(&metrics, "/metrics").expect("/metrics");
-    assert!(status.contains("200"), "{status}");
+    // The gauges are copied from the runtime clients every second.
+    let mut body = String::new();
+    for _ in 0..50 {
+        let (status, b) = http_get(&metrics, "/metrics").expect("/metrics");
+        assert!(status.contains("200"), "{status}");
+        body = b;
+        if metric(&body, "guard_container_runtime_up{runtime=\"podman\"}") == Some(1.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         metric(&body, "guard_container_runtime_up{runtime=\"podman\"}"),
         Some(1.0),

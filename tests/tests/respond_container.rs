@@ -302,7 +302,8 @@ async fn pause_falls_back_to_freezer_without_docker() {
     );
     let pid = c.pid();
     let mut started = false;
-    for _ in 0..100 {
+    // Up to 10 s: the container's first writes wait for a CPU on a loaded 2-vCPU host.
+    for _ in 0..500 {
         if counter(pid).is_some_and(|n| n > 2) {
             started = true;
             break;
