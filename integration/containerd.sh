@@ -125,7 +125,7 @@ import_images() {
 }
 
 stop() {
-    stop_daemon containerd "$PIDFILE" 0.25 || say "no containerd started by this fixture"
+    stop_spawned containerd "$PIDFILE" 0.25 || say "no containerd started by this fixture"
 }
 
 down() {

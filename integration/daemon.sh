@@ -28,9 +28,9 @@ spawn_daemon() {
     exit 1
 }
 
-# stop_daemon NAME PIDFILE WAIT: stops the daemon this fixture started (TERM, then KILL after
+# stop_spawned NAME PIDFILE WAIT: stops the daemon this fixture started (TERM, then KILL after
 # 60 waits of WAIT seconds) and removes PIDFILE; returns 1 when the fixture started none.
-stop_daemon() {
+stop_spawned() {
     local name=$1 pidfile=$2 wait=$3 pid
     [ -f "$pidfile" ] || return 1
     pid="$(cat "$pidfile")"

@@ -64,7 +64,7 @@ stop_daemon() {
             say "removing test containers"; docker rm -f $ids >/dev/null || true
         fi
     fi
-    stop_daemon "the dockerd we started" "$PIDFILE" 0.5 \
+    stop_spawned "the dockerd we started" "$PIDFILE" 0.5 \
         || say "dockerd was not started by this fixture; leaving it running"
 }
 

@@ -107,7 +107,7 @@ import_image() {
 }
 
 stop() {
-    if stop_daemon "podman system service" "$PIDFILE" 0.25; then
+    if stop_spawned "podman system service" "$PIDFILE" 0.25; then
         rm -f "$SOCK"
     else
         say "no podman service started by this fixture"
