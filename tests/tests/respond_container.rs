@@ -140,7 +140,7 @@ fn kill_container_latency_from_the_offending_exec() {
     .expect("override");
     std::fs::write(
         tmp.0.join("responses/kill.yaml"),
-        "- settings: {rate_limit_per_workload: {burst: 5, per_minute: 60}, rate_limit_global: {burst: 100, per_minute: 600}}\n- response: kill-on-critical\n  match: {priority: '>= Critical', rules: ['Shell spawned in container'], workload: {container: true}}\n  actions: [kill_container]\n",
+        "- settings: {rate_limit_per_workload: {burst: 5, per_minute: 60}, rate_limit_global: {burst: 100, per_minute: 600}}\n- response: kill-on-critical\n  match: {priority: '>= Critical', rules: ['Shell spawned in container'], workload: {container: true, labels: {guard-kill-latency: \"on\"}}}\n  actions: [kill_container]\n",
     )
     .expect("responses");
     // Only the shell's rule: runc's own mounts at container start are Critical too.
@@ -160,8 +160,10 @@ fn kill_container_latency_from_the_offending_exec() {
         audit.to_str().expect("utf8"),
     ]);
     let (mut to_finished, mut to_init_exit, mut audit_lat) = (Vec::new(), Vec::new(), Vec::new());
+    // Only this test's containers are selected: the other tests of this binary run shells in
+    // their own containers meanwhile, which this agent must not kill.
     for _ in 0..20 {
-        let c = d.run(&[], &["sleep", "600"]);
+        let c = d.run(&["--label", "guard-kill-latency=on"], &["sleep", "600"]);
         let fd = pidfd_open(c.pid());
         let watcher = std::thread::spawn(move || {
             let ok = pidfd_wait(fd, Duration::from_secs(10));
