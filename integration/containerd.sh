@@ -86,18 +86,10 @@ import_images() {
         say "images present"
         return
     fi
-    [ -x /bin/busybox ] || { say "busybox-static missing: run integration/setup.sh"; exit 1; }
     local work rootfs oci
     work="$(mktemp -d)"; rootfs="$work/rootfs"; oci="$work/oci"
-    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,var/log} "$oci/blobs/sha256"
-    cp /bin/busybox "$rootfs/bin/busybox"
-    for applet in $("$rootfs/bin/busybox" --list); do
-        [ "$applet" = busybox ] || ln -sf /bin/busybox "$rootfs/bin/$applet"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-    printf 'root:*:19000:0:99999:7:::\n' >"$rootfs/etc/shadow"
-    chmod 600 "$rootfs/etc/shadow"; chmod 1777 "$rootfs/tmp"
+    mkdir -p "$oci/blobs/sha256"
+    busybox_rootfs "$rootfs"
     tar -C "$rootfs" --owner=0 --group=0 --numeric-owner -cf "$work/layer.tar" .
     blob() { # file -> prints "digest size", stores the blob
         local d s; d="$(sha256sum "$1" | cut -d' ' -f1)"; s="$(stat -c %s "$1")"

@@ -1,5 +1,5 @@
 # Sourced by the fixtures (docker.sh, containerd.sh, podman.sh): starting a daemon that outlives
-# the caller, and stopping it.
+# the caller, stopping it, and the busybox root filesystem their test images are made from.
 # The caller defines `say`.
 
 # spawn_daemon NAME LOG PIDFILE UP_FN CMD...: starts CMD detached (setsid, output appended to
@@ -41,4 +41,21 @@ stop_spawned() {
         kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     fi
     rm -f "$pidfile"
+}
+
+# busybox_rootfs DIR: a minimal root filesystem in DIR (created): busybox-static with every
+# applet linked, root and nobody accounts, a shadow file, a sticky /tmp.
+busybox_rootfs() {
+    local rootfs=$1
+    [ -x /bin/busybox ] || { say "busybox-static missing: run integration/setup.sh"; exit 1; }
+    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,var/log}
+    cp /bin/busybox "$rootfs/bin/busybox"
+    for applet in $("$rootfs/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf /bin/busybox "$rootfs/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    printf 'root:*:19000:0:99999:7:::\n' >"$rootfs/etc/shadow"
+    chmod 600 "$rootfs/etc/shadow"
+    chmod 1777 "$rootfs/tmp"
 }

@@ -88,18 +88,9 @@ import_image() {
         say "image $IMAGE present"
         return
     fi
-    [ -x /bin/busybox ] || { say "busybox-static missing: run integration/setup.sh"; exit 1; }
     local rootfs
     rootfs="$(mktemp -d)"
-    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,proc,sys,dev,root,var/log}
-    cp /bin/busybox "$rootfs/bin/busybox"
-    for applet in $("$rootfs/bin/busybox" --list); do
-        [ "$applet" = busybox ] || ln -sf /bin/busybox "$rootfs/bin/$applet"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$rootfs/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-    printf 'root:*:19000:0:99999:7:::\n' >"$rootfs/etc/shadow"
-    chmod 600 "$rootfs/etc/shadow"; chmod 1777 "$rootfs/tmp"
+    busybox_rootfs "$rootfs"
     say "importing $IMAGE from busybox-static"
     tar -C "$rootfs" --owner=0 --group=0 --numeric-owner -c . \
         | podman_ import -q -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
