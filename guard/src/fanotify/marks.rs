@@ -25,7 +25,7 @@ use super::{
     sys::{self, Target},
 };
 use crate::policy::{
-    Policy,
+    PathRule, Policy,
     resolve::{FileId, file_id, kernel_dev, resolve_in},
 };
 
@@ -174,7 +174,16 @@ pub fn build(
             pass.rules.dnb_devs.insert(root_dev);
         }
         let on_host_root = Some(root_dev) == host_root_dev;
-        let sealing = !on_host_root && w.enforce && seal::is_overlay(&root);
+        // Only what a `deny_write` `DIR/**` rule covers is sealed: no statfs or mountinfo read
+        // for the other policies at every walk.
+        let sealing = !on_host_root
+            && w.enforce
+            && w.policy
+                .open
+                .deny_write
+                .iter()
+                .any(|r| matches!(r, PathRule::Below(_)))
+            && seal::is_overlay(&root);
         let upper = sealing.then(|| seal::upper_dir(w.pid)).flatten();
         if !on_host_root {
             match sys::mark_fd(group.as_fd(), Target::Filesystem, root.as_fd()) {
@@ -190,7 +199,7 @@ pub fn build(
         for r in &res.rules {
             let subtree = r.bits & path_bits::SUBTREE != 0;
             let text = match &r.rule {
-                crate::policy::PathRule::Exact(p) | crate::policy::PathRule::Below(p) => p.as_str(),
+                PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
                 match mark_rule_file(rule_group, &root, path, id, dir, listed, marked) {
