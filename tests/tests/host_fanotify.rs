@@ -591,5 +591,12 @@ const SEAL_ATTACKS: &[(&str, &str)] = &[
     ("mkdir /etc/d", "/etc/d"),
     ("ln -s /tmp/n /etc/sub/s", "/etc/sub/s"),
     ("mknod /etc/fifo p", "/etc/fifo"),
+    // Other names and roots for the same directory: the attribute is on the inode.
+    ("cd /etc && touch ./rel", "/etc/rel"),
+    ("touch //etc//slash", "/etc/slash"),
+    ("mv /tmp/n /etc/sub/../dotdot", "/etc/dotdot"),
+    ("touch /proc/self/root/etc/viaroot", "/etc/viaroot"),
+    ("chroot / touch /etc/chrooted", "/etc/chrooted"),
+    ("chmod 777 /etc/sub", ""),
     ("mv /etc/sub /tmp/sub", ""),
 ];
