@@ -76,6 +76,48 @@ impl From<crate::respond::process::HandleError> for KillError {
 /// `kill-failed` rather than delaying the pipeline.
 const KILL_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a kill after the fact waits for the process's exit status before it is recorded
+/// `kill` on the pidfd's word alone (the exit event was dropped or is far behind).
+const EXIT_STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// At most this many kills wait for their exit status; beyond it a kill is recorded at once.
+const PENDING_KILLS_MAX: usize = 256;
+
+/// Kills after the fact whose record waits for the process's exit status. The pidfd only says
+/// the process is gone; a SIGKILL sent after it called `exit_group` is dropped by the kernel,
+/// so only the wait status says whether the signal ended it.
+#[derive(Default)]
+pub(super) struct PendingKills(std::collections::HashMap<u32, PendingKill>);
+
+struct PendingKill {
+    d: events::DecisionEvent,
+    seen_at: Instant,
+}
+
+impl PendingKills {
+    /// The decisions whose exit status did not come in time (all of them with `all`).
+    fn expired(&mut self, now: Instant, all: bool) -> Vec<PendingKill> {
+        let due: Vec<u32> = self
+            .0
+            .iter()
+            .filter(|(_, p)| all || now.duration_since(p.seen_at) >= EXIT_STATUS_WAIT)
+            .map(|(pid, _)| *pid)
+            .collect();
+        due.iter().filter_map(|pid| self.0.remove(pid)).collect()
+    }
+}
+
+/// The verdict an exit status gives a kill that was sent: `Kill` when SIGKILL ended the
+/// process, `KillFailed` when it had exited on its own first.
+pub(super) fn settle(d: &mut events::DecisionEvent, wait_status: i32) {
+    if wait_status & 0x7f == libc::SIGKILL {
+        d.verdict = events::Verdict::Kill;
+    } else {
+        d.verdict = events::Verdict::KillFailed;
+        d.kill_error = Some(KillError::Exited.to_string());
+    }
+}
+
 /// SIGKILL through a pidfd, after checking the pid was not reused (start time), is not
 /// protected and has not already exited; `Ok` only when the process is gone afterwards.
 pub(super) fn kill_verified(pid: u32, start_boot_ns: Option<u64>) -> Result<(), KillError> {
@@ -333,15 +375,144 @@ impl Pipeline {
         if fb::enforces(&binding) {
             let start =
                 (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
-            d.verdict = match kill_verified(c.pid, start) {
-                Ok(()) => events::Verdict::Kill,
+            match kill_verified(c.pid, start) {
+                Ok(()) => {
+                    d.verdict = events::Verdict::Kill;
+                    // Recorded when the exit status says what ended the process.
+                    let pending = &mut stage.pending_kills.0;
+                    if pending.len() < PENDING_KILLS_MAX {
+                        pending.insert(c.pid, PendingKill { d, seen_at });
+                        return;
+                    }
+                }
                 Err(e) => {
                     warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
                     d.kill_error = Some(e.to_string());
-                    events::Verdict::KillFailed
+                    d.verdict = events::Verdict::KillFailed;
                 }
-            };
+            }
         }
         self.on_decision(ev, &d, seen_at);
+    }
+
+    /// A process exit: records the kill after the fact that waited for it.
+    pub(super) fn settle_kill(&mut self, x: &events::ExitEvent) {
+        // The thread group's leader exits last, with the group's status.
+        if x.common.pid != x.common.tid {
+            return;
+        }
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        let Some(mut p) = stage.pending_kills.0.remove(&x.common.pid) else {
+            return;
+        };
+        settle(&mut p.d, x.exit_code);
+        if p.d.verdict == events::Verdict::KillFailed {
+            warn!(
+                pid = x.common.pid,
+                status = x.exit_code,
+                "policy kill after {}: exited before the signal",
+                p.d.op
+            );
+        }
+        self.record_pending(p);
+    }
+
+    /// Records the kills whose exit status did not come within `EXIT_STATUS_WAIT` (every
+    /// pending one with `all`, at stop) as `kill`: the signal was sent and the process was
+    /// gone right after it.
+    pub(super) fn expire_kills(&mut self, all: bool) {
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        if stage.pending_kills.0.is_empty() {
+            return;
+        }
+        for p in stage.pending_kills.expired(Instant::now(), all) {
+            self.record_pending(p);
+        }
+    }
+
+    fn record_pending(&mut self, p: PendingKill) {
+        let ev = events::Event::Decision(p.d.clone());
+        self.on_decision(&ev, &p.d, p.seen_at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent() -> events::DecisionEvent {
+        events::DecisionEvent {
+            common: events::Common {
+                time_ns: 1,
+                cgroup_id: events::CgroupId(7),
+                pid: 42,
+                tid: 42,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                loginuid: None,
+                comm: "sh".into(),
+                ret: 3,
+                cpu: 0,
+            },
+            policy_id: 1,
+            op: events::Operation::Open,
+            verdict: events::Verdict::Kill,
+            reason: events::Reason::DenyList,
+            hook: events::Hook::AfterSyscall,
+            path: Default::default(),
+            access: None,
+            dest: None,
+            inode: None,
+            self_protect: None,
+            kill_error: None,
+        }
+    }
+
+    #[test]
+    fn the_wait_status_decides_kill_or_kill_failed() {
+        // Killed by SIGKILL, with or without the core-dump bit.
+        for status in [libc::SIGKILL, libc::SIGKILL | 0x80] {
+            let mut d = sent();
+            settle(&mut d, status);
+            assert_eq!(d.verdict, events::Verdict::Kill, "status {status:#x}");
+            assert_eq!(d.kill_error, None);
+        }
+        // exit(0), exit(1), another signal: the process ended before our signal.
+        for status in [0, 1 << 8, libc::SIGTERM] {
+            let mut d = sent();
+            settle(&mut d, status);
+            assert_eq!(d.verdict, events::Verdict::KillFailed, "status {status:#x}");
+            assert_eq!(d.kill_error.as_deref(), Some("exited before the signal"));
+        }
+    }
+
+    #[test]
+    fn pending_kills_expire_after_the_wait_or_all_at_stop() {
+        let now = Instant::now();
+        let mut p = PendingKills::default();
+        p.0.insert(
+            1,
+            PendingKill {
+                d: sent(),
+                seen_at: now,
+            },
+        );
+        p.0.insert(
+            2,
+            PendingKill {
+                d: sent(),
+                seen_at: now - EXIT_STATUS_WAIT,
+            },
+        );
+        let due = p.expired(now, false);
+        assert_eq!(due.len(), 1);
+        assert_eq!(p.0.keys().collect::<Vec<_>>(), [&1]);
+        assert_eq!(p.expired(now, true).len(), 1);
+        assert!(p.0.is_empty());
     }
 }

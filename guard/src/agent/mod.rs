@@ -141,6 +141,8 @@ struct PolicyStage {
     /// The fallback backend with open or connect rules: the agent kills after the fact.
     after_fact: bool,
     bindings: crate::policy::fallback::BindingCache,
+    /// Kills after the fact waiting for the process's exit status.
+    pending_kills: decisions::PendingKills,
     /// The `fanotify` backend's listener (None on the other backends).
     fanotify: Option<crate::fanotify::Fanotify>,
 }

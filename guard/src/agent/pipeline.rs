@@ -154,6 +154,7 @@ impl Pipeline {
                     hostname: setup.hostname,
                     after_fact,
                     bindings: Default::default(),
+                    pending_kills: Default::default(),
                 })
             }
             _ => None,
@@ -280,6 +281,9 @@ impl Pipeline {
         if let events::Event::Decision(d) = &ev {
             self.on_decision(&ev, d, seen_at);
             return Ok(());
+        }
+        if let events::Event::Exit(x) = &ev {
+            self.settle_kill(x);
         }
         let Some(model) = self.capture.process(&ev) else {
             return Ok(());
@@ -602,6 +606,7 @@ impl Pipeline {
                     }
                 }
                 _ = ring_tick.tick(), if !backlog => {
+                    self.expire_kills(false);
                     match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
                         Drained::Limit => break,
                         Drained::More => backlog = true,
@@ -647,6 +652,7 @@ impl Pipeline {
         // Drain what is still buffered so the final report accounts for everything.
         while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
         while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
+        self.expire_kills(true);
         // Outputs first, so that alerts a stuck channel still held are in the final summary.
         if let Some(o) = self.outputs.as_mut() {
             o.close(Duration::from_secs(2));
