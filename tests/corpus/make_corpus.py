@@ -96,6 +96,11 @@ def dup(newfd, fdtype, name="bash", **kw):
     return ev("dup2", proc={"name": name}, fd=fd, res=newfd, args={"oldfd": 3, "newfd": newfd}, **kw)
 
 
+# dockerd's re-executed helper unpacking a layer (`docker build`): its root is the layer.
+DOCKERD_ANC = [{"pid": 700, "name": "dockerd", "exe": "/usr/sbin/dockerd", "exepath": "/usr/sbin/dockerd", "args": ["-H", "fd://"]}]
+LAYER_HELPER = {"name": "exe", "exe": "/proc/self/exe", "exepath": "/proc/self/exe", "args": ["/", "/var/lib/docker/overlay2/4f1e/diff"], "ancestors": DOCKERD_ANC}
+FAKE_HELPER = dict(LAYER_HELPER, ancestors=[{"pid": 4200, "name": "dockerd", "exe": "/tmp/dockerd", "exepath": "/tmp/dockerd"}])
+
 ROOTLESS = {"uid": 1000, "user": "app", "gid": 1000, "group": "app"}
 
 # (trace name, target rule, fires?, events, exact alerts from policies/)
@@ -104,6 +109,12 @@ POLICY_CASES = [
     ("shell_in_container.neg", "Shell spawned in container", False, [exe("bash", ["-i"], path="/bin/bash", container=False)], []),
     ("write_below_etc.pos", "Write below etc", True, [fopen("/etc/passwd", "O_WRONLY|O_APPEND")], None),
     ("write_below_etc.neg", "Write below etc", False, [fopen("/etc/passwd", "O_WRONLY|O_APPEND", name="useradd"), fopen("/etc/hosts", "O_RDONLY")], []),
+    # Named "exe" with a dockerd parent, but in a container, or with a parent that is not the
+    # host's dockerd binary: still alerts.
+    ("write_below_etc_layer.pos", "Write below etc", True, [fopen("/etc/passwd", "O_WRONLY|O_CREAT", proc=LAYER_HELPER), fopen("/etc/passwd", "O_WRONLY|O_CREAT", proc=FAKE_HELPER, container=False)], ["Write below etc", "Write below etc"]),
+    ("write_below_etc_layer.neg", "Write below etc", False, [fopen("/etc/pkg.conf", "O_WRONLY|O_CREAT", proc=LAYER_HELPER, container=False)], []),
+    ("write_below_bin_layer.pos", "Write below binary directory", True, [fopen("/usr/lib/pkg/tool", "O_WRONLY|O_CREAT", proc=LAYER_HELPER), fopen("/usr/lib/pkg/tool", "O_WRONLY|O_CREAT", proc=FAKE_HELPER, container=False)], ["Write below binary directory", "Write below binary directory"]),
+    ("write_below_bin_layer.neg", "Write below binary directory", False, [fopen("/usr/lib/pkg/tool", "O_WRONLY|O_CREAT", proc=LAYER_HELPER, container=False)], []),
     ("write_below_bin.pos", "Write below binary directory", True, [fopen("/usr/bin/ls", "O_WRONLY|O_CREAT|O_TRUNC", name="python3")], None),
     ("write_below_bin.neg", "Write below binary directory", False, [fopen("/usr/bin/ls", "O_RDONLY", name="python3"), fopen("/usr/bin/ls", "O_WRONLY|O_CREAT|O_TRUNC", name="dpkg"), fopen("/usr/binaries/x", "O_WRONLY")], []),
     ("read_sensitive.pos", "Read sensitive file", True, [fopen("/etc/shadow", "O_RDONLY", name="cat")], None),

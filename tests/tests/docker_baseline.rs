@@ -1,6 +1,8 @@
 //! The benign baseline: guard's default rules plus Falco's stable rules, over an ordinary
 //! container workload (20 busybox containers started, exec'd into with everyday commands, a log
-//! rotated, stopped and removed), raise no Critical and no Error alert; and with the
+//! rotated, stopped and removed) and an image build whose step installs a package with `dpkg`
+//! (files under /usr/lib, /usr/bin and /etc), raise
+//! no Critical and no Error alert; and with the
 //! `kill-container-on-critical` example of `responses/examples.yaml` enabled (enforce mode),
 //! no container is killed. Alerts of the containers carry the container fields (Falco's
 //! `append_output`).
@@ -76,6 +78,65 @@ fn lifecycle(docker: &Docker, n: usize) -> (String, bool) {
     // Dropping `c` removes the container.
 }
 
+/// A `docker build` (the classic builder: no registry, no network) whose step installs a
+/// Debian package with the image's own `dpkg` (busybox's applet): a tool under /usr/lib, a
+/// symlink in /usr/bin, a conffile in /etc; the next step runs what the first installed.
+/// The package is made on the host with `dpkg-deb`. Returns the build's output.
+fn package_build(dir: &std::path::Path, tag: &str) -> String {
+    let root = dir.join("pkg");
+    for d in ["DEBIAN", "usr/lib/pkg", "usr/bin", "etc"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    let write = |rel: &str, text: &str| std::fs::write(root.join(rel), text).expect("write");
+    write(
+        "DEBIAN/control",
+        "Package: guardpkg\nVersion: 1.0\nArchitecture: all\nMaintainer: guard tests <tests@localhost>\nDescription: benign baseline package\n",
+    );
+    write("DEBIAN/conffiles", "/etc/pkg.conf\n");
+    write("usr/lib/pkg/tool", "#!/bin/sh\necho package-installed\n");
+    write("etc/pkg.conf", "conf\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("usr/lib/pkg/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    std::os::unix::fs::symlink("/usr/lib/pkg/tool", root.join("usr/bin/pkgtool")).expect("ln");
+    let ctx = dir.join("context");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    let deb = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "-b"])
+        .arg(&root)
+        .arg(ctx.join("guardpkg.deb"))
+        .output()
+        .expect("dpkg-deb");
+    assert!(deb.status.success(), "dpkg-deb: {deb:?}");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {TEST_IMAGE}\n\
+             COPY guardpkg.deb /tmp/\n\
+             RUN mkdir -p /var/lib/dpkg/info && touch /var/lib/dpkg/status \
+             && dpkg -i /tmp/guardpkg.deb && rm /tmp/guardpkg.deb\n\
+             RUN /usr/bin/pkgtool\n"
+        ),
+    )
+    .expect("write Dockerfile");
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "--network", "none", "-t", tag])
+        .arg(&ctx)
+        .output()
+        .expect("docker build");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "docker build failed:\n{text}");
+    text
+}
+
 #[test]
 fn benign_container_workload_raises_no_critical_or_error_alert() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -120,6 +181,8 @@ fn benign_container_workload_raises_no_critical_or_error_alert() {
             .flat_map(|h| h.join().expect("worker"))
             .collect()
     });
+    let tag = format!("guard-baseline-build:{}", std::process::id());
+    let build = package_build(&tmp.0.join("build"), &tag);
     let workload = t0.elapsed();
     // Let the last events reach the engine.
     std::thread::sleep(Duration::from_secs(2));
@@ -175,6 +238,15 @@ fn benign_container_workload_raises_no_critical_or_error_alert() {
             "{a}"
         );
     }
+    // The build ran both steps, and the image holds what the first installed.
+    assert!(build.contains("package-installed"), "{build}");
+    assert_eq!(
+        docker.cmd(&["run", "--rm", &tag, "cat", "/etc/pkg.conf"]),
+        "conf"
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &tag])
+        .output();
     assert!(
         workload < Duration::from_secs(90),
         "the baseline took {workload:?}"
