@@ -43,11 +43,12 @@ struct Wanted {
 
 type Shared = Arc<(Mutex<Wanted>, Condvar)>;
 
-/// The resolver thread; dropping it stops the thread (after the lookup in progress).
+/// The resolver thread; dropping it tells the thread to stop after the lookup in progress,
+/// without waiting for it (a DNS timeout must not delay the agent's exit).
 pub struct Resolver {
     view: DnsView,
     shared: Shared,
-    thread: Option<JoinHandle<()>>,
+    _thread: JoinHandle<()>,
 }
 
 impl Resolver {
@@ -61,7 +62,7 @@ impl Resolver {
         Ok(Resolver {
             view,
             shared,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -96,9 +97,6 @@ impl Drop for Resolver {
         let (lock, cv) = &*self.shared;
         lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
         cv.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

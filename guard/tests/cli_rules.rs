@@ -57,8 +57,9 @@ fn validate_accepts_policies_and_falco() {
     // The note on the host name the K8S rule compares fd.sip.name with.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("warning: 'fd.sip.name' compares with host name 'kubernetes.default.svc.cluster.local'")
-            && stdout.contains("while it does not resolve, the check is false"),
+        stdout.contains(
+            "warning: 'fd.sip.name' compares with host name 'kubernetes.default.svc.cluster.local'"
+        ) && stdout.contains("while it does not resolve, the check is false"),
         "{stdout}"
     );
 }
