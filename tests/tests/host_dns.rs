@@ -2,7 +2,8 @@
 //! `/etc/hosts` (a bind mount, the host's file is untouched) maps the Kubernetes API service
 //! name to 127.0.0.5, with Falco's stable rules and guard's own. A busybox container on the
 //! host network connects to 127.0.0.5 → "Contact K8S API Server From Container"; the same
-//! connect to 127.0.0.6 (control) → no such alert. An extra rule prints `%fd.sip.name`.
+//! connect to 127.0.0.6 (control) → no such alert. An extra rule prints `%fd.sip.name`; a
+//! reload that brings a new name in makes it resolve and match.
 
 use std::{
     io::Read,
@@ -22,6 +23,8 @@ use guard_tests::harness::{
 
 const K8S_RULE: &str = "Contact K8S API Server From Container";
 const K8S_NAME: &str = "kubernetes.default.svc.cluster.local";
+/// Compared with only by the probe rule loaded at reload.
+const RELOAD_NAME: &str = "api.reload.test";
 
 /// A TCP listener on every address (so 127.0.0.5 and 127.0.0.6 alike); counts connections.
 fn listener() -> (u16, Arc<AtomicUsize>) {
@@ -85,7 +88,9 @@ fn k8s_api_server_rule_fires_on_the_resolved_address_only() {
     let hosts = tmp.join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.5 {K8S_NAME}\n"),
+        format!(
+            "127.0.0.1 localhost\n::1 localhost\n127.0.0.5 {K8S_NAME}\n127.0.0.7 {RELOAD_NAME}\n"
+        ),
     )
     .expect("hosts");
     // Prints the name fd.sip.name resolves to; `unresolvable.invalid` never resolves.
@@ -187,6 +192,46 @@ fn k8s_api_server_rule_fires_on_the_resolved_address_only() {
         "{}",
         probes[0]["output"]
     );
+    // Before the reload, RELOAD_NAME is no rule's name: 127.0.0.7 raises nothing.
+    assert_eq!(nc(&c, "127.0.0.7", port), Some(0));
+    // Its event is handled under the rules in force before the file changes.
+    std::thread::sleep(Duration::from_secs(1));
+    // A reload (file change) whose probe compares with RELOAD_NAME: collected and resolved.
+    let from = agent.stderr_len();
+    let next = tmp.join("probe.yaml.next");
+    std::fs::write(
+        &next,
+        format!(
+            "- rule: DNS name probe\n  desc: d\n  condition: evt.type = connect and container and fd.sip.name = {RELOAD_NAME}\n  output: reloaded sip=%fd.sip.name\n  priority: INFO\n"
+        ),
+    )
+    .expect("next probe");
+    std::fs::rename(&next, &probe).expect("replace probe");
+    agent
+        .wait_stderr(from, Duration::from_secs(20), |l| {
+            l.contains("guard: reloaded (file change): generation 2")
+        })
+        .expect("reloaded");
+    let before: Vec<serde_json::Value> = agent.collect_until(Duration::from_secs(1), |_| false);
+    assert!(
+        !before.iter().any(|v| v["rule"] == "DNS name probe"),
+        "an alert for 127.0.0.7 before the reload: {before:#?}"
+    );
+    let mut reloaded = None;
+    for _ in 0..10 {
+        assert_eq!(nc(&c, "127.0.0.7", port), Some(0));
+        reloaded = agent.wait_for(Duration::from_secs(2), |v| v["rule"] == "DNS name probe");
+        if reloaded.is_some() {
+            break;
+        }
+    }
+    let reloaded = reloaded.expect("probe alert for the name loaded at reload");
+    assert_eq!(reloaded["output_fields"]["fd.sip.name"], RELOAD_NAME);
+    // The K8S name, still in the rules, still resolves after the reload.
+    assert_eq!(nc(&c, "127.0.0.5", port), Some(0));
+    let again = agent.wait_for(Duration::from_secs(10), |v| v["rule"] == K8S_RULE);
+    assert!(again.is_some(), "no K8S alert after the reload");
+
     // The name that does not resolve: counted, and logged once.
     let (_, body) = http_get(&metrics, "/metrics").expect("/metrics");
     let failures = metric(&body, "guard_dns_lookup_failures_total").expect("dns metric");
