@@ -100,9 +100,49 @@ impl Drop for Resolver {
     }
 }
 
+/// One pass over `names`: each looked up in turn. Returns the entries and the names that
+/// started failing in this pass (to log); `failing` carries them from pass to pass, so a name
+/// that keeps failing is reported once, and again only after it resolved in between.
+fn lookup_all(
+    names: Vec<Box<str>>,
+    lookup: &Lookup,
+    failing: &mut BTreeSet<Box<str>>,
+    stop: &dyn Fn() -> bool,
+) -> Option<(Vec<(Box<str>, Vec<IpAddr>)>, Vec<(Box<str>, String)>)> {
+    let mut entries = Vec::with_capacity(names.len());
+    let mut newly = Vec::new();
+    for name in names {
+        if stop() {
+            return None;
+        }
+        let addrs = match lookup(&name) {
+            Ok(a) if !a.is_empty() => {
+                if failing.remove(&name) {
+                    info!(name = &*name, "host name resolves again");
+                }
+                a
+            }
+            res => {
+                crate::metrics::METRICS.dns_lookup_failed();
+                if failing.insert(name.clone()) {
+                    let why = match res {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "no address".into(),
+                    };
+                    newly.push((name.clone(), why));
+                }
+                Vec::new()
+            }
+        };
+        entries.push((name, addrs));
+    }
+    failing.retain(|n| entries.iter().any(|(e, _)| e == n));
+    Some((entries, newly))
+}
+
 fn run(view: &DnsView, shared: &Shared, interval: Duration, lookup: &Lookup) {
     let (lock, cv) = &**shared;
-    // Names whose failure was logged: once per name until it resolves again.
+    let stopped = || lock.lock().unwrap_or_else(|p| p.into_inner()).stop;
     let mut failing: BTreeSet<Box<str>> = BTreeSet::new();
     loop {
         let names = {
@@ -113,36 +153,15 @@ fn run(view: &DnsView, shared: &Shared, interval: Duration, lookup: &Lookup) {
             w.changed = false;
             w.names.clone()
         };
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            if lock.lock().unwrap_or_else(|p| p.into_inner()).stop {
-                return;
-            }
-            let addrs = match lookup(&name) {
-                Ok(a) if !a.is_empty() => {
-                    if failing.remove(&name) {
-                        info!(name = &*name, "host name resolves again");
-                    }
-                    a
-                }
-                res => {
-                    crate::metrics::METRICS.dns_lookup_failed();
-                    if failing.insert(name.clone()) {
-                        let why = match res {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "no address".into(),
-                        };
-                        warn!(
-                            name = &*name,
-                            "host name does not resolve ({why}); fd.*ip.name checks on it are false until it does"
-                        );
-                    }
-                    Vec::new()
-                }
-            };
-            entries.push((name, addrs));
+        let Some((entries, newly)) = lookup_all(names, lookup, &mut failing, &stopped) else {
+            return;
+        };
+        for (name, why) in newly {
+            warn!(
+                name = &*name,
+                "host name does not resolve ({why}); fd.*ip.name checks on it are false until it does"
+            );
         }
-        failing.retain(|n| entries.iter().any(|(e, _)| e == n));
         view.store(DnsNames::new(entries));
         let w = lock.lock().unwrap_or_else(|p| p.into_inner());
         let (w, _) = cv
@@ -234,6 +253,39 @@ mod tests {
             "beyond the bound"
         );
         assert_eq!(most.load(Ordering::SeqCst), 1, "one lookup at a time");
+    }
+
+    /// A failing name is reported in the pass it starts failing, not at each refresh, and
+    /// again after it resolved in between.
+    #[test]
+    fn failures_are_reported_once_per_name() {
+        let up = Arc::new(AtomicUsize::new(0));
+        let u = up.clone();
+        let lookup: Lookup = Box::new(move |n: &str| match (n, u.load(Ordering::SeqCst)) {
+            ("flaky.local", 1) | ("ok.local", _) => Ok(vec![ip("10.0.0.1")]),
+            _ => Err(std::io::Error::other("NXDOMAIN")),
+        });
+        let names: Vec<Box<str>> = vec!["flaky.local".into(), "nx.local".into(), "ok.local".into()];
+        let mut failing = BTreeSet::new();
+        let never = || false;
+        let mut pass = || {
+            let (entries, newly) =
+                lookup_all(names.clone(), &lookup, &mut failing, &never).expect("not stopped");
+            assert_eq!(entries.len(), 3);
+            newly.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+        };
+        let reported = |v: &[&str]| v.iter().map(|s| Box::<str>::from(*s)).collect::<Vec<_>>();
+        assert_eq!(pass(), reported(&["flaky.local", "nx.local"]));
+        assert_eq!(pass(), reported(&[]), "refresh: not again");
+        up.store(1, Ordering::SeqCst);
+        assert_eq!(pass(), reported(&[]), "flaky resolves");
+        up.store(2, Ordering::SeqCst);
+        assert_eq!(
+            pass(),
+            reported(&["flaky.local"]),
+            "fails again after resolving"
+        );
+        assert!(lookup_all(names.clone(), &lookup, &mut BTreeSet::new(), &|| true).is_none());
     }
 
     #[test]
