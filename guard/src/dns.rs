@@ -100,6 +100,9 @@ impl Drop for Resolver {
     }
 }
 
+/// A pass's entries (name, addresses) and the names that started failing (name, why).
+type Pass = (Vec<(Box<str>, Vec<IpAddr>)>, Vec<(Box<str>, String)>);
+
 /// One pass over `names`: each looked up in turn. Returns the entries and the names that
 /// started failing in this pass (to log); `failing` carries them from pass to pass, so a name
 /// that keeps failing is reported once, and again only after it resolved in between.
@@ -108,7 +111,7 @@ fn lookup_all(
     lookup: &Lookup,
     failing: &mut BTreeSet<Box<str>>,
     stop: &dyn Fn() -> bool,
-) -> Option<(Vec<(Box<str>, Vec<IpAddr>)>, Vec<(Box<str>, String)>)> {
+) -> Option<Pass> {
     let mut entries = Vec::with_capacity(names.len());
     let mut newly = Vec::new();
     for name in names {
