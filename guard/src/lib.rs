@@ -13,6 +13,7 @@ pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod doctor;
 pub mod events;
 pub mod fanotify;

@@ -149,6 +149,8 @@ pub struct Metrics {
     audit_state: AtomicU64,
     audit_write_errors: AtomicU64,
     audit_records_lost: AtomicU64,
+    /// Host name lookups (`fd.*ip.name`) that failed or found no address.
+    dns_lookup_failures: AtomicU64,
     /// Set once the pipeline is running.
     ready: AtomicU64,
 }
@@ -247,6 +249,10 @@ impl Metrics {
         self.audit_records_lost.fetch_add(1, Relaxed);
     }
 
+    pub fn dns_lookup_failed(&self) {
+        self.dns_lookup_failures.fetch_add(1, Relaxed);
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(1, Relaxed);
     }
@@ -303,6 +309,13 @@ impl Metrics {
             "counter",
             "Opens the kernel prefilter skipped on purpose (no rule could match them).",
             self.prefiltered_opens.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_dns_lookup_failures_total",
+            "counter",
+            "Lookups of the host names rules compare fd.*ip.name with that failed or found no address.",
+            self.dns_lookup_failures.load(Relaxed),
         );
         single(
             &mut out,

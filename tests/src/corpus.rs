@@ -71,7 +71,18 @@ pub fn engine(paths: &[PathBuf], extra: &[(&str, &str)]) -> (Engine, Vec<Diagnos
         "rules did not load:\n{}",
         errors.join("\n")
     );
-    (Engine::new(set, "corpus-host"), diags)
+    let engine = Engine::new(set, "corpus-host");
+    engine.ctx.dns.store(corpus_dns());
+    (engine, diags)
+}
+
+/// The corpus host's resolver (`fd.*ip.name`): the Kubernetes API service name at its usual
+/// cluster IP, nothing else.
+pub fn corpus_dns() -> guard::rules::fields::dns::DnsNames {
+    guard::rules::fields::dns::DnsNames::new([(
+        "kubernetes.default.svc.cluster.local".into(),
+        vec![std::net::IpAddr::from([10, 96, 0, 1])],
+    )])
 }
 
 /// Replays a trace file and returns the alerts.

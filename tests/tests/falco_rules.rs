@@ -7,10 +7,8 @@ use guard::rules::{RuleStatus, Severity};
 use guard_tests::corpus::{self, rule_names, run_trace};
 
 /// Stable rules that cannot fire on guard's events, and why (also in docs/rules.md).
-const UNSUPPORTED: &[(&str, &str)] = &[(
-    "Contact K8S API Server From Container",
-    "needs fd.sip.name (DNS name of the server IP); guard does not resolve names",
-)];
+/// Empty since fd.sip.name is provided (the corpus engine resolves the K8S API name).
+const UNSUPPORTED: &[(&str, &str)] = &[];
 
 #[test]
 fn falco_stable_ruleset_loads_completely() {
@@ -23,10 +21,14 @@ fn falco_stable_ruleset_loads_completely() {
     for r in &engine.rules.rules {
         assert_eq!(r.status, RuleStatus::Active, "{}", r.name);
     }
-    // The only warnings: the plugin requirement and each unavailable field, once by name.
+    // The only warnings: the plugin requirement, each unavailable field once by name, and
+    // the note on each host name that fd.*ip.name checks compare with.
     let mut fields = BTreeSet::new();
+    let mut hosts = Vec::new();
     for d in diags.iter().filter(|d| d.severity == Severity::Warning) {
-        if let Some(f) = d
+        if d.msg.starts_with("'fd.sip.name' compares with host name ") {
+            hosts.push(d.msg.clone());
+        } else if let Some(f) = d
             .msg
             .strip_prefix("field '")
             .and_then(|m| m.split('\'').next())
@@ -39,7 +41,24 @@ fn falco_stable_ruleset_loads_completely() {
             );
         }
     }
-    assert!(fields.contains("fd.sip.name"), "{fields:?}");
+    assert!(!fields.contains("fd.sip.name"), "{fields:?}");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert!(
+        hosts[0].contains("'kubernetes.default.svc.cluster.local'")
+            && hosts[0].contains("while it does not resolve, the check is false"),
+        "{}",
+        hosts[0]
+    );
+    let k8s = engine
+        .rules
+        .get("Contact K8S API Server From Container")
+        .expect("rule");
+    assert!(k8s.unavailable.is_empty(), "{:?}", k8s.unavailable);
+    assert_eq!(k8s.status_label(), "active");
+    assert_eq!(
+        engine.rules.dns_names,
+        [Box::<str>::from("kubernetes.default.svc.cluster.local")]
+    );
 }
 
 #[test]

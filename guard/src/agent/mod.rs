@@ -112,6 +112,8 @@ struct ReloadState {
     responder_options: crate::respond::Options,
     /// The kernel prefilter in force; None when it is off.
     prefilter: Option<Prefilter>,
+    /// Resolves the host names of the rules in force (`fd.*ip.name`).
+    dns: crate::dns::Resolver,
 }
 
 /// What asked for a reload.

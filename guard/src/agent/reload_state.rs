@@ -196,7 +196,10 @@ impl Pipeline {
             stage.after_fact = after_fact;
             stage.bindings = Default::default();
         }
-        self.engine = Some(cfg.engine);
+        let mut engine = cfg.engine;
+        engine.ctx.dns = r.dns.view();
+        r.dns.set_names(&engine.rules.dns_names);
+        self.engine = Some(engine);
         match (cfg.responses, &self.responder) {
             (Some(set), Some(resp)) => {
                 if let Some(w) = resp.replace(set) {

@@ -98,12 +98,21 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         )
     })?;
     let crate::reload::Config {
-        engine,
+        mut engine,
         policies,
         responses,
         files,
         digest,
     } = config;
+    // Host names of `fd.*ip.name` checks, resolved off the event path (docs/rules.md).
+    let dns = crate::dns::Resolver::start(
+        Default::default(),
+        std::time::Duration::from_secs(crate::dns::REFRESH_SECS),
+        Box::new(crate::dns::system_lookup),
+    )
+    .context("starting the host name resolver thread")?;
+    engine.ctx.dns = dns.view();
+    dns.set_names(&engine.rules.dns_names);
     let format = match args.format.as_deref() {
         Some("json") => Format::Json,
         Some(_) => Format::Text,
@@ -239,6 +248,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         detect_only: args.detect_only,
         responder_options: responder_options(&args),
         prefilter: prefilter_on.then_some(prefilter),
+        dns,
     });
     p.pump(&args.capture).await
 }

@@ -93,6 +93,9 @@ pub enum Test {
     Bool(bool),
     /// Any of these networks contains the address (a plain IP is a /32 or /128).
     Ip(Box<[IpNet]>),
+    /// `fd.*ip.name = NAME` / `in (...)`, on the address field: one of the names resolves to
+    /// the address (in the resolver's current snapshot, `Ctx::dns`).
+    Resolves(Box<[Box<str>]>),
     /// `val(field)` on the right-hand side.
     Field(Box<FieldRef>, FieldOp),
     /// Any of these tests passes (same-field tests under `or`, merged by [`super::plan`]).
@@ -390,6 +393,7 @@ impl Test {
             (Test::NumIn(set), Val::Num(n)) => set.contains(&n),
             (Test::Bool(x), Val::Bool(b)) => b == *x,
             (Test::Ip(nets), Val::Ip(ip)) => ip_in(ip, nets),
+            (Test::Resolves(names), Val::Ip(ip)) => ctx.dns.with(|d| d.matches(names, ip)),
             (Test::Any(tests), v) => tests.iter().any(|t| t.eval(v, ev, ctx, buf)),
             (Test::Field(rhs, op), lhs) => {
                 let r = rhs.extract(ev, 0, ctx, buf);

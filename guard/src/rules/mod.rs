@@ -120,6 +120,7 @@ impl Engine {
             ctx: Ctx {
                 hostname: hostname.into(),
                 no_container_fields: false,
+                dns: Default::default(),
             },
         }
     }
@@ -185,5 +186,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod tests;

@@ -352,13 +352,13 @@ fn exceptions_and_disabled_rules() {
 #[test]
 fn unavailable_fields_are_false_and_reported_once() {
     let (e, diags) = engine(concat!(
-        "- macro: m\n  condition: fd.sip.name = kubernetes\n",
+        "- macro: m\n  condition: fd.containername = kubernetes\n",
         "- rule: a\n  desc: d\n  condition: evt.type = connect and m\n  output: o %proc.sid\n  priority: INFO\n",
         "- rule: b\n  desc: d\n  condition: evt.type = connect and not m\n  output: o\n  priority: INFO\n",
     ));
     let warns: Vec<&Diagnostic> = diags
         .iter()
-        .filter(|d| d.msg.contains("fd.sip.name"))
+        .filter(|d| d.msg.contains("fd.containername"))
         .collect();
     assert_eq!(warns.len(), 1, "{diags:?}");
     assert!(warns[0].msg.contains("2 rule(s): a; b"), "{}", warns[0].msg);
@@ -372,7 +372,7 @@ fn unavailable_fields_are_false_and_reported_once() {
     assert_eq!(names, ["b"]);
     assert_eq!(
         e.rules.get("a").map(|r| r.unavailable.clone()),
-        Some(vec!["fd.sip.name", "proc.sid"])
+        Some(vec!["fd.containername", "proc.sid"])
     );
 }
 
@@ -520,7 +520,7 @@ fn per_type_programs_agree_with_conditions() {
         "- macro: once\n  condition: proc.name = bash or proc.name = nc\n",
         "- macro: alias\n  condition: once\n",
         "- macro: never\n  condition: evt.num = 0\n",
-        "- macro: gone\n  condition: fd.sip.name = x\n",
+        "- macro: gone\n  condition: fd.containername = x\n",
     );
     let conds = [
         "spawned and proc.name in (shells)",
@@ -567,7 +567,7 @@ fn per_type_programs_are_simplified() {
     let (e, _) = engine(concat!(
         "- macro: spawned\n  condition: evt.type in (execve, execveat)\n",
         "- macro: once\n  condition: proc.name = a or proc.name = b or proc.name startswith c\n",
-        "- rule: r\n  desc: d\n  condition: spawned and once and not fd.sip.name = x\n  output: o\n  priority: INFO\n",
+        "- rule: r\n  desc: d\n  condition: spawned and once and not fd.containername = x\n  output: o\n  priority: INFO\n",
     ));
     let t = fields::event_type_id("execve") as usize;
     let [(0, node)] = &*e.rules.plans[t] else {

@@ -50,6 +50,12 @@ impl Compiler<'_> {
         {
             return Ok(node);
         }
+        if let Some(ip_field) = field.ip_of_name()
+            && transformers.is_empty()
+            && let Some(node) = self.name_check(c, ip_field, src)?
+        {
+            return Ok(node);
+        }
         let mut negate = false;
         let test = match &c.operand {
             Operand::None => Test::Exists,
@@ -134,6 +140,64 @@ impl Compiler<'_> {
             test,
             negate,
         })))
+    }
+
+    /// `fd.*ip.name = NAME`, `!= NAME`, `in (NAMES)`: as in Falco, true when the address is one
+    /// NAME resolves to. The names are collected for the resolver; other operators compare
+    /// the field's value (the name the address resolves to) as a string.
+    pub(super) fn name_check(
+        &mut self,
+        c: &AstCheck,
+        ip_field: FieldRef,
+        src: &SourceText,
+    ) -> R<Option<Node>> {
+        let names: Vec<(String, Span)> = match (&c.op, &c.operand) {
+            (Op::Eq | Op::Ne, Operand::Value(l)) => vec![(l.text.clone(), l.span)],
+            (Op::In, Operand::List(items)) => self.expand(items, src)?,
+            _ => return Ok(None),
+        };
+        let mut kept: Vec<Box<str>> = Vec::with_capacity(names.len());
+        for (n, span) in names {
+            if n.is_empty()
+                || n.len() > fields::dns::MAX_NAME_LEN
+                || n.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                self.err(
+                    src,
+                    span,
+                    format!(
+                        "'{}' compares with '{n}', which is not a host name (1 to {} characters, no spaces)",
+                        c.field.name,
+                        fields::dns::MAX_NAME_LEN
+                    ),
+                );
+                return Err(());
+            }
+            if !self.dns_names.contains(n.as_str()) {
+                self.warn_once(
+                    format!("dns:{n}"),
+                    src,
+                    span,
+                    format!(
+                        "'{}' compares with host name '{n}': guard resolves it in the background \
+                         (system resolver: /etc/hosts, then DNS) and refreshes it every {} s; \
+                         while it does not resolve, the check is false",
+                        c.field.name,
+                        fields::dns::REFRESH_SECS
+                    ),
+                );
+                self.dns_names.insert(n.as_str().into());
+            }
+            kept.push(n.into());
+        }
+        Ok(Some(Node::Check(Box::new(Check {
+            field: ip_field,
+            multi: false,
+            transformers: Box::new([]),
+            test: Test::Resolves(kept.into()),
+            negate: c.op == Op::Ne,
+        }))))
     }
 
     /// `evt.type` compared with names becomes a type-set node (cheap, and indexable).

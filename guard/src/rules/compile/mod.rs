@@ -88,6 +88,8 @@ pub struct RuleSet {
     pub(crate) plans: Vec<Box<[(u32, Node)]>>,
     /// Number of macro result slots evaluation needs (see [`Node::Memo`]).
     pub(crate) memo_slots: usize,
+    /// Host names `fd.*ip.name` checks compare with, sorted: what the resolver looks up.
+    pub dns_names: Vec<Box<str>>,
 }
 
 struct Compiler<'d> {
@@ -108,6 +110,8 @@ struct Compiler<'d> {
     /// Unavailable field -> first use and the rules that use it.
     unavailable: BTreeMap<&'static str, (Arc<str>, Pos, BTreeSet<String>)>,
     memo_slots: u32,
+    /// Host names compared with `fd.*ip.name` (by any rule or macro).
+    dns_names: BTreeSet<Box<str>>,
 }
 
 type R<T> = Result<T, ()>;
@@ -132,6 +136,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
         warned: HashSet::new(),
         unavailable: BTreeMap::new(),
         memo_slots: 0,
+        dns_names: BTreeSet::new(),
     };
     let mut rules = Vec::new();
     for r in &defs.rules {
@@ -167,6 +172,7 @@ pub fn build(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
         by_type: Vec::new(),
         plans: Vec::new(),
         memo_slots: c.memo_slots as usize,
+        dns_names: std::mem::take(&mut c.dns_names).into_iter().collect(),
     };
     set.index();
     (set, c.diags)

@@ -359,6 +359,34 @@ pub static FIELDS: &[FieldDef] = &[
     f!("fd.sip", FdSip, Ip, None, "server IP"),
     f!("fd.lip", FdLip, Ip, None, "local IP"),
     f!("fd.rip", FdRip, Ip, None, "remote IP"),
+    f!(
+        "fd.cip.name",
+        FdCipName,
+        Str,
+        None,
+        "a rule-listed host name that resolves to the client IP"
+    ),
+    f!(
+        "fd.sip.name",
+        FdSipName,
+        Str,
+        None,
+        "a rule-listed host name that resolves to the server IP"
+    ),
+    f!(
+        "fd.lip.name",
+        FdLipName,
+        Str,
+        None,
+        "a rule-listed host name that resolves to the local IP"
+    ),
+    f!(
+        "fd.rip.name",
+        FdRipName,
+        Str,
+        None,
+        "a rule-listed host name that resolves to the remote IP"
+    ),
     f!("fd.ip", FdIp, Ip, None, "client or server IP"),
     f!(
         "fd.cnet",
@@ -542,10 +570,6 @@ pub static FIELDS: &[FieldDef] = &[
 /// Falco fields guard cannot provide. Checks on them are false (so `not <check>` is true),
 /// outputs render `<NA>`; each is reported once at load.
 pub static UNAVAILABLE: &[&str] = &[
-    "fd.sip.name",
-    "fd.cip.name",
-    "fd.lip.name",
-    "fd.rip.name",
     "fd.dev",
     "fd.dev.major",
     "fd.dev.minor",

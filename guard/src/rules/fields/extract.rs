@@ -20,6 +20,21 @@ impl FieldRef {
         }
     }
 
+    /// For `fd.*ip.name`, the address field whose names it gives.
+    pub fn ip_of_name(&self) -> Option<FieldRef> {
+        let id = match self.id {
+            FieldId::FdCipName => FieldId::FdCip,
+            FieldId::FdSipName => FieldId::FdSip,
+            FieldId::FdLipName => FieldId::FdLip,
+            FieldId::FdRipName => FieldId::FdRip,
+            _ => return None,
+        };
+        Some(FieldRef {
+            id,
+            arg: FieldArg::None,
+        })
+    }
+
     /// The `n`th value (n = 0 for single-valued fields). `buf` holds rendered numbers for
     /// `evt.arg.*`; it is reused, so the caller allocates nothing once it has grown.
     #[inline]
@@ -181,6 +196,26 @@ impl FieldRef {
             FdSip => ip(fd.and_then(|f| f.sip)),
             FdLip => ip(fd.and_then(|f| if f.is_server { f.sip } else { f.cip })),
             FdRip => ip(fd.and_then(|f| if f.is_server { f.cip } else { f.sip })),
+            FdCipName | FdSipName | FdLipName | FdRipName => {
+                let Some(a) = fd.and_then(|f| match self.id {
+                    FdCipName => f.cip,
+                    FdSipName => f.sip,
+                    FdLipName if f.is_server => f.sip,
+                    FdLipName => f.cip,
+                    FdRipName if f.is_server => f.cip,
+                    _ => f.sip,
+                }) else {
+                    return Val::Na;
+                };
+                buf.clear();
+                if !ctx
+                    .dns
+                    .with(|d| d.name_of(a).map(|n| buf.push_str(n)).is_some())
+                {
+                    return Val::Na;
+                }
+                s(buf.as_str())
+            }
             FdIp => ip(fd.and_then(|f| {
                 if n == 0 {
                     f.cip
