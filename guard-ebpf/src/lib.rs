@@ -83,6 +83,10 @@ pub mod names {
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";
+    /// Cgroups whose workload's files the fanotify listener has marked (cgroup id -> 1).
+    pub const FAN_READY: &str = "FAN_READY";
+    /// Tasks stopped at an exec in a bound cgroup not yet in `FAN_READY` (`HoldRecord`s).
+    pub const HOLDS: &str = "HOLDS";
     pub const PROG_POLICY_CGROUP_MKDIR: &str = "policy_cgroup_mkdir";
     // Self-protection of the agent from containers (issue 9; docs/self-protection.md).
     /// Array of one `SelfProtectConfig`.
@@ -580,6 +584,18 @@ pub struct CgroupPolicy {
     pub flags: u32,
 }
 
+/// A task the `sched_process_exec` backstop stopped for the fanotify listener (`HOLDS` ring).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HoldRecord {
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+/// Bytes of the `HOLDS` ring: 512 records; a full ring holds nothing (the task runs).
+pub const HOLD_RING_BYTES: u32 = 16 * 1024;
+
 /// Bits of `CgroupPolicy::flags`.
 pub mod policy_flags {
     /// Deny (enforce mode); without it every decision is a would-deny (detect mode).
@@ -889,5 +905,10 @@ pub mod settings {
     /// When non-zero (the `fanotify` backend), the `sched_process_exec` backstop also matches
     /// the executed file's identity (`POLICY_INODES`), as the permission answer does.
     pub const EXEC_BY_INODE: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// The `fanotify` backend: until this `bpf_ktime_get_ns` time (the agent renews it every
+    /// second), an exec in a container cgroup whose files are not yet marked (`FAN_READY`)
+    /// stops the task (SIGSTOP) for the agent to mark and resume. 0 or past: no hold (no
+    /// agent to resume it).
+    pub const HOLD_UNTIL: u32 = 4;
+    pub const COUNT: u32 = 5;
 }

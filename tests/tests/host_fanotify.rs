@@ -321,6 +321,87 @@ fn fanotify_start_window_denied_entrypoint_never_runs() {
     s.cleanup();
 }
 
+/// A container's first instruction is already covered: the kernel stops the entrypoint at its
+/// exec until the agent has marked the container's filesystem (agent/holds.rs). 10 `docker
+/// run`s whose entrypoint reads /etc/shadow and appends to /etc/passwd at once, under an open
+/// flood: each read and write fails with EPERM, nothing is printed or written; a control
+/// container without the policy does both.
+#[test]
+fn fanotify_container_first_instruction_is_covered() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    build_image(&docker);
+    let s = Scratch::new("fanotify-first");
+    let policy = s.policy(POLICY);
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let mut flood = Command::new(env!("CARGO_BIN_EXE_guard-testkit"))
+        .args(["bench", "open", "5000000", "/etc/hostname"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the open flood");
+    std::thread::sleep(Duration::from_millis(500));
+    // Nothing else runs in the container: what it wrote is read from the host (`docker diff`).
+    const SCRIPT: &str = "cat /etc/shadow; echo read=$?; echo x >> /etc/passwd; echo write=$?";
+    let run = |label: bool| {
+        let name = format!("guard-fan-first-{}-{}", std::process::id(), label);
+        let mut args = vec![
+            "run",
+            "--name",
+            &name,
+            "--network=none",
+            "--label",
+            "guard-test=1",
+        ];
+        if label {
+            args.extend(["--label", "guard-fanotify=on"]);
+        }
+        args.extend([IMAGE, "sh", "-c", SCRIPT]);
+        let out = Command::new("docker")
+            .args(&args)
+            .output()
+            .expect("docker run");
+        let diff = docker.cmd(&["diff", &name]);
+        docker.cmd(&["rm", "-f", &name]);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            diff,
+        )
+    };
+    for i in 0..10 {
+        let (out, err, diff) = run(true);
+        assert_eq!(
+            out, "read=1\nwrite=1\n",
+            "run {i}: the entrypoint's first read or write was not refused: {out:?} {err:?}"
+        );
+        assert_eq!(
+            err.matches("Operation not permitted").count(),
+            2,
+            "run {i}: {err:?}"
+        );
+        assert!(!diff.contains("/etc/passwd"), "run {i}: written: {diff}");
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+    let (out, err, diff) = run(false);
+    assert!(
+        out.starts_with("root:")
+            && out.ends_with("read=0\nwrite=0\n")
+            && diff.contains("/etc/passwd"),
+        "control: {out:?} {err:?} {diff}"
+    );
+    let (_, log) = agent.stop_with_stderr();
+    let log = log.join("\n");
+    assert!(!log.contains("could not be marked"), "{log}");
+    s.cleanup();
+}
+
 /// The inodes (hex, as fdinfo prints them) the agent's fanotify groups hold an ignore mark
 /// for (`ignored_mask` other than 0 in `/proc/<agent>/fdinfo/<group>`).
 fn ignored_inodes(agent_pid: u32) -> Vec<String> {

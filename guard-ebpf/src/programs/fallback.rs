@@ -6,17 +6,18 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     helpers::generated::{
-        bpf_get_current_task, bpf_probe_read_kernel as raw_probe_read_kernel,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_ktime_get_ns, bpf_probe_read_kernel as raw_probe_read_kernel,
         bpf_probe_read_kernel_str, bpf_send_signal,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::HashMap,
+    maps::{HashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS,
-    MKDIR_PATH_BYTES, OFFSET_ABSENT, decision_op, hook, path_bits, path_kind, policy_flags as pf,
-    reason, settings, verdict,
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, HOLD_RING_BYTES, HoldRecord,
+    MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS, MKDIR_PATH_BYTES, OFFSET_ABSENT, decision_op, hook,
+    path_bits, path_kind, policy_flags as pf, reason, settings, verdict,
 };
 
 use super::shared::{
@@ -28,6 +29,7 @@ use super::shared::{
 const BPF_NOEXIST: u64 = 1;
 
 const SIGKILL: u32 = 9;
+const SIGSTOP: u32 = 19;
 
 /// Fallback for kernels without BPF LSM, attached to `sched/sched_process_exec`: the new image
 /// is in place but has not run an instruction yet; a denied exec gets SIGKILL, which is
@@ -39,15 +41,91 @@ pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
     let Some(pol) = cgroup_policy() else {
         return 0;
     };
+    if !exec_backstop(&ctx, &pol) {
+        hold_if_unmarked(&pol);
+    }
+    0
+}
+
+/// Cgroups whose workload's files the fanotify listener has marked. Not pinned: the marks
+/// close with the agent, and so does this map.
+#[map]
+static FAN_READY: HashMap<u64, u8> =
+    HashMap::with_max_entries(MAX_POLICY_CGROUPS, BPF_F_NO_PREALLOC);
+
+#[map]
+static HOLDS: RingBuf = RingBuf::with_byte_size(HOLD_RING_BYTES, 0);
+
+/// The `fanotify` backend's start window: a container's first exec runs before the agent has
+/// marked its filesystem, so its opens would not be asked. An exec in an enforced cgroup with
+/// open rules (or `deny_new_binaries`) that is not yet in `FAN_READY` stops the task before its
+/// first instruction; the agent marks the workload, adds the cgroup and sends SIGCONT. Only
+/// while the agent renews `HOLD_UNTIL` (a dead agent never leaves containers stopped), and only
+/// an exec in another mount namespace than the parent's: a container's entrypoint (its parent
+/// is the runtime's shim, on the host), never runc's own `runc init` exec (same namespace as
+/// runc, before the container's root exists).
+#[inline(always)]
+fn hold_if_unmarked(pol: &CgroupPolicy) {
+    if pol.flags & pf::ENFORCE == 0 || pol.flags & (pf::OPEN_RULES | pf::DENY_NEW_BINARIES) == 0 {
+        return;
+    }
+    let until = setting(settings::HOLD_UNTIL);
+    // SAFETY: helpers with no preconditions.
+    if until == 0 || unsafe { bpf_ktime_get_ns() } >= until {
+        return;
+    }
+    let cg = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is not kept.
+    if unsafe { FAN_READY.get(&cg) }.is_some() {
+        return;
+    }
+    // SAFETY: helper with no preconditions; offsets from BTF, reads tolerate bad pointers.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let parent = unsafe { read_field::<*const u8>(task, koff!(task_real_parent)) };
+    match (mnt_ns(task), parent.and_then(mnt_ns)) {
+        (Some(own), Some(theirs)) if own != theirs => {}
+        _ => return,
+    }
+    let Some(mut rec) = HOLDS.reserve::<HoldRecord>(0) else {
+        return;
+    };
+    rec.write(HoldRecord {
+        cgroup_id: cg,
+        // SAFETY: helper with no preconditions.
+        pid: (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32,
+        _pad: 0,
+    });
+    // SAFETY: helper with no preconditions; it signals the current thread group.
+    if unsafe { bpf_send_signal(SIGSTOP) } == 0 {
+        rec.submit(0);
+    } else {
+        rec.discard(0);
+    }
+}
+
+/// The inode number of a task's mount namespace.
+#[inline(always)]
+fn mnt_ns(task: *const u8) -> Option<u32> {
+    // SAFETY: offsets from BTF; reads tolerate bad pointers.
+    unsafe {
+        read_field::<*const u8>(task, koff!(task_nsproxy))
+            .and_then(|nsp| read_field::<*const u8>(nsp, koff!(nsproxy_mnt_ns)))
+            .and_then(|m| read_field::<u32>(m, koff!(mnt_ns_inum)))
+    }
+}
+
+/// The exec rules: SIGKILL (enforce) or a would-deny record. True when it acted.
+#[inline(always)]
+fn exec_backstop(ctx: &TracePointContext, pol: &CgroupPolicy) -> bool {
     if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
-        return 0;
+        return false;
     }
     let loc_off = koff!(tp_exec_filename_loc);
     if loc_off == OFFSET_ABSENT {
-        return 0;
+        return false;
     }
     let Some(base) = POLICY_SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return false;
     };
     let base = base as *mut u8;
     // SAFETY: checked tracepoint read; the string copy is bounded by PATH_BUF.
@@ -92,7 +170,7 @@ pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
     } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
         body.reason = reason::NOT_ALLOWED;
     } else {
-        return 0;
+        return false;
     }
     body.policy_id = pol.policy_id;
     if pol.flags & pf::ENFORCE != 0 {
@@ -107,9 +185,11 @@ pub fn policy_exec_fallback(ctx: TracePointContext) -> u32 {
         }
     } else {
         body.verdict = verdict::WOULD_DENY;
+        report(&body, base, 0);
+        return false;
     }
     report(&body, base, 0);
-    0
+    true
 }
 
 /// Container id (64 hex bytes) -> the policy its cgroup gets. Filled by the agent from Docker's

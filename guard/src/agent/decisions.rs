@@ -184,6 +184,9 @@ impl Pipeline {
                 })
                 .collect();
             let pass = f.sync(&workloads);
+            if let Some(h) = stage.holds.as_mut() {
+                h.update(&pass.covered);
+            }
             tracing::debug!(
                 workloads = workloads.len(),
                 filesystems = pass.filesystems,
@@ -393,6 +396,23 @@ impl Pipeline {
             }
         }
         self.on_decision(ev, &d, seen_at);
+    }
+
+    /// Lets the kernel hold new workloads' first exec (`on`) or stops it (`fanotify` backend).
+    pub(super) fn renew_holds(&mut self, on: bool) {
+        if self.policy.as_ref().is_some_and(|p| p.holds.is_some())
+            && let Err(e) = super::holds::Holds::renew(&mut self.probes.ebpf, on)
+        {
+            warn!("fanotify: renewing holds: {e:#}");
+        }
+    }
+
+    /// Takes the kernel's new holds; returns how many wait for their workload's marks.
+    pub(super) fn collect_holds(&mut self) -> usize {
+        self.policy
+            .as_mut()
+            .and_then(|p| p.holds.as_mut())
+            .map_or(0, |h| h.collect())
     }
 
     /// A process exit: records the kill after the fact that waited for it.

@@ -9,6 +9,7 @@
 
 mod decisions;
 mod drops;
+mod holds;
 mod pipeline;
 mod reload_state;
 mod run;
@@ -147,6 +148,8 @@ struct PolicyStage {
     pending_kills: decisions::PendingKills,
     /// The `fanotify` backend's listener (None on the other backends).
     fanotify: Option<crate::fanotify::Fanotify>,
+    /// Tasks the kernel stopped until their workload is marked (`fanotify` backend).
+    holds: Option<holds::Holds>,
 }
 
 impl PolicyStage {

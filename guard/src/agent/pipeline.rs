@@ -133,18 +133,20 @@ impl Pipeline {
                         "open and connect rules: the sigkill-fallback backend kills after the fact"
                     );
                 }
-                let fanotify = match backend.kind() {
+                let (fanotify, holds) = match backend.kind() {
                     Some(crate::policy::backend::Kind::Fanotify) => {
                         let map = probes
                             .ebpf
                             .map(guard_ebpf::names::POLICY_CGROUPS)
                             .context("map POLICY_CGROUPS")?;
-                        Some(crate::fanotify::Fanotify::start(map)?)
+                        let f = crate::fanotify::Fanotify::start(map)?;
+                        (Some(f), Some(super::holds::Holds::start(&mut probes)?))
                     }
-                    _ => None,
+                    _ => (None, None),
                 };
                 Some(PolicyStage {
                     fanotify,
+                    holds,
                     runtime: crate::policy::kernel::PolicyRuntime::start(
                         setup.policies,
                         setup.detect_only,
@@ -556,6 +558,7 @@ impl Pipeline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let n = self.rescan_policies()?;
+            self.renew_holds(true);
             info!(
                 newly_bound = n,
                 unresolved = self.capture.state.containers.not_ready().len(),
@@ -579,6 +582,7 @@ impl Pipeline {
                 _ = learn_tick.tick(), if learning => self.flush_summaries(),
                 _ = self_protect_tick.tick(), if self_protect => self.refresh_self_protect(),
                 _ = policy_tick.tick(), if has_policy => {
+                    self.renew_holds(true);
                     if let Err(e) = self.rescan_policies() {
                         warn!("binding cgroups to policies: {e:#}");
                     }
@@ -590,9 +594,19 @@ impl Pipeline {
                         warn!("binding cgroups to policies: {e:#}");
                     }
                 }
-                Some(d) = next_fanotify(&mut self.policy) => {
-                    self.on_decision(&events::Event::Decision(d.clone()), &d, Instant::now());
-                }
+                wake = next_policy_wake(&mut self.policy) => match wake {
+                    // A task stopped at its container's first exec: mark, then resume it.
+                    PolicyWake::Hold => {
+                        if self.collect_holds() > 0
+                            && let Err(e) = self.rescan_policies()
+                        {
+                            warn!("binding cgroups to policies: {e:#}");
+                        }
+                    }
+                    PolicyWake::Record(d) => {
+                        self.on_decision(&events::Event::Decision((*d).clone()), &d, Instant::now());
+                    }
+                },
                 guard = self.decisions.readable_mut() => {
                     guard?.clear_ready();
                     while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
@@ -653,6 +667,16 @@ impl Pipeline {
         while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
         while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
         self.expire_kills(true);
+        self.renew_holds(false);
+        if let Some(h) = self.policy.as_mut().and_then(|p| p.holds.as_mut()) {
+            h.release_all();
+            info!(
+                held = h.held,
+                held_max_ms = h.held_max.as_millis() as u64,
+                resumed_unmarked = h.resumed_unmarked,
+                "fanotify: container starts held until marked"
+            );
+        }
         // Outputs first, so that alerts a stuck channel still held are in the final summary.
         if let Some(o) = self.outputs.as_mut() {
             o.close(Duration::from_secs(2));
@@ -731,11 +755,34 @@ fn summary(ev: &model::Event) -> String {
     }
 }
 
-/// The next decision record of the fanotify answer thread; pending forever without one.
-async fn next_fanotify(policy: &mut Option<PolicyStage>) -> Option<events::DecisionEvent> {
-    match policy.as_mut().and_then(|p| p.fanotify.as_mut()) {
-        Some(f) => f.records.recv().await,
-        None => std::future::pending().await,
+/// What the `fanotify` backend has for the pipeline.
+enum PolicyWake {
+    /// The `HOLDS` ring turned readable.
+    Hold,
+    /// A decision record of the answer thread.
+    Record(Box<events::DecisionEvent>),
+}
+
+/// The next thing the `fanotify` backend has for the pipeline; pending forever without it.
+async fn next_policy_wake(policy: &mut Option<PolicyStage>) -> PolicyWake {
+    let Some(p) = policy.as_mut() else {
+        return std::future::pending().await;
+    };
+    let (f, h) = (p.fanotify.as_mut(), p.holds.as_mut());
+    tokio::select! {
+        Some(d) = async {
+            match f {
+                Some(f) => f.records.recv().await,
+                None => std::future::pending().await,
+            }
+        } => PolicyWake::Record(Box::new(d)),
+        () = async {
+            match h {
+                Some(h) => h.readable().await,
+                None => std::future::pending().await,
+            }
+        } => PolicyWake::Hold,
+        else => std::future::pending().await,
     }
 }
 

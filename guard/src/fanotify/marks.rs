@@ -39,6 +39,30 @@ const SUBTREE_DEPTH: usize = 16;
 /// ignoring them). A rule's own file is always marked.
 pub const RULE_MARKS_MAX: usize = 65_536;
 
+/// What the rule group marks, per workload cgroup. A mark holds its inode, but not the
+/// identity across filesystems: a container's overlay is unmounted with it (its marks go) and
+/// the next container's overlay may get the same anonymous device number, so its files have
+/// the same (device, inode) as the dead one's. Kept per cgroup (ids are never reused) and
+/// dropped with the workload, so a new container's files are always marked afresh.
+#[derive(Debug, Default)]
+pub struct Marked {
+    by_cgroup: std::collections::HashMap<u64, HashSet<FileId>>,
+    total: usize,
+}
+
+impl Marked {
+    /// Forgets the workloads not in `live`.
+    fn retain(&mut self, live: &HashSet<u64>) {
+        self.by_cgroup.retain(|cg, _| live.contains(cg));
+        self.total = self.by_cgroup.values().map(HashSet::len).sum();
+    }
+
+    /// Every file marked for some live workload.
+    fn all(&self) -> HashSet<FileId> {
+        self.by_cgroup.values().flatten().copied().collect()
+    }
+}
+
 /// A bound workload the marker covers: its cgroup, a process in it (whose root is the
 /// workload's), and its policy.
 pub struct Workload<'a> {
@@ -103,6 +127,7 @@ fn list_below(dir: OwnedFd, out: &mut Vec<(String, FileId, bool)>) {
 /// Marks `path` (in `root`) in the rule group, if it still is the file `id` resolved a
 /// moment ago (a swapped name is skipped, never marked elsewhere). Remembered in `marked`:
 /// a mark holds its inode, so the identity cannot be reused while marked.
+#[allow(clippy::too_many_arguments)]
 fn mark_rule_file(
     rule_group: &OwnedFd,
     root: &OwnedFd,
@@ -110,14 +135,19 @@ fn mark_rule_file(
     id: FileId,
     dir: bool,
     listed: bool,
-    marked: &mut HashSet<FileId>,
+    cgroup: u64,
+    marked: &mut Marked,
 ) -> std::io::Result<bool> {
-    if marked.contains(&id) {
+    if marked
+        .by_cgroup
+        .get(&cgroup)
+        .is_some_and(|s| s.contains(&id))
+    {
         return Ok(false);
     }
     // A rule's own file is always marked (nothing else asks about it on a volume or the host
     // root); the files and directories listed below a `DIR/**` one are bounded.
-    if listed && marked.len() >= RULE_MARKS_MAX {
+    if listed && marked.total >= RULE_MARKS_MAX {
         return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
     }
     let fd = sys::open_in(root, path, false)?;
@@ -127,7 +157,9 @@ fn mark_rule_file(
     }
     let children = dir || md.is_dir();
     sys::mark_fd(rule_group.as_fd(), Target::Inode { children }, fd.as_fd())?;
-    marked.insert(id);
+    if marked.by_cgroup.entry(cgroup).or_default().insert(id) {
+        marked.total += 1;
+    }
     Ok(true)
 }
 
@@ -141,22 +173,27 @@ pub struct Pass {
     pub inodes: usize,
     pub failed: usize,
     pub missing: usize,
+    /// Cgroups whose workload's own root filesystem is marked and whose rules are in the table:
+    /// their opens are asked (`FAN_READY`).
+    pub covered: HashSet<u64>,
 }
 
 /// Resolves each workload's policy in its root, marks what it must, and returns the table the
 /// answer thread decides with. `group` gets the filesystem marks; `rule_group` inode marks on
 /// every rule's file, every file listed below a `DIR/**` directory and each directory of it
 /// (with its direct children), so the rule files are asked in that group whatever the first
-/// group ignores. `marked` is what `rule_group` already marks (kept across passes). On a
+/// group ignores. `marked` is what `rule_group` already marks (kept across passes, per
+/// workload). On a
 /// container's own overlay root, an enforced `deny_write` `DIR/**` rule's directories go into
 /// the plan of directories to seal (`seal.rs`).
 pub fn build(
     group: &OwnedFd,
     rule_group: &OwnedFd,
     workloads: &[Workload<'_>],
-    marked: &mut HashSet<FileId>,
+    marked: &mut Marked,
 ) -> Pass {
     let mut pass = Pass::default();
+    marked.retain(&workloads.iter().map(|w| w.cgroup_id).collect());
     let host_root_dev = std::fs::metadata("/").map(|m| kernel_dev(m.dev())).ok();
     for w in workloads.iter().filter(|w| wants_marks(w.policy)) {
         let Ok(root) = crate::procroot::open_root(w.pid) else {
@@ -185,9 +222,14 @@ pub fn build(
                 .any(|r| matches!(r, PathRule::Below(_)))
             && seal::is_overlay(&root);
         let upper = sealing.then(|| seal::upper_dir(w.pid)).flatten();
+        // Not `covered` on the host's root: a container's cgroup seen before runc's
+        // pivot_root shows the host's root, and its first exec must still be held.
         if !on_host_root {
             match sys::mark_fd(group.as_fd(), Target::Filesystem, root.as_fd()) {
-                Ok(()) => pass.filesystems += 1,
+                Ok(()) => {
+                    pass.filesystems += 1;
+                    pass.covered.insert(w.cgroup_id);
+                }
                 Err(e) => {
                     pass.failed += 1;
                     debug!(pid = w.pid, "fanotify filesystem mark: {e}");
@@ -202,7 +244,16 @@ pub fn build(
                 PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
-                match mark_rule_file(rule_group, &root, path, id, dir, listed, marked) {
+                match mark_rule_file(
+                    rule_group,
+                    &root,
+                    path,
+                    id,
+                    dir,
+                    listed,
+                    w.cgroup_id,
+                    marked,
+                ) {
                     Ok(true) => pass.inodes += 1,
                     Ok(false) => {}
                     Err(e) => {
@@ -252,6 +303,6 @@ pub fn build(
         }
     }
     pass.rules.any = pass.rules.files.keys().map(|(_, f)| *f).collect();
-    pass.rules.rule_marked = marked.clone();
+    pass.rules.rule_marked = marked.all();
     pass
 }

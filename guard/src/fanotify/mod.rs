@@ -151,8 +151,8 @@ struct Shared {
 pub struct Fanotify {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    /// What the rule group marks (a mark holds its inode: the identity stays valid).
-    rule_marked: std::collections::HashSet<FileId>,
+    /// What the rule group marks, per workload cgroup (`marks::Marked`).
+    rule_marked: marks::Marked,
     /// (cgroup, policy id) of the workloads of the last pass.
     bindings: Vec<(u64, u32)>,
     /// Directories sealed against rename, link and create (`seal.rs`).

@@ -1,0 +1,184 @@
+//! The `fanotify` backend's start window (docs/policies.md "The fanotify backend"): the
+//! `sched_process_exec` backstop stops (SIGSTOP) a task that execs in an enforced container
+//! cgroup whose files are not marked yet (`FAN_READY`), and reports it in the `HOLDS` ring.
+//! The pipeline then walks the policies (which marks the container's filesystem and adds its
+//! cgroup to `FAN_READY`) and resumes the task (SIGCONT), so the container's first
+//! instruction already has its opens asked.
+//!
+//! The kernel holds only while `HOLD_UNTIL` lies ahead: the agent renews it every second, so a
+//! dead agent leaves no new container stopped. A hold whose workload cannot be marked within
+//! `HOLD_MAX` is resumed anyway, with a warning (its opens are then not asked until a later walk
+//! marks it, as without holds).
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use guard_ebpf::{HoldRecord, names, settings};
+use tokio::io::unix::AsyncFd;
+use tracing::{debug, warn};
+
+use crate::respond::process::ProcessHandle;
+
+/// How far ahead each renewal puts `HOLD_UNTIL`.
+const RENEW_AHEAD: Duration = Duration::from_secs(3);
+
+/// The longest a task stays held when its workload cannot be marked.
+pub(super) const HOLD_MAX: Duration = Duration::from_secs(2);
+
+/// Holds waiting for their workload's marks, at most (a full ring in the kernel holds nothing).
+const PENDING_MAX: usize = 1024;
+
+pub(super) struct Holds {
+    ring: AsyncFd<RingBuf<MapData>>,
+    ready: BpfHashMap<MapData, u64, u8>,
+    /// What `ready` holds (kept here so updates touch only what changed).
+    marked: HashSet<u64>,
+    pending: Vec<(HoldRecord, Instant)>,
+    /// Hold durations, for the log at stop.
+    pub held: u64,
+    pub held_max: Duration,
+    pub resumed_unmarked: u64,
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+impl Holds {
+    pub(super) fn start(probes: &mut crate::probes::Probes) -> Result<Self> {
+        let take = |p: &mut crate::probes::Probes, name: &str| {
+            p.ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing from the object"))
+        };
+        let ring = RingBuf::try_from(take(probes, names::HOLDS)?)?;
+        let ready = BpfHashMap::try_from(take(probes, names::FAN_READY)?)?;
+        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("polling the HOLDS ring: {e}"))?;
+        Ok(Self {
+            ring,
+            ready,
+            marked: HashSet::new(),
+            pending: Vec::new(),
+            held: 0,
+            held_max: Duration::ZERO,
+            resumed_unmarked: 0,
+        })
+    }
+
+    /// Lets the kernel hold for the next `RENEW_AHEAD` (0 stops holding).
+    pub(super) fn renew(ebpf: &mut aya::Ebpf, on: bool) -> Result<()> {
+        let mut s: aya::maps::Array<&mut MapData, u64> = aya::maps::Array::try_from(
+            ebpf.map_mut(names::SETTINGS)
+                .context("map SETTINGS missing from the object")?,
+        )?;
+        let until = if on {
+            monotonic_ns() + RENEW_AHEAD.as_nanos() as u64
+        } else {
+            0
+        };
+        s.set(settings::HOLD_UNTIL, until, 0)?;
+        Ok(())
+    }
+
+    pub(super) async fn readable(&mut self) {
+        match self.ring.readable_mut().await {
+            Ok(mut g) => g.clear_ready(),
+            // Never ready again: park this branch.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Moves what the kernel reported into `pending`; returns how many are pending.
+    pub(super) fn collect(&mut self) -> usize {
+        let now = Instant::now();
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            if item.len() < size_of::<HoldRecord>() {
+                continue;
+            }
+            // SAFETY: the length was checked; the record is plain data.
+            let rec = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const HoldRecord) };
+            if self.pending.len() < PENDING_MAX {
+                self.pending.push((rec, now));
+            } else {
+                // Cannot be tracked: resume at once rather than leave it stopped.
+                resume(&rec);
+            }
+        }
+        self.pending.len()
+    }
+
+    /// Puts the cgroups a walk marked in `FAN_READY` (and takes out the others), then resumes
+    /// the holds whose cgroup is marked, and those past `HOLD_MAX` (with a warning).
+    pub(super) fn update(&mut self, covered: &HashSet<u64>) {
+        for cg in covered.difference(&self.marked.clone()) {
+            if self.ready.insert(cg, 1u8, 0).is_ok() {
+                self.marked.insert(*cg);
+            }
+        }
+        let gone: Vec<u64> = self.marked.difference(covered).copied().collect();
+        for cg in gone {
+            let _ = self.ready.remove(&cg);
+            self.marked.remove(&cg);
+        }
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for (rec, since) in std::mem::take(&mut self.pending) {
+            let waited = now.duration_since(since);
+            if covered.contains(&rec.cgroup_id) {
+                debug!(
+                    pid = rec.pid,
+                    cgroup = rec.cgroup_id,
+                    ?waited,
+                    "fanotify: held task resumed, its workload is marked"
+                );
+                self.held += 1;
+                self.held_max = self.held_max.max(waited);
+                resume(&rec);
+            } else if waited >= HOLD_MAX {
+                self.resumed_unmarked += 1;
+                warn!(
+                    pid = rec.pid,
+                    cgroup = rec.cgroup_id,
+                    "fanotify: the workload could not be marked within {HOLD_MAX:?}; resumed, its opens are not asked until a later walk marks it"
+                );
+                resume(&rec);
+            } else {
+                keep.push((rec, since));
+            }
+        }
+        self.pending = keep;
+    }
+
+    /// Resumes every hold (the agent stops).
+    pub(super) fn release_all(&mut self) {
+        self.collect();
+        for (rec, _) in std::mem::take(&mut self.pending) {
+            resume(&rec);
+        }
+    }
+}
+
+/// SIGCONT through a pidfd. Sent whether or not the task has stopped yet: the record can be
+/// read before the SIGSTOP takes effect (at the task's return to user space), and a SIGCONT
+/// sent first cancels the pending stop. The task cannot exit while held (SIGKILL aside), so
+/// the pid is still its own.
+fn resume(rec: &HoldRecord) {
+    match ProcessHandle::open(rec.pid, None) {
+        Ok(h) => {
+            if let Err(e) = h.signal(libc::SIGCONT) {
+                warn!(pid = rec.pid, "fanotify: resuming a held task: {e}");
+            }
+        }
+        Err(e) => debug!(pid = rec.pid, "held task: {e}"),
+    }
+}
