@@ -256,6 +256,17 @@ fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
     s.cleanup();
 }
 
+/// A host process opening a file in a loop (the agent's event rings busy), half a second in.
+fn open_flood() -> std::process::Child {
+    let c = Command::new(env!("CARGO_BIN_EXE_guard-testkit"))
+        .args(["bench", "open", "5000000", "/etc/hostname"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the open flood");
+    std::thread::sleep(Duration::from_millis(500));
+    c
+}
+
 /// 10 `docker run` of a denied entrypoint under an open flood: none runs (the container's
 /// filesystem is marked at the agent's next walk; until then the `sched_process_exec` backstop
 /// kills the denied binary before its first instruction).
@@ -273,12 +284,7 @@ fn fanotify_start_window_denied_entrypoint_never_runs() {
     let s = Scratch::new("fanotify-start");
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
-    let mut flood = Command::new(env!("CARGO_BIN_EXE_guard-testkit"))
-        .args(["bench", "open", "5000000", "/etc/hostname"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start the open flood");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut flood = open_flood();
     for i in 0..10 {
         let out = Command::new("docker")
             .args(["run", "--rm", "--network=none", "--label", "guard-test=1"])
@@ -340,12 +346,7 @@ fn fanotify_container_first_instruction_is_covered() {
     let s = Scratch::new("fanotify-first");
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
-    let mut flood = Command::new(env!("CARGO_BIN_EXE_guard-testkit"))
-        .args(["bench", "open", "5000000", "/etc/hostname"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start the open flood");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut flood = open_flood();
     // Nothing else runs in the container: what it wrote is read from the host (`docker diff`).
     const SCRIPT: &str = "cat /etc/shadow; echo read=$?; echo x >> /etc/passwd; echo write=$?";
     let run = |label: bool| {
