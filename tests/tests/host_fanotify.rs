@@ -347,8 +347,10 @@ fn fanotify_container_first_instruction_is_covered() {
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
     let mut flood = open_flood();
-    // Nothing else runs in the container: what it wrote is read from the host (`docker diff`).
-    const SCRIPT: &str = "cat /etc/shadow; echo read=$?; echo x >> /etc/passwd; echo write=$?";
+    // Then an allowed exec and read below a `deny_write` subtree (once refused: an open the
+    // answer could not classify counted as a write, and poisoned busybox as a new binary).
+    // What was written is read from the host (`docker diff`).
+    const SCRIPT: &str = "cat /etc/shadow; echo read=$?; echo x >> /etc/passwd; echo write=$?; cat /etc/hostname > /dev/null; echo allowed=$?";
     let run = |label: bool| {
         let name = format!("guard-fan-first-{}-{}", std::process::id(), label);
         let mut args = vec![
@@ -378,8 +380,8 @@ fn fanotify_container_first_instruction_is_covered() {
     for i in 0..10 {
         let (out, err, diff) = run(true);
         assert_eq!(
-            out, "read=1\nwrite=1\n",
-            "run {i}: the entrypoint's first read or write was not refused: {out:?} {err:?}"
+            out, "read=1\nwrite=1\nallowed=0\n",
+            "run {i}: the first read or write was not refused, or the allowed read was: {out:?} {err:?}"
         );
         assert_eq!(
             err.matches("Operation not permitted").count(),
@@ -393,7 +395,7 @@ fn fanotify_container_first_instruction_is_covered() {
     let (out, err, diff) = run(false);
     assert!(
         out.starts_with("root:")
-            && out.ends_with("read=0\nwrite=0\n")
+            && out.ends_with("read=0\nwrite=0\nallowed=0\n")
             && diff.contains("/etc/passwd"),
         "control: {out:?} {err:?} {diff}"
     );

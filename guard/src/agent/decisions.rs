@@ -174,7 +174,9 @@ impl Pipeline {
                     let pid = crate::policy::resolve::first_pid(std::path::Path::new(&format!(
                         "{cgroot}{path}"
                     )))?;
+                    let container = crate::state::container::parse_cgroup_path(&path).is_some();
                     Some(crate::fanotify::Workload {
+                        container,
                         cgroup_id: cg,
                         pid,
                         policy_id,

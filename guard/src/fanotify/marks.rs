@@ -72,6 +72,9 @@ pub struct Workload<'a> {
     pub policy: &'a Policy,
     /// The policy is enforced (its mode, and the agent not `--detect-only`).
     pub enforce: bool,
+    /// The cgroup is a container's: its root is never the host's (a process seen there before
+    /// runc's pivot_root still shows the host's root, which must not be marked for it).
+    pub container: bool,
 }
 
 /// Whether the policy has anything the permission events decide.
@@ -211,6 +214,9 @@ pub fn build(
             pass.rules.dnb_devs.insert(root_dev);
         }
         let on_host_root = Some(root_dev) == host_root_dev;
+        if on_host_root && w.container {
+            continue;
+        }
         // Only what a `deny_write` `DIR/**` rule covers is sealed: no statfs or mountinfo read
         // for the other policies at every walk.
         let sealing = !on_host_root

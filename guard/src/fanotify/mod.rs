@@ -595,10 +595,14 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
             return allow();
         }
         let access = open_access(ev.tid);
-        if access.write && b.flags & pf::DENY_NEW_BINARIES != 0 {
+        let verdict = answer::open_verdict(bits, access);
+        // A refused open writes nothing: the file is not new (counting it would refuse every
+        // later exec of it, in every workload, as a new binary).
+        let refused = verdict.is_some() && b.flags & pf::ENFORCE != 0;
+        if access.write && !refused && b.flags & pf::DENY_NEW_BINARIES != 0 {
             ctx.written.insert(file);
         }
-        (answer::open_verdict(bits, access), Some(access))
+        (verdict, Some(access))
     };
     let Some(why) = why else {
         return allow();
@@ -617,22 +621,36 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
     }
 }
 
-/// Reads of `/proc/<tid>/syscall` while the opener is still on its way to sleep.
-const SYSCALL_TRIES: usize = 200;
+/// How long the answer waits for the opener to be asleep in its open. Under CPU contention the
+/// opener can stay runnable (not yet asleep) for a scheduling period or more after queueing
+/// the event; 200 bare yields were not enough on a loaded 2-CPU host, and the open then counted
+/// as read + write (a busybox exec refused under a `deny_write` `/bin/**` rule).
+const SYSCALL_WAIT: Duration = Duration::from_millis(50);
 
 /// The access of the open `tid` is blocked in. Just after queueing the event the opener may
 /// not be asleep yet, and the kernel then prints `running` instead of its registers: retried
-/// (bounded), then read + write (fail closed).
+/// (yields, then 50 µs sleeps, for at most `SYSCALL_WAIT`), then read + write (fail closed).
 fn open_access(tid: i32) -> answer::Access {
     let path = format!("/proc/{tid}/syscall");
-    for _ in 0..SYSCALL_TRIES {
+    let start = Instant::now();
+    let mut tries = 0u32;
+    loop {
         match std::fs::read_to_string(&path) {
-            Ok(l) if l.starts_with("running") => std::thread::yield_now(),
+            Ok(l) if l.starts_with("running") => {
+                if start.elapsed() >= SYSCALL_WAIT {
+                    return answer::Access::UNKNOWN;
+                }
+                tries += 1;
+                if tries < 200 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
             Ok(l) => return answer::access_from_syscall(&l),
-            Err(_) => break,
+            Err(_) => return answer::Access::UNKNOWN,
         }
     }
-    answer::Access::UNKNOWN
 }
 
 /// `Tgid`, `PPid`, `Uid`, `Gid` of a thread (`/proc/<tid>/status`), zero when unreadable.
