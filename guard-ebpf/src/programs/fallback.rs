@@ -60,7 +60,7 @@ static HOLDS: RingBuf = RingBuf::with_byte_size(HOLD_RING_BYTES, 0);
 /// marked its filesystem, so its opens would not be asked. An exec in an enforced cgroup with
 /// open rules (or `deny_new_binaries`) that is not yet in `FAN_READY` stops the task before its
 /// first instruction; the agent marks the workload, adds the cgroup and sends SIGCONT. Only
-/// while the agent renews `HOLD_UNTIL` (a dead agent never leaves containers stopped), and only
+/// while the agent renews `HOLD_UNTIL` (3 s past a dead agent's last renewal, no more), and only
 /// an exec in another mount namespace than the parent's: a container's entrypoint (its parent
 /// is the runtime's shim, on the host), never runc's own `runc init` exec (same namespace as
 /// runc, before the container's root exists).

@@ -5,8 +5,10 @@
 //! cgroup to `FAN_READY`) and resumes the task (SIGCONT), so the container's first
 //! instruction already has its opens asked.
 //!
-//! The kernel holds only while `HOLD_UNTIL` lies ahead: the agent renews it every second, so a
-//! dead agent leaves no new container stopped. A hold whose workload cannot be marked within
+//! The kernel holds only while `HOLD_UNTIL` lies ahead: the agent renews it every second (3 s
+//! ahead), so containers started more than 3 s after the agent died are not held; one held in
+//! those 3 s stays stopped until someone sends SIGCONT (a restarted agent does not know it). A
+//! hold whose workload cannot be marked within
 //! `HOLD_MAX` is resumed anyway, with a warning (its opens are then not asked until a later walk
 //! marks it, as without holds).
 
@@ -120,9 +122,10 @@ impl Holds {
     /// Puts the cgroups a walk marked in `FAN_READY` (and takes out the others), then resumes
     /// the holds whose cgroup is marked, and those past `HOLD_MAX` (with a warning).
     pub(super) fn update(&mut self, covered: &HashSet<u64>) {
-        for cg in covered.difference(&self.marked.clone()) {
+        let new: Vec<u64> = covered.difference(&self.marked).copied().collect();
+        for cg in new {
             if self.ready.insert(cg, 1u8, 0).is_ok() {
-                self.marked.insert(*cg);
+                self.marked.insert(cg);
             }
         }
         let gone: Vec<u64> = self.marked.difference(covered).copied().collect();
