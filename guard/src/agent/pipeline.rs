@@ -671,7 +671,8 @@ impl Pipeline {
         if let Some(h) = self.policy.as_mut().and_then(|p| p.holds.as_mut()) {
             h.release_all();
             info!(
-                held = h.held,
+                held = h.resumed,
+                inherited = h.inherited,
                 held_max_ms = h.held_max.as_millis() as u64,
                 resumed_unmarked = h.resumed_unmarked,
                 "fanotify: container starts held until marked"
