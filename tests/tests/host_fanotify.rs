@@ -767,7 +767,40 @@ fn fanotify_seals_protected_directories() {
         o.status.success() && !flags.is_empty() && !flags.contains('i'),
         "upper /etc: {text}"
     );
-    agent.stop();
+    let (_, log) = agent.stop_with_stderr();
+    // The seal's refusals are recorded from the failed syscalls (mkdir, mknod and chmod are
+    // not traced; a name through `/proc/self/root` is not resolved by the agent).
+    let d = s.decisions();
+    let refused: std::collections::BTreeSet<&str> = d
+        .iter()
+        .filter(|v| v["hook"] == "sealed_directory")
+        .inspect(|v| {
+            assert!(
+                v["decision"] == "deny"
+                    && v["op"] == "write"
+                    && v["policy"] == "fan-seal"
+                    && v["backend"] == "fanotify",
+                "{v}"
+            )
+        })
+        .filter_map(|v| v["target"].as_str())
+        .collect();
+    let want: std::collections::BTreeSet<&str> = [
+        "/etc/n",
+        "/etc/sub/n",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/new",
+        "/bin/newtool",
+        "/etc/sub/s",
+        "/etc/rel",
+        "/etc/slash",
+        "/etc/dotdot",
+        "/etc/chrooted",
+        "/etc/sub",
+    ]
+    .into();
+    assert_eq!(refused, want, "{d:?}\n{}", log.join("\n"));
     // Stopped: the seals are lifted with the agent's marks.
     let (code, _, err) = sh(
         &sealed,

@@ -64,6 +64,8 @@ pub(super) fn derive_prefilter(
             // need every one.
             policy_connect: learn.is_some(),
             write_paths: learn.map(|_| vec!["/".to_string()]).unwrap_or_default(),
+            // Seal refusals are recorded from the failed syscalls (`fanotify` backend).
+            name_changes: policies.iter().any(|p| !p.open.deny_write.is_empty()),
             enosys_stubs: crate::syscall_links::enosys_stubs().clone(),
         },
     )

@@ -51,10 +51,27 @@ pub struct Needs {
     pub policy_connect: bool,
     /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
     pub write_paths: Vec<String>,
+    /// Every unlink, rename, link and symlink (the `fanotify` backend's records of what its
+    /// sealed directories refused: `NAME_CHANGE_SYSCALLS`).
+    pub name_changes: bool,
     /// Traced syscalls this kernel only has as stubs that fail with ENOSYS
     /// (`syscall_links::enosys_stubs`): traced only when some rule can match a failed attempt.
     pub enosys_stubs: BTreeSet<u32>,
 }
+
+/// Syscalls that change a directory's names without opening anything: refused by a sealed
+/// directory (the `fanotify` backend) before any permission event.
+pub const NAME_CHANGE_SYSCALLS: [u32; 9] = [
+    syscalls::UNLINK,
+    syscalls::UNLINKAT,
+    syscalls::RENAME,
+    syscalls::RENAMEAT,
+    syscalls::RENAMEAT2,
+    syscalls::LINK,
+    syscalls::LINKAT,
+    syscalls::SYMLINK,
+    syscalls::SYMLINKAT,
+];
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
 /// dup), the cwd (relative paths), credentials, and descriptors copied by dup.
@@ -420,7 +437,8 @@ impl Prefilter {
                     && (!needs.enosys_stubs.contains(&sc.nr) || failed_attempts & (1u128 << id) != 0))
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
-                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
+                || (sc.nr == syscalls::CONNECT && needs.policy_connect)
+                || (needs.name_changes && NAME_CHANGE_SYSCALLS.contains(&sc.nr));
             if !wanted {
                 continue;
             }
