@@ -287,8 +287,8 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
         _pad: 0,
         args: p.args,
     };
-    fill_payload(&mut rec, 0, payloads[0], &p.args);
-    fill_payload(&mut rec, 1, payloads[1], &p.args);
+    fill_payload(&mut rec, 0, payloads[0], &p.args, ret);
+    fill_payload(&mut rec, 1, payloads[1], &p.args, ret);
     let is_open = matches!(
         p.nr,
         syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
@@ -521,7 +521,7 @@ fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> 
 }
 
 #[inline(always)]
-fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
+fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6], ret: i64) {
     match what {
         Payload::None => {}
         Payload::Str { arg } => {
@@ -533,6 +533,12 @@ fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
         }
         Payload::Fixed { arg, len } => {
             rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len as u64)
+        }
+        // A failed call moved no bytes: nothing is read (the buffer holds stale memory).
+        Payload::Result { .. } if ret <= 0 => {}
+        Payload::Result { arg, max } => {
+            let len = (ret as u64).min(max as u64);
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)
         }
     }
 }

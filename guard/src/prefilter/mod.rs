@@ -373,9 +373,14 @@ impl Prefilter {
         let mut connect_excl: Connects = None;
         // Per ENOSYS-only syscall: whether some rule can match an attempt (which always fails).
         let mut failed_attempts: u128 = 0;
+        // Types rules restrict themselves to (a rule with no `evt.type` check counts for none).
+        let mut named_types: u128 = 0;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
+            if t != crate::rules::eval::ALL_TYPES {
+                named_types |= t;
+            }
             for nr in &needs.enosys_stubs {
                 let Some(name) = syscalls::TRACED
                     .iter()
@@ -409,9 +414,14 @@ impl Prefilter {
         let open_filter = !needs.everything && !open_pairs.contains(&(String::new(), false));
         let mut syscalls = BTreeMap::new();
         for sc in syscalls::TRACED {
-            let id = event_type_id(sc.name);
+            let id = event_type_id(syscalls::event_type(sc.name));
             let is_open = OPEN_TYPES.contains(&sc.name);
-            let wanted = needs.everything
+            // The data syscalls are the busiest of most hosts: only a rule that names their
+            // type traces them, never `everything` nor a rule without an `evt.type` check.
+            let wanted = if syscalls::DATA_SYSCALLS.contains(&sc.nr) {
+                named_types & (1u128 << id) != 0
+            } else {
+                needs.everything
                 || STATE_SYSCALLS.contains(&sc.nr)
                 // A type the rule language does not know: keep it (no rule can be proven
                 // not to need it).
@@ -420,7 +430,8 @@ impl Prefilter {
                     && (!needs.enosys_stubs.contains(&sc.nr) || failed_attempts & (1u128 << id) != 0))
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
-                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
+                    || (sc.nr == syscalls::CONNECT && needs.policy_connect)
+            };
             if !wanted {
                 continue;
             }
@@ -495,6 +506,15 @@ impl Prefilter {
                 ..Needs::default()
             },
         )
+    }
+
+    /// This filter, tracing also every syscall `other` traces (unfiltered): the reload
+    /// window's wide filter, which `none` alone leaves without the data syscalls.
+    pub fn with_syscalls_of(mut self, other: &Prefilter) -> Prefilter {
+        for nr in other.syscalls.keys() {
+            self.syscalls.entry(*nr).or_insert(syscall_filter::TRACE);
+        }
+        self
     }
 
     pub fn traces(&self, nr: u32) -> bool {
