@@ -404,7 +404,14 @@ impl Prefilter {
         // No rule can match any connect: it is not traced at all (below), nothing to exclude.
         let connect_excl = connect_excl.unwrap_or_default();
         let bounds_nothing = connect_excl.ports.is_empty() && connect_excl.nets.is_empty();
-        let connect_filter = !(needs.everything || needs.policy_connect || bounds_nothing);
+        // A traced data syscall's `fd.connected` needs every connect on its sockets.
+        let data_traced = syscalls::DATA_SYSCALLS.iter().any(|nr| {
+            syscalls::name(*nr).is_some_and(|n| {
+                named_types & (1u128 << event_type_id(syscalls::event_type(n))) != 0
+            })
+        });
+        let connect_filter =
+            !(needs.everything || needs.policy_connect || bounds_nothing || data_traced);
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
         }
@@ -430,7 +437,7 @@ impl Prefilter {
                     && (!needs.enosys_stubs.contains(&sc.nr) || failed_attempts & (1u128 << id) != 0))
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
-                    || (sc.nr == syscalls::CONNECT && needs.policy_connect)
+                    || (sc.nr == syscalls::CONNECT && (needs.policy_connect || data_traced))
             };
             if !wanted {
                 continue;
