@@ -11,6 +11,7 @@ pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
 pub const SENDTO: u32 = 44;
 pub const RECVFROM: u32 = 45;
+pub const SENDMSG: u32 = 46;
 pub const OPEN: u32 = 2;
 pub const CHDIR: u32 = 80;
 pub const FCHDIR: u32 = 81;
@@ -82,13 +83,24 @@ pub enum Payload {
         arg: u8,
         len: u32,
     },
-    /// The first min(result, `max`) bytes of user memory at argument `arg`, read at exit (the
-    /// bytes a read filled, a write took); nothing when the result is negative.
+    /// The first min(result, argument `cap_arg`, `max`) bytes of user memory at argument
+    /// `arg`, read at exit (the bytes a read filled, a write took); nothing when the result is
+    /// negative.
     Result {
         arg: u8,
+        cap_arg: u8,
         max: u32,
     },
 }
+
+/// `struct msghdr` (x86_64): `msg_name` at 0, `msg_namelen` (int) at 8, `msg_iov` at 16; an
+/// iovec is `iov_base` at 0, `iov_len` at 8. At sendmsg's entry the capture program reads
+/// them into the record's arguments, which it has no other use for: argument 2 (the flags)
+/// becomes the first iovec's base, 3 `msg_name`, 4 `msg_namelen`, 5 the first iovec's length
+/// (so the exit copies with the plain payload kinds, which keeps the program within the
+/// verifier's budget).
+pub const MSGHDR_NAMELEN: usize = 8;
+pub const MSGHDR_IOV: usize = 16;
 
 /// Syscall name as used in tracefs (`sys_enter_<name>`) and, for most, Falco's `evt.type`.
 pub struct Syscall {
@@ -104,7 +116,19 @@ const N: Payload = Payload::None;
 /// The data of a read, write or send: its first bytes, by the result.
 const DATA: Payload = Payload::Result {
     arg: 1,
+    cap_arg: 2,
     max: BUFFER_MAX,
+};
+/// sendmsg's data and destination, from the arguments its entry rewrote (`MSGHDR_IOV`).
+const MSG_DATA: Payload = Payload::Result {
+    arg: 2,
+    cap_arg: 5,
+    max: BUFFER_MAX,
+};
+const MSG_NAME: Payload = Payload::Bytes {
+    arg: 3,
+    len_arg: 4,
+    max: SOCKADDR_MAX,
 };
 /// sendto's destination (arguments 4 and 5).
 const SENDTO_ADDR: Payload = Payload::Bytes {
@@ -338,11 +362,16 @@ pub const TRACED: &[Syscall] = &[
         name: "recvfrom",
         payloads: [DATA, N],
     },
+    Syscall {
+        nr: SENDMSG,
+        name: "sendmsg",
+        payloads: [MSG_DATA, MSG_NAME],
+    },
 ];
 
 /// The data syscalls (`evt.buffer`): traced only for a rule that names their type, since
 /// they are the busiest syscalls of most hosts.
-pub const DATA_SYSCALLS: [u32; 6] = [READ, WRITE, PREAD64, PWRITE64, SENDTO, RECVFROM];
+pub const DATA_SYSCALLS: [u32; 7] = [READ, WRITE, PREAD64, PWRITE64, SENDTO, RECVFROM, SENDMSG];
 
 /// The payload spec of a syscall; `None` for syscalls guard does not trace.
 ///
@@ -374,6 +403,7 @@ pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
         INIT_MODULE => [s(2), N],
         READ | WRITE | PREAD64 | PWRITE64 | RECVFROM => [DATA, N],
         SENDTO => [DATA, SENDTO_ADDR],
+        SENDMSG => [MSG_DATA, MSG_NAME],
         SOCKET | FCHDIR | SETUID | SETGID | SETREUID | SETREGID | SETRESUID | SETRESGID
         | PTRACE | FCHMOD | DUP | DUP2 | DUP3 | BPF => [N, N],
         _ => return None,

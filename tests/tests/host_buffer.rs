@@ -1,8 +1,9 @@
 //! Host layer, issue 17: `evt.buffer` / `evt.buflen` on the real kernel. The data syscalls
 //! carry the first bytes they moved (at most 80, read at exit) and their full count: a write
 //! and a read in a container, a long write cut at 80 bytes, a write on a socket `nc`
-//! connected (`fd.connected` true), and unconnected sendtos from the host (`fd.connected`
-//! false, `fd.name_changed` true on a new destination only). Controls: a write of other bytes
+//! connected (`fd.connected` true), and unconnected sendtos and a sendmsg from the host
+//! (`fd.connected` false, `fd.name_changed` true on a new destination only; sendmsg's data is
+//! its first iovec). Controls: a write of other bytes
 //! raises nothing.
 
 use std::{
@@ -32,8 +33,8 @@ const RULES: &str = r#"
   priority: WARNING
 - rule: Buffer unconnected sendto on the host
   desc: test
-  condition: evt.type = sendto and evt.buffer startswith GUARD_UDP_ and proc.pid = PID
-  output: udp buffer=%evt.buffer connected=%fd.connected changed=%fd.name_changed sport=%fd.sport
+  condition: evt.type in (sendto, sendmsg) and evt.buffer startswith GUARD_UDP_ and proc.pid = PID
+  output: udp buffer=%evt.buffer buflen=%evt.buflen type=%evt.type connected=%fd.connected changed=%fd.name_changed sport=%fd.sport
   priority: WARNING
 "#;
 
@@ -52,6 +53,30 @@ fn alerts_until(agent: &Agent, within: Duration, done: impl Fn(&[Value]) -> bool
         all.extend(agent.collect_until(left.min(Duration::from_millis(500)), |_| false));
     }
     all
+}
+
+/// `sendmsg` on `sock` to 127.0.0.1:`port` with one iovec per part; returns its result.
+fn sendmsg(sock: &UdpSocket, port: u16, parts: &[&[u8]]) -> isize {
+    use std::os::fd::AsRawFd;
+    let mut iov: Vec<libc::iovec> = parts
+        .iter()
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        })
+        .collect();
+    // SAFETY: all-zero is a valid sockaddr_in and msghdr.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = port.to_be();
+    addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: msg points at live buffers for the call's duration.
+    unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) }
 }
 
 fn of_rule<'a>(all: &'a [Value], rule: &str) -> Vec<&'a Value> {
@@ -108,12 +133,15 @@ fn writes_reads_and_sends_carry_their_first_bytes_and_count() {
             .expect("sendto");
         assert_eq!(n, data.len());
     }
+    // Then a sendmsg to port 11 with two iovecs: the first one's bytes, the full count.
+    let sent = sendmsg(&sock, 11, &[b"GUARD_UDP_M", b"SG_TAIL"]);
+    assert_eq!(sent, 18);
     let magic = "Buffer magic write in container";
     let all = alerts_until(&agent, Duration::from_secs(30), |a| {
         of_rule(a, magic).len() >= 5
             && !of_rule(a, "Buffer control in container").is_empty()
             && !of_rule(a, "Buffer read in container").is_empty()
-            && of_rule(a, "Buffer unconnected sendto on the host").len() >= 3
+            && of_rule(a, "Buffer unconnected sendto on the host").len() >= 4
     });
     let _ = std::fs::remove_file(&rules);
 
@@ -172,24 +200,27 @@ fn writes_reads_and_sends_carry_their_first_bytes_and_count() {
     );
     // Unconnected sends: not connected; the name changes on the first send and on the new
     // port, not on the repeated destination.
-    let sends: Vec<(Value, Value, Value, Value)> =
-        of_rule(&all, "Buffer unconnected sendto on the host")
-            .iter()
-            .map(|v| {
-                (
-                    field(v, "evt.buffer").clone(),
-                    field(v, "fd.connected").clone(),
-                    field(v, "fd.name_changed").clone(),
-                    field(v, "fd.sport").clone(),
-                )
-            })
-            .collect();
+    let sends: Vec<Value> = of_rule(&all, "Buffer unconnected sendto on the host")
+        .iter()
+        .map(|v| {
+            let f = |k: &str| field(v, k).clone();
+            json!([
+                f("evt.type"),
+                f("evt.buffer"),
+                f("evt.buflen"),
+                f("fd.connected"),
+                f("fd.name_changed"),
+                f("fd.sport")
+            ])
+        })
+        .collect();
     assert_eq!(
         sends,
         [
-            (json!("GUARD_UDP_9"), json!(false), json!(true), json!(9)),
-            (json!("GUARD_UDP_9"), json!(false), json!(false), json!(9)),
-            (json!("GUARD_UDP_10"), json!(false), json!(true), json!(10)),
+            json!(["sendto", "GUARD_UDP_9", 11, false, true, 9]),
+            json!(["sendto", "GUARD_UDP_9", 11, false, false, 9]),
+            json!(["sendto", "GUARD_UDP_10", 12, false, true, 10]),
+            json!(["sendmsg", "GUARD_UDP_M", 18, false, true, 11]),
         ],
         "{all:#?}"
     );

@@ -1,4 +1,4 @@
-//! Reads, writes and sends: the data (`evt.buffer`), and sendto's destination with the
+//! Reads, writes and sends: the data (`evt.buffer`), and sendto's or sendmsg's destination with the
 //! socket's state (`fd.connected`, `fd.name_changed`) as Falco keeps it.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ pub(super) fn buffer(io: &IoEvent, ret: i64) -> Option<Buffer> {
 }
 
 impl Capture {
-    /// The event type, arguments, fd and result of a read, write or send. A sendto with an
+    /// The event type, arguments, fd and result of a read, write or send. A send with an
     /// address names the socket by it: `fd.connected` is whether a connect on the socket
     /// succeeded, `fd.name_changed` whether this address differs from the socket's last name
     /// (both unknown for a socket guard did not see created).
@@ -34,10 +34,13 @@ impl Capture {
         io: &IoEvent,
         c: &Common,
     ) -> (&'static str, BTreeMap<String, ArgValue>, Option<Fd>, i64) {
-        let mut a = args(&[
-            ("fd", ArgValue::Int(io.fd.into())),
-            ("size", ArgValue::Int(io.size.min(i64::MAX as u64) as i64)),
-        ]);
+        let mut a = args(&[("fd", ArgValue::Int(io.fd.into()))]);
+        if let Some(size) = io.size {
+            a.insert(
+                "size".into(),
+                ArgValue::Int(size.min(i64::MAX as u64) as i64),
+            );
+        }
         if let Some(d) = &io.data {
             a.insert("data".into(), ArgValue::Str(text(d)));
         }
@@ -112,7 +115,7 @@ mod tests {
             common: common(ret),
             syscall,
             fd,
-            size: 4096,
+            size: Some(4096),
             data: data.map(<[u8]>::to_vec),
             offset: None,
             dest: None,
@@ -124,7 +127,7 @@ mod tests {
             common: common(5),
             syscall: "sendto",
             fd,
-            size: 5,
+            size: Some(5),
             data: Some(b"hello".to_vec()),
             offset: None,
             dest: Some(SockAddr::Inet {

@@ -486,11 +486,24 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
             common: c,
             cmd: a[0] as i32,
         }),
-        sc::READ | sc::WRITE | sc::PREAD64 | sc::PWRITE64 | sc::SENDTO | sc::RECVFROM => {
-            let data = io_data(p)?;
-            // sendto's address, when it passed one (a null pointer or length 0: none).
-            let dest = (body.nr == sc::SENDTO && a[4] != 0 && a[5] != 0).then(|| {
-                if p.header.flags & FLAG_FAULT1 != 0 {
+        sc::READ
+        | sc::WRITE
+        | sc::PREAD64
+        | sc::PWRITE64
+        | sc::SENDTO
+        | sc::RECVFROM
+        | sc::SENDMSG => {
+            let data = io_data(p, body.nr == sc::SENDMSG)?;
+            let fault = p.header.flags & FLAG_FAULT1 != 0;
+            // The destination, when the call passed one: a null pointer or length 0 is none.
+            // (sendmsg's entry put `msg_name` and its length in arguments 3 and 4.)
+            let given = match body.nr {
+                sc::SENDTO => a[4] != 0 && a[5] != 0,
+                sc::SENDMSG => a[3] != 0 && a[4] != 0,
+                _ => false,
+            };
+            let dest = given.then(|| {
+                if fault {
                     SockAddr::Invalid
                 } else {
                     decode_sockaddr(p.p1)
@@ -499,7 +512,7 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
             Event::Io(IoEvent {
                 fd: fd(a[0]),
                 syscall: sc::event_type(name),
-                size: a[2],
+                size: (body.nr != sc::SENDMSG).then_some(a[2]),
                 data,
                 offset: matches!(body.nr, sc::PREAD64 | sc::PWRITE64).then_some(a[3]),
                 dest,
@@ -510,9 +523,10 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
     })
 }
 
-/// The data payload of a read, write or send: exactly min(result, `BUFFER_MAX`) bytes, none
-/// for a failed call; anything else is a malformed record.
-fn io_data(p: &Parts<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
+/// The data payload of a read, write or send: exactly min(result, `BUFFER_MAX`) bytes (at
+/// most that for sendmsg, whose first iovec may hold fewer), none for a failed call; anything
+/// else is a malformed record.
+fn io_data(p: &Parts<'_>, at_most: bool) -> Result<Option<Vec<u8>>, DecodeError> {
     let ret = p.header.ret;
     let bad = || DecodeError::BufferLen {
         got: p.p0.len(),
@@ -533,7 +547,7 @@ fn io_data(p: &Parts<'_>) -> Result<Option<Vec<u8>>, DecodeError> {
         };
     }
     let want = ret.min(i64::from(sc::BUFFER_MAX)) as usize;
-    if p.p0.len() != want {
+    if p.p0.len() > want || (p.p0.len() < want && !at_most) {
         return Err(bad());
     }
     Ok(Some(p.p0.to_vec()))

@@ -689,7 +689,7 @@ fn decodes_data_syscalls_by_their_result() {
     .expect("write");
     assert_eq!(
         (w.syscall, w.fd, w.size, w.data.as_deref()),
-        ("write", 1, 5, Some(&b"hello"[..]))
+        ("write", 1, Some(5), Some(&b"hello"[..]))
     );
     assert_eq!((w.offset, w.dest.clone()), (None, None));
     let big = [b'x'; 80];
@@ -797,4 +797,79 @@ fn decodes_sendto_destinations() {
     ))
     .expect("fault");
     assert_eq!(bad.dest, Some(SockAddr::Invalid));
+}
+
+/// sendmsg: the first iovec's bytes (payload 0) and `msg_name` (payload 1) when it had one
+/// (a null `msg_name` or length 0: none);
+/// no size (the iovecs are not copied); without a name no destination; an unreadable name
+/// `Invalid`.
+#[test]
+fn decodes_sendmsg() {
+    let mut v4 = vec![2u8, 0];
+    v4.extend_from_slice(&53u16.to_be_bytes());
+    v4.extend_from_slice(&[8, 8, 4, 4]);
+    v4.extend_from_slice(&[0; 8]);
+    // Arguments as sendmsg's entry leaves them: 2 the first iovec, 3 and 4 `msg_name`.
+    let m = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0x2000, 16, 3],
+        3,
+        b"dns",
+        &v4,
+        0,
+    ))
+    .expect("sendmsg");
+    assert_eq!(
+        (m.syscall, m.fd, m.size, m.data.as_deref()),
+        ("sendmsg", 5, None, Some(&b"dns"[..]))
+    );
+    assert_eq!(
+        m.dest,
+        Some(SockAddr::Inet {
+            addr: Ipv4Addr::new(8, 8, 4, 4),
+            port: 53
+        })
+    );
+    // A null `msg_name` (or length 0): no destination.
+    let none = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 16, 3],
+        3,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect("none");
+    assert_eq!(none.dest, None);
+    let bad = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0x2000, 16, 3],
+        3,
+        b"dns",
+        b"",
+        FLAG_FAULT1,
+    ))
+    .expect("fault");
+    assert_eq!(bad.dest, Some(SockAddr::Invalid));
+    // The first iovec (3 bytes) shorter than the result: its bytes; never more than the result.
+    let short = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 0, 3],
+        9,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect("short first iovec");
+    assert_eq!(short.data.as_deref(), Some(&b"dns"[..]));
+    let err = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 0, 3],
+        2,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect_err("more than the result");
+    assert_eq!(err, DecodeError::BufferLen { got: 3, ret: 2 });
 }

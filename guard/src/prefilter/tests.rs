@@ -108,7 +108,7 @@ fn what_cannot_be_bounded_passes_everything() {
 
 /// Issue 18: the data syscalls (read, write, pread64, pwrite64, sendto, recvfrom) cost a
 /// program on the busiest syscalls, so they are attached only for a rule that names them:
-/// not for guard's rules, not for Falco's but sendto (its `outbound` macro), not for a rule
+/// not for guard's rules, not for Falco's but sendto and sendmsg (its `outbound` macro), not for a rule
 /// without an event type nor for `everything`; a rule on `write` traces write alone.
 #[test]
 fn data_syscalls_are_traced_only_for_rules_that_name_them() {
@@ -124,7 +124,7 @@ fn data_syscalls_are_traced_only_for_rules_that_name_them() {
     // The control: the same rules do trace other syscalls.
     assert!(guard.traces(syscalls::OPENAT) && guard.traces(syscalls::CONNECT));
     let falco = Prefilter::derive(&engine(true).rules, &Needs::default());
-    assert_eq!(data(&falco), ["sendto"]);
+    assert_eq!(data(&falco), ["sendto", "sendmsg"]);
     assert_eq!(
         data(&Prefilter::derive(
             &rule("proc.name = cat"),

@@ -969,7 +969,7 @@ fn buffer_fields() {
     assert!(na[0].output.contains("b=<NA> l=<NA>"), "{}", na[0].output);
 }
 
-/// Falco's `outbound` macro through its sendto branch: an unconnected UDP socket sending to
+/// Falco's `outbound` macro through its sendto/sendmsg branch: an unconnected UDP socket sending to
 /// a public address under a new name is outbound; the same to an RFC 1918 address, on a
 /// connected socket, under an unchanged name, or over TCP, is not.
 #[test]
@@ -981,7 +981,7 @@ fn falco_outbound_sendto_branch() {
     );
     l.add_str(
         "t.yaml",
-        "- rule: out\n  desc: d\n  condition: outbound and evt.type = sendto\n  output: o\n  priority: INFO\n",
+        "- rule: out\n  desc: d\n  condition: outbound and evt.type in (sendto, sendmsg)\n  output: o\n  priority: INFO\n",
     );
     let (set, diags) = l.finish();
     assert!(diags.iter().all(|d| !d.is_error()));
@@ -1006,6 +1006,10 @@ fn falco_outbound_sendto_branch() {
             .any(|&i| e.rules.rules[i as usize].name == "out")
     };
     assert!(hit(&send("203.0.113.7", L4Proto::Udp, false, true)));
+    let mut msg = send("203.0.113.7", L4Proto::Udp, false, true);
+    msg.evt_type = "sendmsg".into();
+    msg.prepare().expect("prepare");
+    assert!(hit(&msg));
     assert!(!hit(&send("10.1.2.3", L4Proto::Udp, false, true)));
     assert!(!hit(&send("203.0.113.7", L4Proto::Udp, true, true)));
     assert!(!hit(&send("203.0.113.7", L4Proto::Udp, false, false)));

@@ -121,14 +121,14 @@ pub static FIELDS: &[FieldDef] = &[
         EvtBuffer,
         Str,
         None,
-        "read, write, pread64, pwrite64, sendto, recvfrom: the first bytes moved (at most 80)"
+        "read, write, pread, pwrite, sendto, recvfrom, sendmsg: the first bytes moved (at most 80)"
     ),
     f!(
         "evt.buflen",
         EvtBuflen,
         Num,
         None,
-        "read, write, pread64, pwrite64, sendto, recvfrom: the bytes moved (the result)"
+        "read, write, pread, pwrite, sendto, recvfrom, sendmsg: the bytes moved (the result)"
     ),
     f!("proc.name", ProcName, Str, None, "process name (comm)"),
     f!("proc.exe", ProcExe, Str, None, "argv[0]"),
