@@ -170,7 +170,11 @@ impl Pipeline {
                 self.learn.as_ref().map(|l| l.sensitive()),
             )
         });
-        let wide = Prefilter::none();
+        // Unfiltered, with the data syscalls the next rules trace (`none` has none).
+        let wide = match &next_prefilter {
+            Some(next) => Prefilter::none().with_syscalls_of(next),
+            None => Prefilter::none(),
+        };
         if let (Some(old), Some(next)) = (&r.prefilter, &next_prefilter) {
             self.probes.widen_prefilter(old, &wide, next)?;
         }
