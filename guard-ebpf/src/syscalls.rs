@@ -13,6 +13,7 @@ pub const SENDTO: u32 = 44;
 pub const RECVFROM: u32 = 45;
 pub const SENDMSG: u32 = 46;
 pub const OPEN: u32 = 2;
+pub const TRUNCATE: u32 = 76;
 pub const CHDIR: u32 = 80;
 pub const FCHDIR: u32 = 81;
 pub const RENAME: u32 = 82;
@@ -258,6 +259,11 @@ pub const TRACED: &[Syscall] = &[
         payloads: [s(0), N],
     },
     Syscall {
+        nr: TRUNCATE,
+        name: "truncate",
+        payloads: [s(0), N],
+    },
+    Syscall {
         nr: FCHMOD,
         name: "fchmod",
         payloads: [N, N],
@@ -380,7 +386,7 @@ pub const DATA_SYSCALLS: [u32; 7] = [READ, WRITE, PREAD64, PWRITE64, SENDTO, REC
 #[inline(always)]
 pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
     Some(match nr {
-        OPEN | CREAT | CHDIR | UNLINK | CHMOD | MEMFD_CREATE => [s(0), N],
+        OPEN | CREAT | CHDIR | UNLINK | CHMOD | TRUNCATE | MEMFD_CREATE => [s(0), N],
         OPENAT | UNLINKAT | FCHMODAT | FCHMODAT2 | FINIT_MODULE => [s(1), N],
         OPENAT2 => [
             s(1),

@@ -223,6 +223,18 @@ impl Capture {
                 };
                 (m.syscall, a, fd, c.ret)
             }
+            events::Event::Truncate(t) => {
+                let path = self.resolve(c.pid, AT_FDCWD, &t.path);
+                (
+                    "truncate",
+                    args(&[
+                        ("path", ArgValue::Str(path.clone())),
+                        ("length", ArgValue::Int(t.length)),
+                    ]),
+                    Some(file_fd(-1, path, &t.path, FdType::File)),
+                    c.ret,
+                )
+            }
             events::Event::Link(l) => {
                 let link = self.resolve(c.pid, l.link_dirfd, &l.link_path);
                 // A symlink's target is stored verbatim; a hard link's names an existing file.

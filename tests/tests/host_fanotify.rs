@@ -405,6 +405,124 @@ fn fanotify_container_first_instruction_is_covered() {
     s.cleanup();
 }
 
+/// A static program (no libc: the image has none) that calls truncate(2) on `argv[1]` (no
+/// open: busybox's and coreutils' `truncate` open the file, which the answer refuses), stays
+/// 2 s after a success so the agent's kill finds it, and exits with the errno.
+const TRUNCATE_C: &str = r#"
+__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call cmain\n");
+static long sc(long n, long a, long b) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b) : "rcx", "r11", "memory");
+    return r;
+}
+void cmain(long *sp) {
+    long r = sc(76, sp[2], 0);
+    struct { long s, ns; } t = {2, 0};
+    if (r == 0) sc(35, (long)&t, 0);
+    sc(60, r < 0 ? -r : 0, 0);
+    for (;;) {}
+}
+"#;
+
+/// truncate(2) by path opens nothing, so no permission event asks about it: a truncate of a
+/// `deny_write` file (by its name or through a symlink) is enforced after the fact (SIGKILL,
+/// recorded `kill`); a truncate of a free file is not. busybox's `truncate` opens the file
+/// first, which is refused outright.
+#[test]
+fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    build_image(&docker);
+    let s = Scratch::new("fanotify-truncate");
+    let src = s.dir.join("trunc.c");
+    let bin = s.dir.join("trunc");
+    std::fs::write(&src, TRUNCATE_C).expect("write trunc.c");
+    let cc = Command::new("cc")
+        .args(["-nostdlib", "-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("cc (the Rust toolchain's linker)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let c = start(&docker, true);
+    docker.cmd(&[
+        "cp",
+        bin.to_str().expect("utf8"),
+        &format!("{}:/tmp/trunc", c.0),
+    ]);
+    let (code, _, err) = sh(
+        &c,
+        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let policy = s.policy(POLICY);
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let size = |c: &Ctr| sh(c, "wc -c < /var/log/app.log").1.trim().to_string();
+    let before = size(&c);
+    assert_ne!(before, "0");
+    // Opens the file for write first: refused, nothing cut.
+    let (code, _, err) = sh(&c, "truncate -s 0 /var/log/app.log");
+    assert_eq!(code, Some(1), "busybox truncate: {err}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(size(&c), before);
+    // The last command of `sh -c` is exec'd: the exit status is the program's.
+    let by_name = sh(&c, "/tmp/trunc /var/log/app.log").0;
+    let by_alias = sh(&c, "/tmp/trunc /tmp/alias").0;
+    let free = sh(&c, "/tmp/trunc /tmp/free").0;
+    assert_eq!(by_name, Some(137), "not killed after truncating");
+    assert_eq!(
+        by_alias,
+        Some(137),
+        "not killed after truncating through a symlink"
+    );
+    assert_eq!(free, Some(0), "a free file's truncate");
+    let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
+    let policy_alerts: Vec<_> = alerts
+        .iter()
+        .filter(|v| {
+            v["source"] == "guard_policy" && v["output_fields"]["guard.hook"] == "after_syscall"
+        })
+        .collect();
+    let targets: Vec<_> = policy_alerts
+        .iter()
+        .map(|v| {
+            assert_eq!(v["guard"]["decision"], "kill", "{v}");
+            assert_eq!(v["output_fields"]["guard.op"], "write", "{v}");
+            v["output_fields"]["guard.target"].as_str().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        ["/var/log/app.log", "/tmp/alias"],
+        "{policy_alerts:?}"
+    );
+    agent.stop();
+    // The sigkill-fallback backend (by the name as written) kills after it too.
+    let agent = s.agent(&policy, &["--policy-backend", "sigkill-fallback"]);
+    assert_eq!(sh(&c, "/tmp/trunc /var/log/app.log").0, Some(137));
+    let alert = agent
+        .wait_for(Duration::from_secs(10), |v| {
+            v["source"] == "guard_policy"
+                && v["output_fields"]["guard.target"] == "/var/log/app.log"
+        })
+        .expect("no fallback record of the truncate");
+    assert_eq!(alert["guard"]["decision"], "kill", "{alert}");
+    assert_eq!(alert["output_fields"]["guard.op"], "write", "{alert}");
+    agent.stop();
+    docker.cmd(&["rm", "-f", &c.0]);
+    s.cleanup();
+}
+
 /// The state letter of `/proc/PID/stat` (`T`: stopped), `None` once gone.
 fn proc_state(pid: u32) -> Option<char> {
     let raw = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

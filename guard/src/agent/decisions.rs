@@ -33,13 +33,15 @@ pub(super) fn cgroup_workload(
     }
 }
 
-/// Whether the agent must kill after the fact: the fallback backend cannot deny opens and
-/// connects, so their rules are enforced from the events.
+/// Whether the agent must kill after the fact by the paths in the events: the fallback
+/// backend cannot deny opens, so their rules are enforced from the events. (The `fanotify`
+/// backend's one such case, truncate(2), is judged on the file itself: `enforce_truncate`.)
 pub(super) fn kills_after_fact(
     backend: &crate::policy::backend::Backend,
     policies: &[crate::policy::Policy],
 ) -> bool {
-    backend.kills_after_fact(policies)
+    backend.kind() != Some(crate::policy::backend::Kind::Fanotify)
+        && backend.kills_after_fact(policies)
 }
 
 /// Why a policy kill after the fact did not happen.
@@ -325,8 +327,14 @@ impl Pipeline {
         seen_at: Instant,
     ) {
         use crate::policy::fallback as fb;
-        let (c, o) = match ev {
-            events::Event::Open(o) if o.common.ret >= 0 => (&o.common, o),
+        // truncate(2) writes without an open: judged as an open for write.
+        let (c, flags, op) = match ev {
+            events::Event::Open(o) if o.common.ret >= 0 => {
+                (&o.common, o.flags, events::Operation::Open)
+            }
+            events::Event::Truncate(t) if t.common.ret >= 0 => {
+                (&t.common, libc::O_WRONLY as u64, events::Operation::Write)
+            }
             _ => return,
         };
         let Some(stage) = self.policy.as_mut() else {
@@ -351,19 +359,19 @@ impl Pipeline {
         let Some(p) = model.fd.as_ref().map(|f| f.name.as_str()) else {
             return;
         };
-        let (r, w) = fb::open_access(o.flags);
+        let (r, w) = fb::open_access(flags);
         let access = Some(events::Access::from_rw(r, w));
         let path = events::Captured {
             text: p.to_owned(),
             ..Default::default()
         };
-        let Some(v) = fb::check_open(policy, p, o.flags) else {
+        let Some(v) = fb::check_open(policy, p, flags) else {
             return;
         };
-        let mut d = events::DecisionEvent {
+        let d = events::DecisionEvent {
             common: c.clone(),
             policy_id: binding.policy_id,
-            op: events::Operation::Open,
+            op,
             verdict: events::Verdict::WouldDeny,
             reason: match v {
                 fb::Violation::DenyList => events::Reason::DenyList,
@@ -377,27 +385,105 @@ impl Pipeline {
             self_protect: None,
             kill_error: None,
         };
-        if fb::enforces(&binding) {
+        let enforce = fb::enforces(&binding);
+        self.kill_after_fact(ev, model, d, enforce, seen_at);
+    }
+
+    /// Records `d` (a would-deny); in enforce mode first kills the process, the record then
+    /// waiting for its exit status to say whether the kill ended it.
+    fn kill_after_fact(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        mut d: events::DecisionEvent,
+        enforce: bool,
+        seen_at: Instant,
+    ) {
+        let pid = d.common.pid;
+        if enforce && let Some(stage) = self.policy.as_mut() {
             let start =
                 (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
-            match kill_verified(c.pid, start) {
+            match kill_verified(pid, start) {
                 Ok(()) => {
                     d.verdict = events::Verdict::Kill;
                     // Recorded when the exit status says what ended the process.
                     let pending = &mut stage.pending_kills.0;
                     if pending.len() < PENDING_KILLS_MAX {
-                        pending.insert(c.pid, PendingKill { d, seen_at });
+                        pending.insert(pid, PendingKill { d, seen_at });
                         return;
                     }
                 }
                 Err(e) => {
-                    warn!(pid = c.pid, "policy kill after {}: {e}", d.op);
+                    warn!(pid, "policy kill after {}: {e}", d.op);
                     d.kill_error = Some(e.to_string());
                     d.verdict = events::Verdict::KillFailed;
                 }
             }
         }
         self.on_decision(ev, &d, seen_at);
+    }
+
+    /// `fanotify` backend: truncate(2) by path opens nothing, so no permission event asks
+    /// about it; one that cut a file the workload's policy denies writing (resolved in its
+    /// root, so any name of the file) is enforced after the fact, as the fallback does.
+    pub(super) fn enforce_truncate(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        seen_at: Instant,
+    ) {
+        let events::Event::Truncate(t) = ev else {
+            return;
+        };
+        let c = &t.common;
+        if c.ret < 0 {
+            return;
+        }
+        let Some(name) = model.fd.as_ref().map(|f| f.name.as_str()) else {
+            return;
+        };
+        if !name.starts_with('/') {
+            return;
+        }
+        let Some(f) = self.policy.as_ref().and_then(|p| p.fanotify.as_ref()) else {
+            return;
+        };
+        let pids = self.pids_in_workload(c.pid);
+        let Some((policy_id, enforce)) = f.denies_write(c.cgroup_id.0, &pids, name) else {
+            return;
+        };
+        let d = events::DecisionEvent {
+            common: c.clone(),
+            policy_id,
+            op: events::Operation::Write,
+            verdict: events::Verdict::WouldDeny,
+            reason: events::Reason::DenyList,
+            hook: events::Hook::AfterSyscall,
+            path: events::Captured {
+                text: name.to_owned(),
+                ..Default::default()
+            },
+            access: Some(events::Access::Write),
+            dest: None,
+            inode: None,
+            self_protect: None,
+            kill_error: None,
+        };
+        self.kill_after_fact(ev, model, d, enforce, seen_at);
+    }
+
+    /// The event's process, then another live one of its container: ways into the workload's
+    /// root once the event's process has exited.
+    fn pids_in_workload(&self, pid: u32) -> Vec<u32> {
+        let procs = &self.capture.state.procs;
+        let other = procs
+            .get(Pid(pid))
+            .and_then(|p| p.container_id.as_ref())
+            .and_then(|id| procs.live_in(id, Pid(pid)));
+        [Some(pid), other.map(|p| p.0)]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// `fanotify` backend: a name change (unlink, rename, link, symlink, a create by open)
@@ -430,15 +516,7 @@ impl Pipeline {
         let Some(f) = self.policy.as_ref().and_then(|p| p.fanotify.as_ref()) else {
             return;
         };
-        let procs = &self.capture.state.procs;
-        let other = procs
-            .get(Pid(c.pid))
-            .and_then(|p| p.container_id.as_ref())
-            .and_then(|id| procs.live_in(id, Pid(c.pid)));
-        let pids: Vec<u32> = [Some(c.pid), other.map(|p| p.0)]
-            .into_iter()
-            .flatten()
-            .collect();
+        let pids = self.pids_in_workload(c.pid);
         // A relative name (no known base) is not judged.
         let Some((name, policy_id)) = names
             .into_iter()

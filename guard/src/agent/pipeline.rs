@@ -319,12 +319,11 @@ impl Pipeline {
         if self.policy.as_ref().is_some_and(|p| p.after_fact) {
             self.enforce_after_fact(ev, model, seen_at);
         }
-        if self
-            .policy
-            .as_ref()
-            .is_some_and(|p| p.fanotify.as_ref().is_some_and(|f| f.sealed() > 0))
-        {
-            self.record_seal_refusal(ev, model, seen_at);
+        if let Some(f) = self.policy.as_ref().and_then(|p| p.fanotify.as_ref()) {
+            if f.sealed() > 0 {
+                self.record_seal_refusal(ev, model, seen_at);
+            }
+            self.enforce_truncate(ev, model, seen_at);
         }
         if let Some(l) = &mut self.learn {
             l.observe(model);

@@ -65,7 +65,7 @@ pub(super) fn derive_prefilter(
             policy_connect: learn.is_some(),
             write_paths: learn.map(|_| vec!["/".to_string()]).unwrap_or_default(),
             // Seal refusals are recorded from the failed syscalls (`fanotify` backend).
-            name_changes: policies.iter().any(|p| !p.open.deny_write.is_empty()),
+            no_open_writes: policies.iter().any(|p| !p.open.deny_write.is_empty()),
             enosys_stubs: crate::syscall_links::enosys_stubs().clone(),
         },
     )

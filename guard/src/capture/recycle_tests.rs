@@ -112,7 +112,7 @@ fn recycled_events_carry_nothing_over() {
 /// connected again to the same address (name unchanged), then to another; a socket guard
 /// did not see created has no previous name (`<NA>`); events without an fd have neither.
 #[test]
-fn connect_state_and_name_changes() {
+fn connect_state_and_no_open_writes() {
     use crate::events::{ConnectEvent, SocketEvent};
     let pid = 4_100_020;
     let mut c = capture();

@@ -17,8 +17,8 @@ use super::{
     DecisionEvent, DupEvent, Event, ExeInode, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent,
     Hook, IoEvent, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
     Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr,
-    SocketEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict,
-    UnlinkEvent, Verdict,
+    SocketEvent, TruncateEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason,
+    UnknownVerdict, UnlinkEvent, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -422,6 +422,11 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                 flags,
             })
         }
+        sc::TRUNCATE => Event::Truncate(TruncateEvent {
+            common: c,
+            path: p.captured(0),
+            length: a[1] as i64,
+        }),
         sc::CHMOD => Event::Chmod(ChmodEvent {
             common: c,
             syscall: name,

@@ -328,6 +328,15 @@ pub struct RenameEvent {
     pub flags: u64,
 }
 
+/// truncate(2): a file cut or extended by path, without an open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TruncateEvent {
+    #[serde(flatten)]
+    pub common: Common,
+    pub path: Captured,
+    pub length: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChmodEvent {
     #[serde(flatten)]
@@ -445,6 +454,7 @@ pub enum Event {
     Unlink(UnlinkEvent),
     Rename(RenameEvent),
     Chmod(ChmodEvent),
+    Truncate(TruncateEvent),
     Link(LinkEvent),
     Mount(MountEvent),
     ModuleLoad(ModuleLoadEvent),
@@ -483,6 +493,7 @@ impl Event {
             Event::Unlink(e) => &e.common,
             Event::Rename(e) => &e.common,
             Event::Chmod(e) => &e.common,
+            Event::Truncate(e) => &e.common,
             Event::Link(e) => &e.common,
             Event::Mount(e) => &e.common,
             Event::ModuleLoad(e) => &e.common,

@@ -157,9 +157,9 @@ pub struct Fanotify {
     bindings: Vec<(u64, u32)>,
     /// Directories sealed against rename, link and create (`seal.rs`).
     sealer: seal::Sealer,
-    /// Enforced workloads of the last pass: cgroup -> (a process there, policy id); where
-    /// a refused name change is looked up once its own process is gone.
-    enforced: std::collections::HashMap<u64, (u32, u32)>,
+    /// Workloads of the last pass: cgroup -> (a process there, policy id, enforced); where a
+    /// name is resolved once the event's own process is gone.
+    walked: std::collections::HashMap<u64, (u32, u32, bool)>,
     pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
 }
 
@@ -207,7 +207,7 @@ impl Fanotify {
             rule_marked: Default::default(),
             bindings: Vec::new(),
             sealer: seal::Sealer::default(),
-            enforced: Default::default(),
+            walked: Default::default(),
             records,
         })
     }
@@ -225,10 +225,9 @@ impl Fanotify {
                 "fanotify: sealed directories had been unsealed; sealed again"
             );
         }
-        self.enforced = workloads
+        self.walked = workloads
             .iter()
-            .filter(|w| w.enforce)
-            .map(|w| (w.cgroup_id, (w.pid, w.policy_id)))
+            .map(|w| (w.cgroup_id, (w.pid, w.policy_id, w.enforce)))
             .collect();
         let rules = std::mem::take(&mut pass.rules);
         let mut bindings: Vec<(u64, u32)> = workloads
@@ -261,6 +260,26 @@ impl Fanotify {
         pass
     }
 
+    /// (policy id, enforced) of the workload when the file `name` names (an absolute path as
+    /// the first of `pids` that is alive sees it, else as the workload's walked process does;
+    /// symlinks followed in that root) is one its policy denies writing.
+    pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
+        let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
+        let rules = self.shared.rules.read().ok()?.1.clone();
+        let bits = pids.iter().chain([&walked]).find_map(|&p| {
+            let root = crate::procroot::open_root(p).ok()?;
+            let fd = sys::open_in(&root, name, false).ok()?;
+            let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
+            let id = crate::policy::resolve::file_id(&md);
+            Some(rules.bits(policy_id, id, || marks::fd_path(&fd)))
+        })?;
+        let access = answer::Access {
+            read: false,
+            write: true,
+        };
+        answer::open_verdict(bits, access).map(|_| (policy_id, enforce))
+    }
+
     /// Directories sealed now.
     pub fn sealed(&self) -> usize {
         self.sealer.len()
@@ -273,8 +292,8 @@ impl Fanotify {
     /// `new_name`, also only while `name` does not exist (a create; an existing file's open
     /// was the answer's to refuse). `None` otherwise.
     pub fn sealed_by(&self, cgroup: u64, pids: &[u32], name: &str, new_name: bool) -> Option<u32> {
-        let &(walked, policy_id) = self.enforced.get(&cgroup)?;
-        if self.sealer.is_empty() {
+        let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
+        if !enforce || self.sealer.is_empty() {
             return None;
         }
         let dir = match name.rsplit_once('/') {

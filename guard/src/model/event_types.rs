@@ -77,6 +77,7 @@ pub static EVENT_TYPES: &[&str] = &[
     "symlinkat",
     "tgkill",
     "tkill",
+    "truncate",
     "umount",
     "umount2",
     "unlink",

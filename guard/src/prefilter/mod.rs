@@ -51,17 +51,19 @@ pub struct Needs {
     pub policy_connect: bool,
     /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
     pub write_paths: Vec<String>,
-    /// Every unlink, rename, link and symlink (the `fanotify` backend's records of what its
-    /// sealed directories refused: `NAME_CHANGE_SYSCALLS`).
-    pub name_changes: bool,
+    /// Every unlink, rename, link, symlink and truncate (`NO_OPEN_WRITE_SYSCALLS`): the
+    /// `fanotify` backend's records of what its sealed directories refused, and the policies'
+    /// write rules on truncate(2), which opens nothing.
+    pub no_open_writes: bool,
     /// Traced syscalls this kernel only has as stubs that fail with ENOSYS
     /// (`syscall_links::enosys_stubs`): traced only when some rule can match a failed attempt.
     pub enosys_stubs: BTreeSet<u32>,
 }
 
-/// Syscalls that change a directory's names without opening anything: refused by a sealed
-/// directory (the `fanotify` backend) before any permission event.
-pub const NAME_CHANGE_SYSCALLS: [u32; 9] = [
+/// Syscalls that change a directory's names or a file without opening anything, so no open
+/// hook or permission event sees them.
+pub const NO_OPEN_WRITE_SYSCALLS: [u32; 10] = [
+    syscalls::TRUNCATE,
     syscalls::UNLINK,
     syscalls::UNLINKAT,
     syscalls::RENAME,
@@ -455,7 +457,7 @@ impl Prefilter {
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
                 || (sc.nr == syscalls::CONNECT && (needs.policy_connect || data_traced))
-                || (needs.name_changes && NAME_CHANGE_SYSCALLS.contains(&sc.nr))
+                || (needs.no_open_writes && NO_OPEN_WRITE_SYSCALLS.contains(&sc.nr))
             };
             if !wanted {
                 continue;

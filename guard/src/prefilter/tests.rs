@@ -754,17 +754,17 @@ fn the_kernel_path_of_the_opened_file_also_passes() {
 /// The `fanotify` backend's seal records need every unlink, rename, link and symlink; without
 /// that need a rule set about opens traces none of them.
 #[test]
-fn name_changes_are_traced_only_when_needed() {
+fn no_open_writes_are_traced_only_when_needed() {
     let r = rule("evt.type = openat and fd.name startswith /etc");
     let without = Prefilter::derive(&r, &Needs::default());
     let with = Prefilter::derive(
         &r,
         &Needs {
-            name_changes: true,
+            no_open_writes: true,
             ..Needs::default()
         },
     );
-    for nr in NAME_CHANGE_SYSCALLS {
+    for nr in NO_OPEN_WRITE_SYSCALLS {
         assert!(!without.traces(nr), "{nr} traced without the need");
         assert!(with.traces(nr), "{nr} not traced with the need");
     }

@@ -46,7 +46,10 @@ fn covers(op: Op) -> Coverage {
             KilledAfter,
             "SIGKILL by the agent **after** the open succeeded (`O_TRUNC` applied)",
         ),
-        Op::Truncate => c(NotCovered, "truncate(2) and ftruncate(2) are not checked"),
+        Op::Truncate => c(
+            KilledAfter,
+            "SIGKILL by the agent **after** truncate(2) succeeded, by the name as written; ftruncate(2) needs a descriptor opened for write (killed after that open)",
+        ),
         Op::Link => c(NotCovered, "link(2) is not checked"),
         Op::Rename => c(NotCovered, "rename(2) is not checked"),
         Op::Connect => super::net::CONNECT,

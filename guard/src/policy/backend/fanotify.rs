@@ -29,8 +29,8 @@ fn covers(op: Op) -> Coverage {
             "EPERM at open before `O_TRUNC` applies; a new name (`O_CREAT`, mknod, mkdir, symlink) and unlink in a sealed directory (below) EPERM before anything changes, elsewhere an `O_CREAT` open creates the (empty) file before the answer; openat2 counts as read + write",
         ),
         Op::Truncate => c(
-            NotCovered,
-            "truncate(2) by path opens nothing: not checked (ftruncate needs a descriptor opened for write, which is refused)",
+            KilledAfter,
+            "truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
         ),
         Op::Link => c(
             Denied,

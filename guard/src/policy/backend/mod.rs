@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(
             Kind::SigkillFallback.summary(),
             "denied: connect, sendmsg; killed before it runs: exec; \
-             killed after: open read, open write; not covered: truncate, link, rename, new binaries"
+             killed after: open read, open write, truncate; not covered: link, rename, new binaries"
         );
         assert!(Kind::BpfLsm.prevents());
         assert!(!Kind::SigkillFallback.prevents());
