@@ -1,7 +1,8 @@
 //! Host layer, issue 17: what the kernel captures at exec. `proc.exe_ino`, `proc.exe_ino.ctime`,
 //! `proc.exe_ino.mtime` are the executed file's inode number and times (`mm->exe_file`);
 //! `proc.env` is the new image's environment, bounded. A process whose exec guard did not see
-//! (it predates the agent) has neither (`<NA>`).
+//! (it predates the agent) has them from /proc: a stat through `/proc/PID/exe`, and
+//! `/proc/PID/environ` with the same bound.
 
 use std::{
     io::Write,
@@ -28,7 +29,7 @@ fn ns(sec: i64, nsec: i64) -> u64 {
 }
 
 #[test]
-fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_none() {
+fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_them_from_proc() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
         return;
     }
@@ -97,7 +98,7 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
         "{ev}"
     );
 
-    // The older process opens its marker: no exec seen, no inode.
+    // The older process opens its marker: no exec seen, its inode read through /proc.
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -109,10 +110,107 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
             v["fd"]["name"] == marker_s.as_str() && v["proc"]["pid"] == old.0.id()
         })
         .expect("open by the older process");
-    assert!(open["proc"].get("exe_ino").is_none(), "{open}");
-    assert!(open["proc"].get("exe_ino_ctime").is_none(), "{open}");
-    assert!(open["proc"].get("env").is_none(), "{open}");
+    let bb = std::fs::metadata("/bin/busybox").expect("stat busybox");
+    assert_eq!(open["proc"]["exe_ino"], bb.ino(), "{open}");
+    assert_eq!(
+        open["proc"]["exe_ino_ctime"],
+        ns(bb.ctime(), bb.ctime_nsec()),
+        "{open}"
+    );
+    assert!(open["proc"]["env"].is_array(), "{open}");
     let _ = old.0.wait();
     drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 17: a process older than the agent gets `proc.env` and `proc.exe_ino*` from /proc in a
+/// rule's output: a shell started before the agent with a known variable, that opens a file a
+/// rule matches only when told to (a redirect, no exec). Control: a variable it does not have
+/// stays `<NA>`.
+#[test]
+fn a_process_older_than_the_agent_has_env_and_exe_inode_from_proc_in_alerts() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let dir = std::path::PathBuf::from(format!("/tmp/guard-pre-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let fifo = dir.join("go");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().expect("utf8")).expect("cstring");
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let target = dir.join("target");
+    std::fs::write(&target, b"x").expect("target");
+    // `env` execs `sh`, which then only waits and redirects: its exec is before the agent.
+    let old = Command::new("env")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .args([
+            "GUARD_PRE=agent-older",
+            "sh",
+            "-c",
+            &format!("read x < {}; : < {}", fifo.display(), target.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("older process");
+    let old = KillOnDrop(old);
+    // Its exec of sh has happened once its exe link names sh's file.
+    let sh = std::fs::canonicalize("/bin/sh").expect("sh");
+    let exe_link = format!("/proc/{}/exe", old.0.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(&exe_link).ok().as_deref() != Some(sh.as_path()) {
+        assert!(std::time::Instant::now() < deadline, "sh never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- rule: pre-agent open\n  desc: shows what /proc gave\n  condition: evt.type in (open, openat, openat2) and fd.name = {}\n  output: pre (pid=%proc.pid env=%proc.env[GUARD_PRE] absent=%proc.env[GUARD_ABSENT] ino=%proc.exe_ino ctime=%proc.exe_ino.ctime mtime=%proc.exe_ino.mtime)\n  priority: NOTICE\n  source: syscall\n",
+            target.display()
+        ),
+    )
+    .expect("rules");
+    let agent = Agent::start_cmd(&[
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
+        "--no-self-protect",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .and_then(|mut f| f.write_all(b"go\n"))
+        .expect("fifo");
+    let alert = agent
+        .wait_for(Duration::from_secs(20), |v: &Value| {
+            v["rule"] == "pre-agent open" && v["output_fields"]["proc.pid"] == old.0.id()
+        })
+        .expect("alert for the older process's open");
+    let f = &alert["output_fields"];
+    let md = std::fs::metadata(&sh).expect("stat sh");
+    assert_eq!(f["proc.env[GUARD_PRE]"], "agent-older", "{alert}");
+    assert!(f["proc.env[GUARD_ABSENT]"].is_null(), "{alert}");
+    assert_eq!(f["proc.exe_ino"], md.ino(), "{alert}");
+    assert_eq!(
+        f["proc.exe_ino.ctime"],
+        ns(md.ctime(), md.ctime_nsec()),
+        "{alert}"
+    );
+    assert_eq!(
+        f["proc.exe_ino.mtime"],
+        ns(md.mtime(), md.mtime_nsec()),
+        "{alert}"
+    );
+    drop(agent);
+    drop(old);
     let _ = std::fs::remove_dir_all(&dir);
 }

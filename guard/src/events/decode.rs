@@ -268,9 +268,10 @@ fn nul_separated(b: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The environment's entries; when the kernel cut it, the last entry unless the cut fell
+/// The environment's entries; when it was cut (at `PAYLOAD_MAX` bytes, by the kernel at exec
+/// or by the agent reading `/proc/PID/environ`), without the last entry unless the cut fell
 /// right after a NUL (a cut entry would be a made-up value).
-fn env(b: &[u8], cut: bool) -> Vec<String> {
+pub fn env(b: &[u8], cut: bool) -> Vec<String> {
     let mut v = nul_separated(b);
     if cut && !b.ends_with(b"\0") {
         v.pop();

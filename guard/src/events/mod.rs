@@ -16,7 +16,7 @@ use std::{
 use guard_ebpf::EventKind;
 use serde::Serialize;
 
-pub use decode::{Clock, DecodeError, decode};
+pub use decode::{Clock, DecodeError, decode, env as env_entries};
 pub use kinds::{
     Access, Hook, Operation, Reason, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason,
     UnknownVerdict, Verdict,

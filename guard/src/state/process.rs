@@ -82,10 +82,11 @@ pub struct Process {
     /// Ids in its own pid namespace, read from /proc once per fork and exec (`ns_read`).
     pub ns: Option<NsIds>,
     pub ns_read: bool,
-    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); None for a
-    /// process whose exec guard did not see (loaded from /proc).
+    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); for a process
+    /// loaded from /proc, a stat through `/proc/PID/exe` then. None when neither was read.
     pub exe_inode: Option<ExeInode>,
-    /// The environment at that exec (`proc.env`), shared with forked children.
+    /// The environment at that exec, or `/proc/PID/environ` when loaded from /proc
+    /// (`proc.env`), shared with forked children.
     pub env: Option<Env>,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
@@ -212,6 +213,8 @@ impl Process {
         p.ns = s.ns;
         p.ns_read = true;
         p.cgroup_id = s.cgroup_id;
+        p.exe_inode = s.exe_inode;
+        p.env = s.env;
         p.container_id = s
             .cgroup_path
             .as_deref()

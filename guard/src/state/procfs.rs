@@ -8,7 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::events::{CgroupId, Clock};
+use crate::{
+    events::{CgroupId, Clock, ExeInode, env_entries},
+    model::Env,
+};
 
 use super::{Pid, path::PATH_MAX};
 
@@ -267,6 +270,37 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     out
 }
 
+/// The environment of `/proc/PID/environ` (the process's `env_start..env_end`, the same memory
+/// the kernel copies at exec), bounded as that copy: the first `guard_ebpf::PAYLOAD_MAX` bytes,
+/// and when the environment is longer its last, cut, entry is dropped. `raw` is read with a cap
+/// of one byte more than the bound, so that a longer environment shows as such.
+pub fn parse_environ(raw: &[u8]) -> Env {
+    let cut = raw.len() > guard_ebpf::PAYLOAD_MAX;
+    let kept = &raw[..raw.len().min(guard_ebpf::PAYLOAD_MAX)];
+    // Entries come from splitting at NUL: none holds one.
+    Env::from_entries(&env_entries(kept, cut)).unwrap_or_default()
+}
+
+/// Nanoseconds since the epoch of a (seconds, nanoseconds) file time; None before the epoch or
+/// out of range, as the kernel's exec record is decoded.
+fn file_time_ns(sec: i64, nsec: i64) -> Option<u64> {
+    let nsec = u64::try_from(nsec).ok().filter(|&n| n < 1_000_000_000)?;
+    u64::try_from(sec)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nsec)
+}
+
+/// The inode number and times of a file's metadata (`proc.exe_ino*`).
+pub fn exe_inode_of(md: &std::fs::Metadata) -> ExeInode {
+    use std::os::unix::fs::MetadataExt;
+    ExeInode {
+        ino: md.ino(),
+        ctime_ns: file_time_ns(md.ctime(), md.ctime_nsec()),
+        mtime_ns: file_time_ns(md.mtime(), md.mtime_nsec()),
+    }
+}
+
 /// Reads at most `cap` bytes of a file.
 pub fn read_capped(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -299,6 +333,11 @@ pub struct ProcSnapshot {
     pub start_time_ns: u64,
     pub cgroup_path: Option<String>,
     pub cgroup_id: Option<CgroupId>,
+    /// `/proc/PID/environ`, bounded as the exec capture; None when unreadable.
+    pub env: Option<Env>,
+    /// The executed file's inode (a stat through `/proc/PID/exe`); None when unreadable
+    /// (kernel threads, permissions, a process gone).
+    pub exe_inode: Option<ExeInode>,
 }
 
 /// Access to a /proc tree (the real one, or a fake in tests).
@@ -421,8 +460,17 @@ impl ProcFs {
         let boot_ns = (u128::from(stat.start_ticks) * 1_000_000_000
             / u128::from(self.ticks_per_sec))
         .min(u128::from(u64::MAX)) as u64;
+        let env = read_capped(&dir.join("environ"), guard_ebpf::PAYLOAD_MAX + 1)
+            .ok()
+            .map(|raw| parse_environ(&raw));
+        // metadata follows the link to the executed file (also when it was deleted since).
+        let exe_inode = std::fs::metadata(dir.join("exe"))
+            .ok()
+            .map(|md| exe_inode_of(&md));
         Some(ProcSnapshot {
             pid,
+            env,
+            exe_inode,
             exepath: read_link_bytes(&dir.join("exe")).map(|b| super::path::to_text(&b)),
             cwd: self.cwd(pid),
             argv,
@@ -562,6 +610,126 @@ mod tests {
         assert_eq!(a.items, ["\u{fffd}\u{fffd}"]);
     }
 
+    /// A fake /proc with one process, 42, whose `exe` links to `exe` when given.
+    fn fake_proc(tag: &str, environ: &[u8], exe: Option<&Path>) -> (PathBuf, ProcFs) {
+        let root =
+            std::env::temp_dir().join(format!("guard-fakeproc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("42");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("stat"),
+            b"42 (sh) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0",
+        )
+        .expect("stat");
+        std::fs::write(dir.join("cmdline"), b"sh\0-c\0x\0").expect("cmdline");
+        std::fs::write(dir.join("environ"), environ).expect("environ");
+        if let Some(exe) = exe {
+            std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe link");
+        }
+        let fs = ProcFs::new(root.clone(), None, Clock::with_offset(0), 100);
+        (root, fs)
+    }
+
+    #[test]
+    fn environ_and_exe_inode_from_fake_proc() {
+        let bin = std::env::temp_dir().join(format!("guard-fakeproc-bin-{}", std::process::id()));
+        std::fs::write(&bin, b"#!/bin/sh\n").expect("bin");
+        let (root, fs) = fake_proc("env", b"A=1\0EMPTY=\0\0B=two words\0", Some(&bin));
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        let env = snap.env.expect("environ read");
+        // An empty entry between two NULs is no variable; the others keep their order.
+        assert_eq!(
+            env.entries().collect::<Vec<_>>(),
+            ["A=1", "EMPTY=", "B=two words"]
+        );
+        assert_eq!(env.get("B"), Some("two words"));
+        assert_eq!(env.get("EMPTY"), Some(""));
+        assert_eq!(env.get("C"), None);
+        // The inode and times are the executed file's (the link is followed), not the link's.
+        let md = std::fs::metadata(&bin).expect("stat bin");
+        let ino = snap.exe_inode.expect("exe inode");
+        assert_eq!(ino.ino, std::os::unix::fs::MetadataExt::ino(&md));
+        assert_eq!(
+            ino.ctime_ns,
+            Some(md_ns(
+                std::os::unix::fs::MetadataExt::ctime(&md),
+                std::os::unix::fs::MetadataExt::ctime_nsec(&md)
+            ))
+        );
+        assert_eq!(
+            ino.mtime_ns,
+            Some(md_ns(
+                std::os::unix::fs::MetadataExt::mtime(&md),
+                std::os::unix::fs::MetadataExt::mtime_nsec(&md)
+            ))
+        );
+        assert_eq!(snap.start_time_ns, 5_000_000_000, "500 ticks at 100 Hz");
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_file(&bin);
+    }
+
+    fn md_ns(sec: i64, nsec: i64) -> u64 {
+        sec as u64 * 1_000_000_000 + nsec as u64
+    }
+
+    /// No `exe` link (a kernel thread, or one that cannot be read) and a dangling one: no
+    /// inode, never a made-up one. No `environ` file: no environment.
+    #[test]
+    fn missing_exe_and_environ_are_none() {
+        let (root, fs) = fake_proc("noexe", b"", None);
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        assert_eq!(snap.exe_inode, None);
+        assert_eq!(snap.exepath, None);
+        // An empty (readable) environ is an empty environment, as an exec with none.
+        assert_eq!(snap.env.as_ref().map(|e| e.entries().count()), Some(0));
+        std::fs::remove_file(root.join("42/environ")).expect("rm environ");
+        std::os::unix::fs::symlink(root.join("gone"), root.join("42/exe")).expect("dangling");
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        assert_eq!(snap.exe_inode, None);
+        assert_eq!(snap.env, None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Longer than the kernel capture's bound: cut at `PAYLOAD_MAX` bytes, and the entry the cut
+    /// fell in is dropped (never half a value); a cut right after a NUL keeps every entry.
+    #[test]
+    fn over_long_environ_is_cut_like_the_exec_capture() {
+        let max = guard_ebpf::PAYLOAD_MAX;
+        let mut raw = b"FIRST=1\0".to_vec();
+        raw.extend_from_slice(b"LONG=");
+        raw.resize(max + 100, b'x');
+        raw.extend_from_slice(b"\0AFTER=1\0");
+        let (root, fs) = fake_proc("long", &raw, None);
+        let env = fs
+            .read(Pid(42), ArgLimits::default())
+            .expect("read")
+            .env
+            .expect("env");
+        assert_eq!(env.entries().collect::<Vec<_>>(), ["FIRST=1"]);
+        let _ = std::fs::remove_dir_all(&root);
+
+        // Exactly at the bound with a NUL last, then more: the complete entries stay.
+        let mut raw = b"A=".to_vec();
+        raw.resize(max - 1, b'y');
+        raw.push(0);
+        raw.extend_from_slice(b"B=2\0");
+        let env = parse_environ(&raw[..max + 1]);
+        let entries: Vec<_> = env.entries().collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].len(), max - 1);
+        // The same bytes as a kernel exec record cut there give the same entries.
+        assert_eq!(
+            crate::events::env_entries(&raw[..max], true),
+            entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        // Within the bound: nothing dropped, a last entry without NUL kept.
+        assert_eq!(
+            parse_environ(b"X=1\0Y=2").entries().collect::<Vec<_>>(),
+            ["X=1", "Y=2"]
+        );
+    }
+
     /// Reads this test's own process from the real /proc.
     #[test]
     fn reads_own_process() {
@@ -593,5 +761,20 @@ mod tests {
         if fs.cgroup2.is_some() {
             assert!(snap.cgroup_id.is_some(), "cgroup2 mounted, id expected");
         }
+        // Its own environment and executable are readable.
+        let env = snap.env.expect("own environ");
+        if let Ok(path) = std::env::var("PATH")
+            && std::env::vars_os()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+                <= guard_ebpf::PAYLOAD_MAX
+        {
+            assert_eq!(env.get("PATH"), Some(path.as_str()));
+        }
+        let md = std::fs::metadata(&exe).expect("stat exe");
+        assert_eq!(
+            snap.exe_inode.map(|i| i.ino),
+            Some(std::os::unix::fs::MetadataExt::ino(&md))
+        );
     }
 }
