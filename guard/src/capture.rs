@@ -360,6 +360,7 @@ impl Capture {
                         cgroup_id: Some(c.cgroup_id),
                         cwd: None,
                         exe_inode: e.exe_inode,
+                        pidns_start_ns: e.pidns_start_ns,
                         env: model::Env::from_entries(&e.env),
                     },
                 );
@@ -446,6 +447,7 @@ impl Capture {
             exe_ino,
             exe_ino_ctime,
             exe_ino_mtime,
+            pidns_start,
             env,
             cap_effective,
             cap_permitted,
@@ -477,6 +479,7 @@ impl Capture {
         cwd.clear();
         (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
         (*exe_ino, *exe_ino_ctime, *exe_ino_mtime, *env) = (None, None, None, None);
+        *pidns_start = None;
         match self.state.process(Pid(c.pid)) {
             Some(t) => {
                 exe.push_str(t.exe());
@@ -511,6 +514,12 @@ impl Capture {
         }
         let ns = self.state.ns_ids(Pid(c.pid));
         (*vpid, *vpgid) = (ns.map(|n| n.vpid), ns.map(|n| n.vpgid));
+        // After the ns read: it drops a start inherited by a new namespace's init.
+        *pidns_start = self
+            .state
+            .procs
+            .get(Pid(c.pid))
+            .and_then(|t| t.pidns_start_ns);
         // The session leader, by its pid as the agent sees it (0: outside our namespace).
         match ns
             .filter(|n| n.sid != 0)
@@ -822,6 +831,7 @@ mod recycle_tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             argv_truncated: false,
             exe_inode: None,
+            pidns_start_ns: None,
             env: Vec::new(),
             env_truncated: false,
         })

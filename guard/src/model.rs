@@ -131,6 +131,11 @@ pub struct Process {
     pub exe_ino_ctime: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_ino_mtime: Option<u64>,
+    /// When the process's pid namespace started, ns since the epoch (its init's start; boot
+    /// for the initial namespace), read in the kernel at exec: with `exe_ino_ctime`,
+    /// `proc.exe_ino.ctime_duration_pidns_start`; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns_start: Option<u64>,
     /// The environment captured at the last exec guard saw, or `/proc/PID/environ` for a
     /// process that predates the agent (`proc.env`); absent when neither could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
