@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use guard_tests::harness::{Agent, agent_lock, can_run, is_root};
+use guard_tests::harness::{Agent, Docker, agent_lock, can_run, is_root};
 use serde_json::Value;
 
 /// A child killed and reaped when the test ends, also on a failed assertion.
@@ -212,5 +212,140 @@ fn a_process_older_than_the_agent_has_env_and_exe_inode_from_proc_in_alerts() {
     );
     drop(agent);
     drop(old);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and an out pointer to a timespec.
+    assert_eq!(unsafe { libc::clock_gettime(id, &mut ts) }, 0);
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// When process `pid` started, ns since the epoch: `/proc/PID/stat` field 22 (clock ticks of the
+/// boot clock) plus the boot clock's offset from the wall clock, as the agent converts.
+fn start_wall_ns(pid: u32) -> i128 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let ticks: i128 = rest
+        .split(' ')
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .expect("starttime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = i128::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) });
+    let offset = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+    offset + ticks * 1_000_000_000 / hz
+}
+
+fn num(v: &Value) -> Option<i128> {
+    v.as_u64().map(i128::from)
+}
+
+/// `proc.exe_ino.ctime_duration_pidns_start`: a binary copied into a container after its init
+/// started and then run has a positive duration, its ctime minus the init's start, below the
+/// container's age. A host executable older than boot (the initial namespace's start, as
+/// Falco) has `<NA>`, while its ctime is known.
+#[test]
+fn pidns_start_duration_for_a_new_binary_in_a_container_and_na_for_an_old_host_one() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let Some(docker) = Docker::get() else {
+        return;
+    };
+    let _lock = agent_lock();
+    let dir = std::path::PathBuf::from(format!("/tmp/guard-pidns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: pidns probe\n  desc: shows the duration\n  condition: evt.type in (execve, execveat) and proc.args contains guard-pidns-marker\n  output: pidns (dur=%proc.exe_ino.ctime_duration_pidns_start ctime=%proc.exe_ino.ctime args=%proc.args exe=%proc.exepath)\n  priority: NOTICE\n  source: syscall\n",
+    )
+    .expect("rules");
+    let c = docker.run(&[], &["sleep", "3600"]);
+    let init = c.pid();
+    let ns_start = start_wall_ns(init);
+    let agent = Agent::start_cmd(&[
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
+        "--no-self-protect",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    // Copied after the container's init started: its ctime is later.
+    let (ok, out) = c.exec(&[
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/busybox && /tmp/busybox true guard-pidns-marker-c && echo ran",
+    ]);
+    assert!(ok && out.contains("ran"), "{out}");
+    let in_c = agent
+        .wait_for(Duration::from_secs(20), |v: &Value| {
+            // Not the `docker exec` command line, which holds the marker too.
+            v["output_fields"]["proc.exepath"] == "/tmp/busybox"
+                && v["output_fields"]["proc.args"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("guard-pidns-marker-c"))
+        })
+        .expect("alert for the copied binary in the container");
+    let f = &in_c["output_fields"];
+    assert_eq!(f["proc.exepath"], "/tmp/busybox", "{in_c}");
+    let copy = std::fs::metadata(format!("/proc/{init}/root/tmp/busybox")).expect("stat copy");
+    let ctime = i128::from(copy.ctime()) * 1_000_000_000 + i128::from(copy.ctime_nsec());
+    assert_eq!(num(&f["proc.exe_ino.ctime"]), Some(ctime), "{in_c}");
+    let dur = num(&f["proc.exe_ino.ctime_duration_pidns_start"]).expect("a duration");
+    let now = clock_ns(libc::CLOCK_REALTIME);
+    assert!(
+        dur > 0 && dur < now - ns_start,
+        "{dur} vs age {}",
+        now - ns_start
+    );
+    // The init's start as /proc tells it (10 ms ticks): the same, within a tick and the
+    // clocks' offset read at two moments.
+    let want = ctime - ns_start;
+    eprintln!("duration {dur} ns, ctime - init start {want} ns, age {}", now - ns_start);
+    assert!(
+        (dur - want).abs() <= 20_000_000,
+        "duration {dur}, ctime - init start {want}"
+    );
+
+    // Control: a host executable changed before boot.
+    let old = "/usr/bin/true";
+    let md = std::fs::metadata(old).expect("stat");
+    let boot = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+    let old_ctime = i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec());
+    assert!(
+        old_ctime < boot,
+        "the control needs {old} changed before boot ({old_ctime} >= {boot})"
+    );
+    assert!(
+        Command::new(old)
+            .arg("guard-pidns-marker-h")
+            .status()
+            .expect("true")
+            .success()
+    );
+    let host = agent
+        .wait_for(Duration::from_secs(20), |v: &Value| {
+            v["output_fields"]["proc.args"]
+                .as_str()
+                .is_some_and(|a| a.contains("guard-pidns-marker-h"))
+        })
+        .expect("alert for the host executable");
+    let f = &host["output_fields"];
+    assert_eq!(num(&f["proc.exe_ino.ctime"]), Some(old_ctime), "{host}");
+    assert!(
+        f["proc.exe_ino.ctime_duration_pidns_start"].is_null(),
+        "{host}"
+    );
+    drop(agent);
+    drop(c);
     let _ = std::fs::remove_dir_all(&dir);
 }
