@@ -98,6 +98,14 @@ fn a_freshly_copied_binary_has_its_inode_times_and_env_and_an_older_process_has_
         "{ev}"
     );
 
+    // A host process: its pid namespace is the initial one, which started at boot (as Falco).
+    let boot = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME);
+    let ns_start = num(&ev["proc"]["pidns_start"]).expect("pidns_start");
+    assert!(
+        (ns_start - boot).abs() < 50_000_000,
+        "{ns_start} vs boot {boot}"
+    );
+
     // The older process opens its marker: no exec seen, its inode read through /proc.
     std::fs::OpenOptions::new()
         .write(true)
@@ -310,7 +318,10 @@ fn pidns_start_duration_for_a_new_binary_in_a_container_and_na_for_an_old_host_o
     // The init's start as /proc tells it (10 ms ticks): the same, within a tick and the
     // clocks' offset read at two moments.
     let want = ctime - ns_start;
-    eprintln!("duration {dur} ns, ctime - init start {want} ns, age {}", now - ns_start);
+    eprintln!(
+        "duration {dur} ns, ctime - init start {want} ns, age {}",
+        now - ns_start
+    );
     assert!(
         (dur - want).abs() <= 20_000_000,
         "duration {dur}, ctime - init start {want}"
