@@ -479,7 +479,6 @@ impl Capture {
         cwd.clear();
         (*tty, *start_time, *is_exe_from_memfd) = (0, 0, false);
         (*exe_ino, *exe_ino_ctime, *exe_ino_mtime, *env) = (None, None, None, None);
-        *pidns_start = None;
         match self.state.process(Pid(c.pid)) {
             Some(t) => {
                 exe.push_str(t.exe());
@@ -514,12 +513,9 @@ impl Capture {
         }
         let ns = self.state.ns_ids(Pid(c.pid));
         (*vpid, *vpgid) = (ns.map(|n| n.vpid), ns.map(|n| n.vpgid));
-        // After the ns read: it drops a start inherited by a new namespace's init.
-        *pidns_start = self
-            .state
-            .procs
-            .get(Pid(c.pid))
-            .and_then(|t| t.pidns_start_ns);
+        // Set after the ns read, which drops a start a new namespace's init inherited.
+        let t = self.state.procs.get(Pid(c.pid));
+        *pidns_start = t.and_then(|t| t.pidns_start_ns);
         // The session leader, by its pid as the agent sees it (0: outside our namespace).
         match ns
             .filter(|n| n.sid != 0)

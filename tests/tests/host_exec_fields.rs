@@ -360,3 +360,76 @@ fn pidns_start_duration_for_a_new_binary_in_a_container_and_na_for_an_old_host_o
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same duration for a process older than the agent (read from /proc): a container whose
+/// init copies busybox, execs the copy, and after the agent started opens a file a rule matches
+/// (a redirect, no exec). Its namespace's start is found in /proc (the init itself); the
+/// duration is the copy's ctime minus it.
+#[test]
+fn pidns_start_duration_for_a_container_init_older_than_the_agent() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let Some(docker) = Docker::get() else {
+        return;
+    };
+    let _lock = agent_lock();
+    let dir = std::path::PathBuf::from(format!("/tmp/guard-pidns-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let c = docker.run(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cp /bin/busybox /tmp/busybox && : > /tmp/pidns-target && exec /tmp/busybox sh -c 'while [ ! -e /tmp/go ]; do /tmp/busybox sleep 0.05; done; : < /tmp/pidns-target; /tmp/busybox sleep 3600'",
+        ],
+    );
+    let init = c.pid();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{init}/exe"))
+        .ok()
+        .is_none_or(|l| l != std::path::Path::new("/tmp/busybox"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the init never ran /tmp/busybox"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ns_start = start_wall_ns(init);
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: pidns old probe\n  desc: shows the duration\n  condition: evt.type in (open, openat, openat2) and fd.name endswith /pidns-target\n  output: pidns-old (pid=%proc.pid dur=%proc.exe_ino.ctime_duration_pidns_start ctime=%proc.exe_ino.ctime)\n  priority: NOTICE\n  source: syscall\n",
+    )
+    .expect("rules");
+    let agent = Agent::start_cmd(&[
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
+        "--no-self-protect",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    std::fs::write(format!("/proc/{init}/root/tmp/go"), b"").expect("flag");
+    let alert = agent
+        .wait_for(Duration::from_secs(20), |v: &Value| {
+            v["rule"] == "pidns old probe" && v["output_fields"]["proc.pid"] == init
+        })
+        .expect("alert for the older init's open");
+    let f = &alert["output_fields"];
+    let copy = std::fs::metadata(format!("/proc/{init}/root/tmp/busybox")).expect("stat copy");
+    let ctime = i128::from(copy.ctime()) * 1_000_000_000 + i128::from(copy.ctime_nsec());
+    assert_eq!(num(&f["proc.exe_ino.ctime"]), Some(ctime), "{alert}");
+    let dur = num(&f["proc.exe_ino.ctime_duration_pidns_start"]).expect("a duration");
+    let want = ctime - ns_start;
+    eprintln!("older init: duration {dur} ns, ctime - init start {want} ns");
+    assert!(dur > 0, "{alert}");
+    // The agent converts the same /proc ticks with its own clock offset.
+    assert!((dur - want).abs() <= 20_000_000, "{dur} vs {want}");
+    drop(agent);
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}

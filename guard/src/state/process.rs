@@ -85,8 +85,9 @@ pub struct Process {
     /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); for a process
     /// loaded from /proc, a stat through `/proc/PID/exe` then. None when neither was read.
     pub exe_inode: Option<ExeInode>,
-    /// When its pid namespace started (wall ns), read by the kernel at exec; forked children
-    /// inherit it, except a new namespace's init (vpid 1), whose start is its own.
+    /// When its pid namespace started (wall ns), read by the kernel at exec (or found in /proc
+    /// for a process loaded from there); forked children inherit it, except a new namespace's
+    /// init (vpid 1), whose start is its own.
     pub pidns_start_ns: Option<u64>,
     /// `pidns_start_ns` came from the parent at fork, not from this process's exec.
     pidns_inherited: bool,
@@ -223,6 +224,7 @@ impl Process {
         p.ns_read = true;
         p.cgroup_id = s.cgroup_id;
         p.exe_inode = s.exe_inode;
+        p.pidns_start_ns = s.pidns_start_ns;
         p.env = s.env;
         p.container_id = s
             .cgroup_path

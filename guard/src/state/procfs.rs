@@ -301,6 +301,21 @@ pub fn exe_inode_of(md: &std::fs::Metadata) -> ExeInode {
     }
 }
 
+/// The inode of the initial pid namespace (`PROC_PID_INIT_INO`, include/linux/proc_ns.h).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+/// Parents walked to find a pid namespace's init.
+const MAX_NS_WALK: usize = 64;
+
+/// The inode of a `/proc/PID/ns/pid` link's target (`pid:[INODE]`).
+pub fn parse_ns_link(target: &[u8]) -> Option<u64> {
+    std::str::from_utf8(target)
+        .ok()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// Reads at most `cap` bytes of a file.
 pub fn read_capped(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -333,6 +348,9 @@ pub struct ProcSnapshot {
     pub start_time_ns: u64,
     pub cgroup_path: Option<String>,
     pub cgroup_id: Option<CgroupId>,
+    /// When its pid namespace started (wall ns): boot for the initial namespace, else the
+    /// start of the namespace's init, found among its parents; None when not found.
+    pub pidns_start_ns: Option<u64>,
     /// `/proc/PID/environ`, bounded as the exec capture; None when unreadable.
     pub env: Option<Env>,
     /// The executed file's inode (a stat through `/proc/PID/exe`); None when unreadable
@@ -435,6 +453,40 @@ impl ProcFs {
         md.is_dir().then(|| CgroupId(md.ino()))
     }
 
+    fn boot_ns_of_ticks(&self, ticks: u64) -> u64 {
+        (u128::from(ticks) * 1_000_000_000 / u128::from(self.ticks_per_sec))
+            .min(u128::from(u64::MAX)) as u64
+    }
+
+    /// When the pid namespace of `pid` started, as the kernel side reads it at exec: boot for
+    /// the initial namespace, else its init's start. The init is the first process up the
+    /// parent chain (the process itself included) in the same namespace whose id there is 1;
+    /// a chain that leaves the namespace first (a process entered with `setns`, such as
+    /// `docker exec`) gives None.
+    pub fn pidns_start(&self, pid: Pid, stat: &Stat, ns: Option<NsIds>) -> Option<u64> {
+        let ns_of = |p: Pid| {
+            read_link_bytes(&self.pid_dir(p).join("ns").join("pid")).and_then(|t| parse_ns_link(&t))
+        };
+        let own = ns_of(pid)?;
+        if own == INIT_PID_NS_INO {
+            return Some(self.clock.wall_ns(0));
+        }
+        let (mut cur, mut stat, mut vpid) = (pid, stat.clone(), ns?.vpid);
+        for _ in 0..MAX_NS_WALK {
+            if vpid == 1 {
+                return Some(self.clock.wall_ns(self.boot_ns_of_ticks(stat.start_ticks)));
+            }
+            let parent = Pid(stat.ppid);
+            if parent.0 == 0 || parent == cur || ns_of(parent)? != own {
+                return None;
+            }
+            cur = parent;
+            stat = parse_stat(&read_capped(&self.pid_dir(cur).join("stat"), 4096).ok()?)?;
+            vpid = self.ns_ids(cur)?.vpid;
+        }
+        None
+    }
+
     /// Reads one process. `None` when it is gone or its stat is unreadable; other fields
     /// that cannot be read (permissions, races) are left empty.
     pub fn read(&self, pid: Pid, limits: ArgLimits) -> Option<ProcSnapshot> {
@@ -457,9 +509,8 @@ impl ProcFs {
             Some((p, id)) => (Some(p), id),
             None => (None, None),
         };
-        let boot_ns = (u128::from(stat.start_ticks) * 1_000_000_000
-            / u128::from(self.ticks_per_sec))
-        .min(u128::from(u64::MAX)) as u64;
+        let boot_ns = self.boot_ns_of_ticks(stat.start_ticks);
+        let pidns_start_ns = self.pidns_start(pid, &stat, ns);
         let env = read_capped(&dir.join("environ"), guard_ebpf::PAYLOAD_MAX + 1)
             .ok()
             .map(|raw| parse_environ(&raw));
@@ -469,6 +520,7 @@ impl ProcFs {
             .map(|md| exe_inode_of(&md));
         Some(ProcSnapshot {
             pid,
+            pidns_start_ns,
             env,
             exe_inode,
             exepath: read_link_bytes(&dir.join("exe")).map(|b| super::path::to_text(&b)),
@@ -730,6 +782,60 @@ mod tests {
         );
     }
 
+    /// The pid namespace's start of a process read from /proc: boot for the initial namespace,
+    /// else the start of the ancestor in the same namespace whose id there is 1; nothing when
+    /// the chain leaves the namespace first, or the link cannot be read.
+    #[test]
+    fn pidns_start_from_fake_proc() {
+        let root =
+            std::env::temp_dir().join(format!("guard-fakeproc-pidns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // (pid, ppid, NSpid line, ns link, start ticks)
+        let procs: [(u32, u32, &str, Option<&str>, u32); 6] = [
+            (40, 1, "40\t1", Some("pid:[99]"), 300),
+            (41, 40, "41\t5", Some("pid:[99]"), 400),
+            (42, 41, "42\t6", Some("pid:[99]"), 500),
+            (43, 30, "43\t7", Some("pid:[99]"), 600),
+            (30, 1, "30", Some("pid:[4026531836]"), 200),
+            (45, 1, "45", None, 700),
+        ];
+        for (pid, ppid, nspid, link, ticks) in procs {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(dir.join("ns")).expect("mkdir");
+            let stat =
+                format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0");
+            std::fs::write(dir.join("stat"), stat).expect("stat");
+            std::fs::write(
+                dir.join("status"),
+                format!("NSpid:\t{nspid}\nNSpgid:\t{nspid}\nNSsid:\t{nspid}\n"),
+            )
+            .expect("status");
+            if let Some(l) = link {
+                std::os::unix::fs::symlink(l, dir.join("ns/pid")).expect("link");
+            }
+        }
+        let fs = ProcFs::new(root.clone(), None, Clock::with_offset(1000), 100);
+        let start = |pid| {
+            fs.read(Pid(pid), ArgLimits::default())
+                .expect("read")
+                .pidns_start_ns
+        };
+        // The init itself, and two levels below it: the init's start, 3 s after boot.
+        assert_eq!(start(40), Some(3_000_001_000));
+        assert_eq!(start(42), Some(3_000_001_000));
+        // The initial namespace: boot.
+        assert_eq!(start(30), Some(1000));
+        // Entered from outside (its parent is in the host's namespace): not derived.
+        assert_eq!(start(43), None);
+        // No readable link: nothing, never a default.
+        assert_eq!(start(45), None);
+        assert_eq!(parse_ns_link(b"pid:[12]"), Some(12));
+        for bad in [&b"net:[12]"[..], b"pid:[x]", b"pid:[12", b""] {
+            assert_eq!(parse_ns_link(bad), None);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     /// Reads this test's own process from the real /proc.
     #[test]
     fn reads_own_process() {
@@ -761,6 +867,11 @@ mod tests {
         if fs.cgroup2.is_some() {
             assert!(snap.cgroup_id.is_some(), "cgroup2 mounted, id expected");
         }
+        // Its own namespace: this test runs on a host (boot) or in a container (its init).
+        assert!(
+            snap.pidns_start_ns
+                .is_some_and(|t| t <= snap.start_time_ns + 1_000_000_000)
+        );
         // Its own environment and executable are readable.
         let env = snap.env.expect("own environ");
         if let Ok(path) = std::env::var("PATH")
