@@ -87,6 +87,9 @@ pub mod names {
     pub const FAN_READY: &str = "FAN_READY";
     /// Tasks stopped at an exec in a bound cgroup not yet in `FAN_READY` (`HoldRecord`s).
     pub const HOLDS: &str = "HOLDS";
+    /// Pid -> `HeldTask`: the tasks held and not resumed yet. Pinned, so that an agent
+    /// restarted after a crash resumes what the dead one (or its still-attached program) held.
+    pub const HELD: &str = "HELD";
     pub const PROG_POLICY_CGROUP_MKDIR: &str = "policy_cgroup_mkdir";
     // Self-protection of the agent from containers (issue 9; docs/self-protection.md).
     /// Array of one `SelfProtectConfig`.
@@ -621,6 +624,18 @@ pub struct HoldRecord {
 /// Bytes of the `HOLDS` ring: 512 records; a full ring holds nothing (the task runs).
 pub const HOLD_RING_BYTES: u32 = 16 * 1024;
 
+/// A task held and not resumed yet (`HELD` map, keyed by pid).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldTask {
+    pub cgroup_id: u64,
+    /// CLOCK_BOOTTIME ns of the hold: the task started before it (a reused pid did not).
+    pub held_at_boot_ns: u64,
+}
+
+/// Capacity of the `HELD` map (LRU: beyond it the oldest entry is forgotten, not the hold).
+pub const MAX_HELD_TASKS: u32 = 1024;
+
 /// Bits of `CgroupPolicy::flags`.
 pub mod policy_flags {
     /// Deny (enforce mode); without it every decision is a would-deny (detect mode).
@@ -844,6 +859,8 @@ mod user {
     unsafe impl aya::Pod for super::QuarantineEntry {}
     // SAFETY: plain `#[repr(C)]` integers without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::CgroupPolicy {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HeldTask {}
     // SAFETY: as above (251 + 5 bytes, alignment 4: 256 bytes, no padding).
     unsafe impl aya::Pod for super::PathKeyData {}
     // SAFETY: as above.

@@ -1,10 +1,17 @@
 //! The traced syscalls (x86_64 numbers) and, for each, which user memory the exit program copies
 //! into the record's two payloads. The kernel side and the decoder both read this table.
 
+pub const READ: u32 = 0;
+pub const WRITE: u32 = 1;
+pub const PREAD64: u32 = 17;
+pub const PWRITE64: u32 = 18;
 pub const DUP: u32 = 32;
 pub const DUP2: u32 = 33;
 pub const SOCKET: u32 = 41;
 pub const CONNECT: u32 = 42;
+pub const SENDTO: u32 = 44;
+pub const RECVFROM: u32 = 45;
+pub const SENDMSG: u32 = 46;
 pub const OPEN: u32 = 2;
 pub const CHDIR: u32 = 80;
 pub const FCHDIR: u32 = 81;
@@ -52,6 +59,8 @@ pub const KERNEL_FN_PREFIX: &str = "__x64_sys_";
 
 /// Largest sockaddr copied (sockaddr_storage is 128 bytes).
 pub const SOCKADDR_MAX: u32 = 128;
+/// Bytes of a read or written buffer copied (`evt.buffer`): Falco's default snaplen.
+pub const BUFFER_MAX: u32 = 80;
 /// Size of `struct open_how` (flags, mode, resolve).
 pub const OPEN_HOW_LEN: u32 = 24;
 
@@ -74,7 +83,24 @@ pub enum Payload {
         arg: u8,
         len: u32,
     },
+    /// The first min(result, argument `cap_arg`, `max`) bytes of user memory at argument
+    /// `arg`, read at exit (the bytes a read filled, a write took); nothing when the result is
+    /// negative.
+    Result {
+        arg: u8,
+        cap_arg: u8,
+        max: u32,
+    },
 }
+
+/// `struct msghdr` (x86_64): `msg_name` at 0, `msg_namelen` (int) at 8, `msg_iov` at 16; an
+/// iovec is `iov_base` at 0, `iov_len` at 8. At sendmsg's entry the capture program reads
+/// them into the record's arguments, which it has no other use for: argument 2 (the flags)
+/// becomes the first iovec's base, 3 `msg_name`, 4 `msg_namelen`, 5 the first iovec's length
+/// (so the exit copies with the plain payload kinds, which keeps the program within the
+/// verifier's budget).
+pub const MSGHDR_NAMELEN: usize = 8;
+pub const MSGHDR_IOV: usize = 16;
 
 /// Syscall name as used in tracefs (`sys_enter_<name>`) and, for most, Falco's `evt.type`.
 pub struct Syscall {
@@ -87,6 +113,29 @@ const fn s(arg: u8) -> Payload {
     Payload::Str { arg }
 }
 const N: Payload = Payload::None;
+/// The data of a read, write or send: its first bytes, by the result.
+const DATA: Payload = Payload::Result {
+    arg: 1,
+    cap_arg: 2,
+    max: BUFFER_MAX,
+};
+/// sendmsg's data and destination, from the arguments its entry rewrote (`MSGHDR_IOV`).
+const MSG_DATA: Payload = Payload::Result {
+    arg: 2,
+    cap_arg: 5,
+    max: BUFFER_MAX,
+};
+const MSG_NAME: Payload = Payload::Bytes {
+    arg: 3,
+    len_arg: 4,
+    max: SOCKADDR_MAX,
+};
+/// sendto's destination (arguments 4 and 5).
+const SENDTO_ADDR: Payload = Payload::Bytes {
+    arg: 4,
+    len_arg: 5,
+    max: SOCKADDR_MAX,
+};
 
 /// Every syscall guard traces besides exec, fork and exit.
 pub const TRACED: &[Syscall] = &[
@@ -283,7 +332,46 @@ pub const TRACED: &[Syscall] = &[
         name: "bpf",
         payloads: [N, N],
     },
+    Syscall {
+        nr: READ,
+        name: "read",
+        payloads: [DATA, N],
+    },
+    Syscall {
+        nr: WRITE,
+        name: "write",
+        payloads: [DATA, N],
+    },
+    Syscall {
+        nr: PREAD64,
+        name: "pread64",
+        payloads: [DATA, N],
+    },
+    Syscall {
+        nr: PWRITE64,
+        name: "pwrite64",
+        payloads: [DATA, N],
+    },
+    Syscall {
+        nr: SENDTO,
+        name: "sendto",
+        payloads: [DATA, SENDTO_ADDR],
+    },
+    Syscall {
+        nr: RECVFROM,
+        name: "recvfrom",
+        payloads: [DATA, N],
+    },
+    Syscall {
+        nr: SENDMSG,
+        name: "sendmsg",
+        payloads: [MSG_DATA, MSG_NAME],
+    },
 ];
+
+/// The data syscalls (`evt.buffer`): traced only for a rule that names their type, since
+/// they are the busiest syscalls of most hosts.
+pub const DATA_SYSCALLS: [u32; 7] = [READ, WRITE, PREAD64, PWRITE64, SENDTO, RECVFROM, SENDMSG];
 
 /// The payload spec of a syscall; `None` for syscalls guard does not trace.
 ///
@@ -313,10 +401,23 @@ pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
         RENAMEAT | RENAMEAT2 | LINKAT => [s(1), s(3)],
         SYMLINKAT => [s(0), s(2)],
         INIT_MODULE => [s(2), N],
+        READ | WRITE | PREAD64 | PWRITE64 | RECVFROM => [DATA, N],
+        SENDTO => [DATA, SENDTO_ADDR],
+        SENDMSG => [MSG_DATA, MSG_NAME],
         SOCKET | FCHDIR | SETUID | SETGID | SETREUID | SETREGID | SETRESUID | SETRESGID
         | PTRACE | FCHMOD | DUP | DUP2 | DUP3 | BPF => [N, N],
         _ => return None,
     })
+}
+
+/// Falco's `evt.type` of a traced syscall named `name` (its tracefs name but for
+/// pread64/pwrite64, which Falco calls pread/pwrite).
+pub fn event_type(name: &str) -> &str {
+    match name {
+        "pread64" => "pread",
+        "pwrite64" => "pwrite",
+        other => other,
+    }
 }
 
 /// The tracefs name of a traced syscall.

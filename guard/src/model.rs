@@ -43,8 +43,23 @@ pub struct Event {
     /// `None` for host processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
+    /// The data of a read, write or send (`evt.buffer`, `evt.buflen`); `None` for other
+    /// events and failed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<Buffer>,
     #[serde(skip)]
     pub derived: Derived,
+}
+
+/// The first bytes a read, write or send moved, and how many it moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Buffer {
+    /// The first bytes (at most `guard_ebpf::syscalls::BUFFER_MAX`, Falco's default snaplen)
+    /// as text: valid UTF-8 as is, any other byte U+FFFD (`evt.buffer`).
+    pub data: String,
+    /// The syscall's full count, which may exceed the bytes kept (`evt.buflen`).
+    pub len: i64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

@@ -24,7 +24,7 @@ use crate::{
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/guard";
 
 /// The maps that hold policy state; pinned so enforcement survives the agent.
-const POLICY_MAPS: [&str; 7] = [
+const POLICY_MAPS: [&str; 8] = [
     names::POLICY_CGROUPS,
     names::POLICY_PATHS,
     names::POLICY_INODES,
@@ -32,6 +32,7 @@ const POLICY_MAPS: [&str; 7] = [
     names::POLICY_NETS,
     names::NEW_FILES,
     names::POLICY_PENDING,
+    names::HELD,
 ];
 
 /// The eBPF object built by `build.rs`; empty in builds with `AYA_BUILD_SKIP=1` (fuzzing).

@@ -89,6 +89,16 @@ def conn(ip, port, name="curl", res=0, proto="tcp", **kw):
     return ev("connect", proc=proc, fd=fd, res=res, **kw)
 
 
+def sendto(ip, port, name="ssh", proto="udp", connected=False, changed=True, data="SSH-2.0-x", **kw):
+    """A sendto with a destination, as the capture stage builds it: only the server end."""
+    fd = {"num": 5, "type": "ipv4", "sip": ip, "sport": port, "l4proto": proto, "connected": connected, "name_changed": changed}
+    proc = {"name": name, "exe": f"/usr/bin/{name}", "exepath": f"/usr/bin/{name}"}
+    proc.update(kw.pop("proc", {}))
+    e = ev("sendto", proc=proc, fd=fd, res=len(data), args={"fd": 5, "size": len(data), "data": data}, **kw)
+    e["buffer"] = {"data": data, "len": len(data)}
+    return e
+
+
 def dup(newfd, fdtype, name="bash", **kw):
     fd = {"num": 3, "type": fdtype}
     if fdtype in ("ipv4", "ipv6"):
@@ -212,6 +222,9 @@ FALCO_CASES = [
     ("drop_execute.neg", "Drop and execute new binary in container", False, [exe("app", path="/app/app")]),
     ("ssh_nonstandard.pos", "Disallowed SSH Connection Non Standard Port", True, [conn("203.0.113.7", 443, name="ssh", proc={"exe": "/usr/bin/ssh"})]),
     ("ssh_nonstandard.neg", "Disallowed SSH Connection Non Standard Port", False, [conn("203.0.113.7", 22, name="ssh", proc={"exe": "/usr/bin/ssh"}), conn("10.1.2.3", 443, name="ssh", proc={"exe": "/usr/bin/ssh"})]),
+    # The sendto branch of `outbound` (unconnected UDP, new name, public address) never fires
+    # this rule, which wants TCP, in Falco as here.
+    ("ssh_nonstandard_sendto.neg", "Disallowed SSH Connection Non Standard Port", False, [sendto("203.0.113.7", 4444, proc={"exe": "/usr/bin/ssh"}), sendto("203.0.113.7", 4444, proto="tcp", proc={"exe": "/usr/bin/ssh"}), sendto("10.1.2.3", 4444, proc={"exe": "/usr/bin/ssh"})]),
     ("memfd_exec.pos", "Fileless execution via memfd_create", True, [exe("payload", path="memfd:payload (deleted)", proc={"is_exe_from_memfd": True})]),
     ("memfd_exec.neg", "Fileless execution via memfd_create", False, [exe("runc", path="memfd:runc_cloned:/proc/self/exe", proc={"is_exe_from_memfd": True})]),
 ]

@@ -405,6 +405,131 @@ fn fanotify_container_first_instruction_is_covered() {
     s.cleanup();
 }
 
+/// The state letter of `/proc/PID/stat` (`T`: stopped), `None` once gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let raw = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    raw.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The pids in the `HELD` map pinned under `pins`.
+fn held_pids(pins: &str) -> Vec<u32> {
+    let md = aya::maps::MapData::from_pin(std::path::Path::new(pins).join(guard_ebpf::names::HELD))
+        .unwrap_or_else(|e| panic!("pinned map HELD: {e}"));
+    let m: aya::maps::HashMap<_, u32, guard_ebpf::HeldTask> =
+        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(md)).expect("HELD is an LRU hash");
+    m.keys().filter_map(|k| k.ok()).collect()
+}
+
+/// The container ids in the `POLICY_PENDING` map pinned under `pins`.
+fn pending_ids(pins: &str) -> Vec<String> {
+    let md = aya::maps::MapData::from_pin(
+        std::path::Path::new(pins).join(guard_ebpf::names::POLICY_PENDING),
+    )
+    .unwrap_or_else(|e| panic!("pinned map POLICY_PENDING: {e}"));
+    let m: aya::maps::HashMap<_, [u8; guard_ebpf::CONTAINER_ID_BYTES], guard_ebpf::CgroupPolicy> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md)).expect("a hash map");
+    m.keys()
+        .filter_map(|k| k.ok())
+        .map(|k| {
+            String::from_utf8_lossy(&k)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect()
+}
+
+/// A container started in the seconds after the agent died is held by the still-attached
+/// program (its files are not marked: the marks died with the agent). The next agent finds the
+/// hold in the pinned `HELD` map, marks the container's filesystem, then resumes it: the
+/// entrypoint's read of /etc/shadow is refused and it runs to its end.
+#[test]
+fn fanotify_hold_made_while_the_agent_was_down_is_resumed_by_the_next() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else { return };
+    let _lock = agent_lock();
+    build_image(&docker);
+    let s = Scratch::new("fanotify-crash");
+    let policy = s.policy(POLICY);
+    let name = format!("guard-fan-crash-{}", std::process::id());
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    // Created while the agent runs: its create event puts the policy where the kernel binds
+    // the container's cgroup when it is made.
+    let id = docker.cmd(&[
+        "create",
+        "--name",
+        &name,
+        "--network=none",
+        "--label",
+        "guard-test=1",
+        "--label",
+        "guard-fanotify=on",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /etc/shadow; echo read=$?",
+    ]);
+    let id = id.trim().to_string();
+    wait_until("the container's policy pending in the kernel", || {
+        pending_ids(&s.pins).contains(&id)
+    });
+    // Its last renewal let the kernel hold for 3 s: `docker start` of a created container
+    // reaches the entrypoint well within that.
+    agent.signal(libc::SIGKILL);
+    let t0 = std::time::Instant::now();
+    docker.cmd(&["start", &name]);
+    let took = t0.elapsed();
+    let _ = agent.stop();
+    let pid: u32 = docker
+        .cmd(&["inspect", "-f", "{{.State.Pid}}", &name])
+        .trim()
+        .parse()
+        .expect("container pid");
+    assert_ne!(
+        pid,
+        0,
+        "the container is not running (its entrypoint was not held; start took {took:?}): {:?}",
+        Command::new("docker").args(["logs", &name]).output()
+    );
+    wait_until("the entrypoint stopped", || proc_state(pid) == Some('T'));
+    // Past the dead agent's last deadline nobody resumes it.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(proc_state(pid), Some('T'), "resumed without an agent");
+    assert!(
+        held_pids(&s.pins).contains(&pid),
+        "{:?}",
+        held_pids(&s.pins)
+    );
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let out = Command::new("timeout")
+        .args(["20", "docker", "wait", &name])
+        .output()
+        .expect("docker wait");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "the held container did not finish after the restart: {out:?}"
+    );
+    let logs = Command::new("docker")
+        .args(["logs", &name])
+        .output()
+        .expect("docker logs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr),
+    );
+    assert_eq!(stdout, "read=1\n", "the read was not refused: {stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert!(!held_pids(&s.pins).contains(&pid), "still in HELD");
+    docker.cmd(&["rm", "-f", &name]);
+    agent.stop();
+    s.cleanup();
+}
+
 /// The inodes (hex, as fdinfo prints them) the agent's fanotify groups hold an ignore mark
 /// for (`ignored_mask` other than 0 in `/proc/<agent>/fdinfo/<group>`).
 fn ignored_inodes(agent_pid: u32) -> Vec<String> {
@@ -642,7 +767,40 @@ fn fanotify_seals_protected_directories() {
         o.status.success() && !flags.is_empty() && !flags.contains('i'),
         "upper /etc: {text}"
     );
-    agent.stop();
+    let (_, log) = agent.stop_with_stderr();
+    // The seal's refusals are recorded from the failed syscalls (mkdir, mknod and chmod are
+    // not traced; a name through `/proc/self/root` is not resolved by the agent).
+    let d = s.decisions();
+    let refused: std::collections::BTreeSet<&str> = d
+        .iter()
+        .filter(|v| v["hook"] == "sealed_directory")
+        .inspect(|v| {
+            assert!(
+                v["decision"] == "deny"
+                    && v["op"] == "write"
+                    && v["policy"] == "fan-seal"
+                    && v["backend"] == "fanotify",
+                "{v}"
+            )
+        })
+        .filter_map(|v| v["target"].as_str())
+        .collect();
+    let want: std::collections::BTreeSet<&str> = [
+        "/etc/n",
+        "/etc/sub/n",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/new",
+        "/bin/newtool",
+        "/etc/sub/s",
+        "/etc/rel",
+        "/etc/slash",
+        "/etc/dotdot",
+        "/etc/chrooted",
+        "/etc/sub",
+    ]
+    .into();
+    assert_eq!(refused, want, "{d:?}\n{}", log.join("\n"));
     // Stopped: the seals are lifted with the agent's marks.
     let (code, _, err) = sh(
         &sealed,

@@ -7,7 +7,7 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user,
         generated::bpf_probe_read_kernel as raw_probe_read_kernel,
     },
     macros::{map, raw_tracepoint, tracepoint},
@@ -23,7 +23,7 @@ use guard_ebpf::{
     MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_PID_NS_LEVEL, MAX_SYSCALL_NR, OFFSET_ABSENT,
     OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody,
     TS_COMPAT, exec_flags, open_prefix_bits, syscall_filter, syscalls,
-    syscalls::{Payload, spec},
+    syscalls::{MSGHDR_IOV, MSGHDR_NAMELEN, Payload, spec},
 };
 
 use super::{
@@ -256,6 +256,7 @@ fn enter(nr: u64, arg: impl Fn(usize) -> u64) {
         p.args[i] = arg(i);
         i += 1;
     }
+    msghdr_args(&mut p);
     let tid = pid_tgid as u32;
     if PENDING.insert(&tid, &p, 0).is_err() {
         // The exit then finds no entry and counts the drop; never leave it an older one.
@@ -300,7 +301,37 @@ pub(super) fn enter_exit(nr: u32, arg: impl Fn(usize) -> u64, ret: i64) {
         p.args[i] = arg(i);
         i += 1;
     }
+    msghdr_args(&mut p);
     emit(&p, ret, &off);
+}
+
+/// sendmsg: its `struct msghdr`'s name and first iovec, read at entry into the arguments
+/// (`syscalls::MSGHDR_IOV` says which); 0 for what cannot be read.
+#[inline(always)]
+fn msghdr_args(p: &mut PendingSyscall) {
+    if p.nr != syscalls::SENDMSG {
+        return;
+    }
+    let msg = p.args[1] as *const u8;
+    // SAFETY: probe_read_user tolerates bad pointers; every read is checked.
+    unsafe {
+        let name = bpf_probe_read_user(msg as *const u64).unwrap_or(0);
+        let namelen =
+            bpf_probe_read_user(msg.wrapping_add(MSGHDR_NAMELEN) as *const u32).unwrap_or(0);
+        let iov = bpf_probe_read_user(msg.wrapping_add(MSGHDR_IOV) as *const u64).unwrap_or(0);
+        let (base, len) = if iov == 0 {
+            (0, 0)
+        } else {
+            (
+                bpf_probe_read_user(iov as *const u64).unwrap_or(0),
+                bpf_probe_read_user((iov as *const u64).wrapping_add(1)).unwrap_or(0),
+            )
+        };
+        p.args[2] = base;
+        p.args[3] = name;
+        p.args[4] = if name == 0 { 0 } else { namelen as u64 };
+        p.args[5] = len;
+    }
 }
 
 /// The record of syscall `p` with result `ret`, through the open and connect prefilters.
@@ -318,8 +349,8 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
         _pad: 0,
         args: p.args,
     };
-    fill_payload(&mut rec, 0, payloads[0], &p.args);
-    fill_payload(&mut rec, 1, payloads[1], &p.args);
+    fill_payload(&mut rec, 0, payloads[0], &p.args, ret);
+    fill_payload(&mut rec, 1, payloads[1], &p.args, ret);
     let is_open = matches!(
         p.nr,
         syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
@@ -552,7 +583,7 @@ fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> 
 }
 
 #[inline(always)]
-fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
+fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6], ret: i64) {
     match what {
         Payload::None => {}
         Payload::Str { arg } => {
@@ -564,6 +595,14 @@ fn fill_payload(rec: &mut Record, slot: usize, what: Payload, args: &[u64; 6]) {
         }
         Payload::Fixed { arg, len } => {
             rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len as u64)
+        }
+        // A failed call moved no bytes: nothing is read (the buffer holds stale memory).
+        Payload::Result { .. } if ret <= 0 => {}
+        Payload::Result { arg, cap_arg, max } => {
+            let len = (ret as u64)
+                .min(args[(cap_arg & 7) as usize % 6])
+                .min(max as u64);
+            rec.bytes_payload(slot, args[(arg & 7) as usize % 6] as *const u8, len)
         }
     }
 }

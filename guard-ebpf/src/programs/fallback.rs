@@ -7,17 +7,17 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_ktime_get_ns, bpf_probe_read_kernel as raw_probe_read_kernel,
+        bpf_ktime_get_boot_ns, bpf_ktime_get_ns, bpf_probe_read_kernel as raw_probe_read_kernel,
         bpf_probe_read_kernel_str, bpf_send_signal,
     },
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{HashMap, RingBuf},
+    maps::{HashMap, LruHashMap, RingBuf},
     programs::{RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, HOLD_RING_BYTES, HoldRecord,
-    MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS, MKDIR_PATH_BYTES, OFFSET_ABSENT, decision_op, hook,
-    path_bits, path_kind, policy_flags as pf, reason, settings, verdict,
+    CONTAINER_ID_BYTES, CgroupPolicy, DecisionBody, HOLD_RING_BYTES, HeldTask, HoldRecord,
+    MAX_HELD_TASKS, MAX_PENDING_CONTAINERS, MAX_POLICY_CGROUPS, MKDIR_PATH_BYTES, OFFSET_ABSENT,
+    decision_op, hook, path_bits, path_kind, policy_flags as pf, reason, settings, verdict,
 };
 
 use super::shared::{
@@ -56,6 +56,11 @@ static FAN_READY: HashMap<u64, u8> =
 #[map]
 static HOLDS: RingBuf = RingBuf::with_byte_size(HOLD_RING_BYTES, 0);
 
+/// The holds not resumed yet; pinned (the ring is not), so a restarted agent finds what was
+/// held while no agent read the ring, or read but not resumed.
+#[map]
+static HELD: LruHashMap<u32, HeldTask> = LruHashMap::with_max_entries(MAX_HELD_TASKS, 0);
+
 /// The `fanotify` backend's start window: a container's first exec runs before the agent has
 /// marked its filesystem, so its opens would not be asked. An exec in an enforced cgroup with
 /// open rules (or `deny_new_binaries`) that is not yet in `FAN_READY` stops the task before its
@@ -89,16 +94,28 @@ fn hold_if_unmarked(pol: &CgroupPolicy) {
     let Some(mut rec) = HOLDS.reserve::<HoldRecord>(0) else {
         return;
     };
+    // SAFETY: helper with no preconditions.
+    let pid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     rec.write(HoldRecord {
         cgroup_id: cg,
-        // SAFETY: helper with no preconditions.
-        pid: (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32,
+        pid,
         _pad: 0,
     });
+    let held = HeldTask {
+        cgroup_id: cg,
+        // SAFETY: helper with no preconditions.
+        held_at_boot_ns: unsafe { bpf_ktime_get_boot_ns() },
+    };
+    // Recorded before the stop: a task that is not in `HELD` is never left stopped.
+    if HELD.insert(&pid, &held, 0).is_err() {
+        rec.discard(0);
+        return;
+    }
     // SAFETY: helper with no preconditions; it signals the current thread group.
     if unsafe { bpf_send_signal(SIGSTOP) } == 0 {
         rec.submit(0);
     } else {
+        let _ = HELD.remove(&pid);
         rec.discard(0);
     }
 }

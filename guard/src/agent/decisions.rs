@@ -400,6 +400,77 @@ impl Pipeline {
         self.on_decision(ev, &d, seen_at);
     }
 
+    /// `fanotify` backend: a name change (unlink, rename, link, symlink, a create by open)
+    /// that failed with EPERM in a directory the agent sealed was refused by the seal, in the
+    /// kernel and without a permission event; recorded here as a deny.
+    pub(super) fn record_seal_refusal(
+        &mut self,
+        ev: &events::Event,
+        model: &model::Event,
+        seen_at: Instant,
+    ) {
+        let c = ev.common();
+        if c.ret != -i64::from(libc::EPERM) {
+            return;
+        }
+        let arg = |k: &str| match model.args.get(k) {
+            Some(model::ArgValue::Str(s)) => Some(s.as_str()),
+            _ => None,
+        };
+        let (names, new_name) = match ev {
+            events::Event::Unlink(_) => ([arg("path").or(arg("name")), None], false),
+            events::Event::Rename(_) => ([arg("oldpath"), arg("newpath")], false),
+            events::Event::Link(l) if l.is_symlink() => ([arg("linkpath"), None], false),
+            events::Event::Link(_) => ([arg("newpath"), None], false),
+            events::Event::Open(o) if o.flags & libc::O_CREAT as u64 != 0 => {
+                ([model.fd.as_ref().map(|f| f.name.as_str()), None], true)
+            }
+            _ => return,
+        };
+        let Some(f) = self.policy.as_ref().and_then(|p| p.fanotify.as_ref()) else {
+            return;
+        };
+        let procs = &self.capture.state.procs;
+        let other = procs
+            .get(Pid(c.pid))
+            .and_then(|p| p.container_id.as_ref())
+            .and_then(|id| procs.live_in(id, Pid(c.pid)));
+        let pids: Vec<u32> = [Some(c.pid), other.map(|p| p.0)]
+            .into_iter()
+            .flatten()
+            .collect();
+        // A relative name (no known base) is not judged.
+        let Some((name, policy_id)) = names
+            .into_iter()
+            .flatten()
+            .filter(|n| n.starts_with('/'))
+            .find_map(|n| {
+                f.sealed_by(c.cgroup_id.0, &pids, n, new_name)
+                    .map(|id| (n, id))
+            })
+        else {
+            return;
+        };
+        let d = events::DecisionEvent {
+            common: c.clone(),
+            policy_id,
+            op: events::Operation::Write,
+            verdict: events::Verdict::Deny,
+            reason: events::Reason::DenyList,
+            hook: events::Hook::SealedDirectory,
+            path: events::Captured {
+                text: name.to_owned(),
+                ..Default::default()
+            },
+            access: None,
+            dest: None,
+            inode: None,
+            self_protect: None,
+            kill_error: None,
+        };
+        self.on_decision(ev, &d, seen_at);
+    }
+
     /// Lets the kernel hold new workloads' first exec (`on`) or stops it (`fanotify` backend).
     pub(super) fn renew_holds(&mut self, on: bool) {
         if self.policy.as_ref().is_some_and(|p| p.holds.is_some())

@@ -6,8 +6,9 @@
 //! instruction already has its opens asked.
 //!
 //! The kernel holds only while `HOLD_UNTIL` lies ahead: the agent renews it every second (3 s
-//! ahead), so containers started more than 3 s after the agent died are not held; one held in
-//! those 3 s stays stopped until someone sends SIGCONT (a restarted agent does not know it). A
+//! ahead), so containers started more than 3 s after the agent died are not held. Every hold
+//! is also in the pinned `HELD` map until resumed, so one made in those 3 s (or read from the
+//! ring but not resumed when the agent died) is resumed by the next agent, once marked. A
 //! hold whose workload cannot be marked within
 //! `HOLD_MAX` is resumed anyway, with a warning (its opens are then not asked until a later walk
 //! marks it, as without holds).
@@ -19,11 +20,11 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use guard_ebpf::{HoldRecord, names, settings};
+use guard_ebpf::{HeldTask, HoldRecord, names, settings};
 use tokio::io::unix::AsyncFd;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::respond::process::ProcessHandle;
+use crate::respond::process::{ProcessHandle, START_TOLERANCE, read_stat, start_boot_ns};
 
 /// How far ahead each renewal puts `HOLD_UNTIL`.
 const RENEW_AHEAD: Duration = Duration::from_secs(3);
@@ -34,16 +35,28 @@ pub(super) const HOLD_MAX: Duration = Duration::from_secs(2);
 /// Holds waiting for their workload's marks, at most (a full ring in the kernel holds nothing).
 const PENDING_MAX: usize = 1024;
 
+/// A task to resume: from the ring (this agent's program), or found in `HELD` at start
+/// (held for an earlier agent: its pid is checked before the signal).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    cgroup_id: u64,
+    pid: u32,
+    earlier: Option<HeldTask>,
+}
+
 pub(super) struct Holds {
     ring: AsyncFd<RingBuf<MapData>>,
     ready: BpfHashMap<MapData, u64, u8>,
+    held: BpfHashMap<MapData, u32, HeldTask>,
     /// What `ready` holds (kept here so updates touch only what changed).
     marked: HashSet<u64>,
-    pending: Vec<(HoldRecord, Instant)>,
+    pending: Vec<(Hold, Instant)>,
     /// Hold durations, for the log at stop.
-    pub held: u64,
+    pub resumed: u64,
     pub held_max: Duration,
     pub resumed_unmarked: u64,
+    /// Holds an earlier agent left, found at start.
+    pub inherited: u64,
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of `bpf_ktime_get_ns`.
@@ -62,15 +75,39 @@ impl Holds {
         };
         let ring = RingBuf::try_from(take(probes, names::HOLDS)?)?;
         let ready = BpfHashMap::try_from(take(probes, names::FAN_READY)?)?;
+        let held: BpfHashMap<MapData, u32, HeldTask> =
+            BpfHashMap::try_from(take(probes, names::HELD)?)?;
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd holds it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("polling the HOLDS ring: {e}"))?;
+        let now = Instant::now();
+        let pending: Vec<(Hold, Instant)> = held
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .take(PENDING_MAX)
+            .map(|(pid, t)| {
+                let h = Hold {
+                    cgroup_id: t.cgroup_id,
+                    pid,
+                    earlier: Some(t),
+                };
+                (h, now)
+            })
+            .collect();
+        if !pending.is_empty() {
+            info!(
+                tasks = pending.len(),
+                "fanotify: tasks held for an earlier agent are resumed once their workloads are marked"
+            );
+        }
         Ok(Self {
             ring,
             ready,
+            held,
             marked: HashSet::new(),
-            pending: Vec::new(),
-            held: 0,
+            inherited: pending.len() as u64,
+            pending,
+            resumed: 0,
             held_max: Duration::ZERO,
             resumed_unmarked: 0,
         })
@@ -102,6 +139,7 @@ impl Holds {
     /// Moves what the kernel reported into `pending`; returns how many are pending.
     pub(super) fn collect(&mut self) -> usize {
         let now = Instant::now();
+        let mut overflow = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             if item.len() < size_of::<HoldRecord>() {
@@ -109,12 +147,24 @@ impl Holds {
             }
             // SAFETY: the length was checked; the record is plain data.
             let rec = unsafe { std::ptr::read_unaligned(item.as_ptr() as *const HoldRecord) };
-            if self.pending.len() < PENDING_MAX {
-                self.pending.push((rec, now));
-            } else {
-                // Cannot be tracked: resume at once rather than leave it stopped.
-                resume(&rec);
+            let h = Hold {
+                cgroup_id: rec.cgroup_id,
+                pid: rec.pid,
+                earlier: None,
+            };
+            // An inherited hold the ring also reports (the old program wrote both).
+            if self.pending.iter().any(|(p, _)| p.pid == h.pid) {
+                continue;
             }
+            if self.pending.len() < PENDING_MAX {
+                self.pending.push((h, now));
+            } else {
+                overflow.push(h);
+            }
+        }
+        // Cannot be tracked: resumed at once rather than left stopped.
+        for h in overflow {
+            self.resume(&h);
         }
         self.pending.len()
     }
@@ -135,28 +185,28 @@ impl Holds {
         }
         let now = Instant::now();
         let mut keep = Vec::new();
-        for (rec, since) in std::mem::take(&mut self.pending) {
+        for (h, since) in std::mem::take(&mut self.pending) {
             let waited = now.duration_since(since);
-            if covered.contains(&rec.cgroup_id) {
+            if covered.contains(&h.cgroup_id) {
                 debug!(
-                    pid = rec.pid,
-                    cgroup = rec.cgroup_id,
+                    pid = h.pid,
+                    cgroup = h.cgroup_id,
                     ?waited,
                     "fanotify: held task resumed, its workload is marked"
                 );
-                self.held += 1;
+                self.resumed += 1;
                 self.held_max = self.held_max.max(waited);
-                resume(&rec);
+                self.resume(&h);
             } else if waited >= HOLD_MAX {
                 self.resumed_unmarked += 1;
                 warn!(
-                    pid = rec.pid,
-                    cgroup = rec.cgroup_id,
+                    pid = h.pid,
+                    cgroup = h.cgroup_id,
                     "fanotify: the workload could not be marked within {HOLD_MAX:?}; resumed, its opens are not asked until a later walk marks it"
                 );
-                resume(&rec);
+                self.resume(&h);
             } else {
-                keep.push((rec, since));
+                keep.push((h, since));
             }
         }
         self.pending = keep;
@@ -165,23 +215,37 @@ impl Holds {
     /// Resumes every hold (the agent stops).
     pub(super) fn release_all(&mut self) {
         self.collect();
-        for (rec, _) in std::mem::take(&mut self.pending) {
-            resume(&rec);
+        for (h, _) in std::mem::take(&mut self.pending) {
+            self.resume(&h);
+        }
+    }
+
+    /// SIGCONT through a pidfd, then out of `HELD`. Sent whether or not the task has stopped
+    /// yet: the record can be read before the SIGSTOP takes effect (at the task's return to
+    /// user space), and a SIGCONT sent first cancels the pending stop. The task cannot exit
+    /// while held (SIGKILL aside), so a pid from the ring is still its own; one inherited from
+    /// an earlier agent is first checked to be a task that started before its hold.
+    fn resume(&mut self, h: &Hold) {
+        let _ = self.held.remove(&h.pid);
+        if let Some(t) = h.earlier
+            && !started_before(h.pid, t.held_at_boot_ns)
+        {
+            debug!(pid = h.pid, "inherited hold: the pid is another task now");
+            return;
+        }
+        match ProcessHandle::open(h.pid, None) {
+            Ok(p) => {
+                if let Err(e) = p.signal(libc::SIGCONT) {
+                    warn!(pid = h.pid, "fanotify: resuming a held task: {e}");
+                }
+            }
+            Err(e) => debug!(pid = h.pid, "held task: {e}"),
         }
     }
 }
 
-/// SIGCONT through a pidfd. Sent whether or not the task has stopped yet: the record can be
-/// read before the SIGSTOP takes effect (at the task's return to user space), and a SIGCONT
-/// sent first cancels the pending stop. The task cannot exit while held (SIGKILL aside), so
-/// the pid is still its own.
-fn resume(rec: &HoldRecord) {
-    match ProcessHandle::open(rec.pid, None) {
-        Ok(h) => {
-            if let Err(e) = h.signal(libc::SIGCONT) {
-                warn!(pid = rec.pid, "fanotify: resuming a held task: {e}");
-            }
-        }
-        Err(e) => debug!(pid = rec.pid, "held task: {e}"),
-    }
+/// Whether `pid` is a task that started before `boot_ns` (CLOCK_BOOTTIME): the held task, not
+/// a later one that reused its pid.
+fn started_before(pid: u32, boot_ns: u64) -> bool {
+    read_stat(pid).is_some_and(|s| start_boot_ns(&s) <= boot_ns + START_TOLERANCE.as_nanos() as u64)
 }

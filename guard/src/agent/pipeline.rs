@@ -319,6 +319,13 @@ impl Pipeline {
         if self.policy.as_ref().is_some_and(|p| p.after_fact) {
             self.enforce_after_fact(ev, model, seen_at);
         }
+        if self
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.fanotify.as_ref().is_some_and(|f| f.sealed() > 0))
+        {
+            self.record_seal_refusal(ev, model, seen_at);
+        }
         if let Some(l) = &mut self.learn {
             l.observe(model);
         }
@@ -671,7 +678,8 @@ impl Pipeline {
         if let Some(h) = self.policy.as_mut().and_then(|p| p.holds.as_mut()) {
             h.release_all();
             info!(
-                held = h.held,
+                held = h.resumed,
+                inherited = h.inherited,
                 held_max_ms = h.held_max.as_millis() as u64,
                 resumed_unmarked = h.resumed_unmarked,
                 "fanotify: container starts held until marked"

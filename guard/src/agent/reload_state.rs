@@ -64,6 +64,8 @@ pub(super) fn derive_prefilter(
             // need every one.
             policy_connect: learn.is_some(),
             write_paths: learn.map(|_| vec!["/".to_string()]).unwrap_or_default(),
+            // Seal refusals are recorded from the failed syscalls (`fanotify` backend).
+            name_changes: policies.iter().any(|p| !p.open.deny_write.is_empty()),
             enosys_stubs: crate::syscall_links::enosys_stubs().clone(),
         },
     )
@@ -168,7 +170,11 @@ impl Pipeline {
                 self.learn.as_ref().map(|l| l.sensitive()),
             )
         });
-        let wide = Prefilter::none();
+        // Unfiltered, with the data syscalls the next rules trace (`none` has none).
+        let wide = match &next_prefilter {
+            Some(next) => Prefilter::none().with_syscalls_of(next),
+            None => Prefilter::none(),
+        };
         if let (Some(old), Some(next)) = (&r.prefilter, &next_prefilter) {
             self.probes.widen_prefilter(old, &wide, next)?;
         }

@@ -15,7 +15,7 @@ use guard_ebpf::{
 use super::{
     AT_FDCWD, Access, BpfEvent, Captured, CgroupId, ChdirEvent, ChmodEvent, Common, ConnectEvent,
     DecisionEvent, DupEvent, Event, ExeInode, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent,
-    Hook, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
+    Hook, IoEvent, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
     Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr,
     SocketEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason, UnknownVerdict,
     UnlinkEvent, Verdict,
@@ -35,6 +35,8 @@ pub enum DecodeError {
     ExecFlags(u32),
     #[error("open record's kernel path: {0}")]
     KernelPath(&'static str),
+    #[error("{got}-byte buffer for a result of {ret}")]
+    BufferLen { got: usize, ret: i64 },
     #[error("syscall number {0} is not traced")]
     UnknownSyscall(u32),
     #[error(transparent)]
@@ -485,8 +487,71 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
             common: c,
             cmd: a[0] as i32,
         }),
+        sc::READ
+        | sc::WRITE
+        | sc::PREAD64
+        | sc::PWRITE64
+        | sc::SENDTO
+        | sc::RECVFROM
+        | sc::SENDMSG => {
+            let data = io_data(p, body.nr == sc::SENDMSG)?;
+            let fault = p.header.flags & FLAG_FAULT1 != 0;
+            // The destination, when the call passed one: a null pointer or length 0 is none.
+            // (sendmsg's entry put `msg_name` and its length in arguments 3 and 4.)
+            let given = match body.nr {
+                sc::SENDTO => a[4] != 0 && a[5] != 0,
+                sc::SENDMSG => a[3] != 0 && a[4] != 0,
+                _ => false,
+            };
+            let dest = given.then(|| {
+                if fault {
+                    SockAddr::Invalid
+                } else {
+                    decode_sockaddr(p.p1)
+                }
+            });
+            Event::Io(IoEvent {
+                fd: fd(a[0]),
+                syscall: sc::event_type(name),
+                size: (body.nr != sc::SENDMSG).then_some(a[2]),
+                data,
+                offset: matches!(body.nr, sc::PREAD64 | sc::PWRITE64).then_some(a[3]),
+                dest,
+                common: c,
+            })
+        }
         other => return Err(DecodeError::UnknownSyscall(other)),
     })
+}
+
+/// The data payload of a read, write or send: exactly min(result, `BUFFER_MAX`) bytes (at
+/// most that for sendmsg, whose first iovec may hold fewer), none for a failed call; anything
+/// else is a malformed record.
+fn io_data(p: &Parts<'_>, at_most: bool) -> Result<Option<Vec<u8>>, DecodeError> {
+    let ret = p.header.ret;
+    let bad = || DecodeError::BufferLen {
+        got: p.p0.len(),
+        ret,
+    };
+    if ret < 0 {
+        return if p.p0.is_empty() {
+            Ok(None)
+        } else {
+            Err(bad())
+        };
+    }
+    if p.header.flags & FLAG_FAULT0 != 0 {
+        return if p.p0.is_empty() {
+            Ok(None)
+        } else {
+            Err(bad())
+        };
+    }
+    let want = ret.min(i64::from(sc::BUFFER_MAX)) as usize;
+    if p.p0.len() > want || (p.p0.len() < want && !at_most) {
+        return Err(bad());
+    }
+    Ok(Some(p.p0.to_vec()))
 }
 
 fn decision_event(

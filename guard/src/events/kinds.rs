@@ -185,6 +185,10 @@ kind! {
         FanotifyOpenPerm => "fanotify_open_perm",
         /// The `fanotify` backend's answer to exec's open of the binary.
         FanotifyOpenExecPerm => "fanotify_open_exec_perm",
+        /// The `fanotify` backend: the kernel refused a name change (unlink, rename, link,
+        /// symlink, create) in a directory the agent sealed (immutable); the agent recorded
+        /// the syscall's EPERM.
+        SealedDirectory => "sealed_directory",
     }
 }
 

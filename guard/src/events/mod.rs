@@ -411,6 +411,28 @@ pub struct BpfEvent {
     pub cmd: i32,
 }
 
+/// A read, write or send (`read`, `write`, `pread64`, `pwrite64`, `sendto`, `recvfrom`,
+/// `sendmsg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoEvent {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Falco's event type (`pread`/`pwrite` for pread64/pwrite64).
+    pub syscall: &'static str,
+    pub fd: i32,
+    /// The size the caller passed; `None` for sendmsg (its iovecs are not copied).
+    pub size: Option<u64>,
+    /// The first bytes moved (at most `guard_ebpf::syscalls::BUFFER_MAX`; the result is the
+    /// full count); `None` when the call failed or the memory was unreadable.
+    pub data: Option<Vec<u8>>,
+    /// pread64/pwrite64's file offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// sendto's or sendmsg's destination; `None` when it passed none (a connected socket).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest: Option<SockAddr>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -434,6 +456,7 @@ pub enum Event {
     MemfdCreate(MemfdCreateEvent),
     Dup(DupEvent),
     Bpf(BpfEvent),
+    Io(IoEvent),
 }
 
 impl Event {
@@ -471,6 +494,7 @@ impl Event {
             Event::MemfdCreate(e) => &e.common,
             Event::Dup(e) => &e.common,
             Event::Bpf(e) => &e.common,
+            Event::Io(e) => &e.common,
         }
     }
 }

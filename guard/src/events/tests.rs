@@ -1,6 +1,6 @@
 use guard_ebpf::{
-    DecisionBody, EventHeader, ExecBody, SyscallBody, decision_op, hook, reason, syscalls as sc,
-    verdict,
+    DecisionBody, EventHeader, ExecBody, FLAG_FAULT0, FLAG_FAULT1, SyscallBody, decision_op, hook,
+    reason, syscalls as sc, verdict,
 };
 
 use super::*;
@@ -674,4 +674,229 @@ fn decodes_the_environment_after_argv() {
         exec(b"A=1\0", 2, 0),
         Err(DecodeError::ExecFlags(_))
     ));
+}
+
+/// A data syscall's record with result `ret` and header flags `flags`.
+fn io_record(nr: u32, args: [u64; 6], ret: i64, p0: &[u8], p1: &[u8], flags: u16) -> Vec<u8> {
+    let mut h = header(
+        EventKind::Syscall,
+        size_of::<SyscallBody>(),
+        p0.len(),
+        p1.len(),
+    );
+    h.ret = ret;
+    h.flags = flags;
+    let mut v = as_bytes(&h).to_vec();
+    v.extend_from_slice(as_bytes(&SyscallBody { nr, _pad: 0, args }));
+    v.extend_from_slice(p0);
+    v.extend_from_slice(p1);
+    v
+}
+
+fn io_of(rec: &[u8]) -> Result<IoEvent, DecodeError> {
+    match decode(rec, &clock())? {
+        Event::Io(e) => Ok(e),
+        other => panic!("wrong kind: {other:?}"),
+    }
+}
+
+/// The data payload is exactly min(result, 80) bytes: a write of 5, a read of 300 (80 kept,
+/// the result the full count), a failed read (no buffer, whatever the pointer held), a read
+/// whose buffer was unreadable; any other length is a malformed record.
+#[test]
+fn decodes_data_syscalls_by_their_result() {
+    let w = io_of(&io_record(
+        sc::WRITE,
+        [1, 0x1000, 5, 0, 0, 0],
+        5,
+        b"hello",
+        b"",
+        0,
+    ))
+    .expect("write");
+    assert_eq!(
+        (w.syscall, w.fd, w.size, w.data.as_deref()),
+        ("write", 1, Some(5), Some(&b"hello"[..]))
+    );
+    assert_eq!((w.offset, w.dest.clone()), (None, None));
+    let big = [b'x'; 80];
+    let r = io_of(&io_record(
+        sc::READ,
+        [3, 0x1000, 4096, 0, 0, 0],
+        300,
+        &big,
+        b"",
+        0,
+    ))
+    .expect("read");
+    assert_eq!((r.common.ret, r.data.as_deref()), (300, Some(&big[..])));
+    let failed = io_of(&io_record(
+        sc::READ,
+        [3, 0x1000, 4096, 0, 0, 0],
+        -14,
+        b"",
+        b"",
+        0,
+    ))
+    .expect("failed read");
+    assert_eq!(failed.data, None);
+    let fault = io_of(&io_record(
+        sc::READ,
+        [3, 0, 9, 0, 0, 0],
+        9,
+        b"",
+        b"",
+        FLAG_FAULT0,
+    ))
+    .expect("fault");
+    assert_eq!(fault.data, None);
+    let p = io_of(&io_record(
+        sc::PREAD64,
+        [3, 0x1000, 9, 512, 0, 0],
+        2,
+        b"ab",
+        b"",
+        0,
+    ))
+    .expect("pread");
+    assert_eq!((p.syscall, p.offset), ("pread", Some(512)));
+    for (ret, p0) in [
+        (300, &big[..79]),
+        (5, &b"hell"[..]),
+        (5, &b"hello!"[..]),
+        (-1, &b"x"[..]),
+    ] {
+        let err = io_of(&io_record(
+            sc::WRITE,
+            [1, 0x1000, 5, 0, 0, 0],
+            ret,
+            p0,
+            b"",
+            0,
+        ))
+        .expect_err("malformed");
+        assert_eq!(err, DecodeError::BufferLen { got: p0.len(), ret });
+    }
+}
+
+/// sendto's destination (payload 1) when it passed one; none with a null address or length
+/// 0 (a connected socket); unreadable: `Invalid`.
+#[test]
+fn decodes_sendto_destinations() {
+    let mut v4 = vec![2u8, 0];
+    v4.extend_from_slice(&4444u16.to_be_bytes());
+    v4.extend_from_slice(&[203, 0, 113, 7]);
+    v4.extend_from_slice(&[0; 8]);
+    let s = io_of(&io_record(
+        sc::SENDTO,
+        [4, 0x1000, 2, 0, 0x2000, 16],
+        2,
+        b"hi",
+        &v4,
+        0,
+    ))
+    .expect("sendto");
+    assert_eq!(
+        s.dest,
+        Some(SockAddr::Inet {
+            addr: Ipv4Addr::new(203, 0, 113, 7),
+            port: 4444
+        })
+    );
+    assert_eq!(s.data.as_deref(), Some(&b"hi"[..]));
+    let none = io_of(&io_record(
+        sc::SENDTO,
+        [4, 0x1000, 2, 0, 0, 0],
+        2,
+        b"hi",
+        b"",
+        0,
+    ))
+    .expect("no addr");
+    assert_eq!(none.dest, None);
+    let bad = io_of(&io_record(
+        sc::SENDTO,
+        [4, 0x1000, 2, 0, 0x2000, 16],
+        2,
+        b"hi",
+        b"",
+        FLAG_FAULT1,
+    ))
+    .expect("fault");
+    assert_eq!(bad.dest, Some(SockAddr::Invalid));
+}
+
+/// sendmsg: the first iovec's bytes (payload 0) and `msg_name` (payload 1) when it had one
+/// (a null `msg_name` or length 0: none);
+/// no size (the iovecs are not copied); without a name no destination; an unreadable name
+/// `Invalid`.
+#[test]
+fn decodes_sendmsg() {
+    let mut v4 = vec![2u8, 0];
+    v4.extend_from_slice(&53u16.to_be_bytes());
+    v4.extend_from_slice(&[8, 8, 4, 4]);
+    v4.extend_from_slice(&[0; 8]);
+    // Arguments as sendmsg's entry leaves them: 2 the first iovec, 3 and 4 `msg_name`.
+    let m = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0x2000, 16, 3],
+        3,
+        b"dns",
+        &v4,
+        0,
+    ))
+    .expect("sendmsg");
+    assert_eq!(
+        (m.syscall, m.fd, m.size, m.data.as_deref()),
+        ("sendmsg", 5, None, Some(&b"dns"[..]))
+    );
+    assert_eq!(
+        m.dest,
+        Some(SockAddr::Inet {
+            addr: Ipv4Addr::new(8, 8, 4, 4),
+            port: 53
+        })
+    );
+    // A null `msg_name` (or length 0): no destination.
+    let none = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 16, 3],
+        3,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect("none");
+    assert_eq!(none.dest, None);
+    let bad = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0x2000, 16, 3],
+        3,
+        b"dns",
+        b"",
+        FLAG_FAULT1,
+    ))
+    .expect("fault");
+    assert_eq!(bad.dest, Some(SockAddr::Invalid));
+    // The first iovec (3 bytes) shorter than the result: its bytes; never more than the result.
+    let short = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 0, 3],
+        9,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect("short first iovec");
+    assert_eq!(short.data.as_deref(), Some(&b"dns"[..]));
+    let err = io_of(&io_record(
+        sc::SENDMSG,
+        [5, 0x1000, 0x3000, 0, 0, 3],
+        2,
+        b"dns",
+        b"",
+        0,
+    ))
+    .expect_err("more than the result");
+    assert_eq!(err, DecodeError::BufferLen { got: 3, ret: 2 });
 }

@@ -157,6 +157,9 @@ pub struct Fanotify {
     bindings: Vec<(u64, u32)>,
     /// Directories sealed against rename, link and create (`seal.rs`).
     sealer: seal::Sealer,
+    /// Enforced workloads of the last pass: cgroup -> (a process there, policy id); where
+    /// a refused name change is looked up once its own process is gone.
+    enforced: std::collections::HashMap<u64, (u32, u32)>,
     pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
 }
 
@@ -204,6 +207,7 @@ impl Fanotify {
             rule_marked: Default::default(),
             bindings: Vec::new(),
             sealer: seal::Sealer::default(),
+            enforced: Default::default(),
             records,
         })
     }
@@ -221,6 +225,11 @@ impl Fanotify {
                 "fanotify: sealed directories had been unsealed; sealed again"
             );
         }
+        self.enforced = workloads
+            .iter()
+            .filter(|w| w.enforce)
+            .map(|w| (w.cgroup_id, (w.pid, w.policy_id)))
+            .collect();
         let rules = std::mem::take(&mut pass.rules);
         let mut bindings: Vec<(u64, u32)> = workloads
             .iter()
@@ -255,6 +264,48 @@ impl Fanotify {
     /// Directories sealed now.
     pub fn sealed(&self) -> usize {
         self.sealer.len()
+    }
+
+    /// The policy id of an enforced workload when the directory holding `name` (an absolute,
+    /// normal path as the first of `pids` that is alive sees it, else as the workload's walked
+    /// process does) is one this
+    /// agent sealed, so an EPERM on a name change there was the seal's refusal. With
+    /// `new_name`, also only while `name` does not exist (a create; an existing file's open
+    /// was the answer's to refuse). `None` otherwise.
+    pub fn sealed_by(&self, cgroup: u64, pids: &[u32], name: &str, new_name: bool) -> Option<u32> {
+        let &(walked, policy_id) = self.enforced.get(&cgroup)?;
+        if self.sealer.is_empty() {
+            return None;
+        }
+        let dir = match name.rsplit_once('/') {
+            Some(("", _)) => "/",
+            Some((d, _)) => d,
+            None => return None,
+        };
+        let sealed = |p: u32| -> Option<bool> {
+            let root = crate::procroot::open_root(p).ok()?;
+            // O_PATH: no permission event of our own.
+            let fd = sys::open_in(&root, dir, false).ok()?;
+            let md = std::fs::File::from(fd).metadata().ok()?;
+            if !md.is_dir() {
+                return Some(false);
+            }
+            let id = crate::policy::resolve::file_id(&md);
+            Some(
+                self.sealer.is_sealed(id)
+                    && !(new_name && sys::open_in(&root, name, false).is_ok()),
+            )
+        };
+        // The first process whose root still opens: the event's may have exited.
+        let found = pids.iter().chain([&walked]).find_map(|&p| sealed(p));
+        if found.is_none() {
+            tracing::debug!(
+                cgroup,
+                name,
+                "fanotify: no process left to resolve a refused name in"
+            );
+        }
+        found?.then_some(policy_id)
     }
 
     pub fn stats(&self) -> &Stats {

@@ -187,6 +187,10 @@ impl Sealer {
         self.sealed.is_empty()
     }
 
+    pub fn is_sealed(&self, id: FileId) -> bool {
+        self.sealed.contains_key(&id)
+    }
+
     /// Seals what the plan wants and lifts the seals it no longer wants.
     pub fn apply(&mut self, plan: Plan) -> SealCounts {
         let mut n = SealCounts::default();

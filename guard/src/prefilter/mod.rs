@@ -51,10 +51,27 @@ pub struct Needs {
     pub policy_connect: bool,
     /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
     pub write_paths: Vec<String>,
+    /// Every unlink, rename, link and symlink (the `fanotify` backend's records of what its
+    /// sealed directories refused: `NAME_CHANGE_SYSCALLS`).
+    pub name_changes: bool,
     /// Traced syscalls this kernel only has as stubs that fail with ENOSYS
     /// (`syscall_links::enosys_stubs`): traced only when some rule can match a failed attempt.
     pub enosys_stubs: BTreeSet<u32>,
 }
+
+/// Syscalls that change a directory's names without opening anything: refused by a sealed
+/// directory (the `fanotify` backend) before any permission event.
+pub const NAME_CHANGE_SYSCALLS: [u32; 9] = [
+    syscalls::UNLINK,
+    syscalls::UNLINKAT,
+    syscalls::RENAME,
+    syscalls::RENAMEAT,
+    syscalls::RENAMEAT2,
+    syscalls::LINK,
+    syscalls::LINKAT,
+    syscalls::SYMLINK,
+    syscalls::SYMLINKAT,
+];
 
 /// Syscalls the agent's state needs whatever the rules say: socket types (for connect and
 /// dup), the cwd (relative paths), credentials, and descriptors copied by dup.
@@ -373,9 +390,14 @@ impl Prefilter {
         let mut connect_excl: Connects = None;
         // Per ENOSYS-only syscall: whether some rule can match an attempt (which always fails).
         let mut failed_attempts: u128 = 0;
+        // Types rules restrict themselves to (a rule with no `evt.type` check counts for none).
+        let mut named_types: u128 = 0;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
+            if t != crate::rules::eval::ALL_TYPES {
+                named_types |= t;
+            }
             for nr in &needs.enosys_stubs {
                 let Some(name) = syscalls::TRACED
                     .iter()
@@ -399,7 +421,14 @@ impl Prefilter {
         // No rule can match any connect: it is not traced at all (below), nothing to exclude.
         let connect_excl = connect_excl.unwrap_or_default();
         let bounds_nothing = connect_excl.ports.is_empty() && connect_excl.nets.is_empty();
-        let connect_filter = !(needs.everything || needs.policy_connect || bounds_nothing);
+        // A traced data syscall's `fd.connected` needs every connect on its sockets.
+        let data_traced = syscalls::DATA_SYSCALLS.iter().any(|nr| {
+            syscalls::name(*nr).is_some_and(|n| {
+                named_types & (1u128 << event_type_id(syscalls::event_type(n))) != 0
+            })
+        });
+        let connect_filter =
+            !(needs.everything || needs.policy_connect || bounds_nothing || data_traced);
         for p in &needs.policy_open_paths {
             open_pairs = or(open_pairs, vec![(p.clone(), false)]);
         }
@@ -409,9 +438,14 @@ impl Prefilter {
         let open_filter = !needs.everything && !open_pairs.contains(&(String::new(), false));
         let mut syscalls = BTreeMap::new();
         for sc in syscalls::TRACED {
-            let id = event_type_id(sc.name);
+            let id = event_type_id(syscalls::event_type(sc.name));
             let is_open = OPEN_TYPES.contains(&sc.name);
-            let wanted = needs.everything
+            // The data syscalls are the busiest of most hosts: only a rule that names their
+            // type traces them, never `everything` nor a rule without an `evt.type` check.
+            let wanted = if syscalls::DATA_SYSCALLS.contains(&sc.nr) {
+                named_types & (1u128 << id) != 0
+            } else {
+                needs.everything
                 || STATE_SYSCALLS.contains(&sc.nr)
                 // A type the rule language does not know: keep it (no rule can be proven
                 // not to need it).
@@ -420,7 +454,9 @@ impl Prefilter {
                     && (!needs.enosys_stubs.contains(&sc.nr) || failed_attempts & (1u128 << id) != 0))
                 || (is_open && !needs.policy_open_paths.is_empty())
                 || (is_open && !needs.write_paths.is_empty())
-                || (sc.nr == syscalls::CONNECT && needs.policy_connect);
+                || (sc.nr == syscalls::CONNECT && (needs.policy_connect || data_traced))
+                || (needs.name_changes && NAME_CHANGE_SYSCALLS.contains(&sc.nr))
+            };
             if !wanted {
                 continue;
             }
@@ -495,6 +531,15 @@ impl Prefilter {
                 ..Needs::default()
             },
         )
+    }
+
+    /// This filter, tracing also every syscall `other` traces (unfiltered): the reload
+    /// window's wide filter, which `none` alone leaves without the data syscalls.
+    pub fn with_syscalls_of(mut self, other: &Prefilter) -> Prefilter {
+        for nr in other.syscalls.keys() {
+            self.syscalls.entry(*nr).or_insert(syscall_filter::TRACE);
+        }
+        self
     }
 
     pub fn traces(&self, nr: u32) -> bool {

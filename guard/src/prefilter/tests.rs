@@ -97,11 +97,60 @@ fn what_cannot_be_bounded_passes_everything() {
         );
         assert!(p.passes_open(syscalls::OPENAT, b"/home/a", false), "{cond}");
     }
-    // A rule with no event type (every event): every syscall is traced.
+    // A rule with no event type (every event): every syscall is traced but the data ones
+    // (read, write, ...), which only a rule naming them traces (`data_syscalls_...`).
+    let every = syscalls::TRACED.len() - syscalls::DATA_SYSCALLS.len();
     let p = Prefilter::derive(&rule("proc.name = cat"), &Needs::default());
-    assert_eq!(p.syscalls.len(), syscalls::TRACED.len());
+    assert_eq!(p.syscalls.len(), every);
     assert!(Prefilter::none().open_prefixes.is_empty());
-    assert_eq!(Prefilter::none().syscalls.len(), syscalls::TRACED.len());
+    assert_eq!(Prefilter::none().syscalls.len(), every);
+}
+
+/// Issue 18: the data syscalls (read, write, pread64, pwrite64, sendto, recvfrom) cost a
+/// program on the busiest syscalls, so they are attached only for a rule that names them:
+/// not for guard's rules, not for Falco's but sendto and sendmsg (its `outbound` macro), not for a rule
+/// without an event type nor for `everything`; a rule on `write` traces write alone.
+#[test]
+fn data_syscalls_are_traced_only_for_rules_that_name_them() {
+    let data = |p: &Prefilter| -> Vec<&'static str> {
+        syscalls::TRACED
+            .iter()
+            .filter(|s| syscalls::DATA_SYSCALLS.contains(&s.nr) && p.traces(s.nr))
+            .map(|s| s.name)
+            .collect()
+    };
+    let guard = Prefilter::derive(&engine(false).rules, &Needs::default());
+    assert_eq!(data(&guard), Vec::<&str>::new());
+    // The control: the same rules do trace other syscalls.
+    assert!(guard.traces(syscalls::OPENAT) && guard.traces(syscalls::CONNECT));
+    let falco = Prefilter::derive(&engine(true).rules, &Needs::default());
+    assert_eq!(data(&falco), ["sendto", "sendmsg"]);
+    assert_eq!(
+        data(&Prefilter::derive(
+            &rule("proc.name = cat"),
+            &Needs::default()
+        )),
+        Vec::<&str>::new()
+    );
+    assert_eq!(data(&Prefilter::none()), Vec::<&str>::new());
+    let p = Prefilter::derive(
+        &rule("evt.type = write and evt.buffer contains GUARD"),
+        &Needs::default(),
+    );
+    assert_eq!(data(&p), ["write"]);
+    assert_eq!(
+        p.syscalls.get(&syscalls::WRITE),
+        Some(&syscall_filter::TRACE)
+    );
+    let p = Prefilter::derive(
+        &rule("evt.type in (read, pread, sendto, recvfrom) and evt.buflen > 0"),
+        &Needs::default(),
+    );
+    assert_eq!(data(&p), ["read", "pread64", "sendto", "recvfrom"]);
+    // The reload window's wide filter keeps what the next rules trace.
+    let wide = Prefilter::none().with_syscalls_of(&p);
+    assert_eq!(data(&wide), ["read", "pread64", "sendto", "recvfrom"]);
+    assert!(wide.traces(syscalls::OPENAT));
 }
 
 #[test]
@@ -700,4 +749,25 @@ fn the_kernel_path_of_the_opened_file_also_passes() {
     assert!(p.passes_open_resolved(at, b"/tmp/s", Some(long.as_bytes()), false));
     // The path as written still decides alone when it passes.
     assert!(p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), false));
+}
+
+/// The `fanotify` backend's seal records need every unlink, rename, link and symlink; without
+/// that need a rule set about opens traces none of them.
+#[test]
+fn name_changes_are_traced_only_when_needed() {
+    let r = rule("evt.type = openat and fd.name startswith /etc");
+    let without = Prefilter::derive(&r, &Needs::default());
+    let with = Prefilter::derive(
+        &r,
+        &Needs {
+            name_changes: true,
+            ..Needs::default()
+        },
+    );
+    for nr in NAME_CHANGE_SYSCALLS {
+        assert!(!without.traces(nr), "{nr} traced without the need");
+        assert!(with.traces(nr), "{nr} not traced with the need");
+    }
+    assert!(with.traces(syscalls::OPENAT));
+    assert!(!with.traces(syscalls::MOUNT));
 }

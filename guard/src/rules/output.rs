@@ -131,7 +131,12 @@ impl OutputFormat {
                     let v = f
                         .as_ref()
                         .map_or(Val::Na, |f| f.extract(ev, 0, ctx, &mut buf));
-                    let json = to_json(v);
+                    let json = match v {
+                        Val::Str(b) if f.as_ref().is_some_and(is_buffer) => {
+                            Json::from(printable(b))
+                        }
+                        v => to_json(v),
+                    };
                     match &json {
                         Json::String(s) => msg.push_str(s),
                         Json::Null => msg.push_str("<NA>"),
@@ -167,6 +172,28 @@ const CONTAINER_FIELDS: [(&str, FieldId, Option<&str>); 5] = [
     ),
     ("container.image.tag", FieldId::ContainerImageTag, None),
 ];
+
+/// A field holding a read or written buffer (`evt.buffer`, `evt.arg.data`).
+fn is_buffer(f: &FieldRef) -> bool {
+    match (&f.id, &f.arg) {
+        (FieldId::EvtBuffer, _) => true,
+        (FieldId::EvtArg, FieldArg::Key(k)) => &**k == "data",
+        _ => false,
+    }
+}
+
+/// A buffer as Falco prints it: printable ASCII as is, any other character `.`.
+fn printable(b: &str) -> String {
+    b.chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
 
 fn to_json(v: Val<'_>) -> Json {
     match v {

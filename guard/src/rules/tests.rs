@@ -890,3 +890,138 @@ fn every_priority_level_loads() {
         alerts[0].output
     );
 }
+
+fn write_event(data: &str, len: i64) -> Event {
+    let mut ev = exec("sh", &[]);
+    ev.evt_type = "write".into();
+    ev.res = len;
+    ev.args.insert("data".into(), ArgValue::Str(data.into()));
+    ev.fd = Some(Fd {
+        num: 1,
+        ..Default::default()
+    });
+    ev.buffer = Some(crate::model::Buffer {
+        data: data.into(),
+        len,
+    });
+    ev.prepare().expect("prepare");
+    ev
+}
+
+/// `evt.buffer` compares on the bytes as text, `evt.buflen` is the full count; an event with
+/// no buffer (an open) has neither (`<NA>`: checks false, `exists` false). Outputs print the
+/// buffer as Falco does, every non-printable character a `.`.
+#[test]
+fn buffer_fields() {
+    let w = write_event("GUARD_MAGIC\n\u{1}x", 300);
+    for (cond, want) in [
+        ("evt.buffer contains GUARD_MAGIC", true),
+        ("evt.buffer contains OTHER", false),
+        ("evt.buffer startswith GUARD and evt.buflen = 300", true),
+        ("evt.buflen < 300", false),
+        ("evt.arg.data contains MAGIC and fd.num = 1", true),
+        ("evt.buffer exists and evt.buflen exists", true),
+    ] {
+        assert_eq!(fires(&rule(cond), &w), want, "{cond}");
+    }
+    let o = open("/etc/shadow", "O_RDONLY");
+    for cond in [
+        "evt.buffer exists",
+        "evt.buflen exists",
+        "evt.buflen >= 0",
+        "evt.buffer contains a",
+    ] {
+        assert!(!fires(&rule(cond), &o), "{cond}");
+    }
+    assert!(fires(&rule("not evt.buffer exists"), &o));
+    let hello = write_event("hello world", 11);
+    assert!(fires(&rule("evt.buffer = \"hello world\""), &hello));
+    assert!(!fires(&rule("evt.buffer = hello"), &hello));
+    let (e, _) = engine(
+        "- rule: r\n  desc: d\n  condition: evt.type = write\n  output: b=%evt.buffer l=%evt.buflen d=%evt.arg.data\n  priority: INFO\n",
+    );
+    let alerts = e.alerts(&w, &mut Matcher::default());
+    assert_eq!(alerts.len(), 1);
+    assert!(
+        alerts[0]
+            .output
+            .contains("b=GUARD_MAGIC..x l=300 d=GUARD_MAGIC..x"),
+        "{}",
+        alerts[0].output
+    );
+    assert_eq!(
+        alerts[0].output_fields.get("evt.buffer"),
+        Some(&serde_json::json!("GUARD_MAGIC..x"))
+    );
+    assert_eq!(
+        alerts[0].output_fields.get("evt.buflen"),
+        Some(&serde_json::json!(300))
+    );
+    let na = e.alerts(
+        &{
+            let mut x = o.clone();
+            x.evt_type = "write".into();
+            x.prepare().expect("prepare");
+            x
+        },
+        &mut Matcher::default(),
+    );
+    assert!(na[0].output.contains("b=<NA> l=<NA>"), "{}", na[0].output);
+}
+
+/// Falco's `outbound` macro through its sendto/sendmsg branch: an unconnected UDP socket sending to
+/// a public address under a new name is outbound; the same to an RFC 1918 address, on a
+/// connected socket, under an unchanged name, or over TCP, is not.
+#[test]
+fn falco_outbound_sendto_branch() {
+    let mut l = Loader::new();
+    l.add_path(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/falco-rules/falco_rules.yaml"),
+    );
+    l.add_str(
+        "t.yaml",
+        "- rule: out\n  desc: d\n  condition: outbound and evt.type in (sendto, sendmsg)\n  output: o\n  priority: INFO\n",
+    );
+    let (set, diags) = l.finish();
+    assert!(diags.iter().all(|d| !d.is_error()));
+    let e = Engine::new(set, "testhost");
+    let send = |ip: &str, proto: L4Proto, connected: bool, changed: bool| {
+        let mut ev = connect(ip, 4444);
+        ev.evt_type = "sendto".into();
+        ev.res = 5;
+        if let Some(f) = ev.fd.as_mut() {
+            f.cip = None;
+            f.cport = None;
+            f.l4proto = Some(proto);
+            f.connected = Some(connected);
+            f.name_changed = Some(changed);
+        }
+        ev.prepare().expect("prepare");
+        ev
+    };
+    let hit = |ev: &Event| -> bool {
+        e.matches(ev, &mut Matcher::default())
+            .iter()
+            .any(|&i| e.rules.rules[i as usize].name == "out")
+    };
+    assert!(hit(&send("203.0.113.7", L4Proto::Udp, false, true)));
+    let mut msg = send("203.0.113.7", L4Proto::Udp, false, true);
+    msg.evt_type = "sendmsg".into();
+    msg.prepare().expect("prepare");
+    assert!(hit(&msg));
+    assert!(!hit(&send("10.1.2.3", L4Proto::Udp, false, true)));
+    assert!(!hit(&send("203.0.113.7", L4Proto::Udp, true, true)));
+    assert!(!hit(&send("203.0.113.7", L4Proto::Udp, false, false)));
+    assert!(!hit(&send("203.0.113.7", L4Proto::Tcp, false, true)));
+    // Only the server end known (as the capture stage builds a sendto or a connect): `fd.ip`
+    // has that one value, so `fd.ip != ...` checks it rather than failing on the absent end.
+    assert!(fires(
+        &rule("fd.ip != \"0.0.0.0\" and fd.port = 4444"),
+        &send("203.0.113.7", L4Proto::Udp, false, true)
+    ));
+    assert!(!fires(
+        &rule("fd.ip != \"203.0.113.7\""),
+        &send("203.0.113.7", L4Proto::Udp, false, true)
+    ));
+}

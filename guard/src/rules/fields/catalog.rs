@@ -116,6 +116,20 @@ pub static FIELDS: &[FieldDef] = &[
         "host name of the agent"
     ),
     f!("evt.source", EvtSource, Str, None, "always 'syscall'"),
+    f!(
+        "evt.buffer",
+        EvtBuffer,
+        Str,
+        None,
+        "read, write, pread, pwrite, sendto, recvfrom, sendmsg: the first bytes moved (at most 80)"
+    ),
+    f!(
+        "evt.buflen",
+        EvtBuflen,
+        Num,
+        None,
+        "read, write, pread, pwrite, sendto, recvfrom, sendmsg: the bytes moved (the result)"
+    ),
     f!("proc.name", ProcName, Str, None, "process name (comm)"),
     f!("proc.exe", ProcExe, Str, None, "argv[0]"),
     f!(
@@ -594,8 +608,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "fs.path.nameraw",
     "fs.path.source",
     "fs.path.target",
-    "evt.buffer",
-    "evt.buflen",
     "evt.latency",
     "evt.cpu",
     "evt.info",

@@ -90,6 +90,8 @@ impl FieldRef {
             EvtIsOpenExec => Val::Bool(ev.derived.open_exec),
             EvtHostname => s(&ctx.hostname),
             EvtSource => s("syscall"),
+            EvtBuffer => ev.buffer.as_ref().map_or(Val::Na, |b| s(&b.data)),
+            EvtBuflen => ev.buffer.as_ref().map_or(Val::Na, |b| Val::Num(b.len)),
             ProcName => s(&p.name),
             ProcExe => s(&p.exe),
             ProcExepath => s(&p.exepath),
@@ -222,28 +224,14 @@ impl FieldRef {
                 }
                 s(buf.as_str())
             }
-            FdIp => ip(fd.and_then(|f| {
-                if n == 0 {
-                    f.cip
-                } else if n == 1 {
-                    f.sip
-                } else {
-                    None
-                }
-            })),
+            // The ends that are known, client first: a connect or sendto knows only the
+            // server end, which is then the only value.
+            FdIp => ip(fd.and_then(|f| [f.cip, f.sip].into_iter().flatten().nth(n))),
             FdCport => port(fd.and_then(|f| f.cport)),
             FdSport => port(fd.and_then(|f| f.sport)),
             FdLport => port(fd.and_then(|f| if f.is_server { f.sport } else { f.cport })),
             FdRport => port(fd.and_then(|f| if f.is_server { f.cport } else { f.sport })),
-            FdPort => port(fd.and_then(|f| {
-                if n == 0 {
-                    f.cport
-                } else if n == 1 {
-                    f.sport
-                } else {
-                    None
-                }
-            })),
+            FdPort => port(fd.and_then(|f| [f.cport, f.sport].into_iter().flatten().nth(n))),
             FdL4proto => fd
                 .and_then(|f| f.l4proto)
                 .map_or(Val::Na, |l| s(l.as_str())),
