@@ -351,6 +351,16 @@ pub struct KernelOffsets {
     /// `mm_struct.env_start` / `env_end`: the new image's environment (`proc.env`).
     pub mm_env_start: u32,
     pub mm_env_end: u32,
+    /// The start of the task's pid namespace (`proc.exe_ino.ctime_duration_pidns_start`), read
+    /// as Falco does: `task_struct.thread_pid` -> `pid.level`, `pid.numbers[level].ns` (at
+    /// `pid_numbers_ns` + level * `upid_size`) -> `pid_namespace.child_reaper` ->
+    /// `task_struct.start_boottime`. `upid_size` is a struct size, not an offset.
+    pub task_thread_pid: u32,
+    pub pid_level: u32,
+    pub pid_numbers_ns: u32,
+    pub upid_size: u32,
+    pub pidns_child_reaper: u32,
+    pub task_start_boottime: u32,
 }
 
 impl KernelOffsets {
@@ -407,6 +417,12 @@ impl KernelOffsets {
         inode_mtime_nsec: OFFSET_ABSENT,
         mm_env_start: OFFSET_ABSENT,
         mm_env_end: OFFSET_ABSENT,
+        task_thread_pid: OFFSET_ABSENT,
+        pid_level: OFFSET_ABSENT,
+        pid_numbers_ns: OFFSET_ABSENT,
+        upid_size: OFFSET_ABSENT,
+        pidns_child_reaper: OFFSET_ABSENT,
+        task_start_boottime: OFFSET_ABSENT,
     };
 }
 
@@ -487,6 +503,10 @@ pub struct ExecBody {
     /// Bytes of the environment in memory, and bytes of it after payload 1.
     pub env_total: u32,
     pub env_len: u32,
+    /// When the task's pid namespace started, boot-clock ns (as `EventHeader::boot_ns`): its
+    /// init's `start_boottime`, or 0 (boot) for the initial namespace, as Falco; valid with
+    /// `exec_flags::PIDNS_START`.
+    pub pidns_start_boot_ns: u64,
 }
 
 /// Bits of `ExecBody::flags`.
@@ -495,7 +515,12 @@ pub mod exec_flags {
     pub const EXE_INODE: u32 = 1;
     /// The environment could not be read (`env_len` is 0).
     pub const ENV_FAULT: u32 = 2;
+    /// `pidns_start_boot_ns` was read.
+    pub const PIDNS_START: u32 = 4;
 }
+
+/// Deepest pid namespace level (`MAX_PID_NS_LEVEL`, include/linux/pid_namespace.h).
+pub const MAX_PID_NS_LEVEL: u32 = 32;
 
 /// `ExecDenied` body (no payloads).
 #[repr(C)]

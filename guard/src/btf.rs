@@ -66,7 +66,7 @@ struct Member {
 
 #[derive(Debug, Clone)]
 enum Type {
-    Composite { members: Vec<Member> },
+    Composite { members: Vec<Member>, size: u32 },
     Other,
 }
 
@@ -144,6 +144,7 @@ impl Btf {
                 2 | 7..=12 | 16 | 18 => 0,
                 _ => return Err(BtfError::Malformed("unknown type kind")),
             };
+            let size = t32(pos - 4)?;
             let ty = if kind == KIND_STRUCT || kind == KIND_UNION {
                 let mut members = Vec::with_capacity(vlen);
                 for i in 0..vlen {
@@ -167,7 +168,7 @@ impl Btf {
                         .entry(name.to_owned())
                         .or_insert(types.len() as u32);
                 }
-                Type::Composite { members }
+                Type::Composite { members, size }
             } else {
                 Type::Other
             };
@@ -200,12 +201,20 @@ impl Btf {
         self.member_offset(name, member).ok()
     }
 
+    /// Size in bytes of `struct name` (the stride of an array of them); `None` when absent.
+    pub fn struct_size_opt(&self, name: &str) -> Option<u32> {
+        match self.types.get(*self.structs_by_name.get(name)? as usize)? {
+            Type::Composite { size, .. } => Some(*size),
+            Type::Other => None,
+        }
+    }
+
     fn find_in(&self, id: u32, member: &str, depth: u32) -> Option<u32> {
         // Anonymous nesting in vmlinux is shallow; the bound stops cycles in hostile input.
         if depth > 16 {
             return None;
         }
-        let Type::Composite { members } = self.types.get(id as usize)? else {
+        let Type::Composite { members, .. } = self.types.get(id as usize)? else {
             return None;
         };
         for m in members {
@@ -295,6 +304,8 @@ mod tests {
             btf.member_offset("nope", "a"),
             Err(BtfError::NoStruct(_))
         ));
+        assert_eq!(btf.struct_size_opt("outer"), Some(12));
+        assert_eq!(btf.struct_size_opt("nope"), None);
     }
 
     #[test]
@@ -319,6 +330,9 @@ mod tests {
         let tgid = btf.member_offset("task_struct", "tgid").expect("tgid");
         let pid = btf.member_offset("task_struct", "pid").expect("pid");
         assert_eq!(tgid, pid + 4, "pid and tgid are adjacent pid_t fields");
+        // struct upid { int nr; struct pid_namespace *ns; }: 16 bytes on 64-bit.
+        assert_eq!(btf.struct_size_opt("upid"), Some(16));
+        assert_eq!(btf.member_offset_opt("upid", "ns"), Some(8));
         // Parsed once: a second call returns the same index.
         assert!(std::ptr::eq(kernel().expect("cached"), btf));
         // aya's parse, shared the same way, knows the hook an LSM program attaches to.

@@ -380,6 +380,7 @@ impl Capture {
                         cgroup_id: Some(c.cgroup_id),
                         cwd: None,
                         exe_inode: e.exe_inode,
+                        pidns_start_ns: e.pidns_start_ns,
                         env: model::Env::from_entries(&e.env),
                     },
                 );
@@ -466,6 +467,7 @@ impl Capture {
             exe_ino,
             exe_ino_ctime,
             exe_ino_mtime,
+            pidns_start,
             env,
             cap_effective,
             cap_permitted,
@@ -531,6 +533,9 @@ impl Capture {
         }
         let ns = self.state.ns_ids(Pid(c.pid));
         (*vpid, *vpgid) = (ns.map(|n| n.vpid), ns.map(|n| n.vpgid));
+        // Set after the ns read, which drops a start a new namespace's init inherited.
+        let t = self.state.procs.get(Pid(c.pid));
+        *pidns_start = t.and_then(|t| t.pidns_start_ns);
         // The session leader, by its pid as the agent sees it (0: outside our namespace).
         match ns
             .filter(|n| n.sid != 0)

@@ -137,16 +137,22 @@ pub struct Process {
     #[serde(default)]
     pub is_exe_writable: bool,
     /// The executed file's inode number, change and modification times (ns since the epoch),
-    /// read in the kernel at exec (`proc.exe_ino`, `proc.exe_ino.ctime`, `.mtime`); absent when
-    /// guard did not see the process's exec (it predates the agent).
+    /// read in the kernel at exec (`proc.exe_ino`, `proc.exe_ino.ctime`, `.mtime`), or for a
+    /// process that predates the agent by a stat through `/proc/PID/exe`; absent when neither
+    /// could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_ino: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_ino_ctime: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe_ino_mtime: Option<u64>,
-    /// The environment captured at the last exec guard saw (`proc.env`); absent when guard
-    /// did not see it.
+    /// When the process's pid namespace started, ns since the epoch (its init's start; boot
+    /// for the initial namespace), read in the kernel at exec: with `exe_ino_ctime`,
+    /// `proc.exe_ino.ctime_duration_pidns_start`; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns_start: Option<u64>,
+    /// The environment captured at the last exec guard saw, or `/proc/PID/environ` for a
+    /// process that predates the agent (`proc.env`); absent when neither could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Env>,
     /// Effective capabilities, `CAP_*` names.

@@ -146,6 +146,22 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         inode_mtime_nsec: inode_time(btf, "mtime").1,
         mm_env_start: need("mm_struct", "env_start")?,
         mm_env_end: need("mm_struct", "env_end")?,
+        // proc.exe_ino.ctime_duration_pidns_start: without one of these the field is <NA>.
+        task_thread_pid: opt("task_struct", "thread_pid"),
+        pid_level: opt("pid", "level"),
+        pid_numbers_ns: match (
+            btf.member_offset_opt("pid", "numbers"),
+            btf.member_offset_opt("upid", "ns"),
+        ) {
+            (Some(n), Some(ns)) => n + ns,
+            _ => OFFSET_ABSENT,
+        },
+        upid_size: btf
+            .struct_size_opt("upid")
+            .filter(|&s| s > 0)
+            .unwrap_or(OFFSET_ABSENT),
+        pidns_child_reaper: opt("pid_namespace", "child_reaper"),
+        task_start_boottime: opt("task_struct", "start_boottime"),
     })
 }
 

@@ -20,9 +20,9 @@ use aya_ebpf::{
 use guard_ebpf::{
     CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
     ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
-    MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES,
-    PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody, TS_COMPAT, exec_flags,
-    open_prefix_bits, syscall_filter, syscalls,
+    MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_PID_NS_LEVEL, MAX_SYSCALL_NR, OFFSET_ABSENT,
+    OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody,
+    TS_COMPAT, exec_flags, open_prefix_bits, syscall_filter, syscalls,
     syscalls::{MSGHDR_IOV, MSGHDR_NAMELEN, Payload, spec},
 };
 
@@ -132,8 +132,39 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             }
         }
     }
+    if let Some(t) = pidns_start(task, &off) {
+        let b = rec.body::<ExecBody>();
+        b.flags |= exec_flags::PIDNS_START;
+        b.pidns_start_boot_ns = t;
+    }
     rec.submit();
     0
+}
+
+/// When `task`'s pid namespace started (boot-clock ns): 0 for the initial namespace (boot, as
+/// Falco), else its init's (`child_reaper`) `start_boottime`. None when an offset is absent or
+/// a read fails.
+#[inline(always)]
+fn pidns_start(task: *const u8, off: &KernelOffsets) -> Option<u64> {
+    if off.upid_size == OFFSET_ABSENT || off.pid_numbers_ns == OFFSET_ABSENT {
+        return None;
+    }
+    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
+    let pid: *const u8 = unsafe { read_field(task, off.task_thread_pid) }?;
+    let level: u32 = unsafe { read_field(pid, off.pid_level) }?;
+    if level == 0 {
+        return Some(0);
+    }
+    if level > MAX_PID_NS_LEVEL {
+        return None;
+    }
+    let at = off
+        .pid_numbers_ns
+        .checked_add(level.checked_mul(off.upid_size)?)?;
+    // SAFETY: as above.
+    let ns: *const u8 = unsafe { read_field(pid, at) }?;
+    let reaper: *const u8 = unsafe { read_field(ns, off.pidns_child_reaper) }?;
+    unsafe { read_field::<u64>(reaper, off.task_start_boottime) }
 }
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]

@@ -35,6 +35,7 @@ fn exec(pid: u32, ppid: u32, argv: &[&str]) -> Event {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         argv_truncated: false,
         exe_inode: None,
+        pidns_start_ns: None,
         env: Vec::new(),
         env_truncated: false,
     })

@@ -270,9 +270,10 @@ fn nul_separated(b: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The environment's entries; when the kernel cut it, the last entry unless the cut fell
+/// The environment's entries; when it was cut (at `PAYLOAD_MAX` bytes, by the kernel at exec
+/// or by the agent reading `/proc/PID/environ`), without the last entry unless the cut fell
 /// right after a NUL (a cut entry would be a made-up value).
-fn env(b: &[u8], cut: bool) -> Vec<String> {
+pub fn env(b: &[u8], cut: bool) -> Vec<String> {
     let mut v = nul_separated(b);
     if cut && !b.ends_with(b"\0") {
         v.pop();
@@ -283,7 +284,7 @@ fn env(b: &[u8], cut: bool) -> Vec<String> {
 /// The executed file's inode of an exec record. Unknown flag bits, or nanoseconds of a
 /// second or more, are a malformed record.
 fn exe_inode(b: &ExecBody) -> Result<Option<ExeInode>, DecodeError> {
-    if b.flags & !(exec_flags::EXE_INODE | exec_flags::ENV_FAULT) != 0 {
+    if b.flags & !(exec_flags::EXE_INODE | exec_flags::ENV_FAULT | exec_flags::PIDNS_START) != 0 {
         return Err(DecodeError::ExecFlags(b.flags));
     }
     if b.flags & exec_flags::EXE_INODE == 0 {
@@ -636,6 +637,8 @@ pub fn decode(buf: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 argv_truncated: p.header.flags & FLAG_TRUNCATED1 != 0
                     || body.args_total as usize > p.p1.len(),
                 exe_inode: exe_inode(&body)?,
+                pidns_start_ns: (body.flags & exec_flags::PIDNS_START != 0)
+                    .then(|| clock.wall_ns(body.pidns_start_boot_ns)),
                 env: env(env_bytes, body.env_len < body.env_total),
                 env_truncated: body.flags & exec_flags::ENV_FAULT != 0
                     || body.env_len < body.env_total,

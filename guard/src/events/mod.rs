@@ -16,7 +16,7 @@ use std::{
 use guard_ebpf::EventKind;
 use serde::Serialize;
 
-pub use decode::{Clock, DecodeError, decode};
+pub use decode::{Clock, DecodeError, decode, env as env_entries};
 pub use kinds::{
     Access, Hook, Operation, Reason, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason,
     UnknownVerdict, Verdict,
@@ -89,6 +89,11 @@ pub struct ExecEvent {
     /// The executed file's inode (`proc.exe_ino*`); None when the kernel could not read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe_inode: Option<ExeInode>,
+    /// When the process's pid namespace started, ns since the epoch: its init's start, or
+    /// boot for the initial namespace (`proc.exe_ino.ctime_duration_pidns_start`); None when
+    /// the kernel could not read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidns_start_ns: Option<u64>,
     /// The new image's environment (`NAME=value`), bounded to `PAYLOAD_MAX` bytes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,

@@ -584,7 +584,7 @@ fn decodes_the_executed_files_inode() {
     assert_eq!(exec(&old).expect("decode").and_then(|i| i.mtime_ns), None);
     // Unknown flags and out-of-range nanoseconds are malformed records.
     for bad in [
-        ExecBody { flags: 4, ..body },
+        ExecBody { flags: 8, ..body },
         ExecBody {
             exe_ctime_nsec: 1_000_000_000,
             ..body
@@ -592,6 +592,33 @@ fn decodes_the_executed_files_inode() {
     ] {
         assert!(matches!(exec(&bad), Err(DecodeError::ExecFlags(_))));
     }
+}
+
+/// The pid namespace's start: a boot-clock time turned into wall time like every record time;
+/// absent without its flag.
+#[test]
+fn decodes_the_pid_namespace_start() {
+    use guard_ebpf::exec_flags;
+    let body = ExecBody {
+        args_total: 2,
+        flags: exec_flags::PIDNS_START,
+        pidns_start_boot_ns: 3_000_000_000,
+        ..ExecBody::default()
+    };
+    let exec = |b: &ExecBody| match decode(&record(EventKind::Exec, b, b"/x", b"x\0"), &clock()) {
+        Ok(Event::Exec(e)) => e.pidns_start_ns,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(exec(&body), Some(clock().wall_ns(3_000_000_000)));
+    assert_ne!(exec(&body), Some(3_000_000_000), "converted to wall time");
+    // The initial namespace: boot itself.
+    let init = ExecBody {
+        pidns_start_boot_ns: 0,
+        ..body
+    };
+    assert_eq!(exec(&init), Some(clock().wall_ns(0)));
+    let unread = ExecBody { flags: 0, ..body };
+    assert_eq!(exec(&unread), None);
 }
 
 #[test]

@@ -82,10 +82,17 @@ pub struct Process {
     /// Ids in its own pid namespace, read from /proc once per fork and exec (`ns_read`).
     pub ns: Option<NsIds>,
     pub ns_read: bool,
-    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); None for a
-    /// process whose exec guard did not see (loaded from /proc).
+    /// The executed file's inode at the last exec guard saw (`proc.exe_ino*`); for a process
+    /// loaded from /proc, a stat through `/proc/PID/exe` then. None when neither was read.
     pub exe_inode: Option<ExeInode>,
-    /// The environment at that exec (`proc.env`), shared with forked children.
+    /// When its pid namespace started (wall ns), read by the kernel at exec (or found in /proc
+    /// for a process loaded from there); forked children inherit it, except a new namespace's
+    /// init (vpid 1), whose start is its own.
+    pub pidns_start_ns: Option<u64>,
+    /// `pidns_start_ns` came from the parent at fork, not from this process's exec.
+    pidns_inherited: bool,
+    /// The environment at that exec, or `/proc/PID/environ` when loaded from /proc
+    /// (`proc.env`), shared with forked children.
     pub env: Option<Env>,
     /// Distinguishes reuses of one pid in the eviction queues.
     serial: u64,
@@ -115,6 +122,8 @@ impl Process {
             ns: None,
             ns_read: false,
             exe_inode: None,
+            pidns_start_ns: None,
+            pidns_inherited: false,
             env: None,
             serial: 0,
             referenced: AtomicBool::new(false),
@@ -192,6 +201,8 @@ impl Process {
             ns: None,
             ns_read: false,
             exe_inode: self.exe_inode,
+            pidns_start_ns: self.pidns_start_ns,
+            pidns_inherited: self.pidns_start_ns.is_some(),
             env: self.env.clone(),
             serial: 0,
             referenced: AtomicBool::new(false),
@@ -212,6 +223,9 @@ impl Process {
         p.ns = s.ns;
         p.ns_read = true;
         p.cgroup_id = s.cgroup_id;
+        p.exe_inode = s.exe_inode;
+        p.pidns_start_ns = s.pidns_start_ns;
+        p.env = s.env;
         p.container_id = s
             .cgroup_path
             .as_deref()
@@ -242,6 +256,7 @@ pub struct ExecInfo<'a> {
     pub cgroup_id: Option<CgroupId>,
     pub cwd: Option<&'a str>,
     pub exe_inode: Option<ExeInode>,
+    pub pidns_start_ns: Option<u64>,
     pub env: Option<Env>,
 }
 
@@ -371,6 +386,8 @@ impl ProcessTable {
         p.set_argv(e.argv);
         p.exec_time_ns = e.time_ns;
         p.exe_inode = e.exe_inode;
+        p.pidns_start_ns = e.pidns_start_ns;
+        p.pidns_inherited = false;
         p.env = e.env;
         // setsid/setpgid happen between fork and exec: read the group and session again.
         p.ns_read = false;
@@ -420,6 +437,12 @@ impl ProcessTable {
     /// Records the namespace ids read for `pid` (`None`: could not be read; not retried).
     pub fn set_ns(&mut self, pid: Pid, ns: Option<NsIds>) {
         if let Some(p) = self.map.get_mut(&pid.0) {
+            // The init of a namespace its parent forked it into (CLONE_NEWPID): the parent's
+            // namespace start is not its own; unknown until it execs.
+            if p.pidns_inherited && ns.is_some_and(|n| n.vpid == 1) {
+                p.pidns_start_ns = None;
+                p.pidns_inherited = false;
+            }
             p.ns = ns;
             p.ns_read = true;
         }
@@ -614,6 +637,47 @@ mod tests {
             argv: argv(a),
             ..Default::default()
         }
+    }
+
+    /// The pid namespace's start is kept from the exec and inherited at fork, except by a
+    /// child that turns out to be a new namespace's init (vpid 1); its own exec sets it again.
+    #[test]
+    fn pidns_start_inherited_but_not_by_a_new_namespace_init() {
+        let mut t = ProcessTable::new(ProcessConfig::default());
+        t.on_exec(
+            Pid(10),
+            ExecInfo {
+                pidns_start_ns: Some(700),
+                ..exec(1, "/bin/sh", &["sh"])
+            },
+        );
+        let ns = |vpid| NsIds {
+            vpid,
+            vpgid: vpid,
+            vsid: vpid,
+            sid: 10,
+        };
+        t.on_fork(Pid(10), Pid(11), 2);
+        t.on_fork(Pid(10), Pid(12), 3);
+        assert_eq!(t.get(Pid(11)).and_then(|p| p.pidns_start_ns), Some(700));
+        t.set_ns(Pid(11), Some(ns(11)));
+        assert_eq!(t.get(Pid(11)).and_then(|p| p.pidns_start_ns), Some(700));
+        // Forked into a new pid namespace (CLONE_NEWPID): its init, not the parent's start.
+        t.set_ns(Pid(12), Some(ns(1)));
+        assert_eq!(t.get(Pid(12)).and_then(|p| p.pidns_start_ns), None);
+        t.on_exec(
+            Pid(12),
+            ExecInfo {
+                pidns_start_ns: Some(900),
+                ..exec(4, "/bin/init", &["init"])
+            },
+        );
+        // Read by the kernel at its own exec: kept, also when its ids are read again.
+        t.set_ns(Pid(12), Some(ns(1)));
+        assert_eq!(t.get(Pid(12)).and_then(|p| p.pidns_start_ns), Some(900));
+        // An exec that could not read it: unknown, not the earlier value.
+        t.on_exec(Pid(11), exec(5, "/bin/true", &["true"]));
+        assert_eq!(t.get(Pid(11)).and_then(|p| p.pidns_start_ns), None);
     }
 
     #[test]

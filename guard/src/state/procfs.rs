@@ -8,7 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::events::{CgroupId, Clock};
+use crate::{
+    events::{CgroupId, Clock, ExeInode, env_entries},
+    model::Env,
+};
 
 use super::{Pid, path::PATH_MAX};
 
@@ -267,6 +270,52 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     out
 }
 
+/// The environment of `/proc/PID/environ` (the process's `env_start..env_end`, the same memory
+/// the kernel copies at exec), bounded as that copy: the first `guard_ebpf::PAYLOAD_MAX` bytes,
+/// and when the environment is longer its last, cut, entry is dropped. `raw` is read with a cap
+/// of one byte more than the bound, so that a longer environment shows as such.
+pub fn parse_environ(raw: &[u8]) -> Env {
+    let cut = raw.len() > guard_ebpf::PAYLOAD_MAX;
+    let kept = &raw[..raw.len().min(guard_ebpf::PAYLOAD_MAX)];
+    // Entries come from splitting at NUL: none holds one.
+    Env::from_entries(&env_entries(kept, cut)).unwrap_or_default()
+}
+
+/// Nanoseconds since the epoch of a (seconds, nanoseconds) file time; None before the epoch or
+/// out of range, as the kernel's exec record is decoded.
+fn file_time_ns(sec: i64, nsec: i64) -> Option<u64> {
+    let nsec = u64::try_from(nsec).ok().filter(|&n| n < 1_000_000_000)?;
+    u64::try_from(sec)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nsec)
+}
+
+/// The inode number and times of a file's metadata (`proc.exe_ino*`).
+pub fn exe_inode_of(md: &std::fs::Metadata) -> ExeInode {
+    use std::os::unix::fs::MetadataExt;
+    ExeInode {
+        ino: md.ino(),
+        ctime_ns: file_time_ns(md.ctime(), md.ctime_nsec()),
+        mtime_ns: file_time_ns(md.mtime(), md.mtime_nsec()),
+    }
+}
+
+/// The inode of the initial pid namespace (`PROC_PID_INIT_INO`, include/linux/proc_ns.h).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+/// Parents walked to find a pid namespace's init.
+const MAX_NS_WALK: usize = 64;
+
+/// The inode of a `/proc/PID/ns/pid` link's target (`pid:[INODE]`).
+pub fn parse_ns_link(target: &[u8]) -> Option<u64> {
+    std::str::from_utf8(target)
+        .ok()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// Reads at most `cap` bytes of a file.
 pub fn read_capped(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -299,6 +348,14 @@ pub struct ProcSnapshot {
     pub start_time_ns: u64,
     pub cgroup_path: Option<String>,
     pub cgroup_id: Option<CgroupId>,
+    /// When its pid namespace started (wall ns): boot for the initial namespace, else the
+    /// start of the namespace's init, found among its parents; None when not found.
+    pub pidns_start_ns: Option<u64>,
+    /// `/proc/PID/environ`, bounded as the exec capture; None when unreadable.
+    pub env: Option<Env>,
+    /// The executed file's inode (a stat through `/proc/PID/exe`); None when unreadable
+    /// (kernel threads, permissions, a process gone).
+    pub exe_inode: Option<ExeInode>,
 }
 
 /// Access to a /proc tree (the real one, or a fake in tests).
@@ -396,6 +453,40 @@ impl ProcFs {
         md.is_dir().then(|| CgroupId(md.ino()))
     }
 
+    fn boot_ns_of_ticks(&self, ticks: u64) -> u64 {
+        (u128::from(ticks) * 1_000_000_000 / u128::from(self.ticks_per_sec))
+            .min(u128::from(u64::MAX)) as u64
+    }
+
+    /// When the pid namespace of `pid` started, as the kernel side reads it at exec: boot for
+    /// the initial namespace, else its init's start. The init is the first process up the
+    /// parent chain (the process itself included) in the same namespace whose id there is 1;
+    /// a chain that leaves the namespace first (a process entered with `setns`, such as
+    /// `docker exec`) gives None.
+    pub fn pidns_start(&self, pid: Pid, stat: &Stat, ns: Option<NsIds>) -> Option<u64> {
+        let ns_of = |p: Pid| {
+            read_link_bytes(&self.pid_dir(p).join("ns").join("pid")).and_then(|t| parse_ns_link(&t))
+        };
+        let own = ns_of(pid)?;
+        if own == INIT_PID_NS_INO {
+            return Some(self.clock.wall_ns(0));
+        }
+        let (mut cur, mut stat, mut vpid) = (pid, stat.clone(), ns?.vpid);
+        for _ in 0..MAX_NS_WALK {
+            if vpid == 1 {
+                return Some(self.clock.wall_ns(self.boot_ns_of_ticks(stat.start_ticks)));
+            }
+            let parent = Pid(stat.ppid);
+            if parent.0 == 0 || parent == cur || ns_of(parent)? != own {
+                return None;
+            }
+            cur = parent;
+            stat = parse_stat(&read_capped(&self.pid_dir(cur).join("stat"), 4096).ok()?)?;
+            vpid = self.ns_ids(cur)?.vpid;
+        }
+        None
+    }
+
     /// Reads one process. `None` when it is gone or its stat is unreadable; other fields
     /// that cannot be read (permissions, races) are left empty.
     pub fn read(&self, pid: Pid, limits: ArgLimits) -> Option<ProcSnapshot> {
@@ -418,11 +509,20 @@ impl ProcFs {
             Some((p, id)) => (Some(p), id),
             None => (None, None),
         };
-        let boot_ns = (u128::from(stat.start_ticks) * 1_000_000_000
-            / u128::from(self.ticks_per_sec))
-        .min(u128::from(u64::MAX)) as u64;
+        let boot_ns = self.boot_ns_of_ticks(stat.start_ticks);
+        let pidns_start_ns = self.pidns_start(pid, &stat, ns);
+        let env = read_capped(&dir.join("environ"), guard_ebpf::PAYLOAD_MAX + 1)
+            .ok()
+            .map(|raw| parse_environ(&raw));
+        // metadata follows the link to the executed file (also when it was deleted since).
+        let exe_inode = std::fs::metadata(dir.join("exe"))
+            .ok()
+            .map(|md| exe_inode_of(&md));
         Some(ProcSnapshot {
             pid,
+            pidns_start_ns,
+            env,
+            exe_inode,
             exepath: read_link_bytes(&dir.join("exe")).map(|b| super::path::to_text(&b)),
             cwd: self.cwd(pid),
             argv,
@@ -562,6 +662,180 @@ mod tests {
         assert_eq!(a.items, ["\u{fffd}\u{fffd}"]);
     }
 
+    /// A fake /proc with one process, 42, whose `exe` links to `exe` when given.
+    fn fake_proc(tag: &str, environ: &[u8], exe: Option<&Path>) -> (PathBuf, ProcFs) {
+        let root =
+            std::env::temp_dir().join(format!("guard-fakeproc-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("42");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("stat"),
+            b"42 (sh) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0",
+        )
+        .expect("stat");
+        std::fs::write(dir.join("cmdline"), b"sh\0-c\0x\0").expect("cmdline");
+        std::fs::write(dir.join("environ"), environ).expect("environ");
+        if let Some(exe) = exe {
+            std::os::unix::fs::symlink(exe, dir.join("exe")).expect("exe link");
+        }
+        let fs = ProcFs::new(root.clone(), None, Clock::with_offset(0), 100);
+        (root, fs)
+    }
+
+    #[test]
+    fn environ_and_exe_inode_from_fake_proc() {
+        let bin = std::env::temp_dir().join(format!("guard-fakeproc-bin-{}", std::process::id()));
+        std::fs::write(&bin, b"#!/bin/sh\n").expect("bin");
+        let (root, fs) = fake_proc("env", b"A=1\0EMPTY=\0\0B=two words\0", Some(&bin));
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        let env = snap.env.expect("environ read");
+        // An empty entry between two NULs is no variable; the others keep their order.
+        assert_eq!(
+            env.entries().collect::<Vec<_>>(),
+            ["A=1", "EMPTY=", "B=two words"]
+        );
+        assert_eq!(env.get("B"), Some("two words"));
+        assert_eq!(env.get("EMPTY"), Some(""));
+        assert_eq!(env.get("C"), None);
+        // The inode and times are the executed file's (the link is followed), not the link's.
+        let md = std::fs::metadata(&bin).expect("stat bin");
+        let ino = snap.exe_inode.expect("exe inode");
+        assert_eq!(ino.ino, std::os::unix::fs::MetadataExt::ino(&md));
+        assert_eq!(
+            ino.ctime_ns,
+            Some(md_ns(
+                std::os::unix::fs::MetadataExt::ctime(&md),
+                std::os::unix::fs::MetadataExt::ctime_nsec(&md)
+            ))
+        );
+        assert_eq!(
+            ino.mtime_ns,
+            Some(md_ns(
+                std::os::unix::fs::MetadataExt::mtime(&md),
+                std::os::unix::fs::MetadataExt::mtime_nsec(&md)
+            ))
+        );
+        assert_eq!(snap.start_time_ns, 5_000_000_000, "500 ticks at 100 Hz");
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_file(&bin);
+    }
+
+    fn md_ns(sec: i64, nsec: i64) -> u64 {
+        sec as u64 * 1_000_000_000 + nsec as u64
+    }
+
+    /// No `exe` link (a kernel thread, or one that cannot be read) and a dangling one: no
+    /// inode, never a made-up one. No `environ` file: no environment.
+    #[test]
+    fn missing_exe_and_environ_are_none() {
+        let (root, fs) = fake_proc("noexe", b"", None);
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        assert_eq!(snap.exe_inode, None);
+        assert_eq!(snap.exepath, None);
+        // An empty (readable) environ is an empty environment, as an exec with none.
+        assert_eq!(snap.env.as_ref().map(|e| e.entries().count()), Some(0));
+        std::fs::remove_file(root.join("42/environ")).expect("rm environ");
+        std::os::unix::fs::symlink(root.join("gone"), root.join("42/exe")).expect("dangling");
+        let snap = fs.read(Pid(42), ArgLimits::default()).expect("read");
+        assert_eq!(snap.exe_inode, None);
+        assert_eq!(snap.env, None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Longer than the kernel capture's bound: cut at `PAYLOAD_MAX` bytes, and the entry the cut
+    /// fell in is dropped (never half a value); a cut right after a NUL keeps every entry.
+    #[test]
+    fn over_long_environ_is_cut_like_the_exec_capture() {
+        let max = guard_ebpf::PAYLOAD_MAX;
+        let mut raw = b"FIRST=1\0".to_vec();
+        raw.extend_from_slice(b"LONG=");
+        raw.resize(max + 100, b'x');
+        raw.extend_from_slice(b"\0AFTER=1\0");
+        let (root, fs) = fake_proc("long", &raw, None);
+        let env = fs
+            .read(Pid(42), ArgLimits::default())
+            .expect("read")
+            .env
+            .expect("env");
+        assert_eq!(env.entries().collect::<Vec<_>>(), ["FIRST=1"]);
+        let _ = std::fs::remove_dir_all(&root);
+
+        // Exactly at the bound with a NUL last, then more: the complete entries stay.
+        let mut raw = b"A=".to_vec();
+        raw.resize(max - 1, b'y');
+        raw.push(0);
+        raw.extend_from_slice(b"B=2\0");
+        let env = parse_environ(&raw[..max + 1]);
+        let entries: Vec<_> = env.entries().collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].len(), max - 1);
+        // The same bytes as a kernel exec record cut there give the same entries.
+        assert_eq!(
+            crate::events::env_entries(&raw[..max], true),
+            entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        // Within the bound: nothing dropped, a last entry without NUL kept.
+        assert_eq!(
+            parse_environ(b"X=1\0Y=2").entries().collect::<Vec<_>>(),
+            ["X=1", "Y=2"]
+        );
+    }
+
+    /// The pid namespace's start of a process read from /proc: boot for the initial namespace,
+    /// else the start of the ancestor in the same namespace whose id there is 1; nothing when
+    /// the chain leaves the namespace first, or the link cannot be read.
+    #[test]
+    fn pidns_start_from_fake_proc() {
+        let root =
+            std::env::temp_dir().join(format!("guard-fakeproc-pidns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // (pid, ppid, NSpid line, ns link, start ticks)
+        let procs: [(u32, u32, &str, Option<&str>, u32); 6] = [
+            (40, 1, "40\t1", Some("pid:[99]"), 300),
+            (41, 40, "41\t5", Some("pid:[99]"), 400),
+            (42, 41, "42\t6", Some("pid:[99]"), 500),
+            (43, 30, "43\t7", Some("pid:[99]"), 600),
+            (30, 1, "30", Some("pid:[4026531836]"), 200),
+            (45, 1, "45", None, 700),
+        ];
+        for (pid, ppid, nspid, link, ticks) in procs {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(dir.join("ns")).expect("mkdir");
+            let stat =
+                format!("{pid} (p) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0");
+            std::fs::write(dir.join("stat"), stat).expect("stat");
+            std::fs::write(
+                dir.join("status"),
+                format!("NSpid:\t{nspid}\nNSpgid:\t{nspid}\nNSsid:\t{nspid}\n"),
+            )
+            .expect("status");
+            if let Some(l) = link {
+                std::os::unix::fs::symlink(l, dir.join("ns/pid")).expect("link");
+            }
+        }
+        let fs = ProcFs::new(root.clone(), None, Clock::with_offset(1000), 100);
+        let start = |pid| {
+            fs.read(Pid(pid), ArgLimits::default())
+                .expect("read")
+                .pidns_start_ns
+        };
+        // The init itself, and two levels below it: the init's start, 3 s after boot.
+        assert_eq!(start(40), Some(3_000_001_000));
+        assert_eq!(start(42), Some(3_000_001_000));
+        // The initial namespace: boot.
+        assert_eq!(start(30), Some(1000));
+        // Entered from outside (its parent is in the host's namespace): not derived.
+        assert_eq!(start(43), None);
+        // No readable link: nothing, never a default.
+        assert_eq!(start(45), None);
+        assert_eq!(parse_ns_link(b"pid:[12]"), Some(12));
+        for bad in [&b"net:[12]"[..], b"pid:[x]", b"pid:[12", b""] {
+            assert_eq!(parse_ns_link(bad), None);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     /// Reads this test's own process from the real /proc.
     #[test]
     fn reads_own_process() {
@@ -593,5 +867,25 @@ mod tests {
         if fs.cgroup2.is_some() {
             assert!(snap.cgroup_id.is_some(), "cgroup2 mounted, id expected");
         }
+        // Its own namespace: this test runs on a host (boot) or in a container (its init).
+        assert!(
+            snap.pidns_start_ns
+                .is_some_and(|t| t <= snap.start_time_ns + 1_000_000_000)
+        );
+        // Its own environment and executable are readable.
+        let env = snap.env.expect("own environ");
+        if let Ok(path) = std::env::var("PATH")
+            && std::env::vars_os()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
+                <= guard_ebpf::PAYLOAD_MAX
+        {
+            assert_eq!(env.get("PATH"), Some(path.as_str()));
+        }
+        let md = std::fs::metadata(&exe).expect("stat exe");
+        assert_eq!(
+            snap.exe_inode.map(|i| i.ino),
+            Some(std::os::unix::fs::MetadataExt::ino(&md))
+        );
     }
 }

@@ -214,6 +214,13 @@ pub static FIELDS: &[FieldDef] = &[
         "ns from the executed file's last status change to the process's start"
     ),
     f!(
+        "proc.exe_ino.ctime_duration_pidns_start",
+        ProcExeInoCtimeDurationPidnsStart,
+        Num,
+        None,
+        "ns from the pid namespace's start (its init's start; boot for the host's) to the executed file's last status change, when the change is later"
+    ),
+    f!(
         "proc.env",
         ProcEnv,
         Str,
@@ -624,7 +631,6 @@ pub static UNAVAILABLE: &[&str] = &[
     "proc.vpgid.exepath",
     "proc.is_sid_leader",
     "proc.ppid.duration",
-    "proc.exe_ino.ctime_duration_pidns_start",
     "proc.loginshellid",
     "proc.loginshell",
     "proc.pid.ts",

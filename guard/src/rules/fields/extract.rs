@@ -131,6 +131,12 @@ impl FieldRef {
                     s(buf.as_str())
                 }
             },
+            // As Falco: from the pid namespace's start to the file's change, only when the
+            // change is later.
+            ProcExeInoCtimeDurationPidnsStart => match (p.exe_ino_ctime, p.pidns_start) {
+                (Some(c), Some(ns)) if ns != 0 && c > ns => num(Some(c - ns)),
+                _ => Val::Na,
+            },
             ProcExeInoCtimeDurationProcStart => match p.exe_ino_ctime {
                 Some(c) if p.start_time != 0 && p.start_time >= c => num(Some(p.start_time - c)),
                 _ => Val::Na,
