@@ -36,6 +36,21 @@ impl Drop for Ctr {
     }
 }
 
+/// Each test's start: root, Docker, the agent lock, the image. `None` (outside CI) when it
+/// cannot run here.
+fn ready() -> Option<(Docker, std::sync::MutexGuard<'static, ()>)> {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and use fanotify",
+    ) {
+        return None;
+    }
+    let docker = Docker::get()?;
+    let lock = agent_lock();
+    build_image(&docker);
+    Some((docker, lock))
+}
+
 fn start(docker: &Docker, label: bool) -> Ctr {
     let mut args = vec!["run", "-d", "--network=none", "--label", "guard-test=1"];
     if label {
@@ -114,15 +129,9 @@ const EXECS: &[&str] = &[
 
 #[test]
 fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let denied = start(&docker, true);
     let control = start(&docker, false);
     let s = Scratch::new("fanotify");
@@ -272,15 +281,9 @@ fn open_flood() -> std::process::Child {
 /// kills the denied binary before its first instruction).
 #[test]
 fn fanotify_start_window_denied_entrypoint_never_runs() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((_docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let s = Scratch::new("fanotify-start");
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
@@ -334,15 +337,9 @@ fn fanotify_start_window_denied_entrypoint_never_runs() {
 /// container without the policy does both.
 #[test]
 fn fanotify_container_first_instruction_is_covered() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let s = Scratch::new("fanotify-first");
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
@@ -430,15 +427,9 @@ void cmain(long *sp) {
 /// first, which is refused outright.
 #[test]
 fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let s = Scratch::new("fanotify-truncate");
     let src = s.dir.join("trunc.c");
     let bin = s.dir.join("trunc");
@@ -562,15 +553,9 @@ fn pending_ids(pins: &str) -> Vec<String> {
 /// entrypoint's read of /etc/shadow is refused and it runs to its end.
 #[test]
 fn fanotify_hold_made_while_the_agent_was_down_is_resumed_by_the_next() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let s = Scratch::new("fanotify-crash");
     let policy = s.policy(POLICY);
     let name = format!("guard-fan-crash-{}", std::process::id());
@@ -706,15 +691,9 @@ const CACHE_POLICY_2: &str = "- policy: fan-cache\n  workload: {labels: {guard-f
 /// written under a reloaded `deny_new_binaries` policy (its exec refused).
 #[test]
 fn fanotify_ignored_files_are_asked_again_once_ruled() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let c = start(&docker, true);
     let s = Scratch::new("fanotify-cache");
     let policy = s.policy(CACHE_POLICY);
@@ -806,15 +785,9 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
 /// immutable (the container is removed as usual); the seals are lifted when the agent stops.
 #[test]
 fn fanotify_seals_protected_directories() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
+    let Some((docker, _lock)) = ready() else {
         return;
-    }
-    let Some(docker) = Docker::get() else { return };
-    let _lock = agent_lock();
-    build_image(&docker);
+    };
     let sealed = start(&docker, true);
     let control = start(&docker, false);
     let detect = {
