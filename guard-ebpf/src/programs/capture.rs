@@ -340,7 +340,7 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
-    let Some(mut rec) = Record::begin(EventKind::Syscall, size_of::<SyscallBody>(), off) else {
+    let Some(mut rec) = Record::begin_bare(EventKind::Syscall, size_of::<SyscallBody>()) else {
         return;
     };
     rec.header().ret = ret;
@@ -373,6 +373,7 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
         count_drop_slot(PREFILTERED_CONNECTS);
         return;
     }
+    rec.fill_current(off);
     rec.submit();
 }
 

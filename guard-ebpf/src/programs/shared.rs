@@ -117,6 +117,15 @@ impl Record {
     /// Starts a record of `kind` with a `body_len`-byte body, filling the header from `current`.
     #[inline(always)]
     pub fn begin(kind: EventKind, body_len: usize, off: &KernelOffsets) -> Option<Record> {
+        let mut rec = Record::begin_bare(kind, body_len)?;
+        rec.fill_current(off);
+        Some(rec)
+    }
+
+    /// Starts a record whose header says only its kind and lengths: a record the prefilter may
+    /// still drop gets `fill_current` just before `submit`, so a dropped one costs no helpers.
+    #[inline(always)]
+    pub fn begin_bare(kind: EventKind, body_len: usize) -> Option<Record> {
         let Some(base) = SCRATCH.get_ptr_mut(0) else {
             count_drop(kind);
             return None;
@@ -124,10 +133,26 @@ impl Record {
         let base = base as *mut u8;
         // SAFETY: the scratch area is SCRATCH_LEN bytes; the header fits at its start.
         let h = unsafe { &mut *(base as *mut EventHeader) };
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let uid_gid = bpf_get_current_uid_gid();
         h.kind = kind as u16;
         h.flags = 0;
+        h.ret = 0;
+        h.len0 = 0;
+        h.len1 = 0;
+        h.body_len = body_len as u32;
+        Some(Record {
+            base,
+            body_len,
+            kind,
+            tail: 0,
+        })
+    }
+
+    /// The header's fields about the current task: time, CPU, cgroup, ids, comm, parent.
+    #[inline(always)]
+    pub fn fill_current(&mut self, off: &KernelOffsets) {
+        let h = self.header();
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let uid_gid = bpf_get_current_uid_gid();
         // SAFETY: helpers with no preconditions.
         unsafe {
             h.cpu = bpf_get_smp_processor_id();
@@ -138,11 +163,7 @@ impl Record {
         h.tid = pid_tgid as u32;
         h.uid = uid_gid as u32;
         h.gid = (uid_gid >> 32) as u32;
-        h.ret = 0;
         h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        h.len0 = 0;
-        h.len1 = 0;
-        h.body_len = body_len as u32;
         // SAFETY: helper with no preconditions.
         let task = unsafe { bpf_get_current_task() } as *const u8;
         // SAFETY: offsets come from this kernel's BTF; reads go through probe_read.
@@ -154,12 +175,6 @@ impl Record {
         };
         // SAFETY: as above.
         h.loginuid = unsafe { read_field::<u32>(task, off.task_loginuid) }.unwrap_or(u32::MAX);
-        Some(Record {
-            base,
-            body_len,
-            kind,
-            tail: 0,
-        })
     }
 
     #[inline(always)]
