@@ -453,7 +453,7 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
     ]);
     let (code, _, err) = sh(
         &c,
-        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias",
+        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias && ln /var/log/app.log /tmp/hard",
     );
     assert_eq!(code, Some(0), "{err}");
     let policy = s.policy(POLICY);
@@ -469,12 +469,24 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
     // The last command of `sh -c` is exec'd: the exit status is the program's.
     let by_name = sh(&c, "/tmp/trunc /var/log/app.log").0;
     let by_alias = sh(&c, "/tmp/trunc /tmp/alias").0;
+    let by_link = sh(&c, "/tmp/trunc /tmp/hard").0;
+    let by_relative = sh(&c, "cd /var/log && exec /tmp/trunc ../log/app.log").0;
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
     assert_eq!(by_name, Some(137), "not killed after truncating");
     assert_eq!(
         by_alias,
         Some(137),
         "not killed after truncating through a symlink"
+    );
+    assert_eq!(
+        by_link,
+        Some(137),
+        "not killed after truncating a hard link"
+    );
+    assert_eq!(
+        by_relative,
+        Some(137),
+        "not killed after truncating by a relative name"
     );
     assert_eq!(free, Some(0), "a free file's truncate");
     let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
@@ -494,7 +506,12 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
         .collect();
     assert_eq!(
         targets,
-        ["/var/log/app.log", "/tmp/alias"],
+        [
+            "/var/log/app.log",
+            "/tmp/alias",
+            "/tmp/hard",
+            "/var/log/app.log"
+        ],
         "{policy_alerts:?}"
     );
     agent.stop();

@@ -163,6 +163,19 @@ pub struct Fanotify {
     pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
 }
 
+/// `f` in the root of the first of `pids`, then `walked`, whose root opens and for which `f`
+/// answers (the event's process may have exited).
+fn in_first_root<T>(
+    pids: &[u32],
+    walked: u32,
+    mut f: impl FnMut(&OwnedFd) -> Option<T>,
+) -> Option<T> {
+    pids.iter().chain([&walked]).find_map(|&p| {
+        let root = crate::procroot::open_root(p).ok()?;
+        f(&root)
+    })
+}
+
 impl Fanotify {
     /// Starts the answer thread. `cgroups` is the kernel's `POLICY_CGROUPS` map (a duplicate
     /// of its descriptor: the thread reads bindings as the kernel holds them, including the
@@ -266,9 +279,8 @@ impl Fanotify {
     pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         let rules = self.shared.rules.read().ok()?.1.clone();
-        let bits = pids.iter().chain([&walked]).find_map(|&p| {
-            let root = crate::procroot::open_root(p).ok()?;
-            let fd = sys::open_in(&root, name, false).ok()?;
+        let bits = in_first_root(pids, walked, |root| {
+            let fd = sys::open_in(root, name, false).ok()?;
             let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
             let id = crate::policy::resolve::file_id(&md);
             Some(rules.bits(policy_id, id, || marks::fd_path(&fd)))
@@ -301,22 +313,18 @@ impl Fanotify {
             Some((d, _)) => d,
             None => return None,
         };
-        let sealed = |p: u32| -> Option<bool> {
-            let root = crate::procroot::open_root(p).ok()?;
+        let found = in_first_root(pids, walked, |root| {
             // O_PATH: no permission event of our own.
-            let fd = sys::open_in(&root, dir, false).ok()?;
+            let fd = sys::open_in(root, dir, false).ok()?;
             let md = std::fs::File::from(fd).metadata().ok()?;
             if !md.is_dir() {
                 return Some(false);
             }
             let id = crate::policy::resolve::file_id(&md);
             Some(
-                self.sealer.is_sealed(id)
-                    && !(new_name && sys::open_in(&root, name, false).is_ok()),
+                self.sealer.is_sealed(id) && !(new_name && sys::open_in(root, name, false).is_ok()),
             )
-        };
-        // The first process whose root still opens: the event's may have exited.
-        let found = pids.iter().chain([&walked]).find_map(|&p| sealed(p));
+        });
         if found.is_none() {
             tracing::debug!(
                 cgroup,
