@@ -487,6 +487,8 @@ struct Inner {
     hook: RwLock<Option<ContainerHook>>,
     epoch: Instant,
     map: RwLock<HashMap<ContainerId, Entry>>,
+    /// Taken after `map` when both are held.
+    removed: std::sync::Mutex<removed::Removed>,
     tx: mpsc::Sender<Request>,
     daemon_up: AtomicBool,
     /// [`ApiEngine`] behind the Docker API socket, as last seen (0 Docker, 1 Podman).
@@ -512,6 +514,7 @@ impl ContainerTable {
                 hook: RwLock::new(None),
                 epoch: Instant::now(),
                 map: RwLock::new(HashMap::new()),
+                removed: std::sync::Mutex::new(removed::Removed::default()),
                 tx,
                 daemon_up: AtomicBool::new(false),
                 engine: std::sync::atomic::AtomicU8::new(0),
@@ -618,10 +621,20 @@ impl ContainerTable {
                 }
             }
         }
+        // A container removed lately answers with what it had, and is not asked for again.
+        if let Some(gone) = self.removed().get(id) {
+            return gone.clone().unwrap_or_else(|| {
+                Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Unavailable))
+            });
+        }
         // Miss or stale: insert a placeholder and ask, under the write lock so only one
         // caller asks.
         let mut map = write(&self.inner.map);
         if !map.contains_key(id) {
+            // Removed while we waited for the lock.
+            if self.removed().get(id).is_some() {
+                return Arc::new(ContainerMeta::unknown(id.clone(), MetaStatus::Unavailable));
+            }
             self.make_room(&mut map);
         }
         let e = map.entry(id.clone()).or_insert_with(|| Entry {
@@ -644,11 +657,11 @@ impl ContainerTable {
     /// Learns a container early (Docker `create`, /proc seeding, first event from its cgroup)
     /// and asks for its metadata once; a known container is left alone.
     pub fn learn(&self, id: &ContainerId) {
-        if read(&self.inner.map).contains_key(id) {
+        if read(&self.inner.map).contains_key(id) || self.removed().get(id).is_some() {
             return;
         }
         let mut map = write(&self.inner.map);
-        if map.contains_key(id) {
+        if map.contains_key(id) || self.removed().get(id).is_some() {
             return;
         }
         self.make_room(&mut map);
@@ -683,20 +696,41 @@ impl ContainerTable {
         read(&self.inner.map).get(id).map(|e| e.meta.clone())
     }
 
-    /// Stores the daemon's answer (or `Unavailable`).
+    /// Stores the runtime's answer (or `Unavailable`). The runtime reporting the container
+    /// makes a removed one live again.
     pub fn store(&self, meta: ContainerMeta) {
-        self.store_if(meta, |_| true);
+        self.store_if(meta, |_| true, true);
+    }
+
+    /// Stores metadata read second-hand (Podman's events log), unless the container was
+    /// removed meanwhile: a log read behind the API stream must not bring it back.
+    pub fn store_unless_removed(&self, meta: ContainerMeta) -> bool {
+        self.store_if(meta, |_| true, false)
     }
 
     /// Stores `meta` when `may_replace` says the current entry (if any) may be replaced; one
     /// write lock, so no other client's store slips in between the check and the insert.
-    fn store_if(&self, meta: ContainerMeta, may_replace: impl Fn(&ContainerMeta) -> bool) -> bool {
+    /// A removed container comes back only with metadata (`Ready`) and when `revive`.
+    fn store_if(
+        &self,
+        meta: ContainerMeta,
+        may_replace: impl Fn(&ContainerMeta) -> bool,
+        revive: bool,
+    ) -> bool {
         let mut map = write(&self.inner.map);
         if map.get(&meta.id).is_some_and(|e| !may_replace(&e.meta)) {
             return false;
         }
         let exited = map.get(&meta.id).is_some_and(|e| e.meta.exited);
         if !map.contains_key(&meta.id) {
+            let mut removed = self.removed();
+            if removed.get(&meta.id).is_some() {
+                if !revive || meta.status != MetaStatus::Ready {
+                    return false;
+                }
+                removed.revive(&meta.id);
+            }
+            drop(removed);
             self.make_room(&mut map);
         }
         let now = Instant::now();
@@ -728,9 +762,11 @@ impl ContainerTable {
     /// it so it never overwrites what Docker or the CRI said. Returns whether it stored.
     pub fn store_unowned(&self, meta: ContainerMeta, only_new: bool) -> bool {
         let source = meta.source;
-        self.store_if(meta, |old| {
-            old.status != MetaStatus::Ready || (!only_new && old.source == source)
-        })
+        self.store_if(
+            meta,
+            |old| old.status != MetaStatus::Ready || (!only_new && old.source == source),
+            true,
+        )
     }
 
     /// Docker `die`: keep the metadata for late events, mark it exited.
@@ -742,10 +778,30 @@ impl ContainerTable {
         }
     }
 
-    /// Docker `destroy`, or a cache invalidation.
+    /// The runtime removed the container (Docker `destroy`, Podman `remove`, a CRI or
+    /// containerd delete). It is remembered as removed, with its metadata marked exited.
     pub fn remove(&self, id: &ContainerId) {
-        write(&self.inner.map).remove(id);
+        let mut map = write(&self.inner.map);
+        let meta = map
+            .remove(id)
+            .filter(|e| e.meta.status == MetaStatus::Ready)
+            .map(|e| {
+                let mut m = (*e.meta).clone();
+                m.exited = true;
+                Arc::new(m)
+            });
+        self.removed().insert(id.clone(), meta);
+        drop(map);
         self.notify(ContainerChange::Removed(id));
+    }
+
+    /// How many removed containers are remembered (bounded by [`removed::MAX_REMOVED`]).
+    pub fn removed_len(&self) -> usize {
+        self.removed().len()
+    }
+
+    fn removed(&self) -> std::sync::MutexGuard<'_, removed::Removed> {
+        self.inner.removed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets a container whose cgroups are all gone, unless its metadata is from the daemon
@@ -862,5 +918,6 @@ impl<T: Clone + Default> Health<T> {
     }
 }
 
+mod removed;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Podman's events log (its `file` events backend), followed with inotify for `create` lines.
+//! Podman's events log (its `file` events backend), followed with inotify for `create` and `remove` lines.
 //!
 //! Podman's API reads that log by polling it every 250 ms, so on the Docker-compatible event
 //! stream a `podman run`'s `create` arrives after the container started (measured here: the
@@ -6,7 +6,8 @@
 //! event up to 250 ms after create). The line itself carries the name, image and labels:
 //! read within a millisecond of being written, they put the container's policy into
 //! `POLICY_PENDING` before its cgroup exists, as Docker's create event does. Everything else
-//! (inspect, start, die, remove, health) stays with the API client ([`super::docker`]).
+//! (inspect, start, die, health) stays with the API client ([`super::docker`]); a `remove`
+//! is taken from both, whichever comes first.
 //! Without the file backend (journald) the API stream has no such poll, and nothing is read
 //! here.
 
@@ -140,14 +141,27 @@ fn take_lines(
             .then(|| serde_json::from_slice::<Line>(line).ok())
             .flatten()
             .filter(|l| cursor.take(l.time.as_deref().and_then(crate::rfc3339::parse)));
+        // A `remove` read here too: a container whose removal the API stream did not
+        // deliver (a reconnect, a lagging reader) does not stay in the table.
+        if let Some(l) = &parsed
+            && l.kind == "container"
+            && l.status == "remove"
+            && let Some(id) = ContainerId::parse(&l.id)
+            && table.peek(&id).is_some()
+        {
+            debug!(container = %id.short(), "podman remove (events log)");
+            table.remove(&id);
+        }
         if let Some(meta) = parsed.and_then(meta_of)
             && table
                 .peek(&meta.id)
                 .is_none_or(|m| m.status != MetaStatus::Ready)
         {
-            debug!(container = %meta.id.short(), "podman create (events log)");
-            table.store(meta);
-            stored += 1;
+            let id = meta.id.clone();
+            if table.store_unless_removed(meta) {
+                debug!(container = %id.short(), "podman create (events log)");
+                stored += 1;
+            }
         }
         *skipping = false;
         start += nl + 1;
@@ -354,8 +368,32 @@ mod tests {
         buf.extend_from_slice(replay.as_bytes());
         assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
         assert!(table.peek(&id).is_none(), "a removed container came back");
-        buf.extend_from_slice((line_at("create", "{}", 50) + "\n").as_bytes());
+        let b = "b".repeat(64);
+        buf.extend_from_slice((line_at("create", "{}", 50).replace(A, &b) + "\n").as_bytes());
         assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
+    }
+
+    /// Under load the log can be read after the API stream's `remove` was handled: that late
+    /// `create` does not bring the container back (nothing would remove it again).
+    #[test]
+    fn a_create_read_after_the_remove_is_not_taken() {
+        let (table, _rx) = ContainerTable::new(ContainerTableConfig::default());
+        let (mut buf, mut skipping, mut cursor) = (Vec::new(), false, Cursor::default());
+        let id = ContainerId::parse(A).expect("id");
+        table.remove(&id);
+        buf.extend_from_slice((line("create", "{}") + "\n").as_bytes());
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 0);
+        assert!(table.peek(&id).is_none() && table.is_empty());
+        // And a `remove` line removes a container the API stream left in the table.
+        let b = ContainerId::parse(&"b".repeat(64)).expect("id");
+        let created = line_at("create", "{}", 40).replace(A, b.as_str());
+        let removed = line_at("remove", "{}", 41).replace(A, b.as_str());
+        buf.extend_from_slice(format!("{created}\n").as_bytes());
+        assert_eq!(take_lines(&mut buf, &mut skipping, &mut cursor, &table), 1);
+        assert!(table.peek(&b).is_some());
+        buf.extend_from_slice(format!("{removed}\n").as_bytes());
+        take_lines(&mut buf, &mut skipping, &mut cursor, &table);
+        assert!(table.peek(&b).is_none() && table.is_empty());
     }
 
     /// The task follows appends with inotify and starts over on a replaced file.

@@ -403,3 +403,40 @@ fn table_is_bounded_and_evicts_exited_first() {
     }
     assert_eq!(t.len(), 8);
 }
+
+/// A removed container stays out of the table: a late event's lookup answers with what it
+/// had (marked exited) without asking, a learn or a second-hand store does not bring it back,
+/// and only the runtime reporting it again with metadata does. The memory of removals is
+/// bounded.
+#[test]
+fn removed_containers_do_not_come_back() {
+    let (t, mut rx) = ContainerTable::new(ContainerTableConfig::default());
+    let ready = |s| ContainerMeta::from_parts(id(s), Some("/c"), Some("i"), None, [], None);
+    t.store(ready(A));
+    t.remove(&id(A));
+    assert!(t.is_empty());
+    let late = t.lookup(&id(A));
+    assert_eq!((late.name.as_str(), late.exited), ("c", true));
+    t.learn(&id(A));
+    assert!(t.is_empty(), "a lookup or learn brought it back");
+    assert!(
+        rx.try_recv().is_err(),
+        "a removed container is not inspected"
+    );
+    // Removed before any metadata: a late lookup is <NA>, and an inspect failure does not
+    // bring it back either.
+    t.remove(&id(B));
+    assert_eq!(t.lookup(&id(B)).name, NA);
+    t.store(ContainerMeta::unknown(id(B), MetaStatus::Unavailable));
+    assert!(!t.store_unless_removed(ready(B)));
+    assert!(t.is_empty());
+    // The runtime reports it again (a reused id): live again.
+    t.store(ready(A));
+    assert_eq!(t.len(), 1);
+    assert!(!t.lookup(&id(A)).exited);
+    // Bounded: the oldest removals are forgotten.
+    for i in 0..removed::MAX_REMOVED + 10 {
+        t.remove(&id(&format!("{i:064x}")));
+    }
+    assert_eq!(t.removed_len(), removed::MAX_REMOVED);
+}
