@@ -17,6 +17,8 @@ pub const TRUNCATE: u32 = 76;
 pub const CHDIR: u32 = 80;
 pub const FCHDIR: u32 = 81;
 pub const RENAME: u32 = 82;
+pub const MKDIR: u32 = 83;
+pub const RMDIR: u32 = 84;
 pub const CREAT: u32 = 85;
 pub const LINK: u32 = 86;
 pub const UNLINK: u32 = 87;
@@ -30,9 +32,12 @@ pub const SETREUID: u32 = 113;
 pub const SETREGID: u32 = 114;
 pub const SETRESUID: u32 = 117;
 pub const SETRESGID: u32 = 119;
+pub const MKNOD: u32 = 133;
 pub const MOUNT: u32 = 165;
 pub const INIT_MODULE: u32 = 175;
 pub const OPENAT: u32 = 257;
+pub const MKDIRAT: u32 = 258;
+pub const MKNODAT: u32 = 259;
 pub const UNLINKAT: u32 = 263;
 pub const RENAMEAT: u32 = 264;
 pub const LINKAT: u32 = 265;
@@ -264,6 +269,31 @@ pub const TRACED: &[Syscall] = &[
         payloads: [s(0), N],
     },
     Syscall {
+        nr: MKDIR,
+        name: "mkdir",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: MKDIRAT,
+        name: "mkdirat",
+        payloads: [s(1), N],
+    },
+    Syscall {
+        nr: RMDIR,
+        name: "rmdir",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: MKNOD,
+        name: "mknod",
+        payloads: [s(0), N],
+    },
+    Syscall {
+        nr: MKNODAT,
+        name: "mknodat",
+        payloads: [s(1), N],
+    },
+    Syscall {
         nr: FCHMOD,
         name: "fchmod",
         payloads: [N, N],
@@ -386,8 +416,10 @@ pub const DATA_SYSCALLS: [u32; 7] = [READ, WRITE, PREAD64, PWRITE64, SENDTO, REC
 #[inline(always)]
 pub const fn spec(nr: u32) -> Option<[Payload; 2]> {
     Some(match nr {
-        OPEN | CREAT | CHDIR | UNLINK | CHMOD | TRUNCATE | MEMFD_CREATE => [s(0), N],
-        OPENAT | UNLINKAT | FCHMODAT | FCHMODAT2 | FINIT_MODULE => [s(1), N],
+        OPEN | CREAT | CHDIR | UNLINK | CHMOD | TRUNCATE | MKDIR | RMDIR | MKNOD | MEMFD_CREATE => {
+            [s(0), N]
+        }
+        OPENAT | UNLINKAT | FCHMODAT | FCHMODAT2 | MKDIRAT | MKNODAT | FINIT_MODULE => [s(1), N],
         OPENAT2 => [
             s(1),
             Payload::Fixed {

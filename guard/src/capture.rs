@@ -223,6 +223,25 @@ impl Capture {
                 };
                 (m.syscall, a, fd, c.ret)
             }
+            events::Event::Node(n) => {
+                let path = self.resolve(c.pid, n.dirfd, &n.path);
+                let mut a = args(&[("path", ArgValue::Str(path.clone()))]);
+                if n.syscall.ends_with("at") {
+                    a.insert("dirfd".into(), ArgValue::Int(n.dirfd.into()));
+                }
+                if let Some(m) = n.mode {
+                    a.insert("mode".into(), ArgValue::Int(m.into()));
+                }
+                if let Some(d) = n.dev {
+                    a.insert("dev".into(), ArgValue::Int(d as i64));
+                }
+                let kind = if n.syscall.starts_with("mknod") {
+                    FdType::File
+                } else {
+                    FdType::Directory
+                };
+                (n.syscall, a, Some(file_fd(-1, path, &n.path, kind)), c.ret)
+            }
             events::Event::Truncate(t) => {
                 let path = self.resolve(c.pid, AT_FDCWD, &t.path);
                 (

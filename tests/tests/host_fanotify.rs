@@ -22,7 +22,7 @@ fn build_image(docker: &Docker) {
         TEST_IMAGE,
         "sh",
         "-c",
-        "mkdir -p /opt /var/log /etc/sub && cp /bin/busybox /opt/tool && echo 'line one' > /var/log/app.log",
+        "mkdir -p /opt /var/log /etc/sub /etc/empty && cp /bin/busybox /opt/tool && echo 'line one' > /var/log/app.log",
     ]);
     docker.cmd(&["commit", &name, IMAGE]);
     docker.cmd(&["rm", "-f", &name]);
@@ -796,7 +796,7 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
 }
 
 /// Sealed directories: what fanotify has no permission event for (rename into, out of and
-/// over, link, unlink, and the creation of a name) is refused with EPERM in a `deny_write`
+/// over, link, unlink, rmdir, chmod of the directory, and the creation of a name) is refused with EPERM in a `deny_write`
 /// `DIR/**` directory of an enforced container, nothing changes there, and a control container
 /// does all of it; a detect-mode container is not sealed; the host's upper directory is not
 /// immutable (the container is removed as usual); the seals are lifted when the agent stops.
@@ -876,10 +876,10 @@ fn fanotify_seals_protected_directories() {
         "upper /etc: {text}"
     );
     let (_, log) = agent.stop_with_stderr();
-    // The seal's refusals are recorded from the failed syscalls (mkdir, mknod and chmod are
-    // not traced; a name through `/proc/self/root` is not resolved by the agent).
+    // The seal's refusals are recorded from the failed syscalls, one each (a name through
+    // `/proc/self/root` is not resolved by the agent).
     let d = s.decisions();
-    let refused: std::collections::BTreeSet<&str> = d
+    let mut refused: Vec<&str> = d
         .iter()
         .filter(|v| v["hook"] == "sealed_directory")
         .inspect(|v| {
@@ -893,10 +893,13 @@ fn fanotify_seals_protected_directories() {
         })
         .filter_map(|v| v["target"].as_str())
         .collect();
-    let want: std::collections::BTreeSet<&str> = [
+    refused.sort();
+    let mut want = vec![
         "/etc/n",
         "/etc/sub/n",
         "/etc/passwd",
+        // mv of it, rm of it.
+        "/etc/group",
         "/etc/group",
         "/etc/new",
         "/bin/newtool",
@@ -905,9 +908,14 @@ fn fanotify_seals_protected_directories() {
         "/etc/slash",
         "/etc/dotdot",
         "/etc/chrooted",
+        "/etc/d",
+        "/etc/fifo",
+        "/etc/empty",
+        // chmod of it, mv of it.
         "/etc/sub",
-    ]
-    .into();
+        "/etc/sub",
+    ];
+    want.sort();
     assert_eq!(refused, want, "{d:?}\n{}", log.join("\n"));
     // Stopped: the seals are lifted with the agent's marks.
     let (code, _, err) = sh(
@@ -948,5 +956,6 @@ const SEAL_ATTACKS: &[(&str, &str)] = &[
     ("touch /proc/self/root/etc/viaroot", "/etc/viaroot"),
     ("chroot / touch /etc/chrooted", "/etc/chrooted"),
     ("chmod 777 /etc/sub", ""),
+    ("rmdir /etc/empty", ""),
     ("mv /etc/sub /tmp/sub", ""),
 ];

@@ -486,9 +486,10 @@ impl Pipeline {
             .collect()
     }
 
-    /// `fanotify` backend: a name change (unlink, rename, link, symlink, a create by open)
-    /// that failed with EPERM in a directory the agent sealed was refused by the seal, in the
-    /// kernel and without a permission event; recorded here as a deny.
+    /// `fanotify` backend: a name change (unlink, rename, link, symlink, mkdir, rmdir, mknod,
+    /// a create by open) or a chmod of the directory that failed with EPERM in (or on) a
+    /// directory the agent sealed was refused by the seal, in the kernel and without a
+    /// permission event; recorded here as a deny.
     pub(super) fn record_seal_refusal(
         &mut self,
         ev: &events::Event,
@@ -503,13 +504,17 @@ impl Pipeline {
             Some(model::ArgValue::Str(s)) => Some(s.as_str()),
             _ => None,
         };
-        let (names, new_name) = match ev {
-            events::Event::Unlink(_) => ([arg("path").or(arg("name")), None], false),
-            events::Event::Rename(_) => ([arg("oldpath"), arg("newpath")], false),
-            events::Event::Link(l) if l.is_symlink() => ([arg("linkpath"), None], false),
-            events::Event::Link(_) => ([arg("newpath"), None], false),
+        use crate::fanotify::SealedChange::{InDir, NewInDir, OfDir};
+        let (names, change) = match ev {
+            events::Event::Unlink(_) => ([arg("path").or(arg("name")), None], InDir),
+            events::Event::Rename(_) => ([arg("oldpath"), arg("newpath")], InDir),
+            events::Event::Link(l) if l.is_symlink() => ([arg("linkpath"), None], InDir),
+            events::Event::Link(_) => ([arg("newpath"), None], InDir),
+            events::Event::Node(n) if n.syscall == "rmdir" => ([arg("path"), None], InDir),
+            events::Event::Node(_) => ([arg("path"), None], NewInDir),
+            events::Event::Chmod(_) => ([arg("filename"), None], OfDir),
             events::Event::Open(o) if o.flags & libc::O_CREAT as u64 != 0 => {
-                ([model.fd.as_ref().map(|f| f.name.as_str()), None], true)
+                ([model.fd.as_ref().map(|f| f.name.as_str()), None], NewInDir)
             }
             _ => return,
         };
@@ -523,7 +528,7 @@ impl Pipeline {
             .flatten()
             .filter(|n| n.starts_with('/'))
             .find_map(|n| {
-                f.sealed_by(c.cgroup_id.0, &pids, n, new_name)
+                f.sealed_by(c.cgroup_id.0, &pids, n, change)
                     .map(|id| (n, id))
             })
         else {

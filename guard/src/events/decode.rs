@@ -15,10 +15,10 @@ use guard_ebpf::{
 use super::{
     AT_FDCWD, Access, BpfEvent, Captured, CgroupId, ChdirEvent, ChmodEvent, Common, ConnectEvent,
     DecisionEvent, DupEvent, Event, ExeInode, ExecDeniedEvent, ExecEvent, ExitEvent, ForkEvent,
-    Hook, IoEvent, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, OpenEvent,
-    Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent, SockAddr,
-    SocketEvent, TruncateEvent, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason,
-    UnknownVerdict, UnlinkEvent, Verdict,
+    Hook, IoEvent, KernelPath, LinkEvent, MemfdCreateEvent, ModuleLoadEvent, MountEvent, NodeEvent,
+    OpenEvent, Operation, PtraceEvent, Reason, RenameEvent, SelfProtectDetail, SetIdEvent,
+    SockAddr, SocketEvent, TruncateEvent, UnknownAccess, UnknownHook, UnknownOperation,
+    UnknownReason, UnknownVerdict, UnlinkEvent, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -421,6 +421,19 @@ fn decode_syscall(p: &Parts<'_>, c: Common) -> Result<Event, DecodeError> {
                 new_dirfd: nd,
                 new_path: p.captured(1),
                 flags,
+            })
+        }
+        sc::MKDIR | sc::MKDIRAT | sc::RMDIR | sc::MKNOD | sc::MKNODAT => {
+            let at = matches!(body.nr, sc::MKDIRAT | sc::MKNODAT);
+            // The arguments after the path: (mode) for mkdir, (mode, dev) for mknod.
+            let rest = if at { &a[2..] } else { &a[1..] };
+            Event::Node(NodeEvent {
+                common: c,
+                syscall: name,
+                dirfd: if at { fd(a[0]) } else { AT_FDCWD },
+                path: p.captured(0),
+                mode: (body.nr != sc::RMDIR).then_some(rest[0] as u32),
+                dev: matches!(body.nr, sc::MKNOD | sc::MKNODAT).then_some(rest[1]),
             })
         }
         sc::TRUNCATE => Event::Truncate(TruncateEvent {

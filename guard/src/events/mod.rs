@@ -333,6 +333,20 @@ pub struct RenameEvent {
     pub flags: u64,
 }
 
+/// mkdir, mkdirat, rmdir, mknod, mknodat: a name made or removed without an open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeEvent {
+    #[serde(flatten)]
+    pub common: Common,
+    pub syscall: &'static str,
+    pub dirfd: i32,
+    pub path: Captured,
+    /// The mode asked for (`None` for rmdir).
+    pub mode: Option<u32>,
+    /// mknod's device number.
+    pub dev: Option<u64>,
+}
+
 /// truncate(2): a file cut or extended by path, without an open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TruncateEvent {
@@ -460,6 +474,7 @@ pub enum Event {
     Rename(RenameEvent),
     Chmod(ChmodEvent),
     Truncate(TruncateEvent),
+    Node(NodeEvent),
     Link(LinkEvent),
     Mount(MountEvent),
     ModuleLoad(ModuleLoadEvent),
@@ -499,6 +514,7 @@ impl Event {
             Event::Rename(e) => &e.common,
             Event::Chmod(e) => &e.common,
             Event::Truncate(e) => &e.common,
+            Event::Node(e) => &e.common,
             Event::Link(e) => &e.common,
             Event::Mount(e) => &e.common,
             Event::ModuleLoad(e) => &e.common,

@@ -176,6 +176,18 @@ fn in_first_root<T>(
     })
 }
 
+/// What a refused syscall changed, for [`Fanotify::sealed_by`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedChange {
+    /// An existing name in a directory (unlink, rmdir, rename, a link or symlink made).
+    InDir,
+    /// A new name in a directory (an `O_CREAT` open, mkdir, mknod): only while it does not
+    /// exist, since an existing file's open was the answer's to refuse.
+    NewInDir,
+    /// The directory itself (chmod).
+    OfDir,
+}
+
 impl Fanotify {
     /// Starts the answer thread. `cgroups` is the kernel's `POLICY_CGROUPS` map (a duplicate
     /// of its descriptor: the thread reads bindings as the kernel holds them, including the
@@ -297,22 +309,28 @@ impl Fanotify {
         self.sealer.len()
     }
 
-    /// The policy id of an enforced workload when the directory holding `name` (an absolute,
-    /// normal path as the first of `pids` that is alive sees it, else as the workload's walked
-    /// process does) is one this
-    /// agent sealed, so an EPERM on a name change there was the seal's refusal. With
-    /// `new_name`, also only while `name` does not exist (a create; an existing file's open
-    /// was the answer's to refuse). `None` otherwise.
-    pub fn sealed_by(&self, cgroup: u64, pids: &[u32], name: &str, new_name: bool) -> Option<u32> {
+    /// The policy id of an enforced workload when the directory `change` names (`name` is an
+    /// absolute, normal path as the first of `pids` that is alive sees it, else as the
+    /// workload's walked process does) is one this agent sealed, so an EPERM on that change
+    /// was the seal's refusal. `None` otherwise.
+    pub fn sealed_by(
+        &self,
+        cgroup: u64,
+        pids: &[u32],
+        name: &str,
+        change: SealedChange,
+    ) -> Option<u32> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         if !enforce || self.sealer.is_empty() {
             return None;
         }
-        let dir = match name.rsplit_once('/') {
-            Some(("", _)) => "/",
-            Some((d, _)) => d,
-            None => return None,
+        let dir = match (change, name.rsplit_once('/')) {
+            (SealedChange::OfDir, _) => name,
+            (_, Some(("", _))) => "/",
+            (_, Some((d, _))) => d,
+            (_, None) => return None,
         };
+        let new_name = change == SealedChange::NewInDir;
         let found = in_first_root(pids, walked, |root| {
             // O_PATH: no permission event of our own.
             let fd = sys::open_in(root, dir, false).ok()?;

@@ -40,6 +40,8 @@ pub static EVENT_TYPES: &[&str] = &[
     "memfd_create",
     "mkdir",
     "mkdirat",
+    "mknod",
+    "mknodat",
     "mmap",
     "mount",
     "mprotect",

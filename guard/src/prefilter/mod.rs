@@ -51,7 +51,8 @@ pub struct Needs {
     pub policy_connect: bool,
     /// Path prefixes whose writes are needed (workload summaries: `/`, every write).
     pub write_paths: Vec<String>,
-    /// Every unlink, rename, link, symlink and truncate (`NO_OPEN_WRITE_SYSCALLS`): the
+    /// Every unlink, rename, link, symlink, mkdir, rmdir, mknod, chmod and truncate
+    /// (`NO_OPEN_WRITE_SYSCALLS`): the
     /// `fanotify` backend's records of what its sealed directories refused, and the policies'
     /// write rules on truncate(2), which opens nothing.
     pub no_open_writes: bool,
@@ -60,10 +61,18 @@ pub struct Needs {
     pub enosys_stubs: BTreeSet<u32>,
 }
 
-/// Syscalls that change a directory's names or a file without opening anything, so no open
-/// hook or permission event sees them.
-pub const NO_OPEN_WRITE_SYSCALLS: [u32; 10] = [
+/// Syscalls that change a directory's names, a directory or a file without opening
+/// anything, so no open hook or permission event sees them.
+pub const NO_OPEN_WRITE_SYSCALLS: [u32; 18] = [
     syscalls::TRUNCATE,
+    syscalls::MKDIR,
+    syscalls::MKDIRAT,
+    syscalls::RMDIR,
+    syscalls::MKNOD,
+    syscalls::MKNODAT,
+    syscalls::CHMOD,
+    syscalls::FCHMODAT,
+    syscalls::FCHMODAT2,
     syscalls::UNLINK,
     syscalls::UNLINKAT,
     syscalls::RENAME,
