@@ -959,3 +959,119 @@ const SEAL_ATTACKS: &[(&str, &str)] = &[
     ("rmdir /etc/empty", ""),
     ("mv /etc/sub /tmp/sub", ""),
 ];
+
+/// The ignore marks that keep an allowed file from being asked again, with both flags:
+/// Linux 6.0's `FAN_MARK_IGNORE` and the older `FAN_MARK_IGNORED_MASK` the answer falls back to
+/// when the first is refused (kernels before 6.0; this kernel accepts both). Under a
+/// filesystem mark (as on a container's root), each must stop the file's next opens being
+/// asked, leave other files asked, and be dropped by the kernel at the file's first
+/// modification, so a file changed since it was allowed is asked again.
+#[test]
+fn fanotify_ignore_marks_hold_until_the_file_changes_with_either_flag() {
+    use guard::fanotify::sys::{self, Borrow, IgnoreStyle, Target};
+    use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    if !can_run(is_root(), "needs root for fanotify permission marks") {
+        return;
+    }
+    let _lock = agent_lock();
+    for style in [IgnoreStyle::Ignore, IgnoreStyle::IgnoredMask] {
+        let dir =
+            std::env::temp_dir().join(format!("guard-fan-ignore-{}-{style:?}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // A private tmpfs: the filesystem mark asks for its opens only.
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "guard-fan-ignore"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount tmpfs");
+        let (f, other) = (dir.join("f"), dir.join("g"));
+        std::fs::write(&f, b"one\n").expect("write f");
+        std::fs::write(&other, b"one\n").expect("write g");
+        let (f_ino, g_ino) = (
+            std::fs::metadata(&f).expect("f").ino(),
+            std::fs::metadata(&other).expect("g").ino(),
+        );
+        let group = Arc::new(sys::init().expect("fanotify_init"));
+        sys::mark_path(group.as_fd_borrowed(), Target::Filesystem, &dir).expect("mark");
+        // The answerer: allows every open, ignores the file `f` after it, counts per inode.
+        let stop = Arc::new(AtomicBool::new(false));
+        let answerer = {
+            let (group, stop) = (group.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut asked_f, mut asked_g) = (0u32, 0u32);
+                let mut buf = vec![0u8; 4096];
+                let mut other = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd {
+                        fd: group.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut pfd, 1, 50) };
+                    for ev in sys::read_events(group.as_fd_borrowed(), &mut buf, &mut other)
+                        .expect("read")
+                    {
+                        let fd = std::os::fd::AsFd::as_fd(&ev.fd);
+                        let ino = std::fs::File::from(fd.try_clone_to_owned().expect("dup"))
+                            .metadata()
+                            .expect("fstat")
+                            .ino();
+                        // The ignore before the answer: placed after it, the opener's next
+                        // open can race it and be asked once more.
+                        if ino == f_ino {
+                            asked_f += 1;
+                            sys::ignore(group.as_fd_borrowed(), fd, style).expect("ignore mark");
+                        } else if ino == g_ino {
+                            asked_g += 1;
+                        }
+                        sys::respond(group.as_fd_borrowed(), fd, true).expect("respond");
+                    }
+                }
+                (asked_f, asked_g)
+            })
+        };
+        let read = |p: &std::path::Path| std::fs::read(p).expect("read");
+        read(&f);
+        read(&f);
+        read(&f);
+        read(&other);
+        read(&other);
+        // A change drops the ignore: the next open is asked again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .and_then(|mut h| std::io::Write::write_all(&mut h, b"two\n"))
+            .expect("append");
+        assert_eq!(read(&f), b"one\ntwo\n");
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        let (asked_f, asked_g) = answerer.join().expect("answerer");
+        drop(group);
+        // The group's marks go with its descriptor, released by the kernel a little later.
+        let umounted = (0..20).any(|_| {
+            let ok = Command::new("umount")
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ok
+        });
+        assert!(umounted, "umount {}", dir.display());
+        let _ = std::fs::remove_dir(&dir);
+        // f: the first read, then (ignored) nothing until the append's open, which is
+        // asked only if the ignore was dropped early, and the read after the change.
+        assert_eq!(
+            (asked_f, asked_g),
+            (2, 2),
+            "{style:?}: opens of f asked (first read + read after the change), of g (never ignored)"
+        );
+    }
+}
