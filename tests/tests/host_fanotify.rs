@@ -5,7 +5,9 @@
 
 use std::{process::Command, time::Duration};
 
-use guard_tests::harness::{Docker, Scratch, TEST_IMAGE, agent_lock, can_run, is_root};
+use guard_tests::harness::{
+    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, is_root,
+};
 
 /// An image with a binary of its own inode (`/opt/tool`, a copy of busybox: in the busybox
 /// image every applet is one file, so a rule on `/bin/x` is a rule on all of them) and an
@@ -1074,4 +1076,80 @@ fn fanotify_ignore_marks_hold_until_the_file_changes_with_either_flag() {
             "{style:?}: opens of f asked (first read + read after the change), of g (never ignored)"
         );
     }
+}
+
+/// A new cgroup: a process moved into a child cgroup of a protected container (made after the
+/// agent bound the container) and entering the container's namespaces and root is refused the
+/// same reads, writes and execs; a child of the control container is not.
+#[test]
+fn fanotify_child_cgroup_of_a_container_is_policed() {
+    let Some((docker, _lock)) = ready() else {
+        return;
+    };
+    let denied = start(&docker, true);
+    let control = start(&docker, false);
+    let s = Scratch::new("fanotify-child");
+    let policy = s.policy(POLICY);
+    let _agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let files = ["/etc/passwd", "/var/log/app.log"];
+    let before = digest(&denied, &files);
+    // Runs `argv` from the host in a new child cgroup of `c`, in `c`'s namespaces and root.
+    let in_child = |c: &Ctr, name: &str, argv: &[&str]| {
+        let pid = docker.cmd(&["inspect", "-f", "{{.State.Pid}}", &c.0]);
+        let child = cgroup_v2_dir(pid.trim().parse().expect("pid")).join(name);
+        std::fs::create_dir(&child).expect("child cgroup");
+        let child = child.display().to_string();
+        let script = format!(
+            "echo $$ > {child}/cgroup.procs && {{ grep -q '^0::.*/{name}$' /proc/self/cgroup || exit 99; }} && exec nsenter -t {pid} -m -u -i -p -r -w -- \"$@\""
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .args(argv)
+            .output()
+            .expect("sh");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            child,
+        )
+    };
+    let tries: &[(&str, &[&str])] = &[
+        ("read", &["/bin/cat", "/etc/shadow"]),
+        ("write", &["/bin/sh", "-c", "echo x >> /etc/passwd"]),
+        ("truncate", &["/bin/sh", "-c", ": > /var/log/app.log"]),
+        ("exec", &["/opt/tool", "echo", "RAN"]),
+    ];
+    let mut children = Vec::new();
+    for (i, (what, argv)) in tries.iter().enumerate() {
+        let (code, out, err, child) = in_child(&denied, &format!("guard-child-{i}"), argv);
+        children.push(child);
+        assert_ne!(code, Some(99), "not moved into the child cgroup: {err}");
+        assert_ne!(code, Some(0), "{what} in a child cgroup succeeded: {out}");
+        assert!(
+            !out.contains("root:") && !err.contains("applet not found"),
+            "{what} in a child cgroup: {out}"
+        );
+        assert!(
+            err.contains("Operation not permitted") || err.contains("Permission denied"),
+            "{what} in a child cgroup: not EPERM: {err}"
+        );
+        assert_eq!(digest(&denied, &files), before, "{what} changed a file");
+        // The control's child does it.
+        let (code, out, err, child) = in_child(&control, &format!("guard-child-{i}"), argv);
+        children.push(child);
+        // busybox run as `tool` says "applet not found": it ran.
+        if *what == "exec" {
+            assert!(err.contains("applet not found"), "control exec: {err}");
+            continue;
+        }
+        assert_eq!(code, Some(0), "control {what}: {err}");
+        if *what == "read" {
+            assert!(out.contains("root:"), "control read: {out}");
+        }
+    }
+    for c in children {
+        let _ = std::fs::remove_dir(c);
+    }
+    s.cleanup();
 }
