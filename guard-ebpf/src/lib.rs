@@ -170,9 +170,11 @@ pub const DROP_SYSCALL_UNPAIRED: u32 = EventKind::COUNT;
 pub const PREFILTERED_OPENS: u32 = EventKind::COUNT + 1;
 /// `DROPS` slot counting connects the prefilter skipped on purpose (not a loss).
 pub const PREFILTERED_CONNECTS: u32 = EventKind::COUNT + 2;
+/// `DROPS` slot counting sends without a destination the prefilter skipped on purpose.
+pub const PREFILTERED_SENDS: u32 = EventKind::COUNT + 3;
 /// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`,
-/// `PREFILTERED_OPENS` and `PREFILTERED_CONNECTS`.
-pub const DROP_SLOTS: u32 = EventKind::COUNT + 3;
+/// `PREFILTERED_OPENS`, `PREFILTERED_CONNECTS` and `PREFILTERED_SENDS`.
+pub const DROP_SLOTS: u32 = EventKind::COUNT + 4;
 
 /// Values of `SYSCALL_FILTER` (bits).
 pub mod syscall_filter {
@@ -186,6 +188,9 @@ pub mod syscall_filter {
     /// `syscalls/sys_enter_<name>` tracepoint for it; every other traced syscall is captured by
     /// programs attached to its own tracepoints only.
     pub const VIA_RAW: u8 = 8;
+    /// sendto / sendmsg: only those given a destination address are recorded (no rule can
+    /// match a send on a connected socket, which keeps its name).
+    pub const SEND_DEST: u8 = 16;
 }
 
 /// Entries of `CONNECT_PORTS` (one per port).

@@ -121,6 +121,7 @@ pub struct Metrics {
     syscall_unpaired: AtomicU64,
     prefiltered_opens: AtomicU64,
     prefiltered_connects: AtomicU64,
+    prefiltered_sends: AtomicU64,
     alerts: Labelled,
     decisions: Labelled,
     actions: Labelled,
@@ -170,7 +171,7 @@ impl Metrics {
         drops: &[(EventKind, u64)],
         decode_errors: u64,
         unpaired: u64,
-        prefiltered: (u64, u64),
+        prefiltered: (u64, u64, u64),
     ) {
         for (k, n) in drops {
             if let Some(c) = self.dropped.get(*k as usize) {
@@ -181,6 +182,7 @@ impl Metrics {
         self.syscall_unpaired.store(unpaired, Relaxed);
         self.prefiltered_opens.store(prefiltered.0, Relaxed);
         self.prefiltered_connects.store(prefiltered.1, Relaxed);
+        self.prefiltered_sends.store(prefiltered.2, Relaxed);
     }
 
     pub fn alert(&self, rule: &str, priority: &str) {
@@ -323,6 +325,13 @@ impl Metrics {
             "counter",
             "Connects the kernel prefilter skipped on purpose (no rule could match them).",
             self.prefiltered_connects.load(Relaxed),
+        );
+        single(
+            &mut out,
+            "guard_prefiltered_sends_total",
+            "counter",
+            "Sends without a destination (sendto, sendmsg) the kernel prefilter skipped on purpose (no rule could match them).",
+            self.prefiltered_sends.load(Relaxed),
         );
         self.alerts.render(
             &mut out,
@@ -535,7 +544,7 @@ mod tests {
         m.received(EventKind::Syscall as u16);
         m.received(EventKind::Syscall as u16);
         m.received(999);
-        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, (3, 4));
+        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, (3, 4, 5));
         m.alert("Read \"sensitive\" file", "Warning");
         m.alert("Read \"sensitive\" file", "Warning");
         m.decision("open", "kill");
@@ -557,6 +566,7 @@ mod tests {
             "guard_syscall_unpaired_total 2",
             "guard_prefiltered_opens_total 3",
             "guard_prefiltered_connects_total 4",
+            "guard_prefiltered_sends_total 5",
             "guard_alerts_total{rule=\"Read \\\"sensitive\\\" file\",priority=\"Warning\"} 2",
             "guard_decisions_total{op=\"open\",verdict=\"kill\"} 1",
             "guard_actions_total{action=\"kill_process\",outcome=\"done\"} 1",

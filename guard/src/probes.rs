@@ -609,6 +609,11 @@ impl Probes {
         self.drop_slot(guard_ebpf::PREFILTERED_CONNECTS)
     }
 
+    /// Sends without a destination the prefilter skipped on purpose.
+    pub fn prefiltered_sends(&self) -> Result<u64> {
+        self.drop_slot(guard_ebpf::PREFILTERED_SENDS)
+    }
+
     fn drop_slot(&self, slot: u32) -> Result<u64> {
         let map = self
             .ebpf

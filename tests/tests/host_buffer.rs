@@ -4,7 +4,8 @@
 //! connected (`fd.connected` true), and unconnected sendtos and a sendmsg from the host
 //! (`fd.connected` false, `fd.name_changed` true on a new destination only; sendmsg's data is
 //! its first iovec). Controls: a write of other bytes
-//! raises nothing.
+//! raises nothing. And the kernel's send filter: sends without a destination never reach the
+//! agent while every rule on sends needs `fd.name_changed=true`, and do when one does not.
 
 use std::{
     net::UdpSocket,
@@ -55,8 +56,9 @@ fn alerts_until(agent: &Agent, within: Duration, done: impl Fn(&[Value]) -> bool
     all
 }
 
-/// `sendmsg` on `sock` to 127.0.0.1:`port` with one iovec per part; returns its result.
-fn sendmsg(sock: &UdpSocket, port: u16, parts: &[&[u8]]) -> isize {
+/// `sendmsg` on `sock` to 127.0.0.1:`port` (none: no `msg_name`, the connected peer) with one
+/// iovec per part; returns its result.
+fn sendmsg(sock: &UdpSocket, port: Option<u16>, parts: &[&[u8]]) -> isize {
     use std::os::fd::AsRawFd;
     let mut iov: Vec<libc::iovec> = parts
         .iter()
@@ -68,11 +70,13 @@ fn sendmsg(sock: &UdpSocket, port: u16, parts: &[&[u8]]) -> isize {
     // SAFETY: all-zero is a valid sockaddr_in and msghdr.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     addr.sin_family = libc::AF_INET as libc::sa_family_t;
-    addr.sin_port = port.to_be();
+    addr.sin_port = port.unwrap_or(0).to_be();
     addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    if port.is_some() {
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len();
     // SAFETY: msg points at live buffers for the call's duration.
@@ -134,7 +138,7 @@ fn writes_reads_and_sends_carry_their_first_bytes_and_count() {
         assert_eq!(n, data.len());
     }
     // Then a sendmsg to port 11 with two iovecs: the first one's bytes, the full count.
-    let sent = sendmsg(&sock, 11, &[b"GUARD_UDP_M", b"SG_TAIL"]);
+    let sent = sendmsg(&sock, Some(11), &[b"GUARD_UDP_M", b"SG_TAIL"]);
     assert_eq!(sent, 18);
     let magic = "Buffer magic write in container";
     let all = alerts_until(&agent, Duration::from_secs(30), |a| {
@@ -223,5 +227,98 @@ fn writes_reads_and_sends_carry_their_first_bytes_and_count() {
             json!(["sendmsg", "GUARD_UDP_M", 18, false, true, 11]),
         ],
         "{all:#?}"
+    );
+}
+
+/// Runs an agent with `rules` (PID replaced by this process's), then the sends: on an
+/// unconnected UDP socket sendto to port 9 and sendmsg to port 10 (destinations), on a socket
+/// connected to a receiving one `N_BARE` sendtos and `N_BARE` sendmsgs without one. Returns the
+/// alerts' buffers and the agent's `prefiltered_sends` count.
+fn sends_under(rules: &str) -> (Vec<String>, u64) {
+    const N_BARE: usize = 50;
+    let path = PathBuf::from(format!("/tmp/guard-sends-{}.yaml", std::process::id()));
+    std::fs::write(&path, rules.replace("PID", &std::process::id().to_string())).expect("rules");
+    let agent = Agent::start_cmd(&[
+        "run",
+        "--format",
+        "json",
+        "--log",
+        "info",
+        "--no-responses",
+        "--no-self-protect",
+        "--rules",
+        path.to_str().expect("utf8"),
+    ]);
+    let free = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    free.send_to(b"GUARD_SEND_DEST_TO", ("127.0.0.1", 9))
+        .expect("sendto");
+    assert_eq!(sendmsg(&free, Some(10), &[b"GUARD_SEND_DEST_MSG"]), 19);
+    // A peer that receives: a connected socket to a closed port gets ECONNREFUSED back.
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let bound = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    bound
+        .connect(peer.local_addr().expect("peer address"))
+        .expect("connect");
+    for _ in 0..N_BARE {
+        // std's send on a connected socket is send(2): sendto without an address.
+        bound.send(b"GUARD_SEND_BARE_TO").expect("send");
+        assert_eq!(sendmsg(&bound, None, &[b"GUARD_SEND_BARE_MSG"]), 19);
+    }
+    let all = alerts_until(&agent, Duration::from_secs(5), |a| {
+        a.len() >= 2 + 2 * N_BARE
+    });
+    let (_, stderr) = agent.stop_with_stderr();
+    let _ = std::fs::remove_file(&path);
+    let stop = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("guard stopping"))
+        .unwrap_or_else(|| panic!("no `guard stopping` line: {stderr:?}"));
+    let skipped = stop
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("prefiltered_sends="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("prefiltered_sends missing in {stop:?}"));
+    let mut buffers: Vec<String> = all
+        .iter()
+        .filter_map(|v| field(v, "evt.buffer").as_str().map(str::to_owned))
+        .collect();
+    buffers.sort();
+    (buffers, skipped)
+}
+
+#[test]
+fn sends_without_a_destination_are_dropped_in_the_kernel_only_when_no_rule_can_match_them() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    // Falco's `outbound` shape: every rule on sends needs the name to change.
+    let (buffers, skipped) = sends_under(
+        "- rule: Send to a new destination\n  desc: test\n  condition: evt.type in (sendto, sendmsg) and fd.name_changed=true and evt.buffer startswith GUARD_SEND_ and proc.pid = PID\n  output: send buffer=%evt.buffer\n  priority: WARNING\n",
+    );
+    assert_eq!(
+        buffers,
+        ["GUARD_SEND_DEST_MSG", "GUARD_SEND_DEST_TO"],
+        "only the sends with a destination alert"
+    );
+    assert!(
+        skipped >= 100,
+        "the kernel skipped {skipped} sends, not our 100 without a destination"
+    );
+    // A rule that can match a send without a destination: every send reaches the agent.
+    let (buffers, _) = sends_under(
+        "- rule: Any send\n  desc: test\n  condition: evt.type in (sendto, sendmsg) and evt.buffer startswith GUARD_SEND_ and proc.pid = PID\n  output: send buffer=%evt.buffer\n  priority: WARNING\n",
+    );
+    let count = |b: &str| buffers.iter().filter(|x| *x == b).count();
+    assert_eq!(
+        (
+            count("GUARD_SEND_DEST_TO"),
+            count("GUARD_SEND_DEST_MSG"),
+            count("GUARD_SEND_BARE_TO"),
+            count("GUARD_SEND_BARE_MSG")
+        ),
+        (1, 1, 50, 50),
+        "{buffers:?}"
     );
 }

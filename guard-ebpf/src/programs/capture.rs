@@ -21,8 +21,8 @@ use guard_ebpf::{
     CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
     ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
     MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_PID_NS_LEVEL, MAX_SYSCALL_NR, OFFSET_ABSENT,
-    OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PendingSyscall, SyscallBody,
-    TS_COMPAT, exec_flags, open_prefix_bits, syscall_filter, syscalls,
+    OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PREFILTERED_SENDS, PendingSyscall,
+    SyscallBody, TS_COMPAT, exec_flags, open_prefix_bits, syscall_filter, syscalls,
     syscalls::{MSGHDR_IOV, MSGHDR_NAMELEN, Payload, spec},
 };
 
@@ -340,6 +340,19 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
+    let bits = syscall_bits(p.nr as u64);
+    // A send without a destination (sendto's `dest_addr`, sendmsg's `msg_name`), before any
+    // ring space is taken.
+    if bits & syscall_filter::SEND_DEST != 0
+        && match p.nr {
+            syscalls::SENDTO => p.args[4] == 0,
+            syscalls::SENDMSG => p.args[3] == 0,
+            _ => false,
+        }
+    {
+        count_drop_slot(PREFILTERED_SENDS);
+        return;
+    }
     let Some(mut rec) = Record::begin_bare(EventKind::Syscall, size_of::<SyscallBody>()) else {
         return;
     };
@@ -364,7 +377,6 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
         None
     };
     // The prefilter looks at what was captured, so it judges exactly what userspace would see.
-    let bits = syscall_bits(p.nr as u64);
     if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath) {
         count_drop_slot(PREFILTERED_OPENS);
         return;

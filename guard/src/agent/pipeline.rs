@@ -503,6 +503,7 @@ impl Pipeline {
             (
                 self.probes.prefiltered_opens().unwrap_or(0),
                 self.probes.prefiltered_connects().unwrap_or(0),
+                self.probes.prefiltered_sends().unwrap_or(0),
             ),
         );
     }
@@ -696,6 +697,7 @@ impl Pipeline {
             decode_errors = DECODE_ERRORS.load(Ordering::Relaxed),
             prefiltered_opens = self.probes.prefiltered_opens().unwrap_or(0),
             prefiltered_connects = self.probes.prefiltered_connects().unwrap_or(0),
+            prefiltered_sends = self.probes.prefiltered_sends().unwrap_or(0),
             "guard stopping"
         );
         // Responses hold the audit log too; let in-flight actions finish first.

@@ -91,6 +91,10 @@ pub struct Stats {
     pub ignored: AtomicU64,
     pub ignore_flushes: AtomicU64,
     pub ignore_failed: AtomicU64,
+    /// Answers that found the opener not yet asleep in its open (its access unreadable), and
+    /// how many of those waited past the yields into sleeps.
+    pub opener_running: AtomicU64,
+    pub opener_slept: AtomicU64,
 }
 
 impl Stats {
@@ -361,12 +365,14 @@ impl Fanotify {
     pub fn summary(&self) -> String {
         let s = &self.shared.stats;
         format!(
-            "answered {}, denied {}, records lost {}, ignored {} (dropped {} times), answer p50 < {} µs, p99 < {} µs, max {} µs",
+            "answered {}, denied {}, records lost {}, ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
             s.answered.load(Ordering::Relaxed),
             s.denied.load(Ordering::Relaxed),
             s.records_lost.load(Ordering::Relaxed),
             s.ignored.load(Ordering::Relaxed),
             s.ignore_flushes.load(Ordering::Relaxed),
+            s.opener_running.load(Ordering::Relaxed),
+            s.opener_slept.load(Ordering::Relaxed),
             s.quantile_us(0.5).unwrap_or(0),
             s.quantile_us(0.99).unwrap_or(0),
             s.max_ns.load(Ordering::Relaxed) / 1000,
@@ -690,7 +696,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         if !needs_access {
             return allow();
         }
-        let access = open_access(ev.tid);
+        let access = open_access(ev.tid, &sh.stats);
         let verdict = answer::open_verdict(bits, access);
         // A refused open writes nothing: the file is not new (counting it would refuse every
         // later exec of it, in every workload, as a new binary).
@@ -726,7 +732,7 @@ const SYSCALL_WAIT: Duration = Duration::from_millis(50);
 /// The access of the open `tid` is blocked in. Just after queueing the event the opener may
 /// not be asleep yet, and the kernel then prints `running` instead of its registers: retried
 /// (yields, then 50 µs sleeps, for at most `SYSCALL_WAIT`), then read + write (fail closed).
-fn open_access(tid: i32) -> answer::Access {
+fn open_access(tid: i32, stats: &Stats) -> answer::Access {
     let path = format!("/proc/{tid}/syscall");
     let start = Instant::now();
     let mut tries = 0u32;
@@ -737,9 +743,15 @@ fn open_access(tid: i32) -> answer::Access {
                     return answer::Access::UNKNOWN;
                 }
                 tries += 1;
+                if tries == 1 {
+                    stats.opener_running.fetch_add(1, Ordering::Relaxed);
+                }
                 if tries < 200 {
                     std::thread::yield_now();
                 } else {
+                    if tries == 200 {
+                        stats.opener_slept.fetch_add(1, Ordering::Relaxed);
+                    }
                     std::thread::sleep(Duration::from_micros(50));
                 }
             }

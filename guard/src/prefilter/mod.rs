@@ -391,6 +391,52 @@ fn on_enosys(n: &Node, t: u16) -> Option<bool> {
     }
 }
 
+/// Whether `n` can be true for a send of type `t` (sendto, sendmsg) given no destination
+/// address: such a send keeps the socket's name, so `fd.name_changed` is false (or `<NA>`),
+/// and a check that it is true fails. Anything else may hold.
+fn send_without_dest(n: &Node, t: u16) -> bool {
+    fn eval(n: &Node, t: u16) -> Option<bool> {
+        match n {
+            Node::Const(b) => Some(*b),
+            Node::Types(set) => Some(set & (1u128 << t) != 0),
+            Node::Not(inner) => eval(inner, t).map(|b| !b),
+            Node::Memo(_, inner) => eval(inner, t),
+            Node::And(items) => {
+                let mut r = Some(true);
+                for i in items {
+                    match eval(i, t) {
+                        Some(false) => return Some(false),
+                        None => r = None,
+                        Some(true) => {}
+                    }
+                }
+                r
+            }
+            Node::Or(items) => {
+                let mut r = Some(false);
+                for i in items {
+                    match eval(i, t) {
+                        Some(true) => return Some(true),
+                        None => r = None,
+                        Some(false) => {}
+                    }
+                }
+                r
+            }
+            Node::Check(c)
+                if c.field.id == FieldId::FdNameChanged
+                    && c.transformers.is_empty()
+                    && !c.multi
+                    && matches!(c.test, Test::Bool(true)) =>
+            {
+                Some(c.negate)
+            }
+            Node::Check(_) => None,
+        }
+    }
+    eval(n, t) != Some(false)
+}
+
 impl Prefilter {
     /// Derives the filters from the active rules and the agent's other needs.
     pub fn derive(rules: &RuleSet, needs: &Needs) -> Prefilter {
@@ -403,6 +449,10 @@ impl Prefilter {
         let mut failed_attempts: u128 = 0;
         // Types rules restrict themselves to (a rule with no `evt.type` check counts for none).
         let mut named_types: u128 = 0;
+        // Send types some rule can match without a destination address.
+        let send_types = [syscalls::SENDTO, syscalls::SENDMSG]
+            .map(|nr| event_type_id(syscalls::event_type(syscalls::name(nr).unwrap_or_default())));
+        let mut sends_without_dest: u128 = 0;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
@@ -427,6 +477,11 @@ impl Prefilter {
             }
             if t & connect_types != 0 {
                 connect_excl = c_or(connect_excl, connects(&r.node, connect_types));
+            }
+            for id in send_types {
+                if t & (1u128 << id) != 0 && send_without_dest(&r.node, id) {
+                    sends_without_dest |= 1u128 << id;
+                }
             }
         }
         // No rule can match any connect: it is not traced at all (below), nothing to exclude.
@@ -477,6 +532,12 @@ impl Prefilter {
             }
             if sc.nr == syscalls::CONNECT && connect_filter {
                 bits |= syscall_filter::CONNECT_DEST;
+            }
+            if matches!(sc.nr, syscalls::SENDTO | syscalls::SENDMSG)
+                && !needs.everything
+                && sends_without_dest & (1u128 << id) == 0
+            {
+                bits |= syscall_filter::SEND_DEST;
             }
             syscalls.insert(sc.nr, bits);
         }
@@ -531,6 +592,14 @@ impl Prefilter {
         let ip = dest.ip();
         !(self.connect_ports.contains(&dest.port())
             || self.connect_nets.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// The kernel's send check: whether a sendto / sendmsg (`nr`), given a destination address
+    /// or not, produces a record.
+    pub fn passes_send(&self, nr: u32, has_dest: bool) -> bool {
+        self.syscalls
+            .get(&nr)
+            .is_some_and(|bits| has_dest || bits & syscall_filter::SEND_DEST == 0)
     }
 
     /// Everything traced, nothing filtered.
