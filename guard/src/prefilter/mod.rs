@@ -340,14 +340,46 @@ fn opens(n: &Node, open_types: u128) -> Opens {
 /// that alone decides it (`evt.res = SUCCESS`, `evt.rawres >= 0`, `evt.failed = false`, a field
 /// guard cannot provide); `None` when it depends on anything else.
 fn on_enosys(n: &Node, t: u16) -> Option<bool> {
+    three_valued(n, t, &|c: &Check| {
+        if matches!(c.test, Test::Unavailable) {
+            return Some(false);
+        }
+        if !c.transformers.is_empty() || c.multi {
+            return None;
+        }
+        const ENOSYS: i64 = -(libc::ENOSYS as i64);
+        let passes = match (c.field.id, &c.test) {
+            (FieldId::EvtRes | FieldId::EvtRawres | FieldId::EvtFailed, Test::Exists) => {
+                return Some(true);
+            }
+            (FieldId::EvtRes, Test::StrEq(s)) => &**s == "ENOSYS",
+            (FieldId::EvtRes, Test::StrIn(set)) => set.contains("ENOSYS"),
+            (FieldId::EvtRawres, Test::Num(cmp, x)) => match cmp {
+                Cmp::Eq => ENOSYS == *x,
+                Cmp::Lt => ENOSYS < *x,
+                Cmp::Le => ENOSYS <= *x,
+                Cmp::Gt => ENOSYS > *x,
+                Cmp::Ge => ENOSYS >= *x,
+            },
+            (FieldId::EvtRawres, Test::NumIn(set)) => set.contains(&ENOSYS),
+            (FieldId::EvtFailed, Test::Bool(b)) => *b,
+            _ => return None,
+        };
+        Some(passes != c.negate)
+    })
+}
+
+/// `n`'s value for an event of type `t` where `check` knows the value of some checks (their
+/// negation applied); `None` when it depends on one `check` does not know.
+fn three_valued(n: &Node, t: u16, check: &dyn Fn(&Check) -> Option<bool>) -> Option<bool> {
     match n {
         Node::Const(b) => Some(*b),
         Node::Types(set) => Some(set & (1u128 << t) != 0),
-        Node::Not(inner) => on_enosys(inner, t).map(|b| !b),
-        Node::Memo(_, inner) => on_enosys(inner, t),
+        Node::Not(inner) => three_valued(inner, t, check).map(|b| !b),
+        Node::Memo(_, inner) => three_valued(inner, t, check),
         Node::And(items) => items
             .iter()
-            .try_fold(Some(true), |acc, i| match on_enosys(i, t) {
+            .try_fold(Some(true), |acc, i| match three_valued(i, t, check) {
                 Some(false) => Err(()),
                 Some(true) => Ok(acc),
                 None => Ok(None),
@@ -355,39 +387,13 @@ fn on_enosys(n: &Node, t: u16) -> Option<bool> {
             .unwrap_or(Some(false)),
         Node::Or(items) => items
             .iter()
-            .try_fold(Some(false), |acc, i| match on_enosys(i, t) {
+            .try_fold(Some(false), |acc, i| match three_valued(i, t, check) {
                 Some(true) => Err(()),
                 Some(false) => Ok(acc),
                 None => Ok(None),
             })
             .unwrap_or(Some(true)),
-        Node::Check(c) => {
-            if matches!(c.test, Test::Unavailable) {
-                return Some(false);
-            }
-            if !c.transformers.is_empty() || c.multi {
-                return None;
-            }
-            const ENOSYS: i64 = -(libc::ENOSYS as i64);
-            let passes = match (c.field.id, &c.test) {
-                (FieldId::EvtRes | FieldId::EvtRawres | FieldId::EvtFailed, Test::Exists) => {
-                    return Some(true);
-                }
-                (FieldId::EvtRes, Test::StrEq(s)) => &**s == "ENOSYS",
-                (FieldId::EvtRes, Test::StrIn(set)) => set.contains("ENOSYS"),
-                (FieldId::EvtRawres, Test::Num(cmp, x)) => match cmp {
-                    Cmp::Eq => ENOSYS == *x,
-                    Cmp::Lt => ENOSYS < *x,
-                    Cmp::Le => ENOSYS <= *x,
-                    Cmp::Gt => ENOSYS > *x,
-                    Cmp::Ge => ENOSYS >= *x,
-                },
-                (FieldId::EvtRawres, Test::NumIn(set)) => set.contains(&ENOSYS),
-                (FieldId::EvtFailed, Test::Bool(b)) => *b,
-                _ => return None,
-            };
-            Some(passes != c.negate)
-        }
+        Node::Check(c) => check(c),
     }
 }
 
@@ -395,46 +401,14 @@ fn on_enosys(n: &Node, t: u16) -> Option<bool> {
 /// address: such a send keeps the socket's name, so `fd.name_changed` is false (or `<NA>`),
 /// and a check that it is true fails. Anything else may hold.
 fn send_without_dest(n: &Node, t: u16) -> bool {
-    fn eval(n: &Node, t: u16) -> Option<bool> {
-        match n {
-            Node::Const(b) => Some(*b),
-            Node::Types(set) => Some(set & (1u128 << t) != 0),
-            Node::Not(inner) => eval(inner, t).map(|b| !b),
-            Node::Memo(_, inner) => eval(inner, t),
-            Node::And(items) => {
-                let mut r = Some(true);
-                for i in items {
-                    match eval(i, t) {
-                        Some(false) => return Some(false),
-                        None => r = None,
-                        Some(true) => {}
-                    }
-                }
-                r
-            }
-            Node::Or(items) => {
-                let mut r = Some(false);
-                for i in items {
-                    match eval(i, t) {
-                        Some(true) => return Some(true),
-                        None => r = None,
-                        Some(false) => {}
-                    }
-                }
-                r
-            }
-            Node::Check(c)
-                if c.field.id == FieldId::FdNameChanged
-                    && c.transformers.is_empty()
-                    && !c.multi
-                    && matches!(c.test, Test::Bool(true)) =>
-            {
-                Some(c.negate)
-            }
-            Node::Check(_) => None,
-        }
-    }
-    eval(n, t) != Some(false)
+    let name_changed = |c: &Check| {
+        (c.field.id == FieldId::FdNameChanged
+            && c.transformers.is_empty()
+            && !c.multi
+            && matches!(c.test, Test::Bool(true)))
+        .then_some(c.negate)
+    };
+    three_valued(n, t, &name_changed) != Some(false)
 }
 
 impl Prefilter {

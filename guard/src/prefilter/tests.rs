@@ -479,34 +479,44 @@ fn generated_connects(n: usize, first_num: u64) -> Vec<Event> {
         };
         ev.fd = Some(Fd {
             num: 3,
-            fd_type: if ip.is_ipv4() {
-                FdType::Ipv4
-            } else {
-                FdType::Ipv6
-            },
+            fd_type: fd_type_of(ip),
             sip: Some(ip),
             sport: Some(port),
             l4proto: Some(crate::model::L4Proto::Tcp),
             ..Fd::default()
         });
         let name = *r.pick(&["curl", "nc", "python3", "java", "sh"]);
-        ev.proc.pid = 2000 + (i % 100) as u32;
-        ev.proc.name = name.into();
-        ev.proc.exe = format!("/usr/bin/{name}");
-        ev.proc.exepath = ev.proc.exe.clone();
-        ev.proc.start_time = ev.time - 1_000_000_000;
-        if !r.next().is_multiple_of(3) {
-            ev.container = Some(Container {
-                id: "3f2a9c1b7d4e".into(),
-                name: "web-1".into(),
-                image: (*r.pick(&["docker.io/library/nginx:1.25", "busybox:latest"])).into(),
-                ..Container::default()
-            });
-        }
-        ev.prepare().expect("prepare");
-        out.push(ev);
+        let image = (!r.next().is_multiple_of(3))
+            .then(|| *r.pick(&["docker.io/library/nginx:1.25", "busybox:latest"]));
+        out.push(net_event(ev, name, 2000 + (i % 100) as u32, image));
     }
     out
+}
+
+fn fd_type_of(ip: IpAddr) -> FdType {
+    if ip.is_ipv4() {
+        FdType::Ipv4
+    } else {
+        FdType::Ipv6
+    }
+}
+
+/// A generated network event with its process (`name`, `pid`) and, given an image, its
+/// container; prepared.
+fn net_event(mut ev: Event, name: &str, pid: u32, image: Option<&str>) -> Event {
+    ev.proc.pid = pid;
+    ev.proc.name = name.into();
+    ev.proc.exe = format!("/usr/bin/{name}");
+    ev.proc.exepath = ev.proc.exe.clone();
+    ev.proc.start_time = ev.time - 1_000_000_000;
+    ev.container = image.map(|image| Container {
+        id: "3f2a9c1b7d4e".into(),
+        name: "web-1".into(),
+        image: image.into(),
+        ..Container::default()
+    });
+    ev.prepare().expect("prepare");
+    ev
 }
 
 /// sendto / sendmsg on UDP and TCP sockets, with and without a destination, to public and
@@ -545,11 +555,7 @@ fn generated_sends(n: usize) -> Vec<Event> {
         let known = !r.next().is_multiple_of(4);
         ev.fd = Some(Fd {
             num: 3,
-            fd_type: if ip.is_ipv4() {
-                FdType::Ipv4
-            } else {
-                FdType::Ipv6
-            },
+            fd_type: fd_type_of(ip),
             sip: with_dest.then_some(ip),
             sport: with_dest.then_some(port),
             l4proto: Some(if udp {
@@ -562,21 +568,8 @@ fn generated_sends(n: usize) -> Vec<Event> {
             ..Fd::default()
         });
         let name = *r.pick(&["curl", "nc", "dig", "sh"]);
-        ev.proc.pid = 3000 + (i % 100) as u32;
-        ev.proc.name = name.into();
-        ev.proc.exe = format!("/usr/bin/{name}");
-        ev.proc.exepath = ev.proc.exe.clone();
-        ev.proc.start_time = ev.time - 1_000_000_000;
-        if r.next().is_multiple_of(2) {
-            ev.container = Some(Container {
-                id: "3f2a9c1b7d4e".into(),
-                name: "web-1".into(),
-                image: "busybox:latest".into(),
-                ..Container::default()
-            });
-        }
-        ev.prepare().expect("prepare");
-        out.push(ev);
+        let image = r.next().is_multiple_of(2).then_some("busybox:latest");
+        out.push(net_event(ev, name, 3000 + (i % 100) as u32, image));
     }
     out
 }
