@@ -20,10 +20,16 @@ pub(super) struct Removed {
 }
 
 impl Removed {
+    /// Remembers `id` as removed; a second removal (the API stream's after the events log's)
+    /// keeps the metadata the first one had.
     pub(super) fn insert(&mut self, id: ContainerId, meta: Option<Arc<ContainerMeta>>) {
-        if self.meta.insert(id.clone(), meta).is_some() {
+        if let Some(old) = self.meta.get_mut(&id) {
+            if meta.is_some() {
+                *old = meta;
+            }
             return;
         }
+        self.meta.insert(id.clone(), meta);
         self.order.push_back(id);
         if self.order.len() > MAX_REMOVED
             && let Some(old) = self.order.pop_front()
