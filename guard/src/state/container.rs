@@ -796,7 +796,8 @@ impl ContainerTable {
     }
 
     /// How many removed containers are remembered (bounded by [`removed::MAX_REMOVED`]).
-    pub fn removed_len(&self) -> usize {
+    #[cfg(test)]
+    fn removed_len(&self) -> usize {
         self.removed().len()
     }
 

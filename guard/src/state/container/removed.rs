@@ -51,6 +51,7 @@ impl Removed {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.meta.len()
     }
