@@ -81,6 +81,8 @@ pub mod names {
     pub const PROG_POLICY_EXEC: &str = "policy_exec";
     pub const PROG_POLICY_OPEN: &str = "policy_open";
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
+    /// Drift tracking without BPF LSM (`programs/drift.rs`).
+    pub const PROG_POLICY_OPEN_WRITTEN: &str = "policy_open_written";
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";
     /// Cgroups whose workload's files the fanotify listener has marked (cgroup id -> 1).

@@ -826,8 +826,29 @@ fn attach_policy_net(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 }
 
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    let (name, category, event) = crate::policy::backend::fallback::PROGRAM;
-    attach_pinned_tracepoint(ebpf, name, category, event, dir)
+    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM, PROGRAM};
+    let (name, category, event) = PROGRAM;
+    attach_pinned_tracepoint(ebpf, name, category, event, dir)?;
+    ensure_tracefs()?;
+    for exit in DRIFT_EXITS {
+        // A kernel without the syscall (openat2 before 5.6) has no exit to watch.
+        if !crate::syscall_links::has_tracepoint("syscalls", exit) {
+            info!(
+                tracepoint = exit,
+                "absent on this kernel; drift tracking skips it"
+            );
+            continue;
+        }
+        attach_pinned_tracepoint_as(
+            ebpf,
+            DRIFT_PROGRAM,
+            "syscalls",
+            exit,
+            dir,
+            &format!("{DRIFT_PROGRAM}_{exit}"),
+        )?;
+    }
+    Ok(())
 }
 
 fn attach_pinned_tracepoint(
@@ -836,6 +857,18 @@ fn attach_pinned_tracepoint(
     category: &str,
     event: &str,
     dir: Option<&Path>,
+) -> Result<()> {
+    attach_pinned_tracepoint_as(ebpf, name, category, event, dir, name)
+}
+
+/// Attaches program `name` to `category/event`; its link is pinned as `link_<link_name>`.
+fn attach_pinned_tracepoint_as(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+    event: &str,
+    dir: Option<&Path>,
+    link_name: &str,
 ) -> Result<()> {
     let prog = tracepoint(ebpf, name)?;
     let id = prog
@@ -850,7 +883,7 @@ fn attach_pinned_tracepoint(
     let link = FdLink::try_from(link).map_err(|e| {
         anyhow::anyhow!("this kernel cannot make a pinnable link for the tracepoint: {e}")
     })?;
-    pin_link(link, dir, name)?;
+    pin_link(link, dir, link_name)?;
     Ok(())
 }
 

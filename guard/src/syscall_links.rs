@@ -66,6 +66,11 @@ pub struct SyscallLinks {
     routes: BTreeMap<u32, Route>,
 }
 
+/// Whether the kernel has tracepoint `category/event`.
+pub(crate) fn has_tracepoint(category: &str, event: &str) -> bool {
+    events_dir().join(category).join(event).exists()
+}
+
 fn has_own_tracepoints(name: &str) -> bool {
     let dir = events_dir().join("syscalls");
     dir.join(format!("sys_enter_{name}")).exists() && dir.join(format!("sys_exit_{name}")).exists()

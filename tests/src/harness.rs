@@ -316,6 +316,41 @@ impl Container {
     }
 }
 
+impl Container {
+    /// `docker exec C sh -c SCRIPT`: exit code, stdout, stderr.
+    pub fn sh(&self, script: &str) -> (Option<i32>, String, String) {
+        let out = Command::new("docker")
+            .args(["exec", &self.id, "sh", "-c", script])
+            .output()
+            .expect("docker exec");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// Compiles a freestanding C program (`-nostdlib -static`, its own `_start`) into `dir/name`:
+/// a static binary that runs in the busybox test image.
+pub fn static_c(dir: &Path, name: &str, src: &str) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&c, src).expect("write the C source");
+    let out = Command::new("cc")
+        .args(["-nostdlib", "-static", "-O1", "-fno-builtin", "-o"])
+        .arg(&bin)
+        .arg(&c)
+        .output()
+        .expect("cc (the Rust toolchain's linker)");
+    assert!(
+        out.status.success(),
+        "cc {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();

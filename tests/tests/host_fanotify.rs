@@ -6,7 +6,7 @@
 use std::{process::Command, time::Duration};
 
 use guard_tests::harness::{
-    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, is_root,
+    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, is_root, static_c,
 };
 
 /// An image with a binary of its own inode (`/opt/tool`, a copy of busybox: in the busybox
@@ -433,20 +433,7 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
         return;
     };
     let s = Scratch::new("fanotify-truncate");
-    let src = s.dir.join("trunc.c");
-    let bin = s.dir.join("trunc");
-    std::fs::write(&src, TRUNCATE_C).expect("write trunc.c");
-    let cc = Command::new("cc")
-        .args(["-nostdlib", "-static", "-O1", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("cc (the Rust toolchain's linker)");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    let bin = static_c(&s.dir, "trunc", TRUNCATE_C);
     let c = start(&docker, true);
     docker.cmd(&[
         "cp",

@@ -20,9 +20,13 @@ use guard_ebpf::{
     decision_op, hook, path_bits, path_kind, policy_flags as pf, reason, settings, verdict,
 };
 
-use super::shared::{
-    KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, inode_of,
-    inode_rule, koff, path_rule, read_field, report, setting,
+use super::{
+    identity::unlinked,
+    policy::NEW_FILES,
+    shared::{
+        KEY_AT, PATH_BUF, POLICY_CGROUPS, POLICY_SCRATCH, cgroup_policy, fill_path_key, inode_of,
+        inode_rule, koff, path_rule, read_field, report, setting,
+    },
 };
 
 /// `BPF_NOEXIST` map update flag: insert only.
@@ -134,7 +138,8 @@ fn mnt_ns(task: *const u8) -> Option<u32> {
 /// The exec rules: SIGKILL (enforce) or a would-deny record. True when it acted.
 #[inline(always)]
 fn exec_backstop(ctx: &TracePointContext, pol: &CgroupPolicy) -> bool {
-    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+    let drift = pol.flags & pf::DENY_NEW_BINARIES != 0;
+    if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 && !drift {
         return false;
     }
     let loc_off = koff!(tp_exec_filename_loc);
@@ -160,34 +165,53 @@ fn exec_backstop(ctx: &TracePointContext, pol: &CgroupPolicy) -> bool {
         hook: hook::SCHED_PROCESS_EXEC,
         ..DecisionBody::default()
     };
-    let by_name = if n > 1 {
-        // A failed copy leaves the key as it was; the lookup then decides on it, as before.
-        let _ = fill_path_key(base, pol.policy_id, path_kind::EXEC);
-        path_rule(base) & path_bits::EXEC_MATCH != 0
-    } else {
-        false
+    // The executed file itself (`current->mm->exe_file`, the new image by now).
+    // SAFETY: helper with no preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: offsets from BTF; reads tolerate bad pointers.
+    let file: *const u8 = unsafe {
+        let mm: *const u8 = read_field(task, koff!(task_mm)).unwrap_or(core::ptr::null());
+        read_field(mm, koff!(mm_exe_file)).unwrap_or(core::ptr::null())
     };
-    // The executed file itself (`current->mm->exe_file`, the new image by now): a rule holds
-    // whatever name, link, relative path or `/proc/self/fd/N` reached it (`POLICY_INODES`).
-    let by_inode = setting(settings::EXEC_BY_INODE) != 0 && {
-        // SAFETY: helper with no preconditions.
-        let task = unsafe { bpf_get_current_task() } as *const u8;
-        // SAFETY: offsets from BTF; reads tolerate bad pointers.
-        let file: *const u8 = unsafe {
-            let mm: *const u8 = read_field(task, koff!(task_mm)).unwrap_or(core::ptr::null());
-            read_field(mm, koff!(mm_exe_file)).unwrap_or(core::ptr::null())
+    // SAFETY: see inode_of; a null file reads as inode 0.
+    let ino = unsafe { inode_of(file) };
+    // Drift: written inside a drift-protected workload (`drift.rs`, any filesystem), or
+    // without a name (a memfd, an unlinked O_TMPFILE file).
+    // SAFETY: the value is not used beyond the check; offsets from BTF.
+    let new_binary = drift
+        && !file.is_null()
+        && (unsafe { NEW_FILES.get(&ino) }.is_some()
+            || unlinked(
+                unsafe { read_field(file, koff!(file_f_inode)) }.unwrap_or(core::ptr::null()),
+            ));
+    if new_binary {
+        body.reason = reason::NEW_BINARY;
+        body.dev = ino.dev;
+        body.ino = ino.ino;
+    } else {
+        if pol.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW) == 0 {
+            return false;
+        }
+        let by_name = if n > 1 {
+            // A failed copy leaves the key as it was; the lookup then decides on it, as before.
+            let _ = fill_path_key(base, pol.policy_id, path_kind::EXEC);
+            path_rule(base) & path_bits::EXEC_MATCH != 0
+        } else {
+            false
         };
-        // SAFETY: as above.
-        !file.is_null()
-            && inode_rule(pol.policy_id, unsafe { inode_of(file) }) & path_bits::EXEC_MATCH != 0
-    };
-    let hit = by_name || by_inode;
-    if pol.flags & pf::EXEC_DENY != 0 && hit {
-        body.reason = reason::DENY_LIST;
-    } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
-        body.reason = reason::NOT_ALLOWED;
-    } else {
-        return false;
+        // A rule holds on the file whatever name, link, relative path or `/proc/self/fd/N`
+        // reached it (`POLICY_INODES`).
+        let by_inode = setting(settings::EXEC_BY_INODE) != 0
+            && !file.is_null()
+            && inode_rule(pol.policy_id, ino) & path_bits::EXEC_MATCH != 0;
+        let hit = by_name || by_inode;
+        if pol.flags & pf::EXEC_DENY != 0 && hit {
+            body.reason = reason::DENY_LIST;
+        } else if pol.flags & pf::EXEC_ALLOW != 0 && !hit {
+            body.reason = reason::NOT_ALLOWED;
+        } else {
+            return false;
+        }
     }
     body.policy_id = pol.policy_id;
     if pol.flags & pf::ENFORCE != 0 {

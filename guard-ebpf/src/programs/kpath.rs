@@ -44,6 +44,32 @@ fn ptr(base: *const u8, off: u32) -> *const u8 {
     unsafe { read_field::<*const u8>(base, off) }.unwrap_or(core::ptr::null())
 }
 
+/// The `struct file` behind descriptor `fd` of the current task.
+#[inline(always)]
+pub fn current_file(fd: i64) -> Option<*const u8> {
+    if !(0..=(1 << 24)).contains(&fd) {
+        return None;
+    }
+    // SAFETY: helper with no preconditions.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let fdt = ptr(ptr(task, koff!(task_files)), koff!(files_fdt));
+    // SAFETY: as in ptr.
+    let max = unsafe { read_field::<u32>(fdt, koff!(fdtable_max_fds)) }?;
+    if fd as u64 >= max as u64 {
+        return None;
+    }
+    let arr = ptr(fdt, koff!(fdtable_fd));
+    if arr.is_null() {
+        return None;
+    }
+    // SAFETY: fd < max_fds, the length of the array; probe_read checks the address anyway.
+    let file = unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel(arr.add(fd as usize * 8) as *const *const u8)
+    }
+    .ok()?;
+    (!file.is_null()).then_some(file)
+}
+
 /// The path of the file behind descriptor `fd` of the current task, or None when the walk
 /// cannot complete within its bounds.
 #[inline(always)]
@@ -69,23 +95,7 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
     {
         return None;
     }
-    // SAFETY: helper with no preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let fdt = ptr(ptr(task, koff!(task_files)), koff!(files_fdt));
-    // SAFETY: as in ptr.
-    let max = unsafe { read_field::<u32>(fdt, koff!(fdtable_max_fds)) }?;
-    if fd as u64 >= max as u64 {
-        return None;
-    }
-    let arr = ptr(fdt, koff!(fdtable_fd));
-    if arr.is_null() {
-        return None;
-    }
-    // SAFETY: fd < max_fds, the length of the array; probe_read checks the address anyway.
-    let file = unsafe {
-        aya_ebpf::helpers::bpf_probe_read_kernel(arr.add(fd as usize * 8) as *const *const u8)
-    }
-    .ok()?;
+    let file = current_file(fd)?;
     let mut d = ptr(file, off_f_path + off_p_dentry);
     let vfsmnt = ptr(file, off_f_path + off_p_mnt);
     if d.is_null() || vfsmnt.is_null() {

@@ -6,6 +6,7 @@
 //! and pins by name: `guard_ebpf::names`), so moving one between files changes nothing.
 
 mod capture;
+mod drift;
 mod fallback;
 mod identity;
 mod kpath;

@@ -685,6 +685,11 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
     let path = || marks::fd_path(&ev.fd);
     let bits = rules.bits(b.policy_id, file, path);
     let (why, access) = if exec {
+        if b.flags & pf::ENFORCE == 0 {
+            // Detect mode: the `sched_process_exec` backstop records each exec that really
+            // happens, once (this answer would record it a second time).
+            return allow();
+        }
         (
             answer::exec_verdict(&b, bits, ctx.written.contains(&file)),
             None,

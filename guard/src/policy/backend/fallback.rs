@@ -24,6 +24,18 @@ pub const PROGRAM: (&str, &str, &str) = (
     "sched_process_exec",
 );
 
+/// Drift tracking for `deny_new_binaries` without BPF LSM: the program that remembers files
+/// opened for write inside such a workload (`NEW_FILES`, any filesystem) and the syscall exits
+/// it is attached to; the exec program above kills an exec of one. Both non-LSM backends.
+pub const DRIFT_PROGRAM: &str = names::PROG_POLICY_OPEN_WRITTEN;
+pub const DRIFT_EXITS: [&str; 5] = [
+    "sys_exit_open",
+    "sys_exit_openat",
+    "sys_exit_openat2",
+    "sys_exit_creat",
+    "sys_exit_open_by_handle_at",
+];
+
 pub const SPEC: Spec = Spec {
     name: "sigkill-fallback",
     when: "no BPF LSM (most distribution kernels; this CI host)",
@@ -54,7 +66,10 @@ fn covers(op: Op) -> Coverage {
         Op::Rename => c(NotCovered, "rename(2) is not checked"),
         Op::Connect => super::net::CONNECT,
         Op::Sendmsg => super::net::SENDMSG,
-        Op::NewBinaries => c(NotCovered, "`deny_new_binaries` needs BPF LSM"),
+        Op::NewBinaries => c(
+            KilledBeforeRun,
+            "SIGKILL at `sched_process_exec` of a file opened for write inside the workload (any filesystem; open, openat, openat2, creat, open_by_handle_at) or without a name (memfd, O_TMPFILE)",
+        ),
     }
 }
 

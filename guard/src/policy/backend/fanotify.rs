@@ -44,7 +44,7 @@ fn covers(op: Op) -> Coverage {
         Op::Sendmsg => super::net::SENDMSG,
         Op::NewBinaries => c(
             Denied,
-            "EPERM at exec of a file opened for write inside the workload since the agent marked it",
+            "EPERM at exec of a file opened for write inside the workload since the agent marked it, on its root filesystem; elsewhere (a tmpfs such as `/dev`, a volume) and for a file without a name (memfd, O_TMPFILE), SIGKILL at `sched_process_exec` before its first instruction",
         ),
     }
 }

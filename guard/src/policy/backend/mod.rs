@@ -355,8 +355,8 @@ mod tests {
         }
         assert_eq!(
             Kind::SigkillFallback.summary(),
-            "denied: connect, sendmsg; killed before it runs: exec; \
-             killed after: open read, open write, truncate; not covered: link, rename, new binaries"
+            "denied: connect, sendmsg; killed before it runs: exec, new binaries; \
+             killed after: open read, open write, truncate; not covered: link, rename"
         );
         assert!(Kind::BpfLsm.prevents());
         assert!(!Kind::SigkillFallback.prevents());
