@@ -33,6 +33,10 @@ pub struct Rules {
     /// Root filesystems of `deny_new_binaries` workloads: nothing is ignored there, so every
     /// open for write is seen.
     pub dnb_devs: HashSet<u64>,
+    /// The dynamic loaders of workloads with exec deny rules (`marks::LOADERS`): run as the
+    /// program (`ld.so FILE`), a loader reads and maps FILE without an exec of it, so its read
+    /// of an exec-denied file is refused as that exec.
+    pub loaders: HashSet<FileId>,
 }
 
 impl Rules {

@@ -29,6 +29,19 @@ use crate::policy::{
     resolve::{FileId, file_id, kernel_dev, resolve_in},
 };
 
+/// Where images keep their dynamic loaders (glibc and musl, x86_64 and i386); symlinks are
+/// followed inside the workload's root, so each names the loader file itself.
+pub const LOADERS: [&str; 8] = [
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "/usr/lib64/ld-linux-x86-64.so.2",
+    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "/lib/ld-musl-x86_64.so.1",
+    "/usr/lib/ld-musl-x86_64.so.1",
+    "/lib/ld-linux.so.2",
+    "/lib/ld-musl-i386.so.1",
+];
+
 /// Files listed per `DIR/**` directory (so hard links to them elsewhere still match); beyond
 /// this, files below the directory match by path only.
 pub const SUBTREE_FILES: usize = 8192;
@@ -239,6 +252,16 @@ pub fn build(
                 Err(e) => {
                     pass.failed += 1;
                     debug!(pid = w.pid, "fanotify filesystem mark: {e}");
+                }
+            }
+        }
+        if !w.policy.exec.deny.is_empty() {
+            for path in LOADERS {
+                let found = sys::open_in(&root, path, false)
+                    .ok()
+                    .and_then(|fd| std::fs::File::from(fd).metadata().ok());
+                if let Some(md) = found {
+                    pass.rules.loaders.insert(file_id(&md));
                 }
             }
         }

@@ -414,6 +414,8 @@ struct Pending {
     cgroup_id: u64,
     binding: CgroupPolicy,
     exec: bool,
+    /// A read by a dynamic loader run as the program: recorded as the exec it is.
+    via_loader: bool,
     why: Why,
     access: Option<answer::Access>,
     file: FileId,
@@ -695,6 +697,24 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
             None,
         )
     } else {
+        if b.flags & pf::EXEC_DENY != 0
+            && bits & guard_ebpf::path_bits::EXEC_MATCH != 0
+            && runs_a_loader(ev.tid, &rules.loaders)
+        {
+            return Outcome {
+                allow: b.flags & pf::ENFORCE == 0,
+                record: Some(Pending {
+                    cgroup_id: cg,
+                    binding: b,
+                    exec: false,
+                    via_loader: true,
+                    why: Why::DenyList,
+                    access: None,
+                    file,
+                }),
+                ignore: None,
+            };
+        }
         let needs_access =
             bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::DENY_WRITE) != 0
                 || b.flags & pf::DENY_NEW_BINARIES != 0;
@@ -720,12 +740,25 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
             cgroup_id: cg,
             binding: b,
             exec,
+            via_loader: false,
             why,
             access,
             file,
         }),
         ignore: None,
     }
+}
+
+/// Whether thread `tid` runs one of `loaders` as its program (`ld.so FILE`). A stat, not an
+/// open: an open by this thread of a file on a marked filesystem would wait on itself.
+fn runs_a_loader(tid: i32, loaders: &std::collections::HashSet<FileId>) -> bool {
+    !loaders.is_empty()
+        && std::fs::metadata(format!("/proc/{tid}/exe")).is_ok_and(|md| {
+            loaders.contains(&FileId {
+                dev: kernel_dev(md.dev()),
+                ino: md.ino(),
+            })
+        })
 }
 
 /// How long the answer waits for the opener to be asleep in its open. Under CPU contention the
@@ -803,7 +836,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
             cpu: 0,
         },
         policy_id: p.binding.policy_id,
-        op: if p.exec {
+        op: if p.exec || p.via_loader {
             Operation::Exec
         } else {
             Operation::Open

@@ -18,7 +18,7 @@ fn covers(op: Op) -> Coverage {
     match op {
         Op::Exec => c(
             Denied,
-            "EPERM at exec's open of the binary (`FAN_OPEN_EXEC_PERM`), decided on the file itself (device and inode), whatever name, link or `/proc/self/fd/N` reached it; SIGKILL backstop at `sched_process_exec` by filename",
+            "EPERM at exec's open of the binary (`FAN_OPEN_EXEC_PERM`), decided on the file itself (device and inode), whatever name, link or `/proc/self/fd/N` reached it; a dynamic loader run as the program (`ld.so FILE`) gets EPERM reading a denied FILE; SIGKILL backstop at `sched_process_exec` by filename",
         ),
         Op::OpenRead => c(
             Denied,
