@@ -423,12 +423,15 @@ void cmain(long *sp) {
 }
 "#;
 
-/// truncate(2) by path opens nothing, so no permission event asks about it: a truncate of a
-/// `deny_write` file (by its name or through a symlink) is enforced after the fact (SIGKILL,
-/// recorded `kill`); a truncate of a free file is not. busybox's `truncate` opens the file
+/// truncate(2) by path opens nothing, so no permission event asks about it. The file of an
+/// exact `deny_write` rule is sealed (immutable): its truncate by name, symlink, hard link or
+/// relative name is refused with EPERM in the kernel, and so are its replacement by rename,
+/// its removal, a new hard link and chmod; each refusal is recorded (`sealed_file`). A file
+/// below a `DIR/**` rule is not sealed itself: its truncate is killed after the fact (SIGKILL,
+/// recorded `kill`). A free file's truncate is neither. busybox's `truncate` opens the file
 /// first, which is refused outright.
 #[test]
-fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
+fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     let Some((docker, _lock)) = ready() else {
         return;
     };
@@ -442,24 +445,53 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
     ]);
     let (code, _, err) = sh(
         &c,
-        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias && ln /var/log/app.log /tmp/hard",
+        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias && ln /var/log/app.log /tmp/hard && echo evil > /tmp/evil",
     );
     assert_eq!(code, Some(0), "{err}");
     let policy = s.policy(POLICY);
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
-    let size = |c: &Ctr| sh(c, "wc -c < /var/log/app.log").1.trim().to_string();
-    let before = size(&c);
-    assert_ne!(before, "0");
+    let state = |c: &Ctr| {
+        sh(
+            c,
+            "sha256sum /var/log/app.log /etc/passwd; stat -c '%a %h' /var/log/app.log",
+        )
+        .1
+        .trim()
+        .to_string()
+    };
+    let before = state(&c);
     // Opens the file for write first: refused, nothing cut.
     let (code, _, err) = sh(&c, "truncate -s 0 /var/log/app.log");
     assert_eq!(code, Some(1), "busybox truncate: {err}");
     assert!(err.contains("Operation not permitted"), "{err}");
-    assert_eq!(size(&c), before);
-    // The last command of `sh -c` is exec'd: the exit status is the program's.
-    let by_name = sh(&c, "/tmp/trunc /var/log/app.log").0;
-    let by_alias = sh(&c, "/tmp/trunc /tmp/alias").0;
-    let by_link = sh(&c, "/tmp/trunc /tmp/hard").0;
-    let by_relative = sh(&c, "cd /var/log && exec /tmp/trunc ../log/app.log").0;
+    assert_eq!(state(&c), before);
+    // The sealed file: the last command of `sh -c` is exec'd, the exit status is the
+    // program's (the errno, 1 for EPERM).
+    for script in [
+        "/tmp/trunc /var/log/app.log",
+        "/tmp/trunc /tmp/alias",
+        "/tmp/trunc /tmp/hard",
+        "cd /var/log && exec /tmp/trunc ../log/app.log",
+    ] {
+        assert_eq!(sh(&c, script).0, Some(1), "{script:?} not refused");
+        assert_eq!(state(&c), before, "{script:?} changed the file");
+    }
+    for script in [
+        "mv /tmp/evil /var/log/app.log",
+        "rm -f /var/log/app.log",
+        "ln /var/log/app.log /tmp/hard2",
+        "chmod 777 /var/log/app.log",
+    ] {
+        let (code, _, err) = sh(&c, script);
+        assert_eq!(code, Some(1), "{script:?} not refused: {err}");
+        assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
+        assert_eq!(state(&c), before, "{script:?} changed the file");
+    }
+    // Below '/etc/**': killed after the fact, whatever the name.
+    let (code, _, err) = sh(&c, "ln -s /etc/passwd /tmp/pw");
+    assert_eq!(code, Some(0), "{err}");
+    let by_name = sh(&c, "/tmp/trunc /etc/passwd").0;
+    let by_alias = sh(&c, "/tmp/trunc /tmp/pw").0;
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
     assert_eq!(by_name, Some(137), "not killed after truncating");
     assert_eq!(
@@ -467,44 +499,46 @@ fn fanotify_truncate_by_path_is_enforced_after_the_fact() {
         Some(137),
         "not killed after truncating through a symlink"
     );
-    assert_eq!(
-        by_link,
-        Some(137),
-        "not killed after truncating a hard link"
-    );
-    assert_eq!(
-        by_relative,
-        Some(137),
-        "not killed after truncating by a relative name"
-    );
     assert_eq!(free, Some(0), "a free file's truncate");
     let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
-    let policy_alerts: Vec<_> = alerts
-        .iter()
-        .filter(|v| {
-            v["source"] == "guard_policy" && v["output_fields"]["guard.hook"] == "after_syscall"
-        })
-        .collect();
-    let targets: Vec<_> = policy_alerts
-        .iter()
-        .map(|v| {
-            assert_eq!(v["guard"]["decision"], "kill", "{v}");
-            assert_eq!(v["output_fields"]["guard.op"], "write", "{v}");
-            v["output_fields"]["guard.target"].as_str().unwrap_or("")
-        })
-        .collect();
+    let by_hook = |hook: &str, decision: &str| -> Vec<String> {
+        alerts
+            .iter()
+            .filter(|v| v["source"] == "guard_policy" && v["output_fields"]["guard.hook"] == hook)
+            .map(|v| {
+                assert_eq!(v["guard"]["decision"], decision, "{v}");
+                assert_eq!(v["output_fields"]["guard.op"], "write", "{v}");
+                v["output_fields"]["guard.target"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
     assert_eq!(
-        targets,
+        by_hook("sealed_file", "deny"),
         [
+            // busybox truncate's open for write, then the four truncates, mv, rm, ln, chmod.
+            "/var/log/app.log",
             "/var/log/app.log",
             "/tmp/alias",
             "/tmp/hard",
+            "/var/log/app.log",
+            "/var/log/app.log",
+            "/var/log/app.log",
+            "/var/log/app.log",
             "/var/log/app.log"
         ],
-        "{policy_alerts:?}"
+        "{alerts:?}"
+    );
+    assert_eq!(
+        by_hook("after_syscall", "kill"),
+        ["/etc/passwd", "/tmp/pw"],
+        "{alerts:?}"
     );
     agent.stop();
-    // The sigkill-fallback backend (by the name as written) kills after it too.
+    // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
+    // kills after the truncate.
     let agent = s.agent(&policy, &["--policy-backend", "sigkill-fallback"]);
     assert_eq!(sh(&c, "/tmp/trunc /var/log/app.log").0, Some(137));
     let alert = agent

@@ -488,7 +488,8 @@ impl Pipeline {
 
     /// `fanotify` backend: a name change (unlink, rename, link, symlink, mkdir, rmdir, mknod,
     /// a create by open) or a chmod of the directory that failed with EPERM in (or on) a
-    /// directory the agent sealed was refused by the seal, in the kernel and without a
+    /// directory the agent sealed, or an open for write, truncate(2), chmod, unlink, rename or
+    /// hard link of a file it sealed, was refused by the seal, in the kernel and without a
     /// permission event; recorded here as a deny.
     pub(super) fn record_seal_refusal(
         &mut self,
@@ -504,17 +505,28 @@ impl Pipeline {
             Some(model::ArgValue::Str(s)) => Some(s.as_str()),
             _ => None,
         };
-        use crate::fanotify::SealedChange::{InDir, NewInDir, OfDir};
-        let (names, change) = match ev {
-            events::Event::Unlink(_) => ([arg("path").or(arg("name")), None], InDir),
-            events::Event::Rename(_) => ([arg("oldpath"), arg("newpath")], InDir),
-            events::Event::Link(l) if l.is_symlink() => ([arg("linkpath"), None], InDir),
-            events::Event::Link(_) => ([arg("newpath"), None], InDir),
-            events::Event::Node(n) if n.syscall == "rmdir" => ([arg("path"), None], InDir),
-            events::Event::Node(_) => ([arg("path"), None], NewInDir),
-            events::Event::Chmod(_) => ([arg("filename"), None], OfDir),
-            events::Event::Open(o) if o.flags & libc::O_CREAT as u64 != 0 => {
-                ([model.fd.as_ref().map(|f| f.name.as_str()), None], NewInDir)
+        use crate::fanotify::SealedChange::{InDir, Itself, NewInDir};
+        let fd_name = || model.fd.as_ref().map(|f| f.name.as_str());
+        let (a, b) = match ev {
+            events::Event::Unlink(_) => ((arg("path").or(arg("name")), InDir), (None, InDir)),
+            events::Event::Rename(_) => ((arg("oldpath"), InDir), (arg("newpath"), InDir)),
+            events::Event::Link(l) if l.is_symlink() => ((arg("linkpath"), InDir), (None, InDir)),
+            events::Event::Link(_) => ((arg("newpath"), InDir), (arg("oldpath"), Itself)),
+            events::Event::Node(n) if n.syscall == "rmdir" => ((arg("path"), InDir), (None, InDir)),
+            events::Event::Node(_) => ((arg("path"), NewInDir), (None, InDir)),
+            events::Event::Chmod(_) => ((arg("filename"), Itself), (None, InDir)),
+            events::Event::Truncate(_) => ((fd_name(), Itself), (None, InDir)),
+            // An existing sealed file refuses the open for write itself (no permission event);
+            // a new name in a sealed directory is refused by the directory.
+            events::Event::Open(o) => {
+                let write = o.flags & libc::O_ACCMODE as u64 != libc::O_RDONLY as u64
+                    || o.flags & libc::O_TRUNC as u64 != 0;
+                let create = o.flags & libc::O_CREAT as u64 != 0;
+                match (write, create) {
+                    (_, true) => ((fd_name(), NewInDir), (fd_name(), Itself)),
+                    (true, false) => ((fd_name(), Itself), (None, InDir)),
+                    (false, false) => return,
+                }
             }
             _ => return,
         };
@@ -523,14 +535,10 @@ impl Pipeline {
         };
         let pids = self.pids_in_workload(c.pid);
         // A relative name (no known base) is not judged.
-        let Some((name, policy_id)) = names
+        let Some((name, (policy_id, by_dir))) = [a, b]
             .into_iter()
-            .flatten()
-            .filter(|n| n.starts_with('/'))
-            .find_map(|n| {
-                f.sealed_by(c.cgroup_id.0, &pids, n, change)
-                    .map(|id| (n, id))
-            })
+            .filter_map(|(n, change)| n.filter(|n| n.starts_with('/')).map(|n| (n, change)))
+            .find_map(|(n, change)| f.sealed_by(c.cgroup_id.0, &pids, n, change).map(|r| (n, r)))
         else {
             return;
         };
@@ -540,7 +548,11 @@ impl Pipeline {
             op: events::Operation::Write,
             verdict: events::Verdict::Deny,
             reason: events::Reason::DenyList,
-            hook: events::Hook::SealedDirectory,
+            hook: if by_dir {
+                events::Hook::SealedDirectory
+            } else {
+                events::Hook::SealedFile
+            },
             path: events::Captured {
                 text: name.to_owned(),
                 ..Default::default()

@@ -189,6 +189,10 @@ kind! {
         /// symlink, create) in a directory the agent sealed (immutable); the agent recorded
         /// the syscall's EPERM.
         SealedDirectory => "sealed_directory",
+        /// The `fanotify` backend: the kernel refused a change of a file the agent sealed
+        /// (an exact `deny_write` rule's: open for write, truncate, unlink, rename, link,
+        /// chmod); the agent recorded the syscall's EPERM.
+        SealedFile => "sealed_file",
     }
 }
 

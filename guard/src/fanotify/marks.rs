@@ -230,15 +230,11 @@ pub fn build(
         if on_host_root && w.container {
             continue;
         }
-        // Only what a `deny_write` `DIR/**` rule covers is sealed: no statfs or mountinfo read
-        // for the other policies at every walk.
+        // Only what a `deny_write` rule covers is sealed: no statfs or mountinfo read for the
+        // other policies at every walk.
         let sealing = !on_host_root
             && w.enforce
-            && w.policy
-                .open
-                .deny_write
-                .iter()
-                .any(|r| matches!(r, PathRule::Below(_)))
+            && !w.policy.open.deny_write.is_empty()
             && seal::is_overlay(&root);
         let upper = sealing.then(|| seal::upper_dir(w.pid)).flatten();
         // Not `covered` on the host's root: a container's cgroup seen before runc's
@@ -294,12 +290,13 @@ pub fn build(
             mark(text, r.id, subtree, false, &mut pass);
             let bits = r.bits & !path_bits::SUBTREE;
             *pass.rules.files.entry((w.policy_id, r.id)).or_default() |= bits;
-            if !subtree {
-                continue;
-            }
             let seal_here = sealing && bits & path_bits::DENY_WRITE != 0;
             if seal_here && r.id.dev == root_dev {
-                pass.seal.want(r.id, w.pid, text, upper.as_deref());
+                // An exact rule's file (a regular file: `seal.rs` checks) or a subtree's top.
+                pass.seal.want(r.id, w.pid, text, upper.as_deref(), subtree);
+            }
+            if !subtree {
+                continue;
             }
             let Ok(dir) = sys::open_in(&root, text, true) else {
                 continue;
@@ -322,7 +319,7 @@ pub fn build(
             for (rel, id, is_dir) in below {
                 let path = format!("{base}{rel}");
                 if is_dir && seal_here && id.dev == root_dev {
-                    pass.seal.want(id, w.pid, &path, upper.as_deref());
+                    pass.seal.want(id, w.pid, &path, upper.as_deref(), true);
                 }
                 mark(&path, id, is_dir, true, &mut pass);
                 if !is_dir {

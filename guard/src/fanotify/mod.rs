@@ -183,13 +183,15 @@ fn in_first_root<T>(
 /// What a refused syscall changed, for [`Fanotify::sealed_by`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SealedChange {
-    /// An existing name in a directory (unlink, rmdir, rename, a link or symlink made).
+    /// An existing name in a directory (unlink, rmdir, rename, a link or symlink made): the
+    /// directory is sealed, or the name is a sealed file.
     InDir,
     /// A new name in a directory (an `O_CREAT` open, mkdir, mknod): only while it does not
     /// exist, since an existing file's open was the answer's to refuse.
     NewInDir,
-    /// The directory itself (chmod).
-    OfDir,
+    /// The sealed directory or file itself (chmod; a file's open for write, truncate(2), a
+    /// hard link made to it).
+    Itself,
 }
 
 impl Fanotify {
@@ -313,39 +315,49 @@ impl Fanotify {
         self.sealer.len()
     }
 
-    /// The policy id of an enforced workload when the directory `change` names (`name` is an
-    /// absolute, normal path as the first of `pids` that is alive sees it, else as the
-    /// workload's walked process does) is one this agent sealed, so an EPERM on that change
-    /// was the seal's refusal. `None` otherwise.
+    /// The policy id of an enforced workload when the directory or file `change` names
+    /// (`name` is an absolute, normal path as the first of `pids` that is alive sees it, else
+    /// as the workload's walked process does) is one this agent sealed, so an EPERM on that
+    /// change was the seal's refusal, and whether a directory (true) or a file sealed it.
+    /// `None` otherwise.
     pub fn sealed_by(
         &self,
         cgroup: u64,
         pids: &[u32],
         name: &str,
         change: SealedChange,
-    ) -> Option<u32> {
+    ) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         if !enforce || self.sealer.is_empty() {
             return None;
         }
-        let dir = match (change, name.rsplit_once('/')) {
-            (SealedChange::OfDir, _) => name,
-            (_, Some(("", _))) => "/",
-            (_, Some((d, _))) => d,
-            (_, None) => return None,
+        let dir = match name.rsplit_once('/') {
+            Some(("", _)) => "/",
+            Some((d, _)) => d,
+            None => return None,
         };
-        let new_name = change == SealedChange::NewInDir;
         let found = in_first_root(pids, walked, |root| {
             // O_PATH: no permission event of our own.
-            let fd = sys::open_in(root, dir, false).ok()?;
-            let md = std::fs::File::from(fd).metadata().ok()?;
-            if !md.is_dir() {
-                return Some(false);
-            }
-            let id = crate::policy::resolve::file_id(&md);
-            Some(
-                self.sealer.is_sealed(id) && !(new_name && sys::open_in(root, name, false).is_ok()),
-            )
+            let sealed = |path: &str, want_dir: bool| -> Option<bool> {
+                let fd = sys::open_in(root, path, false).ok()?;
+                let md = std::fs::File::from(fd).metadata().ok()?;
+                Some(
+                    md.is_dir() == want_dir
+                        && self.sealer.is_sealed(crate::policy::resolve::file_id(&md)),
+                )
+            };
+            // Some(by): the root answered; by = Some(true) a sealed directory, Some(false) a
+            // sealed file, None neither.
+            let file = || (sealed(name, false) == Some(true)).then_some(false);
+            Some(match change {
+                SealedChange::Itself if sealed(name, true) == Some(true) => Some(true),
+                SealedChange::Itself => file(),
+                SealedChange::InDir if sealed(dir, true)? => Some(true),
+                SealedChange::InDir => file(),
+                SealedChange::NewInDir => {
+                    (sealed(dir, true)? && sys::open_in(root, name, false).is_err()).then_some(true)
+                }
+            })
         });
         if found.is_none() {
             tracing::debug!(
@@ -354,7 +366,7 @@ impl Fanotify {
                 "fanotify: no process left to resolve a refused name in"
             );
         }
-        found?.then_some(policy_id)
+        found?.map(|by_dir| (policy_id, by_dir))
     }
 
     pub fn stats(&self) -> &Stats {
@@ -382,11 +394,13 @@ impl Fanotify {
 
 impl Drop for Fanotify {
     fn drop(&mut self) {
+        // Before the answer thread stops: lifting a file's seal opens the file, and that open
+        // waits for an answer while the group is open.
+        let lifted = self.sealer.lift_all();
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let lifted = self.sealer.lift_all();
         info!("fanotify: {}, seals lifted {lifted}", self.summary());
     }
 }

@@ -1,13 +1,16 @@
-//! Sealed directories (docs/policies.md "The fanotify backend"). fanotify has permission events
-//! for opens only; rename, link, unlink and the creation of a name (`O_CREAT` included, which
-//! makes the file before the open is asked) change a directory without opening anything. On a
-//! container's own overlay root, the directories of an enforced `deny_write` `DIR/**` subtree
-//! therefore get the immutable attribute: the kernel refuses those changes with EPERM before
-//! anything happens. overlayfs keeps the attribute in its own xattr on the upper directory (the
+//! Sealed directories and files (docs/policies.md "The fanotify backend"). fanotify has
+//! permission events for opens only; rename, link, unlink and the creation of a name (`O_CREAT`
+//! included, which makes the file before the open is asked) change a directory without opening
+//! anything, and truncate(2) cuts a file without opening it. On a container's own overlay root,
+//! the directories of an enforced `deny_write` `DIR/**` subtree and the files of its exact
+//! `deny_write` rules therefore get the immutable attribute: the kernel refuses those changes
+//! (and, for a file, its opens for write, truncate, unlink, rename over it, a link to it and
+//! chmod) with EPERM before anything happens. overlayfs keeps the attribute in its own xattr on the upper directory (the
 //! host's directory is not immutable, so the runtime can still remove the container); a
 //! container lifts it only with `CAP_LINUX_IMMUTABLE`, which Docker does not grant by default,
-//! and the next pass seals again. Only directories are sealed: sealing a file would copy its
-//! data up and refuse its opens before fanotify could record them.
+//! and the next pass seals again. Of files, only exact rules' are sealed (sealing copies the
+//! file's data up, once); their refused opens never reach fanotify and are recorded from the
+//! traced syscall's EPERM instead (`agent/decisions.rs`).
 //!
 //! The agent lifts what it sealed when a pass no longer wants it (policy removed or in detect
 //! mode, workload gone) and when it stops; directories that were immutable before are never
@@ -30,8 +33,8 @@ use tracing::debug;
 
 use crate::policy::resolve::FileId;
 
-/// Directories sealed at most (past it, the rest of a subtree stays unsealed: opens are still
-/// asked, but rename, link and create in them are not refused).
+/// Directories and files sealed at most (past it, the rest of a subtree stays unsealed: opens
+/// are still asked, but rename, link and create in them are not refused).
 pub const SEALED_MAX: usize = 4096;
 
 const FS_IMMUTABLE_FL: libc::c_int = 0x10;
@@ -79,13 +82,15 @@ fn set_marker(fd: &impl AsRawFd, on: bool) -> io::Result<()> {
     }
 }
 
-/// Where a sealed directory is: a process whose root is the workload's, the path there, and
-/// the overlay's upper directory on the host (to lift the seal once the container stopped).
+/// Where a sealed directory or file is: a process whose root is the workload's, the path
+/// there, and the overlay's upper directory on the host (to lift the seal once the container
+/// stopped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub pid: u32,
     pub path: String,
     pub upper: Option<PathBuf>,
+    pub dir: bool,
 }
 
 /// The host path of the upper directory of `pid`'s root overlay (`upperdir=` in the root
@@ -129,19 +134,21 @@ fn unescape(s: &str) -> Option<PathBuf> {
     Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
-/// The directories one pass wants sealed (filled by `marks::build`).
+/// The directories and files one pass wants sealed (filled by `marks::build`).
 #[derive(Debug, Default)]
 pub struct Plan {
     pub dirs: HashMap<FileId, Place>,
 }
 
 impl Plan {
-    pub fn want(&mut self, id: FileId, pid: u32, path: &str, upper: Option<&Path>) {
+    /// A directory (`dir`) or a regular file to seal.
+    pub fn want(&mut self, id: FileId, pid: u32, path: &str, upper: Option<&Path>, dir: bool) {
         if self.dirs.len() < SEALED_MAX {
             self.dirs.entry(id).or_insert_with(|| Place {
                 pid,
                 path: path.to_owned(),
                 upper: upper.map(Path::to_path_buf),
+                dir,
             });
         }
     }
@@ -156,23 +163,34 @@ pub struct SealCounts {
     pub failed: usize,
 }
 
-/// The directories this agent sealed, and where to find them to lift the seal.
+/// The directories and files this agent sealed, and where to find them to lift the seal.
 #[derive(Debug, Default)]
 pub struct Sealer {
     sealed: HashMap<FileId, Place>,
 }
 
-fn open_dir(p: &Place) -> io::Result<OwnedFd> {
+/// Opens the place inside the workload's root: a directory as `sys::open_in` does, a file
+/// for reading (the attribute ioctls need more than `O_PATH`; the answer thread allows the
+/// agent's own opens at once), never through a symlink at its last component.
+fn open_place(p: &Place) -> io::Result<OwnedFd> {
     let root = crate::procroot::open_root(p.pid).map_err(io::Error::other)?;
-    Ok(super::sys::open_in(&root, &p.path, true)?)
+    if p.dir {
+        return Ok(super::sys::open_in(&root, &p.path, true)?);
+    }
+    let rel = p.path.trim_start_matches('/');
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(openat2(&root, rel, how)?)
 }
 
-/// Opens the planned directory and checks it still is the one resolved (a swapped name is
-/// never sealed).
+/// Opens the planned place and checks it still is the one resolved, and of its kind (a
+/// swapped name is never sealed; a file must be a regular file).
 fn open_checked(id: FileId, p: &Place) -> io::Result<OwnedFd> {
-    let fd = open_dir(p)?;
+    let fd = open_place(p)?;
     let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-    if crate::policy::resolve::file_id(&md) != id || !md.is_dir() {
+    let kind_ok = if p.dir { md.is_dir() } else { md.is_file() };
+    if crate::policy::resolve::file_id(&md) != id || !kind_ok {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
     Ok(fd)
@@ -267,7 +285,7 @@ fn lift(id: FileId, p: &Place) -> io::Result<()> {
         Ok(fd) => fd,
         Err(e) => {
             return match &p.upper {
-                Some(up) => lift_upper(up, &p.path),
+                Some(up) => lift_upper(up, &p.path, p.dir),
                 None => Err(e),
             };
         }
@@ -283,17 +301,22 @@ fn lift(id: FileId, p: &Place) -> io::Result<()> {
 const PROTATTR: &CStr = c"trusted.overlay.protattr";
 
 /// On the host, below the upper directory only: no symlink is followed (a stopped container's
-/// upper directory is the container's to shape), and only a directory with guard's marker is
-/// touched.
-fn lift_upper(upper: &Path, path: &str) -> io::Result<()> {
+/// upper directory is the container's to shape), and only a directory or file with guard's
+/// marker is touched.
+fn lift_upper(upper: &Path, path: &str, dir: bool) -> io::Result<()> {
     let rel = path.trim_start_matches('/');
     let up = nix::fcntl::open(
         upper,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
+    let kind = if dir {
+        OFlag::O_DIRECTORY
+    } else {
+        OFlag::O_NONBLOCK
+    };
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDONLY | kind | OFlag::O_CLOEXEC)
         .resolve(
             ResolveFlag::RESOLVE_BENEATH
                 | ResolveFlag::RESOLVE_NO_SYMLINKS

@@ -30,15 +30,15 @@ fn covers(op: Op) -> Coverage {
         ),
         Op::Truncate => c(
             KilledAfter,
-            "truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
+            "the file of an exact `deny_write` rule on a container's own overlay root is sealed (immutable): EPERM in the kernel, by any name; elsewhere truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
         ),
         Op::Link => c(
             Denied,
-            "EPERM into a sealed directory: each directory of an enforced `deny_write` `DIR/**` rule on a container's own overlay root gets the immutable attribute; elsewhere (an exact rule's directory, the host root, volumes) not checked, opens through the new name hit the rule for the file",
+            "EPERM into a sealed directory (each directory of an enforced `deny_write` `DIR/**` rule on a container's own overlay root gets the immutable attribute) and of a sealed file (an exact `deny_write` rule's, there); elsewhere (the host root, volumes) not checked, opens through the new name hit the rule for the file",
         ),
         Op::Rename => c(
             Denied,
-            "EPERM into, out of or over a sealed directory (as for link); elsewhere not refused: the moved file's opens for write are, and a moved-in binary written in the workload cannot be executed",
+            "EPERM into, out of or over a sealed directory, and of or over a sealed file (as for link); elsewhere not refused: the moved file's opens for write are, and a moved-in binary written in the workload cannot be executed",
         ),
         Op::Connect => super::net::CONNECT,
         Op::Sendmsg => super::net::SENDMSG,
