@@ -204,6 +204,9 @@ pub struct ProbeConfig {
     pub self_protect: Option<crate::selfprotect::Roots>,
     /// `--policy-backend`.
     pub policy_backend: crate::policy::backend::Choice,
+    /// A policy has `deny_new_binaries`: without BPF LSM, the kernel tracks written files
+    /// ([`Probes::attach_drift`]); other hosts do not pay a program on every open.
+    pub policy_drift: bool,
 }
 
 impl Default for ProbeConfig {
@@ -215,6 +218,7 @@ impl Default for ProbeConfig {
             prefilter: crate::prefilter::Prefilter::none(),
             self_protect: None,
             policy_backend: Default::default(),
+            policy_drift: false,
         }
     }
 }
@@ -239,6 +243,8 @@ pub struct Probes {
     pub self_protect: crate::selfprotect::Status,
     /// The syscall tracepoints the capture programs are attached to.
     pub syscalls: SyscallLinks,
+    /// Drift tracking is attached (non-LSM backends, a `deny_new_binaries` policy).
+    pub drift: bool,
 }
 
 /// Bytes waiting in the event ring above which a record wakes the agent (an eighth of the
@@ -484,6 +490,21 @@ impl Probes {
             .policy_pins
             .as_ref()
             .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
+        let non_lsm = policy_backend
+            .as_ref()
+            .and_then(Backend::kind)
+            .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback));
+        let drift = match (&cfg.policy_pins, non_lsm) {
+            (Some(dir), true) if cfg.policy_drift => {
+                attach_drift(&mut ebpf, Some(dir)).context("drift tracking")?;
+                true
+            }
+            (Some(dir), true) => {
+                remove_drift_pins(dir)?;
+                false
+            }
+            _ => false,
+        };
         // After the policy pins exist, so that they are protected from the start.
         let self_protect = match (&cfg.self_protect, &exec_enforcement) {
             (None, _) => crate::selfprotect::Status::Off,
@@ -507,7 +528,23 @@ impl Probes {
             policy_backend,
             self_protect,
             syscalls,
+            drift,
         })
+    }
+
+    /// A reload brings a `deny_new_binaries` policy: attaches drift tracking on the non-LSM
+    /// backends (before the policy is bound, so no write is missed). Once attached it stays.
+    pub fn ensure_drift(&mut self, dir: &Path) -> Result<()> {
+        let non_lsm = self
+            .policy_backend
+            .as_ref()
+            .and_then(Backend::kind)
+            .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback));
+        if non_lsm && !self.drift {
+            attach_drift(&mut self.ebpf, Some(dir))?;
+            self.drift = true;
+        }
+        Ok(())
     }
 
     /// The first step of a reload: `wide` (filtering nothing) in force while the rules switch
@@ -826,9 +863,14 @@ fn attach_policy_net(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 }
 
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM, PROGRAM};
-    let (name, category, event) = PROGRAM;
-    attach_pinned_tracepoint(ebpf, name, category, event, dir)?;
+    let (name, category, event) = crate::policy::backend::fallback::PROGRAM;
+    attach_pinned_tracepoint(ebpf, name, category, event, dir)
+}
+
+/// Drift tracking for `deny_new_binaries` without BPF LSM: `policy_open_written` on the open
+/// syscalls' exits, pinned like the exec backstop that reads what it records.
+fn attach_drift(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
+    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM};
     ensure_tracefs()?;
     for exit in DRIFT_EXITS {
         // A kernel without the syscall (openat2 before 5.6) has no exit to watch.
@@ -847,6 +889,19 @@ fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
             dir,
             &format!("{DRIFT_PROGRAM}_{exit}"),
         )?;
+    }
+    Ok(())
+}
+
+/// No policy needs drift tracking: an earlier agent's drift links are unpinned (detached);
+/// what they recorded in `NEW_FILES` stays.
+fn remove_drift_pins(dir: &Path) -> Result<()> {
+    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM};
+    for exit in DRIFT_EXITS {
+        let path = dir.join(format!("link_{DRIFT_PROGRAM}_{exit}"));
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -315,3 +315,62 @@ const MOUNT_ATTACKS: &[(&str, &str)] = &[
         "RAN",
     ),
 ];
+
+/// Drift tracking costs a program on every open of the host, so it is attached only while a
+/// policy has `deny_new_binaries`; a reload that brings one attaches it before binding it.
+#[test]
+fn drift_tracking_is_attached_when_a_policy_asks_for_it_and_at_reload() {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and run containers",
+    ) {
+        return;
+    }
+    let Some(docker) = Docker::get() else {
+        return;
+    };
+    let _lock = agent_lock();
+    let s = Scratch::new("drift-reload");
+    let c = docker.run(&["--label", "guard-drift=on"], &["sleep", "300"]);
+    let yaml = |exec: &str| {
+        format!(
+            "- policy: drift\n  workload: {{labels: {{guard-drift: \"on\"}}}}\n  mode: enforce\n  enforce:\n    exec: {exec}\n"
+        )
+    };
+    let policy = s.policy(&yaml("{deny: [/opt/none]}"));
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let links = || {
+        std::fs::read_dir(&s.pins)
+            .expect("pins")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("link_policy_open_written_")
+            })
+            .count()
+    };
+    assert_eq!(
+        links(),
+        0,
+        "drift tracking attached without a policy needing it"
+    );
+    let (_, out, err) = c.sh("cp /bin/busybox /dev/a && /dev/a echo RAN");
+    assert!(ran(&out, &err), "{err}");
+    let from = agent.stderr_len();
+    let tmp = std::path::Path::new(&policy).with_extension("tmp");
+    std::fs::write(&tmp, yaml("{deny_new_binaries: true}")).expect("write policy");
+    std::fs::rename(&tmp, &policy).expect("rename policy");
+    agent
+        .wait_stderr(from, std::time::Duration::from_secs(20), |l| {
+            l.contains("guard: reloaded (file change)")
+        })
+        .expect("no reload");
+    // open, openat, openat2, creat, open_by_handle_at (this kernel has all five).
+    assert_eq!(links(), 5, "drift tracking not attached at reload");
+    let (code, out, err) = c.sh("cp /bin/busybox /dev/b && /dev/b echo RAN");
+    assert!(!ran(&out, &err), "ran after the reload: {out} {err}");
+    assert_eq!(code, Some(137), "{err}");
+    agent.stop();
+    s.cleanup();
+}

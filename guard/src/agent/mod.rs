@@ -150,6 +150,8 @@ struct PolicyStage {
     fanotify: Option<crate::fanotify::Fanotify>,
     /// Tasks the kernel stopped until their workload is marked (`fanotify` backend).
     holds: Option<holds::Holds>,
+    /// Where the policy programs, links and maps are pinned.
+    pin_dir: PathBuf,
 }
 
 impl PolicyStage {

@@ -106,6 +106,9 @@ impl Pipeline {
             prefilter,
             self_protect,
             policy_backend: policy.as_ref().map(|p| p.backend).unwrap_or_default(),
+            policy_drift: policy
+                .as_ref()
+                .is_some_and(|p| p.policies.iter().any(|x| x.exec.deny_new_binaries)),
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",
@@ -147,6 +150,7 @@ impl Pipeline {
                 Some(PolicyStage {
                     fanotify,
                     holds,
+                    pin_dir: setup.pin_dir.clone(),
                     runtime: crate::policy::kernel::PolicyRuntime::start(
                         setup.policies,
                         setup.detect_only,

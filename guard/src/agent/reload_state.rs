@@ -187,6 +187,11 @@ impl Pipeline {
                 (meta.status == crate::state::container::MetaStatus::Ready)
                     .then(|| WorkloadInfo::from_container(&meta, None))
             };
+            if cfg.policies.iter().any(|p| p.exec.deny_new_binaries) {
+                self.probes
+                    .ensure_drift(&stage.pin_dir)
+                    .map_err(|e| e.context("drift tracking for the new policies"))?;
+            }
             let after_fact = kills_after_fact(&stage.runtime.enforcer.backend, &cfg.policies);
             if let Err(e) = stage.runtime.reload(
                 cfg.policies.clone(),
