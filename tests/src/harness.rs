@@ -74,6 +74,19 @@ pub fn agent_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The start of a host test with Docker and an agent: root, the Docker fixture, the agent
+/// lock. `None` (outside CI) when it cannot run here.
+pub fn docker_and_agent() -> Option<(Docker, std::sync::MutexGuard<'static, ()>)> {
+    if !can_run(
+        is_root(),
+        "needs root to load eBPF programs and run containers",
+    ) {
+        return None;
+    }
+    let docker = Docker::get()?;
+    Some((docker, agent_lock()))
+}
+
 /// A running `guard run` or `guard record` with its stdout lines delivered through a channel.
 pub struct Agent {
     child: Child,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use guard_tests::harness::{Container, Docker, Scratch, agent_lock, can_run, is_root};
+use guard_tests::harness::{Container, Docker, Scratch, docker_and_agent};
 
 const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 
@@ -46,16 +46,9 @@ fn provision(docker: &Docker, c: &Container) {
 
 #[test]
 fn fanotify_refuses_an_exec_denied_binary_run_by_the_dynamic_loader() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and run containers",
-    ) {
-        return;
-    }
-    let Some(docker) = Docker::get() else {
+    let Some((docker, _lock)) = docker_and_agent() else {
         return;
     };
-    let _lock = agent_lock();
     let s = Scratch::new("fan-loader");
     let denied = docker.run(&["--label", "guard-loader=on"], &["sleep", "300"]);
     let control = docker.run(&[], &["sleep", "300"]);

@@ -6,7 +6,8 @@
 use std::{process::Command, time::Duration};
 
 use guard_tests::harness::{
-    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, is_root, static_c,
+    Docker, Scratch, TEST_IMAGE, agent_lock, can_run, cgroup_v2_dir, docker_and_agent, is_root,
+    static_c,
 };
 
 /// An image with a binary of its own inode (`/opt/tool`, a copy of busybox: in the busybox
@@ -41,14 +42,7 @@ impl Drop for Ctr {
 /// Each test's start: root, Docker, the agent lock, the image. `None` (outside CI) when it
 /// cannot run here.
 fn ready() -> Option<(Docker, std::sync::MutexGuard<'static, ()>)> {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and use fanotify",
-    ) {
-        return None;
-    }
-    let docker = Docker::get()?;
-    let lock = agent_lock();
+    let (docker, lock) = docker_and_agent()?;
     build_image(&docker);
     Some((docker, lock))
 }

@@ -8,7 +8,7 @@
 //!
 //! A container without the policy does each of them.
 
-use guard_tests::harness::{Container, Docker, Scratch, agent_lock, can_run, is_root, static_c};
+use guard_tests::harness::{Container, Docker, Scratch, docker_and_agent, static_c};
 
 /// memfd_create, a copy of `/bin/busybox` into it, then `execveat(memfd, "", {"echo", "RAN"},
 /// AT_EMPTY_PATH)`: busybox's echo prints RAN if the memfd runs. Exits 2 when it cannot set
@@ -110,16 +110,9 @@ fn new_binary_alerts(alerts: &[serde_json::Value]) -> Vec<(String, String, Strin
 
 #[test]
 fn new_binaries_off_the_root_filesystem_never_run_without_bpf_lsm() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and run containers",
-    ) {
-        return;
-    }
-    let Some(docker) = Docker::get() else {
+    let Some((docker, _lock)) = docker_and_agent() else {
         return;
     };
-    let _lock = agent_lock();
     let s = Scratch::new("drift");
     let memx = static_c(&s.dir, "memx", MEMFD_EXEC_C);
     let enforced = start(&docker, &s, "guard-drift", &memx);
@@ -200,16 +193,9 @@ fn new_binaries_off_the_root_filesystem_never_run_without_bpf_lsm() {
 /// a new tmpfs is killed before it runs. The control (same privileges, no policy) does all.
 #[test]
 fn fanotify_holds_through_mounts_made_inside_the_container() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and run containers",
-    ) {
-        return;
-    }
-    let Some(docker) = Docker::get() else {
+    let Some((docker, _lock)) = docker_and_agent() else {
         return;
     };
-    let _lock = agent_lock();
     let s = Scratch::new("fan-mounts");
     // A binary of its own inode for the exec rule: the memfd program, which prints RAN.
     let tool = static_c(&s.dir, "tool", MEMFD_EXEC_C);
@@ -320,16 +306,9 @@ const MOUNT_ATTACKS: &[(&str, &str)] = &[
 /// policy has `deny_new_binaries`; a reload that brings one attaches it before binding it.
 #[test]
 fn drift_tracking_is_attached_when_a_policy_asks_for_it_and_at_reload() {
-    if !can_run(
-        is_root(),
-        "needs root to load eBPF programs and run containers",
-    ) {
-        return;
-    }
-    let Some(docker) = Docker::get() else {
+    let Some((docker, _lock)) = docker_and_agent() else {
         return;
     };
-    let _lock = agent_lock();
     let s = Scratch::new("drift-reload");
     let c = docker.run(&["--label", "guard-drift=on"], &["sleep", "300"]);
     let yaml = |exec: &str| {
