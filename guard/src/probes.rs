@@ -205,7 +205,7 @@ pub struct ProbeConfig {
     /// `--policy-backend`.
     pub policy_backend: crate::policy::backend::Choice,
     /// A policy has `deny_new_binaries`: without BPF LSM, the kernel tracks written files
-    /// ([`Probes::attach_drift`]); other hosts do not pay a program on every open.
+    /// (`attach_drift`); other hosts do not pay a program on every open.
     pub policy_drift: bool,
 }
 

@@ -16,7 +16,8 @@ use super::{
 
 const FMODE_WRITE: u32 = 2;
 
-/// `syscalls/sys_exit_{open,openat,openat2,creat}`: the new descriptor's file, when it was
+/// `syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}`
+/// (`guard/src/policy/backend/fallback.rs` `DRIFT_EXITS`): the new descriptor's file, when it was
 /// opened for writing inside a `deny_new_binaries` workload (detect mode too: its would-deny
 /// records need the mark).
 #[tracepoint]

@@ -163,6 +163,14 @@ impl Pipeline {
                 cfg.policies.len()
             );
         }
+        // Before anything changes: an error here leaves the old configuration whole.
+        if let Some(stage) = &self.policy
+            && cfg.policies.iter().any(|p| p.exec.deny_new_binaries)
+        {
+            self.probes
+                .ensure_drift(&stage.pin_dir)
+                .map_err(|e| e.context("drift tracking for the new policies"))?;
+        }
         let next_prefilter = r.prefilter.as_ref().map(|_| {
             derive_prefilter(
                 &cfg.engine,
@@ -187,11 +195,6 @@ impl Pipeline {
                 (meta.status == crate::state::container::MetaStatus::Ready)
                     .then(|| WorkloadInfo::from_container(&meta, None))
             };
-            if cfg.policies.iter().any(|p| p.exec.deny_new_binaries) {
-                self.probes
-                    .ensure_drift(&stage.pin_dir)
-                    .map_err(|e| e.context("drift tracking for the new policies"))?;
-            }
             let after_fact = kills_after_fact(&stage.runtime.enforcer.backend, &cfg.policies);
             if let Err(e) = stage.runtime.reload(
                 cfg.policies.clone(),
