@@ -478,7 +478,11 @@ fn try_memfd_exec(args: &[OsString]) -> ExitCode {
     if n == 4 {
         return report_errno(i32::from_ne_bytes(e));
     }
-    println!("ok exit={}", libc::WEXITSTATUS(status));
+    if libc::WIFSIGNALED(status) {
+        println!("ok signal={}", libc::WTERMSIG(status));
+    } else {
+        println!("ok exit={}", libc::WEXITSTATUS(status));
+    }
     ExitCode::from(EXIT_OK)
 }
 
