@@ -177,11 +177,22 @@ fn open_place(p: &Place) -> io::Result<OwnedFd> {
     if p.dir {
         return Ok(super::sys::open_in(&root, &p.path, true)?);
     }
-    let rel = p.path.trim_start_matches('/');
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    Ok(openat2(&root, rel, how)?)
+    reopen_regular(super::sys::open_in(&root, &p.path, false)?)
+}
+
+/// Reopens an `O_PATH` descriptor for reading, only if it is a regular file: the workload can
+/// put a device node at a protected name (Docker grants `CAP_MKNOD`), and opening one from the
+/// host could act on the device. Through `/proc/self/fd`, the same inode that was checked.
+fn reopen_regular(path_fd: OwnedFd) -> io::Result<OwnedFd> {
+    let md = std::fs::File::from(path_fd.try_clone()?).metadata()?;
+    if !md.is_file() {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    Ok(nix::fcntl::open(
+        format!("/proc/self/fd/{}", path_fd.as_raw_fd()).as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?)
 }
 
 /// Opens the planned place and checks it still is the one resolved, and of its kind (a
@@ -311,19 +322,18 @@ fn lift_upper(upper: &Path, path: &str, dir: bool) -> io::Result<()> {
         nix::sys::stat::Mode::empty(),
     )?;
     let kind = if dir {
-        OFlag::O_DIRECTORY
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY
     } else {
-        OFlag::O_NONBLOCK
+        OFlag::O_PATH
     };
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | kind | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
+    let how = OpenHow::new().flags(kind | OFlag::O_CLOEXEC).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV,
+    );
     let dir = match openat2(&up, if rel.is_empty() { "." } else { rel }, how) {
-        Ok(d) => d,
+        Ok(d) if dir => d,
+        Ok(f) => reopen_regular(f)?,
         // Removed with the container: nothing to lift.
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -380,6 +390,33 @@ fn xattr_remove(fd: &impl AsRawFd, name: &CStr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn o_path(p: &str) -> OwnedFd {
+        nix::fcntl::open(
+            p,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("O_PATH open")
+    }
+
+    #[test]
+    fn only_a_regular_file_is_reopened() {
+        let f = std::env::temp_dir().join(format!("guard-seal-reopen-{}", std::process::id()));
+        std::fs::write(&f, b"x").expect("write");
+        let fd = reopen_regular(o_path(f.to_str().expect("utf8"))).expect("a regular file");
+        let mut flags = 0;
+        // SAFETY: reading the file status flags of our own descriptor.
+        flags |= unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_PATH, 0, "reopened for reading, not O_PATH");
+        std::fs::remove_file(&f).expect("remove");
+        // A device node (a container can make one at a protected name) and a directory are
+        // never opened.
+        for p in ["/dev/null", "/"] {
+            let e = reopen_regular(o_path(p)).expect_err(p);
+            assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{p}");
+        }
+    }
 
     #[test]
     fn upper_dir_is_the_root_overlays() {
