@@ -5,8 +5,9 @@
 //! the directories of an enforced `deny_write` `DIR/**` subtree and the files of its exact
 //! `deny_write` rules therefore get the immutable attribute: the kernel refuses those changes
 //! (and, for a file, its opens for write, truncate, unlink, rename over it, a link to it and
-//! chmod) with EPERM before anything happens. overlayfs keeps the attribute in its own xattr on the upper directory (the
-//! host's directory is not immutable, so the runtime can still remove the container); a
+//! chmod) with EPERM before anything happens. overlayfs keeps the attribute in its own xattr
+//! on the upper directory (the host's directory is not immutable, so the runtime can still
+//! remove the container); a
 //! container lifts it only with `CAP_LINUX_IMMUTABLE`, which Docker does not grant by default,
 //! and the next pass seals again. Of files, only exact rules' are sealed (sealing copies the
 //! file's data up, once); their refused opens never reach fanotify and are recorded from the
@@ -169,9 +170,9 @@ pub struct Sealer {
     sealed: HashMap<FileId, Place>,
 }
 
-/// Opens the place inside the workload's root: a directory as `sys::open_in` does, a file
-/// for reading (the attribute ioctls need more than `O_PATH`; the answer thread allows the
-/// agent's own opens at once), never through a symlink at its last component.
+/// Opens the place inside the workload's root as `sys::open_in` resolves it: a directory, or
+/// a regular file for reading (the attribute ioctls need more than `O_PATH`; the answer thread
+/// allows the agent's own opens at once).
 fn open_place(p: &Place) -> io::Result<OwnedFd> {
     let root = crate::procroot::open_root(p.pid).map_err(io::Error::other)?;
     if p.dir {
@@ -405,9 +406,8 @@ mod tests {
         let f = std::env::temp_dir().join(format!("guard-seal-reopen-{}", std::process::id()));
         std::fs::write(&f, b"x").expect("write");
         let fd = reopen_regular(o_path(f.to_str().expect("utf8"))).expect("a regular file");
-        let mut flags = 0;
         // SAFETY: reading the file status flags of our own descriptor.
-        flags |= unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+        let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
         assert_eq!(flags & libc::O_PATH, 0, "reopened for reading, not O_PATH");
         std::fs::remove_file(&f).expect("remove");
         // A device node (a container can make one at a protected name) and a directory are
