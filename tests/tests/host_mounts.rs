@@ -88,7 +88,7 @@ fn start(docker: &Docker, s: &Scratch, label: &str, memx: &std::path::Path) -> C
     c
 }
 
-/// Policy alerts by (container name, hook, decision) for `new_binary`, sorted.
+/// Policy alerts by (policy, hook, decision) for `new_binary`, sorted.
 fn new_binary_alerts(alerts: &[serde_json::Value]) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = alerts
         .iter()
