@@ -490,11 +490,7 @@ impl Probes {
             .policy_pins
             .as_ref()
             .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
-        let non_lsm = policy_backend
-            .as_ref()
-            .and_then(Backend::kind)
-            .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback));
-        let drift = match (&cfg.policy_pins, non_lsm) {
+        let drift = match (&cfg.policy_pins, without_lsm_attached(&policy_backend)) {
             (Some(dir), true) if cfg.policy_drift => {
                 attach_drift(&mut ebpf, Some(dir)).context("drift tracking")?;
                 true
@@ -535,12 +531,7 @@ impl Probes {
     /// A reload brings a `deny_new_binaries` policy: attaches drift tracking on the non-LSM
     /// backends (before the policy is bound, so no write is missed). Once attached it stays.
     pub fn ensure_drift(&mut self, dir: &Path) -> Result<()> {
-        let non_lsm = self
-            .policy_backend
-            .as_ref()
-            .and_then(Backend::kind)
-            .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback));
-        if non_lsm && !self.drift {
+        if without_lsm_attached(&self.policy_backend) && !self.drift {
             attach_drift(&mut self.ebpf, Some(dir))?;
             self.drift = true;
         }
@@ -865,6 +856,14 @@ fn attach_policy_net(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
     let (name, category, event) = crate::policy::backend::fallback::PROGRAM;
     attach_pinned_tracepoint(ebpf, name, category, event, dir)
+}
+
+/// Whether a backend without BPF LSM (fanotify, sigkill-fallback) is in force: the ones that
+/// need drift tracking.
+fn without_lsm_attached(b: &Option<Backend>) -> bool {
+    b.as_ref()
+        .and_then(Backend::kind)
+        .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback))
 }
 
 /// Drift tracking for `deny_new_binaries` without BPF LSM: `policy_open_written` on the open

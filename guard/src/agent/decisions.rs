@@ -507,24 +507,24 @@ impl Pipeline {
         };
         use crate::fanotify::SealedChange::{InDir, Itself, NewInDir};
         let fd_name = || model.fd.as_ref().map(|f| f.name.as_str());
-        let (a, b) = match ev {
-            events::Event::Unlink(_) => ((arg("path").or(arg("name")), InDir), (None, InDir)),
-            events::Event::Rename(_) => ((arg("oldpath"), InDir), (arg("newpath"), InDir)),
-            events::Event::Link(l) if l.is_symlink() => ((arg("linkpath"), InDir), (None, InDir)),
-            events::Event::Link(_) => ((arg("newpath"), InDir), (arg("oldpath"), Itself)),
-            events::Event::Node(n) if n.syscall == "rmdir" => ((arg("path"), InDir), (None, InDir)),
-            events::Event::Node(_) => ((arg("path"), NewInDir), (None, InDir)),
-            events::Event::Chmod(_) => ((arg("filename"), Itself), (None, InDir)),
-            events::Event::Truncate(_) => ((fd_name(), Itself), (None, InDir)),
+        // The names the refused syscall gave, each with what a seal refused there.
+        let names = match ev {
+            events::Event::Unlink(_) => vec![(arg("path").or(arg("name")), InDir)],
+            events::Event::Rename(_) => vec![(arg("oldpath"), InDir), (arg("newpath"), InDir)],
+            events::Event::Link(l) if l.is_symlink() => vec![(arg("linkpath"), InDir)],
+            events::Event::Link(_) => vec![(arg("newpath"), InDir), (arg("oldpath"), Itself)],
+            events::Event::Node(n) if n.syscall == "rmdir" => vec![(arg("path"), InDir)],
+            events::Event::Node(_) => vec![(arg("path"), NewInDir)],
+            events::Event::Chmod(_) => vec![(arg("filename"), Itself)],
+            events::Event::Truncate(_) => vec![(fd_name(), Itself)],
             // An existing sealed file refuses the open for write itself (no permission event);
             // a new name in a sealed directory is refused by the directory.
             events::Event::Open(o) => {
                 let write = o.flags & libc::O_ACCMODE as u64 != libc::O_RDONLY as u64
                     || o.flags & libc::O_TRUNC as u64 != 0;
-                let create = o.flags & libc::O_CREAT as u64 != 0;
-                match (write, create) {
-                    (_, true) => ((fd_name(), NewInDir), (fd_name(), Itself)),
-                    (true, false) => ((fd_name(), Itself), (None, InDir)),
+                match (write, o.flags & libc::O_CREAT as u64 != 0) {
+                    (_, true) => vec![(fd_name(), NewInDir), (fd_name(), Itself)],
+                    (true, false) => vec![(fd_name(), Itself)],
                     (false, false) => return,
                 }
             }
@@ -535,7 +535,7 @@ impl Pipeline {
         };
         let pids = self.pids_in_workload(c.pid);
         // A relative name (no known base) is not judged.
-        let Some((name, (policy_id, by_dir))) = [a, b]
+        let Some((name, (policy_id, by_dir))) = names
             .into_iter()
             .filter_map(|(n, change)| n.filter(|n| n.starts_with('/')).map(|n| (n, change)))
             .find_map(|(n, change)| f.sealed_by(c.cgroup_id.0, &pids, n, change).map(|r| (n, r)))
