@@ -18,6 +18,7 @@ const THROUGH_LOADER: &[&str] = &[
     "cd /opt && /lib64/ld-linux-x86-64.so.2 ./tool RAN",
     "ln -sf /opt/tool /tmp/sym && /lib64/ld-linux-x86-64.so.2 /tmp/sym RAN",
     "ln -f /opt/tool /tmp/hard && /lib64/ld-linux-x86-64.so.2 /tmp/hard RAN",
+    "exec 3</opt/tool && /lib64/ld-linux-x86-64.so.2 /proc/self/fd/3 RAN",
 ];
 
 /// The host's dynamic loader, libc and two copies of echo (each its own inode) in `c`, put
@@ -108,7 +109,13 @@ fn fanotify_refuses_an_exec_denied_binary_run_by_the_dynamic_loader() {
         .collect();
     assert_eq!(
         refused,
-        ["/opt/tool", "/opt/tool", "/opt/tool", "/tmp/hard"],
+        [
+            "/opt/tool",
+            "/opt/tool",
+            "/opt/tool",
+            "/tmp/hard",
+            "/opt/tool"
+        ],
         "one exec record per refused loader run: {alerts:?}"
     );
     s.cleanup();

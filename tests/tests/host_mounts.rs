@@ -56,6 +56,8 @@ const OFF_ROOT: &[&str] = &[
     "cp /bin/busybox /data/h1 && ln -f /data/h1 /data/h2 && /data/h2 echo RAN",
     // A move across filesystems is a copy: written again.
     "cp /bin/busybox /dev/m1 && mv -f /dev/m1 /data/m2 && /data/m2 echo RAN",
+    // Through its descriptor.
+    "cp /bin/busybox /dev/fd3 && exec 3</dev/fd3 && /proc/self/fd/3 echo RAN",
     // Without a name.
     "/tmp/memx",
 ];
@@ -183,6 +185,13 @@ fn new_binaries_off_the_root_filesystem_never_run_without_bpf_lsm() {
         assert_eq!(got, want, "{backend}");
         // Nothing stays stopped or half-done: the enforced container still works.
         assert!(enforced.exec(&["true"]).0);
+        // The agent is down: the pinned programs still record and kill.
+        let (code, out, err) = enforced.sh("cp /bin/busybox /dev/down && /dev/down echo RAN");
+        assert!(
+            !ran(&out, &err),
+            "{backend}: ran with the agent down: {out} {err}"
+        );
+        assert_eq!(code, Some(137), "{backend}: agent down: {err}");
     }
     s.cleanup();
 }
