@@ -2,8 +2,10 @@
 # The fanotify backend's cost (docs/policies.md "fanotify"): an open loop (the shell's `<`
 # redirection, no fork per open) in a container whose filesystem the agent marks (policy with
 # open rules) and in one it does not mark, under the same agent, RUNS times each, on two files:
-# /etc/group (covered: below the policy's '/etc/**' rule, asked on every open) and /tmp/data
-# (no rule names it: ignored after its first open). And the permission answer time the agent
+# /etc/group (covered: below the policy's '/etc/**' `deny_write` rule; enforced, it is sealed and
+# its reads are ignored after the first) and /tmp/data (no rule names it: ignored after its
+# first open). A third container under the same rules in detect mode (nothing sealed: every
+# open of /etc/group is asked). And the permission answer time the agent
 # measured (p50/p99/max, power-of-two buckets: "< 4 µs" means under 4 µs) from its stop line.
 # Targets: answer p99 < 1 ms, loop overhead < 5 %.
 # BASE_BIN=path runs the same loops first under that binary (e.g. a build of the previous
@@ -37,11 +39,13 @@ PINS="/sys/fs/bpf/guard-bench-fanotify-$$"
 AGENT=""
 MARKED=""
 PLAIN=""
+DETECT=""
 cleanup() {
     set +e
     [ -n "$AGENT" ] && stop_pid "$AGENT"
     [ -n "$MARKED" ] && docker rm -f "$MARKED" >/dev/null
     [ -n "$PLAIN" ] && docker rm -f "$PLAIN" >/dev/null
+    [ -n "$DETECT" ] && docker rm -f "$DETECT" >/dev/null
     "$GUARD" run --cleanup --pin-dir "$PINS" >/dev/null 2>&1
     docker_done
     rm -rf "$TMP"
@@ -56,13 +60,20 @@ cat >"$TMP/policy.yaml" <<'EOF'
   mode: enforce
   enforce:
     open: {deny_read: [/etc/shadow], deny_write: ['/etc/**']}
+- policy: bench-fanotify-detect
+  workload: {labels: {guard-bench-fanotify: "detect"}}
+  mode: detect
+  enforce:
+    open: {deny_read: [/etc/shadow], deny_write: ['/etc/**']}
 EOF
 MARKED="$(docker run -d --network=none --label guard-test=1 --label guard-bench-fanotify=on \
     guard-test-busybox:latest sleep 3600)"
 PLAIN="$(docker run -d --network=none --label guard-test=1 guard-test-busybox:latest sleep 3600)"
+DETECT="$(docker run -d --network=none --label guard-test=1 --label guard-bench-fanotify=detect \
+    guard-test-busybox:latest sleep 3600)"
 
 # The unruled file, written before any agent runs.
-for c in "$MARKED" "$PLAIN"; do docker exec "$c" sh -c 'echo data > /tmp/data'; done
+for c in "$MARKED" "$PLAIN" "$DETECT"; do docker exec "$c" sh -c 'echo data > /tmp/data'; done
 
 # loop CONTAINER FILE: seconds (3 decimals) for OPENS opens of FILE inside it.
 loop() {
@@ -92,6 +103,7 @@ measure() {
             runs[marked$f]+="$(loop "$MARKED" "$f") "
             runs[plain$f]+="$(loop "$PLAIN" "$f") "
         done
+        runs[detect]+="$(loop "$DETECT" /etc/group) "
     done
     stop_pid "$AGENT"
     AGENT=""
@@ -104,6 +116,12 @@ measure() {
         p="$(med ${runs[plain$f]})"
         ROWS+="| $label | $f | ${runs[marked$f]}| $m | ${runs[plain$f]}| $p | $(echo "scale=3; $m / $p" | bc) |"$'\n'
     done
+    # shellcheck disable=SC2086
+    m="$(med ${runs[detect]})"
+    # shellcheck disable=SC2086
+    p="$(med ${runs[plain/etc/group]})"
+    ROWS+="| $label | /etc/group, detect mode | ${runs[detect]}| $m | ${runs[plain/etc/group]}| $p | $(echo "scale=3; $m / $p" | bc) |"$'\n'
+
     STOPS+="- $label: ${line:-no fanotify line in the log}"$'\n'
 }
 

@@ -237,7 +237,9 @@ fn fanotify_refuses_reads_writes_and_execs_by_file_not_name() {
         })
     };
     assert!(find("open", "fanotify_open_perm", "/etc/shadow"), "{d:?}");
-    assert!(find("open", "fanotify_open_perm", "/etc/passwd"), "{d:?}");
+    // /etc/passwd (below '/etc/**') is sealed: the kernel refuses its opens for write before
+    // any permission event, and the agent records them from the failed syscall.
+    assert!(find("write", "sealed_file", "/etc/passwd"), "{d:?}");
     assert!(
         find("exec", "fanotify_open_exec_perm", "/opt/tool"),
         "{d:?}"
@@ -420,10 +422,11 @@ void cmain(long *sp) {
 /// truncate(2) by path opens nothing, so no permission event asks about it. The file of an
 /// exact `deny_write` rule is sealed (immutable): its truncate by name, symlink, hard link or
 /// relative name is refused with EPERM in the kernel, and so are its replacement by rename,
-/// its removal, a new hard link and chmod; each refusal is recorded (`sealed_file`). A file
-/// below a `DIR/**` rule is not sealed itself: its truncate is killed after the fact (SIGKILL,
-/// recorded `kill`). A free file's truncate is neither. busybox's `truncate` opens the file
-/// first, which is refused outright.
+/// its removal, a new hard link and chmod; each refusal is recorded (`sealed_file`). The files
+/// below a `DIR/**` rule are sealed too (`/etc/passwd`), unless the subtree is too big to seal
+/// (`/big/**`, over 64 MiB): there a truncate is killed after the fact (SIGKILL, recorded
+/// `kill`). A free file's truncate is neither. busybox's `truncate` opens the file first,
+/// which is refused outright.
 #[test]
 fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     let Some((docker, _lock)) = ready() else {
@@ -439,10 +442,11 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     ]);
     let (code, _, err) = sh(
         &c,
-        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias && ln /var/log/app.log /tmp/hard && echo evil > /tmp/evil",
+        "echo free > /tmp/free && ln -s /var/log/app.log /tmp/alias && ln /var/log/app.log /tmp/hard && echo evil > /tmp/evil \
+         && mkdir /big && dd if=/dev/zero of=/big/blob bs=1M count=65 2>/dev/null && echo small > /big/small",
     );
     assert_eq!(code, Some(0), "{err}");
-    let policy = s.policy(POLICY);
+    let policy = s.policy(&POLICY.replace("/var/log/app.log]", "/var/log/app.log, '/big/**']"));
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
     let state = |c: &Ctr| {
         sh(
@@ -481,11 +485,16 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
         assert_eq!(state(&c), before, "{script:?} changed the file");
     }
-    // Below '/etc/**': killed after the fact, whatever the name.
-    let (code, _, err) = sh(&c, "ln -s /etc/passwd /tmp/pw");
+    // Below '/etc/**': sealed as well, refused whatever the name.
+    let (code, _, err) = sh(&c, "ln -s /etc/passwd /tmp/pw && ln -s /big/small /tmp/bs");
     assert_eq!(code, Some(0), "{err}");
-    let by_name = sh(&c, "/tmp/trunc /etc/passwd").0;
-    let by_alias = sh(&c, "/tmp/trunc /tmp/pw").0;
+    for script in ["/tmp/trunc /etc/passwd", "/tmp/trunc /tmp/pw"] {
+        assert_eq!(sh(&c, script).0, Some(1), "{script:?} not refused");
+        assert_eq!(state(&c), before, "{script:?} changed the file");
+    }
+    // Below '/big/**' (too big to seal): killed after the fact, whatever the name.
+    let by_name = sh(&c, "/tmp/trunc /big/small").0;
+    let by_alias = sh(&c, "/tmp/trunc /tmp/bs").0;
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
     assert_eq!(by_name, Some(137), "not killed after truncating");
     assert_eq!(
@@ -512,7 +521,8 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     assert_eq!(
         by_hook("sealed_file", "deny"),
         [
-            // busybox truncate's open for write, then the four truncates, mv, rm, ln, chmod.
+            // busybox truncate's open for write, then the four truncates, mv, rm, ln, chmod,
+            // then the two truncates below '/etc/**'.
             "/var/log/app.log",
             "/var/log/app.log",
             "/tmp/alias",
@@ -521,13 +531,15 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             "/var/log/app.log",
             "/var/log/app.log",
             "/var/log/app.log",
-            "/var/log/app.log"
+            "/var/log/app.log",
+            "/etc/passwd",
+            "/tmp/pw"
         ],
         "{alerts:?}"
     );
     assert_eq!(
         by_hook("after_syscall", "kill"),
-        ["/etc/passwd", "/tmp/pw"],
+        ["/big/small", "/tmp/bs"],
         "{alerts:?}"
     );
     agent.stop();
@@ -809,6 +821,127 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
     };
     assert!(count("open", "/var/log/app.log") >= 1, "{d:?}");
     assert!(count("exec", "/opt/tool") >= 1, "{d:?}");
+    s.cleanup();
+}
+
+/// How many of the agent's fanotify groups ignore opens of inode `ino` (hex).
+fn groups_ignoring(agent_pid: u32, ino: &str) -> usize {
+    ignored_inodes(agent_pid)
+        .iter()
+        .filter(|i| i.as_str() == ino)
+        .count()
+}
+
+/// The reload of `fanotify_sealed_files_free_to_read_are_not_asked_about`: /etc/group becomes
+/// unreadable.
+const READ_FREE_POLICY_2: &str = "- policy: fan-cache\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: enforce\n  enforce:\n    open:\n      deny_read: [/etc/shadow, /etc/group]\n      deny_write: ['/etc/**']\n";
+
+/// A sealed file no policy denies reading (`/etc/group` below `'/etc/**'`): the kernel refuses
+/// its writes before any permission event, so after its first read both groups ignore it and
+/// its reads no longer wait on the agent; its writes are still refused and recorded. A file a
+/// policy denies reading (`/etc/shadow`) is asked about on every open. When a reload makes
+/// the file unreadable, the rule group's ignore is dropped and the read refused.
+#[test]
+fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
+    let Some((docker, _lock)) = ready() else {
+        return;
+    };
+    let c = start(&docker, true);
+    let s = Scratch::new("fanotify-read-free");
+    let policy = s.policy(CACHE_POLICY);
+    // The answer count is logged at stop.
+    let agent = s.agent(
+        &policy,
+        &[
+            "--policy-backend",
+            "fanotify",
+            "--log",
+            "warn,guard::fanotify=info",
+        ],
+    );
+    let pid = agent.pid();
+    let (group, shadow) = (ino_hex(&c, "/etc/group"), ino_hex(&c, "/etc/shadow"));
+    let before = digest(&c, &["/etc/group"]);
+    let (code, out, err) = sh(&c, "cat /etc/group");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("root:"), "{out}");
+    wait_until("/etc/group ignored in both groups", || {
+        groups_ignoring(pid, &group) == 2
+    });
+    // 2,000 reads: each would wait for an answer in the rule group.
+    let (code, out, err) = sh(
+        &c,
+        "i=0; while [ $i -lt 2000 ]; do : < /etc/group || exit 9; i=$((i+1)); done; echo done",
+    );
+    assert_eq!((code, out.trim()), (Some(0), "done"), "{err}");
+    // Writes: refused by the seal, file unchanged.
+    for script in ["echo x >> /etc/group", "echo x > /etc/group"] {
+        let (code, _, err) = sh(&c, script);
+        assert_ne!(code, Some(0), "{script:?} succeeded");
+        assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
+        assert_eq!(digest(&c, &["/etc/group"]), before, "{script:?}");
+    }
+    // Denied reading: asked on every open (the first group defers to the rule group).
+    let (code, _, err) = sh(&c, "cat /etc/shadow");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(
+        groups_ignoring(pid, &shadow) < 2,
+        "/etc/shadow ignored by the rule group"
+    );
+
+    // The reload: /etc/group is no longer free to read.
+    let from = agent.stderr_len();
+    let tmp = format!("{policy}.tmp");
+    std::fs::write(&tmp, READ_FREE_POLICY_2).expect("write policy");
+    std::fs::rename(&tmp, &policy).expect("rename policy");
+    agent
+        .wait_stderr(from, Duration::from_secs(20), |l| {
+            l.contains("guard: reloaded")
+        })
+        .expect("the policy was not reloaded");
+    wait_until("/etc/group refused under the reloaded policy", || {
+        sh(&c, "cat /etc/group").0 != Some(0)
+    });
+    // The first group ignores it again at once (it defers to the rule group's mark).
+    assert!(
+        groups_ignoring(pid, &group) < 2,
+        "the rule group's ignore stayed"
+    );
+    let (code, out, err) = sh(&c, "cat /etc/group");
+    assert_ne!(code, Some(0), "read after the reload: {out}");
+    assert!(!out.contains("root:"), "{out}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    let (_, stderr) = agent.stop_with_stderr();
+    // The 2,000 reads were not asked about: every answer of the run is far fewer.
+    let answered: u64 = stderr
+        .iter()
+        .find_map(|l| l.split("fanotify: answered ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no answer count at stop: {stderr:?}"));
+    assert!(
+        answered < 1000,
+        "{answered} answers: the reads were asked about"
+    );
+    let d = s.decisions();
+    let count = |op: &str, hook: &str, target: &str| {
+        d.iter()
+            .filter(|v| {
+                v["op"] == op
+                    && v["hook"] == hook
+                    && v["decision"] == "deny"
+                    && v["target"] == target
+            })
+            .count()
+    };
+    assert_eq!(count("write", "sealed_file", "/etc/group"), 2, "{d:?}");
+    assert!(
+        count("open", "fanotify_open_perm", "/etc/group") >= 1,
+        "{d:?}"
+    );
+    docker.cmd(&["rm", "-f", &c.0]);
     s.cleanup();
 }
 

@@ -200,6 +200,8 @@ impl Pipeline {
                 sealed = pass.seals.sealed,
                 lifted = pass.seals.lifted,
                 seal_failed = pass.seals.failed,
+                unsealed_subtrees = pass.unsealed_subtrees,
+                read_free = pass.read_free.len(),
                 "fanotify marks"
             );
         }

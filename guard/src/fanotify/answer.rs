@@ -37,6 +37,9 @@ pub struct Rules {
     /// program (`ld.so FILE`), a loader reads and maps FILE without an exec of it, so its read
     /// of an exec-denied file is refused as that exec.
     pub loaders: HashSet<FileId>,
+    /// Sealed files no policy denies reading or names for exec (`marks::Pass::read_free`): the
+    /// kernel refuses their writes, so once a read is allowed the rule group ignores them too.
+    pub read_free: HashSet<FileId>,
 }
 
 impl Rules {

@@ -47,6 +47,13 @@ pub const LOADERS: [&str; 8] = [
 pub const SUBTREE_FILES: usize = 8192;
 /// Depth of that listing.
 const SUBTREE_DEPTH: usize = 16;
+/// The files below one enforced `deny_write` `DIR/**` directory that are sealed (`seal.rs`):
+/// all of them when they are at most this many and this many bytes (sealing copies each up to
+/// the container's layer once), none otherwise (then their opens are asked every time).
+pub const SEAL_SUBTREE_FILES: usize = 2048;
+pub const SEAL_SUBTREE_BYTES: u64 = 64 << 20;
+/// `CAP_LINUX_IMMUTABLE`: a workload that may hold it can lift a seal.
+const CAP_LINUX_IMMUTABLE: u32 = 9;
 /// Inode marks in the rule group for files and directories listed below `DIR/**` ones; past
 /// it, new ones are not marked there (the first group then decides them on every open, never
 /// ignoring them). A rule's own file is always marked.
@@ -107,10 +114,19 @@ pub fn fd_path(fd: &impl AsRawFd) -> Option<String> {
         .and_then(|p| p.into_os_string().into_string().ok())
 }
 
+/// An entry listed below a `DIR/**` directory.
+struct Below {
+    /// Path relative to the directory (`/name/...`).
+    rel: String,
+    id: FileId,
+    dir: bool,
+    size: u64,
+}
+
 /// Entries below a directory (bounded breadth-first walk, symlinks not followed): regular
 /// files and directories, with their path relative to it. The directory is read through its
 /// descriptor's `/proc/self/fd` link, so names inside the workload's root resolve there.
-fn list_below(dir: OwnedFd, out: &mut Vec<(String, FileId, bool)>) {
+fn list_below(dir: OwnedFd, out: &mut Vec<Below>) {
     let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     let mut queue: std::collections::VecDeque<(PathBuf, String, usize)> =
         [(base, String::new(), 0)].into();
@@ -129,10 +145,21 @@ fn list_below(dir: OwnedFd, out: &mut Vec<(String, FileId, bool)>) {
                 continue;
             };
             let rel = format!("{rel}/{name}");
+            let (id, size) = (file_id(&md), md.len());
             if md.file_type().is_file() {
-                out.push((rel, file_id(&md), false));
+                out.push(Below {
+                    rel,
+                    id,
+                    dir: false,
+                    size,
+                });
             } else if md.is_dir() && depth + 1 < SUBTREE_DEPTH {
-                out.push((rel.clone(), file_id(&md), true));
+                out.push(Below {
+                    rel: rel.clone(),
+                    id,
+                    dir: true,
+                    size,
+                });
                 queue.push_back((e.path(), rel, depth + 1));
             }
         }
@@ -192,6 +219,24 @@ pub struct Pass {
     /// Cgroups whose workload's own root filesystem is marked and whose rules are in the table:
     /// their opens are asked (`FAN_READY`).
     pub covered: HashSet<u64>,
+    /// Files to seal that no policy denies reading or names for exec, in workloads that cannot
+    /// lift a seal: once sealed, the kernel refuses every write to them, so their reads need no
+    /// answer (`Rules::read_free`).
+    pub read_free: HashSet<FileId>,
+    /// `DIR/**` subtrees whose files are too many or too big to seal.
+    pub unsealed_subtrees: usize,
+}
+
+/// Whether a process of the workload may hold `CAP_LINUX_IMMUTABLE` (in its bounding set), and
+/// so lift a seal (unknown: yes).
+fn may_lift_seals(pid: u32) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_none_or(|bnd| bnd & (1 << CAP_LINUX_IMMUTABLE) != 0)
 }
 
 /// Resolves each workload's policy in its root, marks what it must, and returns the table the
@@ -200,8 +245,8 @@ pub struct Pass {
 /// (with its direct children), so the rule files are asked in that group whatever the first
 /// group ignores. `marked` is what `rule_group` already marks (kept across passes, per
 /// workload). On a
-/// container's own overlay root, an enforced `deny_write` `DIR/**` rule's directories go into
-/// the plan of directories to seal (`seal.rs`).
+/// container's own overlay root, an enforced `deny_write` rule's file, or a `DIR/**` rule's
+/// directories and (if not too many) files, go into the plan of what to seal (`seal.rs`).
 pub fn build(
     group: &OwnedFd,
     rule_group: &OwnedFd,
@@ -209,6 +254,7 @@ pub fn build(
     marked: &mut Marked,
 ) -> Pass {
     let mut pass = Pass::default();
+    let mut asked_devs = HashSet::new();
     marked.retain(&workloads.iter().map(|w| w.cgroup_id).collect());
     let host_root_dev = std::fs::metadata("/").map(|m| kernel_dev(m.dev())).ok();
     for w in workloads.iter().filter(|w| wants_marks(w.policy)) {
@@ -237,6 +283,7 @@ pub fn build(
             && !w.policy.open.deny_write.is_empty()
             && seal::is_overlay(&root);
         let upper = sealing.then(|| seal::upper_dir(w.pid)).flatten();
+        let read_free_here = sealing && !may_lift_seals(w.pid);
         // Not `covered` on the host's root: a container's cgroup seen before runc's
         // pivot_root shows the host's root, and its first exec must still be held.
         if !on_host_root {
@@ -294,6 +341,9 @@ pub fn build(
             if seal_here && r.id.dev == root_dev {
                 // An exact rule's file (a regular file: `seal.rs` checks) or a subtree's top.
                 pass.seal.want(r.id, w.pid, text, upper.as_deref(), subtree);
+                if !subtree && read_free_here {
+                    pass.read_free.insert(r.id);
+                }
             }
             if !subtree {
                 continue;
@@ -315,20 +365,53 @@ pub fn build(
             }
             let mut below = Vec::new();
             list_below(dir, &mut below);
+            if below.len() >= SUBTREE_FILES
+                && bits & (path_bits::DENY_READ | path_bits::EXEC_MATCH) != 0
+            {
+                asked_devs.insert(r.id.dev);
+            }
+            // The subtree's files are sealed all or none (a listing cut short: none).
+            let seal_files = seal_here && below.len() < SUBTREE_FILES && {
+                let (n, bytes) = below
+                    .iter()
+                    .filter(|b| !b.dir && b.id.dev == root_dev)
+                    .fold((0, 0), |(n, bytes), b| (n + 1, bytes + b.size));
+                n <= SEAL_SUBTREE_FILES && bytes <= SEAL_SUBTREE_BYTES
+            };
+            if seal_here && !seal_files {
+                pass.unsealed_subtrees += 1;
+                debug!(
+                    pid = w.pid,
+                    rule = text,
+                    "files below too many or too big to seal"
+                );
+            }
             let base = text.trim_end_matches('/');
-            for (rel, id, is_dir) in below {
-                let path = format!("{base}{rel}");
-                if is_dir && seal_here && id.dev == root_dev {
-                    pass.seal.want(id, w.pid, &path, upper.as_deref(), true);
+            for b in below {
+                let path = format!("{base}{}", b.rel);
+                if seal_here && b.id.dev == root_dev && (b.dir || seal_files) {
+                    pass.seal.want(b.id, w.pid, &path, upper.as_deref(), b.dir);
+                    if !b.dir && read_free_here {
+                        pass.read_free.insert(b.id);
+                    }
                 }
-                mark(&path, id, is_dir, true, &mut pass);
-                if !is_dir {
-                    *pass.rules.files.entry((w.policy_id, id)).or_default() |= bits;
+                mark(&path, b.id, b.dir, true, &mut pass);
+                if !b.dir {
+                    *pass.rules.files.entry((w.policy_id, b.id)).or_default() |= bits;
                 }
             }
         }
     }
     pass.rules.any = pass.rules.files.keys().map(|(_, f)| *f).collect();
+    // A file some policy denies reading or names for exec keeps being asked (by identity: a
+    // subtree whose listing was cut short may cover it by path, so none on its device is free).
+    let asks = path_bits::DENY_READ | path_bits::EXEC_MATCH;
+    let mut named: std::collections::HashMap<FileId, u32> = Default::default();
+    for ((_, f), bits) in &pass.rules.files {
+        *named.entry(*f).or_default() |= bits;
+    }
+    pass.read_free
+        .retain(|f| named.get(f).is_some_and(|b| b & asks == 0) && !asked_devs.contains(&f.dev));
     pass.rules.rule_marked = marked.all();
     pass
 }

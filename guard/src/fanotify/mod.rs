@@ -129,12 +129,15 @@ impl Stats {
     }
 }
 
-/// The ignore marks of the first group: the generation they belong to and how many.
+/// The ignore marks: the generation they belong to, how many the first group has, and the
+/// sealed files the rule group ignores (removed one by one: flushing the rule group would drop
+/// its rule marks too).
 #[derive(Debug)]
 struct Ignores {
     generation: u64,
     count: usize,
     style: Option<sys::IgnoreStyle>,
+    rule_files: std::collections::HashSet<FileId>,
 }
 
 struct Shared {
@@ -219,6 +222,7 @@ impl Fanotify {
                 generation: 0,
                 count: 0,
                 style: Some(sys::IgnoreStyle::Ignore),
+                rule_files: Default::default(),
             }),
             stop: AtomicBool::new(false),
             stats: Stats::default(),
@@ -249,7 +253,15 @@ impl Fanotify {
     pub fn sync(&mut self, workloads: &[Workload<'_>]) -> marks::Pass {
         let sh = &self.shared;
         let mut pass = marks::build(&sh.group, &sh.rule_group, workloads, &mut self.rule_marked);
+        // Rule-group ignores of files no longer free to read go before any seal is lifted.
+        let dropped = self.drop_rule_ignores(&pass.read_free);
         pass.seals = self.sealer.apply(std::mem::take(&mut pass.seal));
+        let mut read_free = std::mem::take(&mut pass.read_free);
+        read_free.retain(|f| self.sealer.is_sealed(*f));
+        // And of those whose seal did not take.
+        let dropped = self.drop_rule_ignores(&read_free) || dropped;
+        pass.rules.read_free = read_free.clone();
+        pass.read_free = read_free;
         if pass.seals.resealed > 0 {
             warn!(
                 resealed = pass.seals.resealed,
@@ -266,8 +278,9 @@ impl Fanotify {
             .map(|w| (w.cgroup_id, w.policy_id))
             .collect();
         bindings.sort_unstable();
-        let same =
-            bindings == self.bindings && sh.rules.read().map(|r| *r.1 == rules).unwrap_or(false);
+        let same = !dropped
+            && bindings == self.bindings
+            && sh.rules.read().map(|r| *r.1 == rules).unwrap_or(false);
         if same {
             return pass;
         }
@@ -289,6 +302,44 @@ impl Fanotify {
             *r = (ig.generation, Arc::new(rules));
         }
         pass
+    }
+
+    /// Removes the rule group's ignore marks on files not in `keep`; true if any was there.
+    /// The generation moves first, so none is added again until the next table is in.
+    fn drop_rule_ignores(&self, keep: &std::collections::HashSet<FileId>) -> bool {
+        let sh = &self.shared;
+        let (gone, style) = {
+            let Ok(mut ig) = sh.ignores.lock() else {
+                return false;
+            };
+            let gone: Vec<FileId> = ig
+                .rule_files
+                .iter()
+                .filter(|f| !keep.contains(f))
+                .copied()
+                .collect();
+            if gone.is_empty() {
+                return false;
+            }
+            ig.generation += 1;
+            for f in &gone {
+                ig.rule_files.remove(f);
+            }
+            (gone, ig.style)
+        };
+        // Not under the lock: opening the file raises an event the answer thread must answer.
+        for f in gone {
+            let Some(fd) = self.sealer.open_file(f) else {
+                // Gone with its workload: the mark went with the inode.
+                continue;
+            };
+            if let Some(style) = style
+                && let Err(e) = sys::unignore(sh.rule_group.as_fd(), fd.as_fd(), style)
+            {
+                warn!("fanotify: dropping an ignore mark of a sealed file: {e}");
+            }
+        }
+        true
     }
 
     /// (policy id, enforced) of the workload when the file `name` names (an absolute path as
@@ -543,7 +594,7 @@ fn handle(
         sh.stats.denied.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(generation) = out.ignore {
-        add_ignore(sh, ev, generation);
+        add_ignore(sh, ev, generation, which);
     }
     if let Some(p) = out.record {
         let now = Instant::now();
@@ -572,33 +623,47 @@ fn handle(
     }
 }
 
-/// Adds the ignore mark if the table it was decided with is still the current one.
-fn add_ignore(sh: &Shared, ev: &sys::Event, generation: u64) {
+/// Adds the ignore mark in `which` group if the table it was decided with is still the
+/// current one.
+fn add_ignore(sh: &Shared, ev: &sys::Event, generation: u64, which: Group) {
     let Ok(mut ig) = sh.ignores.lock() else {
         return;
     };
-    if ig.generation != generation || ig.count >= IGNORE_MAX {
+    let full = match which {
+        Group::First => ig.count >= IGNORE_MAX,
+        Group::Rules => ig.rule_files.len() >= IGNORE_MAX,
+    };
+    if ig.generation != generation || full {
         return;
     }
     let Some(style) = ig.style else {
         return;
     };
-    let mut r = sys::ignore(sh.group.as_fd(), ev.fd.as_fd(), style);
+    let group = match which {
+        Group::First => sh.group.as_fd(),
+        Group::Rules => {
+            let Some((file, _)) = file_of(&ev.fd) else {
+                return;
+            };
+            // Remembered first: a mark that might be in place is always dropped in time.
+            ig.rule_files.insert(file);
+            sh.rule_group.as_fd()
+        }
+    };
+    let mut r = sys::ignore(group, ev.fd.as_fd(), style);
     if style == sys::IgnoreStyle::Ignore
         && r.as_ref()
             .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
     {
         // Before Linux 6.0: the ignored mask, which behaves the same on an inode mark.
         ig.style = Some(sys::IgnoreStyle::IgnoredMask);
-        r = sys::ignore(
-            sh.group.as_fd(),
-            ev.fd.as_fd(),
-            sys::IgnoreStyle::IgnoredMask,
-        );
+        r = sys::ignore(group, ev.fd.as_fd(), sys::IgnoreStyle::IgnoredMask);
     }
     match r {
         Ok(()) => {
-            ig.count += 1;
+            if which == Group::First {
+                ig.count += 1;
+            }
             sh.stats.ignored.fetch_add(1, Ordering::Relaxed);
         }
         Err(_) => {
@@ -737,6 +802,19 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         }
         let access = open_access(ev.tid, &sh.stats);
         let verdict = answer::open_verdict(bits, access);
+        // A sealed file free to read: the kernel refuses its writes before asking, so the rule
+        // group need not ask about its reads any more.
+        if verdict.is_none()
+            && which == Group::Rules
+            && !access.write
+            && bits & (guard_ebpf::path_bits::DENY_READ | guard_ebpf::path_bits::EXEC_MATCH) == 0
+            && rules.read_free.contains(&file)
+        {
+            return Outcome {
+                ignore: Some(generation),
+                ..ALLOW
+            };
+        }
         // A refused open writes nothing: the file is not new (counting it would refuse every
         // later exec of it, in every workload, as a new binary).
         let refused = verdict.is_some() && b.flags & pf::ENFORCE != 0;

@@ -36,7 +36,7 @@ use crate::policy::resolve::FileId;
 
 /// Directories and files sealed at most (past it, the rest of a subtree stays unsealed: opens
 /// are still asked, but rename, link and create in them are not refused).
-pub const SEALED_MAX: usize = 4096;
+pub const SEALED_MAX: usize = 8192;
 
 const FS_IMMUTABLE_FL: libc::c_int = 0x10;
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -196,6 +196,41 @@ fn reopen_regular(path_fd: OwnedFd) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Whether the place still is the file `id`, of its kind and immutable (`statx` of an
+/// `O_PATH` descriptor).
+fn still_sealed(id: FileId, p: &Place) -> bool {
+    let Ok(root) = crate::procroot::open_root(p.pid) else {
+        return false;
+    };
+    let Ok(fd) = super::sys::open_in(&root, &p.path, false) else {
+        return false;
+    };
+    // SAFETY: a plain C struct of integers, for which all zeroes is valid.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: statx writes into `st`; an empty path with AT_EMPTY_PATH names `fd`.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_TYPE | libc::STATX_INO,
+            &mut st,
+        )
+    };
+    if r != 0 || st.stx_attributes_mask & libc::STATX_ATTR_IMMUTABLE as u64 == 0 {
+        return false;
+    }
+    let dev = libc::makedev(st.stx_dev_major, st.stx_dev_minor);
+    let kind = u32::from(st.stx_mode) & libc::S_IFMT;
+    let kind_ok = kind == if p.dir { libc::S_IFDIR } else { libc::S_IFREG };
+    FileId {
+        dev: crate::policy::resolve::kernel_dev(dev),
+        ino: st.stx_ino,
+    } == id
+        && kind_ok
+        && st.stx_attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0
+}
+
 /// Opens the planned place and checks it still is the one resolved, and of its kind (a
 /// swapped name is never sealed; a file must be a regular file).
 fn open_checked(id: FileId, p: &Place) -> io::Result<OwnedFd> {
@@ -219,6 +254,12 @@ impl Sealer {
 
     pub fn is_sealed(&self, id: FileId) -> bool {
         self.sealed.contains_key(&id)
+    }
+
+    /// A sealed regular file, opened for reading (to drop an ignore mark on it).
+    pub fn open_file(&self, id: FileId) -> Option<OwnedFd> {
+        let p = self.sealed.get(&id).filter(|p| !p.dir)?;
+        open_checked(id, p).ok()
     }
 
     /// Seals what the plan wants and lifts the seals it no longer wants.
@@ -261,6 +302,11 @@ impl Sealer {
     /// `Some(false)`: sealed now; `Some(true)`: a seal of ours had been lifted, sealed again;
     /// `None`: nothing to do (ours and in place, or immutable before we came).
     fn seal(&mut self, id: FileId, p: &Place) -> io::Result<Option<bool>> {
+        // Ours and still in place: checked without opening it (an open of a file on a marked
+        // filesystem waits for the answer thread; this runs for every seal at every walk).
+        if self.sealed.contains_key(&id) && still_sealed(id, p) {
+            return Ok(None);
+        }
         let fd = open_checked(id, p)?;
         let flags = get_flags(&fd)?;
         let ours = self.sealed.contains_key(&id) || has_marker(&fd);

@@ -114,6 +114,20 @@ pub fn mark_fd(group: BorrowedFd<'_>, target: Target, fd: BorrowedFd<'_>) -> io:
 /// a regular file) for `group`, whatever mark (filesystem or inode) of the group raised them.
 /// `FAN_OPEN_EXEC_PERM` stays: exec is always asked.
 pub fn ignore(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, style: IgnoreStyle) -> io::Result<()> {
+    ignore_op(group, fd, style, libc::FAN_MARK_ADD)
+}
+
+/// Removes that ignore mark again (the inode's other marks in `group` stay).
+pub fn unignore(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, style: IgnoreStyle) -> io::Result<()> {
+    ignore_op(group, fd, style, libc::FAN_MARK_REMOVE)
+}
+
+fn ignore_op(
+    group: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    style: IgnoreStyle,
+    op: u32,
+) -> io::Result<()> {
     let flag = match style {
         IgnoreStyle::Ignore => FAN_MARK_IGNORE,
         IgnoreStyle::IgnoredMask => FAN_MARK_IGNORED_MASK,
@@ -122,7 +136,7 @@ pub fn ignore(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, style: IgnoreStyle) -> 
     let r = unsafe {
         libc::fanotify_mark(
             group.as_raw_fd(),
-            libc::FAN_MARK_ADD | flag,
+            op | flag,
             FAN_OPEN_PERM,
             fd.as_raw_fd(),
             std::ptr::null(),

@@ -30,11 +30,11 @@ fn covers(op: Op) -> Coverage {
         ),
         Op::Truncate => c(
             KilledAfter,
-            "the file of an exact `deny_write` rule on a container's own overlay root is sealed (immutable): EPERM in the kernel, by any name; elsewhere truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
+            "on a container's own overlay root, the file of an exact `deny_write` rule and the files below a `DIR/**` one (all of them if at most 2,048 and 64 MiB) are sealed (immutable): EPERM in the kernel, by any name; elsewhere truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
         ),
         Op::Link => c(
             Denied,
-            "EPERM into a sealed directory (each directory of an enforced `deny_write` `DIR/**` rule on a container's own overlay root gets the immutable attribute) and of a sealed file (an exact `deny_write` rule's, there); elsewhere (the host root, volumes) not checked, opens through the new name hit the rule for the file",
+            "EPERM into a sealed directory (each directory of an enforced `deny_write` `DIR/**` rule on a container's own overlay root gets the immutable attribute) and of a sealed file (an exact `deny_write` rule's or one below a `DIR/**` rule, there); elsewhere (the host root, volumes) not checked, opens through the new name hit the rule for the file",
         ),
         Op::Rename => c(
             Denied,
