@@ -836,11 +836,38 @@ fn groups_ignoring(agent_pid: u32, ino: &str) -> usize {
 /// unreadable.
 const READ_FREE_POLICY_2: &str = "- policy: fan-cache\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: enforce\n  enforce:\n    open:\n      deny_read: [/etc/shadow, /etc/group]\n      deny_write: ['/etc/**']\n";
 
+/// Lifts the immutable attribute of argv[1] (`FS_IOC_SETFLAGS`), then appends to it. Exit 0:
+/// written; 1: the lift refused; 2: the open for write refused with EPERM; other: failed else.
+const LIFT_C: &str = r#"
+__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call cmain\n");
+static long sc(long n, long a, long b, long c) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return r;
+}
+void cmain(long *sp) {
+    long p = sp[2];
+    long fd = sc(2, p, 0, 0);
+    int fl = 0;
+    if (fd < 0) sc(60, 10, 0, 0);
+    if (sc(16, fd, 0x80086601, (long)&fl) < 0) sc(60, 11, 0, 0);
+    fl &= ~0x10;
+    if (sc(16, fd, 0x40086602, (long)&fl) < 0) sc(60, 1, 0, 0);
+    long w = sc(2, p, 1 | 02000, 0);
+    if (w < 0) sc(60, w == -1 ? 2 : 3, 0, 0);
+    sc(1, w, (long)"x\n", 2);
+    sc(60, 0, 0, 0);
+    for (;;) {}
+}
+"#;
+
 /// A sealed file no policy denies reading (`/etc/group` below `'/etc/**'`): the kernel refuses
 /// its writes before any permission event, so after its first read both groups ignore it and
 /// its reads no longer wait on the agent; its writes are still refused and recorded. A file a
 /// policy denies reading (`/etc/shadow`) is asked about on every open. When a reload makes
-/// the file unreadable, the rule group's ignore is dropped and the read refused.
+/// the file unreadable, the rule group's ignore is dropped and the read refused. A container
+/// that may hold `CAP_LINUX_IMMUTABLE` can lift the seal, so its files stay asked: after a
+/// read, lifting the seal and appending is still refused by the answer.
 #[test]
 fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
     let Some((docker, _lock)) = ready() else {
@@ -848,6 +875,28 @@ fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
     };
     let c = start(&docker, true);
     let s = Scratch::new("fanotify-read-free");
+    let lift = static_c(&s.dir, "lift", LIFT_C);
+    let lifter = Ctr(docker.cmd(&[
+        "run",
+        "-d",
+        "--network=none",
+        "--label",
+        "guard-test=1",
+        "--label",
+        "guard-fanotify=on",
+        "--cap-add",
+        "LINUX_IMMUTABLE",
+        IMAGE,
+        "sleep",
+        "300",
+    ]));
+    for ctr in [&c, &lifter] {
+        docker.cmd(&[
+            "cp",
+            lift.to_str().expect("utf8"),
+            &format!("{}:/tmp/lift", ctr.0),
+        ]);
+    }
     let policy = s.policy(CACHE_POLICY);
     // The answer count is logged at stop.
     let agent = s.agent(
@@ -889,6 +938,23 @@ fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
         groups_ignoring(pid, &shadow) < 2,
         "/etc/shadow ignored by the rule group"
     );
+    // Without CAP_LINUX_IMMUTABLE the seal holds.
+    assert_eq!(
+        sh(&c, "/tmp/lift /etc/group").0,
+        Some(1),
+        "the seal was lifted"
+    );
+    assert_eq!(digest(&c, &["/etc/group"]), before);
+    // The container that can lift it: read, let a walk pass, lift, append: still refused.
+    let lifted_before = digest(&lifter, &["/etc/group"]);
+    assert_eq!(sh(&lifter, "cat /etc/group >/dev/null").0, Some(0));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        sh(&lifter, "/tmp/lift /etc/group").0,
+        Some(2),
+        "lifting the seal and appending was not refused with EPERM"
+    );
+    assert_eq!(digest(&lifter, &["/etc/group"]), lifted_before);
 
     // The reload: /etc/group is no longer free to read.
     let from = agent.stderr_len();
@@ -941,7 +1007,7 @@ fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
         count("open", "fanotify_open_perm", "/etc/group") >= 1,
         "{d:?}"
     );
-    docker.cmd(&["rm", "-f", &c.0]);
+    docker.cmd(&["rm", "-f", &c.0, &lifter.0]);
     s.cleanup();
 }
 

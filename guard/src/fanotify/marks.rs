@@ -5,7 +5,8 @@
 //!   `FAN_MARK_FILESYSTEM` mark: every open and exec on it, through any mount or name, asks.
 //! - Every rule's file, each file listed below a `DIR/**` directory and each directory of it
 //!   (also for its direct children) gets an inode mark in a second group, the rule group: the
-//!   first group may ignore a file after answering (`mod.rs`), the rule group never does. A
+//!   first group may ignore a file after answering (`mod.rs`), the rule group only a sealed
+//!   file no policy denies reading (whose writes the kernel refuses before asking). A
 //!   workload whose root is the host's root gets these inode marks only, so the host's own
 //!   opens do not all wait on the agent.
 

@@ -14,7 +14,10 @@
 //! drops it at the file's first modification (no `FAN_MARK_IGNORED_SURV_MODIFY`); all are
 //! dropped when the rule table or the bindings change (a generation, under the same lock as
 //! the adding), and at most `IGNORE_MAX` are added per generation. docs/policies.md says
-//! why a renamed, linked or replaced file cannot stay ignored once a rule names it.
+//! why a renamed, linked or replaced file cannot stay ignored once a rule names it. A sealed
+//! file no policy denies reading (`Rules::read_free`) is ignored in the rule group as well:
+//! the kernel refuses its writes before asking; those ignores are removed one by one when a
+//! walk finds the file no longer free, before any seal is lifted.
 //!
 //! When the agent stops or dies, the group's descriptor closes and the kernel lets every
 //! pending and later open through: what remains is the pinned kernel programs (the exec
@@ -143,7 +146,7 @@ struct Ignores {
 struct Shared {
     /// Filesystem marks and ignore marks.
     group: OwnedFd,
-    /// Inode marks on the rules' files (never ignored).
+    /// Inode marks on the rules' files (ignored only for sealed files free to read).
     rule_group: OwnedFd,
     /// The rule table and the generation it belongs to.
     rules: RwLock<(u64, Arc<Rules>)>,

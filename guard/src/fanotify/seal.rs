@@ -305,6 +305,8 @@ impl Sealer {
         // Ours and still in place: checked without opening it (an open of a file on a marked
         // filesystem waits for the answer thread; this runs for every seal at every walk).
         if self.sealed.contains_key(&id) && still_sealed(id, p) {
+            // The place's process may be another one now.
+            self.sealed.insert(id, p.clone());
             return Ok(None);
         }
         let fd = open_checked(id, p)?;
