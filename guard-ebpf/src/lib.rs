@@ -83,6 +83,7 @@ pub mod names {
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
     /// Drift tracking without BPF LSM (`programs/drift.rs`).
     pub const PROG_POLICY_OPEN_WRITTEN: &str = "policy_open_written";
+    pub const PROG_POLICY_OPEN_DETECT: &str = "policy_open_detect";
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";
     /// Cgroups whose workload's files the fanotify listener has marked (cgroup id -> 1).
@@ -790,6 +791,9 @@ pub mod hook {
     pub const INODE_PERMISSION: u8 = 7;
     /// BPF LSM `bpf` (self-protection).
     pub const BPF: u8 = 8;
+    /// Tracepoints `syscalls/sys_exit_open*`: a detect-mode open decision without BPF LSM
+    /// (`fanotify` backend), after the open.
+    pub const OPEN_EXIT: u8 = 9;
     // cgroup sock_addr programs at the cgroup v2 root.
     /// `cgroup/connect4`: IPv4 connect, UDP connect and TCP Fast Open.
     pub const CGROUP_CONNECT4: u8 = 40;

@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     btf::Btf,
-    policy::backend::{Backend, Choice, Kind},
+    policy::backend::{
+        Backend, Choice, Kind,
+        fallback::{DRIFT_EXITS, DRIFT_PROGRAM},
+        fanotify::DETECT_PROGRAM,
+    },
     syscall_links::{SyscallLinks, raw_tracepoint, tracepoint},
     sysfs::ensure_tracefs,
 };
@@ -207,6 +211,9 @@ pub struct ProbeConfig {
     /// A policy has `deny_new_binaries`: without BPF LSM, the kernel tracks written files
     /// (`attach_drift`); other hosts do not pay a program on every open.
     pub policy_drift: bool,
+    /// A detect-mode policy has open rules: on the `fanotify` backend they are judged at the
+    /// open's exit (`attach_open_detect`), so no open waits for the agent.
+    pub policy_open_detect: bool,
 }
 
 impl Default for ProbeConfig {
@@ -219,6 +226,7 @@ impl Default for ProbeConfig {
             self_protect: None,
             policy_backend: Default::default(),
             policy_drift: false,
+            policy_open_detect: false,
         }
     }
 }
@@ -245,6 +253,8 @@ pub struct Probes {
     pub syscalls: SyscallLinks,
     /// Drift tracking is attached (non-LSM backends, a `deny_new_binaries` policy).
     pub drift: bool,
+    /// Detect-mode open rules judged at the open's exit (`fanotify` backend).
+    pub open_detect: bool,
 }
 
 /// Bytes waiting in the event ring above which a record wakes the agent (an eighth of the
@@ -492,11 +502,23 @@ impl Probes {
             .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
         let drift = match (&cfg.policy_pins, without_lsm_attached(&policy_backend)) {
             (Some(dir), true) if cfg.policy_drift => {
-                attach_drift(&mut ebpf, Some(dir)).context("drift tracking")?;
+                attach_open_exits(&mut ebpf, DRIFT_PROGRAM, Some(dir)).context("drift tracking")?;
                 true
             }
             (Some(dir), true) => {
-                remove_drift_pins(dir)?;
+                remove_open_exit_pins(dir, DRIFT_PROGRAM)?;
+                false
+            }
+            _ => false,
+        };
+        let open_detect = match (&cfg.policy_pins, fanotify_attached(&policy_backend)) {
+            (Some(dir), true) if cfg.policy_open_detect => {
+                attach_open_exits(&mut ebpf, DETECT_PROGRAM, Some(dir))
+                    .context("detect-mode open rules")?;
+                true
+            }
+            (Some(dir), _) => {
+                remove_open_exit_pins(dir, DETECT_PROGRAM)?;
                 false
             }
             _ => false,
@@ -525,6 +547,7 @@ impl Probes {
             self_protect,
             syscalls,
             drift,
+            open_detect,
         })
     }
 
@@ -532,8 +555,19 @@ impl Probes {
     /// backends (before the policy is bound, so no write is missed). Once attached it stays.
     pub fn ensure_drift(&mut self, dir: &Path) -> Result<()> {
         if without_lsm_attached(&self.policy_backend) && !self.drift {
-            attach_drift(&mut self.ebpf, Some(dir))?;
+            attach_open_exits(&mut self.ebpf, DRIFT_PROGRAM, Some(dir))?;
             self.drift = true;
+        }
+        Ok(())
+    }
+
+    /// A reload brings a detect-mode policy with open rules: on the `fanotify` backend,
+    /// attaches their judgement at the open's exit (before the policy is bound). Once
+    /// attached it stays.
+    pub fn ensure_open_detect(&mut self, dir: &Path) -> Result<()> {
+        if fanotify_attached(&self.policy_backend) && !self.open_detect {
+            attach_open_exits(&mut self.ebpf, DETECT_PROGRAM, Some(dir))?;
+            self.open_detect = true;
         }
         Ok(())
     }
@@ -866,38 +900,41 @@ fn without_lsm_attached(b: &Option<Backend>) -> bool {
         .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback))
 }
 
-/// Drift tracking for `deny_new_binaries` without BPF LSM: `policy_open_written` on the open
-/// syscalls' exits, pinned like the exec backstop that reads what it records.
-fn attach_drift(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
-    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM};
+/// Whether the `fanotify` backend is in force (detect-mode open rules are judged at exit).
+fn fanotify_attached(b: &Option<Backend>) -> bool {
+    b.as_ref()
+        .and_then(Backend::kind)
+        .is_some_and(|k| k == Kind::Fanotify)
+}
+
+/// `program` on the open syscalls' exits, pinned: drift tracking for `deny_new_binaries`
+/// without BPF LSM (`policy_open_written`, read by the exec backstop), or detect-mode open
+/// rules on the `fanotify` backend (`policy_open_detect`).
+fn attach_open_exits(ebpf: &mut Ebpf, program: &str, dir: Option<&Path>) -> Result<()> {
     ensure_tracefs()?;
     for exit in DRIFT_EXITS {
         // A kernel without the syscall (openat2 before 5.6) has no exit to watch.
         if !crate::syscall_links::has_tracepoint("syscalls", exit) {
-            info!(
-                tracepoint = exit,
-                "absent on this kernel; drift tracking skips it"
-            );
+            info!(tracepoint = exit, program, "absent on this kernel; skipped");
             continue;
         }
         attach_pinned_tracepoint_as(
             ebpf,
-            DRIFT_PROGRAM,
+            program,
             "syscalls",
             exit,
             dir,
-            &format!("{DRIFT_PROGRAM}_{exit}"),
+            &format!("{program}_{exit}"),
         )?;
     }
     Ok(())
 }
 
-/// No policy needs drift tracking: an earlier agent's drift links are unpinned (detached);
-/// what they recorded in `NEW_FILES` stays.
-fn remove_drift_pins(dir: &Path) -> Result<()> {
-    use crate::policy::backend::fallback::{DRIFT_EXITS, DRIFT_PROGRAM};
+/// No policy needs `program` at the open exits: an earlier agent's links are unpinned
+/// (detached); what drift tracking recorded in `NEW_FILES` stays.
+fn remove_open_exit_pins(dir: &Path, program: &str) -> Result<()> {
     for exit in DRIFT_EXITS {
-        let path = dir.join(format!("link_{DRIFT_PROGRAM}_{exit}"));
+        let path = dir.join(format!("link_{program}_{exit}"));
         if path.exists() {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }

@@ -1002,12 +1002,127 @@ fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
             })
             .count()
     };
+    // The two appends the seal refused; the lifter's append was refused by the answer, and
+    // recorded by it alone (its seal was lifted: not a seal's refusal).
     assert_eq!(count("write", "sealed_file", "/etc/group"), 2, "{d:?}");
+    let lifter_writes = d
+        .iter()
+        .filter(|v| {
+            v["hook"] == "fanotify_open_perm"
+                && v["access"] == "write"
+                && v["target"] == "/etc/group"
+        })
+        .count();
+    assert_eq!(lifter_writes, 1, "{d:?}");
     assert!(
         count("open", "fanotify_open_perm", "/etc/group") >= 1,
         "{d:?}"
     );
     docker.cmd(&["rm", "-f", &c.0, &lifter.0]);
+    s.cleanup();
+}
+
+const DETECT_POLICY: &str = "- policy: fan-detect\n  workload: {labels: {guard-fanotify: \"on\"}}\n  mode: detect\n  enforce:\n    open:\n      deny_read: [/etc/shadow]\n      deny_write: ['/etc/**', /var/log/app.log]\n";
+
+/// Detect mode on the `fanotify` backend refuses nothing, so no open waits for the agent: the
+/// kernel judges each open at its exit, by the file it returned (its inode, the `DIR/**`
+/// directories above it, then its path), and reports one would-deny per denied open, through
+/// any name. Allowed opens are not reported, and 2,000 opens of a covered file raise no
+/// permission event.
+#[test]
+fn fanotify_detect_mode_reports_at_the_open_exit_without_waiting() {
+    let Some((docker, _lock)) = ready() else {
+        return;
+    };
+    let c = start(&docker, true);
+    let s = Scratch::new("fanotify-detect");
+    let (code, _, err) = sh(
+        &c,
+        "ln -sf /etc/shadow /tmp/sym && ln -f /etc/shadow /tmp/hard && ln -sf /etc/passwd /tmp/pw",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let policy = s.policy(DETECT_POLICY);
+    let agent = s.agent(
+        &policy,
+        &[
+            "--policy-backend",
+            "fanotify",
+            "--log",
+            "warn,guard::fanotify=info",
+        ],
+    );
+    // Each runs (detect mode), and is reported once.
+    let reads = [
+        ("cat /etc/shadow", "/etc/shadow"),
+        ("cat /tmp/sym", "/etc/shadow"),
+        ("cd /etc && cat ./shadow", "/etc/shadow"),
+        ("cat /tmp/hard", "/tmp/hard"),
+    ];
+    for (script, _) in reads {
+        let (code, out, err) = sh(&c, script);
+        assert_eq!(code, Some(0), "{script:?}: {err}");
+        assert!(out.contains("root:"), "{script:?}: {out}");
+    }
+    let writes = [
+        ("echo x >> /etc/passwd", "/etc/passwd"),
+        ("echo x >> /tmp/pw", "/etc/passwd"),
+        (": > /var/log/app.log", "/var/log/app.log"),
+        ("echo new > /etc/newfile", "/etc/newfile"),
+    ];
+    for (script, _) in writes {
+        let (code, _, err) = sh(&c, script);
+        assert_eq!(code, Some(0), "{script:?}: {err}");
+    }
+    // Allowed: not reported, and not asked about.
+    let (code, out, err) = sh(
+        &c,
+        "cat /etc/group >/dev/null && cat /etc/hostname >/dev/null && i=0; while [ $i -lt 2000 ]; do : < /etc/group || exit 9; i=$((i+1)); done; echo done",
+    );
+    assert_eq!((code, out.trim()), (Some(0), "done"), "{err}");
+    let want = reads.len() + writes.len();
+    let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
+    let got: Vec<(String, String)> = alerts
+        .iter()
+        .filter(|v| v["source"] == "guard_policy")
+        .map(|v| {
+            assert_eq!(v["guard"]["decision"], "would-deny", "{v}");
+            assert_eq!(v["guard"]["backend"], "fanotify", "{v}");
+            assert_eq!(v["output_fields"]["guard.hook"], "open_exit", "{v}");
+            (
+                v["output_fields"]["guard.target"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                v["output_fields"]["guard.access"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let expect: Vec<(String, String)> = reads
+        .iter()
+        .map(|(_, t)| (t.to_string(), "read".to_string()))
+        .chain(
+            writes
+                .iter()
+                .map(|(_, t)| (t.to_string(), "write".to_string())),
+        )
+        .collect();
+    assert_eq!(got, expect, "{alerts:?}");
+    assert_eq!(got.len(), want);
+    let (_, stderr) = agent.stop_with_stderr();
+    let answered: u64 = stderr
+        .iter()
+        .find_map(|l| l.split("fanotify: answered ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no answer count at stop: {stderr:?}"));
+    assert!(
+        answered < 100,
+        "{answered} answers: detect-mode opens were asked about"
+    );
+    docker.cmd(&["rm", "-f", &c.0]);
     s.cleanup();
 }
 

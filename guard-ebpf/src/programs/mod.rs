@@ -12,6 +12,7 @@ mod identity;
 mod kpath;
 mod lsm_map;
 mod lsm_write;
+mod open_detect;
 mod policy;
 mod quarantine;
 mod selfprotect;

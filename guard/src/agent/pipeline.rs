@@ -109,6 +109,9 @@ impl Pipeline {
             policy_drift: policy
                 .as_ref()
                 .is_some_and(|p| p.policies.iter().any(|x| x.exec.deny_new_binaries)),
+            policy_open_detect: policy
+                .as_ref()
+                .is_some_and(|p| crate::policy::kernel::detects_opens(&p.policies, p.detect_only)),
         })?;
         let backend = match &probes.exec_enforcement {
             ExecEnforcement::Lsm => "bpf-lsm",

@@ -171,6 +171,16 @@ impl Pipeline {
                 .ensure_drift(&stage.pin_dir)
                 .map_err(|e| e.context("drift tracking for the new policies"))?;
         }
+        if let Some(stage) = &self.policy
+            && crate::policy::kernel::detects_opens(
+                &cfg.policies,
+                stage.runtime.enforcer.detect_only,
+            )
+        {
+            self.probes
+                .ensure_open_detect(&stage.pin_dir)
+                .map_err(|e| e.context("detect-mode open rules for the new policies"))?;
+        }
         let next_prefilter = r.prefilter.as_ref().map(|_| {
             derive_prefilter(
                 &cfg.engine,

@@ -154,6 +154,8 @@ kind! {
         PtraceAccessCheck = hook::PTRACE_ACCESS_CHECK => "ptrace_access_check",
         InodePermission = hook::INODE_PERMISSION => "inode_permission",
         Bpf = hook::BPF => "bpf",
+        /// A detect-mode open decision at the open's exit (`fanotify` backend).
+        OpenExit = hook::OPEN_EXIT => "open_exit",
         /// cgroup sock_addr programs at the cgroup v2 root (connect and sendmsg policy).
         CgroupConnect4 = hook::CGROUP_CONNECT4 => "cgroup_connect4",
         CgroupConnect6 = hook::CGROUP_CONNECT6 => "cgroup_connect6",
@@ -190,8 +192,8 @@ kind! {
         /// the syscall's EPERM.
         SealedDirectory => "sealed_directory",
         /// The `fanotify` backend: the kernel refused a change of a file the agent sealed
-        /// (an exact `deny_write` rule's: open for write, truncate, unlink, rename, link,
-        /// chmod); the agent recorded the syscall's EPERM.
+        /// (an exact `deny_write` rule's or one below a `DIR/**` rule: open for write,
+        /// truncate, unlink, rename, link, chmod); the agent recorded the syscall's EPERM.
         SealedFile => "sealed_file",
     }
 }

@@ -270,7 +270,11 @@ pub fn build(
         else {
             continue;
         };
-        if w.policy.exec.deny_new_binaries {
+        // Detect mode refuses nothing: its would-denies come from the kernel (opens at their
+        // exit, execs at `sched_process_exec`), so its files are not marked and none of its
+        // opens waits; its rules stay in the table (truncate(2) is judged with it).
+        let marking = w.enforce;
+        if marking && w.policy.exec.deny_new_binaries {
             pass.rules.dnb_devs.insert(root_dev);
         }
         let on_host_root = Some(root_dev) == host_root_dev;
@@ -287,7 +291,7 @@ pub fn build(
         let read_free_here = sealing && !may_lift_seals(w.pid);
         // Not `covered` on the host's root: a container's cgroup seen before runc's
         // pivot_root shows the host's root, and its first exec must still be held.
-        if !on_host_root {
+        if marking && !on_host_root {
             match sys::mark_fd(group.as_fd(), Target::Filesystem, root.as_fd()) {
                 Ok(()) => {
                     pass.filesystems += 1;
@@ -299,7 +303,7 @@ pub fn build(
                 }
             }
         }
-        if !w.policy.exec.deny.is_empty() {
+        if marking && !w.policy.exec.deny.is_empty() {
             for path in LOADERS {
                 let found = sys::open_in(&root, path, false)
                     .ok()
@@ -317,6 +321,9 @@ pub fn build(
                 PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
+                if !marking {
+                    return;
+                }
                 match mark_rule_file(
                     rule_group,
                     &root,

@@ -19,6 +19,9 @@
 //! the kernel refuses its writes before asking; those ignores are removed one by one when a
 //! walk finds the file no longer free, before any seal is lifted.
 //!
+//! **Detect mode** refuses nothing: its workloads are not marked, and their opens are judged
+//! in the kernel at the open's exit (`policy_open_detect`), so none waits for this thread.
+//!
 //! When the agent stops or dies, the group's descriptor closes and the kernel lets every
 //! pending and later open through: what remains is the pinned kernel programs (the exec
 //! backstop at `sched_process_exec`, and the socket programs). A restarted agent marks again
@@ -391,12 +394,15 @@ impl Fanotify {
             None => return None,
         };
         let found = in_first_root(pids, walked, |root| {
-            // O_PATH: no permission event of our own.
+            // O_PATH: no permission event of our own. Immutable now: a seal a container lifted
+            // refused nothing (the answer did, and recorded it).
             let sealed = |path: &str, want_dir: bool| -> Option<bool> {
                 let fd = sys::open_in(root, path, false).ok()?;
+                let immutable = seal::is_immutable(&fd);
                 let md = std::fs::File::from(fd).metadata().ok()?;
                 Some(
                     md.is_dir() == want_dir
+                        && immutable
                         && self.sealer.is_sealed(crate::policy::resolve::file_id(&md)),
                 )
             };
@@ -762,6 +768,12 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
     if b.flags & (pf::EXEC_DENY | pf::EXEC_ALLOW | pf::DENY_NEW_BINARIES | pf::OPEN_RULES) == 0 {
         return allow();
     }
+    // Detect mode refuses nothing, and the kernel reports each would-deny once: opens at their
+    // exit (`policy_open_detect`), execs at `sched_process_exec`. Its workloads are not marked;
+    // a mark left from when the policy was enforced asks here.
+    if b.flags & pf::ENFORCE == 0 {
+        return allow();
+    }
     // The agent's own reads (resolving rules inside the workload's root) are not the workload's.
     if std::path::Path::new(&format!("/proc/{}/task/{}", sh.agent_tgid, ev.tid)).exists() {
         return ALLOW;
@@ -769,11 +781,6 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
     let path = || marks::fd_path(&ev.fd);
     let bits = rules.bits(b.policy_id, file, path);
     let (why, access) = if exec {
-        if b.flags & pf::ENFORCE == 0 {
-            // Detect mode: the `sched_process_exec` backstop records each exec that really
-            // happens, once (this answer would record it a second time).
-            return allow();
-        }
         (
             answer::exec_verdict(&b, bits, ctx.written.contains(&file)),
             None,
@@ -784,7 +791,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
             && runs_a_loader(ev.tid, &rules.loaders)
         {
             return Outcome {
-                allow: b.flags & pf::ENFORCE == 0,
+                allow: false,
                 record: Some(Pending {
                     cgroup_id: cg,
                     binding: b,
@@ -820,8 +827,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         }
         // A refused open writes nothing: the file is not new (counting it would refuse every
         // later exec of it, in every workload, as a new binary).
-        let refused = verdict.is_some() && b.flags & pf::ENFORCE != 0;
-        if access.write && !refused && b.flags & pf::DENY_NEW_BINARIES != 0 {
+        if access.write && verdict.is_none() && b.flags & pf::DENY_NEW_BINARIES != 0 {
             ctx.written.insert(file);
         }
         (verdict, Some(access))
@@ -830,7 +836,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         return allow();
     };
     Outcome {
-        allow: b.flags & pf::ENFORCE == 0,
+        allow: false,
         record: Some(Pending {
             cgroup_id: cg,
             binding: b,

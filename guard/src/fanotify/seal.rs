@@ -196,15 +196,9 @@ fn reopen_regular(path_fd: OwnedFd) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Whether the place still is the file `id`, of its kind and immutable (`statx` of an
-/// `O_PATH` descriptor).
-fn still_sealed(id: FileId, p: &Place) -> bool {
-    let Ok(root) = crate::procroot::open_root(p.pid) else {
-        return false;
-    };
-    let Ok(fd) = super::sys::open_in(&root, &p.path, false) else {
-        return false;
-    };
+/// `statx` of a descriptor (`O_PATH` will do): its identity, its type (`S_IFMT` bits), and
+/// whether it is immutable now. `None` if the kernel cannot tell the attribute.
+fn statx_seal(fd: &impl AsRawFd) -> Option<(FileId, u32, bool)> {
     // SAFETY: a plain C struct of integers, for which all zeroes is valid.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: statx writes into `st`; an empty path with AT_EMPTY_PATH names `fd`.
@@ -218,17 +212,39 @@ fn still_sealed(id: FileId, p: &Place) -> bool {
         )
     };
     if r != 0 || st.stx_attributes_mask & libc::STATX_ATTR_IMMUTABLE as u64 == 0 {
-        return false;
+        return None;
     }
     let dev = libc::makedev(st.stx_dev_major, st.stx_dev_minor);
-    let kind = u32::from(st.stx_mode) & libc::S_IFMT;
-    let kind_ok = kind == if p.dir { libc::S_IFDIR } else { libc::S_IFREG };
-    FileId {
+    let id = FileId {
         dev: crate::policy::resolve::kernel_dev(dev),
         ino: st.stx_ino,
-    } == id
-        && kind_ok
-        && st.stx_attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0
+    };
+    let kind = u32::from(st.stx_mode) & libc::S_IFMT;
+    Some((
+        id,
+        kind,
+        st.stx_attributes & libc::STATX_ATTR_IMMUTABLE as u64 != 0,
+    ))
+}
+
+/// Whether `fd` is immutable now (a seal lifted by a container that may is not).
+pub fn is_immutable(fd: &impl AsRawFd) -> bool {
+    statx_seal(fd).is_some_and(|(_, _, immutable)| immutable)
+}
+
+/// Whether the place still is the file `id`, of its kind and immutable (`statx` of an
+/// `O_PATH` descriptor).
+fn still_sealed(id: FileId, p: &Place) -> bool {
+    let Ok(root) = crate::procroot::open_root(p.pid) else {
+        return false;
+    };
+    let Ok(fd) = super::sys::open_in(&root, &p.path, false) else {
+        return false;
+    };
+    let Some((now, kind, immutable)) = statx_seal(&fd) else {
+        return false;
+    };
+    now == id && immutable && kind == if p.dir { libc::S_IFDIR } else { libc::S_IFREG }
 }
 
 /// Opens the planned place and checks it still is the one resolved, and of its kind (a

@@ -64,6 +64,14 @@ pub fn policy_flags(p: &Policy, detect_only: bool) -> u32 {
     f
 }
 
+/// Whether some policy's open rules are only reported (detect mode, or `--detect-only`).
+pub fn detects_opens(policies: &[Policy], detect_only: bool) -> bool {
+    policies.iter().any(|p| {
+        let f = policy_flags(p, detect_only);
+        f & pf::OPEN_RULES != 0 && f & pf::ENFORCE == 0
+    })
+}
+
 fn path_key(id: u32, kind: u8, bytes: &[u8]) -> (u32, PathKeyData) {
     let mut data = PathKeyData {
         policy_id: id,

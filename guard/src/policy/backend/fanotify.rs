@@ -4,7 +4,14 @@
 //! refuses (`crate::fanotify`). The `sched_process_exec` SIGKILL backstop stays attached, so
 //! exec rules hold while no answer thread runs (agent stopped or crashed).
 
+use guard_ebpf::names;
+
 use super::{Coverage, Level::*, Op, Spec};
+
+/// Detect-mode open rules: judged at the open's exit, on the same syscalls' exits as drift
+/// tracking (`fallback::DRIFT_EXITS`), so a detect-mode workload's opens never wait for the
+/// agent; attached while a detect-mode policy has open rules.
+pub const DETECT_PROGRAM: &str = names::PROG_POLICY_OPEN_DETECT;
 
 pub const SPEC: Spec = Spec {
     name: "fanotify",
