@@ -4,8 +4,8 @@
 # open rules) and in one it does not mark, under the same agent, RUNS times each, on two files:
 # /etc/group (covered: below the policy's '/etc/**' `deny_write` rule; enforced, it is sealed and
 # its reads are ignored after the first) and /tmp/data (no rule names it: ignored after its
-# first open). A third container under the same rules in detect mode (nothing sealed: every
-# open of /etc/group is asked). And the permission answer time the agent
+# first open). A third container under the same rules in detect mode (not marked: its opens are
+# judged in the kernel at their exit, none is asked). And the permission answer time the agent
 # measured (p50/p99/max, power-of-two buckets: "< 4 µs" means under 4 µs) from its stop line.
 # Targets: answer p99 < 1 ms, loop overhead < 5 %.
 # BASE_BIN=path runs the same loops first under that binary (e.g. a build of the previous

@@ -1126,6 +1126,81 @@ fn fanotify_detect_mode_reports_at_the_open_exit_without_waiting() {
     s.cleanup();
 }
 
+/// The detect-mode judgement at the open's exit is attached only while a detect-mode policy
+/// has open rules: not for an enforced one, and at the reload that switches it to detect,
+/// before the new bindings. After that reload the workload's old marks still ask, but the
+/// answer allows and records nothing: each read is reported once, by the kernel.
+#[test]
+fn fanotify_detect_judgement_is_attached_when_needed_and_at_reload() {
+    let Some((docker, _lock)) = ready() else {
+        return;
+    };
+    let c = start(&docker, true);
+    let s = Scratch::new("fanotify-detect-reload");
+    let yaml = |mode: &str| {
+        format!(
+            "- policy: fan-switch\n  workload: {{labels: {{guard-fanotify: \"on\"}}}}\n  mode: {mode}\n  enforce:\n    open: {{deny_read: [/etc/shadow]}}\n"
+        )
+    };
+    let policy = s.policy(&yaml("enforce"));
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
+    let links = || {
+        std::fs::read_dir(&s.pins)
+            .expect("pins")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("link_policy_open_detect_")
+            })
+            .count()
+    };
+    assert_eq!(links(), 0, "attached without a detect-mode policy");
+    let (code, out, err) = sh(&c, "cat /etc/shadow");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(err.contains("Operation not permitted"), "{err}");
+    let from = agent.stderr_len();
+    let tmp = format!("{policy}.tmp");
+    std::fs::write(&tmp, yaml("detect")).expect("write policy");
+    std::fs::rename(&tmp, &policy).expect("rename policy");
+    agent
+        .wait_stderr(from, Duration::from_secs(20), |l| {
+            l.contains("guard: reloaded")
+        })
+        .expect("the policy was not reloaded");
+    // open, openat, openat2, creat, open_by_handle_at (this kernel has all five).
+    assert_eq!(links(), 5, "not attached at the reload");
+    // The answer sees the new binding within a second (its cache).
+    wait_until("the read allowed after the switch to detect", || {
+        sh(&c, "cat /etc/shadow").0 == Some(0)
+    });
+    for _ in 0..3 {
+        let (code, out, err) = sh(&c, "cat /etc/shadow");
+        assert_eq!(code, Some(0), "detect mode refused: {err}");
+        assert!(out.contains("root:"), "{out}");
+    }
+    agent.stop();
+    let d = s.decisions();
+    let of = |decision: &str, hook: &str| {
+        d.iter()
+            .filter(|v| {
+                v["decision"] == decision && v["hook"] == hook && v["target"] == "/etc/shadow"
+            })
+            .count()
+    };
+    // Refused while enforced (once before the reload, maybe more while the answer's cache
+    // still held the enforced binding); then each read that ran reported once, by the kernel.
+    assert!(of("deny", "fanotify_open_perm") >= 1, "{d:?}");
+    assert_eq!(of("would_deny", "open_exit"), 4, "{d:?}");
+    assert_eq!(
+        d.len(),
+        of("deny", "fanotify_open_perm") + of("would_deny", "open_exit"),
+        "{d:?}"
+    );
+    docker.cmd(&["rm", "-f", &c.0]);
+    s.cleanup();
+}
+
 /// Sealed directories: what fanotify has no permission event for (rename into, out of and
 /// over, link, unlink, rmdir, chmod of the directory, and the creation of a name) is refused with EPERM in a `deny_write`
 /// `DIR/**` directory of an enforced container, nothing changes there, and a control container

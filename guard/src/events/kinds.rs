@@ -296,7 +296,9 @@ mod tests {
     fn hooks_round_trip_and_unknown_bytes_fail() {
         check(Hook::ALL, Hook::byte, u8::MAX);
         assert_eq!(Hook::try_from(0), Err(UnknownHook(0)));
-        assert_eq!(Hook::try_from(9), Err(UnknownHook(9)));
+        assert_eq!(Hook::try_from(9), Ok(Hook::OpenExit));
+        assert_eq!(Hook::try_from(10), Err(UnknownHook(10)));
+        assert_eq!(Hook::OpenExit.as_str(), "open_exit");
         assert_eq!(Hook::SchedProcessExec.as_str(), "sched_process_exec");
         assert_eq!(Hook::AfterSyscall.byte(), None);
         assert_eq!(Hook::try_from(42), Ok(Hook::CgroupSendmsg4));
