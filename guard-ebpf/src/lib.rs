@@ -83,6 +83,7 @@ pub mod names {
     pub const PROG_POLICY_EXEC_FALLBACK: &str = "policy_exec_fallback";
     /// Drift tracking without BPF LSM (`programs/drift.rs`).
     pub const PROG_POLICY_OPEN_WRITTEN: &str = "policy_open_written";
+    /// Detect-mode open rules at the open's exit, `fanotify` backend (`programs/open_detect.rs`).
     pub const PROG_POLICY_OPEN_DETECT: &str = "policy_open_detect";
     /// Container id (64 hex bytes) -> `CgroupPolicy`, filled from Docker's create event.
     pub const POLICY_PENDING: &str = "POLICY_PENDING";

@@ -23,8 +23,8 @@ const FMODE_READ: u32 = 1;
 const FMODE_WRITE: u32 = 2;
 
 /// `syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}`
-/// (`guard/src/policy/backend/fanotify.rs` `DETECT_EXITS`): a would-deny for an open a
-/// detect-mode policy's open rules deny.
+/// (`guard/src/policy/backend/fallback.rs` `DRIFT_EXITS`, attached as `fanotify::DETECT_PROGRAM`):
+/// a would-deny for an open a detect-mode policy's open rules deny.
 #[tracepoint]
 pub fn policy_open_detect(ctx: TracePointContext) -> u32 {
     // The exit tracepoint's `ret`, after the common fields and `__syscall_nr`.

@@ -625,7 +625,7 @@ fn handle(
             group: which,
             at: now,
         });
-        let rec = record(ev.tid, &ev.fd, &p, !out.allow);
+        let rec = record(ev.tid, &ev.fd, &p);
         if tx.try_send(rec).is_err() {
             sh.stats.records_lost.fetch_add(1, Ordering::Relaxed);
         }
@@ -914,7 +914,8 @@ fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
 }
 
 /// The decision record, built after the answer went out.
-fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
+/// The record of a refusal (the answer records nothing else: detect mode is the kernel's).
+fn record(tid: i32, fd: &OwnedFd, p: &Pending) -> DecisionEvent {
     let (tgid, ppid, uid, gid) = status_ids(tid);
     let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
         .map(|c| c.trim_end().to_owned())
@@ -933,7 +934,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
             gid,
             loginuid: None,
             comm,
-            ret: if denied { -(libc::EPERM as i64) } else { 0 },
+            ret: -(libc::EPERM as i64),
             cpu: 0,
         },
         policy_id: p.binding.policy_id,
@@ -942,11 +943,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending, denied: bool) -> DecisionEvent {
         } else {
             Operation::Open
         },
-        verdict: if denied {
-            Verdict::Deny
-        } else {
-            Verdict::WouldDeny
-        },
+        verdict: Verdict::Deny,
         reason: match p.why {
             Why::DenyList => Reason::DenyList,
             Why::NotAllowed => Reason::NotAllowed,
