@@ -824,6 +824,17 @@ fn fanotify_ignored_files_are_asked_again_once_ruled() {
     s.cleanup();
 }
 
+/// The permission events the agent answered, from its stop line (`--log` with
+/// `guard::fanotify=info`).
+fn answered_at_stop(stderr: &[String]) -> u64 {
+    stderr
+        .iter()
+        .find_map(|l| l.split("fanotify: answered ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no answer count at stop: {stderr:?}"))
+}
+
 /// How many of the agent's fanotify groups ignore opens of inode `ino` (hex).
 fn groups_ignoring(agent_pid: u32, ino: &str) -> usize {
     ignored_inodes(agent_pid)
@@ -981,12 +992,7 @@ fn fanotify_sealed_files_free_to_read_are_not_asked_about() {
 
     let (_, stderr) = agent.stop_with_stderr();
     // The 2,000 reads were not asked about: every answer of the run is far fewer.
-    let answered: u64 = stderr
-        .iter()
-        .find_map(|l| l.split("fanotify: answered ").nth(1))
-        .and_then(|t| t.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no answer count at stop: {stderr:?}"));
+    let answered = answered_at_stop(&stderr);
     assert!(
         answered < 1000,
         "{answered} answers: the reads were asked about"
@@ -1112,12 +1118,7 @@ fn fanotify_detect_mode_reports_at_the_open_exit_without_waiting() {
     assert_eq!(got, expect, "{alerts:?}");
     assert_eq!(got.len(), want);
     let (_, stderr) = agent.stop_with_stderr();
-    let answered: u64 = stderr
-        .iter()
-        .find_map(|l| l.split("fanotify: answered ").nth(1))
-        .and_then(|t| t.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no answer count at stop: {stderr:?}"));
+    let answered = answered_at_stop(&stderr);
     assert!(
         answered < 100,
         "{answered} answers: detect-mode opens were asked about"
