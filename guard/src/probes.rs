@@ -500,28 +500,25 @@ impl Probes {
             .policy_pins
             .as_ref()
             .map(|dir| attach_policy(&mut ebpf, lsm, cfg.policy_backend, dir));
-        let drift = match (&cfg.policy_pins, without_lsm_attached(&policy_backend)) {
-            (Some(dir), true) if cfg.policy_drift => {
-                attach_open_exits(&mut ebpf, DRIFT_PROGRAM, Some(dir)).context("drift tracking")?;
-                true
-            }
-            (Some(dir), true) => {
-                remove_open_exit_pins(dir, DRIFT_PROGRAM)?;
-                false
-            }
-            _ => false,
-        };
-        let open_detect = match (&cfg.policy_pins, fanotify_attached(&policy_backend)) {
-            (Some(dir), true) if cfg.policy_open_detect => {
-                attach_open_exits(&mut ebpf, DETECT_PROGRAM, Some(dir))
-                    .context("detect-mode open rules")?;
-                true
-            }
-            (Some(dir), _) => {
-                remove_open_exit_pins(dir, DETECT_PROGRAM)?;
-                false
-            }
-            _ => false,
+        let kind = policy_backend.as_ref().and_then(Backend::kind);
+        let (drift, open_detect) = match &cfg.policy_pins {
+            Some(dir) => (
+                settle_open_exits(
+                    &mut ebpf,
+                    dir,
+                    DRIFT_PROGRAM,
+                    cfg.policy_drift && lsm_less(kind),
+                )
+                .context("drift tracking")?,
+                settle_open_exits(
+                    &mut ebpf,
+                    dir,
+                    DETECT_PROGRAM,
+                    cfg.policy_open_detect && kind == Some(Kind::Fanotify),
+                )
+                .context("detect-mode open rules")?,
+            ),
+            None => (false, false),
         };
         // After the policy pins exist, so that they are protected from the start.
         let self_protect = match (&cfg.self_protect, &exec_enforcement) {
@@ -554,7 +551,7 @@ impl Probes {
     /// A reload brings a `deny_new_binaries` policy: attaches drift tracking on the non-LSM
     /// backends (before the policy is bound, so no write is missed). Once attached it stays.
     pub fn ensure_drift(&mut self, dir: &Path) -> Result<()> {
-        if without_lsm_attached(&self.policy_backend) && !self.drift {
+        if lsm_less(self.policy_backend.as_ref().and_then(Backend::kind)) && !self.drift {
             attach_open_exits(&mut self.ebpf, DRIFT_PROGRAM, Some(dir))?;
             self.drift = true;
         }
@@ -565,7 +562,9 @@ impl Probes {
     /// attaches their judgement at the open's exit (before the policy is bound). Once
     /// attached it stays.
     pub fn ensure_open_detect(&mut self, dir: &Path) -> Result<()> {
-        if fanotify_attached(&self.policy_backend) && !self.open_detect {
+        if self.policy_backend.as_ref().and_then(Backend::kind) == Some(Kind::Fanotify)
+            && !self.open_detect
+        {
             attach_open_exits(&mut self.ebpf, DETECT_PROGRAM, Some(dir))?;
             self.open_detect = true;
         }
@@ -894,17 +893,19 @@ fn attach_policy_fallback(ebpf: &mut Ebpf, dir: Option<&Path>) -> Result<()> {
 
 /// Whether a backend without BPF LSM (fanotify, sigkill-fallback) is in force: the ones that
 /// need drift tracking.
-fn without_lsm_attached(b: &Option<Backend>) -> bool {
-    b.as_ref()
-        .and_then(Backend::kind)
-        .is_some_and(|k| matches!(k, Kind::Fanotify | Kind::SigkillFallback))
+fn lsm_less(kind: Option<Kind>) -> bool {
+    matches!(kind, Some(Kind::Fanotify | Kind::SigkillFallback))
 }
 
-/// Whether the `fanotify` backend is in force (detect-mode open rules are judged at exit).
-fn fanotify_attached(b: &Option<Backend>) -> bool {
-    b.as_ref()
-        .and_then(Backend::kind)
-        .is_some_and(|k| k == Kind::Fanotify)
+/// Attaches `program` at the open exits when `wanted` (a policy needs it and the backend in
+/// force uses it); otherwise removes an earlier agent's links. Whether it is attached.
+fn settle_open_exits(ebpf: &mut Ebpf, dir: &Path, program: &str, wanted: bool) -> Result<bool> {
+    if wanted {
+        attach_open_exits(ebpf, program, Some(dir))?;
+    } else {
+        remove_open_exit_pins(dir, program)?;
+    }
+    Ok(wanted)
 }
 
 /// `program` on the open syscalls' exits, pinned: drift tracking for `deny_new_binaries`

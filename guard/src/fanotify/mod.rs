@@ -398,12 +398,9 @@ impl Fanotify {
             // refused nothing (the answer did, and recorded it).
             let sealed = |path: &str, want_dir: bool| -> Option<bool> {
                 let fd = sys::open_in(root, path, false).ok()?;
-                let immutable = seal::is_immutable(&fd);
-                let md = std::fs::File::from(fd).metadata().ok()?;
                 Some(
-                    md.is_dir() == want_dir
-                        && immutable
-                        && self.sealer.is_sealed(crate::policy::resolve::file_id(&md)),
+                    seal::immutable_now(&fd)
+                        .is_some_and(|(id, dir)| dir == want_dir && self.sealer.is_sealed(id)),
                 )
             };
             // Some(by): the root answered; by = Some(true) a sealed directory, Some(false) a

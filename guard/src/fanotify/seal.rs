@@ -227,9 +227,12 @@ fn statx_seal(fd: &impl AsRawFd) -> Option<(FileId, u32, bool)> {
     ))
 }
 
-/// Whether `fd` is immutable now (a seal lifted by a container that may is not).
-pub fn is_immutable(fd: &impl AsRawFd) -> bool {
-    statx_seal(fd).is_some_and(|(_, _, immutable)| immutable)
+/// The identity of `fd` and whether it is a directory, if it is immutable now (a seal lifted
+/// by a container that may is not).
+pub fn immutable_now(fd: &impl AsRawFd) -> Option<(FileId, bool)> {
+    statx_seal(fd)
+        .filter(|(_, _, immutable)| *immutable)
+        .map(|(id, kind, _)| (id, kind == libc::S_IFDIR))
 }
 
 /// Whether the place still is the file `id`, of its kind and immutable (`statx` of an
