@@ -31,12 +31,13 @@ pub const CONTAINER_ID_BYTES: usize = 64;
 /// Bytes of a cgroup path the `cgroup_mkdir` program reads; longer paths are not bound there
 /// (the agent's cgroup walk still binds them).
 pub const MKDIR_PATH_BYTES: usize = 512;
-/// Threads that can be inside a traced syscall at once (LRU beyond that).
-pub const MAX_PENDING_SYSCALLS: u32 = 16_384;
 /// Syscall numbers below this are looked up in `SYSCALL_FILTER`; larger ones (x32) are ignored.
 pub const MAX_SYSCALL_NR: u32 = 512;
 /// `thread_info.status` bit of a task inside a 32-bit (ia32) syscall, whose numbers differ.
 pub const TS_COMPAT: u32 = 0x0002;
+/// Words of `struct pt_regs` the syscall exit programs copy to get the six arguments, from
+/// the lowest argument register on (x86_64: r10 to di); checked against BTF at load.
+pub const REGS_ARG_WORDS: usize = 8;
 /// Offset value meaning "this kernel has no such field".
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
@@ -53,7 +54,6 @@ pub mod names {
     pub const DROPS: &str = "DROPS";
     pub const SCRATCH: &str = "SCRATCH";
     pub const SETTINGS: &str = "SETTINGS";
-    pub const PENDING: &str = "PENDING";
     /// Syscall number -> non-zero when traced (`raw_syscalls` fire for every syscall).
     pub const SYSCALL_FILTER: &str = "SYSCALL_FILTER";
     pub const EXEC_DENY_CGROUPS: &str = "EXEC_DENY_CGROUPS";
@@ -61,10 +61,8 @@ pub mod names {
     pub const PROG_SCHED_PROCESS_EXEC: &str = "sched_process_exec";
     pub const PROG_SCHED_PROCESS_FORK: &str = "sched_process_fork";
     pub const PROG_SCHED_PROCESS_EXIT: &str = "sched_process_exit";
-    pub const PROG_SYS_ENTER: &str = "sys_enter";
     pub const PROG_SYS_EXIT: &str = "sys_exit";
-    /// Attached to `syscalls/sys_enter_<name>` of each traced syscall.
-    pub const PROG_SYS_ENTER_ONE: &str = "sys_enter_one";
+    /// Attached to `syscalls/sys_exit_<name>` of each traced syscall.
     pub const PROG_SYS_EXIT_ONE: &str = "sys_exit_one";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";
     /// Network quarantine (response engine): cgroup id -> `QuarantineEntry`.
@@ -167,18 +165,15 @@ pub mod protected_class {
     pub const CGROUP: u32 = 4;
 }
 
-/// `DROPS` slot counting traced syscalls whose entry was not recorded (its `PENDING` insert
-/// failed, or the exit came without an entry), so no record could be built for them.
-pub const DROP_SYSCALL_UNPAIRED: u32 = EventKind::COUNT;
 /// `DROPS` slot counting opens the prefilter skipped on purpose (not a loss).
-pub const PREFILTERED_OPENS: u32 = EventKind::COUNT + 1;
+pub const PREFILTERED_OPENS: u32 = EventKind::COUNT;
 /// `DROPS` slot counting connects the prefilter skipped on purpose (not a loss).
-pub const PREFILTERED_CONNECTS: u32 = EventKind::COUNT + 2;
+pub const PREFILTERED_CONNECTS: u32 = EventKind::COUNT + 1;
 /// `DROPS` slot counting sends without a destination the prefilter skipped on purpose.
-pub const PREFILTERED_SENDS: u32 = EventKind::COUNT + 3;
-/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `DROP_SYSCALL_UNPAIRED`,
-/// `PREFILTERED_OPENS`, `PREFILTERED_CONNECTS` and `PREFILTERED_SENDS`.
-pub const DROP_SLOTS: u32 = EventKind::COUNT + 4;
+pub const PREFILTERED_SENDS: u32 = EventKind::COUNT + 2;
+/// Length of the `DROPS` per-CPU array: one slot per `EventKind`, then `PREFILTERED_OPENS`,
+/// `PREFILTERED_CONNECTS` and `PREFILTERED_SENDS`.
+pub const DROP_SLOTS: u32 = EventKind::COUNT + 3;
 
 /// Values of `SYSCALL_FILTER` (bits).
 pub mod syscall_filter {
@@ -569,10 +564,10 @@ pub struct SyscallBody {
     pub args: [u64; 6],
 }
 
-/// What `sys_enter` keeps per thread until `sys_exit` (map `PENDING`, keyed by thread id).
+/// A traced syscall's number and arguments, read at its exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PendingSyscall {
+pub struct SyscallArgs {
     pub nr: u32,
     pub _pad: u32,
     pub args: [u64; 6],
@@ -883,8 +878,6 @@ mod user {
     unsafe impl aya::Pod for super::InodeRuleKey {}
     // SAFETY: plain `#[repr(C)]` integers and arrays without padding, valid for any bit pattern.
     unsafe impl aya::Pod for super::KernelOffsets {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::PendingSyscall {}
     // SAFETY: plain `#[repr(C)]` integers without padding (4 + 4 + 3 * 8 bytes).
     unsafe impl aya::Pod for super::SelfProtectConfig {}
 }

@@ -118,7 +118,6 @@ pub struct Metrics {
     /// Kernel drop counters (ring full), by `EventKind`; copied from the kernel.
     dropped: [AtomicU64; KINDS],
     decode_errors: AtomicU64,
-    syscall_unpaired: AtomicU64,
     prefiltered_opens: AtomicU64,
     prefiltered_connects: AtomicU64,
     prefiltered_sends: AtomicU64,
@@ -170,7 +169,6 @@ impl Metrics {
         &self,
         drops: &[(EventKind, u64)],
         decode_errors: u64,
-        unpaired: u64,
         prefiltered: (u64, u64, u64),
     ) {
         for (k, n) in drops {
@@ -179,7 +177,6 @@ impl Metrics {
             }
         }
         self.decode_errors.store(decode_errors, Relaxed);
-        self.syscall_unpaired.store(unpaired, Relaxed);
         self.prefiltered_opens.store(prefiltered.0, Relaxed);
         self.prefiltered_connects.store(prefiltered.1, Relaxed);
         self.prefiltered_sends.store(prefiltered.2, Relaxed);
@@ -297,13 +294,6 @@ impl Metrics {
             "counter",
             "Records received but malformed.",
             self.decode_errors.load(Relaxed),
-        );
-        single(
-            &mut out,
-            "guard_syscall_unpaired_total",
-            "counter",
-            "Traced syscalls whose entry was not recorded, so no record was built.",
-            self.syscall_unpaired.load(Relaxed),
         );
         single(
             &mut out,
@@ -544,7 +534,7 @@ mod tests {
         m.received(EventKind::Syscall as u16);
         m.received(EventKind::Syscall as u16);
         m.received(999);
-        m.set_kernel(&[(EventKind::Syscall, 7)], 1, 2, (3, 4, 5));
+        m.set_kernel(&[(EventKind::Syscall, 7)], 1, (3, 4, 5));
         m.alert("Read \"sensitive\" file", "Warning");
         m.alert("Read \"sensitive\" file", "Warning");
         m.decision("open", "kill");
@@ -563,7 +553,6 @@ mod tests {
             "guard_events_received_total{kind=\"syscall\"} 2",
             "guard_events_dropped_total{kind=\"syscall\"} 7",
             "guard_decode_errors_total 1",
-            "guard_syscall_unpaired_total 2",
             "guard_prefiltered_opens_total 3",
             "guard_prefiltered_connects_total 4",
             "guard_prefiltered_sends_total 5",

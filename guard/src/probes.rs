@@ -47,7 +47,15 @@ pub static EBPF_OBJECT: &[u8] =
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
     let need = |s: &str, m: &str| btf.member_offset(s, m).context("kernel BTF");
     let opt = |s: &str, m: &str| btf.member_offset_opt(s, m).unwrap_or(OFFSET_ABSENT);
-    Ok(KernelOffsets {
+    let reg = |m: &str| -> Result<u32> {
+        let off = need("pt_regs", m)?;
+        anyhow::ensure!(
+            off % 8 == 0,
+            "kernel BTF: pt_regs.{m} at byte {off}, not a word"
+        );
+        Ok(off)
+    };
+    let offsets = KernelOffsets {
         task_real_parent: need("task_struct", "real_parent")?,
         task_tgid: need("task_struct", "tgid")?,
         task_pid: need("task_struct", "pid")?,
@@ -61,14 +69,14 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         mm_arg_end: need("mm_struct", "arg_end")?,
         tp_exec_filename_loc: need("trace_event_raw_sched_process_exec", "__data_loc_filename")?,
         regs_args: [
-            need("pt_regs", "di")?,
-            need("pt_regs", "si")?,
-            need("pt_regs", "dx")?,
-            need("pt_regs", "r10")?,
-            need("pt_regs", "r8")?,
-            need("pt_regs", "r9")?,
+            reg("di")?,
+            reg("si")?,
+            reg("dx")?,
+            reg("r10")?,
+            reg("r8")?,
+            reg("r9")?,
         ],
-        regs_orig_ax: need("pt_regs", "orig_ax")?,
+        regs_orig_ax: reg("orig_ax")?,
         // thread_info is embedded in task_struct (CONFIG_THREAD_INFO_IN_TASK, always on x86_64).
         task_ti_status: match (
             btf.member_offset_opt("task_struct", "thread_info"),
@@ -166,7 +174,18 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             .unwrap_or(OFFSET_ABSENT),
         pidns_child_reaper: opt("pid_namespace", "child_reaper"),
         task_start_boottime: opt("task_struct", "start_boottime"),
-    })
+    };
+    // The exit programs copy REGS_ARG_WORDS words from the lowest argument register.
+    let (lo, hi) = (
+        offsets.regs_args.iter().min().copied().unwrap_or(0),
+        offsets.regs_args.iter().max().copied().unwrap_or(0),
+    );
+    anyhow::ensure!(
+        hi - lo < 8 * guard_ebpf::REGS_ARG_WORDS as u32,
+        "kernel BTF: the pt_regs argument registers span bytes {lo}..{hi}, more than the {} words the programs copy",
+        guard_ebpf::REGS_ARG_WORDS
+    );
+    Ok(offsets)
 }
 
 /// Offsets of an inode time (`what`: `ctime` or `mtime`), seconds and nanoseconds, in the
@@ -653,11 +672,6 @@ impl Probes {
             out.push((kind, per_cpu.iter().sum()));
         }
         Ok(out)
-    }
-
-    /// Traced syscalls that produced no record because their entry was not recorded.
-    pub fn unpaired_syscalls(&self) -> Result<u64> {
-        self.drop_slot(guard_ebpf::DROP_SYSCALL_UNPAIRED)
     }
 
     /// Opens the prefilter skipped on purpose (no rule could use them).

@@ -1,13 +1,14 @@
 //! Which syscall hooks the capture programs run on. Each syscall the prefilter keeps gets
-//! the `sys_enter_one`/`sys_exit_one` programs on its own `syscalls/sys_enter_<name>` and
-//! `sys_exit_<name>` tracepoints, so a syscall no rule or policy needs (`read`, `write`,
-//! `close`, `epoll_wait`, …) runs no guard program at all. A traced syscall this kernel has no
+//! the `sys_exit_one` program on its own `syscalls/sys_exit_<name>` tracepoint (one program per
+//! syscall: the arguments are read at the exit from the saved user registers), so a syscall no
+//! rule or policy needs (`read`, `write`, `close`, `epoll_wait`, …) runs no guard program at
+//! all. A traced syscall this kernel has no
 //! such tracepoint for but keeps as a stub (`init_module`/`finit_module` without module
 //! support: a weak `__x64_sys_<name>` returning ENOSYS; an attempt is still worth an alert)
 //! gets an fexit program on that function (`guard_ebpf::syscalls::VIA_FEXIT`), which also runs
 //! for that syscall only. Only a traced syscall with neither (e.g. `fchmodat2` before 6.6) is
-//! captured through `raw_syscalls` (`syscall_filter::VIA_RAW`), whose programs then run for
-//! every syscall. A reload attaches what the new rules need before the filter switches and
+//! captured through `raw_syscalls/sys_exit` (`syscall_filter::VIA_RAW`), whose program then
+//! runs for every syscall. A reload attaches what the new rules need before the filter switches and
 //! detaches the rest after, so nothing is missed in between.
 
 use std::{
@@ -45,22 +46,22 @@ fn syscall_name(nr: u32) -> Option<&'static str> {
 /// How a traced syscall is captured on this kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
-    /// Its own `syscalls/sys_enter_<name>` and `sys_exit_<name>` tracepoints.
+    /// Its own `syscalls/sys_exit_<name>` tracepoint.
     Tracepoints,
     /// The fexit program of that name on `__x64_sys_<name>` (loaded).
     Fexit(&'static str),
-    /// The `raw_syscalls` pair, which runs for every syscall.
+    /// The `raw_syscalls` exit program, which runs for every syscall.
     Raw,
 }
 
 #[derive(Default)]
 pub struct SyscallLinks {
-    /// syscall -> (exit link, enter link) on its own tracepoints.
-    per: BTreeMap<u32, (TracePointLinkId, TracePointLinkId)>,
+    /// syscall -> its link on its own exit tracepoint.
+    per: BTreeMap<u32, TracePointLinkId>,
     /// syscall -> its fexit link.
     fexit: BTreeMap<u32, (&'static str, FExitLinkId)>,
-    /// (exit, enter) on `raw_syscalls`, while some traced syscall needs them.
-    raw: Option<(RawTracePointLinkId, RawTracePointLinkId)>,
+    /// The program on `raw_syscalls/sys_exit`, while some traced syscall needs it.
+    raw: Option<RawTracePointLinkId>,
     /// How each syscall is captured here (decided once, or demoted to `Raw` when an attach
     /// is refused).
     routes: BTreeMap<u32, Route>,
@@ -152,9 +153,7 @@ impl SyscallLinks {
         out
     }
 
-    /// Attaches the programs for every syscall `p` traces that is not attached yet: all exits
-    /// before all enters (an enter without its exit only leaves an LRU entry; an exit without
-    /// its enter counts a drop).
+    /// Attaches the program of every syscall `p` traces that is not attached yet.
     pub fn attach(&mut self, ebpf: &mut Ebpf, p: &Prefilter) -> Result<()> {
         let mut own = Vec::new();
         let mut raw = Vec::new();
@@ -177,32 +176,14 @@ impl SyscallLinks {
             .filter(|nr| !self.per.contains_key(nr))
             .filter_map(|nr| syscall_name(nr).map(|n| (nr, n)))
             .collect();
-        let mut exits = Vec::with_capacity(new.len());
-        {
-            let prog = tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?;
-            for (nr, name) in &new {
-                match prog.attach("syscalls", &format!("sys_exit_{name}")) {
-                    Ok(l) => exits.push((*nr, *name, l)),
-                    Err(e) => refused.push((*nr, *name, e.to_string())),
-                }
-            }
-        }
-        let prog = tracepoint(ebpf, names::PROG_SYS_ENTER_ONE)?;
-        let mut orphans = Vec::new();
-        for (nr, name, exit) in exits {
-            match prog.attach("syscalls", &format!("sys_enter_{name}")) {
-                Ok(enter) => {
-                    self.per.insert(nr, (exit, enter));
-                }
-                Err(e) => {
-                    orphans.push(exit);
-                    refused.push((nr, name, e.to_string()));
-                }
-            }
-        }
         let prog = tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?;
-        for exit in orphans {
-            prog.detach(exit)?;
+        for (nr, name) in new {
+            match prog.attach("syscalls", &format!("sys_exit_{name}")) {
+                Ok(l) => {
+                    self.per.insert(nr, l);
+                }
+                Err(e) => refused.push((nr, name, e.to_string())),
+            }
         }
         // A reload after the agent dropped CAP_PERFMON cannot open new tracepoint events
         // (docs/hardening.md); those syscalls go through raw_syscalls, whose programs were
@@ -224,16 +205,13 @@ impl SyscallLinks {
             let exit = raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
                 .attach("sys_exit")
                 .context("attaching raw tracepoint sys_exit")?;
-            let enter = raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?
-                .attach("sys_enter")
-                .context("attaching raw tracepoint sys_enter")?;
-            self.raw = Some((exit, enter));
+            self.raw = Some(exit);
         }
         Ok(())
     }
 
-    /// Detaches the programs of syscalls `p` does not trace (enter before exit, fexit), and the
-    /// `raw_syscalls` pair when no traced syscall needs it.
+    /// Detaches the programs of syscalls `p` does not trace, and the `raw_syscalls` program
+    /// when no traced syscall needs it.
     pub fn detach_unused(&mut self, ebpf: &mut Ebpf, p: &Prefilter) -> Result<()> {
         let gone: Vec<u32> = self
             .per
@@ -242,10 +220,9 @@ impl SyscallLinks {
             .copied()
             .collect();
         for nr in gone {
-            let Some((exit, enter)) = self.per.remove(&nr) else {
+            let Some(exit) = self.per.remove(&nr) else {
                 continue;
             };
-            tracepoint(ebpf, names::PROG_SYS_ENTER_ONE)?.detach(enter)?;
             tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?.detach(exit)?;
         }
         let gone: Vec<u32> = self
@@ -260,18 +237,16 @@ impl SyscallLinks {
             }
         }
         let raw_needed = p.syscalls.keys().any(|nr| self.via_raw(*nr));
-        if !raw_needed && let Some((exit, enter)) = self.raw.take() {
-            raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?.detach(enter)?;
+        if !raw_needed && let Some(exit) = self.raw.take() {
             raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?.detach(exit)?;
         }
         Ok(())
     }
 
-    /// Loads the `raw_syscalls` programs, and the fexit programs of the syscalls without
+    /// Loads the `raw_syscalls` program, and the fexit programs of the syscalls without
     /// tracepoints here, without attaching them, so a later reload can attach them after the
     /// agent dropped its privileges (loading a tracing program needs CAP_PERFMON).
     pub fn preload(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        raw_tracepoint(ebpf, names::PROG_SYS_ENTER)?;
         raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?;
         for (nr, _) in syscalls::VIA_FEXIT {
             self.route(ebpf, *nr);

@@ -6,7 +6,7 @@
 # An open+close loop (guard-testkit bench open, paced every 100 ops) runs in a cgroup of its own
 # at each candidate rate, ascending; the search stops at the first rate with drops (or whose
 # loop cannot reach 95% of the rate). Drops are guard's own count: the `drops` report (ring
-# buffer full per kind, skipped program runs, unpaired syscalls) from its drop_summary audit
+# buffer full per kind, skipped program runs) from its drop_summary audit
 # records, counted from the loop's start to the final report at exit.
 # Root only. Not part of CI (timing).
 set -euo pipefail
@@ -64,8 +64,8 @@ print(json.dumps(last))'
 }
 
 # step RATE -> prints "achieved_rate drops events_seen by_kind": drops counted while the loop
-# ran (counters at the end minus counters at its start: a few syscalls in flight when the
-# probes attach are counted as unpaired at start, and are not the loop's).
+# ran (counters at the end minus counters at its start, so losses before the loop are not
+# the loop's).
 step() {
     local rate="$1" n out t0 t1 before after seen
     n=$((rate * SECS))

@@ -125,7 +125,7 @@ fn run_count(name: &str) -> Option<u64> {
 /// Issue 18: the capture programs sit on the tracepoints of the syscalls the prefilter keeps,
 /// so a syscall no rule needs runs no guard program. With one rule on `openat`, 200,000
 /// `getppid` calls (a syscall guard never traces) and 200,000 `read`s add (almost) nothing to
-/// the enter program's run count, while 20,000 `openat`s add at least 20,000; the
+/// the exit program's run count, while 20,000 `openat`s add at least 20,000; the
 /// `raw_syscalls` program, which would run for every syscall, is not attached at all.
 #[test]
 fn untraced_syscalls_run_no_guard_program() {
@@ -151,15 +151,15 @@ fn untraced_syscalls_run_no_guard_program() {
         "--rules",
         rules.to_str().expect("utf8"),
     ]);
-    let enter = || run_count("sys_enter_one").expect("sys_enter_one loaded");
+    let runs = || run_count("sys_exit_one").expect("sys_exit_one loaded");
     let burst = |f: &dyn Fn()| {
-        let before = enter();
+        let before = runs();
         for _ in 0..200_000 {
             f();
         }
-        enter() - before
+        runs() - before
     };
-    let raw_before = run_count("sys_enter");
+    let raw_before = run_count("sys_exit");
     let getppid = burst(&|| unsafe {
         libc::getppid();
     });
@@ -171,28 +171,28 @@ fn untraced_syscalls_run_no_guard_program() {
         libc::read(fd, buf.cast(), 1);
     });
     unsafe { libc::close(fd) };
-    let before = enter();
+    let before = runs();
     for _ in 0..20_000 {
         let fd = unsafe { libc::openat(libc::AT_FDCWD, c"/etc/hostname".as_ptr(), libc::O_RDONLY) };
         unsafe { libc::close(fd) };
     }
-    let openat = enter() - before;
-    let raw_after = run_count("sys_enter");
+    let openat = runs() - before;
+    let raw_after = run_count("sys_exit");
     agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "sys_enter_one runs: 200k getppid +{getppid}, 200k read +{read}, 20k openat +{openat}; raw sys_enter {raw_before:?} -> {raw_after:?}"
+        "sys_exit_one runs: 200k getppid +{getppid}, 200k read +{read}, 20k openat +{openat}; raw sys_exit {raw_before:?} -> {raw_after:?}"
     );
     // Other processes on the host keep making traced syscalls meanwhile: allow that noise,
     // which is far below one run per call.
     assert!(
         getppid < 5_000,
-        "getppid ran the enter program {getppid} times"
+        "getppid ran the exit program {getppid} times"
     );
-    assert!(read < 5_000, "read ran the enter program {read} times");
+    assert!(read < 5_000, "read ran the exit program {read} times");
     assert!(
         openat >= 20_000,
-        "20000 openat ran the enter program {openat} times"
+        "20000 openat ran the exit program {openat} times"
     );
     assert_eq!(
         raw_before, raw_after,
@@ -235,14 +235,14 @@ fn default_rules_run_no_program_on_every_syscall() {
     let _lock = agent_lock();
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
     let agent = Agent::run(&["--no-audit", "--log", "info"]);
-    let raw_before = run_count("sys_enter");
+    let raw_before = run_count("sys_exit");
     for _ in 0..200_000 {
         unsafe { libc::getppid() };
     }
     module_load_attempts();
-    let raw_after = run_count("sys_enter");
+    let raw_after = run_count("sys_exit");
     let (_, stderr) = agent.stop_with_stderr();
-    eprintln!("raw sys_enter {raw_before:?} -> {raw_after:?}");
+    eprintln!("raw sys_exit {raw_before:?} -> {raw_after:?}");
     assert!(
         raw_before.is_some(),
         "the raw_syscalls program is not even loaded"
@@ -293,9 +293,9 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
     ]);
     let without_modules =
         !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists();
-    let (raw_before, fexit_before) = (run_count("sys_enter"), run_count("sys_fexit_init_module"));
+    let (raw_before, fexit_before) = (run_count("sys_exit"), run_count("sys_fexit_init_module"));
     let (init, finit) = module_load_attempts();
-    let (raw_after, fexit_after) = (run_count("sys_enter"), run_count("sys_fexit_init_module"));
+    let (raw_after, fexit_after) = (run_count("sys_exit"), run_count("sys_fexit_init_module"));
     let mut seen = std::collections::BTreeMap::new();
     let alerts = agent.collect_until(Duration::from_secs(10), |v| {
         if v["rule"] == "Module load attempt" {
@@ -313,7 +313,7 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
         .iter()
         .any(|l| l.contains("capturing them through raw_syscalls"));
     eprintln!(
-        "module attempts {init} {finit}: {seen:?}; via raw {via_raw}; raw sys_enter {raw_before:?} -> {raw_after:?}; fexit init_module {fexit_before:?} -> {fexit_after:?}"
+        "module attempts {init} {finit}: {seen:?}; via raw {via_raw}; raw sys_exit {raw_before:?} -> {raw_after:?}; fexit init_module {fexit_before:?} -> {fexit_after:?}"
     );
     for ty in ["init_module", "finit_module"] {
         let got = seen
@@ -341,4 +341,97 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
             "the init_module fexit program did not run ({fexit_before:?} -> {fexit_after:?})"
         );
     }
+}
+
+/// Issue 18: one program per syscall, at its exit, with the arguments read from the user
+/// registers the entry saved (nothing kept between entry and exit). An `openat` already
+/// blocked when the agent starts (`cat` on a FIFO without a writer) is recorded with its path
+/// when it returns; under the earlier entry+exit pair it had no recorded entry and was lost.
+#[test]
+fn a_syscall_blocked_before_the_agent_started_is_recorded_at_its_exit() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let dir = std::env::temp_dir().join(format!("guard-blocked-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let fifo = dir.join("fifo");
+    let fifo_s = fifo.to_str().expect("utf8").to_owned();
+    let c = std::ffi::CString::new(fifo_s.clone()).expect("cstring");
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "- rule: Fifo opened\n  desc: t\n  condition: evt.type = openat and fd.name = {fifo_s} and proc.name = cat\n  output: fifo %fd.name flags=%evt.arg.flags by %proc.name\n  priority: WARNING\n"
+        ),
+    )
+    .expect("rules");
+    let mut reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cat");
+    // Blocked in openat(2) (257) on the FIFO before any guard program is attached.
+    let syscall_file = format!("/proc/{}/syscall", reader.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = std::fs::read_to_string(&syscall_file).unwrap_or_default();
+        if s.split_whitespace().next() == Some("257") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cat not blocked in openat: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agent = Agent::start_cmd(&[
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
+        "--no-audit",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    let still = std::fs::read_to_string(&syscall_file).unwrap_or_default();
+    assert_eq!(
+        still.split_whitespace().next(),
+        Some("257"),
+        "cat left openat before the agent was ready: {still:?}"
+    );
+    // The writer's open lets the reader's return; closing it gives the reader EOF.
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open fifo for write"),
+    );
+    assert!(reader.wait().expect("wait cat").success(), "cat failed");
+    let mut seen = Vec::new();
+    agent.collect_until(Duration::from_secs(10), |v| {
+        if v["rule"] == "Fifo opened" {
+            seen.push(v["output_fields"].clone());
+        }
+        !seen.is_empty()
+    });
+    let rest = agent.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    seen.extend(
+        rest.iter()
+            .filter(|v| v["rule"] == "Fifo opened")
+            .map(|v| v["output_fields"].clone()),
+    );
+    eprintln!("{seen:?}");
+    assert_eq!(seen.len(), 1, "one alert for the blocked open: {seen:?}");
+    assert_eq!(seen[0]["fd.name"], fifo_s.as_str(), "{seen:?}");
+    assert_eq!(seen[0]["proc.name"], "cat", "{seen:?}");
+    assert!(
+        seen[0]["evt.arg.flags"]
+            .as_str()
+            .is_some_and(|f| f.contains("O_RDONLY")),
+        "the flags argument from the saved registers: {seen:?}"
+    );
 }

@@ -8,21 +8,24 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::bpf_probe_read_kernel as raw_probe_read_kernel,
+        generated::{
+            bpf_get_current_task_btf, bpf_probe_read_kernel as raw_probe_read_kernel,
+            bpf_task_pt_regs,
+        },
     },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{
-        Array, LruHashMap, PerCpuArray,
+        Array, PerCpuArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
-    CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, DROP_SYSCALL_UNPAIRED, EventKind, ExecBody,
-    ExitBody, FLAG_FAULT0, FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS,
-    MAX_OPEN_PREFIXES, MAX_PENDING_SYSCALLS, MAX_PID_NS_LEVEL, MAX_SYSCALL_NR, OFFSET_ABSENT,
-    OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS, PREFILTERED_OPENS, PREFILTERED_SENDS, PendingSyscall,
-    SyscallBody, TS_COMPAT, exec_flags, open_prefix_bits, syscall_filter, syscalls,
+    CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, EventKind, ExecBody, ExitBody, FLAG_FAULT0,
+    FLAG_TRUNCATED0, ForkBody, KernelOffsets, MAX_CONNECT_NETS, MAX_OPEN_PREFIXES,
+    MAX_PID_NS_LEVEL, MAX_SYSCALL_NR, OFFSET_ABSENT, OPEN_PREFIX_BYTES, PREFILTERED_CONNECTS,
+    PREFILTERED_OPENS, PREFILTERED_SENDS, REGS_ARG_WORDS, SyscallArgs, SyscallBody, TS_COMPAT,
+    exec_flags, open_prefix_bits, syscall_filter, syscalls,
     syscalls::{MSGHDR_IOV, MSGHDR_NAMELEN, Payload, spec},
 };
 
@@ -38,10 +41,9 @@ const I_CTIME_QUERIED: u32 = 1 << 31;
 #[map]
 static SYSCALL_FILTER: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
 
-/// Syscall arguments from `sys_enter`, keyed by thread id, until `sys_exit`.
+/// Per-CPU landing place of the saved argument registers a syscall exit copies.
 #[map]
-static PENDING: LruHashMap<u32, PendingSyscall> =
-    LruHashMap::with_max_entries(MAX_PENDING_SYSCALLS, 0);
+static REGS_WORDS: PerCpuArray<[u64; REGS_ARG_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -238,67 +240,48 @@ pub(super) fn syscall_wanted(nr: u64) -> bool {
     syscall_bits(nr) & syscall_filter::TRACE != 0
 }
 
-/// Remembers a traced syscall's arguments (read by `arg`) until its exit.
+/// Emits traced syscall `nr` with result `ret` at its exit, its arguments read from the user
+/// registers its entry saved (`regs`, asked for only when the caller is traced): x86_64
+/// syscalls leave them as they came, and none of the traced ones replaces them (exec, whose
+/// success does, is captured by `sched_process_exec`). One program per syscall, no state
+/// between entry and exit.
 #[inline(always)]
-fn enter(nr: u64, arg: impl Fn(usize) -> u64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let off = offsets();
-    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
-        return;
-    }
-    let mut p = PendingSyscall {
-        nr: nr as u32,
-        _pad: 0,
-        args: [0; 6],
-    };
-    let mut i = 0;
-    while i < 6 {
-        p.args[i] = arg(i);
-        i += 1;
-    }
-    msghdr_args(&mut p);
-    let tid = pid_tgid as u32;
-    if PENDING.insert(&tid, &p, 0).is_err() {
-        // The exit then finds no entry and counts the drop; never leave it an older one.
-        let _ = PENDING.remove(&tid);
-    }
-}
-
-/// Emits a traced syscall with its result and payloads. A traced syscall whose entry was not
-/// recorded is counted as a drop, never lost silently.
-#[inline(always)]
-fn exit(ret: i64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let off = offsets();
-    if !traced((pid_tgid >> 32) as u32) || in_compat_syscall(&off) {
-        return;
-    }
-    let tid = pid_tgid as u32;
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(p) = (unsafe { PENDING.get(&tid) }).copied() else {
-        count_drop_slot(DROP_SYSCALL_UNPAIRED);
-        return;
-    };
-    let _ = PENDING.remove(&tid);
-    emit(&p, ret, &off);
-}
-
-/// Emits syscall `nr` in one go, where a program sees its arguments (read by `arg`) and its
-/// result together (`syscall_fexit`): the same record as `enter` then `exit`.
-#[inline(always)]
-pub(super) fn enter_exit(nr: u32, arg: impl Fn(usize) -> u64, ret: i64) {
+pub(super) fn capture(nr: u32, ret: i64, regs: impl FnOnce() -> *const u8) {
     let off = offsets();
     if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || in_compat_syscall(&off) {
         return;
     }
-    let mut p = PendingSyscall {
+    // One copy of the registers holding the arguments, not one read per argument: the
+    // REGS_ARG_WORDS words from the lowest (userspace checked they span no more).
+    let Some(words) = REGS_WORDS.get_ptr_mut(0) else {
+        return;
+    };
+    let words = words as *mut u64;
+    let mut base = off.regs_args[0];
+    let mut i = 1;
+    while i < 6 {
+        base = base.min(off.regs_args[i]);
+        i += 1;
+    }
+    // SAFETY: the destination is REGS_ARG_WORDS words of map memory; probe_read tolerates
+    // bad pointers.
+    let r = unsafe {
+        raw_probe_read_kernel(
+            words as *mut _,
+            8 * REGS_ARG_WORDS as u32,
+            regs().wrapping_add(base as usize) as *const _,
+        )
+    };
+    let mut p = SyscallArgs {
         nr,
         _pad: 0,
         args: [0; 6],
     };
     let mut i = 0;
-    while i < 6 {
-        p.args[i] = arg(i);
+    while r == 0 && i < 6 {
+        let w = ((off.regs_args[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
+        // SAFETY: w < REGS_ARG_WORDS.
+        p.args[i] = unsafe { *words.add(w) };
         i += 1;
     }
     msghdr_args(&mut p);
@@ -308,7 +291,7 @@ pub(super) fn enter_exit(nr: u32, arg: impl Fn(usize) -> u64, ret: i64) {
 /// sendmsg: its `struct msghdr`'s name and first iovec, read at entry into the arguments
 /// (`syscalls::MSGHDR_IOV` says which); 0 for what cannot be read.
 #[inline(always)]
-fn msghdr_args(p: &mut PendingSyscall) {
+fn msghdr_args(p: &mut SyscallArgs) {
     if p.nr != syscalls::SENDMSG {
         return;
     }
@@ -336,7 +319,7 @@ fn msghdr_args(p: &mut PendingSyscall) {
 
 /// The record of syscall `p` with result `ret`, through the open and connect prefilters.
 #[inline(always)]
-fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
+fn emit(p: &SyscallArgs, ret: i64, off: &KernelOffsets) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
@@ -370,16 +353,17 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     );
     // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
     let kpath = if is_open && ret >= 0 {
-        let k = kpath::open_path(ret);
-        kpath::attach(&mut rec, k, p.nr == syscalls::OPENAT2);
-        k
+        Some(kpath::open_path(ret))
     } else {
         None
     };
-    // The prefilter looks at what was captured, so it judges exactly what userspace would see.
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath) {
+    // The prefilter looks at what is captured, so it judges exactly what userspace would see.
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath.flatten()) {
         count_drop_slot(PREFILTERED_OPENS);
         return;
+    }
+    if let Some(k) = kpath {
+        kpath::attach(&mut rec, k, p.nr == syscalls::OPENAT2);
     }
     if bits & syscall_filter::CONNECT_DEST != 0 && !connect_wanted(&mut rec) {
         count_drop_slot(PREFILTERED_CONNECTS);
@@ -389,24 +373,10 @@ fn emit(p: &PendingSyscall, ret: i64, off: &KernelOffsets) {
     rec.submit();
 }
 
-/// `syscalls/sys_enter_<name>`, attached by userspace to the tracepoint of each traced syscall
-/// only, so other syscalls run no guard program. Record layout (the same for every syscall):
-/// common fields, `int __syscall_nr` at 8, then the arguments as 8-byte words from 16.
-#[tracepoint]
-pub fn sys_enter_one(ctx: TracePointContext) -> u32 {
-    // SAFETY: checked reads of the tracepoint record.
-    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
-    if nr < 0 || !syscall_wanted(nr as u64) {
-        return 0;
-    }
-    // SAFETY: as above; words past the syscall's own arguments are never used (see `spec`).
-    enter(nr as u64, |i| {
-        unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0)
-    });
-    0
-}
-
-/// `syscalls/sys_exit_<name>`: `int __syscall_nr` at 8, `long ret` at 16.
+/// `syscalls/sys_exit_<name>`, attached by userspace to the exit tracepoint of each traced
+/// syscall only, so other syscalls run no guard program. Record layout (the same for every
+/// syscall): common fields, `int __syscall_nr` at 8, `long ret` at 16; the arguments come
+/// from the task's saved user registers (`capture`).
 #[tracepoint]
 pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
     // SAFETY: checked reads of the tracepoint record.
@@ -414,11 +384,15 @@ pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
     if nr < 0 || !syscall_wanted(nr as u64) {
         return 0;
     }
-    exit(unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0));
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    // SAFETY: `current` is a valid task; its saved registers live as long as the syscall.
+    capture(nr as u32, ret, || unsafe {
+        bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8
+    });
     0
 }
 
-/// Whether the `raw_syscalls` programs capture syscall `nr` (traced, and without a tracepoint
+/// Whether the `raw_syscalls` program captures syscall `nr` (traced, and without a tracepoint
 /// of its own on this kernel).
 #[inline(always)]
 fn raw_wanted(nr: u64) -> bool {
@@ -426,26 +400,9 @@ fn raw_wanted(nr: u64) -> bool {
     bits & syscall_filter::TRACE != 0 && bits & syscall_filter::VIA_RAW != 0
 }
 
-/// `raw_syscalls/sys_enter`: attached only when a traced syscall has no tracepoint of its own
+/// `raw_syscalls/sys_exit`: attached only when a traced syscall has no tracepoint of its own
 /// on this kernel; it runs for every syscall and captures those (`VIA_RAW`). Runs the kernel
 /// skips (recursion) are counted in the program's `recursion_misses`.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(struct pt_regs *regs, long id)
-    let nr = raw_arg(&ctx, 1);
-    if !raw_wanted(nr) {
-        return 0;
-    }
-    let off = offsets();
-    let regs = raw_arg(&ctx, 0) as *const u8;
-    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
-    enter(nr, |i| {
-        unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0)
-    });
-    0
-}
-
-/// `raw_syscalls/sys_exit`, the pair of `sys_enter` above.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // TP_PROTO(struct pt_regs *regs, long ret)
@@ -456,7 +413,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    exit(raw_arg(&ctx, 1) as i64);
+    capture(nr as u32, raw_arg(&ctx, 1) as i64, || regs);
     0
 }
 
@@ -521,7 +478,7 @@ static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::wit
 /// a plain absolute path passes when its longest prefix in `OPEN_PREFIXES` admits the open's
 /// access.
 #[inline(always)]
-fn open_wanted(rec: &mut Record, p: &PendingSyscall, kpath: Option<Kpath>) -> bool {
+fn open_wanted(rec: &mut Record, p: &SyscallArgs, kpath: Option<Kpath>) -> bool {
     let h = rec.header();
     let len = h.len0 as usize;
     if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
@@ -565,13 +522,14 @@ fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> 
     unsafe {
         (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
         let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
-        if raw_probe_read_kernel(dst, OPEN_PREFIX_BYTES as u32, src as *const _) != 0 {
+        // The length is read back through memory so the compiler keeps the mask older
+        // verifiers need (6.1 loses the caller's bound on the spilled value).
+        let end = core::ptr::read_volatile(&len) & (OPEN_PREFIX_BYTES - 1);
+        // Only the path is copied; the NUL written after it ends it for the lookup (no stored
+        // prefix holds a NUL, so what an earlier key left after it cannot match).
+        if raw_probe_read_kernel(dst, end as u32, src as *const _) != 0 {
             return true;
         }
-        // What follows the path in the scratch area (payload 1) is not part of it. The length
-        // is read back through memory so the compiler keeps the mask older verifiers need
-        // (6.1 loses the caller's bound on the spilled value).
-        let end = core::ptr::read_volatile(&len) & (OPEN_PREFIX_BYTES - 1);
         (*key).data[end] = 0;
         if check_plain {
             let path = &(*key).data;

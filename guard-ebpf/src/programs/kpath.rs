@@ -44,21 +44,122 @@ fn ptr(base: *const u8, off: u32) -> *const u8 {
     unsafe { read_field::<*const u8>(base, off) }.unwrap_or(core::ptr::null())
 }
 
+/// Bytes one batched read copies: fields of one object within this span cost one helper
+/// call instead of one each.
+const WINDOW: u32 = 32;
+
+/// Where in `KPATH_BUF` batched reads land: past the last name's copy, below `POS_AT`.
+const WIN_AT: usize = HALF + 1024;
+
+/// This CPU's `KPATH_BUF` and, inside it, the window batched reads use.
+#[inline(always)]
+fn kpath_buf() -> Option<(*mut u8, *mut u8)> {
+    let buf = KPATH_BUF.get_ptr_mut(0)? as *mut u8;
+    Some((buf, buf.wrapping_add(WIN_AT)))
+}
+
+/// The 8-byte words at `offs` in the object at `base` (a 4-byte field is the low half), in
+/// one read of the `WINDOW` bytes from the lowest offset into `win` when they all fall inside,
+/// else one read each. Offsets are load-time constants, so the verifier keeps only one of the
+/// paths.
+#[inline(always)]
+fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64; N] {
+    let mut out = [0u64; N];
+    if base.is_null() {
+        return out;
+    }
+    let mut lo = offs[0];
+    let mut hi = offs[0];
+    let mut i = 1;
+    while i < N {
+        lo = lo.min(offs[i]);
+        hi = hi.max(offs[i]);
+        i += 1;
+    }
+    if hi - lo <= WINDOW - 8 {
+        // SAFETY: `win` has WINDOW bytes of map memory; probe_read tolerates bad pointers.
+        if unsafe {
+            raw_read(
+                win as *mut _,
+                WINDOW,
+                base.wrapping_add(lo as usize) as *const _,
+            )
+        } != 0
+        {
+            return out;
+        }
+        let mut i = 0;
+        while i < N {
+            let at = ((offs[i] - lo) as usize).min(WINDOW as usize - 8);
+            // SAFETY: at + 8 <= WINDOW, within the window.
+            out[i] = unsafe { core::ptr::read_unaligned(win.add(at) as *const u64) };
+            i += 1;
+        }
+    } else {
+        let mut i = 0;
+        while i < N {
+            // SAFETY: as in ptr.
+            out[i] = unsafe { read_field::<u64>(base, offs[i]) }.unwrap_or(0);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A mount's parent, mount point, root and superblock (`struct mount`, with its embedded
+/// `vfsmount` at `mnt_off`), in one read where the layout allows.
+#[derive(Clone, Copy)]
+struct MountStep {
+    parent: *const u8,
+    mountpoint: *const u8,
+    root: *const u8,
+    sb: *const u8,
+}
+
+#[inline(always)]
+fn mount_step(win: *mut u8, m: *const u8) -> MountStep {
+    let mnt = koff!(mount_mnt);
+    let [parent, mountpoint, root, sb] = fields(
+        win,
+        m,
+        [
+            koff!(mount_mnt_parent),
+            koff!(mount_mnt_mountpoint),
+            mnt + koff!(vfsmount_mnt_root),
+            mnt + koff!(vfsmount_mnt_sb),
+        ],
+    );
+    MountStep {
+        parent: parent as *const u8,
+        mountpoint: mountpoint as *const u8,
+        root: root as *const u8,
+        sb: sb as *const u8,
+    }
+}
+
 /// The `struct file` behind descriptor `fd` of the current task.
 #[inline(always)]
 pub fn current_file(fd: i64) -> Option<*const u8> {
+    current_file_in(kpath_buf()?.1, fd)
+}
+
+#[inline(always)]
+fn current_file_in(win: *mut u8, fd: i64) -> Option<*const u8> {
     if !(0..=(1 << 24)).contains(&fd) {
         return None;
     }
     // SAFETY: helper with no preconditions.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let fdt = ptr(ptr(task, koff!(task_files)), koff!(files_fdt));
-    // SAFETY: as in ptr.
-    let max = unsafe { read_field::<u32>(fdt, koff!(fdtable_max_fds)) }?;
-    if fd as u64 >= max as u64 {
+    if fdt.is_null() {
         return None;
     }
-    let arr = ptr(fdt, koff!(fdtable_fd));
+    let [max, arr] = fields(win, fdt, [koff!(fdtable_max_fds), koff!(fdtable_fd)]);
+    // `max_fds` is an unsigned int: the low half of its word (little-endian).
+    if fd as u64 >= max & u32::MAX as u64 {
+        return None;
+    }
+    let arr = arr as *const u8;
     if arr.is_null() {
         return None;
     }
@@ -86,6 +187,11 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
     let off_p_dentry = koff!(path_dentry);
     let off_p_mnt = koff!(path_mnt);
     if mnt_off == OFFSET_ABSENT
+        || off_parent == OFFSET_ABSENT
+        || off_mp == OFFSET_ABSENT
+        || off_d_parent == OFFSET_ABSENT
+        || off_name == OFFSET_ABSENT
+        || off_len == OFFSET_ABSENT
         || off_root == OFFSET_ABSENT
         || off_sb == OFFSET_ABSENT
         || off_f_path == OFFSET_ABSENT
@@ -95,38 +201,51 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
     {
         return None;
     }
-    let file = current_file(fd)?;
-    let mut d = ptr(file, off_f_path + off_p_dentry);
-    let vfsmnt = ptr(file, off_f_path + off_p_mnt);
+    let (buf, win) = kpath_buf()?;
+    let file = current_file_in(win, fd)?;
+    let [vfsmnt, d] = fields(
+        win,
+        file,
+        [off_f_path + off_p_mnt, off_f_path + off_p_dentry],
+    );
+    let (vfsmnt, mut d) = (vfsmnt as *const u8, d as *const u8);
     if d.is_null() || vfsmnt.is_null() {
         return None;
     }
     let mut m = vfsmnt.wrapping_sub(mnt_off as usize);
+    let mut ms = mount_step(win, m);
 
     // The top of the file's mount tree: the mount whose parent is the namespace's root
     // (`rootfs`, its own parent), or that root itself.
     let mut top = m;
+    let mut top_step = ms;
+    let mut p = ms.parent;
     let mut found = false;
     let mut i = 0;
     while i < KPATH_MAX_MOUNTS {
-        let p = ptr(top, off_parent);
         if p.is_null() {
             return None;
         }
-        if p == top || ptr(p, off_parent) == p {
+        if p == top {
+            found = true;
+            break;
+        }
+        let ps = mount_step(win, p);
+        if ps.parent == p {
             found = true;
             break;
         }
         top = p;
+        top_step = ps;
+        p = ps.parent;
         i += 1;
     }
     if !found {
         return None;
     }
-    let root_sb = ptr(top, mnt_off + off_sb);
-    let top_root = ptr(top, mnt_off + off_root);
+    let root_sb = top_step.sb;
+    let top_root = top_step.root;
 
-    let buf = KPATH_BUF.get_ptr_mut(0)? as *mut u8;
     // The write position lives in map memory, not a register: the verifier then sees an
     // unknown (masked) value each step instead of a range per path, and prunes the loop.
     let pos_at = buf.wrapping_add(POS_AT) as *mut u64;
@@ -136,8 +255,6 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         *buf.add(HALF) = 0;
         core::ptr::write_volatile(pos_at, HALF as u64);
     }
-    let mut m_sb = ptr(m, mnt_off + off_sb);
-    let mut m_root = ptr(m, mnt_off + off_root);
     let mut done = false;
     let mut step = 0;
     while step < KPATH_MAX_STEPS {
@@ -145,29 +262,30 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         if d.is_null() {
             return None;
         }
-        let parent = ptr(d, off_d_parent);
-        let cross = m_sb != root_sb && (d == m_root || parent == d);
-        if !cross && (parent == d || (m_sb == root_sb && d == top_root)) {
+        // d_parent, and d_name's length and pointer, in one read where the layout allows.
+        let [parent, len, name] = fields(win, d, [off_d_parent, off_len, off_name]);
+        let parent = parent as *const u8;
+        let cross = ms.sb != root_sb && (d == ms.root || parent == d);
+        if !cross && (parent == d || (ms.sb == root_sb && d == top_root)) {
             // The root's file system: up to the namespace root's dentry, whatever mount
             // (bind, chroot) reached the file. Others: up to the root of the tree.
             done = true;
             break;
         }
         if cross {
-            let up = ptr(m, off_parent);
+            let up = ms.parent;
             if up == m {
                 done = true;
                 break;
             }
-            d = ptr(m, off_mp);
+            d = ms.mountpoint;
             m = up;
-            m_sb = ptr(m, mnt_off + off_sb);
-            m_root = ptr(m, mnt_off + off_root);
+            ms = mount_step(win, m);
             continue;
         }
-        // SAFETY: as in ptr.
-        let len = unsafe { read_field::<u32>(d, off_len) }.unwrap_or(0) as u64;
-        let name = ptr(d, off_name);
+        // `len` is the low half of its word (an unsigned int, little-endian).
+        let len = len & u32::MAX as u64;
+        let name = name as *const u8;
         // SAFETY: within the value (see above).
         let pos = unsafe { core::ptr::read_volatile(pos_at) } & (2 * HALF as u64 - 1);
         // Leaves room for openat2's `open_how` before the path in payload 1.

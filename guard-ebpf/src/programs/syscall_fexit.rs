@@ -3,17 +3,14 @@
 //! as a weak `__x64_sys_<name>` stub returning ENOSYS, with no tracepoints; an attempt is still
 //! worth an alert. An fexit program on the stub runs for that syscall only (where the
 //! `raw_syscalls` fallback runs for every syscall) and sees the arguments (the inner `pt_regs`)
-//! and the result together, so it emits the tracepoint pair's record without the pending map.
+//! and the result together, as the exit tracepoint's program does.
 //! Userspace loads and attaches one only when the tracepoints are missing
 //! (`guard_ebpf::syscalls::VIA_FEXIT`).
 
 use aya_ebpf::{macros::fexit, programs::FExitContext};
 use guard_ebpf::syscalls;
 
-use super::{
-    capture::{enter_exit, syscall_wanted},
-    shared::{offsets, read_field},
-};
+use super::capture::{capture, syscall_wanted};
 
 /// The record of syscall `nr` from an fexit on `long __x64_sys_<name>(const struct pt_regs *)`:
 /// the context holds the argument, then the return value.
@@ -23,14 +20,7 @@ fn on_exit(ctx: &FExitContext, nr: u32) -> i32 {
         return 0;
     }
     let regs: *const u8 = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
-    let off = offsets();
-    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
-    enter_exit(
-        nr,
-        |i| unsafe { read_field::<u64>(regs, off.regs_args[i]) }.unwrap_or(0),
-        ret,
-    );
+    capture(nr, ctx.arg(1), || regs);
     0
 }
 

@@ -21,8 +21,6 @@ pub struct DropReport {
     pub decode_errors: u64,
     /// Program runs the kernel skipped (recursion protection), by program: each a lost event.
     pub kernel_missed: std::collections::BTreeMap<String, u64>,
-    /// Traced syscalls whose entry was not recorded, so no record could be built.
-    pub syscall_unpaired: u64,
 }
 
 /// The `drop_summary` for the audit log. The kernel's counters are cumulative; a summary states
@@ -67,18 +65,15 @@ impl DropReport {
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            syscall_unpaired: probes.unpaired_syscalls()?,
         })
     }
 
-    /// Every kernel-side loss by cause: ring buffer full per kind, skipped program runs, and
-    /// syscalls without a recorded entry.
+    /// Every kernel-side loss by cause: ring buffer full per kind and skipped program runs.
     pub fn kernel_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut m = self.by_kind.clone();
         for (prog, n) in &self.kernel_missed {
             m.insert(format!("missed_run:{prog}"), *n);
         }
-        m.insert("syscall_unpaired".to_owned(), self.syscall_unpaired);
         m
     }
 
@@ -86,13 +81,12 @@ impl DropReport {
         self.by_kind.values().sum::<u64>()
             + self.decode_errors
             + self.kernel_missed.values().sum::<u64>()
-            + self.syscall_unpaired
     }
 
     fn print(&self, out: &mut impl Write) -> Result<()> {
         serde_json::to_writer(
             &mut *out,
-            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "kernel_missed": self.kernel_missed, "syscall_unpaired": self.syscall_unpaired, "total": self.total()}),
+            &serde_json::json!({"kind": "drops", "by_kind": self.by_kind, "decode_errors": self.decode_errors, "kernel_missed": self.kernel_missed, "total": self.total()}),
         )?;
         out.write_all(b"\n")?;
         out.flush()?;
@@ -134,10 +128,10 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    fn report(exec: u64, unpaired: u64) -> DropReport {
+    fn report(exec: u64, missed: u64) -> DropReport {
         DropReport {
             by_kind: [("exec".to_string(), exec)].into(),
-            syscall_unpaired: unpaired,
+            kernel_missed: [("sys_exit_one".to_string(), missed)].into(),
             ..Default::default()
         }
     }
@@ -158,7 +152,11 @@ mod tests {
             drop_summary(&report(12, 2), &report(5, 0), Default::default(), false).expect("loss");
         assert_eq!(
             second.ringbuf,
-            [("exec".to_string(), 7), ("syscall_unpaired".to_string(), 2)].into()
+            [
+                ("exec".to_string(), 7),
+                ("missed_run:sys_exit_one".to_string(), 2)
+            ]
+            .into()
         );
         assert_eq!(
             drop_summary(&report(12, 2), &report(12, 2), Default::default(), false),

@@ -506,7 +506,6 @@ impl Pipeline {
         METRICS.set_kernel(
             &self.probes.drops().unwrap_or_default(),
             DECODE_ERRORS.load(Ordering::Relaxed),
-            self.probes.unpaired_syscalls().unwrap_or(0),
             (
                 self.probes.prefiltered_opens().unwrap_or(0),
                 self.probes.prefiltered_connects().unwrap_or(0),
