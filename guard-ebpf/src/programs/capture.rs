@@ -31,7 +31,7 @@ use guard_ebpf::{
 
 use super::{
     kpath::{self, Kpath},
-    shared::{AF_INET, AF_INET6, Record, count_drop_slot, offsets, read_field, traced},
+    shared::{AF_INET, AF_INET6, Record, count_drop_slot, koff, offsets, read_field, traced},
 };
 
 /// `I_CTIME_QUERIED` (include/linux/fs.h): a flag in `inode.i_ctime_nsec`.
@@ -220,10 +220,10 @@ fn raw_arg(ctx: &RawTracePointContext, n: usize) -> u64 {
 
 /// Whether the current task is inside a 32-bit syscall, whose numbers are not x86_64's.
 #[inline(always)]
-fn in_compat_syscall(off: &KernelOffsets) -> bool {
+fn in_compat_syscall() -> bool {
     // SAFETY: helper with no preconditions; the offset comes from BTF.
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    unsafe { read_field::<u32>(task, off.task_ti_status) }.unwrap_or(0) & TS_COMPAT != 0
+    unsafe { read_field::<u32>(task, koff!(task_ti_status)) }.unwrap_or(0) & TS_COMPAT != 0
 }
 
 /// The `syscall_filter` bits userspace set for syscall `nr` (`SYSCALL_FILTER`).
@@ -247,20 +247,22 @@ pub(super) fn syscall_wanted(nr: u64) -> bool {
 /// between entry and exit.
 #[inline(always)]
 pub(super) fn capture(nr: u32, ret: i64, regs: impl FnOnce() -> *const u8) {
-    let off = offsets();
-    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || in_compat_syscall(&off) {
+    // Single fields, not `offsets()`: copying the whole table costs more than the rest of a
+    // run that returns early.
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || in_compat_syscall() {
         return;
     }
+    let arg_offs = koff!(regs_args);
     // One copy of the registers holding the arguments, not one read per argument: the
     // REGS_ARG_WORDS words from the lowest (userspace checked they span no more).
     let Some(words) = REGS_WORDS.get_ptr_mut(0) else {
         return;
     };
     let words = words as *mut u64;
-    let mut base = off.regs_args[0];
+    let mut base = arg_offs[0];
     let mut i = 1;
     while i < 6 {
-        base = base.min(off.regs_args[i]);
+        base = base.min(arg_offs[i]);
         i += 1;
     }
     // SAFETY: the destination is REGS_ARG_WORDS words of map memory; probe_read tolerates
@@ -279,13 +281,13 @@ pub(super) fn capture(nr: u32, ret: i64, regs: impl FnOnce() -> *const u8) {
     };
     let mut i = 0;
     while r == 0 && i < 6 {
-        let w = ((off.regs_args[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
+        let w = ((arg_offs[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
         // SAFETY: w < REGS_ARG_WORDS.
         p.args[i] = unsafe { *words.add(w) };
         i += 1;
     }
     msghdr_args(&mut p);
-    emit(&p, ret, &off);
+    emit(&p, ret);
 }
 
 /// sendmsg: its `struct msghdr`'s name and first iovec, read at entry into the arguments
@@ -319,7 +321,7 @@ fn msghdr_args(p: &mut SyscallArgs) {
 
 /// The record of syscall `p` with result `ret`, through the open and connect prefilters.
 #[inline(always)]
-fn emit(p: &SyscallArgs, ret: i64, off: &KernelOffsets) {
+fn emit(p: &SyscallArgs, ret: i64) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
@@ -369,7 +371,7 @@ fn emit(p: &SyscallArgs, ret: i64, off: &KernelOffsets) {
         count_drop_slot(PREFILTERED_CONNECTS);
         return;
     }
-    rec.fill_current(off);
+    rec.fill_current(&offsets());
     rec.submit();
 }
 
@@ -406,10 +408,9 @@ fn raw_wanted(nr: u64) -> bool {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // TP_PROTO(struct pt_regs *regs, long ret)
-    let off = offsets();
     let regs = raw_arg(&ctx, 0) as *const u8;
     // SAFETY: offset from BTF; probe_read tolerates bad pointers.
-    let nr = unsafe { read_field::<u64>(regs, off.regs_orig_ax) }.unwrap_or(u64::MAX);
+    let nr = unsafe { read_field::<u64>(regs, koff!(regs_orig_ax)) }.unwrap_or(u64::MAX);
     if !raw_wanted(nr) {
         return 0;
     }
