@@ -183,9 +183,9 @@ pub mod syscall_filter {
     pub const OPEN_PATHS: u8 = 2;
     /// `connect`, whose record goes through the `CONNECT_PORTS` / `CONNECT_NETS` check.
     pub const CONNECT_DEST: u8 = 4;
-    /// Captured by the `raw_syscalls` programs, because this kernel has no
-    /// `syscalls/sys_enter_<name>` tracepoint for it; every other traced syscall is captured by
-    /// programs attached to its own tracepoints only.
+    /// Captured by the `raw_syscalls/sys_exit` program, because this kernel has no
+    /// `syscalls/sys_exit_<name>` tracepoint for it; every other traced syscall is captured by
+    /// the program attached to its own exit tracepoint only.
     pub const VIA_RAW: u8 = 8;
     /// sendto / sendmsg: only those given a destination address are recorded (no rule can
     /// match a send on a connected socket, which keeps its name).

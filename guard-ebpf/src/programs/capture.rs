@@ -244,12 +244,14 @@ pub(super) fn syscall_wanted(nr: u64) -> bool {
 /// registers its entry saved (`regs`, asked for only when the caller is traced): x86_64
 /// syscalls leave them as they came, and none of the traced ones replaces them (exec, whose
 /// success does, is captured by `sched_process_exec`). One program per syscall, no state
-/// between entry and exit.
+/// between entry and exit. `any_abi`: the hook also fires for 32-bit (ia32) syscalls, whose
+/// numbers are not x86_64's (`raw_syscalls`; the per-syscall tracepoints and the `__x64_sys_*`
+/// functions never see them).
 #[inline(always)]
-pub(super) fn capture(nr: u32, ret: i64, regs: impl FnOnce() -> *const u8) {
+pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce() -> *const u8) {
     // Single fields, not `offsets()`: copying the whole table costs more than the rest of a
     // run that returns early.
-    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || in_compat_syscall() {
+    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || (any_abi && in_compat_syscall()) {
         return;
     }
     let arg_offs = koff!(regs_args);
@@ -274,18 +276,17 @@ pub(super) fn capture(nr: u32, ret: i64, regs: impl FnOnce() -> *const u8) {
             regs().wrapping_add(base as usize) as *const _,
         )
     };
+    let arg = |i: usize| {
+        let w = ((arg_offs[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
+        // SAFETY: w < REGS_ARG_WORDS.
+        if r == 0 { unsafe { *words.add(w) } } else { 0 }
+    };
+    // Each word written once (a zeroed array first costs a byte-wise memset in BPF).
     let mut p = SyscallArgs {
         nr,
         _pad: 0,
-        args: [0; 6],
+        args: [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)],
     };
-    let mut i = 0;
-    while r == 0 && i < 6 {
-        let w = ((arg_offs[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
-        // SAFETY: w < REGS_ARG_WORDS.
-        p.args[i] = unsafe { *words.add(w) };
-        i += 1;
-    }
     msghdr_args(&mut p);
     emit(&p, ret);
 }
@@ -381,14 +382,19 @@ fn emit(p: &SyscallArgs, ret: i64) {
 /// from the task's saved user registers (`capture`).
 #[tracepoint]
 pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
-    // SAFETY: checked reads of the tracepoint record.
-    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1);
+    // SAFETY: direct loads within the tracepoint record (the verifier checks the context
+    // access; no helper call needed).
+    let (nr, ret) = unsafe {
+        (
+            *(ctx.as_ptr().add(8) as *const i32),
+            *(ctx.as_ptr().add(16) as *const i64),
+        )
+    };
     if nr < 0 || !syscall_wanted(nr as u64) {
         return 0;
     }
-    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
     // SAFETY: `current` is a valid task; its saved registers live as long as the syscall.
-    capture(nr as u32, ret, || unsafe {
+    capture(nr as u32, ret, false, || unsafe {
         bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8
     });
     0
@@ -414,7 +420,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, raw_arg(&ctx, 1) as i64, || regs);
+    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || regs);
     0
 }
 
