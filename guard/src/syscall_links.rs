@@ -21,8 +21,8 @@ use anyhow::{Context, Result};
 use aya::{
     Ebpf,
     programs::{
-        FExit, RawTracePoint, TracePoint, fexit::FExitLinkId, raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId,
+        BtfTracePoint, FExit, RawTracePoint, TracePoint, fexit::FExitLinkId,
+        tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
 use guard_ebpf::{names, syscall_filter, syscalls};
@@ -61,7 +61,7 @@ pub struct SyscallLinks {
     /// syscall -> its fexit link.
     fexit: BTreeMap<u32, (&'static str, FExitLinkId)>,
     /// The program on `raw_syscalls/sys_exit`, while some traced syscall needs it.
-    raw: Option<RawTracePointLinkId>,
+    raw: Option<BtfTracePointLinkId>,
     /// How each syscall is captured here (decided once, or demoted to `Raw` when an attach
     /// is refused).
     routes: BTreeMap<u32, Route>,
@@ -202,9 +202,9 @@ impl SyscallLinks {
                 syscalls = ?names,
                 "neither syscalls/sys_*_<name> tracepoints nor an fexit for these: capturing them through raw_syscalls (a program on every syscall)"
             );
-            let exit = raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?
-                .attach("sys_exit")
-                .context("attaching raw tracepoint sys_exit")?;
+            let exit = raw_exit(ebpf)?
+                .attach()
+                .context("attaching tp_btf sys_exit")?;
             self.raw = Some(exit);
         }
         Ok(())
@@ -238,7 +238,7 @@ impl SyscallLinks {
         }
         let raw_needed = p.syscalls.keys().any(|nr| self.via_raw(*nr));
         if !raw_needed && let Some(exit) = self.raw.take() {
-            raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?.detach(exit)?;
+            raw_exit(ebpf)?.detach(exit)?;
         }
         Ok(())
     }
@@ -247,7 +247,7 @@ impl SyscallLinks {
     /// tracepoints here, without attaching them, so a later reload can attach them after the
     /// agent dropped its privileges (loading a tracing program needs CAP_PERFMON).
     pub fn preload(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        raw_tracepoint(ebpf, names::PROG_SYS_EXIT)?;
+        raw_exit(ebpf)?;
         for (nr, _) in syscalls::VIA_FEXIT {
             self.route(ebpf, *nr);
         }
@@ -284,6 +284,19 @@ fn load_fexit(ebpf: &mut Ebpf, prog: &str, name: &str) -> Result<()> {
             .with_context(|| format!("loading {prog} on {func}"))?;
     }
     Ok(())
+}
+
+/// The `raw_syscalls/sys_exit` program (BTF-typed), loaded.
+fn raw_exit(ebpf: &mut Ebpf) -> Result<&mut BtfTracePoint> {
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(names::PROG_SYS_EXIT)
+        .context("program sys_exit missing from the object")?
+        .try_into()?;
+    if p.fd().is_err() {
+        let btf = crate::btf::kernel_aya().map_err(|e| anyhow::anyhow!("kernel BTF: {e}"))?;
+        p.load("sys_exit", btf).context("loading tp_btf sys_exit")?;
+    }
+    Ok(p)
 }
 
 pub(crate) fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint> {

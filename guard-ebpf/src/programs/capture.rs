@@ -13,12 +13,12 @@ use aya_ebpf::{
             bpf_task_pt_regs,
         },
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, raw_tracepoint, tracepoint},
     maps::{
         Array, PerCpuArray,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use guard_ebpf::{
     CONNECT_NET_KEY_BYTES, CONNECT_PORT_SLOTS, EventKind, ExecBody, ExitBody, FLAG_FAULT0,
@@ -408,19 +408,22 @@ fn raw_wanted(nr: u64) -> bool {
     bits & syscall_filter::TRACE != 0 && bits & syscall_filter::VIA_RAW != 0
 }
 
-/// `raw_syscalls/sys_exit`: attached only when a traced syscall has no tracepoint of its own
-/// on this kernel; it runs for every syscall and captures those (`VIA_RAW`). Runs the kernel
-/// skips (recursion) are counted in the program's `recursion_misses`.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    // TP_PROTO(struct pt_regs *regs, long ret)
-    let regs = raw_arg(&ctx, 0) as *const u8;
-    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
-    let nr = unsafe { read_field::<u64>(regs, koff!(regs_orig_ax)) }.unwrap_or(u64::MAX);
+/// `raw_syscalls/sys_exit`, BTF-typed (`tp_btf`): attached only when a traced syscall has no
+/// tracepoint of its own on this kernel; it runs for every syscall and captures those
+/// (`VIA_RAW`). The verifier knows `regs`' type, so `orig_ax` is a plain load, not a helper
+/// call, on every syscall. Runs the kernel skips (recursion) are counted in the program's
+/// `recursion_misses`.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret): `regs` is the task's saved user registers.
+    let regs: *const u8 = ctx.arg(0);
+    // SAFETY: a load the verifier checks against `struct pt_regs` (the offset is a load-time
+    // constant from BTF).
+    let nr = unsafe { *(regs.add(koff!(regs_orig_ax) as usize) as *const u64) };
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || regs);
+    capture(nr as u32, ctx.arg::<i64>(1), true, || regs);
     0
 }
 
