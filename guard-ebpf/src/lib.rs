@@ -61,7 +61,9 @@ pub mod names {
     pub const PROG_SCHED_PROCESS_EXEC: &str = "sched_process_exec";
     pub const PROG_SCHED_PROCESS_FORK: &str = "sched_process_fork";
     pub const PROG_SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    /// `raw_syscalls/sys_exit`, BTF-typed; `PROG_SYS_EXIT_RAW` where tracing programs are refused.
     pub const PROG_SYS_EXIT: &str = "sys_exit";
+    pub const PROG_SYS_EXIT_RAW: &str = "sys_exit_raw";
     /// Attached to `syscalls/sys_exit_<name>` of each traced syscall.
     pub const PROG_SYS_EXIT_ONE: &str = "sys_exit_one";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";

@@ -22,7 +22,8 @@ use aya::{
     Ebpf,
     programs::{
         BtfTracePoint, FExit, RawTracePoint, TracePoint, fexit::FExitLinkId,
-        tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+        raw_trace_point::RawTracePointLinkId, tp_btf::BtfTracePointLinkId,
+        trace_point::TracePointLinkId,
     },
 };
 use guard_ebpf::{names, syscall_filter, syscalls};
@@ -61,7 +62,9 @@ pub struct SyscallLinks {
     /// syscall -> its fexit link.
     fexit: BTreeMap<u32, (&'static str, FExitLinkId)>,
     /// The program on `raw_syscalls/sys_exit`, while some traced syscall needs it.
-    raw: Option<BtfTracePointLinkId>,
+    raw: Option<RawLink>,
+    /// Which program serves `raw_syscalls/sys_exit` here (decided at `preload`).
+    raw_kind: RawExit,
     /// How each syscall is captured here (decided once, or demoted to `Raw` when an attach
     /// is refused).
     routes: BTreeMap<u32, Route>,
@@ -202,10 +205,7 @@ impl SyscallLinks {
                 syscalls = ?names,
                 "neither syscalls/sys_*_<name> tracepoints nor an fexit for these: capturing them through raw_syscalls (a program on every syscall)"
             );
-            let exit = raw_exit(ebpf)?
-                .attach()
-                .context("attaching tp_btf sys_exit")?;
-            self.raw = Some(exit);
+            self.raw = Some(self.raw_kind.attach(ebpf)?);
         }
         Ok(())
     }
@@ -237,8 +237,8 @@ impl SyscallLinks {
             }
         }
         let raw_needed = p.syscalls.keys().any(|nr| self.via_raw(*nr));
-        if !raw_needed && let Some(exit) = self.raw.take() {
-            raw_exit(ebpf)?.detach(exit)?;
+        if !raw_needed && let Some(link) = self.raw.take() {
+            link.detach(ebpf)?;
         }
         Ok(())
     }
@@ -247,7 +247,7 @@ impl SyscallLinks {
     /// tracepoints here, without attaching them, so a later reload can attach them after the
     /// agent dropped its privileges (loading a tracing program needs CAP_PERFMON).
     pub fn preload(&mut self, ebpf: &mut Ebpf) -> Result<()> {
-        raw_exit(ebpf)?;
+        self.raw_kind = RawExit::load(ebpf)?;
         for (nr, _) in syscalls::VIA_FEXIT {
             self.route(ebpf, *nr);
         }
@@ -286,8 +286,64 @@ fn load_fexit(ebpf: &mut Ebpf, prog: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `raw_syscalls/sys_exit` program (BTF-typed), loaded.
-fn raw_exit(ebpf: &mut Ebpf) -> Result<&mut BtfTracePoint> {
+/// The program on `raw_syscalls/sys_exit`: BTF-typed (`tp_btf`: a plain load of the syscall
+/// number on every syscall), or a plain raw tracepoint where the kernel refuses tracing
+/// programs (or `GUARD_RAW_EXIT=raw_tracepoint` asks for it, to test that path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum RawExit {
+    #[default]
+    Btf,
+    Plain,
+}
+
+enum RawLink {
+    Btf(BtfTracePointLinkId),
+    Plain(RawTracePointLinkId),
+}
+
+impl RawExit {
+    fn load(ebpf: &mut Ebpf) -> Result<RawExit> {
+        let forced = std::env::var("GUARD_RAW_EXIT").is_ok_and(|v| v == "raw_tracepoint");
+        if !forced {
+            match btf_exit(ebpf) {
+                Ok(_) => return Ok(RawExit::Btf),
+                Err(e) => tracing::info!(
+                    "tp_btf sys_exit refused ({e:#}): the raw_syscalls fallback uses a plain raw tracepoint"
+                ),
+            }
+        }
+        raw_tracepoint(ebpf, names::PROG_SYS_EXIT_RAW)?;
+        Ok(RawExit::Plain)
+    }
+
+    fn attach(self, ebpf: &mut Ebpf) -> Result<RawLink> {
+        Ok(match self {
+            RawExit::Btf => RawLink::Btf(
+                btf_exit(ebpf)?
+                    .attach()
+                    .context("attaching tp_btf sys_exit")?,
+            ),
+            RawExit::Plain => RawLink::Plain(
+                raw_tracepoint(ebpf, names::PROG_SYS_EXIT_RAW)?
+                    .attach("sys_exit")
+                    .context("attaching raw tracepoint sys_exit")?,
+            ),
+        })
+    }
+}
+
+impl RawLink {
+    fn detach(self, ebpf: &mut Ebpf) -> Result<()> {
+        match self {
+            RawLink::Btf(l) => btf_exit(ebpf)?.detach(l)?,
+            RawLink::Plain(l) => raw_tracepoint(ebpf, names::PROG_SYS_EXIT_RAW)?.detach(l)?,
+        }
+        Ok(())
+    }
+}
+
+/// The BTF-typed `raw_syscalls/sys_exit` program, loaded.
+fn btf_exit(ebpf: &mut Ebpf) -> Result<&mut BtfTracePoint> {
     let p: &mut BtfTracePoint = ebpf
         .program_mut(names::PROG_SYS_EXIT)
         .context("program sys_exit missing from the object")?

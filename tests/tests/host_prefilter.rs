@@ -264,14 +264,34 @@ fn default_rules_run_no_program_on_every_syscall() {
 
 /// Issue 18, the other side: a rule that matches failed module loads still gets every attempt,
 /// with its result. Where the kernel lets guard attach an fexit program to the stub, that
-/// program captures them (and the raw pair stays detached); where it does not (this host
-/// refuses tracing programs: EPERM), the `raw_syscalls` pair does, and is seen running.
+/// program captures them (and the raw program stays detached); where it does not (this host
+/// refuses fexit: EPERM), the `raw_syscalls/sys_exit` program (BTF-typed) does, and is seen
+/// running.
 #[test]
 fn module_load_attempts_reach_a_rule_that_wants_them() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
         return;
     }
     let _lock = agent_lock();
+    module_attempts_reach_the_rule(None, "sys_exit");
+}
+
+/// The same through the plain raw tracepoint guard falls back to where the kernel refuses
+/// BTF-typed programs (forced here with `GUARD_RAW_EXIT=raw_tracepoint`): the attempts still
+/// reach the rule, captured by that program.
+#[test]
+fn module_load_attempts_reach_the_rule_through_the_plain_raw_tracepoint() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    module_attempts_reach_the_rule(Some("raw_tracepoint"), "sys_exit_raw");
+}
+
+/// Starts an agent (with `GUARD_RAW_EXIT` set to `raw_exit` when given) whose rule takes
+/// module load attempts, makes both, and checks they reach the rule; `raw_prog` is the
+/// `raw_syscalls/sys_exit` program expected to capture them where fexit is refused.
+fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
     let dir = std::env::temp_dir().join(format!("guard-modules-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -284,18 +304,27 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
         ),
     )
     .expect("rules");
-    let agent = Agent::run(&[
+    let mut cmd = Command::new(guard_tests::harness::guard_bin());
+    cmd.args([
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
         "--no-audit",
         "--log",
         "info",
         "--rules",
         rules.to_str().expect("utf8"),
     ]);
+    if let Some(v) = raw_exit {
+        cmd.env("GUARD_RAW_EXIT", v);
+    }
+    let agent = Agent::spawn(cmd);
     let without_modules =
         !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists();
-    let (raw_before, fexit_before) = (run_count("sys_exit"), run_count("sys_fexit_init_module"));
+    let (raw_before, fexit_before) = (run_count(raw_prog), run_count("sys_fexit_init_module"));
     let (init, finit) = module_load_attempts();
-    let (raw_after, fexit_after) = (run_count("sys_exit"), run_count("sys_fexit_init_module"));
+    let (raw_after, fexit_after) = (run_count(raw_prog), run_count("sys_fexit_init_module"));
     let mut seen = std::collections::BTreeMap::new();
     let alerts = agent.collect_until(Duration::from_secs(10), |v| {
         if v["rule"] == "Module load attempt" {
@@ -313,7 +342,7 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
         .iter()
         .any(|l| l.contains("capturing them through raw_syscalls"));
     eprintln!(
-        "module attempts {init} {finit}: {seen:?}; via raw {via_raw}; raw sys_exit {raw_before:?} -> {raw_after:?}; fexit init_module {fexit_before:?} -> {fexit_after:?}"
+        "module attempts {init} {finit}: {seen:?}; via raw {via_raw}; raw {raw_prog} {raw_before:?} -> {raw_after:?}; fexit init_module {fexit_before:?} -> {fexit_after:?}"
     );
     for ty in ["init_module", "finit_module"] {
         let got = seen
@@ -329,7 +358,7 @@ fn module_load_attempts_reach_a_rule_that_wants_them() {
     if without_modules && via_raw {
         assert!(
             raw_after > raw_before,
-            "captured through raw_syscalls, which did not run"
+            "captured through raw_syscalls, whose {raw_prog} did not run"
         );
     } else if without_modules {
         assert_eq!(

@@ -427,6 +427,21 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The same as a plain raw tracepoint, for kernels that refuse BTF-typed (tracing) programs:
+/// `orig_ax` through a helper.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_raw(ctx: RawTracePointContext) -> i32 {
+    // TP_PROTO(struct pt_regs *regs, long ret)
+    let regs = raw_arg(&ctx, 0) as *const u8;
+    // SAFETY: offset from BTF; probe_read tolerates bad pointers.
+    let nr = unsafe { read_field::<u64>(regs, koff!(regs_orig_ax)) }.unwrap_or(u64::MAX);
+    if !raw_wanted(nr) {
+        return 0;
+    }
+    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || regs);
+    0
+}
+
 /// Connect prefilter: 1 for ports no rule can match a connect to.
 #[map]
 static CONNECT_PORTS: Array<u8> = Array::with_max_entries(CONNECT_PORT_SLOTS, 0);
