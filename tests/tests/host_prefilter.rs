@@ -114,6 +114,22 @@ fn the_prefilter_changes_no_alert_and_skips_opens() {
 }
 
 /// Run counts of guard's newest program named `name` (stats must be enabled).
+/// `guard run` with only the rules in `rules` (no responses, no audit log), plus `extra`.
+fn rules_only(rules: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(guard_tests::harness::guard_bin());
+    cmd.args([
+        "run",
+        "--format",
+        "json",
+        "--no-responses",
+        "--no-audit",
+        "--rules",
+        rules.to_str().expect("utf8"),
+    ]);
+    cmd.args(extra);
+    cmd
+}
+
 fn run_count(name: &str) -> Option<u64> {
     aya::programs::loaded_programs()
         .filter_map(|p| p.ok())
@@ -142,15 +158,7 @@ fn untraced_syscalls_run_no_guard_program() {
         "- rule: Shadow opened\n  desc: t\n  condition: evt.type = openat and fd.name = /etc/shadow\n  output: shadow %proc.name\n  priority: WARNING\n",
     )
     .expect("rules");
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-audit",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::spawn(rules_only(&rules, &[]));
     let runs = || run_count("sys_exit_one").expect("sys_exit_one loaded");
     let burst = |f: &dyn Fn()| {
         let before = runs();
@@ -304,18 +312,7 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
         ),
     )
     .expect("rules");
-    let mut cmd = Command::new(guard_tests::harness::guard_bin());
-    cmd.args([
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-audit",
-        "--log",
-        "info",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let mut cmd = rules_only(&rules, &["--log", "info"]);
     if let Some(v) = raw_exit {
         cmd.env("GUARD_RAW_EXIT", v);
     }
@@ -416,15 +413,7 @@ fn a_syscall_blocked_before_the_agent_started_is_recorded_at_its_exit() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-audit",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::spawn(rules_only(&rules, &[]));
     let still = std::fs::read_to_string(&syscall_file).unwrap_or_default();
     assert_eq!(
         still.split_whitespace().next(),
