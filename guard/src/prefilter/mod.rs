@@ -524,6 +524,9 @@ impl Prefilter {
                     open_prefix_bits::ANY
                 };
                 // A prefix longer than the kernel key is shortened: a wider prefix passes more.
+                // So is one holding a NUL, which no path does: the kernel ends each path it
+                // looks up with a NUL and leaves what an earlier key held after it.
+                let p = p.split('\0').next().unwrap_or_default();
                 let key = truncate(p, OPEN_PREFIX_BYTES);
                 *open_prefixes.entry(key.to_owned()).or_insert(0) |= bit;
             }

@@ -189,6 +189,18 @@ fn the_kernel_check_passes_what_it_cannot_judge() {
 }
 
 #[test]
+fn a_prefix_holding_a_nul_is_cut_there() {
+    let p = Prefilter::derive(
+        &ruleset(
+            // YAML decodes `\0` in a double-quoted scalar to a NUL.
+            "- rule: a\n  desc: d\n  condition: \"evt.type = openat and fd.name startswith /etc/x\\0y\"\n  output: o\n  priority: WARNING\n",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(prefixes(&p), [("/etc/x", open_prefix_bits::ANY)]);
+}
+
+#[test]
 fn longer_entries_carry_the_bits_of_covering_ones() {
     let p = Prefilter::derive(
         &ruleset(
