@@ -1,15 +1,15 @@
-//! Which syscall hooks the capture programs run on. Each syscall the prefilter keeps gets
-//! the `sys_exit_one` program on its own `syscalls/sys_exit_<name>` tracepoint (one program per
+//! Which syscall hooks the capture programs run on. Each syscall the prefilter keeps gets the
+//! `sys_exit_one` program on its own `syscalls/sys_exit_<name>` tracepoint (one program per
 //! syscall: the arguments are read at the exit from the saved user registers), so a syscall no
 //! rule or policy needs (`read`, `write`, `close`, `epoll_wait`, …) runs no guard program at
-//! all. A traced syscall this kernel has no
-//! such tracepoint for but keeps as a stub (`init_module`/`finit_module` without module
-//! support: a weak `__x64_sys_<name>` returning ENOSYS; an attempt is still worth an alert)
-//! gets an fexit program on that function (`guard_ebpf::syscalls::VIA_FEXIT`), which also runs
-//! for that syscall only. Only a traced syscall with neither (e.g. `fchmodat2` before 6.6) is
-//! captured through `raw_syscalls/sys_exit` (`syscall_filter::VIA_RAW`), whose program then
-//! runs for every syscall. A reload attaches what the new rules need before the filter switches and
-//! detaches the rest after, so nothing is missed in between.
+//! all. A traced syscall this kernel has no such tracepoint for but keeps as a stub
+//! (`init_module`/`finit_module` without module support: a weak `__x64_sys_<name>` returning
+//! ENOSYS; an attempt is still worth an alert) gets an fexit program on that function
+//! (`guard_ebpf::syscalls::VIA_FEXIT`), which also runs for that syscall only. Only a traced
+//! syscall with neither (e.g. `fchmodat2` before 6.6) is captured through
+//! `raw_syscalls/sys_exit` (`syscall_filter::VIA_RAW`), whose program then runs for every
+//! syscall. A reload attaches what the new rules need before the filter switches and detaches
+//! the rest after, so nothing is missed in between.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
