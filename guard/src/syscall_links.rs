@@ -75,9 +75,9 @@ pub(crate) fn has_tracepoint(category: &str, event: &str) -> bool {
     events_dir().join(category).join(event).exists()
 }
 
+/// Whether syscall `name` has its own exit tracepoint, the only one the capture uses.
 fn has_own_tracepoints(name: &str) -> bool {
-    let dir = events_dir().join("syscalls");
-    dir.join(format!("sys_enter_{name}")).exists() && dir.join(format!("sys_exit_{name}")).exists()
+    has_tracepoint("syscalls", &format!("sys_exit_{name}"))
 }
 
 /// Traced syscalls this kernel only has as stubs that fail with ENOSYS: no tracepoints of their
