@@ -567,10 +567,15 @@ impl Probes {
         })
     }
 
+    /// The kind of the policy backend attached, if any.
+    fn backend_kind(&self) -> Option<Kind> {
+        self.policy_backend.as_ref().and_then(Backend::kind)
+    }
+
     /// A reload brings a `deny_new_binaries` policy: attaches drift tracking on the non-LSM
     /// backends (before the policy is bound, so no write is missed). Once attached it stays.
     pub fn ensure_drift(&mut self, dir: &Path) -> Result<()> {
-        if lsm_less(self.policy_backend.as_ref().and_then(Backend::kind)) && !self.drift {
+        if lsm_less(self.backend_kind()) && !self.drift {
             attach_open_exits(&mut self.ebpf, DRIFT_PROGRAM, Some(dir))?;
             self.drift = true;
         }
@@ -581,9 +586,7 @@ impl Probes {
     /// attaches their judgement at the open's exit (before the policy is bound). Once
     /// attached it stays.
     pub fn ensure_open_detect(&mut self, dir: &Path) -> Result<()> {
-        if self.policy_backend.as_ref().and_then(Backend::kind) == Some(Kind::Fanotify)
-            && !self.open_detect
-        {
+        if self.backend_kind() == Some(Kind::Fanotify) && !self.open_detect {
             attach_open_exits(&mut self.ebpf, DETECT_PROGRAM, Some(dir))?;
             self.open_detect = true;
         }

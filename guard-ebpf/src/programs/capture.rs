@@ -7,7 +7,7 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
         generated::{
             bpf_get_current_task_btf, bpf_probe_read_kernel as raw_probe_read_kernel,
             bpf_task_pt_regs,
@@ -240,6 +240,16 @@ pub(super) fn syscall_wanted(nr: u64) -> bool {
     syscall_bits(nr) & syscall_filter::TRACE != 0
 }
 
+/// Where a syscall's saved user registers are.
+#[derive(Clone, Copy)]
+pub(super) enum Regs {
+    /// A BTF-typed `struct pt_regs *` (`bpf_task_pt_regs`, `tp_btf` and fexit arguments): the
+    /// arguments are plain loads the verifier checks, no helper call.
+    Typed(*const u8),
+    /// An address the verifier does not type (a plain raw tracepoint): one helper copy.
+    Plain(*const u8),
+}
+
 /// Emits traced syscall `nr` with result `ret` at its exit, its arguments read from the user
 /// registers its entry saved (`regs`, asked for only when the caller is traced): x86_64
 /// syscalls leave them as they came, and none of the traced ones replaces them (exec, whose
@@ -248,23 +258,44 @@ pub(super) fn syscall_wanted(nr: u64) -> bool {
 /// numbers are not x86_64's (`raw_syscalls`; the per-syscall tracepoints and the `__x64_sys_*`
 /// functions never see them).
 #[inline(always)]
-pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce() -> *const u8) {
+pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce() -> Regs) {
     // Single fields, not `offsets()`: copying the whole table costs more than the rest of a
     // run that returns early.
     if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || (any_abi && in_compat_syscall()) {
         return;
     }
-    let arg_offs = koff!(regs_args);
-    // One copy of the registers holding the arguments, not one read per argument: the
-    // REGS_ARG_WORDS words from the lowest (userspace checked they span no more).
+    let args = match regs() {
+        Regs::Typed(regs) => typed_args(regs),
+        Regs::Plain(regs) => copied_args(regs),
+    };
+    let mut p = SyscallArgs { nr, _pad: 0, args };
+    msghdr_args(&mut p);
+    emit(&p, ret);
+}
+
+/// The six argument registers, loaded from a BTF-typed `struct pt_regs *`.
+#[inline(always)]
+fn typed_args(regs: *const u8) -> [u64; 6] {
+    let o = koff!(regs_args);
+    // SAFETY: loads the verifier checks against `struct pt_regs` (the offsets are load-time
+    // constants from BTF, each an unsigned long member).
+    let at = |i: usize| unsafe { *(regs.add(o[i] as usize) as *const u64) };
+    [at(0), at(1), at(2), at(3), at(4), at(5)]
+}
+
+/// The six argument registers at an untyped address: one copy of the REGS_ARG_WORDS words
+/// from the lowest (userspace checked they span no more), not one read per argument.
+#[inline(always)]
+fn copied_args(regs: *const u8) -> [u64; 6] {
+    let o = koff!(regs_args);
     let Some(words) = REGS_WORDS.get_ptr_mut(0) else {
-        return;
+        return [0; 6];
     };
     let words = words as *mut u64;
-    let mut base = arg_offs[0];
+    let mut base = o[0];
     let mut i = 1;
     while i < 6 {
-        base = base.min(arg_offs[i]);
+        base = base.min(o[i]);
         i += 1;
     }
     // SAFETY: the destination is REGS_ARG_WORDS words of map memory; probe_read tolerates
@@ -273,22 +304,16 @@ pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce() -> *
         raw_probe_read_kernel(
             words as *mut _,
             8 * REGS_ARG_WORDS as u32,
-            regs().wrapping_add(base as usize) as *const _,
+            regs.wrapping_add(base as usize) as *const _,
         )
     };
     let arg = |i: usize| {
-        let w = ((arg_offs[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
+        let w = ((o[i].wrapping_sub(base) / 8) as usize).min(REGS_ARG_WORDS - 1);
         // SAFETY: w < REGS_ARG_WORDS.
         if r == 0 { unsafe { *words.add(w) } } else { 0 }
     };
     // Each word written once (a zeroed array first costs a byte-wise memset in BPF).
-    let mut p = SyscallArgs {
-        nr,
-        _pad: 0,
-        args: [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)],
-    };
-    msghdr_args(&mut p);
-    emit(&p, ret);
+    [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)]
 }
 
 /// sendmsg: its `struct msghdr`'s name and first iovec, read at entry into the arguments
@@ -394,8 +419,8 @@ pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: `current` is a valid task; its saved registers live as long as the syscall.
-    capture(nr as u32, ret, false, || unsafe {
-        bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8
+    capture(nr as u32, ret, false, || {
+        Regs::Typed(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8)
     });
     0
 }
@@ -423,7 +448,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, ctx.arg::<i64>(1), true, || regs);
+    capture(nr as u32, ctx.arg::<i64>(1), true, || Regs::Typed(regs));
     0
 }
 
@@ -438,7 +463,9 @@ pub fn sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || regs);
+    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || {
+        Regs::Plain(regs)
+    });
     0
 }
 
@@ -457,28 +484,31 @@ static CONNECT_NETS: LpmTrie<[u8; CONNECT_NET_KEY_BYTES], u8> =
 #[inline(always)]
 fn connect_wanted(rec: &mut Record) -> bool {
     let len = rec.header().len0 as usize;
-    let sa = rec.payload_dst(0);
-    // SAFETY: reads within payload 0 (checked against its length) of the scratch area.
+    let sa = rec.payload_dst(0) as *const u8;
+    if len < 2 {
+        return true;
+    }
+    // Plain loads from the scratch area (map memory): no helper calls.
+    // SAFETY: reads within payload 0 (checked against its length) of the scratch area, which
+    // follows the 8-byte aligned body.
     unsafe {
-        let Ok(family) = bpf_probe_read_kernel(sa as *const u16) else {
-            return true;
-        };
-        let port = u16::from_be(bpf_probe_read_kernel(sa.add(2) as *const u16).unwrap_or(0));
+        let family = core::ptr::read(sa as *const u16);
         let mut key = LpmKey::new(
             8 * CONNECT_NET_KEY_BYTES as u32,
             [0u8; CONNECT_NET_KEY_BYTES],
         );
         if family == AF_INET && len >= 8 {
             key.data[0] = 4;
-            let a = bpf_probe_read_kernel(sa.add(4) as *const [u8; 4]).unwrap_or([0; 4]);
+            let a = core::ptr::read_unaligned(sa.add(4) as *const [u8; 4]);
             key.data[1..5].copy_from_slice(&a);
         } else if family == AF_INET6 && len >= 24 {
             key.data[0] = 6;
-            let a = bpf_probe_read_kernel(sa.add(8) as *const [u8; 16]).unwrap_or([0; 16]);
+            let a = core::ptr::read_unaligned(sa.add(8) as *const [u8; 16]);
             key.data[1..17].copy_from_slice(&a);
         } else {
             return true;
         }
+        let port = u16::from_be(core::ptr::read(sa.add(2) as *const u16));
         if CONNECT_PORTS.get(port as u32).is_some_and(|v| *v != 0) {
             return false;
         }
@@ -491,9 +521,8 @@ fn connect_wanted(rec: &mut Record) -> bool {
 static OPEN_PREFIXES: LpmTrie<[u8; OPEN_PREFIX_BYTES], u8> =
     LpmTrie::with_max_entries(MAX_OPEN_PREFIXES, BPF_F_NO_PREALLOC);
 
-/// Per-CPU LPM key for `OPEN_PREFIXES` lookups.
-#[map]
-static OPEN_KEY: PerCpuArray<LpmKey<[u8; OPEN_PREFIX_BYTES]>> = PerCpuArray::with_max_entries(1, 0);
+/// An `OPEN_PREFIXES` key.
+type PrefixKey = LpmKey<[u8; OPEN_PREFIX_BYTES]>;
 
 /// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
 /// `passes_open_resolved` states the same check) is one some rule may need: it passes when
@@ -518,52 +547,59 @@ fn open_wanted(rec: &mut Record, p: &SyscallArgs, kpath: Option<Kpath>) -> bool 
             if (h.len1 as usize) < 8 {
                 return true;
             }
-            let at = rec.payload_dst(1);
-            // SAFETY: payload 1 holds at least 8 bytes of the scratch area.
-            unsafe { bpf_probe_read_kernel(at as *const u64) }.map_or(true, |f| f & 3 != 0)
+            let at = rec.payload_dst(1) as *const u64;
+            // SAFETY: payload 1 holds at least 8 bytes of the scratch area (after payload 0,
+            // so unaligned).
+            let flags = unsafe { core::ptr::read_unaligned(at) };
+            flags & 3 != 0
         }
     };
-    // SAFETY: payload 0 has PAYLOAD_MAX bytes of scratch after it, including the path's NUL.
-    if prefix_admits(rec.payload_dst(0), len, true, write) {
+    // The key in place: the 4 bytes before payload 0 (the end of the body) hold its prefix
+    // length for the lookup, then get their value back.
+    let key = rec.payload_dst(0).wrapping_sub(4);
+    // SAFETY: payload 0 follows the 8-byte aligned body in the scratch area, with
+    // PAYLOAD_MAX bytes after it (the path, its NUL, and older bytes).
+    let admitted = unsafe {
+        let body_end = core::ptr::read(key as *const u32);
+        let admitted = prefix_admits(key, true, write);
+        core::ptr::write(key as *mut u32, body_end);
+        admitted
+    };
+    if admitted {
         return true;
     }
     match kpath {
         Some(k) if k.len >= OPEN_PREFIX_BYTES => true,
         // The kernel path is absolute and plain, and a NUL follows it in its buffer.
-        Some(k) => prefix_admits(k.src, k.len, false, write),
+        // SAFETY: `key` is the 4 free bytes before the path in KPATH_BUF, with more than
+        // OPEN_PREFIX_BYTES after them.
+        Some(k) => unsafe { prefix_admits(k.key, false, write) },
         None => false,
     }
 }
 
-/// Whether the `len`-byte path at `src` (kernel memory with `OPEN_PREFIX_BYTES` readable;
-/// `len` below that) is one some rule may need: `check_plain` passes a path that is not
-/// absolute and plain; otherwise its longest prefix in `OPEN_PREFIXES` decides.
+/// Whether the NUL-terminated path after the 4 bytes at `key` is one some rule may need:
+/// `check_plain` passes a path that is not absolute and plain; otherwise its longest prefix
+/// in `OPEN_PREFIXES` decides. The key is the path in place (no copy): the 4 bytes take its
+/// prefix length, and what follows the path's NUL cannot match, as no stored prefix holds a
+/// NUL.
+///
+/// # Safety
+/// `key` points to 4 writable bytes followed by the path, its NUL, and at least
+/// `OPEN_PREFIX_BYTES` readable bytes in all, in map memory.
 #[inline(always)]
-fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> bool {
-    let Some(key) = OPEN_KEY.get_ptr_mut(0) else {
-        return true;
-    };
-    // SAFETY: the key is per-CPU map memory; the copy reads OPEN_PREFIX_BYTES from `src`.
+unsafe fn prefix_admits(key: *mut u8, check_plain: bool, write: bool) -> bool {
+    // SAFETY: per the contract; unaligned for a kernel path (byte stores).
     unsafe {
-        (*key).prefix_len = 8 * OPEN_PREFIX_BYTES as u32;
-        let dst = core::ptr::addr_of_mut!((*key).data) as *mut _;
-        // The length is read back through memory so the compiler keeps the mask older
-        // verifiers need (6.1 loses the caller's bound on the spilled value).
-        let end = core::ptr::read_volatile(&len) & (OPEN_PREFIX_BYTES - 1);
-        // Only the path is copied; the NUL written after it ends it for the lookup (no stored
-        // prefix holds a NUL, so what an earlier key left after it cannot match).
-        if raw_probe_read_kernel(dst, end as u32, src as *const _) != 0 {
-            return true;
-        }
-        (*key).data[end] = 0;
+        core::ptr::write_unaligned(key as *mut u32, 8 * OPEN_PREFIX_BYTES as u32);
         if check_plain {
-            let path = &(*key).data;
-            if path[0] != b'/' {
+            let path = key.add(4);
+            if *path != b'/' {
                 return true;
             }
             let mut prev = 0u8;
             for i in 0..OPEN_PREFIX_BYTES {
-                let b = path[i];
+                let b = *path.add(i);
                 if b == 0 {
                     break;
                 }
@@ -573,7 +609,10 @@ fn prefix_admits(src: *const u8, len: usize, check_plain: bool, write: bool) -> 
                 prev = b;
             }
         }
-        let bits = OPEN_PREFIXES.get(&*key).copied().unwrap_or(0);
+        let bits = OPEN_PREFIXES
+            .get(&*(key as *const PrefixKey))
+            .copied()
+            .unwrap_or(0);
         bits & open_prefix_bits::ANY != 0 || (write && bits & open_prefix_bits::WRITE != 0)
     }
 }

@@ -10,7 +10,7 @@
 //! their mount points, as `d_path` would (a container's `/etc/hosts` stays `/etc/hosts`).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel as raw_read},
+    helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel as raw_read},
     macros::map,
     maps::PerCpuArray,
 };
@@ -36,12 +36,8 @@ static KPATH_BUF: PerCpuArray<[u8; 2 * HALF]> = PerCpuArray::with_max_entries(1,
 pub struct Kpath {
     pub src: *const u8,
     pub len: usize,
-}
-
-#[inline(always)]
-fn ptr(base: *const u8, off: u32) -> *const u8 {
-    // SAFETY: offsets from BTF; probe_read tolerates bad pointers.
-    unsafe { read_field::<*const u8>(base, off) }.unwrap_or(core::ptr::null())
+    /// 4 free bytes right before `src`: with the path after them, an LPM key in place.
+    pub key: *mut u8,
 }
 
 /// Bytes one batched read copies: fields of one object within this span cost one helper
@@ -58,10 +54,10 @@ fn kpath_buf() -> Option<(*mut u8, *mut u8)> {
     Some((buf, buf.wrapping_add(WIN_AT)))
 }
 
-/// The 8-byte words at `offs` in the object at `base` (a 4-byte field is the low half), in
-/// one read of the `WINDOW` bytes from the lowest offset into `win` when they all fall inside,
-/// else one read each. Offsets are load-time constants, so the verifier keeps only one of the
-/// paths.
+/// The fields at `offs` in the object at `base`, each as the aligned 8-byte word holding it
+/// shifted down to the field (a 4-byte field is the low half), in one read of the `WINDOW`
+/// bytes from the lowest offset's word into `win` when they all fall inside, else one read
+/// each. Offsets are load-time constants, so the verifier keeps only one of the paths.
 #[inline(always)]
 fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64; N] {
     let mut out = [0u64; N];
@@ -76,6 +72,9 @@ fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64
         hi = hi.max(offs[i]);
         i += 1;
     }
+    // From an aligned word: the window's words are then aligned too, and each field is one
+    // 8-byte load (an unaligned one compiles to eight byte loads).
+    let lo = lo & !7;
     if hi - lo <= WINDOW - 8 {
         // SAFETY: `win` has WINDOW bytes of map memory; probe_read tolerates bad pointers.
         if unsafe {
@@ -90,9 +89,10 @@ fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64
         }
         let mut i = 0;
         while i < N {
-            let at = ((offs[i] - lo) as usize).min(WINDOW as usize - 8);
-            // SAFETY: at + 8 <= WINDOW, within the window.
-            out[i] = unsafe { core::ptr::read_unaligned(win.add(at) as *const u64) };
+            let at = (offs[i] - lo) as usize;
+            let word = (at & !7).min(WINDOW as usize - 8);
+            // SAFETY: word + 8 <= WINDOW and `win` is 8-aligned map memory.
+            out[i] = unsafe { *(win.add(word) as *const u64) } >> ((at & 7) * 8);
             i += 1;
         }
     } else {
@@ -140,29 +140,43 @@ fn mount_step(win: *mut u8, m: *const u8) -> MountStep {
 /// The `struct file` behind descriptor `fd` of the current task.
 #[inline(always)]
 pub fn current_file(fd: i64) -> Option<*const u8> {
-    current_file_in(kpath_buf()?.1, fd)
-}
-
-#[inline(always)]
-fn current_file_in(win: *mut u8, fd: i64) -> Option<*const u8> {
-    if !(0..=(1 << 24)).contains(&fd) {
+    let (off_files, off_fdt, off_max, off_fd) = (
+        koff!(task_files),
+        koff!(files_fdt),
+        koff!(fdtable_max_fds),
+        koff!(fdtable_fd),
+    );
+    if !(0..=(1 << 24)).contains(&fd)
+        || off_files == OFFSET_ABSENT
+        || off_fdt == OFFSET_ABSENT
+        || off_max == OFFSET_ABSENT
+        || off_fd == OFFSET_ABSENT
+    {
         return None;
     }
-    // SAFETY: helper with no preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let fdt = ptr(ptr(task, koff!(task_files)), koff!(files_fdt));
-    if fdt.is_null() {
+    // Typed loads, no helper calls: `current` as a BTF pointer, and the offsets load-time
+    // constants the verifier checks against the members' types (`files`, `fdt`: struct
+    // pointers; `max_fds`, `fd`: scalars).
+    // SAFETY: `current` is a valid task; the verifier turns these into fault-tolerant loads.
+    let (max, arr) = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        let files = *(task.add(off_files as usize) as *const *const u8);
+        if files.is_null() {
+            return None;
+        }
+        let fdt = *(files.add(off_fdt as usize) as *const *const u8);
+        if fdt.is_null() {
+            return None;
+        }
+        (
+            *(fdt.add(off_max as usize) as *const u32),
+            *(fdt.add(off_fd as usize) as *const *const u8),
+        )
+    };
+    if fd as u64 >= max as u64 || arr.is_null() {
         return None;
     }
-    let [max, arr] = fields(win, fdt, [koff!(fdtable_max_fds), koff!(fdtable_fd)]);
-    // `max_fds` is an unsigned int: the low half of its word (little-endian).
-    if fd as u64 >= max & u32::MAX as u64 {
-        return None;
-    }
-    let arr = arr as *const u8;
-    if arr.is_null() {
-        return None;
-    }
+    // `fd` is an array of `struct file *` the verifier does not type: one helper read.
     // SAFETY: fd < max_fds, the length of the array; probe_read checks the address anyway.
     let file = unsafe {
         aya_ebpf::helpers::bpf_probe_read_kernel(arr.add(fd as usize * 8) as *const *const u8)
@@ -202,7 +216,7 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         return None;
     }
     let (buf, win) = kpath_buf()?;
-    let file = current_file_in(win, fd)?;
+    let file = current_file(fd)?;
     let [vfsmnt, d] = fields(
         win,
         file,
@@ -327,6 +341,9 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         // SAFETY: pos < HALF.
         src: unsafe { buf.add(pos & (HALF - 1)) },
         len: HALF - pos,
+        // SAFETY: pos >= HALF - KPATH_MAX_BYTES > 4: the bytes before the path, which the
+        // walk does not use; masked for the verifier.
+        key: unsafe { buf.add(pos.wrapping_sub(4) & (HALF - 1)) },
     })
 }
 

@@ -10,7 +10,7 @@
 use aya_ebpf::{macros::fexit, programs::FExitContext};
 use guard_ebpf::syscalls;
 
-use super::capture::{capture, syscall_wanted};
+use super::capture::{Regs, capture, syscall_wanted};
 
 /// The record of syscall `nr` from an fexit on `long __x64_sys_<name>(const struct pt_regs *)`:
 /// the context holds the argument, then the return value.
@@ -20,7 +20,7 @@ fn on_exit(ctx: &FExitContext, nr: u32) -> i32 {
         return 0;
     }
     let regs: *const u8 = ctx.arg(0);
-    capture(nr, ctx.arg(1), false, || regs);
+    capture(nr, ctx.arg(1), false, || Regs::Typed(regs));
     0
 }
 
