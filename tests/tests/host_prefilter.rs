@@ -271,7 +271,7 @@ fn default_rules_run_no_program_on_every_syscall() {
 }
 
 /// Issue 18, the other side: a rule that matches failed module loads still gets every attempt,
-/// with its result. Where the kernel lets guard attach an fexit program to the stub, that
+/// with its result and parameters (`uargs`, from the saved registers). Where the kernel lets guard attach an fexit program to the stub, that
 /// program captures them (and the raw program stays detached); where it does not (this host
 /// refuses fexit: EPERM), the `raw_syscalls/sys_exit` program (BTF-typed) does, and is seen
 /// running.
@@ -307,7 +307,7 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
     std::fs::write(
         &rules,
         format!(
-            "- rule: Module load attempt\n  desc: t\n  condition: evt.type in (init_module, finit_module) and proc.pid = {}\n  output: attempt %evt.type res=%evt.res\n  priority: WARNING\n",
+            "- rule: Module load attempt\n  desc: t\n  condition: evt.type in (init_module, finit_module) and proc.pid = {}\n  output: attempt %evt.type res=%evt.res uargs=%evt.arg.uargs\n  priority: WARNING\n",
             std::process::id()
         ),
     )
@@ -328,7 +328,10 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
             let f = &v["output_fields"];
             seen.insert(
                 f["evt.type"].as_str().unwrap_or("").to_owned(),
-                f["evt.res"].as_str().unwrap_or("").to_owned(),
+                (
+                    f["evt.res"].as_str().unwrap_or("").to_owned(),
+                    f["evt.arg.uargs"].as_str().unwrap_or("").to_owned(),
+                ),
             );
         }
         seen.len() == 2
@@ -345,6 +348,9 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
         let got = seen
             .get(ty)
             .unwrap_or_else(|| panic!("no alert for the {ty} attempt: {alerts:?}"));
+        // The arguments, read from the saved registers by whichever program captured it.
+        assert_eq!(got.1, "guard=1", "{ty} parameters");
+        let got = &got.0;
         if without_modules {
             assert_eq!(got, "ENOSYS", "{ty} result");
             assert_eq!((init, finit), (-1, -1));
