@@ -258,19 +258,25 @@ pub(super) enum Regs {
 /// numbers are not x86_64's (`raw_syscalls`; the per-syscall tracepoints and the `__x64_sys_*`
 /// functions never see them).
 #[inline(always)]
-pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce() -> Regs) {
+pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce(*const u8) -> Regs) {
+    // `current`, typed: its tgid, registers and descriptor table are then plain loads or
+    // take it as an argument, with no helper call to find it again.
+    // SAFETY: helper with no preconditions.
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    // SAFETY: a load the verifier checks against `task_struct.tgid` (a load-time constant).
+    let tgid = unsafe { *(task.add(koff!(task_tgid) as usize) as *const u32) };
     // Single fields, not `offsets()`: copying the whole table costs more than the rest of a
     // run that returns early.
-    if !traced((bpf_get_current_pid_tgid() >> 32) as u32) || (any_abi && in_compat_syscall()) {
+    if !traced(tgid) || (any_abi && in_compat_syscall()) {
         return;
     }
-    let args = match regs() {
+    let args = match regs(task) {
         Regs::Typed(regs) => typed_args(regs),
         Regs::Plain(regs) => copied_args(regs),
     };
     let mut p = SyscallArgs { nr, _pad: 0, args };
     msghdr_args(&mut p);
-    emit(&p, ret);
+    emit(&p, ret, task);
 }
 
 /// The six argument registers, loaded from a BTF-typed `struct pt_regs *`.
@@ -345,9 +351,10 @@ fn msghdr_args(p: &mut SyscallArgs) {
     }
 }
 
-/// The record of syscall `p` with result `ret`, through the open and connect prefilters.
+/// The record of syscall `p` with result `ret` of `task` (the current task, BTF-typed),
+/// through the open and connect prefilters.
 #[inline(always)]
-fn emit(p: &SyscallArgs, ret: i64) {
+fn emit(p: &SyscallArgs, ret: i64, task: *const u8) {
     let Some(payloads) = spec(p.nr) else {
         return;
     };
@@ -381,7 +388,7 @@ fn emit(p: &SyscallArgs, ret: i64) {
     );
     // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
     let kpath = if is_open && ret >= 0 {
-        Some(kpath::open_path(ret))
+        Some(kpath::open_path(task, ret))
     } else {
         None
     };
@@ -419,8 +426,8 @@ pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: `current` is a valid task; its saved registers live as long as the syscall.
-    capture(nr as u32, ret, false, || {
-        Regs::Typed(unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8)
+    capture(nr as u32, ret, false, |task| {
+        Regs::Typed(unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8)
     });
     0
 }
@@ -448,7 +455,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, ctx.arg::<i64>(1), true, || Regs::Typed(regs));
+    capture(nr as u32, ctx.arg::<i64>(1), true, |_| Regs::Typed(regs));
     0
 }
 
@@ -463,7 +470,7 @@ pub fn sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, || {
+    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, |_| {
         Regs::Plain(regs)
     });
     0
@@ -609,6 +616,7 @@ unsafe fn prefix_admits(key: *mut u8, check_plain: bool, write: bool) -> bool {
                 prev = b;
             }
         }
+        // The reference only carries the pointer to the lookup helper, which reads bytes.
         let bits = OPEN_PREFIXES
             .get(&*(key as *const PrefixKey))
             .copied()

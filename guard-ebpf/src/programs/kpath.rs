@@ -140,6 +140,14 @@ fn mount_step(win: *mut u8, m: *const u8) -> MountStep {
 /// The `struct file` behind descriptor `fd` of the current task.
 #[inline(always)]
 pub fn current_file(fd: i64) -> Option<*const u8> {
+    // SAFETY: helper with no preconditions.
+    file_of(unsafe { bpf_get_current_task_btf() } as *const u8, fd)
+}
+
+/// The `struct file` behind descriptor `fd` of `task`, a BTF-typed `struct task_struct *`
+/// (`bpf_get_current_task_btf`).
+#[inline(always)]
+pub fn file_of(task: *const u8, fd: i64) -> Option<*const u8> {
     let (off_files, off_fdt, off_max, off_fd) = (
         koff!(task_files),
         koff!(files_fdt),
@@ -154,12 +162,11 @@ pub fn current_file(fd: i64) -> Option<*const u8> {
     {
         return None;
     }
-    // Typed loads, no helper calls: `current` as a BTF pointer, and the offsets load-time
-    // constants the verifier checks against the members' types (`files`, `fdt`: struct
-    // pointers; `max_fds`, `fd`: scalars).
-    // SAFETY: `current` is a valid task; the verifier turns these into fault-tolerant loads.
+    // Typed loads, no helper calls: the offsets are load-time constants the verifier checks
+    // against the members' types (`files`, `fdt`: struct pointers; `max_fds`, `fd`: scalars).
+    // SAFETY: `task` is a typed task pointer; the verifier turns these into fault-tolerant
+    // loads.
     let (max, arr) = unsafe {
-        let task = bpf_get_current_task_btf() as *const u8;
         let files = *(task.add(off_files as usize) as *const *const u8);
         if files.is_null() {
             return None;
@@ -185,10 +192,10 @@ pub fn current_file(fd: i64) -> Option<*const u8> {
     (!file.is_null()).then_some(file)
 }
 
-/// The path of the file behind descriptor `fd` of the current task, or None when the walk
-/// cannot complete within its bounds.
+/// The path of the file behind descriptor `fd` of `task` (the current task, BTF-typed), or
+/// None when the walk cannot complete within its bounds.
 #[inline(always)]
-pub fn open_path(fd: i64) -> Option<Kpath> {
+pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
     let mnt_off = koff!(mount_mnt);
     let off_parent = koff!(mount_mnt_parent);
     let off_mp = koff!(mount_mnt_mountpoint);
@@ -216,7 +223,7 @@ pub fn open_path(fd: i64) -> Option<Kpath> {
         return None;
     }
     let (buf, win) = kpath_buf()?;
-    let file = current_file(fd)?;
+    let file = file_of(task, fd)?;
     let [vfsmnt, d] = fields(
         win,
         file,

@@ -4,7 +4,9 @@
 //! it, then its path) and a would-deny is reported; the opener never blocks.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel_str, macros::tracepoint, programs::TracePointContext,
+    helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel_str},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use guard_ebpf::{
     DecisionBody, decision_op, hook, path_bits, path_kind, policy_flags as pf, reason,
@@ -12,7 +14,7 @@ use guard_ebpf::{
 
 use super::{
     identity::{decide, dentry_bits, file_dentry},
-    kpath::{current_file, open_path},
+    kpath::{file_of, open_path},
     shared::{
         PATH_BUF, POLICY_SCRATCH, cgroup_policy, fill_path_key, inode_of, koff, path_rule,
         read_field,
@@ -40,7 +42,9 @@ pub fn policy_open_detect(ctx: TracePointContext) -> u32 {
     if pol.flags & pf::OPEN_RULES == 0 || pol.flags & pf::ENFORCE != 0 {
         return 0;
     }
-    let Some(file) = current_file(ret) else {
+    // SAFETY: helper with no preconditions.
+    let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+    let Some(file) = file_of(task, ret) else {
         return 0;
     };
     // SAFETY: offset from BTF; probe_read tolerates bad pointers.
@@ -48,7 +52,7 @@ pub fn policy_open_detect(ctx: TracePointContext) -> u32 {
     let mut bits = dentry_bits(pol.policy_id, file_dentry(file), false);
     // Its path (for the record, and the rules that name a file by path only).
     let mut name: *const u8 = core::ptr::null();
-    if let (Some(k), Some(base)) = (open_path(ret), POLICY_SCRATCH.get_ptr_mut(0)) {
+    if let (Some(k), Some(base)) = (open_path(task, ret), POLICY_SCRATCH.get_ptr_mut(0)) {
         let base = base as *mut u8;
         // SAFETY: the copy is bounded by PATH_BUF, the first half of the scratch value.
         let n = unsafe {
