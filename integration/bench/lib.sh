@@ -155,6 +155,16 @@ while True:
     PORT="$(cat "$LOOP_DIR/port")"
 }
 
+# loops_teardown GUARD_BIN PIN_DIR: the end of a script that called loops_setup: stops the
+# listener, removes what an agent left pinned under PIN_DIR (with GUARD_BIN), the loop cgroup
+# and the loop directory. For an EXIT trap (errors ignored).
+loops_teardown() {
+    stop_pid "$LPID"
+    if [ -d "$2" ]; then "$1" run --cleanup --pin-dir "$2" >/dev/null 2>&1; rmdir "$2" 2>/dev/null; fi
+    rmdir "$LOOP_CG" 2>/dev/null
+    rm -rf "$LOOP_DIR"
+}
+
 accepted() {
     rm -f "$LOOP_DIR/port.count"
     kill -USR1 "$LPID"

@@ -48,10 +48,7 @@ APID=""
 cleanup() {
     set +e
     stop_pid "$APID"
-    stop_pid "$LPID"
-    if [ -d "$PIN" ]; then "$NEW" run --cleanup --pin-dir "$PIN" >/dev/null 2>&1; rmdir "$PIN" 2>/dev/null; fi
-    rmdir "$CG" 2>/dev/null
-    rm -rf "$TMP"
+    loops_teardown "$NEW" "$PIN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

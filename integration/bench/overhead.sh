@@ -74,10 +74,7 @@ cleanup() {
     if [ "$AUDIT_RULE_ADDED" = 1 ]; then auditctl -d always,exit "${AUDIT_RULE[@]}" >/dev/null 2>&1; fi
     if [ -n "$AUDIT_ENABLED_BEFORE" ]; then auditctl -e "$AUDIT_ENABLED_BEFORE" >/dev/null 2>&1; fi
     if [ -n "$AUDIT_BACKLOG_BEFORE" ]; then auditctl -b "$AUDIT_BACKLOG_BEFORE" >/dev/null 2>&1; fi
-    stop_pid "$LPID"
-    if [ -d "$PIN" ]; then "$GUARD" run --cleanup --pin-dir "$PIN" >/dev/null 2>&1; rmdir "$PIN" 2>/dev/null; fi
-    rmdir "$CG" 2>/dev/null
-    rm -rf "$TMP"
+    loops_teardown "$GUARD" "$PIN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

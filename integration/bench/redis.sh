@@ -74,10 +74,7 @@ cleanup() {
     set +e
     stop_pid "$APID"; APID=""
     stop_pid "$RPID"; RPID=""
-    stop_pid "$LPID"
-    if [ -d "$PIN" ]; then "$GUARD" run --cleanup --pin-dir "$PIN" >/dev/null 2>&1; rmdir "$PIN" 2>/dev/null; fi
-    rmdir "$CG" 2>/dev/null
-    rm -rf "$TMP"
+    loops_teardown "$GUARD" "$PIN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
