@@ -92,6 +92,16 @@ ratio_rows() {
     done
 }
 
+# print_raw RAW: the raw figures behind a ratio table, as a markdown code block.
+print_raw() {
+    echo
+    echo "Raw ns/op (round config workload ns):"
+    echo
+    echo '```'
+    cat "$1"
+    echo '```'
+}
+
 machine() {
     printf '%s CPUs (%s), kernel %s, %s\n' "$(nproc)" \
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(uname -r)" \
@@ -126,6 +136,12 @@ foreign_bpf() {
             printf '%s %s\n' "$pid" "$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-100)"
         fi
     done
+}
+
+# foreign_warn: sets FOREIGN (foreign_bpf) and warns on stderr when it is not empty.
+foreign_warn() {
+    FOREIGN="$(foreign_bpf)"
+    [ -z "$FOREIGN" ] || say "warning: other processes hold BPF programs: $(echo "$FOREIGN" | cut -c1-80 | tr '\n' ';')"
 }
 
 # --- the three syscall loops (overhead.sh, redis.sh) -------------------------------------------

@@ -70,8 +70,7 @@ RAW="$TMP/raw"
 : >"$RAW"
 say "machine: $(machine)"
 say "base $BASE, new $NEW; loops: open $OPENS, exec $EXECS, connect $CONNECTS; rounds $ROUNDS"
-FOREIGN="$(foreign_bpf)"
-[ -z "$FOREIGN" ] || say "warning: other processes hold BPF programs: $(echo "$FOREIGN" | cut -c1-80 | tr '\n' ';')"
+foreign_warn
 loops_warmup
 for ((round = 1; round <= ROUNDS; round++)); do
     for cfg in $CONFIGS; do
@@ -98,9 +97,4 @@ echo
 echo "| workload | config | ns/op (median) | ratio min | ratio median | ratio max |"
 echo "|---|---|---|---|---|---|"
 ratio_rows "$RAW" open exec connect
-echo
-echo "Raw ns/op (round config workload ns):"
-echo
-echo '```'
-cat "$RAW"
-echo '```'
+print_raw "$RAW"

@@ -162,8 +162,7 @@ RAW="$TMP/raw"
 : >"$RAW"
 say "machine: $(machine)"
 say "redis: $REQUESTS requests x SET/GET, $CLIENTS clients, port $RPORT; loops: open $OPENS, exec $EXECS, connect $CONNECTS; configs: $CONFIGS; rounds $ROUNDS"
-FOREIGN="$(foreign_bpf)"
-[ -z "$FOREIGN" ] || say "warning: other processes hold BPF programs: $(echo "$FOREIGN" | cut -c1-80 | tr '\n' ';')"
+foreign_warn
 loops_warmup
 redis_run >/dev/null
 start_s=$SECONDS
@@ -227,9 +226,4 @@ fi
 if [[ " $CONFIGS " == *" f "* ]]; then
     for w in redis-set redis-get; do target "$w, guard + Falco rules <= 1.05" "$(ratio_med f $w)" 1.05; done
 fi
-echo
-echo "Raw ns/op (round config workload ns):"
-echo
-echo '```'
-cat "$RAW"
-echo '```'
+print_raw "$RAW"
