@@ -76,7 +76,7 @@ pub(crate) fn has_tracepoint(category: &str, event: &str) -> bool {
 }
 
 /// Whether syscall `name` has its own exit tracepoint, the only one the capture uses.
-fn has_own_tracepoints(name: &str) -> bool {
+fn has_exit_tracepoint(name: &str) -> bool {
     has_tracepoint("syscalls", &format!("sys_exit_{name}"))
 }
 
@@ -109,7 +109,7 @@ pub fn enosys_stubs() -> &'static BTreeSet<u32> {
         }
         syscalls::TRACED
             .iter()
-            .filter(|s| !implemented.contains(s.name) && !has_own_tracepoints(s.name))
+            .filter(|s| !implemented.contains(s.name) && !has_exit_tracepoint(s.name))
             .map(|s| s.nr)
             .collect()
     })
@@ -123,7 +123,7 @@ impl SyscallLinks {
             return *r;
         }
         let r = match syscall_name(nr) {
-            Some(name) if has_own_tracepoints(name) => Route::Tracepoints,
+            Some(name) if has_exit_tracepoint(name) => Route::Tracepoints,
             Some(name) => match syscalls::VIA_FEXIT.iter().find(|(n, _)| *n == nr) {
                 Some((_, prog)) => match load_fexit(ebpf, prog, name) {
                     Ok(()) => Route::Fexit(prog),

@@ -747,7 +747,8 @@ fn write_paths_pass_every_write_and_no_more() {
 
 /// Issue 18: a syscall this kernel only has as an ENOSYS stub (init_module without module
 /// support) is traced only when some rule can match a failed attempt; guard's own module rule
-/// needs a success, so with guard's rules it costs no program (on this host, the raw_syscalls program).
+/// needs a success, so with guard's rules it costs no program (on this host, the
+/// `raw_syscalls` program).
 #[test]
 fn enosys_stubs_are_traced_only_for_rules_that_match_failures() {
     let stubs = Needs {
