@@ -218,12 +218,14 @@ fn raw_arg(ctx: &RawTracePointContext, n: usize) -> u64 {
     unsafe { *(ctx.as_ptr() as *const u64).add(n) }
 }
 
-/// Whether the current task is inside a 32-bit syscall, whose numbers are not x86_64's.
+/// Whether `task` (the current task, BTF-typed) is inside a 32-bit syscall, whose numbers are
+/// not x86_64's.
 #[inline(always)]
-fn in_compat_syscall() -> bool {
-    // SAFETY: helper with no preconditions; the offset comes from BTF.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    unsafe { read_field::<u32>(task, koff!(task_ti_status)) }.unwrap_or(0) & TS_COMPAT != 0
+fn in_compat_syscall(task: *const u8) -> bool {
+    let off = koff!(task_ti_status);
+    // SAFETY: a load the verifier checks against `task_struct.thread_info.status` (a
+    // load-time constant), made only when the offset is known.
+    off != OFFSET_ABSENT && unsafe { *(task.add(off as usize) as *const u32) } & TS_COMPAT != 0
 }
 
 /// The `syscall_filter` bits userspace set for syscall `nr` (`SYSCALL_FILTER`).
@@ -267,7 +269,7 @@ pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce(*const
     let tgid = unsafe { *(task.add(koff!(task_tgid) as usize) as *const u32) };
     // Single fields, not `offsets()`: copying the whole table costs more than the rest of a
     // run that returns early.
-    if !traced(tgid) || (any_abi && in_compat_syscall()) {
+    if !traced(tgid) || (any_abi && in_compat_syscall(task)) {
         return;
     }
     let args = match regs(task) {
