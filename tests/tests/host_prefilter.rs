@@ -230,6 +230,27 @@ fn module_load_attempts() -> (i64, i64) {
     r
 }
 
+/// `int 0x80` with eax 175: ia32 `rt_sigprocmask(0, NULL, NULL, 8)`, which changes nothing;
+/// returns its result.
+fn ia32_syscall_175() -> i64 {
+    let mut ret: i64 = 175;
+    // SAFETY: an ia32 syscall that reads and writes no memory (NULL sets); rbx is saved
+    // around it (LLVM reserves it).
+    unsafe {
+        core::arch::asm!(
+            "push rbx",
+            "xor ebx, ebx",
+            "int 0x80",
+            "pop rbx",
+            inlateout("rax") ret,
+            in("rcx") 0u64,
+            in("rdx") 0u64,
+            in("rsi") 8u64,
+        );
+    }
+    ret
+}
+
 /// Issue 18: with guard's default rules no guard program runs on every syscall. On this host
 /// init_module/finit_module have no tracepoints (no module support: only ENOSYS stubs); guard's
 /// only rule on them needs a successful load, which such a kernel cannot perform, so they are
@@ -297,7 +318,8 @@ fn module_load_attempts_reach_the_rule_through_the_plain_raw_tracepoint() {
 }
 
 /// Starts an agent (with `GUARD_RAW_EXIT` set to `raw_exit` when given) whose rule takes
-/// module load attempts, makes both, and checks they reach the rule; `raw_prog` is the
+/// module load attempts, makes both, and checks they reach the rule, and that an ia32 syscall
+/// sharing init_module's x86_64 number does not; `raw_prog` is the
 /// `raw_syscalls/sys_exit` program expected to capture them where fexit is refused.
 fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF run-time stats");
@@ -320,6 +342,9 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
     let without_modules =
         !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists();
     let (raw_before, fexit_before) = (run_count(raw_prog), run_count("sys_fexit_init_module"));
+    // An ia32 syscall whose number is x86_64's init_module (ia32 175 is rt_sigprocmask): the
+    // raw_syscalls programs see it too and must not take it for a module load.
+    let ia32 = ia32_syscall_175();
     let (init, finit) = module_load_attempts();
     let (raw_after, fexit_after) = (run_count(raw_prog), run_count("sys_fexit_init_module"));
     let mut seen = std::collections::BTreeMap::new();
@@ -338,6 +363,17 @@ fn module_attempts_reach_the_rule(raw_exit: Option<&str>, raw_prog: &str) {
     });
     let (_, stderr) = agent.stop_with_stderr();
     let _ = std::fs::remove_dir_all(&dir);
+    let init_alerts = alerts
+        .iter()
+        .filter(|v| {
+            v["rule"] == "Module load attempt" && v["output_fields"]["evt.type"] == "init_module"
+        })
+        .count();
+    assert_eq!(ia32, 0, "the ia32 rt_sigprocmask call failed");
+    assert_eq!(
+        init_alerts, 1,
+        "init_module alerts (the ia32 call with its number must not be one): {alerts:?}"
+    );
     let via_raw = stderr
         .iter()
         .any(|l| l.contains("capturing them through raw_syscalls"));
