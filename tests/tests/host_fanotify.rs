@@ -537,10 +537,9 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         [
             // busybox truncate's open for write, then the four truncates, mv, rm, ln, chmod,
             // then the truncates below '/etc/**' (by name, symlink, hard link, relative name
-            // resolved; the one through /proc/self/root has no record: docs), then chmod
-            // through the hard link. The O_TRUNC open through the hard link is refused but
-            // not recorded: an open of a name outside the rules' paths is filtered in the
-            // kernel before the agent sees its EPERM (docs/policies.md, a known gap).
+            // resolved; the one through /proc/self/root has no record: docs), then the
+            // O_TRUNC open and chmod through the hard link (a name outside the rules' paths:
+            // the kernel's prefilter keeps an open refused for write).
             "/var/log/app.log",
             "/var/log/app.log",
             "/tmp/alias",
@@ -554,6 +553,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             "/tmp/pw",
             "/tmp/pwhard",
             "/etc/passwd",
+            "/tmp/pwhard",
             "/tmp/pwhard"
         ],
         "{alerts:?}"

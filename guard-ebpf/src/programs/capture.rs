@@ -31,11 +31,18 @@ use guard_ebpf::{
 
 use super::{
     kpath::{self, Kpath},
-    shared::{AF_INET, AF_INET6, Record, count_drop_slot, koff, offsets, read_field, traced},
+    shared::{
+        AF_INET, AF_INET6, EPERM, Record, count_drop_slot, koff, offsets, read_field, traced,
+    },
 };
 
 /// `I_CTIME_QUERIED` (include/linux/fs.h): a flag in `inode.i_ctime_nsec`.
 const I_CTIME_QUERIED: u32 = 1 << 31;
+
+/// Open flags (the generic values, include/uapi/asm-generic/fcntl.h): the access mode's
+/// write bits (`O_WRONLY | O_RDWR`), and those with `O_CREAT` and `O_TRUNC`.
+const O_ACCMODE_WRITE: u64 = 0o3;
+const OPEN_WRITE_INTENT: u64 = O_ACCMODE_WRITE | 0o100 | 0o1000;
 
 /// Syscall number -> non-zero when traced; filled by userspace.
 #[map]
@@ -395,7 +402,7 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8) {
         None
     };
     // The prefilter looks at what is captured, so it judges exactly what userspace would see.
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, kpath.flatten()) {
+    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, ret, kpath.flatten()) {
         count_drop_slot(PREFILTERED_OPENS);
         return;
     }
@@ -539,18 +546,19 @@ type PrefixKey = LpmKey<[u8; OPEN_PREFIX_BYTES]>;
 /// as passed that is not absolute and plain (a `.`, `..` or empty component, which the agent
 /// normalises), too long, cut or unreadable passes, as does a kernel path too long for a key;
 /// a plain absolute path passes when its longest prefix in `OPEN_PREFIXES` admits the open's
-/// access.
+/// access. An open for write (or truncate, or create) refused with EPERM passes whatever its
+/// names: a seal refuses it in the kernel, and only its record tells the agent.
 #[inline(always)]
-fn open_wanted(rec: &mut Record, p: &SyscallArgs, kpath: Option<Kpath>) -> bool {
+fn open_wanted(rec: &mut Record, p: &SyscallArgs, ret: i64, kpath: Option<Kpath>) -> bool {
     let h = rec.header();
     let len = h.len0 as usize;
     if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
         return true;
     }
-    let write = match p.nr {
-        syscalls::CREAT => true,
-        syscalls::OPEN => p.args[1] & 3 != 0,
-        syscalls::OPENAT => p.args[2] & 3 != 0,
+    let flags = match p.nr {
+        syscalls::CREAT => OPEN_WRITE_INTENT,
+        syscalls::OPEN => p.args[1],
+        syscalls::OPENAT => p.args[2],
         // openat2: `open_how.flags` leads payload 1.
         _ => {
             if (h.len1 as usize) < 8 {
@@ -559,10 +567,13 @@ fn open_wanted(rec: &mut Record, p: &SyscallArgs, kpath: Option<Kpath>) -> bool 
             let at = rec.payload_dst(1) as *const u64;
             // SAFETY: payload 1 holds at least 8 bytes of the scratch area (after payload 0,
             // so unaligned).
-            let flags = unsafe { core::ptr::read_unaligned(at) };
-            flags & 3 != 0
+            unsafe { core::ptr::read_unaligned(at) }
         }
     };
+    if ret == -i64::from(EPERM) && flags & OPEN_WRITE_INTENT != 0 {
+        return true;
+    }
+    let write = flags & O_ACCMODE_WRITE != 0;
     // The key in place: the 4 bytes before payload 0 (the end of the body) hold its prefix
     // length for the lookup, then get their value back.
     let key = rec.payload_dst(0).wrapping_sub(4);

@@ -630,16 +630,27 @@ impl Prefilter {
         hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
     }
 
-    /// The kernel's whole open check (`open_wanted`): an open produces a record when the path
-    /// as passed passes `passes_open`, or the opened file's kernel-resolved path (absolute and
-    /// normalised) has a prefix that admits the access, or is too long for a key.
+    /// The kernel's whole open check (`open_wanted`) of an open with `flags` (`O_*`) and result
+    /// `ret`: it produces a record when it was refused with EPERM for write, truncate or create
+    /// (a seal's refusal, which only this record reports), when the path as passed passes
+    /// `passes_open`, or when the opened file's kernel-resolved path (absolute and normalised)
+    /// has a prefix that admits the access or is too long for a key.
     pub fn passes_open_resolved(
         &self,
         nr: u32,
         raw_path: &[u8],
         kernel_path: Option<&[u8]>,
-        write: bool,
+        flags: i32,
+        ret: i64,
     ) -> bool {
+        if !self.traces(nr) {
+            return false;
+        }
+        let write = flags & (libc::O_WRONLY | libc::O_RDWR) != 0;
+        if ret == -i64::from(libc::EPERM) && (write || flags & (libc::O_CREAT | libc::O_TRUNC) != 0)
+        {
+            return true;
+        }
         if self.passes_open(nr, raw_path, write) {
             return true;
         }

@@ -835,14 +835,46 @@ fn the_kernel_path_of_the_opened_file_also_passes() {
         !p.passes_open(at, b"/tmp/s", false),
         "control: the link alone"
     );
-    assert!(p.passes_open_resolved(at, b"/tmp/s", Some(b"/etc/shadow"), false));
-    assert!(!p.passes_open_resolved(at, b"/tmp/s", Some(b"/tmp/other"), false));
-    assert!(!p.passes_open_resolved(at, b"/tmp/s", None, false));
+    let opened = |path: &[u8]| p.passes_open_resolved(at, b"/tmp/s", Some(path), 0, 3);
+    assert!(opened(b"/etc/shadow"));
+    assert!(!opened(b"/tmp/other"));
+    assert!(!p.passes_open_resolved(at, b"/tmp/s", None, 0, -i64::from(libc::ENOENT)));
     // A kernel path too long for a key passes, as in the kernel.
     let long = format!("/{}", "d/".repeat(200));
-    assert!(p.passes_open_resolved(at, b"/tmp/s", Some(long.as_bytes()), false));
+    assert!(opened(long.as_bytes()));
     // The path as written still decides alone when it passes.
-    assert!(p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), false));
+    assert!(p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), 0, 3));
+}
+
+/// A seal refuses an open for write in the kernel, by any name: the refusal (EPERM, for write,
+/// truncate or create) is kept whatever the names, so the agent can record it; other failures
+/// and refused reads of a name no rule needs are not.
+#[test]
+fn an_open_refused_for_write_passes_whatever_its_name() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /etc/shadow"),
+        &Needs::default(),
+    );
+    let at = syscalls::OPENAT;
+    let eperm = -i64::from(libc::EPERM);
+    let refused = |flags: i32, ret: i64| p.passes_open_resolved(at, b"/tmp/hard", None, flags, ret);
+    for flags in [
+        libc::O_WRONLY,
+        libc::O_RDWR,
+        libc::O_RDONLY | libc::O_TRUNC,
+        libc::O_RDONLY | libc::O_CREAT,
+    ] {
+        assert!(refused(flags, eperm), "flags {flags:#o}");
+        assert!(
+            !refused(flags, -i64::from(libc::EACCES)),
+            "flags {flags:#o}"
+        );
+    }
+    assert!(!refused(libc::O_RDONLY, eperm), "a refused read");
+    assert!(
+        !p.passes_open_resolved(syscalls::CONNECT, b"/tmp/hard", None, libc::O_WRONLY, eperm),
+        "an untraced syscall"
+    );
 }
 
 /// The `fanotify` backend's seal records and truncate enforcement need every syscall that
