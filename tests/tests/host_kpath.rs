@@ -272,3 +272,91 @@ fn a_containers_files_are_named_from_its_own_root() {
         .expect("probe: hosts");
     assert_eq!(field(p, "fd.name"), "/etc/hosts", "{p}");
 }
+
+/// `n` bytes cycling through letters and digits from offset `o`, so a byte out of place shows.
+fn name_of(n: usize, o: usize) -> String {
+    const S: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..n).map(|i| S[(i + o) % S.len()] as char).collect()
+}
+
+/// Names are copied two ways in the kernel walk: a short one out of the dentry's own bytes
+/// (read with its parent and length), a long one, or one whose copy would start within
+/// `INLINE_MAX` bytes of the buffer's floor, by a read of its own. Every length around the
+/// word size and the inline limits (31 before Linux 6.14, 39 since), and paths whose top
+/// component lands on either side of that floor, must come out byte for byte; one byte past
+/// `KPATH_MAX_BYTES` falls back to the path as written.
+#[test]
+fn names_of_every_length_and_paths_at_the_walks_byte_bound() {
+    if !can_run(is_root(), "needs root to load eBPF programs") {
+        return;
+    }
+    let _lock = agent_lock();
+    let bed = Bed::new("len");
+    let base = std::fs::canonicalize(&bed.dir).expect("canonical scratch dir");
+    let base = base.to_str().expect("utf8").to_owned();
+    let mut cases: Vec<(String, String)> = Vec::new(); // (path as written, real path)
+    let lens = [
+        1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 39, 40, 41, 64, 255,
+    ];
+    let mut dir = format!("{base}/n");
+    for (i, n) in lens.iter().enumerate() {
+        dir = format!("{dir}/{}", name_of(*n, i));
+    }
+    std::fs::create_dir_all(&dir).expect("chain of names");
+    for (i, n) in lens.iter().enumerate() {
+        let real = format!("{dir}/{}", name_of(*n, 7 * i + 3));
+        std::fs::write(&real, b"x").expect("leaf");
+        let link = format!("{base}/ln{i}");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        cases.push((link, real));
+    }
+    // The whole kernel path `total` bytes long, 200-byte directories then the leaf.
+    let bound = guard_ebpf::KPATH_MAX_BYTES;
+    let mut long = |total: usize| -> (String, String) {
+        let mut d = format!("{base}/b{total}");
+        while total - d.len() > 256 {
+            d = format!("{d}/{}", name_of(200, d.len()));
+        }
+        std::fs::create_dir_all(&d).expect("long chain");
+        let real = format!("{d}/{}", name_of(total - d.len() - 1, total));
+        assert_eq!(real.len(), total);
+        std::fs::write(&real, b"x").expect("long leaf");
+        let link = format!("{base}/lb{total}");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        (link, real)
+    };
+    // The top component's copy starts `4096 - total` bytes into the buffer (see kpath.rs).
+    for total in [4096 - 40, 4096 - 39, bound] {
+        cases.push(long(total));
+    }
+    let (past_link, _) = long(bound + 1);
+    let rules = bed.dir.join("probe.yaml");
+    std::fs::write(&rules, probe_rules(&base)).expect("rules");
+
+    let agent = start_agent(&rules);
+    for (link, _) in cases.iter().chain([&(past_link.clone(), String::new())]) {
+        std::fs::read(link).unwrap_or_else(|e| panic!("reading {link}: {e}"));
+    }
+    let probe = |v: &Value, raw: &str| v["rule"] == "kpath probe" && field(v, "fd.nameraw") == raw;
+    let all = alerts_until(&agent, Duration::from_secs(30), |all| {
+        cases
+            .iter()
+            .map(|(l, _)| l)
+            .chain([&past_link])
+            .all(|l| all.iter().any(|v| probe(v, l)))
+    });
+    drop(agent);
+    for (link, real) in &cases {
+        let p = all
+            .iter()
+            .find(|v| probe(v, link))
+            .unwrap_or_else(|| panic!("no probe of {link}"));
+        assert_eq!(field(p, "fd.name"), real, "{link} ({} bytes)", real.len());
+    }
+    // Past the bound: the path as written, resolved by the agent.
+    let p = all
+        .iter()
+        .find(|v| probe(v, &past_link))
+        .expect("probe past the bound");
+    assert_eq!(field(p, "fd.name"), past_link, "{p}");
+}

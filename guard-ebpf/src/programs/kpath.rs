@@ -44,6 +44,14 @@ pub struct Kpath {
 /// call instead of one each.
 const WINDOW: u32 = 32;
 
+/// Bytes a dentry's read copies from `d_parent`'s word: `d_parent`, `d_name` and the inline
+/// name after them (`d_iname`, 32 bytes before Linux 6.14, 40 since), so a short name needs
+/// no read of its own.
+const DENTRY_WINDOW: u32 = 80;
+
+/// The longest name copied out of that window (`d_iname`'s size, less its NUL, fits).
+const INLINE_MAX: usize = 40;
+
 /// Where in `KPATH_BUF` batched reads land: past the last name's copy, below `POS_AT`.
 const WIN_AT: usize = HALF + 1024;
 
@@ -54,15 +62,26 @@ fn kpath_buf() -> Option<(*mut u8, *mut u8)> {
     Some((buf, buf.wrapping_add(WIN_AT)))
 }
 
-/// The fields at `offs` in the object at `base`, each as the aligned 8-byte word holding it
-/// shifted down to the field (a 4-byte field is the low half), in one read of the `WINDOW`
-/// bytes from the lowest offset's word into `win` when they all fall inside, else one read
-/// each. Offsets are load-time constants, so the verifier keeps only one of the paths.
+/// The fields at `offs` in the object at `base`, as `fields_in` with a `WINDOW`-byte read.
 #[inline(always)]
 fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64; N] {
+    fields_in::<N, WINDOW>(win, base, offs).0
+}
+
+/// The fields at `offs` in the object at `base`, each as the aligned 8-byte word holding it
+/// shifted down to the field (a 4-byte field is the low half), in one read of the `W` bytes
+/// from the lowest offset's word into `win` when they all fall inside (that word's offset is
+/// returned: `win` then holds the object's bytes from there), else one read each. Offsets are
+/// load-time constants, so the verifier keeps only one of the paths.
+#[inline(always)]
+fn fields_in<const N: usize, const W: u32>(
+    win: *mut u8,
+    base: *const u8,
+    offs: [u32; N],
+) -> ([u64; N], Option<u32>) {
     let mut out = [0u64; N];
     if base.is_null() {
-        return out;
+        return (out, None);
     }
     let mut lo = offs[0];
     let mut hi = offs[0];
@@ -75,26 +94,20 @@ fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64
     // From an aligned word: the window's words are then aligned too, and each field is one
     // 8-byte load (an unaligned one compiles to eight byte loads).
     let lo = lo & !7;
-    if hi - lo <= WINDOW - 8 {
-        // SAFETY: `win` has WINDOW bytes of map memory; probe_read tolerates bad pointers.
-        if unsafe {
-            raw_read(
-                win as *mut _,
-                WINDOW,
-                base.wrapping_add(lo as usize) as *const _,
-            )
-        } != 0
-        {
-            return out;
+    if hi - lo <= W - 8 {
+        // SAFETY: `win` has W bytes of map memory; probe_read tolerates bad pointers.
+        if unsafe { raw_read(win as *mut _, W, base.wrapping_add(lo as usize) as *const _) } != 0 {
+            return (out, None);
         }
         let mut i = 0;
         while i < N {
             let at = (offs[i] - lo) as usize;
-            let word = (at & !7).min(WINDOW as usize - 8);
-            // SAFETY: word + 8 <= WINDOW and `win` is 8-aligned map memory.
+            let word = (at & !7).min(W as usize - 8);
+            // SAFETY: word + 8 <= W and `win` is 8-aligned map memory.
             out[i] = unsafe { *(win.add(word) as *const u64) } >> ((at & 7) * 8);
             i += 1;
         }
+        (out, Some(lo))
     } else {
         let mut i = 0;
         while i < N {
@@ -102,8 +115,37 @@ fn fields<const N: usize>(win: *mut u8, base: *const u8, offs: [u32; N]) -> [u64
             out[i] = unsafe { read_field::<u64>(base, offs[i]) }.unwrap_or(0);
             i += 1;
         }
+        (out, None)
     }
-    out
+}
+
+/// 8 bytes from `src`, aligned or not, in one load (Rust's unaligned read compiles to eight
+/// byte loads for BPF; the verifier allows unaligned map access where the CPU does).
+///
+/// # Safety
+/// `src` points to 8 readable bytes of map memory.
+#[inline(always)]
+unsafe fn load_u64(src: *const u8) -> u64 {
+    let v: u64;
+    // SAFETY: per the contract.
+    unsafe {
+        core::arch::asm!("{0} = *(u64 *)({1} + 0)", out(reg) v, in(reg) src,
+            options(nostack, readonly, preserves_flags));
+    }
+    v
+}
+
+/// Stores 8 bytes at `dst`, aligned or not, in one store (see `load_u64`).
+///
+/// # Safety
+/// `dst` points to 8 writable bytes of map memory.
+#[inline(always)]
+unsafe fn store_u64(dst: *mut u8, v: u64) {
+    // SAFETY: per the contract.
+    unsafe {
+        core::arch::asm!("*(u64 *)({0} + 0) = {1}", in(reg) dst, in(reg) v,
+            options(nostack, preserves_flags));
+    }
 }
 
 /// A mount's parent, mount point, root and superblock (`struct mount`, with its embedded
@@ -283,8 +325,10 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
         if d.is_null() {
             return None;
         }
-        // d_parent, and d_name's length and pointer, in one read where the layout allows.
-        let [parent, len, name] = fields(win, d, [off_d_parent, off_len, off_name]);
+        // d_parent, d_name's length and pointer, and the inline name after them, in one read
+        // where the layout allows.
+        let ([parent, len, name], lo) =
+            fields_in::<3, DENTRY_WINDOW>(win, d, [off_d_parent, off_len, off_name]);
         let parent = parent as *const u8;
         let cross = ms.sb != root_sb && (d == ms.root || parent == d);
         if !cross && (parent == d || (ms.sb == root_sb && d == top_root)) {
@@ -315,6 +359,32 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
             return None;
         }
         let at = ((pos - len - 1) as usize) & (HALF - 1);
+        // A short name lives in the dentry itself: the window then holds it whole.
+        let inline = lo.and_then(|lo| {
+            let src = (name as usize).wrapping_sub(d as usize + lo as usize);
+            (len <= INLINE_MAX as u64
+                && (8..=(DENTRY_WINDOW as u64 - len) as usize).contains(&src)
+                && at >= INLINE_MAX)
+                .then_some(src)
+        });
+        if let Some(src) = inline {
+            // Five words that end where the name ends, right to left: the name's bytes land
+            // in place, the rest left of it, where the walk has written nothing yet ('/' and
+            // the names above overwrite it). A word holding a byte of the name starts at most
+            // 7 bytes before the name, so inside the window (the name starts 8 bytes in or more);
+            // others read whatever the masked offset gives.
+            let end = src + len as usize;
+            let mut k = 1;
+            while k <= INLINE_MAX / 8 {
+                // SAFETY: the window's offset is below 128 (in the value); the name's end is
+                // at + 1 + len with at >= INLINE_MAX, so the store lands in [0, HALF).
+                unsafe {
+                    let v = load_u64(win.add(end.wrapping_sub(8 * k) & 0x7f));
+                    store_u64(buf.add((at + 1 + len as usize - 8 * k) & (HALF - 1)), v);
+                }
+                k += 1;
+            }
+        }
         // SAFETY: at < HALF; the name (at most NAME_MAX bytes) lands below HALF + NAME_MAX + 1,
         // inside the 2 * HALF value.
         unsafe {
@@ -324,7 +394,8 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
             // stack slot holds a per-path value (6.1's verifier then explodes on the loop).
             core::ptr::write_volatile(len_at, len);
             let size = (core::ptr::read_volatile(len_at) as u32) & NAME_MAX;
-            if raw_read(buf.add(at + 1) as *mut _, size, name as *const _) != 0 {
+            if inline.is_none() && raw_read(buf.add(at + 1) as *mut _, size, name as *const _) != 0
+            {
                 return None;
             }
             core::ptr::write_volatile(pos_at, at as u64);
