@@ -312,7 +312,7 @@ fn names_of_every_length_and_paths_at_the_walks_byte_bound() {
     }
     // The whole kernel path `total` bytes long, 200-byte directories then the leaf.
     let bound = guard_ebpf::KPATH_MAX_BYTES;
-    let mut long = |total: usize| -> (String, String) {
+    let long = |total: usize| -> (String, String) {
         let mut d = format!("{base}/b{total}");
         while total - d.len() > 256 {
             d = format!("{d}/{}", name_of(200, d.len()));
