@@ -278,7 +278,7 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
     let mut m = vfsmnt.wrapping_sub(mnt_off as usize);
     let mut ms = mount_step(win, m);
 
-    // The top of the file's mount tree: the mount whose parent is the namespace's root
+    // The top of the file's mount tree: the mount on the `/` of the namespace's root
     // (`rootfs`, its own parent), or that root itself.
     let mut top = m;
     let mut top_step = ms;
@@ -295,6 +295,12 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
         }
         let ps = mount_step(win, p);
         if ps.parent == p {
+            // `top` hides the namespace root only when mounted on its `/` (the real root
+            // over `rootfs`, a container's after pivot_root); a system running from its
+            // initramfs has `rootfs` itself as `/`, and `top` is one of its mounts (`/tmp`).
+            if top_step.mountpoint != ps.root {
+                top_step = ps;
+            }
             found = true;
             break;
         }
