@@ -537,9 +537,9 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         [
             // busybox truncate's open for write, then the four truncates, mv, rm, ln, chmod,
             // then the truncates below '/etc/**' (by name, symlink, hard link, relative name
-            // resolved; the one through /proc/self/root has no record: docs), then the
-            // O_TRUNC open and chmod through the hard link (a name outside the rules' paths:
-            // the kernel's prefilter keeps an open refused for write).
+            // resolved, /proc/self/root as written), then the O_TRUNC open and chmod through
+            // the hard link (a name outside the rules' paths: the kernel's prefilter keeps an
+            // open refused for write).
             "/var/log/app.log",
             "/var/log/app.log",
             "/tmp/alias",
@@ -553,6 +553,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             "/tmp/pw",
             "/tmp/pwhard",
             "/etc/passwd",
+            "/proc/self/root/etc/passwd",
             "/tmp/pwhard",
             "/tmp/pwhard"
         ],
@@ -1314,8 +1315,7 @@ fn fanotify_seals_protected_directories() {
         "upper /etc: {text}"
     );
     let (_, log) = agent.stop_with_stderr();
-    // The seal's refusals are recorded from the failed syscalls, one each (a name through
-    // `/proc/self/root` is not resolved by the agent).
+    // The seal's refusals are recorded from the failed syscalls, one each, by the name given.
     let d = s.decisions();
     let mut refused: Vec<&str> = d
         .iter()
@@ -1345,6 +1345,7 @@ fn fanotify_seals_protected_directories() {
         "/etc/rel",
         "/etc/slash",
         "/etc/dotdot",
+        "/proc/self/root/etc/viaroot",
         "/etc/chrooted",
         "/etc/d",
         "/etc/fifo",
