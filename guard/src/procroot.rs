@@ -153,6 +153,20 @@ pub fn open_root(pid: u32) -> Result<OwnedFd> {
     ask(pid, Request::Root).with_context(|| format!("opening /proc/{pid}/root"))
 }
 
+/// A name a process gave through its own root link (`/proc/self/root/etc/x`, also
+/// `thread-self`) as the same name from that root (`/etc/x`), for resolving it in the root
+/// `open_root` gives, where no magic link is followed. Any other name unchanged.
+pub fn through_own_root(name: &str) -> &str {
+    ["/proc/self/root", "/proc/thread-self/root"]
+        .iter()
+        .find_map(|link| match name.strip_prefix(link)? {
+            "" => Some("/"),
+            rest if rest.starts_with('/') => Some(rest),
+            _ => None,
+        })
+        .unwrap_or(name)
+}
+
 /// A read-only descriptor of `pid`'s own `/etc/passwd` or `/etc/group` (a regular file).
 pub fn open_account_file(pid: u32, file: AccountFile) -> Result<OwnedFd> {
     ask(pid, Request::Account(file))
@@ -252,6 +266,23 @@ pub fn serve() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_through_the_callers_root_link_is_the_name_from_its_root() {
+        for (given, resolved) in [
+            ("/proc/self/root/etc/passwd", "/etc/passwd"),
+            ("/proc/thread-self/root/etc", "/etc"),
+            ("/proc/self/root", "/"),
+            ("/proc/self/root/", "/"),
+            // Not the caller's own root link: unchanged (resolved, or not, as any name).
+            ("/proc/self/rootx/etc", "/proc/self/rootx/etc"),
+            ("/proc/1/root/etc/passwd", "/proc/1/root/etc/passwd"),
+            ("/proc/self/cwd/x", "/proc/self/cwd/x"),
+            ("/etc/passwd", "/etc/passwd"),
+        ] {
+            assert_eq!(through_own_root(given), resolved, "{given}");
+        }
+    }
 
     #[test]
     fn without_an_opener_our_own_root_opens_directly() {

@@ -509,12 +509,18 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     // Below '/big/**' (too big to seal): killed after the fact, whatever the name.
     let by_name = sh(&c, "/tmp/trunc /big/small").0;
     let by_alias = sh(&c, "/tmp/trunc /tmp/bs").0;
+    let by_root = sh(&c, "/tmp/trunc /proc/self/root/big/small").0;
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
     assert_eq!(by_name, Some(137), "not killed after truncating");
     assert_eq!(
         by_alias,
         Some(137),
         "not killed after truncating through a symlink"
+    );
+    assert_eq!(
+        by_root,
+        Some(137),
+        "not killed after truncating through /proc/self/root"
     );
     assert_eq!(free, Some(0), "a free file's truncate");
     let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
@@ -561,7 +567,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     );
     assert_eq!(
         by_hook("after_syscall", "kill"),
-        ["/big/small", "/tmp/bs"],
+        ["/big/small", "/tmp/bs", "/proc/self/root/big/small"],
         "{alerts:?}"
     );
     agent.stop();

@@ -535,16 +535,12 @@ impl Pipeline {
         let Some(f) = self.policy.as_ref().and_then(|p| p.fanotify.as_ref()) else {
             return;
         };
-        // The caller first: a name through its own root link is resolved in its root.
         let pids = self.pids_in_workload(c.pid);
         // A relative name (no known base) is not judged; the record keeps the name as given.
         let Some((name, (policy_id, by_dir))) = names
             .into_iter()
             .filter_map(|(n, change)| n.filter(|n| n.starts_with('/')).map(|n| (n, change)))
-            .find_map(|(n, change)| {
-                f.sealed_by(c.cgroup_id.0, &pids, through_own_root(n), change)
-                    .map(|r| (n, r))
-            })
+            .find_map(|(n, change)| f.sealed_by(c.cgroup_id.0, &pids, n, change).map(|r| (n, r)))
         else {
             return;
         };
@@ -634,40 +630,9 @@ impl Pipeline {
     }
 }
 
-/// A name through the caller's own root link (`/proc/self/root/etc/x`, also `thread-self`) as
-/// the same name from that root (`/etc/x`): the agent resolves names in the caller's root and
-/// follows no magic link. Any other name unchanged.
-fn through_own_root(name: &str) -> &str {
-    ["/proc/self/root", "/proc/thread-self/root"]
-        .iter()
-        .find_map(|link| match name.strip_prefix(link)? {
-            "" => Some("/"),
-            rest if rest.starts_with('/') => Some(rest),
-            _ => None,
-        })
-        .unwrap_or(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_name_through_the_callers_root_link_is_the_name_from_its_root() {
-        for (given, resolved) in [
-            ("/proc/self/root/etc/passwd", "/etc/passwd"),
-            ("/proc/thread-self/root/etc", "/etc"),
-            ("/proc/self/root", "/"),
-            ("/proc/self/root/", "/"),
-            // Not the caller's own root link: unchanged (resolved, or not, as any name).
-            ("/proc/self/rootx/etc", "/proc/self/rootx/etc"),
-            ("/proc/1/root/etc/passwd", "/proc/1/root/etc/passwd"),
-            ("/proc/self/cwd/x", "/proc/self/cwd/x"),
-            ("/etc/passwd", "/etc/passwd"),
-        ] {
-            assert_eq!(through_own_root(given), resolved, "{given}");
-        }
-    }
 
     fn sent() -> events::DecisionEvent {
         events::DecisionEvent {

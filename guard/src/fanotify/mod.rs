@@ -353,6 +353,7 @@ impl Fanotify {
     /// symlinks followed in that root) is one its policy denies writing.
     pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
+        let name = crate::procroot::through_own_root(name);
         let rules = self.shared.rules.read().ok()?.1.clone();
         let bits = in_first_root(pids, walked, |root| {
             let fd = sys::open_in(root, name, false).ok()?;
@@ -388,6 +389,7 @@ impl Fanotify {
         if !enforce || self.sealer.is_empty() {
             return None;
         }
+        let name = crate::procroot::through_own_root(name);
         let dir = match name.rsplit_once('/') {
             Some(("", _)) => "/",
             Some((d, _)) => d,
