@@ -424,9 +424,12 @@ void cmain(long *sp) {
 /// relative name is refused with EPERM in the kernel, and so are its replacement by rename,
 /// its removal, a new hard link and chmod; each refusal is recorded (`sealed_file`). The files
 /// below a `DIR/**` rule are sealed too (`/etc/passwd`), unless the subtree is too big to seal
-/// (`/big/**`, over 64 MiB): there a truncate is killed after the fact (SIGKILL, recorded
-/// `kill`). A free file's truncate is neither. busybox's `truncate` opens the file first,
-/// which is refused outright.
+/// (`/big/**`, over 64 MiB): there a truncate by any name (name, symlink, hard link,
+/// `/proc/self/root`, `/proc/self/fd/N`, `/proc/1/root`, `/proc/self/cwd`) and a write
+/// through a descriptor opened before the agent are reported by the file's changes mark and
+/// the writer is killed after the fact (SIGKILL, recorded `kill`, hook `fanotify_modify`, the
+/// file's own path). A free file's truncate is neither. busybox's `truncate` opens the file
+/// first, which is refused outright.
 #[test]
 fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     let Some((docker, _lock)) = ready() else {
@@ -447,6 +450,22 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     );
     assert_eq!(code, Some(0), "{err}");
     let policy = s.policy(&POLICY.replace("/var/log/app.log]", "/var/log/app.log, '/big/**']"));
+    // A writer holding a descriptor for append from before the agent: it writes on a signal.
+    let early = Command::new("docker")
+        .args([
+            "exec",
+            &c.0,
+            "sh",
+            "-c",
+            "exec 4>>/big/small; touch /tmp/held; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo pwn >&4; sleep 5",
+        ])
+        .spawn()
+        .expect("docker exec");
+    let held = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        sh(&c, "test -e /tmp/held").0 == Some(0)
+    });
+    assert!(held, "the early writer did not start");
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
     let state = |c: &Ctr| {
         sh(
@@ -506,23 +525,51 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
         assert_eq!(state(&c), before, "{script:?} changed the file");
     }
-    // Below '/big/**' (too big to seal): killed after the fact, whatever the name.
-    let by_name = sh(&c, "/tmp/trunc /big/small").0;
-    let by_alias = sh(&c, "/tmp/trunc /tmp/bs").0;
-    let by_root = sh(&c, "/tmp/trunc /proc/self/root/big/small").0;
+    // Below '/big/**' (too big to seal): killed after the fact, whatever the name. Each
+    // truncate cuts the file (it is refilled from the host between them, a writer no policy
+    // binds), so each is a change the kernel reports.
+    let refill = || {
+        let pid = docker.cmd(&["inspect", "-f", "{{.State.Pid}}", &c.0]);
+        std::fs::write(format!("/proc/{pid}/root/big/small"), "small\n").expect("refill");
+    };
+    let (code, _, err) = sh(&c, "ln /big/small /tmp/bighard");
+    assert_eq!(code, Some(0), "{err}");
+    for (script, how) in [
+        ("/tmp/trunc /big/small", "by name"),
+        ("/tmp/trunc /tmp/bs", "through a symlink"),
+        (
+            "/tmp/trunc /proc/self/root/big/small",
+            "through /proc/self/root",
+        ),
+        ("/tmp/trunc /tmp/bighard", "through a hard link"),
+        (
+            "exec 3</big/small; exec /tmp/trunc /proc/self/fd/3",
+            "through /proc/self/fd of a read descriptor",
+        ),
+        ("/tmp/trunc /proc/1/root/big/small", "through /proc/1/root"),
+        (
+            "cd /big && exec /tmp/trunc /proc/self/cwd/small",
+            "through /proc/self/cwd",
+        ),
+    ] {
+        refill();
+        assert_eq!(
+            sh(&c, script).0,
+            Some(137),
+            "not killed after truncating {how}"
+        );
+    }
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
-    assert_eq!(by_name, Some(137), "not killed after truncating");
-    assert_eq!(
-        by_alias,
-        Some(137),
-        "not killed after truncating through a symlink"
-    );
-    assert_eq!(
-        by_root,
-        Some(137),
-        "not killed after truncating through /proc/self/root"
-    );
     assert_eq!(free, Some(0), "a free file's truncate");
+    // The early writer's append through its old descriptor: killed after it.
+    refill();
+    assert_eq!(sh(&c, "touch /tmp/go").0, Some(0));
+    let early = early.wait_with_output().expect("early writer");
+    assert_eq!(
+        early.status.code(),
+        Some(137),
+        "the write through a descriptor opened before the agent was not killed"
+    );
     let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
     let by_hook = |hook: &str, decision: &str| -> Vec<String> {
         alerts
@@ -565,11 +612,14 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         ],
         "{alerts:?}"
     );
+    // One record per truncate and one for the early write, each naming the file itself;
+    // none from the traced truncate's name (that would be a second record of one act).
     assert_eq!(
-        by_hook("after_syscall", "kill"),
-        ["/big/small", "/tmp/bs", "/proc/self/root/big/small"],
+        by_hook("fanotify_modify", "kill"),
+        ["/big/small"; 8],
         "{alerts:?}"
     );
+    assert_eq!(by_hook("after_syscall", "kill"), [""; 0], "{alerts:?}");
     agent.stop();
     // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
     // kills after the truncate.

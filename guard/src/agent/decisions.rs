@@ -120,10 +120,35 @@ pub(super) fn settle(d: &mut events::DecisionEvent, wait_status: i32) {
     }
 }
 
+/// What says a pid is still the process that acted (a pid can be reused once it exits).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Started {
+    /// At this time (boot ns), from the event's process; `None`: unknown, not checked.
+    At(Option<u64>),
+    /// No later than this (boot ns): when the act was reported.
+    By(u64),
+}
+
 /// SIGKILL through a pidfd, after checking the pid was not reused (start time), is not
 /// protected and has not already exited; `Ok` only when the process is gone afterwards.
-pub(super) fn kill_verified(pid: u32, start_boot_ns: Option<u64>) -> Result<(), KillError> {
-    let h = crate::respond::process::ProcessHandle::open(pid, start_boot_ns)?;
+pub(super) fn kill_verified(pid: u32, started: Started) -> Result<(), KillError> {
+    use crate::respond::process::{HandleError, ProcessHandle, START_TOLERANCE, start_boot_ns};
+    let h = match started {
+        Started::At(start) => ProcessHandle::open(pid, start)?,
+        Started::By(by) => {
+            let h = ProcessHandle::open(pid, None)?;
+            let found = start_boot_ns(&h.stat);
+            if found > by.saturating_add(START_TOLERANCE.as_nanos() as u64) {
+                return Err(HandleError::Reused {
+                    pid,
+                    expected_ns: by,
+                    found_ns: found,
+                }
+                .into());
+            }
+            h
+        }
+    };
     // A zombie still accepts signals (kill(2) succeeds) but has already exited.
     if h.stat.state == b'Z' || h.exited_within(std::time::Duration::ZERO) {
         return Err(KillError::Exited);
@@ -388,7 +413,8 @@ impl Pipeline {
             kill_error: None,
         };
         let enforce = fb::enforces(&binding);
-        self.kill_after_fact(ev, model, d, enforce, seen_at);
+        let started = self.started(model);
+        self.kill_after_fact(ev, started, d, enforce, seen_at);
     }
 
     /// Records `d` (a would-deny); in enforce mode first kills the process, the record then
@@ -396,16 +422,14 @@ impl Pipeline {
     fn kill_after_fact(
         &mut self,
         ev: &events::Event,
-        model: &model::Event,
+        started: Started,
         mut d: events::DecisionEvent,
         enforce: bool,
         seen_at: Instant,
     ) {
         let pid = d.common.pid;
         if enforce && let Some(stage) = self.policy.as_mut() {
-            let start =
-                (model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time));
-            match kill_verified(pid, start) {
+            match kill_verified(pid, started) {
                 Ok(()) => {
                     d.verdict = events::Verdict::Kill;
                     // Recorded when the exit status says what ended the process.
@@ -425,9 +449,33 @@ impl Pipeline {
         self.on_decision(ev, &d, seen_at);
     }
 
+    /// The event's process's start time (boot ns), when known.
+    fn started(&self, model: &model::Event) -> Started {
+        Started::At((model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time)))
+    }
+
+    /// `fanotify` backend: a modification of a file the writer's enforced policy denies
+    /// writing, reported by the file's mark (`fanotify/modify.rs`): the writer is killed
+    /// after the fact, once (a second report while its kill is pending adds nothing).
+    pub(super) fn enforce_modified(&mut self, d: events::DecisionEvent) {
+        let pid = d.common.pid;
+        let pending = self
+            .policy
+            .as_ref()
+            .is_some_and(|s| s.pending_kills.0.contains_key(&pid));
+        if pending {
+            return;
+        }
+        let by = self.clock.boot_ns(d.common.time_ns);
+        let ev = events::Event::Decision(d.clone());
+        self.kill_after_fact(&ev, Started::By(by), d, true, Instant::now());
+    }
+
     /// `fanotify` backend: truncate(2) by path opens nothing, so no permission event asks
     /// about it; one that cut a file the workload's policy denies writing (resolved in its
-    /// root, so any name of the file) is enforced after the fact, as the fallback does.
+    /// root, so any name of the file) is enforced after the fact, as the fallback does. Not a
+    /// file whose modifications its mark reports under an enforced policy: that report
+    /// enforces it (`enforce_modified`), through any name, magic links included.
     pub(super) fn enforce_truncate(
         &mut self,
         ev: &events::Event,
@@ -471,7 +519,8 @@ impl Pipeline {
             self_protect: None,
             kill_error: None,
         };
-        self.kill_after_fact(ev, model, d, enforce, seen_at);
+        let started = self.started(model);
+        self.kill_after_fact(ev, started, d, enforce, seen_at);
     }
 
     /// The event's process, then another live one of its container: ways into the workload's

@@ -616,9 +616,12 @@ impl Pipeline {
                             warn!("binding cgroups to policies: {e:#}");
                         }
                     }
-                    PolicyWake::Record(d) => {
-                        self.on_decision(&events::Event::Decision((*d).clone()), &d, Instant::now());
-                    }
+                    PolicyWake::Record(r) => match *r {
+                        crate::fanotify::Record::Refused(d) => {
+                            self.on_decision(&events::Event::Decision(d.clone()), &d, Instant::now());
+                        }
+                        crate::fanotify::Record::Modified(d) => self.enforce_modified(d),
+                    },
                 },
                 guard = self.decisions.readable_mut() => {
                     guard?.clear_ready();
@@ -774,8 +777,8 @@ fn summary(ev: &model::Event) -> String {
 enum PolicyWake {
     /// The `HOLDS` ring turned readable.
     Hold,
-    /// A decision record of the answer thread.
-    Record(Box<events::DecisionEvent>),
+    /// A record of the answer thread.
+    Record(Box<crate::fanotify::Record>),
 }
 
 /// The next thing the `fanotify` backend has for the pipeline; pending forever without it.

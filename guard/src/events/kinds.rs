@@ -195,6 +195,10 @@ kind! {
         /// (an exact `deny_write` rule's or one below a `DIR/**` rule: open for write,
         /// truncate, unlink, rename, link, chmod); the agent recorded the syscall's EPERM.
         SealedFile => "sealed_file",
+        /// The `fanotify` backend: a file the writer's enforced policy denies writing was
+        /// modified without an open that asked (truncate(2) by any name, a write through a
+        /// descriptor opened before the policy); the agent killed the writer after the fact.
+        FanotifyModify => "fanotify_modify",
     }
 }
 

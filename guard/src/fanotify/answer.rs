@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use guard_ebpf::{CgroupPolicy, path_bits, policy_flags as pf};
 
+use super::sys::Fid;
 use crate::policy::resolve::FileId;
 
 /// A `DIR/**` rule's directory as the answer matches it: files on its device whose path (as
@@ -14,6 +15,14 @@ pub struct Subtree {
     pub dev: u64,
     pub prefix: String,
     pub bits: u32,
+}
+
+/// A file the changes group watches: its identity and its path in the workload (as a rule
+/// or a `DIR/**` listing named it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub file: FileId,
+    pub path: String,
 }
 
 /// What the answer thread knows of the policies' files, rebuilt by the marker.
@@ -30,6 +39,13 @@ pub struct Rules {
     /// Files (and directories, for their children) the rule group marks: asked there on every
     /// open, so the first group may ignore them.
     pub rule_marked: HashSet<FileId>,
+    /// Files the changes group watches (an enforced policy denies writing them), by the
+    /// identity it reports: a truncate by any name, or a write through a descriptor opened
+    /// before the policy, is killed after the fact from its report (`modify.rs`), not from
+    /// the traced syscall's name.
+    pub watched: HashMap<Fid, Watched>,
+    /// The files of `watched`.
+    pub watched_files: HashSet<FileId>,
     /// Root filesystems of `deny_new_binaries` workloads: nothing is ignored there, so every
     /// open for write is seen.
     pub dnb_devs: HashSet<u64>,

@@ -11,7 +11,7 @@
 //!   opens do not all wait on the agent.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     os::fd::{AsFd, AsRawFd, OwnedFd},
     os::unix::fs::MetadataExt,
     path::PathBuf,
@@ -21,9 +21,9 @@ use guard_ebpf::path_bits;
 use tracing::debug;
 
 use super::{
-    answer::{Rules, Subtree},
+    answer::{Rules, Subtree, Watched},
     seal,
-    sys::{self, Target},
+    sys::{self, Fid, Target},
 };
 use crate::policy::{
     PathRule, Policy,
@@ -65,9 +65,11 @@ pub const RULE_MARKS_MAX: usize = 65_536;
 /// the next container's overlay may get the same anonymous device number, so its files have
 /// the same (device, inode) as the dead one's. Kept per cgroup (ids are never reused) and
 /// dropped with the workload, so a new container's files are always marked afresh.
+/// Each file's value is its identity in the changes group and its path in the workload, when
+/// that group watches it too (`Target::Changes`).
 #[derive(Debug, Default)]
 pub struct Marked {
-    by_cgroup: std::collections::HashMap<u64, HashSet<FileId>>,
+    by_cgroup: std::collections::HashMap<u64, HashMap<FileId, Option<(Fid, String)>>>,
     total: usize,
 }
 
@@ -75,12 +77,30 @@ impl Marked {
     /// Forgets the workloads not in `live`.
     fn retain(&mut self, live: &HashSet<u64>) {
         self.by_cgroup.retain(|cg, _| live.contains(cg));
-        self.total = self.by_cgroup.values().map(HashSet::len).sum();
+        self.total = self.by_cgroup.values().map(HashMap::len).sum();
     }
 
     /// Every file marked for some live workload.
     fn all(&self) -> HashSet<FileId> {
-        self.by_cgroup.values().flatten().copied().collect()
+        self.by_cgroup
+            .values()
+            .flat_map(|m| m.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Every file the changes group watches for some live workload.
+    fn watched(&self) -> HashMap<Fid, Watched> {
+        let mut out = HashMap::new();
+        for (file, w) in self.by_cgroup.values().flatten() {
+            if let Some((fid, path)) = w {
+                out.entry(fid.clone()).or_insert_with(|| Watched {
+                    file: *file,
+                    path: path.clone(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -169,11 +189,15 @@ fn list_below(dir: OwnedFd, out: &mut Vec<Below>) {
 }
 
 /// Marks `path` (in `root`) in the rule group, if it still is the file `id` resolved a
-/// moment ago (a swapped name is skipped, never marked elsewhere). Remembered in `marked`:
-/// a mark holds its inode, so the identity cannot be reused while marked.
+/// moment ago (a swapped name is skipped, never marked elsewhere); with `changes` (a file an
+/// enforced policy denies writing), in that group too, so a change no open asks about (a
+/// truncate by any name, a write through a descriptor opened before the policy) is reported.
+/// Remembered in `marked`: a mark holds its inode, so the identity cannot be reused while
+/// marked.
 #[allow(clippy::too_many_arguments)]
 fn mark_rule_file(
     rule_group: &OwnedFd,
+    changes: Option<&OwnedFd>,
     root: &OwnedFd,
     path: &str,
     id: FileId,
@@ -182,11 +206,8 @@ fn mark_rule_file(
     cgroup: u64,
     marked: &mut Marked,
 ) -> std::io::Result<bool> {
-    if marked
-        .by_cgroup
-        .get(&cgroup)
-        .is_some_and(|s| s.contains(&id))
-    {
+    let had = marked.by_cgroup.get(&cgroup).and_then(|m| m.get(&id));
+    if had.is_some_and(|w| w.is_some() || changes.is_none()) {
         return Ok(false);
     }
     // A rule's own file is always marked (nothing else asks about it on a volume or the host
@@ -201,7 +222,21 @@ fn mark_rule_file(
     }
     let children = dir || md.is_dir();
     sys::mark_fd(rule_group.as_fd(), Target::Inode { children }, fd.as_fd())?;
-    if marked.by_cgroup.entry(cgroup).or_default().insert(id) {
+    // Without the changes mark, the traced truncate's name is what enforces it.
+    let watch = changes.and_then(|g| {
+        let fid = sys::fid_of(fd.as_fd())
+            .and_then(|fid| sys::mark_fd(g.as_fd(), Target::Changes, fd.as_fd()).map(|()| fid));
+        fid.inspect_err(|e| debug!(rule = path, "fanotify changes mark: {e}"))
+            .ok()
+            .map(|fid| (fid, path.to_owned()))
+    });
+    if marked
+        .by_cgroup
+        .entry(cgroup)
+        .or_default()
+        .insert(id, watch)
+        .is_none()
+    {
         marked.total += 1;
     }
     Ok(true)
@@ -245,12 +280,13 @@ fn may_lift_seals(pid: u32) -> bool {
 /// every rule's file, every file listed below a `DIR/**` directory and each directory of it
 /// (with its direct children), so the rule files are asked in that group whatever the first
 /// group ignores. `marked` is what `rule_group` already marks (kept across passes, per
-/// workload). On a
-/// container's own overlay root, an enforced `deny_write` rule's file, or a `DIR/**` rule's
+/// workload). `changes` (when the kernel gave that group) watches the files enforced
+/// `deny_write` rules cover (`Rules::watched`). On a container's own overlay root, an enforced `deny_write` rule's file, or a `DIR/**` rule's
 /// directories and (if not too many) files, go into the plan of what to seal (`seal.rs`).
 pub fn build(
     group: &OwnedFd,
     rule_group: &OwnedFd,
+    changes: Option<&OwnedFd>,
     workloads: &[Workload<'_>],
     marked: &mut Marked,
 ) -> Pass {
@@ -320,12 +356,16 @@ pub fn build(
             let text = match &r.rule {
                 PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
+            // Enforced (`marking`): a write this policy denies that no open asks about (a
+            // truncate by any name, a descriptor opened before) is killed after the fact.
+            let deny_write = r.bits & path_bits::DENY_WRITE != 0;
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
                 if !marking {
                     return;
                 }
                 match mark_rule_file(
                     rule_group,
+                    changes.filter(|_| deny_write && !dir),
                     &root,
                     path,
                     id,
@@ -421,5 +461,7 @@ pub fn build(
     pass.read_free
         .retain(|f| named.get(f).is_some_and(|b| b & asks == 0) && !asked_devs.contains(&f.dev));
     pass.rules.rule_marked = marked.all();
+    pass.rules.watched = marked.watched();
+    pass.rules.watched_files = pass.rules.watched.values().map(|w| w.file).collect();
     pass
 }

@@ -29,7 +29,9 @@
 
 pub mod answer;
 pub mod marks;
+mod modify;
 pub mod seal;
+mod stats;
 pub mod sys;
 
 use std::{
@@ -38,7 +40,7 @@ use std::{
     panic::AssertUnwindSafe,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -58,6 +60,7 @@ use crate::{
 };
 use answer::{Rules, Why, Written};
 pub use marks::Workload;
+pub use stats::Stats;
 
 /// Set once a listener runs: hardening keeps what the answer needs (docs/hardening.md).
 static IN_FORCE: AtomicBool = AtomicBool::new(false);
@@ -83,58 +86,6 @@ pub const IGNORE_MAX: usize = 16_384;
 const CGROUP_CACHE_MAX: usize = 4096;
 const CGROUP_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Counters (read by the log at stop and by the benchmark).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub answered: AtomicU64,
-    pub denied: AtomicU64,
-    pub records_lost: AtomicU64,
-    pub panics: AtomicU64,
-    /// Answer time histogram: bucket i counts answers under 2^i µs (the last: the rest).
-    pub buckets: [AtomicU64; 16],
-    pub max_ns: AtomicU64,
-    /// Ignore marks added, and times they were all dropped (rules or bindings changed).
-    pub ignored: AtomicU64,
-    pub ignore_flushes: AtomicU64,
-    pub ignore_failed: AtomicU64,
-    /// Answers that found the opener not yet asleep in its open (its access unreadable), and
-    /// how many of those waited past the yields into sleeps.
-    pub opener_running: AtomicU64,
-    pub opener_slept: AtomicU64,
-}
-
-impl Stats {
-    fn observe(&self, took: Duration) {
-        let us = took.as_micros() as u64;
-        let i = (64 - us.leading_zeros() as usize).min(15);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.max_ns
-            .fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// The bucket bound (µs) under which a fraction `q` of answers fell.
-    pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let want = (total as f64 * q).ceil() as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want {
-                return Some(1u64 << i);
-            }
-        }
-        None
-    }
-}
-
 /// The ignore marks: the generation they belong to, how many the first group has, and the
 /// sealed files the rule group ignores (removed one by one: flushing the rule group would drop
 /// its rule marks too).
@@ -151,6 +102,9 @@ struct Shared {
     group: OwnedFd,
     /// Inode marks on the rules' files (ignored only for sealed files free to read).
     rule_group: OwnedFd,
+    /// Change notifications of the files enforced `deny_write` rules cover (`modify.rs`);
+    /// `None` where the kernel refuses such a group (the traced truncate's name enforces).
+    changes: Option<OwnedFd>,
     /// The rule table and the generation it belongs to.
     rules: RwLock<(u64, Arc<Rules>)>,
     ignores: std::sync::Mutex<Ignores>,
@@ -173,7 +127,18 @@ pub struct Fanotify {
     /// Workloads of the last pass: cgroup -> (a process there, policy id, enforced); where a
     /// name is resolved once the event's own process is gone.
     walked: std::collections::HashMap<u64, (u32, u32, bool)>,
-    pub records: tokio::sync::mpsc::Receiver<DecisionEvent>,
+    pub records: tokio::sync::mpsc::Receiver<Record>,
+}
+
+/// What the answer thread hands the pipeline.
+#[derive(Debug)]
+pub enum Record {
+    /// A refusal it answered: recorded as it is.
+    Refused(DecisionEvent),
+    /// A modification of a file the writer's enforced policy denies writing, which no open
+    /// asked about (`modify.rs`): the pipeline kills the writer, if it is still a process
+    /// that started before the record's time, and records what happened.
+    Modified(DecisionEvent),
 }
 
 /// `f` in the root of the first of `pids`, then `walked`, whose root opens and for which `f`
@@ -220,9 +185,13 @@ impl Fanotify {
             BpfHashMap::try_from(Map::HashMap(MapData::from_fd(fd)?))?;
         let group = sys::init().context("fanotify_init")?;
         let rule_group = sys::init().context("fanotify_init (rule group)")?;
+        let changes = sys::init_changes()
+            .inspect_err(|e| warn!("fanotify: no change notifications ({e}): a denied file's truncate through a magic link is not enforced"))
+            .ok();
         let shared = Arc::new(Shared {
             group,
             rule_group,
+            changes,
             rules: RwLock::new((0, Arc::new(Rules::default()))),
             ignores: std::sync::Mutex::new(Ignores {
                 generation: 0,
@@ -258,7 +227,13 @@ impl Fanotify {
     /// (under the lock the answer thread adds them with, so none from the old one survives).
     pub fn sync(&mut self, workloads: &[Workload<'_>]) -> marks::Pass {
         let sh = &self.shared;
-        let mut pass = marks::build(&sh.group, &sh.rule_group, workloads, &mut self.rule_marked);
+        let mut pass = marks::build(
+            &sh.group,
+            &sh.rule_group,
+            sh.changes.as_ref(),
+            workloads,
+            &mut self.rule_marked,
+        );
         // Rule-group ignores of files no longer free to read go before any seal is lifted.
         let dropped = self.drop_rule_ignores(&pass.read_free);
         pass.seals = self.sealer.apply(std::mem::take(&mut pass.seal));
@@ -350,7 +325,9 @@ impl Fanotify {
 
     /// (policy id, enforced) of the workload when the file `name` names (an absolute path as
     /// the first of `pids` that is alive sees it, else as the workload's walked process does;
-    /// symlinks followed in that root) is one its policy denies writing.
+    /// symlinks followed in that root) is one its policy denies writing. `None` for a file
+    /// the changes group watches that an enforced policy names by identity: the change's
+    /// report, by any name, is what enforces it (`modify.rs`).
     pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         let name = crate::procroot::through_own_root(name);
@@ -359,6 +336,13 @@ impl Fanotify {
             let fd = sys::open_in(root, name, false).ok()?;
             let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
             let id = crate::policy::resolve::file_id(&md);
+            // Judged from the change's report instead (`modify::judge`, by identity).
+            if enforce
+                && rules.watched_files.contains(&id)
+                && rules.files.contains_key(&(policy_id, id))
+            {
+                return Some(0);
+            }
             Some(rules.bits(policy_id, id, || marks::fd_path(&fd)))
         })?;
         let access = answer::Access {
@@ -436,10 +420,13 @@ impl Fanotify {
     pub fn summary(&self) -> String {
         let s = &self.shared.stats;
         format!(
-            "answered {}, denied {}, records lost {}, ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
+            "answered {}, denied {}, records lost {}, changes {} (denied {}, unread {}), ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
             s.answered.load(Ordering::Relaxed),
             s.denied.load(Ordering::Relaxed),
             s.records_lost.load(Ordering::Relaxed),
+            s.modified.load(Ordering::Relaxed),
+            s.modified_denied.load(Ordering::Relaxed),
+            s.changes_unread.load(Ordering::Relaxed),
             s.ignored.load(Ordering::Relaxed),
             s.ignore_flushes.load(Ordering::Relaxed),
             s.opener_running.load(Ordering::Relaxed),
@@ -525,7 +512,7 @@ const TWIN_WINDOW: Duration = Duration::from_millis(100);
 fn answer_loop(
     sh: &Shared,
     map: BpfHashMap<MapData, u64, CgroupPolicy>,
-    tx: tokio::sync::mpsc::Sender<DecisionEvent>,
+    tx: tokio::sync::mpsc::Sender<Record>,
 ) {
     let mut ctx = Ctx {
         map,
@@ -537,18 +524,37 @@ fn answer_loop(
     let mut buf = vec![0u8; 64 * 1024];
     let mut other = 0u64;
     let mut last: Option<LastRecord> = None;
+    use std::os::fd::AsRawFd;
     while !sh.stop.load(Ordering::Relaxed) {
-        let mut pfd = [(&sh.group, Group::First), (&sh.rule_group, Group::Rules)].map(|(g, _)| {
-            libc::pollfd {
-                fd: std::os::fd::AsRawFd::as_raw_fd(g),
+        // A negative fd (no changes group) is skipped by poll.
+        let changes = sh.changes.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let mut pfd =
+            [sh.group.as_raw_fd(), sh.rule_group.as_raw_fd(), changes].map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            }
-        });
-        // SAFETY: two pollfds on our stack; a timeout so `stop` is seen.
-        let n = unsafe { libc::poll(pfd.as_mut_ptr(), 2, 200) };
+            });
+        // SAFETY: three pollfds on our stack; a timeout so `stop` is seen.
+        let n = unsafe { libc::poll(pfd.as_mut_ptr(), 3, 200) };
         if n <= 0 {
             continue;
+        }
+        if pfd[2].revents != 0
+            && let Some(g) = sh.changes.as_ref()
+        {
+            let mut unread = 0;
+            match sys::read_changes(g.as_fd(), &mut buf, &mut unread) {
+                Ok(changes) => {
+                    for c in changes {
+                        modify::modified(sh, &mut ctx, &c, &tx);
+                    }
+                }
+                Err(e) => {
+                    warn!("reading fanotify changes: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            sh.stats.changes_unread.fetch_add(unread, Ordering::Relaxed);
         }
         for (p, (g, which)) in pfd
             .iter()
@@ -579,7 +585,7 @@ fn handle(
     g: &OwnedFd,
     which: Group,
     ev: &sys::Event,
-    tx: &tokio::sync::mpsc::Sender<DecisionEvent>,
+    tx: &tokio::sync::mpsc::Sender<Record>,
     last: &mut Option<LastRecord>,
 ) {
     let t0 = Instant::now();
@@ -624,8 +630,8 @@ fn handle(
             group: which,
             at: now,
         });
-        let rec = record(ev.tid, &ev.fd, &p);
-        if tx.try_send(rec).is_err() {
+        let rec = record(ev.tid, marks::fd_path(&ev.fd).unwrap_or_default(), &p);
+        if tx.try_send(Record::Refused(rec)).is_err() {
             sh.stats.records_lost.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -716,9 +722,8 @@ fn file_of(fd: &OwnedFd) -> Option<(FileId, bool)> {
     ))
 }
 
-fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome {
-    let now = Instant::now();
-    let exec = ev.mask & sys::FAN_OPEN_EXEC_PERM != 0;
+/// The current rule table and its generation; a new one drops the cached bindings.
+fn table(sh: &Shared, ctx: &mut Ctx) -> (u64, Arc<Rules>) {
     let (generation, rules) = sh
         .rules
         .read()
@@ -728,6 +733,19 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         ctx.bindings = BindingCache::default();
         ctx.generation = generation;
     }
+    (generation, rules)
+}
+
+/// Whether `tid` is a thread of the agent (its reads inside a workload's root are not the
+/// workload's).
+fn agent_thread(sh: &Shared, tid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{}/task/{tid}", sh.agent_tgid)).exists()
+}
+
+fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome {
+    let now = Instant::now();
+    let exec = ev.mask & sys::FAN_OPEN_EXEC_PERM != 0;
+    let (generation, rules) = table(sh, ctx);
     let Some((file, regular)) = file_of(&ev.fd) else {
         return ALLOW;
     };
@@ -774,7 +792,7 @@ fn decide(sh: &Shared, ctx: &mut Ctx, ev: &sys::Event, which: Group) -> Outcome 
         return allow();
     }
     // The agent's own reads (resolving rules inside the workload's root) are not the workload's.
-    if std::path::Path::new(&format!("/proc/{}/task/{}", sh.agent_tgid, ev.tid)).exists() {
+    if agent_thread(sh, ev.tid) {
         return ALLOW;
     }
     let path = || marks::fd_path(&ev.fd);
@@ -914,7 +932,7 @@ fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
 
 /// The decision record, built after the answer went out.
 /// The record of a refusal (the answer records nothing else: detect mode is the kernel's).
-fn record(tid: i32, fd: &OwnedFd, p: &Pending) -> DecisionEvent {
+fn record(tid: i32, path: String, p: &Pending) -> DecisionEvent {
     let (tgid, ppid, uid, gid) = status_ids(tid);
     let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
         .map(|c| c.trim_end().to_owned())
@@ -954,7 +972,7 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending) -> DecisionEvent {
             Hook::FanotifyOpenPerm
         },
         path: Captured {
-            text: marks::fd_path(fd).unwrap_or_default(),
+            text: path,
             ..Default::default()
         },
         access: p.access.map(|a| Access::from_rw(a.read, a.write)),
@@ -962,25 +980,5 @@ fn record(tid: i32, fd: &OwnedFd, p: &Pending) -> DecisionEvent {
         inode: Some((p.file.dev, p.file.ino)),
         self_protect: None,
         kill_error: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answer_time_quantiles_come_from_the_buckets() {
-        let s = Stats::default();
-        assert_eq!(s.quantile_us(0.5), None);
-        for _ in 0..98 {
-            s.observe(Duration::from_micros(3));
-        }
-        s.observe(Duration::from_micros(700));
-        s.observe(Duration::from_secs(5));
-        assert_eq!(s.quantile_us(0.5), Some(4));
-        assert_eq!(s.quantile_us(0.99), Some(1024));
-        assert_eq!(s.quantile_us(1.0), Some(1 << 15));
-        assert_eq!(s.max_ns.load(Ordering::Relaxed), 5_000_000_000);
     }
 }

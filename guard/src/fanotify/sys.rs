@@ -13,6 +13,11 @@ use std::{
 pub const PERM_MASK: u64 = libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM;
 pub const FAN_OPEN_PERM: u64 = libc::FAN_OPEN_PERM;
 pub const FAN_OPEN_EXEC_PERM: u64 = libc::FAN_OPEN_EXEC_PERM;
+/// A file's data changed: a write through any descriptor, a truncate by any name.
+const FAN_MODIFY: u64 = libc::FAN_MODIFY;
+const FAN_Q_OVERFLOW: u64 = libc::FAN_Q_OVERFLOW;
+/// Largest file handle the kernel encodes (`MAX_HANDLE_SZ`).
+const MAX_HANDLE: usize = 128;
 const FAN_REPORT_TID: u32 = 0x0000_0100;
 const FAN_MARK_FILESYSTEM: u32 = 0x0000_0100;
 const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
@@ -54,6 +59,27 @@ pub fn init() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The group told of changes to watched files ([`Target::Changes`]). Only a group that reports
+/// file identities (`FAN_REPORT_FID`) hears of truncate(2), which changes a file through a
+/// name, with no open file to hand over (measured on 6.18: a descriptor-reporting group gets
+/// writes only). Notifications: nothing waits on them. The queue is unlimited as the
+/// permission groups' are; repeated changes of one file by one thread merge in the queue.
+pub fn init_changes() -> io::Result<OwnedFd> {
+    let flags = libc::FAN_CLASS_NOTIF
+        | libc::FAN_CLOEXEC
+        | libc::FAN_NONBLOCK
+        | libc::FAN_UNLIMITED_QUEUE
+        | libc::FAN_REPORT_FID
+        | FAN_REPORT_TID;
+    // SAFETY: plain syscall; the fd is owned on success.
+    let fd = unsafe { libc::fanotify_init(flags, (libc::O_RDONLY | libc::O_CLOEXEC) as u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd this function owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// What a mark covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -61,6 +87,8 @@ pub enum Target {
     Filesystem,
     /// The inode itself (and, for a directory, the opens of its direct children).
     Inode { children: bool },
+    /// The inode's changes (`FAN_MODIFY`), in the [`init_changes`] group.
+    Changes,
 }
 
 fn mark(
@@ -75,6 +103,7 @@ fn mark(
         Target::Inode { children } => {
             (0, PERM_MASK | if children { FAN_EVENT_ON_CHILD } else { 0 })
         }
+        Target::Changes => (0, FAN_MODIFY),
     };
     let cpath = match path {
         Some(p) => Some(
@@ -229,6 +258,153 @@ fn parse(mut b: &[u8], other: &mut u64) -> Vec<Event> {
     out
 }
 
+/// A file's identity as fanotify reports it: its filesystem id and its file handle (the
+/// kind that identifies, `AT_HANDLE_FID`, which every filesystem can encode).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fid {
+    fsid: [u8; 8],
+    kind: i32,
+    handle: Vec<u8>,
+}
+
+#[repr(C)]
+struct HandleBuf {
+    bytes: u32,
+    kind: i32,
+    handle: [u8; MAX_HANDLE],
+}
+
+/// The identity fanotify will report for the file open as `fd` (an `O_PATH` descriptor does).
+pub fn fid_of(fd: BorrowedFd<'_>) -> io::Result<Fid> {
+    let mut h = HandleBuf {
+        bytes: MAX_HANDLE as u32,
+        kind: 0,
+        handle: [0; MAX_HANDLE],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: the buffer has the `file_handle` layout with MAX_HANDLE bytes of handle room,
+    // which `bytes` says; an empty path names the descriptor itself.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (&raw mut h).cast(),
+            &mut mount_id,
+            libc::AT_EMPTY_PATH | libc::AT_HANDLE_FID,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatfs into a zeroed struct on our stack.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fsid_t` is two ints, the bytes fanotify reports.
+    let fsid: [u8; 8] = unsafe { std::mem::transmute(st.f_fsid) };
+    let n = (h.bytes as usize).min(MAX_HANDLE);
+    Ok(Fid {
+        fsid,
+        kind: h.kind,
+        handle: h.handle[..n].to_vec(),
+    })
+}
+
+/// One change reported by the [`init_changes`] group: the writer's thread and the file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    pub tid: i32,
+    pub fid: Fid,
+}
+
+/// Reads what the changes group queued into `buf`; `Ok(empty)` when none. Queue overflows
+/// and records without a file identity are counted in `other`.
+pub fn read_changes(
+    group: BorrowedFd<'_>,
+    buf: &mut [u8],
+    other: &mut u64,
+) -> io::Result<Vec<Change>> {
+    // SAFETY: reads into our buffer, bounded by its length.
+    let n = unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Vec::new()),
+            _ => Err(e),
+        };
+    }
+    Ok(parse_changes(&buf[..n as usize], other))
+}
+
+/// Parses a read of the changes group: each record's header, then its info records, every
+/// length checked against what is left (a record we cannot read ends the batch).
+fn parse_changes(mut b: &[u8], other: &mut u64) -> Vec<Change> {
+    let mut out = Vec::new();
+    while b.len() >= META_LEN {
+        // SAFETY: at least META_LEN bytes; read_unaligned copes with any alignment.
+        let m: libc::fanotify_event_metadata =
+            unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+        let len = m.event_len as usize;
+        let meta = m.metadata_len as usize;
+        if m.vers != libc::FANOTIFY_METADATA_VERSION
+            || len < META_LEN
+            || len > b.len()
+            || meta < META_LEN
+            || meta > len
+        {
+            break;
+        }
+        let (rec, rest) = b.split_at(len);
+        b = rest;
+        if m.fd >= 0 {
+            // Not expected of this group; ours to close.
+            // SAFETY: the kernel installed this fd for us.
+            drop(unsafe { OwnedFd::from_raw_fd(m.fd) });
+        }
+        let fid = (m.mask & FAN_Q_OVERFLOW == 0 && m.mask & FAN_MODIFY != 0)
+            .then(|| first_fid(&rec[meta..]))
+            .flatten();
+        match fid {
+            Some(fid) => out.push(Change { tid: m.pid, fid }),
+            None => *other += 1,
+        }
+    }
+    out
+}
+
+/// The first file-identity info record (`FAN_EVENT_INFO_TYPE_FID`) of an event's info bytes.
+fn first_fid(mut info: &[u8]) -> Option<Fid> {
+    // Header (type, pad, length), fsid, then `file_handle` (bytes, type, handle).
+    const HDR: usize = 4;
+    const FIXED: usize = HDR + 8 + 8;
+    while info.len() >= HDR {
+        let kind = info[0];
+        let len = u16::from_ne_bytes([info[2], info[3]]) as usize;
+        if len < HDR || len > info.len() {
+            return None;
+        }
+        let (rec, rest) = info.split_at(len);
+        info = rest;
+        if kind != libc::FAN_EVENT_INFO_TYPE_FID || len < FIXED {
+            continue;
+        }
+        let word = |at: usize| [rec[at], rec[at + 1], rec[at + 2], rec[at + 3]];
+        let bytes = u32::from_ne_bytes(word(12)) as usize;
+        if bytes > MAX_HANDLE || FIXED + bytes > len {
+            return None;
+        }
+        let mut fsid = [0u8; 8];
+        fsid.copy_from_slice(&rec[HDR..HDR + 8]);
+        return Some(Fid {
+            fsid,
+            kind: i32::from_ne_bytes(word(16)),
+            handle: rec[FIXED..FIXED + bytes].to_vec(),
+        });
+    }
+    None
+}
+
 /// Answers one permission event.
 pub fn respond(group: BorrowedFd<'_>, fd: BorrowedFd<'_>, allow: bool) -> io::Result<()> {
     let r = libc::fanotify_response {
@@ -344,5 +520,108 @@ mod tests {
         }
         // Truncated header.
         assert!(parse(&b[..META_LEN - 1], &mut other).is_empty());
+    }
+
+    /// A change record of the FID-reporting group: the header, then one info record of type
+    /// `FAN_EVENT_INFO_TYPE_FID` (header, fsid, `file_handle`), padded as given.
+    fn change(mask: u64, pid: i32, info: &[u8]) -> Vec<u8> {
+        let len = (META_LEN + info.len()) as u32;
+        let mut v = record(libc::FANOTIFY_METADATA_VERSION, len, mask, -1, pid);
+        v.truncate(META_LEN);
+        v.extend_from_slice(info);
+        v
+    }
+
+    fn fid_info(kind: u8, len: u16, bytes: u32, handle: &[u8]) -> Vec<u8> {
+        let mut v = vec![kind, 0];
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        v.extend_from_slice(&bytes.to_ne_bytes());
+        v.extend_from_slice(&248i32.to_ne_bytes());
+        v.extend_from_slice(handle);
+        v.resize(len as usize, 0);
+        v
+    }
+
+    #[test]
+    fn change_records_are_validated_and_give_the_file_identity() {
+        let mut other = 0;
+        let h = [9u8; 12];
+        let good = fid_info(libc::FAN_EVENT_INFO_TYPE_FID, 32, 12, &h);
+        // An info record of another type first is skipped.
+        let mut two = fid_info(9, 8, 0, &[]);
+        two.truncate(8);
+        two.extend_from_slice(&good);
+        let mut b = change(FAN_MODIFY, 7, &good);
+        b.extend(change(FAN_MODIFY, 8, &two));
+        // An overflow marker: counted, no change.
+        b.extend(change(FAN_Q_OVERFLOW, 0, &[]));
+        let got = parse_changes(&b, &mut other);
+        let want = Fid {
+            fsid: [1, 2, 3, 4, 5, 6, 7, 8],
+            kind: 248,
+            handle: h.to_vec(),
+        };
+        assert_eq!(
+            got,
+            [
+                Change {
+                    tid: 7,
+                    fid: want.clone()
+                },
+                Change { tid: 8, fid: want }
+            ]
+        );
+        assert_eq!(other, 1);
+        // A handle longer than its record, longer than MAX_HANDLE, an info length past the
+        // record or below its header: no change, counted.
+        for info in [
+            fid_info(libc::FAN_EVENT_INFO_TYPE_FID, 32, 13, &h),
+            fid_info(libc::FAN_EVENT_INFO_TYPE_FID, 32, 4096, &h),
+            fid_info(libc::FAN_EVENT_INFO_TYPE_FID, 64, 12, &h)[..32].to_vec(),
+            [
+                [libc::FAN_EVENT_INFO_TYPE_FID, 0].as_slice(),
+                &2u16.to_ne_bytes(),
+            ]
+            .concat(),
+        ] {
+            let mut other = 0;
+            assert!(parse_changes(&change(FAN_MODIFY, 7, &info), &mut other).is_empty());
+            assert_eq!(other, 1);
+        }
+        // A header whose metadata length exceeds the record ends the batch.
+        let mut bad = change(FAN_MODIFY, 7, &good);
+        bad[6..8].copy_from_slice(&u16::MAX.to_ne_bytes());
+        assert!(parse_changes(&bad, &mut other).is_empty());
+    }
+
+    /// The identity read from a descriptor is the one the kernel reports in a change.
+    #[test]
+    fn a_watched_files_change_reports_its_identity() {
+        let dir = std::env::temp_dir().join(format!("guard-fid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("f");
+        std::fs::write(&path, b"hello").expect("write");
+        let Ok(g) = init_changes() else {
+            // Without CAP_SYS_ADMIN there is no fanotify group; CI runs this as root.
+            assert!(
+                !nix::unistd::geteuid().is_root(),
+                "root, but no changes group"
+            );
+            return;
+        };
+        let fd: OwnedFd = std::fs::File::open(&path).expect("open").into();
+        let fid = fid_of(fd.as_fd_borrowed()).expect("fid");
+        mark_fd(g.as_fd_borrowed(), Target::Changes, fd.as_fd_borrowed()).expect("mark");
+        // A truncate by another name (through the descriptor's magic link).
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::unistd::truncate(link.as_str(), 0).expect("truncate");
+        let mut buf = vec![0u8; 4096];
+        let mut other = 0;
+        let got = read_changes(g.as_fd_borrowed(), &mut buf, &mut other).expect("read");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].fid, fid);
+        assert_eq!(got[0].tid as u32, nix::unistd::gettid().as_raw() as u32);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
