@@ -9,6 +9,9 @@
 //!   file no policy denies reading (whose writes the kernel refuses before asking). A
 //!   workload whose root is the host's root gets these inode marks only, so the host's own
 //!   opens do not all wait on the agent.
+//! - Every file an enforced `deny_write` rule covers (a rule's file, each file listed below
+//!   its `DIR/**` directory) also gets a `FAN_MODIFY` mark in the changes group
+//!   (`sys::init_changes`, `modify.rs`), with its identity as that group reports it.
 
 use std::{
     collections::{HashMap, HashSet},

@@ -3,6 +3,9 @@
 //!
 //! - [`marks`]: what is marked and the rule table, rebuilt by the cgroup walk every second.
 //! - [`answer`]: the decision, from the file's identity, the opener's binding and access.
+//! - `modify`: changes no open asks about (truncate(2) by any name, a descriptor opened
+//!   before the policy) of files an enforced policy denies writing, reported by a third
+//!   group and killed after the fact by the pipeline.
 //! - the answer thread (here) reads events, decides, answers, and only then builds a decision
 //!   record, handed to the pipeline through a bounded channel (`try_send`: a full channel
 //!   counts a lost record, the answer never waits). It reads `/proc` and one BPF map, nothing
