@@ -37,7 +37,7 @@ fn covers(op: Op) -> Coverage {
         ),
         Op::Truncate => c(
             KilledAfter,
-            "on a container's own overlay root, the file of an exact `deny_write` rule and the files below a `DIR/**` one (all of them if at most 2,048 and 64 MiB) are sealed (immutable): EPERM in the kernel, by any name; elsewhere truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself (resolved in the workload's root, any name); ftruncate needs a descriptor opened for write, which is refused",
+            "on a container's own overlay root, the file of an exact `deny_write` rule and the files below a `DIR/**` one (all of them if at most 2,048 and 64 MiB) are sealed (immutable): EPERM in the kernel, by any name; elsewhere truncate(2) by path opens nothing, so no permission event asks: SIGKILL by the agent **after** it succeeded, on the file itself: reported by the file's changes mark through any name (magic links such as `/proc/self/fd/N` included), as is a write through a descriptor opened before the agent; ftruncate needs a descriptor opened for write, which is refused",
         ),
         Op::Link => c(
             Denied,
