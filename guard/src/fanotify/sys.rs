@@ -275,6 +275,8 @@ struct HandleBuf {
 }
 
 /// The identity fanotify will report for the file open as `fd` (an `O_PATH` descriptor does).
+/// Before Linux 6.5 (no `AT_HANDLE_FID`) the file's exportable handle, which is the same where
+/// the filesystem can export handles at all (fanotify reports nothing else there either).
 pub fn fid_of(fd: BorrowedFd<'_>) -> io::Result<Fid> {
     let mut h = HandleBuf {
         bytes: MAX_HANDLE as u32,
@@ -282,20 +284,32 @@ pub fn fid_of(fd: BorrowedFd<'_>) -> io::Result<Fid> {
         handle: [0; MAX_HANDLE],
     };
     let mut mount_id: libc::c_int = 0;
-    // SAFETY: the buffer has the `file_handle` layout with MAX_HANDLE bytes of handle room,
-    // which `bytes` says; an empty path names the descriptor itself.
-    let r = unsafe {
-        libc::name_to_handle_at(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            (&raw mut h).cast(),
-            &mut mount_id,
-            libc::AT_EMPTY_PATH | libc::AT_HANDLE_FID,
-        )
+    let mut handle = |flags| {
+        h.bytes = MAX_HANDLE as u32;
+        // SAFETY: the buffer has the `file_handle` layout with MAX_HANDLE bytes of handle
+        // room, which `bytes` says; an empty path names the descriptor itself.
+        let r = unsafe {
+            libc::name_to_handle_at(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                (&raw mut h).cast(),
+                &mut mount_id,
+                flags,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    handle(libc::AT_EMPTY_PATH | libc::AT_HANDLE_FID).or_else(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            handle(libc::AT_EMPTY_PATH)
+        } else {
+            Err(e)
+        }
+    })?;
     // SAFETY: fstatfs into a zeroed struct on our stack.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } < 0 {
