@@ -618,7 +618,8 @@ impl Pipeline {
                     }
                     PolicyWake::Record(r) => match *r {
                         crate::fanotify::Record::Refused(d) => {
-                            self.on_decision(&events::Event::Decision(d.clone()), &d, Instant::now());
+                            let ev = events::Event::Decision(d.clone());
+                            self.on_decision(&ev, &d, Instant::now());
                         }
                         crate::fanotify::Record::Modified(d) => self.enforce_modified(d),
                     },

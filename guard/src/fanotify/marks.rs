@@ -67,9 +67,9 @@ pub const RULE_MARKS_MAX: usize = 65_536;
 /// identity across filesystems: a container's overlay is unmounted with it (its marks go) and
 /// the next container's overlay may get the same anonymous device number, so its files have
 /// the same (device, inode) as the dead one's. Kept per cgroup (ids are never reused) and
-/// dropped with the workload, so a new container's files are always marked afresh.
-/// Each file's value is its identity in the changes group and its path in the workload, when
-/// that group watches it too (`Target::Changes`).
+/// dropped with the workload, so a new container's files are always marked afresh. Each
+/// file's value is its identity in the changes group and its path in the workload, when that
+/// group watches it too (`Target::Changes`).
 #[derive(Debug, Default)]
 pub struct Marked {
     by_cgroup: std::collections::HashMap<u64, HashMap<FileId, Option<(Fid, String)>>>,
@@ -284,8 +284,9 @@ fn may_lift_seals(pid: u32) -> bool {
 /// (with its direct children), so the rule files are asked in that group whatever the first
 /// group ignores. `marked` is what `rule_group` already marks (kept across passes, per
 /// workload). `changes` (when the kernel gave that group) watches the files enforced
-/// `deny_write` rules cover (`Rules::watched`). On a container's own overlay root, an enforced `deny_write` rule's file, or a `DIR/**` rule's
-/// directories and (if not too many) files, go into the plan of what to seal (`seal.rs`).
+/// `deny_write` rules cover (`Rules::watched`). On a container's own overlay root, an
+/// enforced `deny_write` rule's file, or a `DIR/**` rule's directories and (if not too many)
+/// files, go into the plan of what to seal (`seal.rs`).
 pub fn build(
     group: &OwnedFd,
     rule_group: &OwnedFd,

@@ -189,7 +189,12 @@ impl Fanotify {
         let group = sys::init().context("fanotify_init")?;
         let rule_group = sys::init().context("fanotify_init (rule group)")?;
         let changes = sys::init_changes()
-            .inspect_err(|e| warn!("fanotify: no change notifications ({e}): a denied file's truncate through a magic link is not enforced"))
+            .inspect_err(|e| {
+                warn!(
+                    "fanotify: no change notifications ({e}): a truncate through a magic link \
+                     of a file a policy denies writing is not enforced"
+                )
+            })
             .ok();
         let shared = Arc::new(Shared {
             group,
