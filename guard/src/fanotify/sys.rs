@@ -39,19 +39,18 @@ pub enum IgnoreStyle {
 /// a full queue would be let through; each queued event blocks its opener, so the queue is
 /// bounded by the number of blocked threads instead.
 pub fn init() -> io::Result<OwnedFd> {
-    let flags = libc::FAN_CLASS_CONTENT
-        | libc::FAN_CLOEXEC
-        | libc::FAN_NONBLOCK
-        | libc::FAN_UNLIMITED_QUEUE
-        | libc::FAN_UNLIMITED_MARKS
-        | FAN_REPORT_TID;
+    init_group(libc::FAN_CLASS_CONTENT | libc::FAN_UNLIMITED_MARKS)
+}
+
+/// `fanotify_init` with `flags` added to what every group of ours has: close-on-exec,
+/// non-blocking reads, the thread (not the process) of each event, an unlimited queue, and
+/// read-only event descriptors.
+fn init_group(flags: libc::c_uint) -> io::Result<OwnedFd> {
+    let flags =
+        flags | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_UNLIMITED_QUEUE | FAN_REPORT_TID;
+    let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as u32;
     // SAFETY: plain syscall; the fd is owned on success.
-    let fd = unsafe {
-        libc::fanotify_init(
-            flags,
-            (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as u32,
-        )
-    };
+    let fd = unsafe { libc::fanotify_init(flags, event_flags) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -64,20 +63,10 @@ pub fn init() -> io::Result<OwnedFd> {
 /// name, with no open file to hand over (measured on 6.18: a descriptor-reporting group gets
 /// writes only). Notifications: nothing waits on them. The queue is unlimited as the
 /// permission groups' are; repeated changes of one file by one thread merge in the queue.
+/// Its marks are bounded by the rule group's (`marks::RULE_MARKS_MAX`), not by the user's
+/// fanotify mark limit.
 pub fn init_changes() -> io::Result<OwnedFd> {
-    let flags = libc::FAN_CLASS_NOTIF
-        | libc::FAN_CLOEXEC
-        | libc::FAN_NONBLOCK
-        | libc::FAN_UNLIMITED_QUEUE
-        | libc::FAN_REPORT_FID
-        | FAN_REPORT_TID;
-    // SAFETY: plain syscall; the fd is owned on success.
-    let fd = unsafe { libc::fanotify_init(flags, (libc::O_RDONLY | libc::O_CLOEXEC) as u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd this function owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    init_group(libc::FAN_CLASS_NOTIF | libc::FAN_REPORT_FID | libc::FAN_UNLIMITED_MARKS)
 }
 
 /// What a mark covers.
@@ -204,6 +193,20 @@ pub struct Event {
     pub fd: OwnedFd,
 }
 
+/// Reads what a group queued into `buf`: the bytes read, none when nothing was queued.
+fn read_queue<'b>(group: BorrowedFd<'_>, buf: &'b mut [u8]) -> io::Result<&'b [u8]> {
+    // SAFETY: reads into our buffer, bounded by its length.
+    let n = unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(&[]),
+            _ => Err(e),
+        };
+    }
+    Ok(&buf[..n as usize])
+}
+
 /// Reads what is queued into `buf` and returns the events; `Ok(empty)` when none. Events that
 /// are not permission events (the queue overflow marker) are counted in `other`.
 pub fn read_events(
@@ -211,16 +214,7 @@ pub fn read_events(
     buf: &mut [u8],
     other: &mut u64,
 ) -> io::Result<Vec<Event>> {
-    // SAFETY: reads into our buffer, bounded by its length.
-    let n = unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Vec::new()),
-            _ => Err(e),
-        };
-    }
-    Ok(parse(&buf[..n as usize], other))
+    Ok(parse(read_queue(group, buf)?, other))
 }
 
 const META_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
@@ -339,16 +333,7 @@ pub fn read_changes(
     buf: &mut [u8],
     other: &mut u64,
 ) -> io::Result<Vec<Change>> {
-    // SAFETY: reads into our buffer, bounded by its length.
-    let n = unsafe { libc::read(group.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Vec::new()),
-            _ => Err(e),
-        };
-    }
-    Ok(parse_changes(&buf[..n as usize], other))
+    Ok(parse_changes(read_queue(group, buf)?, other))
 }
 
 /// Parses a read of the changes group: each record's header, then its info records, every
