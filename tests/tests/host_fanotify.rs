@@ -621,6 +621,28 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     );
     assert_eq!(by_hook("after_syscall", "kill"), [""; 0], "{alerts:?}");
     agent.stop();
+    // Detect mode (`--detect-only`): nothing is sealed, watched or killed; a truncate by name
+    // is recorded once, `would-deny`, from the traced syscall's name.
+    let agent = s.agent(&policy, &["--policy-backend", "fanotify", "--detect-only"]);
+    refill();
+    assert_eq!(sh(&c, "/tmp/trunc /big/small").0, Some(0), "detect mode");
+    let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
+    let records: Vec<(String, String, String)> = alerts
+        .iter()
+        .filter(|v| v["source"] == "guard_policy")
+        .map(|v| {
+            let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_owned();
+            (
+                s(&v["guard"]["decision"]),
+                s(&v["output_fields"]["guard.hook"]),
+                s(&v["output_fields"]["guard.target"]),
+            )
+        })
+        .collect();
+    let want = ("would-deny", "after_syscall", "/big/small");
+    let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
+    assert_eq!(records, [want], "{alerts:?}");
+    agent.stop();
     // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
     // kills after the truncate.
     let agent = s.agent(&policy, &["--policy-backend", "sigkill-fallback"]);

@@ -226,6 +226,7 @@ impl Pipeline {
                 lifted = pass.seals.lifted,
                 seal_failed = pass.seals.failed,
                 unsealed_subtrees = pass.unsealed_subtrees,
+                watched = pass.watched,
                 read_free = pass.read_free.len(),
                 "fanotify marks"
             );
@@ -454,9 +455,9 @@ impl Pipeline {
         Started::At((model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time)))
     }
 
-    /// `fanotify` backend: a modification of a file the writer's enforced policy denies
-    /// writing, reported by the file's mark (`fanotify/modify.rs`): the writer is killed
-    /// after the fact, once (a second report while its kill is pending adds nothing).
+    /// `fanotify` backend: a change of a file the writer's enforced policy denies writing,
+    /// reported by the file's changes mark (`fanotify/modify.rs`): the writer is killed after
+    /// the fact, once (a second report while its kill is pending adds nothing).
     pub(super) fn enforce_modified(&mut self, d: events::DecisionEvent) {
         let pid = d.common.pid;
         let pending = self
@@ -474,8 +475,8 @@ impl Pipeline {
     /// `fanotify` backend: truncate(2) by path opens nothing, so no permission event asks
     /// about it; one that cut a file the workload's policy denies writing (resolved in its
     /// root, so any name of the file) is enforced after the fact, as the fallback does. Not a
-    /// file whose modifications its mark reports under an enforced policy: that report
-    /// enforces it (`enforce_modified`), through any name, magic links included.
+    /// file the changes group watches for this enforced policy: that report enforces it
+    /// (`enforce_modified`), through any name, magic links included.
     pub(super) fn enforce_truncate(
         &mut self,
         ev: &events::Event,

@@ -10,7 +10,7 @@
 //!   workload whose root is the host's root gets these inode marks only, so the host's own
 //!   opens do not all wait on the agent.
 //! - Every file an enforced `deny_write` rule covers (a rule's file, each file listed below
-//!   its `DIR/**` directory) also gets a `FAN_MODIFY` mark in the changes group
+//!   its `DIR/**` directory) gets a `FAN_MODIFY` mark in the changes group
 //!   (`sys::init_changes`, `modify.rs`), with its identity as that group reports it.
 
 use std::{
@@ -67,41 +67,39 @@ pub const RULE_MARKS_MAX: usize = 65_536;
 /// identity across filesystems: a container's overlay is unmounted with it (its marks go) and
 /// the next container's overlay may get the same anonymous device number, so its files have
 /// the same (device, inode) as the dead one's. Kept per cgroup (ids are never reused) and
-/// dropped with the workload, so a new container's files are always marked afresh. Each
-/// file's value is its identity in the changes group and its path in the workload, when that
-/// group watches it too (`Target::Changes`).
+/// dropped with the workload, so a new container's files are always marked afresh. The
+/// changes group's marks (`Target::Changes`) are kept the same way, with each file's identity
+/// as that group reports it and its path in the workload.
 #[derive(Debug, Default)]
 pub struct Marked {
-    by_cgroup: std::collections::HashMap<u64, HashMap<FileId, Option<(Fid, String)>>>,
+    by_cgroup: std::collections::HashMap<u64, HashSet<FileId>>,
     total: usize,
+    watches: std::collections::HashMap<u64, HashMap<FileId, (Fid, String)>>,
+    watch_total: usize,
 }
 
 impl Marked {
     /// Forgets the workloads not in `live`.
     fn retain(&mut self, live: &HashSet<u64>) {
         self.by_cgroup.retain(|cg, _| live.contains(cg));
-        self.total = self.by_cgroup.values().map(HashMap::len).sum();
+        self.total = self.by_cgroup.values().map(HashSet::len).sum();
+        self.watches.retain(|cg, _| live.contains(cg));
+        self.watch_total = self.watches.values().map(HashMap::len).sum();
     }
 
     /// Every file marked for some live workload.
     fn all(&self) -> HashSet<FileId> {
-        self.by_cgroup
-            .values()
-            .flat_map(|m| m.keys())
-            .copied()
-            .collect()
+        self.by_cgroup.values().flatten().copied().collect()
     }
 
     /// Every file the changes group watches for some live workload.
     fn watched(&self) -> HashMap<Fid, Watched> {
         let mut out = HashMap::new();
-        for (file, w) in self.by_cgroup.values().flatten() {
-            if let Some((fid, path)) = w {
-                out.entry(fid.clone()).or_insert_with(|| Watched {
-                    file: *file,
-                    path: path.clone(),
-                });
-            }
+        for (file, (fid, path)) in self.watches.values().flatten() {
+            out.entry(fid.clone()).or_insert_with(|| Watched {
+                file: *file,
+                path: path.clone(),
+            });
         }
         out
     }
@@ -192,15 +190,11 @@ fn list_below(dir: OwnedFd, out: &mut Vec<Below>) {
 }
 
 /// Marks `path` (in `root`) in the rule group, if it still is the file `id` resolved a
-/// moment ago (a swapped name is skipped, never marked elsewhere); with `changes` (a file an
-/// enforced policy denies writing), in that group too, so a change no open asks about (a
-/// truncate by any name, a write through a descriptor opened before the policy) is reported.
-/// Remembered in `marked`: a mark holds its inode, so the identity cannot be reused while
-/// marked.
+/// moment ago (a swapped name is skipped, never marked elsewhere). Remembered in `marked`:
+/// a mark holds its inode, so the identity cannot be reused while marked.
 #[allow(clippy::too_many_arguments)]
 fn mark_rule_file(
     rule_group: &OwnedFd,
-    changes: Option<&OwnedFd>,
     root: &OwnedFd,
     path: &str,
     id: FileId,
@@ -209,8 +203,11 @@ fn mark_rule_file(
     cgroup: u64,
     marked: &mut Marked,
 ) -> std::io::Result<bool> {
-    let had = marked.by_cgroup.get(&cgroup).and_then(|m| m.get(&id));
-    if had.is_some_and(|w| w.is_some() || changes.is_none()) {
+    if marked
+        .by_cgroup
+        .get(&cgroup)
+        .is_some_and(|s| s.contains(&id))
+    {
         return Ok(false);
     }
     // A rule's own file is always marked (nothing else asks about it on a volume or the host
@@ -225,22 +222,44 @@ fn mark_rule_file(
     }
     let children = dir || md.is_dir();
     sys::mark_fd(rule_group.as_fd(), Target::Inode { children }, fd.as_fd())?;
-    // Without the changes mark, the traced truncate's name is what enforces it.
-    let watch = changes.and_then(|g| {
-        let fid = sys::fid_of(fd.as_fd())
-            .and_then(|fid| sys::mark_fd(g.as_fd(), Target::Changes, fd.as_fd()).map(|()| fid));
-        fid.inspect_err(|e| debug!(rule = path, "fanotify changes mark: {e}"))
-            .ok()
-            .map(|fid| (fid, path.to_owned()))
-    });
-    if marked
-        .by_cgroup
-        .entry(cgroup)
-        .or_default()
-        .insert(id, watch)
-        .is_none()
-    {
+    if marked.by_cgroup.entry(cgroup).or_default().insert(id) {
         marked.total += 1;
+    }
+    Ok(true)
+}
+
+/// Watches the regular file `path` (in `root`) in the changes group, if it still is the file
+/// `id`, so a change no open asks about (a truncate by any name, a write through a
+/// descriptor opened before the policy) is reported; its identity (as that group reports
+/// it) is remembered in `marked`. Bounded as the rule group's listed marks are.
+fn watch_file(
+    changes: &OwnedFd,
+    root: &OwnedFd,
+    path: &str,
+    id: FileId,
+    cgroup: u64,
+    marked: &mut Marked,
+) -> std::io::Result<bool> {
+    if marked
+        .watches
+        .get(&cgroup)
+        .is_some_and(|m| m.contains_key(&id))
+    {
+        return Ok(false);
+    }
+    if marked.watch_total >= RULE_MARKS_MAX {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    let fd = sys::open_in(root, path, false)?;
+    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
+    if file_id(&md) != id || !md.is_file() {
+        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    let fid = sys::fid_of(fd.as_fd())?;
+    sys::mark_fd(changes.as_fd(), Target::Changes, fd.as_fd())?;
+    let w = marked.watches.entry(cgroup).or_default();
+    if w.insert(id, (fid, path.to_owned())).is_none() {
+        marked.watch_total += 1;
     }
     Ok(true)
 }
@@ -264,6 +283,8 @@ pub struct Pass {
     pub read_free: HashSet<FileId>,
     /// `DIR/**` subtrees whose files are too many or too big to seal.
     pub unsealed_subtrees: usize,
+    /// Files newly watched by the changes group.
+    pub watched: usize,
 }
 
 /// Whether a process of the workload may hold `CAP_LINUX_IMMUTABLE` (in its bounding set), and
@@ -360,16 +381,28 @@ pub fn build(
             let text = match &r.rule {
                 PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
-            // Enforced (`marking`): a write this policy denies that no open asks about (a
-            // truncate by any name, a descriptor opened before) is killed after the fact.
-            let deny_write = r.bits & path_bits::DENY_WRITE != 0;
+            // Enforced, a change this policy denies that no open asks about (a truncate by any
+            // name, a descriptor opened before) is reported (`modify.rs`); without the changes
+            // group, the traced truncate's name decides. Not in detect mode: there the opens
+            // for write are allowed (and reported at their exit), so every write through them
+            // would be reported a second time.
+            let watch = changes.filter(|_| marking && r.bits & path_bits::DENY_WRITE != 0);
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
+                if let Some(g) = watch.filter(|_| !dir) {
+                    match watch_file(g, &root, path, id, w.cgroup_id, marked) {
+                        Ok(true) => pass.watched += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            pass.failed += 1;
+                            debug!(pid = w.pid, rule = path, "fanotify changes mark: {e}");
+                        }
+                    }
+                }
                 if !marking {
                     return;
                 }
                 match mark_rule_file(
                     rule_group,
-                    changes.filter(|_| deny_write && !dir),
                     &root,
                     path,
                     id,

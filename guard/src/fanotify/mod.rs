@@ -4,8 +4,8 @@
 //! - [`marks`]: what is marked and the rule table, rebuilt by the cgroup walk every second.
 //! - [`answer`]: the decision, from the file's identity, the opener's binding and access.
 //! - `modify`: changes no open asks about (truncate(2) by any name, a descriptor opened
-//!   before the policy) of files an enforced policy denies writing, reported by a third
-//!   group and killed after the fact by the pipeline.
+//!   before the policy) of files an enforced policy denies writing, reported by a third group
+//!   and killed after the fact by the pipeline.
 //! - the answer thread (here) reads events, decides, answers, and only then builds a decision
 //!   record, handed to the pipeline through a bounded channel (`try_send`: a full channel
 //!   counts a lost record, the answer never waits). It reads `/proc` and one BPF map, nothing
@@ -138,9 +138,9 @@ pub struct Fanotify {
 pub enum Record {
     /// A refusal it answered: recorded as it is.
     Refused(DecisionEvent),
-    /// A modification of a file the writer's enforced policy denies writing, which no open
-    /// asked about (`modify.rs`): the pipeline kills the writer, if it is still a process
-    /// that started before the record's time, and records what happened.
+    /// A change of a file the writer's enforced policy denies writing, which no open asked
+    /// about (`modify.rs`): the pipeline kills the writer, if it is still a process that
+    /// started before the record's time, and records what happened.
     Modified(DecisionEvent),
 }
 
@@ -335,7 +335,7 @@ impl Fanotify {
     /// the first of `pids` that is alive sees it, else as the workload's walked process does;
     /// symlinks followed in that root) is one its policy denies writing. `None` for a file
     /// the changes group watches that an enforced policy names by identity: the change's
-    /// report, by any name, is what enforces it (`modify.rs`).
+    /// report, by any name, enforces it (`modify.rs`).
     pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         let name = crate::procroot::through_own_root(name);

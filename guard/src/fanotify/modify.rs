@@ -45,8 +45,10 @@ pub(super) fn modified(
 
 /// The writer's binding and why its policy denies this change, with the file's path, if it
 /// does: only for a file the current table watches (a mark left from an older one may still
-/// report) and a writer bound to an enforced policy with open rules (detect mode's would-deny
-/// comes from the traced truncate's name, `agent/decisions.rs`).
+/// report) and a writer bound to an enforced policy with open rules. (In detect mode its
+/// opens for write are allowed and reported at their exit, and a truncate by the traced
+/// syscall's name, `agent/decisions.rs`; the writes through those opens are not reported
+/// again.)
 fn judge(sh: &Shared, ctx: &mut Ctx, c: &sys::Change) -> Option<(Pending, String)> {
     let now = Instant::now();
     let (_, rules) = table(sh, ctx);
