@@ -252,8 +252,12 @@ fn watch_file(
     }
     let fd = sys::open_in(root, path, false)?;
     let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-    if file_id(&md) != id || !md.is_file() {
+    if file_id(&md) != id {
         return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    if !md.is_file() {
+        // An exact rule on a directory: its files' changes are not its own.
+        return Ok(false);
     }
     let fid = sys::fid_of(fd.as_fd())?;
     sys::mark_fd(changes.as_fd(), Target::Changes, fd.as_fd())?;
