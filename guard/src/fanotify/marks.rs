@@ -215,17 +215,28 @@ fn mark_rule_file(
     if listed && marked.total >= RULE_MARKS_MAX {
         return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
     }
-    let fd = sys::open_in(root, path, false)?;
-    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-    if file_id(&md) != id {
-        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
-    }
+    let (fd, md) = open_checked(root, path, id)?;
     let children = dir || md.is_dir();
     sys::mark_fd(rule_group.as_fd(), Target::Inode { children }, fd.as_fd())?;
     if marked.by_cgroup.entry(cgroup).or_default().insert(id) {
         marked.total += 1;
     }
     Ok(true)
+}
+
+/// `path` in `root` (`O_PATH`) and its metadata, if it still is the file `id` resolved a
+/// moment ago (`ESTALE` for a swapped name).
+fn open_checked(
+    root: &OwnedFd,
+    path: &str,
+    id: FileId,
+) -> std::io::Result<(OwnedFd, std::fs::Metadata)> {
+    let fd = sys::open_in(root, path, false)?;
+    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
+    if file_id(&md) != id {
+        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    Ok((fd, md))
 }
 
 /// Watches the regular file `path` (in `root`) in the changes group, if it still is the file
@@ -250,11 +261,7 @@ fn watch_file(
     if marked.watch_total >= RULE_MARKS_MAX {
         return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
     }
-    let fd = sys::open_in(root, path, false)?;
-    let md = std::fs::File::from(fd.try_clone()?).metadata()?;
-    if file_id(&md) != id {
-        return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
-    }
+    let (fd, md) = open_checked(root, path, id)?;
     if !md.is_file() {
         // An exact rule on a directory: its files' changes are not its own.
         return Ok(false);

@@ -219,20 +219,34 @@ pub fn read_events(
 
 const META_LEN: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
 
+/// The next record of a read: its header and its info records, advancing `b` past it; `None`
+/// at the end or at a header whose version or lengths do not fit what is left (the batch
+/// ends there).
+fn next_record<'a>(b: &mut &'a [u8]) -> Option<(libc::fanotify_event_metadata, &'a [u8])> {
+    if b.len() < META_LEN {
+        return None;
+    }
+    // SAFETY: at least META_LEN bytes; read_unaligned copes with any alignment.
+    let m: libc::fanotify_event_metadata = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+    let (len, meta) = (m.event_len as usize, m.metadata_len as usize);
+    if m.vers != libc::FANOTIFY_METADATA_VERSION
+        || len < META_LEN
+        || len > b.len()
+        || !(META_LEN..=len).contains(&meta)
+    {
+        return None;
+    }
+    let (rec, rest) = b.split_at(len);
+    *b = rest;
+    Some((m, &rec[meta..]))
+}
+
 /// Parses a read's bytes. Each record's descriptor is owned from here on, so a record we
 /// cannot use still has its fd closed (and its permission event gets no answer from us: the
 /// caller denies by fd only for well-formed records; see `Listener`).
 fn parse(mut b: &[u8], other: &mut u64) -> Vec<Event> {
     let mut out = Vec::new();
-    while b.len() >= META_LEN {
-        // SAFETY: at least META_LEN bytes; read_unaligned copes with any alignment.
-        let m: libc::fanotify_event_metadata =
-            unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
-        let len = m.event_len as usize;
-        if m.vers != libc::FANOTIFY_METADATA_VERSION || len < META_LEN || len > b.len() {
-            break;
-        }
-        b = &b[len..];
+    while let Some((m, _)) = next_record(&mut b) {
         if m.fd < 0 {
             *other += 1;
             continue;
@@ -340,29 +354,14 @@ pub fn read_changes(
 /// length checked against what is left (a record we cannot read ends the batch).
 fn parse_changes(mut b: &[u8], other: &mut u64) -> Vec<Change> {
     let mut out = Vec::new();
-    while b.len() >= META_LEN {
-        // SAFETY: at least META_LEN bytes; read_unaligned copes with any alignment.
-        let m: libc::fanotify_event_metadata =
-            unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
-        let len = m.event_len as usize;
-        let meta = m.metadata_len as usize;
-        if m.vers != libc::FANOTIFY_METADATA_VERSION
-            || len < META_LEN
-            || len > b.len()
-            || meta < META_LEN
-            || meta > len
-        {
-            break;
-        }
-        let (rec, rest) = b.split_at(len);
-        b = rest;
+    while let Some((m, info)) = next_record(&mut b) {
         if m.fd >= 0 {
             // Not expected of this group; ours to close.
             // SAFETY: the kernel installed this fd for us.
             drop(unsafe { OwnedFd::from_raw_fd(m.fd) });
         }
         let fid = (m.mask & FAN_Q_OVERFLOW == 0 && m.mask & FAN_MODIFY != 0)
-            .then(|| first_fid(&rec[meta..]))
+            .then(|| first_fid(info))
             .flatten();
         match fid {
             Some(fid) => out.push(Change { tid: m.pid, fid }),
