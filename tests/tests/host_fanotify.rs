@@ -425,7 +425,8 @@ void cmain(long *sp) {
 /// its removal, a new hard link and chmod; each refusal is recorded (`sealed_file`). The files
 /// below a `DIR/**` rule are sealed too (`/etc/passwd`), unless the subtree is too big to seal
 /// (`/big/**`, over 64 MiB): there a truncate by any name (name, symlink, hard link,
-/// `/proc/self/root`, `/proc/self/fd/N`, `/proc/1/root`, `/proc/self/cwd`) and a write
+/// `/proc/self/root`, `/proc/self/fd/N`, `/proc/1/root`, `/proc/self/cwd`, relative, `//` and
+/// `..`, after chroot) and a write
 /// through a descriptor opened before the agent are reported by the file's changes mark and
 /// the writer is killed after the fact (SIGKILL, recorded `kill`, hook `fanotify_modify`, the
 /// file's own path). A free file's truncate is neither. busybox's `truncate` opens the file
@@ -551,6 +552,9 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             "cd /big && exec /tmp/trunc /proc/self/cwd/small",
             "through /proc/self/cwd",
         ),
+        ("cd /big && exec /tmp/trunc ./small", "by a relative name"),
+        ("/tmp/trunc //big/../big//small", "through // and .."),
+        ("chroot / /tmp/trunc /big/small", "after chroot"),
     ] {
         refill();
         assert_eq!(
@@ -561,6 +565,19 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     }
     let free = sh(&c, "/tmp/trunc /tmp/free").0;
     assert_eq!(free, Some(0), "a free file's truncate");
+    // Other syscalls to the same effect are refused outright, the bytes unchanged: an
+    // `O_TRUNC` open (a permission event), a rename out of the sealed directory.
+    refill();
+    for script in [": > /big/small", "mv /big/small /tmp/moved"] {
+        let (code, _, err) = sh(&c, script);
+        assert_ne!(code, Some(0), "{script:?} succeeded");
+        assert!(err.contains("Operation not permitted"), "{script:?}: {err}");
+        assert_eq!(
+            sh(&c, "cat /big/small").1,
+            "small\n",
+            "{script:?} changed it"
+        );
+    }
     // The early writer's append through its old descriptor: killed after it.
     refill();
     assert_eq!(sh(&c, "touch /tmp/go").0, Some(0));
@@ -616,7 +633,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     // none from the traced truncate's name (that would be a second record of one act).
     assert_eq!(
         by_hook("fanotify_modify", "kill"),
-        ["/big/small"; 8],
+        ["/big/small"; 11],
         "{alerts:?}"
     );
     assert_eq!(by_hook("after_syscall", "kill"), [""; 0], "{alerts:?}");
