@@ -413,7 +413,8 @@ static long sc(long n, long a, long b) {
 void cmain(long *sp) {
     long r = sc(76, sp[2], 0);
     struct { long s, ns; } t = {2, 0};
-    if (r == 0) sc(35, (long)&t, 0);
+    /* A second argument: exit at once (the agent may read the change after the exit). */
+    if (r == 0 && sp[0] < 3) sc(35, (long)&t, 0);
     sc(60, r < 0 ? -r : 0, 0);
     for (;;) {}
 }
@@ -638,13 +639,54 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     );
     assert_eq!(by_hook("after_syscall", "kill"), [""; 0], "{alerts:?}");
     agent.stop();
-    // Detect mode (`--detect-only`): nothing is sealed, watched or killed; a truncate by name
-    // is recorded once, `would-deny`, from the traced syscall's name.
+    // Detect mode (`--detect-only`): nothing is sealed or killed, and what enforce mode kills
+    // is recorded `would-deny`: each truncate by any name, also by a writer that exits at
+    // once, and a write through a descriptor opened before the agent (once per process and
+    // file: its second write adds nothing). A write through an open made under the agent is
+    // recorded at that open's exit, not a second time from the change.
+    let _ = sh(&c, "rm -f /tmp/go /tmp/held");
+    let early = Command::new("docker")
+        .args([
+            "exec",
+            &c.0,
+            "sh",
+            "-c",
+            "exec 4>>/big/small; touch /tmp/held; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo pwn >&4; sleep 0.5; echo pwn >&4",
+        ])
+        .spawn()
+        .expect("docker exec");
+    let held = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        sh(&c, "test -e /tmp/held").0 == Some(0)
+    });
+    assert!(held, "the early writer did not start");
     let agent = s.agent(&policy, &["--policy-backend", "fanotify", "--detect-only"]);
+    for (script, how) in [
+        ("/tmp/trunc /big/small", "by name"),
+        (
+            "exec 3</big/small; exec /tmp/trunc /proc/self/fd/3",
+            "through /proc/self/fd of a read descriptor",
+        ),
+        ("/tmp/trunc /proc/1/root/big/small", "through /proc/1/root"),
+        (
+            "/tmp/trunc /big/small now",
+            "by a writer that exits at once",
+        ),
+        ("echo pwn >> /big/small", "through an open for append"),
+    ] {
+        refill();
+        assert_eq!(sh(&c, script).0, Some(0), "detect mode: {how}");
+    }
     refill();
-    assert_eq!(sh(&c, "/tmp/trunc /big/small").0, Some(0), "detect mode");
+    assert_eq!(sh(&c, "touch /tmp/go").0, Some(0));
+    let early = early.wait_with_output().expect("early writer");
+    assert_eq!(
+        early.status.code(),
+        Some(0),
+        "detect mode: the early writer"
+    );
     let alerts = agent.collect_until(Duration::from_secs(10), |_| false);
-    let records: Vec<(String, String, String)> = alerts
+    let mut records: Vec<(String, String, String)> = alerts
         .iter()
         .filter(|v| v["source"] == "guard_policy")
         .map(|v| {
@@ -656,9 +698,17 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             )
         })
         .collect();
-    let want = ("would-deny", "after_syscall", "/big/small");
-    let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
-    assert_eq!(records, [want], "{alerts:?}");
+    records.sort();
+    let want = |hook: &str| {
+        (
+            "would-deny".to_owned(),
+            hook.to_owned(),
+            "/big/small".to_owned(),
+        )
+    };
+    let mut expected = vec![want("fanotify_modify"); 5];
+    expected.push(want("open_exit"));
+    assert_eq!(records, expected, "{alerts:?}");
     agent.stop();
     // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
     // kills after the truncate.

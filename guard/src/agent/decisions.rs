@@ -1,7 +1,10 @@
 //! Enforcement records: the kernel's decisions and self-protection denials, and the fallback
 //! backend's open and connect rules enforced after the fact.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
+};
 
 use anyhow::Result;
 use tracing::warn;
@@ -245,13 +248,15 @@ impl Pipeline {
         if d.self_protect.is_some() {
             return self.on_self_protect(ev, d, seen_at);
         }
-        let Some(stage) = &self.policy else {
+        let Some(stage) = self.policy.as_mut() else {
             warn!(
                 policy_id = d.policy_id,
                 "kernel decision without a policy stage; ignored"
             );
             return;
         };
+        stage.detect_changes.saw_decision(d, seen_at);
+        let stage = &*stage;
         METRICS.decision(d.op.as_str(), d.verdict.as_str());
         let c = ev.common();
         let workload = workload_of(&mut self.capture.state, c);
@@ -365,17 +370,10 @@ impl Pipeline {
             }
             _ => return,
         };
-        let Some(stage) = self.policy.as_mut() else {
+        let Some(binding) = self.binding_of(c.cgroup_id.0, seen_at) else {
             return;
         };
-        let ebpf = &self.probes.ebpf;
-        let Some(binding) = stage.bindings.get(c.cgroup_id.0, seen_at, |id| {
-            let map = ebpf.map(guard_ebpf::names::POLICY_CGROUPS)?;
-            aya::maps::HashMap::<_, u64, guard_ebpf::CgroupPolicy>::try_from(map)
-                .ok()?
-                .get(&id, 0)
-                .ok()
-        }) else {
+        let Some(stage) = self.policy.as_ref() else {
             return;
         };
         let Some(policy) = stage.runtime.enforcer.policy_by_id(binding.policy_id) else {
@@ -416,6 +414,19 @@ impl Pipeline {
         let enforce = fb::enforces(&binding);
         let started = self.started(model);
         self.kill_after_fact(ev, started, d, enforce, seen_at);
+    }
+
+    /// The policy binding of a cgroup, as the kernel's map holds it (cached briefly).
+    fn binding_of(&mut self, cgroup: u64, now: Instant) -> Option<guard_ebpf::CgroupPolicy> {
+        let stage = self.policy.as_mut()?;
+        let ebpf = &self.probes.ebpf;
+        stage.bindings.get(cgroup, now, |id| {
+            let map = ebpf.map(guard_ebpf::names::POLICY_CGROUPS)?;
+            aya::maps::HashMap::<_, u64, guard_ebpf::CgroupPolicy>::try_from(map)
+                .ok()?
+                .get(&id, 0)
+                .ok()
+        })
     }
 
     /// Records `d` (a would-deny); in enforce mode first kills the process, the record then
@@ -472,11 +483,111 @@ impl Pipeline {
         self.kill_after_fact(&ev, Started::By(by), d, true, Instant::now());
     }
 
+    /// `fanotify` backend, detect mode: a change of a file the writer's policy denies writing
+    /// (`fanotify/modify.rs`), recorded `would-deny` once per process and file, and not after
+    /// the process's recorded open of it for write (`changes.rs`).
+    pub(super) fn detect_modified(&mut self, d: events::DecisionEvent) {
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        stage.detect_changes.hold(d, Instant::now());
+        self.record_changes(false);
+    }
+
+    /// Records the detect-mode changes that waited long enough (all of them with `all`).
+    pub(super) fn record_changes(&mut self, all: bool) {
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        let due = stage.detect_changes.due(Instant::now(), all);
+        let repeated = std::mem::take(&mut stage.detect_changes.suppressed);
+        if let Some(f) = stage.fanotify.as_ref() {
+            f.stats()
+                .changes_repeated
+                .fetch_add(repeated, Ordering::Relaxed);
+        }
+        for d in due {
+            let ev = events::Event::Decision(d.clone());
+            self.on_decision(&ev, &d, Instant::now());
+        }
+    }
+
+    /// `fanotify` backend: a watched file's change by a writer gone before the answer thread
+    /// read its cgroup (a `truncate` that exits at once). Its workload comes from the process
+    /// table (exited processes stay a few seconds); enforced, the kill is tried (and recorded
+    /// `kill-failed`, the writer being gone), in detect mode the change is recorded as a live
+    /// writer's would be. A writer the table does not know (a thread, or one it never saw) is
+    /// counted, not guessed.
+    pub(super) fn orphaned_change(&mut self, o: crate::fanotify::Orphan) {
+        let now = Instant::now();
+        let known = self.capture.state.procs.get(Pid(o.tid)).and_then(|p| {
+            Some((
+                p.cgroup_id?,
+                p.ppid.0,
+                p.uid.unwrap_or(0),
+                p.gid.unwrap_or(0),
+                p.loginuid,
+                p.comm.clone(),
+            ))
+        });
+        let Some((cg, ppid, uid, gid, loginuid, comm)) = known else {
+            if let Some(f) = self.policy.as_ref().and_then(|s| s.fanotify.as_ref()) {
+                f.stats().writer_unknown.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        let Some(b) = self.binding_of(cg.0, now) else {
+            return;
+        };
+        let denied = self
+            .policy
+            .as_ref()
+            .and_then(|s| s.fanotify.as_ref())
+            .is_some_and(|f| f.denies_change(b.policy_id, o.file));
+        if b.flags & guard_ebpf::policy_flags::OPEN_RULES == 0 || !denied {
+            return;
+        }
+        let d = events::DecisionEvent {
+            common: events::Common {
+                time_ns: o.time_ns,
+                cgroup_id: cg,
+                pid: o.tid,
+                tid: o.tid,
+                ppid,
+                uid,
+                gid,
+                loginuid,
+                comm,
+                ret: 0,
+                cpu: 0,
+            },
+            policy_id: b.policy_id,
+            op: events::Operation::Write,
+            verdict: events::Verdict::WouldDeny,
+            reason: events::Reason::DenyList,
+            hook: events::Hook::FanotifyModify,
+            path: events::Captured {
+                text: o.path,
+                ..Default::default()
+            },
+            access: Some(events::Access::Write),
+            dest: None,
+            inode: Some((o.file.dev, o.file.ino)),
+            self_protect: None,
+            kill_error: None,
+        };
+        if b.flags & guard_ebpf::policy_flags::ENFORCE != 0 {
+            self.enforce_modified(d);
+        } else {
+            self.detect_modified(d);
+        }
+    }
+
     /// `fanotify` backend: truncate(2) by path opens nothing, so no permission event asks
     /// about it; one that cut a file the workload's policy denies writing (resolved in its
     /// root, so any name of the file) is enforced after the fact, as the fallback does. Not a
-    /// file the changes group watches for this enforced policy: that report enforces it
-    /// (`enforce_modified`), through any name, magic links included.
+    /// file the changes group watches for this policy: that report decides it
+    /// (`enforce_modified`, `detect_modified`), through any name, magic links included.
     pub(super) fn enforce_truncate(
         &mut self,
         ev: &events::Event,

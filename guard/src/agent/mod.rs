@@ -7,6 +7,7 @@
 //! kernel's (and the fallback's) enforcement records; `reload_state` swaps configurations;
 //! `drops` accounts for what was lost. The state they share is defined here.
 
+mod changes;
 mod decisions;
 mod drops;
 mod holds;
@@ -146,6 +147,8 @@ struct PolicyStage {
     bindings: crate::policy::fallback::BindingCache,
     /// Kills after the fact waiting for the process's exit status.
     pending_kills: decisions::PendingKills,
+    /// Detect mode's change reports, waiting to be recorded once (`fanotify` backend).
+    detect_changes: changes::DetectChanges,
     /// The `fanotify` backend's listener (None on the other backends).
     fanotify: Option<crate::fanotify::Fanotify>,
     /// Tasks the kernel stopped until their workload is marked (`fanotify` backend).

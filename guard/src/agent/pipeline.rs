@@ -164,6 +164,7 @@ impl Pipeline {
                     after_fact,
                     bindings: Default::default(),
                     pending_kills: Default::default(),
+                    detect_changes: Default::default(),
                 })
             }
             _ => None,
@@ -621,7 +622,13 @@ impl Pipeline {
                             let ev = events::Event::Decision(d.clone());
                             self.on_decision(&ev, &d, Instant::now());
                         }
-                        crate::fanotify::Record::Modified(d) => self.enforce_modified(d),
+                        crate::fanotify::Record::Modified { decision, enforce: true } => {
+                            self.enforce_modified(decision)
+                        }
+                        crate::fanotify::Record::Modified { decision, enforce: false } => {
+                            self.detect_modified(decision)
+                        }
+                        crate::fanotify::Record::Orphaned(o) => self.orphaned_change(o),
                     },
                 },
                 guard = self.decisions.readable_mut() => {
@@ -638,6 +645,7 @@ impl Pipeline {
                 }
                 _ = ring_tick.tick(), if !backlog => {
                     self.expire_kills(false);
+                    self.record_changes(false);
                     match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
                         Drained::Limit => break,
                         Drained::More => backlog = true,
@@ -684,6 +692,7 @@ impl Pipeline {
         while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
         while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
         self.expire_kills(true);
+        self.record_changes(true);
         self.renew_holds(false);
         if let Some(h) = self.policy.as_mut().and_then(|p| p.holds.as_mut()) {
             h.release_all();

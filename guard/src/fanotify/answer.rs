@@ -39,10 +39,9 @@ pub struct Rules {
     /// Files (and directories, for their children) the rule group marks: asked there on every
     /// open, so the first group may ignore them.
     pub rule_marked: HashSet<FileId>,
-    /// Files the changes group watches (an enforced policy denies writing them), by the
-    /// identity it reports: a truncate by any name, or a write through a descriptor opened
-    /// before the policy, is killed after the fact from its report (`modify.rs`), not from
-    /// the traced syscall's name.
+    /// Files the changes group watches (a policy denies writing them), by the identity it
+    /// reports: a truncate by any name, or a write through a descriptor opened before the
+    /// policy, is judged from its report (`modify.rs`), not from the traced syscall's name.
     pub watched: HashMap<Fid, Watched>,
     /// The files of `watched`.
     pub watched_files: HashSet<FileId>,

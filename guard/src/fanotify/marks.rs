@@ -9,8 +9,8 @@
 //!   file no policy denies reading (whose writes the kernel refuses before asking). A
 //!   workload whose root is the host's root gets these inode marks only, so the host's own
 //!   opens do not all wait on the agent.
-//! - Every file an enforced `deny_write` rule covers (a rule's file, each file listed below
-//!   its `DIR/**` directory) gets a `FAN_MODIFY` mark in the changes group
+//! - Every file a `deny_write` rule covers, enforced or not (a rule's file, each file listed
+//!   below its `DIR/**` directory) gets a `FAN_MODIFY` mark in the changes group
 //!   (`sys::init_changes`, `modify.rs`), with its identity as that group reports it.
 
 use std::{
@@ -315,8 +315,8 @@ fn may_lift_seals(pid: u32) -> bool {
 /// every rule's file, every file listed below a `DIR/**` directory and each directory of it
 /// (with its direct children), so the rule files are asked in that group whatever the first
 /// group ignores. `marked` is what `rule_group` already marks (kept across passes, per
-/// workload). `changes` (when the kernel gave that group) watches the files enforced
-/// `deny_write` rules cover (`Rules::watched`). On a container's own overlay root, an
+/// workload). `changes` (when the kernel gave that group) watches the files `deny_write`
+/// rules cover (`Rules::watched`), enforced or not. On a container's own overlay root, an
 /// enforced `deny_write` rule's file, or a `DIR/**` rule's directories and (if not too many)
 /// files, go into the plan of what to seal (`seal.rs`).
 pub fn build(
@@ -392,12 +392,12 @@ pub fn build(
             let text = match &r.rule {
                 PathRule::Exact(p) | PathRule::Below(p) => p.as_str(),
             };
-            // Enforced, a change this policy denies that no open asks about (a truncate by any
-            // name, a descriptor opened before) is reported (`modify.rs`); without the changes
-            // group, the traced truncate's name decides. Not in detect mode: there the opens
-            // for write are allowed (and reported at their exit), so every write through them
-            // would be reported a second time.
-            let watch = changes.filter(|_| marking && r.bits & path_bits::DENY_WRITE != 0);
+            // A change this policy denies that no open asks about (a truncate by any name, a
+            // descriptor opened before) is reported (`modify.rs`): enforced, the writer is
+            // killed; in detect mode it is recorded, once per process and file and not after
+            // that process's open for write was (`agent/changes.rs`). Without the changes
+            // group, the traced truncate's name decides.
+            let watch = changes.filter(|_| r.bits & path_bits::DENY_WRITE != 0);
             let mut mark = |path: &str, id: FileId, dir: bool, listed: bool, pass: &mut Pass| {
                 if let Some(g) = watch.filter(|_| !dir) {
                     match watch_file(g, &root, path, id, w.cgroup_id, marked) {

@@ -4,8 +4,8 @@
 //! - [`marks`]: what is marked and the rule table, rebuilt by the cgroup walk every second.
 //! - [`answer`]: the decision, from the file's identity, the opener's binding and access.
 //! - `modify`: changes no open asks about (truncate(2) by any name, a descriptor opened
-//!   before the policy) of files an enforced policy denies writing, reported by a third group
-//!   and killed after the fact by the pipeline.
+//!   before the policy) of files a policy denies writing, reported by a third group; the
+//!   pipeline kills the writer after the fact (enforced) or records a would-deny (detect).
 //! - the answer thread (here) reads events, decides, answers, and only then builds a decision
 //!   record, handed to the pipeline through a bounded channel (`try_send`: a full channel
 //!   counts a lost record, the answer never waits). It reads `/proc` and one BPF map, nothing
@@ -22,8 +22,9 @@
 //! the kernel refuses its writes before asking; those ignores are removed one by one when a
 //! walk finds the file no longer free, before any seal is lifted.
 //!
-//! **Detect mode** refuses nothing: its workloads are not marked, and their opens are judged
-//! in the kernel at the open's exit (`policy_open_detect`), so none waits for this thread.
+//! **Detect mode** refuses nothing: its workloads are not marked for permission events, and
+//! their opens are judged in the kernel at the open's exit (`policy_open_detect`), so none
+//! waits for this thread; only the changes group watches their denied files.
 //!
 //! When the agent stops or dies, the group's descriptor closes and the kernel lets every
 //! pending and later open through: what remains is the pinned kernel programs (the exec
@@ -33,6 +34,7 @@
 pub mod answer;
 pub mod marks;
 mod modify;
+mod record;
 pub mod seal;
 mod stats;
 pub mod sys;
@@ -46,7 +48,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -54,15 +56,14 @@ use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use guard_ebpf::{CgroupPolicy, policy_flags as pf};
 use tracing::{info, warn};
 
-use crate::{
-    events::{Access, Captured, CgroupId, Common, DecisionEvent, Hook, Operation, Reason, Verdict},
-    policy::{
-        fallback::BindingCache,
-        resolve::{FileId, kernel_dev},
-    },
+use crate::policy::{
+    fallback::BindingCache,
+    resolve::{FileId, kernel_dev},
 };
 use answer::{Rules, Why, Written};
 pub use marks::Workload;
+use record::record;
+pub use record::{Orphan, Record};
 pub use stats::Stats;
 
 /// Set once a listener runs: hardening keeps what the answer needs (docs/hardening.md).
@@ -105,7 +106,7 @@ struct Shared {
     group: OwnedFd,
     /// Inode marks on the rules' files (ignored only for sealed files free to read).
     rule_group: OwnedFd,
-    /// Change notifications of the files enforced `deny_write` rules cover (`modify.rs`);
+    /// Change notifications of the files `deny_write` rules cover (`modify.rs`);
     /// `None` where the kernel refuses such a group (the traced truncate's name enforces).
     changes: Option<OwnedFd>,
     /// The rule table and the generation it belongs to.
@@ -131,17 +132,6 @@ pub struct Fanotify {
     /// name is resolved once the event's own process is gone.
     walked: std::collections::HashMap<u64, (u32, u32, bool)>,
     pub records: tokio::sync::mpsc::Receiver<Record>,
-}
-
-/// What the answer thread hands the pipeline.
-#[derive(Debug)]
-pub enum Record {
-    /// A refusal it answered: recorded as it is.
-    Refused(DecisionEvent),
-    /// A change of a file the writer's enforced policy denies writing, which no open asked
-    /// about (`modify.rs`): the pipeline kills the writer, if it is still a process that
-    /// started before the record's time, and records what happened.
-    Modified(DecisionEvent),
 }
 
 /// `f` in the root of the first of `pids`, then `walked`, whose root opens and for which `f`
@@ -334,8 +324,8 @@ impl Fanotify {
     /// (policy id, enforced) of the workload when the file `name` names (an absolute path as
     /// the first of `pids` that is alive sees it, else as the workload's walked process does;
     /// symlinks followed in that root) is one its policy denies writing. `None` for a file
-    /// the changes group watches that an enforced policy names by identity: the change's
-    /// report, by any name, enforces it (`modify.rs`).
+    /// the changes group watches that the policy names by identity: the change's report, by
+    /// any name, decides it (`modify.rs`), so one truncate is not recorded twice.
     pub fn denies_write(&self, cgroup: u64, pids: &[u32], name: &str) -> Option<(u32, bool)> {
         let &(walked, policy_id, enforce) = self.walked.get(&cgroup)?;
         let name = crate::procroot::through_own_root(name);
@@ -345,10 +335,7 @@ impl Fanotify {
             let md = std::fs::File::from(fd.try_clone().ok()?).metadata().ok()?;
             let id = crate::policy::resolve::file_id(&md);
             // Judged from the change's report instead (`modify::judge`, by identity).
-            if enforce
-                && rules.watched_files.contains(&id)
-                && rules.files.contains_key(&(policy_id, id))
-            {
+            if rules.watched_files.contains(&id) && rules.files.contains_key(&(policy_id, id)) {
                 return Some(0);
             }
             Some(rules.bits(policy_id, id, || marks::fd_path(&fd)))
@@ -358,6 +345,19 @@ impl Fanotify {
             write: true,
         };
         answer::open_verdict(bits, access).map(|_| (policy_id, enforce))
+    }
+
+    /// Whether policy `policy_id` denies writing `file` by its identity (a change's report,
+    /// `Record::Orphaned`).
+    pub fn denies_change(&self, policy_id: u32, file: FileId) -> bool {
+        let Some(rules) = self.shared.rules.read().ok().map(|r| r.1.clone()) else {
+            return false;
+        };
+        rules
+            .files
+            .get(&(policy_id, file))
+            .and_then(|bits| answer::open_verdict(*bits, modify::WRITE))
+            .is_some()
     }
 
     /// Directories sealed now.
@@ -428,13 +428,16 @@ impl Fanotify {
     pub fn summary(&self) -> String {
         let s = &self.shared.stats;
         format!(
-            "answered {}, denied {}, records lost {}, changes {} (denied {}, unread {}), ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
+            "answered {}, denied {}, records lost {}, changes {} (denied {}, unread {}, writer gone {}, unknown {}, detect-mode repeats {}), ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
             s.answered.load(Ordering::Relaxed),
             s.denied.load(Ordering::Relaxed),
             s.records_lost.load(Ordering::Relaxed),
             s.modified.load(Ordering::Relaxed),
             s.modified_denied.load(Ordering::Relaxed),
             s.changes_unread.load(Ordering::Relaxed),
+            s.writer_gone.load(Ordering::Relaxed),
+            s.writer_unknown.load(Ordering::Relaxed),
+            s.changes_repeated.load(Ordering::Relaxed),
             s.ignored.load(Ordering::Relaxed),
             s.ignore_flushes.load(Ordering::Relaxed),
             s.opener_running.load(Ordering::Relaxed),
@@ -922,71 +925,5 @@ fn open_access(tid: i32, stats: &Stats) -> answer::Access {
             Ok(l) => return answer::access_from_syscall(&l),
             Err(_) => return answer::Access::UNKNOWN,
         }
-    }
-}
-
-/// `Tgid`, `PPid`, `Uid`, `Gid` of a thread (`/proc/<tid>/status`), zero when unreadable.
-fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
-    let text = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u32 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("Tgid:"), field("PPid:"), field("Uid:"), field("Gid:"))
-}
-
-/// The decision record, built after the answer went out.
-/// The record of a refusal (the answer records nothing else: detect mode is the kernel's).
-fn record(tid: i32, path: String, p: &Pending) -> DecisionEvent {
-    let (tgid, ppid, uid, gid) = status_ids(tid);
-    let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))
-        .map(|c| c.trim_end().to_owned())
-        .unwrap_or_default();
-    let time_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    DecisionEvent {
-        common: Common {
-            time_ns,
-            cgroup_id: CgroupId(p.cgroup_id),
-            pid: if tgid != 0 { tgid } else { tid as u32 },
-            tid: tid as u32,
-            ppid,
-            uid,
-            gid,
-            loginuid: None,
-            comm,
-            ret: -(libc::EPERM as i64),
-            cpu: 0,
-        },
-        policy_id: p.binding.policy_id,
-        op: if p.exec || p.via_loader {
-            Operation::Exec
-        } else {
-            Operation::Open
-        },
-        verdict: Verdict::Deny,
-        reason: match p.why {
-            Why::DenyList => Reason::DenyList,
-            Why::NotAllowed => Reason::NotAllowed,
-            Why::NewBinary => Reason::NewBinary,
-        },
-        hook: if p.exec {
-            Hook::FanotifyOpenExecPerm
-        } else {
-            Hook::FanotifyOpenPerm
-        },
-        path: Captured {
-            text: path,
-            ..Default::default()
-        },
-        access: p.access.map(|a| Access::from_rw(a.read, a.write)),
-        dest: None,
-        inode: Some((p.file.dev, p.file.ino)),
-        self_protect: None,
-        kill_error: None,
     }
 }

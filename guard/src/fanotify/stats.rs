@@ -24,11 +24,18 @@ pub struct Stats {
     pub opener_running: AtomicU64,
     pub opener_slept: AtomicU64,
     /// Changes reported (`modify.rs`), those of a file the writer's policy denies writing
-    /// (handed to the pipeline to kill the writer), and reports that could not be read (a
-    /// queue overflow, a record without a file identity).
+    /// (handed to the pipeline: enforced, to kill the writer; in detect mode, to record), and
+    /// reports that could not be read (a queue overflow, a record without a file identity).
     pub modified: AtomicU64,
     pub modified_denied: AtomicU64,
     pub changes_unread: AtomicU64,
+    /// Changes whose writer was gone before its cgroup was read (judged by the pipeline from
+    /// its process table), and those of them the table did not know either.
+    pub writer_gone: AtomicU64,
+    pub writer_unknown: AtomicU64,
+    /// Detect-mode changes not recorded: that process's writes to that file were already
+    /// (its open for write at the open's exit, or an earlier change).
+    pub changes_repeated: AtomicU64,
 }
 
 impl Stats {

@@ -1,0 +1,180 @@
+//! Detect mode's reports of changes to files its policy denies writing (`fanotify` backend,
+//! `fanotify/modify.rs`): one record per process and file, and none for a process whose open
+//! of the file for write was already recorded at the open's exit (the kernel's
+//! `policy_open_detect`), so a write through such an open is not recorded a second time,
+//! while a truncate through a magic link, or a write through a descriptor opened before the
+//! agent, is. The open's record comes through the decisions ring and the change's through the
+//! answer thread, in either order: a change waits `HOLD` before it is judged against the opens
+//! seen.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
+
+use crate::events::{self, Access, Operation, Verdict};
+
+/// How long a change waits for the record of its writer's open (both are produced before the
+/// writer's next syscall; this bounds how far the pipeline's two sources may drift apart).
+pub(super) const HOLD: Duration = Duration::from_millis(250);
+/// Changes waiting; past it a change is judged at once.
+const HELD_MAX: usize = 1024;
+/// (process, file) pairs remembered; past it the oldest go first.
+const SEEN_MAX: usize = 8192;
+/// A pair not seen again for this long is forgotten (the process may since have closed the
+/// descriptor, and a later change through another route is a new act).
+const SEEN_TTL: Duration = Duration::from_secs(600);
+
+/// (pid, device, inode): a process and a file, as kernel decisions name them.
+type Key = (u32, u64, u64);
+
+#[derive(Default)]
+pub(super) struct DetectChanges {
+    seen: HashMap<Key, Instant>,
+    held: VecDeque<(Instant, events::DecisionEvent)>,
+    /// Changes not recorded: the process's writes to that file were recorded already.
+    pub suppressed: u64,
+}
+
+fn key(d: &events::DecisionEvent) -> Option<Key> {
+    d.inode.map(|(dev, ino)| (d.common.pid, dev, ino))
+}
+
+impl DetectChanges {
+    /// A kernel decision: a would-deny open for write makes the process's later changes to
+    /// that file not worth a record of their own.
+    pub(super) fn saw_decision(&mut self, d: &events::DecisionEvent, now: Instant) {
+        let write = matches!(d.access, Some(Access::Write | Access::ReadWrite));
+        if d.op == Operation::Open && d.verdict == Verdict::WouldDeny && write {
+            self.remember(d, now);
+        }
+    }
+
+    fn remember(&mut self, d: &events::DecisionEvent, now: Instant) {
+        let Some(k) = key(d) else {
+            return;
+        };
+        if self.seen.len() >= SEEN_MAX && !self.seen.contains_key(&k) {
+            self.seen.retain(|_, t| now.duration_since(*t) < SEEN_TTL);
+            if self.seen.len() >= SEEN_MAX
+                && let Some(oldest) = self.seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
+            {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.seen.insert(k, now);
+    }
+
+    /// A detect-mode change report, judged after `HOLD`.
+    pub(super) fn hold(&mut self, d: events::DecisionEvent, now: Instant) {
+        self.held.push_back((now, d));
+    }
+
+    /// The held changes due (all of them with `all`, or past `HELD_MAX`) that need a record:
+    /// the first of each process and file; each one's pair is remembered.
+    pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<events::DecisionEvent> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.held.front() {
+            let ripe = all || self.held.len() > HELD_MAX || now.duration_since(*at) >= HOLD;
+            if !ripe {
+                break;
+            }
+            let Some((_, d)) = self.held.pop_front() else {
+                break;
+            };
+            let fresh = key(&d)
+                .and_then(|k| self.seen.get(&k))
+                .is_none_or(|t| now.duration_since(*t) >= SEEN_TTL);
+            if fresh {
+                self.remember(&d, now);
+                out.push(d);
+            } else {
+                self.suppressed += 1;
+                if let Some(k) = key(&d) {
+                    self.seen.insert(k, now);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(pid: u32, op: Operation, access: Access, ino: u64) -> events::DecisionEvent {
+        events::DecisionEvent {
+            common: events::Common {
+                time_ns: 1,
+                cgroup_id: events::CgroupId(7),
+                pid,
+                tid: pid,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                loginuid: None,
+                comm: "sh".into(),
+                ret: 0,
+                cpu: 0,
+            },
+            policy_id: 1,
+            op,
+            verdict: Verdict::WouldDeny,
+            reason: events::Reason::DenyList,
+            hook: events::Hook::FanotifyModify,
+            path: Default::default(),
+            access: Some(access),
+            dest: None,
+            inode: Some((5, ino)),
+            self_protect: None,
+            kill_error: None,
+        }
+    }
+
+    #[test]
+    fn a_change_is_recorded_once_per_process_and_file_unless_its_open_for_write_was() {
+        let t0 = Instant::now();
+        let mut c = DetectChanges::default();
+        // Pid 10 opened inode 1 for write (recorded at the open's exit), pid 11 only read it.
+        c.saw_decision(&decision(10, Operation::Open, Access::Write, 1), t0);
+        c.saw_decision(&decision(11, Operation::Open, Access::Read, 1), t0);
+        for pid in [10, 11, 11, 12] {
+            c.hold(decision(pid, Operation::Write, Access::Write, 1), t0);
+        }
+        // Another file of pid 10's: a change of its own.
+        c.hold(decision(10, Operation::Write, Access::Write, 2), t0);
+        assert!(c.due(t0 + HOLD / 2, false).is_empty(), "judged before HOLD");
+        let out: Vec<(u32, u64)> = c
+            .due(t0 + HOLD, false)
+            .iter()
+            .map(|d| (d.common.pid, d.inode.map_or(0, |i| i.1)))
+            .collect();
+        assert_eq!(out, [(11, 1), (12, 1), (10, 2)]);
+        assert_eq!(c.suppressed, 2);
+        // An open's record that comes after its change (the two sources drift) still counts.
+        let t1 = t0 + Duration::from_secs(1);
+        c.hold(decision(20, Operation::Write, Access::Write, 1), t1);
+        c.saw_decision(&decision(20, Operation::Open, Access::ReadWrite, 1), t1);
+        assert!(c.due(t1 + HOLD, false).is_empty());
+        // After SEEN_TTL without a change, a change is a new act.
+        let t2 = t1 + SEEN_TTL + HOLD;
+        c.hold(decision(11, Operation::Write, Access::Write, 1), t2);
+        assert_eq!(c.due(t2, true).len(), 1, "stop flushes what is held");
+    }
+
+    #[test]
+    fn held_and_seen_are_bounded() {
+        let t0 = Instant::now();
+        let mut c = DetectChanges::default();
+        for i in 0..(SEEN_MAX as u64 + 10) {
+            c.saw_decision(&decision(1, Operation::Open, Access::Write, i), t0);
+        }
+        assert_eq!(c.seen.len(), SEEN_MAX);
+        for i in 0..(HELD_MAX as u64 + 5) {
+            c.hold(decision(2, Operation::Write, Access::Write, i), t0);
+        }
+        assert_eq!(c.due(t0, false).len(), 5, "past HELD_MAX judged at once");
+        assert_eq!(c.held.len(), HELD_MAX);
+    }
+}
