@@ -420,6 +420,24 @@ void cmain(long *sp) {
 }
 "#;
 
+/// A shell in `c` that opens `/big/small` for append, says so (`/tmp/held`), waits for
+/// `/tmp/go`, appends through that descriptor, then runs `then`.
+fn early_writer(c: &Ctr, then: &str) -> std::process::Child {
+    let script = format!(
+        "exec 4>>/big/small; touch /tmp/held; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo pwn >&4; {then}"
+    );
+    let child = Command::new("docker")
+        .args(["exec", &c.0, "sh", "-c", &script])
+        .spawn()
+        .expect("docker exec");
+    let held = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        sh(c, "test -e /tmp/held").0 == Some(0)
+    });
+    assert!(held, "the early writer did not start");
+    child
+}
+
 /// truncate(2) by path opens nothing, so no permission event asks about it. The file of an
 /// exact `deny_write` rule is sealed (immutable): its truncate by name, symlink, hard link or
 /// relative name is refused with EPERM in the kernel, and so are its replacement by rename,
@@ -453,21 +471,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     assert_eq!(code, Some(0), "{err}");
     let policy = s.policy(&POLICY.replace("/var/log/app.log]", "/var/log/app.log, '/big/**']"));
     // A writer holding a descriptor for append from before the agent: it writes on a signal.
-    let early = Command::new("docker")
-        .args([
-            "exec",
-            &c.0,
-            "sh",
-            "-c",
-            "exec 4>>/big/small; touch /tmp/held; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo pwn >&4; sleep 5",
-        ])
-        .spawn()
-        .expect("docker exec");
-    let held = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        sh(&c, "test -e /tmp/held").0 == Some(0)
-    });
-    assert!(held, "the early writer did not start");
+    let early = early_writer(&c, "sleep 5");
     let agent = s.agent(&policy, &["--policy-backend", "fanotify"]);
     let state = |c: &Ctr| {
         sh(
@@ -645,21 +649,7 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     // file: its second write adds nothing). A write through an open made under the agent is
     // recorded at that open's exit, not a second time from the change.
     let _ = sh(&c, "rm -f /tmp/go /tmp/held");
-    let early = Command::new("docker")
-        .args([
-            "exec",
-            &c.0,
-            "sh",
-            "-c",
-            "exec 4>>/big/small; touch /tmp/held; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo pwn >&4; sleep 0.5; echo pwn >&4",
-        ])
-        .spawn()
-        .expect("docker exec");
-    let held = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        sh(&c, "test -e /tmp/held").0 == Some(0)
-    });
-    assert!(held, "the early writer did not start");
+    let early = early_writer(&c, "sleep 0.5; echo pwn >&4");
     let agent = s.agent(&policy, &["--policy-backend", "fanotify", "--detect-only"]);
     for (script, how) in [
         ("/tmp/trunc /big/small", "by name"),
