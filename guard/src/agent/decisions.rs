@@ -539,14 +539,17 @@ impl Pipeline {
         let Some(b) = self.binding_of(cg.0, now) else {
             return;
         };
-        let denied = self
+        if b.flags & guard_ebpf::policy_flags::OPEN_RULES == 0 {
+            return;
+        }
+        let Some(reason) = self
             .policy
             .as_ref()
             .and_then(|s| s.fanotify.as_ref())
-            .is_some_and(|f| f.denies_change(b.policy_id, o.file));
-        if b.flags & guard_ebpf::policy_flags::OPEN_RULES == 0 || !denied {
+            .and_then(|f| f.denies_change(b.policy_id, o.file))
+        else {
             return;
-        }
+        };
         let d = events::DecisionEvent {
             common: events::Common {
                 time_ns: o.time_ns,
@@ -564,7 +567,7 @@ impl Pipeline {
             policy_id: b.policy_id,
             op: events::Operation::Write,
             verdict: events::Verdict::WouldDeny,
-            reason: events::Reason::DenyList,
+            reason,
             hook: events::Hook::FanotifyModify,
             path: events::Captured {
                 text: o.path,

@@ -347,17 +347,12 @@ impl Fanotify {
         answer::open_verdict(bits, access).map(|_| (policy_id, enforce))
     }
 
-    /// Whether policy `policy_id` denies writing `file` by its identity (a change's report,
-    /// `Record::Orphaned`).
-    pub fn denies_change(&self, policy_id: u32, file: FileId) -> bool {
-        let Some(rules) = self.shared.rules.read().ok().map(|r| r.1.clone()) else {
-            return false;
-        };
-        rules
-            .files
-            .get(&(policy_id, file))
-            .and_then(|bits| answer::open_verdict(*bits, modify::WRITE))
-            .is_some()
+    /// Why policy `policy_id` denies writing `file` by its identity, if it does (a change's
+    /// report, `Record::Orphaned`).
+    pub fn denies_change(&self, policy_id: u32, file: FileId) -> Option<crate::events::Reason> {
+        let rules = self.shared.rules.read().ok().map(|r| r.1.clone())?;
+        let bits = *rules.files.get(&(policy_id, file))?;
+        answer::open_verdict(bits, modify::WRITE).map(record::reason)
     }
 
     /// Directories sealed now.

@@ -39,6 +39,15 @@ pub struct Orphan {
     pub time_ns: u64,
 }
 
+/// The record's reason for a refusal's.
+pub(super) fn reason(why: Why) -> Reason {
+    match why {
+        Why::DenyList => Reason::DenyList,
+        Why::NotAllowed => Reason::NotAllowed,
+        Why::NewBinary => Reason::NewBinary,
+    }
+}
+
 /// Now, wall ns.
 pub(super) fn wall_ns() -> u64 {
     SystemTime::now()
@@ -87,11 +96,7 @@ pub(super) fn record(tid: i32, path: String, p: &Pending) -> DecisionEvent {
             Operation::Open
         },
         verdict: Verdict::Deny,
-        reason: match p.why {
-            Why::DenyList => Reason::DenyList,
-            Why::NotAllowed => Reason::NotAllowed,
-            Why::NewBinary => Reason::NewBinary,
-        },
+        reason: reason(p.why),
         hook: if p.exec {
             Hook::FanotifyOpenExecPerm
         } else {
