@@ -650,7 +650,17 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     // recorded at that open's exit, not a second time from the change.
     let _ = sh(&c, "rm -f /tmp/go /tmp/held");
     let early = early_writer(&c, "sleep 0.5; echo pwn >&4");
-    let agent = s.agent(&policy, &["--policy-backend", "fanotify", "--detect-only"]);
+    // Its stop line (an info line) counts the changes looked at.
+    let agent = s.agent(
+        &policy,
+        &[
+            "--policy-backend",
+            "fanotify",
+            "--detect-only",
+            "--log",
+            "warn,guard::fanotify=info",
+        ],
+    );
     for (script, how) in [
         ("/tmp/trunc /big/small", "by name"),
         (
@@ -663,6 +673,10 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             "by a writer that exits at once",
         ),
         ("echo pwn >> /big/small", "through an open for append"),
+        (
+            "exec 5>>/big/small; i=0; while [ $i -lt 3000 ]; do echo x >&5; i=$((i+1)); done",
+            "3,000 appends through one open",
+        ),
     ] {
         refill();
         assert_eq!(sh(&c, script).0, Some(0), "detect mode: {how}");
@@ -697,9 +711,28 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
         )
     };
     let mut expected = vec![want("fanotify_modify"); 5];
-    expected.push(want("open_exit"));
+    expected.extend([want("open_exit"), want("open_exit")]);
     assert_eq!(records, expected, "{alerts:?}");
-    agent.stop();
+    // The appender's thousands of changes cost the agent a look about once a second, not one
+    // each: the stop line's "changes N (denied D, ...)" hands D on to the pipeline.
+    let (_, stderr) = agent.stop_with_stderr();
+    let line = stderr
+        .iter()
+        .find(|l| l.contains("fanotify: answered"))
+        .unwrap_or_else(|| panic!("no fanotify stop line: {stderr:?}"));
+    let count = |after: &str| -> u64 {
+        let rest = &line[line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} in {line}"))
+            + after.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("{after:?} in {line}"))
+    };
+    let (changes, denied) = (count("changes "), count("(denied "));
+    assert!(changes >= 100, "the appends were not reported: {line}");
+    assert!(denied <= 20, "looked at each change again: {line}");
     // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
     // kills after the truncate.
     let agent = s.agent(&policy, &["--policy-backend", "sigkill-fallback"]);

@@ -1,5 +1,11 @@
-//! Detect mode's reports of changes to files its policy denies writing (`fanotify` backend,
-//! `fanotify/modify.rs`): one record per process and file, and none for a process whose open
+//! Reports of changes to files a policy denies writing (`fanotify` backend,
+//! `fanotify/modify.rs`) that wait in the pipeline.
+//!
+//! A change by a writer gone before the answer thread read its cgroup (`Orphans`) waits
+//! until the event ring has delivered that writer's exec (so the process table knows it):
+//! `ORPHAN_WAIT`, a few ring ticks.
+//!
+//! Detect mode's changes (`DetectChanges`) are recorded once per process and file, and none for a process whose open
 //! of the file for write was already recorded at the open's exit (the kernel's
 //! `policy_open_detect`), so a write through such an open is not recorded a second time,
 //! while a truncate through a magic link, or a write through a descriptor opened before the
@@ -24,6 +30,36 @@ const SEEN_MAX: usize = 8192;
 /// A pair not seen again for this long is forgotten (the process may since have closed the
 /// descriptor, and a later change through another route is a new act).
 const SEEN_TTL: Duration = Duration::from_secs(600);
+
+/// How long a gone writer's change waits for the events ring (whose records wait at most
+/// `pipeline::RING_TICK` without a wakeup) before the process table is asked.
+pub(super) const ORPHAN_WAIT: Duration = Duration::from_millis(100);
+/// Gone writers' changes waiting; past it the oldest is judged at once.
+const ORPHANS_MAX: usize = 1024;
+
+/// Changes by writers gone before their cgroup was read, oldest first.
+#[derive(Default)]
+pub(super) struct Orphans(VecDeque<(Instant, crate::fanotify::Orphan)>);
+
+impl Orphans {
+    pub(super) fn push(&mut self, o: crate::fanotify::Orphan, now: Instant) {
+        self.0.push_back((now, o));
+    }
+
+    /// Those that waited `ORPHAN_WAIT` (all of them with `all`, and any past `ORPHANS_MAX`).
+    pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<crate::fanotify::Orphan> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.0.front() {
+            if !(all || self.0.len() > ORPHANS_MAX || now.duration_since(*at) >= ORPHAN_WAIT) {
+                break;
+            }
+            if let Some((_, o)) = self.0.pop_front() {
+                out.push(o);
+            }
+        }
+        out
+    }
+}
 
 /// (pid, device, inode): a process and a file, as kernel decisions name them.
 type Key = (u32, u64, u64);
@@ -161,6 +197,32 @@ mod tests {
         let t2 = t1 + SEEN_TTL + HOLD;
         c.hold(decision(11, Operation::Write, Access::Write, 1), t2);
         assert_eq!(c.due(t2, true).len(), 1, "stop flushes what is held");
+    }
+
+    #[test]
+    fn gone_writers_wait_for_the_event_ring_and_are_bounded() {
+        let t0 = Instant::now();
+        let orphan = |tid| crate::fanotify::Orphan {
+            tid,
+            file: crate::policy::resolve::FileId { dev: 5, ino: 1 },
+            path: "/big/small".into(),
+            time_ns: 1,
+        };
+        let mut q = Orphans::default();
+        q.push(orphan(1), t0);
+        q.push(orphan(2), t0 + ORPHAN_WAIT / 2);
+        assert!(q.due(t0 + ORPHAN_WAIT / 2, false).is_empty());
+        let tids = |v: Vec<crate::fanotify::Orphan>| v.iter().map(|o| o.tid).collect::<Vec<_>>();
+        assert_eq!(tids(q.due(t0 + ORPHAN_WAIT, false)), [1]);
+        assert_eq!(tids(q.due(t0 + ORPHAN_WAIT, true)), [2], "stop takes all");
+        for tid in 0..(ORPHANS_MAX as u32 + 3) {
+            q.push(orphan(tid), t0);
+        }
+        assert_eq!(
+            tids(q.due(t0, false)),
+            [0, 1, 2],
+            "past the bound, the oldest at once"
+        );
     }
 
     #[test]

@@ -512,13 +512,33 @@ impl Pipeline {
         }
     }
 
+    /// A gone writer's change waits for the event ring to deliver the writer's exec
+    /// (`changes::ORPHAN_WAIT`).
+    pub(super) fn wait_for_orphan(&mut self, o: crate::fanotify::Orphan) {
+        if let Some(stage) = self.policy.as_mut() {
+            stage.orphans.push(o, Instant::now());
+        }
+        // Past the bound (a backlog holding the ring tick back), the oldest now.
+        self.judge_orphans(false);
+    }
+
+    /// Judges the gone writers' changes that waited long enough (all of them with `all`).
+    pub(super) fn judge_orphans(&mut self, all: bool) {
+        let Some(stage) = self.policy.as_mut() else {
+            return;
+        };
+        for o in stage.orphans.due(Instant::now(), all) {
+            self.orphaned_change(o);
+        }
+    }
+
     /// `fanotify` backend: a watched file's change by a writer gone before the answer thread
     /// read its cgroup (a `truncate` that exits at once). Its workload comes from the process
     /// table (exited processes stay a few seconds); enforced, the kill is tried (and recorded
     /// `kill-failed`, the writer being gone), in detect mode the change is recorded as a live
     /// writer's would be. A writer the table does not know (a thread, or one it never saw) is
     /// counted, not guessed.
-    pub(super) fn orphaned_change(&mut self, o: crate::fanotify::Orphan) {
+    fn orphaned_change(&mut self, o: crate::fanotify::Orphan) {
         let now = Instant::now();
         let known = self.capture.state.procs.get(Pid(o.tid)).and_then(|p| {
             Some((

@@ -147,8 +147,10 @@ struct PolicyStage {
     bindings: crate::policy::fallback::BindingCache,
     /// Kills after the fact waiting for the process's exit status.
     pending_kills: decisions::PendingKills,
-    /// Detect mode's change reports, waiting to be recorded once (`fanotify` backend).
+    /// Detect mode's change reports, waiting to be recorded once, and gone writers' changes
+    /// waiting for the event ring (`fanotify` backend).
     detect_changes: changes::DetectChanges,
+    orphans: changes::Orphans,
     /// The `fanotify` backend's listener (None on the other backends).
     fanotify: Option<crate::fanotify::Fanotify>,
     /// Tasks the kernel stopped until their workload is marked (`fanotify` backend).

@@ -165,6 +165,7 @@ impl Pipeline {
                     bindings: Default::default(),
                     pending_kills: Default::default(),
                     detect_changes: Default::default(),
+                    orphans: Default::default(),
                 })
             }
             _ => None,
@@ -628,7 +629,7 @@ impl Pipeline {
                         crate::fanotify::Record::Modified { decision, enforce: false } => {
                             self.detect_modified(decision)
                         }
-                        crate::fanotify::Record::Orphaned(o) => self.orphaned_change(o),
+                        crate::fanotify::Record::Orphaned(o) => self.wait_for_orphan(o),
                     },
                 },
                 guard = self.decisions.readable_mut() => {
@@ -651,6 +652,7 @@ impl Pipeline {
                         Drained::More => backlog = true,
                         Drained::Empty => {}
                     }
+                    self.judge_orphans(false);
                 }
                 // A full batch was handled: let the other tasks run, then go on.
                 () = tokio::task::yield_now(), if backlog => {
@@ -692,6 +694,7 @@ impl Pipeline {
         while self.drain(Ring::Decisions, None, DRAIN_BATCH)? == Drained::More {}
         while self.drain(Ring::Events, None, DRAIN_BATCH)? == Drained::More {}
         self.expire_kills(true);
+        self.judge_orphans(true);
         self.record_changes(true);
         self.renew_holds(false);
         if let Some(h) = self.policy.as_mut().and_then(|p| p.holds.as_mut()) {

@@ -423,7 +423,7 @@ impl Fanotify {
     pub fn summary(&self) -> String {
         let s = &self.shared.stats;
         format!(
-            "answered {}, denied {}, records lost {}, changes {} (denied {}, unread {}, writer gone {}, unknown {}, detect-mode repeats {}), ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
+            "answered {}, denied {}, records lost {}, changes {} (denied {}, unread {}, writer gone {}, unknown {}, detect-mode repeats {}, within a second {}), ignored {} (dropped {} times), opener not yet asleep {} (waited past the yields {}), answer p50 < {} µs, p99 < {} µs, max {} µs",
             s.answered.load(Ordering::Relaxed),
             s.denied.load(Ordering::Relaxed),
             s.records_lost.load(Ordering::Relaxed),
@@ -433,6 +433,7 @@ impl Fanotify {
             s.writer_gone.load(Ordering::Relaxed),
             s.writer_unknown.load(Ordering::Relaxed),
             s.changes_repeated.load(Ordering::Relaxed),
+            s.changes_recent.load(Ordering::Relaxed),
             s.ignored.load(Ordering::Relaxed),
             s.ignore_flushes.load(Ordering::Relaxed),
             s.opener_running.load(Ordering::Relaxed),
@@ -463,6 +464,8 @@ struct Ctx {
     bindings: BindingCache,
     cgroup_ids: std::collections::HashMap<String, (u64, Instant)>,
     written: Written,
+    /// Recent changes that need no second look (`modify.rs`).
+    changes: modify::Recent,
     /// The table generation `bindings` were read under: a new one (reload, rebinding) drops
     /// them, so the kernel's new bindings apply from the swap, not a second later.
     generation: u64,
@@ -525,6 +528,7 @@ fn answer_loop(
         bindings: BindingCache::default(),
         cgroup_ids: Default::default(),
         written: Written::new(WRITTEN_MAX),
+        changes: Default::default(),
         generation: 0,
     };
     let mut buf = vec![0u8; 64 * 1024];
@@ -737,6 +741,7 @@ fn table(sh: &Shared, ctx: &mut Ctx) -> (u64, Arc<Rules>) {
         .unwrap_or_default();
     if generation != ctx.generation {
         ctx.bindings = BindingCache::default();
+        ctx.changes = Default::default();
         ctx.generation = generation;
     }
     (generation, rules)

@@ -7,7 +7,12 @@
 //! pipeline, which records what happened; nothing is refused (the bytes are already changed).
 //! In detect mode the pipeline records a would-deny (`agent/changes.rs`).
 
-use std::{panic::AssertUnwindSafe, sync::atomic::Ordering, time::Instant};
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use guard_ebpf::policy_flags as pf;
 
@@ -22,6 +27,34 @@ pub(super) const WRITE: answer::Access = answer::Access {
     read: false,
     write: true,
 };
+
+/// How long a thread's change of a file that needed no record, or only a detect-mode one, is
+/// not looked at again: a writer appending in a loop would otherwise cost `/proc` reads per
+/// write. The pipeline records a detect-mode change once per process and file anyway
+/// (`agent/changes.rs`), and refreshes that from the one change per period let through.
+const RECENT: Duration = Duration::from_secs(1);
+/// Entries kept; past it the cache starts afresh.
+const RECENT_MAX: usize = 4096;
+
+/// (thread, file) -> when its change was last looked at. Enforced changes are not kept: each
+/// is handed on (the pipeline kills once per process).
+#[derive(Default)]
+pub(super) struct Recent(HashMap<(i32, sys::Fid), Instant>);
+
+impl Recent {
+    fn fresh(&self, key: &(i32, sys::Fid), now: Instant) -> bool {
+        self.0
+            .get(key)
+            .is_some_and(|t| now.duration_since(*t) < RECENT)
+    }
+
+    fn note(&mut self, key: (i32, sys::Fid), now: Instant) {
+        if self.0.len() >= RECENT_MAX {
+            self.0.clear();
+        }
+        self.0.insert(key, now);
+    }
+}
 
 /// What a reported change comes to.
 enum Judged {
@@ -39,10 +72,21 @@ pub(super) fn modified(
     tx: &tokio::sync::mpsc::Sender<Record>,
 ) {
     sh.stats.modified.fetch_add(1, Ordering::Relaxed);
+    let now = Instant::now();
+    let key = (c.tid, c.fid.clone());
+    if ctx.changes.fresh(&key, now) {
+        sh.stats.changes_recent.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let Ok(judged) = std::panic::catch_unwind(AssertUnwindSafe(|| judge(sh, ctx, c))) else {
         sh.stats.panics.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    match &judged {
+        Some(Judged::Denied(_, _, true)) | Some(Judged::Gone(_)) => {}
+        // Not denied (a writer no policy binds, a policy that allows it), or detect mode.
+        _ => ctx.changes.note(key, now),
+    }
     let rec = match judged {
         None => return,
         Some(Judged::Gone(o)) => {

@@ -36,6 +36,9 @@ pub struct Stats {
     /// Detect-mode changes not recorded: that process's writes to that file were already
     /// (its open for write at the open's exit, or an earlier change).
     pub changes_repeated: AtomicU64,
+    /// Changes not looked at: the same thread changed the same file within a second, and that
+    /// needed no record or only a detect-mode one (`modify::Recent`).
+    pub changes_recent: AtomicU64,
 }
 
 impl Stats {
