@@ -61,33 +61,35 @@ impl Orphans {
     }
 }
 
-/// (pid, device, inode): a process and a file, as kernel decisions name them.
-type Key = (u32, u64, u64);
+/// (pid, process start, device, inode): a process and a file. The start time (boot ns, from
+/// the agent's process table; 0 when unknown) keeps a later process given the same pid (pids
+/// are reused, after 32,768 on a default kernel) from passing for the one recorded.
+type Key = (u32, u64, u64, u64);
 
 #[derive(Default)]
 pub(super) struct DetectChanges {
     seen: HashMap<Key, Instant>,
-    held: VecDeque<(Instant, events::DecisionEvent)>,
+    held: VecDeque<(Instant, u64, events::DecisionEvent)>,
     /// Changes not recorded: the process's writes to that file were recorded already.
     pub suppressed: u64,
 }
 
-fn key(d: &events::DecisionEvent) -> Option<Key> {
-    d.inode.map(|(dev, ino)| (d.common.pid, dev, ino))
+fn key(d: &events::DecisionEvent, start: u64) -> Option<Key> {
+    d.inode.map(|(dev, ino)| (d.common.pid, start, dev, ino))
 }
 
 impl DetectChanges {
-    /// A kernel decision: a would-deny open for write makes the process's later changes to
-    /// that file not worth a record of their own.
-    pub(super) fn saw_decision(&mut self, d: &events::DecisionEvent, now: Instant) {
+    /// A kernel decision of the process that started at `start`: a would-deny open for write
+    /// makes its later changes to that file not worth a record of their own.
+    pub(super) fn saw_decision(&mut self, d: &events::DecisionEvent, start: u64, now: Instant) {
         let write = matches!(d.access, Some(Access::Write | Access::ReadWrite));
         if d.op == Operation::Open && d.verdict == Verdict::WouldDeny && write {
-            self.remember(d, now);
+            self.remember(key(d, start), now);
         }
     }
 
-    fn remember(&mut self, d: &events::DecisionEvent, now: Instant) {
-        let Some(k) = key(d) else {
+    fn remember(&mut self, k: Option<Key>, now: Instant) {
+        let Some(k) = k else {
             return;
         };
         if self.seen.len() >= SEEN_MAX && !self.seen.contains_key(&k) {
@@ -101,34 +103,34 @@ impl DetectChanges {
         self.seen.insert(k, now);
     }
 
-    /// A detect-mode change report, judged after `HOLD`.
-    pub(super) fn hold(&mut self, d: events::DecisionEvent, now: Instant) {
-        self.held.push_back((now, d));
+    /// A detect-mode change report by the process that started at `start`, judged after
+    /// `HOLD`.
+    pub(super) fn hold(&mut self, d: events::DecisionEvent, start: u64, now: Instant) {
+        self.held.push_back((now, start, d));
     }
 
     /// The held changes due (all of them with `all`, or past `HELD_MAX`) that need a record:
     /// the first of each process and file; each one's pair is remembered.
     pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<events::DecisionEvent> {
         let mut out = Vec::new();
-        while let Some((at, _)) = self.held.front() {
+        while let Some((at, _, _)) = self.held.front() {
             let ripe = all || self.held.len() > HELD_MAX || now.duration_since(*at) >= HOLD;
             if !ripe {
                 break;
             }
-            let Some((_, d)) = self.held.pop_front() else {
+            let Some((_, start, d)) = self.held.pop_front() else {
                 break;
             };
-            let fresh = key(&d)
+            let k = key(&d, start);
+            let fresh = k
                 .and_then(|k| self.seen.get(&k))
                 .is_none_or(|t| now.duration_since(*t) >= SEEN_TTL);
+            // A change refreshes its pair's time either way.
+            self.remember(k, now);
             if fresh {
-                self.remember(&d, now);
                 out.push(d);
             } else {
                 self.suppressed += 1;
-                if let Some(k) = key(&d) {
-                    self.seen.insert(k, now);
-                }
             }
         }
         out
@@ -173,13 +175,13 @@ mod tests {
         let t0 = Instant::now();
         let mut c = DetectChanges::default();
         // Pid 10 opened inode 1 for write (recorded at the open's exit), pid 11 only read it.
-        c.saw_decision(&decision(10, Operation::Open, Access::Write, 1), t0);
-        c.saw_decision(&decision(11, Operation::Open, Access::Read, 1), t0);
+        c.saw_decision(&decision(10, Operation::Open, Access::Write, 1), 7, t0);
+        c.saw_decision(&decision(11, Operation::Open, Access::Read, 1), 7, t0);
         for pid in [10, 11, 11, 12] {
-            c.hold(decision(pid, Operation::Write, Access::Write, 1), t0);
+            c.hold(decision(pid, Operation::Write, Access::Write, 1), 7, t0);
         }
         // Another file of pid 10's: a change of its own.
-        c.hold(decision(10, Operation::Write, Access::Write, 2), t0);
+        c.hold(decision(10, Operation::Write, Access::Write, 2), 7, t0);
         assert!(c.due(t0 + HOLD / 2, false).is_empty(), "judged before HOLD");
         let out: Vec<(u32, u64)> = c
             .due(t0 + HOLD, false)
@@ -190,12 +192,19 @@ mod tests {
         assert_eq!(c.suppressed, 2);
         // An open's record that comes after its change (the two sources drift) still counts.
         let t1 = t0 + Duration::from_secs(1);
-        c.hold(decision(20, Operation::Write, Access::Write, 1), t1);
-        c.saw_decision(&decision(20, Operation::Open, Access::ReadWrite, 1), t1);
+        c.hold(decision(20, Operation::Write, Access::Write, 1), 7, t1);
+        c.saw_decision(&decision(20, Operation::Open, Access::ReadWrite, 1), 7, t1);
         assert!(c.due(t1 + HOLD, false).is_empty());
+        // Pid 10 again, but another process (a later start): its change is recorded.
+        c.hold(decision(10, Operation::Write, Access::Write, 1), 8, t1);
+        assert_eq!(
+            c.due(t1 + HOLD, false).len(),
+            1,
+            "a reused pid passed for its first owner"
+        );
         // After SEEN_TTL without a change, a change is a new act.
         let t2 = t1 + SEEN_TTL + HOLD;
-        c.hold(decision(11, Operation::Write, Access::Write, 1), t2);
+        c.hold(decision(11, Operation::Write, Access::Write, 1), 7, t2);
         assert_eq!(c.due(t2, true).len(), 1, "stop flushes what is held");
     }
 
@@ -230,11 +239,11 @@ mod tests {
         let t0 = Instant::now();
         let mut c = DetectChanges::default();
         for i in 0..(SEEN_MAX as u64 + 10) {
-            c.saw_decision(&decision(1, Operation::Open, Access::Write, i), t0);
+            c.saw_decision(&decision(1, Operation::Open, Access::Write, i), 7, t0);
         }
         assert_eq!(c.seen.len(), SEEN_MAX);
         for i in 0..(HELD_MAX as u64 + 5) {
-            c.hold(decision(2, Operation::Write, Access::Write, i), t0);
+            c.hold(decision(2, Operation::Write, Access::Write, i), 7, t0);
         }
         assert_eq!(c.due(t0, false).len(), 5, "past HELD_MAX judged at once");
         assert_eq!(c.held.len(), HELD_MAX);

@@ -248,6 +248,7 @@ impl Pipeline {
         if d.self_protect.is_some() {
             return self.on_self_protect(ev, d, seen_at);
         }
+        let start = self.start_of(d.common.pid);
         let Some(stage) = self.policy.as_mut() else {
             warn!(
                 policy_id = d.policy_id,
@@ -255,7 +256,7 @@ impl Pipeline {
             );
             return;
         };
-        stage.detect_changes.saw_decision(d, seen_at);
+        stage.detect_changes.saw_decision(d, start, seen_at);
         let stage = &*stage;
         METRICS.decision(d.op.as_str(), d.verdict.as_str());
         let c = ev.common();
@@ -270,12 +271,7 @@ impl Pipeline {
         if let Some(a) = &self.audit {
             a.try_record(Payload::Decision(decision));
         }
-        let start_ns = self
-            .capture
-            .state
-            .procs
-            .get(Pid(c.pid))
-            .map_or(0, |p| p.start_time_ns);
+        let start_ns = self.start_of(c.pid);
         let ctx = AlertContext {
             pid: Some(c.pid),
             process_start_boot_ns: (start_ns != 0).then(|| self.clock.boot_ns(start_ns)),
@@ -461,6 +457,16 @@ impl Pipeline {
         self.on_decision(ev, &d, seen_at);
     }
 
+    /// When process `pid` started (wall ns) as the process table knows it, 0 if it does not:
+    /// with the pid, the process's identity.
+    fn start_of(&self, pid: u32) -> u64 {
+        self.capture
+            .state
+            .procs
+            .get(Pid(pid))
+            .map_or(0, |p| p.start_time_ns)
+    }
+
     /// The event's process's start time (boot ns), when known.
     fn started(&self, model: &model::Event) -> Started {
         Started::At((model.proc.start_time != 0).then(|| self.clock.boot_ns(model.proc.start_time)))
@@ -487,10 +493,11 @@ impl Pipeline {
     /// (`fanotify/modify.rs`), recorded `would-deny` once per process and file, and not after
     /// the process's recorded open of it for write (`changes.rs`).
     pub(super) fn detect_modified(&mut self, d: events::DecisionEvent) {
+        let start = self.start_of(d.common.pid);
         let Some(stage) = self.policy.as_mut() else {
             return;
         };
-        stage.detect_changes.hold(d, Instant::now());
+        stage.detect_changes.hold(d, start, Instant::now());
         self.record_changes(false);
     }
 

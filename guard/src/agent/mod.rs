@@ -4,7 +4,8 @@
 //! → outputs and audit log. `record` stops after capture and prints events.
 //!
 //! `run` builds the pieces from the arguments; `pipeline` is the event loop; `decisions` the
-//! kernel's (and the fallback's) enforcement records; `reload_state` swaps configurations;
+//! kernel's (and the fallback's) enforcement records; `changes` the `fanotify` backend's change
+//! reports waiting in the pipeline; `reload_state` swaps configurations;
 //! `drops` accounts for what was lost. The state they share is defined here.
 
 mod changes;

@@ -182,7 +182,7 @@ impl Fanotify {
             .inspect_err(|e| {
                 warn!(
                     "fanotify: no change notifications ({e}): a truncate through a magic link \
-                     of a file a policy denies writing is not enforced"
+                     of a file a policy denies writing is neither enforced nor recorded"
                 )
             })
             .ok();

@@ -74,6 +74,8 @@ pub(super) fn modified(
     sh.stats.modified.fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     let key = (c.tid, c.fid.clone());
+    // A new table or new bindings first drop what was recent (`table`).
+    let _ = table(sh, ctx);
     if ctx.changes.fresh(&key, now) {
         sh.stats.changes_recent.fetch_add(1, Ordering::Relaxed);
         return;

@@ -68,8 +68,8 @@ fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
     (field("Tgid:"), field("PPid:"), field("Uid:"), field("Gid:"))
 }
 
-/// The decision record, built after the answer went out.
-/// The record of a refusal (the answer records nothing else: detect mode is the kernel's).
+/// The decision record of a refusal, built after the answer went out (`modify.rs` makes a
+/// change's record from it).
 pub(super) fn record(tid: i32, path: String, p: &Pending) -> DecisionEvent {
     let (tgid, ppid, uid, gid) = status_ids(tid);
     let comm = std::fs::read_to_string(format!("/proc/{tid}/comm"))

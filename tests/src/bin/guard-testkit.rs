@@ -23,7 +23,8 @@ usage: guard-testkit COMMAND ...
   try-exec [--cgroup DIR] PATH [ARG...]   fork, (join DIR), execve PATH exactly as given, wait
   try-open PATH MODE                      open(2); MODE is r, w or rw, plus c for O_CREAT
                                           and/or t for O_TRUNC (e.g. rt, wct)
-  try-truncate PATH LEN                   truncate(2)
+  try-truncate PATH LEN [HOLD_MS]         truncate(2); on success, stay HOLD_MS before exiting
+                                          (for a kill after the fact to find the writer)
   try-rename OLD NEW | try-link OLD NEW | try-symlink TARGET NEW
   try-unlink PATH | try-mkdir PATH | try-rmdir PATH | try-mkfifo PATH
   try-chmod PATH OCTAL                    chmod(2)
@@ -342,7 +343,8 @@ fn try_path_op(cmd: &str, args: &[OsString]) -> ExitCode {
         "try-setxattr" => 3,
         _ => 2,
     };
-    if a.len() != need {
+    let hold = cmd == "try-truncate" && a.len() == 3;
+    if a.len() != need && !hold {
         return usage(&format!("{cmd} takes {need} argument(s)"));
     }
     let arg = |i: usize| args[i].to_str().unwrap_or_default();
@@ -353,7 +355,14 @@ fn try_path_op(cmd: &str, args: &[OsString]) -> ExitCode {
                 let Ok(len) = arg(1).parse::<i64>() else {
                     return usage("LEN is a number");
                 };
-                libc::truncate(a[0].as_ptr(), len).into()
+                let r = libc::truncate(a[0].as_ptr(), len);
+                if r == 0 && hold {
+                    let Ok(ms) = arg(2).parse::<u64>() else {
+                        return usage("HOLD_MS is a number");
+                    };
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                r.into()
             }
             "try-rename" => libc::rename(a[0].as_ptr(), a[1].as_ptr()).into(),
             "try-link" => libc::link(a[0].as_ptr(), a[1].as_ptr()).into(),
