@@ -449,7 +449,9 @@ fn early_writer(c: &Ctr, then: &str) -> std::process::Child {
 /// through a descriptor opened before the agent are reported by the file's changes mark and
 /// the writer is killed after the fact (SIGKILL, recorded `kill`, hook `fanotify_modify`, the
 /// file's own path). A free file's truncate is neither. busybox's `truncate` opens the file
-/// first, which is refused outright.
+/// first, which is refused outright. In detect mode the same acts run and are each recorded
+/// `would-deny` once per process and file (none after that process's recorded open for
+/// write), also when the writer exits before the agent reads the change.
 #[test]
 fn fanotify_truncate_by_path_is_refused_or_enforced_after_the_fact() {
     let Some((docker, _lock)) = ready() else {
