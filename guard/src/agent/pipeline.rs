@@ -457,7 +457,7 @@ impl Pipeline {
         // Event time runs behind the wall clock when the pipeline has a backlog: stay 5 s
         // behind it, so that a backlog's events still find the exited processes they refer to.
         st.procs
-            .sweep(wall_now_ns().saturating_sub(Duration::from_secs(5).as_nanos() as u64));
+            .sweep(events::wall_now_ns().saturating_sub(Duration::from_secs(5).as_nanos() as u64));
         let (n, gone) = st.cgroups.prune_removed(&st.fs);
         for c in &gone {
             st.users.forget(c);
@@ -755,19 +755,9 @@ async fn next_change(rx: &mut Option<tokio::sync::mpsc::Receiver<()>>) -> Option
     }
 }
 
-/// The wall clock in ns since the epoch, the time base of events.
-fn wall_now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
-}
-
 /// Time since `wall_ns` (an event's kernel timestamp), zero if the clock went back.
 fn latency_since(wall_ns: u64) -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    Duration::from_nanos(now.saturating_sub(wall_ns))
+    Duration::from_nanos(events::wall_now_ns().saturating_sub(wall_ns))
 }
 
 /// One line per event for the response engine's snapshot of a process's recent activity.

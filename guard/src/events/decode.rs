@@ -90,6 +90,13 @@ impl Clock {
     }
 }
 
+/// Now, wall-clock ns since the epoch (0 before it; saturated far after).
+pub fn wall_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+}
+
 pub(super) fn read<T: Copy>(buf: &[u8], at: usize) -> Result<T, DecodeError> {
     let need = at.saturating_add(size_of::<T>());
     let bytes = buf.get(at..need).ok_or(DecodeError::Short {

@@ -16,7 +16,7 @@ use std::{
 use guard_ebpf::EventKind;
 use serde::Serialize;
 
-pub use decode::{Clock, DecodeError, decode, env as env_entries};
+pub use decode::{Clock, DecodeError, decode, env as env_entries, wall_now_ns};
 pub use kinds::{
     Access, Hook, Operation, Reason, UnknownAccess, UnknownHook, UnknownOperation, UnknownReason,
     UnknownVerdict, Verdict,

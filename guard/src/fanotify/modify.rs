@@ -129,7 +129,7 @@ fn judge(sh: &Shared, ctx: &mut Ctx, c: &sys::Change) -> Option<Judged> {
             tid: c.tid as u32,
             file: w.file,
             path: w.path.clone(),
-            time_ns: super::record::wall_ns(),
+            time_ns: crate::events::wall_now_ns(),
         }));
     };
     let b = ctx.bindings.get(cg, now, |id| ctx.map.get(&id, 0).ok())?;

@@ -1,8 +1,6 @@
 //! What the answer thread hands the pipeline, and the decision records it builds from a
 //! thread's `/proc` entries.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::{Pending, Why};
 use crate::{
     events::{Access, Captured, CgroupId, Common, DecisionEvent, Hook, Operation, Reason, Verdict},
@@ -48,13 +46,6 @@ pub(super) fn reason(why: Why) -> Reason {
     }
 }
 
-/// Now, wall ns.
-pub(super) fn wall_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// `Tgid`, `PPid`, `Uid`, `Gid` of a thread (`/proc/<tid>/status`), zero when unreadable.
 fn status_ids(tid: i32) -> (u32, u32, u32, u32) {
     let text = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
@@ -77,7 +68,7 @@ pub(super) fn record(tid: i32, path: String, p: &Pending) -> DecisionEvent {
         .unwrap_or_default();
     DecisionEvent {
         common: Common {
-            time_ns: wall_ns(),
+            time_ns: crate::events::wall_now_ns(),
             cgroup_id: CgroupId(p.cgroup_id),
             pid: if tgid != 0 { tgid } else { tid as u32 },
             tid: tid as u32,
