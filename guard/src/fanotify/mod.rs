@@ -351,8 +351,7 @@ impl Fanotify {
     /// report, `Record::Orphaned`).
     pub fn denies_change(&self, policy_id: u32, file: FileId) -> Option<crate::events::Reason> {
         let rules = self.shared.rules.read().ok().map(|r| r.1.clone())?;
-        let bits = *rules.files.get(&(policy_id, file))?;
-        answer::open_verdict(bits, modify::WRITE).map(record::reason)
+        modify::change_why(&rules, policy_id, file).map(record::reason)
     }
 
     /// Directories sealed now.

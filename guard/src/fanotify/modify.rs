@@ -17,13 +17,16 @@ use std::{
 use guard_ebpf::policy_flags as pf;
 
 use super::{
-    Ctx, Orphan, Pending, Record, Shared, agent_thread, answer, cgroup_id, cgroup_path, record,
-    sys, table,
+    Ctx, Orphan, Pending, Record, Rules, Shared, Why, agent_thread, answer, cgroup_id, cgroup_path,
+    record, sys, table,
 };
-use crate::events::{Hook, Operation, Verdict};
+use crate::{
+    events::{Hook, Operation, Verdict},
+    policy::resolve::FileId,
+};
 
 /// A change's access: a write.
-pub(super) const WRITE: answer::Access = answer::Access {
+const WRITE: answer::Access = answer::Access {
     read: false,
     write: true,
 };
@@ -56,6 +59,14 @@ impl Recent {
     }
 }
 
+/// Why policy `policy_id` denies a change of `file`, if it does. By identity only: a policy
+/// that covers the file by path alone (a subtree listed in part) is judged from the traced
+/// truncate's name (`Fanotify::denies_write`).
+pub(super) fn change_why(rules: &Rules, policy_id: u32, file: FileId) -> Option<Why> {
+    let bits = *rules.files.get(&(policy_id, file))?;
+    answer::open_verdict(bits, WRITE)
+}
+
 /// What a reported change comes to.
 enum Judged {
     /// Denied by the writer's policy (enforced or not), with the file's path.
@@ -75,12 +86,13 @@ pub(super) fn modified(
     let now = Instant::now();
     let key = (c.tid, c.fid.clone());
     // A new table or new bindings first drop what was recent (`table`).
-    let _ = table(sh, ctx);
+    let (_, rules) = table(sh, ctx);
     if ctx.changes.fresh(&key, now) {
         sh.stats.changes_recent.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let Ok(judged) = std::panic::catch_unwind(AssertUnwindSafe(|| judge(sh, ctx, c))) else {
+    let Ok(judged) = std::panic::catch_unwind(AssertUnwindSafe(|| judge(sh, ctx, &rules, c, now)))
+    else {
         sh.stats.panics.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -117,9 +129,13 @@ pub(super) fn modified(
 /// report) and a writer bound to a policy with open rules. In detect mode the pipeline
 /// records it once per process and file, and not after the process's recorded open of the
 /// file for write (`agent/changes.rs`).
-fn judge(sh: &Shared, ctx: &mut Ctx, c: &sys::Change) -> Option<Judged> {
-    let now = Instant::now();
-    let (_, rules) = table(sh, ctx);
+fn judge(
+    sh: &Shared,
+    ctx: &mut Ctx,
+    rules: &Rules,
+    c: &sys::Change,
+    now: Instant,
+) -> Option<Judged> {
     let w = rules.watched.get(&c.fid)?;
     if agent_thread(sh, c.tid) {
         return None;
@@ -136,10 +152,7 @@ fn judge(sh: &Shared, ctx: &mut Ctx, c: &sys::Change) -> Option<Judged> {
     if b.flags & pf::OPEN_RULES == 0 {
         return None;
     }
-    // By identity only: a policy that covers the file by path alone (a subtree listed in part)
-    // is judged from the traced truncate's name (`Fanotify::denies_write`).
-    let bits = *rules.files.get(&(b.policy_id, w.file))?;
-    let why = answer::open_verdict(bits, WRITE)?;
+    let why = change_why(rules, b.policy_id, w.file)?;
     let p = Pending {
         cgroup_id: cg,
         binding: b,
