@@ -248,7 +248,9 @@ impl Pipeline {
         if d.self_protect.is_some() {
             return self.on_self_protect(ev, d, seen_at);
         }
-        let start = self.start_of(d.common.pid);
+        // The decision's process (`d.common` is the event's).
+        let c = ev.common();
+        let start_ns = self.start_of(c.pid);
         let Some(stage) = self.policy.as_mut() else {
             warn!(
                 policy_id = d.policy_id,
@@ -256,10 +258,9 @@ impl Pipeline {
             );
             return;
         };
-        stage.detect_changes.saw_decision(d, start, seen_at);
+        stage.detect_changes.saw_decision(d, start_ns, seen_at);
         let stage = &*stage;
         METRICS.decision(d.op.as_str(), d.verdict.as_str());
-        let c = ev.common();
         let workload = workload_of(&mut self.capture.state, c);
         let (decision, alert) = stage
             .runtime
@@ -271,7 +272,6 @@ impl Pipeline {
         if let Some(a) = &self.audit {
             a.try_record(Payload::Decision(decision));
         }
-        let start_ns = self.start_of(c.pid);
         let ctx = AlertContext {
             pid: Some(c.pid),
             process_start_boot_ns: (start_ns != 0).then(|| self.clock.boot_ns(start_ns)),
