@@ -3,14 +3,14 @@
 //!
 //! A change by a writer gone before the answer thread read its cgroup (`Orphans`) waits
 //! until the event ring has delivered that writer's exec (so the process table knows it):
-//! `ORPHAN_WAIT`, a few ring ticks.
+//! `ORPHAN_WAIT_MS`, a few ring ticks.
 //!
 //! Detect mode's changes (`DetectChanges`) are recorded once per process and file, and none for a process whose open
 //! of the file for write was already recorded at the open's exit (the kernel's
 //! `policy_open_detect`), so a write through such an open is not recorded a second time,
 //! while a truncate through a magic link, or a write through a descriptor opened before the
 //! agent, is. The open's record comes through the decisions ring and the change's through the
-//! answer thread, in either order: a change waits `HOLD` before it is judged against the opens
+//! answer thread, in either order: a change waits `HOLD_MS` before it is judged against the opens
 //! seen.
 
 use std::{
@@ -21,8 +21,10 @@ use std::{
 use crate::events::{self, Access, Operation, Verdict};
 
 /// How long a change waits for the record of its writer's open (both are produced before the
-/// writer's next syscall; this bounds how far the pipeline's two sources may drift apart).
-pub(super) const HOLD: Duration = Duration::from_millis(250);
+/// writer's next syscall; this bounds how far the pipeline's two sources may drift apart), ms.
+const HOLD_MS: u64 = 250;
+#[cfg(test)]
+const HOLD: Duration = Duration::from_millis(HOLD_MS);
 /// Changes waiting; past it a change is judged at once.
 const HELD_MAX: usize = 1024;
 /// (process, file) pairs remembered; past it the oldest go first.
@@ -32,36 +34,47 @@ const SEEN_MAX: usize = 8192;
 const SEEN_TTL: Duration = Duration::from_secs(600);
 
 /// How long a gone writer's change waits for the events ring (whose records wait at most
-/// `pipeline::RING_TICK` without a wakeup) before the process table is asked.
-pub(super) const ORPHAN_WAIT: Duration = Duration::from_millis(100);
+/// `pipeline::RING_TICK` without a wakeup) before the process table is asked, ms.
+const ORPHAN_WAIT_MS: u64 = 100;
+#[cfg(test)]
+const ORPHAN_WAIT: Duration = Duration::from_millis(ORPHAN_WAIT_MS);
 /// Gone writers' changes waiting; past it the oldest is judged at once.
 const ORPHANS_MAX: usize = 1024;
 
-/// Changes by writers gone before their cgroup was read, oldest first.
-#[derive(Default)]
-pub(super) struct Orphans(VecDeque<(Instant, crate::fanotify::Orphan)>);
+/// Items that wait `WAIT_MS` each, oldest first; past `MAX` waiting, the oldest is due at once.
+pub(super) struct Waiting<T, const WAIT_MS: u64, const MAX: usize>(VecDeque<(Instant, T)>);
 
-impl Orphans {
-    pub(super) fn push(&mut self, o: crate::fanotify::Orphan, now: Instant) {
-        self.0.push_back((now, o));
+impl<T, const WAIT_MS: u64, const MAX: usize> Default for Waiting<T, WAIT_MS, MAX> {
+    fn default() -> Self {
+        Self(VecDeque::new())
+    }
+}
+
+impl<T, const WAIT_MS: u64, const MAX: usize> Waiting<T, WAIT_MS, MAX> {
+    pub(super) fn push(&mut self, item: T, now: Instant) {
+        self.0.push_back((now, item));
     }
 
-    /// Those that waited `ORPHAN_WAIT` (all of them with `all`, and any past `ORPHANS_MAX`).
-    pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<crate::fanotify::Orphan> {
+    /// The items that waited long enough (all of them with `all`).
+    pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<T> {
+        let wait = Duration::from_millis(WAIT_MS);
         let mut out = Vec::new();
         while let Some((at, _)) = self.0.front() {
-            if !(all || self.0.len() > ORPHANS_MAX || now.duration_since(*at) >= ORPHAN_WAIT) {
+            if !(all || self.0.len() > MAX || now.duration_since(*at) >= wait) {
                 break;
             }
-            if let Some((_, o)) = self.0.pop_front() {
-                out.push(o);
+            if let Some((_, item)) = self.0.pop_front() {
+                out.push(item);
             }
         }
         out
     }
 }
 
-/// (pid, process start, device, inode): a process and a file. The start time (boot ns, from
+/// Changes by writers gone before their cgroup was read.
+pub(super) type Orphans = Waiting<crate::fanotify::Orphan, ORPHAN_WAIT_MS, ORPHANS_MAX>;
+
+/// (pid, process start, device, inode): a process and a file. The start time (wall ns, from
 /// the agent's process table; 0 when unknown) keeps a later process given the same pid (pids
 /// are reused, after 32,768 on a default kernel) from passing for the one recorded.
 type Key = (u32, u64, u64, u64);
@@ -69,7 +82,8 @@ type Key = (u32, u64, u64, u64);
 #[derive(Default)]
 pub(super) struct DetectChanges {
     seen: HashMap<Key, Instant>,
-    held: VecDeque<(Instant, u64, events::DecisionEvent)>,
+    /// Detect-mode changes and their process's start time.
+    held: Waiting<(u64, events::DecisionEvent), HOLD_MS, HELD_MAX>,
     /// Changes not recorded: the process's writes to that file were recorded already.
     pub suppressed: u64,
 }
@@ -104,23 +118,16 @@ impl DetectChanges {
     }
 
     /// A detect-mode change report by the process that started at `start`, judged after
-    /// `HOLD`.
+    /// `HOLD_MS`.
     pub(super) fn hold(&mut self, d: events::DecisionEvent, start: u64, now: Instant) {
-        self.held.push_back((now, start, d));
+        self.held.push((start, d), now);
     }
 
     /// The held changes due (all of them with `all`, or past `HELD_MAX`) that need a record:
     /// the first of each process and file; each one's pair is remembered.
     pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<events::DecisionEvent> {
         let mut out = Vec::new();
-        while let Some((at, _, _)) = self.held.front() {
-            let ripe = all || self.held.len() > HELD_MAX || now.duration_since(*at) >= HOLD;
-            if !ripe {
-                break;
-            }
-            let Some((_, start, d)) = self.held.pop_front() else {
-                break;
-            };
+        for (start, d) in self.held.due(now, all) {
             let k = key(&d, start);
             let fresh = k
                 .and_then(|k| self.seen.get(&k))
@@ -246,6 +253,6 @@ mod tests {
             c.hold(decision(2, Operation::Write, Access::Write, i), 7, t0);
         }
         assert_eq!(c.due(t0, false).len(), 5, "past HELD_MAX judged at once");
-        assert_eq!(c.held.len(), HELD_MAX);
+        assert_eq!(c.held.0.len(), HELD_MAX);
     }
 }

@@ -520,7 +520,7 @@ impl Pipeline {
     }
 
     /// A gone writer's change waits for the event ring to deliver the writer's exec
-    /// (`changes::ORPHAN_WAIT`).
+    /// (`changes::ORPHAN_WAIT_MS`).
     pub(super) fn wait_for_orphan(&mut self, o: crate::fanotify::Orphan) {
         if let Some(stage) = self.policy.as_mut() {
             stage.orphans.push(o, Instant::now());
