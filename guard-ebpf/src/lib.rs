@@ -192,6 +192,10 @@ pub mod syscall_filter {
     /// sendto / sendmsg: only those given a destination address are recorded (no rule can
     /// match a send on a connected socket, which keeps its name).
     pub const SEND_DEST: u8 = 16;
+    /// An open-family syscall (but openat2, whose flags are in user memory) whose successful
+    /// opens are judged by the kernel-resolved path alone when it resolves: no active rule
+    /// reads the path as passed (`fd.nameraw`), so a dropped open costs no copy of it.
+    pub const KPATH_DECIDES: u8 = 32;
 }
 
 /// Entries of `CONNECT_PORTS` (one per port).

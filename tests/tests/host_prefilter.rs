@@ -27,7 +27,24 @@ for i in 1 2 3; do
 done
 cp /bin/busybox /tmp/guard-prefilter-bb && /tmp/guard-prefilter-bb true
 rm -f /tmp/guard-prefilter-bb /tmp/guard-prefilter-ok
+mkdir -p /tmp/guard-prefilter-d/.key && echo k > /tmp/guard-prefilter-d/.key/k && echo p > /tmp/guard-prefilter-d/p
+ln -sf /tmp/guard-prefilter-d/.key/k /tmp/guard-prefilter-lnk && cat /tmp/guard-prefilter-lnk >/dev/null
+ln -sf /tmp/guard-prefilter-d/p /tmp/guard-prefilter-lnk2 && cat /tmp/guard-prefilter-lnk2 >/dev/null
+ln -sf /tmp/guard-prefilter-d/p /etc/guard-prefilter-lnk && cat /etc/guard-prefilter-lnk >/dev/null
+ln -sf /etc/shadow /tmp/guard-prefilter-lnk3 && cat /tmp/guard-prefilter-lnk3 >/dev/null
+rm -rf /tmp/guard-prefilter-d /tmp/guard-prefilter-lnk /tmp/guard-prefilter-lnk2 /tmp/guard-prefilter-lnk3 /etc/guard-prefilter-lnk
 ";
+
+/// A rule only the kernel-resolved path can reach: a dot directory's file opened through a
+/// symlink (`contains "/.key/"` is no prefix, so the kernel must pass a resolved path with a
+/// component starting with `.`).
+const DOT_RULE: &str = r#"
+- rule: Dot key read through any name
+  desc: test rule
+  condition: evt.type in (open, openat) and proc.name = cat and fd.name contains "/.key/" and fd.name startswith /tmp/guard-prefilter-d
+  output: dot key read (evt=%evt.type proc=%proc.name file=%fd.name raw=%fd.nameraw)
+  priority: WARNING
+"#;
 
 /// Runs the workload in `cg` under a fresh agent; returns the alerts' identifying fields and
 /// the agent's final counters.
@@ -89,11 +106,26 @@ fn the_prefilter_changes_no_alert_and_skips_opens() {
     }
     let _lock = agent_lock();
     let cg = TestCgroup::new("prefilter");
-    let (full, full_events, full_skipped, full_connects) = run(&cg, &["--no-prefilter"]);
-    let (filtered, filtered_events, skipped, skipped_connects) = run(&cg, &[]);
+    let dir = guard_tests::respond_util::TempDir::new("prefilter-rules");
+    let dot_rules = dir.0.join("dot.yaml");
+    std::fs::write(&dot_rules, DOT_RULE).expect("rule file");
+    let dot = ["--rules", dot_rules.to_str().expect("utf8")];
+    let (full, full_events, full_skipped, full_connects) =
+        run(&cg, &[&dot[..], &["--no-prefilter"]].concat());
+    let (filtered, filtered_events, skipped, skipped_connects) = run(&cg, &dot);
     assert!(
         full.len() >= 6,
         "the workload should raise alerts (sensitive reads, writes below /etc, exec from /tmp): {full:#?}"
+    );
+    let dot_key = "\"Dot key read through any name\" | \"openat\" | \"cat\" | \"/tmp/guard-prefilter-d/.key/k\"";
+    assert!(
+        full.iter().any(|k| k == dot_key),
+        "the read through a symlink of a dot directory's file should alert: {full:#?}"
+    );
+    assert_eq!(
+        full.iter().filter(|k| k.contains("Dot key")).count(),
+        1,
+        "only that read (not the plain file's, control): {full:#?}"
     );
     assert_eq!(full, filtered, "alerts differ with the prefilter");
     assert_eq!(

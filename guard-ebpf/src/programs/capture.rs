@@ -285,7 +285,7 @@ pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce(*const
     };
     let mut p = SyscallArgs { nr, _pad: 0, args };
     msghdr_args(&mut p);
-    emit(&p, ret, task);
+    emit(&p, ret, task, !any_abi);
 }
 
 /// The six argument registers, loaded from a BTF-typed `struct pt_regs *`.
@@ -361,12 +361,12 @@ fn msghdr_args(p: &mut SyscallArgs) {
 }
 
 /// The record of syscall `p` with result `ret` of `task` (the current task, BTF-typed),
-/// through the open and connect prefilters.
+/// through the open and connect prefilters. `kpath_first`: walk the kernel path first and
+/// honour `KPATH_DECIDES`; else (the raw_syscalls programs, which capture an open only on a
+/// kernel without its tracepoints, and whose verification the walk's place would blow up)
+/// walk it after the copies and take the wider check of both paths, which passes a superset.
 #[inline(always)]
-fn emit(p: &SyscallArgs, ret: i64, task: *const u8) {
-    let Some(payloads) = spec(p.nr) else {
-        return;
-    };
+fn emit(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
     let bits = syscall_bits(p.nr as u64);
     // A send without a destination (sendto's `dest_addr`, sendmsg's `msg_name`), before any
     // ring space is taken.
@@ -380,6 +380,40 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8) {
         count_drop_slot(PREFILTERED_SENDS);
         return;
     }
+    let is_open = matches!(
+        p.nr,
+        syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
+    );
+    // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
+    let walk = || {
+        if is_open && ret >= 0 {
+            Some(kpath::open_path(task, ret))
+        } else {
+            None
+        }
+    };
+    let mut kpath = None;
+    // Judged by that path alone, before the path as passed is copied: most opens are
+    // dropped, and the copy is a third of their cost.
+    let mut wanted = false;
+    if kpath_first {
+        kpath = walk();
+        if bits & syscall_filter::KPATH_DECIDES != 0
+            && let Some(Some(k)) = kpath
+            && let Some(flags) = open_flags_in_regs(p)
+        {
+            if !kpath_admits(k, flags & O_ACCMODE_WRITE != 0) {
+                count_drop_slot(PREFILTERED_OPENS);
+                return;
+            }
+            wanted = true;
+        }
+    }
+    // What to copy, read only now: values that differ per syscall, live across the walk's
+    // loop, would have the verifier walk it once per syscall.
+    let Some(payloads) = spec(p.nr) else {
+        return;
+    };
     let Some(mut rec) = Record::begin_bare(EventKind::Syscall, size_of::<SyscallBody>()) else {
         return;
     };
@@ -391,18 +425,14 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8) {
     };
     fill_payload(&mut rec, 0, payloads[0], &p.args, ret);
     fill_payload(&mut rec, 1, payloads[1], &p.args, ret);
-    let is_open = matches!(
-        p.nr,
-        syscalls::OPEN | syscalls::CREAT | syscalls::OPENAT | syscalls::OPENAT2
-    );
-    // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
-    let kpath = if is_open && ret >= 0 {
-        Some(kpath::open_path(task, ret))
-    } else {
-        None
-    };
+    if !kpath_first {
+        kpath = walk();
+    }
     // The prefilter looks at what is captured, so it judges exactly what userspace would see.
-    if bits & syscall_filter::OPEN_PATHS != 0 && !open_wanted(&mut rec, p, ret, kpath.flatten()) {
+    if bits & syscall_filter::OPEN_PATHS != 0
+        && !wanted
+        && !open_wanted(&mut rec, p, ret, kpath.flatten())
+    {
         count_drop_slot(PREFILTERED_OPENS);
         return;
     }
@@ -543,10 +573,9 @@ type PrefixKey = LpmKey<[u8; OPEN_PREFIX_BYTES]>;
 /// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
 /// `passes_open_resolved` states the same check) is one some rule may need: it passes when
 /// the path as passed passes, or the opened file's kernel-resolved path `kpath` does. A path
-/// as passed that is not absolute and plain (a `.`, `..` or empty component, which the agent
-/// normalises), too long, cut or unreadable passes, as does a kernel path too long for a key;
-/// a plain absolute path passes when its longest prefix in `OPEN_PREFIXES` admits the open's
-/// access. An open for write (or truncate, or create) refused with EPERM passes whatever its
+/// that is not plain (`prefix_admits`), a path as passed that is too long, cut or unreadable,
+/// and a kernel path too long for a key pass; a plain path passes when its longest prefix in
+/// `OPEN_PREFIXES` admits the open's access. An open for write (or truncate, or create) refused with EPERM passes whatever its
 /// names: a seal refuses it in the kernel, and only its record tells the agent.
 #[inline(always)]
 fn open_wanted(rec: &mut Record, p: &SyscallArgs, ret: i64, kpath: Option<Kpath>) -> bool {
@@ -555,12 +584,10 @@ fn open_wanted(rec: &mut Record, p: &SyscallArgs, ret: i64, kpath: Option<Kpath>
     if h.flags & (FLAG_TRUNCATED0 | FLAG_FAULT0) != 0 || len == 0 || len >= OPEN_PREFIX_BYTES {
         return true;
     }
-    let flags = match p.nr {
-        syscalls::CREAT => OPEN_WRITE_INTENT,
-        syscalls::OPEN => p.args[1],
-        syscalls::OPENAT => p.args[2],
+    let flags = match open_flags_in_regs(p) {
+        Some(f) => f,
         // openat2: `open_how.flags` leads payload 1.
-        _ => {
+        None => {
             if (h.len1 as usize) < 8 {
                 return true;
             }
@@ -581,54 +608,113 @@ fn open_wanted(rec: &mut Record, p: &SyscallArgs, ret: i64, kpath: Option<Kpath>
     // PAYLOAD_MAX bytes after it (the path, its NUL, and older bytes).
     let admitted = unsafe {
         let body_end = core::ptr::read(key as *const u32);
-        let admitted = prefix_admits(key, true, write);
+        let admitted = prefix_admits(key, write);
         core::ptr::write(key as *mut u32, body_end);
         admitted
     };
     if admitted {
         return true;
     }
-    match kpath {
-        Some(k) if k.len >= OPEN_PREFIX_BYTES => true,
-        // The kernel path is absolute and plain, and a NUL follows it in its buffer.
-        // SAFETY: `key` is the 4 free bytes before the path in KPATH_BUF, with more than
-        // OPEN_PREFIX_BYTES after them.
-        Some(k) => unsafe { prefix_admits(k.key, false, write) },
-        None => false,
+    kpath.is_some_and(|k| kpath_admits(k, write))
+}
+
+/// The open flags of open, creat and openat, which are in the argument registers (creat's
+/// are implied); None for openat2, whose flags are in user memory.
+#[inline(always)]
+fn open_flags_in_regs(p: &SyscallArgs) -> Option<u64> {
+    match p.nr {
+        syscalls::CREAT => Some(OPEN_WRITE_INTENT),
+        syscalls::OPEN => Some(p.args[1]),
+        syscalls::OPENAT => Some(p.args[2]),
+        _ => None,
     }
 }
 
-/// Whether the NUL-terminated path after the 4 bytes at `key` is one some rule may need:
-/// `check_plain` passes a path that is not absolute and plain; otherwise its longest prefix
-/// in `OPEN_PREFIXES` decides. The key is the path in place (no copy): the 4 bytes take its
-/// prefix length, and what follows the path's NUL cannot match, as no stored prefix holds a
-/// NUL.
+/// Whether an opened file's kernel-resolved path `k` passes the open prefilter for an open
+/// with `write` access: too long for a key, with a component starting with `.` (a rule's
+/// `contains "/."` need not be a prefix), or admitted by its longest prefix.
+#[inline(always)]
+fn kpath_admits(k: Kpath, write: bool) -> bool {
+    // SAFETY: `key` is the 4 free bytes before the path in KPATH_BUF, with more than
+    // OPEN_PREFIX_BYTES + 8 after them, a NUL ending the path (shorter than a key here).
+    k.len >= OPEN_PREFIX_BYTES || unsafe { !plain(k.src, false) || prefix_lookup(k.key, write) }
+}
+
+/// Whether the NUL-terminated path as passed after the 4 bytes at `key` is one some rule may
+/// need: a path that is not plain passes (not absolute, or with an empty component, a
+/// component starting with `.`, or `..` anywhere, so a rule's `contains "/."` or `".."` need
+/// not be a prefix); otherwise its longest prefix in `OPEN_PREFIXES` decides.
+///
+/// # Safety
+/// As `prefix_lookup`.
+#[inline(always)]
+unsafe fn prefix_admits(key: *mut u8, write: bool) -> bool {
+    // SAFETY: per the contract.
+    unsafe { !plain(key.add(4), true) || prefix_lookup(key, write) }
+}
+
+/// Per byte of `w`, its top bit when the byte is `c` (exact: no borrow crosses bytes).
+#[inline(always)]
+fn bytes_eq(w: u64, c: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w ^ (c as u64 * 0x0101_0101_0101_0101);
+    !(((x & LOW7) + LOW7) | x) & !LOW7
+}
+
+/// Whether the NUL-terminated path at `path` is absolute with no `/.` in it, nor `//` or `..`
+/// when `as_passed` (a kernel path has neither as a component, and `..` inside a name is
+/// plain). Eight bytes a step, each word beside the one a byte further on (its pairs' second
+/// bytes), with no branch on the bytes: the verifier walks 32 short steps, not 256 with a
+/// state per previous byte.
+///
+/// # Safety
+/// `path` points to a NUL within its first `OPEN_PREFIX_BYTES` bytes, followed by readable
+/// map memory up to `OPEN_PREFIX_BYTES + 8` bytes in all.
+#[inline(always)]
+unsafe fn plain(path: *const u8, as_passed: bool) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        if *path != b'/' {
+            return false;
+        }
+        let mut k = 0;
+        while k < OPEN_PREFIX_BYTES / 8 {
+            let w0 = kpath::load_u64(path.add(8 * k));
+            let w1 = kpath::load_u64(path.add(8 * k + 1));
+            let dot1 = bytes_eq(w1, b'.');
+            let pairs = if as_passed {
+                (bytes_eq(w0, b'/') & (dot1 | bytes_eq(w1, b'/'))) | (bytes_eq(w0, b'.') & dot1)
+            } else {
+                bytes_eq(w0, b'/') & dot1
+            };
+            let nul = bytes_eq(w0, 0);
+            // The bytes before the first NUL (all when there is none: 0 - 1 wraps).
+            let before = (nul & nul.wrapping_neg()).wrapping_sub(1);
+            if pairs & before != 0 {
+                return false;
+            }
+            if nul != 0 {
+                return true;
+            }
+            k += 1;
+        }
+        true
+    }
+}
+
+/// Whether the longest prefix in `OPEN_PREFIXES` of the NUL-terminated path after the 4 bytes
+/// at `key` admits an open with `write` access. The key is the path in place (no copy): the 4
+/// bytes take its prefix length, and what follows the path's NUL cannot match, as no stored
+/// prefix holds a NUL.
 ///
 /// # Safety
 /// `key` points to 4 writable bytes followed by the path, its NUL, and at least
 /// `OPEN_PREFIX_BYTES` readable bytes in all, in map memory.
 #[inline(always)]
-unsafe fn prefix_admits(key: *mut u8, check_plain: bool, write: bool) -> bool {
+unsafe fn prefix_lookup(key: *mut u8, write: bool) -> bool {
     // SAFETY: per the contract; unaligned for a kernel path (byte stores).
     unsafe {
         core::ptr::write_unaligned(key as *mut u32, 8 * OPEN_PREFIX_BYTES as u32);
-        if check_plain {
-            let path = key.add(4);
-            if *path != b'/' {
-                return true;
-            }
-            let mut prev = 0u8;
-            for i in 0..OPEN_PREFIX_BYTES {
-                let b = *path.add(i);
-                if b == 0 {
-                    break;
-                }
-                if prev == b'/' && (b == b'.' || b == b'/') {
-                    return true;
-                }
-                prev = b;
-            }
-        }
         // The reference only carries the pointer to the lookup helper, which reads bytes.
         let bits = OPEN_PREFIXES
             .get(&*(key as *const PrefixKey))

@@ -125,7 +125,7 @@ fn fields_in<const N: usize, const W: u32>(
 /// # Safety
 /// `src` points to 8 readable bytes of map memory.
 #[inline(always)]
-unsafe fn load_u64(src: *const u8) -> u64 {
+pub(super) unsafe fn load_u64(src: *const u8) -> u64 {
     let v: u64;
     // SAFETY: per the contract.
     unsafe {

@@ -7,9 +7,12 @@
 //!   agent's state does not need, is not traced at all (`SYSCALL_FILTER`);
 //! - **open paths**: for the open family, the path prefixes some rule can match, each for any
 //!   access or for writes only (`OPEN_PREFIXES`, an LPM trie). The kernel drops an open only
-//!   when its path is absolute and plain (no `.`, `..` or empty component, which the agent would
-//!   normalise) and matches no prefix with the open's access. Relative paths, dirfds, long or
-//!   unreadable paths always pass;
+//!   when neither its path as passed nor the opened file's kernel-resolved path is admitted: a
+//!   path is admitted when it is not plain (relative, or with an empty component, a component
+//!   starting with `.`, or `..` anywhere), too long or unreadable, or when a prefix matches it
+//!   with the open's access. When no rule that can match an open reads the path as passed
+//!   (`fd.nameraw`), a resolved kernel path decides alone, before the path as passed is copied
+//!   (`KPATH_DECIDES`);
 //! - **connect destinations**: ports and networks no rule can match a connect to
 //!   (`not fd.sport in (...)`, `not fd.snet in (...)` and the like inside a conjunction):
 //!   `CONNECT_PORTS` and `CONNECT_NETS`. Only whole IPv4/IPv6 sockaddrs are judged.
@@ -244,10 +247,40 @@ fn open_type_bits() -> u128 {
         .fold(0, |acc, t| acc | 1u128 << event_type_id(t))
 }
 
-/// Whether a string can only occur in paths the kernel passes anyway (relative, or with a
-/// `.`/`..`/empty component).
-fn only_in_unfiltered(needle: &str) -> bool {
-    needle.contains("/.") || needle.contains("//") || needle.starts_with("..")
+/// Whether a string can only occur in `fd.name` values whose open the kernel passes anyway:
+/// `fd.name` is the kernel-resolved path, or the path as passed normalised by the agent when
+/// the kernel's walk failed. Either holds `/.` only for a component starting with `.`, which
+/// both checks pass (`kernel_path_plain`, `is_plain`), and never `//`.
+fn only_in_unfiltered_name(needle: &str) -> bool {
+    needle.contains("/.") || needle.contains("//")
+}
+
+/// Whether a string can only occur in paths as passed that the kernel passes anyway (not
+/// plain: relative, or with an empty component, a component starting with `.`, or `..`
+/// anywhere).
+fn only_in_unfiltered_raw(needle: &str) -> bool {
+    only_in_unfiltered_name(needle) || needle.contains("..")
+}
+
+/// The same for every string a glob pattern matches: only when the pattern holds such a
+/// string as literal characters (a class, an alternation or an escape may not).
+fn glob_only_in_unfiltered_raw(pattern: &str) -> bool {
+    !pattern.contains(['[', '{', '\\']) && only_in_unfiltered_raw(pattern)
+}
+
+/// Whether the kernel's open prefilter judges a path as passed by its prefixes: absolute and
+/// plain (see `only_in_unfiltered_raw`); any other path passes.
+fn is_plain(path: &[u8]) -> bool {
+    path.first() == Some(&b'/')
+        && !path
+            .windows(2)
+            .any(|w| (w[0] == b'/' && (w[1] == b'.' || w[1] == b'/')) || w == b"..")
+}
+
+/// The same for a kernel-resolved path, which the walk builds without empty, `.` or `..`
+/// components: plain unless a component starts with `.`.
+fn kernel_path_plain(path: &[u8]) -> bool {
+    path.first() == Some(&b'/') && !path.windows(2).any(|w| w == b"/.")
 }
 
 /// The literal start of a glob pattern.
@@ -290,13 +323,13 @@ fn check(c: &Check) -> Opens {
                 Test::Glob(g) if !dir => {
                     prefixes(&mut std::iter::once(glob_prefix(g.glob().glob())), false)
                 }
-                Test::Contains(s) if only_in_unfiltered(s) => Vec::new(),
+                Test::Contains(s) if only_in_unfiltered_name(s) => Vec::new(),
                 _ => all(),
             }
         }
         FieldId::FdNameraw => match &c.test {
-            Test::Contains(s) if only_in_unfiltered(s) => Vec::new(),
-            Test::Glob(g) if only_in_unfiltered(g.glob().glob()) => Vec::new(),
+            Test::Contains(s) if only_in_unfiltered_raw(s) => Vec::new(),
+            Test::Glob(g) if glob_only_in_unfiltered_raw(g.glob().glob()) => Vec::new(),
             _ => all(),
         },
         FieldId::EvtIsOpenWrite => match c.test {
@@ -427,6 +460,9 @@ impl Prefilter {
         let send_types = [syscalls::SENDTO, syscalls::SENDMSG]
             .map(|nr| event_type_id(syscalls::event_type(syscalls::name(nr).unwrap_or_default())));
         let mut sends_without_dest: u128 = 0;
+        // Whether a rule that can match an open reads the path as passed (`fd.nameraw`); if
+        // none does, the opened file's kernel path alone decides (`KPATH_DECIDES`).
+        let mut raw_path_read = false;
         for r in rules.active() {
             let t = r.node.types();
             types |= t;
@@ -448,6 +484,7 @@ impl Prefilter {
             }
             if t & open_types != 0 {
                 open_pairs = or(open_pairs, opens(&r.node, open_types));
+                raw_path_read |= r.node.any_check(&|c| c.field.id == FieldId::FdNameraw);
             }
             if t & connect_types != 0 {
                 connect_excl = c_or(connect_excl, connects(&r.node, connect_types));
@@ -503,6 +540,9 @@ impl Prefilter {
             let mut bits = syscall_filter::TRACE;
             if is_open && open_filter {
                 bits |= syscall_filter::OPEN_PATHS;
+                if !raw_path_read && sc.nr != syscalls::OPENAT2 {
+                    bits |= syscall_filter::KPATH_DECIDES;
+                }
             }
             if sc.nr == syscalls::CONNECT && connect_filter {
                 bits |= syscall_filter::CONNECT_DEST;
@@ -612,19 +652,18 @@ impl Prefilter {
         if bits & syscall_filter::OPEN_PATHS == 0 {
             return true;
         }
-        if raw_path.first() != Some(&b'/')
-            || raw_path.len() >= OPEN_PREFIX_BYTES
-            || raw_path
-                .windows(2)
-                .any(|w| w[0] == b'/' && (w[1] == b'.' || w[1] == b'/'))
-        {
-            return true;
-        }
-        // Longest matching prefix, as the LPM trie answers.
+        raw_path.len() >= OPEN_PREFIX_BYTES
+            || !is_plain(raw_path)
+            || self.prefix_admits(raw_path, write)
+    }
+
+    /// The kernel's `prefix_lookup`: whether the longest prefix of `path` (as the LPM trie
+    /// answers) admits the access.
+    fn prefix_admits(&self, path: &[u8], write: bool) -> bool {
         let hit = self
             .open_prefixes
             .iter()
-            .filter(|(p, _)| raw_path.starts_with(p.as_bytes()))
+            .filter(|(p, _)| path.starts_with(p.as_bytes()))
             .max_by_key(|(p, _)| p.len())
             .map_or(0, |(_, b)| *b);
         hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
@@ -634,7 +673,9 @@ impl Prefilter {
     /// `ret`: it produces a record when it was refused with EPERM for write, truncate or create
     /// (a seal's refusal, which only this record reports), when the path as passed passes
     /// `passes_open`, or when the opened file's kernel-resolved path (absolute and normalised)
-    /// has a prefix that admits the access or is too long for a key.
+    /// is too long for a key, has a component starting with `.`, or has a prefix that admits
+    /// the access. Under `KPATH_DECIDES` a resolved kernel
+    /// path decides alone (no rule reads the path as passed, and `fd.name` is that path).
     pub fn passes_open_resolved(
         &self,
         nr: u32,
@@ -651,22 +692,17 @@ impl Prefilter {
         {
             return true;
         }
-        if self.passes_open(nr, raw_path, write) {
-            return true;
-        }
-        let Some(k) = kernel_path else {
-            return false;
+        let kernel_admits = |k: &[u8]| {
+            k.len() >= OPEN_PREFIX_BYTES || !kernel_path_plain(k) || self.prefix_admits(k, write)
         };
-        if k.len() >= OPEN_PREFIX_BYTES {
-            return true;
+        let bits = self.syscalls.get(&nr).copied().unwrap_or(0);
+        if bits & syscall_filter::KPATH_DECIDES != 0
+            && ret >= 0
+            && let Some(k) = kernel_path
+        {
+            return kernel_admits(k);
         }
-        let hit = self
-            .open_prefixes
-            .iter()
-            .filter(|(p, _)| k.starts_with(p.as_bytes()))
-            .max_by_key(|(p, _)| p.len())
-            .map_or(0, |(_, b)| *b);
-        hit & open_prefix_bits::ANY != 0 || (write && hit & open_prefix_bits::WRITE != 0)
+        self.passes_open(nr, raw_path, write) || kernel_path.is_some_and(kernel_admits)
     }
 
     /// One line for the startup log.

@@ -50,7 +50,7 @@ fn prefixes_and_access_come_from_the_conditions() {
     assert_eq!(prefixes(&p), [("/etc", WRITE)]);
     assert_eq!(
         p.syscalls.get(&syscalls::OPENAT),
-        Some(&(syscall_filter::TRACE | syscall_filter::OPEN_PATHS))
+        Some(&(syscall_filter::TRACE | syscall_filter::OPEN_PATHS | syscall_filter::KPATH_DECIDES))
     );
     // Only the rules' syscalls and the state's are traced.
     assert!(!p.traces(syscalls::CONNECT));
@@ -408,7 +408,17 @@ fn generated(p: &Prefilter, n: usize) -> Vec<Event> {
             _ => format!("{dir}/{file}"),
         };
         let cwd = *r.pick(&["/", "/etc", "/root", "/tmp"]);
-        let resolved = crate::state::path::resolve(Some(cwd.as_bytes()), raw.as_bytes()).text();
+        let mut resolved = crate::state::path::resolve(Some(cwd.as_bytes()), raw.as_bytes()).text();
+        // One in eight through a symlink (or a bind mount) in /tmp to another file.
+        let link = r.next().is_multiple_of(8);
+        let raw = if link {
+            let target = format!("{}/{}", r.pick(&dirs), r.pick(&files));
+            let lnk = format!("/tmp/lnk{}", r.next() % 4);
+            resolved = crate::state::path::resolve(None, target.as_bytes()).text();
+            lnk
+        } else {
+            raw
+        };
         let evt_type = *r.pick(&["openat", "openat", "openat", "open", "openat2", "creat"]);
         let flags = if evt_type == "creat" {
             "O_WRONLY|O_CREAT|O_TRUNC"
@@ -423,6 +433,12 @@ fn generated(p: &Prefilter, n: usize) -> Vec<Event> {
             res: if r.next().is_multiple_of(5) { -2 } else { 3 },
             ..Default::default()
         };
+        // fd.name: the kernel's walk of the opened file (one in ten walks fails: then the
+        // path as passed, resolved by the agent); a failed open has no file.
+        let from_kernel = ev.res >= 0 && !r.next().is_multiple_of(10);
+        if !from_kernel {
+            resolved = crate::state::path::resolve(Some(cwd.as_bytes()), raw.as_bytes()).text();
+        }
         ev.args
             .insert("name".into(), ArgValue::Str(resolved.clone()));
         ev.args.insert("flags".into(), ArgValue::Str(flags.into()));
@@ -435,6 +451,7 @@ fn generated(p: &Prefilter, n: usize) -> Vec<Event> {
             },
             name: resolved,
             nameraw: Some(raw),
+            name_from_kernel: (ev.res >= 0).then_some(from_kernel),
             ..Fd::default()
         });
         let name = *r.pick(&names);
@@ -612,16 +629,19 @@ fn kernel_keeps(p: &Prefilter, ev: &Event) -> bool {
     if !OPEN_TYPES.contains(&ev.evt_type.as_str()) {
         return p.traces(nr);
     }
-    let raw = ev
-        .fd
-        .as_ref()
-        .map(|f| f.nameraw.clone().unwrap_or_else(|| f.name.clone()))
-        .unwrap_or_default();
-    p.passes_open(
-        nr,
-        raw.as_bytes(),
-        ev.derived.open_write || ev.evt_type == "creat",
-    )
+    let Some(f) = ev.fd.as_ref() else {
+        return p.passes_open(nr, b"", false);
+    };
+    let raw = f.nameraw.as_ref().unwrap_or(&f.name);
+    // The kernel path is `fd.name` when it came from the kernel's walk.
+    let kernel = (f.name_from_kernel == Some(true)).then_some(f.name.as_bytes());
+    let write = ev.derived.open_write || ev.evt_type == "creat";
+    let flags = if write {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    p.passes_open_resolved(nr, raw.as_bytes(), kernel, flags, ev.res)
 }
 
 fn alerts(e: &Engine, events: &[&Event]) -> Vec<(u64, String)> {
@@ -842,8 +862,83 @@ fn the_kernel_path_of_the_opened_file_also_passes() {
     // A kernel path too long for a key passes, as in the kernel.
     let long = format!("/{}", "d/".repeat(200));
     assert!(opened(long.as_bytes()));
-    // The path as written still decides alone when it passes.
-    assert!(p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), 0, 3));
+    // No rule reads the path as passed: the resolved kernel path decides alone (it is
+    // `fd.name`), and the path as passed only when the walk failed.
+    assert!(!p.passes_open_resolved(at, b"/etc/shadow", Some(b"/tmp/x"), 0, 3));
+    assert!(p.passes_open_resolved(at, b"/etc/shadow", None, 0, 3));
+    // A rule on the path as passed: then it passes alone too.
+    let p = Prefilter::derive(
+        &rule(
+            "evt.type = openat and (fd.name startswith /etc/shadow or fd.nameraw startswith /srv)",
+        ),
+        &Needs::default(),
+    );
+    assert_eq!(
+        p.syscalls.get(&at),
+        Some(&syscall_filter::TRACE),
+        "`fd.nameraw startswith` bounds nothing"
+    );
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name startswith /etc/shadow and fd.nameraw contains '../'"),
+        &Needs::default(),
+    );
+    assert_eq!(
+        p.syscalls.get(&at),
+        Some(&(syscall_filter::TRACE | syscall_filter::OPEN_PATHS)),
+        "no KPATH_DECIDES"
+    );
+    assert!(p.passes_open_resolved(at, b"/tmp/../etc/shadow", Some(b"/etc/shadow"), 0, 3));
+    assert!(p.passes_open_resolved(at, b"../etc/shadow", Some(b"/tmp/x"), 0, 3));
+    assert!(!p.passes_open_resolved(at, b"/tmp/x", Some(b"/tmp/x"), 0, 3));
+    // openat2's flags are in user memory: its path as passed is always read.
+    let p = Prefilter::derive(
+        &rule("evt.type in (openat, openat2) and fd.name startswith /etc/shadow"),
+        &Needs::default(),
+    );
+    assert_eq!(
+        p.syscalls.get(&syscalls::OPENAT2),
+        Some(&(syscall_filter::TRACE | syscall_filter::OPEN_PATHS))
+    );
+}
+
+/// A path that is not plain passes whichever name it is: a dot file's kernel path holds `/.`,
+/// which a rule's `contains` may look for, and `..` may sit inside a name (`/a..b`).
+#[test]
+fn paths_that_are_not_plain_pass_as_passed_and_as_resolved() {
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name contains '/.ssh/' and fd.name glob '/home/*'"),
+        &Needs::default(),
+    );
+    assert!(p.open_prefixes.is_empty() || !p.passes_open(syscalls::OPENAT, b"/home/u/x", false));
+    let at = syscalls::OPENAT;
+    let opened = |raw: &[u8], k: &[u8]| p.passes_open_resolved(at, raw, Some(k), 0, 3);
+    // A symlink in /tmp to a key: only the kernel path names it.
+    assert!(opened(b"/tmp/lnk", b"/home/u/.ssh/id_rsa"));
+    assert!(!opened(b"/tmp/lnk", b"/home/u/notes"), "control");
+    // `..` inside a name is plain in a kernel path (its walk has no `..` component), so a
+    // rule looking for it gets its prefixes; a path as passed holding `..` anywhere passes.
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.name contains '..x' and fd.name startswith /srv"),
+        &Needs::default(),
+    );
+    assert_eq!(prefixes(&p), [("/srv", ANY)]);
+    assert!(p.passes_open_resolved(at, b"/tmp/lnk", Some(b"/srv/a..x"), 0, 3));
+    assert!(
+        !p.passes_open_resolved(at, b"/tmp/lnk", Some(b"/tmp/a..x"), 0, 3),
+        "control"
+    );
+    // On the path as passed, a `..` inside a name (`/tmp/a../b`) is not a traversal but
+    // passes: a rule on the path as passed looking for `../` need not be a prefix.
+    let p = Prefilter::derive(
+        &rule("evt.type = openat and fd.nameraw contains '../' and fd.name startswith /etc"),
+        &Needs::default(),
+    );
+    assert!(p.passes_open(at, b"/tmp/a../b", false));
+    assert!(!p.passes_open(at, b"/tmp/a./b", false), "control");
+    // A glob whose literal may be a class or an alternation bounds nothing by itself.
+    assert!(glob_only_in_unfiltered_raw("*../*"));
+    assert!(!glob_only_in_unfiltered_raw("*[/.].*"));
+    assert!(!glob_only_in_unfiltered_raw("{/.x,y}"));
 }
 
 /// A seal refuses an open for write in the kernel, by any name: the refusal (EPERM, for write,

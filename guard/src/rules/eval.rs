@@ -214,6 +214,16 @@ impl Node {
         }
     }
 
+    /// Whether some check in this node (a macro body included) satisfies `f`.
+    pub fn any_check(&self, f: &impl Fn(&Check) -> bool) -> bool {
+        match self {
+            Node::Const(_) | Node::Types(_) => false,
+            Node::Check(c) => f(c),
+            Node::And(items) | Node::Or(items) => items.iter().any(|n| n.any_check(f)),
+            Node::Not(n) | Node::Memo(_, n) => n.any_check(f),
+        }
+    }
+
     /// Event types this node can match: an over-approximation used to index rules.
     pub fn types(&self) -> TypeSet {
         match self {

@@ -66,8 +66,10 @@ guard_start() {
     fi
     # GUARD_WRAP (optional, word-split): a command prefix such as `$TESTKIT cgroup-run DIR --`
     # that execs guard, so $! is still guard's pid.
+    # GUARD_PRINT (optional): the --print-events value, raw unless set (`none` keeps the
+    # kernel prefilter, which printing every record turns off).
     # shellcheck disable=SC2086
-    ${GUARD_WRAP:-} "$GUARD" run --print-events raw --format json "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
+    ${GUARD_WRAP:-} "$GUARD" run --print-events "${GUARD_PRINT:-raw}" --format json "$@" >"$GUARD_OUT" 2>"$GUARD_ERR" &
     GUARD_PID=$!
     t0="$(uptime_s)"
     i=0
