@@ -394,7 +394,7 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
     };
     let mut kpath = None;
     // Judged by that path alone, before the path as passed is copied: most opens are
-    // dropped, and the copy is a third of their cost.
+    // dropped, and the copy is almost a third of their cost.
     let mut wanted = false;
     if kpath_first {
         kpath = walk();
@@ -573,10 +573,11 @@ type PrefixKey = LpmKey<[u8; OPEN_PREFIX_BYTES]>;
 /// Whether an open record (payload 0: the path as passed; see `guard/src/prefilter.rs`, whose
 /// `passes_open_resolved` states the same check) is one some rule may need: it passes when
 /// the path as passed passes, or the opened file's kernel-resolved path `kpath` does. A path
-/// that is not plain (`prefix_admits`), a path as passed that is too long, cut or unreadable,
-/// and a kernel path too long for a key pass; a plain path passes when its longest prefix in
-/// `OPEN_PREFIXES` admits the open's access. An open for write (or truncate, or create) refused with EPERM passes whatever its
-/// names: a seal refuses it in the kernel, and only its record tells the agent.
+/// that is not plain (`prefix_admits`, `kpath_admits`), a path as passed that is too long,
+/// cut or unreadable, and a kernel path too long for a key pass; a plain path passes when its
+/// longest prefix in `OPEN_PREFIXES` admits the open's access. An open for write (or
+/// truncate, or create) refused with EPERM passes whatever its names: a seal refuses it in
+/// the kernel, and only its record tells the agent.
 #[inline(always)]
 fn open_wanted(rec: &mut Record, p: &SyscallArgs, ret: i64, kpath: Option<Kpath>) -> bool {
     let h = rec.header();
@@ -668,8 +669,10 @@ fn bytes_eq(w: u64, c: u8) -> u64 {
 /// state per previous byte.
 ///
 /// # Safety
-/// `path` points to a NUL within its first `OPEN_PREFIX_BYTES` bytes, followed by readable
-/// map memory up to `OPEN_PREFIX_BYTES + 8` bytes in all.
+/// `path` is followed by readable map memory, `OPEN_PREFIX_BYTES + 8` bytes in all. Without a
+/// NUL in its first `OPEN_PREFIX_BYTES` bytes (openat2's `open_how` takes the place of the
+/// path's NUL in the record) those are judged whole: a pair the bytes after the path add only
+/// makes it pass.
 #[inline(always)]
 unsafe fn plain(path: *const u8, as_passed: bool) -> bool {
     // SAFETY: per the contract.
