@@ -654,12 +654,12 @@ impl Prefilter {
         }
         raw_path.len() >= OPEN_PREFIX_BYTES
             || !is_plain(raw_path)
-            || self.prefix_admits(raw_path, write)
+            || self.prefix_lookup(raw_path, write)
     }
 
     /// The kernel's `prefix_lookup`: whether the longest prefix of `path` (as the LPM trie
     /// answers) admits the access.
-    fn prefix_admits(&self, path: &[u8], write: bool) -> bool {
+    fn prefix_lookup(&self, path: &[u8], write: bool) -> bool {
         let hit = self
             .open_prefixes
             .iter()
@@ -674,8 +674,8 @@ impl Prefilter {
     /// (a seal's refusal, which only this record reports), when the path as passed passes
     /// `passes_open`, or when the opened file's kernel-resolved path (absolute and normalised)
     /// is too long for a key, has a component starting with `.`, or has a prefix that admits
-    /// the access. Under `KPATH_DECIDES` a resolved kernel
-    /// path decides alone (no rule reads the path as passed, and `fd.name` is that path).
+    /// the access. Under `KPATH_DECIDES` a resolved kernel path decides alone (no rule reads
+    /// the path as passed, and `fd.name` is that path).
     pub fn passes_open_resolved(
         &self,
         nr: u32,
@@ -693,7 +693,7 @@ impl Prefilter {
             return true;
         }
         let kernel_admits = |k: &[u8]| {
-            k.len() >= OPEN_PREFIX_BYTES || !kernel_path_plain(k) || self.prefix_admits(k, write)
+            k.len() >= OPEN_PREFIX_BYTES || !kernel_path_plain(k) || self.prefix_lookup(k, write)
         };
         let bits = self.syscalls.get(&nr).copied().unwrap_or(0);
         if bits & syscall_filter::KPATH_DECIDES != 0
