@@ -7,8 +7,9 @@ use std::{process::Command, time::Duration};
 use guard_tests::harness::{Agent, TestCgroup, agent_lock, can_run, is_root};
 
 /// Reads and writes of sensitive and ordinary files through absolute, relative, `..` and `//`
-/// paths, loopback connects (a destination guard's only connect rule ignores), and an exec
-/// from /tmp. Fixed names, so both runs produce identical alerts.
+/// paths, symlinks, /proc/self/fd, /proc/self/root and a bind mount, loopback connects (a
+/// destination guard's only connect rule ignores), and an exec from /tmp. Fixed names, so both
+/// runs produce identical alerts.
 const SCRIPT: &str = "
 for i in 1 2 3; do
   cat /etc/shadow >/dev/null
@@ -32,6 +33,10 @@ ln -sf /tmp/guard-prefilter-d/.key/k /tmp/guard-prefilter-lnk && cat /tmp/guard-
 ln -sf /tmp/guard-prefilter-d/p /tmp/guard-prefilter-lnk2 && cat /tmp/guard-prefilter-lnk2 >/dev/null
 ln -sf /tmp/guard-prefilter-d/p /etc/guard-prefilter-lnk && cat /etc/guard-prefilter-lnk >/dev/null
 ln -sf /etc/shadow /tmp/guard-prefilter-lnk3 && cat /tmp/guard-prefilter-lnk3 >/dev/null
+(exec 3</etc/shadow && cat /proc/self/fd/3 >/dev/null)
+cat /proc/self/root/etc/shadow >/dev/null
+mkdir -p /tmp/guard-prefilter-bind && mount --bind /etc /tmp/guard-prefilter-bind
+cat /tmp/guard-prefilter-bind/shadow >/dev/null; umount /tmp/guard-prefilter-bind; rmdir /tmp/guard-prefilter-bind
 rm -rf /tmp/guard-prefilter-d /tmp/guard-prefilter-lnk /tmp/guard-prefilter-lnk2 /tmp/guard-prefilter-lnk3 /etc/guard-prefilter-lnk
 ";
 
@@ -126,6 +131,15 @@ fn the_prefilter_changes_no_alert_and_skips_opens() {
         full.iter().filter(|k| k.contains("Dot key")).count(),
         1,
         "only that read (not the plain file's, control): {full:#?}"
+    );
+    // /etc/shadow by every name the script uses: 4 in each of 3 rounds, then a symlink in
+    // /tmp, /proc/self/fd/3, /proc/self/root and a bind mount of /etc; each is the file's own
+    // path to the rule. (`full == filtered` below: the same with the prefilter.)
+    let shadow = "\"Read sensitive file\" | null | \"cat\" | \"/etc/shadow\"";
+    assert_eq!(
+        full.iter().filter(|k| *k == shadow).count(),
+        16,
+        "reads of /etc/shadow by its other names: {full:#?}"
     );
     assert_eq!(full, filtered, "alerts differ with the prefilter");
     assert_eq!(
