@@ -277,7 +277,8 @@ pub struct Probes {
 }
 
 /// Bytes waiting in the event ring above which a record wakes the agent (an eighth of the
-/// ring); below it the agent reads on its tick (at most `agent::pipeline::RING_TICK` later).
+/// ring); below it only a batch's first record does, and the agent reads the batch
+/// `agent::pipeline::RING_TICK` later.
 pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
     ring_size(ring_bytes) / 8
 }

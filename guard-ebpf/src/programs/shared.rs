@@ -3,10 +3,7 @@
 //! families read, path-key filling, inode reads and decision record emission.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        path as kernel_path,
-    },
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, path as kernel_path},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
@@ -314,18 +311,17 @@ impl Record {
     }
 }
 
-/// Wakeup flag for an `EVENTS` record: none while less than `settings::WAKEUP_BYTES` wait,
-/// so a busy host wakes the agent once per batch instead of once per record.
+/// Wakeup flag for an `EVENTS` record: the kernel's default below `settings::WAKEUP_BYTES`
+/// waiting (a wakeup only when the agent has read all before this record: the first of a
+/// batch, which the agent drains a tick later), a forced one above it. A busy host wakes the
+/// agent about once per batch, an idle one never.
 #[inline(always)]
 fn events_wakeup() -> u64 {
     let threshold = setting(settings::WAKEUP_BYTES);
-    if threshold == 0 {
-        return 0;
-    }
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    if threshold != 0 && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
-        BPF_RB_NO_WAKEUP as u64
+        0
     }
 }
 

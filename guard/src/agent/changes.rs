@@ -55,6 +55,10 @@ impl<T, const WAIT_MS: u64, const MAX: usize> Waiting<T, WAIT_MS, MAX> {
         self.0.push_back((now, item));
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The items that waited long enough (all of them with `all`).
     pub(super) fn due(&mut self, now: Instant, all: bool) -> Vec<T> {
         let wait = Duration::from_millis(WAIT_MS);
@@ -115,6 +119,11 @@ impl DetectChanges {
             }
         }
         self.seen.insert(k, now);
+    }
+
+    /// Whether changes wait to be judged (the pipeline's timer runs only then).
+    pub(super) fn is_waiting(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// A detect-mode change report by the process that started at `start`, judged after

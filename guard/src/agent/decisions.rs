@@ -100,6 +100,10 @@ struct PendingKill {
 }
 
 impl PendingKills {
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The decisions whose exit status did not come in time (all of them with `all`).
     fn expired(&mut self, now: Instant, all: bool) -> Vec<PendingKill> {
         let due: Vec<u32> = self
@@ -807,7 +811,7 @@ impl Pipeline {
         let Some(stage) = self.policy.as_mut() else {
             return;
         };
-        if stage.pending_kills.0.is_empty() {
+        if stage.pending_kills.is_empty() {
             return;
         }
         for p in stage.pending_kills.expired(Instant::now(), all) {

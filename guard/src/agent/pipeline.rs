@@ -43,7 +43,8 @@ pub(super) const CLI_POLICY_ID: u32 = 1;
 /// Records handled before the pipeline lets other tasks run.
 pub(super) const DRAIN_BATCH: usize = 1024;
 
-/// The longest an event record waits in the ring without a wakeup (`probes::wakeup_bytes`).
+/// The longest an event record waits in the ring after the wakeup its first record gave
+/// (`probes::wakeup_bytes`).
 pub const RING_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy)]
@@ -492,6 +493,14 @@ impl Pipeline {
         }
     }
 
+    /// Whether a queue waits on time (kills awaiting their exit status, detect-mode changes,
+    /// gone writers' changes): the pipeline's timer runs while one does.
+    fn timed_work(&self) -> bool {
+        self.policy.as_ref().is_some_and(|s| {
+            !s.pending_kills.is_empty() || s.detect_changes.is_waiting() || !s.orphans.is_empty()
+        })
+    }
+
     /// Copies the kernel's counters and the state tables' sizes into the metrics.
     pub(super) fn kernel_metrics(&self) {
         let st = &self.capture.state;
@@ -541,22 +550,30 @@ impl Pipeline {
         let mut loading = false;
         let mut again: Option<Trigger> = None;
         let mut last = DropReport::default();
-        let mut tick = tokio::time::interval(Duration::from_secs(cap.drop_report_secs.max(1)));
+        // The periodic ticks share one start, so they expire together: one wakeup a second on
+        // an idle host, not one per tick.
+        let start = tokio::time::Instant::now();
+        let every = |period: Duration| tokio::time::interval_at(start, period);
+        let mut tick = every(Duration::from_secs(cap.drop_report_secs.max(1)));
         // Safety net for binding new cgroups (the kernel binds Docker containers at
         // cgroup_mkdir when their create event came first; see docs/policies.md).
-        let mut policy_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut policy_tick = every(Duration::from_secs(1));
+        let mut metrics_tick = every(Duration::from_secs(1));
         // Every few seconds: exited processes past their grace, and entries of removed cgroups
         // (and of containers nothing else knows), are forgotten.
-        let mut prune_tick = tokio::time::interval(Duration::from_secs(5));
-        // Event records below the wakeup threshold do not wake us (probes::wakeup_bytes):
-        // this tick bounds how long they wait.
-        let mut ring_tick = tokio::time::interval(RING_TICK);
-        ring_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune_tick = every(Duration::from_secs(5));
+        // The event ring wakes us for its first record after a drain (the kernel's default
+        // wakeup) and past the threshold (`probes::wakeup_bytes`). The first wake arms `timer`,
+        // which drains RING_TICK later: records come in batches, and an idle host runs no
+        // timer. The queues that wait on time (kills, changes, orphans) arm it too.
+        let mut ring_pending = false;
+        let mut timer_armed = false;
+        let timer = tokio::time::sleep(RING_TICK);
+        tokio::pin!(timer);
         // New files under what self-protection covers (audit rotation, new pins) are protected
         // within this period (docs/self-protection.md).
-        let mut self_protect_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut learn_tick = tokio::time::interval(crate::learn::summary::FLUSH_EVERY);
+        let mut self_protect_tick = every(Duration::from_secs(1));
+        let mut learn_tick = every(crate::learn::summary::FLUSH_EVERY);
         learn_tick.tick().await;
         let learning = self.learn.is_some();
         let self_protect = matches!(
@@ -590,6 +607,12 @@ impl Pipeline {
         let mut backlog = false;
         let containers = self.capture.state.containers.clone();
         loop {
+            if !timer_armed && (ring_pending || self.timed_work()) {
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + RING_TICK);
+                timer_armed = true;
+            }
             tokio::select! {
                 _ = tick.tick() => self.report_drops(&mut last, false)?,
                 _ = metrics_tick.tick() => self.kernel_metrics(),
@@ -638,19 +661,26 @@ impl Pipeline {
                 }
                 guard = self.ring.readable_mut(), if !backlog => {
                     guard?.clear_ready();
-                    match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
-                        Drained::Limit => break,
-                        Drained::More => backlog = true,
-                        Drained::Empty => {}
+                    // Records were waiting undrained, so this wake is the threshold's: drain
+                    // now. Otherwise it is the first record's: the timer drains.
+                    if ring_pending {
+                        match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
+                            Drained::Limit => break,
+                            Drained::More => backlog = true,
+                            Drained::Empty => ring_pending = false,
+                        }
+                    } else {
+                        ring_pending = true;
                     }
                 }
-                _ = ring_tick.tick(), if !backlog => {
+                () = &mut timer, if timer_armed && !backlog => {
+                    timer_armed = false;
                     self.expire_kills(false);
                     self.record_changes(false);
                     match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
                         Drained::Limit => break,
                         Drained::More => backlog = true,
-                        Drained::Empty => {}
+                        Drained::Empty => ring_pending = false,
                     }
                     self.judge_orphans(false);
                 }
@@ -659,7 +689,10 @@ impl Pipeline {
                     match self.drain(Ring::Events, cap.max_events, DRAIN_BATCH)? {
                         Drained::Limit => break,
                         Drained::More => {}
-                        Drained::Empty => backlog = false,
+                        Drained::Empty => {
+                            backlog = false;
+                            ring_pending = false;
+                        }
                     }
                 }
                 _ = sigint.recv() => break,
