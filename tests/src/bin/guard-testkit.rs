@@ -59,9 +59,11 @@ usage: guard-testkit COMMAND ...
   try-pidfd-getfd FD TARGETFD             pidfd_getfd(2): needs ptrace access to the target
   try-bpf-obj-get PATH                    bpf(BPF_OBJ_GET) of a pin (read-write; prints its id)
   try-bpf-map-by-id ID                    bpf(BPF_MAP_GET_FD_BY_ID)
-  bench exec|open|connect N TARGET [RATE] N operations (exec: fork+execve TARGET true+wait;
+  bench exec|open|connect|getppid N TARGET [RATE]
+                                          N operations (exec: fork+execve TARGET true+wait;
                                           open: open+close TARGET; connect: TCP connect to
-                                          ADDR:PORT, refused or not); prints `ok ns_per_op=X`;
+                                          ADDR:PORT, refused or not; getppid: the syscall,
+                                          TARGET ignored); prints `ok ns_per_op=X`;
                                           RATE (ops/s) paces the loop, checked every 100 ops
 output: `ok` (exit 0) or `errno=N NAME` (exit 1); exit 2 = usage or setup error";
 
@@ -910,7 +912,12 @@ fn bench(args: &[OsString]) -> ExitCode {
                 };
                 let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(3));
             }
-            _ => return usage("bench OP is exec, open or connect"),
+            "getppid" => {
+                // A syscall no rule traces: what every syscall pays for guard being attached.
+                // SAFETY: no arguments, cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            _ => return usage("bench OP is exec, open, connect or getppid"),
         }
     }
     let ns = start.elapsed().as_nanos() / u128::from(n.max(1));
