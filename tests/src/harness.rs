@@ -123,6 +123,20 @@ impl Agent {
         Agent::start_cmd(&args)
     }
 
+    /// Starts `guard run` with JSON alerts, no responses, no self-protection and only the
+    /// rules in `rules`, and waits for `guard: ready`.
+    pub fn run_rules(rules: &Path) -> Agent {
+        Agent::start_cmd(&[
+            "run",
+            "--format",
+            "json",
+            "--no-responses",
+            "--no-self-protect",
+            "--rules",
+            rules.to_str().expect("utf8 rules path"),
+        ])
+    }
+
     /// Starts `guard ARGS` (a subcommand and its options) and waits for `guard: ready`.
     pub fn start_cmd(args: &[&str]) -> Agent {
         let mut cmd = Command::new(guard_bin());

@@ -103,15 +103,7 @@ fn writes_reads_and_sends_carry_their_first_bytes_and_count() {
     )
     .expect("rules");
     let c = docker.run(&[], &["sleep", "300"]);
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-self-protect",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::run_rules(&rules);
     // The magic strings are put together by the shell, so no command line or exec
     // configuration passed along the way holds them.
     let run = |script: &str| {

@@ -184,15 +184,7 @@ fn a_process_older_than_the_agent_has_env_and_exe_inode_from_proc_in_alerts() {
         ),
     )
     .expect("rules");
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-self-protect",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::run_rules(&rules);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&fifo)
@@ -278,15 +270,7 @@ fn pidns_start_duration_for_a_new_binary_in_a_container_and_na_for_an_old_host_o
     let c = docker.run(&[], &["sleep", "3600"]);
     let init = c.pid();
     let ns_start = start_wall_ns(init);
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-self-protect",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::run_rules(&rules);
     // Copied after the container's init started: its ctime is later.
     let (ok, out) = c.exec(&[
         "sh",
@@ -404,15 +388,7 @@ fn pidns_start_duration_for_a_container_init_older_than_the_agent() {
         "- rule: pidns old probe\n  desc: shows the duration\n  condition: evt.type in (open, openat, openat2) and fd.name endswith /pidns-target\n  output: pidns-old (pid=%proc.pid dur=%proc.exe_ino.ctime_duration_pidns_start ctime=%proc.exe_ino.ctime)\n  priority: NOTICE\n  source: syscall\n",
     )
     .expect("rules");
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-self-protect",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::run_rules(&rules);
     std::fs::write(format!("/proc/{init}/root/tmp/go"), b"").expect("flag");
     let alert = agent
         .wait_for(Duration::from_secs(20), |v: &Value| {

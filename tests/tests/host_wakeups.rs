@@ -53,15 +53,7 @@ fn an_idle_agent_sleeps_and_a_lone_event_still_arrives_at_once() {
             .replace("PID", &std::process::id().to_string()),
     )
     .expect("rules");
-    let agent = Agent::start_cmd(&[
-        "run",
-        "--format",
-        "json",
-        "--no-responses",
-        "--no-self-protect",
-        "--rules",
-        rules.to_str().expect("utf8"),
-    ]);
+    let agent = Agent::run_rules(&rules);
     // Startup's own work (seeding, the first ticks) settles first.
     std::thread::sleep(Duration::from_secs(2));
     let window = Duration::from_secs(3);
