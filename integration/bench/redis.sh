@@ -18,9 +18,9 @@
 # (1e9 / requests per second, SET and GET) or per loop op; ratio = cost under the
 # configuration / cost with no agent in the same round; the table gives min / median / max
 # over the rounds. redis-cpu is the CPU the whole host was busy (user, system, interrupts; not
-# idle or steal, from /proc/stat) per redis request, agent included: steadier than
-# throughput on a shared VM. redis-server, redis-tools and bpftrace (Debian packages) are installed with
-# apt-get if missing. Root only. Not part of CI (timing).
+# idle or steal, from /proc/stat) per redis request, agent included. redis-server,
+# redis-tools and bpftrace (Debian packages) are installed with apt-get if missing. Root only.
+# Not part of CI (timing).
 set -euo pipefail
 # shellcheck source=integration/bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -2,7 +2,7 @@
 //! event ring wakes the agent only for the first record after a drain (and past a fill
 //! threshold); the agent drains that batch one ring tick later and runs no timer while
 //! nothing waits. So on a quiet host its threads wake a few times a second (the one-second
-//! ticks, the audit log's sync), not a hundred; and each of a few opens made seconds apart,
+//! ticks, the audit log's sync), not a hundred; and each of three opens made 700 ms apart,
 //! with the agent asleep before each, reaches its rule within half a second.
 
 use std::{
