@@ -5,6 +5,7 @@
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GUARD="$REPO/target/release/guard"
 TESTKIT="$REPO/target/release/guard-testkit"
+FANWATCH="$REPO/target/release/guard-fanwatch"
 CG2="$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)"
 # Plain log lines (no ANSI colours), so scripts can read the fields.
 export NO_COLOR=1

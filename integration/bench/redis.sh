@@ -12,6 +12,8 @@
 #      tool that sees opens through syscall tracepoints (with one attached, every syscall on
 #      the host takes the kernel's tracing slow path)
 #   o  BASE_BIN run --detect-only, default rules (a previous build, to compare in one run)
+#   n  a fanotify watcher (guard-fanwatch) reading every open on the filesystem of the open
+#      loop's file: the floor of seeing opens with no syscall hook at all
 # A fourth loop, getppid, is a syscall no rule traces: what every syscall pays.
 # redis-server (private port and directory on 127.0.0.1, no persistence) and every loop run in
 # a cgroup of the script's own, so the enforce policy binds them. Cost = ns per request
@@ -28,7 +30,7 @@ set -euo pipefail
 usage() {
     cat <<EOF
 usage: $0 [-r ROUNDS] [-n REQUESTS] [-c CLIENTS] [-o OPENS] [-e EXECS] [-k CONNECTS] [-s SYSCALLS]
-          [-C "a b c f t p o"]
+          [-C "a b c f t p n o"]
   -r ROUNDS    rounds of the whole configuration cycle (default 5)
   -n REQUESTS  redis-benchmark requests per test, SET and GET (default 200000)
   -c CLIENTS   redis-benchmark parallel clients (default 20)
@@ -36,7 +38,7 @@ usage: $0 [-r ROUNDS] [-n REQUESTS] [-c CLIENTS] [-o OPENS] [-e EXECS] [-k CONNE
   -e EXECS     fork+exec iterations per loop (default 2000)
   -k CONNECTS  loopback connects per loop (default 10000)
   -s SYSCALLS  getppid calls per loop (default 2000000)
-  -C CONFIGS   configurations among a b c f t p o (default a b c f t p, and o with BASE_BIN;
+  -C CONFIGS   configurations among a b c f t p n o (default a b c f t p, and o with BASE_BIN;
                a is always run)
 Environment: FALCO_RULES (default \$REPO/../shared/falco-rules/falco_rules.yaml),
 BASE_BIN (a guard binary for config o),
@@ -60,7 +62,7 @@ for v in "$ROUNDS" "$REQUESTS" "$CLIENTS" "$OPENS" "$EXECS" "$CONNECTS" "$SYSCAL
 done
 [ "$CLIENTS" -le 1000 ] || { say "at most 1000 clients"; exit 2; }
 [[ " $CONFIGS " == *" a "* ]] || CONFIGS="a $CONFIGS"
-for c in $CONFIGS; do [[ "$c" =~ ^[abcftpo]$ ]] || { usage >&2; exit 2; }; done
+for c in $CONFIGS; do [[ "$c" =~ ^[abcftpno]$ ]] || { usage >&2; exit 2; }; done
 [[ " $CONFIGS " != *" o "* ]] || [ -x "$BASE" ] || die "config o needs BASE_BIN, an executable guard"
 LOOP_TIMEOUT="${LOOP_TIMEOUT:-300}"
 FALCO_RULES="${FALCO_RULES:-$REPO/../shared/falco-rules/falco_rules.yaml}"
@@ -151,6 +153,10 @@ start_config() {
         c) guard_start "$GUARD" --policy "$TMP/policy.yaml" ;;
         f) guard_start "$GUARD" --detect-only --rules "$FALCO_RULES" ;;
         o) guard_start "$BASE" --detect-only ;;
+        n) rm -f "$TMP/fan.out"
+           "$FANWATCH" "$TMP" >"$TMP/fan.out" 2>"$TMP/fan.err" &
+           APID=$!
+           wait_line "$TMP/fan.out" '^ready' 30 "$APID" ;;
         t|p) rm -f "$TMP/bt.out"
            [ "$1" = t ] && bt="$TMP/floor.bt" || bt="$TMP/one.bt"
            bpftrace -B line "$bt" >"$TMP/bt.out" 2>"$TMP/bt.err" &
@@ -165,6 +171,8 @@ stop_config() {
         c) stop_pid "$APID"; APID=""
            # The pinned enforcement would keep running (and costing) after the agent stops.
            "$GUARD" run --cleanup --pin-dir "$PIN" >/dev/null 2>&1 || say "warning: cleanup of $PIN failed" ;;
+        n) stop_pid "$APID"; APID=""
+           say "fanotify watcher: $(grep -o 'events=[0-9]*' "$TMP/fan.out" || echo 'no count') records read" ;;
         *) stop_pid "$APID"; APID="" ;;
     esac
 }
@@ -222,7 +230,7 @@ done
 # --- report ----------------------------------------------------------------------------------
 declare -A NAME=([a]="no agent" [b]="guard detect (default rules)" [c]="guard enforce policy"
     [f]="guard + Falco stable rules" [t]="bpftrace raw-syscall floor"
-    [p]="bpftrace one-tracepoint floor" [o]="base: $BASE")
+    [p]="bpftrace one-tracepoint floor" [n]="fanotify open watcher" [o]="base: $BASE")
 echo "### Real-server overhead: cost vs no agent (ratio per round; min / median / max over $ROUNDS)"
 echo
 echo "Machine: $(machine). redis-benchmark -c $CLIENTS -n $REQUESTS -t set,get -r 100000 (Debian's"
