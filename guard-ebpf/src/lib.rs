@@ -41,6 +41,15 @@ pub const REGS_ARG_WORDS: usize = 8;
 /// Offset value meaning "this kernel has no such field".
 pub const OFFSET_ABSENT: u32 = u32::MAX;
 
+/// The immediate of a kfunc call the object carries until userspace patches in the kfunc's
+/// BTF id (`bpf_rdonly_cast`: see `KernelOffsets::kfunc_rdonly_cast`).
+pub const KFUNC_PLACEHOLDER: u32 = 0x7ead_cafe;
+
+/// That call as one instruction (little-endian): `call` (0x85) with `src_reg` 2 (a kfunc by
+/// BTF id) and the placeholder as its immediate. aya 0.14 cannot relocate a kfunc call, so
+/// the programs emit this word and userspace patches its immediate before loading.
+pub const KFUNC_CALL_PLACEHOLDER: u64 = 0x85 | (2 << 12) | ((KFUNC_PLACEHOLDER as u64) << 32);
+
 /// Names of the maps and programs, as userspace looks them up in the object.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -64,8 +73,10 @@ pub mod names {
     /// `raw_syscalls/sys_exit`, BTF-typed; `PROG_SYS_EXIT_RAW` where tracing programs are refused.
     pub const PROG_SYS_EXIT: &str = "sys_exit";
     pub const PROG_SYS_EXIT_RAW: &str = "sys_exit_raw";
-    /// Attached to `syscalls/sys_exit_<name>` of each traced syscall.
+    /// Attached to `syscalls/sys_exit_<name>` of each traced syscall: the typed variant where
+    /// the kernel takes it (`bpf_rdonly_cast`), else the other.
     pub const PROG_SYS_EXIT_ONE: &str = "sys_exit_one";
+    pub const PROG_SYS_EXIT_ONE_TYPED: &str = "sys_exit_one_typed";
     pub const PROG_BPRM_CHECK: &str = "bprm_check_security";
     /// Network quarantine (response engine): cgroup id -> `QuarantineEntry`.
     pub const QUARANTINE: &str = "QUARANTINE";
@@ -371,6 +382,16 @@ pub struct KernelOffsets {
     pub upid_size: u32,
     pub pidns_child_reaper: u32,
     pub task_start_boottime: u32,
+    /// `dentry.d_shortname` (`d_iname` before Linux 6.14): a short name, inline; and the
+    /// bytes it spans.
+    pub dentry_d_iname: u32,
+    pub dentry_iname_len: u32,
+    /// BTF type ids of `struct file` and `struct mount`, and of the `bpf_rdonly_cast` kfunc
+    /// (`OFFSET_ABSENT` where the kernel has none: the walk then reads through helpers).
+    pub btf_file: u32,
+    pub btf_mount: u32,
+    pub btf_dentry: u32,
+    pub kfunc_rdonly_cast: u32,
 }
 
 impl KernelOffsets {
@@ -433,6 +454,12 @@ impl KernelOffsets {
         upid_size: OFFSET_ABSENT,
         pidns_child_reaper: OFFSET_ABSENT,
         task_start_boottime: OFFSET_ABSENT,
+        dentry_d_iname: OFFSET_ABSENT,
+        dentry_iname_len: OFFSET_ABSENT,
+        btf_file: OFFSET_ABSENT,
+        btf_mount: OFFSET_ABSENT,
+        btf_dentry: OFFSET_ABSENT,
+        kfunc_rdonly_cast: OFFSET_ABSENT,
     };
 }
 

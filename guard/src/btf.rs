@@ -18,6 +18,7 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 const MAGIC: u16 = 0xeb9f;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
+const KIND_FUNC: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -75,6 +76,7 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    funcs_by_name: HashMap<String, u32>,
 }
 
 impl Btf {
@@ -127,6 +129,7 @@ impl Btf {
         // Type id 0 is void.
         let mut types = vec![Type::Other];
         let mut structs_by_name = HashMap::new();
+        let mut funcs_by_name = HashMap::new();
         let mut pos = 0usize;
         while pos < tsec.len() {
             let name_off = t32(pos)?;
@@ -170,6 +173,13 @@ impl Btf {
                 }
                 Type::Composite { members, size }
             } else {
+                if kind == KIND_FUNC
+                    && let Some(name) = cstr_at(&strings, name_off)
+                {
+                    funcs_by_name
+                        .entry(name.to_owned())
+                        .or_insert(types.len() as u32);
+                }
                 Type::Other
             };
             if tsec.len() - pos < extra {
@@ -182,6 +192,7 @@ impl Btf {
             types,
             strings,
             structs_by_name,
+            funcs_by_name,
         })
     }
 
@@ -199,6 +210,31 @@ impl Btf {
     /// Like `member_offset`, but `None` when the struct or member does not exist.
     pub fn member_offset_opt(&self, name: &str, member: &str) -> Option<u32> {
         self.member_offset(name, member).ok()
+    }
+
+    /// The type id of `struct name`, if the kernel has one.
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        self.structs_by_name.get(name).copied()
+    }
+
+    /// The type id of function `name` (a kfunc's, for a call to it), if the BTF has one.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.funcs_by_name.get(name).copied()
+    }
+
+    /// Bytes from member `member` of `struct name` (a direct member) to the next member, or
+    /// to the struct's end for the last: the room the member has.
+    pub fn member_span_opt(&self, name: &str, member: &str) -> Option<u32> {
+        let Type::Composite { members, size } =
+            self.types.get(*self.structs_by_name.get(name)? as usize)?
+        else {
+            return None;
+        };
+        let i = members
+            .iter()
+            .position(|m| cstr_at(&self.strings, m.name_off) == Some(member))?;
+        let end = members.get(i + 1).map_or(*size * 8, |next| next.bit_offset);
+        end.checked_sub(members[i].bit_offset).map(|bits| bits / 8)
     }
 
     /// Size in bytes of `struct name` (the stride of an array of them); `None` when absent.
@@ -306,6 +342,11 @@ mod tests {
         ));
         assert_eq!(btf.struct_size_opt("outer"), Some(12));
         assert_eq!(btf.struct_size_opt("nope"), None);
+        // `a` has the bytes up to the union at 8; an anonymous member has no name to ask by.
+        assert_eq!(btf.member_span_opt("outer", "a"), Some(8));
+        assert_eq!(btf.member_span_opt("outer", "b"), None);
+        assert_eq!(btf.struct_id("outer"), Some(3));
+        assert_eq!(btf.func_id("outer"), None);
     }
 
     #[test]
@@ -340,5 +381,17 @@ mod tests {
         assert!(std::ptr::eq(kernel_aya().expect("cached"), aya));
         aya.id_by_type_name_kind("bpf_lsm_file_open", aya_obj::btf::BtfKind::Func)
             .expect("bpf_lsm_file_open in aya's parse");
+        // The type ids the typed walk casts to, and the kfunc it calls, as aya reads them.
+        for s in ["dentry", "file", "mount"] {
+            let id = aya.id_by_type_name_kind(s, aya_obj::btf::BtfKind::Struct);
+            assert_eq!(btf.struct_id(s), id.ok(), "struct {s}");
+        }
+        let cast = aya.id_by_type_name_kind("bpf_rdonly_cast", aya_obj::btf::BtfKind::Func);
+        assert_eq!(btf.func_id("bpf_rdonly_cast"), cast.ok());
+        // A short name's room: 32 bytes before Linux 6.14 (`d_iname`), 40 since (`d_shortname`).
+        let span = btf
+            .member_span_opt("dentry", "d_shortname")
+            .or_else(|| btf.member_span_opt("dentry", "d_iname"));
+        assert!(matches!(span, Some(32 | 40)), "{span:?}");
     }
 }

@@ -22,6 +22,7 @@ pub mod learn;
 pub mod lsm;
 pub mod metrics;
 pub mod model;
+pub mod object;
 pub mod output;
 pub mod policy;
 pub mod prefilter;

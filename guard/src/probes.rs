@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     btf::Btf,
+    object,
     policy::backend::{
         Backend, Choice, Kind,
         fallback::{DRIFT_EXITS, DRIFT_PROGRAM},
@@ -38,10 +39,6 @@ const POLICY_MAPS: [&str; 8] = [
     names::POLICY_PENDING,
     names::HELD,
 ];
-
-/// The eBPF object built by `build.rs`; empty in builds with `AYA_BUILD_SKIP=1` (fuzzing).
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/guard-ebpf"));
 
 /// Reads the struct offsets the programs need from the running kernel's BTF.
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
@@ -174,6 +171,19 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
             .unwrap_or(OFFSET_ABSENT),
         pidns_child_reaper: opt("pid_namespace", "child_reaper"),
         task_start_boottime: opt("task_struct", "start_boottime"),
+        // Typed loads of a short name stay within its bytes (`d_shortname` since 6.14).
+        dentry_d_iname: btf
+            .member_offset_opt("dentry", "d_shortname")
+            .or_else(|| btf.member_offset_opt("dentry", "d_iname"))
+            .unwrap_or(OFFSET_ABSENT),
+        dentry_iname_len: btf
+            .member_span_opt("dentry", "d_shortname")
+            .or_else(|| btf.member_span_opt("dentry", "d_iname"))
+            .unwrap_or(OFFSET_ABSENT),
+        btf_dentry: btf.struct_id("dentry").unwrap_or(OFFSET_ABSENT),
+        btf_file: btf.struct_id("file").unwrap_or(OFFSET_ABSENT),
+        btf_mount: btf.struct_id("mount").unwrap_or(OFFSET_ABSENT),
+        kfunc_rdonly_cast: btf.func_id("bpf_rdonly_cast").unwrap_or(OFFSET_ABSENT),
     };
     // The exit programs copy REGS_ARG_WORDS words from the lowest argument register.
     let (lo, hi) = (
@@ -309,13 +319,14 @@ fn load_object(cfg: &ProbeConfig) -> Result<(Ebpf, KernelOffsets)> {
             loader.map_pin_path(m, dir.join(m));
         }
     }
-    if EBPF_OBJECT.is_empty() {
+    if object::EBPF_OBJECT.is_empty() {
         anyhow::bail!(
             "this guard was built with AYA_BUILD_SKIP=1 (for fuzzing): it has no eBPF programs"
         );
     }
+    let patched = object::patch_calls(object::EBPF_OBJECT, offsets.kfunc_rdonly_cast);
     let ebpf = loader
-        .load(EBPF_OBJECT)
+        .load(patched.bytes())
         .context("loading the eBPF object")?;
     Ok((ebpf, offsets))
 }

@@ -65,6 +65,8 @@ pub struct SyscallLinks {
     raw: Option<RawLink>,
     /// Which program serves `raw_syscalls/sys_exit` here (decided at `preload`).
     raw_kind: RawExit,
+    /// Which program serves `syscalls/sys_exit_<name>` here (decided at `preload`).
+    exit_one: ExitOne,
     /// How each syscall is captured here (decided once, or demoted to `Raw` when an attach
     /// is refused).
     routes: BTreeMap<u32, Route>,
@@ -179,7 +181,7 @@ impl SyscallLinks {
             .filter(|nr| !self.per.contains_key(nr))
             .filter_map(|nr| syscall_name(nr).map(|n| (nr, n)))
             .collect();
-        let prog = tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?;
+        let prog = tracepoint(ebpf, self.exit_one.program())?;
         for (nr, name) in new {
             match prog.attach("syscalls", &format!("sys_exit_{name}")) {
                 Ok(l) => {
@@ -223,7 +225,7 @@ impl SyscallLinks {
             let Some(exit) = self.per.remove(&nr) else {
                 continue;
             };
-            tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?.detach(exit)?;
+            tracepoint(ebpf, self.exit_one.program())?.detach(exit)?;
         }
         let gone: Vec<u32> = self
             .fexit
@@ -247,6 +249,7 @@ impl SyscallLinks {
     /// tracepoints here, without attaching them, so a later reload can attach them after the
     /// agent dropped its privileges (loading a tracing program needs CAP_PERFMON).
     pub fn preload(&mut self, ebpf: &mut Ebpf) -> Result<()> {
+        self.exit_one = ExitOne::load(ebpf)?;
         self.raw_kind = RawExit::load(ebpf)?;
         for (nr, _) in syscalls::VIA_FEXIT {
             self.route(ebpf, *nr);
@@ -284,6 +287,46 @@ fn load_fexit(ebpf: &mut Ebpf, prog: &str, name: &str) -> Result<()> {
             .with_context(|| format!("loading {prog} on {func}"))?;
     }
     Ok(())
+}
+
+/// The program on each traced syscall's exit tracepoint: the one that walks an opened file's
+/// path with typed loads (`bpf_rdonly_cast`, Linux 6.2 and later), else the one that walks it
+/// with helper reads (or where `GUARD_KPATH_WALK=helpers` asks for it, to test that path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ExitOne {
+    Typed,
+    #[default]
+    Helpers,
+}
+
+impl ExitOne {
+    fn program(self) -> &'static str {
+        match self {
+            ExitOne::Typed => names::PROG_SYS_EXIT_ONE_TYPED,
+            ExitOne::Helpers => names::PROG_SYS_EXIT_ONE,
+        }
+    }
+
+    fn load(ebpf: &mut Ebpf) -> Result<ExitOne> {
+        let forced = std::env::var("GUARD_KPATH_WALK").is_ok_and(|v| v == "helpers");
+        let has_kfunc = crate::btf::kernel().is_ok_and(|b| b.func_id("bpf_rdonly_cast").is_some());
+        let why = if forced {
+            "GUARD_KPATH_WALK=helpers".to_owned()
+        } else if !has_kfunc {
+            "the kernel has no bpf_rdonly_cast kfunc".to_owned()
+        } else {
+            match tracepoint(ebpf, names::PROG_SYS_EXIT_ONE_TYPED) {
+                Ok(_) => {
+                    tracing::info!("open paths: walked with typed loads (bpf_rdonly_cast)");
+                    return Ok(ExitOne::Typed);
+                }
+                Err(e) => format!("{e:#}"),
+            }
+        };
+        tracing::info!("open paths: walked with helper reads ({why})");
+        tracepoint(ebpf, names::PROG_SYS_EXIT_ONE)?;
+        Ok(ExitOne::Helpers)
+    }
 }
 
 /// The program on `raw_syscalls/sys_exit`: BTF-typed (`tp_btf`: a plain load of the syscall

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::harness::{Agent, Docker, agent_lock, can_run, is_root, repo_root};
+use guard_tests::harness::{Agent, Docker, agent_lock, can_run, guard_bin, is_root, repo_root};
 use serde_json::Value;
 
 /// Runs `cmd` through `sh -c`; panics with its stderr when it fails.
@@ -99,9 +99,26 @@ fn alerts_until(agent: &Agent, within: Duration, done: impl Fn(&[Value]) -> bool
 }
 
 fn start_agent(extra_rules: &Path) -> Agent {
+    start_agent_walking(extra_rules, Walk::Default)
+}
+
+/// How the kernel walks an opened file's path (`syscall_links::ExitOne`).
+#[derive(Clone, Copy, Debug)]
+enum Walk {
+    /// Typed loads where the kernel has `bpf_rdonly_cast`, else helper reads.
+    Default,
+    /// Helper reads (`GUARD_KPATH_WALK=helpers`), as on kernels before 6.2.
+    Helpers,
+}
+
+fn start_agent_walking(extra_rules: &Path, walk: Walk) -> Agent {
     let policies = repo_root().join("policies");
     let falco = repo_root().join("../shared/falco-rules");
-    Agent::start_cmd(&[
+    let mut cmd = std::process::Command::new(guard_bin());
+    if let Walk::Helpers = walk {
+        cmd.env("GUARD_KPATH_WALK", "helpers");
+    }
+    cmd.args([
         "run",
         "--format",
         "json",
@@ -113,7 +130,8 @@ fn start_agent(extra_rules: &Path) -> Agent {
         falco.to_str().expect("utf8"),
         "--rules",
         extra_rules.to_str().expect("utf8"),
-    ])
+    ]);
+    Agent::spawn(cmd)
 }
 
 const GUARD_RULE: &str = "Read sensitive file";
@@ -284,7 +302,8 @@ fn name_of(n: usize, o: usize) -> String {
 /// `INLINE_MAX` bytes of the buffer's floor, by a read of its own. Every length around the
 /// word size and the inline limits (31 before Linux 6.14, 39 since), and paths whose top
 /// component lands on either side of that floor, must come out byte for byte; one byte past
-/// `KPATH_MAX_BYTES` falls back to the path as written.
+/// `KPATH_MAX_BYTES` falls back to the path as written. Both walks: typed loads (this kernel,
+/// if it has `bpf_rdonly_cast`) and helper reads.
 #[test]
 fn names_of_every_length_and_paths_at_the_walks_byte_bound() {
     if !can_run(is_root(), "needs root to load eBPF programs") {
@@ -333,30 +352,43 @@ fn names_of_every_length_and_paths_at_the_walks_byte_bound() {
     let rules = bed.dir.join("probe.yaml");
     std::fs::write(&rules, probe_rules(&base)).expect("rules");
 
-    let agent = start_agent(&rules);
-    for (link, _) in cases.iter().chain([&(past_link.clone(), String::new())]) {
+    for walk in [Walk::Default, Walk::Helpers] {
+        names_come_out_whole(&rules, walk, &cases, &past_link);
+    }
+}
+
+/// Reads every link of `cases` and `past_link` under an agent walking as `walk`, and checks
+/// the names its probe rule reports.
+fn names_come_out_whole(rules: &Path, walk: Walk, cases: &[(String, String)], past_link: &str) {
+    let agent = start_agent_walking(rules, walk);
+    for (link, _) in cases.iter().chain([&(past_link.to_owned(), String::new())]) {
         std::fs::read(link).unwrap_or_else(|e| panic!("reading {link}: {e}"));
     }
     let probe = |v: &Value, raw: &str| v["rule"] == "kpath probe" && field(v, "fd.nameraw") == raw;
     let all = alerts_until(&agent, Duration::from_secs(30), |all| {
         cases
             .iter()
-            .map(|(l, _)| l)
-            .chain([&past_link])
+            .map(|(l, _)| l.as_str())
+            .chain([past_link])
             .all(|l| all.iter().any(|v| probe(v, l)))
     });
     drop(agent);
-    for (link, real) in &cases {
+    for (link, real) in cases {
         let p = all
             .iter()
             .find(|v| probe(v, link))
-            .unwrap_or_else(|| panic!("no probe of {link}"));
-        assert_eq!(field(p, "fd.name"), real, "{link} ({} bytes)", real.len());
+            .unwrap_or_else(|| panic!("{walk:?} walk: no probe of {link}"));
+        assert_eq!(
+            field(p, "fd.name"),
+            real,
+            "{walk:?} walk: {link} ({} bytes)",
+            real.len()
+        );
     }
     // Past the bound: the path as written, resolved by the agent.
     let p = all
         .iter()
-        .find(|v| probe(v, &past_link))
+        .find(|v| probe(v, past_link))
         .expect("probe past the bound");
-    assert_eq!(field(p, "fd.name"), past_link, "{p}");
+    assert_eq!(field(p, "fd.name"), past_link, "{walk:?} walk: {p}");
 }

@@ -205,7 +205,16 @@ fn untraced_syscalls_run_no_guard_program() {
     )
     .expect("rules");
     let agent = Agent::spawn(rules_only(&rules, &[]));
-    let runs = || run_count("sys_exit_one").expect("sys_exit_one loaded");
+    // The exit program that walks open paths with typed loads, wherever the kernel has the
+    // kfunc it needs (its name cut to the kernel's 15 bytes).
+    let kfunc = guard::btf::kernel().is_ok_and(|b| b.func_id("bpf_rdonly_cast").is_some());
+    let (exit_one, other) = if kfunc {
+        ("sys_exit_one_ty", "sys_exit_one")
+    } else {
+        ("sys_exit_one", "sys_exit_one_ty")
+    };
+    let other_before = run_count(other);
+    let runs = || run_count(exit_one).unwrap_or_else(|| panic!("{exit_one} not loaded"));
     let burst = |f: &dyn Fn()| {
         let before = runs();
         for _ in 0..200_000 {
@@ -232,10 +241,11 @@ fn untraced_syscalls_run_no_guard_program() {
     }
     let openat = runs() - before;
     let raw_after = run_count("sys_exit");
+    let other_after = run_count(other);
     agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "sys_exit_one runs: 200k getppid +{getppid}, 200k read +{read}, 20k openat +{openat}; raw sys_exit {raw_before:?} -> {raw_after:?}"
+        "{exit_one} runs: 200k getppid +{getppid}, 200k read +{read}, 20k openat +{openat}; raw sys_exit {raw_before:?} -> {raw_after:?}"
     );
     // Other processes on the host keep making traced syscalls meanwhile: allow that noise,
     // which is far below one run per call.
@@ -251,6 +261,10 @@ fn untraced_syscalls_run_no_guard_program() {
     assert_eq!(
         raw_before, raw_after,
         "the raw_syscalls program ran (it should not be attached for these rules)"
+    );
+    assert_eq!(
+        other_before, other_after,
+        "{other} ran: {exit_one} is the one attached"
     );
 }
 

@@ -267,7 +267,12 @@ pub(super) enum Regs {
 /// numbers are not x86_64's (`raw_syscalls`; the per-syscall tracepoints and the `__x64_sys_*`
 /// functions never see them).
 #[inline(always)]
-pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce(*const u8) -> Regs) {
+pub(super) fn capture<const TYPED: bool>(
+    nr: u32,
+    ret: i64,
+    any_abi: bool,
+    regs: impl FnOnce(*const u8) -> Regs,
+) {
     // `current`, typed: its tgid, registers and descriptor table are then plain loads or
     // take it as an argument, with no helper call to find it again.
     // SAFETY: helper with no preconditions.
@@ -285,7 +290,7 @@ pub(super) fn capture(nr: u32, ret: i64, any_abi: bool, regs: impl FnOnce(*const
     };
     let mut p = SyscallArgs { nr, _pad: 0, args };
     msghdr_args(&mut p);
-    emit(&p, ret, task, !any_abi);
+    emit::<TYPED>(&p, ret, task, !any_abi);
 }
 
 /// The six argument registers, loaded from a BTF-typed `struct pt_regs *`.
@@ -366,7 +371,7 @@ fn msghdr_args(p: &mut SyscallArgs) {
 /// kernel without its tracepoints, and whose verification the walk's place would blow up)
 /// walk it after the copies and take the wider check of both paths, which passes a superset.
 #[inline(always)]
-fn emit(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
+fn emit<const TYPED: bool>(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
     let bits = syscall_bits(p.nr as u64);
     // A send without a destination (sendto's `dest_addr`, sendmsg's `msg_name`), before any
     // ring space is taken.
@@ -387,7 +392,7 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
     // The opened file's own path, so a symlink, `..`, bind mount or chroot cannot hide it.
     let walk = || {
         if is_open && ret >= 0 {
-            Some(kpath::open_path(task, ret))
+            Some(kpath::open_path::<TYPED>(task, ret))
         } else {
             None
         }
@@ -450,9 +455,23 @@ fn emit(p: &SyscallArgs, ret: i64, task: *const u8, kpath_first: bool) {
 /// `syscalls/sys_exit_<name>`, attached by userspace to the exit tracepoint of each traced
 /// syscall only, so other syscalls run no guard program. Record layout (the same for every
 /// syscall): common fields, `int __syscall_nr` at 8, `long ret` at 16; the arguments come
-/// from the task's saved user registers (`capture`).
+/// from the task's saved user registers (`capture`). An opened file's path is walked with
+/// helper reads, which every kernel takes.
 #[tracepoint]
 pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
+    exit_one::<false>(ctx)
+}
+
+/// `sys_exit_one` with the opened file's path walked by plain loads from kernel objects typed
+/// through the `bpf_rdonly_cast` kfunc (Linux 6.2 and later; userspace loads `sys_exit_one`
+/// where this one is refused).
+#[tracepoint]
+pub fn sys_exit_one_typed(ctx: TracePointContext) -> u32 {
+    exit_one::<true>(ctx)
+}
+
+#[inline(always)]
+fn exit_one<const TYPED: bool>(ctx: TracePointContext) -> u32 {
     // SAFETY: direct loads within the tracepoint record (the verifier checks the context
     // access; no helper call needed).
     let (nr, ret) = unsafe {
@@ -465,7 +484,7 @@ pub fn sys_exit_one(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: `current` is a valid task; its saved registers live as long as the syscall.
-    capture(nr as u32, ret, false, |task| {
+    capture::<TYPED>(nr as u32, ret, false, |task| {
         Regs::Typed(unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8)
     });
     0
@@ -494,7 +513,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, ctx.arg::<i64>(1), true, |_| Regs::Typed(regs));
+    capture::<false>(nr as u32, ctx.arg::<i64>(1), true, |_| Regs::Typed(regs));
     0
 }
 
@@ -509,7 +528,7 @@ pub fn sys_exit_raw(ctx: RawTracePointContext) -> i32 {
     if !raw_wanted(nr) {
         return 0;
     }
-    capture(nr as u32, raw_arg(&ctx, 1) as i64, true, |_| {
+    capture::<false>(nr as u32, raw_arg(&ctx, 1) as i64, true, |_| {
         Regs::Plain(regs)
     });
     0

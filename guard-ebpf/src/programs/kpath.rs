@@ -8,6 +8,9 @@
 //! mount roots, so a file reached through a bind mount or a chroot of one of its directories
 //! has its own path there (`/etc/shadow`). Files of other file systems get the path through
 //! their mount points, as `d_path` would (a container's `/etc/hosts` stays `/etc/hosts`).
+//!
+//! Two builds of the walk (`TYPED`): plain loads from objects typed with the `bpf_rdonly_cast`
+//! kfunc (Linux 6.2 on), or batched helper reads where the kernel lacks it.
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel as raw_read},
@@ -148,6 +151,30 @@ unsafe fn store_u64(dst: *mut u8, v: u64) {
     }
 }
 
+/// `bpf_rdonly_cast(p, btf_id)`: `p` as a read-only, untrusted pointer to the kernel type
+/// `btf_id`, whose members the verifier then lets plain loads read (fault-tolerant, no helper
+/// call). The verifier replaces the call with a register move. Emitted as a raw instruction
+/// whose immediate userspace patches (`guard_ebpf::KFUNC_CALL_PLACEHOLDER`).
+#[inline(always)]
+fn cast(p: *const u8, btf_id: u32) -> *const u8 {
+    let r: *const u8;
+    // SAFETY: the kfunc reads nothing; the verifier types the result.
+    unsafe {
+        core::arch::asm!(".quad {insn}", insn = const guard_ebpf::KFUNC_CALL_PLACEHOLDER,
+            inlateout("r1") p => _, inlateout("r2") btf_id as u64 => _, lateout("r0") r,
+            lateout("r3") _, lateout("r4") _, lateout("r5") _, options(nostack, readonly));
+    }
+    r
+}
+
+/// A pointer member at `off` of the typed object at `base`.
+#[inline(always)]
+fn typed_ptr(base: *const u8, off: u32) -> *const u8 {
+    // SAFETY: `base` is BTF-typed; the verifier checks the member and makes the load
+    // fault-tolerant.
+    unsafe { *(base.wrapping_add(off as usize) as *const *const u8) }
+}
+
 /// A mount's parent, mount point, root and superblock (`struct mount`, with its embedded
 /// `vfsmount` at `mnt_off`), in one read where the layout allows.
 #[derive(Clone, Copy)]
@@ -159,8 +186,17 @@ struct MountStep {
 }
 
 #[inline(always)]
-fn mount_step(win: *mut u8, m: *const u8) -> MountStep {
+fn mount_step<const TYPED: bool>(win: *mut u8, m: *const u8) -> MountStep {
     let mnt = koff!(mount_mnt);
+    if TYPED {
+        let t = cast(m, koff!(btf_mount));
+        return MountStep {
+            parent: typed_ptr(t, koff!(mount_mnt_parent)),
+            mountpoint: typed_ptr(t, koff!(mount_mnt_mountpoint)),
+            root: typed_ptr(t, mnt + koff!(vfsmount_mnt_root)),
+            sb: typed_ptr(t, mnt + koff!(vfsmount_mnt_sb)),
+        };
+    }
     let [parent, mountpoint, root, sb] = fields(
         win,
         m,
@@ -237,7 +273,7 @@ pub fn file_of(task: *const u8, fd: i64) -> Option<*const u8> {
 /// The path of the file behind descriptor `fd` of `task` (the current task, BTF-typed), or
 /// None when the walk cannot complete within its bounds.
 #[inline(always)]
-pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
+pub fn open_path<const TYPED: bool>(task: *const u8, fd: i64) -> Option<Kpath> {
     let mnt_off = koff!(mount_mnt);
     let off_parent = koff!(mount_mnt_parent);
     let off_mp = koff!(mount_mnt_mountpoint);
@@ -266,17 +302,25 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
     }
     let (buf, win) = kpath_buf()?;
     let file = file_of(task, fd)?;
-    let [vfsmnt, d] = fields(
-        win,
-        file,
-        [off_f_path + off_p_mnt, off_f_path + off_p_dentry],
-    );
-    let (vfsmnt, mut d) = (vfsmnt as *const u8, d as *const u8);
+    let (vfsmnt, mut d) = if TYPED {
+        let f = cast(file, koff!(btf_file));
+        (
+            typed_ptr(f, off_f_path + off_p_mnt),
+            typed_ptr(f, off_f_path + off_p_dentry),
+        )
+    } else {
+        let [vfsmnt, d] = fields(
+            win,
+            file,
+            [off_f_path + off_p_mnt, off_f_path + off_p_dentry],
+        );
+        (vfsmnt as *const u8, d as *const u8)
+    };
     if d.is_null() || vfsmnt.is_null() {
         return None;
     }
     let mut m = vfsmnt.wrapping_sub(mnt_off as usize);
-    let mut ms = mount_step(win, m);
+    let mut ms = mount_step::<TYPED>(win, m);
 
     // The top of the file's mount tree: the mount on the `/` of the namespace's root
     // (`rootfs`, its own parent), or that root itself.
@@ -293,7 +337,7 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
             found = true;
             break;
         }
-        let ps = mount_step(win, p);
+        let ps = mount_step::<TYPED>(win, p);
         if ps.parent == p {
             // `top` hides the namespace root only when mounted on its `/` (the real root
             // over `rootfs`, a container's after pivot_root); a system running from its
@@ -333,8 +377,42 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
         }
         // d_parent, d_name's length and pointer, and the inline name after them, in one read
         // where the layout allows.
-        let ([parent, len, name], lo) =
-            fields_in::<3, DENTRY_WINDOW>(win, d, [off_d_parent, off_len, off_name]);
+        let ([parent, len, name], src) = if TYPED {
+            let t = cast(d, koff!(btf_dentry));
+            let name = typed_ptr(t, off_name);
+            let (iname, iname_len) = (koff!(dentry_d_iname), koff!(dentry_iname_len));
+            // A short name lives in the dentry: its words go to the window at 8, where the
+            // copy below finds them as it would after a batched read. Only words within the
+            // inline name are loaded (the verifier checks each against the member).
+            let inline = iname != OFFSET_ABSENT
+                && iname_len != OFFSET_ABSENT
+                && name == t.wrapping_add(iname as usize);
+            if inline {
+                let mut k = 0;
+                while k < INLINE_MAX / 8 {
+                    if 8 * (k as u32 + 1) <= iname_len {
+                        // SAFETY: a typed load within the inline name; the window has 128
+                        // bytes.
+                        unsafe {
+                            let v = *(t.wrapping_add(iname as usize + 8 * k) as *const u64);
+                            store_u64(win.add(8 + 8 * k), v);
+                        }
+                    }
+                    k += 1;
+                }
+            }
+            // SAFETY: a typed load of `d_name.len` (an unsigned int).
+            let len = unsafe { *(t.wrapping_add(off_len as usize) as *const u32) } as u64;
+            (
+                [typed_ptr(t, off_d_parent) as u64, len, name as u64],
+                inline.then_some(8),
+            )
+        } else {
+            let (f, lo) = fields_in::<3, DENTRY_WINDOW>(win, d, [off_d_parent, off_len, off_name]);
+            // Where the name starts in the window, if it is the dentry's inline name.
+            let src = lo.map(|lo| (f[2] as usize).wrapping_sub(d as usize + lo as usize));
+            (f, src)
+        };
         let parent = parent as *const u8;
         let cross = ms.sb != root_sb && (d == ms.root || parent == d);
         if !cross && (parent == d || (ms.sb == root_sb && d == top_root)) {
@@ -351,7 +429,7 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
             }
             d = ms.mountpoint;
             m = up;
-            ms = mount_step(win, m);
+            ms = mount_step::<TYPED>(win, m);
             continue;
         }
         // `len` is the low half of its word (an unsigned int, little-endian).
@@ -366,8 +444,7 @@ pub fn open_path(task: *const u8, fd: i64) -> Option<Kpath> {
         }
         let at = ((pos - len - 1) as usize) & (HALF - 1);
         // A short name lives in the dentry itself: the window then holds it whole.
-        let inline = lo.and_then(|lo| {
-            let src = (name as usize).wrapping_sub(d as usize + lo as usize);
+        let inline = src.and_then(|src| {
             (len <= INLINE_MAX as u64
                 && (8..=(DENTRY_WINDOW as u64 - len) as usize).contains(&src)
                 && at >= INLINE_MAX)

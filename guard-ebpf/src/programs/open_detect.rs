@@ -52,7 +52,7 @@ pub fn policy_open_detect(ctx: TracePointContext) -> u32 {
     let mut bits = dentry_bits(pol.policy_id, file_dentry(file), false);
     // Its path (for the record, and the rules that name a file by path only).
     let mut name: *const u8 = core::ptr::null();
-    if let (Some(k), Some(base)) = (open_path(task, ret), POLICY_SCRATCH.get_ptr_mut(0)) {
+    if let (Some(k), Some(base)) = (open_path::<false>(task, ret), POLICY_SCRATCH.get_ptr_mut(0)) {
         let base = base as *mut u8;
         // SAFETY: the copy is bounded by PATH_BUF, the first half of the scratch value.
         let n = unsafe {

@@ -20,7 +20,7 @@ fn on_exit(ctx: &FExitContext, nr: u32) -> i32 {
         return 0;
     }
     let regs: *const u8 = ctx.arg(0);
-    capture(nr, ctx.arg(1), false, |_| Regs::Typed(regs));
+    capture::<false>(nr, ctx.arg(1), false, |_| Regs::Typed(regs));
     0
 }
 

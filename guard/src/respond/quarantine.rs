@@ -240,7 +240,7 @@ fn load_object(pin_dir: &Path) -> Result<aya::Ebpf> {
         .map_pin_path(names::QUARANTINE, pin_dir.join(MAP_PIN))
         // This instance only needs the quarantine programs: keep the rest small.
         .map_max_entries(names::EVENTS, 4096)
-        .load(super::super::probes::EBPF_OBJECT)
+        .load(crate::object::EBPF_OBJECT)
         .context("loading the eBPF object for quarantine")
 }
 

@@ -3,7 +3,9 @@
 # every length around the word size and the dentry's inline name (31 bytes on these kernels),
 # and for paths whose top component lands on either side of the floor below which the walk
 # reads each name on its own; one byte past the bound the walk gives up (no made-up path).
-# expect: guard-ready names long-paths past-bound
+# The walk reads with typed loads where the kernel has the bpf_rdonly_cast kfunc (6.2 and
+# later), else with helper calls (`walk` checks which one ran).
+# expect: guard-ready walk names long-paths past-bound
 # shellcheck shell=sh source=integration/vm/guest/lib.sh
 . /usr/share/guard-vm/lib.sh
 
@@ -61,6 +63,12 @@ if ! guard_start --rules /tmp/kp-rules.yaml; then
     exit 0
 fi
 pass guard-ready "probe rule on /tmp/kp/"
+if grep -q bpf_rdonly_cast /sys/kernel/btf/vmlinux; then want="typed loads"; else want="helper reads"; fi
+if grep -q "open paths: walked with $want" "$GUARD_ERR"; then
+    pass walk "$want"
+else
+    fail walk "want $want; $(grep 'open paths' "$GUARD_ERR" | head -c 300)"
+fi
 for l in "$B"/ln* "$B"/lb*; do cat "$l" >/dev/null; done
 sleep 1
 guard_stop
