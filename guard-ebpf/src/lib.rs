@@ -386,8 +386,9 @@ pub struct KernelOffsets {
     /// bytes it spans.
     pub dentry_d_iname: u32,
     pub dentry_iname_len: u32,
-    /// BTF type ids of `struct file` and `struct mount`, and of the `bpf_rdonly_cast` kfunc
-    /// (`OFFSET_ABSENT` where the kernel has none: the walk then reads through helpers).
+    /// BTF type ids of `struct file`, `mount` and `dentry`, and of the `bpf_rdonly_cast`
+    /// kfunc, for `sys_exit_one_typed` (`OFFSET_ABSENT` where the kernel has none: that
+    /// program is then refused, and `sys_exit_one` reads through helpers).
     pub btf_file: u32,
     pub btf_mount: u32,
     pub btf_dentry: u32,

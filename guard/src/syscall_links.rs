@@ -320,7 +320,8 @@ impl ExitOne {
                     tracing::info!("open paths: walked with typed loads (bpf_rdonly_cast)");
                     return Ok(ExitOne::Typed);
                 }
-                Err(e) => format!("{e:#}"),
+                // The verifier's log follows; its start says what was refused.
+                Err(e) => format!("{e:#}").chars().take(400).collect(),
             }
         };
         tracing::info!("open paths: walked with helper reads ({why})");
