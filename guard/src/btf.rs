@@ -67,7 +67,14 @@ struct Member {
 
 #[derive(Debug, Clone)]
 enum Type {
-    Composite { members: Vec<Member>, size: u32 },
+    Composite {
+        members: Vec<Member>,
+        size: u32,
+    },
+    /// A function (`BTF_KIND_FUNC`): its name, for a kfunc call's id.
+    Func {
+        name_off: u32,
+    },
     Other,
 }
 
@@ -76,7 +83,6 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
-    funcs_by_name: HashMap<String, u32>,
 }
 
 impl Btf {
@@ -129,7 +135,6 @@ impl Btf {
         // Type id 0 is void.
         let mut types = vec![Type::Other];
         let mut structs_by_name = HashMap::new();
-        let mut funcs_by_name = HashMap::new();
         let mut pos = 0usize;
         while pos < tsec.len() {
             let name_off = t32(pos)?;
@@ -172,14 +177,10 @@ impl Btf {
                         .or_insert(types.len() as u32);
                 }
                 Type::Composite { members, size }
+            } else if kind == KIND_FUNC {
+                // Not indexed: vmlinux has tens of thousands, and one is ever asked for.
+                Type::Func { name_off }
             } else {
-                if kind == KIND_FUNC
-                    && let Some(name) = cstr_at(&strings, name_off)
-                {
-                    funcs_by_name
-                        .entry(name.to_owned())
-                        .or_insert(types.len() as u32);
-                }
                 Type::Other
             };
             if tsec.len() - pos < extra {
@@ -192,7 +193,6 @@ impl Btf {
             types,
             strings,
             structs_by_name,
-            funcs_by_name,
         })
     }
 
@@ -219,7 +219,9 @@ impl Btf {
 
     /// The type id of function `name` (a kfunc's, for a call to it), if the BTF has one.
     pub fn func_id(&self, name: &str) -> Option<u32> {
-        self.funcs_by_name.get(name).copied()
+        self.types.iter().position(|t| {
+            matches!(t, Type::Func { name_off } if cstr_at(&self.strings, *name_off) == Some(name))
+        }).map(|i| i as u32)
     }
 
     /// Bytes from member `member` of `struct name` (a direct member) to the next member, or
@@ -241,7 +243,7 @@ impl Btf {
     pub fn struct_size_opt(&self, name: &str) -> Option<u32> {
         match self.types.get(*self.structs_by_name.get(name)? as usize)? {
             Type::Composite { size, .. } => Some(*size),
-            Type::Other => None,
+            Type::Func { .. } | Type::Other => None,
         }
     }
 
@@ -271,7 +273,7 @@ impl Btf {
     fn resolve_composite(&self, id: u32) -> Option<u32> {
         match self.types.get(id as usize)? {
             Type::Composite { .. } => Some(id),
-            Type::Other => None,
+            Type::Func { .. } | Type::Other => None,
         }
     }
 }
